@@ -1,0 +1,531 @@
+//! The closed set of operations and their typed payloads.
+//!
+//! Every stage dispatches on [`Op`] with an exhaustive `match` (never `_ =>`), so adding
+//! an op is a compile error in every stage that forgot it. `Op` derives `Eq + Hash` so
+//! common-subexpression elimination can key on it.
+//!
+//! Design choices recorded here:
+//! - **Broadcasting is implicit** in [`Op::Unary`]'s siblings [`Op::Binary`],
+//!   [`Op::Compare`] and [`Op::Where`]: operands follow NumPy/PyTorch broadcasting, so
+//!   graphs and dumps stay small and fusion sees broadcast operands directly. All other
+//!   ops require exact shapes. Operands of one op share a dtype; promotion is the API's
+//!   job (it inserts [`Op::Cast`]).
+//! - **Convolution is a primitive** ([`Op::Conv`], N-d, used for 1-D and 2-D), not
+//!   unfold + matmul: codegen can then pick a direct depthwise kernel for grouped
+//!   convolutions instead of paying for a dense one. Bias is a separate broadcast add.
+//! - **Random numbers are counter-based**: [`Op::Random`] takes an explicit `i64[]` seed
+//!   operand, and element `i` is a pure function of `(seed, i)`, so results do not depend
+//!   on evaluation order, thread count or backend.
+//! - **Recurrence is [`Op::Scan`]**, a loop whose body is a nested [`Graph`]: a 16000-step
+//!   RNN is a graph of constant size.
+//! - Inputs, parameters and constants are ops with no operands, so every value has
+//!   exactly one producer.
+
+use crate::array::Array;
+use crate::dtype::{DType, Shape, TensorType};
+use crate::graph::Graph;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// Elementwise operations of one operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `-x` (float, i64).
+    Neg,
+    /// `|x|` (float, i64).
+    Abs,
+    /// `sign(x)` ∈ {-1, 0, 1}; NaN stays NaN (float, i64).
+    Sign,
+    /// `e^x`.
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// Square root.
+    Sqrt,
+    /// Sine.
+    Sin,
+    /// Cosine.
+    Cos,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Logistic sigmoid `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `max(x, 0)` (float, i64).
+    Relu,
+    /// Floor (float).
+    Floor,
+    /// Logical not (bool).
+    Not,
+}
+
+impl UnaryOp {
+    /// All unary ops.
+    pub const ALL: [UnaryOp; 13] = [
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Sign,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::Floor,
+        UnaryOp::Not,
+    ];
+
+    /// Mnemonic in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Sign => "sign",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Floor => "floor",
+            UnaryOp::Not => "not",
+        }
+    }
+
+    /// Whether the op accepts operands of `dtype`.
+    pub fn accepts(self, dtype: DType) -> bool {
+        match self {
+            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Relu => {
+                dtype.is_float() || dtype == DType::I64
+            }
+            UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Sqrt
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tanh
+            | UnaryOp::Sigmoid
+            | UnaryOp::Floor => dtype.is_float(),
+            UnaryOp::Not => dtype == DType::Bool,
+        }
+    }
+}
+
+/// Elementwise operations of two operands (with broadcasting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b` (float, i64).
+    Add,
+    /// `a - b` (float, i64).
+    Sub,
+    /// `a * b` (float, i64).
+    Mul,
+    /// `a / b`, true division (float only).
+    Div,
+    /// `a ^ b` (float only).
+    Pow,
+    /// Elementwise maximum, NaN-propagating like `torch.maximum` (float, i64).
+    Max,
+    /// Elementwise minimum, NaN-propagating like `torch.minimum` (float, i64).
+    Min,
+    /// Logical and (bool).
+    And,
+    /// Logical or (bool).
+    Or,
+}
+
+impl BinaryOp {
+    /// All binary ops.
+    pub const ALL: [BinaryOp; 9] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Pow,
+        BinaryOp::Max,
+        BinaryOp::Min,
+        BinaryOp::And,
+        BinaryOp::Or,
+    ];
+
+    /// Mnemonic in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Pow => "pow",
+            BinaryOp::Max => "maximum",
+            BinaryOp::Min => "minimum",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+        }
+    }
+
+    /// Whether the op accepts operands of `dtype`.
+    pub fn accepts(self, dtype: DType) -> bool {
+        match self {
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min => {
+                dtype.is_float() || dtype == DType::I64
+            }
+            BinaryOp::Div | BinaryOp::Pow => dtype.is_float(),
+            BinaryOp::And | BinaryOp::Or => dtype == DType::Bool,
+        }
+    }
+}
+
+/// Elementwise comparisons (with broadcasting), producing `bool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    /// `a == b`.
+    Eq,
+    /// `a != b`.
+    Ne,
+    /// `a < b`.
+    Lt,
+    /// `a <= b`.
+    Le,
+    /// `a > b`.
+    Gt,
+    /// `a >= b`.
+    Ge,
+}
+
+impl CmpOp {
+    /// All comparisons.
+    pub const ALL: [CmpOp; 6] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+    ];
+
+    /// Mnemonic in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "eq",
+            CmpOp::Ne => "ne",
+            CmpOp::Lt => "lt",
+            CmpOp::Le => "le",
+            CmpOp::Gt => "gt",
+            CmpOp::Ge => "ge",
+        }
+    }
+}
+
+/// Reduction kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    /// Sum (0 over an empty set).
+    Sum,
+    /// Product (1 over an empty set).
+    Prod,
+    /// Maximum, NaN-propagating (an empty set is a runtime error, as in PyTorch).
+    Max,
+    /// Minimum, NaN-propagating (an empty set is a runtime error, as in PyTorch).
+    Min,
+}
+
+impl ReduceKind {
+    /// All reduction kinds.
+    pub const ALL: [ReduceKind; 4] = [
+        ReduceKind::Sum,
+        ReduceKind::Prod,
+        ReduceKind::Max,
+        ReduceKind::Min,
+    ];
+
+    /// Mnemonic in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceKind::Sum => "sum",
+            ReduceKind::Prod => "prod",
+            ReduceKind::Max => "max",
+            ReduceKind::Min => "min",
+        }
+    }
+}
+
+/// Index-producing reductions (no gradient).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArgKind {
+    /// Index of the first maximum (NaN counts as the maximum, as in PyTorch).
+    ArgMax,
+    /// Index of the first minimum (NaN counts as the minimum, as in PyTorch).
+    ArgMin,
+}
+
+impl ArgKind {
+    /// Mnemonic in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgKind::ArgMax => "argmax",
+            ArgKind::ArgMin => "argmin",
+        }
+    }
+}
+
+/// Distribution of [`Op::Random`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Distribution {
+    /// Uniform on `[0, 1)`.
+    Uniform,
+    /// Standard normal.
+    Normal,
+}
+
+impl Distribution {
+    /// Mnemonic in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distribution::Uniform => "uniform",
+            Distribution::Normal => "normal",
+        }
+    }
+}
+
+/// One axis of [`Op::Slice`]: elements `start, start+step, …` below `stop`.
+///
+/// Invariant (checked by the verifier): `start <= stop <= extent`, `step >= 1`.
+/// Negative indices and clamping are resolved by the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SliceAxis {
+    /// First index.
+    pub start: usize,
+    /// One past the last index considered.
+    pub stop: usize,
+    /// Stride, at least 1.
+    pub step: usize,
+}
+
+impl SliceAxis {
+    /// The number of elements selected: `ceil((stop - start) / step)`.
+    pub fn len(&self) -> usize {
+        if self.stop <= self.start || self.step == 0 {
+            0
+        } else {
+            (self.stop - self.start).div_ceil(self.step)
+        }
+    }
+
+    /// Whether nothing is selected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Convolution parameters for N spatial dimensions (N = 1 or 2 in practice).
+///
+/// Operands: input `[B, C_in, *S]`, weight `[C_out, C_in / groups, *K]`.
+/// Result: `[B, C_out, *O]` with
+/// `O = (S + pad_lo + pad_hi - dilation·(K-1) - 1) / stride + 1` (floor division).
+/// This is cross-correlation, as in PyTorch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvParams {
+    /// Stride per spatial axis.
+    pub stride: Vec<usize>,
+    /// Zero padding `(before, after)` per spatial axis.
+    pub padding: Vec<(usize, usize)>,
+    /// Dilation per spatial axis.
+    pub dilation: Vec<usize>,
+    /// Number of groups; `C_in` and `C_out` are multiples of it.
+    pub groups: usize,
+}
+
+/// A recurrence: the body graph runs once per step along `axis`.
+///
+/// Operands, in order: `num_carry` initial carried states, `num_xs` scanned inputs
+/// (sliced along `axis` at each step), then loop-invariant inputs.
+/// The body's graph inputs are, in order: the carried states, one slice of each
+/// scanned input (with `axis` removed), the invariants. Its graph outputs are the new
+/// carried states (same types as the initial ones) followed by per-step outputs.
+/// Results: the final carried states, then each per-step output stacked along `axis`
+/// (length `length`). With `reverse`, steps run from the last index to the first and
+/// per-step outputs are stored at the index of the step that produced them.
+#[derive(Clone, Debug)]
+pub struct ScanOp {
+    /// The body, a complete graph of its own.
+    pub body: Arc<Graph>,
+    /// Number of carried states.
+    pub num_carry: usize,
+    /// Number of scanned inputs.
+    pub num_xs: usize,
+    /// Number of steps.
+    pub length: usize,
+    /// Axis along which inputs are sliced and outputs stacked.
+    pub axis: usize,
+    /// Run from the last step to the first.
+    pub reverse: bool,
+}
+
+impl PartialEq for ScanOp {
+    fn eq(&self, o: &ScanOp) -> bool {
+        self.num_carry == o.num_carry
+            && self.num_xs == o.num_xs
+            && self.length == o.length
+            && self.axis == o.axis
+            && self.reverse == o.reverse
+            && (Arc::ptr_eq(&self.body, &o.body)
+                || crate::text::print_graph(&self.body) == crate::text::print_graph(&o.body))
+    }
+}
+
+impl Eq for ScanOp {}
+
+impl Hash for ScanOp {
+    // Consistent with `eq`: the body is left out of the hash (equal ops still hash
+    // equally; distinct bodies merely share a bucket).
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (self.num_carry, self.num_xs, self.length, self.axis, self.reverse).hash(h);
+    }
+}
+
+/// An operation. Operand and result counts and typing rules are in [`crate::typing`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A named graph input, fed at run time. No operands.
+    Input {
+        /// Name used to feed it.
+        name: String,
+        /// Type of the fed tensor.
+        ty: TensorType,
+    },
+    /// A named learnable parameter, fed at run time. No operands.
+    Parameter {
+        /// Dotted name, as in a PyTorch state dict.
+        name: String,
+        /// Type of the parameter tensor.
+        ty: TensorType,
+    },
+    /// A constant array. No operands.
+    Constant(Array),
+    /// Elementwise unary op.
+    Unary(UnaryOp),
+    /// Elementwise binary op with broadcasting.
+    Binary(BinaryOp),
+    /// Elementwise comparison with broadcasting; result is `bool`.
+    Compare(CmpOp),
+    /// `where(cond, a, b)` with broadcasting of all three.
+    Where,
+    /// Conversion to another dtype (float→int truncates toward zero).
+    Cast {
+        /// Target dtype.
+        to: DType,
+    },
+    /// Reduction over `axes` (sorted, unique), keeping them as size 1 if `keepdim`.
+    Reduce {
+        /// Which reduction.
+        kind: ReduceKind,
+        /// Axes reduced, sorted ascending, no duplicates.
+        axes: Vec<usize>,
+        /// Keep reduced axes as extent 1.
+        keepdim: bool,
+    },
+    /// argmax/argmin along one axis; result is `i64`.
+    ArgReduce {
+        /// Which one.
+        kind: ArgKind,
+        /// Axis reduced.
+        axis: usize,
+        /// Keep the axis as extent 1.
+        keepdim: bool,
+    },
+    /// Same elements in row-major order, new shape (same element count).
+    Reshape {
+        /// Target shape.
+        shape: Shape,
+    },
+    /// Axis permutation: result axis `i` is operand axis `perm[i]`.
+    Permute {
+        /// A permutation of `0..rank`.
+        perm: Vec<usize>,
+    },
+    /// Broadcast to `shape` (NumPy rules; may add leading axes).
+    Expand {
+        /// Target shape.
+        shape: Shape,
+    },
+    /// Strided slice, one [`SliceAxis`] per axis.
+    Slice {
+        /// Per-axis ranges.
+        axes: Vec<SliceAxis>,
+    },
+    /// Constant padding `(before, after)` per axis with `value` (stored as f64 bits).
+    Pad {
+        /// Per-axis padding.
+        pads: Vec<(usize, usize)>,
+        /// Fill value, as `f64::to_bits` so the op stays `Eq + Hash`.
+        value_bits: u64,
+    },
+    /// Concatenation of all operands along `axis`.
+    Concat {
+        /// Axis.
+        axis: usize,
+    },
+    /// `torch.gather(input, axis, index)`: result has the index's shape and
+    /// `out[.., i, ..] = input[.., index[.., i, ..], ..]` along `axis`.
+    Gather {
+        /// Axis indexed.
+        axis: usize,
+    },
+    /// Batched matrix product `[.., m, k] @ [.., k, n]` with broadcast batch axes.
+    MatMul,
+    /// Convolution (cross-correlation), see [`ConvParams`].
+    Conv(ConvParams),
+    /// Random tensor from an `i64[]` seed operand.
+    Random {
+        /// Distribution.
+        dist: Distribution,
+        /// Element type (float).
+        dtype: DType,
+        /// Result shape.
+        shape: Shape,
+    },
+    /// A loop with a nested body graph, see [`ScanOp`].
+    Scan(ScanOp),
+}
+
+impl Op {
+    /// Mnemonic used in the text form and in error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Parameter { .. } => "parameter",
+            Op::Constant(_) => "constant",
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Compare(c) => c.name(),
+            Op::Where => "where",
+            Op::Cast { .. } => "cast",
+            Op::Reduce { kind, .. } => match kind {
+                ReduceKind::Sum => "reduce_sum",
+                ReduceKind::Prod => "reduce_prod",
+                ReduceKind::Max => "reduce_max",
+                ReduceKind::Min => "reduce_min",
+            },
+            Op::ArgReduce { kind, .. } => kind.name(),
+            Op::Reshape { .. } => "reshape",
+            Op::Permute { .. } => "permute",
+            Op::Expand { .. } => "expand",
+            Op::Slice { .. } => "slice",
+            Op::Pad { .. } => "pad",
+            Op::Concat { .. } => "concat",
+            Op::Gather { .. } => "gather",
+            Op::MatMul => "matmul",
+            Op::Conv(_) => "conv",
+            Op::Random { .. } => "random",
+            Op::Scan(_) => "scan",
+        }
+    }
+
+    /// The pad value as f64 (for [`Op::Pad`]).
+    pub fn pad_value(value_bits: u64) -> f64 {
+        f64::from_bits(value_bits)
+    }
+}

@@ -1,0 +1,2 @@
+//! nn
+#![warn(missing_docs)]

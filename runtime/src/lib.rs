@@ -1,0 +1,2 @@
+//! runtime
+#![warn(missing_docs)]
