@@ -27,8 +27,7 @@ pub use graph::{Graph, GraphError, Node, OpNode, Slot, ValueNode};
 pub use ids::{OpId, ValueId};
 pub use loc::SourceLoc;
 pub use op::{
-    ArgKind, BinaryOp, CmpOp, ConvParams, Distribution, Op, ReduceKind, ScanOp, SliceAxis,
-    UnaryOp,
+    ArgKind, BinaryOp, CmpOp, ConvParams, Distribution, Op, ReduceKind, ScanOp, SliceAxis, UnaryOp,
 };
 pub use typing::{broadcast_shapes, infer, TypeError};
-pub use verify::{verify, VerifyError};
+pub use verify::{verify, Invariant, VerifyError};
