@@ -145,6 +145,14 @@ impl Array {
         Array::full(dtype, Shape::scalar(), x)
     }
 
+    /// A rank-0 i64 array (exact for every i64, unlike [`Array::scalar`]).
+    pub fn scalar_i64(x: i64) -> Array {
+        Array {
+            shape: Shape::scalar(),
+            data: Data::I64(vec![x]),
+        }
+    }
+
     /// An array of `shape` filled with `x` converted to `dtype`.
     pub fn full(dtype: DType, shape: impl Into<Shape>, x: f64) -> Array {
         let shape = shape.into();

@@ -82,7 +82,11 @@ impl Graph {
     ) -> Result<(OpId, Vec<ValueId>), GraphError> {
         let mut tys = Vec::with_capacity(operands.len());
         for &v in operands {
-            tys.push(self.try_value_type(v).ok_or(GraphError::UnknownValue(v))?.clone());
+            tys.push(
+                self.try_value_type(v)
+                    .ok_or(GraphError::UnknownValue(v))?
+                    .clone(),
+            );
         }
         let result_tys = infer(&op, &tys)?;
         Ok(self.add_op_unchecked(op, operands, result_tys, loc))

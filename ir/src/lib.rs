@@ -29,5 +29,6 @@ pub use loc::SourceLoc;
 pub use op::{
     ArgKind, BinaryOp, CmpOp, ConvParams, Distribution, Op, ReduceKind, ScanOp, SliceAxis, UnaryOp,
 };
+pub use text::{parse_graph, print_graph, to_dot, ParseError};
 pub use typing::{broadcast_shapes, infer, TypeError};
 pub use verify::{verify, Invariant, VerifyError};

@@ -382,7 +382,14 @@ impl Hash for ScanOp {
     // Consistent with `eq`: the body is left out of the hash (equal ops still hash
     // equally; distinct bodies merely share a bucket).
     fn hash<H: Hasher>(&self, h: &mut H) {
-        (self.num_carry, self.num_xs, self.length, self.axis, self.reverse).hash(h);
+        (
+            self.num_carry,
+            self.num_xs,
+            self.length,
+            self.axis,
+            self.reverse,
+        )
+            .hash(h);
     }
 }
 

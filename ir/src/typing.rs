@@ -41,8 +41,16 @@ pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
     let r = a.rank().max(b.rank());
     let mut out = vec![0; r];
     for (i, o) in out.iter_mut().enumerate() {
-        let da = if i + a.rank() >= r { a.0[i + a.rank() - r] } else { 1 };
-        let db = if i + b.rank() >= r { b.0[i + b.rank() - r] } else { 1 };
+        let da = if i + a.rank() >= r {
+            a.0[i + a.rank() - r]
+        } else {
+            1
+        };
+        let db = if i + b.rank() >= r {
+            b.0[i + b.rank() - r]
+        } else {
+            1
+        };
         *o = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -191,9 +199,15 @@ pub fn infer(op: &Op, tys: &[TensorType]) -> Result<Vec<TensorType>, TypeError> 
                 return c.err("not defined for dtype bool (cast first)");
             }
             if *axis >= t.shape.rank() {
-                return c.err(format!("axis {axis} out of range for rank {}", t.shape.rank()));
+                return c.err(format!(
+                    "axis {axis} out of range for rank {}",
+                    t.shape.rank()
+                ));
             }
-            one(TensorType::new(DType::I64, reduced(&t.shape, &[*axis], *keepdim)))
+            one(TensorType::new(
+                DType::I64,
+                reduced(&t.shape, &[*axis], *keepdim),
+            ))
         }
         Op::Reshape { shape } => {
             c.arity(1)?;
@@ -317,9 +331,7 @@ pub fn infer(op: &Op, tys: &[TensorType]) -> Result<Vec<TensorType>, TypeError> 
             let (m, k) = (a.0[a.rank() - 2], a.0[a.rank() - 1]);
             let (k2, n) = (b.0[b.rank() - 2], b.0[b.rank() - 1]);
             if k != k2 {
-                return c.err(format!(
-                    "inner dimensions differ: {a} @ {b} ({k} vs {k2})"
-                ));
+                return c.err(format!("inner dimensions differ: {a} @ {b} ({k} vs {k2})"));
             }
             let ba = Shape::new(a.0[..a.rank() - 2].iter().copied());
             let bb = Shape::new(b.0[..b.rank() - 2].iter().copied());

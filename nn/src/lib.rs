@@ -1,2 +1,31 @@
-//! nn
+//! onde's graph-building API.
+//!
+//! A [`GraphBuilder`] owns a graph under construction; [`Tensor`] handles are values of
+//! it, with PyTorch's method names and semantics (broadcasting, type promotion,
+//! negative axes, `keepdim`, slicing with steps). Every op records the caller's
+//! `file:line:column`; a bad shape or dtype gives a typed [`Error`] naming the op, the
+//! operand types and that location — never a panic (see [`error`] for how errors
+//! surface through operator overloading).
+//!
+//! ```
+//! use onde_nn::{GraphBuilder, DType, cat};
+//! let g = GraphBuilder::new();
+//! let x = g.input("x", DType::F32, [10, 5, 100]);
+//! assert_eq!(cat(&[&x, &x], 1).size(), vec![10, 10, 100]);
+//! assert_eq!(x.tile([2, 3, 4]).size(), vec![20, 15, 400]);
+//! assert_eq!(x.mean([1], true).size(), vec![10, 1, 100]);
+//! ```
 #![warn(missing_docs)]
+
+pub mod args;
+pub mod builder;
+pub mod error;
+pub mod examples;
+pub mod scan;
+pub mod tensor;
+
+pub use args::{Arg, Idx, IntList};
+pub use builder::GraphBuilder;
+pub use error::{Error, Result};
+pub use onde_ir::{Array, DType, Shape};
+pub use tensor::{cat, stack, where_, ConvOpts, Padding, Tensor};

@@ -1,0 +1,244 @@
+//! [`GraphBuilder`]: owns the graph being built, parameter values and the first error.
+//!
+//! Tensors hold a shared handle (`Rc<RefCell<..>>`) to their builder so that
+//! `&a + &b` can add a node without threading the builder through every call. A
+//! builder is single-threaded by design: graph building is cheap and sequential;
+//! compiled executables (later issues) are what runs in parallel.
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use onde_ir::{Array, DType, Graph, Op, Shape, SourceLoc, TensorType, ValueId};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) graph: Graph,
+    /// Parameter initial values, by name, in declaration order.
+    pub(crate) params: Vec<(String, Array)>,
+    pub(crate) first_error: Option<Rc<Error>>,
+    /// Seed of the next `rand`/`randn` call without an explicit seed.
+    pub(crate) next_seed: i64,
+}
+
+/// Builds a graph through [`Tensor`] handles, then builds or runs it.
+///
+/// ```
+/// use onde_nn::{GraphBuilder, DType};
+/// let g = GraphBuilder::new();
+/// let x = g.input("x", DType::F32, [2, 3]);
+/// let y = (&x * 2.0 + 1.0).sum([1], false);
+/// let out = g.run(&[&y], &[("x", onde_ir::Array::f32([2, 3], vec![1.0; 6]).unwrap())]).unwrap();
+/// assert_eq!(out[0].as_f32().unwrap(), &[9.0, 9.0]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct GraphBuilder {
+    pub(crate) state: Rc<RefCell<State>>,
+}
+
+impl GraphBuilder {
+    /// A new, empty builder.
+    pub fn new() -> GraphBuilder {
+        GraphBuilder::default()
+    }
+
+    pub(crate) fn same(&self, other: &GraphBuilder) -> bool {
+        Rc::ptr_eq(&self.state, &other.state)
+    }
+
+    /// Sets the seed used by the next [`GraphBuilder::rand`]/[`GraphBuilder::randn`]
+    /// calls (each call takes the current seed, then increments it), like
+    /// `torch.manual_seed`.
+    pub fn manual_seed(&self, seed: i64) {
+        self.state.borrow_mut().next_seed = seed;
+    }
+
+    pub(crate) fn poisoned(&self, e: Error) -> Tensor {
+        let e = Rc::new(e);
+        let mut st = self.state.borrow_mut();
+        if st.first_error.is_none() {
+            st.first_error = Some(e.clone());
+        }
+        Tensor::from_parts(self.clone(), Err(e))
+    }
+
+    /// Like [`GraphBuilder::push`] for ops with several results.
+    pub(crate) fn push_multi(
+        &self,
+        api: &'static str,
+        op: Op,
+        operands: &[ValueId],
+        loc: SourceLoc,
+    ) -> Vec<Tensor> {
+        let r = self
+            .state
+            .borrow_mut()
+            .graph
+            .add_op(op, operands, Some(loc.clone()));
+        match r {
+            Ok((_, results)) => results
+                .into_iter()
+                .map(|v| Tensor::from_parts(self.clone(), Ok(v)))
+                .collect(),
+            Err(e) => vec![self.push_error(api, e, loc)],
+        }
+    }
+
+    fn push_error(&self, api: &'static str, e: onde_ir::GraphError, loc: SourceLoc) -> Tensor {
+        match e {
+            onde_ir::GraphError::Type(te) => self.poisoned(Error::Op {
+                op: api,
+                reason: te.reason,
+                operands: te.operands,
+                loc,
+            }),
+            onde_ir::GraphError::UnknownValue(v) => self.poisoned(Error::Op {
+                op: api,
+                reason: format!("operand {v:?} is not a value of this graph"),
+                operands: vec![],
+                loc,
+            }),
+        }
+    }
+
+    /// Adds an op whose operands are already known good; maps a typing error to an
+    /// [`Error::Op`] named `api` at `loc`.
+    pub(crate) fn push(
+        &self,
+        api: &'static str,
+        op: Op,
+        operands: &[ValueId],
+        loc: SourceLoc,
+    ) -> Tensor {
+        let r = self
+            .state
+            .borrow_mut()
+            .graph
+            .add_op(op, operands, Some(loc.clone()));
+        match r {
+            Ok((_, results)) => match results.first() {
+                Some(&v) => Tensor::from_parts(self.clone(), Ok(v)),
+                None => self.poisoned(Error::Op {
+                    op: api,
+                    reason: "op produced no result".into(),
+                    operands: vec![],
+                    loc,
+                }),
+            },
+            Err(e) => self.push_error(api, e, loc),
+        }
+    }
+
+    /// The type of a value of this builder's graph.
+    pub(crate) fn ty(&self, v: ValueId) -> TensorType {
+        self.state.borrow().graph.value_type(v).clone()
+    }
+
+    /// A named graph input of the given dtype and shape, fed at run time.
+    #[track_caller]
+    pub fn input(&self, name: &str, dtype: DType, shape: impl Into<Shape>) -> Tensor {
+        let loc = SourceLoc::caller();
+        let taken = self
+            .state
+            .borrow()
+            .graph
+            .inputs()
+            .iter()
+            .any(|&v| self.state.borrow().graph.input_name(v) == Some(name));
+        if taken || name.is_empty() {
+            return self.poisoned(Error::DuplicateName {
+                what: "input",
+                name: name.into(),
+                loc,
+            });
+        }
+        let ty = TensorType::new(dtype, shape);
+        self.push(
+            "input",
+            Op::Input {
+                name: name.into(),
+                ty,
+            },
+            &[],
+            loc,
+        )
+    }
+
+    /// A learnable parameter with a dotted name and an initial value. Its value is fed
+    /// from the builder's store at run time (see [`GraphBuilder::parameter_values`]).
+    #[track_caller]
+    pub fn parameter(&self, name: &str, init: Array) -> Tensor {
+        let loc = SourceLoc::caller();
+        if name.is_empty() || self.state.borrow().params.iter().any(|(n, _)| n == name) {
+            return self.poisoned(Error::DuplicateName {
+                what: "parameter",
+                name: name.into(),
+                loc,
+            });
+        }
+        let ty = TensorType::new(init.dtype(), init.shape().clone());
+        let t = self.push(
+            "parameter",
+            Op::Parameter {
+                name: name.into(),
+                ty,
+            },
+            &[],
+            loc,
+        );
+        self.state.borrow_mut().params.push((name.into(), init));
+        t
+    }
+
+    /// A constant tensor.
+    #[track_caller]
+    pub fn constant(&self, value: Array) -> Tensor {
+        self.push("constant", Op::Constant(value), &[], SourceLoc::caller())
+    }
+
+    /// The parameters' current values, by name, in declaration order.
+    pub fn parameter_values(&self) -> Vec<(String, Array)> {
+        self.state.borrow().params.clone()
+    }
+
+    /// The first error any op of this builder produced, if any.
+    pub fn first_error(&self) -> Option<Error> {
+        self.state.borrow().first_error.as_deref().cloned()
+    }
+
+    /// The graph with `outputs` as its outputs, verified. Fails with the first error
+    /// any op produced, even on a tensor not among `outputs`.
+    #[track_caller]
+    pub fn build(&self, outputs: &[&Tensor]) -> Result<Graph> {
+        if let Some(e) = self.first_error() {
+            return Err(e);
+        }
+        let mut ids = Vec::with_capacity(outputs.len());
+        for t in outputs {
+            if !self.same(t.builder()) {
+                return Err(Error::MixedBuilders {
+                    op: "build",
+                    loc: SourceLoc::caller(),
+                });
+            }
+            ids.push(t.value()?);
+        }
+        let mut g = self.state.borrow().graph.clone();
+        g.set_outputs(ids);
+        onde_ir::verify(&g)?;
+        Ok(g)
+    }
+
+    /// Builds the graph with `outputs` and runs it on the reference interpreter, with
+    /// `feeds` for the inputs by name and the stored parameter values.
+    #[track_caller]
+    pub fn run(&self, outputs: &[&Tensor], feeds: &[(&str, Array)]) -> Result<Vec<Array>> {
+        let g = self.build(outputs)?;
+        let mut map: HashMap<String, Array> = self.parameter_values().into_iter().collect();
+        for (name, a) in feeds {
+            map.insert((*name).to_string(), a.clone());
+        }
+        Ok(onde_runtime::run(&g, &map)?)
+    }
+}

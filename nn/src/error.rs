@@ -1,0 +1,81 @@
+//! Errors of the graph-building API.
+//!
+//! ## How errors surface with operator overloading
+//! `a + b` cannot return a `Result` without making every expression noisy, so every
+//! op returns a [`Tensor`](crate::Tensor) and a failing op returns a *poisoned* tensor
+//! that carries the error. Ops on a poisoned tensor propagate the first error without
+//! adding nodes, and the builder remembers the first error too. The error surfaces:
+//! - at [`Tensor::check`](crate::Tensor::check), which a user can call with `?` right
+//!   after any op to fail early;
+//! - at [`GraphBuilder::build`](crate::GraphBuilder::build) and
+//!   [`GraphBuilder::run`](crate::GraphBuilder::run), which refuse a graph in which any
+//!   op failed, even one whose result is unused, so nothing fails silently.
+//!
+//! Every error names the op as the user called it, the operand types (dtype and
+//! shape) and the user's `file:line:column`, recorded with `#[track_caller]`.
+
+use onde_ir::{SourceLoc, TensorType};
+
+/// An error of the graph-building API.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// An op was called with operands or arguments it cannot take.
+    #[error("{}", fmt_op(.op, .reason, .operands, .loc))]
+    Op {
+        /// The op as the user called it (`matmul`, `cat`, `add`…).
+        op: &'static str,
+        /// What is wrong.
+        reason: String,
+        /// The operand types.
+        operands: Vec<TensorType>,
+        /// Where the user called it.
+        loc: SourceLoc,
+    },
+    /// Tensors from two different builders were combined.
+    #[error("{loc}: {op}: operands belong to different graph builders")]
+    MixedBuilders {
+        /// The op.
+        op: &'static str,
+        /// Where the user called it.
+        loc: SourceLoc,
+    },
+    /// A name was declared twice.
+    #[error("{loc}: {what} name {name:?} is already used in this graph")]
+    DuplicateName {
+        /// `input` or `parameter`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Where the user declared it the second time.
+        loc: SourceLoc,
+    },
+    /// The built graph failed verification (a bug in onde, reported rather than hidden).
+    #[error("internal error: {0}")]
+    Verify(#[from] onde_ir::VerifyError),
+    /// The interpreter failed while running the graph.
+    #[error("run failed: {0}")]
+    Run(#[from] onde_runtime::InterpError),
+}
+
+fn fmt_op(op: &str, reason: &str, operands: &[TensorType], loc: &SourceLoc) -> String {
+    let mut s = format!("{loc}: {op}: {reason}");
+    if !operands.is_empty() {
+        let tys: Vec<String> = operands.iter().map(|t| t.to_string()).collect();
+        s.push_str(&format!(" (operands: {})", tys.join(", ")));
+    }
+    s
+}
+
+impl Error {
+    /// The user source location the error points at, if any.
+    pub fn loc(&self) -> Option<&SourceLoc> {
+        match self {
+            Error::Op { loc, .. } | Error::MixedBuilders { loc, .. } => Some(loc),
+            Error::DuplicateName { loc, .. } => Some(loc),
+            Error::Verify(_) | Error::Run(_) => None,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,126 @@
+//! Built-in example graphs, shown by `onde dump --example NAME` and used in tests.
+//!
+//! Parameters are initialised deterministically (a fixed-seed generator with PyTorch's
+//! `Linear` bound `1/sqrt(fan_in)`), so dumps are stable.
+
+use crate::{Array, DType, GraphBuilder, Result, Tensor};
+use onde_ir::Graph;
+
+/// Names of the built-in examples.
+pub const EXAMPLES: [&str; 3] = ["mlp", "mon_modele", "rnn"];
+
+/// Builds the named example graph, or `None` for an unknown name.
+pub fn build_example(name: &str) -> Option<Result<Graph>> {
+    match name {
+        "mlp" => Some(mlp()),
+        "mon_modele" => Some(mon_modele()),
+        "rnn" => Some(rnn()),
+        _ => None,
+    }
+}
+
+/// A deterministic uniform sample on `[-bound, bound)` (SplitMix64).
+pub fn uniform_init(shape: &[usize], bound: f64, seed: u64) -> Array {
+    uniform_range(shape, -bound, bound, seed)
+}
+
+/// A deterministic uniform sample on `[lo, hi)` (SplitMix64).
+pub fn uniform_range(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Array {
+    let n: usize = shape.iter().product();
+    let mut s = seed;
+    let v = (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 40) as f64 / (1u64 << 24) as f64;
+            (lo + (hi - lo) * u) as f32
+        })
+        .collect();
+    Array::f32(shape.to_vec(), v).unwrap_or_else(|_| Array::full(DType::F32, shape.to_vec(), 0.0))
+}
+
+/// `x @ W^T + b` with parameters `{name}.weight` `[out, in]` and `{name}.bias` `[out]`.
+#[track_caller]
+fn linear(g: &GraphBuilder, name: &str, x: &Tensor, fan_in: usize, fan_out: usize, seed: u64) -> Tensor {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let w = g.parameter(&format!("{name}.weight"), uniform_init(&[fan_out, fan_in], bound, seed));
+    let b = g.parameter(&format!("{name}.bias"), uniform_init(&[fan_out], bound, seed + 1));
+    x.matmul(&w.t()) + &b
+}
+
+/// The W1 MLP: `[64,256] → Linear 256 → sigmoid → Linear 256 → sigmoid → Linear 10 →
+/// log_softmax`.
+pub fn mlp() -> Result<Graph> {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [64, 256]);
+    let h = linear(&g, "fc1", &x, 256, 256, 1).sigmoid();
+    let h = linear(&g, "fc2", &h, 256, 256, 3).sigmoid();
+    let logits = linear(&g, "fc3", &h, 256, 10, 5);
+    let out = &logits - logits.logsumexp([-1], true);
+    g.build(&[&out])
+}
+
+/// The course's `MonModeleQuiTorche` module (slide "Définition d'un réseau de
+/// neurones"): mean over channels, tiled `delta_chan` times, scaled by a learnable
+/// `[1, delta_chan, 1]` parameter, shifted by a non-learnable one, `abs`, and
+/// concatenated to the input along the channels.
+#[derive(Debug)]
+pub struct MonModeleQuiTorche {
+    delta_chan: usize,
+    learnable_param: Tensor,
+    not_learnable_param: Tensor,
+}
+
+impl MonModeleQuiTorche {
+    /// Creates the module's tensors in `g` (`rand([1, delta_chan, 1])` for both).
+    pub fn new(g: &GraphBuilder, name: &str, delta_chan: usize) -> MonModeleQuiTorche {
+        MonModeleQuiTorche {
+            delta_chan,
+            learnable_param: g.parameter(
+                &format!("{name}.learnable_param"),
+                uniform_range(&[1, delta_chan, 1], 0.0, 1.0, 7 + delta_chan as u64),
+            ),
+            not_learnable_param: g.rand([1, delta_chan, 1], DType::F32),
+        }
+    }
+
+    /// `x` is `[B, C, T]`; the result is `[B, C + delta_chan, T]`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let x_reduced = x.mean([1], true);
+        let x_duplicated = x_reduced.tile([1, self.delta_chan as i64, 1]);
+        let y0 = &self.learnable_param * &x_duplicated;
+        let y1 = &y0 + &self.not_learnable_param;
+        let y2 = y1.abs();
+        crate::cat(&[x, &y2], 1)
+    }
+}
+
+/// The slide's use: `y = mon_modele(x); z = mon_modele(y)` with `x = rand(5, 1, 100)`.
+pub fn mon_modele() -> Result<Graph> {
+    let g = GraphBuilder::new();
+    let m = MonModeleQuiTorche::new(&g, "mon_modele", 4);
+    let x = g.input("x", DType::F32, [5, 1, 100]);
+    let y = m.forward(&x);
+    let z = m.forward(&y);
+    g.build(&[&y, &z])
+}
+
+/// A vanilla tanh RNN over 100 steps as one `scan` (graph size independent of length):
+/// `h_t = tanh(x_t W_ih^T + h_{t-1} W_hh^T + b)`, input `[32, 100, 40]` batch-first.
+pub fn rnn() -> Result<Graph> {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [32, 100, 40]);
+    let bound = 1.0 / 64f64.sqrt();
+    let w_ih = g.parameter("rnn.weight_ih_l0", uniform_init(&[64, 40], bound, 11));
+    let w_hh = g.parameter("rnn.weight_hh_l0", uniform_init(&[64, 64], bound, 12));
+    let b = g.parameter("rnn.bias_l0", uniform_init(&[64], bound, 13));
+    let h0 = g.zeros([32, 64], DType::F32);
+    let out = g.scan(&[&h0], &[&x], &[&w_ih, &w_hh, &b], 1, false, |c, xs, k| {
+        let h = (xs[0].matmul(&k[0].t()) + c[0].matmul(&k[1].t()) + &k[2]).tanh();
+        (vec![h.clone()], vec![h])
+    });
+    g.build(&[&out[0], &out[1]])
+}

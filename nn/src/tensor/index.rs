@@ -1,0 +1,134 @@
+//! Slicing: `x.index(s![0, .., Idx::from(0..).step(2)])` is PyTorch's `x[0, :, 0::2]`,
+//! and `slice`/`narrow` take one axis at a time. Ranges clamp like Python; a single
+//! position out of range is an error; steps must be >= 1 (as in PyTorch).
+
+use super::Tensor;
+use crate::args::Idx;
+use onde_ir::{Op, SliceAxis, SourceLoc};
+
+/// Python's clamping of a slice bound to `[0, n]`.
+fn clamp_bound(b: i64, n: usize) -> usize {
+    let n = n as i64;
+    let b = if b < 0 { b + n } else { b };
+    b.clamp(0, n) as usize
+}
+
+impl Tensor {
+    fn slice_axes_at(&self, api: &'static str, axes: Vec<SliceAxis>, loc: SourceLoc) -> Tensor {
+        let whole = axes
+            .iter()
+            .zip(self.shape().dims())
+            .all(|(a, &d)| a.start == 0 && a.stop == d && a.step == 1);
+        if whole {
+            return self.clone();
+        }
+        Tensor::apply_at(api, Op::Slice { axes }, &[self], loc)
+    }
+
+    /// PyTorch indexing with [`Idx`] entries (see the [`crate::s!`] macro): positions
+    /// remove their axis, ranges keep it, `Ellipsis` stands for the remaining axes and
+    /// `NewAxis` inserts an axis of extent 1.
+    #[track_caller]
+    pub fn index(&self, idx: impl AsRef<[Idx]>) -> Tensor {
+        let loc = SourceLoc::caller();
+        let api = "index";
+        let idx = idx.as_ref();
+        let shape = self.shape();
+        let r = shape.rank();
+        let n_ell = idx.iter().filter(|i| matches!(i, Idx::Ellipsis)).count();
+        let n_real = idx.iter().filter(|i| matches!(i, Idx::At(_) | Idx::Range { .. })).count();
+        if n_ell > 1 {
+            return self.fail(api, "an index can only have a single ellipsis".into(), loc);
+        }
+        if n_real > r {
+            return self.fail(api, format!("too many indices for a tensor of rank {r}: {n_real} given"), loc);
+        }
+        let mut expanded = Vec::new();
+        for i in idx {
+            if matches!(i, Idx::Ellipsis) {
+                expanded.extend(std::iter::repeat_n(Idx::FULL, r - n_real));
+            } else {
+                expanded.push(*i);
+            }
+        }
+        if n_ell == 0 {
+            expanded.extend(std::iter::repeat_n(Idx::FULL, r - n_real));
+        }
+        let mut axes = Vec::with_capacity(r);
+        let mut out = Vec::new();
+        let mut axis = 0;
+        for i in &expanded {
+            match *i {
+                Idx::NewAxis => out.push(1i64),
+                Idx::At(p) => {
+                    let n = shape.dims()[axis];
+                    let q = if p < 0 { p + n as i64 } else { p };
+                    if q < 0 || q >= n as i64 {
+                        return self.fail(
+                            api,
+                            format!("index {p} is out of bounds for dimension {axis} with size {n}"),
+                            loc,
+                        );
+                    }
+                    let q = q as usize;
+                    axes.push(SliceAxis { start: q, stop: q + 1, step: 1 });
+                    axis += 1;
+                }
+                Idx::Range { start, stop, step } => {
+                    let n = shape.dims()[axis];
+                    if step < 1 {
+                        return self.fail(api, format!("slice step must be positive, got {step} on dimension {axis}"), loc);
+                    }
+                    let a = start.map_or(0, |b| clamp_bound(b, n));
+                    let b = stop.map_or(n, |b| clamp_bound(b, n)).max(a);
+                    let s = SliceAxis { start: a, stop: b, step: step as usize };
+                    out.push(s.len() as i64);
+                    axes.push(s);
+                    axis += 1;
+                }
+                Idx::Ellipsis => {}
+            }
+        }
+        self.slice_axes_at(api, axes, loc.clone()).reshape_at(api, &out, loc)
+    }
+
+    /// Elements `start, start+step, …` below `stop` along `dim`; `None` ends mean the
+    /// whole axis; negative bounds count from the end and clamp (`x[.., start:stop:step]`).
+    #[track_caller]
+    pub fn slice(&self, dim: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> Tensor {
+        let loc = SourceLoc::caller();
+        let r = self.dim();
+        let axis = match Tensor::norm_axis(dim, r) {
+            Ok(a) => a,
+            Err(e) => return self.fail("slice", e, loc),
+        };
+        if step < 1 {
+            return self.fail("slice", format!("slice step must be positive, got {step}"), loc);
+        }
+        let s = self.shape();
+        let mut axes: Vec<SliceAxis> = s.dims().iter().map(|&d| SliceAxis { start: 0, stop: d, step: 1 }).collect();
+        let n = s.dims()[axis];
+        let a = start.map_or(0, |b| clamp_bound(b, n));
+        let b = stop.map_or(n, |b| clamp_bound(b, n)).max(a);
+        axes[axis] = SliceAxis { start: a, stop: b, step: step as usize };
+        self.slice_axes_at("slice", axes, loc)
+    }
+
+    /// `length` elements from `start` along `dim` (`torch.narrow`); must fit.
+    #[track_caller]
+    pub fn narrow(&self, dim: i64, start: i64, length: usize) -> Tensor {
+        let loc = SourceLoc::caller();
+        let axis = match Tensor::norm_axis(dim, self.dim()) {
+            Ok(a) => a,
+            Err(e) => return self.fail("narrow", e, loc),
+        };
+        let n = self.shape().dims()[axis];
+        let st = if start < 0 { start + n as i64 } else { start };
+        if st < 0 || st as usize + length > n {
+            return self.fail("narrow", format!("start {start} + length {length} exceeds dimension {axis} of size {n}"), loc);
+        }
+        let mut axes: Vec<SliceAxis> = self.shape().dims().iter().map(|&d| SliceAxis { start: 0, stop: d, step: 1 }).collect();
+        axes[axis] = SliceAxis { start: st as usize, stop: st as usize + length, step: 1 };
+        self.slice_axes_at("narrow", axes, loc)
+    }
+}

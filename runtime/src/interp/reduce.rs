@@ -1,0 +1,187 @@
+//! Reductions: `reduce_{sum,prod,max,min}` over several axes and `argmax`/`argmin`
+//! along one.
+//!
+//! Elements are combined in row-major order of the operand. Floats accumulate in f64
+//! and are rounded once at the end; i64 sums and products wrap. `max`/`min` propagate
+//! NaN. Sum of nothing is 0, product of nothing is 1; max/min/argmax/argmin of nothing
+//! is an [`InterpError::EmptyReduction`], as in PyTorch.
+
+use super::elem::{at, bad_dtype, make, typed, with_elem, Elem, Float};
+use super::error::{InterpError, Result, Site};
+use super::index::{count, strided_indices, strides};
+use onde_ir::{ArgKind, Array, DType, ReduceKind};
+
+/// Result extents of reducing `dims` over `axes`.
+fn reduced_dims(dims: &[usize], axes: &[usize], keepdim: bool) -> Vec<usize> {
+    let mut out = Vec::with_capacity(dims.len());
+    for (i, &d) in dims.iter().enumerate() {
+        if !axes.contains(&i) {
+            out.push(d);
+        } else if keepdim {
+            out.push(1);
+        }
+    }
+    out
+}
+
+/// Checks `axes` against `dims` and, for reductions without identity, that no reduced
+/// axis is empty.
+fn check_axes(site: Site, dims: &[usize], axes: &[usize], needs_element: bool) -> Result<()> {
+    if axes.iter().any(|&a| a >= dims.len()) || axes.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(InterpError::internal(format!(
+            "{}: axes {axes:?} invalid for rank {}",
+            site.name,
+            dims.len()
+        )));
+    }
+    if needs_element {
+        if let Some(&axis) = axes.iter().find(|&&a| dims[a] == 0) {
+            return Err(InterpError::EmptyReduction {
+                op: site.id,
+                name: site.name,
+                axis,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// For each operand element (row-major), the flat index of the result element it
+/// contributes to.
+fn destinations(dims: &[usize], axes: &[usize]) -> Vec<usize> {
+    let kept = reduced_dims(dims, axes, true);
+    let mut st = strides(&kept);
+    for &a in axes {
+        if let Some(s) = st.get_mut(a) {
+            *s = 0;
+        }
+    }
+    strided_indices(dims, &st, 0)
+}
+
+/// Folds the elements of `x` into result slots, starting from `init`.
+fn fold<T: Elem, A: Copy>(
+    x: &Array,
+    axes: &[usize],
+    init: A,
+    f: impl Fn(A, T) -> A,
+) -> Result<Vec<A>> {
+    let dims = x.shape().dims();
+    let src = typed::<T>(x)?;
+    let mut acc = vec![init; count(&reduced_dims(dims, axes, false))];
+    for (&v, d) in src.iter().zip(destinations(dims, axes)) {
+        let slot = acc
+            .get_mut(d)
+            .ok_or_else(|| InterpError::internal("reduction slot out of range"))?;
+        *slot = f(*slot, v);
+    }
+    Ok(acc)
+}
+
+fn reduce_float<T: Float>(kind: ReduceKind, x: &Array, axes: &[usize]) -> Result<Vec<T>> {
+    let acc = match kind {
+        ReduceKind::Sum => fold::<T, f64>(x, axes, 0.0, |a, v| a + v.to_f64())?,
+        ReduceKind::Prod => fold::<T, f64>(x, axes, 1.0, |a, v| a * v.to_f64())?,
+        ReduceKind::Max => fold::<T, f64>(x, axes, f64::NEG_INFINITY, |a, v| {
+            let v = v.to_f64();
+            if a.is_nan() || v.is_nan() {
+                f64::NAN
+            } else {
+                a.max(v)
+            }
+        })?,
+        ReduceKind::Min => fold::<T, f64>(x, axes, f64::INFINITY, |a, v| {
+            let v = v.to_f64();
+            if a.is_nan() || v.is_nan() {
+                f64::NAN
+            } else {
+                a.min(v)
+            }
+        })?,
+    };
+    Ok(acc.into_iter().map(T::from_f64).collect())
+}
+
+fn reduce_int(kind: ReduceKind, x: &Array, axes: &[usize]) -> Result<Vec<i64>> {
+    match kind {
+        ReduceKind::Sum => fold::<i64, i64>(x, axes, 0, i64::wrapping_add),
+        ReduceKind::Prod => fold::<i64, i64>(x, axes, 1, i64::wrapping_mul),
+        ReduceKind::Max => fold::<i64, i64>(x, axes, i64::MIN, i64::max),
+        ReduceKind::Min => fold::<i64, i64>(x, axes, i64::MAX, i64::min),
+    }
+}
+
+/// `reduce_*` over the sorted, unique `axes`.
+pub(crate) fn reduce(
+    site: Site,
+    kind: ReduceKind,
+    x: &Array,
+    axes: &[usize],
+    keepdim: bool,
+) -> Result<Array> {
+    let needs_element = match kind {
+        ReduceKind::Sum | ReduceKind::Prod => false,
+        ReduceKind::Max | ReduceKind::Min => true,
+    };
+    let dims = x.shape().dims();
+    check_axes(site, dims, axes, needs_element)?;
+    let out = reduced_dims(dims, axes, keepdim);
+    match x.dtype() {
+        DType::F32 => make(out, reduce_float::<f32>(kind, x, axes)?),
+        DType::F64 => make(out, reduce_float::<f64>(kind, x, axes)?),
+        DType::I64 => make(out, reduce_int(kind, x, axes)?),
+        DType::Bool => Err(bad_dtype(site.name, DType::Bool)),
+    }
+}
+
+/// Whether `v` replaces `best` as the arg-extremum: strictly better, or the first NaN
+/// (NaN counts as both the maximum and the minimum, as in PyTorch).
+fn replaces<T: Elem>(kind: ArgKind, v: T, best: T) -> bool {
+    if best.is_nan() {
+        return false;
+    }
+    v.is_nan()
+        || match kind {
+            ArgKind::ArgMax => v > best,
+            ArgKind::ArgMin => v < best,
+        }
+}
+
+/// `argmax`/`argmin` along `axis`: index of the first extremum, as i64.
+pub(crate) fn arg_reduce(
+    site: Site,
+    kind: ArgKind,
+    x: &Array,
+    axis: usize,
+    keepdim: bool,
+) -> Result<Array> {
+    if x.dtype() == DType::Bool {
+        return Err(bad_dtype(site.name, DType::Bool));
+    }
+    let dims = x.shape().dims();
+    check_axes(site, dims, &[axis], true)?;
+    let n = dims[axis];
+    let outer = count(&dims[..axis]);
+    let inner = count(&dims[axis + 1..]);
+    let out_dims = reduced_dims(dims, &[axis], keepdim);
+    let mut out = Vec::with_capacity(count(&out_dims));
+    with_elem!(x.dtype(), T => {
+        let src = typed::<T>(x)?;
+        for o in 0..outer {
+            for i in 0..inner {
+                let base = o * n * inner + i;
+                let mut best_k = 0;
+                let mut best = at(src, base)?;
+                for k in 1..n {
+                    let v = at(src, base + k * inner)?;
+                    if replaces(kind, v, best) {
+                        best = v;
+                        best_k = k;
+                    }
+                }
+                out.push(i64::try_from(best_k).map_err(|e| InterpError::internal(e.to_string()))?);
+            }
+        }
+    });
+    make(out_dims, out)
+}
