@@ -7,6 +7,8 @@ use onde::ir::{parse_graph, print_graph, verify};
 use onde::{cat, s, where_, Array, ConvOpts, DType, GraphBuilder, Idx, Tensor};
 use proptest::prelude::*;
 
+/// Max-based reductions (max, argmax, logsumexp) only see non-empty tensors: over an
+/// empty axis they are run-time errors, as in PyTorch.
 /// Applies API call number `code` to tensors of the pool; `p` picks axes and sizes.
 fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: usize) -> Tensor {
     let x = &pool[i % pool.len()];
@@ -20,7 +22,7 @@ fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: usiz
         2 => x.sigmoid() * x,
         3 => x + x.sum([ax], true),
         4 if x.dim() > 0 => x.mean([ax], p % 3 == 0),
-        5 if x.dim() > 0 => x.max([ax], true) - x,
+        5 if x.dim() > 0 && x.numel() > 0 => x.max([ax], true) - x,
         6 if x.dim() > 0 => x.transpose(0, ax),
         7 => x.flatten(0, -1),
         8 if x.dim() > 0 => x.unsqueeze(ax),
@@ -30,7 +32,7 @@ fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: usiz
         12 if x.dim() > 0 => x.pad([p % 2, 1], 0.5),
         13 if x.dim() >= 2 => x.matmul(&x.transpose(-1, -2)),
         14 => where_(&x.gt(0.0), x, &x.neg()),
-        15 if x.dim() > 0 => {
+        15 if x.dim() > 0 && x.numel() > 0 => {
             let idx = x.argmax(ax, true);
             x.gather(ax, &idx)
         }
@@ -41,7 +43,7 @@ fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: usiz
         }
         17 if x.size() == y.size() => x.maximum(y) / (y.abs() + 1.0),
         18 if x.dim() > 0 => x.var([ax], 1, false),
-        19 if x.dim() > 0 => x.logsumexp([ax], false),
+        19 if x.dim() > 0 && x.numel() > 0 => x.logsumexp([ax], false),
         20 if x.dim() >= 2 => x.index(s![Idx::Ellipsis, Idx::from(1..).step(2), 0]),
         21 => x.clamp(-0.5, 0.5).square(),
         22 if x.dim() > 0 => x.expand([2].into_iter().chain(x.size().iter().map(|&d| d as i64)).collect::<Vec<i64>>()),

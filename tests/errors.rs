@@ -124,7 +124,7 @@ fn missing_and_misshapen_feeds_are_run_errors() {
     let x = g.input("x", DType::F32, [3]);
     let y = x.exp();
     let e = g.run(&[&y], &[]).unwrap_err();
-    assert!(matches!(e, Error::Run(_)) && e.to_string().contains("\"x\""), "{e}");
+    assert!(matches!(e, Error::Run(_)) && e.to_string().contains("input `x`"), "{e}");
     let wrong = onde::Array::f32([4], vec![0.0; 4]).unwrap();
     let e = g.run(&[&y], &[("x", wrong)]).unwrap_err();
     assert!(e.to_string().contains("f32[3]") && e.to_string().contains("f32[4]"), "{e}");

@@ -188,3 +188,33 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let e = err(&s);
     assert!(e.msg.contains("nesting"), "{e}");
 }
+
+#[test]
+fn broken_graphs_print_without_panicking() {
+    let t = TensorType::new(DType::F32, [2]);
+    let mut g = Graph::new();
+    let (xo, x) = g
+        .add_op(
+            Op::Input {
+                name: "x".into(),
+                ty: t.clone(),
+            },
+            &[],
+            None,
+        )
+        .unwrap();
+    let (no, n) = g.add_op(Op::Unary(crate::UnaryOp::Neg), &x, None).unwrap();
+    let orphan = g.add_orphan_value(t.clone());
+    g.add_op_unchecked(Op::MatMul, &[orphan, n[0]], vec![t], None);
+    // An op used as an operand, and a cycle through the input op.
+    g.add_raw_edge(xo.index(), no.index(), 1);
+    g.add_raw_edge(n[0].index(), xo.index(), 0);
+    g.set_outputs(vec![n[0]]);
+    let s = print_graph(&g);
+    assert!(s.contains("// warning: the graph has a cycle"), "{s}");
+    assert!(s.contains("%0: f32[2] = orphan"), "{s}");
+    assert!(s.contains("%?"), "{s}");
+    assert!(parse_graph(&s).is_err());
+    let _ = to_dot(&g);
+    let _ = summary(&g);
+}

@@ -13,6 +13,13 @@ impl Tensor {
         if axes.is_empty() {
             return Ok((0..r).collect());
         }
+        if r == 0 {
+            // As PyTorch: a scalar accepts dimension 0 or -1, and there is nothing to reduce.
+            return match axes.iter().find(|&&a| a != 0 && a != -1) {
+                Some(a) => Err(format!("dimension {a} out of range for a tensor of rank 0 (expected 0 or -1)")),
+                None => Ok(vec![]),
+            };
+        }
         let mut out = Vec::with_capacity(axes.len());
         for &a in axes {
             out.push(Tensor::norm_axis(a, r)?);

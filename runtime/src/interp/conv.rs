@@ -31,7 +31,9 @@ fn geometry(x: &Array, w: &Array, p: &ConvParams) -> Result<Geometry> {
     let (xd, wd) = (x.shape().dims(), w.shape().dims());
     let n = p.stride.len();
     if n == 0 || p.padding.len() != n || p.dilation.len() != n {
-        return Err(bad("one stride, padding and dilation per spatial axis expected"));
+        return Err(bad(
+            "one stride, padding and dilation per spatial axis expected",
+        ));
     }
     let ([batch, c_in, spatial @ ..], [c_out, c_in_g, kernel @ ..]) = (xd, wd) else {
         return Err(bad("input and weight need rank >= 2"));

@@ -34,8 +34,16 @@ fn kernel<T: Elem, A: Copy>(
         .ok_or_else(|| InterpError::internal("matmul batch axes do not broadcast"))?;
     let unbroadcastable = || InterpError::internal("matmul batch axes do not broadcast");
     // Offsets (in matrices) of each batch entry in a and b.
-    let oa = strided_indices(&batch, &broadcast_strides(ba, &batch).ok_or_else(unbroadcastable)?, 0);
-    let ob = strided_indices(&batch, &broadcast_strides(bb, &batch).ok_or_else(unbroadcastable)?, 0);
+    let oa = strided_indices(
+        &batch,
+        &broadcast_strides(ba, &batch).ok_or_else(unbroadcastable)?,
+        0,
+    );
+    let ob = strided_indices(
+        &batch,
+        &broadcast_strides(bb, &batch).ok_or_else(unbroadcastable)?,
+        0,
+    );
     let (x, y) = (typed::<T>(a)?, typed::<T>(b)?);
     let mut out_dims = batch.clone();
     out_dims.extend([m, n]);
@@ -56,7 +64,13 @@ fn kernel<T: Elem, A: Copy>(
 }
 
 fn float_kernel<T: Float>(a: &Array, b: &Array) -> Result<Array> {
-    kernel::<T, f64>(a, b, 0.0, |s, x, y| s + x.to_f64() * y.to_f64(), T::from_f64)
+    kernel::<T, f64>(
+        a,
+        b,
+        0.0,
+        |s, x, y| s + x.to_f64() * y.to_f64(),
+        T::from_f64,
+    )
 }
 
 /// Batched matrix product.
@@ -67,13 +81,9 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
     match a.dtype() {
         DType::F32 => float_kernel::<f32>(a, b),
         DType::F64 => float_kernel::<f64>(a, b),
-        DType::I64 => kernel::<i64, i64>(
-            a,
-            b,
-            0,
-            |s, x, y| s.wrapping_add(x.wrapping_mul(y)),
-            |s| s,
-        ),
+        DType::I64 => {
+            kernel::<i64, i64>(a, b, 0, |s, x, y| s.wrapping_add(x.wrapping_mul(y)), |s| s)
+        }
         DType::Bool => Err(bad_dtype("matmul", DType::Bool)),
     }
 }

@@ -163,10 +163,13 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     /// The fed tensor `name`, checked against its declared type.
     fn feed(&self, name: &str, kind: FeedKind, ty: &TensorType) -> Result<Rc<Array>> {
-        let a = self.feeds.get(name).ok_or_else(|| InterpError::MissingFeed {
-            name: name.to_string(),
-            kind,
-        })?;
+        let a = self
+            .feeds
+            .get(name)
+            .ok_or_else(|| InterpError::MissingFeed {
+                name: name.to_string(),
+                kind,
+            })?;
         let got = type_of(a);
         if &got != ty {
             return Err(InterpError::FeedMismatch {

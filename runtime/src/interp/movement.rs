@@ -7,7 +7,9 @@
 
 use super::elem::{make, take, take_or_fill, typed, with_elem, Elem, Num};
 use super::error::{InterpError, Result};
-use super::index::{broadcast_strides, count, dot, for_each_coord, remove_axis, strided_indices, strides};
+use super::index::{
+    broadcast_strides, count, dot, for_each_coord, remove_axis, strided_indices, strides,
+};
 use onde_ir::{Array, SliceAxis, TensorType};
 
 /// Same elements, new extents (row-major).
@@ -154,7 +156,9 @@ pub(crate) fn concat(xs: &[&Array], axis: usize) -> Result<Array> {
     for x in xs {
         let d = x.shape().dims();
         if d.len() != dims.len() || (0..d.len()).any(|i| i != axis && d[i] != dims[i]) {
-            return Err(InterpError::internal("concat operands differ outside the axis"));
+            return Err(InterpError::internal(
+                "concat operands differ outside the axis",
+            ));
         }
         out[axis] = out[axis]
             .checked_add(d[axis])

@@ -64,7 +64,12 @@ pub fn standard_normal(seed: i64, i: u64) -> f64 {
 }
 
 /// A tensor of `shape` and float `dtype` drawn from `dist` with the scalar i64 seed.
-pub(crate) fn random(seed: &Array, dist: Distribution, dtype: DType, shape: &Shape) -> Result<Array> {
+pub(crate) fn random(
+    seed: &Array,
+    dist: Distribution,
+    dtype: DType,
+    shape: &Shape,
+) -> Result<Array> {
     if seed.shape().rank() != 0 {
         return Err(InterpError::internal("the seed must be a scalar"));
     }
@@ -72,19 +77,24 @@ pub(crate) fn random(seed: &Array, dist: Distribution, dtype: DType, shape: &Sha
     let dims = shape.dims().to_vec();
     let counters = 0..count(&dims) as u64;
     match (dtype, dist) {
-        (DType::F32, Distribution::Uniform) => {
-            make(dims, counters.map(|i| uniform_f32(s, i)).collect::<Vec<_>>())
-        }
-        (DType::F64, Distribution::Uniform) => {
-            make(dims, counters.map(|i| uniform_f64(s, i)).collect::<Vec<_>>())
-        }
+        (DType::F32, Distribution::Uniform) => make(
+            dims,
+            counters.map(|i| uniform_f32(s, i)).collect::<Vec<_>>(),
+        ),
+        (DType::F64, Distribution::Uniform) => make(
+            dims,
+            counters.map(|i| uniform_f64(s, i)).collect::<Vec<_>>(),
+        ),
         (DType::F32, Distribution::Normal) => make(
             dims,
-            counters.map(|i| standard_normal(s, i) as f32).collect::<Vec<_>>(),
+            counters
+                .map(|i| standard_normal(s, i) as f32)
+                .collect::<Vec<_>>(),
         ),
-        (DType::F64, Distribution::Normal) => {
-            make(dims, counters.map(|i| standard_normal(s, i)).collect::<Vec<_>>())
-        }
+        (DType::F64, Distribution::Normal) => make(
+            dims,
+            counters.map(|i| standard_normal(s, i)).collect::<Vec<_>>(),
+        ),
         (DType::Bool | DType::I64, Distribution::Uniform | Distribution::Normal) => {
             Err(bad_dtype("random", dtype))
         }
