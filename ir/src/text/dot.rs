@@ -7,7 +7,7 @@ use crate::op::Op;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-/// How many constant elements an op box shows before `…`.
+/// How many constant elements an op box shows before `...`.
 const CONSTANT_ELEMS: usize = 4;
 
 /// Renders a graph as a Graphviz `digraph`.

@@ -230,8 +230,8 @@ fn shape_text(s: &Shape) -> String {
     usize_list(s.dims())
 }
 
-/// The elements of a constant, `[a, b, …]`; with `limit`, at most that many followed
-/// by `…`.
+/// The elements of a constant, `[a, b, c]`; with `limit`, at most that many followed
+/// by `...`.
 pub(crate) fn data_text(d: &Data, limit: Option<usize>) -> String {
     let n = d.len();
     let shown = limit.map_or(n, |l| l.min(n));
@@ -245,7 +245,7 @@ pub(crate) fn data_text(d: &Data, limit: Option<usize>) -> String {
         .collect();
     let mut s = format!("[{}", items.join(", "));
     if shown < n {
-        s.push_str(", …");
+        s.push_str(", ...");
     }
     s.push(']');
     s

@@ -99,12 +99,12 @@ impl Tensor {
         }
         let mut dims: Vec<i64> = r.shape().dims().iter().map(|&x| x as i64).collect();
         let n = dims.len();
+        // Remove the added column axis (last), then the added row axis (second-to-last).
         if rb == 1 {
             dims.remove(n - 1);
         }
-        if ra == 1 && dims.len() >= 2 {
-            let m = dims.len() - if rb == 1 { 1 } else { 2 };
-            dims.remove(m);
+        if ra == 1 {
+            dims.remove(n - 2);
         }
         r.reshape_at(api, &dims, loc)
     }
