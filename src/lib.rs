@@ -19,6 +19,6 @@ pub use onde_nn as nn;
 pub use onde_runtime as runtime;
 
 pub use onde_nn::{
-    cat, s, stack, where_, Arg, Array, ConvOpts, DType, Error, GraphBuilder, Idx, IntList,
-    Padding, Result, Shape, Tensor,
+    cat, s, stack, where_, Arg, Array, ConvOpts, DType, Error, GraphBuilder, Idx, IntList, Padding,
+    Result, Shape, Tensor,
 };

@@ -14,14 +14,14 @@ fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: usiz
     let x = &pool[i % pool.len()];
     let y = &pool[j % pool.len()];
     let r = x.dim().max(1) as i64;
-    let ax = (p as i64 % r) - if p % 2 == 0 { r } else { 0 }; // negative half the time
+    let ax = (p as i64 % r) - if p.is_multiple_of(2) { r } else { 0 }; // negative half the time
     let ax = if x.dim() == 0 { 0 } else { ax };
     match code % 24 {
         0 => x.tanh(),
         1 => x.exp().log(),
         2 => x.sigmoid() * x,
         3 => x + x.sum([ax], true),
-        4 if x.dim() > 0 => x.mean([ax], p % 3 == 0),
+        4 if x.dim() > 0 => x.mean([ax], p.is_multiple_of(3)),
         5 if x.dim() > 0 && x.numel() > 0 => x.max([ax], true) - x,
         6 if x.dim() > 0 => x.transpose(0, ax),
         7 => x.flatten(0, -1),
@@ -31,7 +31,7 @@ fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: usiz
         11 if x.dim() > 0 => x.slice(ax, Some(0), None, 1 + (p % 3) as i64),
         12 if x.dim() > 0 => x.pad([p % 2, 1], 0.5),
         13 if x.dim() >= 2 => x.matmul(&x.transpose(-1, -2)),
-        14 => where_(&x.gt(0.0), x, &x.neg()),
+        14 => where_(&x.gt(0.0), x, x.neg()),
         15 if x.dim() > 0 && x.numel() > 0 => {
             let idx = x.argmax(ax, true);
             x.gather(ax, &idx)
@@ -46,7 +46,11 @@ fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: usiz
         19 if x.dim() > 0 && x.numel() > 0 => x.logsumexp([ax], false),
         20 if x.dim() >= 2 => x.index(s![Idx::Ellipsis, Idx::from(1..).step(2), 0]),
         21 => x.clamp(-0.5, 0.5).square(),
-        22 if x.dim() > 0 => x.expand([2].into_iter().chain(x.size().iter().map(|&d| d as i64)).collect::<Vec<i64>>()),
+        22 if x.dim() > 0 => x.expand(
+            [2].into_iter()
+                .chain(x.size().iter().map(|&d| d as i64))
+                .collect::<Vec<i64>>(),
+        ),
         23 => x.lt(y.mean_all()).float() + x,
         _ => x.abs().sqrt(),
     }

@@ -98,10 +98,15 @@ fn indexing_with_negative_positions_new_axes_and_steps() {
     assert_eq!(c.size(), [1, 6]);
     assert_eq!(d.size(), [4, 2]);
     let data: Vec<f32> = (0..24).map(|i| i as f32).collect();
-    let r = g.run(&[&a, &b, &d], &[("x", f32s(&[4, 6], &data))]).unwrap();
+    let r = g
+        .run(&[&a, &b, &d], &[("x", f32s(&[4, 6], &data))])
+        .unwrap();
     assert_eq!(r[0].as_f32().unwrap(), &[19.0, 21.0, 23.0]);
     assert_eq!(r[1].as_f32().unwrap(), &[4.0, 5.0, 10.0, 11.0]);
-    assert_eq!(r[2].as_f32().unwrap(), &[0.0, 4.0, 6.0, 10.0, 12.0, 16.0, 18.0, 22.0]);
+    assert_eq!(
+        r[2].as_f32().unwrap(),
+        &[0.0, 4.0, 6.0, 10.0, 12.0, 16.0, 18.0, 22.0]
+    );
 }
 
 #[test]
@@ -123,7 +128,13 @@ fn conv1d_same_padding_with_even_kernel_pads_after() {
     let y = x.conv1d(&w, None, &ConvOpts::default().same());
     assert_eq!(y.size(), [1, 1, 4]);
     let r = g
-        .run(&[&y], &[("x", f32s(&[1, 1, 4], &[1.0, 2.0, 3.0, 4.0])), ("w", f32s(&[1, 1, 2], &[1.0, 10.0]))])
+        .run(
+            &[&y],
+            &[
+                ("x", f32s(&[1, 1, 4], &[1.0, 2.0, 3.0, 4.0])),
+                ("w", f32s(&[1, 1, 2], &[1.0, 10.0])),
+            ],
+        )
         .unwrap();
     assert_eq!(r[0].as_f32().unwrap(), &[21.0, 32.0, 43.0, 4.0]);
 }
@@ -134,14 +145,24 @@ fn conv1d_depthwise_stride_dilation_and_bias() {
     let x = g.input("x", DType::F32, [1, 2, 5]);
     let w = g.input("w", DType::F32, [2, 1, 2]);
     let b = g.input("b", DType::F32, [2]);
-    let y = x.conv1d(&w, Some(&b), &ConvOpts::default().groups(2).dilation(2).stride(2));
+    let y = x.conv1d(
+        &w,
+        Some(&b),
+        &ConvOpts::default().groups(2).dilation(2).stride(2),
+    );
     // out len = (5 - 2·1 - 1)/2 + 1 = 2; channel c: x[c,t] + x[c,t+2] scaled by w[c]
     assert_eq!(y.size(), [1, 2, 2]);
     let r = g
         .run(
             &[&y],
             &[
-                ("x", f32s(&[1, 2, 5], &[1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0])),
+                (
+                    "x",
+                    f32s(
+                        &[1, 2, 5],
+                        &[1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0],
+                    ),
+                ),
                 ("w", f32s(&[2, 1, 2], &[1.0, 1.0, 1.0, -1.0])),
                 ("b", f32s(&[2], &[0.5, 0.0])),
             ],
@@ -164,7 +185,10 @@ fn where_masked_fill_stack_and_cat_promote() {
     let r = g
         .run(
             &[&w, &m, &c],
-            &[("x", f32s(&[4], &[-2.0, 0.0, 3.0, -0.5])), ("i", Array::i64([4], vec![1, 2, 3, 4]).unwrap())],
+            &[
+                ("x", f32s(&[4], &[-2.0, 0.0, 3.0, -0.5])),
+                ("i", Array::i64([4], vec![1, 2, 3, 4]).unwrap()),
+            ],
         )
         .unwrap();
     assert_eq!(r[0].as_f32().unwrap(), &[0.0, 0.0, 3.0, 0.0]);
@@ -192,7 +216,10 @@ fn reshape_infers_minus_one_and_squeeze_expand() {
 fn reductions_var_std_logsumexp_argmax() {
     let g = GraphBuilder::new();
     let x = g.input("x", DType::F64, [2, 3]);
-    let feeds = [("x", Array::f64([2, 3], vec![1.0, 2.0, 6.0, 3.0, 3.0, f64::NEG_INFINITY]).unwrap())];
+    let feeds = [(
+        "x",
+        Array::f64([2, 3], vec![1.0, 2.0, 6.0, 3.0, 3.0, f64::NEG_INFINITY]).unwrap(),
+    )];
     let v = x.index(s![0, ..]).var([0], 1, false);
     let v0 = x.index(s![0, ..]).var([0], 0, false);
     let lse = x.logsumexp([1], false);
@@ -211,7 +238,11 @@ fn reductions_var_std_logsumexp_argmax() {
 fn all_minus_infinity_logsumexp_is_minus_infinity() {
     let g = GraphBuilder::new();
     let x = g.input("x", DType::F32, [2]);
-    let r = run1(&g, &x.logsumexp([0], false), &[("x", f32s(&[2], &[f32::NEG_INFINITY; 2]))]);
+    let r = run1(
+        &g,
+        &x.logsumexp([0], false),
+        &[("x", f32s(&[2], &[f32::NEG_INFINITY; 2]))],
+    );
     assert_eq!(r.as_f32().unwrap(), &[f32::NEG_INFINITY]);
 }
 
@@ -249,5 +280,8 @@ fn parameters_are_fed_from_the_builder_store() {
     assert_eq!(graph.num_parameter_elements(), 2);
     let r = run1(&g, &y, &[("x", f32s(&[2], &[1.0, 2.0]))]);
     assert_eq!(r.as_f32().unwrap(), &[9.0]);
-    assert!(g.parameter("layer.w", Array::scalar(DType::F32, 0.0)).check().is_err());
+    assert!(g
+        .parameter("layer.w", Array::scalar(DType::F32, 0.0))
+        .check()
+        .is_err());
 }

@@ -64,11 +64,14 @@ fn slicing_shapes() {
     assert_eq!(t.index(s![0, .., ..]).size(), [5, 100]); // tenseur[0,:,:]
     assert_eq!(t.index(s![0, Idx::Ellipsis]).size(), [5, 100]); // tenseur[0,...]
     assert_eq!(t.index(s![0..5, .., ..]).size(), [5, 5, 100]); // tenseur[0:5,:,:]
-    // The slide's comment says [10,5,50] for tenseur[0,:,0::2]; PyTorch itself gives
-    // [5,50] (the leading 0 removes an axis). We follow PyTorch; [10,5,50] is
-    // tenseur[:,:,0::2].
+                                                               // The slide's comment says [10,5,50] for tenseur[0,:,0::2]; PyTorch itself gives
+                                                               // [5,50] (the leading 0 removes an axis). We follow PyTorch; [10,5,50] is
+                                                               // tenseur[:,:,0::2].
     assert_eq!(t.index(s![0, .., Idx::from(0..).step(2)]).size(), [5, 50]);
-    assert_eq!(t.index(s![.., .., Idx::from(0..).step(2)]).size(), [10, 5, 50]);
+    assert_eq!(
+        t.index(s![.., .., Idx::from(0..).step(2)]).size(),
+        [10, 5, 50]
+    );
 }
 
 /// Values, on `tenseur = arange(5000).reshape(10, 5, 100)`, element (i, j, k) = 500i + 100j + k.

@@ -34,7 +34,11 @@ fn add_broadcast_mismatch_through_operator() {
     let b = g.input("b", DType::F32, [4]);
     let line = line!() + 1;
     let c = &a + &b;
-    assert_points_here(&c.check().unwrap_err(), line, &["add", "[2,3]", "[4]", "broadcast"]);
+    assert_points_here(
+        &c.check().unwrap_err(),
+        line,
+        &["add", "[2,3]", "[4]", "broadcast"],
+    );
 }
 
 #[test]
@@ -54,7 +58,11 @@ fn cat_shape_mismatch() {
     let b = g.input("b", DType::F32, [10, 6, 100]);
     let line = line!() + 1;
     let c = cat(&[&a, &b], 2);
-    assert_points_here(&c.check().unwrap_err(), line, &["cat", "[10,5,100]", "[10,6,100]"]);
+    assert_points_here(
+        &c.check().unwrap_err(),
+        line,
+        &["cat", "[10,5,100]", "[10,6,100]"],
+    );
 }
 
 #[test]
@@ -63,7 +71,11 @@ fn axis_out_of_range() {
     let a = g.input("a", DType::F32, [2, 3]);
     let line = line!() + 1;
     let m = a.mean([3], false);
-    assert_points_here(&m.check().unwrap_err(), line, &["mean", "dimension 3", "f32[2,3]"]);
+    assert_points_here(
+        &m.check().unwrap_err(),
+        line,
+        &["mean", "dimension 3", "f32[2,3]"],
+    );
 }
 
 #[test]
@@ -73,7 +85,11 @@ fn conv_channel_mismatch() {
     let w = g.input("w", DType::F32, [8, 4, 5]);
     let line = line!() + 1;
     let y = x.conv1d(&w, None, &onde::ConvOpts::default());
-    assert_points_here(&y.check().unwrap_err(), line, &["conv1d", "[1,3,20]", "[8,4,5]"]);
+    assert_points_here(
+        &y.check().unwrap_err(),
+        line,
+        &["conv1d", "[1,3,20]", "[8,4,5]"],
+    );
 }
 
 #[test]
@@ -95,7 +111,11 @@ fn index_out_of_bounds() {
     let x = g.input("x", DType::F32, [3, 4]);
     let line = line!() + 1;
     let y = x.index(onde::s![3, ..]);
-    assert_points_here(&y.check().unwrap_err(), line, &["index", "out of bounds", "size 3"]);
+    assert_points_here(
+        &y.check().unwrap_err(),
+        line,
+        &["index", "out of bounds", "size 3"],
+    );
 }
 
 #[test]
@@ -115,7 +135,11 @@ fn mixing_builders_is_an_error() {
     let b = g2.input("b", DType::F32, [3]);
     let line = line!() + 1;
     let c = &a + &b;
-    assert_points_here(&c.check().unwrap_err(), line, &["add", "different graph builders"]);
+    assert_points_here(
+        &c.check().unwrap_err(),
+        line,
+        &["add", "different graph builders"],
+    );
 }
 
 #[test]
@@ -124,8 +148,14 @@ fn missing_and_misshapen_feeds_are_run_errors() {
     let x = g.input("x", DType::F32, [3]);
     let y = x.exp();
     let e = g.run(&[&y], &[]).unwrap_err();
-    assert!(matches!(e, Error::Run(_)) && e.to_string().contains("input `x`"), "{e}");
+    assert!(
+        matches!(e, Error::Run(_)) && e.to_string().contains("input `x`"),
+        "{e}"
+    );
     let wrong = onde::Array::f32([4], vec![0.0; 4]).unwrap();
     let e = g.run(&[&y], &[("x", wrong)]).unwrap_err();
-    assert!(e.to_string().contains("f32[3]") && e.to_string().contains("f32[4]"), "{e}");
+    assert!(
+        e.to_string().contains("f32[3]") && e.to_string().contains("f32[4]"),
+        "{e}"
+    );
 }

@@ -6,8 +6,13 @@ use proptest::prelude::*;
 
 fn data(shape: &[usize], seed: usize) -> Array {
     let n: usize = shape.iter().product();
-    Array::f32(shape.to_vec(), (0..n).map(|k| ((k * 7 + seed) as f32 * 0.173).sin()).collect())
-        .unwrap()
+    Array::f32(
+        shape.to_vec(),
+        (0..n)
+            .map(|k| ((k * 7 + seed) as f32 * 0.173).sin())
+            .collect(),
+    )
+    .unwrap()
 }
 
 /// One step of an Elman RNN: `h' = tanh(x W^T + h U^T + b)`; also emits `2h'`.
@@ -17,7 +22,13 @@ fn cell(h: &Tensor, x: &Tensor, w: &Tensor, u: &Tensor, b: &Tensor) -> (Tensor, 
     (h2, y)
 }
 
-fn run_both(batch: usize, steps: usize, feat: usize, hid: usize, reverse: bool) -> (Vec<Array>, Vec<Array>, usize) {
+fn run_both(
+    batch: usize,
+    steps: usize,
+    feat: usize,
+    hid: usize,
+    reverse: bool,
+) -> (Vec<Array>, Vec<Array>, usize) {
     let feeds = vec![
         ("x", data(&[batch, steps, feat], 1)),
         ("w", data(&[hid, feat], 2)),
@@ -46,7 +57,11 @@ fn run_both(batch: usize, steps: usize, feat: usize, hid: usize, reverse: bool) 
     let b = g.input("b", DType::F32, [hid]);
     let mut h = g.input("h0", DType::F32, [batch, hid]);
     let mut ys = vec![None; steps];
-    let order: Vec<usize> = if reverse { (0..steps).rev().collect() } else { (0..steps).collect() };
+    let order: Vec<usize> = if reverse {
+        (0..steps).rev().collect()
+    } else {
+        (0..steps).collect()
+    };
     for t in order {
         let xt = x.select_step(t);
         let (h2, y) = cell(&h, &xt, &w, &u, &b);
@@ -55,7 +70,14 @@ fn run_both(batch: usize, steps: usize, feat: usize, hid: usize, reverse: bool) 
     }
     let ys: Vec<Tensor> = ys.into_iter().map(|y| y.unwrap()).collect();
     let refs: Vec<&Tensor> = ys.iter().collect();
-    let stacked = if steps == 0 { x.slice(1, Some(0), Some(0), 1).sum([2], false).unsqueeze(2).expand([batch as i64, 0, hid as i64]) } else { stack(&refs, 1) };
+    let stacked = if steps == 0 {
+        x.slice(1, Some(0), Some(0), 1)
+            .sum([2], false)
+            .unsqueeze(2)
+            .expand([batch as i64, 0, hid as i64])
+    } else {
+        stack(&refs, 1)
+    };
     let unrolled = g.run(&[&h, &stacked], &feeds).unwrap();
     (scanned, unrolled, size)
 }

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "onde", version, about = "onde: a deep-learning graph compiler for signals")]
+#[command(
+    name = "onde",
+    version,
+    about = "onde: a deep-learning graph compiler for signals"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,8 +57,8 @@ fn load(file: Option<PathBuf>, example: Option<String>) -> Result<(String, Graph
             )),
         },
         (Some(path), None) => {
-            let src = std::fs::read_to_string(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let src =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let g = parse_graph(&src).map_err(|e| format!("{}: {e}", path.display()))?;
             verify(&g).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok((path.display().to_string(), g))

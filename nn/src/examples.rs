@@ -44,10 +44,23 @@ pub fn uniform_range(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Array {
 
 /// `x @ W^T + b` with parameters `{name}.weight` `[out, in]` and `{name}.bias` `[out]`.
 #[track_caller]
-fn linear(g: &GraphBuilder, name: &str, x: &Tensor, fan_in: usize, fan_out: usize, seed: u64) -> Tensor {
+fn linear(
+    g: &GraphBuilder,
+    name: &str,
+    x: &Tensor,
+    fan_in: usize,
+    fan_out: usize,
+    seed: u64,
+) -> Tensor {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    let w = g.parameter(&format!("{name}.weight"), uniform_init(&[fan_out, fan_in], bound, seed));
-    let b = g.parameter(&format!("{name}.bias"), uniform_init(&[fan_out], bound, seed + 1));
+    let w = g.parameter(
+        &format!("{name}.weight"),
+        uniform_init(&[fan_out, fan_in], bound, seed),
+    );
+    let b = g.parameter(
+        &format!("{name}.bias"),
+        uniform_init(&[fan_out], bound, seed + 1),
+    );
     x.matmul(&w.t()) + &b
 }
 

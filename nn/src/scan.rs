@@ -52,7 +52,10 @@ impl GraphBuilder {
             }
         }
         let Some(x0) = xs.first() else {
-            return fail("needs at least one scanned input to know the number of steps".into(), tys);
+            return fail(
+                "needs at least one scanned input to know the number of steps".into(),
+                tys,
+            );
         };
         let ax = match Tensor::norm_axis(axis, x0.dim()) {
             Ok(a) => a,

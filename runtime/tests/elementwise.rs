@@ -76,7 +76,13 @@ fn division_by_zero_and_pow_follow_ieee() {
     let a = f64s(&[3], &[1., -1., 0.]);
     let b = f64s(&[3], &[0., 0., 0.]);
     let r = eval(Op::Binary(BinaryOp::Div), &[a, b]);
-    assert_close(&r, DType::F64, &[3], &[f64::INFINITY, f64::NEG_INFINITY, NAN], 0.0);
+    assert_close(
+        &r,
+        DType::F64,
+        &[3],
+        &[f64::INFINITY, f64::NEG_INFINITY, NAN],
+        0.0,
+    );
     let r = eval(
         Op::Binary(BinaryOp::Pow),
         &[f64s(&[2], &[-8., 0.]), f64s(&[2], &[1. / 3., 0.])],
@@ -99,8 +105,14 @@ fn i64_arithmetic_wraps() {
     let a = i64s(&[4], &[5, -3, i64::MAX, i64::MIN]);
     let b = i64s(&[4], &[-2, 7, 1, 2]);
     let op = |o| eval(Op::Binary(o), &[a.clone(), b.clone()]);
-    assert_eq!(op(BinaryOp::Add), i64s(&[4], &[3, 4, i64::MIN, i64::MIN + 2]));
-    assert_eq!(op(BinaryOp::Sub), i64s(&[4], &[7, -10, i64::MAX - 1, i64::MAX - 1]));
+    assert_eq!(
+        op(BinaryOp::Add),
+        i64s(&[4], &[3, 4, i64::MIN, i64::MIN + 2])
+    );
+    assert_eq!(
+        op(BinaryOp::Sub),
+        i64s(&[4], &[7, -10, i64::MAX - 1, i64::MAX - 1])
+    );
     assert_eq!(op(BinaryOp::Mul), i64s(&[4], &[-10, -21, i64::MAX, 0]));
     assert_eq!(op(BinaryOp::Max), i64s(&[4], &[5, 7, i64::MAX, 2]));
     assert_eq!(op(BinaryOp::Min), i64s(&[4], &[-2, -3, 1, i64::MIN]));
@@ -128,10 +140,34 @@ fn logical_ops_broadcast() {
 fn sign_abs_neg_relu_on_floats() {
     let x = f32s(&[5], &[-2., 0., 3., f32::NAN, -0.]);
     let u = |o| eval(Op::Unary(o), &[x.clone()]);
-    assert_close(&u(UnaryOp::Sign), DType::F32, &[5], &[-1., 0., 1., NAN, 0.], 0.0);
-    assert_close(&u(UnaryOp::Abs), DType::F32, &[5], &[2., 0., 3., NAN, 0.], 0.0);
-    assert_close(&u(UnaryOp::Neg), DType::F32, &[5], &[2., -0., -3., NAN, 0.], 0.0);
-    assert_close(&u(UnaryOp::Relu), DType::F32, &[5], &[0., 0., 3., NAN, 0.], 0.0);
+    assert_close(
+        &u(UnaryOp::Sign),
+        DType::F32,
+        &[5],
+        &[-1., 0., 1., NAN, 0.],
+        0.0,
+    );
+    assert_close(
+        &u(UnaryOp::Abs),
+        DType::F32,
+        &[5],
+        &[2., 0., 3., NAN, 0.],
+        0.0,
+    );
+    assert_close(
+        &u(UnaryOp::Neg),
+        DType::F32,
+        &[5],
+        &[2., -0., -3., NAN, 0.],
+        0.0,
+    );
+    assert_close(
+        &u(UnaryOp::Relu),
+        DType::F32,
+        &[5],
+        &[0., 0., 3., NAN, 0.],
+        0.0,
+    );
 }
 
 #[test]
@@ -204,7 +240,10 @@ fn comparisons_broadcast_on_i64_and_bool() {
     );
     let p = bools(&[2], &[false, true]);
     let q = bools(&[], &[true]);
-    assert_eq!(eval(Op::Compare(CmpOp::Lt), &[p, q]), bools(&[2], &[true, false]));
+    assert_eq!(
+        eval(Op::Compare(CmpOp::Lt), &[p, q]),
+        bools(&[2], &[true, false])
+    );
 }
 
 #[test]
@@ -212,7 +251,10 @@ fn where_broadcasts_all_three() {
     let c = bools(&[2, 1], &[true, false]);
     let a = i64s(&[3], &[1, 2, 3]);
     let b = i64s(&[], &[0]);
-    assert_eq!(eval(Op::Where, &[c, a, b]), i64s(&[2, 3], &[1, 2, 3, 0, 0, 0]));
+    assert_eq!(
+        eval(Op::Where, &[c, a, b]),
+        i64s(&[2, 3], &[1, 2, 3, 0, 0, 0])
+    );
     let c = bools(&[3], &[false, true, false]);
     let a = f64s(&[3], &[1., 2., 3.]);
     let b = f64s(&[3], &[-1., -2., -3.]);
@@ -231,14 +273,20 @@ fn casts() {
         bools(&[5], &[true, true, true, false, true])
     );
     let b = bools(&[2], &[true, false]);
-    assert_eq!(eval(Op::Cast { to: DType::F32 }, &[b.clone()]), f32s(&[2], &[1., 0.]));
+    assert_eq!(
+        eval(Op::Cast { to: DType::F32 }, &[b.clone()]),
+        f32s(&[2], &[1., 0.])
+    );
     assert_eq!(eval(Op::Cast { to: DType::I64 }, &[b]), i64s(&[2], &[1, 0]));
     let i = i64s(&[3], &[0, 5, -1]);
     assert_eq!(
         eval(Op::Cast { to: DType::Bool }, &[i.clone()]),
         bools(&[3], &[false, true, true])
     );
-    assert_eq!(eval(Op::Cast { to: DType::F64 }, &[i]), f64s(&[3], &[0., 5., -1.]));
+    assert_eq!(
+        eval(Op::Cast { to: DType::F64 }, &[i]),
+        f64s(&[3], &[0., 5., -1.])
+    );
     // i64 → f32 rounds directly (2^53 + 1 would round twice through f64).
     let big = (1i64 << 53) + 1;
     assert_eq!(
@@ -262,5 +310,8 @@ fn size_one_and_scalar_shapes() {
     assert_eq!(eval(Op::Binary(BinaryOp::Mul), &[a, b]), f32s(&[], &[12.]));
     let a = f32s(&[1, 1], &[2.]);
     let b = f32s(&[1], &[5.]);
-    assert_eq!(eval(Op::Binary(BinaryOp::Add), &[a, b]), f32s(&[1, 1], &[7.]));
+    assert_eq!(
+        eval(Op::Binary(BinaryOp::Add), &[a, b]),
+        f32s(&[1, 1], &[7.])
+    );
 }

@@ -43,7 +43,12 @@ fn permute_moves_axes() {
     );
     // out[k, i, j] = x[i, j, k] = 12i + 4j + k.
     let x = iota_i64(&[2, 3, 4]);
-    let r = eval(Op::Permute { perm: vec![2, 0, 1] }, &[x]);
+    let r = eval(
+        Op::Permute {
+            perm: vec![2, 0, 1],
+        },
+        &[x],
+    );
     assert_eq!(
         r,
         i64s(
@@ -180,16 +185,28 @@ fn gather_like_torch() {
     // torch.gather(torch.tensor([[1, 2], [3, 4]]), 1, torch.tensor([[0, 0], [1, 0]]))
     let x = i64s(&[2, 2], &[1, 2, 3, 4]);
     let idx = i64s(&[2, 2], &[0, 0, 1, 0]);
-    assert_eq!(eval(Op::Gather { axis: 1 }, &[x, idx]), i64s(&[2, 2], &[1, 1, 4, 3]));
+    assert_eq!(
+        eval(Op::Gather { axis: 1 }, &[x, idx]),
+        i64s(&[2, 2], &[1, 1, 4, 3])
+    );
     let x = f32s(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
     let idx = i64s(&[1, 3], &[1, 0, 1]);
-    assert_eq!(eval(Op::Gather { axis: 0 }, &[x, idx]), f32s(&[1, 3], &[4., 2., 6.]));
+    assert_eq!(
+        eval(Op::Gather { axis: 0 }, &[x, idx]),
+        f32s(&[1, 3], &[4., 2., 6.])
+    );
     // The index may be smaller than the input outside the gathered axis.
     let x = iota_i64(&[3, 3]);
     let idx = i64s(&[2, 1], &[2, 0]);
-    assert_eq!(eval(Op::Gather { axis: 1 }, &[x, idx]), i64s(&[2, 1], &[2, 3]));
+    assert_eq!(
+        eval(Op::Gather { axis: 1 }, &[x, idx]),
+        i64s(&[2, 1], &[2, 3])
+    );
     let x = f32s(&[2], &[1., 2.]);
-    assert_eq!(eval(Op::Gather { axis: 0 }, &[x, i64s(&[0], &[])]), f32s(&[0], &[]));
+    assert_eq!(
+        eval(Op::Gather { axis: 0 }, &[x, i64s(&[0], &[])]),
+        f32s(&[0], &[])
+    );
 }
 
 #[test]

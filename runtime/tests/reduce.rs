@@ -40,10 +40,7 @@ fn sum_over_two_axes_with_and_without_keepdim() {
     let r = eval(reduce(ReduceKind::Sum, &[0, 1, 2], false), &[x.clone()]);
     assert_eq!(r, f32s(&[], &[276.]));
     let r = eval(reduce(ReduceKind::Max, &[1], true), &[x.clone()]);
-    assert_eq!(
-        r,
-        f32s(&[2, 1, 4], &[8., 9., 10., 11., 20., 21., 22., 23.])
-    );
+    assert_eq!(r, f32s(&[2, 1, 4], &[8., 9., 10., 11., 20., 21., 22., 23.]));
     // No axes: identity.
     assert_eq!(eval(reduce(ReduceKind::Prod, &[], false), &[x.clone()]), x);
 }
@@ -105,14 +102,23 @@ fn empty_reductions() {
         );
     }
     let err = try_eval(arg(ArgKind::ArgMax, 0, false), &[x]).unwrap_err();
-    assert!(matches!(err, InterpError::EmptyReduction { axis: 0, .. }), "{err}");
+    assert!(
+        matches!(err, InterpError::EmptyReduction { axis: 0, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn argmax_argmin_take_first_of_ties() {
     let x = f32s(&[2, 3], &[1., 3., 3., 2., 2., 1.]);
-    assert_eq!(eval(arg(ArgKind::ArgMax, 1, false), &[x.clone()]), i64s(&[2], &[1, 0]));
-    assert_eq!(eval(arg(ArgKind::ArgMin, 1, false), &[x.clone()]), i64s(&[2], &[0, 2]));
+    assert_eq!(
+        eval(arg(ArgKind::ArgMax, 1, false), &[x.clone()]),
+        i64s(&[2], &[1, 0])
+    );
+    assert_eq!(
+        eval(arg(ArgKind::ArgMin, 1, false), &[x.clone()]),
+        i64s(&[2], &[0, 2])
+    );
     assert_eq!(
         eval(arg(ArgKind::ArgMax, 0, true), &[x.clone()]),
         i64s(&[1, 3], &[1, 0, 0])
@@ -122,17 +128,26 @@ fn argmax_argmin_take_first_of_ties() {
         i64s(&[3], &[0, 1, 1])
     );
     let y = i64s(&[4], &[-5, 7, 7, -9]);
-    assert_eq!(eval(arg(ArgKind::ArgMax, 0, false), &[y.clone()]), i64s(&[], &[1]));
+    assert_eq!(
+        eval(arg(ArgKind::ArgMax, 0, false), &[y.clone()]),
+        i64s(&[], &[1])
+    );
     assert_eq!(eval(arg(ArgKind::ArgMin, 0, true), &[y]), i64s(&[1], &[3]));
 }
 
 #[test]
 fn argmax_argmin_treat_nan_as_extreme() {
     let x = f64s(&[5], &[1., NAN, 5., NAN, -1.]);
-    assert_eq!(eval(arg(ArgKind::ArgMax, 0, false), &[x.clone()]), i64s(&[], &[1]));
+    assert_eq!(
+        eval(arg(ArgKind::ArgMax, 0, false), &[x.clone()]),
+        i64s(&[], &[1])
+    );
     assert_eq!(eval(arg(ArgKind::ArgMin, 0, false), &[x]), i64s(&[], &[1]));
     let x = f64s(&[3], &[NAN, 2., 3.]);
-    assert_eq!(eval(arg(ArgKind::ArgMax, 0, false), &[x.clone()]), i64s(&[], &[0]));
+    assert_eq!(
+        eval(arg(ArgKind::ArgMax, 0, false), &[x.clone()]),
+        i64s(&[], &[0])
+    );
     assert_eq!(eval(arg(ArgKind::ArgMin, 0, false), &[x]), i64s(&[], &[0]));
 }
 

@@ -8,8 +8,20 @@ use onde_ir::{Array, DType, Distribution, Op, Shape, SourceLoc};
 impl GraphBuilder {
     /// A filled tensor as a scalar constant broadcast with `expand`: graphs stay small
     /// and fusion sees a broadcast operand instead of a large constant buffer.
-    pub(crate) fn full_at(&self, api: &'static str, shape: Shape, value: f64, dtype: DType, loc: SourceLoc) -> Tensor {
-        let c = self.push(api, Op::Constant(Array::scalar(dtype, value)), &[], loc.clone());
+    pub(crate) fn full_at(
+        &self,
+        api: &'static str,
+        shape: Shape,
+        value: f64,
+        dtype: DType,
+        loc: SourceLoc,
+    ) -> Tensor {
+        let c = self.push(
+            api,
+            Op::Constant(Array::scalar(dtype, value)),
+            &[],
+            loc.clone(),
+        );
         c.expand_at(api, shape, loc)
     }
 
@@ -34,7 +46,12 @@ impl GraphBuilder {
     /// A rank-0 constant.
     #[track_caller]
     pub fn scalar(&self, value: f64, dtype: DType) -> Tensor {
-        self.push("scalar", Op::Constant(Array::scalar(dtype, value)), &[], SourceLoc::caller())
+        self.push(
+            "scalar",
+            Op::Constant(Array::scalar(dtype, value)),
+            &[],
+            SourceLoc::caller(),
+        )
     }
 
     /// `start, start+step, …` below `end` (`torch.arange`); a zero step is an error.
@@ -66,7 +83,15 @@ impl GraphBuilder {
         }
     }
 
-    fn random_at(&self, api: &'static str, dist: Distribution, shape: Shape, dtype: DType, seed: Option<&Tensor>, loc: SourceLoc) -> Tensor {
+    fn random_at(
+        &self,
+        api: &'static str,
+        dist: Distribution,
+        shape: Shape,
+        dtype: DType,
+        seed: Option<&Tensor>,
+        loc: SourceLoc,
+    ) -> Tensor {
         let seed = match seed {
             Some(s) => s.clone(),
             None => {
@@ -86,26 +111,54 @@ impl GraphBuilder {
     /// [`GraphBuilder::manual_seed`]).
     #[track_caller]
     pub fn rand(&self, shape: impl Into<Shape>, dtype: DType) -> Tensor {
-        self.random_at("rand", Distribution::Uniform, shape.into(), dtype, None, SourceLoc::caller())
+        self.random_at(
+            "rand",
+            Distribution::Uniform,
+            shape.into(),
+            dtype,
+            None,
+            SourceLoc::caller(),
+        )
     }
 
     /// Standard normal samples (`torch.randn`), seeded from the builder.
     #[track_caller]
     pub fn randn(&self, shape: impl Into<Shape>, dtype: DType) -> Tensor {
-        self.random_at("randn", Distribution::Normal, shape.into(), dtype, None, SourceLoc::caller())
+        self.random_at(
+            "randn",
+            Distribution::Normal,
+            shape.into(),
+            dtype,
+            None,
+            SourceLoc::caller(),
+        )
     }
 
     /// Uniform samples with an explicit `i64[]` seed tensor (e.g. a graph input, so each
     /// run can draw new numbers).
     #[track_caller]
     pub fn rand_seeded(&self, shape: impl Into<Shape>, dtype: DType, seed: &Tensor) -> Tensor {
-        self.random_at("rand", Distribution::Uniform, shape.into(), dtype, Some(seed), SourceLoc::caller())
+        self.random_at(
+            "rand",
+            Distribution::Uniform,
+            shape.into(),
+            dtype,
+            Some(seed),
+            SourceLoc::caller(),
+        )
     }
 
     /// Normal samples with an explicit `i64[]` seed tensor.
     #[track_caller]
     pub fn randn_seeded(&self, shape: impl Into<Shape>, dtype: DType, seed: &Tensor) -> Tensor {
-        self.random_at("randn", Distribution::Normal, shape.into(), dtype, Some(seed), SourceLoc::caller())
+        self.random_at(
+            "randn",
+            Distribution::Normal,
+            shape.into(),
+            dtype,
+            Some(seed),
+            SourceLoc::caller(),
+        )
     }
 }
 
@@ -114,7 +167,8 @@ impl Tensor {
         if let Err(e) = self.check() {
             return self.builder().poisoned(e);
         }
-        self.builder().full_at(api, self.shape(), value, self.dtype(), loc)
+        self.builder()
+            .full_at(api, self.shape(), value, self.dtype(), loc)
     }
 
     /// Zeros of this tensor's shape and dtype (`torch.zeros_like`).
@@ -142,6 +196,13 @@ impl Tensor {
         if let Err(e) = self.check() {
             return self.builder().poisoned(e);
         }
-        self.builder().random_at("rand_like", Distribution::Uniform, self.shape(), self.dtype(), None, loc)
+        self.builder().random_at(
+            "rand_like",
+            Distribution::Uniform,
+            self.shape(),
+            self.dtype(),
+            None,
+            loc,
+        )
     }
 }

@@ -77,7 +77,13 @@ impl Tensor {
         (a.cast_at(d, loc.clone()), b.cast_at(d, loc.clone()))
     }
 
-    pub(crate) fn binary_at(&self, api: &'static str, op: BinaryOp, other: Arg, loc: SourceLoc) -> Tensor {
+    pub(crate) fn binary_at(
+        &self,
+        api: &'static str,
+        op: BinaryOp,
+        other: Arg,
+        loc: SourceLoc,
+    ) -> Tensor {
         let o = self.arg_tensor(other, &loc);
         let floor = match op {
             BinaryOp::Div | BinaryOp::Pow => Some(DType::F32),
@@ -143,7 +149,12 @@ impl Tensor {
     /// `x * x`.
     #[track_caller]
     pub fn square(&self) -> Tensor {
-        self.binary_at("square", BinaryOp::Mul, Arg::Tensor(self.clone()), SourceLoc::caller())
+        self.binary_at(
+            "square",
+            BinaryOp::Mul,
+            Arg::Tensor(self.clone()),
+            SourceLoc::caller(),
+        )
     }
 
     pub(crate) fn unary_at(&self, api: &'static str, op: UnaryOp, loc: SourceLoc) -> Tensor {
@@ -244,7 +255,11 @@ impl Tensor {
     #[track_caller]
     pub fn reciprocal(&self) -> Tensor {
         let loc = SourceLoc::caller();
-        let x = if self.dtype().is_float() { self.clone() } else { self.cast_at(DType::F32, loc.clone()) };
+        let x = if self.dtype().is_float() {
+            self.clone()
+        } else {
+            self.cast_at(DType::F32, loc.clone())
+        };
         let one = x.arg_tensor(Arg::Float(1.0), &loc);
         one.binary_at("reciprocal", BinaryOp::Div, Arg::Tensor(x), loc)
     }
@@ -256,7 +271,9 @@ impl Tensor {
     }
 
     fn logical_at(&self, api: &'static str, op: BinaryOp, other: Arg, loc: SourceLoc) -> Tensor {
-        let o = self.arg_tensor(other, &loc).cast_at(DType::Bool, loc.clone());
+        let o = self
+            .arg_tensor(other, &loc)
+            .cast_at(DType::Bool, loc.clone());
         let s = self.cast_at(DType::Bool, loc.clone());
         Tensor::apply_at(api, Op::Binary(op), &[&s, &o], loc)
     }
@@ -264,13 +281,23 @@ impl Tensor {
     /// Logical and (`torch.logical_and`).
     #[track_caller]
     pub fn logical_and(&self, other: impl Into<Arg>) -> Tensor {
-        self.logical_at("logical_and", BinaryOp::And, other.into(), SourceLoc::caller())
+        self.logical_at(
+            "logical_and",
+            BinaryOp::And,
+            other.into(),
+            SourceLoc::caller(),
+        )
     }
 
     /// Logical or (`torch.logical_or`).
     #[track_caller]
     pub fn logical_or(&self, other: impl Into<Arg>) -> Tensor {
-        self.logical_at("logical_or", BinaryOp::Or, other.into(), SourceLoc::caller())
+        self.logical_at(
+            "logical_or",
+            BinaryOp::Or,
+            other.into(),
+            SourceLoc::caller(),
+        )
     }
 
     fn compare_at(&self, api: &'static str, op: CmpOp, other: Arg, loc: SourceLoc) -> Tensor {

@@ -36,12 +36,19 @@ impl Tensor {
         let shape = self.shape();
         let r = shape.rank();
         let n_ell = idx.iter().filter(|i| matches!(i, Idx::Ellipsis)).count();
-        let n_real = idx.iter().filter(|i| matches!(i, Idx::At(_) | Idx::Range { .. })).count();
+        let n_real = idx
+            .iter()
+            .filter(|i| matches!(i, Idx::At(_) | Idx::Range { .. }))
+            .count();
         if n_ell > 1 {
             return self.fail(api, "an index can only have a single ellipsis".into(), loc);
         }
         if n_real > r {
-            return self.fail(api, format!("too many indices for a tensor of rank {r}: {n_real} given"), loc);
+            return self.fail(
+                api,
+                format!("too many indices for a tensor of rank {r}: {n_real} given"),
+                loc,
+            );
         }
         let mut expanded = Vec::new();
         for i in idx {
@@ -66,22 +73,36 @@ impl Tensor {
                     if q < 0 || q >= n as i64 {
                         return self.fail(
                             api,
-                            format!("index {p} is out of bounds for dimension {axis} with size {n}"),
+                            format!(
+                                "index {p} is out of bounds for dimension {axis} with size {n}"
+                            ),
                             loc,
                         );
                     }
                     let q = q as usize;
-                    axes.push(SliceAxis { start: q, stop: q + 1, step: 1 });
+                    axes.push(SliceAxis {
+                        start: q,
+                        stop: q + 1,
+                        step: 1,
+                    });
                     axis += 1;
                 }
                 Idx::Range { start, stop, step } => {
                     let n = shape.dims()[axis];
                     if step < 1 {
-                        return self.fail(api, format!("slice step must be positive, got {step} on dimension {axis}"), loc);
+                        return self.fail(
+                            api,
+                            format!("slice step must be positive, got {step} on dimension {axis}"),
+                            loc,
+                        );
                     }
                     let a = start.map_or(0, |b| clamp_bound(b, n));
                     let b = stop.map_or(n, |b| clamp_bound(b, n)).max(a);
-                    let s = SliceAxis { start: a, stop: b, step: step as usize };
+                    let s = SliceAxis {
+                        start: a,
+                        stop: b,
+                        step: step as usize,
+                    };
                     out.push(s.len() as i64);
                     axes.push(s);
                     axis += 1;
@@ -89,7 +110,8 @@ impl Tensor {
                 Idx::Ellipsis => {}
             }
         }
-        self.slice_axes_at(api, axes, loc.clone()).reshape_at(api, &out, loc)
+        self.slice_axes_at(api, axes, loc.clone())
+            .reshape_at(api, &out, loc)
     }
 
     /// Elements `start, start+step, …` below `stop` along `dim`; `None` ends mean the
@@ -103,14 +125,30 @@ impl Tensor {
             Err(e) => return self.fail("slice", e, loc),
         };
         if step < 1 {
-            return self.fail("slice", format!("slice step must be positive, got {step}"), loc);
+            return self.fail(
+                "slice",
+                format!("slice step must be positive, got {step}"),
+                loc,
+            );
         }
         let s = self.shape();
-        let mut axes: Vec<SliceAxis> = s.dims().iter().map(|&d| SliceAxis { start: 0, stop: d, step: 1 }).collect();
+        let mut axes: Vec<SliceAxis> = s
+            .dims()
+            .iter()
+            .map(|&d| SliceAxis {
+                start: 0,
+                stop: d,
+                step: 1,
+            })
+            .collect();
         let n = s.dims()[axis];
         let a = start.map_or(0, |b| clamp_bound(b, n));
         let b = stop.map_or(n, |b| clamp_bound(b, n)).max(a);
-        axes[axis] = SliceAxis { start: a, stop: b, step: step as usize };
+        axes[axis] = SliceAxis {
+            start: a,
+            stop: b,
+            step: step as usize,
+        };
         self.slice_axes_at("slice", axes, loc)
     }
 
@@ -125,10 +163,27 @@ impl Tensor {
         let n = self.shape().dims()[axis];
         let st = if start < 0 { start + n as i64 } else { start };
         if st < 0 || st as usize + length > n {
-            return self.fail("narrow", format!("start {start} + length {length} exceeds dimension {axis} of size {n}"), loc);
+            return self.fail(
+                "narrow",
+                format!("start {start} + length {length} exceeds dimension {axis} of size {n}"),
+                loc,
+            );
         }
-        let mut axes: Vec<SliceAxis> = self.shape().dims().iter().map(|&d| SliceAxis { start: 0, stop: d, step: 1 }).collect();
-        axes[axis] = SliceAxis { start: st as usize, stop: st as usize + length, step: 1 };
+        let mut axes: Vec<SliceAxis> = self
+            .shape()
+            .dims()
+            .iter()
+            .map(|&d| SliceAxis {
+                start: 0,
+                stop: d,
+                step: 1,
+            })
+            .collect();
+        axes[axis] = SliceAxis {
+            start: st as usize,
+            stop: st as usize + length,
+            step: 1,
+        };
         self.slice_axes_at("narrow", axes, loc)
     }
 }

@@ -91,8 +91,16 @@ impl Tensor {
         if ra == 0 || rb == 0 {
             return a.fail(api, "both arguments need at least 1 dimension".into(), loc);
         }
-        let a2 = if ra == 1 { a.reshape_at(api, &[1, -1], loc.clone()) } else { a };
-        let b2 = if rb == 1 { b.reshape_at(api, &[-1, 1], loc.clone()) } else { b };
+        let a2 = if ra == 1 {
+            a.reshape_at(api, &[1, -1], loc.clone())
+        } else {
+            a
+        };
+        let b2 = if rb == 1 {
+            b.reshape_at(api, &[-1, 1], loc.clone())
+        } else {
+            b
+        };
         let r = Tensor::apply_at(api, Op::MatMul, &[&a2, &b2], loc.clone());
         if ra > 1 && rb > 1 {
             return r;

@@ -44,7 +44,10 @@ impl fmt::Debug for Tensor {
 }
 
 impl Tensor {
-    pub(crate) fn from_parts(b: GraphBuilder, v: std::result::Result<ValueId, Rc<Error>>) -> Tensor {
+    pub(crate) fn from_parts(
+        b: GraphBuilder,
+        v: std::result::Result<ValueId, Rc<Error>>,
+    ) -> Tensor {
         Tensor { b, v }
     }
 

@@ -26,8 +26,12 @@ impl Tensor {
         }
         if let Some(i) = infer {
             let known: usize = out.iter().product();
-            if known == 0 || n % known != 0 {
-                return self.fail(api, format!("shape {dims:?} is invalid for input of size {n}"), loc);
+            if known == 0 || !n.is_multiple_of(known) {
+                return self.fail(
+                    api,
+                    format!("shape {dims:?} is invalid for input of size {n}"),
+                    loc,
+                );
             }
             out[i] = n / known;
         }
@@ -60,9 +64,14 @@ impl Tensor {
         if s.rank() == 0 {
             return self.reshape_at("flatten", &[1], loc);
         }
-        let (a, b) = match (Tensor::norm_axis(start_dim, s.rank()), Tensor::norm_axis(end_dim, s.rank())) {
+        let (a, b) = match (
+            Tensor::norm_axis(start_dim, s.rank()),
+            Tensor::norm_axis(end_dim, s.rank()),
+        ) {
             (Ok(a), Ok(b)) if a <= b => (a, b),
-            (Ok(_), Ok(_)) => return self.fail("flatten", "start_dim cannot come after end_dim".into(), loc),
+            (Ok(_), Ok(_)) => {
+                return self.fail("flatten", "start_dim cannot come after end_dim".into(), loc)
+            }
             (Err(e), _) | (_, Err(e)) => return self.fail("flatten", e, loc),
         };
         let mut dims: Vec<i64> = s.dims()[..a].iter().map(|&d| d as i64).collect();
@@ -129,7 +138,11 @@ impl Tensor {
         let r = self.dim();
         let dims = dims.to_ints();
         if dims.len() != r {
-            return self.fail("permute", format!("{} dims given for a tensor of rank {r}", dims.len()), loc);
+            return self.fail(
+                "permute",
+                format!("{} dims given for a tensor of rank {r}", dims.len()),
+                loc,
+            );
         }
         let mut perm = Vec::with_capacity(r);
         for &d in &dims {
@@ -163,7 +176,11 @@ impl Tensor {
         match self.dim() {
             0 | 1 => self.clone(),
             2 => self.permute_at("t", vec![1, 0], loc),
-            r => self.fail("t", format!("expects a tensor of rank <= 2, got rank {r}"), loc),
+            r => self.fail(
+                "t",
+                format!("expects a tensor of rank <= 2, got rank {r}"),
+                loc,
+            ),
         }
     }
 
@@ -181,7 +198,15 @@ impl Tensor {
         let s = self.shape();
         let sizes = sizes.to_ints();
         if sizes.len() < s.rank() {
-            return self.fail("expand", format!("{} sizes given for a tensor of rank {}", sizes.len(), s.rank()), loc);
+            return self.fail(
+                "expand",
+                format!(
+                    "{} sizes given for a tensor of rank {}",
+                    sizes.len(),
+                    s.rank()
+                ),
+                loc,
+            );
         }
         let lead = sizes.len() - s.rank();
         let mut out = Vec::with_capacity(sizes.len());
@@ -211,30 +236,53 @@ impl Tensor {
         if dims.iter().any(|&d| d < 0) {
             return self.fail("broadcast_to", format!("invalid shape {dims:?}"), loc);
         }
-        self.expand_at("broadcast_to", Shape::new(dims.iter().map(|&d| d as usize)), loc)
+        self.expand_at(
+            "broadcast_to",
+            Shape::new(dims.iter().map(|&d| d as usize)),
+            loc,
+        )
     }
 
     fn tile_at(&self, api: &'static str, reps: &[i64], loc: SourceLoc) -> Tensor {
         if reps.iter().any(|&r| r < 0) {
-            return self.fail(api, format!("repetitions {reps:?} must be non-negative"), loc);
+            return self.fail(
+                api,
+                format!("repetitions {reps:?} must be non-negative"),
+                loc,
+            );
         }
         let s = self.shape();
         let r = reps.len().max(s.rank());
-        let reps: Vec<usize> = std::iter::repeat_n(1, r - reps.len()).chain(reps.iter().map(|&x| x as usize)).collect();
-        let dims: Vec<usize> = std::iter::repeat_n(1, r - s.rank()).chain(s.dims().iter().copied()).collect();
+        let reps: Vec<usize> = std::iter::repeat_n(1, r - reps.len())
+            .chain(reps.iter().map(|&x| x as usize))
+            .collect();
+        let dims: Vec<usize> = std::iter::repeat_n(1, r - s.rank())
+            .chain(s.dims().iter().copied())
+            .collect();
         // [d0, d1] -> [1, d0, 1, d1] -> expand [r0, d0, r1, d1] -> [r0·d0, r1·d1];
         // axes repeated once get no extra axis.
         let inter: Vec<i64> = reps
             .iter()
             .zip(&dims)
-            .flat_map(|(&k, &d)| if k == 1 { vec![d as i64] } else { vec![1, d as i64] })
+            .flat_map(|(&k, &d)| {
+                if k == 1 {
+                    vec![d as i64]
+                } else {
+                    vec![1, d as i64]
+                }
+            })
             .collect();
-        let expanded = Shape::new(
-            reps.iter()
-                .zip(&dims)
-                .flat_map(|(&k, &d)| if k == 1 { vec![d] } else { vec![k, d] }),
-        );
-        let out: Vec<i64> = reps.iter().zip(&dims).map(|(&k, &d)| (k * d) as i64).collect();
+        let expanded =
+            Shape::new(
+                reps.iter()
+                    .zip(&dims)
+                    .flat_map(|(&k, &d)| if k == 1 { vec![d] } else { vec![k, d] }),
+            );
+        let out: Vec<i64> = reps
+            .iter()
+            .zip(&dims)
+            .map(|(&k, &d)| (k * d) as i64)
+            .collect();
         self.reshape_at(api, &inter, loc.clone())
             .expand_at(api, expanded, loc.clone())
             .reshape_at(api, &out, loc)
@@ -255,7 +303,11 @@ impl Tensor {
         if sizes.len() < self.dim() {
             return self.fail(
                 "repeat",
-                format!("{} repeat sizes cannot be fewer than the {} axes", sizes.len(), self.dim()),
+                format!(
+                    "{} repeat sizes cannot be fewer than the {} axes",
+                    sizes.len(),
+                    self.dim()
+                ),
                 loc,
             );
         }
@@ -269,11 +321,19 @@ impl Tensor {
         let loc = SourceLoc::caller();
         let p = pad.to_ints();
         let r = self.dim();
-        if p.len() % 2 != 0 || p.len() / 2 > r {
-            return self.fail("pad", format!("padding {p:?} must hold (before, after) pairs for at most {r} axes"), loc);
+        if !p.len().is_multiple_of(2) || p.len() / 2 > r {
+            return self.fail(
+                "pad",
+                format!("padding {p:?} must hold (before, after) pairs for at most {r} axes"),
+                loc,
+            );
         }
         if p.iter().any(|&x| x < 0) {
-            return self.fail("pad", format!("negative padding {p:?} is not supported: slice instead"), loc);
+            return self.fail(
+                "pad",
+                format!("negative padding {p:?} is not supported: slice instead"),
+                loc,
+            );
         }
         let mut pads = vec![(0, 0); r];
         for (k, pair) in p.chunks(2).enumerate() {
@@ -310,7 +370,10 @@ impl Tensor {
             Ok(a) => a,
             Err(e) => return self.fail(api, e, loc),
         };
-        if index.ty().is_some_and(|t| t.shape.rank() != 1 || t.dtype != DType::I64) {
+        if index
+            .ty()
+            .is_some_and(|t| t.shape.rank() != 1 || t.dtype != DType::I64)
+        {
             let mut operands: Vec<_> = self.ty().into_iter().collect();
             operands.extend(index.ty());
             return self.builder().poisoned(Error::Op {
@@ -324,7 +387,9 @@ impl Tensor {
         view[axis] = index.numel() as i64;
         let mut out = self.shape();
         out.0[axis] = index.numel();
-        let idx = index.reshape_at(api, &view, loc.clone()).expand_at(api, out, loc.clone());
+        let idx = index
+            .reshape_at(api, &view, loc.clone())
+            .expand_at(api, out, loc.clone());
         Tensor::apply_at(api, Op::Gather { axis }, &[self, &idx], loc)
     }
 }
@@ -349,7 +414,10 @@ fn cat_at(api: &'static str, tensors: &[&Tensor], dim: i64, loc: SourceLoc) -> T
         Ok(a) => a,
         Err(e) => return first.fail(api, e, loc),
     };
-    let d = tensors.iter().map(|t| t.dtype()).fold(DType::Bool, DType::promote);
+    let d = tensors
+        .iter()
+        .map(|t| t.dtype())
+        .fold(DType::Bool, DType::promote);
     let cast: Vec<Tensor> = tensors.iter().map(|t| t.cast_at(d, loc.clone())).collect();
     let refs: Vec<&Tensor> = cast.iter().collect();
     Tensor::apply_at(api, Op::Concat { axis }, &refs, loc)

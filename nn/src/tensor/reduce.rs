@@ -4,7 +4,7 @@
 
 use super::Tensor;
 use crate::args::{Arg, IntList};
-use onde_ir::{Array, ArgKind, BinaryOp, DType, Op, ReduceKind, SourceLoc, UnaryOp};
+use onde_ir::{ArgKind, Array, BinaryOp, DType, Op, ReduceKind, SourceLoc, UnaryOp};
 
 impl Tensor {
     /// Normalises an axis list: negative axes count from the end, sorted, no duplicates.
@@ -16,7 +16,9 @@ impl Tensor {
         if r == 0 {
             // As PyTorch: a scalar accepts dimension 0 or -1, and there is nothing to reduce.
             return match axes.iter().find(|&&a| a != 0 && a != -1) {
-                Some(a) => Err(format!("dimension {a} out of range for a tensor of rank 0 (expected 0 or -1)")),
+                Some(a) => Err(format!(
+                    "dimension {a} out of range for a tensor of rank 0 (expected 0 or -1)"
+                )),
                 None => Ok(vec![]),
             };
         }
@@ -31,20 +33,46 @@ impl Tensor {
         Ok(out)
     }
 
-    fn reduce_at(&self, api: &'static str, kind: ReduceKind, axes: &[i64], keepdim: bool, loc: SourceLoc) -> Tensor {
+    fn reduce_at(
+        &self,
+        api: &'static str,
+        kind: ReduceKind,
+        axes: &[i64],
+        keepdim: bool,
+        loc: SourceLoc,
+    ) -> Tensor {
         let axes = match self.norm_axes(axes) {
             Ok(a) => a,
             Err(e) => return self.fail(api, e, loc),
         };
         // PyTorch sums bool tensors as i64.
-        let x = if self.dtype() == DType::Bool { self.cast_at(DType::I64, loc.clone()) } else { self.clone() };
-        Tensor::apply_at(api, Op::Reduce { kind, axes, keepdim }, &[&x], loc)
+        let x = if self.dtype() == DType::Bool {
+            self.cast_at(DType::I64, loc.clone())
+        } else {
+            self.clone()
+        };
+        Tensor::apply_at(
+            api,
+            Op::Reduce {
+                kind,
+                axes,
+                keepdim,
+            },
+            &[&x],
+            loc,
+        )
     }
 
     /// Sum over `axes` (`torch.sum(x, dim, keepdim)`).
     #[track_caller]
     pub fn sum(&self, axes: impl IntList, keepdim: bool) -> Tensor {
-        self.reduce_at("sum", ReduceKind::Sum, &axes.to_ints(), keepdim, SourceLoc::caller())
+        self.reduce_at(
+            "sum",
+            ReduceKind::Sum,
+            &axes.to_ints(),
+            keepdim,
+            SourceLoc::caller(),
+        )
     }
 
     /// Sum of all elements, a scalar (`torch.sum(x)`).
@@ -56,19 +84,37 @@ impl Tensor {
     /// Product over `axes` (`torch.prod`).
     #[track_caller]
     pub fn prod(&self, axes: impl IntList, keepdim: bool) -> Tensor {
-        self.reduce_at("prod", ReduceKind::Prod, &axes.to_ints(), keepdim, SourceLoc::caller())
+        self.reduce_at(
+            "prod",
+            ReduceKind::Prod,
+            &axes.to_ints(),
+            keepdim,
+            SourceLoc::caller(),
+        )
     }
 
     /// Maximum over `axes` (`torch.amax`; NaN propagates; an empty axis is an error at run time).
     #[track_caller]
     pub fn max(&self, axes: impl IntList, keepdim: bool) -> Tensor {
-        self.reduce_at("max", ReduceKind::Max, &axes.to_ints(), keepdim, SourceLoc::caller())
+        self.reduce_at(
+            "max",
+            ReduceKind::Max,
+            &axes.to_ints(),
+            keepdim,
+            SourceLoc::caller(),
+        )
     }
 
     /// Minimum over `axes` (`torch.amin`).
     #[track_caller]
     pub fn min(&self, axes: impl IntList, keepdim: bool) -> Tensor {
-        self.reduce_at("min", ReduceKind::Min, &axes.to_ints(), keepdim, SourceLoc::caller())
+        self.reduce_at(
+            "min",
+            ReduceKind::Min,
+            &axes.to_ints(),
+            keepdim,
+            SourceLoc::caller(),
+        )
     }
 
     /// Maximum of all elements (`torch.max(x)`).
@@ -87,7 +133,10 @@ impl Tensor {
         if self.ty().is_some_and(|t| !t.dtype.is_float()) {
             return self.fail(
                 api,
-                format!("input dtype must be floating point, got {} (cast with .float())", self.dtype()),
+                format!(
+                    "input dtype must be floating point, got {} (cast with .float())",
+                    self.dtype()
+                ),
                 loc,
             );
         }
@@ -113,7 +162,14 @@ impl Tensor {
         self.mean_at("mean", &[], false, SourceLoc::caller())
     }
 
-    fn var_at(&self, api: &'static str, axes: &[i64], correction: usize, keepdim: bool, loc: SourceLoc) -> Tensor {
+    fn var_at(
+        &self,
+        api: &'static str,
+        axes: &[i64],
+        correction: usize,
+        keepdim: bool,
+        loc: SourceLoc,
+    ) -> Tensor {
         let ax = match self.norm_axes(axes) {
             Ok(a) => a,
             Err(e) => return self.fail(api, e, loc),
@@ -124,13 +180,24 @@ impl Tensor {
         let sq = d.binary_at(api, BinaryOp::Mul, Arg::Tensor(d.clone()), loc.clone());
         let s = sq.reduce_at(api, ReduceKind::Sum, axes, keepdim, loc.clone());
         // n - correction <= 0 gives inf/NaN, as PyTorch.
-        s.binary_at(api, BinaryOp::Div, Arg::Float(n as f64 - correction as f64), loc)
+        s.binary_at(
+            api,
+            BinaryOp::Div,
+            Arg::Float(n as f64 - correction as f64),
+            loc,
+        )
     }
 
     /// Variance over `axes` with Bessel's `correction` (PyTorch's default is 1).
     #[track_caller]
     pub fn var(&self, axes: impl IntList, correction: usize, keepdim: bool) -> Tensor {
-        self.var_at("var", &axes.to_ints(), correction, keepdim, SourceLoc::caller())
+        self.var_at(
+            "var",
+            &axes.to_ints(),
+            correction,
+            keepdim,
+            SourceLoc::caller(),
+        )
     }
 
     /// Standard deviation over `axes`: `sqrt(var)` (`torch.std`).
@@ -148,16 +215,24 @@ impl Tensor {
         let loc = SourceLoc::caller();
         let api = "logsumexp";
         let axes = axes.to_ints();
-        let x = if self.dtype().is_float() { self.clone() } else { self.cast_at(DType::F32, loc.clone()) };
+        let x = if self.dtype().is_float() {
+            self.clone()
+        } else {
+            self.cast_at(DType::F32, loc.clone())
+        };
         let m = x.reduce_at(api, ReduceKind::Max, &axes, true, loc.clone());
         // An infinite maximum would give inf - inf = NaN: shift by 0 there instead.
-        let inf = m.unary_at(api, UnaryOp::Abs, loc.clone()).compare_inf(loc.clone());
+        let inf = m
+            .unary_at(api, UnaryOp::Abs, loc.clone())
+            .compare_inf(loc.clone());
         let zero = m.const_at(Array::scalar(m.dtype(), 0.0), loc.clone());
         let m = super::elementwise::where_(&inf, &zero, &m);
         let e = x
             .binary_at(api, BinaryOp::Sub, Arg::Tensor(m.clone()), loc.clone())
             .unary_at(api, UnaryOp::Exp, loc.clone());
-        let s = e.reduce_at(api, ReduceKind::Sum, &axes, true, loc.clone()).unary_at(api, UnaryOp::Log, loc.clone());
+        let s = e
+            .reduce_at(api, ReduceKind::Sum, &axes, true, loc.clone())
+            .unary_at(api, UnaryOp::Log, loc.clone());
         let r = s.binary_at(api, BinaryOp::Add, Arg::Tensor(m), loc.clone());
         if keepdim {
             r
@@ -171,26 +246,59 @@ impl Tensor {
 
     fn compare_inf(&self, loc: SourceLoc) -> Tensor {
         let inf = self.const_at(Array::scalar(self.dtype(), f64::INFINITY), loc.clone());
-        Tensor::apply_at("logsumexp", Op::Compare(onde_ir::CmpOp::Eq), &[self, &inf], loc)
+        Tensor::apply_at(
+            "logsumexp",
+            Op::Compare(onde_ir::CmpOp::Eq),
+            &[self, &inf],
+            loc,
+        )
     }
 
-    fn arg_at(&self, api: &'static str, kind: ArgKind, axis: i64, keepdim: bool, loc: SourceLoc) -> Tensor {
+    fn arg_at(
+        &self,
+        api: &'static str,
+        kind: ArgKind,
+        axis: i64,
+        keepdim: bool,
+        loc: SourceLoc,
+    ) -> Tensor {
         let axis = match Tensor::norm_axis(axis, self.dim()) {
             Ok(a) => a,
             Err(e) => return self.fail(api, e, loc),
         };
-        Tensor::apply_at(api, Op::ArgReduce { kind, axis, keepdim }, &[self], loc)
+        Tensor::apply_at(
+            api,
+            Op::ArgReduce {
+                kind,
+                axis,
+                keepdim,
+            },
+            &[self],
+            loc,
+        )
     }
 
     /// Index of the first maximum along `axis` (`torch.argmax`), i64, no gradient.
     #[track_caller]
     pub fn argmax(&self, axis: i64, keepdim: bool) -> Tensor {
-        self.arg_at("argmax", ArgKind::ArgMax, axis, keepdim, SourceLoc::caller())
+        self.arg_at(
+            "argmax",
+            ArgKind::ArgMax,
+            axis,
+            keepdim,
+            SourceLoc::caller(),
+        )
     }
 
     /// Index of the first minimum along `axis` (`torch.argmin`), i64, no gradient.
     #[track_caller]
     pub fn argmin(&self, axis: i64, keepdim: bool) -> Tensor {
-        self.arg_at("argmin", ArgKind::ArgMin, axis, keepdim, SourceLoc::caller())
+        self.arg_at(
+            "argmin",
+            ArgKind::ArgMin,
+            axis,
+            keepdim,
+            SourceLoc::caller(),
+        )
     }
 }

@@ -1,0 +1,111 @@
+//! `onde dump` end to end: built-in examples, text files, Graphviz output, errors.
+
+use std::process::Command;
+
+fn onde(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_onde"))
+        .args(args)
+        .output()
+        .expect("runs the onde binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn dump_mlp_prints_header_and_shapes() {
+    let (ok, out, err) = onde(&["dump", "--example", "mlp"]);
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("// mlp"));
+    let header = lines.next().unwrap();
+    assert!(
+        header.contains("values") && header.contains("ops"),
+        "{header}"
+    );
+    // 256·256 + 256 + 256·256 + 256 + 256·10 + 10 parameter elements in 6 tensors.
+    assert!(
+        header.contains("6 parameters (134,154 elements)"),
+        "{header}"
+    );
+    assert!(out.contains("f32[64,256] = input \"x\""), "{out}");
+    assert!(out.contains("= matmul"), "{out}");
+    assert!(out.contains("f32[64,10]"), "{out}");
+}
+
+#[test]
+fn dump_mon_modele_applies_the_module_twice() {
+    let (ok, out, err) = onde(&["dump", "--example", "mon_modele"]);
+    assert!(ok, "{err}");
+    // x [5,1,100] -> y [5,5,100] -> z [5,9,100], as in the slide.
+    assert!(out.contains("f32[5,5,100] = concat"), "{out}");
+    assert!(out.contains("f32[5,9,100] = concat"), "{out}");
+    assert!(
+        out.contains("parameter \"mon_modele.learnable_param\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn dump_rnn_has_a_scan_with_a_body() {
+    let (ok, out, err) = onde(&["dump", "--example", "rnn"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("= scan") && out.contains("length=100"),
+        "{out}"
+    );
+    assert!(out.contains("tanh"), "{out}");
+}
+
+#[test]
+fn dump_dot_format() {
+    let (ok, out, err) = onde(&["dump", "--example", "rnn", "--format", "dot"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("digraph") && out.contains("subgraph cluster"),
+        "{out}"
+    );
+}
+
+#[test]
+fn dump_file_round_trips_the_printed_text() {
+    let (ok, text, err) = onde(&["dump", "--example", "mon_modele"]);
+    assert!(ok, "{err}");
+    let dir = std::env::temp_dir().join(format!("onde-dump-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mon_modele.onde");
+    std::fs::write(&path, &text).unwrap();
+    let (ok, again, err) = onde(&["dump", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    // Same graph text after the header line naming the source.
+    let body = |s: &str| s.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&again), body(&text));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn dump_errors_are_reported_not_panicked() {
+    let (ok, _, err) = onde(&["dump", "--example", "nope"]);
+    assert!(
+        !ok && err.contains("unknown example") && err.contains("mlp"),
+        "{err}"
+    );
+    let (ok, _, err) = onde(&["dump", "/nonexistent/file.onde"]);
+    assert!(!ok && err.contains("/nonexistent/file.onde"), "{err}");
+    let dir = std::env::temp_dir().join(format!("onde-dump-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.onde");
+    std::fs::write(
+        &path,
+        "graph {\n  %0: f32[2] = input \"x\"\n  %1: f32[3] = exp %0\n  outputs %1\n}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = onde(&["dump", path.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("exp") && err.contains("f32[3]"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
