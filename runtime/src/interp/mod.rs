@@ -228,6 +228,11 @@ impl Plan {
             if !seen.insert(v) {
                 continue;
             }
+            if graph.try_value_type(v).is_none() {
+                return Err(InterpError::malformed_graph(format!(
+                    "{v:?} is used as a value but is not a value node"
+                )));
+            }
             let o = graph.producer(v).ok_or_else(|| {
                 InterpError::malformed_graph(format!("{v:?} has no producing op"))
             })?;
