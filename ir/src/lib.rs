@@ -13,6 +13,7 @@
 
 pub mod array;
 pub mod dtype;
+pub mod edit;
 pub mod graph;
 pub mod ids;
 pub mod loc;
@@ -23,6 +24,7 @@ pub mod verify;
 
 pub use array::{Array, ArrayLenError, Data};
 pub use dtype::{DType, Shape, TensorType};
+pub use edit::InlineError;
 pub use graph::{Graph, GraphError, Node, OpNode, Slot, ValueNode};
 pub use ids::{OpId, ValueId};
 pub use loc::SourceLoc;

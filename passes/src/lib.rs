@@ -1,7 +1,20 @@
-//! Graph passes over `onde_ir::Graph`.
+//! Graph passes over [`onde_ir::Graph`].
 //!
-//! This crate is the home of the pass machinery (a `Pass` trait, a pipeline with
-//! verification after each pass), autodiff, simplification, fusion and memory
-//! planning. It is deliberately empty until the autodiff issue lands: the crate
-//! exists now so the workspace already has the layout of `DESIGN.md`.
+//! - [`pass`]: the [`Pass`] trait, [`Pipeline`] (passes in a visible order, verification
+//!   after each pass in debug builds, a dump hook after any named pass) and
+//!   [`Fixpoint`].
+//! - [`dce`], [`cse`]: dead-code and common-subexpression elimination.
+//! - [`autodiff`]: reverse-mode differentiation as a graph transformation; its output is
+//!   ordinary IR, so it can be differentiated again.
 #![warn(missing_docs)]
+
+pub mod autodiff;
+pub mod cse;
+pub mod dce;
+pub mod emit;
+pub mod pass;
+
+pub use autodiff::{grad, vjp, AdError};
+pub use cse::Cse;
+pub use dce::Dce;
+pub use pass::{Fixpoint, Pass, PassError, Pipeline};

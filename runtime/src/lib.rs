@@ -10,9 +10,8 @@
 //! - Inputs and parameters are fed by name; a problem with the graph or the feeds is
 //!   reported as an [`InterpError`], never as a panic.
 //! - The counter-based random number scheme of [`onde_ir::Op::Random`] is specified in
-//!   the documentation of [`random_bits`] and is exposed ([`random_bits`],
-//!   [`uniform_f32`], [`uniform_f64`], [`standard_normal`]) so that other backends can
-//!   reproduce it bit for bit.
+//!   [`random`], whose functions ([`random_bits`], [`uniform_f32`], [`uniform_f64`],
+//!   [`standard_normal`]) other backends can use to reproduce it bit for bit.
 //!
 //! The numerical conventions (float math in f64, wrapping integers, NaN handling,
 //! casts) are listed in the documentation of [`run`].
@@ -21,5 +20,6 @@
 mod interp;
 
 pub use interp::error::{FeedKind, InterpError};
+pub use interp::random;
 pub use interp::random::{random_bits, standard_normal, uniform_f32, uniform_f64};
 pub use interp::{run, run_values};

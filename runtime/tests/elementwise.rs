@@ -139,7 +139,7 @@ fn logical_ops_broadcast() {
 #[test]
 fn sign_abs_neg_relu_on_floats() {
     let x = f32s(&[5], &[-2., 0., 3., f32::NAN, -0.]);
-    let u = |o| eval(Op::Unary(o), &[x.clone()]);
+    let u = |o| eval(Op::Unary(o), &[&x]);
     assert_close(
         &u(UnaryOp::Sign),
         DType::F32,
@@ -173,7 +173,7 @@ fn sign_abs_neg_relu_on_floats() {
 #[test]
 fn integer_unary_ops() {
     let x = i64s(&[4], &[-5, 0, 7, i64::MIN]);
-    let u = |o| eval(Op::Unary(o), &[x.clone()]);
+    let u = |o| eval(Op::Unary(o), &[&x]);
     assert_eq!(u(UnaryOp::Neg), i64s(&[4], &[5, 0, -7, i64::MIN]));
     assert_eq!(u(UnaryOp::Abs), i64s(&[4], &[5, 0, 7, i64::MIN]));
     assert_eq!(u(UnaryOp::Sign), i64s(&[4], &[-1, 0, 1, -1]));
@@ -183,7 +183,7 @@ fn integer_unary_ops() {
 #[test]
 fn transcendental_unary_ops() {
     let x = f64s(&[3], &[-1.5, 0.0, 2.0]);
-    let u = |o| eval(Op::Unary(o), &[x.clone()]);
+    let u = |o| eval(Op::Unary(o), &[&x]);
     let e = |f: fn(f64) -> f64| [-1.5f64, 0.0, 2.0].map(f);
     assert_close(&u(UnaryOp::Exp), DType::F64, &[3], &e(f64::exp), 1e-15);
     assert_close(&u(UnaryOp::Sin), DType::F64, &[3], &e(f64::sin), 1e-15);
@@ -198,7 +198,7 @@ fn transcendental_unary_ops() {
     );
     assert_close(&u(UnaryOp::Floor), DType::F64, &[3], &[-2., 0., 2.], 0.0);
     let y = f32s(&[4], &[4., 1., 0., -1.]);
-    let r = eval(Op::Unary(UnaryOp::Sqrt), &[y.clone()]);
+    let r = eval(Op::Unary(UnaryOp::Sqrt), &[&y]);
     assert_close(&r, DType::F32, &[4], &[2., 1., 0., NAN], 0.0);
     let r = eval(Op::Unary(UnaryOp::Log), &[y]);
     assert_close(
@@ -265,7 +265,7 @@ fn where_broadcasts_all_three() {
 fn casts() {
     let x = f32s(&[5], &[-1.7, 1.7, f32::NAN, 0.0, 1e30]);
     assert_eq!(
-        eval(Op::Cast { to: DType::I64 }, &[x.clone()]),
+        eval(Op::Cast { to: DType::I64 }, &[&x]),
         i64s(&[5], &[-1, 1, 0, 0, i64::MAX])
     );
     assert_eq!(
@@ -274,13 +274,13 @@ fn casts() {
     );
     let b = bools(&[2], &[true, false]);
     assert_eq!(
-        eval(Op::Cast { to: DType::F32 }, &[b.clone()]),
+        eval(Op::Cast { to: DType::F32 }, &[&b]),
         f32s(&[2], &[1., 0.])
     );
     assert_eq!(eval(Op::Cast { to: DType::I64 }, &[b]), i64s(&[2], &[1, 0]));
     let i = i64s(&[3], &[0, 5, -1]);
     assert_eq!(
-        eval(Op::Cast { to: DType::Bool }, &[i.clone()]),
+        eval(Op::Cast { to: DType::Bool }, &[&i]),
         bools(&[3], &[false, true, true])
     );
     assert_eq!(

@@ -85,19 +85,18 @@ fn mistyped_feeds_are_rejected() {
         ("b", f32s(&[], &[0.5])),
     ]);
     let err = run(&g, &f).unwrap_err();
-    match &err {
-        InterpError::FeedMismatch {
-            name,
-            kind,
-            expected,
-            got,
-        } => {
-            assert_eq!((name.as_str(), *kind), ("x", FeedKind::Input));
-            assert_eq!(**expected, ty(DType::F32, &[2]));
-            assert_eq!(**got, ty(DType::F32, &[3]));
-        }
-        other => panic!("unexpected error {other}"),
-    }
+    let InterpError::FeedMismatch {
+        name,
+        kind,
+        expected,
+        got,
+    } = &err
+    else {
+        panic!("unexpected error {err}");
+    };
+    assert_eq!((name.as_str(), *kind), ("x", FeedKind::Input));
+    assert_eq!(**expected, ty(DType::F32, &[2]));
+    assert_eq!(**got, ty(DType::F32, &[3]));
     assert_eq!(
         err.to_string(),
         "input `x` is declared as f32[2] but the fed tensor is f32[3]"

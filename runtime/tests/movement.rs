@@ -100,14 +100,14 @@ fn slice_with_steps() {
         Op::Slice {
             axes: vec![sl(0, 2, 1), sl(1, 5, 2)],
         },
-        &[x.clone()],
+        &[&x],
     );
     assert_eq!(r, i64s(&[2, 2], &[1, 3, 6, 8]));
     let r = eval(
         Op::Slice {
             axes: vec![sl(1, 2, 1), sl(0, 5, 3)],
         },
-        &[x.clone()],
+        &[&x],
     );
     assert_eq!(r, i64s(&[1, 2], &[5, 8]));
     let r = eval(
@@ -126,7 +126,7 @@ fn empty_slices() {
         Op::Slice {
             axes: vec![sl(0, 2, 1), sl(3, 3, 1)],
         },
-        &[x.clone()],
+        &[&x],
     );
     assert_eq!(r, i64s(&[2, 0], &[]));
     let r = eval(
@@ -172,7 +172,7 @@ fn concat_along_axes() {
         eval(Op::Concat { axis: 0 }, &[a.clone(), e, c]),
         f32s(&[3, 2], &[1., 2., 3., 4., 7., 8.])
     );
-    assert_eq!(eval(Op::Concat { axis: 0 }, &[a.clone()]), a);
+    assert_eq!(eval(Op::Concat { axis: 0 }, &[&a]), a);
     let r = eval(
         Op::Concat { axis: 0 },
         &[i64s(&[2, 0], &[]), i64s(&[1, 0], &[])],
@@ -215,14 +215,15 @@ fn gather_rejects_out_of_range_indices() {
     for bad in [2, -1] {
         let idx = i64s(&[2, 1], &[0, bad]);
         let err = try_eval(Op::Gather { axis: 1 }, &[x.clone(), idx]).unwrap_err();
-        match err {
-            InterpError::GatherIndexOutOfRange {
-                index,
-                extent,
-                axis,
-                ..
-            } => assert_eq!((index, extent, axis), (bad, 2, 1)),
-            other => panic!("unexpected error {other}"),
-        }
+        let InterpError::GatherIndexOutOfRange {
+            index,
+            extent,
+            axis,
+            ..
+        } = err
+        else {
+            panic!("unexpected error {err}");
+        };
+        assert_eq!((index, extent, axis), (bad, 2, 1));
     }
 }

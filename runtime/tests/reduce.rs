@@ -33,36 +33,36 @@ fn iota_f32(shape: &[usize]) -> onde_ir::Array {
 fn sum_over_two_axes_with_and_without_keepdim() {
     // x[i, j, k] = 12i + 4j + k; Σ_{i,k} = 32j + 60.
     let x = iota_f32(&[2, 3, 4]);
-    let r = eval(reduce(ReduceKind::Sum, &[0, 2], true), &[x.clone()]);
+    let r = eval(reduce(ReduceKind::Sum, &[0, 2], true), &[&x]);
     assert_eq!(r, f32s(&[1, 3, 1], &[60., 92., 124.]));
-    let r = eval(reduce(ReduceKind::Sum, &[0, 2], false), &[x.clone()]);
+    let r = eval(reduce(ReduceKind::Sum, &[0, 2], false), &[&x]);
     assert_eq!(r, f32s(&[3], &[60., 92., 124.]));
-    let r = eval(reduce(ReduceKind::Sum, &[0, 1, 2], false), &[x.clone()]);
+    let r = eval(reduce(ReduceKind::Sum, &[0, 1, 2], false), &[&x]);
     assert_eq!(r, f32s(&[], &[276.]));
-    let r = eval(reduce(ReduceKind::Max, &[1], true), &[x.clone()]);
+    let r = eval(reduce(ReduceKind::Max, &[1], true), &[&x]);
     assert_eq!(r, f32s(&[2, 1, 4], &[8., 9., 10., 11., 20., 21., 22., 23.]));
     // No axes: identity.
-    assert_eq!(eval(reduce(ReduceKind::Prod, &[], false), &[x.clone()]), x);
+    assert_eq!(eval(reduce(ReduceKind::Prod, &[], false), &[&x]), x);
 }
 
 #[test]
 fn prod_max_min_with_negatives() {
     let x = f64s(&[2, 3], &[1., -2., 3., -4., 5., 6.]);
-    let e = |k| eval(reduce(k, &[1], false), &[x.clone()]);
+    let e = |k| eval(reduce(k, &[1], false), &[&x]);
     assert_eq!(e(ReduceKind::Sum), f64s(&[2], &[2., 7.]));
     assert_eq!(e(ReduceKind::Prod), f64s(&[2], &[-6., -120.]));
     assert_eq!(e(ReduceKind::Max), f64s(&[2], &[3., 6.]));
     assert_eq!(e(ReduceKind::Min), f64s(&[2], &[-2., -4.]));
-    let e0 = |k| eval(reduce(k, &[0], false), &[x.clone()]);
+    let e0 = |k| eval(reduce(k, &[0], false), &[&x]);
     assert_eq!(e0(ReduceKind::Min), f64s(&[3], &[-4., -2., 3.]));
 }
 
 #[test]
 fn max_min_propagate_nan() {
     let x = f32s(&[2, 3], &[1., f32::NAN, 3., 4., 5., 6.]);
-    let r = eval(reduce(ReduceKind::Max, &[1], false), &[x.clone()]);
+    let r = eval(reduce(ReduceKind::Max, &[1], false), &[&x]);
     assert_close(&r, DType::F32, &[2], &[NAN, 6.], 0.0);
-    let r = eval(reduce(ReduceKind::Min, &[1], false), &[x.clone()]);
+    let r = eval(reduce(ReduceKind::Min, &[1], false), &[&x]);
     assert_close(&r, DType::F32, &[2], &[NAN, 4.], 0.0);
     let r = eval(reduce(ReduceKind::Sum, &[1], false), &[x]);
     assert_close(&r, DType::F32, &[2], &[NAN, 15.], 0.0);
@@ -71,7 +71,7 @@ fn max_min_propagate_nan() {
 #[test]
 fn i64_reductions_wrap() {
     let x = i64s(&[2, 2], &[i64::MAX, 1, -3, 5]);
-    let e = |k| eval(reduce(k, &[1], false), &[x.clone()]);
+    let e = |k| eval(reduce(k, &[1], false), &[&x]);
     assert_eq!(e(ReduceKind::Sum), i64s(&[2], &[i64::MIN, 2]));
     assert_eq!(e(ReduceKind::Prod), i64s(&[2], &[i64::MAX, -15]));
     assert_eq!(e(ReduceKind::Max), i64s(&[2], &[i64::MAX, 5]));
@@ -82,20 +82,20 @@ fn i64_reductions_wrap() {
 fn empty_reductions() {
     let x = f32s(&[0, 3], &[]);
     assert_eq!(
-        eval(reduce(ReduceKind::Sum, &[0], false), &[x.clone()]),
+        eval(reduce(ReduceKind::Sum, &[0], false), &[&x]),
         f32s(&[3], &[0., 0., 0.])
     );
     assert_eq!(
-        eval(reduce(ReduceKind::Prod, &[0], true), &[x.clone()]),
+        eval(reduce(ReduceKind::Prod, &[0], true), &[&x]),
         f32s(&[1, 3], &[1., 1., 1.])
     );
     // Reducing a non-empty axis of an empty tensor is fine.
     assert_eq!(
-        eval(reduce(ReduceKind::Max, &[1], false), &[x.clone()]),
+        eval(reduce(ReduceKind::Max, &[1], false), &[&x]),
         f32s(&[0], &[])
     );
     for kind in [ReduceKind::Max, ReduceKind::Min] {
-        let err = try_eval(reduce(kind, &[0], false), &[x.clone()]).unwrap_err();
+        let err = try_eval(reduce(kind, &[0], false), &[&x]).unwrap_err();
         assert!(
             matches!(err, InterpError::EmptyReduction { axis: 0, .. }),
             "{err}"
@@ -112,15 +112,15 @@ fn empty_reductions() {
 fn argmax_argmin_take_first_of_ties() {
     let x = f32s(&[2, 3], &[1., 3., 3., 2., 2., 1.]);
     assert_eq!(
-        eval(arg(ArgKind::ArgMax, 1, false), &[x.clone()]),
+        eval(arg(ArgKind::ArgMax, 1, false), &[&x]),
         i64s(&[2], &[1, 0])
     );
     assert_eq!(
-        eval(arg(ArgKind::ArgMin, 1, false), &[x.clone()]),
+        eval(arg(ArgKind::ArgMin, 1, false), &[&x]),
         i64s(&[2], &[0, 2])
     );
     assert_eq!(
-        eval(arg(ArgKind::ArgMax, 0, true), &[x.clone()]),
+        eval(arg(ArgKind::ArgMax, 0, true), &[&x]),
         i64s(&[1, 3], &[1, 0, 0])
     );
     assert_eq!(
@@ -128,26 +128,17 @@ fn argmax_argmin_take_first_of_ties() {
         i64s(&[3], &[0, 1, 1])
     );
     let y = i64s(&[4], &[-5, 7, 7, -9]);
-    assert_eq!(
-        eval(arg(ArgKind::ArgMax, 0, false), &[y.clone()]),
-        i64s(&[], &[1])
-    );
+    assert_eq!(eval(arg(ArgKind::ArgMax, 0, false), &[&y]), i64s(&[], &[1]));
     assert_eq!(eval(arg(ArgKind::ArgMin, 0, true), &[y]), i64s(&[1], &[3]));
 }
 
 #[test]
 fn argmax_argmin_treat_nan_as_extreme() {
     let x = f64s(&[5], &[1., NAN, 5., NAN, -1.]);
-    assert_eq!(
-        eval(arg(ArgKind::ArgMax, 0, false), &[x.clone()]),
-        i64s(&[], &[1])
-    );
+    assert_eq!(eval(arg(ArgKind::ArgMax, 0, false), &[&x]), i64s(&[], &[1]));
     assert_eq!(eval(arg(ArgKind::ArgMin, 0, false), &[x]), i64s(&[], &[1]));
     let x = f64s(&[3], &[NAN, 2., 3.]);
-    assert_eq!(
-        eval(arg(ArgKind::ArgMax, 0, false), &[x.clone()]),
-        i64s(&[], &[0])
-    );
+    assert_eq!(eval(arg(ArgKind::ArgMax, 0, false), &[&x]), i64s(&[], &[0]));
     assert_eq!(eval(arg(ArgKind::ArgMin, 0, false), &[x]), i64s(&[], &[0]));
 }
 
@@ -155,7 +146,7 @@ fn argmax_argmin_treat_nan_as_extreme() {
 fn size_one_axes() {
     let x = f32s(&[1, 3, 1], &[4., -1., 2.]);
     assert_eq!(
-        eval(reduce(ReduceKind::Sum, &[0, 2], false), &[x.clone()]),
+        eval(reduce(ReduceKind::Sum, &[0, 2], false), &[&x]),
         f32s(&[3], &[4., -1., 2.])
     );
     assert_eq!(

@@ -202,20 +202,21 @@ fn errors_in_the_body_name_the_step() {
     body2.set_outputs(vec![g2]);
     let args = [i64s(&[3, 1], &[0, 2, 3]), f32s(&[3], &[1., 2., 3.])];
     let err = try_eval(scan_op(body2, 0, 1, 3, 0, false), &args).unwrap_err();
-    match &err {
-        InterpError::ScanBody {
-            step: Some(2),
-            source,
+    let InterpError::ScanBody {
+        step: Some(2),
+        source,
+        ..
+    } = &err
+    else {
+        panic!("unexpected error {err}");
+    };
+    assert!(matches!(
+        **source,
+        InterpError::GatherIndexOutOfRange {
+            index: 3,
+            extent: 3,
             ..
-        } => assert!(matches!(
-            **source,
-            InterpError::GatherIndexOutOfRange {
-                index: 3,
-                extent: 3,
-                ..
-            }
-        )),
-        other => panic!("unexpected error {other}"),
-    }
+        }
+    ));
     assert!(err.to_string().contains("step 2"), "{err}");
 }

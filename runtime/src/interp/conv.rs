@@ -42,7 +42,11 @@ fn geometry(x: &Array, w: &Array, p: &ConvParams) -> Result<Geometry> {
         return Err(bad("rank does not match the number of spatial axes"));
     }
     let groups = p.groups;
-    if groups == 0 || c_in % groups != 0 || c_out % groups != 0 || c_in_g * groups != *c_in {
+    if groups == 0
+        || c_in % groups != 0
+        || c_out % groups != 0
+        || c_in_g.checked_mul(groups) != Some(*c_in)
+    {
         return Err(bad("channels do not match groups"));
     }
     let mut out = Vec::with_capacity(n);

@@ -20,7 +20,7 @@ mod gather;
 mod index;
 mod matmul;
 mod movement;
-pub(crate) mod random;
+pub mod random;
 mod reduce;
 mod scan;
 

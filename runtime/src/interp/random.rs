@@ -1,4 +1,4 @@
-//! `random`: counter-based random tensors.
+//! The counter-based random numbers of `Op::Random`.
 //!
 //! Element `i` (row-major flat index) of a random tensor is a pure function of the seed
 //! and `i`, so results do not depend on evaluation order or backend. The scheme, which
@@ -35,8 +35,8 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// The 64 random bits of counter `counter` for `seed`:
-/// `mix(mix(seed + γ) + (counter + 1)·γ)` (wrapping `u64` arithmetic, see the module
-/// documentation of the crate's random scheme).
+/// `mix(mix(seed + γ) + (counter + 1)·γ)` (wrapping `u64` arithmetic; `mix` and `γ` are
+/// defined in the [module documentation](self)).
 pub fn random_bits(seed: i64, counter: u64) -> u64 {
     let key = mix((seed as u64).wrapping_add(GAMMA));
     mix(key.wrapping_add(counter.wrapping_add(1).wrapping_mul(GAMMA)))
@@ -63,7 +63,8 @@ pub fn standard_normal(seed: i64, i: u64) -> f64 {
     (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// A tensor of `shape` and float `dtype` drawn from `dist` with the scalar i64 seed.
+/// The `random` op: a tensor of `shape` and float `dtype` drawn from `dist` with the
+/// scalar i64 seed.
 pub(crate) fn random(
     seed: &Array,
     dist: Distribution,

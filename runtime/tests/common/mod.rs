@@ -3,6 +3,7 @@
 
 use onde_ir::{Array, DType, Graph, Op, TensorType, ValueId};
 use onde_runtime::{run, InterpError};
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 /// An f32 array.
@@ -58,16 +59,19 @@ pub fn input(g: &mut Graph, name: &str, t: TensorType) -> ValueId {
 }
 
 /// Evaluates `op` applied to constant operands; returns all results.
-pub fn try_eval(op: Op, args: &[Array]) -> Result<Vec<Array>, InterpError> {
+pub fn try_eval<A: Borrow<Array>>(op: Op, args: &[A]) -> Result<Vec<Array>, InterpError> {
     let mut g = Graph::new();
-    let vs: Vec<ValueId> = args.iter().map(|a| constant(&mut g, a.clone())).collect();
+    let vs: Vec<ValueId> = args
+        .iter()
+        .map(|a| constant(&mut g, a.borrow().clone()))
+        .collect();
     let outs = add(&mut g, op, &vs);
     g.set_outputs(outs);
     run(&g, &HashMap::new())
 }
 
 /// Evaluates single-result `op` applied to constant operands.
-pub fn eval(op: Op, args: &[Array]) -> Array {
+pub fn eval<A: Borrow<Array>>(op: Op, args: &[A]) -> Array {
     let mut r = try_eval(op, args).unwrap();
     assert_eq!(r.len(), 1);
     r.remove(0)

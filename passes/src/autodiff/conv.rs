@@ -1,0 +1,134 @@
+//! Gradient of a convolution, for any stride, padding, dilation and groups.
+//!
+//! With `xp = pad(x)`, the convolution is a sum over kernel taps `k` of grouped matrix
+//! products: `y = Σ_k W_k · X_k`, where `X_k = xp[.., k·d : … : s]` (a strided slice,
+//! `[B, G, C/G, P]` with `P` output positions) and `W_k = w[.., k]` (`[G, O/G, C/G]`).
+//! Hence, per tap:
+//!   `dX_k = W_kᵀ · dy`   scattered back into `xp` by the slice adjoint, then un-padded;
+//!   `dW_k = Σ_b dy · X_kᵀ`, and `dw` is the taps stacked back into the kernel axes.
+//! Everything is slice/pad/reshape/matmul/concat/sum, which all have rules, so the
+//! gradient is differentiable again. The graph grows with the number of taps, not with
+//! the signal length. (The compile issue may swap this for a dedicated kernel.)
+
+use super::rules::slice_adjoint;
+use crate::emit::{Emit, R};
+use onde_ir::{ConvParams, Op, Shape, SliceAxis, ValueId};
+
+pub(super) fn vjp_conv(
+    e: &mut Emit<'_>,
+    p: &ConvParams,
+    x: ValueId,
+    w: ValueId,
+    dy: ValueId,
+    wants: &[bool],
+) -> R<Vec<Option<ValueId>>> {
+    let (xs, ws, ys) = (e.shape(x), e.shape(w), e.shape(dy));
+    let n = p.stride.len();
+    let (b, c, o, g) = (xs.dims()[0], xs.dims()[1], ws.dims()[0], p.groups);
+    let (cg, og) = (c / g, o / g);
+    let out: Vec<usize> = ys.dims()[2..].to_vec();
+    let positions: usize = out.iter().product();
+    let kernel: Vec<usize> = ws.dims()[2..].to_vec();
+
+    let mut pads = vec![(0, 0), (0, 0)];
+    pads.extend(p.padding.iter().copied());
+    let xp = e.pad(x, pads)?;
+    let xps = e.shape(xp);
+    let dy4 = e.reshape(dy, Shape::new([b, g, og, positions]))?;
+
+    let mut dxp: Option<ValueId> = None;
+    let mut dw_taps = Vec::new();
+    for tap in taps(&kernel) {
+        // X_k: the input positions this tap reads, [B, C, *out].
+        let mut axes = vec![
+            SliceAxis { start: 0, stop: b, step: 1 },
+            SliceAxis { start: 0, stop: c, step: 1 },
+        ];
+        for i in 0..n {
+            let start = tap[i] * p.dilation[i];
+            axes.push(SliceAxis {
+                start,
+                stop: start + (out[i] - 1) * p.stride[i] + 1,
+                step: p.stride[i],
+            });
+        }
+        // W_k: [O, C/G, 1…] → [G, O/G, C/G].
+        let mut waxes = vec![
+            SliceAxis { start: 0, stop: o, step: 1 },
+            SliceAxis { start: 0, stop: cg, step: 1 },
+        ];
+        waxes.extend(tap.iter().map(|&k| SliceAxis { start: k, stop: k + 1, step: 1 }));
+        if wants[0] {
+            let wk = e.slice(w, waxes)?;
+            let wk = e.reshape(wk, Shape::new([g, og, cg]))?;
+            let wkt = e.transpose_last(wk)?;
+            let dxk = e.matmul(wkt, dy4)?; // [B, G, C/G, P]
+            let mut full = vec![b, c];
+            full.extend(&out);
+            let dxk = e.reshape(dxk, Shape::new(full))?;
+            let placed = slice_adjoint(e, dxk, &xps, &axes)?;
+            dxp = Some(match dxp {
+                Some(acc) => e.add(acc, placed)?,
+                None => placed,
+            });
+        }
+        if wants[1] {
+            let xk = e.slice(xp, axes)?;
+            let xk = e.reshape(xk, Shape::new([b, g, cg, positions]))?;
+            let xkt = e.transpose_last(xk)?;
+            let dwk = e.matmul(dy4, xkt)?; // [B, G, O/G, C/G]
+            let dwk = e.sum(dwk, vec![0], false)?;
+            let mut shape = vec![o, cg];
+            shape.extend(std::iter::repeat_n(1, n));
+            dw_taps.push(e.reshape(dwk, Shape::new(shape))?);
+        }
+    }
+    let dx = match dxp {
+        Some(d) => {
+            let axes = xs
+                .dims()
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let lo = if i >= 2 { p.padding[i - 2].0 } else { 0 };
+                    SliceAxis { start: lo, stop: lo + len, step: 1 }
+                })
+                .collect();
+            Some(e.slice(d, axes)?)
+        }
+        None => None,
+    };
+    let dw = if wants[1] {
+        // Taps are in row-major order: concatenate the last kernel axis first.
+        let mut level = dw_taps;
+        for i in (0..n).rev() {
+            let mut next = Vec::new();
+            for chunk in level.chunks(kernel[i]) {
+                next.push(e.op(Op::Concat { axis: 2 + i }, chunk)?);
+            }
+            level = next;
+        }
+        level.pop()
+    } else {
+        None
+    };
+    Ok(vec![dx, dw])
+}
+
+/// All kernel tap index tuples in row-major order.
+fn taps(kernel: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![]];
+    for &k in kernel {
+        out = out
+            .into_iter()
+            .flat_map(|t| {
+                (0..k).map(move |i| {
+                    let mut t = t.clone();
+                    t.push(i);
+                    t
+                })
+            })
+            .collect();
+    }
+    out
+}

@@ -1,0 +1,188 @@
+//! Reverse-mode automatic differentiation as a graph transformation.
+//!
+//! [`vjp`] adds to the graph the ops computing the vector-Jacobian product of some
+//! outputs (with given cotangents) with respect to some values, and returns the
+//! gradient values; [`grad`] is the scalar-loss case. The driver:
+//! 1. prunes to the *active* values: descendants of the `wrt` set that are also
+//!    ancestors of the outputs;
+//! 2. walks the ops in reverse topological order, and for each op with a cotangent
+//!    on a result calls its rule ([`rules::vjp_op`], one exhaustive match, each arm
+//!    with its math) for the active float operands;
+//! 3. accumulates fan-out (a value used several times) by addition.
+//!
+//! Every rule is built from ops that themselves have rules, so the output is ordinary
+//! IR that can be differentiated again (second derivatives, Hessian-vector products).
+//! Integer and bool values have no gradient: asking for one is an error. A `wrt` value
+//! the outputs do not depend on gets a zero gradient (as JAX; PyTorch would return
+//! `None`).
+
+mod conv;
+pub mod rules;
+mod scan;
+pub mod unbroadcast;
+
+use crate::emit::{Emit, EmitError};
+use onde_ir::{DType, Graph, TensorType, ValueId};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Why differentiation failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AdError {
+    /// A value is not of this graph.
+    #[error("value {0:?} is not in the graph")]
+    NotInGraph(ValueId),
+    /// Gradients exist only for floating-point values.
+    #[error("cannot differentiate with respect to {what} of type {ty}: only f32/f64 values have gradients")]
+    NotDifferentiable {
+        /// Which value (e.g. `input "labels"`).
+        what: String,
+        /// Its type.
+        ty: TensorType,
+    },
+    /// `grad` needs a scalar float loss.
+    #[error("grad needs a scalar floating-point loss, got {0} (use vjp with a cotangent)")]
+    NotScalar(TensorType),
+    /// A cotangent's type differs from its output's.
+    #[error("cotangent of type {got} given for an output of type {expected}")]
+    CotangentType {
+        /// The output's type.
+        expected: TensorType,
+        /// The cotangent's type.
+        got: TensorType,
+    },
+    /// The graph has a cycle.
+    #[error("the graph has a cycle")]
+    Cycle,
+    /// A rule emitted an ill-typed op (a bug in onde, reported with the rule's name).
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+}
+
+fn describe(g: &Graph, v: ValueId) -> String {
+    match g.producer(v).map(|o| &g.op(o).op) {
+        Some(onde_ir::Op::Input { name, .. }) => format!("input {name:?}"),
+        Some(onde_ir::Op::Parameter { name, .. }) => format!("parameter {name:?}"),
+        Some(op) => format!("the result of {} ({v:?})", op.name()),
+        None => format!("{v:?}"),
+    }
+}
+
+/// Gradient of the scalar float `loss` with respect to each of `wrt`.
+pub fn grad(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<Vec<ValueId>, AdError> {
+    let t = g.try_value_type(loss).ok_or(AdError::NotInGraph(loss))?.clone();
+    if t.shape.rank() != 0 || !t.dtype.is_float() {
+        return Err(AdError::NotScalar(t));
+    }
+    let one = Emit::new(g).scalar(t.dtype, 1.0)?;
+    vjp(g, &[(loss, one)], wrt)
+}
+
+/// Vector-Jacobian product: for `seeds = [(y, dy), …]`, returns `Σ dyᵀ ∂y/∂w` for each
+/// `w` in `wrt`, as new values of `g`.
+pub fn vjp(g: &mut Graph, seeds: &[(ValueId, ValueId)], wrt: &[ValueId]) -> Result<Vec<ValueId>, AdError> {
+    for &w in wrt {
+        let t = g.try_value_type(w).ok_or(AdError::NotInGraph(w))?;
+        if !t.dtype.is_float() {
+            return Err(AdError::NotDifferentiable {
+                what: describe(g, w),
+                ty: t.clone(),
+            });
+        }
+    }
+    for &(y, dy) in seeds {
+        let ty = g.try_value_type(y).ok_or(AdError::NotInGraph(y))?.clone();
+        let tdy = g.try_value_type(dy).ok_or(AdError::NotInGraph(dy))?.clone();
+        if ty != tdy {
+            return Err(AdError::CotangentType { expected: ty, got: tdy });
+        }
+    }
+    let order = g.topo_ops().ok_or(AdError::Cycle)?;
+    let active = active_values(g, seeds, wrt);
+
+    let mut ct: HashMap<ValueId, ValueId> = HashMap::new();
+    let mut e = Emit::new(g);
+    for &(y, dy) in seeds {
+        if active.contains(&y) || wrt.contains(&y) {
+            accumulate(&mut e, &mut ct, y, dy)?;
+        }
+    }
+    for &o in order.iter().rev() {
+        let results = e.g.results(o);
+        let dys: Vec<Option<ValueId>> = results.iter().map(|r| ct.get(r).copied()).collect();
+        if dys.iter().all(Option::is_none) {
+            continue;
+        }
+        let operands = e.g.operands(o);
+        let wants: Vec<bool> = operands
+            .iter()
+            .map(|v| active.contains(v) && e.g.value_type(*v).dtype.is_float())
+            .collect();
+        if !wants.iter().any(|&w| w) {
+            continue;
+        }
+        let node = e.g.op(o).clone();
+        e.loc = node.loc.clone();
+        e.rule = format!("grad({})", node.op.name());
+        let grads = rules::vjp_op(&mut e, &node.op, &operands, &results, &dys, &wants)?;
+        for ((v, gv), want) in operands.iter().zip(grads).zip(&wants) {
+            if let (Some(gv), true) = (gv, want) {
+                accumulate(&mut e, &mut ct, *v, gv)?;
+            }
+        }
+    }
+    e.loc = None;
+    e.rule = "grad(zero)".into();
+    let mut out = Vec::with_capacity(wrt.len());
+    for &w in wrt {
+        match ct.get(&w) {
+            Some(&d) => out.push(d),
+            None => {
+                let t = e.ty(w);
+                out.push(e.zeros(&t)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds `d` to the cotangent of `v` (fan-out is a sum).
+fn accumulate(e: &mut Emit<'_>, ct: &mut HashMap<ValueId, ValueId>, v: ValueId, d: ValueId) -> Result<(), EmitError> {
+    let d = match ct.get(&v) {
+        Some(&prev) => e.add(prev, d)?,
+        None => d,
+    };
+    ct.insert(v, d);
+    Ok(())
+}
+
+/// Values that depend on `wrt` and that the seeded outputs depend on.
+fn active_values(g: &Graph, seeds: &[(ValueId, ValueId)], wrt: &[ValueId]) -> HashSet<ValueId> {
+    let mut fwd: HashSet<ValueId> = wrt.iter().copied().collect();
+    let mut q: VecDeque<ValueId> = wrt.iter().copied().collect();
+    while let Some(v) = q.pop_front() {
+        for o in g.users(v) {
+            for r in g.results(o) {
+                if fwd.insert(r) {
+                    q.push_back(r);
+                }
+            }
+        }
+    }
+    let mut bwd: HashSet<ValueId> = seeds.iter().map(|s| s.0).collect();
+    let mut q: VecDeque<ValueId> = bwd.iter().copied().collect();
+    while let Some(v) = q.pop_front() {
+        if let Some(o) = g.producer(v) {
+            for x in g.operands(o) {
+                if bwd.insert(x) {
+                    q.push_back(x);
+                }
+            }
+        }
+    }
+    fwd.intersection(&bwd).copied().collect()
+}
+
+/// Whether a dtype can carry a gradient.
+pub fn differentiable(d: DType) -> bool {
+    d.is_float()
+}
