@@ -26,7 +26,10 @@ fn main() -> onde::Result<()> {
     let out = g.run(&[&z, &h], &[])?;
     println!(
         "z[0,0..4,0] = {:?}",
-        &out[0].as_f32().unwrap_or(&[])[..4 * 100].iter().step_by(100).collect::<Vec<_>>()
+        &out[0].as_f32().unwrap_or(&[])[..4 * 100]
+            .iter()
+            .step_by(100)
+            .collect::<Vec<_>>()
     );
     let graph = g.build(&[&z, &h])?;
     println!("{}", onde::ir::text::summary(&graph));

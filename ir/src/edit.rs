@@ -97,7 +97,12 @@ impl Graph {
                 got: args.len(),
             });
         }
-        let mut map: HashMap<ValueId, ValueId> = body.inputs().iter().copied().zip(args.iter().copied()).collect();
+        let mut map: HashMap<ValueId, ValueId> = body
+            .inputs()
+            .iter()
+            .copied()
+            .zip(args.iter().copied())
+            .collect();
         let order = body.topo_ops().ok_or(InlineError::Cycle)?;
         for o in order {
             let node = body.op(o);

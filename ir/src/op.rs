@@ -34,7 +34,7 @@ pub enum UnaryOp {
     Neg,
     /// `|x|` (float, i64).
     Abs,
-    /// `sign(x)` ∈ {-1, 0, 1}; NaN stays NaN (float, i64).
+    /// `sign(x)` ∈ {-1, 0, 1}; `sign(NaN) = 0`, as PyTorch (float, i64).
     Sign,
     /// `e^x`.
     Exp,
@@ -125,7 +125,8 @@ pub enum BinaryOp {
     Mul,
     /// `a / b`, true division (float only).
     Div,
-    /// `a ^ b` (float only).
+    /// `a ^ b` (float; i64 with wrapping, where a negative exponent truncates `1/aⁿ`
+    /// toward zero and `0` to a negative power is `0`).
     Pow,
     /// Elementwise maximum, NaN-propagating like `torch.maximum` (float, i64).
     Max,
@@ -169,10 +170,13 @@ impl BinaryOp {
     /// Whether the op accepts operands of `dtype`.
     pub fn accepts(self, dtype: DType) -> bool {
         match self {
-            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min => {
-                dtype.is_float() || dtype == DType::I64
-            }
-            BinaryOp::Div | BinaryOp::Pow => dtype.is_float(),
+            BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Max
+            | BinaryOp::Min
+            | BinaryOp::Pow => dtype.is_float() || dtype == DType::I64,
+            BinaryOp::Div => dtype.is_float(),
             BinaryOp::And | BinaryOp::Or => dtype == DType::Bool,
         }
     }
@@ -481,6 +485,17 @@ pub enum Op {
         /// Axis indexed.
         axis: usize,
     },
+    /// The adjoint of [`Op::Gather`]: operands `index` (i64) and `src` of one shape;
+    /// result of `shape`, zero except `out[.., index[.., i, ..], ..] += src[.., i, ..]`
+    /// along `axis` (`torch.zeros(shape).scatter_add(axis, index, src)`).
+    ScatterAdd {
+        /// Axis indexed.
+        axis: usize,
+        /// Result shape.
+        shape: Shape,
+    },
+    /// Identity in value, but no gradient flows through it (`detach`, `no_grad`).
+    Detach,
     /// Batched matrix product `[.., m, k] @ [.., k, n]` with broadcast batch axes.
     MatMul,
     /// Convolution (cross-correlation), see [`ConvParams`].
@@ -524,6 +539,8 @@ impl Op {
             Op::Pad { .. } => "pad",
             Op::Concat { .. } => "concat",
             Op::Gather { .. } => "gather",
+            Op::ScatterAdd { .. } => "scatter_add",
+            Op::Detach => "detach",
             Op::MatMul => "matmul",
             Op::Conv(_) => "conv",
             Op::Random { .. } => "random",

@@ -318,6 +318,37 @@ pub fn infer(op: &Op, tys: &[TensorType]) -> Result<Vec<TensorType>, TypeError> 
             }
             one(TensorType::new(x.dtype, idx.shape.clone()))
         }
+        Op::ScatterAdd { axis, shape } => {
+            c.arity(2)?;
+            let (idx, src) = (&tys[0], &tys[1]);
+            if idx.dtype != DType::I64 {
+                return c.err(format!("index must be i64, got {}", idx.dtype));
+            }
+            if idx.shape != src.shape {
+                return c.err(format!(
+                    "index shape {} differs from source shape {}",
+                    idx.shape, src.shape
+                ));
+            }
+            let r = shape.rank();
+            if idx.shape.rank() != r || *axis >= r {
+                return c.err(format!(
+                    "index rank {} and axis {axis} do not fit result shape {shape}",
+                    idx.shape.rank()
+                ));
+            }
+            if (0..r).any(|i| i != *axis && idx.shape.0[i] > shape.0[i]) {
+                return c.err(format!(
+                    "index shape {} exceeds result shape {shape} outside axis {axis}",
+                    idx.shape
+                ));
+            }
+            one(TensorType::new(src.dtype, shape.clone()))
+        }
+        Op::Detach => {
+            c.arity(1)?;
+            one(tys[0].clone())
+        }
         Op::MatMul => {
             c.arity(2)?;
             let d = c.same_dtype()?;

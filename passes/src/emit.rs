@@ -2,8 +2,8 @@
 //! Every op is type-checked as it is added; a failure names the rule that emitted it.
 
 use onde_ir::{
-    Array, BinaryOp, CmpOp, DType, Graph, Op, ReduceKind, Shape, SliceAxis, SourceLoc,
-    TensorType, UnaryOp, ValueId,
+    Array, BinaryOp, CmpOp, DType, Graph, Op, ReduceKind, Shape, SliceAxis, SourceLoc, TensorType,
+    UnaryOp, ValueId,
 };
 
 /// An op a pass tried to add did not type-check.
@@ -174,7 +174,14 @@ impl<'a> Emit<'a> {
         if axes.is_empty() {
             return Ok(x);
         }
-        self.op(Op::Reduce { kind, axes, keepdim }, &[x])
+        self.op(
+            Op::Reduce {
+                kind,
+                axes,
+                keepdim,
+            },
+            &[x],
+        )
     }
 
     /// Sum over `axes`.

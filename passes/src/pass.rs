@@ -78,7 +78,7 @@ impl Pipeline {
     }
 
     /// Appends a pass.
-    pub fn add(mut self, p: impl Pass + 'static) -> Pipeline {
+    pub fn then(mut self, p: impl Pass + 'static) -> Pipeline {
         self.passes.push(Box::new(p));
         self
     }
@@ -91,7 +91,11 @@ impl Pipeline {
 
     /// Calls `hook(pass_name, graph)` after each pass whose name is in `names`
     /// (`"*"` for every pass; `"input"` for the graph before the first pass).
-    pub fn dump_after(mut self, names: &[&str], hook: impl FnMut(&str, &Graph) + 'static) -> Pipeline {
+    pub fn dump_after(
+        mut self,
+        names: &[&str],
+        hook: impl FnMut(&str, &Graph) + 'static,
+    ) -> Pipeline {
         self.dump_after = names.iter().map(|s| s.to_string()).collect();
         self.hook = Some(Box::new(hook));
         self
@@ -158,7 +162,7 @@ impl Fixpoint {
     }
 
     /// Appends a pass to the group.
-    pub fn add(mut self, p: impl Pass + 'static) -> Fixpoint {
+    pub fn then(mut self, p: impl Pass + 'static) -> Fixpoint {
         self.passes.push(Box::new(p));
         self
     }

@@ -166,6 +166,11 @@ fn op_template(name: &str) -> Option<Op> {
         },
         Op::Concat { axis: 0 },
         Op::Gather { axis: 0 },
+        Op::ScatterAdd {
+            axis: 0,
+            shape: Shape::scalar(),
+        },
+        Op::Detach,
         Op::MatMul,
         Op::Conv(ConvParams {
             stride: Vec::new(),
@@ -637,6 +642,8 @@ impl Parser {
             | Op::Pad { .. }
             | Op::Concat { .. }
             | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
+            | Op::Detach
             | Op::MatMul
             | Op::Conv(_)
             | Op::Random { .. }
@@ -771,7 +778,9 @@ fn schema(op: &Op) -> &'static [(&'static str, Kind)] {
         | Op::Binary(_)
         | Op::Compare(_)
         | Op::Where
+        | Op::Detach
         | Op::MatMul => &[],
+        Op::ScatterAdd { .. } => &[("axis", Kind::Usize), ("shape", Kind::Shape)],
         Op::Cast { .. } => &[("to", Kind::DType)],
         Op::Reduce { .. } => &[("axes", Kind::UsizeList), ("keepdim", Kind::Bool)],
         Op::ArgReduce { .. } => &[("axis", Kind::Usize), ("keepdim", Kind::Bool)],
@@ -824,7 +833,16 @@ fn build(
             Some(Positional::Array(arr)) => Op::Constant(arr),
             Some(Positional::Name(_)) | None => Op::Constant(placeholder),
         },
-        op @ (Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::MatMul) => op,
+        op @ (Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Where
+        | Op::Detach
+        | Op::MatMul) => op,
+        Op::ScatterAdd { .. } => Op::ScatterAdd {
+            axis: a.usize("axis")?,
+            shape: a.shape("shape")?,
+        },
         Op::Cast { .. } => Op::Cast { to: a.dtype("to")? },
         Op::Reduce { kind, .. } => Op::Reduce {
             kind,

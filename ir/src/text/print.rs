@@ -277,7 +277,10 @@ pub(crate) fn payload(
             shape_text(a.shape()),
             data_text(a.data(), constant_limit)
         ),
-        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::MatMul => String::new(),
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Detach | Op::MatMul => {
+            String::new()
+        }
+        Op::ScatterAdd { axis, shape } => format!(" axis={axis} shape={}", shape_text(shape)),
         Op::Cast { to } => format!(" to={to}"),
         Op::Reduce { axes, keepdim, .. } => {
             format!(" axes={} keepdim={keepdim}", usize_list(axes))

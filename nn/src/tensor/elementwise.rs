@@ -3,8 +3,9 @@
 //!
 //! Promotion follows PyTorch: bool < i64 < f32 < f64 between tensors; a float scalar
 //! takes the tensor's float dtype (f32 for an integer tensor), an integer scalar the
-//! tensor's dtype. True division and `pow` of integers produce f32, and float-only
-//! math (`exp`, `sqrt`…) on integers computes in f32, as in PyTorch.
+//! tensor's dtype. True division of integers produces f32, float-only math (`exp`,
+//! `sqrt`…) on integers computes in f32, and an integer to an integer power stays an
+//! integer (a negative integer scalar exponent is an error), as in PyTorch.
 
 use super::Tensor;
 use crate::args::Arg;
@@ -84,12 +85,28 @@ impl Tensor {
         other: Arg,
         loc: SourceLoc,
     ) -> Tensor {
+        if op == BinaryOp::Pow && !self.dtype().is_float() {
+            if let Arg::Int(n) = other {
+                if n < 0 {
+                    return self.fail(
+                        api,
+                        format!(
+                            "integers to negative integer powers are not allowed (exponent {n})"
+                        ),
+                        loc,
+                    );
+                }
+            }
+        }
         let o = self.arg_tensor(other, &loc);
         let floor = match op {
-            BinaryOp::Div | BinaryOp::Pow => Some(DType::F32),
-            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min => {
-                Some(DType::I64)
-            }
+            BinaryOp::Div => Some(DType::F32),
+            BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Max
+            | BinaryOp::Min
+            | BinaryOp::Pow => Some(DType::I64),
             BinaryOp::And | BinaryOp::Or => None,
         };
         let (a, b) = Tensor::promote2(self, &o, floor, &loc);
@@ -136,6 +153,13 @@ impl Tensor {
     #[track_caller]
     pub fn minimum(&self, other: impl Into<Arg>) -> Tensor {
         self.binary_at("minimum", BinaryOp::Min, other.into(), SourceLoc::caller())
+    }
+
+    /// The same values with no gradient flowing back (`Tensor.detach`, the effect of
+    /// `torch.no_grad`).
+    #[track_caller]
+    pub fn detach(&self) -> Tensor {
+        Tensor::apply_at("detach", Op::Detach, &[self], SourceLoc::caller())
     }
 
     /// Clamps into `[min, max]` (`torch.clamp`).

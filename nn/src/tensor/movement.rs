@@ -361,6 +361,33 @@ impl Tensor {
         }
     }
 
+    /// `self` plus `src` summed into the positions `index` addresses along `dim`
+    /// (`Tensor.scatter_add(dim, index, src)`); `index` and `src` share a shape.
+    #[track_caller]
+    pub fn scatter_add(&self, dim: i64, index: &Tensor, src: &Tensor) -> Tensor {
+        let loc = SourceLoc::caller();
+        let axis = match Tensor::norm_axis(dim, self.dim()) {
+            Ok(a) => a,
+            Err(e) => return self.fail("scatter_add", e, loc),
+        };
+        let src = src.cast_at(self.dtype(), loc.clone());
+        let s = Tensor::apply_at(
+            "scatter_add",
+            Op::ScatterAdd {
+                axis,
+                shape: self.shape(),
+            },
+            &[index, &src],
+            loc.clone(),
+        );
+        self.binary_at(
+            "scatter_add",
+            onde_ir::BinaryOp::Add,
+            crate::Arg::Tensor(s),
+            loc,
+        )
+    }
+
     /// Selects entries `index` (1-D, i64) along `dim` (`torch.index_select`).
     #[track_caller]
     pub fn index_select(&self, dim: i64, index: &Tensor) -> Tensor {

@@ -41,8 +41,16 @@ pub(super) fn vjp_conv(
     for tap in taps(&kernel) {
         // X_k: the input positions this tap reads, [B, C, *out].
         let mut axes = vec![
-            SliceAxis { start: 0, stop: b, step: 1 },
-            SliceAxis { start: 0, stop: c, step: 1 },
+            SliceAxis {
+                start: 0,
+                stop: b,
+                step: 1,
+            },
+            SliceAxis {
+                start: 0,
+                stop: c,
+                step: 1,
+            },
         ];
         for i in 0..n {
             let start = tap[i] * p.dilation[i];
@@ -54,10 +62,22 @@ pub(super) fn vjp_conv(
         }
         // W_k: [O, C/G, 1…] → [G, O/G, C/G].
         let mut waxes = vec![
-            SliceAxis { start: 0, stop: o, step: 1 },
-            SliceAxis { start: 0, stop: cg, step: 1 },
+            SliceAxis {
+                start: 0,
+                stop: o,
+                step: 1,
+            },
+            SliceAxis {
+                start: 0,
+                stop: cg,
+                step: 1,
+            },
         ];
-        waxes.extend(tap.iter().map(|&k| SliceAxis { start: k, stop: k + 1, step: 1 }));
+        waxes.extend(tap.iter().map(|&k| SliceAxis {
+            start: k,
+            stop: k + 1,
+            step: 1,
+        }));
         if wants[0] {
             let wk = e.slice(w, waxes)?;
             let wk = e.reshape(wk, Shape::new([g, og, cg]))?;
@@ -91,7 +111,11 @@ pub(super) fn vjp_conv(
                 .enumerate()
                 .map(|(i, &len)| {
                     let lo = if i >= 2 { p.padding[i - 2].0 } else { 0 };
-                    SliceAxis { start: lo, stop: lo + len, step: 1 }
+                    SliceAxis {
+                        start: lo,
+                        stop: lo + len,
+                        step: 1,
+                    }
                 })
                 .collect();
             Some(e.slice(d, axes)?)

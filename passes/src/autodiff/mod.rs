@@ -37,18 +37,18 @@ pub enum AdError {
         /// Which value (e.g. `input "labels"`).
         what: String,
         /// Its type.
-        ty: TensorType,
+        ty: Box<TensorType>,
     },
     /// `grad` needs a scalar float loss.
     #[error("grad needs a scalar floating-point loss, got {0} (use vjp with a cotangent)")]
-    NotScalar(TensorType),
+    NotScalar(Box<TensorType>),
     /// A cotangent's type differs from its output's.
     #[error("cotangent of type {got} given for an output of type {expected}")]
     CotangentType {
         /// The output's type.
-        expected: TensorType,
+        expected: Box<TensorType>,
         /// The cotangent's type.
-        got: TensorType,
+        got: Box<TensorType>,
     },
     /// The graph has a cycle.
     #[error("the graph has a cycle")]
@@ -69,9 +69,12 @@ fn describe(g: &Graph, v: ValueId) -> String {
 
 /// Gradient of the scalar float `loss` with respect to each of `wrt`.
 pub fn grad(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<Vec<ValueId>, AdError> {
-    let t = g.try_value_type(loss).ok_or(AdError::NotInGraph(loss))?.clone();
+    let t = g
+        .try_value_type(loss)
+        .ok_or(AdError::NotInGraph(loss))?
+        .clone();
     if t.shape.rank() != 0 || !t.dtype.is_float() {
-        return Err(AdError::NotScalar(t));
+        return Err(AdError::NotScalar(Box::new(t)));
     }
     let one = Emit::new(g).scalar(t.dtype, 1.0)?;
     vjp(g, &[(loss, one)], wrt)
@@ -79,13 +82,17 @@ pub fn grad(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<Vec<ValueId
 
 /// Vector-Jacobian product: for `seeds = [(y, dy), …]`, returns `Σ dyᵀ ∂y/∂w` for each
 /// `w` in `wrt`, as new values of `g`.
-pub fn vjp(g: &mut Graph, seeds: &[(ValueId, ValueId)], wrt: &[ValueId]) -> Result<Vec<ValueId>, AdError> {
+pub fn vjp(
+    g: &mut Graph,
+    seeds: &[(ValueId, ValueId)],
+    wrt: &[ValueId],
+) -> Result<Vec<ValueId>, AdError> {
     for &w in wrt {
         let t = g.try_value_type(w).ok_or(AdError::NotInGraph(w))?;
         if !t.dtype.is_float() {
             return Err(AdError::NotDifferentiable {
                 what: describe(g, w),
-                ty: t.clone(),
+                ty: Box::new(t.clone()),
             });
         }
     }
@@ -93,7 +100,10 @@ pub fn vjp(g: &mut Graph, seeds: &[(ValueId, ValueId)], wrt: &[ValueId]) -> Resu
         let ty = g.try_value_type(y).ok_or(AdError::NotInGraph(y))?.clone();
         let tdy = g.try_value_type(dy).ok_or(AdError::NotInGraph(dy))?.clone();
         if ty != tdy {
-            return Err(AdError::CotangentType { expected: ty, got: tdy });
+            return Err(AdError::CotangentType {
+                expected: Box::new(ty),
+                got: Box::new(tdy),
+            });
         }
     }
     let order = g.topo_ops().ok_or(AdError::Cycle)?;
@@ -146,7 +156,12 @@ pub fn vjp(g: &mut Graph, seeds: &[(ValueId, ValueId)], wrt: &[ValueId]) -> Resu
 }
 
 /// Adds `d` to the cotangent of `v` (fan-out is a sum).
-fn accumulate(e: &mut Emit<'_>, ct: &mut HashMap<ValueId, ValueId>, v: ValueId, d: ValueId) -> Result<(), EmitError> {
+fn accumulate(
+    e: &mut Emit<'_>,
+    ct: &mut HashMap<ValueId, ValueId>,
+    v: ValueId,
+    d: ValueId,
+) -> Result<(), EmitError> {
     let d = match ct.get(&v) {
         Some(&prev) => e.add(prev, d)?,
         None => d,

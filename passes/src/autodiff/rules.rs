@@ -59,7 +59,11 @@ pub fn vjp_op(
                 Ok(none)
             }
         }
-        Op::Reduce { kind, axes, keepdim } => reduce(e, *kind, axes, *keepdim, xs[0], y, dy),
+        Op::Reduce {
+            kind,
+            axes,
+            keepdim,
+        } => reduce(e, *kind, axes, *keepdim, xs[0], y, dy),
         // y = reshape(x)  ⇒  dx = reshape(dy, shape(x))
         Op::Reshape { .. } => one(e.reshape(dy, e.shape(xs[0]))?),
         // y = permute(x, p)  ⇒  dx = permute(dy, p⁻¹)
@@ -79,7 +83,11 @@ pub fn vjp_op(
             let axes = pads
                 .iter()
                 .zip(e.shape(xs[0]).dims())
-                .map(|(&(lo, _), &n)| SliceAxis { start: lo, stop: lo + n, step: 1 })
+                .map(|(&(lo, _), &n)| SliceAxis {
+                    start: lo,
+                    stop: lo + n,
+                    step: 1,
+                })
                 .collect();
             one(e.slice(dy, axes)?)
         }
@@ -97,9 +105,17 @@ pub fn vjp_op(
                         .enumerate()
                         .map(|(a, &d)| {
                             if a == *axis {
-                                SliceAxis { start: off, stop: off + n, step: 1 }
+                                SliceAxis {
+                                    start: off,
+                                    stop: off + n,
+                                    step: 1,
+                                }
                             } else {
-                                SliceAxis { start: 0, stop: d, step: 1 }
+                                SliceAxis {
+                                    start: 0,
+                                    stop: d,
+                                    step: 1,
+                                }
                             }
                         })
                         .collect();
@@ -143,7 +159,13 @@ pub fn vjp_op(
     }
 }
 
-fn unary(e: &mut Emit<'_>, u: UnaryOp, x: ValueId, y: ValueId, dy: ValueId) -> R<Vec<Option<ValueId>>> {
+fn unary(
+    e: &mut Emit<'_>,
+    u: UnaryOp,
+    x: ValueId,
+    y: ValueId,
+    dy: ValueId,
+) -> R<Vec<Option<ValueId>>> {
     let g = match u {
         // y = -x  ⇒  dx = -dy
         UnaryOp::Neg => e.neg(dy)?,
@@ -260,8 +282,16 @@ fn binary(
         // y = max(a, b)  ⇒  the larger operand gets dy; on ties each gets dy/2 (PyTorch)
         // y = min(a, b)  ⇒  the smaller operand gets dy; on ties each gets dy/2
         BinaryOp::Max | BinaryOp::Min => {
-            let win = if b == BinaryOp::Max { CmpOp::Gt } else { CmpOp::Lt };
-            let lose = if b == BinaryOp::Max { CmpOp::Lt } else { CmpOp::Gt };
+            let win = if b == BinaryOp::Max {
+                CmpOp::Gt
+            } else {
+                CmpOp::Lt
+            };
+            let lose = if b == BinaryOp::Max {
+                CmpOp::Lt
+            } else {
+                CmpOp::Gt
+            };
             let tie = e.cmp(CmpOp::Eq, x0, x1)?;
             let half = e.mul_scalar(dy, 0.5)?;
             let z = e.full_like(dy, 0.0)?;
@@ -296,13 +326,14 @@ fn binary(
 
 /// `dy` of a reduction, reshaped with the reduced axes kept and broadcast to `shape`.
 fn spread(e: &mut Emit<'_>, dy: ValueId, x_shape: &Shape, axes: &[usize]) -> R {
-    let kept = Shape::new(
-        x_shape
-            .dims()
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| if axes.contains(&i) { 1 } else { d }),
-    );
+    let kept =
+        Shape::new(
+            x_shape
+                .dims()
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| if axes.contains(&i) { 1 } else { d }),
+        );
     let k = e.reshape(dy, kept)?;
     e.expand(k, x_shape.clone())
 }
@@ -393,7 +424,11 @@ pub fn slice_adjoint(e: &mut Emit<'_>, dy: ValueId, in_shape: &Shape, axes: &[Sl
         let axes = in_shape
             .dims()
             .iter()
-            .map(|&n| SliceAxis { start: 0, stop: n, step: 1 })
+            .map(|&n| SliceAxis {
+                start: 0,
+                stop: n,
+                step: 1,
+            })
             .collect();
         e.slice(g, axes)
     } else {

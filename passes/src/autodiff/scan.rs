@@ -49,8 +49,16 @@ pub(super) fn vjp_scan(
     let nk = xs.len() - nc - nx;
     let ny = ys.len() - nc;
     let body = &s.body;
-    let bin: Vec<TensorType> = body.inputs().iter().map(|&v| body.value_type(v).clone()).collect();
-    let bout: Vec<TensorType> = body.outputs().iter().map(|&v| body.value_type(v).clone()).collect();
+    let bin: Vec<TensorType> = body
+        .inputs()
+        .iter()
+        .map(|&v| body.value_type(v).clone())
+        .collect();
+    let bout: Vec<TensorType> = body
+        .outputs()
+        .iter()
+        .map(|&v| body.value_type(v).clone())
+        .collect();
 
     // 1. Forward scan that also stacks each step's carry-in; it replaces the original.
     let mut aug = (**body).clone();
@@ -70,7 +78,9 @@ pub(super) fn vjp_scan(
     // 2. Which positions carry cotangents (float only).
     let fc: Vec<usize> = (0..nc).filter(|&i| bin[i].dtype.is_float()).collect();
     let fx: Vec<usize> = (0..nx).filter(|&i| bin[nc + i].dtype.is_float()).collect();
-    let fk: Vec<usize> = (0..nk).filter(|&i| bin[nc + nx + i].dtype.is_float()).collect();
+    let fk: Vec<usize> = (0..nk)
+        .filter(|&i| bin[nc + nx + i].dtype.is_float())
+        .collect();
     let fy: Vec<usize> = (0..ny).filter(|&i| bout[nc + i].dtype.is_float()).collect();
 
     // 3. The backward body.
@@ -82,7 +92,9 @@ pub(super) fn vjp_scan(
     }
     let mut dk_acc = Vec::new();
     for &i in &fk {
-        dk_acc.push(input(&mut tb, format!("dk{i}"), bin[nc + nx + i].clone()).map_err(|x| err(e, x))?);
+        dk_acc.push(
+            input(&mut tb, format!("dk{i}"), bin[nc + nx + i].clone()).map_err(|x| err(e, x))?,
+        );
     }
     let mut args = Vec::new();
     for (i, t) in bin.iter().take(nc).enumerate() {
@@ -96,17 +108,21 @@ pub(super) fn vjp_scan(
         dy.push(input(&mut tb, format!("dy{i}"), bout[nc + i].clone()).map_err(|x| err(e, x))?);
     }
     for i in 0..nk {
-        args.push(input(&mut tb, format!("k{i}"), bin[nc + nx + i].clone()).map_err(|x| err(e, x))?);
+        args.push(
+            input(&mut tb, format!("k{i}"), bin[nc + nx + i].clone()).map_err(|x| err(e, x))?,
+        );
     }
     let re = tb
         .inline(body, &args)
         .map_err(|x| fail(e, format!("recomputing the body: {x}")))?;
-    let mut seeds: Vec<(ValueId, ValueId)> = fc.iter().zip(&dc).map(|(&i, &d)| (re[i], d)).collect();
+    let mut seeds: Vec<(ValueId, ValueId)> =
+        fc.iter().zip(&dc).map(|(&i, &d)| (re[i], d)).collect();
     seeds.extend(fy.iter().zip(&dy).map(|(&i, &d)| (re[nc + i], d)));
     let mut wrt: Vec<ValueId> = fc.iter().map(|&i| args[i]).collect();
     wrt.extend(fx.iter().map(|&i| args[nc + i]));
     wrt.extend(fk.iter().map(|&i| args[nc + nx + i]));
-    let grads = vjp(&mut tb, &seeds, &wrt).map_err(|x| fail(e, format!("differentiating the body: {x}")))?;
+    let grads = vjp(&mut tb, &seeds, &wrt)
+        .map_err(|x| fail(e, format!("differentiating the body: {x}")))?;
     let (g_c, rest) = grads.split_at(fc.len());
     let (g_x, g_k) = rest.split_at(fx.len());
     let mut touts: Vec<ValueId> = g_c.to_vec();

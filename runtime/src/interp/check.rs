@@ -92,7 +92,11 @@ fn overflow(op: &Op, args: &[TensorType]) -> Option<String> {
         | Op::Permute { .. }
         | Op::Slice { .. }
         | Op::Gather { .. }
+        | Op::Detach
         | Op::MatMul => None,
+        Op::ScatterAdd { shape, .. } => numel_checked(shape.dims())
+            .is_none()
+            .then(|| format!("the element count of {shape} overflows")),
     }
 }
 

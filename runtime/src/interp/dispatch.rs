@@ -3,7 +3,7 @@
 use super::conv::conv;
 use super::elementwise::{binary, cast, compare, select, unary};
 use super::error::{InterpError, Result, Site};
-use super::gather::gather;
+use super::gather::{gather, scatter_add};
 use super::matmul::matmul;
 use super::movement::{concat, expand, pad, permute, reshape, slice};
 use super::random::random;
@@ -56,6 +56,8 @@ pub(crate) fn eval_op(
         Op::Pad { pads, value_bits } => pad(a(0)?, pads, Op::pad_value(*value_bits))?,
         Op::Concat { axis } => concat(&args.iter().map(|x| &**x).collect::<Vec<_>>(), *axis)?,
         Op::Gather { axis } => gather(site, a(0)?, a(1)?, *axis)?,
+        Op::ScatterAdd { axis, shape } => scatter_add(site, a(0)?, a(1)?, *axis, shape.dims())?,
+        Op::Detach => a(0)?.clone(),
         Op::MatMul => matmul(a(0)?, a(1)?)?,
         Op::Conv(p) => conv(a(0)?, a(1)?, p)?,
         Op::Random { dist, dtype, shape } => random(a(0)?, *dist, *dtype, shape)?,

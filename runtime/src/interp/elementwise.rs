@@ -10,11 +10,10 @@ use super::error::{InterpError, Result};
 use super::index::{broadcast_all, broadcast_indices};
 use onde_ir::{Array, BinaryOp, CmpOp, DType, UnaryOp};
 
-/// `sign(x)`: -1, 0 or 1; NaN stays NaN; both zeros give +0.
+/// `sign(x)`: -1, 0 or 1; NaN and both zeros give +0.
 fn sign_f64(x: f64) -> f64 {
-    if x.is_nan() {
-        x
-    } else if x > 0.0 {
+    // PyTorch: sign(NaN) = 0 (it computes (0 < x) - (x < 0)).
+    if x > 0.0 {
         1.0
     } else if x < 0.0 {
         -1.0
@@ -136,8 +135,31 @@ fn int_binary(op: BinaryOp) -> Option<fn(i64, i64) -> i64> {
         BinaryOp::Mul => i64::wrapping_mul,
         BinaryOp::Max => std::cmp::max,
         BinaryOp::Min => std::cmp::min,
-        BinaryOp::Div | BinaryOp::Pow | BinaryOp::And | BinaryOp::Or => return None,
+        BinaryOp::Pow => int_pow,
+        BinaryOp::Div | BinaryOp::And | BinaryOp::Or => return None,
     })
+}
+
+/// Integer power with wrapping; a negative exponent truncates `1/aⁿ` toward zero
+/// (so `1`, `±1` for `a = -1`, else `0`; `0` to a negative power is `0`).
+fn int_pow(a: i64, b: i64) -> i64 {
+    if b < 0 {
+        return match a {
+            1 => 1,
+            -1 if b % 2 == 0 => 1,
+            -1 => -1,
+            _ => 0,
+        };
+    }
+    let (mut base, mut e, mut acc) = (a, b as u64, 1i64);
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = acc.wrapping_mul(base);
+        }
+        base = base.wrapping_mul(base);
+        e >>= 1;
+    }
+    acc
 }
 
 /// The function of a binary op on bool (`None` if not defined for bool).

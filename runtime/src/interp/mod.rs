@@ -44,7 +44,7 @@ use std::rc::Rc;
 ///   accumulate sequentially in row-major / increasing-index order.
 /// - **i64** arithmetic (add, sub, mul, neg, abs, sum, prod, matmul) wraps on overflow.
 /// - **NaN**: binary maximum/minimum and reduce max/min propagate NaN (`torch.maximum`,
-///   `amax`); `sign(NaN)` and `relu(NaN)` are NaN; argmax and argmin return the first
+///   `amax`); `relu(NaN)` is NaN and `sign(NaN)` is 0, as in PyTorch; argmax and argmin return the first
 ///   NaN if there is one. Comparisons with NaN are false except `ne`.
 /// - **Cast**: float → i64 truncates toward zero, saturating at the i64 range, and NaN
 ///   becomes 0; anything → bool is `!= 0` (NaN is true); bool → number is 0 or 1;
