@@ -529,7 +529,12 @@ impl Builder {
                 let idx: Vec<i64> = (0..n).map(|_| self.rng.below(extent) as i64).collect();
                 let a = Array::i64(idx_dims, idx).unwrap();
                 let index = self.add1(Op::Constant(a), &[]);
-                self.add(Op::Gather { axis }, &[v, index]);
+                let gathered = self.add(Op::Gather { axis }, &[v, index])[0];
+                if t.dtype != DType::Bool {
+                    let shape = t.shape.clone();
+                    self.add(Op::ScatterAdd { axis, shape }, &[index, gathered]);
+                }
+                self.add(Op::Detach, &[gathered]);
             }
             15 => {
                 let a = self.value(
