@@ -226,6 +226,9 @@ impl GraphBuilder {
         }
         let mut g = self.state.borrow().graph.clone();
         g.set_outputs(ids);
+        // Ops that do not lead to an output (e.g. the forward scan autodiff replaced,
+        // unused temporaries) are dropped; inputs and parameters are kept.
+        onde_passes::dce::dce(&mut g);
         onde_ir::verify(&g)?;
         Ok(g)
     }

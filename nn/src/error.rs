@@ -49,6 +49,36 @@ pub enum Error {
         /// Where the user declared it the second time.
         loc: SourceLoc,
     },
+    /// Differentiation failed (e.g. with respect to an integer tensor).
+    #[error("{loc}: {source}")]
+    Grad {
+        /// Why.
+        source: onde_passes::AdError,
+        /// Where the user asked for the gradient.
+        loc: SourceLoc,
+    },
+    /// `gradcheck` could not run.
+    #[error("gradcheck: {reason}")]
+    Gradcheck {
+        /// Why.
+        reason: String,
+    },
+    /// No parameter has this name.
+    #[error("no parameter named {name:?}")]
+    UnknownParameter {
+        /// The name.
+        name: String,
+    },
+    /// A parameter value of the wrong type.
+    #[error("parameter {name:?} is {expected}, got a value of type {got}")]
+    ParameterType {
+        /// The name.
+        name: String,
+        /// The parameter's type.
+        expected: Box<TensorType>,
+        /// The value's type.
+        got: Box<TensorType>,
+    },
     /// The built graph failed verification (a bug in onde, reported rather than hidden).
     #[error("internal error: {0}")]
     Verify(#[from] onde_ir::VerifyError),
@@ -71,8 +101,12 @@ impl Error {
     pub fn loc(&self) -> Option<&SourceLoc> {
         match self {
             Error::Op { loc, .. } | Error::MixedBuilders { loc, .. } => Some(loc),
-            Error::DuplicateName { loc, .. } => Some(loc),
-            Error::Verify(_) | Error::Run(_) => None,
+            Error::DuplicateName { loc, .. } | Error::Grad { loc, .. } => Some(loc),
+            Error::Verify(_)
+            | Error::Run(_)
+            | Error::UnknownParameter { .. }
+            | Error::Gradcheck { .. }
+            | Error::ParameterType { .. } => None,
         }
     }
 }

@@ -18,14 +18,17 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod autograd;
 pub mod builder;
 pub mod error;
 pub mod examples;
+pub mod gradcheck;
 pub mod scan;
 pub mod tensor;
 
 pub use args::{Arg, Idx, IntList};
 pub use builder::GraphBuilder;
 pub use error::{Error, Result};
+pub use gradcheck::{gradcheck_graph, GradcheckOpts, GradcheckReport};
 pub use onde_ir::{Array, DType, Shape};
 pub use tensor::{cat, stack, where_, ConvOpts, Padding, Tensor};

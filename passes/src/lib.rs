@@ -13,6 +13,7 @@ pub mod cse;
 pub mod dce;
 pub mod emit;
 pub mod pass;
+pub mod precision;
 
 pub use autodiff::{grad, vjp, AdError};
 pub use cse::Cse;
