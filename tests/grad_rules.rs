@@ -18,10 +18,19 @@ fn data(shape: &[usize], seed: usize) -> Array {
 }
 
 /// Runs `grad(loss, wrt)` and returns the gradients as f64 vectors.
-fn grads(g: &GraphBuilder, loss: &Tensor, wrt: &[&Tensor], feeds: &[(&str, Array)]) -> Vec<Vec<f64>> {
+fn grads(
+    g: &GraphBuilder,
+    loss: &Tensor,
+    wrt: &[&Tensor],
+    feeds: &[(&str, Array)],
+) -> Vec<Vec<f64>> {
     let gs = g.grad(loss, wrt).unwrap();
     let refs: Vec<&Tensor> = gs.iter().collect();
-    g.run(&refs, feeds).unwrap().iter().map(|a| a.to_f64_vec()).collect()
+    g.run(&refs, feeds)
+        .unwrap()
+        .iter()
+        .map(|a| a.to_f64_vec())
+        .collect()
 }
 
 #[test]
@@ -80,7 +89,15 @@ fn elementwise_maximum_splits_ties() {
     let a = g.input("a", DType::F64, [3]);
     let b = g.input("b", DType::F64, [3]);
     let y = a.maximum(&b).sum_all();
-    let r = grads(&g, &y, &[&a, &b], &[("a", f64s(&[3], &[1.0, 2.0, 5.0])), ("b", f64s(&[3], &[0.0, 2.0, 6.0]))]);
+    let r = grads(
+        &g,
+        &y,
+        &[&a, &b],
+        &[
+            ("a", f64s(&[3], &[1.0, 2.0, 5.0])),
+            ("b", f64s(&[3], &[0.0, 2.0, 6.0])),
+        ],
+    );
     assert_eq!(r[0], vec![1.0, 0.5, 0.0]);
     assert_eq!(r[1], vec![0.0, 0.5, 1.0]);
 }
@@ -143,7 +160,12 @@ fn unused_wrt_gets_zeros_and_integers_are_refused() {
     let e = g.grad(&y, &[&labels]).unwrap_err();
     assert!(matches!(e, Error::Grad { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("labels") && msg.contains("i64") && msg.contains(&format!("grad_rules.rs:{line}")), "{msg}");
+    assert!(
+        msg.contains("labels")
+            && msg.contains("i64")
+            && msg.contains(&format!("grad_rules.rs:{line}")),
+        "{msg}"
+    );
     let e = g.grad(&x, &[&x]).unwrap_err();
     assert!(e.to_string().contains("scalar"), "{e}");
 }
@@ -157,7 +179,9 @@ fn gradients_accumulate_over_several_losses() {
     let l2 = (&x * 3.0).sum_all();
     let one = g.scalar(1.0, DType::F64);
     let gs = g.vjp(&[(&l1, &one), (&l2, &one)], &[&x]).unwrap();
-    let r = g.run(&[&gs[0]], &[("x", f64s(&[2], &[1.0, -4.0]))]).unwrap();
+    let r = g
+        .run(&[&gs[0]], &[("x", f64s(&[2], &[1.0, -4.0]))])
+        .unwrap();
     assert_eq!(r[0].to_f64_vec(), vec![5.0, -5.0]);
 }
 
@@ -176,26 +200,66 @@ fn second_derivative_and_hessian() {
 /// Every differentiable op on its own, checked by central differences in f64.
 #[test]
 fn every_op_passes_gradcheck() {
-    type Case = (&'static str, Vec<Vec<usize>>, fn(&GraphBuilder, &[Tensor]) -> Tensor);
+    type Case = (
+        &'static str,
+        Vec<Vec<usize>>,
+        fn(&GraphBuilder, &[Tensor]) -> Tensor,
+    );
     let cases: Vec<Case> = vec![
-        ("neg abs sign", vec![vec![5]], |_, x| (-&x[0]).abs() + x[0].sign()),
-        ("exp log sqrt", vec![vec![5]], |_, x| x[0].exp() + (x[0].square() + 1.0).log() + (x[0].square() + 0.1).sqrt()),
-        ("sin cos tanh sigmoid relu floor", vec![vec![2, 3]], |_, x| x[0].sin() * x[0].cos() + x[0].tanh() + x[0].sigmoid() + x[0].relu() + x[0].floor()),
-        ("add sub broadcast", vec![vec![3, 1], vec![1, 4]], |_, x| &x[0] + &x[1] - &x[1] * 2.0),
-        ("mul div broadcast", vec![vec![2, 3], vec![3]], |_, x| &x[0] * &x[1] / (x[1].square() + 1.0)),
-        ("pow both", vec![vec![4], vec![4]], |_, x| (x[0].square() + 0.5).pow(&x[1])),
-        ("maximum minimum", vec![vec![4], vec![1]], |_, x| x[0].maximum(&x[1]) + x[0].minimum(&(&x[1] * 0.5))),
-        ("where", vec![vec![2, 3], vec![3]], |_, x| where_(&x[0].gt(0.0), &x[0], &x[1])),
-        ("cast f32 round trip", vec![vec![3]], |_, x| x[0].float().double() * 1.0),
-        ("sum mean keepdim", vec![vec![2, 3, 2]], |_, x| x[0].sum([0, 2], true) + x[0].mean([1], true).sum([2], true)),
-        ("max min amax", vec![vec![3, 4]], |_, x| x[0].max([1], true) + x[0].min([0], false)),
+        ("neg abs sign", vec![vec![5]], |_, x| {
+            (-&x[0]).abs() + x[0].sign()
+        }),
+        ("exp log sqrt", vec![vec![5]], |_, x| {
+            x[0].exp() + (x[0].square() + 1.0).log() + (x[0].square() + 0.1).sqrt()
+        }),
+        (
+            "sin cos tanh sigmoid relu floor",
+            vec![vec![2, 3]],
+            |_, x| {
+                x[0].sin() * x[0].cos() + x[0].tanh() + x[0].sigmoid() + x[0].relu() + x[0].floor()
+            },
+        ),
+        ("add sub broadcast", vec![vec![3, 1], vec![1, 4]], |_, x| {
+            &x[0] + &x[1] - &x[1] * 2.0
+        }),
+        ("mul div broadcast", vec![vec![2, 3], vec![3]], |_, x| {
+            &x[0] * &x[1] / (x[1].square() + 1.0)
+        }),
+        ("pow both", vec![vec![4], vec![4]], |_, x| {
+            (x[0].square() + 0.5).pow(&x[1])
+        }),
+        ("maximum minimum", vec![vec![4], vec![1]], |_, x| {
+            x[0].maximum(&x[1]) + x[0].minimum(&(&x[1] * 0.5))
+        }),
+        ("where", vec![vec![2, 3], vec![3]], |_, x| {
+            where_(&x[0].gt(0.0), &x[0], &x[1])
+        }),
+        ("cast f32 round trip", vec![vec![3]], |_, x| {
+            x[0].float().double() * 1.0
+        }),
+        ("sum mean keepdim", vec![vec![2, 3, 2]], |_, x| {
+            x[0].sum([0, 2], true) + x[0].mean([1], true).sum([2], true)
+        }),
+        ("max min amax", vec![vec![3, 4]], |_, x| {
+            x[0].max([1], true) + x[0].min([0], false)
+        }),
         ("prod", vec![vec![2, 3]], |_, x| x[0].prod([1], false)),
-        ("var std logsumexp", vec![vec![3, 4]], |_, x| x[0].var([1], 1, false) + x[0].std([1], 0, false) + x[0].logsumexp([1], false)),
-        ("reshape permute", vec![vec![2, 3, 4]], |_, x| x[0].reshape([4, 6]).transpose(0, 1).permute([1, 0])),
-        ("expand tile", vec![vec![3, 1]], |_, x| x[0].expand([2, 3, 4]) + x[0].tile([2, 1, 4])),
-        ("slice steps", vec![vec![7, 5]], |_, x| x[0].index(onde::s![Idx::from(1..).step(3), Idx::from(..-1).step(2)])),
+        ("var std logsumexp", vec![vec![3, 4]], |_, x| {
+            x[0].var([1], 1, false) + x[0].std([1], 0, false) + x[0].logsumexp([1], false)
+        }),
+        ("reshape permute", vec![vec![2, 3, 4]], |_, x| {
+            x[0].reshape([4, 6]).transpose(0, 1).permute([1, 0])
+        }),
+        ("expand tile", vec![vec![3, 1]], |_, x| {
+            x[0].expand([2, 3, 4]) + x[0].tile([2, 1, 4])
+        }),
+        ("slice steps", vec![vec![7, 5]], |_, x| {
+            x[0].index(onde::s![Idx::from(1..).step(3), Idx::from(..-1).step(2)])
+        }),
         ("pad", vec![vec![2, 3]], |_, x| x[0].pad([1, 2, 0, 1], 0.5)),
-        ("cat stack", vec![vec![2, 3], vec![2, 1]], |_, x| cat(&[&x[0], &x[1], &x[0]], 1)),
+        ("cat stack", vec![vec![2, 3], vec![2, 1]], |_, x| {
+            cat(&[&x[0], &x[1], &x[0]], 1)
+        }),
         ("gather index_select", vec![vec![3, 4]], |g, x| {
             let idx = g.constant(Array::i64([3, 2], vec![0, 3, 3, 3, 1, 0]).unwrap());
             let sel = g.constant(Array::i64([3], vec![2, 0, 2]).unwrap());
@@ -205,39 +269,82 @@ fn every_op_passes_gradcheck() {
             let idx = g.constant(Array::i64([2, 2], vec![0, 2, 0, 1]).unwrap());
             x[0].scatter_add(0, &idx, &x[1])
         }),
-        ("matmul batched broadcast", vec![vec![2, 1, 3, 4], vec![5, 4, 2]], |_, x| x[0].matmul(&x[1])),
-        ("matmul vector", vec![vec![3], vec![3, 2]], |_, x| x[0].matmul(&x[1])),
-        ("conv1d stride pad dilation groups bias", vec![vec![2, 4, 11], vec![6, 2, 3], vec![6]], |_, x| {
-            x[0].conv1d(&x[1], Some(&x[2]), &ConvOpts::default().stride(2).padding(3).dilation(2).groups(2))
+        (
+            "matmul batched broadcast",
+            vec![vec![2, 1, 3, 4], vec![5, 4, 2]],
+            |_, x| x[0].matmul(&x[1]),
+        ),
+        ("matmul vector", vec![vec![3], vec![3, 2]], |_, x| {
+            x[0].matmul(&x[1])
         }),
-        ("conv1d depthwise same", vec![vec![1, 3, 8], vec![3, 1, 4]], |_, x| {
-            x[0].conv1d(&x[1], None, &ConvOpts::default().same().groups(3))
-        }),
-        ("conv2d", vec![vec![1, 2, 5, 6], vec![4, 1, 3, 2]], |_, x| {
-            let opts = ConvOpts { stride: vec![2, 1], padding: Padding::Explicit(vec![1, 0]), dilation: vec![1, 2], groups: 2 };
-            x[0].conv2d(&x[1], None, &opts)
-        }),
-        ("scan forward and reverse", vec![vec![2, 5, 3], vec![2, 3], vec![3, 3]], |g, x| {
-            let fwd = g.scan(&[&x[1]], &[&x[0]], &[&x[2]], 1, false, |c, xs, k| {
-                let h = (c[0].matmul(&k[0]) + &xs[0]).tanh();
-                (vec![h.clone()], vec![&h * 2.0])
-            });
-            let bwd = g.scan(&[&x[1]], &[&fwd[1]], &[], 1, true, |c, xs, _| {
-                let h = &c[0] * 0.5 + xs[0].sin();
-                (vec![h.clone()], vec![h])
-            });
-            bwd[1].sum([1], false) + &fwd[0] + &bwd[0]
-        }),
+        (
+            "conv1d stride pad dilation groups bias",
+            vec![vec![2, 4, 11], vec![6, 2, 3], vec![6]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    Some(&x[2]),
+                    &ConvOpts::default()
+                        .stride(2)
+                        .padding(3)
+                        .dilation(2)
+                        .groups(2),
+                )
+            },
+        ),
+        (
+            "conv1d depthwise same",
+            vec![vec![1, 3, 8], vec![3, 1, 4]],
+            |_, x| x[0].conv1d(&x[1], None, &ConvOpts::default().same().groups(3)),
+        ),
+        (
+            "conv2d",
+            vec![vec![1, 2, 5, 6], vec![4, 1, 3, 2]],
+            |_, x| {
+                let opts = ConvOpts {
+                    stride: vec![2, 1],
+                    padding: Padding::Explicit(vec![1, 0]),
+                    dilation: vec![1, 2],
+                    groups: 2,
+                };
+                x[0].conv2d(&x[1], None, &opts)
+            },
+        ),
+        (
+            "scan forward and reverse",
+            vec![vec![2, 5, 3], vec![2, 3], vec![3, 3]],
+            |g, x| {
+                let fwd = g.scan(&[&x[1]], &[&x[0]], &[&x[2]], 1, false, |c, xs, k| {
+                    let h = (c[0].matmul(&k[0]) + &xs[0]).tanh();
+                    (vec![h.clone()], vec![&h * 2.0])
+                });
+                let bwd = g.scan(&[&x[1]], &[&fwd[1]], &[], 1, true, |c, xs, _| {
+                    let h = &c[0] * 0.5 + xs[0].sin();
+                    (vec![h.clone()], vec![h])
+                });
+                bwd[1].sum([1], false) + &fwd[0] + &bwd[0]
+            },
+        ),
     ];
     for (name, shapes, f) in cases {
         let g = GraphBuilder::new();
-        let xs: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| g.input(&format!("x{i}"), DType::F64, s.clone())).collect();
+        let xs: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| g.input(&format!("x{i}"), DType::F64, s.clone()))
+            .collect();
         let y = f(&g, &xs);
         y.check().unwrap_or_else(|e| panic!("{name}: {e}"));
-        let feeds: Vec<(String, Array)> = shapes.iter().enumerate().map(|(i, s)| (format!("x{i}"), data(s, i + 1))).collect();
+        let feeds: Vec<(String, Array)> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("x{i}"), data(s, i + 1)))
+            .collect();
         let fr: Vec<(&str, Array)> = feeds.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
         let refs: Vec<&Tensor> = xs.iter().collect();
-        let report = g.gradcheck(&y, &refs, &fr, GradcheckOpts::default()).unwrap();
+        let report = g
+            .gradcheck(&y, &refs, &fr, GradcheckOpts::default())
+            .unwrap();
         assert!(report.ok(), "{name}: {report}");
         assert!(report.checked > 0, "{name}");
     }

@@ -37,7 +37,11 @@ impl Gen {
         let x = self.pool[i % self.pool.len()].clone();
         let y = self.pool[j % self.pool.len()].clone();
         let r = x.dim();
-        let ax = if r == 0 { 0 } else { (p % r) as i64 - if p % 2 == 1 { r as i64 } else { 0 } };
+        let ax = if r == 0 {
+            0
+        } else {
+            (p % r) as i64 - if p % 2 == 1 { r as i64 } else { 0 }
+        };
         let sz = x.size();
         match code % 30 {
             0 => x.exp() * 0.1,
@@ -53,7 +57,7 @@ impl Gen {
             10 => (x.square() + 1.0).pow(y.mean_all().tanh() + 1.5),
             11 if y.size() == sz => x.maximum(&y) + x.minimum(&(&y * 0.5)),
             12 => where_(&x.gt(0.1), &x, x.square()),
-            13 if r > 0 => x.sum([ax], p % 3 == 0),
+            13 if r > 0 => x.sum([ax], p.is_multiple_of(3)),
             14 if r > 0 => x.mean([ax], true) - &x,
             15 if r > 0 && x.numel() > 0 => x.max([ax], false) + x.min([ax], false),
             16 if r > 0 && sz[ax.rem_euclid(r as i64) as usize] > 1 => x.var([ax], 1, false),
@@ -61,14 +65,19 @@ impl Gen {
             18 if r > 0 => (x.tanh() + 1.5).prod([ax], false),
             19 => x.reshape([-1]).unsqueeze(0),
             20 if r >= 2 => x.transpose(0, -1) * 2.0,
-            21 if r > 0 => x.unsqueeze(0).expand([2].into_iter().chain(sz.iter().map(|&d| d as i64)).collect::<Vec<i64>>()),
+            21 if r > 0 => x.unsqueeze(0).expand(
+                [2].into_iter()
+                    .chain(sz.iter().map(|&d| d as i64))
+                    .collect::<Vec<i64>>(),
+            ),
             22 if r > 0 => x.slice(ax, Some(1), None, 1 + (p % 2) as i64),
             23 if r > 0 => x.pad([1, (p % 2) as i64], 0.0) * 1.0,
             24 if r > 0 => cat(&[&x, &x.square()], ax),
             25 if r > 0 => x.tile([2]),
             26 if r > 0 && x.numel() > 0 => {
                 let idx = x.argmin(ax, true);
-                x.gather(ax, &idx) + x.index_select(ax, &self.g.constant(Array::i64([2], vec![0, 0]).unwrap()))
+                x.gather(ax, &idx)
+                    + x.index_select(ax, &self.g.constant(Array::i64([2], vec![0, 0]).unwrap()))
             }
             27 if r >= 2 => {
                 let k = *sz.last().unwrap();
@@ -77,10 +86,14 @@ impl Gen {
             }
             28 if r == 3 && sz[2] >= 3 => {
                 let c = sz[1];
-                let groups = if p % 2 == 0 { c } else { 1 };
+                let groups = if p.is_multiple_of(2) { c } else { 1 };
                 let w = self.input(vec![2 * groups.max(1), c / groups, 2]);
                 let b = self.input(vec![2 * groups.max(1)]);
-                let opts = ConvOpts::default().stride(1 + p % 2).padding(p % 3).dilation(1 + (p / 2) % 2).groups(groups);
+                let opts = ConvOpts::default()
+                    .stride(1 + p % 2)
+                    .padding(p % 3)
+                    .dilation(1 + (p / 2) % 2)
+                    .groups(groups);
                 x.conv1d(&w, Some(&b), &opts)
             }
             29 if r >= 1 && sz[0] >= 1 => {
@@ -88,10 +101,12 @@ impl Gen {
                 let slice_shape: Vec<usize> = sz[1..].to_vec();
                 let k = self.input(slice_shape.clone());
                 let h0 = self.input(slice_shape);
-                let out = self.g.scan(&[&h0], &[&x], &[&k], 0, p % 2 == 1, |c, xs, inv| {
-                    let h = (&c[0] * &inv[0] + &xs[0]).tanh();
-                    (vec![h.clone()], vec![h])
-                });
+                let out = self
+                    .g
+                    .scan(&[&h0], &[&x], &[&k], 0, p % 2 == 1, |c, xs, inv| {
+                        let h = (&c[0] * &inv[0] + &xs[0]).tanh();
+                        (vec![h.clone()], vec![h])
+                    });
                 &out[1] + &out[0]
             }
             _ => x.sin(),
@@ -99,8 +114,17 @@ impl Gen {
     }
 }
 
-fn build(shape: Vec<usize>, wshape: Vec<usize>, steps: &[(u8, usize, usize, usize)]) -> (Gen, Tensor, Vec<Tensor>) {
-    let mut gen = Gen { g: GraphBuilder::new(), pool: vec![], feeds: vec![], inputs: vec![] };
+fn build(
+    shape: Vec<usize>,
+    wshape: Vec<usize>,
+    steps: &[(u8, usize, usize, usize)],
+) -> (Gen, Tensor, Vec<Tensor>) {
+    let mut gen = Gen {
+        g: GraphBuilder::new(),
+        pool: vec![],
+        feeds: vec![],
+        inputs: vec![],
+    };
     let x = gen.input(shape);
     let w = gen.input(wshape);
     gen.pool = vec![x.clone(), (&x * &w).tanh()];
@@ -129,7 +153,11 @@ fn shapes() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
         let mask = prop::collection::vec(any::<bool>(), r);
         (Just(s), mask).prop_map(move |(s, m)| {
             // w broadcasts against x: some axes 1, maybe fewer leading axes.
-            let w: Vec<usize> = s.iter().zip(&m).map(|(&d, &keep)| if keep { d } else { 1 }).collect();
+            let w: Vec<usize> = s
+                .iter()
+                .zip(&m)
+                .map(|(&d, &keep)| if keep { d } else { 1 })
+                .collect();
             let drop = usize::from(m[0] && r > 1);
             (s.clone(), w[drop..].to_vec())
         })

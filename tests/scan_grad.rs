@@ -6,7 +6,13 @@ use onde::{stack, Array, DType, GraphBuilder, Tensor};
 
 fn data(shape: &[usize], seed: usize) -> Array {
     let n: usize = shape.iter().product();
-    Array::f64(shape.to_vec(), (0..n).map(|k| ((k * 13 + seed * 7) as f64 * 0.137).sin() * 0.8).collect()).unwrap()
+    Array::f64(
+        shape.to_vec(),
+        (0..n)
+            .map(|k| ((k * 13 + seed * 7) as f64 * 0.137).sin() * 0.8)
+            .collect(),
+    )
+    .unwrap()
 }
 
 /// Loss and gradients wrt (x, h0, W, U) of `Σ_t Σ h_t·c_t` with `h_t = tanh(x_t W + h_{t-1} U)`.
@@ -57,7 +63,10 @@ fn fifty_step_scan_gradient_equals_unrolled() {
     for (k, (s, u)) in scanned.iter().zip(&unrolled).enumerate() {
         assert_eq!(s.len(), u.len());
         for (i, (a, b)) in s.iter().zip(u).enumerate() {
-            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "output {k} element {i}: scan {a} vs unrolled {b}");
+            assert!(
+                (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                "output {k} element {i}: scan {a} vs unrolled {b}"
+            );
         }
     }
 }

@@ -1,14 +1,15 @@
 //! The `onde` command.
 //!
-//! - `onde dump --example NAME [--format text|dot]`: the IR of a built-in example
-//!   (`mlp`, `mon_modele`, `rnn`).
+//! - `onde dump --example NAME [--format text|dot] [--grad]`: the IR of a built-in
+//!   example (`mlp`, `mon_modele`, `rnn`); with `--grad`, the forward graph with its
+//!   loss, then the forward + backward graph with the gradient of every parameter.
 //! - `onde dump FILE [--format text|dot]`: parse, verify and print a text IR file.
 //!
 //! Each dump starts with a header line giving the value, op and parameter counts.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use onde_ir::{parse_graph, print_graph, text, to_dot, verify, Graph};
-use onde_nn::examples::{build_example, EXAMPLES};
+use onde_nn::examples::{build_example, build_example_grad, EXAMPLES};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,6 +36,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// With --example: differentiate the example's loss with respect to every
+        /// parameter; print the forward graph, then the forward + backward graph.
+        #[arg(long, requires = "example")]
+        grad: bool,
     },
 }
 
@@ -46,15 +51,28 @@ enum Format {
     Dot,
 }
 
+fn unknown(name: &str) -> String {
+    format!(
+        "unknown example {name:?}; available: {}",
+        EXAMPLES.join(", ")
+    )
+}
+
+fn show(title: &str, g: &Graph, format: Format) {
+    println!("// {title}");
+    println!("{}", text::summary(g));
+    match format {
+        Format::Text => print!("{}", print_graph(g)),
+        Format::Dot => print!("{}", to_dot(g)),
+    }
+}
+
 fn load(file: Option<PathBuf>, example: Option<String>) -> Result<(String, Graph), String> {
     match (file, example) {
         (_, Some(name)) => match build_example(&name) {
             Some(Ok(g)) => Ok((name, g)),
             Some(Err(e)) => Err(format!("example {name}: {e}")),
-            None => Err(format!(
-                "unknown example {name:?}; available: {}",
-                EXAMPLES.join(", ")
-            )),
+            None => Err(unknown(&name)),
         },
         (Some(path), None) => {
             let src =
@@ -67,33 +85,47 @@ fn load(file: Option<PathBuf>, example: Option<String>) -> Result<(String, Graph
     }
 }
 
+fn dump(
+    file: Option<PathBuf>,
+    example: Option<String>,
+    format: Format,
+    grad: bool,
+) -> Result<(), String> {
+    if grad {
+        let name = example.unwrap_or_default();
+        let (fwd, both) = build_example_grad(&name)
+            .ok_or_else(|| unknown(&name))?
+            .map_err(|e| format!("example {name}: {e}"))?;
+        show(&format!("{name}: forward (outputs: loss)"), &fwd, format);
+        show(
+            &format!(
+                "{name}: forward + backward (outputs: loss, then the gradient of each parameter)"
+            ),
+            &both,
+            format,
+        );
+        return Ok(());
+    }
+    let (name, g) = load(file, example)?;
+    show(&name, &g, format);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let r = match cli.command {
         Command::Dump {
             file,
             example,
             format,
-        } => match load(file, example) {
-            Ok((name, g)) => {
-                match format {
-                    Format::Text => {
-                        println!("// {name}");
-                        println!("{}", text::summary(&g));
-                        print!("{}", print_graph(&g));
-                    }
-                    Format::Dot => {
-                        println!("// {name}");
-                        println!("{}", text::summary(&g));
-                        print!("{}", to_dot(&g));
-                    }
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+            grad,
+        } => dump(file, example, format, grad),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }

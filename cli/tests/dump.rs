@@ -109,3 +109,29 @@ fn dump_errors_are_reported_not_panicked() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn dump_grad_prints_forward_then_backward() {
+    let (ok, out, err) = onde(&["dump", "--example", "mlp", "--grad"]);
+    assert!(ok, "{err}");
+    let forward = out
+        .find("forward (outputs: loss)")
+        .expect("forward section");
+    let backward = out.find("forward + backward").expect("backward section");
+    assert!(forward < backward);
+    // The backward graph has a transposed matmul for each weight gradient and outputs
+    // the loss plus six gradients.
+    let tail = &out[backward..];
+    let outputs = tail
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with("outputs"))
+        .unwrap();
+    assert_eq!(outputs.matches('%').count(), 7, "{outputs}");
+    assert!(tail.matches("= matmul").count() >= 3 + 5, "{tail}");
+    let (ok, out, err) = onde(&["dump", "--example", "rnn", "--grad"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("reverse=true"), "a reverse-time scan: {out}");
+    let (ok, _, err) = onde(&["dump", "--example", "nope", "--grad"]);
+    assert!(!ok && err.contains("unknown example"), "{err}");
+}

@@ -48,7 +48,10 @@ impl GraphBuilder {
         let mut out = Vec::with_capacity(ts.len());
         for t in ts {
             if !self.same(t.builder()) {
-                return Err(Error::MixedBuilders { op: api, loc: loc.clone() });
+                return Err(Error::MixedBuilders {
+                    op: api,
+                    loc: loc.clone(),
+                });
             }
             out.push(t.value()?);
         }
@@ -56,7 +59,9 @@ impl GraphBuilder {
     }
 
     fn wrap(&self, vs: Vec<ValueId>) -> Vec<Tensor> {
-        vs.into_iter().map(|v| Tensor::from_parts(self.clone(), Ok(v))).collect()
+        vs.into_iter()
+            .map(|v| Tensor::from_parts(self.clone(), Ok(v)))
+            .collect()
     }
 
     /// Gradient of the scalar float `loss` with respect to each of `wrt` (zeros for one
@@ -67,7 +72,10 @@ impl GraphBuilder {
         let l = self.ids("grad", &[loss], &loc)?[0];
         let w = self.ids("grad", wrt, &loc)?;
         let r = onde_passes::grad(&mut self.state.borrow_mut().graph, l, &w);
-        r.map(|v| self.wrap(v)).map_err(|source| Error::Grad { source, loc })
+        r.map(|v| self.wrap(v)).map_err(|source| Error::Grad {
+            source: Box::new(source),
+            loc,
+        })
     }
 
     /// Vector-Jacobian product summed over several outputs: `Σ_i dyᵢᵀ ∂yᵢ/∂w`. With
@@ -83,7 +91,10 @@ impl GraphBuilder {
         }
         let w = self.ids("vjp", wrt, &loc)?;
         let r = onde_passes::vjp(&mut self.state.borrow_mut().graph, &s, &w);
-        r.map(|v| self.wrap(v)).map_err(|source| Error::Grad { source, loc })
+        r.map(|v| self.wrap(v)).map_err(|source| Error::Grad {
+            source: Box::new(source),
+            loc,
+        })
     }
 
     /// Hessian-vector product `H·v` of the scalar `loss` with respect to `wrt`, with `v`
@@ -94,7 +105,11 @@ impl GraphBuilder {
         if v.len() != wrt.len() {
             return Err(Error::Op {
                 op: "hvp",
-                reason: format!("{} direction tensors for {} wrt tensors", v.len(), wrt.len()),
+                reason: format!(
+                    "{} direction tensors for {} wrt tensors",
+                    v.len(),
+                    wrt.len()
+                ),
                 operands: vec![],
                 loc,
             });

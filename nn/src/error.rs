@@ -53,7 +53,7 @@ pub enum Error {
     #[error("{loc}: {source}")]
     Grad {
         /// Why.
-        source: onde_passes::AdError,
+        source: Box<onde_passes::AdError>,
         /// Where the user asked for the gradient.
         loc: SourceLoc,
     },

@@ -19,6 +19,50 @@ pub fn build_example(name: &str) -> Option<Result<Graph>> {
     }
 }
 
+/// The named example with a scalar loss: `(forward, forward + backward)`, where the
+/// forward graph outputs the loss and the second also outputs the gradient of the loss
+/// with respect to every parameter (in declaration order).
+pub fn build_example_grad(name: &str) -> Option<Result<(Graph, Graph)>> {
+    let (g, loss) = match name {
+        "mlp" => mlp_loss(),
+        "mon_modele" => {
+            let g = GraphBuilder::new();
+            let m = MonModeleQuiTorche::new(&g, "mon_modele", 4);
+            let x = g.input("x", DType::F32, [5, 1, 100]);
+            let z = m.forward(&m.forward(&x));
+            let loss = z.mean_all();
+            (g, loss)
+        }
+        "rnn" => {
+            let (g, out) = rnn_builder();
+            let loss = out[1].square().mean_all();
+            (g, loss)
+        }
+        _ => return None,
+    };
+    Some(with_grads(&g, &loss))
+}
+
+fn with_grads(g: &GraphBuilder, loss: &Tensor) -> Result<(Graph, Graph)> {
+    let fwd = g.build(&[loss])?;
+    let params = g.parameters();
+    let refs: Vec<&Tensor> = params.iter().collect();
+    let grads = g.grad(loss, &refs)?;
+    let mut outs = vec![loss];
+    outs.extend(grads.iter());
+    Ok((fwd, g.build(&outs)?))
+}
+
+/// The MLP with the NLL loss of W1: `-mean(log_softmax(logits)[i, labels[i]])`.
+fn mlp_loss() -> (GraphBuilder, Tensor) {
+    let g = GraphBuilder::new();
+    let logp = mlp_forward(&g);
+    let labels = g.input("labels", DType::I64, [64]);
+    let picked = logp.gather(1, &labels.unsqueeze(1));
+    let loss = -picked.mean_all();
+    (g, loss)
+}
+
 /// A deterministic uniform sample on `[-bound, bound)` (SplitMix64).
 pub fn uniform_init(shape: &[usize], bound: f64, seed: u64) -> Array {
     uniform_range(shape, -bound, bound, seed)
@@ -68,12 +112,16 @@ fn linear(
 /// log_softmax`.
 pub fn mlp() -> Result<Graph> {
     let g = GraphBuilder::new();
-    let x = g.input("x", DType::F32, [64, 256]);
-    let h = linear(&g, "fc1", &x, 256, 256, 1).sigmoid();
-    let h = linear(&g, "fc2", &h, 256, 256, 3).sigmoid();
-    let logits = linear(&g, "fc3", &h, 256, 10, 5);
-    let out = &logits - logits.logsumexp([-1], true);
+    let out = mlp_forward(&g);
     g.build(&[&out])
+}
+
+fn mlp_forward(g: &GraphBuilder) -> Tensor {
+    let x = g.input("x", DType::F32, [64, 256]);
+    let h = linear(g, "fc1", &x, 256, 256, 1).sigmoid();
+    let h = linear(g, "fc2", &h, 256, 256, 3).sigmoid();
+    let logits = linear(g, "fc3", &h, 256, 10, 5);
+    &logits - logits.logsumexp([-1], true)
 }
 
 /// The course's `MonModeleQuiTorche` module (slide "Définition d'un réseau de
@@ -124,6 +172,11 @@ pub fn mon_modele() -> Result<Graph> {
 /// A vanilla tanh RNN over 100 steps as one `scan` (graph size independent of length):
 /// `h_t = tanh(x_t W_ih^T + h_{t-1} W_hh^T + b)`, input `[32, 100, 40]` batch-first.
 pub fn rnn() -> Result<Graph> {
+    let (g, out) = rnn_builder();
+    g.build(&[&out[0], &out[1]])
+}
+
+fn rnn_builder() -> (GraphBuilder, Vec<Tensor>) {
     let g = GraphBuilder::new();
     let x = g.input("x", DType::F32, [32, 100, 40]);
     let bound = 1.0 / 64f64.sqrt();
@@ -135,5 +188,5 @@ pub fn rnn() -> Result<Graph> {
         let h = (xs[0].matmul(&k[0].t()) + c[0].matmul(&k[1].t()) + &k[2]).tanh();
         (vec![h.clone()], vec![h])
     });
-    g.build(&[&out[0], &out[1]])
+    (g, out)
 }

@@ -137,16 +137,21 @@ pub fn gradcheck_graph(
                 None
             }
         });
-        wrt_ids.push(found.ok_or_else(|| check_err(format!("no input or parameter named {name:?}")))?);
+        wrt_ids
+            .push(found.ok_or_else(|| check_err(format!("no input or parameter named {name:?}")))?);
     }
     // A scalar objective.
     let ot = g.value_type(out).clone();
     if !ot.dtype.is_float() {
-        return Err(check_err(format!("output of type {ot} is not floating point")));
+        return Err(check_err(format!(
+            "output of type {ot} is not floating point"
+        )));
     }
     if ot.shape.rank() != 0 {
         let n = ot.shape.numel();
-        let r: Vec<f64> = (0..n).map(|i| ((i as f64 + 1.0) * 0.7548776662466927).fract() - 0.5).collect();
+        let r: Vec<f64> = (0..n)
+            .map(|i| ((i as f64 + 1.0) * 0.7548776662466927).fract() - 0.5)
+            .collect();
         let rc = Array::f64(ot.shape.clone(), r).map_err(|e| check_err(e.to_string()))?;
         let add = |g: &mut Graph, op: Op, xs: &[ValueId]| {
             g.add_op(op, xs, None)
@@ -167,7 +172,10 @@ pub fn gradcheck_graph(
         )?;
     }
     let grads = onde_passes::grad(&mut g, out, &wrt_ids).map_err(|e| check_err(e.to_string()))?;
-    let mut feeds: HashMap<String, Array> = feeds.iter().map(|(k, v)| (k.clone(), to_f64_array(v))).collect();
+    let mut feeds: HashMap<String, Array> = feeds
+        .iter()
+        .map(|(k, v)| (k.clone(), to_f64_array(v)))
+        .collect();
     let analytic = onde_runtime::run_values(&g, &feeds, &grads)?;
     let mut worst: Option<Worst> = None;
     let mut checked = 0;
@@ -183,7 +191,10 @@ pub fn gradcheck_graph(
             let mut f = |delta: f64| -> Result<f64> {
                 let mut v = vals.clone();
                 v[i] += delta;
-                feeds.insert((*name).to_string(), Array::f64(shape.clone(), v).map_err(|e| check_err(e.to_string()))?);
+                feeds.insert(
+                    (*name).to_string(),
+                    Array::f64(shape.clone(), v).map_err(|e| check_err(e.to_string()))?,
+                );
                 let r = onde_runtime::run_values(&g, &feeds, &[out])?;
                 Ok(r[0].to_f64_vec().first().copied().unwrap_or(f64::NAN))
             };
@@ -227,7 +238,9 @@ impl GraphBuilder {
                 };
                 Some(name.clone())
             });
-            names.push(name.ok_or_else(|| check_err(format!("{t:?} is not an input or a parameter")))?);
+            names.push(
+                name.ok_or_else(|| check_err(format!("{t:?} is not an input or a parameter")))?,
+            );
         }
         let mut map: HashMap<String, Array> = self.parameter_values().into_iter().collect();
         for (n, a) in feeds {

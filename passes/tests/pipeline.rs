@@ -8,7 +8,16 @@ use std::rc::Rc;
 
 fn input(g: &mut Graph, name: &str) -> ValueId {
     let ty = TensorType::new(DType::F32, [3]);
-    g.add_op(Op::Input { name: name.into(), ty }, &[], None).unwrap().1[0]
+    g.add_op(
+        Op::Input {
+            name: name.into(),
+            ty,
+        },
+        &[],
+        None,
+    )
+    .unwrap()
+    .1[0]
 }
 
 fn op(g: &mut Graph, o: Op, xs: &[ValueId]) -> ValueId {
@@ -59,11 +68,16 @@ fn pipeline_runs_in_order_and_dumps_after_named_passes() {
         .then(Cse)
         .then(Dce)
         .verify_each(true)
-        .dump_after(&["input", "dce"], move |name, g| s.borrow_mut().push((name.to_string(), g.num_ops())));
+        .dump_after(&["input", "dce"], move |name, g| {
+            s.borrow_mut().push((name.to_string(), g.num_ops()))
+        });
     assert_eq!(p.names(), vec!["cse", "dce"]);
     let mut g = sample();
     assert!(p.run(&mut g).unwrap());
-    assert_eq!(*seen.borrow(), vec![("input".to_string(), 6), ("dce".to_string(), 4)]);
+    assert_eq!(
+        *seen.borrow(),
+        vec![("input".to_string(), 6), ("dce".to_string(), 4)]
+    );
 }
 
 /// A broken pass: adds an ill-typed op.
@@ -75,7 +89,12 @@ impl Pass for Breaker {
     }
     fn run(&mut self, g: &mut Graph) -> Result<bool, PassError> {
         let x = g.inputs()[0];
-        g.add_op_unchecked(Op::Unary(UnaryOp::Exp), &[x], vec![TensorType::new(DType::F64, [7])], None);
+        g.add_op_unchecked(
+            Op::Unary(UnaryOp::Exp),
+            &[x],
+            vec![TensorType::new(DType::F64, [7])],
+            None,
+        );
         Ok(true)
     }
 }
@@ -84,7 +103,16 @@ impl Pass for Breaker {
 fn verification_after_each_pass_names_the_culprit() {
     let mut p = Pipeline::new().then(Dce).then(Breaker).verify_each(true);
     let e = p.run(&mut sample()).unwrap_err();
-    assert!(matches!(e, PassError::Verify { pass: "breaker", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            PassError::Verify {
+                pass: "breaker",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 /// Changes the graph the first `n` times it runs.
@@ -110,5 +138,11 @@ fn fixpoint_reruns_until_nothing_changes_and_gives_up_with_an_error() {
     assert!(f.run(&mut g).unwrap());
     let mut f = Fixpoint::new("endless", 5).then(Countdown(100));
     let e = f.run(&mut g).unwrap_err();
-    assert_eq!(e, PassError::NoFixpoint { name: "endless", iterations: 5 });
+    assert_eq!(
+        e,
+        PassError::NoFixpoint {
+            name: "endless",
+            iterations: 5
+        }
+    );
 }

@@ -15,7 +15,13 @@ fn scatter_add_sums_repeated_indices_along_axis_1() {
         shape: Shape::new([2, 3]),
     };
     let r = eval(op, &[&idx, &src]);
-    assert_close(&r, DType::F32, &[2, 3], &[3.0, 0.0, 0.0, 0.0, 4.0, 3.0], 0.0);
+    assert_close(
+        &r,
+        DType::F32,
+        &[2, 3],
+        &[3.0, 0.0, 0.0, 0.0, 4.0, 3.0],
+        0.0,
+    );
 }
 
 #[test]
@@ -40,7 +46,17 @@ fn scatter_add_out_of_range_index_is_an_error() {
         shape: Shape::new([3]),
     };
     let e = try_eval(op, &[&idx, &src]).unwrap_err();
-    assert!(matches!(e, InterpError::GatherIndexOutOfRange { index: 3, extent: 3, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            InterpError::GatherIndexOutOfRange {
+                index: 3,
+                extent: 3,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -77,9 +77,13 @@ pub(super) fn vjp_scan(
 
     // 2. Which positions carry cotangents (float only).
     let fc: Vec<usize> = (0..nc).filter(|&i| bin[i].dtype.is_float()).collect();
-    let fx: Vec<usize> = (0..nx).filter(|&i| bin[nc + i].dtype.is_float()).collect();
+    // Carries always flow (the recurrence needs them); inputs and invariants only when
+    // their cotangent is wanted.
+    let fx: Vec<usize> = (0..nx)
+        .filter(|&i| bin[nc + i].dtype.is_float() && wants[nc + i])
+        .collect();
     let fk: Vec<usize> = (0..nk)
-        .filter(|&i| bin[nc + nx + i].dtype.is_float())
+        .filter(|&i| bin[nc + nx + i].dtype.is_float() && wants[nc + nx + i])
         .collect();
     let fy: Vec<usize> = (0..ny).filter(|&i| bout[nc + i].dtype.is_float()).collect();
 
