@@ -1,0 +1,333 @@
+//! Algebraic simplification as named, directional rewrite rules.
+//!
+//! Each rule reads the graph at one op and may return a [`Patch`]; the driver applies
+//! patches (rules never mutate), so a rule cannot invalidate the walk. Every rule
+//! removes an op or replaces ops by fewer or cheaper ones, and is exact: results are
+//! bit-for-bit those of the original graph (a rule only fires when the result type
+//! equals the type of what replaces it). Rules that are only true up to rounding or
+//! for part of the domain (`exp(log x) → x` is wrong for x ≤ 0, `log(exp x) → x` for
+//! large x) are *fast-math* rules, off unless [`Simplify::fast_math`] is set.
+
+use crate::pass::{Pass, PassError};
+use onde_ir::{BinaryOp, Graph, Op, OpId, UnaryOp, ValueId};
+
+/// A rewrite: uses of `old` become uses of `new` (an existing value) or of the result
+/// of a new op.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Patch {
+    /// Replace by an existing value.
+    Value(ValueId, ValueId),
+    /// Replace by a new op on existing values.
+    Op(ValueId, Op, Vec<ValueId>),
+}
+
+/// A named rule.
+pub struct Rule {
+    /// Stable name (`mul_one`).
+    pub name: &'static str,
+    /// Exact (always on) or fast-math (opt-in).
+    pub exact: bool,
+    /// Inspects op `o`; returns a patch if the rule applies.
+    pub apply: fn(&Graph, OpId) -> Option<Patch>,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rule({})", self.name)
+    }
+}
+
+fn scalar_const(g: &Graph, v: ValueId) -> Option<f64> {
+    let o = g.producer(v)?;
+    if let Op::Constant(a) = &g.op(o).op {
+        let vals = a.to_f64_vec();
+        let first = *vals.first()?;
+        if vals.iter().all(|&x| x.to_bits() == first.to_bits()) {
+            return Some(first);
+        }
+    }
+    None
+}
+
+fn single(g: &Graph, o: OpId) -> Option<(Op, Vec<ValueId>, ValueId)> {
+    let r = *g.results(o).first()?;
+    Some((g.op(o).op.clone(), g.operands(o), r))
+}
+
+/// `x op c → x` when the result has `x`'s type and `c` is the identity of `op`.
+fn identity_operand(g: &Graph, o: OpId, bin: BinaryOp, c: f64, commutes: bool) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    if op != Op::Binary(bin) {
+        return None;
+    }
+    let rt = g.value_type(r);
+    let sides: &[(usize, usize)] = if commutes {
+        &[(0, 1), (1, 0)]
+    } else {
+        &[(0, 1)]
+    };
+    for &(keep, drop) in sides {
+        // `1.0 * x` is exact; `x + 0.0` turns -0.0 into +0.0, so the additive identity
+        // is -0.0 (compared by bits).
+        let is_id = scalar_const(g, xs[drop]).is_some_and(|v| v.to_bits() == c.to_bits());
+        if is_id && g.value_type(xs[keep]) == rt {
+            return Some(Patch::Value(r, xs[keep]));
+        }
+    }
+    None
+}
+
+fn mul_one(g: &Graph, o: OpId) -> Option<Patch> {
+    identity_operand(g, o, BinaryOp::Mul, 1.0, true)
+}
+
+fn div_one(g: &Graph, o: OpId) -> Option<Patch> {
+    identity_operand(g, o, BinaryOp::Div, 1.0, false)
+}
+
+fn add_neg_zero(g: &Graph, o: OpId) -> Option<Patch> {
+    identity_operand(g, o, BinaryOp::Add, -0.0, true)
+}
+
+fn double_negation(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    if op != Op::Unary(UnaryOp::Neg) {
+        return None;
+    }
+    let inner = g.producer(xs[0])?;
+    if g.op(inner).op != Op::Unary(UnaryOp::Neg) {
+        return None;
+    }
+    Some(Patch::Value(r, g.operands(inner)[0]))
+}
+
+fn noop_view(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    let same = g.value_type(r) == g.value_type(*xs.first()?);
+    let noop = match &op {
+        Op::Reshape { .. } | Op::Expand { .. } | Op::Cast { .. } => same,
+        Op::Permute { perm } => perm.iter().enumerate().all(|(i, &p)| i == p),
+        Op::Slice { axes } => {
+            same && axes
+                .iter()
+                .zip(g.value_type(xs[0]).shape.dims())
+                .all(|(a, &d)| a.start == 0 && a.stop == d && a.step == 1)
+        }
+        Op::Pad { pads, .. } => pads.iter().all(|&p| p == (0, 0)),
+        Op::Concat { .. } => xs.len() == 1,
+        Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Constant(_)
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Where
+        | Op::Reduce { .. }
+        | Op::ArgReduce { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
+        | Op::Detach
+        | Op::MatMul
+        | Op::Conv(_)
+        | Op::Random { .. }
+        | Op::Scan(_) => false,
+    };
+    noop.then_some(Patch::Value(r, xs[0]))
+}
+
+fn reshape_of_reshape(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    let Op::Reshape { shape } = op else {
+        return None;
+    };
+    let inner = g.producer(xs[0])?;
+    if !matches!(g.op(inner).op, Op::Reshape { .. }) {
+        return None;
+    }
+    Some(Patch::Op(
+        r,
+        Op::Reshape { shape },
+        vec![g.operands(inner)[0]],
+    ))
+}
+
+fn transpose_of_transpose(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    let Op::Permute { perm: outer } = op else {
+        return None;
+    };
+    let inner = g.producer(xs[0])?;
+    let Op::Permute { perm: first } = &g.op(inner).op else {
+        return None;
+    };
+    // result axis a = inner axis outer[a] = source axis first[outer[a]]
+    let perm: Vec<usize> = outer.iter().map(|&a| first[a]).collect();
+    let src = g.operands(inner)[0];
+    if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        return Some(Patch::Value(r, src));
+    }
+    Some(Patch::Op(r, Op::Permute { perm }, vec![src]))
+}
+
+fn broadcast_folding(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    let Op::Expand { shape } = op else {
+        return None;
+    };
+    let inner = g.producer(xs[0])?;
+    if !matches!(g.op(inner).op, Op::Expand { .. }) {
+        return None;
+    }
+    Some(Patch::Op(
+        r,
+        Op::Expand { shape },
+        vec![g.operands(inner)[0]],
+    ))
+}
+
+fn double_detach(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    if op != Op::Detach {
+        return None;
+    }
+    let inner = g.producer(xs[0])?;
+    (g.op(inner).op == Op::Detach).then_some(Patch::Value(r, xs[0]))
+}
+
+fn unary_of_unary(g: &Graph, o: OpId, outer: UnaryOp, inner_op: UnaryOp) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    if op != Op::Unary(outer) {
+        return None;
+    }
+    let inner = g.producer(xs[0])?;
+    if g.op(inner).op != Op::Unary(inner_op) {
+        return None;
+    }
+    Some(Patch::Value(r, g.operands(inner)[0]))
+}
+
+fn exp_log(g: &Graph, o: OpId) -> Option<Patch> {
+    unary_of_unary(g, o, UnaryOp::Exp, UnaryOp::Log)
+}
+
+fn log_exp(g: &Graph, o: OpId) -> Option<Patch> {
+    unary_of_unary(g, o, UnaryOp::Log, UnaryOp::Exp)
+}
+
+/// All rules, in the order they are tried.
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "mul_one",
+        exact: true,
+        apply: mul_one,
+    },
+    Rule {
+        name: "div_one",
+        exact: true,
+        apply: div_one,
+    },
+    Rule {
+        name: "add_neg_zero",
+        exact: true,
+        apply: add_neg_zero,
+    },
+    Rule {
+        name: "double_negation",
+        exact: true,
+        apply: double_negation,
+    },
+    Rule {
+        name: "noop_view",
+        exact: true,
+        apply: noop_view,
+    },
+    Rule {
+        name: "reshape_of_reshape",
+        exact: true,
+        apply: reshape_of_reshape,
+    },
+    Rule {
+        name: "transpose_of_transpose",
+        exact: true,
+        apply: transpose_of_transpose,
+    },
+    Rule {
+        name: "broadcast_folding",
+        exact: true,
+        apply: broadcast_folding,
+    },
+    Rule {
+        name: "double_detach",
+        exact: true,
+        apply: double_detach,
+    },
+    Rule {
+        name: "exp_log",
+        exact: false,
+        apply: exp_log,
+    },
+    Rule {
+        name: "log_exp",
+        exact: false,
+        apply: log_exp,
+    },
+];
+
+/// The simplification pass.
+#[derive(Debug, Default)]
+pub struct Simplify {
+    /// Also apply rules that are not exact (see the module doc).
+    pub fast_math: bool,
+    /// How many times each rule fired (for dumps and tests).
+    pub fired: Vec<(&'static str, usize)>,
+}
+
+impl Simplify {
+    fn count(&mut self, name: &'static str) {
+        match self.fired.iter_mut().find(|(n, _)| *n == name) {
+            Some(e) => e.1 += 1,
+            None => self.fired.push((name, 1)),
+        }
+    }
+}
+
+impl Pass for Simplify {
+    fn name(&self) -> &'static str {
+        "simplify"
+    }
+
+    fn run(&mut self, g: &mut Graph) -> Result<bool, PassError> {
+        let Some(order) = g.topo_ops() else {
+            return Ok(false);
+        };
+        let mut changed = false;
+        for o in order {
+            if g.try_op(o).is_none() {
+                continue;
+            }
+            for rule in RULES {
+                if !rule.exact && !self.fast_math {
+                    continue;
+                }
+                let Some(patch) = (rule.apply)(g, o) else {
+                    continue;
+                };
+                let loc = g.op(o).loc.clone();
+                match patch {
+                    Patch::Value(old, new) => g.replace_all_uses(old, new),
+                    Patch::Op(old, op, args) => {
+                        let (_, r) = g.add_op(op, &args, loc).map_err(|e| PassError::Failed {
+                            pass: "simplify",
+                            message: format!("rule {}: {e}", rule.name),
+                        })?;
+                        g.replace_all_uses(old, r[0]);
+                    }
+                }
+                self.count(rule.name);
+                changed = true;
+                break;
+            }
+        }
+        Ok(changed)
+    }
+}
