@@ -7,6 +7,8 @@
 //!
 //! Each dump starts with a header line giving the value, op and parameter counts.
 
+mod bench;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use onde_ir::{parse_graph, print_graph, text, to_dot, verify, Graph};
 use onde_nn::examples::{build_example, build_example_grad, EXAMPLES};
@@ -40,6 +42,29 @@ enum Command {
         /// parameter; print the forward graph, then the forward + backward graph.
         #[arg(long, requires = "example")]
         grad: bool,
+        /// Print the graph after a compiler stage instead: `input`, `simplify`,
+        /// `constfold`, `cse`, `dce` (one round each, in that order), `optimized` (the
+        /// whole optimisation fixpoint) or `fused` (the plan of fused kernels).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Also print the generated Cranelift IR of every kernel (implies `--stage fused`).
+        #[arg(long)]
+        clif: bool,
+    },
+    /// Time a reference workload (W6, W7) on the JIT; one JSON line per phase.
+    Bench {
+        /// Workloads, e.g. `W6` or `W6 W7`.
+        #[arg(required = true)]
+        workloads: Vec<String>,
+        /// Threads for library kernels.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Minimum timed iterations.
+        #[arg(long, default_value_t = 20)]
+        min_iters: usize,
+        /// Minimum timed seconds per phase.
+        #[arg(long, default_value_t = 1.0)]
+        target_s: f64,
     },
 }
 
@@ -69,6 +94,7 @@ fn show(title: &str, g: &Graph, format: Format) {
 
 fn load(file: Option<PathBuf>, example: Option<String>) -> Result<(String, Graph), String> {
     match (file, example) {
+        (_, Some(name)) if name == "w6" => Ok((name, bench::w6_graph()?)),
         (_, Some(name)) => match build_example(&name) {
             Some(Ok(g)) => Ok((name, g)),
             Some(Err(e)) => Err(format!("example {name}: {e}")),
@@ -85,12 +111,93 @@ fn load(file: Option<PathBuf>, example: Option<String>) -> Result<(String, Graph
     }
 }
 
+/// The names `--stage` accepts.
+const STAGES: [&str; 7] = [
+    "input",
+    "simplify",
+    "constfold",
+    "cse",
+    "dce",
+    "optimized",
+    "fused",
+];
+
+fn stage(name: &str, g: &Graph, stage: &str, clif: bool, format: Format) -> Result<(), String> {
+    if !STAGES.contains(&stage) {
+        return Err(format!(
+            "unknown stage {stage:?}; stages: {}",
+            STAGES.join(", ")
+        ));
+    }
+    let mut g = g.clone();
+    match stage {
+        "fused" => {
+            onde_passes::optimize(&mut g).map_err(|e| e.to_string())?;
+            let opts = onde_codegen::CompileOptions {
+                keep_clif: clif,
+                ..onde_codegen::CompileOptions::default()
+            };
+            let exe = onde_codegen::Executable::compile(&g, opts).map_err(|e| e.to_string())?;
+            println!(
+                "// {name}: fused plan (compiled in {:.2} ms)",
+                exe.compile_time().as_secs_f64() * 1e3
+            );
+            print!("{}", exe.dump_fused());
+            for c in exe.clif() {
+                println!("{c}");
+            }
+            Ok(())
+        }
+        "optimized" => {
+            onde_passes::optimize(&mut g).map_err(|e| e.to_string())?;
+            show(
+                &format!("{name}: after the optimisation fixpoint"),
+                &g,
+                format,
+            );
+            Ok(())
+        }
+        _ => {
+            let captured = std::rc::Rc::new(std::cell::RefCell::new(None));
+            let c = captured.clone();
+            let want = stage.to_string();
+            let mut p = onde_passes::Pipeline::new()
+                .then(onde_passes::Simplify::default())
+                .then(onde_passes::ConstFold)
+                .then(onde_passes::Cse)
+                .then(onde_passes::Dce)
+                .dump_after(&[stage], move |pass, g| {
+                    if pass == want {
+                        *c.borrow_mut() = Some(g.clone());
+                    }
+                });
+            p.run(&mut g).map_err(|e| e.to_string())?;
+            let after = captured.borrow_mut().take().unwrap_or(g);
+            show(&format!("{name}: after {stage}"), &after, format);
+            Ok(())
+        }
+    }
+}
+
 fn dump(
     file: Option<PathBuf>,
     example: Option<String>,
     format: Format,
     grad: bool,
+    at: Option<String>,
 ) -> Result<(), String> {
+    if let Some(st) = at {
+        let (name, g) = if grad {
+            let name = example.unwrap_or_default();
+            let (_, both) = build_example_grad(&name)
+                .ok_or_else(|| unknown(&name))?
+                .map_err(|e| format!("example {name}: {e}"))?;
+            (format!("{name} (forward + backward)"), both)
+        } else {
+            load(file, example)?
+        };
+        return stage(&name, &g, &st, false, format);
+    }
     if grad {
         let name = example.unwrap_or_default();
         let (fwd, both) = build_example_grad(&name)
@@ -111,6 +218,19 @@ fn dump(
     Ok(())
 }
 
+fn dump_clif(file: Option<PathBuf>, example: Option<String>, grad: bool) -> Result<(), String> {
+    let (name, g) = if grad {
+        let name = example.unwrap_or_default();
+        let (_, both) = build_example_grad(&name)
+            .ok_or_else(|| unknown(&name))?
+            .map_err(|e| format!("example {name}: {e}"))?;
+        (name, both)
+    } else {
+        load(file, example)?
+    };
+    stage(&name, &g, "fused", true, Format::Text)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
@@ -119,7 +239,28 @@ fn main() -> ExitCode {
             example,
             format,
             grad,
-        } => dump(file, example, format, grad),
+            stage,
+            clif,
+        } => {
+            let st = if clif {
+                Some("fused".to_string())
+            } else {
+                stage
+            };
+            if clif {
+                dump_clif(file, example, grad)
+            } else {
+                dump(file, example, format, grad, st)
+            }
+        }
+        Command::Bench {
+            workloads,
+            threads,
+            min_iters,
+            target_s,
+        } => workloads
+            .iter()
+            .try_for_each(|w| bench::run(w, threads.max(1), min_iters, target_s)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,25 @@
-//! Code generation: a kernel IR over fused groups, lowered to Cranelift IR and
-//! JIT-compiled, plus library GEMM/convolution kernels.
+//! Code generation: fused kernels JIT-compiled with Cranelift, library GEMM and native
+//! kernels for the rest, and the [`Executable`] that runs a compiled graph.
 //!
-//! Deliberately empty until the compile issue lands: the crate exists now so the
-//! workspace already has the layout of `DESIGN.md`.
+//! Pipeline (see each module's doc):
+//! 1. [`plan`]: the graph is cut into steps. Chains of elementwise ops (with broadcast,
+//!    permuted and sliced operands read through strides) and the reduction consuming
+//!    them become one [`kernel::Kernel`] each; matmul and convolution go to
+//!    [`native`] library kernels; the remaining ops (gather, concat, random, scan…)
+//!    run as host steps.
+//! 2. [`kernel::clif`]: each kernel is lowered to a Cranelift function — loop nests
+//!    over the kernel's (coalesced) iteration space, f32x4/f64x2 SIMD on the innermost
+//!    axis with a scalar tail, transcendental functions from [`math`].
+//! 3. [`exec`]: buffers are allocated once; `run` checks the inputs and executes the
+//!    steps in order.
 #![warn(missing_docs)]
+#![allow(unsafe_code)] // JIT calls only; each unsafe block carries a SAFETY comment.
+
+pub mod exec;
+pub mod jit;
+pub mod kernel;
+pub mod math;
+pub mod native;
+pub mod plan;
+
+pub use exec::{CompileError, CompileOptions, Executable, RunError};

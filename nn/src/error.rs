@@ -57,6 +57,12 @@ pub enum Error {
         /// Where the user asked for the gradient.
         loc: SourceLoc,
     },
+    /// Compilation to machine code failed.
+    #[error("compile: {0}")]
+    Compile(Box<onde_codegen::CompileError>),
+    /// A compiled graph failed to run (e.g. a feed of the wrong shape).
+    #[error("run: {0}")]
+    Exec(Box<onde_codegen::RunError>),
     /// `gradcheck` could not run.
     #[error("gradcheck: {reason}")]
     Gradcheck {
@@ -106,6 +112,8 @@ impl Error {
             | Error::Run(_)
             | Error::UnknownParameter { .. }
             | Error::Gradcheck { .. }
+            | Error::Compile(_)
+            | Error::Exec(_)
             | Error::ParameterType { .. } => None,
         }
     }

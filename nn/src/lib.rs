@@ -20,6 +20,7 @@
 pub mod args;
 pub mod autograd;
 pub mod builder;
+pub mod compile;
 pub mod error;
 pub mod examples;
 pub mod gradcheck;
@@ -28,6 +29,7 @@ pub mod tensor;
 
 pub use args::{Arg, Idx, IntList};
 pub use builder::GraphBuilder;
+pub use compile::Compiled;
 pub use error::{Error, Result};
 pub use gradcheck::{gradcheck_graph, GradcheckOpts, GradcheckReport};
 pub use onde_ir::{Array, DType, Shape};

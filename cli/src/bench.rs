@@ -1,0 +1,214 @@
+//! `onde bench WORKLOAD`: the reference workloads of `../shared/bench/bench.py`, timed
+//! on the JIT, one JSON object per line:
+//! `{"workload":"W6","phase":"train","threads":1,"median_ms":…,"p10_ms":…,"p90_ms":…}`.
+//!
+//! - W6: `y = sum(tanh(x·a + b)·sigmoid(x) + x·x)`, x, a, b of 2^20 f32; phase `train`
+//!   = forward and gradients with respect to a and b, `infer` = forward.
+//! - W7: `[1024,1024] @ [1024,1024]` f32, phase `infer`, with `gflops`.
+//!
+//! Timing follows bench.py: warm-up runs, then at least `min_iters` runs and at least
+//! `target_s` seconds; median, 10th and 90th percentiles. Inputs are fixed seeded
+//! pseudo-random data; compile time is reported separately (`compile_ms`).
+
+use onde_codegen::{CompileOptions, Executable};
+use onde_nn::{Array, DType, GraphBuilder, Tensor};
+use std::time::Instant;
+
+fn data(n: usize, seed: u64) -> Array {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let v = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Array::f32([n], v).unwrap_or_else(|_| Array::full(DType::F32, [n], 0.0))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let k = ((sorted.len() - 1) as f64 * p / 100.0).round() as usize;
+    sorted[k.min(sorted.len() - 1)]
+}
+
+/// Times `f`: returns (median, p10, p90) in ms.
+fn time(
+    mut f: impl FnMut() -> Result<(), String>,
+    min_iters: usize,
+    target_s: f64,
+) -> Result<(f64, f64, f64), String> {
+    for _ in 0..3 {
+        f()?;
+    }
+    let mut ts = Vec::new();
+    let start = Instant::now();
+    while ts.len() < min_iters || start.elapsed().as_secs_f64() < target_s {
+        let t0 = Instant::now();
+        f()?;
+        ts.push(t0.elapsed().as_secs_f64() * 1e3);
+        if ts.len() >= 2000 {
+            break;
+        }
+    }
+    ts.sort_by(f64::total_cmp);
+    Ok((
+        percentile(&ts, 50.0),
+        percentile(&ts, 10.0),
+        percentile(&ts, 90.0),
+    ))
+}
+
+fn compile(g: &GraphBuilder, outs: &[&Tensor], threads: usize) -> Result<Executable, String> {
+    let mut graph = g.build(outs).map_err(|e| e.to_string())?;
+    onde_passes::optimize(&mut graph).map_err(|e| e.to_string())?;
+    Executable::compile(
+        &graph,
+        CompileOptions {
+            threads,
+            keep_clif: false,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn line(
+    workload: &str,
+    phase: &str,
+    threads: usize,
+    t: (f64, f64, f64),
+    compile_ms: f64,
+    extra: &str,
+) {
+    println!(
+        "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}}}",
+        t.0, t.1, t.2
+    );
+}
+
+fn w6(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+    let n = 1 << 20;
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [n]);
+    let a = g.input("a", DType::F32, [n]);
+    let b = g.input("b", DType::F32, [n]);
+    let y = ((&x * &a + &b).tanh() * x.sigmoid() + &x * &x).sum_all();
+    let grads = g.grad(&y, &[&a, &b]).map_err(|e| e.to_string())?;
+    let (xs, as_, bs) = (data(n, 1), data(n, 2), data(n, 3));
+    let feeds = [("x", &xs), ("a", &as_), ("b", &bs)];
+    let mut train = compile(&g, &[&y, &grads[0], &grads[1]], threads)?;
+    let ct = train.compile_time().as_secs_f64() * 1e3;
+    let t = time(
+        || train.run_in_place(&feeds).map_err(|e| e.to_string()),
+        min_iters,
+        target_s,
+    )?;
+    line("W6", "train", threads, t, ct, "");
+    let mut infer = compile(&g, &[&y], threads)?;
+    let ct = infer.compile_time().as_secs_f64() * 1e3;
+    let t = time(
+        || infer.run_in_place(&feeds).map_err(|e| e.to_string()),
+        min_iters,
+        target_s,
+    )?;
+    line("W6", "infer", threads, t, ct, "");
+    Ok(())
+}
+
+fn w7(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+    let n = 1024;
+    let g = GraphBuilder::new();
+    let a = g.input("a", DType::F32, [n, n]);
+    let b = g.input("b", DType::F32, [n, n]);
+    let c = a.matmul(&b);
+    let mut exe = compile(&g, &[&c], threads)?;
+    let ct = exe.compile_time().as_secs_f64() * 1e3;
+    let reshape = |arr: Array| {
+        Array::f32([n, n], arr.as_f32().unwrap_or(&[]).to_vec()).map_err(|e| e.to_string())
+    };
+    let (av, bv) = (reshape(data(n * n, 4))?, reshape(data(n * n, 5))?);
+    let feeds = [("a", &av), ("b", &bv)];
+    let t = time(
+        || exe.run_in_place(&feeds).map_err(|e| e.to_string()),
+        min_iters,
+        target_s,
+    )?;
+    let gflops = 2.0 * (n as f64).powi(3) / (t.0 / 1e3) / 1e9;
+    line(
+        "W7",
+        "infer",
+        threads,
+        t,
+        ct,
+        &format!(",\"gflops\":{gflops:.1}"),
+    );
+    Ok(())
+}
+
+/// Times a text IR file: every input gets seeded pseudo-random data (floats in
+/// [-1, 1), integers 0, bools false).
+fn file(path: &str, threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+    let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut g = onde_ir::parse_graph(&src).map_err(|e| format!("{path}: {e}"))?;
+    onde_passes::optimize(&mut g).map_err(|e| e.to_string())?;
+    let mut exe = Executable::compile(
+        &g,
+        CompileOptions {
+            threads,
+            keep_clif: false,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let mut arrays = Vec::new();
+    for (k, &v) in g.inputs().iter().enumerate() {
+        let ty = g.value_type(v);
+        let n = ty.shape.numel();
+        let vals = data(n, k as u64 + 1).to_f64_vec();
+        let a = if ty.dtype.is_float() {
+            Array::from_f64(ty.dtype, ty.shape.clone(), &vals)
+        } else {
+            Ok(Array::full(ty.dtype, ty.shape.clone(), 0.0))
+        }
+        .map_err(|e| e.to_string())?;
+        arrays.push((g.input_name(v).unwrap_or_default().to_string(), a));
+    }
+    let feeds: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    let ct = exe.compile_time().as_secs_f64() * 1e3;
+    let t = time(
+        || exe.run_in_place(&feeds).map_err(|e| e.to_string()),
+        min_iters,
+        target_s,
+    )?;
+    line(path, "run", threads, t, ct, "");
+    Ok(())
+}
+
+/// Runs workload `name` (or times a `.onde` text IR file).
+pub fn run(name: &str, threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+    if name.ends_with(".onde") {
+        return file(name, threads, min_iters, target_s);
+    }
+    match name {
+        "W6" => w6(threads, min_iters, target_s),
+        "W7" => w7(threads, min_iters, target_s),
+        other => Err(format!(
+            "unknown or not yet implemented workload {other:?}; available: W6, W7"
+        )),
+    }
+}
+
+/// The W6 training graph (forward and gradients wrt a, b), for dumps.
+pub fn w6_graph() -> Result<onde_ir::Graph, String> {
+    let n = 1 << 20;
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [n]);
+    let a = g.input("a", DType::F32, [n]);
+    let b = g.input("b", DType::F32, [n]);
+    let y = ((&x * &a + &b).tanh() * x.sigmoid() + &x * &x).sum_all();
+    let grads = g.grad(&y, &[&a, &b]).map_err(|e| e.to_string())?;
+    g.build(&[&y, &grads[0], &grads[1]])
+        .map_err(|e| e.to_string())
+}

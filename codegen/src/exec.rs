@@ -1,0 +1,603 @@
+//! [`Executable`]: a graph compiled for fixed input shapes, run on named inputs.
+//!
+//! `compile` verifies the graph, plans it ([`crate::plan`]), JIT-compiles every kernel
+//! into one module, and allocates every temporary buffer once (64-byte aligned).
+//! `run` checks each feed against the declared dtype and shape (typed errors), points
+//! the input buffers at the caller's arrays (no copy), executes the steps in order and
+//! copies the outputs out; [`Executable::run_in_place`] skips that copy
+//! ([`Executable::output`] reads an output in place), so after the first run nothing is
+//! allocated except by host-fallback steps (see `plan`).
+//!
+//! Compiled code is shared between executables of the same graph and shapes through a
+//! per-thread cache ([`Executable::compile_cached`], keyed by the graph's text, which
+//! holds every shape), and freed when the last executable using it is dropped.
+
+use crate::jit::{Jit, JitError, KernelFn};
+use crate::native;
+use crate::plan::{self, BufKind, Plan, PlanError, Step};
+use cranelift_jit::JITModule;
+use onde_ir::{Array, DType, Data, Graph, TensorType, VerifyError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+/// Compilation failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    /// The graph does not verify.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The planner could not schedule an op.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Cranelift failed.
+    #[error(transparent)]
+    Jit(#[from] JitError),
+}
+
+/// Running failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RunError {
+    /// An input or parameter was not fed.
+    #[error("no tensor fed for {name:?} (expected {expected})")]
+    MissingFeed {
+        /// Its name.
+        name: String,
+        /// Its declared type.
+        expected: Box<TensorType>,
+    },
+    /// A feed names nothing in the graph.
+    #[error("{name:?} is not an input or parameter of this graph")]
+    UnknownFeed {
+        /// The name given.
+        name: String,
+    },
+    /// A feed has the wrong dtype or shape.
+    #[error("{name:?} must be {expected}, got {got}")]
+    FeedType {
+        /// Its name.
+        name: String,
+        /// Declared.
+        expected: Box<TensorType>,
+        /// Given.
+        got: Box<TensorType>,
+    },
+    /// A host step failed (e.g. a gather index out of range).
+    #[error(transparent)]
+    Host(#[from] onde_runtime::InterpError),
+    /// A native kernel rejected its operands (a bug in onde).
+    #[error("native kernel: {0}")]
+    Native(String),
+}
+
+/// Options of [`Executable::compile`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Threads for library kernels (matmul, convolution).
+    pub threads: usize,
+    /// Keep the CLIF text of every kernel ([`Executable::clif`]).
+    pub keep_clif: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> CompileOptions {
+        CompileOptions {
+            threads: 1,
+            keep_clif: false,
+        }
+    }
+}
+
+/// Code and plan shared by executables of one graph.
+struct Compiled {
+    plan: Plan,
+    module: Option<JITModule>,
+    /// Kernel function per step (`None` for non-kernel steps).
+    fns: Vec<Option<KernelFn>>,
+    clif: Vec<String>,
+    compile_time: Duration,
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: the function pointers in `fns` die with `self`; no executable
+            // holding this `Compiled` is alive (we are in its drop).
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+/// A 64-byte-aligned byte buffer.
+struct Storage {
+    lines: Vec<Line>,
+}
+
+impl Storage {
+    fn new(bytes: usize) -> Storage {
+        Storage {
+            lines: vec![Line([0; 64]); bytes.div_ceil(64).max(1)],
+        }
+    }
+
+    fn ptr(&mut self) -> *mut u8 {
+        self.lines.as_mut_ptr().cast()
+    }
+}
+
+/// A graph compiled for fixed input shapes.
+pub struct Executable {
+    compiled: Rc<Compiled>,
+    storage: Vec<Option<Storage>>,
+    ptrs: Vec<*mut u8>,
+    /// Feed buffers: name, type, buffer.
+    feeds: Vec<(String, TensorType, usize)>,
+    threads: usize,
+    scratch32: Vec<f32>,
+    scratch64: Vec<f64>,
+}
+
+impl fmt::Debug for Executable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executable")
+            .field("steps", &self.compiled.plan.steps.len())
+            .field("buffers", &self.storage.len())
+            .finish()
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<HashMap<(String, usize), Weak<Compiled>>> = RefCell::new(HashMap::new());
+}
+
+fn elem_size(d: DType) -> usize {
+    crate::kernel::clif::elem_size(d)
+}
+
+fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileError> {
+    let t0 = Instant::now();
+    onde_ir::verify(g)?;
+    let plan = plan::plan(g)?;
+    let mut jit = Jit::new(opts.keep_clif)?;
+    let mut slots = Vec::with_capacity(plan.steps.len());
+    for s in &plan.steps {
+        slots.push(match s {
+            Step::Kernel(k) => Some(jit.add(k)?),
+            Step::MatMul { .. } | Step::Conv { .. } | Step::Host { .. } => None,
+        });
+    }
+    let (module, fns, clif) = jit.finish()?;
+    let fns = slots.into_iter().map(|s| s.map(|i| fns[i])).collect();
+    Ok(Compiled {
+        plan,
+        module: Some(module),
+        fns,
+        clif,
+        compile_time: t0.elapsed(),
+    })
+}
+
+fn array_ptr(a: &Array) -> *mut u8 {
+    match a.data() {
+        Data::Bool(v) => v.as_ptr() as *mut u8,
+        Data::I64(v) => v.as_ptr() as *mut u8,
+        Data::F32(v) => v.as_ptr() as *mut u8,
+        Data::F64(v) => v.as_ptr() as *mut u8,
+    }
+}
+
+/// Copies `ty`'s elements from `p` into an array.
+///
+/// # Safety
+/// `p` must point to `ty.shape.numel()` initialised elements of `ty.dtype`, suitably
+/// aligned (or be any pointer if there are none).
+unsafe fn read_array(p: *const u8, ty: &TensorType) -> Array {
+    let n = ty.shape.numel();
+    let shape = ty.shape.clone();
+    let fallback = || Array::full(ty.dtype, shape.clone(), 0.0);
+    if n == 0 {
+        return fallback();
+    }
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe {
+        match ty.dtype {
+            DType::Bool => Array::bool(
+                shape.clone(),
+                std::slice::from_raw_parts(p.cast::<u8>(), n)
+                    .iter()
+                    .map(|&b| b != 0)
+                    .collect(),
+            ),
+            DType::I64 => Array::i64(
+                shape.clone(),
+                std::slice::from_raw_parts(p.cast::<i64>(), n).to_vec(),
+            ),
+            DType::F32 => Array::f32(
+                shape.clone(),
+                std::slice::from_raw_parts(p.cast::<f32>(), n).to_vec(),
+            ),
+            DType::F64 => Array::f64(
+                shape.clone(),
+                std::slice::from_raw_parts(p.cast::<f64>(), n).to_vec(),
+            ),
+        }
+    };
+    r.unwrap_or_else(|_| fallback())
+}
+
+/// Copies an array's elements to `p`.
+///
+/// # Safety
+/// `p` must be valid for writing `a.numel()` elements of `a.dtype()`.
+unsafe fn write_array(p: *mut u8, a: &Array) {
+    let bytes = a.numel() * elem_size(a.dtype());
+    let src = array_ptr(a) as *const u8;
+    if bytes > 0 {
+        // SAFETY: `src` holds `bytes` bytes (bool is one byte, 0 or 1); `p` is valid by
+        // the caller's guarantee; the regions do not overlap (distinct allocations).
+        unsafe { std::ptr::copy_nonoverlapping(src, p, bytes) };
+    }
+}
+
+impl Executable {
+    /// Compiles `g` (outputs as set on the graph) for its declared input shapes.
+    pub fn compile(g: &Graph, opts: CompileOptions) -> Result<Executable, CompileError> {
+        Ok(Executable::from_compiled(
+            Rc::new(compile_shared(g, opts)?),
+            opts,
+        ))
+    }
+
+    /// Like [`Executable::compile`], reusing the code of an executable of the same
+    /// graph (same text, hence same shapes) that is still alive on this thread.
+    pub fn compile_cached(g: &Graph, opts: CompileOptions) -> Result<Executable, CompileError> {
+        let key = (onde_ir::print_graph(g), usize::from(opts.keep_clif));
+        if let Some(c) = CACHE.with(|c| c.borrow().get(&key).and_then(Weak::upgrade)) {
+            return Ok(Executable::from_compiled(c, opts));
+        }
+        let c = Rc::new(compile_shared(g, opts)?);
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            cache.retain(|_, w| w.strong_count() > 0);
+            cache.insert(key, Rc::downgrade(&c));
+        });
+        Ok(Executable::from_compiled(c, opts))
+    }
+
+    fn from_compiled(compiled: Rc<Compiled>, opts: CompileOptions) -> Executable {
+        let mut storage = Vec::with_capacity(compiled.plan.buffers.len());
+        let mut ptrs = Vec::with_capacity(compiled.plan.buffers.len());
+        let mut feeds = Vec::new();
+        for (i, b) in compiled.plan.buffers.iter().enumerate() {
+            let bytes = b.ty.shape.numel() * elem_size(b.ty.dtype);
+            match &b.kind {
+                BufKind::Feed(name) => {
+                    feeds.push((name.clone(), b.ty.clone(), i));
+                    storage.push(None);
+                    ptrs.push(std::ptr::null_mut());
+                }
+                BufKind::Const(a) => {
+                    let mut s = Storage::new(bytes);
+                    // SAFETY: `s` holds at least `bytes` bytes = a.numel() elements.
+                    unsafe { write_array(s.ptr(), a) };
+                    ptrs.push(s.ptr());
+                    storage.push(Some(s));
+                }
+                BufKind::Temp => {
+                    let mut s = Storage::new(bytes);
+                    ptrs.push(s.ptr());
+                    storage.push(Some(s));
+                }
+                BufKind::Alias(of) => {
+                    // Aliases come after their root; feeds are re-pointed in `run`.
+                    ptrs.push(ptrs.get(*of).copied().unwrap_or(std::ptr::null_mut()));
+                    storage.push(None);
+                }
+            }
+        }
+        Executable {
+            compiled,
+            storage,
+            ptrs,
+            feeds,
+            threads: opts.threads.max(1),
+            scratch32: Vec::new(),
+            scratch64: Vec::new(),
+        }
+    }
+
+    /// Time spent compiling (planning, code generation, finalisation).
+    pub fn compile_time(&self) -> Duration {
+        self.compiled.compile_time
+    }
+
+    /// The plan (kernels and library steps), for dumps.
+    pub fn plan(&self) -> &Plan {
+        &self.compiled.plan
+    }
+
+    /// CLIF text of each kernel (empty unless compiled with `keep_clif`).
+    pub fn clif(&self) -> &[String] {
+        &self.compiled.clif
+    }
+
+    /// A readable listing of the steps: fused kernels with their loads and bodies,
+    /// library calls and host steps.
+    pub fn dump_fused(&self) -> String {
+        let p = &self.compiled.plan;
+        let mut s = String::new();
+        for (i, b) in p.buffers.iter().enumerate() {
+            let kind = match &b.kind {
+                BufKind::Feed(n) => format!("feed {n:?}"),
+                BufKind::Const(_) => "constant".to_string(),
+                BufKind::Temp => "temp".to_string(),
+                BufKind::Alias(of) => format!("alias of buf{of}"),
+            };
+            s.push_str(&format!("buf{i}: {} {kind}\n", b.ty));
+        }
+        for (i, st) in p.steps.iter().enumerate() {
+            match st {
+                Step::Kernel(k) => s.push_str(&format!("step {i}: {k}\n")),
+                Step::MatMul { a, b, out, dtype } => s.push_str(&format!(
+                    "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
+                    a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
+                )),
+                Step::Conv { x, w, out, params, dtype } => s.push_str(&format!(
+                    "step {i}: conv {dtype} buf{x} * buf{w} -> buf{out} stride={:?} padding={:?} dilation={:?} groups={}\n",
+                    params.stride, params.padding, params.dilation, params.groups
+                )),
+                Step::Host { graph, args, outs } => {
+                    let name = graph
+                        .op_ids()
+                        .last()
+                        .map(|&o| graph.op(o).op.name())
+                        .unwrap_or("?");
+                    s.push_str(&format!("step {i}: host {name} {args:?} -> {outs:?}\n"));
+                }
+            }
+        }
+        s.push_str(&format!("outputs: {:?}\n", p.outputs));
+        s
+    }
+
+    /// Runs on `feeds` (every input and parameter, by name) and returns the outputs.
+    pub fn run(&mut self, feeds: &[(&str, &Array)]) -> Result<Vec<Array>, RunError> {
+        self.run_in_place(feeds)?;
+        Ok((0..self.compiled.plan.outputs.len())
+            .map(|i| self.output_array(i))
+            .collect())
+    }
+
+    /// Output `i` of the last [`Executable::run_in_place`] as a new array.
+    pub fn output_array(&self, i: usize) -> Array {
+        let b = self.compiled.plan.outputs[i];
+        let ty = &self.compiled.plan.buffers[b].ty;
+        // SAFETY: buffer `b` holds numel elements of its dtype: a temp/const storage
+        // allocated for it, or a feed array checked against `ty` in the last run.
+        unsafe { read_array(self.ptrs[b], ty) }
+    }
+
+    /// Output `i` of the last run, in place, as f32 (`None` for another dtype).
+    pub fn output_f32(&self, i: usize) -> Option<&[f32]> {
+        let b = *self.compiled.plan.outputs.get(i)?;
+        let ty = &self.compiled.plan.buffers[b].ty;
+        if ty.dtype != DType::F32 || self.ptrs[b].is_null() {
+            return None;
+        }
+        let n = ty.shape.numel();
+        // SAFETY: as in `output_array`; the slice borrows `self`, so no run can
+        // overwrite it while it is alive.
+        Some(unsafe { std::slice::from_raw_parts(self.ptrs[b].cast::<f32>(), n) })
+    }
+
+    /// Runs without copying outputs out (read them with [`Executable::output_f32`] or
+    /// [`Executable::output_array`]).
+    pub fn run_in_place(&mut self, feeds: &[(&str, &Array)]) -> Result<(), RunError> {
+        for (name, _) in feeds {
+            if !self.feeds.iter().any(|(n, _, _)| n == name) {
+                return Err(RunError::UnknownFeed {
+                    name: (*name).to_string(),
+                });
+            }
+        }
+        for (name, ty, buf) in &self.feeds {
+            let Some((_, a)) = feeds.iter().find(|(n, _)| n == name) else {
+                return Err(RunError::MissingFeed {
+                    name: name.clone(),
+                    expected: Box::new(ty.clone()),
+                });
+            };
+            let got = TensorType::new(a.dtype(), a.shape().clone());
+            if &got != ty {
+                return Err(RunError::FeedType {
+                    name: name.clone(),
+                    expected: Box::new(ty.clone()),
+                    got: Box::new(got),
+                });
+            }
+            self.ptrs[*buf] = array_ptr(a);
+        }
+        for (i, b) in self.compiled.plan.buffers.iter().enumerate() {
+            if let BufKind::Alias(of) = b.kind {
+                self.ptrs[i] = self.ptrs[of];
+            }
+        }
+        let compiled = self.compiled.clone();
+        for (i, step) in compiled.plan.steps.iter().enumerate() {
+            match step {
+                Step::Kernel(_) => {
+                    if let Some(f) = compiled.fns[i] {
+                        // SAFETY: the kernel reads and writes only the buffers of its
+                        // loads and stores, at offsets within their declared sizes (the
+                        // planner derives every access from the verified shapes); every
+                        // entry of `ptrs` it uses is a live allocation of that size: a
+                        // storage of this executable or a feed array checked above and
+                        // borrowed for the duration of this call. Feeds are only read.
+                        unsafe { f(self.ptrs.as_ptr()) };
+                    }
+                }
+                Step::MatMul { a, b, out, dtype } => self.matmul(a, b, *out, *dtype)?,
+                Step::Conv {
+                    x,
+                    w,
+                    out,
+                    params,
+                    dtype,
+                } => self.conv(*x, *w, *out, params, *dtype)?,
+                Step::Host { graph, args, outs } => self.host(graph, args, outs)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn buf_len(&self, b: usize) -> usize {
+        self.compiled.plan.buffers[b].ty.shape.numel()
+    }
+
+    fn matmul(
+        &mut self,
+        a: &plan::View,
+        b: &plan::View,
+        out: usize,
+        dtype: DType,
+    ) -> Result<(), RunError> {
+        let (na, nb, no) = (self.buf_len(a.buf), self.buf_len(b.buf), self.buf_len(out));
+        let (pa, pb, po) = (self.ptrs[a.buf], self.ptrs[b.buf], self.ptrs[out]);
+        let err = |e: native::NativeError| RunError::Native(e.to_string());
+        match dtype {
+            DType::F32 => {
+                // SAFETY: each buffer holds its declared element count of f32 (temps
+                // and consts are allocated for it, feeds were type-checked), 64-byte or
+                // element aligned; `out` is a temp distinct from the operands.
+                let (sa, sb, so) = unsafe {
+                    (
+                        std::slice::from_raw_parts(pa.cast::<f32>(), na),
+                        std::slice::from_raw_parts(pb.cast::<f32>(), nb),
+                        std::slice::from_raw_parts_mut(po.cast::<f32>(), no),
+                    )
+                };
+                native::matmul(
+                    &sa[a.offset as usize..],
+                    &a.shape,
+                    &a.strides,
+                    &sb[b.offset as usize..],
+                    &b.shape,
+                    &b.strides,
+                    so,
+                    self.threads,
+                )
+                .map_err(err)
+            }
+            DType::F64 => {
+                // SAFETY: as above, for f64.
+                let (sa, sb, so) = unsafe {
+                    (
+                        std::slice::from_raw_parts(pa.cast::<f64>(), na),
+                        std::slice::from_raw_parts(pb.cast::<f64>(), nb),
+                        std::slice::from_raw_parts_mut(po.cast::<f64>(), no),
+                    )
+                };
+                native::matmul(
+                    &sa[a.offset as usize..],
+                    &a.shape,
+                    &a.strides,
+                    &sb[b.offset as usize..],
+                    &b.shape,
+                    &b.strides,
+                    so,
+                    self.threads,
+                )
+                .map_err(err)
+            }
+            DType::Bool | DType::I64 => Err(RunError::Native(format!("matmul on {dtype}"))),
+        }
+    }
+
+    fn conv(
+        &mut self,
+        x: usize,
+        w: usize,
+        out: usize,
+        p: &onde_ir::ConvParams,
+        dtype: DType,
+    ) -> Result<(), RunError> {
+        let plan = &self.compiled.plan;
+        let (xs, ws, os) = (
+            plan.buffers[x].ty.shape.dims().to_vec(),
+            plan.buffers[w].ty.shape.dims().to_vec(),
+            plan.buffers[out].ty.shape.dims().to_vec(),
+        );
+        let (nx, nw, no) = (self.buf_len(x), self.buf_len(w), self.buf_len(out));
+        let (px, pw, po) = (self.ptrs[x], self.ptrs[w], self.ptrs[out]);
+        let err = |e: native::NativeError| RunError::Native(e.to_string());
+        match dtype {
+            DType::F32 => {
+                // SAFETY: as in `matmul`.
+                let (sx, sw, so) = unsafe {
+                    (
+                        std::slice::from_raw_parts(px.cast::<f32>(), nx),
+                        std::slice::from_raw_parts(pw.cast::<f32>(), nw),
+                        std::slice::from_raw_parts_mut(po.cast::<f32>(), no),
+                    )
+                };
+                native::conv(
+                    sx,
+                    &xs,
+                    sw,
+                    &ws,
+                    p,
+                    so,
+                    &os,
+                    &mut self.scratch32,
+                    self.threads,
+                )
+                .map_err(err)
+            }
+            DType::F64 => {
+                // SAFETY: as in `matmul`.
+                let (sx, sw, so) = unsafe {
+                    (
+                        std::slice::from_raw_parts(px.cast::<f64>(), nx),
+                        std::slice::from_raw_parts(pw.cast::<f64>(), nw),
+                        std::slice::from_raw_parts_mut(po.cast::<f64>(), no),
+                    )
+                };
+                native::conv(
+                    sx,
+                    &xs,
+                    sw,
+                    &ws,
+                    p,
+                    so,
+                    &os,
+                    &mut self.scratch64,
+                    self.threads,
+                )
+                .map_err(err)
+            }
+            DType::Bool | DType::I64 => Err(RunError::Native(format!("conv on {dtype}"))),
+        }
+    }
+
+    fn host(&mut self, graph: &Graph, args: &[usize], outs: &[usize]) -> Result<(), RunError> {
+        let mut feeds = HashMap::with_capacity(args.len());
+        for (i, &b) in args.iter().enumerate() {
+            let ty = &self.compiled.plan.buffers[b].ty;
+            // SAFETY: buffer `b` holds its declared elements (see `output_array`).
+            feeds.insert(format!("a{i}"), unsafe { read_array(self.ptrs[b], ty) });
+        }
+        let results = onde_runtime::run(graph, &feeds)?;
+        for (r, &b) in results.iter().zip(outs) {
+            // SAFETY: `b` is a temp allocated for exactly this result's type (the host
+            // graph's result types are the planned buffer types).
+            unsafe { write_array(self.ptrs[b], r) };
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,793 @@
+//! Lowering a [`Kernel`] to a Cranelift function `fn(buffers: *const *mut u8)`.
+//!
+//! `buffers` is the executor's table of buffer base pointers. The iteration space is
+//! normalised first: kept axes before reduced axes, extent-1 axes dropped, and
+//! adjacent axes merged wherever every access is contiguous across them (a
+//! `[64, 256]` elementwise kernel becomes one loop of 16384). The innermost axis is
+//! vectorised — f32x4 for f32 kernels, f64x2 for f64 — when every load on it has
+//! stride 0 (splatted once, outside the loop) or 1, with a scalar tail for any length;
+//! kernels mixing float widths or using i64, and bool loads/stores, use scalar code.
+//! A reduction keeps a vector accumulator and a scalar one for the tail, combined
+//! lane by lane at the end (so f32 sums are reassociated; the tests allow for it).
+//! Code is generated in program order with `opt_level=none` (DESIGN.md: faster than
+//! `speed` for hand-ordered loops).
+
+use super::{Expr, Kernel};
+use crate::math;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use onde_ir::{BinaryOp, CmpOp, DType, ReduceKind, UnaryOp};
+
+/// Flags of element loads and stores: they never trap (every address is inside a
+/// buffer of the planned size) but may be unaligned (views start anywhere), so vector
+/// accesses must not assume 16-byte alignment.
+fn data_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// Size in bytes of an element of `d` in buffers (bool is one byte).
+pub fn elem_size(d: DType) -> usize {
+    match d {
+        DType::Bool => 1,
+        DType::F32 => 4,
+        DType::I64 | DType::F64 => 8,
+    }
+}
+
+fn scalar_ty(d: DType) -> Type {
+    match d {
+        DType::Bool => types::I8,
+        DType::I64 => types::I64,
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+    }
+}
+
+/// The vector shape of a kernel: lanes and the float type, or scalar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Scalar,
+    /// f32x4 with i32x4 masks.
+    F32x4,
+    /// f64x2 with i64x2 masks.
+    F64x2,
+}
+
+impl Mode {
+    fn lanes(self) -> usize {
+        match self {
+            Mode::Scalar => 1,
+            Mode::F32x4 => 4,
+            Mode::F64x2 => 2,
+        }
+    }
+
+    fn ty(self, d: DType) -> Type {
+        match (self, d) {
+            (Mode::Scalar, d) => scalar_ty(d),
+            (Mode::F32x4, DType::Bool) => types::I32X4,
+            (Mode::F64x2, DType::Bool) => types::I64X2,
+            (Mode::F32x4, DType::F32 | DType::F64 | DType::I64) => types::F32X4,
+            (Mode::F64x2, DType::F32 | DType::F64 | DType::I64) => types::F64X2,
+        }
+    }
+}
+
+/// One normalised loop axis.
+#[derive(Clone, Debug)]
+struct Axis {
+    extent: usize,
+    /// Byte stride per access (loads, then stores).
+    strides: Vec<i64>,
+    reduced: bool,
+}
+
+/// The kernel's loop nest after normalisation.
+struct Nest {
+    axes: Vec<Axis>,
+    /// Number of kept (outer) axes.
+    kept: usize,
+}
+
+fn contiguous(shape: &[usize]) -> Vec<isize> {
+    let mut s = vec![0isize; shape.len()];
+    let mut acc = 1isize;
+    for i in (0..shape.len()).rev() {
+        s[i] = acc;
+        acc *= shape[i] as isize;
+    }
+    s
+}
+
+#[allow(clippy::needless_range_loop)] // `a` indexes the shape, the loads' strides and `reduced`
+fn normalise(k: &Kernel) -> Nest {
+    let r = k.shape.len();
+    let reduced: Vec<bool> = (0..r)
+        .map(|a| {
+            k.reduction
+                .as_ref()
+                .is_some_and(|red| red.axes.contains(&a))
+        })
+        .collect();
+    let kept_shape: Vec<usize> = (0..r)
+        .filter(|&a| !reduced[a])
+        .map(|a| k.shape[a])
+        .collect();
+    let kept_strides = contiguous(&kept_shape);
+    let mut axes = Vec::with_capacity(r);
+    let mut kept_i = 0;
+    for a in 0..r {
+        let mut strides: Vec<i64> = k
+            .loads
+            .iter()
+            .map(|l| l.strides[a] as i64 * elem_size(l.dtype) as i64)
+            .collect();
+        let full = contiguous(&k.shape);
+        let red_store = k.reduction.as_ref().map(|r| r.store);
+        for (j, s) in k.stores.iter().enumerate() {
+            let st = if Some(j) == red_store {
+                if reduced[a] {
+                    0
+                } else {
+                    kept_strides[kept_i] as i64
+                }
+            } else {
+                full[a] as i64
+            };
+            strides.push(st * elem_size(k.dtypes[s.expr]) as i64);
+        }
+        if !reduced[a] {
+            kept_i += 1;
+        }
+        axes.push(Axis {
+            extent: k.shape[a],
+            strides,
+            reduced: reduced[a],
+        });
+    }
+    // Kept axes first (stable), drop extent-1 axes.
+    let mut ordered: Vec<Axis> = axes.iter().filter(|a| !a.reduced).cloned().collect();
+    let kept_count = ordered.len();
+    ordered.extend(axes.iter().filter(|a| a.reduced).cloned());
+    let mut kept = kept_count;
+    let mut out: Vec<Axis> = Vec::new();
+    for (i, a) in ordered.into_iter().enumerate() {
+        if a.extent == 1 {
+            if i < kept_count {
+                kept -= 1;
+            }
+            continue;
+        }
+        out.push(a);
+    }
+    // Merge adjacent axes of the same kind that are contiguous for every access.
+    let mut merged: Vec<Axis> = Vec::new();
+    let mut merged_kept = 0;
+    for (i, a) in out.into_iter().enumerate() {
+        let is_kept = i < kept;
+        if let Some(prev) = merged.last_mut() {
+            let same_kind = prev.reduced == a.reduced;
+            let contiguous = prev
+                .strides
+                .iter()
+                .zip(&a.strides)
+                .all(|(&p, &s)| p == s * a.extent as i64);
+            if same_kind && contiguous {
+                prev.extent *= a.extent;
+                prev.strides = a.strides.clone();
+                continue;
+            }
+        }
+        if is_kept {
+            merged_kept += 1;
+        }
+        merged.push(a);
+    }
+    Nest {
+        axes: merged,
+        kept: merged_kept,
+    }
+}
+
+fn choose_mode(k: &Kernel, nest: &Nest) -> Mode {
+    let has = |d: DType| k.dtypes.contains(&d) || k.loads.iter().any(|l| l.dtype == d);
+    if has(DType::I64) || (has(DType::F32) && has(DType::F64)) {
+        return Mode::Scalar;
+    }
+    if k.loads.iter().any(|l| l.dtype == DType::Bool)
+        || k.stores.iter().any(|s| k.dtypes[s.expr] == DType::Bool)
+    {
+        return Mode::Scalar;
+    }
+    let mode = if has(DType::F32) {
+        Mode::F32x4
+    } else if has(DType::F64) {
+        Mode::F64x2
+    } else {
+        return Mode::Scalar;
+    };
+    let Some(inner) = nest.axes.last() else {
+        return Mode::Scalar;
+    };
+    if inner.extent < mode.lanes() {
+        return Mode::Scalar;
+    }
+    let nloads = k.loads.len();
+    let loads_ok = k.loads.iter().enumerate().all(|(i, l)| {
+        let s = inner.strides[i];
+        s == 0 || s == elem_size(l.dtype) as i64
+    });
+    let stores_ok = inner.strides[nloads..]
+        .iter()
+        .enumerate()
+        .all(|(j, &s)| s == 0 || s == elem_size(k.dtypes[k.stores[j].expr]) as i64);
+    if loads_ok && stores_ok {
+        mode
+    } else {
+        Mode::Scalar
+    }
+}
+
+/// Emits the body of the kernel function into `b` (whose signature is
+/// `(i64 buffers) -> ()`); the caller finalises the builder.
+pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
+    let nest = normalise(k);
+    let mode = choose_mode(k, &nest);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let table = b.block_params(entry)[0];
+    let mut bases = Vec::new();
+    let flags = MemFlagsData::trusted();
+    let accesses: Vec<(usize, isize, DType)> = k
+        .loads
+        .iter()
+        .map(|l| (l.buffer, l.offset, l.dtype))
+        .chain(
+            k.stores
+                .iter()
+                .map(|s| (s.buffer, 0isize, k.dtypes[s.expr])),
+        )
+        .collect();
+    for &(buf, offset, d) in &accesses {
+        let p = b.ins().load(types::I64, flags, table, (buf * 8) as i32);
+        let p = if offset != 0 {
+            b.ins().iadd_imm_s(p, offset as i64 * elem_size(d) as i64)
+        } else {
+            p
+        };
+        bases.push(p);
+    }
+    let zero = b.ins().iconst(types::I64, 0);
+    let offs = vec![zero; accesses.len()];
+    let mut cx = Cx {
+        k,
+        nest: &nest,
+        mode,
+        bases,
+        acc: None,
+    };
+    cx.level(b, 0, offs);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+}
+
+/// Accumulator variables of a reduction: (vector, scalar).
+type Acc = (Option<Variable>, Variable);
+
+struct Cx<'a> {
+    k: &'a Kernel,
+    nest: &'a Nest,
+    mode: Mode,
+    bases: Vec<Value>,
+    acc: Option<Acc>,
+}
+
+/// Emits `for i in (start..end).step_by(step)`, calling `body(b, i)`.
+fn counted_loop(
+    b: &mut FunctionBuilder,
+    start: Value,
+    end: i64,
+    step: i64,
+    mut body: impl FnMut(&mut FunctionBuilder, Value),
+) {
+    let var = b.declare_var(types::I64);
+    b.def_var(var, start);
+    let header = b.create_block();
+    let body_block = b.create_block();
+    let exit = b.create_block();
+    b.ins().jump(header, &[]);
+    b.switch_to_block(header);
+    let i = b.use_var(var);
+    // Run while i + step <= end.
+    let last = b.ins().iadd_imm_s(i, step);
+    let cond = b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, last, end);
+    b.ins().brif(cond, body_block, &[], exit, &[]);
+    b.switch_to_block(body_block);
+    body(b, i);
+    let next = b.ins().iadd_imm_s(i, step);
+    b.def_var(var, next);
+    b.ins().jump(header, &[]);
+    b.switch_to_block(exit);
+}
+
+impl Cx<'_> {
+    fn nloads(&self) -> usize {
+        self.k.loads.len()
+    }
+
+    fn level(&mut self, b: &mut FunctionBuilder, level: usize, offs: Vec<Value>) {
+        let n = self.nest.axes.len();
+        let reducing = self.k.reduction.is_some();
+        if reducing && level == self.nest.kept && self.acc.is_none() {
+            self.reduction(b, level, offs);
+            return;
+        }
+        if level == n {
+            // No axes left (a single element).
+            self.inner_scalar_once(b, &offs);
+            return;
+        }
+        if level + 1 == n {
+            self.inner(b, level, &offs);
+            return;
+        }
+        let axis = self.nest.axes[level].clone();
+        let start = b.ins().iconst(types::I64, 0);
+        counted_loop(b, start, axis.extent as i64, 1, |b, i| {
+            let next: Vec<Value> = offs
+                .iter()
+                .zip(&axis.strides)
+                .map(|(&o, &s)| {
+                    if s == 0 {
+                        o
+                    } else {
+                        let d = b.ins().imul_imm_s(i, s);
+                        b.ins().iadd(o, d)
+                    }
+                })
+                .collect();
+            self.level(b, level + 1, next);
+        });
+    }
+
+    /// Initialises accumulators, runs the reduced loops, stores the combined result.
+    fn reduction(&mut self, b: &mut FunctionBuilder, level: usize, offs: Vec<Value>) {
+        let Some(red) = &self.k.reduction else {
+            return;
+        };
+        let kind = red.kind;
+        let rs = red.store;
+        let d = self.k.dtypes[self.k.stores[rs].expr];
+        let sv = b.declare_var(scalar_ty(d));
+        let init = identity(b, kind, d, Mode::Scalar);
+        b.def_var(sv, init);
+        let vv = if self.mode != Mode::Scalar {
+            let v = b.declare_var(self.mode.ty(d));
+            let init = identity(b, kind, d, self.mode);
+            b.def_var(v, init);
+            Some(v)
+        } else {
+            None
+        };
+        self.acc = Some((vv, sv));
+        self.level(b, level, offs.clone());
+        // Horizontal combination: scalar acc ⊕ each lane.
+        let mut total = b.use_var(sv);
+        if let Some(vv) = vv {
+            let v = b.use_var(vv);
+            for lane in 0..self.mode.lanes() {
+                let x = b.ins().extractlane(v, lane as u8);
+                total = combine(b, kind, d, total, x);
+            }
+        }
+        let store_index = self.nloads() + rs;
+        let addr = b.ins().iadd(self.bases[store_index], offs[store_index]);
+        b.ins().store(data_flags(), total, addr, 0);
+        self.acc = None;
+    }
+
+    /// The innermost axis: a vector loop (if the mode allows) and a scalar tail.
+    fn inner(&mut self, b: &mut FunctionBuilder, level: usize, offs: &[Value]) {
+        let axis = self.nest.axes[level].clone();
+        let n = axis.extent as i64;
+        let lanes = self.mode.lanes() as i64;
+        let mut tail_start = b.ins().iconst(types::I64, 0);
+        if self.mode != Mode::Scalar {
+            // Broadcast loads (stride 0 on this axis) are read and splatted once.
+            let mut hoisted = vec![None; self.nloads()];
+            for (i, l) in self.k.loads.iter().enumerate() {
+                if axis.strides[i] == 0 {
+                    let addr = b.ins().iadd(self.bases[i], offs[i]);
+                    let x = b.ins().load(scalar_ty(l.dtype), data_flags(), addr, 0);
+                    hoisted[i] = Some(b.ins().splat(self.mode.ty(l.dtype), x));
+                }
+            }
+            let start = b.ins().iconst(types::I64, 0);
+            let mode = self.mode;
+            counted_loop(b, start, n, lanes, |b, i| {
+                let vals = self.eval(b, mode, &axis, offs, i, &hoisted);
+                self.finish(b, mode, &axis, offs, i, &vals);
+            });
+            tail_start = b.ins().iconst(types::I64, n / lanes * lanes);
+        }
+        let none = vec![None; self.nloads()];
+        counted_loop(b, tail_start, n, 1, |b, i| {
+            let vals = self.eval(b, Mode::Scalar, &axis, offs, i, &none);
+            self.finish(b, Mode::Scalar, &axis, offs, i, &vals);
+        });
+    }
+
+    fn inner_scalar_once(&mut self, b: &mut FunctionBuilder, offs: &[Value]) {
+        let axis = Axis {
+            extent: 1,
+            strides: vec![0; offs.len()],
+            reduced: false,
+        };
+        let zero = b.ins().iconst(types::I64, 0);
+        let none = vec![None; self.nloads()];
+        let vals = self.eval(b, Mode::Scalar, &axis, offs, zero, &none);
+        self.finish(b, Mode::Scalar, &axis, offs, zero, &vals);
+    }
+
+    /// Address of access `a` at inner index `i`.
+    fn addr(
+        &self,
+        b: &mut FunctionBuilder,
+        a: usize,
+        axis: &Axis,
+        offs: &[Value],
+        i: Value,
+    ) -> Value {
+        let base = b.ins().iadd(self.bases[a], offs[a]);
+        let s = axis.strides[a];
+        if s == 0 {
+            base
+        } else {
+            let d = b.ins().imul_imm_s(i, s);
+            b.ins().iadd(base, d)
+        }
+    }
+
+    /// Stores (elementwise) or accumulates (reduction) the results of one iteration.
+    fn finish(
+        &mut self,
+        b: &mut FunctionBuilder,
+        mode: Mode,
+        axis: &Axis,
+        offs: &[Value],
+        i: Value,
+        vals: &[Value],
+    ) {
+        let mut skip = None;
+        if let (Some((vv, sv)), Some(red)) = (self.acc, &self.k.reduction) {
+            let e = self.k.stores[red.store].expr;
+            let d = self.k.dtypes[e];
+            let var = if mode == Mode::Scalar { Some(sv) } else { vv };
+            if let Some(var) = var {
+                let acc = b.use_var(var);
+                let next = combine(b, red.kind, d, acc, vals[e]);
+                b.def_var(var, next);
+            }
+            skip = Some(red.store);
+        }
+        for (j, s) in self.k.stores.iter().enumerate() {
+            if Some(j) == skip {
+                continue;
+            }
+            let a = self.nloads() + j;
+            let addr = self.addr(b, a, axis, offs, i);
+            b.ins().store(data_flags(), vals[s.expr], addr, 0);
+        }
+    }
+
+    /// Evaluates every expression for inner index `i`.
+    fn eval(
+        &self,
+        b: &mut FunctionBuilder,
+        mode: Mode,
+        axis: &Axis,
+        offs: &[Value],
+        i: Value,
+        hoisted: &[Option<Value>],
+    ) -> Vec<Value> {
+        let mut v: Vec<Value> = Vec::with_capacity(self.k.exprs.len());
+        for (idx, e) in self.k.exprs.iter().enumerate() {
+            let d = self.k.dtypes[idx];
+            let ty = mode.ty(d);
+            let x = match e {
+                Expr::Load(l) => match hoisted.get(*l).copied().flatten() {
+                    Some(h) => h,
+                    None => {
+                        let addr = self.addr(b, *l, axis, offs, i);
+                        b.ins().load(ty, data_flags(), addr, 0)
+                    }
+                },
+                Expr::Const(c, d) => constant(b, mode, *d, *c),
+                Expr::Unary(u, a) => unary(b, mode, *u, self.k.dtypes[*a], v[*a]),
+                Expr::Binary(op, x, y) => binary(b, mode, *op, self.k.dtypes[*x], v[*x], v[*y]),
+                Expr::Compare(c, x, y) => compare(b, mode, *c, self.k.dtypes[*x], v[*x], v[*y]),
+                Expr::Where(c, x, y) => select(b, mode, d, v[*c], v[*x], v[*y]),
+                Expr::Cast(to, a) => cast(b, mode, self.k.dtypes[*a], *to, v[*a]),
+            };
+            v.push(x);
+        }
+        v
+    }
+}
+
+fn fconst(b: &mut FunctionBuilder, mode: Mode, d: DType, x: f64) -> Value {
+    let s = if d == DType::F64 {
+        b.ins().f64const(x)
+    } else {
+        b.ins().f32const(x as f32)
+    };
+    match mode {
+        Mode::Scalar => s,
+        Mode::F32x4 | Mode::F64x2 => b.ins().splat(mode.ty(d), s),
+    }
+}
+
+fn constant(b: &mut FunctionBuilder, mode: Mode, d: DType, x: f64) -> Value {
+    match d {
+        DType::F32 | DType::F64 => fconst(b, mode, d, x),
+        DType::I64 => b.ins().iconst(types::I64, x as i64),
+        DType::Bool => match mode {
+            Mode::Scalar => b.ins().iconst(types::I8, i64::from(x != 0.0)),
+            Mode::F32x4 | Mode::F64x2 => {
+                let lane = if mode == Mode::F32x4 {
+                    types::I32
+                } else {
+                    types::I64
+                };
+                let s = b.ins().iconst(lane, if x != 0.0 { -1 } else { 0 });
+                b.ins().splat(mode.ty(DType::Bool), s)
+            }
+        },
+    }
+}
+
+/// `c ? x : y` (mask select in vector mode).
+fn select(b: &mut FunctionBuilder, mode: Mode, d: DType, c: Value, x: Value, y: Value) -> Value {
+    match mode {
+        Mode::Scalar => b.ins().select(c, x, y),
+        Mode::F32x4 | Mode::F64x2 => {
+            let ty = mode.ty(d);
+            let m = if ty == mode.ty(DType::Bool) {
+                c
+            } else {
+                b.ins().bitcast(ty, MemFlagsData::new(), c)
+            };
+            b.ins().bitselect(m, x, y)
+        }
+    }
+}
+
+fn identity(b: &mut FunctionBuilder, kind: ReduceKind, d: DType, mode: Mode) -> Value {
+    let v = match kind {
+        ReduceKind::Sum => 0.0,
+        ReduceKind::Prod => 1.0,
+        ReduceKind::Max => f64::NEG_INFINITY,
+        ReduceKind::Min => f64::INFINITY,
+    };
+    if d == DType::I64 {
+        let i = match kind {
+            ReduceKind::Sum => 0,
+            ReduceKind::Prod => 1,
+            ReduceKind::Max => i64::MIN,
+            ReduceKind::Min => i64::MAX,
+        };
+        return b.ins().iconst(types::I64, i);
+    }
+    fconst(b, mode, d, v)
+}
+
+fn combine(b: &mut FunctionBuilder, kind: ReduceKind, d: DType, acc: Value, x: Value) -> Value {
+    if d == DType::I64 {
+        return match kind {
+            ReduceKind::Sum => b.ins().iadd(acc, x),
+            ReduceKind::Prod => b.ins().imul(acc, x),
+            ReduceKind::Max => b.ins().smax(acc, x),
+            ReduceKind::Min => b.ins().smin(acc, x),
+        };
+    }
+    match kind {
+        ReduceKind::Sum => b.ins().fadd(acc, x),
+        ReduceKind::Prod => b.ins().fmul(acc, x),
+        ReduceKind::Max => b.ins().fmax(acc, x),
+        ReduceKind::Min => b.ins().fmin(acc, x),
+    }
+}
+
+fn sign(b: &mut FunctionBuilder, mode: Mode, d: DType, x: Value) -> Value {
+    if d == DType::I64 {
+        let pos = b.ins().icmp_imm_s(IntCC::SignedGreaterThan, x, 0);
+        let neg = b.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
+        let one = b.ins().iconst(types::I64, 1);
+        let m1 = b.ins().iconst(types::I64, -1);
+        let z = b.ins().iconst(types::I64, 0);
+        let inner = b.ins().select(neg, m1, z);
+        return b.ins().select(pos, one, inner);
+    }
+    let z = fconst(b, mode, d, 0.0);
+    let one = fconst(b, mode, d, 1.0);
+    let m1 = fconst(b, mode, d, -1.0);
+    let pos = b.ins().fcmp(FloatCC::GreaterThan, x, z);
+    let neg = b.ins().fcmp(FloatCC::LessThan, x, z);
+    // NaN compares false both ways: sign(NaN) = 0, as PyTorch.
+    let inner = select(b, mode, d, neg, m1, z);
+    select(b, mode, d, pos, one, inner)
+}
+
+fn unary(b: &mut FunctionBuilder, mode: Mode, u: UnaryOp, d: DType, x: Value) -> Value {
+    if d == DType::I64 {
+        return match u {
+            UnaryOp::Neg => b.ins().ineg(x),
+            UnaryOp::Abs => b.ins().iabs(x),
+            UnaryOp::Sign => sign(b, mode, d, x),
+            UnaryOp::Relu => {
+                let z = b.ins().iconst(types::I64, 0);
+                b.ins().smax(x, z)
+            }
+            // Not typed for i64 (the typing rules reject them).
+            UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Sqrt
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tanh
+            | UnaryOp::Sigmoid
+            | UnaryOp::Floor
+            | UnaryOp::Not => x,
+        };
+    }
+    if d == DType::Bool {
+        return match mode {
+            Mode::Scalar => b.ins().bxor_imm_s(x, 1),
+            Mode::F32x4 | Mode::F64x2 => b.ins().bnot(x),
+        };
+    }
+    match u {
+        UnaryOp::Neg => b.ins().fneg(x),
+        UnaryOp::Abs => b.ins().fabs(x),
+        UnaryOp::Sign => sign(b, mode, d, x),
+        UnaryOp::Exp => math::exp(b, x),
+        UnaryOp::Log => math::log(b, x),
+        UnaryOp::Sqrt => math::sqrt(b, x),
+        UnaryOp::Sin => math::sin(b, x),
+        UnaryOp::Cos => math::cos(b, x),
+        UnaryOp::Tanh => math::tanh(b, x),
+        UnaryOp::Sigmoid => math::sigmoid(b, x),
+        UnaryOp::Relu => {
+            // max(x, 0), NaN-propagating like torch.relu.
+            let z = fconst(b, mode, d, 0.0);
+            b.ins().fmax(x, z)
+        }
+        UnaryOp::Floor => b.ins().floor(x),
+        UnaryOp::Not => x,
+    }
+}
+
+fn binary(
+    b: &mut FunctionBuilder,
+    _mode: Mode,
+    op: BinaryOp,
+    d: DType,
+    x: Value,
+    y: Value,
+) -> Value {
+    match d {
+        DType::I64 => match op {
+            BinaryOp::Add => b.ins().iadd(x, y),
+            BinaryOp::Sub => b.ins().isub(x, y),
+            BinaryOp::Mul => b.ins().imul(x, y),
+            BinaryOp::Max => b.ins().smax(x, y),
+            BinaryOp::Min => b.ins().smin(x, y),
+            // Planned on the host (Pow) or not typed for i64.
+            BinaryOp::Div | BinaryOp::Pow | BinaryOp::And | BinaryOp::Or => x,
+        },
+        DType::Bool => match op {
+            BinaryOp::And => b.ins().band(x, y),
+            BinaryOp::Or => b.ins().bor(x, y),
+            BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Div
+            | BinaryOp::Pow
+            | BinaryOp::Max
+            | BinaryOp::Min => x,
+        },
+        DType::F32 | DType::F64 => match op {
+            BinaryOp::Add => b.ins().fadd(x, y),
+            BinaryOp::Sub => b.ins().fsub(x, y),
+            BinaryOp::Mul => b.ins().fmul(x, y),
+            BinaryOp::Div => b.ins().fdiv(x, y),
+            BinaryOp::Pow => math::pow(b, x, y),
+            BinaryOp::Max => b.ins().fmax(x, y),
+            BinaryOp::Min => b.ins().fmin(x, y),
+            BinaryOp::And | BinaryOp::Or => x,
+        },
+    }
+}
+
+fn compare(b: &mut FunctionBuilder, _mode: Mode, c: CmpOp, d: DType, x: Value, y: Value) -> Value {
+    match d {
+        DType::F32 | DType::F64 => {
+            let cc = match c {
+                CmpOp::Eq => FloatCC::Equal,
+                CmpOp::Ne => FloatCC::NotEqual,
+                CmpOp::Lt => FloatCC::LessThan,
+                CmpOp::Le => FloatCC::LessThanOrEqual,
+                CmpOp::Gt => FloatCC::GreaterThan,
+                CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+            };
+            b.ins().fcmp(cc, x, y)
+        }
+        DType::I64 | DType::Bool => {
+            let signed = d == DType::I64;
+            let cc = match c {
+                CmpOp::Eq => IntCC::Equal,
+                CmpOp::Ne => IntCC::NotEqual,
+                CmpOp::Lt if signed => IntCC::SignedLessThan,
+                CmpOp::Le if signed => IntCC::SignedLessThanOrEqual,
+                CmpOp::Gt if signed => IntCC::SignedGreaterThan,
+                CmpOp::Ge if signed => IntCC::SignedGreaterThanOrEqual,
+                // Bools are 0/1 (scalar) or all-ones masks (vector): unsigned order
+                // puts false before true in both.
+                CmpOp::Lt => IntCC::UnsignedLessThan,
+                CmpOp::Le => IntCC::UnsignedLessThanOrEqual,
+                CmpOp::Gt => IntCC::UnsignedGreaterThan,
+                CmpOp::Ge => IntCC::UnsignedGreaterThanOrEqual,
+            };
+            b.ins().icmp(cc, x, y)
+        }
+    }
+}
+
+fn cast(b: &mut FunctionBuilder, mode: Mode, from: DType, to: DType, x: Value) -> Value {
+    if from == to {
+        return x;
+    }
+    match mode {
+        Mode::F32x4 | Mode::F64x2 => {
+            // Vector kernels only cast between bool masks and their float width.
+            if to == DType::Bool {
+                let z = fconst(b, mode, from, 0.0);
+                b.ins().fcmp(FloatCC::NotEqual, x, z)
+            } else {
+                let one = fconst(b, mode, to, 1.0);
+                let z = fconst(b, mode, to, 0.0);
+                select(b, mode, to, x, one, z)
+            }
+        }
+        Mode::Scalar => match (from, to) {
+            (DType::F32, DType::F64) => b.ins().fpromote(types::F64, x),
+            (DType::F64, DType::F32) => b.ins().fdemote(types::F32, x),
+            (DType::F32 | DType::F64, DType::I64) => b.ins().fcvt_to_sint_sat(types::I64, x),
+            (DType::F32 | DType::F64, DType::Bool) => {
+                let z = fconst(b, Mode::Scalar, from, 0.0);
+                b.ins().fcmp(FloatCC::NotEqual, x, z)
+            }
+            (DType::I64, DType::F32 | DType::F64) => b.ins().fcvt_from_sint(scalar_ty(to), x),
+            (DType::I64, DType::Bool) => b.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
+            (DType::Bool, DType::I64) => b.ins().uextend(types::I64, x),
+            (DType::Bool, DType::F32 | DType::F64) => {
+                let one = fconst(b, Mode::Scalar, to, 1.0);
+                let z = fconst(b, Mode::Scalar, to, 0.0);
+                b.ins().select(x, one, z)
+            }
+            (DType::F32, DType::F32)
+            | (DType::F64, DType::F64)
+            | (DType::I64, DType::I64)
+            | (DType::Bool, DType::Bool) => x,
+        },
+    }
+}
+
+/// The kernel function's signature: `(i64 buffer table) -> ()`.
+pub fn signature(call_conv: cranelift_codegen::isa::CallConv) -> cranelift_codegen::ir::Signature {
+    let mut sig = cranelift_codegen::ir::Signature::new(call_conv);
+    sig.params.push(AbiParam::new(types::I64));
+    sig
+}

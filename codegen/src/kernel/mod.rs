@@ -1,0 +1,147 @@
+//! The kernel IR: one loop nest over a fused group of elementwise ops, optionally
+//! ending in a reduction.
+//!
+//! A kernel iterates over `shape` (row-major). Each [`Load`] reads a buffer through an
+//! affine map — `offset + Σ strides[a]·i[a]` in elements — so broadcast (stride 0),
+//! permuted and strided-slice operands are read in place without copies. The body is
+//! an SSA list of scalar [`Expr`]s; each [`Store`] writes one expression to a
+//! contiguous output buffer. With a [`Reduction`], the listed axes are reduced: the
+//! reduction's stored expression is accumulated over them and its output has the kept
+//! axes only; a full reduction may share its loop with elementwise stores.
+
+pub mod clif;
+
+use onde_ir::{BinaryOp, CmpOp, DType, ReduceKind, UnaryOp};
+use std::fmt;
+
+/// Index of an expression in [`Kernel::exprs`].
+pub type ExprId = usize;
+
+/// A strided read of a buffer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Load {
+    /// The buffer (index into the executor's buffer table).
+    pub buffer: usize,
+    /// Element type.
+    pub dtype: DType,
+    /// Offset in elements.
+    pub offset: isize,
+    /// Stride in elements per kernel axis (0 = broadcast).
+    pub strides: Vec<isize>,
+}
+
+/// A scalar expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// Element of load `i`.
+    Load(usize),
+    /// A constant of a dtype.
+    Const(f64, DType),
+    /// Unary op.
+    Unary(UnaryOp, ExprId),
+    /// Binary op.
+    Binary(BinaryOp, ExprId, ExprId),
+    /// Comparison (result bool).
+    Compare(CmpOp, ExprId, ExprId),
+    /// `c ? a : b`.
+    Where(ExprId, ExprId, ExprId),
+    /// Conversion.
+    Cast(DType, ExprId),
+}
+
+/// A contiguous output write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Store {
+    /// Buffer written.
+    pub buffer: usize,
+    /// Expression stored.
+    pub expr: ExprId,
+}
+
+/// Reduction of one stored expression over some kernel axes.
+///
+/// Other stores of the same kernel are elementwise writes over the whole iteration
+/// space; they are only allowed when every axis is reduced (a full reduction fused with
+/// elementwise outputs of the same loop).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduction {
+    /// Sum, product, max or min.
+    pub kind: ReduceKind,
+    /// Axes reduced (sorted).
+    pub axes: Vec<usize>,
+    /// Which store receives the reduced value.
+    pub store: usize,
+}
+
+/// One fused loop nest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// A name for dumps (`k3_tanh_mul_sum`).
+    pub name: String,
+    /// Iteration space.
+    pub shape: Vec<usize>,
+    /// Reads.
+    pub loads: Vec<Load>,
+    /// Body, in dependency order.
+    pub exprs: Vec<Expr>,
+    /// dtype of each expression.
+    pub dtypes: Vec<DType>,
+    /// Writes.
+    pub stores: Vec<Store>,
+    /// Optional reduction.
+    pub reduction: Option<Reduction>,
+    /// The IR ops fused into this kernel, for dumps (`%12 = tanh …`).
+    pub fused: Vec<String>,
+}
+
+impl Kernel {
+    /// Number of iterations.
+    pub fn iterations(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel {} over {:?}", self.name, self.shape)?;
+        if let Some(r) = &self.reduction {
+            write!(
+                f,
+                " reduce_{} axes={:?} into store {}",
+                r.kind.name(),
+                r.axes,
+                r.store
+            )?;
+        }
+        writeln!(f, " {{")?;
+        for (i, l) in self.loads.iter().enumerate() {
+            writeln!(
+                f,
+                "    load{i} = buf{} {} offset={} strides={:?}",
+                l.buffer, l.dtype, l.offset, l.strides
+            )?;
+        }
+        for (i, e) in self.exprs.iter().enumerate() {
+            writeln!(f, "    e{i}: {} = {}", self.dtypes[i], show_expr(e))?;
+        }
+        for s in &self.stores {
+            writeln!(f, "    store buf{} <- e{}", s.buffer, s.expr)?;
+        }
+        for op in &self.fused {
+            writeln!(f, "    // fused: {op}")?;
+        }
+        write!(f, "  }}")
+    }
+}
+
+fn show_expr(e: &Expr) -> String {
+    match e {
+        Expr::Load(i) => format!("load{i}"),
+        Expr::Const(v, d) => format!("const {v} {d}"),
+        Expr::Unary(u, a) => format!("{} e{a}", u.name()),
+        Expr::Binary(b, x, y) => format!("{} e{x}, e{y}", b.name()),
+        Expr::Compare(c, x, y) => format!("{} e{x}, e{y}", c.name()),
+        Expr::Where(c, x, y) => format!("where e{c}, e{x}, e{y}"),
+        Expr::Cast(d, a) => format!("cast e{a} to {d}"),
+    }
+}

@@ -1,0 +1,678 @@
+//! Convolution (cross-correlation) for 1 and 2 spatial dimensions: im2col + GEMM for
+//! dense groups, a direct kernel for depthwise and narrow groups.
+//!
+//! Both algorithms work on a 2-d geometry: a 1-d convolution is a 2-d one with a
+//! height of 1 (input, kernel and output), stride, dilation 1 and no padding on that
+//! axis. The output is produced in work items of `(batch, group, output channels)`;
+//! each item owns a contiguous block of the output, so threads never share memory.
+
+use super::gemm::{MatMut, MatRef, Real};
+use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
+use onde_ir::ConvParams;
+
+const OP: &str = "conv";
+
+/// Elements of one im2col tile (`C_in/groups · ∏K` rows × tile columns): 384 KiB of
+/// f32, so the panel the GEMM packs from stays in L2.
+const TILE_ELEMS: usize = 96 * 1024;
+
+/// Output positions per register block in the direct kernel: 4 vectors of f32 (SSE2:
+/// 16, AVX2: 32, AVX-512: 64), so the accumulators of a block stay in registers.
+const BLOCK_SSE: usize = 16;
+const BLOCK_AVX2: usize = 32;
+const BLOCK_AVX512: usize = 64;
+
+/// Taps (weight, input row) gathered per pass of the direct kernel; more taps are
+/// accumulated over several passes.
+const MAX_TAPS: usize = 64;
+
+/// How [`conv_with`] computes a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvAlgorithm {
+    /// Copy receptive fields into a column matrix (in tiles) and multiply by the
+    /// weight with the library GEMM. Cost: the copy plus a dense GEMM per group.
+    Im2colGemm,
+    /// Sum `weight · shifted input row` per output row, register-blocked. Cost:
+    /// `C_in/groups · ∏K` multiply-adds per output element, no copy.
+    Direct,
+}
+
+/// The algorithm [`conv`] uses: [`ConvAlgorithm::Direct`] when each group reads at
+/// most 2 input channels and either the convolution is grouped (depthwise, or
+/// grouped with narrow groups) or a group has at most 4 output channels (a GEMM with
+/// `m ≤ 4` and `k ≤ 2·∏K` is mostly overhead); [`ConvAlgorithm::Im2colGemm`]
+/// otherwise, including for shapes that are invalid (the call then reports why).
+pub fn choose_conv_algorithm(
+    x_shape: &[usize],
+    w_shape: &[usize],
+    p: &ConvParams,
+) -> ConvAlgorithm {
+    let (Some(&c_in), Some(&c_out)) = (x_shape.get(1), w_shape.first()) else {
+        return ConvAlgorithm::Im2colGemm;
+    };
+    let g = p.groups.max(1);
+    let (cin_g, cout_g) = (c_in / g, c_out / g);
+    if cin_g <= 2 && (p.groups > 1 || cout_g <= 4) {
+        ConvAlgorithm::Direct
+    } else {
+        ConvAlgorithm::Im2colGemm
+    }
+}
+
+/// Validated geometry, normalised to 2 spatial axes.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    batch: usize,
+    c_in: usize,
+    groups: usize,
+    cin_g: usize,
+    cout_g: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    sh: usize,
+    sw: usize,
+    /// Padding before, per axis (padding after only shapes the output extent).
+    ph: usize,
+    pw: usize,
+    dh: usize,
+    dw: usize,
+}
+
+impl Geom {
+    /// Output positions per channel.
+    fn npos(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Reduction length of one output: `C_in/groups · kh · kw`.
+    fn rows_k(&self) -> usize {
+        self.cin_g * self.kh * self.kw
+    }
+
+    /// Whether the input is its own column matrix (1×1 kernel, stride 1, no padding).
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.oh == self.h
+            && self.ow == self.w
+    }
+
+    /// Columns per im2col tile.
+    fn tile(&self) -> usize {
+        let t = (TILE_ELEMS / self.rows_k().max(1)).max(64) / 16 * 16;
+        t.min(self.npos()).max(1)
+    }
+}
+
+fn geometry(
+    x_shape: &[usize],
+    w_shape: &[usize],
+    p: &ConvParams,
+    out_shape: &[usize],
+) -> Result<Geom, NativeError> {
+    let n = p.stride.len();
+    if p.padding.len() != n || p.dilation.len() != n {
+        return Err(NativeError::shape(
+            OP,
+            "stride, padding and dilation need one entry per spatial axis",
+        ));
+    }
+    if n != 1 && n != 2 {
+        return Err(NativeError::Unsupported {
+            op: OP,
+            what: format!("{n}-d convolution (only 1-d and 2-d)"),
+        });
+    }
+    if x_shape.len() != n + 2 || w_shape.len() != n + 2 || out_shape.len() != n + 2 {
+        return Err(NativeError::shape(
+            OP,
+            format!(
+                "{n}-d convolution needs rank {} input, weight and output, got {x_shape:?}, {w_shape:?}, {out_shape:?}",
+                n + 2
+            ),
+        ));
+    }
+    let (batch, c_in, c_out, cin_g) = (x_shape[0], x_shape[1], w_shape[0], w_shape[1]);
+    let groups = p.groups;
+    if groups == 0 || c_out % groups != 0 || cin_g.checked_mul(groups) != Some(c_in) {
+        return Err(NativeError::shape(
+            OP,
+            format!("input channels {c_in}, weight {w_shape:?} and groups {groups} do not match"),
+        ));
+    }
+    let mut o = [1usize; 2];
+    for i in 0..n {
+        if p.dilation[i] == 0 {
+            return Err(NativeError::shape(OP, "dilation 0"));
+        }
+        o[i] = onde_ir::typing::conv_out_len(
+            x_shape[2 + i],
+            w_shape[2 + i],
+            p.stride[i],
+            p.padding[i],
+            p.dilation[i],
+        )
+        .ok_or_else(|| {
+            NativeError::shape(
+                OP,
+                format!(
+                    "kernel {:?} (stride {:?}, dilation {:?}) does not fit input {x_shape:?} padded by {:?}",
+                    &w_shape[2..],
+                    p.stride,
+                    p.dilation,
+                    p.padding
+                ),
+            )
+        })?;
+    }
+    let mut want = vec![batch, c_out];
+    want.extend_from_slice(&o[..n]);
+    if out_shape != want.as_slice() {
+        return Err(NativeError::shape(
+            OP,
+            format!("output shape {out_shape:?}, expected {want:?}"),
+        ));
+    }
+    // Spatial axes, with a leading unit axis for 1-d.
+    let at = |v: &[usize], i: usize, unit: usize| {
+        if n == 2 {
+            v[i]
+        } else if i == 0 {
+            unit
+        } else {
+            v[0]
+        }
+    };
+    let sp = |i: usize| {
+        if n == 2 {
+            x_shape[2 + i]
+        } else if i == 0 {
+            1
+        } else {
+            x_shape[2]
+        }
+    };
+    let kp = |i: usize| {
+        if n == 2 {
+            w_shape[2 + i]
+        } else if i == 0 {
+            1
+        } else {
+            w_shape[2]
+        }
+    };
+    let pad = |i: usize| {
+        if n == 2 {
+            p.padding[i].0
+        } else if i == 0 {
+            0
+        } else {
+            p.padding[0].0
+        }
+    };
+    let (oh, ow) = if n == 2 { (o[0], o[1]) } else { (1, o[0]) };
+    Ok(Geom {
+        batch,
+        c_in,
+        groups,
+        cin_g,
+        cout_g: c_out / groups,
+        h: sp(0),
+        w: sp(1),
+        kh: kp(0),
+        kw: kp(1),
+        oh,
+        ow,
+        sh: at(&p.stride, 0, 1),
+        sw: at(&p.stride, 1, 1),
+        ph: pad(0),
+        pw: pad(1),
+        dh: at(&p.dilation, 0, 1),
+        dw: at(&p.dilation, 1, 1),
+    })
+}
+
+fn check_len(operand: &'static str, actual: usize, dims: &[usize]) -> Result<(), NativeError> {
+    let expected = checked_numel(dims)
+        .ok_or_else(|| NativeError::shape(OP, format!("{operand} shape {dims:?} overflows")))?;
+    if actual != expected {
+        return Err(NativeError::Length {
+            op: OP,
+            operand,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// N-d convolution (cross-correlation) for N = 1 and 2, exactly
+/// [`onde_ir::Op::Conv`] (see [`ConvParams`]): `x` is contiguous `[B, C_in, *S]`,
+/// `w` contiguous `[C_out, C_in/groups, *K]`, `out` contiguous `[B, C_out, *O]` with
+/// `O = (S + pad_lo + pad_hi - dilation·(K-1) - 1) / stride + 1`. No bias.
+///
+/// The algorithm is [`choose_conv_algorithm`]'s. `scratch` holds the im2col tiles
+/// (`threads × C_in/groups·∏K × tile` elements, at most about 96 Ki per thread); it is
+/// grown when too small, never shrunk, so an executor can keep one per thread of
+/// control and pay no allocation after the first call. `threads` (0 counts as 1) threads
+/// are used when the convolution has at least about 2²⁰ multiply-adds; the result does
+/// not depend on `threads`.
+///
+/// # Errors
+/// [`NativeError`] if the shapes disagree with each other or with `p` (as the IR's
+/// typing rule), a slice length differs from its shape, or N is not 1 or 2.
+#[allow(clippy::too_many_arguments)] // The executor's calling convention.
+pub fn conv<T: Real>(
+    x: &[T],
+    x_shape: &[usize],
+    w: &[T],
+    w_shape: &[usize],
+    p: &ConvParams,
+    out: &mut [T],
+    out_shape: &[usize],
+    scratch: &mut Vec<T>,
+    threads: usize,
+) -> Result<(), NativeError> {
+    let algo = choose_conv_algorithm(x_shape, w_shape, p);
+    conv_with(
+        algo, x, x_shape, w, w_shape, p, out, out_shape, scratch, threads,
+    )
+}
+
+/// [`conv`] with the algorithm forced (for benchmarks, tests and tuning).
+///
+/// # Errors
+/// As [`conv`].
+#[allow(clippy::too_many_arguments)] // The executor's calling convention.
+pub fn conv_with<T: Real>(
+    algo: ConvAlgorithm,
+    x: &[T],
+    x_shape: &[usize],
+    w: &[T],
+    w_shape: &[usize],
+    p: &ConvParams,
+    out: &mut [T],
+    out_shape: &[usize],
+    scratch: &mut Vec<T>,
+    threads: usize,
+) -> Result<(), NativeError> {
+    let g = geometry(x_shape, w_shape, p, out_shape)?;
+    check_len("x", x.len(), x_shape)?;
+    check_len("w", w.len(), w_shape)?;
+    check_len("out", out.len(), out_shape)?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    if g.rows_k() == 0 {
+        // No input channels: every output sums nothing.
+        out.fill(T::ZERO);
+        return Ok(());
+    }
+    let npos = g.npos();
+    let units = g.batch * g.groups;
+    let threads = threads.max(1);
+    let fmas = out.len().saturating_mul(g.rows_k());
+    let parallel = threads > 1 && fmas >= PARALLEL_MIN_FMAS;
+    // Output channels per work item: a whole group, or a share of it when there are
+    // fewer (batch, group) blocks than threads.
+    let split = if parallel && units < threads {
+        threads.div_ceil(units).min(g.cout_g)
+    } else {
+        1
+    };
+    let co_per = g.cout_g.div_ceil(split);
+    let items = out
+        .chunks_mut(g.cout_g * npos)
+        .enumerate()
+        .flat_map(move |(u, block)| {
+            block
+                .chunks_mut(co_per * npos)
+                .enumerate()
+                .map(move |(part, oc)| Item {
+                    b: u / g.groups,
+                    grp: u % g.groups,
+                    co0: part * co_per,
+                    out: oc,
+                })
+        });
+    let nthreads = if parallel { threads } else { 1 };
+    match algo {
+        ConvAlgorithm::Direct => {
+            let mut states = vec![(); nthreads];
+            for_each_split(OP, items, &mut states, parallel, |_, it| {
+                direct_item(&g, x, w, it);
+                Ok(())
+            })
+        }
+        ConvAlgorithm::Im2colGemm => {
+            let per = if g.is_pointwise() {
+                0
+            } else {
+                g.rows_k() * g.tile()
+            };
+            let need = per * nthreads;
+            if scratch.len() < need {
+                scratch.resize(need, T::ZERO);
+            }
+            let mut states: Vec<&mut [T]> = Vec::with_capacity(nthreads);
+            let mut rest = &mut scratch[..need];
+            for _ in 0..nthreads {
+                let (mine, tail) = rest.split_at_mut(per);
+                states.push(mine);
+                rest = tail;
+            }
+            for_each_split(OP, items, &mut states, parallel, |cols, it| {
+                im2col_item(&g, x, w, it, cols)
+            })
+        }
+    }
+}
+
+/// One block of output: channels `co0..` of group `grp` for batch entry `b`.
+struct Item<'a, T> {
+    b: usize,
+    grp: usize,
+    co0: usize,
+    /// `[channels, oh·ow]`, contiguous.
+    out: &'a mut [T],
+}
+
+impl<T> Item<'_, T> {
+    /// The input channels of this item's group, `[cin_g, h·w]`.
+    fn input<'x>(&self, g: &Geom, x: &'x [T]) -> &'x [T] {
+        let plane = g.h * g.w;
+        let start = (self.b * g.c_in + self.grp * g.cin_g) * plane;
+        &x[start..start + g.cin_g * plane]
+    }
+
+    /// Global index of this item's first output channel.
+    fn first_channel(&self, g: &Geom) -> usize {
+        self.grp * g.cout_g + self.co0
+    }
+}
+
+/// Output positions `o` (along one axis) whose tap at padded offset `off` reads inside
+/// an input of length `len` padded by `pad` before: `pad ≤ o·s + off < pad + len`.
+/// Returns `[lo, hi)` (not clamped to the output length; empty as `lo == hi`).
+fn valid_range(len: usize, s: usize, off: usize, pad: usize) -> (usize, usize) {
+    let lo = if off >= pad {
+        0
+    } else {
+        (pad - off).div_ceil(s)
+    };
+    let hi = if pad + len > off {
+        (pad + len - 1 - off) / s + 1
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// `seg[i] = xrow[(ox0 + i)·s + off - pad]`, zero where that falls in the padding.
+fn fill_shifted<T: Real>(seg: &mut [T], xrow: &[T], ox0: usize, s: usize, off: usize, pad: usize) {
+    let (lo, hi) = valid_range(xrow.len(), s, off, pad);
+    let lo_i = lo.saturating_sub(ox0).min(seg.len());
+    let hi_i = hi.saturating_sub(ox0).min(seg.len()).max(lo_i);
+    seg[..lo_i].fill(T::ZERO);
+    seg[hi_i..].fill(T::ZERO);
+    if hi_i > lo_i {
+        let start = (ox0 + lo_i) * s + off - pad;
+        let dst = &mut seg[lo_i..hi_i];
+        if s == 1 {
+            dst.copy_from_slice(&xrow[start..start + dst.len()]);
+        } else {
+            for (d, v) in dst.iter_mut().zip(xrow[start..].iter().step_by(s)) {
+                *d = *v;
+            }
+        }
+    }
+}
+
+/// Columns `p0..p1` (flattened output positions) of the im2col matrix of one group:
+/// row `(ci, ky, kx)` holds the input each position reads through that tap.
+fn im2col_tile<T: Real>(g: &Geom, xg: &[T], p0: usize, p1: usize, dst: &mut [T]) {
+    let tl = p1 - p0;
+    let plane = g.h * g.w;
+    let rows = dst.chunks_exact_mut(tl);
+    let taps = (0..g.cin_g)
+        .flat_map(|ci| (0..g.kh).flat_map(move |ky| (0..g.kw).map(move |kx| (ci, ky, kx))));
+    for (row, (ci, ky, kx)) in rows.zip(taps) {
+        let xc = &xg[ci * plane..(ci + 1) * plane];
+        let mut pos = p0;
+        while pos < p1 {
+            let (oy, ox0) = (pos / g.ow, pos % g.ow);
+            let len = (g.ow - ox0).min(p1 - pos);
+            let seg = &mut row[pos - p0..pos - p0 + len];
+            let iy = oy * g.sh + ky * g.dh;
+            if iy < g.ph || iy - g.ph >= g.h {
+                seg.fill(T::ZERO);
+            } else {
+                let r = iy - g.ph;
+                fill_shifted(seg, &xc[r * g.w..(r + 1) * g.w], ox0, g.sw, kx * g.dw, g.pw);
+            }
+            pos += len;
+        }
+    }
+}
+
+fn im2col_item<T: Real>(
+    g: &Geom,
+    x: &[T],
+    w: &[T],
+    it: Item<'_, T>,
+    cols: &mut [T],
+) -> Result<(), NativeError> {
+    let (npos, rows_k) = (g.npos(), g.rows_k());
+    let channels = it.out.len() / npos;
+    let xg = it.input(g, x);
+    let a = MatRef {
+        data: &w[it.first_channel(g) * rows_k..],
+        rows: channels,
+        cols: rows_k,
+        row_stride: rows_k as isize,
+        col_stride: 1,
+    };
+    if g.is_pointwise() {
+        return T::gemm(
+            a,
+            MatRef {
+                data: xg,
+                rows: rows_k,
+                cols: npos,
+                row_stride: npos as isize,
+                col_stride: 1,
+            },
+            MatMut {
+                data: it.out,
+                rows: channels,
+                cols: npos,
+                row_stride: npos as isize,
+                col_stride: 1,
+            },
+        );
+    }
+    let tile = g.tile();
+    let mut p0 = 0;
+    while p0 < npos {
+        let p1 = (p0 + tile).min(npos);
+        let tl = p1 - p0;
+        let panel = &mut cols[..rows_k * tl];
+        im2col_tile(g, xg, p0, p1, panel);
+        T::gemm(
+            a,
+            MatRef {
+                data: panel,
+                rows: rows_k,
+                cols: tl,
+                row_stride: tl as isize,
+                col_stride: 1,
+            },
+            MatMut {
+                data: &mut it.out[p0..],
+                rows: channels,
+                cols: tl,
+                row_stride: npos as isize,
+                col_stride: 1,
+            },
+        )?;
+        p0 = p1;
+    }
+    Ok(())
+}
+
+/// One term of an output row: `w · x[start + o·s + off - pad]`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tap<T> {
+    w: T,
+    /// Index of the input row's first element in the group's input.
+    start: usize,
+    /// Padded offset of the tap along the row: `kx · dilation`.
+    off: usize,
+}
+
+/// Direct kernel on one item, dispatched on the CPU's features.
+#[allow(unsafe_code)]
+fn direct_item<T: Real>(g: &Geom, x: &[T], w: &[T], it: Item<'_, T>) {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: `direct_item_avx2` only requires the `avx2` and `fma` target
+        // features, which the CPU was just detected to have.
+        unsafe { direct_item_avx2(g, x, w, it) };
+        return;
+    }
+    direct_item_generic::<T, false>(g, x, w, it);
+}
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+fn direct_item_avx2<T: Real>(g: &Geom, x: &[T], w: &[T], it: Item<'_, T>) {
+    direct_item_generic::<T, true>(g, x, w, it);
+}
+
+/// `acc + w·v`, fused when `FMA` (only instantiated where FMA is enabled).
+#[inline(always)]
+fn madd<T: Real, const FMA: bool>(w: T, v: T, acc: T) -> T {
+    if FMA {
+        w.mul_add(v, acc)
+    } else {
+        acc + w * v
+    }
+}
+
+#[inline(always)]
+fn direct_item_generic<T: Real, const FMA: bool, const BLOCK: usize>(
+    g: &Geom,
+    x: &[T],
+    w: &[T],
+    it: Item<'_, T>,
+) {
+    let (npos, rows_k) = (g.npos(), g.rows_k());
+    let xg = it.input(g, x);
+    let plane = g.h * g.w;
+    let first = it.first_channel(g);
+    let mut taps = [Tap::<T>::default(); MAX_TAPS];
+    for (c, orow_all) in it.out.chunks_exact_mut(npos).enumerate() {
+        let wrow = &w[(first + c) * rows_k..(first + c + 1) * rows_k];
+        for (oy, orow) in orow_all.chunks_exact_mut(g.ow).enumerate() {
+            let mut n = 0;
+            let mut accumulate = false;
+            for ci in 0..g.cin_g {
+                for ky in 0..g.kh {
+                    let iy = oy * g.sh + ky * g.dh;
+                    if iy < g.ph || iy - g.ph >= g.h {
+                        continue;
+                    }
+                    let start = ci * plane + (iy - g.ph) * g.w;
+                    for kx in 0..g.kw {
+                        taps[n] = Tap {
+                            w: wrow[(ci * g.kh + ky) * g.kw + kx],
+                            start,
+                            off: kx * g.dw,
+                        };
+                        n += 1;
+                        if n == MAX_TAPS {
+                            direct_row::<T, FMA, BLOCK>(orow, accumulate, &taps[..n], xg, g);
+                            accumulate = true;
+                            n = 0;
+                        }
+                    }
+                }
+            }
+            if n > 0 || !accumulate {
+                direct_row::<T, FMA, BLOCK>(orow, accumulate, &taps[..n], xg, g);
+            }
+        }
+    }
+}
+
+/// `out[o] (+)= Σ_taps w · xg[start + o·sw + off - pw]`, zero outside the input row.
+#[inline(always)]
+fn direct_row<T: Real, const FMA: bool, const BLOCK: usize>(
+    out: &mut [T],
+    accumulate: bool,
+    taps: &[Tap<T>],
+    xg: &[T],
+    g: &Geom,
+) {
+    let (s, pad, len) = (g.sw, g.pw, g.w);
+    let n = out.len();
+    let (Some(off_min), Some(off_max)) = (
+        taps.iter().map(|t| t.off).min(),
+        taps.iter().map(|t| t.off).max(),
+    ) else {
+        if !accumulate {
+            out.fill(T::ZERO);
+        }
+        return;
+    };
+    // Interior: every tap reads inside the row.
+    let lo = valid_range(len, s, off_min, pad).0.min(n);
+    let hi = valid_range(len, s, off_max, pad).1.clamp(lo, n);
+    // Edges: checked scalar loop.
+    for o in (0..lo).chain(hi..n) {
+        let mut acc = if accumulate { out[o] } else { T::ZERO };
+        for t in taps {
+            let q = o * s + t.off;
+            if q >= pad && q - pad < len {
+                acc = madd::<T, FMA>(t.w, xg[t.start + q - pad], acc);
+            }
+        }
+        out[o] = acc;
+    }
+    // Interior, in register blocks of BLOCK outputs.
+    let mut o = lo;
+    while o + BLOCK <= hi {
+        let mut acc = [T::ZERO; BLOCK];
+        if accumulate {
+            acc.copy_from_slice(&out[o..o + BLOCK]);
+        }
+        for t in taps {
+            let base = t.start + o * s + t.off - pad;
+            if s == 1 {
+                for (a, v) in acc.iter_mut().zip(&xg[base..base + BLOCK]) {
+                    *a = madd::<T, FMA>(t.w, *v, *a);
+                }
+            } else {
+                let xs = &xg[base..base + (BLOCK - 1) * s + 1];
+                for (a, v) in acc.iter_mut().zip(xs.iter().step_by(s)) {
+                    *a = madd::<T, FMA>(t.w, *v, *a);
+                }
+            }
+        }
+        out[o..o + BLOCK].copy_from_slice(&acc);
+        o += BLOCK;
+    }
+    for (i, slot) in out[o..hi].iter_mut().enumerate() {
+        let mut acc = if accumulate { *slot } else { T::ZERO };
+        for t in taps {
+            acc = madd::<T, FMA>(t.w, xg[t.start + (o + i) * s + t.off - pad], acc);
+        }
+        *slot = acc;
+    }
+}

@@ -1,0 +1,63 @@
+//! Compiling a built graph to machine code: [`GraphBuilder::compile`] returns a
+//! [`Compiled`] graph that runs on the JIT (`onde_codegen::Executable`) and feeds the
+//! builder's parameter values automatically.
+
+use crate::builder::GraphBuilder;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use onde_codegen::{CompileOptions, Executable};
+use onde_ir::Array;
+
+/// A graph compiled by [`GraphBuilder::compile`].
+#[derive(Debug)]
+pub struct Compiled {
+    exe: Executable,
+    params: Vec<(String, Array)>,
+}
+
+impl GraphBuilder {
+    /// Builds the graph with `outputs` and compiles it (cached per graph and shapes).
+    pub fn compile(&self, outputs: &[&Tensor]) -> Result<Compiled> {
+        self.compile_with(outputs, CompileOptions::default())
+    }
+
+    /// [`GraphBuilder::compile`] with options (threads, CLIF capture).
+    pub fn compile_with(&self, outputs: &[&Tensor], opts: CompileOptions) -> Result<Compiled> {
+        let g = self.build(outputs)?;
+        let exe = Executable::compile_cached(&g, opts).map_err(|e| Error::Compile(Box::new(e)))?;
+        Ok(Compiled {
+            exe,
+            params: self.parameter_values(),
+        })
+    }
+}
+
+impl Compiled {
+    /// Runs on the named inputs (parameters are fed from the builder's values at
+    /// compile time, or as updated with [`Compiled::set_parameter`]).
+    pub fn run(&mut self, feeds: &[(&str, Array)]) -> Result<Vec<Array>> {
+        let mut all: Vec<(&str, &Array)> = feeds.iter().map(|(n, a)| (*n, a)).collect();
+        for (n, a) in &self.params {
+            if !feeds.iter().any(|(f, _)| f == n) {
+                all.push((n.as_str(), a));
+            }
+        }
+        self.exe.run(&all).map_err(|e| Error::Exec(Box::new(e)))
+    }
+
+    /// Replaces a parameter value fed to later runs.
+    pub fn set_parameter(&mut self, name: &str, value: Array) -> Result<()> {
+        match self.params.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => {
+                slot.1 = value;
+                Ok(())
+            }
+            None => Err(Error::UnknownParameter { name: name.into() }),
+        }
+    }
+
+    /// The underlying executable (plan dump, CLIF, compile time).
+    pub fn executable(&self) -> &Executable {
+        &self.exe
+    }
+}

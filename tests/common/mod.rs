@@ -1,0 +1,103 @@
+//! Shared test helpers: a generator of random, always-valid API programs.
+
+#![allow(dead_code)]
+
+use onde::{cat, s, where_, Array, ConvOpts, DType, GraphBuilder, Idx, Tensor};
+
+/// Deterministic pseudo-random data in [-1.2, 1.2) (+0.05 to avoid exact zeros).
+pub fn data(dtype: DType, shape: &[usize], seed: usize) -> Array {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n)
+        .map(|k| (((k * 7919 + seed * 104729) % 1000) as f64 / 1000.0 - 0.5) * 2.4 + 0.05)
+        .collect();
+    Array::from_f64(dtype, shape.to_vec(), &v).unwrap()
+}
+
+/// Applies API call number `code` to tensors of the pool; arguments are derived from
+/// the current shapes so every call is valid. Max-based reductions (max, argmax,
+/// logsumexp) only see non-empty tensors: over an empty axis they are run-time errors,
+/// as in PyTorch.
+pub fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: usize) -> Tensor {
+    let x = &pool[i % pool.len()];
+    let y = &pool[j % pool.len()];
+    let r = x.dim().max(1) as i64;
+    let ax = (p as i64 % r) - if p.is_multiple_of(2) { r } else { 0 }; // negative half the time
+    let ax = if x.dim() == 0 { 0 } else { ax };
+    match code % 30 {
+        0 => x.tanh(),
+        1 => x.exp().log(),
+        2 => x.sigmoid() * x,
+        3 => x + x.sum([ax], true),
+        4 if x.dim() > 0 => x.mean([ax], p.is_multiple_of(3)),
+        5 if x.dim() > 0 && x.numel() > 0 => x.max([ax], true) - x,
+        6 if x.dim() > 0 => x.transpose(0, ax),
+        7 => x.flatten(0, -1),
+        8 if x.dim() > 0 => x.unsqueeze(ax),
+        9 if x.dim() > 0 => cat(&[x, x], ax),
+        10 if x.dim() > 0 => x.tile([1 + (p % 2) as i64]),
+        11 if x.dim() > 0 => x.slice(ax, Some(0), None, 1 + (p % 3) as i64),
+        12 if x.dim() > 0 => x.pad([p % 2, 1], 0.5),
+        13 if x.dim() >= 2 => x.matmul(&x.transpose(-1, -2)),
+        14 => where_(&x.gt(0.0), x, x.neg()),
+        15 if x.dim() > 0 && x.numel() > 0 => {
+            let idx = x.argmax(ax, true);
+            x.gather(ax, &idx)
+        }
+        16 if x.dim() == 3 && x.size()[2] >= 2 => {
+            let c = x.size()[1];
+            let w = g.ones([c, 1, 2], x.dtype());
+            x.conv1d(&w, None, &ConvOpts::default().groups(c).padding(p % 2))
+        }
+        17 if x.size() == y.size() => x.maximum(y) / (y.abs() + 1.0),
+        18 if x.dim() > 0 => x.var([ax], 1, false),
+        19 if x.dim() > 0 && x.numel() > 0 => x.logsumexp([ax], false),
+        20 if x.dim() >= 2 && x.size().last() > Some(&0) => {
+            x.index(s![Idx::Ellipsis, Idx::from(1..).step(2), 0])
+        }
+        21 => x.clamp(-0.5, 0.5).square(),
+        22 if x.dim() > 0 => x.expand(
+            [2].into_iter()
+                .chain(x.size().iter().map(|&d| d as i64))
+                .collect::<Vec<i64>>(),
+        ),
+        23 => x.lt(y.mean_all()).to_dtype(x.dtype()) + x,
+        24 => (x * 3.0).long().to_dtype(x.dtype()) + x.sin() * x.cos(),
+        25 if x.dim() > 0 && x.numel() > 0 => x.min([ax], false) + x.prod([ax], false).abs().sqrt(),
+        26 => x
+            .permute((0..x.dim() as i64).rev().collect::<Vec<i64>>())
+            .relu(),
+        27 => (x.abs() + 0.5).pow(y.mean_all()) - x.floor(),
+        28 if x.dim() >= 1 => {
+            let slice: Vec<usize> = x.size()[1..].to_vec();
+            let h0 = g.zeros(slice, x.dtype());
+            let out = g.scan(&[&h0], &[x], &[], 0, p.is_multiple_of(2), |c, xs, _| {
+                let h = (&c[0] * 0.5 + &xs[0]).tanh();
+                (vec![h.clone()], vec![h])
+            });
+            &out[1] + &out[0]
+        }
+        29 => x.sign() * x.exp() - x.reciprocal().clamp(-3.0, 3.0),
+        _ => x.abs().sqrt(),
+    }
+}
+
+/// A random program: input `x` of `shape` and `dtype`, then `steps`; returns the
+/// builder, the input and the non-input tensors.
+pub fn program(
+    dtype: DType,
+    shape: &[usize],
+    steps: &[(u8, usize, usize, usize)],
+) -> (GraphBuilder, Tensor, Vec<Tensor>) {
+    let g = GraphBuilder::new();
+    let x = g.input("x", dtype, shape.to_vec());
+    let mut pool = vec![x.clone()];
+    for &(code, i, j, p) in steps {
+        let t = step(&g, &pool, code, i, j, p);
+        assert!(t.check().is_ok(), "call {code} failed: {:?}", t.check());
+        if t.numel() <= 4096 {
+            pool.push(t);
+        }
+    }
+    let outs = pool[1..].to_vec();
+    (g, x, outs)
+}
