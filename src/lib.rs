@@ -14,11 +14,18 @@
 //! ```
 #![warn(missing_docs)]
 
+pub use onde_codegen as codegen;
 pub use onde_ir as ir;
 pub use onde_nn as nn;
+pub use onde_passes as passes;
 pub use onde_runtime as runtime;
 
 pub use onde_nn::{
     cat, s, stack, where_, Arg, Array, ConvOpts, DType, Error, GraphBuilder, Idx, IntList, Padding,
     Result, Shape, Tensor,
 };
+
+/// Runs the standard optimisation pipeline on a graph (`onde_passes::optimize`).
+pub fn passes_optimize(g: &mut ir::Graph) -> std::result::Result<(), passes::PassError> {
+    passes::optimize(g)
+}

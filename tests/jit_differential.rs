@@ -66,3 +66,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// The gradient graphs of the autodiff property tests, compiled, match the
+    /// interpreter; and the optimised graph matches the unoptimised one.
+    #[test]
+    fn compiled_gradients_and_optimised_graphs_equal_interpreter(
+        f64_: bool,
+        shape in prop::collection::vec(1usize..6, 1..4),
+        steps in prop::collection::vec((0u8..30, 0usize..8, 0usize..8, 0usize..8), 1..8),
+    ) {
+        let dtype = if f64_ { DType::F64 } else { DType::F32 };
+        let (g, x, outs) = common::program(dtype, &shape, &steps);
+        let mut loss: Option<Tensor> = None;
+        for t in &outs {
+            let term = (t * t.cos()).sum_all().to_dtype(dtype);
+            loss = Some(match loss { Some(l) => l + term, None => term });
+        }
+        let loss = loss.unwrap();
+        let grad = g.grad(&loss, &[&x]).unwrap().remove(0);
+        let feed = common::data(dtype, &shape, 3);
+        let want = g.run(&[&loss, &grad], &[("x", feed.clone())]);
+        let Ok(want) = want else { return Ok(()); };
+        let mut exe = g.compile(&[&loss, &grad]).expect("compiles");
+        let got = exe.run(&[("x", feed.clone())]).expect("runs");
+        for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+            // Gradients sum many terms: allow f32 reassociation a little more room.
+            let scale = b.to_f64_vec().iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let (rtol, atol) = if f64_ { (1e-8, 1e-10 * scale) } else { (1e-3, 1e-4 * scale) };
+            for (i, (p, q)) in a.to_f64_vec().iter().zip(b.to_f64_vec()).enumerate() {
+                let ok = (p.is_nan() && q.is_nan()) || (p - q).abs() <= atol + rtol * q.abs();
+                prop_assert!(ok, "output {} element {}: jit {} vs interpreter {}", k, i, p, q);
+            }
+        }
+        // Optimised vs unoptimised, both interpreted: the passes are exact.
+        let graph = g.build(&[&loss, &grad]).unwrap();
+        let mut opt = graph.clone();
+        onde::passes_optimize(&mut opt).unwrap();
+        let feeds: std::collections::HashMap<String, Array> = [("x".to_string(), feed)].into_iter().collect();
+        let a = onde::runtime::run(&graph, &feeds).unwrap();
+        let b = onde::runtime::run(&opt, &feeds).unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            for (u, v) in p.to_f64_vec().iter().zip(q.to_f64_vec()) {
+                prop_assert!((u.is_nan() && v.is_nan()) || u.to_bits() == v.to_bits(), "optimised {} vs unoptimised {}", v, u);
+            }
+        }
+    }
+}

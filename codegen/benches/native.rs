@@ -200,7 +200,7 @@ fn convs(c: &mut Criterion) {
 }
 
 /// Best (minimum) wall time of `reps` calls after one warm-up call, in seconds. On a
-/// shared machine the minimum is the most stable estimate of the uncontended time.
+/// shared machine the minimum is the steadiest estimate of the uncontended time.
 fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     (0..reps)

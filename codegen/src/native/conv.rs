@@ -302,6 +302,36 @@ pub fn conv_with<T: Real>(
     scratch: &mut Vec<T>,
     threads: usize,
 ) -> Result<(), NativeError> {
+    conv_impl(
+        algo,
+        Isa::BEST,
+        x,
+        x_shape,
+        w,
+        w_shape,
+        p,
+        out,
+        out_shape,
+        scratch,
+        threads,
+    )
+}
+
+/// [`conv_with`] with the direct kernel's instruction set capped at `isa` (tests).
+#[allow(clippy::too_many_arguments)]
+fn conv_impl<T: Real>(
+    algo: ConvAlgorithm,
+    isa: Isa,
+    x: &[T],
+    x_shape: &[usize],
+    w: &[T],
+    w_shape: &[usize],
+    p: &ConvParams,
+    out: &mut [T],
+    out_shape: &[usize],
+    scratch: &mut Vec<T>,
+    threads: usize,
+) -> Result<(), NativeError> {
     let g = geometry(x_shape, w_shape, p, out_shape)?;
     check_len("x", x.len(), x_shape)?;
     check_len("w", w.len(), w_shape)?;
@@ -346,7 +376,7 @@ pub fn conv_with<T: Real>(
         ConvAlgorithm::Direct => {
             let mut states = vec![(); nthreads];
             for_each_split(OP, items, &mut states, parallel, |_, it| {
-                direct_item(&g, x, w, it);
+                direct_item(isa, &g, x, w, it);
                 Ok(())
             })
         }
@@ -536,23 +566,66 @@ struct Tap<T> {
     off: usize,
 }
 
-/// Direct kernel on one item, dispatched on the CPU's features.
-#[allow(unsafe_code)]
-fn direct_item<T: Real>(g: &Geom, x: &[T], w: &[T], it: Item<'_, T>) {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: `direct_item_avx2` only requires the `avx2` and `fma` target
-        // features, which the CPU was just detected to have.
-        unsafe { direct_item_avx2(g, x, w, it) };
-        return;
-    }
-    direct_item_generic::<T, false>(g, x, w, it);
+/// Instruction sets the direct kernel is compiled for, in increasing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Isa {
+    /// The compilation target's baseline (SSE2 on x86-64), no FMA.
+    Baseline,
+    /// AVX2 + FMA.
+    Avx2,
+    /// AVX-512F + AVX2 + FMA.
+    Avx512,
 }
 
-#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+impl Isa {
+    /// No cap: the best the CPU has.
+    const BEST: Isa = Isa::Avx512;
+
+    /// The best instruction set this CPU supports (detection is cached by `std`).
+    fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                return if has!("avx512f") {
+                    Isa::Avx512
+                } else {
+                    Isa::Avx2
+                };
+            }
+        }
+        Isa::Baseline
+    }
+}
+
+/// Direct kernel on one item, compiled for the best instruction set up to `cap`.
+#[allow(unsafe_code)]
+fn direct_item<T: Real>(cap: Isa, g: &Geom, x: &[T], w: &[T], it: Item<'_, T>) {
+    match cap.min(Isa::detect()) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `direct_item_avx512` only requires the `avx512f`, `avx2` and `fma`
+        // target features, which `Isa::detect` found on this CPU.
+        Isa::Avx512 => unsafe { direct_item_avx512(g, x, w, it) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `direct_item_avx2` only requires the `avx2` and `fma` target
+        // features, which `Isa::detect` found on this CPU.
+        Isa::Avx2 => unsafe { direct_item_avx2(g, x, w, it) },
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx512 | Isa::Avx2 => direct_item_generic::<T, false, BLOCK_SSE>(g, x, w, it),
+        Isa::Baseline => direct_item_generic::<T, false, BLOCK_SSE>(g, x, w, it),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn direct_item_avx2<T: Real>(g: &Geom, x: &[T], w: &[T], it: Item<'_, T>) {
-    direct_item_generic::<T, true>(g, x, w, it);
+    direct_item_generic::<T, true, BLOCK_AVX2>(g, x, w, it);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn direct_item_avx512<T: Real>(g: &Geom, x: &[T], w: &[T], it: Item<'_, T>) {
+    direct_item_generic::<T, true, BLOCK_AVX512>(g, x, w, it);
 }
 
 /// `acc + w·v`, fused when `FMA` (only instantiated where FMA is enabled).
@@ -674,5 +747,155 @@ fn direct_row<T: Real, const FMA: bool, const BLOCK: usize>(
             acc = madd::<T, FMA>(t.w, xg[t.start + (o + i) * s + t.off - pad], acc);
         }
         *slot = acc;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every compiled variant of the direct kernel (those this CPU can run) agrees with
+    /// im2col + GEMM; the integration tests only reach the best one.
+    #[test]
+    fn direct_kernel_variants_agree() {
+        let cases: [(&[usize], &[usize], ConvParams); 4] = [
+            (
+                &[2, 4, 300],
+                &[4, 1, 9],
+                ConvParams {
+                    stride: vec![1],
+                    padding: vec![(8, 8)],
+                    dilation: vec![2],
+                    groups: 4,
+                },
+            ),
+            (
+                &[1, 4, 500],
+                &[8, 2, 5],
+                ConvParams {
+                    stride: vec![3],
+                    padding: vec![(2, 1)],
+                    dilation: vec![1],
+                    groups: 2,
+                },
+            ),
+            (
+                &[1, 2, 20, 150],
+                &[2, 1, 3, 3],
+                ConvParams {
+                    stride: vec![1, 1],
+                    padding: vec![(1, 1), (1, 1)],
+                    dilation: vec![1, 1],
+                    groups: 2,
+                },
+            ),
+            (
+                &[1, 4, 12, 200],
+                &[2, 2, 7, 11],
+                ConvParams {
+                    stride: vec![1, 2],
+                    padding: vec![(3, 3), (5, 5)],
+                    dilation: vec![1, 1],
+                    groups: 2,
+                },
+            ),
+        ];
+        for (xs, ws, p) in &cases {
+            let out_shape: Vec<usize> = {
+                let n = p.stride.len();
+                let mut o = vec![xs[0], ws[0]];
+                for i in 0..n {
+                    o.push(
+                        onde_ir::typing::conv_out_len(
+                            xs[2 + i],
+                            ws[2 + i],
+                            p.stride[i],
+                            p.padding[i],
+                            p.dilation[i],
+                        )
+                        .expect("valid"),
+                    );
+                }
+                o
+            };
+            let numel = |d: &[usize]| d.iter().product::<usize>();
+            let (x, w) = (values(numel(xs), 1), values(numel(ws), 2));
+            let mut scratch = Vec::new();
+            let mut want = vec![0.0f64; numel(&out_shape)];
+            conv_impl(
+                ConvAlgorithm::Im2colGemm,
+                Isa::BEST,
+                &x,
+                xs,
+                &w,
+                ws,
+                p,
+                &mut want,
+                &out_shape,
+                &mut scratch,
+                1,
+            )
+            .expect("im2col");
+            for isa in [Isa::Baseline, Isa::Avx2, Isa::Avx512] {
+                let mut got = vec![f64::NAN; want.len()];
+                conv_impl(
+                    ConvAlgorithm::Direct,
+                    isa,
+                    &x,
+                    xs,
+                    &w,
+                    ws,
+                    p,
+                    &mut got,
+                    &out_shape,
+                    &mut scratch,
+                    1,
+                )
+                .expect("direct");
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
+                        "{isa:?}: {g} vs {w}"
+                    );
+                }
+                let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let wf: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+                let mut gotf = vec![f32::NAN; want.len()];
+                let mut sf = Vec::new();
+                conv_impl(
+                    ConvAlgorithm::Direct,
+                    isa,
+                    &xf,
+                    xs,
+                    &wf,
+                    ws,
+                    p,
+                    &mut gotf,
+                    &out_shape,
+                    &mut sf,
+                    1,
+                )
+                .expect("direct f32");
+                for (g, w) in gotf.iter().zip(&want) {
+                    let g = f64::from(*g);
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{isa:?} f32: {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 }
