@@ -43,7 +43,7 @@ pub fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: 
             let idx = x.argmax(ax, true);
             x.gather(ax, &idx)
         }
-        16 if x.dim() == 3 && x.size()[2] >= 2 => {
+        16 if x.dim() == 3 && x.size()[2] >= 2 && x.size()[1] > 0 => {
             let c = x.size()[1];
             let w = g.ones([c, 1, 2], x.dtype());
             x.conv1d(&w, None, &ConvOpts::default().groups(c).padding(p % 2))

@@ -10,25 +10,25 @@
 //! to the lane type; f64 uses longer polynomials than f32.
 //!
 //! # Algorithms
-//! - [`exp`]: `k = nearest(x·log2e)` via the `1.5·2^m` shifter, `r = x - k·ln2` with a
+//! - [`exp()`]: `k = nearest(x·log2e)` via the `1.5·2^m` shifter, `r = x - k·ln2` with a
 //!   two-part ln2 (`fma`, the first step exact), `e^r = 1 + r + r²·P(r)` (degree 4 /
 //!   9), scaled by `2^k` built from exponent bits. `x` is clamped to
 //!   `[-104, 89]` / `[-746, 710]` first and the scaling is split in two halves, so
 //!   the last multiply rounds once into the denormals or to infinity.
-//! - [`log`]: `x = 2^e·m`, `m ∈ [√½, √2)` from the bits (denormals pre-scaled),
+//! - [`log()`]: `x = 2^e·m`, `m ∈ [√½, √2)` from the bits (denormals pre-scaled),
 //!   `f = m - 1` exact; f32 `log1p(f) = f + f²·Q(f)` (degree 8), f64 fdlibm's
 //!   `s = f/(2+f)` form; `e·ln2` added as a two-part constant.
-//! - [`tanh`]: `x + x³·P(x²)` for `|x| < atanh(½)` (degree 4 / 9 in `x²`), else
+//! - [`tanh()`]: `x + x³·P(x²)` for `|x| < atanh(½)` (degree 4 / 9 in `x²`), else
 //!   `±(1 - 2/(e^{2|x|}+1))` with `|x|` clamped to 9.5 / 19.5.
-//! - [`sigmoid`]: `z = e^{-|x|}` kept as an unevaluated `hi + lo`, then `1/(1+z)` for
+//! - [`sigmoid()`]: `z = e^{-|x|}` kept as an unevaluated `hi + lo`, then `1/(1+z)` for
 //!   `x >= 0` and `z/(1+z)` for `x < 0` from one reciprocal plus a residual
 //!   correction (so neither the rounding of `1 + z` nor of `z` shows).
-//! - [`sin`], [`cos`]: `k = nearest(x·2/π)`, `r = x - k·π/2` with a three-part π/2
+//! - [`sin()`], [`cos()`]: `k = nearest(x·2/π)`, `r = x - k·π/2` with a three-part π/2
 //!   (`fma` steps), `sin r = r + r³·S(r²)`, `cos r = 1 - r²/2 + r⁴·C(r²)` (degree 2 / 5
 //!   in `r²`), quadrant `k mod 4` computed with `floor` in floating point.
-//! - [`pow`]: `e^{y·log|x|}`; f64 with a double-f64 `log` and product (see
+//! - [`pow()`]: `e^{y·log|x|}`; f64 with a double-f64 `log` and product (see
 //!   `pow.rs`), f32 by widening to f64. Sign and special cases by selects.
-//! - [`sqrt`]: the native instruction (correctly rounded).
+//! - [`sqrt()`]: the native instruction (correctly rounded).
 //!
 //! # Measured accuracy
 //! Max error in ulp against a reference computed in Rust (f32: the f64 libm

@@ -102,6 +102,16 @@ pub enum Step {
         /// Element type.
         dtype: DType,
     },
+    /// A recurrence: the body is compiled on its own and called once per step, with
+    /// no allocation per step (see `exec`).
+    Scan {
+        /// The scan (body graph and layout).
+        scan: onde_ir::ScanOp,
+        /// Operand buffers: carries, scanned inputs, invariants.
+        args: Vec<usize>,
+        /// Result buffers: final carries, stacked outputs.
+        outs: Vec<usize>,
+    },
     /// An op run by the reference interpreter on a one-op graph.
     Host {
         /// The one-op graph (inputs `a0`, `a1`, … in operand order).
@@ -486,8 +496,24 @@ impl Planner<'_> {
             | Op::Concat { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
-            | Op::Random { .. }
-            | Op::Scan(_) => return self.host(o, &xs, &rs),
+            | Op::Random { .. } => return self.host(o, &xs, &rs),
+            Op::Scan(sc) => {
+                let mut args = Vec::with_capacity(xs.len());
+                for &x in &xs {
+                    args.push(self.materialize(x, "scan_operand")?);
+                }
+                let mut outs = Vec::with_capacity(rs.len());
+                for &r in &rs {
+                    let b = self.new_buf(self.ty(r), BufKind::Temp);
+                    self.vals.insert(r, Val::Buf(b));
+                    outs.push(b);
+                }
+                self.steps.push(Step::Scan {
+                    scan: sc.clone(),
+                    args,
+                    outs,
+                });
+            }
         }
         Ok(())
     }
@@ -619,7 +645,7 @@ fn writes(s: &Step) -> Vec<usize> {
     match s {
         Step::Kernel(k) => k.stores.iter().map(|st| st.buffer).collect(),
         Step::MatMul { out, .. } | Step::Conv { out, .. } => vec![*out],
-        Step::Host { outs, .. } => outs.clone(),
+        Step::Host { outs, .. } | Step::Scan { outs, .. } => outs.clone(),
     }
 }
 

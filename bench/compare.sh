@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# onde vs PyTorch on the reference workloads, side by side in one run.
+#
+#   bench/compare.sh W6 W7 [--threads N]        (default: W6 W7, 1 thread)
+#
+# What it runs, in order:
+#   1. `cargo build --release -p onde-cli` (fails fast before the slow PyTorch part);
+#   2. PyTorch: `$VENV/bin/python ../shared/bench/bench.py --only W6,W7 --threads N
+#      --modes eager,compile --out <tmp>`; one subprocess per (workload, mode), each
+#      timed for >= 1 s after warm-up. torch.compile compiles cold every time: ~10 s of
+#      inductor start-up plus ~10 s per compiled function, so W6 + W7 take about 1 min;
+#   3. onde: `cargo run --release -q -p onde-cli -- bench W6 W7 --threads N` (a few s);
+#   4. a table joining both: per workload and phase, median ms of onde, torch eager and
+#      torch compile, the ratios torch/onde (> 1: onde is faster), onde's compile time
+#      next to torch.compile's first call; for W7 the GFLOP/s of each and onde as a
+#      percentage of torch eager. The load average is printed before and after: numbers
+#      taken while the machine is busy (e.g. cargo builds) are noisy.
+#
+# PyTorch venv: $TORCH_VENV if set, else .torch-venv in the repo root, else
+# /work/torch-venv; if none exists, `../shared/bench/setup-torch.sh .torch-venv`
+# installs one in the repo root (about 1.5 min and 5.4 GB).
+#
+# The shared directory is the repo's sibling: <script dir>/../../shared. Exits non-zero
+# if any step fails or a workload is missing from either side.
+set -euo pipefail
+
+usage() {
+  sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+shared=$(cd "$here/../../shared" 2>/dev/null && pwd) || {
+  echo "compare.sh: shared directory not found at $here/../../shared" >&2
+  exit 1
+}
+
+threads=1
+workloads=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) [ $# -ge 2 ] || usage 2; threads=$2; shift 2 ;;
+    --threads=*) threads=${1#--threads=}; shift ;;
+    -h|--help) usage 0 ;;
+    -*) echo "compare.sh: unknown option $1" >&2; usage 2 ;;
+    *) workloads+=("$1"); shift ;;
+  esac
+done
+[ ${#workloads[@]} -gt 0 ] || workloads=(W6 W7)
+case "$threads" in
+  ''|*[!0-9]*|0) echo "compare.sh: --threads wants a positive integer, got '$threads'" >&2; exit 2 ;;
+esac
+only=$(IFS=,; echo "${workloads[*]}")
+
+# --- PyTorch venv
+if [ -n "${TORCH_VENV:-}" ]; then
+  venv=$TORCH_VENV
+  [ -x "$venv/bin/python" ] || { echo "compare.sh: TORCH_VENV=$venv has no bin/python" >&2; exit 1; }
+elif [ -x "$root/.torch-venv/bin/python" ]; then
+  venv=$root/.torch-venv
+elif [ -x /work/torch-venv/bin/python ]; then
+  venv=/work/torch-venv
+else
+  echo "compare.sh: no PyTorch venv found; installing one in $root/.torch-venv" >&2
+  (cd "$root" && "$shared/bench/setup-torch.sh" .torch-venv)
+  venv=$root/.torch-venv
+fi
+py=$venv/bin/python
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/onde-compare.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+load_before=$(uptime)
+
+# --- 1. build onde first, so a broken build fails before the slow part
+echo "== building onde (cargo build --release -p onde-cli)" >&2
+(cd "$root" && cargo build --release -q -p onde-cli)
+
+# --- 2. PyTorch
+echo "== PyTorch ($py): $only, eager+compile, $threads thread(s); about 1 min (cold torch.compile)" >&2
+if ! (cd "$root" && "$py" "$shared/bench/bench.py" --only "$only" --threads "$threads" \
+        --modes eager,compile --out "$tmp/torch.json") >"$tmp/torch.log" 2>&1; then
+  cat "$tmp/torch.log" >&2
+  echo "compare.sh: bench.py failed" >&2
+  exit 1
+fi
+grep '^\[' "$tmp/torch.log" >&2 || true
+
+# --- 3. onde
+echo "== onde: cargo run --release -q -p onde-cli -- bench ${workloads[*]} --threads $threads" >&2
+(cd "$root" && cargo run --release -q -p onde-cli -- bench "${workloads[@]}" --threads "$threads") \
+  >"$tmp/onde.jsonl"
+cat "$tmp/onde.jsonl" >&2
+
+load_after=$(uptime)
+
+# --- 4. join and print
+"$py" - "$tmp/torch.json" "$tmp/onde.jsonl" "$threads" "$only" "$load_before" "$load_after" <<'PY'
+import json
+import sys
+
+torch_path, onde_path, threads, only, load_before, load_after = sys.argv[1:7]
+threads = int(threads)
+wanted = only.split(",")
+torch_doc = json.load(open(torch_path))
+meta = torch_doc.get("meta", {})
+torch = {}
+errors = []
+for r in torch_doc["results"]:
+    if r.get("phase") == "error":
+        errors.append(f"torch {r['workload']} {r['mode']} t{r['threads']}: failed")
+        continue
+    if r["threads"] == threads:
+        torch[(r["workload"], r["phase"], r["mode"])] = r
+onde = {}
+for line in open(onde_path):
+    line = line.strip()
+    if line.startswith("{"):
+        r = json.loads(line)
+        onde[(r["workload"], r["phase"])] = r
+
+
+def ms(v):
+    return "-" if v is None else (f"{v:.1f}" if v >= 100 else f"{v:.3f}")
+
+
+def spread(r):
+    return "-" if r is None else f"{ms(r['p10_ms'])}-{ms(r['p90_ms'])}"
+
+
+def ratio(t, o):
+    return "-" if t is None or o is None else f"{t / o:.2f}x"
+
+
+phases = [("train", "fwd+bwd"), ("infer", "fwd")]
+print(f"\nonde vs torch {meta.get('torch', '?')} on {meta.get('cpu', '?')}, {threads} thread(s); "
+      "median ms; ratio = torch/onde (> 1: onde faster)")
+head = (f"{'workload':<9}{'phase':<8}{'onde':>9}{'onde p10-p90':>15}{'eager':>9}{'compile':>9}"
+        f"{'eager/onde':>12}{'comp/onde':>11}{'onde compile':>14}{'torch.compile 1st call':>24}")
+print(head)
+print("-" * len(head))
+rows = 0
+for wl in wanted:
+    for phase, label in phases:
+        o = onde.get((wl, phase))
+        e = torch.get((wl, phase, "eager"))
+        c = torch.get((wl, phase, "compile"))
+        if o is None and e is None and c is None:
+            continue
+        if o is None:
+            errors.append(f"onde {wl} {phase}: missing")
+        if e is None or c is None:
+            errors.append(f"torch {wl} {phase}: missing a mode")
+        rows += 1
+        om = o and o["median_ms"]
+        em = e and e["median_ms"]
+        cm = c and c["median_ms"]
+        oc = "-" if o is None else f"{o['compile_ms']:.3g} ms"
+        cf = "-" if c is None else f"{c['first_call_s']:.1f} s"
+        print(f"{wl:<9}{label:<8}{ms(om):>9}{spread(o):>15}{ms(em):>9}{ms(cm):>9}"
+              f"{ratio(em, om):>12}{ratio(cm, om):>11}{oc:>14}{cf:>24}")
+if rows == 0:
+    errors.append("no results")
+
+if "W7" in wanted:
+    o = onde.get(("W7", "infer"))
+    e = torch.get(("W7", "infer", "eager"))
+    c = torch.get(("W7", "infer", "compile"))
+    def gf(r):
+        return None if r is None else r.get("gflops")
+    og, eg, cg = gf(o), gf(e), gf(c)
+    f = lambda v: "-" if v is None else f"{v:.1f}"
+    print(f"\nW7 GEMM 1024^3 GFLOP/s: onde {f(og)}, torch eager {f(eg)}, torch compile {f(cg)}"
+          + (f"; onde = {100 * og / eg:.0f}% of torch eager" if og and eg else ""))
+
+print(f"\nload before: {load_before.strip()}")
+print(f"load after:  {load_after.strip()}")
+if errors:
+    print("\ncompare.sh: " + "; ".join(errors), file=sys.stderr)
+    sys.exit(1)
+PY
