@@ -93,6 +93,8 @@ impl Default for CompileOptions {
 /// Code and plan shared by executables of one graph.
 struct Compiled {
     plan: Plan,
+    /// Storage slots of the temporaries.
+    memory: plan::memory::MemoryPlan,
     /// The compiled body of each scan step.
     bodies: Vec<Option<Rc<Compiled>>>,
     module: Option<JITModule>,
@@ -203,8 +205,10 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     }
     let (module, fns, clif) = jit.finish()?;
     let fns = slots.into_iter().map(|s| s.map(|i| fns[i])).collect();
+    let memory = plan::memory::plan_memory(&plan);
     Ok(Compiled {
         plan,
+        memory,
         bodies,
         module: Some(module),
         fns,
@@ -301,6 +305,8 @@ impl Executable {
     }
 
     fn from_compiled(compiled: Rc<Compiled>, opts: CompileOptions) -> Executable {
+        let mem = &compiled.memory;
+        let mut slots: Vec<Storage> = mem.slot_bytes.iter().map(|&b| Storage::new(b)).collect();
         let mut storage = Vec::with_capacity(compiled.plan.buffers.len());
         let mut ptrs = Vec::with_capacity(compiled.plan.buffers.len());
         let mut feeds = Vec::new();
@@ -320,9 +326,16 @@ impl Executable {
                     storage.push(Some(s));
                 }
                 BufKind::Temp => {
-                    let mut s = Storage::new(bytes);
-                    ptrs.push(s.ptr());
-                    storage.push(Some(s));
+                    match mem.slot_of[i] {
+                        Some(sl) => ptrs.push(slots[sl].ptr()),
+                        None => {
+                            let mut s = Storage::new(bytes);
+                            ptrs.push(s.ptr());
+                            storage.push(Some(s));
+                            continue;
+                        }
+                    }
+                    storage.push(None);
                 }
                 BufKind::Alias(of) => {
                     // Aliases come after their root; feeds are re-pointed in `run`.
@@ -340,6 +353,7 @@ impl Executable {
                 _ => None,
             });
         }
+        storage.extend(slots.drain(..).map(Some));
         Executable {
             compiled,
             storage,
@@ -412,6 +426,19 @@ impl Executable {
             }
         }
         s.push_str(&format!("outputs: {:?}\n", p.outputs));
+        let mem = &self.compiled.memory;
+        let temps: usize = p
+            .buffers
+            .iter()
+            .filter(|b| matches!(b.kind, BufKind::Temp))
+            .map(|b| b.ty.shape.numel() * elem_size(b.ty.dtype))
+            .sum();
+        s.push_str(&format!(
+            "memory: {} bytes in {} slots for {temps} bytes of temporaries; slots {:?}\n",
+            mem.total_bytes(),
+            mem.slot_bytes.len(),
+            mem.slot_of
+        ));
         s
     }
 

@@ -17,6 +17,7 @@
 //! [`Step::Host`] steps evaluated by the reference interpreter on a one-op graph.
 
 pub mod lazy;
+pub mod memory;
 
 use crate::kernel::{Expr, Kernel, Load, Reduction, Store};
 use lazy::{contiguous, LNode, Lazy};
@@ -641,7 +642,7 @@ fn full_reduction(k: &Kernel) -> bool {
         .is_none_or(|r| r.axes.len() == k.shape.len())
 }
 
-fn writes(s: &Step) -> Vec<usize> {
+pub(crate) fn writes(s: &Step) -> Vec<usize> {
     match s {
         Step::Kernel(k) => k.stores.iter().map(|st| st.buffer).collect(),
         Step::MatMul { out, .. } | Step::Conv { out, .. } => vec![*out],

@@ -1,0 +1,149 @@
+//! Memory planning: temporaries share storage when their lifetimes do not overlap.
+//!
+//! Liveness is computed over the step list: a temporary is born at the step that first
+//! writes it and dies after the last step that reads it (graph outputs live to the end;
+//! a reshape alias keeps its root alive). Walking the steps in order, a buffer takes the
+//! smallest free slot that fits (best fit), else a new slot; slots are freed when their
+//! buffer dies. A kernel may also write *in place* over a buffer that dies at that very
+//! step when it reads it element for element at the position it writes (offset 0,
+//! contiguous, same size, no reduction): every iteration reads before it writes.
+
+use super::{BufKind, Plan, Step};
+use crate::kernel::clif::elem_size;
+
+/// Where each buffer lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Storage slot of each temporary buffer (`None` for feeds, constants, aliases).
+    pub slot_of: Vec<Option<usize>>,
+    /// Size in bytes of each slot.
+    pub slot_bytes: Vec<usize>,
+}
+
+impl MemoryPlan {
+    /// Total bytes of temporary storage.
+    pub fn total_bytes(&self) -> usize {
+        self.slot_bytes.iter().sum()
+    }
+}
+
+fn root(plan: &Plan, b: usize) -> usize {
+    match plan.buffers[b].kind {
+        BufKind::Alias(r) => r,
+        BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
+    }
+}
+
+fn reads(s: &Step) -> Vec<usize> {
+    match s {
+        Step::Kernel(k) => k.loads.iter().map(|l| l.buffer).collect(),
+        Step::MatMul { a, b, .. } => vec![a.buf, b.buf],
+        Step::Conv { x, w, .. } => vec![*x, *w],
+        Step::Host { args, .. } | Step::Scan { args, .. } => args.clone(),
+    }
+}
+
+fn bytes(plan: &Plan, b: usize) -> usize {
+    let t = &plan.buffers[b].ty;
+    t.shape.numel() * elem_size(t.dtype)
+}
+
+/// Whether kernel step `s` may write its store `out` over `dying`, read in place.
+fn in_place_ok(plan: &Plan, s: &Step, dying: usize, out: usize) -> bool {
+    let Step::Kernel(k) = s else {
+        return false;
+    };
+    if k.reduction.is_some() || bytes(plan, dying) != bytes(plan, out) {
+        return false;
+    }
+    let contiguous = super::lazy::contiguous(&k.shape);
+    k.loads
+        .iter()
+        .filter(|l| root(plan, l.buffer) == dying)
+        .all(|l| {
+            l.offset == 0
+                && l.strides == contiguous
+                && elem_size(l.dtype) == elem_size(plan.buffers[out].ty.dtype)
+        })
+}
+
+/// Assigns storage slots to the plan's temporaries.
+pub fn plan_memory(plan: &Plan) -> MemoryPlan {
+    let n = plan.buffers.len();
+    let temp = |b: usize| matches!(plan.buffers[b].kind, BufKind::Temp);
+    let mut birth = vec![usize::MAX; n];
+    let mut death = vec![0usize; n];
+    for (i, s) in plan.steps.iter().enumerate() {
+        for b in super::writes(s) {
+            let r = root(plan, b);
+            birth[r] = birth[r].min(i);
+            death[r] = death[r].max(i);
+        }
+        for b in reads(s) {
+            let r = root(plan, b);
+            death[r] = death[r].max(i);
+        }
+    }
+    for &o in &plan.outputs {
+        death[root(plan, o)] = usize::MAX;
+    }
+    let mut slot_of = vec![None; n];
+    let mut slot_bytes: Vec<usize> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    for (i, s) in plan.steps.iter().enumerate() {
+        // Free slots of buffers that died before this step.
+        if i > 0 {
+            for b in 0..n {
+                if temp(b) && death[b] == i - 1 {
+                    if let Some(sl) = slot_of[b] {
+                        free.push(sl);
+                    }
+                }
+            }
+        }
+        for b in super::writes(s) {
+            if !temp(b) || birth[b] != i || slot_of[b].is_some() {
+                continue;
+            }
+            // In place over a buffer that dies here.
+            let donor = reads(s).into_iter().map(|r| root(plan, r)).find(|&d| {
+                temp(d)
+                    && death[d] == i
+                    && slot_of[d].is_some()
+                    && d != b
+                    && in_place_ok(plan, s, d, b)
+            });
+            if let Some(d) = donor {
+                // The donor's slot passes to `b`; mark the donor as already released.
+                slot_of[b] = slot_of[d];
+                death[d] = usize::MAX - 1; // never freed again through `d`
+                continue;
+            }
+            let need = bytes(plan, b);
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, &sl)| slot_bytes[sl] >= need)
+                .min_by_key(|(_, &sl)| slot_bytes[sl])
+                .map(|(k, _)| k);
+            slot_of[b] = Some(match best {
+                Some(k) => free.swap_remove(k),
+                None => {
+                    slot_bytes.push(need);
+                    slot_bytes.len() - 1
+                }
+            });
+        }
+    }
+    // Temporaries never written by a step (none in valid plans) still get storage.
+    for b in 0..n {
+        if temp(b) && slot_of[b].is_none() {
+            slot_bytes.push(bytes(plan, b));
+            slot_of[b] = Some(slot_bytes.len() - 1);
+        }
+    }
+    MemoryPlan {
+        slot_of,
+        slot_bytes,
+    }
+}

@@ -1,0 +1,71 @@
+//! Liveness-based buffer reuse: a chain of matrix products needs two slots, not one
+//! per temporary, and still computes the interpreter's results; an elementwise kernel
+//! whose input dies at that step writes in place.
+
+use onde_codegen::plan::memory::plan_memory;
+use onde_codegen::{CompileOptions, Executable};
+use onde_ir::{parse_graph, Array};
+use std::collections::HashMap;
+
+const CHAIN: &str = r#"graph {
+  %0: f32[16,16] = input "x"
+  %1: f32[16,16] = input "w"
+  %2: f32[16,16] = matmul %0, %1
+  %3: f32[16,16] = matmul %2, %1
+  %4: f32[16,16] = matmul %3, %1
+  %5: f32[16,16] = matmul %4, %1
+  %6: f32[16,16] = matmul %5, %1
+  outputs %6
+}"#;
+
+#[test]
+fn chain_of_temporaries_reuses_slots_and_stays_correct() {
+    let g = parse_graph(CHAIN).unwrap();
+    let plan = onde_codegen::plan::plan(&g).unwrap();
+    let mem = plan_memory(&plan);
+    let temps = plan
+        .buffers
+        .iter()
+        .filter(|b| matches!(b.kind, onde_codegen::plan::BufKind::Temp))
+        .count();
+    assert_eq!(temps, 5);
+    assert!(mem.slot_bytes.len() <= 3, "{mem:?}");
+    assert!(mem.total_bytes() < temps * 16 * 16 * 4, "{mem:?}");
+    let x = Array::f32(
+        [16, 16],
+        (0..256).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect(),
+    )
+    .unwrap();
+    let w = Array::f32(
+        [16, 16],
+        (0..256).map(|i| ((i % 5) as f32 - 2.0) * 0.1).collect(),
+    )
+    .unwrap();
+    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    let got = exe.run(&[("x", &x), ("w", &w)]).unwrap();
+    let feeds: HashMap<String, Array> = [("x".to_string(), x), ("w".to_string(), w)]
+        .into_iter()
+        .collect();
+    let want = onde_runtime::run(&g, &feeds).unwrap();
+    for (a, b) in got[0].to_f64_vec().iter().zip(want[0].to_f64_vec()) {
+        assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{a} vs {b}");
+    }
+}
+
+const IN_PLACE: &str = r#"graph {
+  %0: f32[64,64] = input "x"
+  %1: f32[64,64] = input "w"
+  %2: f32[64,64] = matmul %0, %1
+  %3: f32[64,64] = tanh %2
+  %4: f32[64,64] = matmul %3, %1
+  outputs %4
+}"#;
+
+#[test]
+fn elementwise_kernel_writes_over_a_dying_input() {
+    let g = parse_graph(IN_PLACE).unwrap();
+    let plan = onde_codegen::plan::plan(&g).unwrap();
+    let mem = plan_memory(&plan);
+    // matmul -> t1, tanh(t1) -> t2 in place, matmul -> output: two slots.
+    assert_eq!(mem.slot_bytes.len(), 2, "{mem:?}");
+}
