@@ -136,10 +136,10 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
         }
     }
     // Temporaries never written by a step (none in valid plans) still get storage.
-    for b in 0..n {
-        if temp(b) && slot_of[b].is_none() {
+    for (b, slot) in slot_of.iter_mut().enumerate() {
+        if temp(b) && slot.is_none() {
             slot_bytes.push(bytes(plan, b));
-            slot_of[b] = Some(slot_bytes.len() - 1);
+            *slot = Some(slot_bytes.len() - 1);
         }
     }
     MemoryPlan {
