@@ -2,6 +2,10 @@
 //! (and, for reference, `log`, `sin`, `pow` and a plain copy) over 1M elements, with
 //! Cranelift `opt_level` `none` (what `onde` uses) and `speed`.
 //!
+//! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID` on Linux,
+//! wall time elsewhere), so other processes competing for the (shared, 2-core)
+//! machine do not inflate them; ns/element = time / 2^20.
+//!
 //! `cargo bench -p onde-codegen --bench math -- --quick`
 #![allow(unsafe_code)]
 
@@ -15,7 +19,51 @@ use cranelift_module::{default_libcall_names, Linkage, Module};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use onde_codegen::math;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+#[cfg(target_os = "linux")]
+mod cpu_time {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+    /// CPU time consumed by the calling thread, in ns.
+    pub fn now_ns() -> Option<u64> {
+        let mut ts = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock_gettime` (from the C library std links) writes one
+        // `struct timespec`, which `Timespec` matches on 64-bit Linux, into `ts`.
+        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod cpu_time {
+    pub fn now_ns() -> Option<u64> {
+        None
+    }
+}
+
+/// Runs `f` `iters` times and returns the thread CPU time (wall time if unavailable).
+fn timed(iters: u64, mut f: impl FnMut()) -> Duration {
+    let (c0, w0) = (cpu_time::now_ns(), Instant::now());
+    for _ in 0..iters {
+        f();
+    }
+    match (c0, cpu_time::now_ns()) {
+        (Some(a), Some(b)) => Duration::from_nanos(b - a),
+        _ => w0.elapsed(),
+    }
+}
 
 type Kernel = unsafe extern "C" fn(*const f32, *const f32, *mut f32, usize);
 type Emit = fn(&mut FunctionBuilder, Value, Value) -> Value;
@@ -119,11 +167,13 @@ fn bench(c: &mut Criterion) {
             let k = compile(&mut m, &format!("{name}_{opt}"), emit);
             let src = if positive { &xp } else { &x };
             group.bench_function(BenchmarkId::new(name, opt), |bch| {
-                bch.iter(|| {
-                    // SAFETY: all three buffers hold N elements, N is a multiple of
-                    // the 4 lanes the kernel processes per iteration.
-                    unsafe { k(src.as_ptr(), y.as_ptr(), out.as_mut_ptr(), black_box(N)) };
-                    black_box(&out);
+                bch.iter_custom(|iters| {
+                    timed(iters, || {
+                        // SAFETY: all three buffers hold N elements, N is a multiple
+                        // of the 4 lanes the kernel processes per iteration.
+                        unsafe { k(src.as_ptr(), y.as_ptr(), out.as_mut_ptr(), black_box(N)) };
+                        black_box(&out);
+                    })
                 });
             });
         }

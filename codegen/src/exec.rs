@@ -512,15 +512,9 @@ impl Executable {
         let compiled = self.compiled.clone();
         for (i, step) in compiled.plan.steps.iter().enumerate() {
             match step {
-                Step::Kernel(_) => {
+                Step::Kernel(k) => {
                     if let Some(f) = compiled.fns[i] {
-                        // SAFETY: the kernel reads and writes only the buffers of its
-                        // loads and stores, at offsets within their declared sizes (the
-                        // planner derives every access from the verified shapes); every
-                        // entry of `ptrs` it uses is a live allocation of that size: a
-                        // storage of this executable or a feed array checked above and
-                        // borrowed for the duration of this call. Feeds are only read.
-                        unsafe { f(self.ptrs.as_ptr()) };
+                        self.kernel(f, k);
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => self.matmul(a, b, *out, *dtype)?,
@@ -536,6 +530,65 @@ impl Executable {
             }
         }
         Ok(())
+    }
+
+    /// Calls a kernel, split over the outermost axis across `threads` threads when the
+    /// work is large enough. A full reduction split this way produces one partial result
+    /// per thread, combined here in thread order (so results depend on the thread count
+    /// only through float summation order).
+    fn kernel(&mut self, f: KernelFn, k: &crate::kernel::Kernel) {
+        let (extent, reduced) = crate::kernel::clif::outer_extent(k);
+        let work = k.iterations().max(1);
+        let threads = if work >= PARALLEL_MIN_ITERATIONS {
+            self.threads.min(extent).max(1)
+        } else {
+            1
+        };
+        let table = SendPtr(self.ptrs.as_ptr() as *mut *mut u8);
+        if threads == 1 {
+            // SAFETY: the kernel reads and writes only the buffers of its loads and
+            // stores, at offsets within their declared sizes (the planner derives every
+            // access from the verified shapes); every entry of `ptrs` it uses is a live
+            // allocation of that size: storage of this executable or a feed array
+            // checked in `run_in_place` and borrowed for this call. Feeds are only read.
+            unsafe { f(table.0, 0, extent as i64, std::ptr::null_mut()) };
+            return;
+        }
+        let chunk = extent.div_ceil(threads);
+        let mut partials = vec![[0u8; 8]; threads];
+        let parts = SendPtr(partials.as_mut_ptr().cast::<u8>());
+        std::thread::scope(|scope| {
+            for t in 1..threads {
+                let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(extent));
+                let (table, parts) = (table, parts);
+                scope.spawn(move || {
+                    let out = if reduced {
+                        parts.add(t * 8)
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    // SAFETY: as above; threads compute disjoint ranges of the outermost
+                    // axis, so their element stores never overlap, and a partial
+                    // reduction goes to this thread's own 8-byte slot.
+                    unsafe { f(table.get(), lo as i64, hi as i64, out) };
+                });
+            }
+            let out = if reduced {
+                parts.0
+            } else {
+                std::ptr::null_mut()
+            };
+            // SAFETY: as above, for the first range.
+            unsafe { f(table.0, 0, chunk.min(extent) as i64, out) };
+        });
+        if reduced {
+            if let Some(r) = &k.reduction {
+                let st = &k.stores[r.store];
+                let d = k.dtypes[st.expr];
+                let dst = self.ptrs[st.buffer];
+                combine_partials(r.kind, d, &partials, dst);
+            }
+        }
     }
 
     fn buf_len(&self, b: usize) -> usize {
@@ -943,5 +996,92 @@ unsafe fn move_axis(
             }
             idx[a] = 0;
         }
+    }
+}
+
+/// Kernels with fewer iterations run on one thread (spawning costs ~10 µs).
+pub const PARALLEL_MIN_ITERATIONS: usize = 1 << 16;
+
+/// A raw pointer that may cross into the scoped threads of one kernel call.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+
+// SAFETY: the pointee (the buffer table and partial slots) outlives the scoped threads
+// of the call, and the kernels only read the table and write disjoint memory.
+unsafe impl<T> Send for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut T {
+        self.0
+    }
+
+    fn add(self, bytes: usize) -> *mut u8 {
+        // SAFETY: callers stay within the partials array (one 8-byte slot per thread).
+        unsafe { self.0.cast::<u8>().add(bytes) }
+    }
+}
+
+/// Combines per-thread partial reductions (8-byte slots holding the dtype's value) into
+/// the reduction's output element.
+fn combine_partials(kind: onde_ir::ReduceKind, d: DType, parts: &[[u8; 8]], dst: *mut u8) {
+    use onde_ir::ReduceKind;
+    match d {
+        DType::F32 | DType::F64 => {
+            let val = |p: &[u8; 8]| {
+                if d == DType::F32 {
+                    f64::from(f32::from_ne_bytes([p[0], p[1], p[2], p[3]]))
+                } else {
+                    f64::from_ne_bytes(*p)
+                }
+            };
+            let mut acc = val(&parts[0]);
+            for p in &parts[1..] {
+                let v = val(p);
+                acc = match kind {
+                    ReduceKind::Sum => acc + v,
+                    ReduceKind::Prod => acc * v,
+                    ReduceKind::Max => {
+                        if acc.is_nan() || v.is_nan() {
+                            f64::NAN
+                        } else {
+                            acc.max(v)
+                        }
+                    }
+                    ReduceKind::Min => {
+                        if acc.is_nan() || v.is_nan() {
+                            f64::NAN
+                        } else {
+                            acc.min(v)
+                        }
+                    }
+                };
+            }
+            if d == DType::F32 {
+                let b = (acc as f32).to_ne_bytes();
+                // SAFETY: `dst` is the reduction's output element (4 bytes for f32).
+                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst, 4) };
+            } else {
+                let b = acc.to_ne_bytes();
+                // SAFETY: `dst` is the reduction's output element (8 bytes for f64).
+                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst, 8) };
+            }
+        }
+        DType::I64 => {
+            let mut acc = i64::from_ne_bytes(parts[0]);
+            for p in &parts[1..] {
+                let v = i64::from_ne_bytes(*p);
+                acc = match kind {
+                    ReduceKind::Sum => acc.wrapping_add(v),
+                    ReduceKind::Prod => acc.wrapping_mul(v),
+                    ReduceKind::Max => acc.max(v),
+                    ReduceKind::Min => acc.min(v),
+                };
+            }
+            let b = acc.to_ne_bytes();
+            // SAFETY: `dst` is the reduction's output element (8 bytes for i64).
+            unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst, 8) };
+        }
+        DType::Bool => {}
     }
 }

@@ -18,8 +18,8 @@ use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 #[error("JIT: {0}")]
 pub struct JitError(pub String);
 
-/// The signature of a compiled kernel.
-pub type KernelFn = unsafe extern "C" fn(*const *mut u8);
+/// The signature of a compiled kernel (see [`clif::signature`]).
+pub type KernelFn = unsafe extern "C" fn(*const *mut u8, i64, i64, *mut u8);
 
 /// A module being filled with kernels.
 pub struct Jit {
@@ -105,8 +105,9 @@ impl Jit {
         for &id in &self.ids {
             let p = self.module.get_finalized_function(id);
             // SAFETY: `p` points to a finalised function compiled from
-            // `clif::signature`, i.e. `extern "C" fn(*const *mut u8)` in the default
-            // call convention, and the module that owns it is returned alongside.
+            // `clif::signature`, i.e. `extern "C" fn(*const *mut u8, i64, i64, *mut u8)`
+            // in the default call convention, and the module that owns it is returned
+            // alongside.
             fns.push(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) });
         }
         Ok((self.module, fns, self.clif))

@@ -237,7 +237,8 @@ pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
-    let table = b.block_params(entry)[0];
+    let params = b.block_params(entry).to_vec();
+    let (table, lo, hi, partial) = (params[0], params[1], params[2], params[3]);
     let mut bases = Vec::new();
     let flags = MemFlagsData::trusted();
     let accesses: Vec<(usize, isize, DType)> = k
@@ -267,6 +268,9 @@ pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
         mode,
         bases,
         acc: None,
+        lo,
+        hi,
+        partial,
     };
     cx.level(b, 0, offs);
     b.ins().return_(&[]);
@@ -282,13 +286,18 @@ struct Cx<'a> {
     mode: Mode,
     bases: Vec<Value>,
     acc: Option<Acc>,
+    /// Range `[lo, hi)` of the outermost axis this call computes (for threads).
+    lo: Value,
+    hi: Value,
+    /// Where a full reduction writes its partial result, or 0 for its own buffer.
+    partial: Value,
 }
 
 /// Emits `for i in (start..end).step_by(step)`, calling `body(b, i)`.
 fn counted_loop(
     b: &mut FunctionBuilder,
     start: Value,
-    end: i64,
+    end: Value,
     step: i64,
     mut body: impl FnMut(&mut FunctionBuilder, Value),
 ) {
@@ -302,7 +311,7 @@ fn counted_loop(
     let i = b.use_var(var);
     // Run while i + step <= end.
     let last = b.ins().iadd_imm_s(i, step);
-    let cond = b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, last, end);
+    let cond = b.ins().icmp(IntCC::SignedLessThanOrEqual, last, end);
     b.ins().brif(cond, body_block, &[], exit, &[]);
     b.switch_to_block(body_block);
     body(b, i);
@@ -315,6 +324,18 @@ fn counted_loop(
 impl Cx<'_> {
     fn nloads(&self) -> usize {
         self.k.loads.len()
+    }
+
+    /// Loop bounds of axis `level`: the caller's `[lo, hi)` for the outermost axis,
+    /// `[0, extent)` for the others.
+    fn bounds(&self, b: &mut FunctionBuilder, level: usize, extent: usize) -> (Value, Value) {
+        if level == 0 {
+            (self.lo, self.hi)
+        } else {
+            let z = b.ins().iconst(types::I64, 0);
+            let e = b.ins().iconst(types::I64, extent as i64);
+            (z, e)
+        }
     }
 
     fn level(&mut self, b: &mut FunctionBuilder, level: usize, offs: Vec<Value>) {
@@ -334,8 +355,8 @@ impl Cx<'_> {
             return;
         }
         let axis = self.nest.axes[level].clone();
-        let start = b.ins().iconst(types::I64, 0);
-        counted_loop(b, start, axis.extent as i64, 1, |b, i| {
+        let (start, end) = self.bounds(b, level, axis.extent);
+        counted_loop(b, start, end, 1, |b, i| {
             let next: Vec<Value> = offs
                 .iter()
                 .zip(&axis.strides)
@@ -383,7 +404,10 @@ impl Cx<'_> {
             }
         }
         let store_index = self.nloads() + rs;
-        let addr = b.ins().iadd(self.bases[store_index], offs[store_index]);
+        let own = b.ins().iadd(self.bases[store_index], offs[store_index]);
+        // A threaded full reduction writes its partial result where the caller says.
+        let use_partial = b.ins().icmp_imm_s(IntCC::NotEqual, self.partial, 0);
+        let addr = b.ins().select(use_partial, self.partial, own);
         b.ins().store(data_flags(), total, addr, 0);
         self.acc = None;
     }
@@ -391,9 +415,9 @@ impl Cx<'_> {
     /// The innermost axis: a vector loop (if the mode allows) and a scalar tail.
     fn inner(&mut self, b: &mut FunctionBuilder, level: usize, offs: &[Value]) {
         let axis = self.nest.axes[level].clone();
-        let n = axis.extent as i64;
+        let (start, end) = self.bounds(b, level, axis.extent);
         let lanes = self.mode.lanes() as i64;
-        let mut tail_start = b.ins().iconst(types::I64, 0);
+        let mut tail_start = start;
         if self.mode != Mode::Scalar {
             // Broadcast loads (stride 0 on this axis) are read and splatted once.
             let mut hoisted = vec![None; self.nloads()];
@@ -404,16 +428,19 @@ impl Cx<'_> {
                     hoisted[i] = Some(b.ins().splat(self.mode.ty(l.dtype), x));
                 }
             }
-            let start = b.ins().iconst(types::I64, 0);
             let mode = self.mode;
-            counted_loop(b, start, n, lanes, |b, i| {
+            counted_loop(b, start, end, lanes, |b, i| {
                 let vals = self.eval(b, mode, &axis, offs, i, &hoisted);
                 self.finish(b, mode, &axis, offs, i, &vals);
             });
-            tail_start = b.ins().iconst(types::I64, n / lanes * lanes);
+            // tail = start + (end - start) / lanes · lanes
+            let span = b.ins().isub(end, start);
+            let whole = b.ins().udiv_imm_u(span, lanes);
+            let covered = b.ins().imul_imm_s(whole, lanes);
+            tail_start = b.ins().iadd(start, covered);
         }
         let none = vec![None; self.nloads()];
-        counted_loop(b, tail_start, n, 1, |b, i| {
+        counted_loop(b, tail_start, end, 1, |b, i| {
             let vals = self.eval(b, Mode::Scalar, &axis, offs, i, &none);
             self.finish(b, Mode::Scalar, &axis, offs, i, &vals);
         });
@@ -785,9 +812,25 @@ fn cast(b: &mut FunctionBuilder, mode: Mode, from: DType, to: DType, x: Value) -
     }
 }
 
-/// The kernel function's signature: `(i64 buffer table) -> ()`.
+/// The kernel function's signature:
+/// `(buffers: *const *mut u8, lo: i64, hi: i64, partial: *mut u8) -> ()`, computing
+/// `[lo, hi)` of the outermost (normalised) axis — see [`outer_extent`] — and, for a
+/// full reduction, writing its (partial) result to `partial` when it is not null.
 pub fn signature(call_conv: cranelift_codegen::isa::CallConv) -> cranelift_codegen::ir::Signature {
     let mut sig = cranelift_codegen::ir::Signature::new(call_conv);
-    sig.params.push(AbiParam::new(types::I64));
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(types::I64));
+    }
     sig
+}
+
+/// How a kernel can be split across threads: the extent of its outermost axis (1 if
+/// it has none) and whether that axis is reduced (then each thread produces a partial
+/// result to combine).
+pub fn outer_extent(k: &Kernel) -> (usize, bool) {
+    let nest = normalise(k);
+    match nest.axes.first() {
+        Some(a) => (a.extent, a.reduced),
+        None => (1, false),
+    }
 }
