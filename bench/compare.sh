@@ -4,14 +4,16 @@
 #   bench/compare.sh W6 W7 [--threads N]        (default: W6 W7, 1 thread)
 #
 # What it runs, in order:
-#   1. `cargo build --release -p onde-cli` (fails fast before the slow PyTorch part);
+#   1. onde: `cargo run --release -q -p onde-cli -- bench W6 W7 --threads N` (builds if
+#      needed, then a few seconds; first, so a broken build or a workload onde lacks
+#      fails before the slow part);
 #   2. PyTorch: `$VENV/bin/python ../shared/bench/bench.py --only W6,W7 --threads N
 #      --modes eager,compile --out <tmp>`; one subprocess per (workload, mode), each
 #      timed for >= 1 s after warm-up. torch.compile compiles cold every time: ~10 s of
-#      inductor start-up plus ~10 s per compiled function, so W6 + W7 take about 1 min;
-#   3. onde: `cargo run --release -q -p onde-cli -- bench W6 W7 --threads N` (a few s);
-#   4. a table joining both: per workload and phase, median ms of onde, torch eager and
-#      torch compile, the ratios torch/onde (> 1: onde is faster), onde's compile time
+#      inductor start-up plus ~10 s per compiled function, so W6 + W7 take 1-2 min;
+#   3. both sides print their raw results on stderr;
+#   4. on stdout, a table joining both: per workload and phase, median ms (and onde's
+#      p10-p90) of onde, torch eager and torch compile, the ratios torch/onde (> 1: onde is faster), onde's compile time
 #      next to torch.compile's first call; for W7 the GFLOP/s of each and onde as a
 #      percentage of torch eager. The load average is printed before and after: numbers
 #      taken while the machine is busy (e.g. cargo builds) are noisy.
@@ -73,12 +75,14 @@ trap 'rm -rf "$tmp"' EXIT
 
 load_before=$(uptime)
 
-# --- 1. build onde first, so a broken build fails before the slow part
-echo "== building onde (cargo build --release -p onde-cli)" >&2
-(cd "$root" && cargo build --release -q -p onde-cli)
+# --- 1. onde (builds if needed)
+echo "== onde: cargo run --release -q -p onde-cli -- bench ${workloads[*]} --threads $threads" >&2
+(cd "$root" && cargo run --release -q -p onde-cli -- bench "${workloads[@]}" --threads "$threads") \
+  >"$tmp/onde.jsonl"
+cat "$tmp/onde.jsonl" >&2
 
 # --- 2. PyTorch
-echo "== PyTorch ($py): $only, eager+compile, $threads thread(s); about 1 min (cold torch.compile)" >&2
+echo "== PyTorch ($py): $only, eager+compile, $threads thread(s); 1-2 min (cold torch.compile)" >&2
 if ! (cd "$root" && "$py" "$shared/bench/bench.py" --only "$only" --threads "$threads" \
         --modes eager,compile --out "$tmp/torch.json") >"$tmp/torch.log" 2>&1; then
   cat "$tmp/torch.log" >&2
@@ -87,15 +91,9 @@ if ! (cd "$root" && "$py" "$shared/bench/bench.py" --only "$only" --threads "$th
 fi
 grep '^\[' "$tmp/torch.log" >&2 || true
 
-# --- 3. onde
-echo "== onde: cargo run --release -q -p onde-cli -- bench ${workloads[*]} --threads $threads" >&2
-(cd "$root" && cargo run --release -q -p onde-cli -- bench "${workloads[@]}" --threads "$threads") \
-  >"$tmp/onde.jsonl"
-cat "$tmp/onde.jsonl" >&2
-
 load_after=$(uptime)
 
-# --- 4. join and print
+# --- 3. join and print
 "$py" - "$tmp/torch.json" "$tmp/onde.jsonl" "$threads" "$only" "$load_before" "$load_after" <<'PY'
 import json
 import sys

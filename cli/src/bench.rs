@@ -63,13 +63,12 @@ fn time(
 }
 
 fn compile(g: &GraphBuilder, outs: &[&Tensor], threads: usize) -> Result<Executable, String> {
-    let mut graph = g.build(outs).map_err(|e| e.to_string())?;
-    onde_passes::optimize(&mut graph).map_err(|e| e.to_string())?;
+    let graph = g.build(outs).map_err(|e| e.to_string())?;
     Executable::compile(
         &graph,
         CompileOptions {
             threads,
-            keep_clif: false,
+            ..CompileOptions::default()
         },
     )
     .map_err(|e| e.to_string())
@@ -158,7 +157,7 @@ fn file(path: &str, threads: usize, min_iters: usize, target_s: f64) -> Result<(
         &g,
         CompileOptions {
             threads,
-            keep_clif: false,
+            ..CompileOptions::default()
         },
     )
     .map_err(|e| e.to_string())?;

@@ -79,6 +79,8 @@ pub struct CompileOptions {
     pub threads: usize,
     /// Keep the CLIF text of every kernel ([`Executable::clif`]).
     pub keep_clif: bool,
+    /// Run the optimisation pipeline (`onde_passes::optimizer`) before planning.
+    pub optimize: bool,
 }
 
 impl Default for CompileOptions {
@@ -86,6 +88,7 @@ impl Default for CompileOptions {
         CompileOptions {
             threads: 1,
             keep_clif: false,
+            optimize: true,
         }
     }
 }
@@ -182,6 +185,18 @@ fn elem_size(d: DType) -> usize {
 fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileError> {
     let t0 = Instant::now();
     onde_ir::verify(g)?;
+    let optimized;
+    let g = if opts.optimize {
+        let mut o = g.clone();
+        onde_passes::optimize(&mut o).map_err(|e| PlanError {
+            op: "optimize".into(),
+            reason: e.to_string(),
+        })?;
+        optimized = o;
+        &optimized
+    } else {
+        g
+    };
     let plan = plan::plan(g)?;
     let mut jit = Jit::new(opts.keep_clif)?;
     let mut slots = Vec::with_capacity(plan.steps.len());
@@ -291,7 +306,10 @@ impl Executable {
     /// Like [`Executable::compile`], reusing the code of an executable of the same
     /// graph (same text, hence same shapes) that is still alive on this thread.
     pub fn compile_cached(g: &Graph, opts: CompileOptions) -> Result<Executable, CompileError> {
-        let key = (onde_ir::print_graph(g), usize::from(opts.keep_clif));
+        let key = (
+            onde_ir::print_graph(g),
+            usize::from(opts.keep_clif) | usize::from(opts.optimize) << 1 | opts.threads << 2,
+        );
         if let Some(c) = CACHE.with(|c| c.borrow().get(&key).and_then(Weak::upgrade)) {
             return Ok(Executable::from_compiled(c, opts));
         }

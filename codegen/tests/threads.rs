@@ -38,7 +38,7 @@ fn run(threads: usize) -> Vec<Array> {
         &g,
         CompileOptions {
             threads,
-            keep_clif: false,
+            ..CompileOptions::default()
         },
     )
     .unwrap();

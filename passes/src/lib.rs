@@ -15,6 +15,7 @@ pub mod constfold;
 pub mod cse;
 pub mod dce;
 pub mod emit;
+pub mod hoist;
 pub mod pass;
 pub mod precision;
 pub mod simplify;
@@ -23,19 +24,23 @@ pub use autodiff::{grad, vjp, AdError};
 pub use constfold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
+pub use hoist::HoistScan;
 pub use pass::{Fixpoint, Pass, PassError, Pipeline};
 pub use simplify::Simplify;
 
 /// The standard optimisation pipeline, in order: a fixpoint of simplification, constant
-/// folding, CSE and DCE. Verifies after each pass in debug builds.
+/// folding, CSE and DCE, then hoisting of time-parallel work out of scans. Verifies
+/// after each pass in debug builds.
 pub fn optimizer() -> Pipeline {
-    Pipeline::new().then(
-        Fixpoint::new("optimize", 16)
-            .then(Simplify::default())
-            .then(ConstFold)
-            .then(Cse)
-            .then(Dce),
-    )
+    Pipeline::new()
+        .then(
+            Fixpoint::new("optimize", 16)
+                .then(Simplify::default())
+                .then(ConstFold)
+                .then(Cse)
+                .then(Dce),
+        )
+        .then(HoistScan)
 }
 
 /// Runs [`optimizer`] on `g`.
