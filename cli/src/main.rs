@@ -232,6 +232,11 @@ fn dump_clif(file: Option<PathBuf>, example: Option<String>, grad: bool) -> Resu
 }
 
 fn main() -> ExitCode {
+    // matrixmultiply reads its thread count once per process; onde splits GEMMs across
+    // `--threads` itself, so the library stays single-threaded (no oversubscription).
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        std::env::set_var("MATMUL_NUM_THREADS", "1");
+    }
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Dump {

@@ -42,6 +42,8 @@ pub struct Lazy {
     pub dtype: DType,
     /// Nodes; children before parents; the last node is the root.
     pub nodes: Vec<LNode>,
+    /// The IR ops folded into this value (`%v = op @ file:line`), for dumps.
+    pub ops: Vec<String>,
 }
 
 /// Row-major strides of `shape`, in elements.
@@ -67,6 +69,7 @@ impl Lazy {
                 offset: 0,
                 strides: contiguous(shape),
             }],
+            ops: Vec::new(),
         }
     }
 
@@ -76,7 +79,16 @@ impl Lazy {
             shape: shape.to_vec(),
             dtype,
             nodes: vec![LNode::Const(v, dtype)],
+            ops: Vec::new(),
         }
+    }
+
+    /// Records that an IR op (described by `desc`) was folded into this value.
+    pub fn note(mut self, desc: String) -> Lazy {
+        if !self.ops.contains(&desc) {
+            self.ops.push(desc);
+        }
+        self
     }
 
     /// Index of the root node.
@@ -238,7 +250,15 @@ impl Lazy {
             shape: shape.to_vec(),
             dtype,
             nodes: Vec::new(),
+            ops: Vec::new(),
         };
+        for p in parts {
+            for o in &p.ops {
+                if !out.ops.contains(o) {
+                    out.ops.push(o.clone());
+                }
+            }
+        }
         let roots: Vec<usize> = parts
             .iter()
             .map(|p| out.absorb(&p.broadcast(shape)))

@@ -209,6 +209,22 @@ impl Planner<'_> {
         self.g.value_type(v).clone()
     }
 
+    /// `%id = op @ file:line` for the producer of `v`.
+    fn describe(&self, v: ValueId) -> String {
+        match self.g.producer(v) {
+            Some(o) => {
+                let n = self.g.op(o);
+                let at = n
+                    .loc
+                    .as_ref()
+                    .map(|l| format!(" @ {}:{}", l.file, l.line))
+                    .unwrap_or_default();
+                format!("{v:?} = {}{at}", n.op.name())
+            }
+            None => format!("{v:?}"),
+        }
+    }
+
     fn new_buf(&mut self, ty: TensorType, kind: BufKind) -> usize {
         self.buffers.push(BufferSpec { ty, kind });
         self.buffers.len() - 1
@@ -250,7 +266,7 @@ impl Planner<'_> {
                 axes,
                 store: 0,
             }),
-            fused: Vec::new(),
+            fused: l.ops.clone(),
         };
         self.kernels += 1;
         let mut load_ids: HashMap<(usize, isize, Vec<isize>), usize> = HashMap::new();
@@ -355,6 +371,7 @@ impl Planner<'_> {
 
     /// Records a lazy result, materialising it if it is shared and costly, or big.
     fn set_lazy(&mut self, v: ValueId, l: Lazy, label: &str) {
+        let l = l.note(self.describe(v));
         let shared = self.uses.get(&v).copied().unwrap_or(0) > 1;
         if (shared && cost(&l) > RECOMPUTE_BUDGET) || l.ops() > MAX_FUSED_OPS {
             let b = self.emit_kernel(&l, None, label);
@@ -460,7 +477,7 @@ impl Planner<'_> {
                 if axes.is_empty() || (reduced_empty && minmax) || src.shape.numel() == 0 {
                     return self.host(o, &xs, &rs);
                 }
-                let a = self.lazy(xs[0])?;
+                let a = self.lazy(xs[0])?.note(self.describe(r));
                 let b = self.emit_kernel(&a, Some((*kind, axes.clone(), shape.clone())), label);
                 self.vals.insert(r, Val::Buf(b));
             }
