@@ -90,12 +90,7 @@ fn line(
 
 fn w6(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
     let n = 1 << 20;
-    let g = GraphBuilder::new();
-    let x = g.input("x", DType::F32, [n]);
-    let a = g.input("a", DType::F32, [n]);
-    let b = g.input("b", DType::F32, [n]);
-    let y = ((&x * &a + &b).tanh() * x.sigmoid() + &x * &x).sum_all();
-    let grads = g.grad(&y, &[&a, &b]).map_err(|e| e.to_string())?;
+    let (g, y, grads) = w6_builder()?;
     let (xs, as_, bs) = (data(n, 1), data(n, 2), data(n, 3));
     let feeds = [("x", &xs), ("a", &as_), ("b", &bs)];
     let mut train = compile(&g, &[&y, &grads[0], &grads[1]], threads)?;
@@ -199,8 +194,8 @@ pub fn run(name: &str, threads: usize, min_iters: usize, target_s: f64) -> Resul
     }
 }
 
-/// The W6 training graph (forward and gradients wrt a, b), for dumps.
-pub fn w6_graph() -> Result<onde_ir::Graph, String> {
+/// W6's builder, its output `y` and `[dy/da, dy/db]`.
+fn w6_builder() -> Result<(GraphBuilder, Tensor, Vec<Tensor>), String> {
     let n = 1 << 20;
     let g = GraphBuilder::new();
     let x = g.input("x", DType::F32, [n]);
@@ -208,6 +203,12 @@ pub fn w6_graph() -> Result<onde_ir::Graph, String> {
     let b = g.input("b", DType::F32, [n]);
     let y = ((&x * &a + &b).tanh() * x.sigmoid() + &x * &x).sum_all();
     let grads = g.grad(&y, &[&a, &b]).map_err(|e| e.to_string())?;
+    Ok((g, y, grads))
+}
+
+/// The W6 training graph (forward and gradients wrt a, b), for dumps.
+pub fn w6_graph() -> Result<onde_ir::Graph, String> {
+    let (g, y, grads) = w6_builder()?;
     g.build(&[&y, &grads[0], &grads[1]])
         .map_err(|e| e.to_string())
 }

@@ -6,7 +6,8 @@
 //! wall time elsewhere), so other processes competing for the (shared, 2-core)
 //! machine do not inflate them; ns/element = time / 2^20.
 //!
-//! `cargo bench -p onde-codegen --bench math -- --quick`
+//! `cargo bench -p onde-codegen --bench math -- --quick` (set `ONDE_MATH_DISASM=1` to
+//! print the compiled loops).
 #![allow(unsafe_code)]
 
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -114,7 +115,14 @@ fn compile(module: &mut JITModule, name: &str, emit: Emit) -> Kernel {
         b.seal_all_blocks();
         b.finalize(config);
     }
+    let disasm = std::env::var_os("ONDE_MATH_DISASM").is_some();
+    ctx.set_disasm(disasm);
     module.define_function(id, &mut ctx).unwrap();
+    if disasm {
+        if let Some(vcode) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            eprintln!("== {name}\n{vcode}");
+        }
+    }
     module.finalize_definitions().unwrap();
     let code = module.get_finalized_function(id);
     // SAFETY: `code` is the finalised function just built with four pointer-sized

@@ -613,6 +613,24 @@ impl Executable {
         self.compiled.plan.buffers[b].ty.shape.numel()
     }
 
+    /// Two operand slices and an output slice of type `T` over buffers.
+    ///
+    /// # Safety
+    /// Each buffer must hold its declared element count of `T` (temps and consts are
+    /// allocated for it, feeds were type-checked), aligned for `T`; `out` must be a temp
+    /// distinct from both operands.
+    unsafe fn slices<T>(&mut self, a: usize, b: usize, out: usize) -> (&[T], &[T], &mut [T]) {
+        let (na, nb, no) = (self.buf_len(a), self.buf_len(b), self.buf_len(out));
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            (
+                std::slice::from_raw_parts(self.ptrs[a].cast::<T>(), na),
+                std::slice::from_raw_parts(self.ptrs[b].cast::<T>(), nb),
+                std::slice::from_raw_parts_mut(self.ptrs[out].cast::<T>(), no),
+            )
+        }
+    }
+
     fn matmul(
         &mut self,
         a: &plan::View,
@@ -620,53 +638,37 @@ impl Executable {
         out: usize,
         dtype: DType,
     ) -> Result<(), RunError> {
-        let (na, nb, no) = (self.buf_len(a.buf), self.buf_len(b.buf), self.buf_len(out));
-        let (pa, pb, po) = (self.ptrs[a.buf], self.ptrs[b.buf], self.ptrs[out]);
-        let err = |e: native::NativeError| RunError::Native(e.to_string());
+        fn go<T: native::Real>(
+            sa: &[T],
+            sb: &[T],
+            so: &mut [T],
+            a: &plan::View,
+            b: &plan::View,
+            threads: usize,
+        ) -> Result<(), RunError> {
+            native::matmul(
+                &sa[a.offset as usize..],
+                &a.shape,
+                &a.strides,
+                &sb[b.offset as usize..],
+                &b.shape,
+                &b.strides,
+                so,
+                threads,
+            )
+            .map_err(|e| RunError::Native(e.to_string()))
+        }
+        let threads = self.threads;
         match dtype {
             DType::F32 => {
-                // SAFETY: each buffer holds its declared element count of f32 (temps
-                // and consts are allocated for it, feeds were type-checked), 64-byte or
-                // element aligned; `out` is a temp distinct from the operands.
-                let (sa, sb, so) = unsafe {
-                    (
-                        std::slice::from_raw_parts(pa.cast::<f32>(), na),
-                        std::slice::from_raw_parts(pb.cast::<f32>(), nb),
-                        std::slice::from_raw_parts_mut(po.cast::<f32>(), no),
-                    )
-                };
-                native::matmul(
-                    &sa[a.offset as usize..],
-                    &a.shape,
-                    &a.strides,
-                    &sb[b.offset as usize..],
-                    &b.shape,
-                    &b.strides,
-                    so,
-                    self.threads,
-                )
-                .map_err(err)
+                // SAFETY: the planner made `out` a fresh f32 temp and `a`, `b` f32 buffers.
+                let (sa, sb, so) = unsafe { self.slices::<f32>(a.buf, b.buf, out) };
+                go(sa, sb, so, a, b, threads)
             }
             DType::F64 => {
                 // SAFETY: as above, for f64.
-                let (sa, sb, so) = unsafe {
-                    (
-                        std::slice::from_raw_parts(pa.cast::<f64>(), na),
-                        std::slice::from_raw_parts(pb.cast::<f64>(), nb),
-                        std::slice::from_raw_parts_mut(po.cast::<f64>(), no),
-                    )
-                };
-                native::matmul(
-                    &sa[a.offset as usize..],
-                    &a.shape,
-                    &a.strides,
-                    &sb[b.offset as usize..],
-                    &b.shape,
-                    &b.strides,
-                    so,
-                    self.threads,
-                )
-                .map_err(err)
+                let (sa, sb, so) = unsafe { self.slices::<f64>(a.buf, b.buf, out) };
+                go(sa, sb, so, a, b, threads)
             }
             DType::Bool | DType::I64 => Err(RunError::Native(format!("matmul on {dtype}"))),
         }
@@ -681,58 +683,28 @@ impl Executable {
         dtype: DType,
     ) -> Result<(), RunError> {
         let plan = &self.compiled.plan;
-        let (xs, ws, os) = (
-            plan.buffers[x].ty.shape.dims().to_vec(),
-            plan.buffers[w].ty.shape.dims().to_vec(),
-            plan.buffers[out].ty.shape.dims().to_vec(),
-        );
-        let (nx, nw, no) = (self.buf_len(x), self.buf_len(w), self.buf_len(out));
-        let (px, pw, po) = (self.ptrs[x], self.ptrs[w], self.ptrs[out]);
+        let dims = |b: usize| plan.buffers[b].ty.shape.dims().to_vec();
+        let (xs, ws, os) = (dims(x), dims(w), dims(out));
+        let threads = self.threads;
         let err = |e: native::NativeError| RunError::Native(e.to_string());
         match dtype {
             DType::F32 => {
-                // SAFETY: as in `matmul`.
-                let (sx, sw, so) = unsafe {
-                    (
-                        std::slice::from_raw_parts(px.cast::<f32>(), nx),
-                        std::slice::from_raw_parts(pw.cast::<f32>(), nw),
-                        std::slice::from_raw_parts_mut(po.cast::<f32>(), no),
-                    )
-                };
-                native::conv(
-                    sx,
-                    &xs,
-                    sw,
-                    &ws,
-                    p,
-                    so,
-                    &os,
-                    &mut self.scratch32,
-                    self.threads,
-                )
-                .map_err(err)
+                let mut scratch = std::mem::take(&mut self.scratch32);
+                // SAFETY: the planner made `out` a fresh f32 temp and `x`, `w` f32 buffers.
+                let (sx, sw, so) = unsafe { self.slices::<f32>(x, w, out) };
+                let r =
+                    native::conv(sx, &xs, sw, &ws, p, so, &os, &mut scratch, threads).map_err(err);
+                self.scratch32 = scratch;
+                r
             }
             DType::F64 => {
-                // SAFETY: as in `matmul`.
-                let (sx, sw, so) = unsafe {
-                    (
-                        std::slice::from_raw_parts(px.cast::<f64>(), nx),
-                        std::slice::from_raw_parts(pw.cast::<f64>(), nw),
-                        std::slice::from_raw_parts_mut(po.cast::<f64>(), no),
-                    )
-                };
-                native::conv(
-                    sx,
-                    &xs,
-                    sw,
-                    &ws,
-                    p,
-                    so,
-                    &os,
-                    &mut self.scratch64,
-                    self.threads,
-                )
-                .map_err(err)
+                let mut scratch = std::mem::take(&mut self.scratch64);
+                // SAFETY: as above, for f64.
+                let (sx, sw, so) = unsafe { self.slices::<f64>(x, w, out) };
+                let r =
+                    native::conv(sx, &xs, sw, &ws, p, so, &os, &mut scratch, threads).map_err(err);
+                self.scratch64 = scratch;
+                r
             }
             DType::Bool | DType::I64 => Err(RunError::Native(format!("conv on {dtype}"))),
         }
