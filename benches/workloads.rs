@@ -101,14 +101,10 @@ fn w6(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(3));
     group.bench_function("W6_train", |b| {
-        b.iter(|| {
-            Executable::compile(black_box(&train_graph), options()).expect("compile")
-        })
+        b.iter(|| Executable::compile(black_box(&train_graph), options()).expect("compile"))
     });
     group.bench_function("W6_train_build_grad_optimize_compile", |b| {
-        b.iter(|| {
-            Executable::compile(&w6_graph(black_box(true)), options()).expect("compile")
-        })
+        b.iter(|| Executable::compile(&w6_graph(black_box(true)), options()).expect("compile"))
     });
     group.finish();
 }

@@ -199,8 +199,20 @@ pub fn gradcheck_graph(
                 Ok(r[0].to_f64_vec().first().copied().unwrap_or(f64::NAN))
             };
             let numeric = (f(opts.eps)? - f(-opts.eps)?) / (2.0 * opts.eps);
-            let score = (a[i] - numeric).abs() / (opts.atol + opts.rtol * numeric.abs());
-            let score = if score.is_nan() { f64::INFINITY } else { score };
+            // Both NaN (e.g. the mean of an empty tensor upstream) or the same infinity
+            // agree; a NaN on one side only is the worst possible mismatch.
+            let agree =
+                (a[i].is_nan() && numeric.is_nan()) || (a[i].is_infinite() && a[i] == numeric);
+            let score = if agree {
+                0.0
+            } else {
+                let s = (a[i] - numeric).abs() / (opts.atol + opts.rtol * numeric.abs());
+                if s.is_nan() {
+                    f64::INFINITY
+                } else {
+                    s
+                }
+            };
             checked += 1;
             if worst.as_ref().is_none_or(|w| score > w.score) {
                 worst = Some(Worst {
