@@ -3,10 +3,10 @@
 //!
 //! - `W6/train`: `y = sum(tanh(x·a + b)·sigmoid(x) + x·x)` over 2^20 f32, forward and
 //!   gradients with respect to `a` and `b`; `W6/infer`: the forward alone;
-//! - `W7/gemm`: `[1024,1024] @ [1024,1024]` f32 (throughput in FLOP/s);
+//! - `W7/gemm_1024`: `[1024,1024] @ [1024,1024]` f32 (throughput in FLOP/s);
 //! - `compile/W6_train`: cold compile (`Executable::compile`: plan, Cranelift, buffer
-//!   allocation) of the optimised W6 forward + backward graph, i.e. `onde bench`'s
-//!   `compile_ms` plus the executable's buffers;
+//!   allocation) and drop of the optimised W6 forward + backward graph, i.e. `onde
+//!   bench`'s `compile_ms` plus allocating and freeing the executable's buffers;
 //!   `compile/W6_train_build_grad_optimize_compile`: the whole path from
 //!   `GraphBuilder` through `grad` and the optimiser to code.
 //!
@@ -94,8 +94,10 @@ fn w6(c: &mut Criterion) {
     }
     group.finish();
 
-    // Cold compiles: a new JIT module each time (not `compile_cached`); the executables
-    // are dropped outside the timed region.
+    // Cold compiles: a new JIT module each time (not `compile_cached`). Each iteration
+    // compiles and drops: with `iter_with_large_drop` (drops outside the timing) the
+    // many live executables' fresh buffers made whichever benchmark ran first ~1.6x
+    // slower, an allocator effect rather than compile time.
     let mut group = c.benchmark_group("compile");
     group.sample_size(20);
     group.warm_up_time(Duration::from_secs(1));
