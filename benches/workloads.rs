@@ -94,10 +94,9 @@ fn w6(c: &mut Criterion) {
     }
     group.finish();
 
-    // Cold compiles: a new JIT module each time (not `compile_cached`). Each iteration
-    // compiles and drops: with `iter_with_large_drop` (drops outside the timing) the
-    // many live executables' fresh buffers made whichever benchmark ran first ~1.6x
-    // slower, an allocator effect rather than compile time.
+    // Cold compiles: a new JIT module each time (not `compile_cached`); each iteration
+    // compiles and drops the executable, so its buffers and code memory are recycled
+    // rather than piling up over a sample.
     let mut group = c.benchmark_group("compile");
     group.sample_size(20);
     group.warm_up_time(Duration::from_secs(1));
