@@ -135,3 +135,33 @@ fn dump_grad_prints_forward_then_backward() {
     let (ok, _, err) = onde(&["dump", "--example", "nope", "--grad"]);
     assert!(!ok && err.contains("unknown example"), "{err}");
 }
+
+#[test]
+fn dump_stages_and_clif() {
+    let (ok, out, err) = onde(&["dump", "--example", "rnn", "--grad", "--stage", "fused"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("fused plan") && out.contains(": scan "),
+        "{out}"
+    );
+    assert!(out.contains("matmul f32"), "{out}");
+    for stage in ["input", "simplify", "constfold", "cse", "dce", "optimized"] {
+        let (ok, out, err) = onde(&["dump", "--example", "mlp", "--stage", stage]);
+        assert!(ok, "{stage}: {err}");
+        assert!(
+            out.contains(&format!("after {stage}")) || out.contains("optimisation fixpoint"),
+            "{out}"
+        );
+    }
+    let (ok, out, err) = onde(&["dump", "--example", "mon_modele", "--clif"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("function") && out.contains("block0"), "{out}");
+    let (ok, _, err) = onde(&["dump", "--example", "mlp", "--stage", "nope"]);
+    assert!(!ok && err.contains("unknown stage"), "{err}");
+}
+
+#[test]
+fn bench_rejects_unknown_workloads() {
+    let (ok, _, err) = onde(&["bench", "W9"]);
+    assert!(!ok && err.contains("W9"), "{err}");
+}

@@ -13,6 +13,9 @@
 //! - a matmul whose left operand is stacked (scan axis outside its last two axes) and
 //!   whose right operand is a loop-invariant matrix is one batched matmul.
 //!
+//! - any op whose operands are all loop-invariant (e.g. the transpose of a weight) is
+//!   computed once outside.
+//!
 //! Anything else stays in the body. The scan's results are unchanged; DCE then removes
 //! the body ops that became dead.
 
@@ -74,7 +77,8 @@ fn outer_op(
         node.op,
         Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast { .. }
     );
-    if all_inv && elementwise {
+    // Any pure op on loop invariants is itself loop-invariant (e.g. `W.t()`).
+    if all_inv && body.results(o).len() == 1 {
         let ids: Vec<ValueId> = args
             .iter()
             .map(|a| match a {
