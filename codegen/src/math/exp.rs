@@ -1,5 +1,7 @@
 //! `exp`: Cody–Waite reduction `x = k·ln2 + r`, `|r| <= ln2/2`, a minimax polynomial
-//! `e^r ≈ 1 + r + r²·P(r)`, and scaling by `2^k` built from exponent bits.
+//! `e^r ≈ 1 + r + r²·P(r)` (f64) or `1 + c1·r + … + c6·r⁶` (f32, plain Horner), and
+//! scaling by `2^k` built from exponent bits. The f32 pieces ([`reduce32`],
+//! [`exp32_coeffs`], [`scale32`]) are shared with f32 `tanh` and `sigmoid`.
 
 use super::common::{fast_two_sum, Ctx};
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -41,7 +43,97 @@ pub(crate) enum Range {
 
 /// `e^x`; for the full range see [`Range::Full`].
 pub(crate) fn exp(b: &mut FunctionBuilder, cx: Ctx, x: Value, range: Range) -> Value {
-    exp_dd(b, cx, x, None, range)
+    if cx.wide {
+        exp_dd(b, cx, x, None, range)
+    } else {
+        exp32(b, cx, x)
+    }
+}
+
+/// f32 `e^r ≈ 1 + c1·r + … + c6·r⁶` on `|r| <= ln2/2` (Remez for relative error,
+/// `c0 = 1` fixed so that `e^0 = 1`; relative error 2.6e-9 before rounding the
+/// coefficients to f32).
+const E32: [f64; 7] = [
+    1.0,
+    1.0000000496403256,
+    0.5000000434370826,
+    0.16666365441472305,
+    0.04166477731044279,
+    0.008379011147659494,
+    0.0014061239504546833,
+];
+
+/// f32 `log2(e)`, and `ln2 = LN2_HI + LN2_LO` with `LN2_HI` the f32 nearest `ln2`.
+const LOG2E_32: f64 = 1.4426950216293335;
+const LN2_HI_32: f64 = 0.6931471824645996;
+const LN2_LO_32: f64 = -1.9046542121259336e-09;
+
+/// The coefficients of `e^{a·r}` in powers of `r` (`a` = 1, -1 or 2: exact scalings).
+pub(crate) fn exp32_coeffs(a: f64) -> [f64; 7] {
+    let mut c = E32;
+    let mut m = 1.0;
+    for ci in &mut c {
+        *ci *= m;
+        m *= a;
+    }
+    c
+}
+
+/// f32 range reduction for `e^{a·v}` (`a` = 1, -1 or 2, `|a·v| <= 150`): returns
+/// `(t, r)` with `t = fl(a·v·log2e + 1.5·2^23 + bias)`, whose low mantissa bits hold
+/// `k + bias` for `k = nearest(a·v·log2e)`, and `r = v - k·ln2/a` (`|r| <= ln2/2/|a|`,
+/// the first `fma` exact), so that `e^{a·v} = 2^k·e^{a·r}`.
+pub(crate) fn reduce32(
+    b: &mut FunctionBuilder,
+    cx: Ctx,
+    v: Value,
+    a: f64,
+    bias: i64,
+    two_step: bool,
+) -> (Value, Value) {
+    let shifter = cx.f(b, 1.5 * (2f64).powi(23) + bias as f64);
+    let l = cx.f(b, a * LOG2E_32);
+    let t = cx.fma(b, v, l, shifter);
+    let k = b.ins().fsub(t, shifter);
+    let hi = cx.f(b, -LN2_HI_32 / a);
+    let r = cx.fma(b, k, hi, v);
+    if !two_step {
+        return (t, r);
+    }
+    let lo = cx.f(b, -LN2_LO_32 / a);
+    let r = cx.fma(b, k, lo, r);
+    (t, r)
+}
+
+/// `2^(k + bias - 127)` from the `t` of [`reduce32`] (valid while `k + bias` is in
+/// `[1, 254]`): the low bits of `t` shifted into the exponent field (the shifter's own
+/// bits fall off the top).
+pub(crate) fn scale32(b: &mut FunctionBuilder, cx: Ctx, t: Value) -> Value {
+    let bits = cx.as_int(b, t);
+    let e = b.ins().ishl_imm_u(bits, 23);
+    cx.as_float(b, e)
+}
+
+/// f32 `e^x` over the whole range. `x` is clamped to `[-104, 89]`, then
+/// `e^x = 2^k·P(r)` with `2^k` split into two normal powers of two by integer
+/// arithmetic on the bits of `t` (`v = k + 254` in `[104, 382]`: `2^(v>>1 - 127)` and
+/// `2^(v - v>>1 - 127)`), so multiplying by the first is exact and by the second
+/// rounds once, into the denormals or to infinity as needed.
+fn exp32(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> Value {
+    let x = cx.clamp(b, x, -104.0, 89.0);
+    let (t, r) = reduce32(b, cx, x, 1.0, 254, true);
+    let p = cx.poly(b, r, &E32);
+    let bits = cx.as_int(b, t);
+    // (bits << 22) & exponent mask = (v >> 1) << 23; bits << 23 = v << 23 (mod 2^32).
+    let h = b.ins().ishl_imm_u(bits, 22);
+    let mask = cx.i(b, 0x7f80_0000);
+    let s1 = b.ins().band(h, mask);
+    let all = b.ins().ishl_imm_u(bits, 23);
+    let s2 = b.ins().isub(all, s1);
+    let s1 = cx.as_float(b, s1);
+    let s2 = cx.as_float(b, s2);
+    let y = b.ins().fmul(p, s1);
+    b.ins().fmul(y, s2)
 }
 
 /// `e^(x + lo)` where `lo` is a small correction (`|lo| <= ulp(x)`), used by `pow` to

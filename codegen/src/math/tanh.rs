@@ -1,16 +1,28 @@
 //! `tanh` and `sigmoid`, built on the `exp` kernel.
 //!
-//! - `tanh`: `|x| < 0.5493` (where `tanh = 1/2`): odd minimax `x + x³·P(x²)` (no
-//!   cancellation, exact sign of zero); otherwise `1 - 2/(e^{2|x|} + 1)` with the sign
-//!   of `x` or'ed back, `|x|` clamped to 9.5 / 19.5 first (beyond which `tanh` rounds
-//!   to ±1), so `e^{2|x|}` never overflows.
+//! f32 (lean, no compensated arithmetic):
+//! - `tanh`: on `|x|`, the sign or'ed back at the end. `|x| < 0.5493` (where
+//!   `tanh = 1/2`): odd minimax `|x| + |x|³·P(x²)`; otherwise `1 - 2/(1 + e^{2|x|})`
+//!   with `|x|` clamped to 9.1 (beyond 9.01 `tanh` rounds to 1), `e^{2|x|} = 2^k·E(r)`
+//!   from a one-step reduction (`k <= 27`, so `ln2` rounded to f32 is enough) and
+//!   `1 + 2^k·E` a single `fma`.
+//! - `sigmoid`: `x` clamped to `[-104, 18]`, `e^{-x} = 2^k·(1 + r·Q(r))`; with
+//!   `c = 2^-64` and `s = c·2^k` (normal for every `k` in `[-26, 150]`) the result is
+//!   `c / fma(r·s, Q, s + c)`: no overflow, and the division rounds once, also into
+//!   the denormals (`sigmoid(-100) ≈ 3.7e-44`).
+//!
+//! f64:
+//! - `tanh`: `|x| < 0.5493`: odd minimax `x + x³·P(x²)` (no cancellation, exact sign
+//!   of zero); otherwise `1 - 2/(e^{2|x|} + 1)` with the sign of `x` or'ed back, `|x|`
+//!   clamped to 19.5 first (beyond which `tanh` rounds to ±1), so `e^{2|x|}` never
+//!   overflows.
 //! - `sigmoid`: `z = e^{-|x|}` as an unevaluated sum `zh + zl` (full range, so `z` can
 //!   be denormal), then `1/(1+z)` for `x >= 0` and `z/(1+z)` for `x < 0` from one
 //!   reciprocal and a residual correction that accounts for the rounding of `1 + z`
 //!   and for `zl`: no overflow, no `inf/inf`.
 
 use super::common::Ctx;
-use super::exp::{exp, exp_neg_parts, Range};
+use super::exp::{exp, exp32_coeffs, exp_neg_parts, reduce32, scale32, Range};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -44,6 +56,9 @@ const SMALL: f64 = 0.5493061443340549;
 
 /// Hyperbolic tangent.
 pub(crate) fn tanh(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> Value {
+    if !cx.wide {
+        return tanh32(b, cx, x);
+    }
     // Small branch.
     let t = b.ins().fmul(x, x);
     let p = cx.poly(b, t, cx.pick(&P32[..], &P64[..]));
@@ -70,8 +85,54 @@ pub(crate) fn tanh(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> Value {
     cx.sel(b, is0, x, r)
 }
 
+/// f32 `tanh`: both branches on `|x|`, the sign or'ed back at the end (so `±0` and
+/// NaN come out right). Large branch `1 - 2/(1 + e^{2|x|})` with `e^{2|x|} = 2^k·P`
+/// and `1 + 2^k·P` one `fma` (`|x|` clamped to 9.1, where `tanh` rounds to 1).
+fn tanh32(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> Value {
+    let ax = cx.abs(b, x);
+    // Small branch: |x| + |x|³·P(x²).
+    let t2 = b.ins().fmul(ax, ax);
+    let p = cx.poly(b, t2, &P32);
+    let x3 = b.ins().fmul(ax, t2);
+    let small = cx.fma(b, x3, p, ax);
+    // Large branch.
+    let lim = cx.f(b, 9.1);
+    let axc = cx.min_keep_nan(b, ax, lim);
+    let (t, r) = reduce32(b, cx, axc, 2.0, 127, false);
+    let e = cx.poly(b, r, &exp32_coeffs(2.0));
+    let s = scale32(b, cx, t);
+    let one = cx.f(b, 1.0);
+    let d = cx.fma(b, e, s, one);
+    let two = cx.f(b, 2.0);
+    let q = b.ins().fdiv(two, d);
+    let large = b.ins().fsub(one, q);
+    let thr = cx.f(b, SMALL);
+    let is_small = cx.fcmp(b, FloatCC::LessThan, ax, thr);
+    let m = cx.sel(b, is_small, small, large);
+    cx.or_sign(b, m, x)
+}
+
+/// f32 `sigmoid`: `x` clamped to `[-104, 18]` (beyond 17.33 the result rounds to 1),
+/// `E = e^{-x} = 2^k·(1 + r·Q(r))`, and with `c = 2^-64`, `s = c·2^k` (normal for
+/// `k` in `[-26, 150]`) the result is `c / (s + c + (r·s)·Q)`: one `fma`, one division
+/// that rounds once (also into the denormals, for `x < -87.3`), no overflow.
+fn sigmoid32(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> Value {
+    let x = cx.clamp(b, x, -104.0, 18.0);
+    let (t, r) = reduce32(b, cx, x, -1.0, 127 - 64, true);
+    let q = cx.poly(b, r, &exp32_coeffs(-1.0)[1..]);
+    let s = scale32(b, cx, t);
+    let c = cx.f(b, (2f64).powi(-64));
+    let rs = b.ins().fmul(r, s);
+    let a = b.ins().fadd(s, c);
+    let d = cx.fma(b, rs, q, a);
+    b.ins().fdiv(c, d)
+}
+
 /// Logistic sigmoid `1/(1 + e^{-x})`.
 pub(crate) fn sigmoid(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> Value {
+    if !cx.wide {
+        return sigmoid32(b, cx, x);
+    }
     // z = e^{-|x|} = zh + zl.
     let ax = cx.abs(b, x);
     let nax = b.ins().fneg(ax);
