@@ -4,38 +4,16 @@
 
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::parse_graph;
+use onde_ir::text::filecheck::{check, directives, graph_text};
 use std::path::Path;
 
 fn run_file(path: &Path) -> Result<(), String> {
     let src = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let text: String = src
-        .lines()
-        .filter(|l| !l.trim_start().starts_with(';'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let g = parse_graph(&text).map_err(|e| format!("parse: {e}"))?;
+    let g = parse_graph(&graph_text(&src)).map_err(|e| format!("parse: {e}"))?;
     let exe = Executable::compile(&g, CompileOptions::default()).map_err(|e| e.to_string())?;
     let out = exe.dump_fused();
-    let directive = |key: &str| -> Vec<String> {
-        src.lines()
-            .filter_map(|l| l.trim_start().strip_prefix(';'))
-            .filter_map(|l| l.trim_start().strip_prefix(key))
-            .map(|l| l.trim().to_string())
-            .collect()
-    };
-    let mut at = 0;
-    for c in directive("check:") {
-        match out[at..].find(&c) {
-            Some(i) => at += i + c.len(),
-            None => return Err(format!("check {c:?} not found (in order) in:\n{out}")),
-        }
-    }
-    for n in directive("not:") {
-        if out.contains(&n) {
-            return Err(format!("{n:?} should not appear in:\n{out}"));
-        }
-    }
-    for k in directive("kernels:") {
+    check(&src, &out)?;
+    for k in directives(&src, "kernels:") {
         let want: usize = k
             .parse()
             .map_err(|_| format!("bad kernels directive {k:?}"))?;

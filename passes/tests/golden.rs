@@ -5,27 +5,16 @@
 //! `; check: TEXT` (TEXT must appear in the output, after the previous check), and
 //! `; not: TEXT` (TEXT must not appear anywhere in the output).
 
+use onde_ir::text::filecheck::{check, directives, graph_text};
 use onde_ir::{parse_graph, print_graph, verify};
 use onde_passes::{optimize, ConstFold, Cse, Dce, Pass, Simplify};
 use std::path::Path;
 
 fn run_file(path: &Path) -> Result<(), String> {
     let src = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let graph_text: String = src
-        .lines()
-        .filter(|l| !l.trim_start().starts_with(';'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let mut g = parse_graph(&graph_text).map_err(|e| format!("parse: {e}"))?;
+    let mut g = parse_graph(&graph_text(&src)).map_err(|e| format!("parse: {e}"))?;
     verify(&g).map_err(|e| format!("input does not verify: {e}"))?;
-    let directive = |key: &str| {
-        src.lines()
-            .filter_map(|l| l.trim_start().strip_prefix(';'))
-            .filter_map(|l| l.trim_start().strip_prefix(key))
-            .map(|l| l.trim().to_string())
-            .collect::<Vec<_>>()
-    };
-    let run = directive("run:");
+    let run = directives(&src, "run:");
     match run.first().map(String::as_str) {
         Some("optimize") => optimize(&mut g).map_err(|e| e.to_string())?,
         Some("simplify") => drop(Simplify::default().run(&mut g).map_err(|e| e.to_string())?),
@@ -36,20 +25,7 @@ fn run_file(path: &Path) -> Result<(), String> {
     }
     Dce.run(&mut g).map_err(|e| e.to_string())?;
     verify(&g).map_err(|e| format!("output does not verify: {e}"))?;
-    let out = print_graph(&g);
-    let mut at = 0;
-    for c in directive("check:") {
-        match out[at..].find(&c) {
-            Some(i) => at += i + c.len(),
-            None => return Err(format!("check {c:?} not found (in order) in:\n{out}")),
-        }
-    }
-    for n in directive("not:") {
-        if out.contains(&n) {
-            return Err(format!("{n:?} should not appear in:\n{out}"));
-        }
-    }
-    Ok(())
+    check(&src, &print_graph(&g))
 }
 
 #[test]

@@ -92,6 +92,7 @@
 //! (cycles, edges to non-values) print on a best-effort basis that does not parse back.
 
 mod dot;
+pub mod filecheck;
 mod lexer;
 mod parse;
 mod print;
