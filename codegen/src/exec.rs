@@ -204,7 +204,11 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     for s in &plan.steps {
         slots.push(match s {
             Step::Kernel(k) => Some(jit.add(k)?),
-            Step::MatMul { .. } | Step::Conv { .. } | Step::Host { .. } | Step::Scan { .. } => None,
+            Step::MatMul { .. }
+            | Step::Conv { .. }
+            | Step::Host { .. }
+            | Step::Scan { .. }
+            | Step::Copy(..) => None,
         });
         bodies.push(match s {
             Step::Scan { scan, .. } => {
@@ -215,7 +219,11 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
                 })?;
                 Some(Rc::new(compile_shared(&body, opts)?))
             }
-            Step::Kernel(_) | Step::MatMul { .. } | Step::Conv { .. } | Step::Host { .. } => None,
+            Step::Kernel(_)
+            | Step::MatMul { .. }
+            | Step::Conv { .. }
+            | Step::Host { .. }
+            | Step::Copy(..) => None,
         });
     }
     let (module, fns, clif) = jit.finish()?;
@@ -424,6 +432,9 @@ impl Executable {
                     "step {i}: conv {dtype} buf{x} * buf{w} -> buf{out} stride={:?} padding={:?} dilation={:?} groups={}\n",
                     params.stride, params.padding, params.dilation, params.groups
                 )),
+                Step::Copy(op, args, out) => {
+                    s.push_str(&format!("step {i}: copy {op:?} {args:?} -> buf{out}\n"))
+                }
                 Step::Scan { scan, args, outs } => s.push_str(&format!(
                     "step {i}: scan length={} axis={} reverse={} carries={} xs={} {args:?} -> {outs:?} (body compiled: {} steps)\n",
                     scan.length,
@@ -545,6 +556,7 @@ impl Executable {
                 } => self.conv(*x, *w, *out, params, *dtype)?,
                 Step::Host { graph, args, outs } => self.host(graph, args, outs)?,
                 Step::Scan { scan, args, outs } => self.scan(i, scan, args, outs)?,
+                Step::Copy(op, args, out) => self.copy(op, args, *out),
             }
         }
         Ok(())
@@ -870,6 +882,85 @@ impl Executable {
             }
         }
         Ok(())
+    }
+
+    /// Concatenation and padding as block copies (no allocation).
+    fn copy(&mut self, op: &plan::CopyOp, args: &[usize], out: usize) {
+        let plan = &self.compiled.plan;
+        let oty = plan.buffers[out].ty.clone();
+        let es = elem_size(oty.dtype);
+        let odims = oty.shape.dims().to_vec();
+        let dst = self.ptrs[out];
+        match op {
+            plan::CopyOp::Concat { axis } => {
+                // out viewed as [outer, Σ len_i·inner]; operand i as [outer, len_i·inner].
+                let outer: usize = odims[..*axis].iter().product();
+                let inner: usize = odims[axis + 1..].iter().product();
+                let row = odims[*axis] * inner * es;
+                let mut col = 0;
+                for &a in args {
+                    let len = plan.buffers[a].ty.shape.dims()[*axis] * inner * es;
+                    let src = self.ptrs[a];
+                    for o in 0..outer {
+                        if len > 0 {
+                            // SAFETY: operand `a` holds `outer·len` bytes and the output
+                            // `outer·row` bytes with `col + len <= row` (typing rule of
+                            // concat); the buffers are distinct.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    src.add(o * len),
+                                    dst.add(o * row + col),
+                                    len,
+                                )
+                            };
+                        }
+                    }
+                    col += len;
+                }
+            }
+            plan::CopyOp::Pad { pads, value } => {
+                let fill = Array::scalar(oty.dtype, *value);
+                let n = oty.shape.numel();
+                let fb = array_ptr(&fill) as *const u8;
+                for k in 0..n {
+                    // SAFETY: the output holds `n` elements of `es` bytes; `fill` holds one.
+                    unsafe { std::ptr::copy_nonoverlapping(fb, dst.add(k * es), es) };
+                }
+                let x = args[0];
+                let idims = plan.buffers[x].ty.shape.dims().to_vec();
+                let r = idims.len();
+                if r == 0 || idims.iter().product::<usize>() == 0 {
+                    return;
+                }
+                let ostr = crate::plan::lazy::contiguous(&odims);
+                let last = idims[r - 1] * es;
+                let rows: usize = idims[..r - 1].iter().product();
+                let src = self.ptrs[x];
+                let mut idx = vec![0usize; r.saturating_sub(1)];
+                for row in 0..rows {
+                    let mut off = pads[r - 1].0 as isize;
+                    for a in 0..r - 1 {
+                        off += (idx[a] + pads[a].0) as isize * ostr[a];
+                    }
+                    // SAFETY: row `row` of the input (`last` bytes) lands inside the output
+                    // at the padded position (the typing rule sizes the output for it).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src.add(row * last),
+                            dst.add(off as usize * es),
+                            last,
+                        )
+                    };
+                    for a in (0..r - 1).rev() {
+                        idx[a] += 1;
+                        if idx[a] < idims[a] {
+                            break;
+                        }
+                        idx[a] = 0;
+                    }
+                }
+            }
+        }
     }
 
     /// Index of the feed `name`.

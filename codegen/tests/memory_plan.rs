@@ -69,3 +69,34 @@ fn elementwise_kernel_writes_over_a_dying_input() {
     // matmul -> t1, tanh(t1) -> t2 in place, matmul -> output: two slots.
     assert_eq!(mem.slot_bytes.len(), 2, "{mem:?}");
 }
+
+const COPIES: &str = r#"graph {
+  %0: f32[2,3,4] = input "x"
+  %1: f32[2,1,4] = input "y"
+  %2: f32[2,4,4] = concat %0, %1 axis=1
+  %3: f32[3,4,7] = pad %2 pads=[(0,1), (0,0), (2,1)] value=-1.5
+  %4: i64[2,3] = input "i"
+  %5: i64[2,5] = pad %4 pads=[(0,0), (1,1)] value=7.0
+  outputs %3, %5
+}"#;
+
+#[test]
+fn concat_and_pad_run_as_native_copies() {
+    let g = parse_graph(COPIES).unwrap();
+    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    let plan = exe.dump_fused();
+    assert!(
+        plan.contains("copy Concat") && plan.contains("copy Pad") && !plan.contains("host"),
+        "{plan}"
+    );
+    let x = Array::f32([2, 3, 4], (0..24).map(|i| i as f32).collect()).unwrap();
+    let y = Array::f32([2, 1, 4], (0..8).map(|i| 100.0 + i as f32).collect()).unwrap();
+    let i = Array::i64([2, 3], vec![1, 2, 3, 4, 5, 6]).unwrap();
+    let got = exe.run(&[("x", &x), ("y", &y), ("i", &i)]).unwrap();
+    let feeds: HashMap<String, Array> = [("x", x), ("y", y), ("i", i)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let want = onde_runtime::run(&g, &feeds).unwrap();
+    assert_eq!(got, want);
+}

@@ -39,7 +39,7 @@ fn reads(s: &Step) -> Vec<usize> {
         Step::Kernel(k) => k.loads.iter().map(|l| l.buffer).collect(),
         Step::MatMul { a, b, .. } => vec![a.buf, b.buf],
         Step::Conv { x, w, .. } => vec![*x, *w],
-        Step::Host { args, .. } | Step::Scan { args, .. } => args.clone(),
+        Step::Host { args, .. } | Step::Scan { args, .. } | Step::Copy(_, args, _) => args.clone(),
     }
 }
 

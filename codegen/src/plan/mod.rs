@@ -113,6 +113,8 @@ pub enum Step {
         /// Result buffers: final carries, stacked outputs.
         outs: Vec<usize>,
     },
+    /// A data-movement op run natively (block copies, no allocation).
+    Copy(CopyOp, Vec<usize>, usize),
     /// An op run by the reference interpreter on a one-op graph.
     Host {
         /// The one-op graph (inputs `a0`, `a1`, … in operand order).
@@ -121,6 +123,23 @@ pub enum Step {
         args: Vec<usize>,
         /// Result buffers.
         outs: Vec<usize>,
+    },
+}
+
+/// Data-movement ops the executor runs as block copies.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CopyOp {
+    /// Concatenation of the operands along `axis`.
+    Concat {
+        /// Axis.
+        axis: usize,
+    },
+    /// Constant padding.
+    Pad {
+        /// `(before, after)` per axis.
+        pads: Vec<(usize, usize)>,
+        /// Fill value (converted to the dtype).
+        value: f64,
     },
 }
 
@@ -509,9 +528,27 @@ impl Planner<'_> {
                 });
                 self.vals.insert(r, Val::Buf(out));
             }
+            Op::Concat { axis } => {
+                let mut args = Vec::with_capacity(xs.len());
+                for &x in &xs {
+                    args.push(self.materialize(x, "concat_operand")?);
+                }
+                let out = self.new_buf(rt.clone(), BufKind::Temp);
+                self.steps
+                    .push(Step::Copy(CopyOp::Concat { axis: *axis }, args, out));
+                self.vals.insert(r, Val::Buf(out));
+            }
+            Op::Pad { pads, value_bits } => {
+                let x = self.materialize(xs[0], "pad_operand")?;
+                let out = self.new_buf(rt.clone(), BufKind::Temp);
+                let pad = CopyOp::Pad {
+                    pads: pads.clone(),
+                    value: Op::pad_value(*value_bits),
+                };
+                self.steps.push(Step::Copy(pad, vec![x], out));
+                self.vals.insert(r, Val::Buf(out));
+            }
             Op::ArgReduce { .. }
-            | Op::Pad { .. }
-            | Op::Concat { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
             | Op::Random { .. } => return self.host(o, &xs, &rs),
@@ -664,6 +701,7 @@ pub(crate) fn writes(s: &Step) -> Vec<usize> {
         Step::Kernel(k) => k.stores.iter().map(|st| st.buffer).collect(),
         Step::MatMul { out, .. } | Step::Conv { out, .. } => vec![*out],
         Step::Host { outs, .. } | Step::Scan { outs, .. } => outs.clone(),
+        Step::Copy(_, _, out) => vec![*out],
     }
 }
 
