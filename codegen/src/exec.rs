@@ -67,6 +67,18 @@ pub enum RunError {
     /// A host step failed (e.g. a gather index out of range).
     #[error(transparent)]
     Host(#[from] onde_runtime::InterpError),
+    /// An index tensor addresses outside its axis (as the interpreter reports it).
+    #[error("{op}: index {index} out of range for axis {axis} of extent {extent}")]
+    IndexOutOfRange {
+        /// The op.
+        op: &'static str,
+        /// The offending index.
+        index: i64,
+        /// The axis.
+        axis: usize,
+        /// Its extent.
+        extent: usize,
+    },
     /// A native kernel rejected its operands (a bug in onde).
     #[error("native kernel: {0}")]
     Native(String),
@@ -556,7 +568,7 @@ impl Executable {
                 } => self.conv(*x, *w, *out, params, *dtype)?,
                 Step::Host { graph, args, outs } => self.host(graph, args, outs)?,
                 Step::Scan { scan, args, outs } => self.scan(i, scan, args, outs)?,
-                Step::Copy(op, args, out) => self.copy(op, args, *out),
+                Step::Copy(op, args, out) => self.copy(op, args, *out)?,
             }
         }
         Ok(())
@@ -885,7 +897,7 @@ impl Executable {
     }
 
     /// Concatenation and padding as block copies (no allocation).
-    fn copy(&mut self, op: &plan::CopyOp, args: &[usize], out: usize) {
+    fn copy(&mut self, op: &plan::CopyOp, args: &[usize], out: usize) -> Result<(), RunError> {
         let plan = &self.compiled.plan;
         let oty = plan.buffers[out].ty.clone();
         let es = elem_size(oty.dtype);
@@ -918,6 +930,43 @@ impl Executable {
                     col += len;
                 }
             }
+            plan::CopyOp::Gather { axis } => {
+                let (x, ix) = (args[0], args[1]);
+                let xdims = plan.buffers[x].ty.shape.dims().to_vec();
+                let xstr = crate::plan::lazy::contiguous(&xdims);
+                let n = oty.shape.numel();
+                let extent = xdims[*axis];
+                let (src, ip) = (self.ptrs[x], self.ptrs[ix].cast::<i64>());
+                let mut idx = vec![0usize; odims.len()];
+                for k in 0..n {
+                    // SAFETY: the index buffer holds `n` i64 elements (the output's shape).
+                    let j = unsafe { ip.add(k).read_unaligned() };
+                    let Some(j) = usize::try_from(j).ok().filter(|&j| j < extent) else {
+                        return Err(RunError::IndexOutOfRange {
+                            op: "gather",
+                            index: j,
+                            extent,
+                            axis: *axis,
+                        });
+                    };
+                    let mut s = 0isize;
+                    for (a, &i) in idx.iter().enumerate() {
+                        s += if a == *axis { j as isize } else { i as isize } * xstr[a];
+                    }
+                    // SAFETY: `s` addresses an element of `x` (index < extent on `axis`,
+                    // and the index shape fits inside `x` elsewhere, by the typing rule).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(src.add(s as usize * es), dst.add(k * es), es)
+                    };
+                    for a in (0..odims.len()).rev() {
+                        idx[a] += 1;
+                        if idx[a] < odims[a] {
+                            break;
+                        }
+                        idx[a] = 0;
+                    }
+                }
+            }
             plan::CopyOp::Pad { pads, value } => {
                 let fill = Array::scalar(oty.dtype, *value);
                 let n = oty.shape.numel();
@@ -930,7 +979,7 @@ impl Executable {
                 let idims = plan.buffers[x].ty.shape.dims().to_vec();
                 let r = idims.len();
                 if r == 0 || idims.iter().product::<usize>() == 0 {
-                    return;
+                    return Ok(());
                 }
                 let ostr = crate::plan::lazy::contiguous(&odims);
                 let last = idims[r - 1] * es;
@@ -961,6 +1010,7 @@ impl Executable {
                 }
             }
         }
+        Ok(())
     }
 
     /// Index of the feed `name`.

@@ -100,3 +100,34 @@ fn concat_and_pad_run_as_native_copies() {
     let want = onde_runtime::run(&g, &feeds).unwrap();
     assert_eq!(got, want);
 }
+
+const GATHER: &str = r#"graph {
+  %0: f32[3,4] = input "x"
+  %1: i64[3,2] = input "i"
+  %2: f32[3,2] = gather %0, %1 axis=1
+  %3: i64[2,4] = input "j"
+  %4: f32[2,4] = gather %0, %3 axis=0
+  outputs %2, %4
+}"#;
+
+#[test]
+fn gather_runs_natively_and_reports_bad_indices() {
+    let g = parse_graph(GATHER).unwrap();
+    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    assert!(exe.dump_fused().contains("copy Gather"));
+    let x = Array::f32([3, 4], (0..12).map(|i| i as f32).collect()).unwrap();
+    let i = Array::i64([3, 2], vec![3, 0, 1, 1, 2, 3]).unwrap();
+    let j = Array::i64([2, 4], vec![2, 1, 0, 2, 0, 0, 1, 1]).unwrap();
+    let got = exe.run(&[("x", &x), ("i", &i), ("j", &j)]).unwrap();
+    let feeds: HashMap<String, Array> = [("x", x.clone()), ("i", i), ("j", j.clone())]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(got, onde_runtime::run(&g, &feeds).unwrap());
+    let bad = Array::i64([3, 2], vec![0, 4, 0, 0, 0, 0]).unwrap();
+    let e = exe.run(&[("x", &x), ("i", &bad), ("j", &j)]).unwrap_err();
+    assert!(
+        e.to_string().contains("index 4") && e.to_string().contains("extent 4"),
+        "{e}"
+    );
+}

@@ -134,6 +134,12 @@ pub enum CopyOp {
         /// Axis.
         axis: usize,
     },
+    /// `torch.gather` along `axis` (operands: input, i64 index); an index out of range
+    /// is a run-time error, as in the interpreter.
+    Gather {
+        /// Axis.
+        axis: usize,
+    },
     /// Constant padding.
     Pad {
         /// `(before, after)` per axis.
@@ -548,10 +554,20 @@ impl Planner<'_> {
                 self.steps.push(Step::Copy(pad, vec![x], out));
                 self.vals.insert(r, Val::Buf(out));
             }
-            Op::ArgReduce { .. }
-            | Op::Gather { .. }
-            | Op::ScatterAdd { .. }
-            | Op::Random { .. } => return self.host(o, &xs, &rs),
+            Op::Gather { axis } => {
+                let x = self.materialize(xs[0], "gather_input")?;
+                let idx = self.materialize(xs[1], "gather_index")?;
+                let out = self.new_buf(rt.clone(), BufKind::Temp);
+                self.steps.push(Step::Copy(
+                    CopyOp::Gather { axis: *axis },
+                    vec![x, idx],
+                    out,
+                ));
+                self.vals.insert(r, Val::Buf(out));
+            }
+            Op::ArgReduce { .. } | Op::ScatterAdd { .. } | Op::Random { .. } => {
+                return self.host(o, &xs, &rs)
+            }
             Op::Scan(sc) => {
                 let mut args = Vec::with_capacity(xs.len());
                 for &x in &xs {
