@@ -113,8 +113,11 @@ struct Compiled {
     /// The compiled body of each scan step.
     bodies: Vec<Option<Rc<Compiled>>>,
     module: Option<JITModule>,
-    /// Kernel function per step (`None` for non-kernel steps).
-    fns: Vec<Option<KernelFn>>,
+    /// Kernel function per step (`None` for non-kernel steps), with how it splits
+    /// across threads (outer extent, outer axis reduced), computed once here.
+    fns: Vec<Option<(KernelFn, usize, bool)>>,
+    /// Reshape aliases `(alias, root)`, re-pointed at every run.
+    aliases: Vec<(usize, usize)>,
     clif: Vec<String>,
     compile_time: Duration,
 }
@@ -239,11 +242,31 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
         });
     }
     let (module, fns, clif) = jit.finish()?;
-    let fns = slots.into_iter().map(|s| s.map(|i| fns[i])).collect();
+    let fns = slots
+        .into_iter()
+        .zip(&plan.steps)
+        .map(|(slot, st)| match (slot, st) {
+            (Some(i), Step::Kernel(k)) => {
+                let (extent, reduced) = crate::kernel::clif::outer_extent(k);
+                Some((fns[i], extent, reduced))
+            }
+            _ => None,
+        })
+        .collect();
+    let aliases = plan
+        .buffers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| match b.kind {
+            BufKind::Alias(of) => Some((i, of)),
+            BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => None,
+        })
+        .collect();
     let memory = plan::memory::plan_memory(&plan);
     Ok(Compiled {
         plan,
         memory,
+        aliases,
         bodies,
         module: Some(module),
         fns,
@@ -545,17 +568,15 @@ impl Executable {
 
     /// Executes the steps (feeds already pointed at).
     fn execute(&mut self) -> Result<(), RunError> {
-        for (i, b) in self.compiled.plan.buffers.iter().enumerate() {
-            if let BufKind::Alias(of) = b.kind {
-                self.ptrs[i] = self.ptrs[of];
-            }
-        }
         let compiled = self.compiled.clone();
+        for &(i, of) in &compiled.aliases {
+            self.ptrs[i] = self.ptrs[of];
+        }
         for (i, step) in compiled.plan.steps.iter().enumerate() {
             match step {
                 Step::Kernel(k) => {
-                    if let Some(f) = compiled.fns[i] {
-                        self.kernel(f, k);
+                    if let Some((f, extent, reduced)) = compiled.fns[i] {
+                        self.kernel(f, k, extent, reduced);
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => self.matmul(a, b, *out, *dtype)?,
@@ -578,8 +599,7 @@ impl Executable {
     /// work is large enough. A full reduction split this way produces one partial result
     /// per thread, combined here in thread order (so results depend on the thread count
     /// only through float summation order).
-    fn kernel(&mut self, f: KernelFn, k: &crate::kernel::Kernel) {
-        let (extent, reduced) = crate::kernel::clif::outer_extent(k);
+    fn kernel(&mut self, f: KernelFn, k: &crate::kernel::Kernel, extent: usize, reduced: bool) {
         let work = k.iterations().max(1);
         let threads = if work >= PARALLEL_MIN_ITERATIONS {
             self.threads.min(extent).max(1)
@@ -817,6 +837,8 @@ impl Executable {
             })
             .collect();
         let mut feed_ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); st.inputs.len()];
+        let body = st.body.compiled.clone();
+        let body_outs = &body.plan.outputs;
         for step in 0..sc.length {
             let t = if sc.reverse {
                 sc.length - 1 - step
@@ -834,7 +856,6 @@ impl Executable {
                 feed_ptrs[nc + nx + k] = self.ptrs[b];
             }
             st.body.run_ptrs(&st.inputs, &feed_ptrs)?;
-            let body_outs = st.body.compiled.plan.outputs.clone();
             // New carries: stage first (an output may alias another carry's input).
             for c in 0..nc {
                 let src = st.body.ptrs[body_outs[c]];

@@ -111,22 +111,15 @@ impl GraphBuilder {
         operands: &[ValueId],
         loc: SourceLoc,
     ) -> Tensor {
-        let r = self
-            .state
-            .borrow_mut()
-            .graph
-            .add_op(op, operands, Some(loc.clone()));
-        match r {
-            Ok((_, results)) => match results.first() {
-                Some(&v) => Tensor::from_parts(self.clone(), Ok(v)),
-                None => self.poisoned(Error::Op {
-                    op: api,
-                    reason: "op produced no result".into(),
-                    operands: vec![],
-                    loc,
-                }),
-            },
-            Err(e) => self.push_error(api, e, loc),
+        let results = self.push_multi(api, op, operands, loc.clone());
+        match results.into_iter().next() {
+            Some(t) => t,
+            None => self.poisoned(Error::Op {
+                op: api,
+                reason: "op produced no result".into(),
+                operands: vec![],
+                loc,
+            }),
         }
     }
 

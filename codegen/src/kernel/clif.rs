@@ -118,14 +118,14 @@ fn normalise(k: &Kernel) -> Nest {
     let kept_strides = contiguous(&kept_shape);
     let mut axes = Vec::with_capacity(r);
     let mut kept_i = 0;
+    let full = contiguous(&k.shape);
+    let red_store = k.reduction.as_ref().map(|r| r.store);
     for a in 0..r {
         let mut strides: Vec<i64> = k
             .loads
             .iter()
             .map(|l| l.strides[a] as i64 * elem_size(l.dtype) as i64)
             .collect();
-        let full = contiguous(&k.shape);
-        let red_store = k.reduction.as_ref().map(|r| r.store);
         for (j, s) in k.stores.iter().enumerate() {
             let st = if Some(j) == red_store {
                 if reduced[a] {

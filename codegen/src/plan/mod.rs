@@ -337,17 +337,7 @@ impl Planner<'_> {
                 LNode::Cast(d, a) => (Expr::Cast(*d, node_expr[*a]), *d),
             };
             dtypes_of_nodes.push(d);
-            let key = format!("{e:?}/{d:?}");
-            let id = match seen.get(&key) {
-                Some(&id) => id,
-                None => {
-                    k.exprs.push(e);
-                    k.dtypes.push(d);
-                    seen.insert(key, k.exprs.len() - 1);
-                    k.exprs.len() - 1
-                }
-            };
-            node_expr.push(id);
+            node_expr.push(intern(&mut k, &mut seen, e, d));
         }
         k.stores.push(Store {
             buffer: buf,
@@ -706,6 +696,23 @@ fn cost(l: &Lazy) -> usize {
     total
 }
 
+/// Identity of an expression for deduplication (operands are already interned ids).
+fn expr_key(e: &Expr, d: DType) -> String {
+    format!("{e:?}/{d:?}")
+}
+
+/// Appends `e` to `k` unless an identical expression is already there; returns its id.
+fn intern(k: &mut Kernel, seen: &mut HashMap<String, usize>, e: Expr, d: DType) -> usize {
+    let key = expr_key(&e, d);
+    if let Some(&id) = seen.get(&key) {
+        return id;
+    }
+    k.exprs.push(e);
+    k.dtypes.push(d);
+    seen.insert(key, k.exprs.len() - 1);
+    k.exprs.len() - 1
+}
+
 fn full_reduction(k: &Kernel) -> bool {
     k.reduction
         .as_ref()
@@ -740,7 +747,7 @@ fn append(a: &mut Kernel, b: &Kernel) {
         .iter()
         .zip(&a.dtypes)
         .enumerate()
-        .map(|(i, (e, d))| (format!("{e:?}/{d:?}"), i))
+        .map(|(i, (e, d))| (expr_key(e, *d), i))
         .collect();
     let mut expr_map = Vec::with_capacity(b.exprs.len());
     for (e, d) in b.exprs.iter().zip(&b.dtypes) {
@@ -754,17 +761,7 @@ fn append(a: &mut Kernel, b: &Kernel) {
             Expr::Where(c, x, y) => Expr::Where(m(c), m(x), m(y)),
             Expr::Cast(t, x) => Expr::Cast(*t, m(x)),
         };
-        let key = format!("{e2:?}/{d:?}");
-        let id = match seen.get(&key) {
-            Some(&i) => i,
-            None => {
-                a.exprs.push(e2);
-                a.dtypes.push(*d);
-                seen.insert(key, a.exprs.len() - 1);
-                a.exprs.len() - 1
-            }
-        };
-        expr_map.push(id);
+        expr_map.push(intern(a, &mut seen, e2, *d));
     }
     let base = a.stores.len();
     for st in &b.stores {
