@@ -21,9 +21,10 @@ pub use onde_passes as passes;
 pub use onde_runtime as runtime;
 
 pub use onde_nn::{
-    cat, s, stack, where_, Arg, Array, ConvOpts, DType, Error, GraphBuilder, Idx, IntList, Padding,
-    Result, Shape, Tensor,
+    cat, s, stack, where_, Arg, Array, ConvOpts, DType, Error, Evaluator, GraphBuilder, Idx,
+    IntList, Module, Padding, Result, Shape, Tensor, TrainOptions, TrainStep,
 };
+pub use onde_nn::{checkpoint, init, loss, module, optim};
 
 /// Runs the standard optimisation pipeline on a graph (`onde_passes::optimize`).
 pub fn passes_optimize(g: &mut ir::Graph) -> std::result::Result<(), passes::PassError> {

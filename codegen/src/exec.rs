@@ -82,6 +82,15 @@ pub enum RunError {
     /// A native kernel rejected its operands (a bug in onde).
     #[error("native kernel: {0}")]
     Native(String),
+    /// [`Executable::bind_state`] or [`Executable::set_state`] was given something that
+    /// does not fit.
+    #[error("state {name:?}: {reason}")]
+    State {
+        /// The feed name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Options of [`Executable::compile`].
@@ -165,6 +174,21 @@ pub struct Executable {
     scratch64: Vec<f64>,
     /// Per scan step: the body's executable and its staging buffers.
     scans: Vec<Option<ScanState>>,
+    /// Feeds bound as persistent state ([`Executable::bind_state`]).
+    states: Vec<StateBinding>,
+}
+
+/// A feed whose value lives in the executable and is replaced by an output after each
+/// run (parameters and optimiser state of a training step).
+struct StateBinding {
+    name: String,
+    feed_buf: usize,
+    out_buf: usize,
+    value: Array,
+    /// The output's kernel writes straight into `value` (else it is copied after the run).
+    in_place: bool,
+    /// Staging for the copy when not in place.
+    stage: Vec<u8>,
 }
 
 /// A scan step's compiled body and reusable staging memory.
@@ -273,6 +297,22 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
         clif,
         compile_time: t0.elapsed(),
     })
+}
+
+fn array_ptr_mut(a: &mut Array) -> *mut u8 {
+    if let Some(v) = a.as_f32_mut() {
+        return v.as_mut_ptr().cast();
+    }
+    if let Some(v) = a.as_f64_mut() {
+        return v.as_mut_ptr().cast();
+    }
+    if let Some(v) = a.as_i64_mut() {
+        return v.as_mut_ptr().cast();
+    }
+    match a.as_bool_mut() {
+        Some(v) => v.as_mut_ptr().cast(),
+        None => std::ptr::null_mut(),
+    }
 }
 
 fn array_ptr(a: &Array) -> *mut u8 {
@@ -424,6 +464,7 @@ impl Executable {
             scratch32: Vec::new(),
             scratch64: Vec::new(),
             scans,
+            states: Vec::new(),
         }
     }
 
@@ -540,6 +581,12 @@ impl Executable {
     /// [`Executable::output_array`]).
     pub fn run_in_place(&mut self, feeds: &[(&str, &Array)]) -> Result<(), RunError> {
         for (name, _) in feeds {
+            if self.states.iter().any(|st| st.name == *name) {
+                return Err(RunError::State {
+                    name: (*name).to_string(),
+                    reason: "is bound as state: set it with set_state, not as a feed".into(),
+                });
+            }
             if !self.feeds.iter().any(|(n, _, _)| n == name) {
                 return Err(RunError::UnknownFeed {
                     name: (*name).to_string(),
@@ -547,6 +594,9 @@ impl Executable {
             }
         }
         for (name, ty, buf) in &self.feeds {
+            if self.states.iter().any(|st| st.feed_buf == *buf) {
+                continue;
+            }
             let Some((_, a)) = feeds.iter().find(|(n, _)| n == name) else {
                 return Err(RunError::MissingFeed {
                     name: name.clone(),
@@ -563,7 +613,171 @@ impl Executable {
             }
             self.ptrs[*buf] = array_ptr(a);
         }
-        self.execute()
+        for st in &mut self.states {
+            let p = array_ptr_mut(&mut st.value);
+            self.ptrs[st.feed_buf] = p;
+            if st.in_place {
+                self.ptrs[st.out_buf] = p;
+            }
+        }
+        self.execute()?;
+        // States not updated in place: stage every new value first (an output may be
+        // another state's old value), then commit.
+        for st in &mut self.states {
+            if !st.in_place {
+                let src = self.ptrs[st.out_buf];
+                if src != self.ptrs[st.feed_buf] && !st.stage.is_empty() {
+                    // SAFETY: `src` is the output buffer, holding the state's byte size
+                    // (same type, checked in `bind_state`); `stage` has that size.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(src, st.stage.as_mut_ptr(), st.stage.len())
+                    };
+                }
+            }
+        }
+        for st in &mut self.states {
+            if !st.in_place && self.ptrs[st.out_buf] != self.ptrs[st.feed_buf] {
+                let dst = array_ptr_mut(&mut st.value);
+                // SAFETY: `dst` is the state's array, `stage.len()` bytes long.
+                unsafe { std::ptr::copy_nonoverlapping(st.stage.as_ptr(), dst, st.stage.len()) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds input or parameter `feed` to output `output` as persistent state: the
+    /// executable keeps `init` as the feed's value, and after every run replaces it with
+    /// that output (a training step's parameters and optimiser state). When the output
+    /// is computed by one kernel that runs after every other reader of the feed, the
+    /// kernel writes straight into the state's memory (no copy); otherwise the new value
+    /// is copied in after the run. A bound feed is no longer passed to `run`.
+    pub fn bind_state(&mut self, feed: &str, output: usize, init: Array) -> Result<(), RunError> {
+        let err = |reason: String| RunError::State {
+            name: feed.to_string(),
+            reason,
+        };
+        let Some((_, ty, fb)) = self.feeds.iter().find(|(n, _, _)| n == feed).cloned() else {
+            return Err(err("not an input or parameter of this graph".into()));
+        };
+        if self.states.iter().any(|st| st.feed_buf == fb) {
+            return Err(err("already bound".into()));
+        }
+        let plan = &self.compiled.plan;
+        let Some(&ob) = plan.outputs.get(output) else {
+            return Err(err(format!(
+                "output {output} does not exist ({} outputs)",
+                plan.outputs.len()
+            )));
+        };
+        if plan.buffers[ob].ty != ty {
+            return Err(err(format!(
+                "output {output} is {}, the feed is {ty}",
+                plan.buffers[ob].ty
+            )));
+        }
+        let got = TensorType::new(init.dtype(), init.shape().clone());
+        if got != ty {
+            return Err(err(format!("initial value is {got}, expected {ty}")));
+        }
+        let taken = self.states.iter().any(|st| st.in_place && st.out_buf == ob);
+        let in_place = !taken && plan::memory::state_in_place(plan, fb, ob);
+        self.states.push(StateBinding {
+            name: feed.to_string(),
+            feed_buf: fb,
+            out_buf: ob,
+            value: init,
+            in_place,
+            stage: Vec::new(),
+        });
+        self.fix_states();
+        Ok(())
+    }
+
+    /// An output that reads another bound state's old value forbids updating that state
+    /// in place; staging buffers exist for the states that are copied.
+    fn fix_states(&mut self) {
+        let plan = &self.compiled.plan;
+        let roots: Vec<usize> = self
+            .states
+            .iter()
+            .map(|st| plan::memory::root(plan, st.out_buf))
+            .collect();
+        for i in 0..self.states.len() {
+            let fb = self.states[i].feed_buf;
+            if roots.iter().enumerate().any(|(j, &r)| j != i && r == fb) {
+                self.states[i].in_place = false;
+            }
+        }
+        for st in &mut self.states {
+            let ty = &plan.buffers[st.feed_buf].ty;
+            let bytes = ty.shape.numel() * elem_size(ty.dtype);
+            if !st.in_place && st.stage.len() != bytes {
+                st.stage = vec![0; bytes];
+            }
+        }
+    }
+
+    /// The names and types of the graph's feeds (inputs and parameters), bound or not.
+    pub fn feeds(&self) -> impl Iterator<Item = (&str, &TensorType)> {
+        self.feeds.iter().map(|(n, t, _)| (n.as_str(), t))
+    }
+
+    /// Sets every element of bound state `name` to zero (no allocation).
+    pub fn zero_state(&mut self, name: &str) -> Result<(), RunError> {
+        let Some(st) = self.states.iter_mut().find(|s| s.name == name) else {
+            return Err(RunError::State {
+                name: name.into(),
+                reason: "not bound as state".into(),
+            });
+        };
+        if let Some(v) = st.value.as_f32_mut() {
+            v.fill(0.0);
+        } else if let Some(v) = st.value.as_f64_mut() {
+            v.fill(0.0);
+        } else if let Some(v) = st.value.as_i64_mut() {
+            v.fill(0);
+        } else if let Some(v) = st.value.as_bool_mut() {
+            v.fill(false);
+        }
+        Ok(())
+    }
+
+    /// The current value of bound state `name`.
+    pub fn state(&self, name: &str) -> Option<&Array> {
+        self.states
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| &s.value)
+    }
+
+    /// Replaces the value of bound state `name` (same dtype and shape).
+    pub fn set_state(&mut self, name: &str, value: Array) -> Result<(), RunError> {
+        let Some(st) = self.states.iter_mut().find(|s| s.name == name) else {
+            return Err(RunError::State {
+                name: name.into(),
+                reason: "not bound as state".into(),
+            });
+        };
+        let (want, got) = (
+            TensorType::new(st.value.dtype(), st.value.shape().clone()),
+            TensorType::new(value.dtype(), value.shape().clone()),
+        );
+        if want != got {
+            return Err(RunError::State {
+                name: name.into(),
+                reason: format!("new value is {got}, expected {want}"),
+            });
+        }
+        st.value = value;
+        Ok(())
+    }
+
+    /// Whether bound state `name` is updated in place by its kernel (no copy per run).
+    pub fn state_in_place(&self, name: &str) -> Option<bool> {
+        self.states
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.in_place)
     }
 
     /// Executes the steps (feeds already pointed at).

@@ -238,6 +238,38 @@ impl Array {
         }
     }
 
+    /// The f32 elements, mutable (the shape is fixed), if this is an f32 array.
+    pub fn as_f32_mut(&mut self) -> Option<&mut [f32]> {
+        match &mut self.data {
+            Data::F32(v) => Some(v),
+            Data::Bool(_) | Data::I64(_) | Data::F64(_) => None,
+        }
+    }
+
+    /// The f64 elements, mutable, if this is an f64 array.
+    pub fn as_f64_mut(&mut self) -> Option<&mut [f64]> {
+        match &mut self.data {
+            Data::F64(v) => Some(v),
+            Data::Bool(_) | Data::I64(_) | Data::F32(_) => None,
+        }
+    }
+
+    /// The i64 elements, mutable, if this is an i64 array.
+    pub fn as_i64_mut(&mut self) -> Option<&mut [i64]> {
+        match &mut self.data {
+            Data::I64(v) => Some(v),
+            Data::Bool(_) | Data::F32(_) | Data::F64(_) => None,
+        }
+    }
+
+    /// The bool elements, mutable, if this is a bool array.
+    pub fn as_bool_mut(&mut self) -> Option<&mut [bool]> {
+        match &mut self.data {
+            Data::Bool(v) => Some(v),
+            Data::I64(_) | Data::F32(_) | Data::F64(_) => None,
+        }
+    }
+
     /// Splits into shape and storage.
     pub fn into_parts(self) -> (Shape, Data) {
         (self.shape, self.data)

@@ -14,13 +14,36 @@ use crate::tensor::Tensor;
 use onde_ir::{Array, SourceLoc, TensorType, ValueId};
 
 impl GraphBuilder {
-    /// The learnable parameters, in declaration order.
+    /// The learnable parameters, in declaration order (buffers excluded).
     pub fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// The learnable parameters with their dotted names, in declaration order.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.named_all()
+            .into_iter()
+            .filter(|(n, _)| !self.is_buffer(n))
+            .collect()
+    }
+
+    /// The buffers ([`GraphBuilder::buffer`]) with their names, in declaration order.
+    pub fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        self.named_all()
+            .into_iter()
+            .filter(|(n, _)| self.is_buffer(n))
+            .collect()
+    }
+
+    fn named_all(&self) -> Vec<(String, Tensor)> {
         let st = self.state.borrow();
         st.graph
             .parameters()
             .into_iter()
-            .map(|(_, v)| Tensor::from_parts(self.clone(), Ok(v)))
+            .map(|(name, v)| (name, Tensor::from_parts(self.clone(), Ok(v))))
             .collect()
     }
 

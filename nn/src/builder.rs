@@ -20,6 +20,10 @@ pub(crate) struct State {
     pub(crate) first_error: Option<Rc<Error>>,
     /// Seed of the next `rand`/`randn` call without an explicit seed.
     pub(crate) next_seed: i64,
+    /// Names of non-learnable parameters ([`GraphBuilder::buffer`]).
+    pub(crate) buffers: Vec<String>,
+    /// Counter of host-side initialisations ([`GraphBuilder::init_seed`]).
+    pub(crate) init_count: u64,
 }
 
 /// Builds a graph through [`Tensor`] handles, then builds or runs it.
@@ -184,6 +188,44 @@ impl GraphBuilder {
         t
     }
 
+    /// A non-learnable persistent tensor (PyTorch's `register_buffer`, the course's
+    /// `not_learnable_param`): fed like a parameter, saved in the state dict, but not
+    /// listed by [`GraphBuilder::parameters`] and not updated by optimisers.
+    #[track_caller]
+    pub fn buffer(&self, name: &str, init: Array) -> Tensor {
+        let t = self.parameter(name, init);
+        if t.value().is_ok() {
+            self.state.borrow_mut().buffers.push(name.into());
+        }
+        t
+    }
+
+    /// Whether `name` is a buffer (non-learnable) rather than a learnable parameter.
+    pub fn is_buffer(&self, name: &str) -> bool {
+        self.state.borrow().buffers.iter().any(|b| b == name)
+    }
+
+    /// A fresh seed for host-side parameter initialisation: derived from the seed set by
+    /// [`GraphBuilder::manual_seed`] and a counter, so two builders seeded alike
+    /// initialise alike.
+    pub fn init_seed(&self) -> u64 {
+        let mut st = self.state.borrow_mut();
+        st.init_count += 1;
+        (st.next_seed as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(st.init_count.wrapping_mul(0xD1B5_4A32_D192_ED03))
+    }
+
+    /// The names of every input declared so far.
+    pub fn input_names(&self) -> Vec<String> {
+        let st = self.state.borrow();
+        st.graph
+            .inputs()
+            .iter()
+            .filter_map(|&v| st.graph.input_name(v).map(String::from))
+            .collect()
+    }
+
     /// A constant tensor.
     #[track_caller]
     pub fn constant(&self, value: Array) -> Tensor {
@@ -222,6 +264,28 @@ impl GraphBuilder {
         // Ops that do not lead to an output (e.g. the forward scan autodiff replaced,
         // unused temporaries) are dropped; inputs and parameters are kept.
         onde_passes::dce::dce(&mut g);
+        onde_ir::verify(&g)?;
+        Ok(g)
+    }
+
+    /// Like [`GraphBuilder::build`], but inputs and parameters that `outputs` do not
+    /// depend on are dropped too (an inference graph then needs no label input).
+    #[track_caller]
+    pub fn build_pruned(&self, outputs: &[&Tensor]) -> Result<Graph> {
+        let mut g = self.build(outputs)?;
+        let unused: Vec<onde_ir::OpId> = g
+            .op_ids()
+            .into_iter()
+            .filter(|&o| matches!(g.op(o).op, Op::Input { .. } | Op::Parameter { .. }))
+            .filter(|&o| {
+                g.results(o)
+                    .iter()
+                    .all(|&v| g.users(v).is_empty() && !g.outputs().contains(&v))
+            })
+            .collect();
+        for o in unused {
+            g.remove_op(o);
+        }
         onde_ir::verify(&g)?;
         Ok(g)
     }

@@ -85,6 +85,28 @@ pub enum Error {
         /// The value's type.
         got: Box<TensorType>,
     },
+    /// A training step could not be set up or run.
+    #[error("train: {reason}")]
+    Train {
+        /// Why.
+        reason: String,
+    },
+    /// A state dict entry is missing, unknown or of the wrong type.
+    #[error("state dict: {name:?} {reason}")]
+    StateDict {
+        /// The entry's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A checkpoint file could not be read or written.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The built graph failed verification (a bug in onde, reported rather than hidden).
     #[error("internal error: {0}")]
     Verify(#[from] onde_ir::VerifyError),
@@ -114,7 +136,10 @@ impl Error {
             | Error::Gradcheck { .. }
             | Error::Compile(_)
             | Error::Exec(_)
-            | Error::ParameterType { .. } => None,
+            | Error::ParameterType { .. }
+            | Error::Train { .. }
+            | Error::StateDict { .. }
+            | Error::Checkpoint { .. } => None,
         }
     }
 }

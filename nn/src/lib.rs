@@ -20,17 +20,25 @@
 pub mod args;
 pub mod autograd;
 pub mod builder;
+pub mod checkpoint;
 pub mod compile;
 pub mod error;
 pub mod examples;
 pub mod gradcheck;
+pub mod init;
+pub mod loss;
+pub mod module;
+pub mod optim;
 pub mod scan;
 pub mod tensor;
+pub mod train;
 
 pub use args::{Arg, Idx, IntList};
 pub use builder::GraphBuilder;
 pub use compile::Compiled;
 pub use error::{Error, Result};
 pub use gradcheck::{gradcheck_graph, GradcheckOpts, GradcheckReport};
+pub use module::Module;
 pub use onde_ir::{Array, DType, Shape};
 pub use tensor::{cat, stack, where_, ConvOpts, Padding, Tensor};
+pub use train::{Evaluator, TrainOptions, TrainStep};

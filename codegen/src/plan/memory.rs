@@ -27,14 +27,14 @@ impl MemoryPlan {
     }
 }
 
-fn root(plan: &Plan, b: usize) -> usize {
+pub(crate) fn root(plan: &Plan, b: usize) -> usize {
     match plan.buffers[b].kind {
         BufKind::Alias(r) => r,
         BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
     }
 }
 
-fn reads(s: &Step) -> Vec<usize> {
+pub(crate) fn reads(s: &Step) -> Vec<usize> {
     match s {
         Step::Kernel(k) => k.loads.iter().map(|l| l.buffer).collect(),
         Step::MatMul { a, b, .. } => vec![a.buf, b.buf],
@@ -49,7 +49,7 @@ fn bytes(plan: &Plan, b: usize) -> usize {
 }
 
 /// Whether kernel step `s` may write its store `out` over `dying`, read in place.
-fn in_place_ok(plan: &Plan, s: &Step, dying: usize, out: usize) -> bool {
+pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: usize, out: usize) -> bool {
     let Step::Kernel(k) = s else {
         return false;
     };
@@ -146,4 +146,34 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
         slot_of,
         slot_bytes,
     }
+}
+
+/// Whether output buffer `out` can be written directly into feed buffer `feed`'s memory
+/// (a persistent state updated in place, see `Executable::bind_state`): `out` is a
+/// temporary written by exactly one kernel step `s`, every other step reading `feed`
+/// runs before `s`, and `s` reads `feed` only element for element where it writes.
+pub fn state_in_place(plan: &Plan, feed: usize, out: usize) -> bool {
+    if !matches!(plan.buffers[out].kind, BufKind::Temp)
+        || !matches!(plan.buffers[feed].kind, BufKind::Feed(_))
+    {
+        return false;
+    }
+    let writers: Vec<usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| super::writes(s).contains(&out))
+        .map(|(i, _)| i)
+        .collect();
+    let [w] = writers[..] else {
+        return false;
+    };
+    let step = &plan.steps[w];
+    if !in_place_ok(plan, step, feed, out) {
+        return false;
+    }
+    plan.steps
+        .iter()
+        .enumerate()
+        .all(|(i, s)| i <= w || reads(s).into_iter().all(|r| root(plan, r) != feed))
 }

@@ -6,6 +6,7 @@
 //! `creation` (`zeros_like`, …). Every method is `#[track_caller]`: the op records the
 //! caller's location and any error names it (see [`crate::error`]).
 
+mod activation;
 mod creation;
 mod elementwise;
 mod index;

@@ -1,0 +1,205 @@
+//! Loss functions with PyTorch's semantics and defaults (`torch.nn.functional`).
+//!
+//! Every loss takes a [`Reduction`] (`Mean` by default in PyTorch). Class indices are
+//! `i64` tensors; an index outside `[0, C)` (other than `ignore_index`) is reported when
+//! the graph runs, as a typed index-out-of-range error from the gather that picks the
+//! class (compiled: `RunError::IndexOutOfRange`; interpreted: `InterpError`), never a
+//! wrong value.
+
+use crate::tensor::Tensor;
+use crate::where_;
+use onde_ir::{DType, SourceLoc};
+
+/// How per-element losses are combined (`reduction=` in PyTorch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// The mean (weighted mean for NLL with class weights). PyTorch's default.
+    #[default]
+    Mean,
+    /// The sum.
+    Sum,
+    /// No reduction: one loss per element (per sample for NLL).
+    None,
+}
+
+/// Options of [`nll_loss`] and [`cross_entropy`].
+#[derive(Clone, Debug)]
+pub struct NllOpts {
+    /// A weight per class (`[C]`), or `None` for all ones.
+    pub weight: Option<Tensor>,
+    /// Targets equal to this contribute nothing (PyTorch's default: -100).
+    pub ignore_index: i64,
+    /// The reduction.
+    pub reduction: Reduction,
+}
+
+impl Default for NllOpts {
+    fn default() -> NllOpts {
+        NllOpts {
+            weight: None,
+            ignore_index: -100,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+fn reduce(per: &Tensor, r: Reduction) -> Tensor {
+    match r {
+        Reduction::Mean => per.mean_all(),
+        Reduction::Sum => per.sum_all(),
+        Reduction::None => per.clone(),
+    }
+}
+
+/// The negative log-likelihood of `target` classes under log-probabilities `input`
+/// (`F.nll_loss`): `input` is `[N, C]` or `[N, C, d1, ...]`, `target` `[N]` or
+/// `[N, d1, ...]` of dtype i64. With class weights the mean is
+/// `Σ w[yᵢ]·(-xᵢ[yᵢ]) / Σ w[yᵢ]` over non-ignored elements, as in PyTorch.
+#[track_caller]
+pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
+    let loc = SourceLoc::caller();
+    let (isz, tsz) = (input.size(), target.size());
+    if let (Err(e), _) | (_, Err(e)) = (input.check(), target.check()) {
+        return input.builder().poisoned(e);
+    }
+    if target.dtype() != DType::I64 {
+        return target.fail(
+            "nll_loss",
+            format!(
+                "target must be class indices of dtype i64, got {}",
+                target.dtype()
+            ),
+            loc,
+        );
+    }
+    let shape_ok = isz.len() >= 2 && tsz.len() == isz.len() - 1 && tsz[0] == isz[0] && {
+        tsz[1..] == isz[2..]
+    };
+    if !shape_ok || !input.dtype().is_float() {
+        return input.fail(
+            "nll_loss",
+            format!(
+                "expected float input [N, C, ...] and target [N, ...]; got input {:?} {} and target {:?}",
+                isz,
+                input.dtype(),
+                tsz
+            ),
+            loc,
+        );
+    }
+    let c = isz[1];
+    if let Some(w) = &opts.weight {
+        if w.size() != [c] {
+            return w.fail(
+                "nll_loss",
+                format!(
+                    "class weight must be [{c}] (one per class), got {:?}",
+                    w.size()
+                ),
+                loc,
+            );
+        }
+    }
+    let keep = target.ne(opts.ignore_index as f64);
+    let safe = where_(&keep, target, 0i64);
+    let picked = input.gather(1, &safe.unsqueeze(1)).squeeze(1);
+    let mask = keep.to_dtype(input.dtype());
+    let w = match &opts.weight {
+        Some(w) => {
+            w.gather(0, &safe.flatten(0, -1))
+                .reshape(tsz.iter().map(|&d| d as i64).collect::<Vec<_>>())
+                * &mask
+        }
+        None => mask,
+    };
+    let per = -(&picked * &w);
+    match opts.reduction {
+        Reduction::Mean => per.sum_all() / w.sum_all(),
+        Reduction::Sum => per.sum_all(),
+        Reduction::None => per,
+    }
+}
+
+/// Cross-entropy from unnormalised `logits` (`F.cross_entropy` with class indices):
+/// `nll_loss(log_softmax(logits, 1), target)`.
+#[track_caller]
+pub fn cross_entropy(logits: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
+    nll_loss(&logits.log_softmax(1), target, opts)
+}
+
+fn same_shape(api: &'static str, a: &Tensor, b: &Tensor, loc: &SourceLoc) -> Option<Tensor> {
+    if let (Err(e), _) | (_, Err(e)) = (a.check(), b.check()) {
+        return Some(a.builder().poisoned(e));
+    }
+    if a.size() != b.size() {
+        return Some(a.fail(
+            api,
+            format!(
+                "input {:?} and target {:?} must have the same shape",
+                a.size(),
+                b.size()
+            ),
+            loc.clone(),
+        ));
+    }
+    None
+}
+
+/// Mean squared error `(input - target)²` (`F.mse_loss`); shapes must match.
+#[track_caller]
+pub fn mse_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
+    let loc = SourceLoc::caller();
+    if let Some(e) = same_shape("mse_loss", input, target, &loc) {
+        return e;
+    }
+    reduce(&(input - target).square(), reduction)
+}
+
+/// Binary cross-entropy on probabilities (`F.binary_cross_entropy`):
+/// `-(y·log p + (1-y)·log(1-p))`, each log clamped at -100 as PyTorch does, times
+/// `weight` (broadcast) if given.
+#[track_caller]
+pub fn binary_cross_entropy(
+    p: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+    reduction: Reduction,
+) -> Tensor {
+    let loc = SourceLoc::caller();
+    if let Some(e) = same_shape("binary_cross_entropy", p, target, &loc) {
+        return e;
+    }
+    let lp = p.log().maximum(-100.0);
+    let l1p = (1.0f64 - p).log().maximum(-100.0);
+    let mut per = -(target * &lp + (1.0f64 - target) * &l1p);
+    if let Some(w) = weight {
+        per = per * w;
+    }
+    reduce(&per, reduction)
+}
+
+/// Binary cross-entropy on logits (`F.binary_cross_entropy_with_logits`), computed
+/// stably as `max(x,0) - x·y + log(1 + exp(-|x|))`; `pos_weight` (broadcast over the
+/// last axis) scales the positive term: `(1-y)·x + (1+(pw-1)·y)·(log(1+exp(-|x|)) +
+/// max(-x,0))`.
+#[track_caller]
+pub fn binary_cross_entropy_with_logits(
+    x: &Tensor,
+    target: &Tensor,
+    pos_weight: Option<&Tensor>,
+    reduction: Reduction,
+) -> Tensor {
+    let loc = SourceLoc::caller();
+    if let Some(e) = same_shape("binary_cross_entropy_with_logits", x, target, &loc) {
+        return e;
+    }
+    let softplus_neg_abs = ((-x.abs()).exp() + 1.0).log();
+    let per = match pos_weight {
+        None => x.relu() - x * target + softplus_neg_abs,
+        Some(pw) => {
+            let lw = (pw - 1.0) * target + 1.0;
+            (1.0f64 - target) * x + lw * (softplus_neg_abs + (-x).relu())
+        }
+    };
+    reduce(&per, reduction)
+}

@@ -1,0 +1,95 @@
+//! Modules: reusable pieces of a model with named parameters, as `torch.nn.Module`.
+//!
+//! A module is built against a [`GraphBuilder`]: its constructor declares its
+//! parameters ([`GraphBuilder::parameter`], learnable) and buffers
+//! ([`GraphBuilder::buffer`], not learnable) under a dotted name prefix, and
+//! [`Module::forward`] adds its ops to the graph. Names follow PyTorch's `state_dict`
+//! keys (`fc1.weight`, `0.bias`, `encoder.layers.2.weight`), so weights exported from
+//! PyTorch load by name (see [`crate::checkpoint`]).
+//!
+//! Train/eval mode: a graph is static, so the mode is read when `forward` builds ops.
+//! Build the training graph in train mode, call [`Module::set_training`]`(false)` (or
+//! [`Module::eval`]) and build the inference graph: both graphs share the parameters
+//! (same names, same stored values).
+//!
+//! Design choice: the prefix is passed explicitly at construction (Rust has no
+//! attribute introspection to derive `self.fc1` → `"fc1"`); [`child`] joins names.
+
+mod activation;
+mod linear;
+mod sequential;
+
+pub use activation::{LeakyRelu, LogSoftmax, PRelu, Relu, Sigmoid, Softmax, Tanh};
+pub use linear::Linear;
+pub use sequential::Sequential;
+
+use crate::tensor::Tensor;
+#[cfg(doc)]
+use crate::GraphBuilder;
+
+/// A piece of a model: parameters plus a forward computation.
+pub trait Module {
+    /// Adds the module's computation on `x` to the graph.
+    fn forward(&self, x: &Tensor) -> Tensor;
+
+    /// Learnable parameters with their dotted names (recursively), in declaration order.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Non-learnable buffers with their dotted names (recursively).
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Sets train (`true`) or eval (`false`) mode, recursively. Layers whose forward
+    /// depends on the mode (dropout, batch norm) read it when `forward` is called.
+    fn set_training(&self, _training: bool) {}
+
+    /// Whether the module is in train mode (modules start in train mode, as in PyTorch).
+    fn is_training(&self) -> bool {
+        true
+    }
+
+    /// The learnable parameters (without names).
+    fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// `set_training(false)`, like `module.eval()`.
+    fn eval(&self) {
+        self.set_training(false);
+    }
+
+    /// `set_training(true)`, like `module.train()`.
+    fn train(&self) {
+        self.set_training(true);
+    }
+}
+
+/// The dotted name of child `name` under `prefix` (`child("", "fc1") == "fc1"`).
+pub fn child(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// A closure as a module without parameters (`Lambda` layers).
+pub struct Lambda<F: Fn(&Tensor) -> Tensor>(pub F);
+
+impl<F: Fn(&Tensor) -> Tensor> std::fmt::Debug for Lambda<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lambda")
+    }
+}
+
+impl<F: Fn(&Tensor) -> Tensor> Module for Lambda<F> {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        (self.0)(x)
+    }
+}

@@ -1,0 +1,90 @@
+//! [`Sequential`]: modules applied in order, like `torch.nn.Sequential`.
+
+use super::Module;
+use crate::tensor::Tensor;
+use std::cell::Cell;
+
+/// Modules applied one after the other. Children are usually named `{prefix}.{index}`
+/// (PyTorch's keys): [`Sequential::next_name`] gives that name for the next child.
+#[derive(Default)]
+pub struct Sequential {
+    prefix: String,
+    layers: Vec<Box<dyn Module>>,
+    training: Cell<bool>,
+}
+
+impl std::fmt::Debug for Sequential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequential")
+            .field("prefix", &self.prefix)
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+impl Sequential {
+    /// An empty sequence whose children are named under `prefix` ("" at top level).
+    pub fn new(prefix: &str) -> Sequential {
+        Sequential {
+            prefix: prefix.to_string(),
+            layers: Vec::new(),
+            training: Cell::new(true),
+        }
+    }
+
+    /// The PyTorch name of the next child: `{prefix}.{len}`.
+    pub fn next_name(&self) -> String {
+        super::child(&self.prefix, &self.layers.len().to_string())
+    }
+
+    /// Appends a module.
+    pub fn push(&mut self, m: impl Module + 'static) -> &mut Sequential {
+        self.layers.push(Box::new(m));
+        self
+    }
+
+    /// Appends a module built from the next child's name (see [`Sequential::next_name`]).
+    pub fn push_with<M: Module + 'static>(&mut self, make: impl FnOnce(&str) -> M) -> &mut Self {
+        let m = make(&self.next_name());
+        self.push(m)
+    }
+
+    /// Number of children.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether there are no children.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl Module for Sequential {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut h = x.clone();
+        for l in &self.layers {
+            h = l.forward(&h);
+        }
+        h
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.named_parameters())
+            .collect()
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        self.layers.iter().flat_map(|l| l.named_buffers()).collect()
+    }
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
+        for l in &self.layers {
+            l.set_training(training);
+        }
+    }
+    fn is_training(&self) -> bool {
+        self.training.get()
+    }
+}

@@ -1,0 +1,119 @@
+//! Adam and AdamW (`torch.optim.Adam`, `torch.optim.AdamW`).
+
+use super::{as_dtype, Optimizer, UpdateInputs};
+use crate::tensor::Tensor;
+
+/// Adam (`decoupled = false`) or AdamW (`decoupled = true`), PyTorch's defaults:
+/// `lr = 1e-3`, `betas = (0.9, 0.999)`, `eps = 1e-8`, weight decay 0 (Adam) / 1e-2
+/// (AdamW).
+///
+/// One step, with `t` the step number from 1:
+/// `p ← p·(1 - lr·wd)` (AdamW) or `g ← g + wd·p` (Adam);
+/// `m ← m + (1-β₁)(g - m)`; `v ← β₂v + (1-β₂)g²`;
+/// `p ← p - (lr / (1-β₁ᵗ)) · m / (√v / √(1-β₂ᵗ) + eps)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adam {
+    /// Learning rate.
+    pub lr: f64,
+    /// `(β₁, β₂)`.
+    pub betas: (f64, f64),
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Weight decay (L2 for Adam, decoupled for AdamW).
+    pub weight_decay: f64,
+    /// AdamW's decoupled weight decay.
+    pub decoupled: bool,
+}
+
+impl Adam {
+    /// Adam with PyTorch's defaults and rate `lr`.
+    pub fn new(lr: f64) -> Adam {
+        Adam {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+
+    /// AdamW with PyTorch's defaults (weight decay 0.01) and rate `lr`.
+    pub fn adamw(lr: f64) -> Adam {
+        Adam {
+            weight_decay: 1e-2,
+            decoupled: true,
+            ..Adam::new(lr)
+        }
+    }
+
+    /// With these betas.
+    pub fn betas(mut self, b1: f64, b2: f64) -> Adam {
+        self.betas = (b1, b2);
+        self
+    }
+
+    /// With this epsilon.
+    pub fn eps(mut self, eps: f64) -> Adam {
+        self.eps = eps;
+        self
+    }
+
+    /// With this weight decay.
+    pub fn weight_decay(mut self, wd: f64) -> Adam {
+        self.weight_decay = wd;
+        self
+    }
+}
+
+impl Optimizer for Adam {
+    fn name(&self) -> &'static str {
+        if self.decoupled {
+            "adamw"
+        } else {
+            "adam"
+        }
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn globals(&self) -> Vec<(&'static str, f64)> {
+        vec![("step", 0.0)]
+    }
+    fn slots(&self) -> Vec<&'static str> {
+        vec!["exp_avg", "exp_avg_sq"]
+    }
+    fn update_globals(&self, globals: &[Tensor]) -> Vec<Tensor> {
+        globals.iter().map(|s| s + 1.0).collect()
+    }
+    fn update(
+        &self,
+        p: &Tensor,
+        grad: &Tensor,
+        slots: &[Tensor],
+        inputs: &UpdateInputs,
+    ) -> (Tensor, Vec<Tensor>) {
+        let (b1, b2) = self.betas;
+        let t = &inputs.new_globals[0];
+        // Scalars in f64, as PyTorch computes them in Python floats.
+        let bc1 = 1.0f64 - t.builder().scalar(b1, onde_ir::DType::F64).pow(t);
+        let bc2 = 1.0f64 - t.builder().scalar(b2, onde_ir::DType::F64).pow(t);
+        let step_size = as_dtype(&(inputs.lr / &bc1), p);
+        let bc2_sqrt = as_dtype(&bc2.sqrt(), p);
+        let mut p = p.clone();
+        let mut g = grad.clone();
+        if self.weight_decay != 0.0 {
+            if self.decoupled {
+                let f = as_dtype(&(1.0f64 - inputs.lr * self.weight_decay), &p);
+                p = p * f;
+            } else {
+                g = g + &p * self.weight_decay;
+            }
+        }
+        let (m, v) = (&slots[0], &slots[1]);
+        let m = m + (&g - m) * (1.0 - b1);
+        let v = v * b2 + &g * &g * (1.0 - b2);
+        let denom = v.sqrt() / bc2_sqrt + self.eps;
+        let p = p - step_size * &m / denom;
+        (p, vec![m, v])
+    }
+}

@@ -1,0 +1,81 @@
+//! Optimisers whose update is part of the graph.
+//!
+//! An optimiser describes its state — per-parameter slots (`momentum_buffer`,
+//! `exp_avg`, `exp_avg_sq`) and global scalars (`step`) — and builds the update as
+//! graph ops from the parameters, their gradients, the state and the learning rate.
+//! The learning rate and the state are graph inputs, the new parameters and state
+//! graph outputs: a [`crate::train::TrainStep`] binds them as persistent buffers, so a
+//! training step (forward, loss, backward, update) is one executable and changing the
+//! rate (schedules) never recompiles.
+//!
+//! Scalar arithmetic (learning rate, bias corrections) is done in f64 and cast to the
+//! parameter's dtype, as PyTorch does with Python floats; the elementwise update follows
+//! PyTorch's single-tensor (`foreach=False`) formulas, so one step matches PyTorch to
+//! float rounding.
+
+mod adam;
+mod schedule;
+mod sgd;
+
+pub use adam::Adam;
+pub use schedule::{ConstantLr, CosineAnnealingLr, LrSchedule, StepLr};
+pub use sgd::Sgd;
+
+use crate::tensor::Tensor;
+use onde_ir::Array;
+
+/// The graph inputs an update reads: learning rate, global scalars, parameter slots.
+#[derive(Debug, Clone)]
+pub struct UpdateInputs<'a> {
+    /// The learning rate (f64 scalar input).
+    pub lr: &'a Tensor,
+    /// Global state scalars, in [`Optimizer::globals`] order (old values).
+    pub globals: &'a [Tensor],
+    /// Global state after this step ([`Optimizer::update_globals`]).
+    pub new_globals: &'a [Tensor],
+}
+
+/// An optimiser as graph construction.
+pub trait Optimizer: std::fmt::Debug {
+    /// Name used in state-dict keys (`adam`, `sgd`).
+    fn name(&self) -> &'static str;
+
+    /// The initial learning rate.
+    fn lr(&self) -> f64;
+
+    /// Global scalar state with initial values (e.g. `("step", 0.0)`), stored as f64.
+    fn globals(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+
+    /// Per-parameter state slot names; each starts as zeros shaped like its parameter.
+    fn slots(&self) -> Vec<&'static str>;
+
+    /// New values of the global scalars from the old ones.
+    fn update_globals(&self, globals: &[Tensor]) -> Vec<Tensor> {
+        globals.to_vec()
+    }
+
+    /// The new parameter and slot values for one parameter `p` with gradient `grad` and
+    /// slots `slots` (in [`Optimizer::slots`] order).
+    fn update(
+        &self,
+        p: &Tensor,
+        grad: &Tensor,
+        slots: &[Tensor],
+        inputs: &UpdateInputs,
+    ) -> (Tensor, Vec<Tensor>);
+}
+
+/// A scalar f64 tensor cast to `like`'s dtype (for multiplying into a parameter).
+pub(crate) fn as_dtype(s: &Tensor, like: &Tensor) -> Tensor {
+    s.to_dtype(like.dtype())
+}
+
+/// Initial global state arrays (f64 scalars).
+pub(crate) fn global_arrays(opt: &dyn Optimizer) -> Vec<(&'static str, Array)> {
+    opt.globals()
+        .into_iter()
+        .map(|(n, v)| (n, Array::scalar(onde_ir::DType::F64, v)))
+        .collect()
+}

@@ -1,0 +1,522 @@
+//! [`TrainStep`]: forward, loss, backward and optimiser update compiled to ONE
+//! executable, with parameters and optimiser state kept in persistent buffers.
+//!
+//! The step graph has the data inputs, the parameters, the optimiser state
+//! (`optim.<param>.<slot>`, `optim.<global>`) and the learning rate (`optim.lr`, f64) as
+//! inputs; its outputs are the loss, any extra outputs the user asked for, optionally
+//! the gradients, then the new parameters and state. Each parameter and state input is
+//! bound to its new value ([`onde_codegen::Executable::bind_state`]): the update kernel
+//! writes it in place when the schedule allows (reported by
+//! [`TrainStep::in_place_report`]), so a step allocates nothing and copies no parameter.
+//!
+//! An [`Evaluator`] (e.g. the eval-mode forward) is a second executable fed with the
+//! step's parameter buffers by reference: it always sees the current weights, with no
+//! copy. Gradient accumulation ([`TrainOptions::accumulate`]) adds a third executable
+//! that sums gradients of micro-batches into buffers which the next [`TrainStep::step`]
+//! adds to its own gradient before updating (like several `backward()` calls before
+//! `optimizer.step()`; scale the loss yourself if you want a mean).
+
+use crate::builder::GraphBuilder;
+use crate::error::{Error, Result};
+use crate::optim::{global_arrays, Optimizer, UpdateInputs};
+use crate::tensor::Tensor;
+use onde_codegen::{CompileOptions, Executable};
+use onde_ir::{Array, DType, TensorType};
+
+/// Options of [`TrainStep::with_options`].
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions<'a> {
+    /// Extra outputs computed by every step (e.g. logits for accuracy), read with
+    /// [`TrainStep::output`] (index 1, 2, …; index 0 is the loss).
+    pub outputs: Vec<&'a Tensor>,
+    /// Also output the gradient of every parameter ([`TrainStep::grad`]).
+    pub grads: bool,
+    /// Enable [`TrainStep::accumulate`].
+    pub accumulate: bool,
+    /// Compilation options.
+    pub compile: CompileOptions,
+}
+
+struct Accum {
+    exe: Executable,
+    /// Names of the accumulation buffers, one per parameter.
+    names: Vec<String>,
+}
+
+impl std::fmt::Debug for Accum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accum").field("names", &self.names).finish()
+    }
+}
+
+/// A compiled training step. See the module documentation.
+#[derive(Debug)]
+pub struct TrainStep {
+    exe: Executable,
+    optimizer: String,
+    base_lr: f64,
+    lr: Array,
+    params: Vec<String>,
+    buffers: Vec<(String, Array)>,
+    /// Optimiser state names (slots then globals), bound as state.
+    opt_state: Vec<String>,
+    n_extra: usize,
+    grads_at: Option<usize>,
+    accum: Option<Accum>,
+    steps: u64,
+}
+
+fn train_err(reason: impl Into<String>) -> Error {
+    Error::Train {
+        reason: reason.into(),
+    }
+}
+
+fn exec(e: onde_codegen::RunError) -> Error {
+    Error::Exec(Box::new(e))
+}
+
+impl TrainStep {
+    /// Compiles the training step of `loss` over every learnable parameter of `g`, with
+    /// optimiser `opt`.
+    pub fn new(g: &GraphBuilder, loss: &Tensor, opt: &dyn Optimizer) -> Result<TrainStep> {
+        TrainStep::with_options(g, loss, opt, TrainOptions::default())
+    }
+
+    /// [`TrainStep::new`] with extra outputs, gradient outputs, accumulation, threads.
+    pub fn with_options(
+        g: &GraphBuilder,
+        loss: &Tensor,
+        opt: &dyn Optimizer,
+        o: TrainOptions,
+    ) -> Result<TrainStep> {
+        loss.check()?;
+        if loss.numel() != 1 || !loss.dtype().is_float() {
+            return Err(train_err(format!(
+                "the loss must be a float scalar, got {:?} {}",
+                loss.size(),
+                loss.dtype()
+            )));
+        }
+        let named = g.named_parameters();
+        if named.is_empty() {
+            return Err(train_err("the graph has no learnable parameter"));
+        }
+        let params: Vec<&Tensor> = named.iter().map(|(_, t)| t).collect();
+        let grads = g.grad(loss, &params)?;
+        let lr = g.input("optim.lr", DType::F64, Vec::<usize>::new());
+        let globals: Vec<(String, Tensor)> = opt
+            .globals()
+            .into_iter()
+            .map(|(n, _)| {
+                let name = format!("optim.{n}");
+                let t = g.input(&name, DType::F64, Vec::<usize>::new());
+                (name, t)
+            })
+            .collect();
+        let gl: Vec<Tensor> = globals.iter().map(|(_, t)| t.clone()).collect();
+        let new_globals = opt.update_globals(&gl);
+        let inputs = UpdateInputs {
+            lr: &lr,
+            globals: &gl,
+            new_globals: &new_globals,
+        };
+        let mut acc_inputs = Vec::new();
+        let mut new_params = Vec::new();
+        let mut slot_states: Vec<(String, Tensor, Tensor)> = Vec::new();
+        for ((name, p), gr) in named.iter().zip(&grads) {
+            let ty = p.ty().unwrap_or_else(|| TensorType::new(DType::F32, [0]));
+            let gr = if o.accumulate {
+                let a = g.input(&format!("accum.{name}"), ty.dtype, ty.shape.clone());
+                acc_inputs.push(a.clone());
+                gr + &a
+            } else {
+                gr.clone()
+            };
+            let slots: Vec<(String, Tensor)> = opt
+                .slots()
+                .into_iter()
+                .map(|s| {
+                    let n = format!("optim.{name}.{s}");
+                    let t = g.input(&n, ty.dtype, ty.shape.clone());
+                    (n, t)
+                })
+                .collect();
+            let sl: Vec<Tensor> = slots.iter().map(|(_, t)| t.clone()).collect();
+            let (np, ns) = opt.update(p, &gr, &sl, &inputs);
+            new_params.push(np);
+            for ((n, old), new) in slots.into_iter().zip(ns) {
+                slot_states.push((n, old, new));
+            }
+        }
+        let mut outs: Vec<&Tensor> = vec![loss];
+        outs.extend(o.outputs.iter().copied());
+        let grads_at = o.grads.then_some(outs.len());
+        if o.grads {
+            outs.extend(grads.iter());
+        }
+        let params_at = outs.len();
+        outs.extend(new_params.iter());
+        let slots_at = outs.len();
+        outs.extend(slot_states.iter().map(|(_, _, n)| n));
+        let globals_at = outs.len();
+        outs.extend(new_globals.iter());
+        let graph = g.build(&outs)?;
+        let mut exe = Executable::compile_cached(&graph, o.compile)
+            .map_err(|e| Error::Compile(Box::new(e)))?;
+        let values = g.parameter_values();
+        let value = |n: &str| values.iter().find(|(k, _)| k == n).map(|(_, a)| a.clone());
+        let mut param_names = Vec::new();
+        for (i, (name, _)) in named.iter().enumerate() {
+            let init = value(name).ok_or_else(|| Error::UnknownParameter { name: name.clone() })?;
+            exe.bind_state(name, params_at + i, init).map_err(exec)?;
+            param_names.push(name.clone());
+        }
+        let mut opt_state = Vec::new();
+        for (i, (name, old, _)) in slot_states.iter().enumerate() {
+            let ty = old.ty().unwrap_or_else(|| TensorType::new(DType::F32, [0]));
+            exe.bind_state(name, slots_at + i, Array::full(ty.dtype, ty.shape, 0.0))
+                .map_err(exec)?;
+            opt_state.push(name.clone());
+        }
+        for (i, ((name, _), (_, init))) in globals.iter().zip(global_arrays(opt)).enumerate() {
+            exe.bind_state(name, globals_at + i, init).map_err(exec)?;
+            opt_state.push(name.clone());
+        }
+        let buffers = g
+            .named_buffers()
+            .into_iter()
+            .filter_map(|(n, _)| value(&n).map(|a| (n, a)))
+            .collect();
+        let accum = if o.accumulate {
+            let mut outs: Vec<&Tensor> = vec![loss];
+            let sums: Vec<Tensor> = grads
+                .iter()
+                .zip(&acc_inputs)
+                .map(|(gr, a)| gr + a)
+                .collect();
+            outs.extend(sums.iter());
+            let graph = g.build(&outs)?;
+            let mut exe = Executable::compile_cached(&graph, o.compile)
+                .map_err(|e| Error::Compile(Box::new(e)))?;
+            let mut names = Vec::new();
+            for (i, (name, _)) in named.iter().enumerate() {
+                let n = format!("accum.{name}");
+                let ty = acc_inputs[i]
+                    .ty()
+                    .unwrap_or_else(|| TensorType::new(DType::F32, [0]));
+                exe.bind_state(&n, 1 + i, Array::full(ty.dtype, ty.shape, 0.0))
+                    .map_err(exec)?;
+                names.push(n);
+            }
+            Some(Accum { exe, names })
+        } else {
+            None
+        };
+        Ok(TrainStep {
+            exe,
+            optimizer: opt.name().to_string(),
+            base_lr: opt.lr(),
+            lr: Array::scalar(DType::F64, opt.lr()),
+            params: param_names,
+            buffers,
+            opt_state,
+            n_extra: o.outputs.len(),
+            grads_at,
+            accum,
+            steps: 0,
+        })
+    }
+
+    /// One training step on a batch (`feeds`: the data inputs by name): forward, loss,
+    /// backward, update. Returns the loss (before the update).
+    pub fn step(&mut self, feeds: &[(&str, &Array)]) -> Result<f64> {
+        let TrainStep {
+            exe,
+            buffers,
+            lr,
+            accum,
+            ..
+        } = self;
+        let mut all: Vec<(&str, &Array)> = feeds.to_vec();
+        for (n, a) in buffers.iter() {
+            all.push((n.as_str(), a));
+        }
+        all.push(("optim.lr", &*lr));
+        if let Some(acc) = accum.as_ref() {
+            for n in &acc.names {
+                if let Some(a) = acc.exe.state(n) {
+                    all.push((n.as_str(), a));
+                }
+            }
+        }
+        exe.run_in_place(&all).map_err(exec)?;
+        drop(all);
+        if let Some(acc) = accum {
+            for n in &acc.names {
+                acc.exe.zero_state(n).map_err(exec)?;
+            }
+        }
+        self.steps += 1;
+        self.loss()
+    }
+
+    /// Adds the gradients of one micro-batch to the accumulation buffers without
+    /// updating (needs [`TrainOptions::accumulate`]); the next [`TrainStep::step`] adds
+    /// its own gradient and applies the sum. Returns the micro-batch's loss.
+    pub fn accumulate(&mut self, feeds: &[(&str, &Array)]) -> Result<f64> {
+        let Some(acc) = &mut self.accum else {
+            return Err(train_err(
+                "accumulate needs TrainOptions { accumulate: true, .. }",
+            ));
+        };
+        let mut all: Vec<(&str, &Array)> = feeds.to_vec();
+        for (n, a) in &self.buffers {
+            all.push((n.as_str(), a));
+        }
+        for n in &self.params {
+            if let Some(a) = self.exe.state(n) {
+                all.push((n.as_str(), a));
+            }
+        }
+        acc.exe.run_in_place(&all).map_err(exec)?;
+        Ok(acc
+            .exe
+            .output_array(0)
+            .to_f64_vec()
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN))
+    }
+
+    /// The loss of the last step.
+    pub fn loss(&self) -> Result<f64> {
+        Ok(self
+            .exe
+            .output_array(0)
+            .to_f64_vec()
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN))
+    }
+
+    /// Output `i` of the last step: 0 is the loss, 1.. the extra outputs.
+    pub fn output(&self, i: usize) -> Result<Array> {
+        if i > self.n_extra {
+            return Err(train_err(format!(
+                "output {i} does not exist ({} extra outputs)",
+                self.n_extra
+            )));
+        }
+        Ok(self.exe.output_array(i))
+    }
+
+    /// The gradient of parameter `name` in the last step (needs [`TrainOptions::grads`]).
+    pub fn grad(&self, name: &str) -> Result<Array> {
+        let Some(at) = self.grads_at else {
+            return Err(train_err(
+                "gradients are output only with TrainOptions { grads: true, .. }",
+            ));
+        };
+        let i = self
+            .params
+            .iter()
+            .position(|p| p == name)
+            .ok_or_else(|| Error::UnknownParameter { name: name.into() })?;
+        Ok(self.exe.output_array(at + i))
+    }
+
+    /// Sets the learning rate of the next steps (a graph input: nothing recompiles).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = Array::scalar(DType::F64, lr);
+    }
+
+    /// The current learning rate.
+    pub fn lr(&self) -> f64 {
+        self.lr.to_f64_vec().first().copied().unwrap_or(f64::NAN)
+    }
+
+    /// The optimiser's initial learning rate (the base of schedules).
+    pub fn base_lr(&self) -> f64 {
+        self.base_lr
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The current value of parameter, buffer or optimiser state `name`.
+    pub fn value(&self, name: &str) -> Option<&Array> {
+        if name == "optim.lr" {
+            return Some(&self.lr);
+        }
+        self.exe
+            .state(name)
+            .or_else(|| self.buffers.iter().find(|(n, _)| n == name).map(|(_, a)| a))
+            .or_else(|| self.accum.as_ref().and_then(|a| a.exe.state(name)))
+    }
+
+    /// Names of the learnable parameters, in declaration order.
+    pub fn parameter_names(&self) -> &[String] {
+        &self.params
+    }
+
+    /// For each parameter and optimiser state: whether its update is written in place
+    /// (no copy per step).
+    pub fn in_place_report(&self) -> Vec<(String, bool)> {
+        self.params
+            .iter()
+            .chain(&self.opt_state)
+            .map(|n| (n.clone(), self.exe.state_in_place(n).unwrap_or(false)))
+            .collect()
+    }
+
+    /// The state dict: parameters and buffers under their names, optimiser state under
+    /// `optim.<param>.<slot>` and `optim.<global>`, and `optim.lr`.
+    pub fn state_dict(&self) -> Vec<(String, Array)> {
+        let mut out = Vec::new();
+        for n in self.params.iter() {
+            if let Some(a) = self.exe.state(n) {
+                out.push((n.clone(), a.clone()));
+            }
+        }
+        out.extend(self.buffers.iter().cloned());
+        for n in &self.opt_state {
+            if let Some(a) = self.exe.state(n) {
+                out.push((n.clone(), a.clone()));
+            }
+        }
+        out.push(("optim.lr".into(), self.lr.clone()));
+        out
+    }
+
+    /// Loads a state dict. Every parameter and buffer must be present with its dtype and
+    /// shape; optimiser entries are loaded when present (absent ones keep their value,
+    /// so PyTorch model weights alone load fine); unknown names are an error when
+    /// `strict`.
+    pub fn load_state_dict(&mut self, dict: &[(String, Array)], strict: bool) -> Result<()> {
+        let find = |n: &str| dict.iter().find(|(k, _)| k == n).map(|(_, a)| a);
+        for n in self
+            .params
+            .iter()
+            .chain(self.buffers.iter().map(|(n, _)| n))
+        {
+            if find(n).is_none() {
+                return Err(Error::StateDict {
+                    name: n.clone(),
+                    reason: "missing from the state dict".into(),
+                });
+            }
+        }
+        if strict {
+            for (k, _) in dict {
+                let known = self.params.contains(k)
+                    || self.buffers.iter().any(|(n, _)| n == k)
+                    || self.opt_state.contains(k)
+                    || k == "optim.lr";
+                if !known {
+                    return Err(Error::StateDict {
+                        name: k.clone(),
+                        reason: "is not a parameter, buffer or optimiser state of this model"
+                            .into(),
+                    });
+                }
+            }
+        }
+        for (k, a) in dict {
+            if k == "optim.lr" {
+                if a.numel() == 1 {
+                    self.lr = Array::scalar(DType::F64, a.to_f64_vec()[0]);
+                }
+                continue;
+            }
+            if let Some(slot) = self.buffers.iter_mut().find(|(n, _)| n == k) {
+                check_type(k, &slot.1, a)?;
+                slot.1 = a.clone();
+            } else if self.exe.state(k).is_some() {
+                self.exe
+                    .set_state(k, a.clone())
+                    .map_err(|e| Error::StateDict {
+                        name: k.clone(),
+                        reason: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles `outputs` (e.g. the eval-mode forward) as an [`Evaluator`] that reads
+    /// this step's parameters in place.
+    pub fn evaluator(&self, g: &GraphBuilder, outputs: &[&Tensor]) -> Result<Evaluator> {
+        let graph = g.build_pruned(outputs)?;
+        let exe = Executable::compile_cached(&graph, CompileOptions::default())
+            .map_err(|e| Error::Compile(Box::new(e)))?;
+        let known = g.input_names();
+        Ok(Evaluator { exe, known })
+    }
+
+    /// The training executable (plan dump, compile time).
+    pub fn executable(&self) -> &Executable {
+        &self.exe
+    }
+
+    /// The optimiser's name.
+    pub fn optimizer(&self) -> &str {
+        &self.optimizer
+    }
+}
+
+fn check_type(name: &str, want: &Array, got: &Array) -> Result<()> {
+    let (w, g) = (
+        TensorType::new(want.dtype(), want.shape().clone()),
+        TensorType::new(got.dtype(), got.shape().clone()),
+    );
+    if w != g {
+        return Err(Error::StateDict {
+            name: name.into(),
+            reason: format!("expected {w}, got {g}"),
+        });
+    }
+    Ok(())
+}
+
+/// A compiled graph fed with a [`TrainStep`]'s current parameters (no copy).
+#[derive(Debug)]
+pub struct Evaluator {
+    exe: Executable,
+    /// Every input name of the builder: feeds of the training graph that this graph
+    /// does not use (labels) are ignored, unknown names are errors.
+    known: Vec<String>,
+}
+
+impl Evaluator {
+    /// Runs on `feeds` with `step`'s parameters and buffers; returns the outputs.
+    pub fn run(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<Vec<Array>> {
+        let mut all: Vec<(&str, &Array)> = Vec::with_capacity(feeds.len());
+        for &(n, a) in feeds {
+            if self.exe.feeds().any(|(f, _)| f == n) {
+                all.push((n, a));
+            } else if !self.known.iter().any(|k| k == n) {
+                return Err(exec(onde_codegen::RunError::UnknownFeed { name: n.into() }));
+            }
+        }
+        let wanted: Vec<String> = self
+            .exe
+            .feeds()
+            .map(|(n, _)| n.to_string())
+            .filter(|n| !feeds.iter().any(|(f, _)| f == n))
+            .collect();
+        for n in &wanted {
+            if let Some(a) = step.value(n) {
+                all.push((n.as_str(), a));
+            }
+        }
+        self.exe.run(&all).map_err(exec)
+    }
+
+    /// The executable.
+    pub fn executable(&self) -> &Executable {
+        &self.exe
+    }
+}
