@@ -2,6 +2,9 @@
 //! on the JIT, one JSON object per line:
 //! `{"workload":"W6","phase":"train","threads":1,"median_ms":…,"p10_ms":…,"p90_ms":…}`.
 //!
+//! - W1: the MLP `[64,256] → Linear 256 → sigmoid → Linear 256 → sigmoid → Linear 10 →
+//!   log_softmax → NLLLoss`; phase `train` = one compiled step (forward, loss, backward,
+//!   Adam update in place), `infer` = the eval forward sharing the step's parameters.
 //! - W6: `y = sum(tanh(x·a + b)·sigmoid(x) + x·x)`, x, a, b of 2^20 f32; phase `train`
 //!   = forward and gradients with respect to a and b, `infer` = forward.
 //! - W7: `[1024,1024] @ [1024,1024]` f32, phase `infer`, with `gflops`.
@@ -86,6 +89,63 @@ fn line(
         "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}}}",
         t.0, t.1, t.2
     );
+}
+
+fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+    use onde_nn::loss::{nll_loss, NllOpts};
+    use onde_nn::module::{Linear, Module, Sequential, Sigmoid};
+    use onde_nn::optim::Adam;
+    use onde_nn::{TrainOptions, TrainStep};
+    let e = |e: onde_nn::Error| e.to_string();
+    let g = GraphBuilder::new();
+    let mut m = Sequential::new("");
+    m.push(Linear::new(&g, "fc1", 256, 256))
+        .push(Sigmoid)
+        .push(Linear::new(&g, "fc2", 256, 256))
+        .push(Sigmoid)
+        .push(Linear::new(&g, "fc3", 256, 10));
+    let x = g.input("x", DType::F32, [64, 256]);
+    let y = g.input("y", DType::I64, [64]);
+    let logp = m.forward(&x).log_softmax(-1);
+    let loss = nll_loss(&logp, &y, &NllOpts::default());
+    let opts = TrainOptions {
+        compile: CompileOptions {
+            threads,
+            ..CompileOptions::default()
+        },
+        ..TrainOptions::default()
+    };
+    let mut step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts).map_err(e)?;
+    let ct = step.executable().compile_time().as_secs_f64() * 1e3;
+    if std::env::var_os("ONDE_DUMP_PLAN").is_some() {
+        eprintln!("{}", step.executable().dump_fused());
+    }
+    let xs = Array::f32(
+        [64, 256],
+        data(64 * 256, 11).as_f32().unwrap_or(&[]).to_vec(),
+    )
+    .map_err(|e| e.to_string())?;
+    let ys = Array::i64([64], (0..64).map(|i| (i * 7 % 10) as i64).collect())
+        .map_err(|e| e.to_string())?;
+    let feeds = [("x", &xs), ("y", &ys)];
+    let t = time(
+        || step.step(&feeds).map(|_| ()).map_err(e),
+        min_iters,
+        target_s,
+    )?;
+    line("W1", "train", threads, t, ct, "");
+    m.eval();
+    let out = m.forward(&x).log_softmax(-1);
+    let mut eval = step.evaluator(&g, &[&out]).map_err(e)?;
+    let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
+    let xf = [("x", &xs)];
+    let t = time(
+        || eval.run_in_place(&step, &xf).map_err(e),
+        min_iters,
+        target_s,
+    )?;
+    line("W1", "infer", threads, t, ct, "");
+    Ok(())
 }
 
 fn w6(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
@@ -186,10 +246,11 @@ pub fn run(name: &str, threads: usize, min_iters: usize, target_s: f64) -> Resul
         return file(name, threads, min_iters, target_s);
     }
     match name {
+        "W1" => w1(threads, min_iters, target_s),
         "W6" => w6(threads, min_iters, target_s),
         "W7" => w7(threads, min_iters, target_s),
         other => Err(format!(
-            "unknown or not yet implemented workload {other:?}; available: W6, W7"
+            "unknown or not yet implemented workload {other:?}; available: W1, W6, W7"
         )),
     }
 }

@@ -493,6 +493,15 @@ pub struct Evaluator {
 impl Evaluator {
     /// Runs on `feeds` with `step`'s parameters and buffers; returns the outputs.
     pub fn run(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<Vec<Array>> {
+        self.run_in_place(step, feeds)?;
+        Ok((0..self.exe.plan().outputs.len())
+            .map(|i| self.exe.output_array(i))
+            .collect())
+    }
+
+    /// Like [`Evaluator::run`] without copying the outputs out (read them with
+    /// [`Evaluator::executable`]`().output_f32(i)`).
+    pub fn run_in_place(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<()> {
         let mut all: Vec<(&str, &Array)> = Vec::with_capacity(feeds.len());
         for &(n, a) in feeds {
             if self.exe.feeds().any(|(f, _)| f == n) {
@@ -512,7 +521,7 @@ impl Evaluator {
                 all.push((n.as_str(), a));
             }
         }
-        self.exe.run(&all).map_err(exec)
+        self.exe.run_in_place(&all).map_err(exec)
     }
 
     /// The executable.

@@ -388,7 +388,10 @@ impl Planner<'_> {
     fn set_lazy(&mut self, v: ValueId, l: Lazy, label: &str) {
         let l = l.note(self.describe(v));
         let shared = self.uses.get(&v).copied().unwrap_or(0) > 1;
-        if (shared && cost(&l) > RECOMPUTE_BUDGET) || l.ops() > MAX_FUSED_OPS {
+        if (shared && cost(&l) > RECOMPUTE_BUDGET)
+            || l.ops() > MAX_FUSED_OPS
+            || scalar_worth_storing(&l)
+        {
             let b = self.emit_kernel(&l, None, label);
             self.vals.insert(v, Val::Buf(b));
         } else {
@@ -649,6 +652,23 @@ impl Planner<'_> {
 /// Work per element of a lazy expression: 1 per op, 4 per transcendental function,
 /// counting each distinct subexpression once (trees repeat shared subexpressions, which
 /// a kernel computes once).
+/// A one-element value is stored (computed once) rather than left lazy when it costs a
+/// transcendental or mixes dtypes: inlined into a consumer's loop it would be recomputed
+/// per element, and a mixed-width expression forces the whole loop onto scalar code
+/// (e.g. an optimiser's f64 bias corrections cast to f32 inside a parameter update).
+fn scalar_worth_storing(l: &Lazy) -> bool {
+    if l.shape.iter().product::<usize>() != 1 || l.ops() == 0 {
+        return false;
+    }
+    let mixed = l.nodes.iter().any(|n| match n {
+        LNode::Leaf { dtype, .. } | LNode::Const(_, dtype) | LNode::Cast(dtype, _) => {
+            *dtype != l.dtype
+        }
+        LNode::Unary(..) | LNode::Binary(..) | LNode::Compare(..) | LNode::Where(..) => false,
+    });
+    mixed || cost(l) >= 4
+}
+
 fn cost(l: &Lazy) -> usize {
     let mut keys: Vec<String> = Vec::with_capacity(l.nodes.len());
     let mut seen = std::collections::HashSet::new();
