@@ -138,6 +138,9 @@ fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
     let out = m.forward(&x).log_softmax(-1);
     let mut eval = step.evaluator(&g, &[&out]).map_err(e)?;
     let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
+    if std::env::var_os("ONDE_DUMP_PLAN").is_some() {
+        eprintln!("{}", eval.executable().dump_fused());
+    }
     let xf = [("x", &xs)];
     let t = time(
         || eval.run_in_place(&step, &xf).map_err(e),

@@ -155,9 +155,36 @@ pub fn mse_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor
     reduce(&(input - target).square(), reduction)
 }
 
+/// `max(log q, -100)` with a finite gradient everywhere: where `q ≤ e⁻¹⁰⁰` (so the
+/// clamp is active, including `q = 0`) the log is taken of 1 and replaced by -100, so
+/// no `0·∞` appears in the backward pass (a saturated sigmoid feeding BCE would
+/// otherwise poison every gradient with NaN). For `q > e⁻¹⁰⁰` the gradient is `1/q`
+/// (PyTorch caps its magnitude at 1e12; here it is exact, so it can overflow only for
+/// f32 denormal `q`).
+fn clamped_log(q: &Tensor) -> Tensor {
+    let c = (-100.0f64).exp();
+    let live = q.gt(c);
+    let safe = where_(&live, q, 1.0);
+    where_(&live, safe.log(), -100.0)
+}
+
+/// `softplus(-x) = -log σ(x) = log(1 + e⁻ˣ)`, stable for any `x` and with the exact
+/// derivative `σ(x) - 1` everywhere (including `x = 0`, where a `max`/`abs` form has
+/// a kink): each branch is evaluated only on arguments where it is finite.
+fn softplus_neg(x: &Tensor) -> Tensor {
+    let pos = x.ge(0.0);
+    let xp = where_(&pos, x, 0.0);
+    let xn = where_(&pos, 0.0, x);
+    let bp = -(xp.sigmoid().log());
+    let bn = -&xn - (-&xn).sigmoid().log();
+    where_(&pos, bp, bn)
+}
+
 /// Binary cross-entropy on probabilities (`F.binary_cross_entropy`):
 /// `-(y·log p + (1-y)·log(1-p))`, each log clamped at -100 as PyTorch does, times
-/// `weight` (broadcast) if given.
+/// `weight` (broadcast) if given. The gradient is that of the loss as computed (clamp
+/// included), finite everywhere; at `p ∈ {0, 1}` it differs from PyTorch's closed form
+/// `(p-y)/max(p(1-p), 1e-12)`, whose eps gives e.g. 0 instead of 1 at `p = y = 0`.
 #[track_caller]
 pub fn binary_cross_entropy(
     p: &Tensor,
@@ -169,8 +196,8 @@ pub fn binary_cross_entropy(
     if let Some(e) = same_shape("binary_cross_entropy", p, target, &loc) {
         return e;
     }
-    let lp = p.log().maximum(-100.0);
-    let l1p = (1.0f64 - p).log().maximum(-100.0);
+    let lp = clamped_log(p);
+    let l1p = clamped_log(&(1.0f64 - p));
     let mut per = -(target * &lp + (1.0f64 - target) * &l1p);
     if let Some(w) = weight {
         per = per * w;
@@ -178,10 +205,10 @@ pub fn binary_cross_entropy(
     reduce(&per, reduction)
 }
 
-/// Binary cross-entropy on logits (`F.binary_cross_entropy_with_logits`), computed
-/// stably as `max(x,0) - x·y + log(1 + exp(-|x|))`; `pos_weight` (broadcast over the
-/// last axis) scales the positive term: `(1-y)·x + (1+(pw-1)·y)·(log(1+exp(-|x|)) +
-/// max(-x,0))`.
+/// Binary cross-entropy on logits (`F.binary_cross_entropy_with_logits`):
+/// `(1-y)·x + (1+(pw-1)·y)·softplus(-x)` (`pw = 1` without `pos_weight`, which
+/// broadcasts over the last axis), with a stable `softplus(-x)` whose gradient is exact
+/// everywhere.
 #[track_caller]
 pub fn binary_cross_entropy_with_logits(
     x: &Tensor,
@@ -193,12 +220,12 @@ pub fn binary_cross_entropy_with_logits(
     if let Some(e) = same_shape("binary_cross_entropy_with_logits", x, target, &loc) {
         return e;
     }
-    let softplus_neg_abs = ((-x.abs()).exp() + 1.0).log();
+    let sp = softplus_neg(x);
     let per = match pos_weight {
-        None => x.relu() - x * target + softplus_neg_abs,
+        None => (1.0f64 - target) * x + sp,
         Some(pw) => {
             let lw = (pw - 1.0) * target + 1.0;
-            (1.0f64 - target) * x + lw * (softplus_neg_abs + (-x).relu())
+            (1.0f64 - target) * x + lw * sp
         }
     };
     reduce(&per, reduction)

@@ -98,6 +98,7 @@ impl TrainStep {
                 loss.dtype()
             )));
         }
+        opt.validate().map_err(train_err)?;
         let named = g.named_parameters();
         if named.is_empty() {
             return Err(train_err("the graph has no learnable parameter"));
@@ -196,7 +197,8 @@ impl TrainStep {
                 .map(|(gr, a)| gr + a)
                 .collect();
             outs.extend(sums.iter());
-            let graph = g.build(&outs)?;
+            // Pruned: the accumulation graph reads no optimiser input.
+            let graph = g.build_pruned(&outs)?;
             let mut exe = Executable::compile_cached(&graph, o.compile)
                 .map_err(|e| Error::Compile(Box::new(e)))?;
             let mut names = Vec::new();
@@ -422,6 +424,23 @@ impl TrainStep {
                             .into(),
                     });
                 }
+            }
+        }
+        // Check every entry before changing anything (all or nothing).
+        for (k, a) in dict {
+            let cur = self
+                .buffers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, a)| a)
+                .or_else(|| self.exe.state(k));
+            if let Some(cur) = cur {
+                check_type(k, cur, a)?;
+            } else if k == "optim.lr" && a.numel() != 1 {
+                return Err(Error::StateDict {
+                    name: k.clone(),
+                    reason: format!("must be a scalar, got shape {:?}", a.shape().dims()),
+                });
             }
         }
         for (k, a) in dict {

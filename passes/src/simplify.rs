@@ -19,6 +19,9 @@ pub enum Patch {
     Value(ValueId, ValueId),
     /// Replace by a new op on existing values.
     Op(ValueId, Op, Vec<ValueId>),
+    /// Replace by the last of several new ops; operands are existing values
+    /// (`Ok(v)`) or the result of an earlier new op of the list (`Err(index)`).
+    Ops(ValueId, Vec<(Op, Vec<Result<ValueId, usize>>)>),
 }
 
 /// A named rule.
@@ -169,6 +172,43 @@ fn transpose_of_transpose(g: &Graph, o: OpId) -> Option<Patch> {
     Some(Patch::Op(r, Op::Permute { perm }, vec![src]))
 }
 
+/// `(a @ b)ᵀ → bᵀ @ aᵀ` (last two axes) when the product is used only by this
+/// transpose: the product is then computed directly in the layout its consumers read
+/// (e.g. a weight gradient `(xᵀ·dy)ᵀ` consumed by an optimiser's elementwise update),
+/// and the operand transposes are free strided views for the GEMM. Same products
+/// summed in the same order: exact.
+fn transpose_of_matmul(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    let Op::Permute { perm } = op else {
+        return None;
+    };
+    let n = perm.len();
+    let swaps_last_two = n >= 2
+        && perm[n - 1] == n - 2
+        && perm[n - 2] == n - 1
+        && perm[..n - 2].iter().enumerate().all(|(i, &p)| i == p);
+    if !swaps_last_two {
+        return None;
+    }
+    let mm = g.producer(xs[0])?;
+    if g.op(mm).op != Op::MatMul || g.users(xs[0]).len() != 1 || g.outputs().contains(&xs[0]) {
+        return None;
+    }
+    let ab = g.operands(mm);
+    // Both operands must have the product's rank (no implicit matrix-vector forms).
+    if ab.iter().any(|&v| g.value_type(v).shape.rank() != n) {
+        return None;
+    }
+    Some(Patch::Ops(
+        r,
+        vec![
+            (Op::Permute { perm: perm.clone() }, vec![Ok(ab[1])]),
+            (Op::Permute { perm }, vec![Ok(ab[0])]),
+            (Op::MatMul, vec![Err(0), Err(1)]),
+        ],
+    ))
+}
+
 fn broadcast_folding(g: &Graph, o: OpId) -> Option<Patch> {
     let (op, xs, r) = single(g, o)?;
     let Op::Expand { shape } = op else {
@@ -252,6 +292,11 @@ pub const RULES: &[Rule] = &[
         apply: transpose_of_transpose,
     },
     Rule {
+        name: "transpose_of_matmul",
+        exact: true,
+        apply: transpose_of_matmul,
+    },
+    Rule {
         name: "broadcast_folding",
         exact: true,
         apply: broadcast_folding,
@@ -321,6 +366,25 @@ impl Pass for Simplify {
                             message: format!("rule {}: {e}", rule.name),
                         })?;
                         g.replace_all_uses(old, r[0]);
+                    }
+                    Patch::Ops(old, ops) => {
+                        let mut made: Vec<ValueId> = Vec::with_capacity(ops.len());
+                        for (op, args) in ops {
+                            let args: Vec<ValueId> = args
+                                .into_iter()
+                                .map(|a| a.unwrap_or_else(|i| made[i]))
+                                .collect();
+                            let (_, r) = g.add_op(op, &args, loc.clone()).map_err(|e| {
+                                PassError::Failed {
+                                    pass: "simplify",
+                                    message: format!("rule {}: {e}", rule.name),
+                                }
+                            })?;
+                            made.push(r[0]);
+                        }
+                        if let Some(&last) = made.last() {
+                            g.replace_all_uses(old, last);
+                        }
                     }
                 }
                 self.count(rule.name);

@@ -76,6 +76,19 @@ impl Optimizer for Adam {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn validate(&self) -> Result<(), String> {
+        let (b1, b2) = self.betas;
+        if !(0.0..1.0).contains(&b1) || !(0.0..1.0).contains(&b2) {
+            return Err(format!("Adam: betas must be in [0, 1), got ({b1}, {b2})"));
+        }
+        if self.lr < 0.0 || self.eps < 0.0 || self.weight_decay < 0.0 {
+            return Err(format!(
+                "Adam: lr, eps and weight decay must be >= 0 (lr {}, eps {}, weight_decay {})",
+                self.lr, self.eps, self.weight_decay
+            ));
+        }
+        Ok(())
+    }
     fn globals(&self) -> Vec<(&'static str, f64)> {
         vec![("step", 0.0)]
     }

@@ -43,6 +43,11 @@ pub trait Optimizer: std::fmt::Debug {
     /// The initial learning rate.
     fn lr(&self) -> f64;
 
+    /// Rejects inconsistent settings (as PyTorch's constructors do).
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Global scalar state with initial values (e.g. `("step", 0.0)`), stored as f64.
     fn globals(&self) -> Vec<(&'static str, f64)> {
         Vec::new()

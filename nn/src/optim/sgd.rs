@@ -69,6 +69,18 @@ impl Optimizer for Sgd {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn validate(&self) -> Result<(), String> {
+        if self.lr < 0.0 || self.momentum < 0.0 || self.weight_decay < 0.0 {
+            return Err(format!(
+                "SGD: lr, momentum and weight decay must be >= 0 (lr {}, momentum {}, weight_decay {})",
+                self.lr, self.momentum, self.weight_decay
+            ));
+        }
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err("SGD: Nesterov momentum requires a momentum and zero dampening".into());
+        }
+        Ok(())
+    }
     fn globals(&self) -> Vec<(&'static str, f64)> {
         if self.momentum != 0.0 {
             vec![("step", 0.0)]

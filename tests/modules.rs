@@ -1,0 +1,570 @@
+//! Modules against PyTorch's conventions: `Linear` names, shapes, initialisation and
+//! forward; `Sequential` child names and train/eval propagation; PReLU forward and
+//! gradients (by hand and by finite differences); softmax / log-softmax values;
+//! LeakyReLU; buffers (not learnable, not updated, saved in the state dict).
+
+use onde::module::{
+    LeakyRelu, Linear, LogSoftmax, PRelu, Relu, Sequential, Sigmoid, Softmax, Tanh,
+};
+use onde::optim::Sgd;
+use onde::{Array, DType, Error, GraphBuilder, Module, Tensor, TrainStep};
+use std::cell::Cell;
+use std::rc::Rc;
+
+fn a32(shape: &[usize], v: &[f64]) -> Array {
+    Array::from_f64(DType::F32, shape.to_vec(), v).unwrap()
+}
+
+fn a64(shape: &[usize], v: &[f64]) -> Array {
+    Array::f64(shape.to_vec(), v.to_vec()).unwrap()
+}
+
+fn run(g: &GraphBuilder, outs: &[&Tensor], feeds: &[(&str, Array)]) -> Vec<Vec<f64>> {
+    g.run(outs, feeds)
+        .unwrap()
+        .iter()
+        .map(Array::to_f64_vec)
+        .collect()
+}
+
+fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        let err = (a - b).abs();
+        assert!(
+            err <= tol * b.abs().max(1.0),
+            "{what}[{i}]: got {a}, want {b} (err {err:e}); all {got:?} vs {want:?}"
+        );
+    }
+}
+
+fn names(v: &[(String, Tensor)]) -> Vec<String> {
+    v.iter().map(|(n, _)| n.clone()).collect()
+}
+
+// ---------------------------------------------------------------------------------
+// Linear
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn linear_parameter_names_and_shapes() {
+    let g = GraphBuilder::new();
+    let fc = Linear::new(&g, "fc", 3, 5);
+    assert_eq!(names(&fc.named_parameters()), vec!["fc.weight", "fc.bias"]);
+    assert_eq!(names(&g.named_parameters()), vec!["fc.weight", "fc.bias"]);
+    assert_eq!(fc.weight.size(), vec![5, 3], "weight is [out, in]");
+    assert_eq!(fc.bias.as_ref().unwrap().size(), vec![5], "bias is [out]");
+    assert_eq!(fc.parameters().len(), 2);
+    let vals = g.parameter_values();
+    assert_eq!(vals[0].1.shape().dims(), &[5, 3]);
+    assert_eq!(vals[1].1.shape().dims(), &[5]);
+    assert_eq!(vals[0].1.dtype(), DType::F32);
+    // Without bias: only the weight.
+    let g = GraphBuilder::new();
+    let fc = Linear::with_bias(&g, "enc.proj", 4, 2, false);
+    assert!(fc.bias.is_none());
+    assert_eq!(names(&fc.named_parameters()), vec!["enc.proj.weight"]);
+    assert_eq!(names(&g.named_parameters()), vec!["enc.proj.weight"]);
+}
+
+#[test]
+fn linear_init_bounds_256() {
+    // PyTorch: weight and bias ~ U(-1/√in, 1/√in); for in = 256 the bound is 1/16.
+    let g = GraphBuilder::new();
+    let _fc = Linear::new(&g, "fc", 256, 256);
+    let vals = g.parameter_values();
+    let bound = 1.0 / 16.0;
+    for (name, a) in &vals {
+        let v = a.to_f64_vec();
+        assert!(
+            v.iter().all(|x| x.abs() <= bound),
+            "{name}: max |x| = {}",
+            v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
+        );
+        let first = v[0];
+        assert!(v.iter().any(|&x| x != first), "{name}: all equal");
+    }
+    let w = vals[0].1.to_f64_vec();
+    assert_eq!(w.len(), 65536);
+    let n = w.len() as f64;
+    let mean = w.iter().sum::<f64>() / n;
+    let var = w.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    // U(-b, b): mean 0 (std of the sample mean: b/√3/256 ≈ 1.4e-4), variance b²/3.
+    assert!(mean.abs() < 2e-3, "mean {mean}");
+    let want_var = bound * bound / 3.0;
+    assert!(
+        (var - want_var).abs() < 0.05 * want_var,
+        "variance {var} vs {want_var}"
+    );
+    // Both halves of the interval are used.
+    assert!(w.iter().any(|&x| x > 0.9 * bound) && w.iter().any(|&x| x < -0.9 * bound));
+    // The bias is a different draw from the first row of the weight.
+    let b = vals[1].1.to_f64_vec();
+    assert_ne!(&b[..], &w[..256]);
+}
+
+#[test]
+fn linear_init_is_reproducible_and_layers_differ() {
+    let make = |seed: i64| {
+        let g = GraphBuilder::new();
+        g.manual_seed(seed);
+        let _a = Linear::new(&g, "a", 8, 8);
+        let _b = Linear::new(&g, "b", 8, 8);
+        g.parameter_values()
+    };
+    let (p1, p2, p3) = (make(7), make(7), make(8));
+    assert_eq!(p1, p2, "same seed, same initial values");
+    assert_ne!(p1[0].1, p3[0].1, "another seed, other values");
+    assert_ne!(p1[0].1, p1[2].1, "two layers are initialised differently");
+}
+
+#[test]
+fn linear_forward_is_x_wt_plus_b() {
+    // W = [[1, 2, 3], [-1, 0, 0.5]] ([out=2, in=3]), b = [0.1, -0.2];
+    // x = [[1, 1, 1], [2, 0, -1]]:
+    // y[0] = [1+2+3+0.1, -1+0+0.5-0.2] = [6.1, -0.7];
+    // y[1] = [2-3+0.1, -2-0.5-0.2] = [-0.9, -2.7].
+    let g = GraphBuilder::new();
+    let fc = Linear::new(&g, "fc", 3, 2);
+    g.set_parameter("fc.weight", a32(&[2, 3], &[1.0, 2.0, 3.0, -1.0, 0.0, 0.5]))
+        .unwrap();
+    g.set_parameter("fc.bias", a32(&[2], &[0.1, -0.2])).unwrap();
+    let x = g.input("x", DType::F32, [2, 3]);
+    let y = fc.forward(&x);
+    assert_eq!(y.size(), vec![2, 2]);
+    let out = run(
+        &g,
+        &[&y],
+        &[("x", a32(&[2, 3], &[1.0, 1.0, 1.0, 2.0, 0.0, -1.0]))],
+    );
+    assert_close(&out[0], &[6.1, -0.7, -0.9, -2.7], 1e-6, "linear forward");
+    // Over the last axis of a 3-D input too.
+    let x3 = g.input("x3", DType::F32, [2, 1, 3]);
+    assert_eq!(fc.forward(&x3).size(), vec![2, 1, 2]);
+}
+
+// ---------------------------------------------------------------------------------
+// Sequential, train/eval
+// ---------------------------------------------------------------------------------
+
+/// A parameter-free module that records its mode in a shared cell.
+#[derive(Debug, Clone)]
+struct Probe(Rc<Cell<bool>>);
+
+impl Module for Probe {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.clone()
+    }
+    fn set_training(&self, training: bool) {
+        self.0.set(training);
+    }
+    fn is_training(&self) -> bool {
+        self.0.get()
+    }
+}
+
+#[test]
+fn sequential_names_children_by_index() {
+    let g = GraphBuilder::new();
+    let mut seq = Sequential::new("seq");
+    assert!(seq.is_empty());
+    assert_eq!(seq.next_name(), "seq.0");
+    seq.push_with(|n| Linear::new(&g, n, 4, 8));
+    seq.push(Relu);
+    seq.push_with(|n| Linear::new(&g, n, 8, 2));
+    assert_eq!(seq.len(), 3);
+    let want = vec!["seq.0.weight", "seq.0.bias", "seq.2.weight", "seq.2.bias"];
+    assert_eq!(names(&seq.named_parameters()), want);
+    assert_eq!(names(&g.named_parameters()), want);
+    let vals = g.parameter_values();
+    assert_eq!(vals[0].1.shape().dims(), &[8, 4]);
+    assert_eq!(vals[2].1.shape().dims(), &[2, 8]);
+    // At top level ("" prefix) the names are PyTorch's "0.weight", …
+    let g = GraphBuilder::new();
+    let mut top = Sequential::new("");
+    top.push_with(|n| Linear::new(&g, n, 2, 2));
+    assert_eq!(names(&top.named_parameters()), vec!["0.weight", "0.bias"]);
+}
+
+#[test]
+fn sequential_forward_composes_children() {
+    // seq = [Linear(2→2), ReLU, Linear(2→1)] with hand weights:
+    // W0 = [[1, -1], [2, 1]], b0 = [0, -1]; W2 = [[1, 3]], b2 = [0.5].
+    // x = [1, 2]: h = relu([1-2, 2+2-1]) = relu([-1, 3]) = [0, 3]; y = 0 + 9 + 0.5 = 9.5.
+    let g = GraphBuilder::new();
+    let mut seq = Sequential::new("seq");
+    seq.push_with(|n| Linear::new(&g, n, 2, 2));
+    seq.push(Relu);
+    seq.push_with(|n| Linear::new(&g, n, 2, 1));
+    for (n, s, v) in [
+        ("seq.0.weight", vec![2, 2], vec![1.0, -1.0, 2.0, 1.0]),
+        ("seq.0.bias", vec![2], vec![0.0, -1.0]),
+        ("seq.2.weight", vec![1, 2], vec![1.0, 3.0]),
+        ("seq.2.bias", vec![1], vec![0.5]),
+    ] {
+        g.set_parameter(n, a32(&s, &v)).unwrap();
+    }
+    let x = g.input("x", DType::F32, [1, 2]);
+    let y = seq.forward(&x);
+    let out = run(&g, &[&y], &[("x", a32(&[1, 2], &[1.0, 2.0]))]);
+    assert_close(&out[0], &[9.5], 1e-6, "sequential forward");
+}
+
+#[test]
+fn set_training_and_eval_propagate() {
+    let outer_probe = Rc::new(Cell::new(true));
+    let inner_probe = Rc::new(Cell::new(true));
+    let mut inner = Sequential::new("seq.1");
+    inner.push(Probe(inner_probe.clone()));
+    let mut seq = Sequential::new("seq");
+    seq.push(Probe(outer_probe.clone()));
+    seq.push(inner);
+    seq.push(Tanh);
+    // Modules start in train mode, as in PyTorch.
+    assert!(seq.is_training());
+    seq.eval();
+    assert!(!seq.is_training());
+    assert!(
+        !outer_probe.get() && !inner_probe.get(),
+        "eval reaches every child"
+    );
+    seq.train();
+    assert!(seq.is_training());
+    assert!(
+        outer_probe.get() && inner_probe.get(),
+        "train reaches every child"
+    );
+    seq.set_training(false);
+    assert!(!outer_probe.get() && !inner_probe.get());
+    seq.set_training(true);
+    assert!(outer_probe.get() && inner_probe.get());
+}
+
+// ---------------------------------------------------------------------------------
+// PReLU
+// ---------------------------------------------------------------------------------
+
+/// x: [N=2, C=3, L=2], including exact zeros.
+const XP: [f64; 12] = [
+    -1.0, 2.0, // n0 c0
+    0.5, -3.0, // n0 c1
+    0.0, -0.25, // n0 c2
+    -2.0, -0.5, // n1 c0
+    1.5, 0.0, // n1 c1
+    4.0, -1.0, // n1 c2
+];
+const SLOPES: [f64; 3] = [0.1, 0.25, -0.5];
+
+/// prelu by definition: x if x > 0 else a[c]·x.
+fn prelu_ref(x: &[f64], a: &[f64]) -> Vec<f64> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / 2) % 3;
+            if v > 0.0 {
+                v
+            } else {
+                a[c] * v
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn prelu_module_per_channel_forward_and_slope_gradient() {
+    let g = GraphBuilder::new();
+    let act = PRelu::new(&g, "act", 3, 0.25);
+    assert_eq!(names(&act.named_parameters()), vec!["act.weight"]);
+    assert_eq!(g.parameter_values()[0].1.to_f64_vec(), vec![0.25; 3]);
+    g.set_parameter("act.weight", a32(&[3], &SLOPES)).unwrap();
+    let x = g.input("x", DType::F32, [2, 3, 2]);
+    let y = act.forward(&x);
+    let loss = y.sum_all();
+    let gw = g.grad(&loss, &[&act.weight]).unwrap();
+    let out = run(&g, &[&y, &gw[0]], &[("x", a32(&[2, 3, 2], &XP))]);
+    // Hand forward: c0 slopes 0.1: [-0.1, 2, -0.2, -0.05]; c1 0.25: [0.5, -0.75, 1.5, 0];
+    // c2 -0.5: [0, 0.125, 4, 0.5].
+    let want = prelu_ref(&XP, &SLOPES);
+    assert_close(
+        &want,
+        &[
+            -0.1, 2.0, 0.5, -0.75, 0.0, 0.125, -0.2, -0.05, 1.5, 0.0, 4.0, 0.5,
+        ],
+        1e-15,
+        "hand",
+    );
+    assert_close(&out[0], &want, 1e-6, "prelu forward");
+    // ∂Σy/∂a[c] = Σ of x over channel c where x < 0 (x = 0 contributes 0):
+    // c0: -1 - 2 - 0.5 = -3.5; c1: -3; c2: -0.25 - 1 = -1.25.
+    let dw: Vec<f64> = (0..3)
+        .map(|c| {
+            XP.iter()
+                .enumerate()
+                .filter(|(i, v)| (i / 2) % 3 == c && **v < 0.0)
+                .map(|(_, v)| v)
+                .sum()
+        })
+        .collect();
+    assert_close(&dw, &[-3.5, -3.0, -1.25], 1e-15, "hand slope gradient");
+    assert_close(&out[1], &dw, 1e-6, "prelu slope gradient");
+}
+
+#[test]
+fn prelu_gradients_match_finite_differences() {
+    // In f64, with a weighted loss Σ r·prelu(x) so every element matters differently.
+    let r: Vec<f64> = (0..12).map(|i| 0.3 + 0.1 * i as f64).collect();
+    let g = GraphBuilder::new();
+    let a = g.parameter("a", a64(&[3], &SLOPES));
+    let x = g.input("x", DType::F64, [2, 3, 2]);
+    let rr = g.input("r", DType::F64, [2, 3, 2]);
+    let loss = (x.prelu(&a) * &rr).sum_all();
+    let grads = g.grad(&loss, &[&a, &x]).unwrap();
+    let feeds = |xv: &[f64]| vec![("x", a64(&[2, 3, 2], xv)), ("r", a64(&[2, 3, 2], &r))];
+    let out = run(&g, &[&grads[0], &grads[1]], &feeds(&XP));
+    // Hand: ∂/∂a[c] = Σ_{x<0 in c} r·x; ∂/∂x = r if x > 0 else r·a[c] (PyTorch at x = 0: a).
+    let mut da = [0.0; 3];
+    let mut dx = vec![0.0; 12];
+    for i in 0..12 {
+        let c = (i / 2) % 3;
+        if XP[i] > 0.0 {
+            dx[i] = r[i];
+        } else {
+            dx[i] = r[i] * SLOPES[c];
+            da[c] += r[i] * XP[i];
+        }
+    }
+    assert_close(&out[0], &da, 1e-12, "d/da by hand");
+    assert_close(&out[1], &dx, 1e-12, "d/dx by hand");
+    // Central differences w.r.t. the slopes (set_parameter) and x (away from the kink).
+    let h = 1e-6;
+    let loss_at = |av: &[f64], xv: &[f64]| {
+        g.set_parameter("a", a64(&[3], av)).unwrap();
+        run(&g, &[&loss], &feeds(xv))[0][0]
+    };
+    for c in 0..3 {
+        let (mut p, mut m) = (SLOPES.to_vec(), SLOPES.to_vec());
+        p[c] += h;
+        m[c] -= h;
+        let fd = (loss_at(&p, &XP) - loss_at(&m, &XP)) / (2.0 * h);
+        assert!((fd - da[c]).abs() < 1e-6, "slope {c}: fd {fd} vs {}", da[c]);
+    }
+    for i in (0..12).filter(|&i| XP[i] != 0.0) {
+        let (mut p, mut m) = (XP.to_vec(), XP.to_vec());
+        p[i] += h;
+        m[i] -= h;
+        let fd = (loss_at(&SLOPES, &p) - loss_at(&SLOPES, &m)) / (2.0 * h);
+        assert!((fd - dx[i]).abs() < 1e-6, "x[{i}]: fd {fd} vs {}", dx[i]);
+    }
+}
+
+#[test]
+fn prelu_shared_slope_and_channel_mismatch() {
+    // One shared slope 0.25 (PyTorch's default num_parameters=1).
+    let g = GraphBuilder::new();
+    let act = PRelu::new(&g, "act", 1, 0.25);
+    let x = g.input("x", DType::F32, [2, 3, 2]);
+    let y = act.forward(&x);
+    let out = run(&g, &[&y], &[("x", a32(&[2, 3, 2], &XP))]);
+    assert_close(&out[0], &prelu_ref(&XP, &[0.25; 3]), 1e-6, "shared slope");
+    // 2 slopes for 3 channels: a typed error naming prelu.
+    let g = GraphBuilder::new();
+    let act = PRelu::new(&g, "act", 2, 0.25);
+    let x = g.input("x", DType::F32, [2, 3, 2]);
+    let e = act.forward(&x).check().unwrap_err();
+    assert!(matches!(e, Error::Op { op: "prelu", .. }), "{e:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// Softmax, log-softmax, LeakyReLU
+// ---------------------------------------------------------------------------------
+
+/// Stable softmax of each row (f64): exp(x - max) / Σ exp(x - max).
+fn softmax_rows(x: &[f64], c: usize) -> Vec<f64> {
+    x.chunks(c)
+        .flat_map(|row| {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
+            row.iter()
+                .map(move |v| (v - m).exp() / z)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn softmax_and_log_softmax_values() {
+    // Row 0 [1, 2, 3]: softmax = [0.0900306, 0.2447285, 0.6652410];
+    // row 1 [-1000, 0, 1000]: [0, 0, 1], log-softmax [-2000, -1000, 0] (no overflow);
+    // row 2 [0.5, 0.5, 0.5]: [1/3; 3].
+    let xv = [1.0, 2.0, 3.0, -1000.0, 0.0, 1000.0, 0.5, 0.5, 0.5];
+    let sm = softmax_rows(&xv, 3);
+    assert_close(
+        &sm[..3],
+        &[0.09003057317038046, 0.24472847105479767, 0.6652409557748219],
+        1e-12,
+        "hand",
+    );
+    let lsm: Vec<f64> = xv
+        .chunks(3)
+        .flat_map(|row| {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            row.iter().map(move |v| v - lse).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_close(
+        &lsm[3..6],
+        &[-2000.0, -1000.0, 0.0],
+        1e-15,
+        "hand log-softmax",
+    );
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-6)] {
+        let g = GraphBuilder::new();
+        let x = g.input("x", dtype, [3, 3]);
+        let s1 = x.softmax(1);
+        let s_neg = x.softmax(-1);
+        let l1 = x.log_softmax(1);
+        let sm_mod = Softmax { dim: 1 }.forward(&x);
+        let lsm_mod = LogSoftmax { dim: -1 }.forward(&x);
+        let row_sums = s1.sum([1], false);
+        let out = run(
+            &g,
+            &[&s1, &s_neg, &l1, &sm_mod, &lsm_mod, &row_sums],
+            &[("x", Array::from_f64(dtype, vec![3, 3], &xv).unwrap())],
+        );
+        assert!(out.iter().flatten().all(|v| v.is_finite()), "{out:?}");
+        assert_close(&out[0], &sm, tol, "softmax(1)");
+        assert_close(&out[1], &sm, tol, "softmax(-1)");
+        assert_close(&out[2], &lsm, tol, "log_softmax(1)");
+        assert_close(&out[3], &sm, tol, "Softmax module");
+        assert_close(&out[4], &lsm, tol, "LogSoftmax module");
+        assert_close(&out[5], &[1.0; 3], tol, "rows sum to 1");
+    }
+    // Along axis 0: each column sums to 1.
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F64, [3, 3]);
+    let s0 = x.softmax(0);
+    let col_sums = s0.sum([0], false);
+    let out = run(&g, &[&s0, &col_sums], &[("x", a64(&[3, 3], &xv))]);
+    let xt: Vec<f64> = (0..9).map(|k| xv[(k % 3) * 3 + k / 3]).collect();
+    let st = softmax_rows(&xt, 3);
+    let s0_want: Vec<f64> = (0..9).map(|k| st[(k % 3) * 3 + k / 3]).collect();
+    assert_close(&out[0], &s0_want, 1e-12, "softmax(0)");
+    assert_close(&out[1], &[1.0; 3], 1e-12, "columns sum to 1");
+}
+
+#[test]
+fn leaky_relu_values_and_gradient() {
+    // Default slope 0.01: [-2, -0.5, 0, 1.5] → [-0.02, -0.005, 0, 1.5];
+    // slope 0.2 → [-0.4, -0.1, 0, 1.5].
+    // Gradient (PyTorch: x > 0 ? 1 : slope, so slope at x = 0): [s, s, s, 1].
+    let xv = [-2.0, -0.5, 0.0, 1.5];
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F64, [4]);
+    let d = LeakyRelu::default();
+    assert_eq!(d.negative_slope, 0.01);
+    let y1 = d.forward(&x);
+    let y2 = LeakyRelu {
+        negative_slope: 0.2,
+    }
+    .forward(&x);
+    let y3 = x.leaky_relu(0.2);
+    let g1 = g.grad(&y1.sum_all(), &[&x]).unwrap();
+    let g2 = g.grad(&y2.sum_all(), &[&x]).unwrap();
+    let out = run(
+        &g,
+        &[&y1, &y2, &y3, &g1[0], &g2[0]],
+        &[("x", a64(&[4], &xv))],
+    );
+    assert_close(&out[0], &[-0.02, -0.005, 0.0, 1.5], 1e-15, "leaky 0.01");
+    assert_close(&out[1], &[-0.4, -0.1, 0.0, 1.5], 1e-15, "leaky 0.2");
+    assert_close(&out[2], &out[1].clone(), 0.0, "method = module");
+    assert_close(&out[3], &[0.01, 0.01, 0.01, 1.0], 1e-15, "grad 0.01");
+    assert_close(&out[4], &[0.2, 0.2, 0.2, 1.0], 1e-15, "grad 0.2");
+}
+
+#[test]
+fn parameter_free_activations() {
+    // sigmoid(0) = 0.5, sigmoid(2) = 1/(1+e^-2); tanh(1) = 0.7615941559557649; relu.
+    let xv = [0.0, 2.0, -1.0, 1.0];
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F64, [4]);
+    let out = run(
+        &g,
+        &[&Sigmoid.forward(&x), &Tanh.forward(&x), &Relu.forward(&x)],
+        &[("x", a64(&[4], &xv))],
+    );
+    let sig: Vec<f64> = xv.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+    let th: Vec<f64> = xv.iter().map(|v: &f64| v.tanh()).collect();
+    assert_close(&out[0], &sig, 1e-12, "sigmoid");
+    assert_close(&out[1], &th, 1e-12, "tanh");
+    assert_close(&out[2], &[0.0, 2.0, 0.0, 1.0], 0.0, "relu");
+    assert!(Relu.named_parameters().is_empty());
+}
+
+// ---------------------------------------------------------------------------------
+// Buffers
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn buffers_are_not_learnable_but_are_saved() {
+    // loss = Σ (w - shift)², shift a buffer: ∂/∂w = 2(w - shift), nothing for shift.
+    let g = GraphBuilder::new();
+    let w = g.parameter("m.weight", a32(&[3], &[1.0, 2.0, 3.0]));
+    let shift = g.buffer("m.running_mean", a32(&[3], &[0.5, 0.5, -1.0]));
+    assert!(g.is_buffer("m.running_mean"));
+    assert!(!g.is_buffer("m.weight"));
+    assert_eq!(names(&g.named_parameters()), vec!["m.weight"]);
+    assert_eq!(g.parameters().len(), 1);
+    assert_eq!(names(&g.named_buffers()), vec!["m.running_mean"]);
+    // In the builder's state dict.
+    let sd: Vec<String> = g.state_dict().into_iter().map(|(n, _)| n).collect();
+    assert!(sd.contains(&"m.running_mean".to_string()), "{sd:?}");
+
+    let loss = (&w - &shift).square().sum_all();
+    let mut step = TrainStep::new(&g, &loss, &Sgd::new(0.1)).unwrap();
+    assert_eq!(step.parameter_names(), &["m.weight".to_string()]);
+    for _ in 0..2 {
+        step.step(&[]).unwrap();
+    }
+    // w ← w - 0.2 (w - shift) twice: w - shift = [0.5, 1.5, 4] → ×0.8² = [0.32, 0.96, 2.56]
+    // → w = [0.82, 1.46, 1.56].
+    assert_close(
+        &step.value("m.weight").unwrap().to_f64_vec(),
+        &[0.82, 1.46, 1.56],
+        1e-6,
+        "weight after two steps",
+    );
+    assert_eq!(
+        step.value("m.running_mean").unwrap().to_f64_vec(),
+        vec![0.5, 0.5, -1.0],
+        "the buffer is not updated"
+    );
+    let sd = step.state_dict();
+    let buf = sd
+        .iter()
+        .find(|(n, _)| n == "m.running_mean")
+        .expect("buffer in the step's state dict");
+    assert_eq!(buf.1.to_f64_vec(), vec![0.5, 0.5, -1.0]);
+    // No optimiser state for a buffer.
+    assert!(
+        sd.iter()
+            .all(|(n, _)| !n.starts_with("optim.m.running_mean")),
+        "{:?}",
+        sd.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn module_parameters_follow_declaration_order() {
+    let g = GraphBuilder::new();
+    let mut seq = Sequential::new("net");
+    seq.push_with(|n| Linear::new(&g, n, 2, 3));
+    seq.push_with(|n| PRelu::new(&g, n, 3, 0.25));
+    seq.push_with(|n| Linear::with_bias(&g, n, 3, 1, false));
+    assert_eq!(
+        names(&seq.named_parameters()),
+        vec!["net.0.weight", "net.0.bias", "net.1.weight", "net.2.weight"]
+    );
+    assert_eq!(seq.parameters().len(), 4);
+}
