@@ -1,36 +1,56 @@
-//! The course's slide "Définition d'un réseau de neurones": the `MonModeleQuiTorche`
-//! module applied twice, then three of them in sequence, with the shapes the slide
-//! prints. Run with `cargo run --example mon_modele`.
+//! The course's slides "Définition d'un réseau de neurones": the `MonModeleQuiTorche`
+//! module applied twice, then three of them in a `Sequential`, with the shapes the
+//! slides print; then one compiled SGD step shows that the learnable parameters move
+//! and the non-learnable buffers do not. Run with `cargo run --example mon_modele`.
 
+use onde::module::{Module, Sequential};
 use onde::nn::examples::MonModeleQuiTorche;
-use onde::{DType, GraphBuilder};
+use onde::optim::Sgd;
+use onde::{DType, GraphBuilder, TrainStep};
 
 fn main() -> onde::Result<()> {
     let g = GraphBuilder::new();
+    // mon_modele = MonModeleQuiTorche(delta_chan=4); y = mon_modele(x); z = mon_modele(y)
     let mon_modele = MonModeleQuiTorche::new(&g, "mon_modele", 4);
     let x = g.rand([5, 1, 100], DType::F32);
-    let y = mon_modele.forward(&x);
-    let z = mon_modele.forward(&y);
+    let y = Module::forward(&mon_modele, &x);
+    let z = Module::forward(&mon_modele, &y);
     println!("x {:?} -> y {:?} -> z {:?}", x.size(), y.size(), z.size());
 
-    // mon_modele_sequentiel = Sequential(MonModeleQuiTorche(4), (5), (6))
-    let layers: Vec<MonModeleQuiTorche> = (4..=6)
-        .map(|d| MonModeleQuiTorche::new(&g, &format!("seq.{}", d - 4), d))
-        .collect();
-    let mut h = g.rand([5, 1, 100], DType::F32);
-    for layer in &layers {
-        h = layer.forward(&h);
+    // mon_modele_sequentiel = torch.nn.Sequential(MonModeleQuiTorche(4), (5), (6))
+    let mut seq = Sequential::new("seq");
+    for d in 4..=6 {
+        seq.push_with(|name| MonModeleQuiTorche::new(&g, name, d));
     }
+    let h = seq.forward(&g.rand([5, 1, 100], DType::F32));
     println!("sequential output {:?}", h.size()); // [5, 16, 100]
+    for (name, t) in seq.named_parameters() {
+        println!("  parameter {name} {:?}", t.size());
+    }
+    for (name, t) in seq.named_buffers() {
+        println!("  buffer    {name} {:?}", t.size());
+    }
 
-    let out = g.run(&[&z, &h], &[])?;
-    println!(
-        "z[0,0..4,0] = {:?}",
-        &out[0].as_f32().unwrap_or(&[])[..4 * 100]
-            .iter()
-            .step_by(100)
-            .collect::<Vec<_>>()
-    );
+    // One compiled SGD step on mean(h²): parameters move, buffers stay.
+    let loss = h.square().mean_all();
+    let before = g.state_dict();
+    let mut step = TrainStep::new(&g, &loss, &Sgd::new(0.1))?;
+    let l = step.step(&[])?;
+    println!("loss before the step: {l:.4}");
+    for (name, old) in &before {
+        if let Some(new) = step.value(name) {
+            let moved = old.to_f64_vec() != new.to_f64_vec();
+            let kind = if g.is_buffer(name) {
+                "buffer"
+            } else {
+                "parameter"
+            };
+            println!(
+                "  {kind:<9} {name}: {}",
+                if moved { "updated" } else { "unchanged" }
+            );
+        }
+    }
     let graph = g.build(&[&z, &h])?;
     println!("{}", onde::ir::text::summary(&graph));
     Ok(())

@@ -128,23 +128,33 @@ fn mlp_forward(g: &GraphBuilder) -> Tensor {
 /// neurones"): mean over channels, tiled `delta_chan` times, scaled by a learnable
 /// `[1, delta_chan, 1]` parameter, shifted by a non-learnable one, `abs`, and
 /// concatenated to the input along the channels.
+///
+/// The slide's `not_learnable_param` is a plain tensor drawn once at construction;
+/// here it is a buffer ([`GraphBuilder::buffer`]): fixed, never trained, but saved in
+/// the state dict (PyTorch's `register_buffer`, so a checkpoint restores it too).
 #[derive(Debug)]
 pub struct MonModeleQuiTorche {
+    name: String,
     delta_chan: usize,
     learnable_param: Tensor,
     not_learnable_param: Tensor,
 }
 
 impl MonModeleQuiTorche {
-    /// Creates the module's tensors in `g` (`rand([1, delta_chan, 1])` for both).
+    /// Creates the module's tensors in `g` (uniform on `[0, 1)` for both, like
+    /// `torch.rand([1, delta_chan, 1])`).
     pub fn new(g: &GraphBuilder, name: &str, delta_chan: usize) -> MonModeleQuiTorche {
         MonModeleQuiTorche {
+            name: name.to_string(),
             delta_chan,
             learnable_param: g.parameter(
-                &format!("{name}.learnable_param"),
+                &crate::module::child(name, "learnable_param"),
                 uniform_range(&[1, delta_chan, 1], 0.0, 1.0, 7 + delta_chan as u64),
             ),
-            not_learnable_param: g.rand([1, delta_chan, 1], DType::F32),
+            not_learnable_param: g.buffer(
+                &crate::module::child(name, "not_learnable_param"),
+                uniform_range(&[1, delta_chan, 1], 0.0, 1.0, 1007 + delta_chan as u64),
+            ),
         }
     }
 
@@ -156,6 +166,24 @@ impl MonModeleQuiTorche {
         let y1 = &y0 + &self.not_learnable_param;
         let y2 = y1.abs();
         crate::cat(&[x, &y2], 1)
+    }
+}
+
+impl crate::module::Module for MonModeleQuiTorche {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        MonModeleQuiTorche::forward(self, x)
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![(
+            crate::module::child(&self.name, "learnable_param"),
+            self.learnable_param.clone(),
+        )]
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        vec![(
+            crate::module::child(&self.name, "not_learnable_param"),
+            self.not_learnable_param.clone(),
+        )]
     }
 }
 

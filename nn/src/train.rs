@@ -117,15 +117,24 @@ impl TrainStep {
             .collect();
         let gl: Vec<Tensor> = globals.iter().map(|(_, t)| t.clone()).collect();
         let new_globals = opt.update_globals(&gl);
-        let inputs = UpdateInputs {
-            lr: &lr,
-            globals: &gl,
-            new_globals: &new_globals,
+        let hessians: Vec<Option<Tensor>> = if opt.needs_hessian() {
+            named
+                .iter()
+                .map(|(_, p)| g.hessian(loss, p).map(Some))
+                .collect::<Result<_>>()?
+        } else {
+            vec![None; named.len()]
         };
         let mut acc_inputs = Vec::new();
         let mut new_params = Vec::new();
         let mut slot_states: Vec<(String, Tensor, Tensor)> = Vec::new();
-        for ((name, p), gr) in named.iter().zip(&grads) {
+        for (((name, p), gr), hess) in named.iter().zip(&grads).zip(&hessians) {
+            let inputs = UpdateInputs {
+                lr: &lr,
+                globals: &gl,
+                new_globals: &new_globals,
+                hessian: hess.as_ref(),
+            };
             let ty = p.ty().unwrap_or_else(|| TensorType::new(DType::F32, [0]));
             let gr = if o.accumulate {
                 let a = g.input(&format!("accum.{name}"), ty.dtype, ty.shape.clone());

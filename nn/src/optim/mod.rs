@@ -14,10 +14,12 @@
 //! float rounding.
 
 mod adam;
+mod newton;
 mod schedule;
 mod sgd;
 
 pub use adam::Adam;
+pub use newton::{solve_unpivoted, Newton};
 pub use schedule::{ConstantLr, CosineAnnealingLr, LrSchedule, StepLr};
 pub use sgd::Sgd;
 
@@ -33,6 +35,9 @@ pub struct UpdateInputs<'a> {
     pub globals: &'a [Tensor],
     /// Global state after this step ([`Optimizer::update_globals`]).
     pub new_globals: &'a [Tensor],
+    /// The Hessian of the loss with respect to this parameter (flattened, `[n, n]`),
+    /// built only for optimisers whose [`Optimizer::needs_hessian`] is true.
+    pub hessian: Option<&'a Tensor>,
 }
 
 /// An optimiser as graph construction.
@@ -51,6 +56,11 @@ pub trait Optimizer: std::fmt::Debug {
     /// Global scalar state with initial values (e.g. `("step", 0.0)`), stored as f64.
     fn globals(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
+    }
+
+    /// Whether [`Optimizer::update`] needs the per-parameter Hessian (Newton).
+    fn needs_hessian(&self) -> bool {
+        false
     }
 
     /// Per-parameter state slot names; each starts as zeros shaped like its parameter.
