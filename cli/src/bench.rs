@@ -85,7 +85,10 @@ fn line(
     compile_ms: f64,
     extra: &str,
 ) {
-    println!(
+    use std::io::Write;
+    // A closed pipe (`onde bench W1 | head -1`) is not an error worth a panic.
+    let _ = writeln!(
+        std::io::stdout(),
         "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}}}",
         t.0, t.1, t.2
     );

@@ -384,19 +384,76 @@ impl Planner<'_> {
         }
     }
 
+    /// The lazy operand `v` of an elementwise op producing `out_numel` elements. A
+    /// one-element operand that is costly or mixes dtypes ([`scalar_worth_storing`])
+    /// is stored first when the op broadcasts it over more elements, so it is computed
+    /// once rather than per element (scalar chains stay fused until that point).
+    fn elem_operand(&mut self, v: ValueId, out_numel: usize) -> Result<Lazy, PlanError> {
+        let l = self.lazy(v)?;
+        if out_numel > 1 && scalar_worth_storing(&l) {
+            let b = self.emit_kernel(&l, None, "scalar");
+            self.vals.insert(v, Val::Buf(b));
+            let t = self.ty(v);
+            return Ok(Lazy::buffer(b, t.dtype, t.shape.dims()));
+        }
+        Ok(l)
+    }
+
     /// Records a lazy result, materialising it if it is shared and costly, or big.
     fn set_lazy(&mut self, v: ValueId, l: Lazy, label: &str) {
         let l = l.note(self.describe(v));
         let shared = self.uses.get(&v).copied().unwrap_or(0) > 1;
         if (shared && cost(&l) > RECOMPUTE_BUDGET)
             || l.ops() > MAX_FUSED_OPS
-            || scalar_worth_storing(&l)
+            || (shared && l.ops() > 0 && self.feeds_library_op(v))
         {
             let b = self.emit_kernel(&l, None, label);
             self.vals.insert(v, Val::Buf(b));
         } else {
             self.vals.insert(v, Val::Lazy(l));
         }
+    }
+
+    /// Whether `v` reaches a matrix product or convolution operand (directly or through
+    /// view ops). Such an operand is materialised anyway; when `v` is also used
+    /// elsewhere, storing it once lets every consumer read it — the library op through
+    /// a strided view — instead of each consumer recomputing it (a backward pass's
+    /// `dz` feeds both `dz @ W` and `dzᵀ @ x`, and the bias gradient).
+    fn feeds_library_op(&self, v: ValueId) -> bool {
+        let mut stack = vec![v];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x) {
+                continue;
+            }
+            for u in self.g.users(x) {
+                match &self.g.op(u).op {
+                    Op::MatMul | Op::Conv(_) => return true,
+                    Op::Permute { .. } | Op::Reshape { .. } | Op::Expand { .. } => {
+                        stack.extend(self.g.results(u));
+                    }
+                    Op::Input { .. }
+                    | Op::Parameter { .. }
+                    | Op::Constant(_)
+                    | Op::Unary(_)
+                    | Op::Binary(_)
+                    | Op::Compare(_)
+                    | Op::Where
+                    | Op::Cast { .. }
+                    | Op::Reduce { .. }
+                    | Op::ArgReduce { .. }
+                    | Op::Slice { .. }
+                    | Op::Pad { .. }
+                    | Op::Concat { .. }
+                    | Op::Gather { .. }
+                    | Op::ScatterAdd { .. }
+                    | Op::Detach
+                    | Op::Random { .. }
+                    | Op::Scan(_) => {}
+                }
+            }
+        }
+        false
     }
 
     fn op(&mut self, o: OpId) -> Result<(), PlanError> {
@@ -425,7 +482,7 @@ impl Planner<'_> {
                 }
             }
             Op::Unary(u) => {
-                let a = self.lazy(xs[0])?;
+                let a = self.elem_operand(xs[0], rt.shape.numel())?;
                 let l = Lazy::combine(&shape, rt.dtype, &[a], |n| LNode::Unary(*u, n[0]));
                 self.set_lazy(r, l, label);
             }
@@ -433,26 +490,33 @@ impl Planner<'_> {
                 if *b == BinaryOp::Pow && rt.dtype == DType::I64 {
                     return self.host(o, &xs, &rs);
                 }
-                let (x, y) = (self.lazy(xs[0])?, self.lazy(xs[1])?);
+                let n = rt.shape.numel();
+                let (x, y) = (self.elem_operand(xs[0], n)?, self.elem_operand(xs[1], n)?);
                 let l = Lazy::combine(&shape, rt.dtype, &[x, y], |n| LNode::Binary(*b, n[0], n[1]));
                 self.set_lazy(r, l, label);
             }
             Op::Compare(c) => {
-                let (x, y) = (self.lazy(xs[0])?, self.lazy(xs[1])?);
+                let n = rt.shape.numel();
+                let (x, y) = (self.elem_operand(xs[0], n)?, self.elem_operand(xs[1], n)?);
                 let l = Lazy::combine(&shape, DType::Bool, &[x, y], |n| {
                     LNode::Compare(*c, n[0], n[1])
                 });
                 self.set_lazy(r, l, label);
             }
             Op::Where => {
-                let (c, x, y) = (self.lazy(xs[0])?, self.lazy(xs[1])?, self.lazy(xs[2])?);
+                let n = rt.shape.numel();
+                let (c, x, y) = (
+                    self.elem_operand(xs[0], n)?,
+                    self.elem_operand(xs[1], n)?,
+                    self.elem_operand(xs[2], n)?,
+                );
                 let l = Lazy::combine(&shape, rt.dtype, &[c, x, y], |n| {
                     LNode::Where(n[0], n[1], n[2])
                 });
                 self.set_lazy(r, l, label);
             }
             Op::Cast { to } => {
-                let a = self.lazy(xs[0])?;
+                let a = self.elem_operand(xs[0], rt.shape.numel())?;
                 let l = Lazy::combine(&shape, *to, &[a], |n| LNode::Cast(*to, n[0]));
                 self.set_lazy(r, l, label);
             }
@@ -461,7 +525,7 @@ impl Planner<'_> {
                 self.set_lazy(r, a, label);
             }
             Op::Expand { shape: s } => {
-                let a = self.lazy(xs[0])?;
+                let a = self.elem_operand(xs[0], rt.shape.numel())?;
                 self.set_lazy(r, a.broadcast(s.dims()), label);
             }
             Op::Permute { perm } => {
@@ -652,10 +716,11 @@ impl Planner<'_> {
 /// Work per element of a lazy expression: 1 per op, 4 per transcendental function,
 /// counting each distinct subexpression once (trees repeat shared subexpressions, which
 /// a kernel computes once).
-/// A one-element value is stored (computed once) rather than left lazy when it costs a
-/// transcendental or mixes dtypes: inlined into a consumer's loop it would be recomputed
-/// per element, and a mixed-width expression forces the whole loop onto scalar code
-/// (e.g. an optimiser's f64 bias corrections cast to f32 inside a parameter update).
+/// A one-element value is stored (computed once) before it is broadcast into a larger
+/// loop when it costs a transcendental or mixes dtypes: inlined into that loop it would
+/// be recomputed per element, and a mixed-width expression forces the whole loop onto
+/// scalar code (e.g. an optimiser's f64 bias corrections cast to f32 inside a parameter
+/// update).
 fn scalar_worth_storing(l: &Lazy) -> bool {
     if l.shape.iter().product::<usize>() != 1 || l.ops() == 0 {
         return false;
