@@ -1202,6 +1202,71 @@ impl Executable {
                     }
                 }
             }
+            plan::CopyOp::ScatterAdd { axis } => {
+                let (ix, src) = (args[0], args[1]);
+                let idims = plan.buffers[ix].ty.shape.dims().to_vec();
+                let ostr = crate::plan::lazy::contiguous(&odims);
+                let m: usize = idims.iter().product();
+                let n = oty.shape.numel();
+                let extent = odims[*axis];
+                let ip = self.ptrs[ix].cast::<i64>();
+                let sp = self.ptrs[src];
+                let mut acc = std::mem::take(&mut self.scratch64);
+                acc.clear();
+                acc.resize(n, 0.0);
+                let mut iacc = vec![0i64; if oty.dtype == DType::I64 { n } else { 0 }];
+                let mut idx = vec![0usize; idims.len()];
+                for k in 0..m {
+                    // SAFETY: the index buffer holds `m` i64 elements.
+                    let j = unsafe { ip.add(k).read_unaligned() };
+                    let Some(j) = usize::try_from(j).ok().filter(|&j| j < extent) else {
+                        self.scratch64 = acc;
+                        return Err(RunError::IndexOutOfRange {
+                            op: "scatter_add",
+                            index: j,
+                            extent,
+                            axis: *axis,
+                        });
+                    };
+                    let mut pos = 0isize;
+                    for (a, &i) in idx.iter().enumerate() {
+                        pos += if a == *axis { j as isize } else { i as isize } * ostr[a];
+                    }
+                    let pos = pos as usize;
+                    // SAFETY: the source holds `m` elements of the output's dtype (same
+                    // shape as the index, by the typing rule); `pos < n` since the index
+                    // shape fits inside the output off `axis` and `j < extent` on it.
+                    unsafe {
+                        match oty.dtype {
+                            DType::F32 => acc[pos] += f64::from(sp.cast::<f32>().add(k).read()),
+                            DType::F64 => acc[pos] += sp.cast::<f64>().add(k).read(),
+                            DType::I64 => {
+                                iacc[pos] = iacc[pos].wrapping_add(sp.cast::<i64>().add(k).read())
+                            }
+                            DType::Bool => {}
+                        }
+                    }
+                    for a in (0..idims.len()).rev() {
+                        idx[a] += 1;
+                        if idx[a] < idims[a] {
+                            break;
+                        }
+                        idx[a] = 0;
+                    }
+                }
+                for p in 0..n {
+                    // SAFETY: the output holds `n` elements of its dtype.
+                    unsafe {
+                        match oty.dtype {
+                            DType::F32 => dst.cast::<f32>().add(p).write(acc[p] as f32),
+                            DType::F64 => dst.cast::<f64>().add(p).write(acc[p]),
+                            DType::I64 => dst.cast::<i64>().add(p).write(iacc[p]),
+                            DType::Bool => {}
+                        }
+                    }
+                }
+                self.scratch64 = acc;
+            }
             plan::CopyOp::Pad { pads, value } => {
                 let fill = Array::scalar(oty.dtype, *value);
                 let n = oty.shape.numel();

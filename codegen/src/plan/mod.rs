@@ -140,6 +140,13 @@ pub enum CopyOp {
         /// Axis.
         axis: usize,
     },
+    /// `scatter_add` along `axis` (operands: i64 index, source of the index's shape)
+    /// into zeros; floats accumulate in f64 and round once, as in the interpreter. An
+    /// index out of range is a run-time error.
+    ScatterAdd {
+        /// Axis.
+        axis: usize,
+    },
     /// Constant padding.
     Pad {
         /// `(before, after)` per axis.
@@ -618,6 +625,17 @@ impl Planner<'_> {
                 self.steps.push(Step::Copy(
                     CopyOp::Gather { axis: *axis },
                     vec![x, idx],
+                    out,
+                ));
+                self.vals.insert(r, Val::Buf(out));
+            }
+            Op::ScatterAdd { axis, .. } if rt.dtype != DType::Bool => {
+                let idx = self.materialize(xs[0], "scatter_index")?;
+                let src = self.materialize(xs[1], "scatter_source")?;
+                let out = self.new_buf(rt.clone(), BufKind::Temp);
+                self.steps.push(Step::Copy(
+                    CopyOp::ScatterAdd { axis: *axis },
+                    vec![idx, src],
                     out,
                 ));
                 self.vals.insert(r, Val::Buf(out));
