@@ -1123,3 +1123,35 @@ fn compiled_train_step_gradient_of_weighted_cross_entropy() {
         "compiled gradient",
     );
 }
+
+#[test]
+fn nll_ignored_rows_contribute_exactly_zero_even_at_minus_infinity() {
+    // Row 1 is ignored and its log-prob at the placeholder class 0 is -inf: the loss
+    // must stay finite (PyTorch skips ignored elements).
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F64, [2, 2]);
+    let y = g.input("y", DType::I64, [2]);
+    let none = nll_loss(
+        &x,
+        &y,
+        &NllOpts {
+            reduction: Reduction::None,
+            ..NllOpts::default()
+        },
+    );
+    let mean = nll_loss(&x, &y, &NllOpts::default());
+    let out = g
+        .run(
+            &[&none, &mean],
+            &[
+                (
+                    "x",
+                    Array::f64([2, 2], vec![-0.5, -1.0, f64::NEG_INFINITY, -0.1]).unwrap(),
+                ),
+                ("y", Array::i64([2], vec![1, -100]).unwrap()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(out[0].to_f64_vec(), vec![1.0, 0.0]);
+    assert_eq!(out[1].to_f64_vec(), vec![1.0]);
+}

@@ -786,3 +786,28 @@ fn adam_state_dict_holds_moments_and_step() {
 fn names(sd: &[(String, Array)]) -> Vec<String> {
     sd.iter().map(|(n, _)| n.clone()).collect()
 }
+
+#[test]
+fn two_training_steps_on_one_builder_and_untouched_parameters() {
+    // A second TrainStep reuses the optimiser inputs the first one declared; a parameter
+    // the loss does not reach is left alone even with AdamW's decoupled weight decay
+    // (PyTorch skips parameters whose grad is None).
+    let g = GraphBuilder::new();
+    let w = g.parameter("w", Array::f32([2], vec![1.0, 2.0]).unwrap());
+    let _unused = g.parameter("unused", Array::f32([2], vec![5.0, 6.0]).unwrap());
+    let loss = (&w * &w).sum_all();
+    let mut first = TrainStep::new(&g, &loss, &Adam::adamw(0.1)).unwrap();
+    let mut second = TrainStep::new(&g, &loss, &Adam::adamw(0.1)).unwrap();
+    first.step(&[]).unwrap();
+    second.step(&[]).unwrap();
+    assert_eq!(
+        first.value("w").unwrap().as_f32().unwrap(),
+        second.value("w").unwrap().as_f32().unwrap()
+    );
+    assert_ne!(first.value("w").unwrap().as_f32().unwrap(), &[1.0, 2.0]);
+    assert_eq!(
+        first.value("unused").unwrap().as_f32().unwrap(),
+        &[5.0, 6.0]
+    );
+    assert!(g.first_error().is_none(), "{:?}", g.first_error());
+}

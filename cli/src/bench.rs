@@ -9,6 +9,10 @@
 //!   = forward and gradients with respect to a and b, `infer` = forward.
 //! - W7: `[1024,1024] @ [1024,1024]` f32, phase `infer`, with `gflops`.
 //!
+//! For investigation, W1 reads two environment variables: `ONDE_DUMP_PLAN=1` prints
+//! the fused plans of its step and evaluator on stderr, `ONDE_BENCH_PHASE=infer` skips
+//! the training phase (to profile inference alone).
+//!
 //! Timing follows bench.py: warm-up runs, then at least `min_iters` runs and at least
 //! `target_s` seconds; median, 10th and 90th percentiles. Inputs are fixed seeded
 //! pseudo-random data; compile time is reported separately (`compile_ms`).

@@ -167,6 +167,9 @@ pub struct Executable {
     compiled: Rc<Compiled>,
     storage: Vec<Option<Storage>>,
     ptrs: Vec<*mut u8>,
+    /// The planned pointer of every buffer (before any state redirection), restored
+    /// for a state output that is not (or no longer) updated in place.
+    home: Vec<*mut u8>,
     /// Feed buffers: name, type, buffer.
     feeds: Vec<(String, TensorType, usize)>,
     threads: usize,
@@ -458,6 +461,7 @@ impl Executable {
         Executable {
             compiled,
             storage,
+            home: ptrs.clone(),
             ptrs,
             feeds,
             threads: opts.threads.max(1),
@@ -616,9 +620,11 @@ impl Executable {
         for st in &mut self.states {
             let p = array_ptr_mut(&mut st.value);
             self.ptrs[st.feed_buf] = p;
-            if st.in_place {
-                self.ptrs[st.out_buf] = p;
-            }
+            self.ptrs[st.out_buf] = if st.in_place {
+                p
+            } else {
+                self.home[st.out_buf]
+            };
         }
         self.execute()?;
         // States not updated in place: stage every new value first (an output may be
@@ -651,6 +657,9 @@ impl Executable {
     /// is computed by one kernel that runs after every other reader of the feed, the
     /// kernel writes straight into the state's memory (no copy); otherwise the new value
     /// is copied in after the run. A bound feed is no longer passed to `run`.
+    ///
+    /// If a run fails part-way (an index out of range in a gather or scatter), states
+    /// already written in place keep their new values; the others keep their old ones.
     pub fn bind_state(&mut self, feed: &str, output: usize, init: Array) -> Result<(), RunError> {
         let err = |reason: String| RunError::State {
             name: feed.to_string(),
@@ -768,7 +777,16 @@ impl Executable {
                 reason: format!("new value is {got}, expected {want}"),
             });
         }
-        st.value = value;
+        // Copied into the existing storage, so every pointer to it stays valid.
+        if let (Some(d), Some(v)) = (st.value.as_f32_mut(), value.as_f32()) {
+            d.copy_from_slice(v);
+        } else if let (Some(d), Some(v)) = (st.value.as_f64_mut(), value.as_f64()) {
+            d.copy_from_slice(v);
+        } else if let (Some(d), Some(v)) = (st.value.as_i64_mut(), value.as_i64()) {
+            d.copy_from_slice(v);
+        } else if let (Some(d), Some(v)) = (st.value.as_bool_mut(), value.as_bool()) {
+            d.copy_from_slice(v);
+        }
         Ok(())
     }
 

@@ -216,6 +216,56 @@ impl GraphBuilder {
             .wrapping_add(st.init_count.wrapping_mul(0xD1B5_4A32_D192_ED03))
     }
 
+    /// The input named `name` if it exists with this dtype and shape, else a new one;
+    /// an existing input of another type is an error (and poisons nothing). Used for
+    /// the inputs a [`crate::TrainStep`] adds (learning rate, optimiser state), so
+    /// several training steps can be built on one builder.
+    pub(crate) fn input_reuse(&self, name: &str, dtype: DType, shape: Shape) -> Result<Tensor> {
+        let want = TensorType::new(dtype, shape.clone());
+        let found = {
+            let st = self.state.borrow();
+            st.graph
+                .inputs()
+                .iter()
+                .copied()
+                .find(|&v| st.graph.input_name(v) == Some(name))
+                .map(|v| (v, st.graph.value_type(v).clone()))
+        };
+        match found {
+            Some((v, ty)) if ty == want => Ok(Tensor::from_parts(self.clone(), Ok(v))),
+            Some((_, ty)) => Err(Error::DuplicateName {
+                what: "input",
+                name: format!("{name} (already declared as {ty}, needed {want})"),
+                loc: SourceLoc::caller(),
+            }),
+            None => self.input(name, dtype, shape).check(),
+        }
+    }
+
+    /// Whether `y` depends on `x` (through any chain of ops, scan bodies' operands
+    /// included).
+    pub(crate) fn depends_on(&self, y: &Tensor, x: &Tensor) -> bool {
+        let (Ok(y), Ok(x)) = (y.value(), x.value()) else {
+            return false;
+        };
+        let st = self.state.borrow();
+        let g = &st.graph;
+        let mut stack = vec![y];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(v) = stack.pop() {
+            if v == x {
+                return true;
+            }
+            if !seen.insert(v) {
+                continue;
+            }
+            if let Some(o) = g.producer(v) {
+                stack.extend(g.operands(o));
+            }
+        }
+        false
+    }
+
     /// The names of every input declared so far.
     pub fn input_names(&self) -> Vec<String> {
         let st = self.state.borrow();

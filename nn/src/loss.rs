@@ -112,7 +112,9 @@ pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
         }
         None => mask,
     };
-    let per = -(&picked * &w);
+    // Ignored elements contribute exactly 0 (not 0·x, which is NaN when the log-prob
+    // read at the placeholder class is -inf).
+    let per = where_(&keep, -(&picked * &w), 0.0);
     match opts.reduction {
         Reduction::Mean => per.sum_all() / w.sum_all(),
         Reduction::Sum => per.sum_all(),

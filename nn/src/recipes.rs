@@ -94,6 +94,15 @@ pub fn train_signal_mlp(
     cfg: &SignalMlpConfig,
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<(Vec<EpochReport>, TrainStep)> {
+    if cfg.batch == 0 || cfg.train < cfg.batch || cfg.val < cfg.batch || cfg.length == 0 {
+        return Err(crate::Error::Train {
+            reason: format!(
+                "signal MLP: need batch >= 1, train and val >= batch and length >= 1 \
+                 (batch {}, train {}, val {}, length {})",
+                cfg.batch, cfg.train, cfg.val, cfg.length
+            ),
+        });
+    }
     let mut data = SyntheticSignals::new(cfg.length, cfg.noise, cfg.seed);
     let (xva, yva) = data.dataset(cfg.val);
 

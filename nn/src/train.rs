@@ -105,16 +105,17 @@ impl TrainStep {
         }
         let params: Vec<&Tensor> = named.iter().map(|(_, t)| t).collect();
         let grads = g.grad(loss, &params)?;
-        let lr = g.input("optim.lr", DType::F64, Vec::<usize>::new());
+        let scalar = onde_ir::Shape::from(Vec::<usize>::new());
+        let lr = g.input_reuse("optim.lr", DType::F64, scalar.clone())?;
         let globals: Vec<(String, Tensor)> = opt
             .globals()
             .into_iter()
             .map(|(n, _)| {
                 let name = format!("optim.{n}");
-                let t = g.input(&name, DType::F64, Vec::<usize>::new());
-                (name, t)
+                g.input_reuse(&name, DType::F64, scalar.clone())
+                    .map(|t| (name, t))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let gl: Vec<Tensor> = globals.iter().map(|(_, t)| t.clone()).collect();
         let new_globals = opt.update_globals(&gl);
         let hessians: Vec<Option<Tensor>> = if opt.needs_hessian() {
@@ -137,7 +138,7 @@ impl TrainStep {
             };
             let ty = p.ty().unwrap_or_else(|| TensorType::new(DType::F32, [0]));
             let gr = if o.accumulate {
-                let a = g.input(&format!("accum.{name}"), ty.dtype, ty.shape.clone());
+                let a = g.input_reuse(&format!("accum.{name}"), ty.dtype, ty.shape.clone())?;
                 acc_inputs.push(a.clone());
                 gr + &a
             } else {
@@ -148,12 +149,18 @@ impl TrainStep {
                 .into_iter()
                 .map(|s| {
                     let n = format!("optim.{name}.{s}");
-                    let t = g.input(&n, ty.dtype, ty.shape.clone());
-                    (n, t)
+                    g.input_reuse(&n, ty.dtype, ty.shape.clone())
+                        .map(|t| (n, t))
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             let sl: Vec<Tensor> = slots.iter().map(|(_, t)| t.clone()).collect();
-            let (np, ns) = opt.update(p, &gr, &sl, &inputs);
+            // A parameter the loss does not reach has no gradient (PyTorch's `grad is
+            // None`): it and its state are left untouched, weight decay included.
+            let (np, ns) = if g.depends_on(loss, p) {
+                opt.update(p, &gr, &sl, &inputs)
+            } else {
+                (p.clone(), sl.clone())
+            };
             new_params.push(np);
             for ((n, old), new) in slots.into_iter().zip(ns) {
                 slot_states.push((n, old, new));
@@ -171,7 +178,9 @@ impl TrainStep {
         outs.extend(slot_states.iter().map(|(_, _, n)| n));
         let globals_at = outs.len();
         outs.extend(new_globals.iter());
-        let graph = g.build(&outs)?;
+        // Pruned: inputs declared for other graphs (another batch size, eval-only
+        // inputs) are not required by the step.
+        let graph = g.build_pruned(&outs)?;
         let mut exe = Executable::compile_cached(&graph, o.compile)
             .map_err(|e| Error::Compile(Box::new(e)))?;
         let values = g.parameter_values();
@@ -250,14 +259,22 @@ impl TrainStep {
             ..
         } = self;
         let mut all: Vec<(&str, &Array)> = feeds.to_vec();
-        for (n, a) in buffers.iter() {
-            all.push((n.as_str(), a));
-        }
-        all.push(("optim.lr", &*lr));
-        if let Some(acc) = accum.as_ref() {
-            for n in &acc.names {
-                if let Some(a) = acc.exe.state(n) {
+        {
+            // Only what the (pruned) step graph reads.
+            let wanted = |n: &str| exe.feeds().any(|(f, _)| f == n);
+            for (n, a) in buffers.iter() {
+                if wanted(n) {
                     all.push((n.as_str(), a));
+                }
+            }
+            if wanted("optim.lr") {
+                all.push(("optim.lr", &*lr));
+            }
+            if let Some(acc) = accum.as_ref() {
+                for n in &acc.names {
+                    if let Some(a) = acc.exe.state(n).filter(|_| wanted(n)) {
+                        all.push((n.as_str(), a));
+                    }
                 }
             }
         }
@@ -282,11 +299,14 @@ impl TrainStep {
             ));
         };
         let mut all: Vec<(&str, &Array)> = feeds.to_vec();
+        let wanted = |n: &str| acc.exe.feeds().any(|(f, _)| f == n);
         for (n, a) in &self.buffers {
-            all.push((n.as_str(), a));
+            if wanted(n) {
+                all.push((n.as_str(), a));
+            }
         }
         for n in &self.params {
-            if let Some(a) = self.exe.state(n) {
+            if let Some(a) = self.exe.state(n).filter(|_| wanted(n)) {
                 all.push((n.as_str(), a));
             }
         }
@@ -322,7 +342,9 @@ impl TrainStep {
         Ok(self.exe.output_array(i))
     }
 
-    /// The gradient of parameter `name` in the last step (needs [`TrainOptions::grads`]).
+    /// The gradient of parameter `name` in the last step (needs [`TrainOptions::grads`]):
+    /// the step's own batch gradient, without the accumulated micro-batch gradients
+    /// that [`TrainStep::step`] added before updating.
     pub fn grad(&self, name: &str) -> Result<Array> {
         let Some(at) = self.grads_at else {
             return Err(train_err(

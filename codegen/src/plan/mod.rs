@@ -222,9 +222,30 @@ pub fn plan(g: &Graph) -> Result<Plan, PlanError> {
         p.op(o)?;
     }
     let mut outputs = Vec::new();
+    let mut copies = Vec::new();
     for &v in g.outputs() {
-        outputs.push(p.materialize(v, "output")?);
+        let b = p.materialize(v, "output")?;
+        // An output that is an input (or a reshape of one) is copied at the start of the
+        // run: handing out the caller's array would let a read after the run see freed
+        // or updated memory (a state updated in place, a dropped batch).
+        let root = match p.buffers[b].kind {
+            BufKind::Alias(r) => r,
+            BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
+        };
+        if matches!(p.buffers[root].kind, BufKind::Feed(_)) {
+            let t = p.buffers[b].ty.clone();
+            let l = Lazy::buffer(b, t.dtype, t.shape.dims());
+            let copy = p.emit_kernel(&l, None, "output_copy");
+            if let Some(step) = p.steps.pop() {
+                copies.push(step);
+            }
+            outputs.push(copy);
+        } else {
+            outputs.push(b);
+        }
     }
+    copies.append(&mut p.steps);
+    p.steps = copies;
     Ok(Plan {
         buffers: p.buffers,
         steps: merge_kernels(p.steps),

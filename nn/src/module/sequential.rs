@@ -6,7 +6,6 @@ use std::cell::Cell;
 
 /// Modules applied one after the other. Children are usually named `{prefix}.{index}`
 /// (PyTorch's keys): [`Sequential::next_name`] gives that name for the next child.
-#[derive(Default)]
 pub struct Sequential {
     prefix: String,
     layers: Vec<Box<dyn Module>>,
@@ -19,6 +18,13 @@ impl std::fmt::Debug for Sequential {
             .field("prefix", &self.prefix)
             .field("layers", &self.layers.len())
             .finish()
+    }
+}
+
+impl Default for Sequential {
+    /// An empty top-level sequence, in train mode.
+    fn default() -> Sequential {
+        Sequential::new("")
     }
 }
 

@@ -55,6 +55,9 @@ impl Optimizer for Newton {
         self.lr
     }
     fn validate(&self) -> Result<(), String> {
+        if self.lr.is_nan() || self.lr < 0.0 {
+            return Err(format!("Newton: lr must be >= 0, got {}", self.lr));
+        }
         if self.damping < 0.0 {
             return Err(format!(
                 "Newton: damping must be >= 0, got {}",
