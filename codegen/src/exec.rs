@@ -1285,6 +1285,103 @@ impl Executable {
                 }
                 self.scratch64 = acc;
             }
+            plan::CopyOp::ArgReduce { kind, axis } => {
+                let x = args[0];
+                let xt = &plan.buffers[x].ty;
+                let xdims = xt.shape.dims();
+                let n = xdims[*axis];
+                let outer: usize = xdims[..*axis].iter().product();
+                let inner: usize = xdims[axis + 1..].iter().product();
+                let src = self.ptrs[x];
+                let out = dst.cast::<i64>();
+                // First extremum along the axis; a NaN wins and stays (interpreter rule).
+                fn pick<T: PartialOrd + Copy>(
+                    kind: onde_ir::ArgKind,
+                    get: impl Fn(usize) -> T,
+                    is_nan: impl Fn(T) -> bool,
+                    n: usize,
+                ) -> usize {
+                    let (mut best_k, mut best) = (0, get(0));
+                    for k in 1..n {
+                        let v = get(k);
+                        if is_nan(best) {
+                            break;
+                        }
+                        let better = is_nan(v)
+                            || match kind {
+                                onde_ir::ArgKind::ArgMax => v > best,
+                                onde_ir::ArgKind::ArgMin => v < best,
+                            };
+                        if better {
+                            best = v;
+                            best_k = k;
+                        }
+                    }
+                    best_k
+                }
+                if n == 0 {
+                    return Err(RunError::Native("argmax/argmin over an empty axis".into()));
+                }
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let base = o * n * inner + i;
+                        // SAFETY: `base + k·inner` < numel(x) for k < n; `x` holds
+                        // numel elements of its dtype; the output holds outer·inner i64.
+                        let k = unsafe {
+                            match xt.dtype {
+                                DType::F32 => {
+                                    let p = src.cast::<f32>();
+                                    pick(*kind, |k| p.add(base + k * inner).read(), f32::is_nan, n)
+                                }
+                                DType::F64 => {
+                                    let p = src.cast::<f64>();
+                                    pick(*kind, |k| p.add(base + k * inner).read(), f64::is_nan, n)
+                                }
+                                DType::I64 => {
+                                    let p = src.cast::<i64>();
+                                    pick(*kind, |k| p.add(base + k * inner).read(), |_| false, n)
+                                }
+                                DType::Bool => 0,
+                            }
+                        };
+                        // SAFETY: as above.
+                        unsafe { out.add(o * inner + i).write(k as i64) };
+                    }
+                }
+            }
+            plan::CopyOp::Random { dist } => {
+                // SAFETY: the seed is an i64 scalar buffer (typing rule of `random`).
+                let seed = unsafe { self.ptrs[args[0]].cast::<i64>().read() };
+                let n = oty.shape.numel();
+                for i in 0..n {
+                    let c = i as u64;
+                    // SAFETY: the output holds `n` elements of its float dtype.
+                    unsafe {
+                        match (oty.dtype, dist) {
+                            (DType::F32, onde_ir::Distribution::Uniform) => dst
+                                .cast::<f32>()
+                                .add(i)
+                                .write(onde_runtime::uniform_f32(seed, c)),
+                            (DType::F64, onde_ir::Distribution::Uniform) => dst
+                                .cast::<f64>()
+                                .add(i)
+                                .write(onde_runtime::uniform_f64(seed, c)),
+                            (DType::F32, onde_ir::Distribution::Normal) => dst
+                                .cast::<f32>()
+                                .add(i)
+                                .write(onde_runtime::standard_normal(seed, c) as f32),
+                            (DType::F64, onde_ir::Distribution::Normal) => dst
+                                .cast::<f64>()
+                                .add(i)
+                                .write(onde_runtime::standard_normal(seed, c)),
+                            (
+                                DType::Bool | DType::I64,
+                                onde_ir::Distribution::Uniform | onde_ir::Distribution::Normal,
+                            ) => {}
+                        }
+                    }
+                }
+            }
             plan::CopyOp::Pad { pads, value } => {
                 let fill = Array::scalar(oty.dtype, *value);
                 let n = oty.shape.numel();

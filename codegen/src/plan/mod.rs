@@ -12,9 +12,11 @@
 //! A reduction consumes its lazy operand directly: the producer chain is computed inside
 //! the reduction loop (`sum(x·x)` is one pass over memory). Matrix products and
 //! convolutions are [`Step::MatMul`]/[`Step::Conv`] on library kernels (matmul reads
-//! transposed and broadcast operands through strides, with no copy). The remaining ops
-//! (gather, scatter, concat, pad, argmax, random, scan, integer pow…) are
-//! [`Step::Host`] steps evaluated by the reference interpreter on a one-op graph.
+//! transposed and broadcast operands through strides, with no copy). Concat, pad,
+//! gather, scatter_add, argmax/argmin and random run natively as [`Step::Copy`] loops;
+//! a scan is a [`Step::Scan`] loop over its compiled body. What is left (integer
+//! `pow`, bool argmax or scatter) runs as [`Step::Host`] steps evaluated by the
+//! reference interpreter on a one-op graph.
 
 pub mod lazy;
 pub mod memory;
@@ -126,7 +128,8 @@ pub enum Step {
     },
 }
 
-/// Data-movement ops the executor runs as block copies.
+/// Ops the executor runs natively as plain loops (data movement, index ops, random
+/// numbers): no JIT kernel, no interpreter, no allocation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CopyOp {
     /// Concatenation of the operands along `axis`.
@@ -146,6 +149,20 @@ pub enum CopyOp {
     ScatterAdd {
         /// Axis.
         axis: usize,
+    },
+    /// `argmax`/`argmin` along `axis` (first extremum; NaN wins, as in the
+    /// interpreter), result i64.
+    ArgReduce {
+        /// Which one.
+        kind: onde_ir::ArgKind,
+        /// Axis.
+        axis: usize,
+    },
+    /// Counter-based random numbers from the i64 seed operand, the interpreter's
+    /// generator element for element.
+    Random {
+        /// Distribution.
+        dist: onde_ir::Distribution,
     },
     /// Constant padding.
     Pad {
@@ -659,6 +676,23 @@ impl Planner<'_> {
                     vec![idx, src],
                     out,
                 ));
+                self.vals.insert(r, Val::Buf(out));
+            }
+            Op::ArgReduce { kind, axis, .. } if self.ty(xs[0]).dtype != DType::Bool => {
+                let x = self.materialize(xs[0], "argreduce_input")?;
+                let out = self.new_buf(rt.clone(), BufKind::Temp);
+                let op = CopyOp::ArgReduce {
+                    kind: *kind,
+                    axis: *axis,
+                };
+                self.steps.push(Step::Copy(op, vec![x], out));
+                self.vals.insert(r, Val::Buf(out));
+            }
+            Op::Random { dist, dtype, .. } if dtype.is_float() => {
+                let seed = self.materialize(xs[0], "random_seed")?;
+                let out = self.new_buf(rt.clone(), BufKind::Temp);
+                self.steps
+                    .push(Step::Copy(CopyOp::Random { dist: *dist }, vec![seed], out));
                 self.vals.insert(r, Val::Buf(out));
             }
             Op::ArgReduce { .. } | Op::ScatterAdd { .. } | Op::Random { .. } => {

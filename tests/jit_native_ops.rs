@@ -1,0 +1,66 @@
+//! argmax/argmin and random numbers compiled as native steps (no interpreter) equal the
+//! reference interpreter: ties pick the first index, a NaN wins, every axis and dtype;
+//! random draws are the interpreter's bit for bit.
+
+use onde::{Array, DType, GraphBuilder};
+
+fn values(dtype: DType, shape: &[usize], nan_at: Option<usize>) -> Array {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n)
+        .map(|i| {
+            if Some(i) == nan_at {
+                f64::NAN
+            } else {
+                ((i * 7 % 5) as f64) - 2.0 // many ties
+            }
+        })
+        .collect();
+    Array::from_f64(dtype, shape.to_vec(), &v).unwrap()
+}
+
+#[test]
+fn argmax_argmin_compiled_equal_interpreter() {
+    for dtype in [DType::F32, DType::F64, DType::I64] {
+        for (shape, nan_at) in [
+            (vec![7], None),
+            (vec![3, 5], Some(6)),
+            (vec![2, 3, 4], Some(13)),
+        ] {
+            let nan_at = if dtype == DType::I64 { None } else { nan_at };
+            for axis in 0..shape.len() as i64 {
+                for keepdim in [false, true] {
+                    let g = GraphBuilder::new();
+                    let x = g.input("x", dtype, shape.clone());
+                    let mx = x.argmax(axis, keepdim);
+                    let mn = x.argmin(axis, keepdim);
+                    let feeds = [("x", values(dtype, &shape, nan_at))];
+                    let want = g.run(&[&mx, &mn], &feeds).unwrap();
+                    let mut exe = g.compile(&[&mx, &mn]).unwrap();
+                    let dump = exe.executable().dump_fused();
+                    assert!(!dump.contains(": host "), "interpreter step:\n{dump}");
+                    let got = exe.run(&feeds).unwrap();
+                    assert_eq!(got, want, "{dtype} {shape:?} axis {axis} keepdim {keepdim}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn random_compiled_equals_interpreter_bit_for_bit() {
+    for dtype in [DType::F32, DType::F64] {
+        let g = GraphBuilder::new();
+        let seed = g.input("seed", DType::I64, Vec::<usize>::new());
+        let u = g.rand_seeded([3, 17], dtype, &seed);
+        let n = g.randn_seeded([5, 4], dtype, &seed);
+        let feeds = [("seed", Array::scalar_i64(42))];
+        let want = g.run(&[&u, &n], &feeds).unwrap();
+        let mut exe = g.compile(&[&u, &n]).unwrap();
+        assert!(!exe.executable().dump_fused().contains(": host "));
+        let got = exe.run(&feeds).unwrap();
+        assert_eq!(got, want, "{dtype}");
+        // Another seed, other numbers.
+        let other = exe.run(&[("seed", Array::scalar_i64(43))]).unwrap();
+        assert_ne!(other[0], got[0]);
+    }
+}
