@@ -184,7 +184,8 @@ fn softplus_neg(x: &Tensor) -> Tensor {
 
 /// Binary cross-entropy on probabilities (`F.binary_cross_entropy`):
 /// `-(y·log p + (1-y)·log(1-p))`, each log clamped at -100 as PyTorch does, times
-/// `weight` (broadcast) if given. The gradient is that of the loss as computed (clamp
+/// `weight` (broadcast) if given. Probabilities outside `[0, 1]` give NaN (PyTorch
+/// raises; here values are only known when the graph runs). The gradient is that of the loss as computed (clamp
 /// included), finite everywhere; at `p ∈ {0, 1}` it differs from PyTorch's closed form
 /// `(p-y)/max(p(1-p), 1e-12)`, whose eps gives e.g. 0 instead of 1 at `p = y = 0`.
 #[track_caller]

@@ -64,6 +64,8 @@ pub struct TrainStep {
     grads_at: Option<usize>,
     accum: Option<Accum>,
     steps: u64,
+    /// Compilation options (also used for evaluators).
+    compile: CompileOptions,
 }
 
 fn train_err(reason: impl Into<String>) -> Error {
@@ -245,6 +247,7 @@ impl TrainStep {
             grads_at,
             accum,
             steps: 0,
+            compile: o.compile,
         })
     }
 
@@ -497,10 +500,10 @@ impl TrainStep {
     }
 
     /// Compiles `outputs` (e.g. the eval-mode forward) as an [`Evaluator`] that reads
-    /// this step's parameters in place.
+    /// this step's parameters in place (same compilation options as the step).
     pub fn evaluator(&self, g: &GraphBuilder, outputs: &[&Tensor]) -> Result<Evaluator> {
         let graph = g.build_pruned(outputs)?;
-        let exe = Executable::compile_cached(&graph, CompileOptions::default())
+        let exe = Executable::compile_cached(&graph, self.compile)
             .map_err(|e| Error::Compile(Box::new(e)))?;
         let known = g.input_names();
         Ok(Evaluator { exe, known })
