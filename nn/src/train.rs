@@ -66,6 +66,10 @@ pub struct TrainStep {
     steps: u64,
     /// Compilation options (also used for evaluators).
     compile: CompileOptions,
+    /// The step graph and its state bindings (feed name, output index), for
+    /// inspection and reference runs.
+    graph: onde_ir::Graph,
+    bindings: Vec<(String, usize)>,
 }
 
 fn train_err(reason: impl Into<String>) -> Error {
@@ -185,12 +189,15 @@ impl TrainStep {
         let graph = g.build_pruned(&outs)?;
         let mut exe = Executable::compile_cached(&graph, o.compile)
             .map_err(|e| Error::Compile(Box::new(e)))?;
+        let step_graph = graph;
+        let mut bindings = Vec::new();
         let values = g.parameter_values();
         let value = |n: &str| values.iter().find(|(k, _)| k == n).map(|(_, a)| a.clone());
         let mut param_names = Vec::new();
         for (i, (name, _)) in named.iter().enumerate() {
             let init = value(name).ok_or_else(|| Error::UnknownParameter { name: name.clone() })?;
             exe.bind_state(name, params_at + i, init).map_err(exec)?;
+            bindings.push((name.clone(), params_at + i));
             param_names.push(name.clone());
         }
         let mut opt_state = Vec::new();
@@ -198,10 +205,12 @@ impl TrainStep {
             let ty = old.ty().unwrap_or_else(|| TensorType::new(DType::F32, [0]));
             exe.bind_state(name, slots_at + i, Array::full(ty.dtype, ty.shape, 0.0))
                 .map_err(exec)?;
+            bindings.push((name.clone(), slots_at + i));
             opt_state.push(name.clone());
         }
         for (i, ((name, _), (_, init))) in globals.iter().zip(global_arrays(opt)).enumerate() {
             exe.bind_state(name, globals_at + i, init).map_err(exec)?;
+            bindings.push((name.clone(), globals_at + i));
             opt_state.push(name.clone());
         }
         let buffers = g
@@ -248,6 +257,8 @@ impl TrainStep {
             accum,
             steps: 0,
             compile: o.compile,
+            graph: step_graph,
+            bindings,
         })
     }
 
@@ -507,6 +518,19 @@ impl TrainStep {
             .map_err(|e| Error::Compile(Box::new(e)))?;
         let known = g.input_names();
         Ok(Evaluator { exe, known })
+    }
+
+    /// The step graph (before optimisation): inputs are the data, parameters,
+    /// optimiser state and `optim.lr`; see [`TrainStep::bindings`] for which output
+    /// replaces which state. Running it on the interpreter is the reference for the
+    /// compiled step.
+    pub fn graph(&self) -> &onde_ir::Graph {
+        &self.graph
+    }
+
+    /// The state bindings: (feed name, index of the output that replaces it).
+    pub fn bindings(&self) -> &[(String, usize)] {
+        &self.bindings
     }
 
     /// The training executable (plan dump, compile time).

@@ -1,0 +1,98 @@
+//! Property: a compiled training step (fused kernels, parameters and optimiser state
+//! updated in place, outputs copied) gives the same states, step after step, as its own
+//! step graph run on the reference interpreter with the states carried by hand.
+
+use onde::loss::{cross_entropy, NllOpts};
+use onde::module::{Linear, Module, Relu, Sequential, Sigmoid};
+use onde::optim::{Adam, Optimizer, Sgd};
+use onde::{Array, DType, GraphBuilder, TrainStep};
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn check(batch: usize, inp: usize, hidden: usize, classes: usize, opt: &dyn Optimizer, seed: u64) {
+    let g = GraphBuilder::new();
+    g.manual_seed(seed as i64);
+    let mut m = Sequential::new("");
+    m.push(Linear::new(&g, "0", inp, hidden))
+        .push(Relu)
+        .push(Linear::new(&g, "2", hidden, hidden))
+        .push(Sigmoid)
+        .push(Linear::new(&g, "4", hidden, classes));
+    let x = g.input("x", DType::F32, [batch, inp]);
+    let y = g.input("y", DType::I64, [batch]);
+    let loss = cross_entropy(&m.forward(&x), &y, &NllOpts::default());
+    let mut step = TrainStep::new(&g, &loss, opt).unwrap();
+    let graph = step.graph().clone();
+    let bindings = step.bindings().to_vec();
+    // Reference states: the initial values the step holds.
+    let mut states: HashMap<String, Array> = bindings
+        .iter()
+        .map(|(n, _)| (n.clone(), step.value(n).unwrap().clone()))
+        .collect();
+    for it in 0..3u64 {
+        let xs = Array::f32([batch, inp], data(batch * inp, seed + it)).unwrap();
+        let ys = Array::i64(
+            [batch],
+            (0..batch)
+                .map(|i| ((i as u64 + seed + it) % classes as u64) as i64)
+                .collect(),
+        )
+        .unwrap();
+        let mut feeds: HashMap<String, Array> = states.clone();
+        feeds.insert("x".into(), xs.clone());
+        feeds.insert("y".into(), ys.clone());
+        feeds.insert("optim.lr".into(), Array::scalar(DType::F64, opt.lr()));
+        let want = onde::runtime::run(&graph, &feeds).unwrap();
+        let l = step.step(&[("x", &xs), ("y", &ys)]).unwrap();
+        let wl = want[0].to_f64_vec()[0];
+        assert!(
+            (l - wl).abs() <= 1e-4 * wl.abs().max(1.0),
+            "step {it}: loss {l} vs {wl}"
+        );
+        for (name, out) in &bindings {
+            let got = step.value(name).unwrap().to_f64_vec();
+            let w = want[*out].to_f64_vec();
+            let scale = w.iter().fold(1e-3f64, |a, v| a.max(v.abs()));
+            for (a, b) in got.iter().zip(&w) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * scale,
+                    "step {it}: {name}: compiled {a} vs interpreter {b}"
+                );
+            }
+            states.insert(name.clone(), want[*out].clone());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn compiled_train_step_equals_interpreter(
+        batch in 1usize..7,
+        inp in 1usize..10,
+        hidden in 1usize..10,
+        classes in 2usize..5,
+        which in 0usize..4,
+        seed in 0u64..1000,
+    ) {
+        let opt: Box<dyn Optimizer> = match which {
+            0 => Box::new(Sgd::new(0.1)),
+            1 => Box::new(Sgd::new(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3)),
+            2 => Box::new(Adam::new(1e-2)),
+            _ => Box::new(Adam::adamw(1e-2)),
+        };
+        check(batch, inp, hidden, classes, opt.as_ref(), seed);
+    }
+}
