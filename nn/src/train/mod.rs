@@ -23,6 +23,9 @@ use crate::tensor::Tensor;
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{Array, DType, TensorType};
 
+mod eval;
+pub use eval::Evaluator;
+
 /// Options of [`TrainStep::with_options`].
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions<'a> {
@@ -517,7 +520,7 @@ impl TrainStep {
         let exe = Executable::compile_cached(&graph, self.compile)
             .map_err(|e| Error::Compile(Box::new(e)))?;
         let known = g.input_names();
-        Ok(Evaluator { exe, known })
+        Ok(Evaluator::new(exe, known))
     }
 
     /// The step graph (before optimisation): inputs are the data, parameters,
@@ -556,53 +559,4 @@ fn check_type(name: &str, want: &Array, got: &Array) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// A compiled graph fed with a [`TrainStep`]'s current parameters (no copy).
-#[derive(Debug)]
-pub struct Evaluator {
-    exe: Executable,
-    /// Every input name of the builder: feeds of the training graph that this graph
-    /// does not use (labels) are ignored, unknown names are errors.
-    known: Vec<String>,
-}
-
-impl Evaluator {
-    /// Runs on `feeds` with `step`'s parameters and buffers; returns the outputs.
-    pub fn run(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<Vec<Array>> {
-        self.run_in_place(step, feeds)?;
-        Ok((0..self.exe.plan().outputs.len())
-            .map(|i| self.exe.output_array(i))
-            .collect())
-    }
-
-    /// Like [`Evaluator::run`] without copying the outputs out (read them with
-    /// [`Evaluator::executable`]`().output_f32(i)`).
-    pub fn run_in_place(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<()> {
-        let mut all: Vec<(&str, &Array)> = Vec::with_capacity(feeds.len());
-        for &(n, a) in feeds {
-            if self.exe.feeds().any(|(f, _)| f == n) {
-                all.push((n, a));
-            } else if !self.known.iter().any(|k| k == n) {
-                return Err(exec(onde_codegen::RunError::UnknownFeed { name: n.into() }));
-            }
-        }
-        let wanted: Vec<String> = self
-            .exe
-            .feeds()
-            .map(|(n, _)| n.to_string())
-            .filter(|n| !feeds.iter().any(|(f, _)| f == n))
-            .collect();
-        for n in &wanted {
-            if let Some(a) = step.value(n) {
-                all.push((n.as_str(), a));
-            }
-        }
-        self.exe.run_in_place(&all).map_err(exec)
-    }
-
-    /// The executable.
-    pub fn executable(&self) -> &Executable {
-        &self.exe
-    }
 }

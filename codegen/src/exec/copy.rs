@@ -1,0 +1,292 @@
+//! Native loop steps ([`plan::CopyOp`]): concat, pad, gather, scatter_add,
+//! argmax/argmin and random numbers, without JIT code or the interpreter.
+
+use super::{array_ptr, elem_size, Executable, RunError};
+use crate::plan;
+use onde_ir::{Array, DType};
+
+impl Executable {
+    /// Concatenation and padding as block copies (no allocation).
+    pub(super) fn copy(
+        &mut self,
+        op: &plan::CopyOp,
+        args: &[usize],
+        out: usize,
+    ) -> Result<(), RunError> {
+        let plan = &self.compiled.plan;
+        let oty = plan.buffers[out].ty.clone();
+        let es = elem_size(oty.dtype);
+        let odims = oty.shape.dims().to_vec();
+        let dst = self.ptrs[out];
+        match op {
+            plan::CopyOp::Concat { axis } => {
+                // out viewed as [outer, Σ len_i·inner]; operand i as [outer, len_i·inner].
+                let outer: usize = odims[..*axis].iter().product();
+                let inner: usize = odims[axis + 1..].iter().product();
+                let row = odims[*axis] * inner * es;
+                let mut col = 0;
+                for &a in args {
+                    let len = plan.buffers[a].ty.shape.dims()[*axis] * inner * es;
+                    let src = self.ptrs[a];
+                    for o in 0..outer {
+                        if len > 0 {
+                            // SAFETY: operand `a` holds `outer·len` bytes and the output
+                            // `outer·row` bytes with `col + len <= row` (typing rule of
+                            // concat); the buffers are distinct.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    src.add(o * len),
+                                    dst.add(o * row + col),
+                                    len,
+                                )
+                            };
+                        }
+                    }
+                    col += len;
+                }
+            }
+            plan::CopyOp::Gather { axis } => {
+                let (x, ix) = (args[0], args[1]);
+                let xdims = plan.buffers[x].ty.shape.dims().to_vec();
+                let xstr = crate::plan::lazy::contiguous(&xdims);
+                let n = oty.shape.numel();
+                let extent = xdims[*axis];
+                let (src, ip) = (self.ptrs[x], self.ptrs[ix].cast::<i64>());
+                let mut idx = vec![0usize; odims.len()];
+                for k in 0..n {
+                    // SAFETY: the index buffer holds `n` i64 elements (the output's shape).
+                    let j = unsafe { ip.add(k).read_unaligned() };
+                    let Some(j) = usize::try_from(j).ok().filter(|&j| j < extent) else {
+                        return Err(RunError::IndexOutOfRange {
+                            op: "gather",
+                            index: j,
+                            extent,
+                            axis: *axis,
+                        });
+                    };
+                    let mut s = 0isize;
+                    for (a, &i) in idx.iter().enumerate() {
+                        s += if a == *axis { j as isize } else { i as isize } * xstr[a];
+                    }
+                    // SAFETY: `s` addresses an element of `x` (index < extent on `axis`,
+                    // and the index shape fits inside `x` elsewhere, by the typing rule).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(src.add(s as usize * es), dst.add(k * es), es)
+                    };
+                    for a in (0..odims.len()).rev() {
+                        idx[a] += 1;
+                        if idx[a] < odims[a] {
+                            break;
+                        }
+                        idx[a] = 0;
+                    }
+                }
+            }
+            plan::CopyOp::ScatterAdd { axis } => {
+                let (ix, src) = (args[0], args[1]);
+                let idims = plan.buffers[ix].ty.shape.dims().to_vec();
+                let ostr = crate::plan::lazy::contiguous(&odims);
+                let m: usize = idims.iter().product();
+                let n = oty.shape.numel();
+                let extent = odims[*axis];
+                let ip = self.ptrs[ix].cast::<i64>();
+                let sp = self.ptrs[src];
+                let mut acc = std::mem::take(&mut self.scratch64);
+                acc.clear();
+                acc.resize(n, 0.0);
+                let mut iacc = vec![0i64; if oty.dtype == DType::I64 { n } else { 0 }];
+                let mut idx = vec![0usize; idims.len()];
+                for k in 0..m {
+                    // SAFETY: the index buffer holds `m` i64 elements.
+                    let j = unsafe { ip.add(k).read_unaligned() };
+                    let Some(j) = usize::try_from(j).ok().filter(|&j| j < extent) else {
+                        self.scratch64 = acc;
+                        return Err(RunError::IndexOutOfRange {
+                            op: "scatter_add",
+                            index: j,
+                            extent,
+                            axis: *axis,
+                        });
+                    };
+                    let mut pos = 0isize;
+                    for (a, &i) in idx.iter().enumerate() {
+                        pos += if a == *axis { j as isize } else { i as isize } * ostr[a];
+                    }
+                    let pos = pos as usize;
+                    // SAFETY: the source holds `m` elements of the output's dtype (same
+                    // shape as the index, by the typing rule); `pos < n` since the index
+                    // shape fits inside the output off `axis` and `j < extent` on it.
+                    unsafe {
+                        match oty.dtype {
+                            DType::F32 => acc[pos] += f64::from(sp.cast::<f32>().add(k).read()),
+                            DType::F64 => acc[pos] += sp.cast::<f64>().add(k).read(),
+                            DType::I64 => {
+                                iacc[pos] = iacc[pos].wrapping_add(sp.cast::<i64>().add(k).read())
+                            }
+                            DType::Bool => {}
+                        }
+                    }
+                    for a in (0..idims.len()).rev() {
+                        idx[a] += 1;
+                        if idx[a] < idims[a] {
+                            break;
+                        }
+                        idx[a] = 0;
+                    }
+                }
+                for p in 0..n {
+                    // SAFETY: the output holds `n` elements of its dtype.
+                    unsafe {
+                        match oty.dtype {
+                            DType::F32 => dst.cast::<f32>().add(p).write(acc[p] as f32),
+                            DType::F64 => dst.cast::<f64>().add(p).write(acc[p]),
+                            DType::I64 => dst.cast::<i64>().add(p).write(iacc[p]),
+                            DType::Bool => {}
+                        }
+                    }
+                }
+                self.scratch64 = acc;
+            }
+            plan::CopyOp::ArgReduce { kind, axis } => {
+                let x = args[0];
+                let xt = &plan.buffers[x].ty;
+                let xdims = xt.shape.dims();
+                let n = xdims[*axis];
+                let outer: usize = xdims[..*axis].iter().product();
+                let inner: usize = xdims[axis + 1..].iter().product();
+                let src = self.ptrs[x];
+                let out = dst.cast::<i64>();
+                // First extremum along the axis; a NaN wins and stays (interpreter rule).
+                fn pick<T: PartialOrd + Copy>(
+                    kind: onde_ir::ArgKind,
+                    get: impl Fn(usize) -> T,
+                    is_nan: impl Fn(T) -> bool,
+                    n: usize,
+                ) -> usize {
+                    let (mut best_k, mut best) = (0, get(0));
+                    for k in 1..n {
+                        let v = get(k);
+                        if is_nan(best) {
+                            break;
+                        }
+                        let better = is_nan(v)
+                            || match kind {
+                                onde_ir::ArgKind::ArgMax => v > best,
+                                onde_ir::ArgKind::ArgMin => v < best,
+                            };
+                        if better {
+                            best = v;
+                            best_k = k;
+                        }
+                    }
+                    best_k
+                }
+                if n == 0 {
+                    return Err(RunError::Native("argmax/argmin over an empty axis".into()));
+                }
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let base = o * n * inner + i;
+                        // SAFETY: `base + k·inner` < numel(x) for k < n; `x` holds
+                        // numel elements of its dtype; the output holds outer·inner i64.
+                        let k = unsafe {
+                            match xt.dtype {
+                                DType::F32 => {
+                                    let p = src.cast::<f32>();
+                                    pick(*kind, |k| p.add(base + k * inner).read(), f32::is_nan, n)
+                                }
+                                DType::F64 => {
+                                    let p = src.cast::<f64>();
+                                    pick(*kind, |k| p.add(base + k * inner).read(), f64::is_nan, n)
+                                }
+                                DType::I64 => {
+                                    let p = src.cast::<i64>();
+                                    pick(*kind, |k| p.add(base + k * inner).read(), |_| false, n)
+                                }
+                                DType::Bool => 0,
+                            }
+                        };
+                        // SAFETY: as above.
+                        unsafe { out.add(o * inner + i).write(k as i64) };
+                    }
+                }
+            }
+            plan::CopyOp::Random { dist } => {
+                // SAFETY: the seed is an i64 scalar buffer (typing rule of `random`).
+                let seed = unsafe { self.ptrs[args[0]].cast::<i64>().read() };
+                let n = oty.shape.numel();
+                for i in 0..n {
+                    let c = i as u64;
+                    // SAFETY: the output holds `n` elements of its float dtype.
+                    unsafe {
+                        match (oty.dtype, dist) {
+                            (DType::F32, onde_ir::Distribution::Uniform) => dst
+                                .cast::<f32>()
+                                .add(i)
+                                .write(onde_runtime::uniform_f32(seed, c)),
+                            (DType::F64, onde_ir::Distribution::Uniform) => dst
+                                .cast::<f64>()
+                                .add(i)
+                                .write(onde_runtime::uniform_f64(seed, c)),
+                            (DType::F32, onde_ir::Distribution::Normal) => dst
+                                .cast::<f32>()
+                                .add(i)
+                                .write(onde_runtime::standard_normal(seed, c) as f32),
+                            (DType::F64, onde_ir::Distribution::Normal) => dst
+                                .cast::<f64>()
+                                .add(i)
+                                .write(onde_runtime::standard_normal(seed, c)),
+                            (
+                                DType::Bool | DType::I64,
+                                onde_ir::Distribution::Uniform | onde_ir::Distribution::Normal,
+                            ) => {}
+                        }
+                    }
+                }
+            }
+            plan::CopyOp::Pad { pads, value } => {
+                let fill = Array::scalar(oty.dtype, *value);
+                let n = oty.shape.numel();
+                let fb = array_ptr(&fill) as *const u8;
+                for k in 0..n {
+                    // SAFETY: the output holds `n` elements of `es` bytes; `fill` holds one.
+                    unsafe { std::ptr::copy_nonoverlapping(fb, dst.add(k * es), es) };
+                }
+                let x = args[0];
+                let idims = plan.buffers[x].ty.shape.dims().to_vec();
+                let r = idims.len();
+                if r == 0 || idims.iter().product::<usize>() == 0 {
+                    return Ok(());
+                }
+                let ostr = crate::plan::lazy::contiguous(&odims);
+                let last = idims[r - 1] * es;
+                let rows: usize = idims[..r - 1].iter().product();
+                let src = self.ptrs[x];
+                let mut idx = vec![0usize; r.saturating_sub(1)];
+                for row in 0..rows {
+                    let mut off = pads[r - 1].0 as isize;
+                    for a in 0..r - 1 {
+                        off += (idx[a] + pads[a].0) as isize * ostr[a];
+                    }
+                    // SAFETY: row `row` of the input (`last` bytes) lands inside the output
+                    // at the padded position (the typing rule sizes the output for it).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src.add(row * last),
+                            dst.add(off as usize * es),
+                            last,
+                        )
+                    };
+                    for a in (0..r - 1).rev() {
+                        idx[a] += 1;
+                        if idx[a] < idims[a] {
+                            break;
+                        }
+                        idx[a] = 0;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! Scan steps: the body's executable run once per step, fed by pointers into the
+//! carry, input and output buffers, with staging made at compile time.
+
+use super::{elem_size, CompileOptions, Compiled, Executable, RunError, ScanState, Storage};
+use crate::plan::Plan;
+use std::rc::Rc;
+
+impl Executable {
+    /// Runs a scan step: the body executable once per step, fed by pointers into the
+    /// carry, input and output buffers (no allocation; the staging buffers were made at
+    /// compile time).
+    pub(super) fn scan(
+        &mut self,
+        i: usize,
+        sc: &onde_ir::ScanOp,
+        args: &[usize],
+        outs: &[usize],
+    ) -> Result<(), RunError> {
+        let Some(mut st) = self.scans.get_mut(i).and_then(Option::take) else {
+            return Err(RunError::Native("scan body missing".into()));
+        };
+        let r = self.scan_with(&mut st, sc, args, outs);
+        self.scans[i] = Some(st);
+        r
+    }
+
+    fn scan_with(
+        &mut self,
+        st: &mut ScanState,
+        sc: &onde_ir::ScanOp,
+        args: &[usize],
+        outs: &[usize],
+    ) -> Result<(), RunError> {
+        let plan = &self.compiled.plan;
+        let (nc, nx) = (sc.num_carry, sc.num_xs);
+        let ty = |b: usize| plan.buffers[b].ty.clone();
+        // Carries live in the result buffers: start from the initial values.
+        for c in 0..nc {
+            let t = ty(args[c]);
+            let bytes = t.shape.numel() * elem_size(t.dtype);
+            if bytes > 0 && self.ptrs[outs[c]] != self.ptrs[args[c]] {
+                // SAFETY: both buffers hold `bytes` bytes (same type) and are distinct.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.ptrs[args[c]], self.ptrs[outs[c]], bytes)
+                };
+            }
+        }
+        // Scanned inputs with the scan axis in front.
+        let mut xs_base = Vec::with_capacity(nx);
+        for k in 0..nx {
+            let t = ty(args[nc + k]);
+            if sc.axis == 0 {
+                xs_base.push(self.ptrs[args[nc + k]]);
+            } else {
+                let dst = st.xs_front[k].ptr();
+                // SAFETY: the source holds `t`'s elements; `dst` was sized for them.
+                unsafe {
+                    move_axis(
+                        self.ptrs[args[nc + k]],
+                        dst,
+                        t.shape.dims(),
+                        sc.axis,
+                        elem_size(t.dtype),
+                        true,
+                    )
+                };
+                xs_base.push(dst);
+            }
+        }
+        let ny = outs.len() - nc;
+        let mut ys_base = Vec::with_capacity(ny);
+        for j in 0..ny {
+            ys_base.push(if sc.axis == 0 {
+                self.ptrs[outs[nc + j]]
+            } else {
+                st.ys_front[j].ptr()
+            });
+        }
+        let slice_bytes = |b: usize| {
+            let t = ty(b);
+            t.shape.numel().checked_div(sc.length).unwrap_or(0) * elem_size(t.dtype)
+        };
+        let xs_slice: Vec<usize> = (0..nx).map(|k| slice_bytes(args[nc + k])).collect();
+        let ys_slice: Vec<usize> = (0..ny).map(|j| slice_bytes(outs[nc + j])).collect();
+        let carry_bytes: Vec<usize> = (0..nc)
+            .map(|c| {
+                let t = ty(outs[c]);
+                t.shape.numel() * elem_size(t.dtype)
+            })
+            .collect();
+        let mut feed_ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); st.inputs.len()];
+        let body = st.body.compiled.clone();
+        let body_outs = &body.plan.outputs;
+        for step in 0..sc.length {
+            let t = if sc.reverse {
+                sc.length - 1 - step
+            } else {
+                step
+            };
+            for c in 0..nc {
+                feed_ptrs[c] = self.ptrs[outs[c]];
+            }
+            for k in 0..nx {
+                // SAFETY: offset `t·slice` stays inside the scanned buffer (t < length).
+                feed_ptrs[nc + k] = unsafe { xs_base[k].add(t * xs_slice[k]) };
+            }
+            for (k, &b) in args[nc + nx..].iter().enumerate() {
+                feed_ptrs[nc + nx + k] = self.ptrs[b];
+            }
+            st.body.run_ptrs(&st.inputs, &feed_ptrs)?;
+            // New carries: stage first (an output may alias another carry's input).
+            for c in 0..nc {
+                let src = st.body.ptrs[body_outs[c]];
+                if carry_bytes[c] > 0 {
+                    // SAFETY: body output `c` has the carry's type; the stage was sized
+                    // for it and is distinct memory.
+                    unsafe { std::ptr::copy(src, st.carry_stage[c].ptr(), carry_bytes[c]) };
+                }
+            }
+            // Outputs before carries: an output may be a carry input, which the
+            // commit below overwrites.
+            for j in 0..ny {
+                let src = st.body.ptrs[body_outs[nc + j]];
+                if ys_slice[j] > 0 {
+                    // SAFETY: body output has the per-step type; the destination slot
+                    // `t` of the stacked buffer holds `ys_slice[j]` bytes.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src,
+                            ys_base[j].add(t * ys_slice[j]),
+                            ys_slice[j],
+                        )
+                    };
+                }
+            }
+            for c in 0..nc {
+                if carry_bytes[c] > 0 {
+                    // SAFETY: as above; the carry buffer holds `carry_bytes[c]` bytes.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            st.carry_stage[c].ptr(),
+                            self.ptrs[outs[c]],
+                            carry_bytes[c],
+                        )
+                    };
+                }
+            }
+        }
+        if sc.axis != 0 {
+            for j in 0..ny {
+                let t = ty(outs[nc + j]);
+                let mut front: Vec<usize> = t.shape.dims().to_vec();
+                let l = front.remove(sc.axis);
+                front.insert(0, l);
+                // SAFETY: `ys_base[j]` holds the stacked outputs axis-first; the result
+                // buffer holds the same number of elements.
+                unsafe {
+                    move_axis(
+                        ys_base[j],
+                        self.ptrs[outs[nc + j]],
+                        &front,
+                        sc.axis,
+                        elem_size(t.dtype),
+                        false,
+                    )
+                };
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScanState {
+    pub(super) fn new(
+        sc: &onde_ir::ScanOp,
+        args: &[usize],
+        outs: &[usize],
+        plan: &Plan,
+        body: Rc<Compiled>,
+        opts: CompileOptions,
+    ) -> ScanState {
+        let body = Box::new(Executable::from_compiled(body, opts));
+        let inputs = sc
+            .body
+            .inputs()
+            .iter()
+            .map(|&v| {
+                let name = sc.body.input_name(v).unwrap_or_default();
+                body.feed_index(name).unwrap_or(usize::MAX)
+            })
+            .collect();
+        let bytes = |b: usize| {
+            let t = &plan.buffers[b].ty;
+            t.shape.numel() * elem_size(t.dtype)
+        };
+        let (nc, nx) = (sc.num_carry, sc.num_xs);
+        let front = |b: usize| Storage::new(if sc.axis == 0 { 0 } else { bytes(b) });
+        ScanState {
+            body,
+            inputs,
+            xs_front: args[nc..nc + nx].iter().map(|&b| front(b)).collect(),
+            ys_front: outs[nc..].iter().map(|&b| front(b)).collect(),
+            carry_stage: outs[..nc].iter().map(|&b| Storage::new(bytes(b))).collect(),
+        }
+    }
+}
+
+/// Copies a row-major tensor of extents `dims` (elements of `esize` bytes), moving
+/// `axis` to the front (`to_front`), or, with `to_front = false`, moving the front axis
+/// of `dims` back to position `axis`.
+///
+/// # Safety
+/// `src` and `dst` must each hold `Π dims` elements and not overlap.
+unsafe fn move_axis(
+    src: *const u8,
+    dst: *mut u8,
+    dims: &[usize],
+    axis: usize,
+    esize: usize,
+    to_front: bool,
+) {
+    let n: usize = dims.iter().product();
+    if n == 0 {
+        return;
+    }
+    // Source index -> destination index via the permuted layout.
+    let r = dims.len();
+    let perm: Vec<usize> = if to_front {
+        std::iter::once(axis)
+            .chain((0..r).filter(|&a| a != axis))
+            .collect()
+    } else {
+        // dims is axis-first; the destination puts axis 0 at `axis`.
+        let mut p: Vec<usize> = (1..r).collect();
+        p.insert(axis, 0);
+        p
+    };
+    let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+    let mut src_strides = vec![1usize; r];
+    for a in (0..r.saturating_sub(1)).rev() {
+        src_strides[a] = src_strides[a + 1] * dims[a + 1];
+    }
+    let mut idx = vec![0usize; r];
+    for o in 0..n {
+        let s: usize = (0..r).map(|a| idx[a] * src_strides[perm[a]]).sum();
+        // SAFETY: `s < n` and `o < n`, within both buffers by the caller's guarantee.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(s * esize), dst.add(o * esize), esize) };
+        for a in (0..r).rev() {
+            idx[a] += 1;
+            if idx[a] < out_dims[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+}

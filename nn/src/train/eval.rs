@@ -1,0 +1,61 @@
+//! [`Evaluator`]: a second executable (e.g. the eval-mode forward) fed with a
+//! [`TrainStep`]'s parameter buffers by reference, so it always sees the current
+//! weights without a copy.
+
+use super::{exec, TrainStep};
+use crate::error::Result;
+use onde_codegen::Executable;
+use onde_ir::Array;
+
+/// A compiled graph fed with a [`TrainStep`]'s current parameters (no copy).
+#[derive(Debug)]
+pub struct Evaluator {
+    exe: Executable,
+    /// Every input name of the builder: feeds of the training graph that this graph
+    /// does not use (labels) are ignored, unknown names are errors.
+    known: Vec<String>,
+}
+
+impl Evaluator {
+    pub(super) fn new(exe: Executable, known: Vec<String>) -> Evaluator {
+        Evaluator { exe, known }
+    }
+
+    /// Runs on `feeds` with `step`'s parameters and buffers; returns the outputs.
+    pub fn run(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<Vec<Array>> {
+        self.run_in_place(step, feeds)?;
+        Ok((0..self.exe.plan().outputs.len())
+            .map(|i| self.exe.output_array(i))
+            .collect())
+    }
+
+    /// Like [`Evaluator::run`] without copying the outputs out (read them with
+    /// [`Evaluator::executable`]`().output_f32(i)`).
+    pub fn run_in_place(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<()> {
+        let mut all: Vec<(&str, &Array)> = Vec::with_capacity(feeds.len());
+        for &(n, a) in feeds {
+            if self.exe.feeds().any(|(f, _)| f == n) {
+                all.push((n, a));
+            } else if !self.known.iter().any(|k| k == n) {
+                return Err(exec(onde_codegen::RunError::UnknownFeed { name: n.into() }));
+            }
+        }
+        let wanted: Vec<String> = self
+            .exe
+            .feeds()
+            .map(|(n, _)| n.to_string())
+            .filter(|n| !feeds.iter().any(|(f, _)| f == n))
+            .collect();
+        for n in &wanted {
+            if let Some(a) = step.value(n) {
+                all.push((n.as_str(), a));
+            }
+        }
+        self.exe.run_in_place(&all).map_err(exec)
+    }
+
+    /// The executable.
+    pub fn executable(&self) -> &Executable {
+        &self.exe
+    }
+}
