@@ -1,22 +1,39 @@
 //! Native loop steps ([`plan::CopyOp`]): concat, pad, gather, scatter_add,
 //! argmax/argmin and random numbers, without JIT code or the interpreter.
 
-use super::{array_ptr, elem_size, Executable, RunError};
+use super::{elem_size, Executable, RunError};
 use crate::plan;
-use onde_ir::{Array, DType};
+use onde_ir::DType;
 
 impl Executable {
-    /// Concatenation and padding as block copies (no allocation).
+    /// Runs a native loop step (no allocation once the reused counters have grown).
     pub(super) fn copy(
         &mut self,
         op: &plan::CopyOp,
         args: &[usize],
         out: usize,
     ) -> Result<(), RunError> {
-        let plan = &self.compiled.plan;
-        let oty = plan.buffers[out].ty.clone();
+        let mut idx = std::mem::take(&mut self.scratch_idx);
+        let mut iacc = std::mem::take(&mut self.scratch_i64);
+        let r = self.copy_with(op, args, out, &mut idx, &mut iacc);
+        self.scratch_idx = idx;
+        self.scratch_i64 = iacc;
+        r
+    }
+
+    fn copy_with(
+        &mut self,
+        op: &plan::CopyOp,
+        args: &[usize],
+        out: usize,
+        idx: &mut Vec<usize>,
+        iacc: &mut Vec<i64>,
+    ) -> Result<(), RunError> {
+        let compiled = self.compiled.clone();
+        let plan = &compiled.plan;
+        let oty = &plan.buffers[out].ty;
         let es = elem_size(oty.dtype);
-        let odims = oty.shape.dims().to_vec();
+        let odims = oty.shape.dims();
         let dst = self.ptrs[out];
         match op {
             plan::CopyOp::Concat { axis } => {
@@ -47,12 +64,11 @@ impl Executable {
             }
             plan::CopyOp::Gather { axis } => {
                 let (x, ix) = (args[0], args[1]);
-                let xdims = plan.buffers[x].ty.shape.dims().to_vec();
-                let xstr = crate::plan::lazy::contiguous(&xdims);
+                let xdims = plan.buffers[x].ty.shape.dims();
                 let n = oty.shape.numel();
                 let extent = xdims[*axis];
                 let (src, ip) = (self.ptrs[x], self.ptrs[ix].cast::<i64>());
-                let mut idx = vec![0usize; odims.len()];
+                let (idx, xstr) = counters_and_strides(idx, odims.len(), xdims);
                 for k in 0..n {
                     // SAFETY: the index buffer holds `n` i64 elements (the output's shape).
                     let j = unsafe { ip.add(k).read_unaligned() };
@@ -66,7 +82,7 @@ impl Executable {
                     };
                     let mut s = 0isize;
                     for (a, &i) in idx.iter().enumerate() {
-                        s += if a == *axis { j as isize } else { i as isize } * xstr[a];
+                        s += if a == *axis { j as isize } else { i as isize } * xstr[a] as isize;
                     }
                     // SAFETY: `s` addresses an element of `x` (index < extent on `axis`,
                     // and the index shape fits inside `x` elsewhere, by the typing rule).
@@ -84,8 +100,7 @@ impl Executable {
             }
             plan::CopyOp::ScatterAdd { axis } => {
                 let (ix, src) = (args[0], args[1]);
-                let idims = plan.buffers[ix].ty.shape.dims().to_vec();
-                let ostr = crate::plan::lazy::contiguous(&odims);
+                let idims = plan.buffers[ix].ty.shape.dims();
                 let m: usize = idims.iter().product();
                 let n = oty.shape.numel();
                 let extent = odims[*axis];
@@ -94,8 +109,9 @@ impl Executable {
                 let mut acc = std::mem::take(&mut self.scratch64);
                 acc.clear();
                 acc.resize(n, 0.0);
-                let mut iacc = vec![0i64; if oty.dtype == DType::I64 { n } else { 0 }];
-                let mut idx = vec![0usize; idims.len()];
+                iacc.clear();
+                iacc.resize(if oty.dtype == DType::I64 { n } else { 0 }, 0);
+                let (idx, ostr) = counters_and_strides(idx, idims.len(), odims);
                 for k in 0..m {
                     // SAFETY: the index buffer holds `m` i64 elements.
                     let j = unsafe { ip.add(k).read_unaligned() };
@@ -110,7 +126,7 @@ impl Executable {
                     };
                     let mut pos = 0isize;
                     for (a, &i) in idx.iter().enumerate() {
-                        pos += if a == *axis { j as isize } else { i as isize } * ostr[a];
+                        pos += if a == *axis { j as isize } else { i as isize } * ostr[a] as isize;
                     }
                     let pos = pos as usize;
                     // SAFETY: the source holds `m` elements of the output's dtype (same
@@ -245,28 +261,36 @@ impl Executable {
                 }
             }
             plan::CopyOp::Pad { pads, value } => {
-                let fill = Array::scalar(oty.dtype, *value);
+                // The fill value's bytes, on the stack.
+                let bytes: [u8; 8] = match oty.dtype {
+                    DType::F32 => {
+                        let b = (*value as f32).to_ne_bytes();
+                        [b[0], b[1], b[2], b[3], 0, 0, 0, 0]
+                    }
+                    DType::F64 => value.to_ne_bytes(),
+                    DType::I64 => (*value as i64).to_ne_bytes(),
+                    DType::Bool => [u8::from(*value != 0.0), 0, 0, 0, 0, 0, 0, 0],
+                };
                 let n = oty.shape.numel();
-                let fb = array_ptr(&fill) as *const u8;
+                let fb = bytes.as_ptr();
                 for k in 0..n {
                     // SAFETY: the output holds `n` elements of `es` bytes; `fill` holds one.
                     unsafe { std::ptr::copy_nonoverlapping(fb, dst.add(k * es), es) };
                 }
                 let x = args[0];
-                let idims = plan.buffers[x].ty.shape.dims().to_vec();
+                let idims = plan.buffers[x].ty.shape.dims();
                 let r = idims.len();
                 if r == 0 || idims.iter().product::<usize>() == 0 {
                     return Ok(());
                 }
-                let ostr = crate::plan::lazy::contiguous(&odims);
                 let last = idims[r - 1] * es;
                 let rows: usize = idims[..r - 1].iter().product();
                 let src = self.ptrs[x];
-                let mut idx = vec![0usize; r.saturating_sub(1)];
+                let (idx, ostr) = counters_and_strides(idx, r - 1, odims);
                 for row in 0..rows {
                     let mut off = pads[r - 1].0 as isize;
                     for a in 0..r - 1 {
-                        off += (idx[a] + pads[a].0) as isize * ostr[a];
+                        off += (idx[a] + pads[a].0) as isize * ostr[a] as isize;
                     }
                     // SAFETY: row `row` of the input (`last` bytes) lands inside the output
                     // at the padded position (the typing rule sizes the output for it).
@@ -289,4 +313,22 @@ impl Executable {
         }
         Ok(())
     }
+}
+
+/// Splits the reused scratch into `n` zeroed counters and the row-major strides of
+/// `dims` (no allocation once the scratch has grown).
+fn counters_and_strides<'a>(
+    scratch: &'a mut Vec<usize>,
+    n: usize,
+    dims: &[usize],
+) -> (&'a mut [usize], &'a [usize]) {
+    scratch.clear();
+    scratch.resize(n + dims.len(), 0);
+    let (ctr, st) = scratch.split_at_mut(n);
+    let mut acc = 1;
+    for a in (0..dims.len()).rev() {
+        st[a] = acc;
+        acc *= dims[a];
+    }
+    (ctr, st)
 }

@@ -181,6 +181,9 @@ pub struct Executable {
     threads: usize,
     scratch32: Vec<f32>,
     scratch64: Vec<f64>,
+    /// Reused index counters and i64 accumulators of the native loop steps.
+    scratch_idx: Vec<usize>,
+    scratch_i64: Vec<i64>,
     /// Per scan step: the body's executable and its staging buffers.
     scans: Vec<Option<ScanState>>,
     /// Feeds bound as persistent state ([`Executable::bind_state`]).
@@ -460,6 +463,8 @@ impl Executable {
             threads: opts.threads.max(1),
             scratch32: Vec::new(),
             scratch64: Vec::new(),
+            scratch_idx: Vec::new(),
+            scratch_i64: Vec::new(),
             scans,
             states: Vec::new(),
         }
