@@ -568,3 +568,23 @@ fn module_parameters_follow_declaration_order() {
     );
     assert_eq!(seq.parameters().len(), 4);
 }
+
+#[test]
+fn parameter_counts_and_summary() {
+    // 4·3 + 3 (Linear 4→3) + 3 (PReLU per channel) + 3·2 + 2 (Linear 3→2) = 26.
+    let g = GraphBuilder::new();
+    let mut m = Sequential::new("net");
+    m.push_with(|n| Linear::new(&g, n, 4, 3))
+        .push_with(|n| onde::module::PRelu::new(&g, n, 3, 0.25))
+        .push_with(|n| Linear::new(&g, n, 3, 2));
+    assert_eq!(m.num_parameters(), 26);
+    let s = onde::module::summary(&m);
+    assert!(
+        s.contains("net.0.weight") && s.contains("[3, 4]") && s.contains("12"),
+        "{s}"
+    );
+    assert!(
+        s.contains("net.1.weight") && s.contains("learnable parameters: 26"),
+        "{s}"
+    );
+}

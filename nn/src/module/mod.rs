@@ -59,6 +59,11 @@ pub trait Module {
             .collect()
     }
 
+    /// Number of learnable scalars (`sum(p.numel() for p in model.parameters())`).
+    fn num_parameters(&self) -> usize {
+        self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
+    }
+
     /// `set_training(false)`, like `module.eval()`.
     fn eval(&self) {
         self.set_training(false);
@@ -68,6 +73,29 @@ pub trait Module {
     fn train(&self) {
         self.set_training(true);
     }
+}
+
+/// A table of the module's parameters and buffers: name, shape, element count, and the
+/// total of learnable ones (the course's parameter count per layer).
+pub fn summary(m: &dyn Module) -> String {
+    let mut s = String::new();
+    let mut rows: Vec<(String, String, usize, &str)> = Vec::new();
+    for (n, t) in m.named_parameters() {
+        rows.push((n, format!("{:?}", t.size()), t.numel(), "parameter"));
+    }
+    for (n, t) in m.named_buffers() {
+        rows.push((n, format!("{:?}", t.size()), t.numel(), "buffer"));
+    }
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
+    s.push_str(&format!(
+        "{:<w$}  {:<14} {:>10}  kind\n",
+        "name", "shape", "count"
+    ));
+    for (n, shape, c, kind) in &rows {
+        s.push_str(&format!("{n:<w$}  {shape:<14} {c:>10}  {kind}\n"));
+    }
+    s.push_str(&format!("learnable parameters: {}\n", m.num_parameters()));
+    s
 }
 
 /// The dotted name of child `name` under `prefix` (`child("", "fc1") == "fc1"`).
