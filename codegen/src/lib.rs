@@ -21,5 +21,6 @@ pub mod kernel;
 pub mod math;
 pub mod native;
 pub mod plan;
+mod pool;
 
 pub use exec::{CompileError, CompileOptions, Executable, RunError};

@@ -674,30 +674,32 @@ impl Executable {
         let chunk = extent.div_ceil(threads);
         let mut partials = vec![[0u8; 8]; threads];
         let parts = SendPtr(partials.as_mut_ptr().cast::<u8>());
-        std::thread::scope(|scope| {
-            for t in 1..threads {
-                let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(extent));
-                let (table, parts) = (table, parts);
-                scope.spawn(move || {
-                    let out = if reduced {
-                        parts.add(t * 8)
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    // SAFETY: as above; threads compute disjoint ranges of the outermost
-                    // axis, so their element stores never overlap, and a partial
-                    // reduction goes to this thread's own 8-byte slot.
-                    unsafe { f(table.get(), lo as i64, hi as i64, out) };
-                });
-            }
+        let share = move |t: usize| {
+            let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(extent));
             let out = if reduced {
-                parts.0
+                parts.add(t * 8)
             } else {
                 std::ptr::null_mut()
             };
-            // SAFETY: as above, for the first range.
-            unsafe { f(table.0, 0, chunk.min(extent) as i64, out) };
-        });
+            // SAFETY: as above; shares compute disjoint ranges of the outermost axis, so
+            // their element stores never overlap, and a partial reduction goes to this
+            // share's own 8-byte slot (an empty share, `lo >= hi`, writes the identity).
+            unsafe { f(table.get(), lo as i64, hi as i64, out) };
+        };
+        match crate::pool::pool() {
+            Some(pool) => pool.in_place_scope(|scope| {
+                for t in 1..threads {
+                    scope.spawn(move |_| share(t));
+                }
+                share(0);
+            }),
+            None => std::thread::scope(|scope| {
+                for t in 1..threads {
+                    scope.spawn(move || share(t));
+                }
+                share(0);
+            }),
+        }
         if reduced {
             if let Some(r) = &k.reduction {
                 let st = &k.stores[r.store];
@@ -844,12 +846,13 @@ impl Executable {
 /// Kernels with fewer iterations run on one thread (spawning costs ~10 µs).
 pub const PARALLEL_MIN_ITERATIONS: usize = 1 << 16;
 
-/// A raw pointer that may cross into the scoped threads of one kernel call.
+/// A raw pointer that may cross into the pool's workers during one kernel call.
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
 
-// SAFETY: the pointee (the buffer table and partial slots) outlives the scoped threads
-// of the call, and the kernels only read the table and write disjoint memory.
+// SAFETY: the pointee (the buffer table and partial slots) outlives the call: the scope
+// (pool or scoped threads) joins every share before `kernel` returns, and the kernels
+// only read the table and write disjoint memory.
 unsafe impl<T> Send for SendPtr<T> {}
 
 impl<T> SendPtr<T> {

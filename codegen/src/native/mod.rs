@@ -42,15 +42,15 @@
 //! **once**, at the first GEMM, from the environment variable `MATMUL_NUM_THREADS`
 //! (default: the number of physical cores, capped to 4); it cannot be set per call.
 //! So the `threads` argument is honoured by splitting the work ourselves across
-//! `std::thread::scope` threads (the calling thread takes the first share):
+//! the workers of onde's pool (`crate::pool`; the calling thread takes the first share):
 //! - [`matmul`]: batch entries are dealt out in contiguous runs; with fewer batch
 //!   entries than threads, the `m` rows of each product are split (a `m = 1` product
 //!   stays on one thread).
 //! - [`conv`]: `(batch, group)` output blocks are dealt out; with fewer blocks than
 //!   threads, the output channels of a group are split (each share copies its own
 //!   columns).
-//! - Problems under about 2²⁰ multiply-adds run on the calling thread only: spawning
-//!   costs tens of microseconds.
+//! - Problems under about 2²⁰ multiply-adds run on the calling thread only: handing
+//!   work to another thread costs microseconds even with the pool.
 //!
 //! For `threads` to be the *only* knob, the process must run with
 //! `MATMUL_NUM_THREADS=1` (set it in the environment, or at the very start of `main`
@@ -145,12 +145,6 @@ pub enum NativeError {
         /// What is not supported.
         what: String,
     },
-    /// A worker thread panicked (a bug in this module).
-    #[error("{op}: a worker thread panicked")]
-    WorkerPanicked {
-        /// The kernel.
-        op: &'static str,
-    },
 }
 
 impl NativeError {
@@ -217,36 +211,34 @@ where
         runs.push(it.by_ref().take(len).collect());
     }
     let f = &f;
-    std::thread::scope(|s| {
-        let mut runs = runs.into_iter();
-        let mut states = states.iter_mut();
-        let (Some(mine), Some(my_state)) = (runs.next(), states.next()) else {
-            return Ok(());
-        };
-        let handles: Vec<_> = runs
-            .zip(states)
-            .map(|(run, state)| {
-                s.spawn(move || -> Result<(), NativeError> {
-                    for item in run {
-                        f(state, item)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        let mut result = Ok(());
-        for item in mine {
-            if let Err(e) = f(my_state, item) {
-                result = Err(e);
-                break;
-            }
+    let run_share = |run: Vec<I>, state: &mut S| -> Result<(), NativeError> {
+        for item in run {
+            f(state, item)?;
         }
-        for h in handles {
-            let r = h.join().unwrap_or(Err(NativeError::WorkerPanicked { op }));
-            if result.is_ok() {
-                result = r;
+        Ok(())
+    };
+    let mut results: Vec<Result<(), NativeError>> = (0..runs.len()).map(|_| Ok(())).collect();
+    let mut shares = runs
+        .into_iter()
+        .zip(states.iter_mut())
+        .zip(results.iter_mut());
+    let Some(((mine, my_state), my_result)) = shares.next() else {
+        return Ok(());
+    };
+    let run_share = &run_share;
+    match crate::pool::pool() {
+        Some(pool) => pool.in_place_scope(|scope| {
+            for ((run, state), result) in shares {
+                scope.spawn(move |_| *result = run_share(run, state));
             }
-        }
-        result
-    })
+            *my_result = run_share(mine, my_state);
+        }),
+        None => std::thread::scope(|scope| {
+            for ((run, state), result) in shares {
+                scope.spawn(move || *result = run_share(run, state));
+            }
+            *my_result = run_share(mine, my_state);
+        }),
+    }
+    results.into_iter().collect()
 }
