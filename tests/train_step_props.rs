@@ -96,3 +96,48 @@ proptest! {
         check(batch, inp, hidden, classes, opt.as_ref(), seed);
     }
 }
+
+#[test]
+fn evaluator_follows_the_weights_across_steps_and_checkpoint_loads() {
+    // The evaluator reuses packed weights while the step's version is unchanged; every
+    // step and every load must be seen (compared with the interpreter on the current
+    // weights).
+    let g = GraphBuilder::new();
+    let mut m = Sequential::new("");
+    m.push(Linear::new(&g, "0", 16, 24))
+        .push(Relu)
+        .push(Linear::new(&g, "2", 24, 3));
+    let x = g.input("x", DType::F32, [13, 16]);
+    let y = g.input("y", DType::I64, [13]);
+    let out = m.forward(&x);
+    let loss = cross_entropy(&out, &y, &NllOpts::default());
+    let mut step = TrainStep::new(&g, &loss, &Adam::new(0.05)).unwrap();
+    let mut eval = step.evaluator(&g, &[&out]).unwrap();
+    let fwd = g.build_pruned(&[&out]).unwrap();
+    let xs = Array::f32([13, 16], data(13 * 16, 9)).unwrap();
+    let ys = Array::i64([13], (0..13).map(|i| i % 3).collect()).unwrap();
+    let check = |eval: &mut onde::Evaluator, step: &TrainStep, what: &str| {
+        let got = eval.run(step, &[("x", &xs)]).unwrap();
+        let mut feeds: HashMap<String, Array> = HashMap::new();
+        feeds.insert("x".into(), xs.clone());
+        for n in step.parameter_names() {
+            feeds.insert(n.clone(), step.value(n).unwrap().clone());
+        }
+        let want = onde::runtime::run(&fwd, &feeds).unwrap();
+        for (a, b) in got[0].to_f64_vec().iter().zip(want[0].to_f64_vec()) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{what}: {a} vs {b}"
+            );
+        }
+    };
+    check(&mut eval, &step, "initial");
+    check(&mut eval, &step, "initial again (reused)");
+    let saved = step.state_dict();
+    for i in 0..3 {
+        step.step(&[("x", &xs), ("y", &ys)]).unwrap();
+        check(&mut eval, &step, &format!("after step {i}"));
+    }
+    step.load_state_dict(&saved, true).unwrap();
+    check(&mut eval, &step, "after loading the initial state");
+}

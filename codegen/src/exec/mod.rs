@@ -181,6 +181,14 @@ pub struct Executable {
     threads: usize,
     scratch32: Vec<f32>,
     scratch64: Vec<f64>,
+    /// Weights version vouched for by the caller of the current run
+    /// ([`Executable::run_in_place_versioned`]); `None` outside such a run.
+    weights_version: Option<u64>,
+    /// Per buffer: a feed the current versioned run vouches for.
+    is_weight: Vec<bool>,
+    /// Per step: a prepacked right operand of a matmul `(version, source pointer,
+    /// panels)`, reused while the caller vouches the weights are unchanged.
+    packed: Vec<Option<(u64, usize, native::packed::PackedB)>>,
     /// Reused index counters and i64 accumulators of the native loop steps.
     scratch_idx: Vec<usize>,
     scratch_i64: Vec<i64>,
@@ -464,6 +472,9 @@ impl Executable {
             scratch32: Vec::new(),
             scratch64: Vec::new(),
             scratch_idx: Vec::new(),
+            weights_version: None,
+            is_weight: Vec::new(),
+            packed: Vec::new(),
             scratch_i64: Vec::new(),
             scans,
             states: Vec::new(),
@@ -621,6 +632,118 @@ impl Executable {
         Ok(())
     }
 
+    /// [`Executable::run_in_place`] for a caller that vouches for its weights: while
+    /// `version` is the same as in an earlier call, the feeds named in `weights` (and
+    /// constants) read as the right operand of a matrix product are assumed unchanged
+    /// (same array, same values), so their packed form (AVX-512 kernel,
+    /// `native::packed`) is reused instead of repacked. Bump `version` whenever a weight changes (a training
+    /// step, a loaded checkpoint); a wrong version gives stale results. Small-batch
+    /// inference (an evaluator of a training step) is the use.
+    pub fn run_in_place_versioned(
+        &mut self,
+        feeds: &[(&str, &Array)],
+        version: u64,
+        weights: &[&str],
+    ) -> Result<(), RunError> {
+        let n = self.compiled.plan.buffers.len();
+        self.is_weight.clear();
+        self.is_weight.resize(n, false);
+        for (name, _, buf) in &self.feeds {
+            if weights.contains(&name.as_str()) {
+                self.is_weight[*buf] = true;
+            }
+        }
+        self.weights_version = Some(version);
+        let r = self.run_in_place(feeds);
+        self.weights_version = None;
+        r
+    }
+
+    /// The matrix product of step `i` on a prepacked right operand, when the run is
+    /// versioned, the operand is an input, parameter or constant, the product is a
+    /// single f32 matrix product on one thread and the CPU has AVX-512. Returns whether
+    /// it ran (else the library path runs).
+    fn packed_matmul(
+        &mut self,
+        i: usize,
+        a: &plan::View,
+        b: &plan::View,
+        out: usize,
+        dtype: DType,
+    ) -> Result<bool, RunError> {
+        let Some(version) = self.weights_version else {
+            return Ok(false);
+        };
+        let plan = &self.compiled.plan;
+        let root = match plan.buffers[b.buf].kind {
+            BufKind::Alias(r) => r,
+            BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b.buf,
+        };
+        let weight = match plan.buffers[root].kind {
+            BufKind::Const(_) => true,
+            BufKind::Feed(_) => self.is_weight.get(root).copied().unwrap_or(false),
+            BufKind::Temp | BufKind::Alias(_) => false,
+        };
+        if dtype != DType::F32
+            || !weight
+            || a.shape.len() != 2
+            || b.shape.len() != 2
+            || self.threads > 1
+            || !native::packed::available()
+        {
+            return Ok(false);
+        }
+        let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1]);
+        if m > 512 || k.saturating_mul(n) > 1 << 22 {
+            return Ok(false);
+        }
+        if self.packed.len() < plan.steps.len() {
+            self.packed.resize_with(plan.steps.len(), || None);
+        }
+        let src = self.ptrs[b.buf] as usize;
+        let fresh = matches!(&self.packed[i], Some((v, p, _)) if *v == version && *p == src);
+        let err = |e: native::NativeError| RunError::Native(e.to_string());
+        if !fresh {
+            let nb = self.buf_len(b.buf);
+            let mut pk = self.packed[i].take().map(|(_, _, p)| p).unwrap_or_default();
+            // SAFETY: buffer `b.buf` holds `nb` f32 elements (planner type, checked feed).
+            let sb = unsafe { std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), nb) };
+            native::packed::pack_b(
+                sb.get(b.offset as usize..).unwrap_or(&[]),
+                k,
+                n,
+                b.strides[0],
+                b.strides[1],
+                &mut pk,
+            )
+            .map_err(err)?;
+            self.packed[i] = Some((version, src, pk));
+        }
+        let (na, no) = (self.buf_len(a.buf), self.buf_len(out));
+        // SAFETY: `a.buf` holds `na` f32 elements and `out` (a temp distinct from `a`,
+        // written only here) `no`; the planner made both f32.
+        let (sa, so) = unsafe {
+            (
+                std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), na),
+                std::slice::from_raw_parts_mut(self.ptrs[out].cast::<f32>(), no),
+            )
+        };
+        let Some((_, _, pk)) = &self.packed[i] else {
+            return Ok(false);
+        };
+        native::packed::gemm(
+            m,
+            sa.get(a.offset as usize..).unwrap_or(&[]),
+            a.strides[0],
+            a.strides[1],
+            pk,
+            so,
+            n,
+        )
+        .map_err(err)?;
+        Ok(true)
+    }
+
     /// Executes the steps (feeds already pointed at).
     fn execute(&mut self) -> Result<(), RunError> {
         let compiled = self.compiled.clone();
@@ -634,7 +757,11 @@ impl Executable {
                         self.kernel(f, k, extent, reduced);
                     }
                 }
-                Step::MatMul { a, b, out, dtype } => self.matmul(a, b, *out, *dtype)?,
+                Step::MatMul { a, b, out, dtype } => {
+                    if !self.packed_matmul(i, a, b, *out, *dtype)? {
+                        self.matmul(a, b, *out, *dtype)?
+                    }
+                }
                 Step::Conv {
                     x,
                     w,

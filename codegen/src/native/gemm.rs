@@ -84,7 +84,7 @@ pub trait Real:
 /// The highest element index a `rows × cols` view reaches, checked against `len`.
 /// Strides of axes of extent ≤ 1 are never multiplied by a non-zero index and are
 /// ignored; a negative stride elsewhere would reach before `data[0]`.
-fn check_view(
+pub(super) fn check_view(
     op: &'static str,
     operand: &'static str,
     len: usize,

@@ -95,6 +95,7 @@
 
 mod conv;
 mod gemm;
+pub mod packed;
 
 pub use conv::{choose_conv_algorithm, conv, conv_with, ConvAlgorithm};
 pub use gemm::{matmul, MatMut, MatRef, Real};

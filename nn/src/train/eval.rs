@@ -46,12 +46,18 @@ impl Evaluator {
             .map(|(n, _)| n.to_string())
             .filter(|n| !feeds.iter().any(|(f, _)| f == n))
             .collect();
+        let mut weights: Vec<&str> = Vec::with_capacity(wanted.len());
         for n in &wanted {
             if let Some(a) = step.value(n) {
                 all.push((n.as_str(), a));
+                weights.push(n.as_str());
             }
         }
-        self.exe.run_in_place(&all).map_err(exec)
+        // The step's parameters change only when its version does: their packed form
+        // is reused between calls (small-batch inference).
+        self.exe
+            .run_in_place_versioned(&all, step.weights_version(), &weights)
+            .map_err(exec)
     }
 
     /// The executable.

@@ -69,10 +69,19 @@ pub struct TrainStep {
     steps: u64,
     /// Compilation options (also used for evaluators).
     compile: CompileOptions,
+    /// Changes whenever a parameter or buffer may have changed (globally unique), so
+    /// evaluators can reuse packed weights between steps.
+    version: u64,
     /// The step graph and its state bindings (feed name, output index), for
     /// inspection and reference runs.
     graph: onde_ir::Graph,
     bindings: Vec<(String, usize)>,
+}
+
+/// A fresh weights version (unique in the process).
+fn next_version() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn train_err(reason: impl Into<String>) -> Error {
@@ -260,6 +269,7 @@ impl TrainStep {
             accum,
             steps: 0,
             compile: o.compile,
+            version: next_version(),
             graph: step_graph,
             bindings,
         })
@@ -303,6 +313,7 @@ impl TrainStep {
             }
         }
         self.steps += 1;
+        self.version = next_version();
         self.loss()
     }
 
@@ -389,6 +400,11 @@ impl TrainStep {
     /// The optimiser's initial learning rate (the base of schedules).
     pub fn base_lr(&self) -> f64 {
         self.base_lr
+    }
+
+    /// The weights version: changes whenever a parameter or buffer may have changed.
+    pub fn weights_version(&self) -> u64 {
+        self.version
     }
 
     /// Steps taken so far.
@@ -491,6 +507,7 @@ impl TrainStep {
                 });
             }
         }
+        self.version = next_version();
         for (k, a) in dict {
             if k == "optim.lr" {
                 if a.numel() == 1 {
