@@ -3,6 +3,9 @@
 //! - `onde dump --example NAME [--format text|dot] [--grad]`: the IR of a built-in
 //!   example (`mlp`, `mon_modele`, `rnn`); with `--grad`, the forward graph with its
 //!   loss, then the forward + backward graph with the gradient of every parameter.
+//! - `onde dump --example NAME --train`: the example's whole training step (forward, loss,
+//!   backward, Adam update of every parameter) as one graph; with `--stage fused`, the
+//!   kernels it compiles to.
 //! - `onde dump FILE [--format text|dot]`: parse, verify and print a text IR file.
 //!
 //! Each dump starts with a header line giving the value, op and parameter counts.
@@ -11,7 +14,7 @@ mod bench;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use onde_ir::{parse_graph, print_graph, text, to_dot, verify, Graph};
-use onde_nn::examples::{build_example, build_example_grad, EXAMPLES};
+use onde_nn::examples::{build_example, build_example_grad, build_example_train, EXAMPLES};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,6 +45,10 @@ enum Command {
         /// parameter; print the forward graph, then the forward + backward graph.
         #[arg(long, requires = "example")]
         grad: bool,
+        /// With --example: the whole training step (forward, loss, backward and an Adam
+        /// update of every parameter) as one graph, as `TrainStep` compiles it.
+        #[arg(long, requires = "example", conflicts_with = "grad")]
+        train: bool,
         /// Print the graph after a compiler stage instead: `input`, `simplify`,
         /// `constfold`, `cse`, `dce` (one round each, in that order), `optimized` (the
         /// whole optimisation fixpoint) or `fused` (the plan of fused kernels).
@@ -179,13 +186,35 @@ fn stage(name: &str, g: &Graph, stage: &str, clif: bool, format: Format) -> Resu
     }
 }
 
+/// The example's training-step graph.
+fn train_graph(example: Option<String>) -> Result<(String, Graph), String> {
+    let name = example.unwrap_or_default();
+    let g = build_example_train(&name)
+        .ok_or_else(|| unknown(&name))?
+        .map_err(|e| format!("example {name}: {e}"))?;
+    Ok((
+        format!("{name} (training step: forward, loss, backward, Adam)"),
+        g,
+    ))
+}
+
 fn dump(
     file: Option<PathBuf>,
     example: Option<String>,
     format: Format,
-    grad: bool,
+    (grad, train): (bool, bool),
     at: Option<String>,
 ) -> Result<(), String> {
+    if train {
+        let (name, g) = train_graph(example)?;
+        return match at {
+            Some(st) => stage(&name, &g, &st, false, format),
+            None => {
+                show(&name, &g, format);
+                Ok(())
+            }
+        };
+    }
     if let Some(st) = at {
         let (name, g) = if grad {
             let name = example.unwrap_or_default();
@@ -218,8 +247,14 @@ fn dump(
     Ok(())
 }
 
-fn dump_clif(file: Option<PathBuf>, example: Option<String>, grad: bool) -> Result<(), String> {
-    let (name, g) = if grad {
+fn dump_clif(
+    file: Option<PathBuf>,
+    example: Option<String>,
+    (grad, train): (bool, bool),
+) -> Result<(), String> {
+    let (name, g) = if train {
+        train_graph(example)?
+    } else if grad {
         let name = example.unwrap_or_default();
         let (_, both) = build_example_grad(&name)
             .ok_or_else(|| unknown(&name))?
@@ -244,6 +279,7 @@ fn main() -> ExitCode {
             example,
             format,
             grad,
+            train,
             stage,
             clif,
         } => {
@@ -253,9 +289,9 @@ fn main() -> ExitCode {
                 stage
             };
             if clif {
-                dump_clif(file, example, grad)
+                dump_clif(file, example, (grad, train))
             } else {
-                dump(file, example, format, grad, st)
+                dump(file, example, format, (grad, train), st)
             }
         }
         Command::Bench {

@@ -165,3 +165,22 @@ fn bench_rejects_unknown_workloads() {
     let (ok, _, err) = onde(&["bench", "W9"]);
     assert!(!ok && err.contains("W9"), "{err}");
 }
+
+#[test]
+fn dump_train_shows_the_whole_training_step() {
+    let (ok, out, err) = onde(&["dump", "--example", "mlp", "--train"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("training step"), "{out}");
+    // The optimiser's inputs and the parameters are in the one graph.
+    assert!(out.contains("input \"optim.lr\""), "{out}");
+    assert!(out.contains("input \"optim.fc1.weight.exp_avg\""), "{out}");
+    assert!(out.contains("parameter \"fc3.bias\""), "{out}");
+    let (ok, fused, err) = onde(&["dump", "--example", "mlp", "--train", "--stage", "fused"]);
+    assert!(ok, "{err}");
+    assert!(
+        fused.contains("matmul f32") && fused.contains(": kernel "),
+        "{fused}"
+    );
+    let (ok, _, err) = onde(&["dump", "--example", "mlp", "--train", "--grad"]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+}

@@ -23,6 +23,12 @@ pub fn build_example(name: &str) -> Option<Result<Graph>> {
 /// forward graph outputs the loss and the second also outputs the gradient of the loss
 /// with respect to every parameter (in declaration order).
 pub fn build_example_grad(name: &str) -> Option<Result<(Graph, Graph)>> {
+    let (g, loss) = build_example_loss(name)?;
+    Some(with_grads(&g, &loss))
+}
+
+/// The named example's builder and scalar loss (for gradients or a training step).
+pub fn build_example_loss(name: &str) -> Option<(GraphBuilder, Tensor)> {
     let (g, loss) = match name {
         "mlp" => mlp_loss(),
         "mon_modele" => {
@@ -40,7 +46,16 @@ pub fn build_example_grad(name: &str) -> Option<Result<(Graph, Graph)>> {
         }
         _ => return None,
     };
-    Some(with_grads(&g, &loss))
+    Some((g, loss))
+}
+
+/// The named example's whole training step as one graph: forward, loss, backward and
+/// an Adam update of every parameter (`TrainStep::graph`).
+pub fn build_example_train(name: &str) -> Option<Result<Graph>> {
+    let (g, loss) = build_example_loss(name)?;
+    Some(
+        crate::TrainStep::new(&g, &loss, &crate::optim::Adam::new(1e-3)).map(|s| s.graph().clone()),
+    )
 }
 
 fn with_grads(g: &GraphBuilder, loss: &Tensor) -> Result<(Graph, Graph)> {
