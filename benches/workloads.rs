@@ -4,6 +4,9 @@
 //! - `W6/train`: `y = sum(tanh(x·a + b)·sigmoid(x) + x·x)` over 2^20 f32, forward and
 //!   gradients with respect to `a` and `b`; `W6/infer`: the forward alone;
 //! - `W7/gemm_1024`: `[1024,1024] @ [1024,1024]` f32 (throughput in FLOP/s);
+//! - `W1/train`: the MLP's whole training step (forward, NLL, backward, Adam in place,
+//!   one `TrainStep`); `W1/infer`: the eval forward through an `Evaluator` sharing the
+//!   step's weights;
 //! - `compile/W6_train`: cold compile (`Executable::compile`: plan, Cranelift, buffer
 //!   allocation) and drop of the optimised W6 forward + backward graph, i.e. `onde
 //!   bench`'s `compile_ms` plus allocating and freeing the executable's buffers;
@@ -132,5 +135,51 @@ fn w7(c: &mut Criterion) {
     group.finish();
 }
 
-criterion::criterion_group!(benches, w6, w7);
+fn w1(c: &mut Criterion) {
+    use onde::loss::{nll_loss, NllOpts};
+    use onde::module::{Linear, Module, Sequential, Sigmoid};
+    use onde::optim::Adam;
+    use onde::{TrainOptions, TrainStep};
+    let g = GraphBuilder::new();
+    let mut m = Sequential::new("");
+    m.push(Linear::new(&g, "fc1", 256, 256))
+        .push(Sigmoid)
+        .push(Linear::new(&g, "fc2", 256, 256))
+        .push(Sigmoid)
+        .push(Linear::new(&g, "fc3", 256, 10));
+    let x = g.input("x", DType::F32, [64, 256]);
+    let y = g.input("y", DType::I64, [64]);
+    let logp = m.forward(&x).log_softmax(-1);
+    let loss = nll_loss(&logp, &y, &NllOpts::default());
+    let opts = TrainOptions {
+        compile: options(),
+        ..TrainOptions::default()
+    };
+    let mut step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts).expect("W1 step");
+    m.eval();
+    let out = m.forward(&x).log_softmax(-1);
+    let mut eval = step.evaluator(&g, &[&out]).expect("W1 evaluator");
+    let xs = Array::f32([64, 256], data(64 * 256, 11)).expect("x");
+    let ys = Array::i64([64], (0..64).map(|i| i * 7 % 10).collect()).expect("y");
+    let mut group = c.benchmark_group("W1");
+    group.sample_size(30);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    let t = format!("threads={}", threads());
+    group.bench_function(BenchmarkId::new("train", &t), |b| {
+        b.iter(|| {
+            step.step(black_box(&[("x", &xs), ("y", &ys)]))
+                .expect("W1 step")
+        })
+    });
+    group.bench_function(BenchmarkId::new("infer", &t), |b| {
+        b.iter(|| {
+            eval.run_in_place(&step, black_box(&[("x", &xs)]))
+                .expect("W1 infer")
+        })
+    });
+    group.finish();
+}
+
+criterion::criterion_group!(benches, w1, w6, w7);
 criterion::criterion_main!(benches);
