@@ -8,10 +8,19 @@ use onde::nn::GradcheckOpts;
 use onde::{cat, where_, Array, ConvOpts, DType, GraphBuilder, Idx, Tensor};
 use proptest::prelude::*;
 
+/// Deterministic values in about [-1.15, 1.25], hashed (not an arithmetic progression:
+/// a progression gives equal column variances, i.e. ties at argmin/max kinks, where
+/// finite differences and subgradients legitimately disagree).
 fn data(shape: &[usize], seed: usize) -> Array {
     let n: usize = shape.iter().product();
     let v = (0..n)
-        .map(|k| (((k * 7919 + seed * 104729) % 1000) as f64 / 1000.0 - 0.5) * 2.4 + 0.05)
+        .map(|k| {
+            let mut h = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed as u64;
+            h ^= h >> 29;
+            h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            h ^= h >> 32;
+            ((h % 1_000_003) as f64 / 1_000_003.0 - 0.5) * 2.4 + 0.05
+        })
         .collect();
     Array::f64(shape.to_vec(), v).unwrap()
 }
@@ -175,7 +184,19 @@ proptest! {
         let refs: Vec<&Tensor> = inputs.iter().collect();
         let feeds: Vec<(&str, Array)> = gen.feeds.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
         let report = gen.g.gradcheck(&out, &refs, &feeds, GradcheckOpts::default()).unwrap();
-        prop_assert!(report.ok(), "{}", report);
+        // The function undefined next to the point (e.g. a power of a base that crosses
+        // zero): finite differences say nothing there; the case is discarded.
+        prop_assume!(report.worst.as_ref().is_none_or(|w| w.numeric.is_finite()));
+        // Random programs can be badly conditioned (nested pow of exp: derivatives of
+        // 1e11), where the central difference's truncation error exceeds the tolerance
+        // at eps = 1e-6. A correct gradient is then matched at a smaller step (the
+        // difference converges to it); a wrong one is not, at any step.
+        let converged = report.ok()
+            || [1e-7, 1e-8].iter().any(|&eps| {
+                let o = GradcheckOpts { eps, ..GradcheckOpts::default() };
+                gen.g.gradcheck(&out, &refs, &feeds, o).is_ok_and(|r| r.ok())
+            });
+        prop_assert!(converged, "{}", report);
     }
 
     #[test]
@@ -205,6 +226,8 @@ proptest! {
         let analytic = run(gen.feeds.clone(), &hv);
         let plus = run(feeds_at(eps), &grad);
         let minus = run(feeds_at(-eps), &grad);
+        // The gradient undefined at or next to the point: nothing to compare.
+        prop_assume!(plus.iter().chain(&minus).all(|v| v.is_finite()));
         for k in 0..analytic.len() {
             let numeric = (plus[k] - minus[k]) / (2.0 * eps);
             prop_assert!(
