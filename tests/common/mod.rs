@@ -6,9 +6,19 @@ use onde::{cat, s, where_, Array, ConvOpts, DType, GraphBuilder, Idx, Tensor};
 
 /// Deterministic pseudo-random data in [-1.2, 1.2) (+0.05 to avoid exact zeros).
 pub fn data(dtype: DType, shape: &[usize], seed: usize) -> Array {
+    // Hashed, not an arithmetic progression: a progression makes exactly equal column
+    // variances, and at such ties (max/min gradients split between equal elements) a
+    // one-ulp difference between two correct evaluation orders changes the gradient
+    // by O(1).
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n)
-        .map(|k| (((k * 7919 + seed * 104729) % 1000) as f64 / 1000.0 - 0.5) * 2.4 + 0.05)
+        .map(|k| {
+            let mut h = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed as u64;
+            h ^= h >> 29;
+            h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            h ^= h >> 32;
+            ((h % 1_000_003) as f64 / 1_000_003.0 - 0.5) * 2.4 + 0.05
+        })
         .collect();
     Array::from_f64(dtype, shape.to_vec(), &v).unwrap()
 }
