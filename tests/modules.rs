@@ -588,3 +588,26 @@ fn parameter_counts_and_summary() {
         "{s}"
     );
 }
+
+#[test]
+fn batches_cover_each_row_once_and_gather_checks_its_inputs() {
+    use onde::nn::data::Batches;
+    let seen: Vec<usize> = Batches::new(10, 3, 7).flatten().collect();
+    assert_eq!(seen.len(), 9, "drop_last: 3 batches of 3");
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 9, "no row twice: {seen:?}");
+    let x = Array::f32([3, 2], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+    let y = Array::i64([3], vec![7, 8, 9]).unwrap();
+    let (bx, by) = Batches::gather(&x, &y, &[2, 0]).unwrap();
+    assert_eq!(bx.as_f32().unwrap(), &[4.0, 5.0, 0.0, 1.0]);
+    assert_eq!(by.as_i64().unwrap(), &[9, 7]);
+    assert!(Batches::gather(&x, &y, &[3]).is_err(), "row out of range");
+    assert!(Batches::gather(&y, &y, &[0]).is_err(), "x must be 2-D f32");
+    let short = Array::i64([2], vec![1, 2]).unwrap();
+    assert!(
+        Batches::gather(&x, &short, &[0]).is_err(),
+        "one label per row"
+    );
+}

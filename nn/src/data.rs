@@ -126,22 +126,38 @@ impl Batches {
         }
     }
 
-    /// Gathers rows `idx` of a 2-D f32 `x` and 1-D i64 `y` into batch arrays.
-    pub fn gather(x: &Array, y: &Array, idx: &[usize]) -> (Array, Array) {
-        let width = x.shape().dims().get(1).copied().unwrap_or(0);
-        let xs = x.as_f32().unwrap_or(&[]);
-        let ys = y.as_i64().unwrap_or(&[]);
+    /// Gathers rows `idx` of a 2-D f32 `x` and 1-D i64 `y` into batch arrays. Errors
+    /// (naming the problem) if `x` is not 2-D f32, `y` not 1-D i64 with one label per
+    /// row, or an index is out of range.
+    pub fn gather(x: &Array, y: &Array, idx: &[usize]) -> crate::Result<(Array, Array)> {
+        let bad = |reason: String| crate::Error::Train { reason };
+        let dims = x.shape().dims();
+        let (Some(xs), Some(ys), [rows, width]) = (x.as_f32(), y.as_i64(), dims) else {
+            return Err(bad(format!(
+                "batch gather needs x as f32 [rows, width] and y as i64 [rows], got x {} {:?} and y {} {:?}",
+                x.dtype(),
+                dims,
+                y.dtype(),
+                y.shape().dims()
+            )));
+        };
+        if ys.len() != *rows {
+            return Err(bad(format!("{} labels for {rows} rows", ys.len())));
+        }
         let mut bx = Vec::with_capacity(idx.len() * width);
         let mut by = Vec::with_capacity(idx.len());
         for &i in idx {
-            bx.extend_from_slice(xs.get(i * width..(i + 1) * width).unwrap_or(&[]));
-            by.push(ys.get(i).copied().unwrap_or(0));
+            if i >= *rows {
+                return Err(bad(format!("row {i} out of range for {rows} rows")));
+            }
+            bx.extend_from_slice(&xs[i * width..(i + 1) * width]);
+            by.push(ys[i]);
         }
-        (
-            Array::f32([idx.len(), width], bx)
-                .unwrap_or_else(|_| Array::full(onde_ir::DType::F32, [0, width], 0.0)),
-            Array::i64([idx.len()], by).unwrap_or_else(|_| Array::scalar_i64(0)),
-        )
+        let e = |e: onde_ir::ArrayLenError| bad(e.to_string());
+        Ok((
+            Array::f32([idx.len(), *width], bx).map_err(e)?,
+            Array::i64([idx.len()], by).map_err(e)?,
+        ))
     }
 }
 

@@ -147,7 +147,7 @@ pub fn train_signal_mlp(
             cfg.batch,
             cfg.seed.wrapping_add(epoch as u64 + 1),
         ) {
-            let (bx, by) = Batches::gather(&xtr, &ytr, &idx);
+            let (bx, by) = Batches::gather(&xtr, &ytr, &idx)?;
             loss_sum += step.step(&[("x", &bx), ("y", &by)])?;
             hits += correct(&step.output(1)?, &by);
             seen += idx.len();
@@ -156,7 +156,7 @@ pub fn train_signal_mlp(
         let (mut vloss, mut vhits, mut vseen, mut vb) = (0.0, 0, 0, 0);
         let all: Vec<usize> = (0..cfg.val).collect();
         for idx in all.chunks_exact(cfg.batch) {
-            let (bx, by) = Batches::gather(&xva, &yva, idx);
+            let (bx, by) = Batches::gather(&xva, &yva, idx)?;
             let out = eval.run(&step, &[("x", &bx), ("y", &by)])?;
             vloss += out[1].to_f64_vec().first().copied().unwrap_or(f64::NAN);
             vhits += correct(&out[0], &by);
