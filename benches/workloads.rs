@@ -137,16 +137,11 @@ fn w7(c: &mut Criterion) {
 
 fn w1(c: &mut Criterion) {
     use onde::loss::{nll_loss, NllOpts};
-    use onde::module::{Linear, Module, Sequential, Sigmoid};
+    use onde::module::Module;
     use onde::optim::Adam;
     use onde::{TrainOptions, TrainStep};
     let g = GraphBuilder::new();
-    let mut m = Sequential::new("");
-    m.push(Linear::new(&g, "fc1", 256, 256))
-        .push(Sigmoid)
-        .push(Linear::new(&g, "fc2", 256, 256))
-        .push(Sigmoid)
-        .push(Linear::new(&g, "fc3", 256, 10));
+    let m = onde::nn::examples::w1_mlp(&g);
     let x = g.input("x", DType::F32, [64, 256]);
     let y = g.input("y", DType::I64, [64]);
     let logp = m.forward(&x).log_softmax(-1);

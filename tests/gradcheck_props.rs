@@ -4,25 +4,15 @@
 //! Hessian-vector products equal finite differences of the gradient.
 //! Longer sweep: `PROPTEST_CASES=5000 cargo test --release --test gradcheck_props`.
 
+mod common;
+
 use onde::nn::GradcheckOpts;
 use onde::{cat, where_, Array, ConvOpts, DType, GraphBuilder, Idx, Tensor};
 use proptest::prelude::*;
 
-/// Deterministic values in about [-1.15, 1.25], hashed (not an arithmetic progression:
-/// a progression gives equal column variances, i.e. ties at argmin/max kinks, where
-/// finite differences and subgradients legitimately disagree).
+/// The shared hashed test data (`common::data`), in f64.
 fn data(shape: &[usize], seed: usize) -> Array {
-    let n: usize = shape.iter().product();
-    let v = (0..n)
-        .map(|k| {
-            let mut h = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed as u64;
-            h ^= h >> 29;
-            h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            h ^= h >> 32;
-            ((h % 1_000_003) as f64 / 1_000_003.0 - 0.5) * 2.4 + 0.05
-        })
-        .collect();
-    Array::f64(shape.to_vec(), v).unwrap()
+    common::data(DType::F64, shape, seed)
 }
 
 struct Gen {

@@ -4,8 +4,9 @@
 //! `tests/fixtures/w1/`).
 
 use onde::nn::checkpoint;
+use onde::nn::examples::w1_mlp;
 use onde::nn::loss::{nll_loss, NllOpts};
-use onde::nn::module::{Linear, Module};
+use onde::nn::module::Module;
 use onde::nn::optim::Adam;
 use onde::{Array, DType, GraphBuilder, TrainOptions, TrainStep};
 
@@ -34,35 +35,17 @@ fn max_rel(a: &Array, b: &Array, floor: f64) -> f64 {
         .fold(0.0, f64::max)
 }
 
-struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-    fc3: Linear,
-}
-
-impl Module for Mlp {
-    fn forward(&self, x: &onde::Tensor) -> onde::Tensor {
-        let h = self.fc1.forward(x).sigmoid();
-        let h = self.fc2.forward(&h).sigmoid();
-        self.fc3.forward(&h).log_softmax(-1)
-    }
-}
-
 #[test]
 fn w1_one_adam_step_matches_pytorch() {
     let params = fixture("params");
     let inputs = fixture("inputs");
     let step1 = fixture("step1");
     let g = GraphBuilder::new();
-    let m = Mlp {
-        fc1: Linear::new(&g, "fc1", 256, 256),
-        fc2: Linear::new(&g, "fc2", 256, 256),
-        fc3: Linear::new(&g, "fc3", 256, 10),
-    };
+    let m = w1_mlp(&g);
     g.load_state_dict(&params, true).unwrap();
     let x = g.input("x", DType::F32, [64, 256]);
     let y = g.input("y", DType::I64, [64]);
-    let logp = m.forward(&x);
+    let logp = m.forward(&x).log_softmax(-1);
     let loss = nll_loss(&logp, &y, &NllOpts::default());
     let opts = TrainOptions {
         outputs: vec![&logp],

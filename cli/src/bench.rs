@@ -100,17 +100,12 @@ fn line(
 
 fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
     use onde_nn::loss::{nll_loss, NllOpts};
-    use onde_nn::module::{Linear, Module, Sequential, Sigmoid};
+    use onde_nn::module::Module;
     use onde_nn::optim::Adam;
     use onde_nn::{TrainOptions, TrainStep};
     let e = |e: onde_nn::Error| e.to_string();
     let g = GraphBuilder::new();
-    let mut m = Sequential::new("");
-    m.push(Linear::new(&g, "fc1", 256, 256))
-        .push(Sigmoid)
-        .push(Linear::new(&g, "fc2", 256, 256))
-        .push(Sigmoid)
-        .push(Linear::new(&g, "fc3", 256, 10));
+    let m = onde_nn::examples::w1_mlp(&g);
     let x = g.input("x", DType::F32, [64, 256]);
     let y = g.input("y", DType::I64, [64]);
     let logp = m.forward(&x).log_softmax(-1);

@@ -18,7 +18,8 @@ pub struct SyntheticSignals {
     pub length: usize,
     /// Standard deviation of the additive noise (amplitudes are in `[0.5, 1]`).
     pub noise: f64,
-    state: u64,
+    seed: i64,
+    counter: u64,
 }
 
 impl SyntheticSignals {
@@ -27,21 +28,20 @@ impl SyntheticSignals {
         SyntheticSignals {
             length,
             noise,
-            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
+            seed: seed as i64,
+            counter: 0,
         }
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.counter += 1;
+        onde_runtime::random_bits(self.seed, self.counter)
     }
 
     /// Uniform on `[0, 1)`.
     fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.counter += 1;
+        onde_runtime::uniform_f64(self.seed, self.counter)
     }
 
     fn gaussian(&mut self) -> f64 {

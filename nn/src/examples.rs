@@ -1,9 +1,10 @@
 //! Built-in example graphs, shown by `onde dump --example NAME` and used in tests.
 //!
-//! Parameters are initialised deterministically (a fixed-seed generator with PyTorch's
-//! `Linear` bound `1/sqrt(fan_in)`), so dumps are stable.
+//! Parameters are initialised like PyTorch's defaults from the builder's seed
+//! ([`crate::init`]), so dumps are stable.
 
-use crate::{Array, DType, GraphBuilder, Result, Tensor};
+use crate::module::{Linear, Module, Sequential, Sigmoid};
+use crate::{DType, GraphBuilder, Result, Tensor};
 use onde_ir::Graph;
 
 /// Names of the built-in examples.
@@ -78,51 +79,6 @@ fn mlp_loss() -> (GraphBuilder, Tensor) {
     (g, loss)
 }
 
-/// A deterministic uniform sample on `[-bound, bound)` (SplitMix64).
-pub fn uniform_init(shape: &[usize], bound: f64, seed: u64) -> Array {
-    uniform_range(shape, -bound, bound, seed)
-}
-
-/// A deterministic uniform sample on `[lo, hi)` (SplitMix64).
-pub fn uniform_range(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Array {
-    let n: usize = shape.iter().product();
-    let mut s = seed;
-    let v = (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let u = (z >> 40) as f64 / (1u64 << 24) as f64;
-            (lo + (hi - lo) * u) as f32
-        })
-        .collect();
-    Array::f32(shape.to_vec(), v).unwrap_or_else(|_| Array::full(DType::F32, shape.to_vec(), 0.0))
-}
-
-/// `x @ W^T + b` with parameters `{name}.weight` `[out, in]` and `{name}.bias` `[out]`.
-#[track_caller]
-fn linear(
-    g: &GraphBuilder,
-    name: &str,
-    x: &Tensor,
-    fan_in: usize,
-    fan_out: usize,
-    seed: u64,
-) -> Tensor {
-    let bound = 1.0 / (fan_in as f64).sqrt();
-    let w = g.parameter(
-        &format!("{name}.weight"),
-        uniform_init(&[fan_out, fan_in], bound, seed),
-    );
-    let b = g.parameter(
-        &format!("{name}.bias"),
-        uniform_init(&[fan_out], bound, seed + 1),
-    );
-    x.matmul(&w.t()) + &b
-}
-
 /// The W1 MLP: `[64,256] → Linear 256 → sigmoid → Linear 256 → sigmoid → Linear 10 →
 /// log_softmax`.
 pub fn mlp() -> Result<Graph> {
@@ -131,12 +87,22 @@ pub fn mlp() -> Result<Graph> {
     g.build(&[&out])
 }
 
+/// The layers of W1 (`../shared/bench/bench.py`): `fc1` 256→256, sigmoid, `fc2`
+/// 256→256, sigmoid, `fc3` 256→10, with PyTorch's names and default initialisation.
+/// Its log-probabilities are `model.forward(x).log_softmax(-1)`.
+pub fn w1_mlp(g: &GraphBuilder) -> Sequential {
+    let mut m = Sequential::new("");
+    m.push(Linear::new(g, "fc1", 256, 256))
+        .push(Sigmoid)
+        .push(Linear::new(g, "fc2", 256, 256))
+        .push(Sigmoid)
+        .push(Linear::new(g, "fc3", 256, 10));
+    m
+}
+
 fn mlp_forward(g: &GraphBuilder) -> Tensor {
     let x = g.input("x", DType::F32, [64, 256]);
-    let h = linear(g, "fc1", &x, 256, 256, 1).sigmoid();
-    let h = linear(g, "fc2", &h, 256, 256, 3).sigmoid();
-    let logits = linear(g, "fc3", &h, 256, 10, 5);
-    &logits - logits.logsumexp([-1], true)
+    w1_mlp(g).forward(&x).log_softmax(-1)
 }
 
 /// The course's `MonModeleQuiTorche` module (slide "Définition d'un réseau de
@@ -164,11 +130,11 @@ impl MonModeleQuiTorche {
             delta_chan,
             learnable_param: g.parameter(
                 &crate::module::child(name, "learnable_param"),
-                uniform_range(&[1, delta_chan, 1], 0.0, 1.0, 7 + delta_chan as u64),
+                crate::init::uniform(DType::F32, &[1, delta_chan, 1], 0.0, 1.0, g.init_seed()),
             ),
             not_learnable_param: g.buffer(
                 &crate::module::child(name, "not_learnable_param"),
-                uniform_range(&[1, delta_chan, 1], 0.0, 1.0, 1007 + delta_chan as u64),
+                crate::init::uniform(DType::F32, &[1, delta_chan, 1], 0.0, 1.0, g.init_seed()),
             ),
         }
     }
@@ -223,9 +189,11 @@ fn rnn_builder() -> (GraphBuilder, Vec<Tensor>) {
     let g = GraphBuilder::new();
     let x = g.input("x", DType::F32, [32, 100, 40]);
     let bound = 1.0 / 64f64.sqrt();
-    let w_ih = g.parameter("rnn.weight_ih_l0", uniform_init(&[64, 40], bound, 11));
-    let w_hh = g.parameter("rnn.weight_hh_l0", uniform_init(&[64, 64], bound, 12));
-    let b = g.parameter("rnn.bias_l0", uniform_init(&[64], bound, 13));
+    let init =
+        |shape: &[usize]| crate::init::uniform(DType::F32, shape, -bound, bound, g.init_seed());
+    let w_ih = g.parameter("rnn.weight_ih_l0", init(&[64, 40]));
+    let w_hh = g.parameter("rnn.weight_hh_l0", init(&[64, 64]));
+    let b = g.parameter("rnn.bias_l0", init(&[64]));
     let h0 = g.zeros([32, 64], DType::F32);
     let out = g.scan(&[&h0], &[&x], &[&w_ih, &w_hh, &b], 1, false, |c, xs, k| {
         let h = (xs[0].matmul(&k[0].t()) + c[0].matmul(&k[1].t()) + &k[2]).tanh();
