@@ -523,7 +523,7 @@ fn buffers_are_not_learnable_but_are_saved() {
 
     let loss = (&w - &shift).square().sum_all();
     let mut step = TrainStep::new(&g, &loss, &Sgd::new(0.1)).unwrap();
-    assert_eq!(step.parameter_names(), &["m.weight".to_string()]);
+    assert_eq!(step.parameter_names().collect::<Vec<_>>(), ["m.weight"]);
     for _ in 0..2 {
         step.step(&[]).unwrap();
     }

@@ -121,7 +121,7 @@ fn evaluator_follows_the_weights_across_steps_and_checkpoint_loads() {
         let mut feeds: HashMap<String, Array> = HashMap::new();
         feeds.insert("x".into(), xs.clone());
         for n in step.parameter_names() {
-            feeds.insert(n.clone(), step.value(n).unwrap().clone());
+            feeds.insert(n.to_string(), step.value(n).unwrap().clone());
         }
         let want = onde::runtime::run(&fwd, &feeds).unwrap();
         for (a, b) in got[0].to_f64_vec().iter().zip(want[0].to_f64_vec()) {

@@ -270,6 +270,33 @@ impl Array {
         }
     }
 
+    /// Sets every element to `x` converted to the dtype (as [`Array::full`] does),
+    /// keeping the storage, so pointers into it stay valid.
+    pub fn fill(&mut self, x: f64) {
+        match &mut self.data {
+            Data::Bool(v) => v.fill(x != 0.0),
+            Data::I64(v) => v.fill(x as i64),
+            Data::F32(v) => v.fill(x as f32),
+            Data::F64(v) => v.fill(x),
+        }
+    }
+
+    /// Copies `other`'s elements into this array's storage (kept, so pointers into it
+    /// stay valid). Returns `false`, changing nothing, unless dtypes and shapes match.
+    pub fn copy_from(&mut self, other: &Array) -> bool {
+        if self.shape != other.shape {
+            return false;
+        }
+        match (&mut self.data, &other.data) {
+            (Data::Bool(d), Data::Bool(s)) => d.copy_from_slice(s),
+            (Data::I64(d), Data::I64(s)) => d.copy_from_slice(s),
+            (Data::F32(d), Data::F32(s)) => d.copy_from_slice(s),
+            (Data::F64(d), Data::F64(s)) => d.copy_from_slice(s),
+            (Data::Bool(_) | Data::I64(_) | Data::F32(_) | Data::F64(_), _) => return false,
+        }
+        true
+    }
+
     /// Splits into shape and storage.
     pub fn into_parts(self) -> (Shape, Data) {
         (self.shape, self.data)

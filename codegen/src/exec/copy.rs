@@ -89,13 +89,7 @@ impl Executable {
                     unsafe {
                         std::ptr::copy_nonoverlapping(src.add(s as usize * es), dst.add(k * es), es)
                     };
-                    for a in (0..odims.len()).rev() {
-                        idx[a] += 1;
-                        if idx[a] < odims[a] {
-                            break;
-                        }
-                        idx[a] = 0;
-                    }
+                    next_index(idx, odims);
                 }
             }
             plan::CopyOp::ScatterAdd { axis } => {
@@ -142,13 +136,7 @@ impl Executable {
                             DType::Bool => {}
                         }
                     }
-                    for a in (0..idims.len()).rev() {
-                        idx[a] += 1;
-                        if idx[a] < idims[a] {
-                            break;
-                        }
-                        idx[a] = 0;
-                    }
+                    next_index(idx, idims);
                 }
                 for p in 0..n {
                     // SAFETY: the output holds `n` elements of its dtype.
@@ -301,13 +289,7 @@ impl Executable {
                             last,
                         )
                     };
-                    for a in (0..r - 1).rev() {
-                        idx[a] += 1;
-                        if idx[a] < idims[a] {
-                            break;
-                        }
-                        idx[a] = 0;
-                    }
+                    next_index(idx, &idims[..r - 1]);
                 }
             }
         }
@@ -331,4 +313,15 @@ fn counters_and_strides<'a>(
         acc *= dims[a];
     }
     (ctr, st)
+}
+
+/// Advances the row-major multi-index `idx` over extents `dims` by one element.
+fn next_index(idx: &mut [usize], dims: &[usize]) {
+    for a in (0..dims.len()).rev() {
+        idx[a] += 1;
+        if idx[a] < dims[a] {
+            return;
+        }
+        idx[a] = 0;
+    }
 }

@@ -146,15 +146,7 @@ impl Executable {
                 reason: "not bound as state".into(),
             });
         };
-        if let Some(v) = st.value.as_f32_mut() {
-            v.fill(0.0);
-        } else if let Some(v) = st.value.as_f64_mut() {
-            v.fill(0.0);
-        } else if let Some(v) = st.value.as_i64_mut() {
-            v.fill(0);
-        } else if let Some(v) = st.value.as_bool_mut() {
-            v.fill(false);
-        }
+        st.value.fill(0.0);
         Ok(())
     }
 
@@ -174,25 +166,14 @@ impl Executable {
                 reason: "not bound as state".into(),
             });
         };
-        let (want, got) = (
-            TensorType::new(st.value.dtype(), st.value.shape().clone()),
-            TensorType::new(value.dtype(), value.shape().clone()),
-        );
-        if want != got {
+        // Copied into the existing storage, so every pointer to it stays valid.
+        if !st.value.copy_from(&value) {
+            let want = TensorType::new(st.value.dtype(), st.value.shape().clone());
+            let got = TensorType::new(value.dtype(), value.shape().clone());
             return Err(RunError::State {
                 name: name.into(),
                 reason: format!("new value is {got}, expected {want}"),
             });
-        }
-        // Copied into the existing storage, so every pointer to it stays valid.
-        if let (Some(d), Some(v)) = (st.value.as_f32_mut(), value.as_f32()) {
-            d.copy_from_slice(v);
-        } else if let (Some(d), Some(v)) = (st.value.as_f64_mut(), value.as_f64()) {
-            d.copy_from_slice(v);
-        } else if let (Some(d), Some(v)) = (st.value.as_i64_mut(), value.as_i64()) {
-            d.copy_from_slice(v);
-        } else if let (Some(d), Some(v)) = (st.value.as_bool_mut(), value.as_bool()) {
-            d.copy_from_slice(v);
         }
         Ok(())
     }

@@ -95,9 +95,6 @@ impl Optimizer for Adam {
     fn slots(&self) -> Vec<&'static str> {
         vec!["exp_avg", "exp_avg_sq"]
     }
-    fn update_globals(&self, globals: &[Tensor]) -> Vec<Tensor> {
-        globals.iter().map(|s| s + 1.0).collect()
-    }
     fn update(
         &self,
         p: &Tensor,

@@ -66,9 +66,10 @@ pub trait Optimizer: std::fmt::Debug {
     /// Per-parameter state slot names; each starts as zeros shaped like its parameter.
     fn slots(&self) -> Vec<&'static str>;
 
-    /// New values of the global scalars from the old ones.
+    /// New values of the global scalars from the old ones. By default every global is
+    /// a step counter (`step`), incremented.
     fn update_globals(&self, globals: &[Tensor]) -> Vec<Tensor> {
-        globals.to_vec()
+        globals.iter().map(|s| s + 1.0).collect()
     }
 
     /// The new parameter and slot values for one parameter `p` with gradient `grad` and

@@ -95,9 +95,6 @@ impl Optimizer for Sgd {
             Vec::new()
         }
     }
-    fn update_globals(&self, globals: &[Tensor]) -> Vec<Tensor> {
-        globals.iter().map(|s| s + 1.0).collect()
-    }
     fn update(
         &self,
         p: &Tensor,

@@ -14,11 +14,23 @@ pub struct Evaluator {
     /// Every input name of the builder: feeds of the training graph that this graph
     /// does not use (labels) are ignored, unknown names are errors.
     known: Vec<String>,
+    /// The feeds a training step provides (parameters, buffers), found once.
+    from_step: Vec<String>,
 }
 
 impl Evaluator {
-    pub(super) fn new(exe: Executable, known: Vec<String>) -> Evaluator {
-        Evaluator { exe, known }
+    pub(super) fn new(exe: Executable, known: Vec<String>, step: &TrainStep) -> Evaluator {
+        let from_step = exe
+            .feeds()
+            .map(|(n, _)| n)
+            .filter(|n| step.value(n).is_some())
+            .map(String::from)
+            .collect();
+        Evaluator {
+            exe,
+            known,
+            from_step,
+        }
     }
 
     /// Runs on `feeds` with `step`'s parameters and buffers; returns the outputs.
@@ -40,14 +52,12 @@ impl Evaluator {
                 return Err(exec(onde_codegen::RunError::UnknownFeed { name: n.into() }));
             }
         }
-        let wanted: Vec<String> = self
-            .exe
-            .feeds()
-            .map(|(n, _)| n.to_string())
-            .filter(|n| !feeds.iter().any(|(f, _)| f == n))
-            .collect();
-        let mut weights: Vec<&str> = Vec::with_capacity(wanted.len());
-        for n in &wanted {
+        // The step's values, unless the caller fed one explicitly.
+        let mut weights: Vec<&str> = Vec::with_capacity(self.from_step.len());
+        for n in &self.from_step {
+            if feeds.iter().any(|(f, _)| f == n) {
+                continue;
+            }
             if let Some(a) = step.value(n) {
                 all.push((n.as_str(), a));
                 weights.push(n.as_str());

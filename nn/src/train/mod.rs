@@ -59,10 +59,7 @@ pub struct TrainStep {
     optimizer: String,
     base_lr: f64,
     lr: Array,
-    params: Vec<String>,
     buffers: Vec<(String, Array)>,
-    /// Optimiser state names (slots then globals), bound as state.
-    opt_state: Vec<String>,
     n_extra: usize,
     grads_at: Option<usize>,
     accum: Option<Accum>,
@@ -72,10 +69,12 @@ pub struct TrainStep {
     /// Changes whenever a parameter or buffer may have changed (globally unique), so
     /// evaluators can reuse packed weights between steps.
     version: u64,
-    /// The step graph and its state bindings (feed name, output index), for
-    /// inspection and reference runs.
+    /// The step graph, for inspection and reference runs.
     graph: onde_ir::Graph,
+    /// The bound states (feed name, index of the output replacing it): the parameters
+    /// first (`n_params` of them), then the optimiser state (slots, then globals).
     bindings: Vec<(String, usize)>,
+    n_params: usize,
 }
 
 /// A fresh weights version (unique in the process).
@@ -201,29 +200,30 @@ impl TrainStep {
         let graph = g.build_pruned(&outs)?;
         let mut exe = Executable::compile_cached(&graph, o.compile)
             .map_err(|e| Error::Compile(Box::new(e)))?;
-        let step_graph = graph;
-        let mut bindings = Vec::new();
         let values = g.parameter_values();
         let value = |n: &str| values.iter().find(|(k, _)| k == n).map(|(_, a)| a.clone());
-        let mut param_names = Vec::new();
+        // Every state with the output that replaces it and its initial value: the
+        // parameters' current values, zeros for the slots, the optimiser's globals.
+        let mut states: Vec<(String, usize, Array)> = Vec::new();
         for (i, (name, _)) in named.iter().enumerate() {
             let init = value(name).ok_or_else(|| Error::UnknownParameter { name: name.clone() })?;
-            exe.bind_state(name, params_at + i, init).map_err(exec)?;
-            bindings.push((name.clone(), params_at + i));
-            param_names.push(name.clone());
+            states.push((name.clone(), params_at + i, init));
         }
-        let mut opt_state = Vec::new();
         for (i, (name, old, _)) in slot_states.iter().enumerate() {
             let ty = old.ty().unwrap_or_else(|| TensorType::new(DType::F32, [0]));
-            exe.bind_state(name, slots_at + i, Array::full(ty.dtype, ty.shape, 0.0))
-                .map_err(exec)?;
-            bindings.push((name.clone(), slots_at + i));
-            opt_state.push(name.clone());
+            states.push((
+                name.clone(),
+                slots_at + i,
+                Array::full(ty.dtype, ty.shape, 0.0),
+            ));
         }
         for (i, ((name, _), (_, init))) in globals.iter().zip(global_arrays(opt)).enumerate() {
-            exe.bind_state(name, globals_at + i, init).map_err(exec)?;
-            bindings.push((name.clone(), globals_at + i));
-            opt_state.push(name.clone());
+            states.push((name.clone(), globals_at + i, init));
+        }
+        let mut bindings = Vec::with_capacity(states.len());
+        for (name, out, init) in states {
+            exe.bind_state(&name, out, init).map_err(exec)?;
+            bindings.push((name, out));
         }
         let buffers = g
             .named_buffers()
@@ -261,18 +261,27 @@ impl TrainStep {
             optimizer: opt.name().to_string(),
             base_lr: opt.lr(),
             lr: Array::scalar(DType::F64, opt.lr()),
-            params: param_names,
             buffers,
-            opt_state,
             n_extra: o.outputs.len(),
             grads_at,
             accum,
             steps: 0,
             compile: o.compile,
             version: next_version(),
-            graph: step_graph,
+            graph,
             bindings,
+            n_params: named.len(),
         })
+    }
+
+    /// The parameters' names (the first bindings).
+    fn params(&self) -> impl Iterator<Item = &String> {
+        self.bindings[..self.n_params].iter().map(|(n, _)| n)
+    }
+
+    /// The optimiser state's names (the bindings after the parameters).
+    fn opt_state(&self) -> impl Iterator<Item = &String> {
+        self.bindings[self.n_params..].iter().map(|(n, _)| n)
     }
 
     /// One training step on a batch (`feeds`: the data inputs by name): forward, loss,
@@ -333,30 +342,18 @@ impl TrainStep {
                 all.push((n.as_str(), a));
             }
         }
-        for n in &self.params {
+        for (n, _) in &self.bindings[..self.n_params] {
             if let Some(a) = self.exe.state(n).filter(|_| wanted(n)) {
                 all.push((n.as_str(), a));
             }
         }
         acc.exe.run_in_place(&all).map_err(exec)?;
-        Ok(acc
-            .exe
-            .output_array(0)
-            .to_f64_vec()
-            .first()
-            .copied()
-            .unwrap_or(f64::NAN))
+        Ok(loss_of(&acc.exe))
     }
 
     /// The loss of the last step.
     pub fn loss(&self) -> Result<f64> {
-        Ok(self
-            .exe
-            .output_array(0)
-            .to_f64_vec()
-            .first()
-            .copied()
-            .unwrap_or(f64::NAN))
+        Ok(loss_of(&self.exe))
     }
 
     /// Output `i` of the last step: 0 is the loss, 1.. the extra outputs.
@@ -380,8 +377,7 @@ impl TrainStep {
             ));
         };
         let i = self
-            .params
-            .iter()
+            .params()
             .position(|p| p == name)
             .ok_or_else(|| Error::UnknownParameter { name: name.into() })?;
         Ok(self.exe.output_array(at + i))
@@ -424,17 +420,16 @@ impl TrainStep {
     }
 
     /// Names of the learnable parameters, in declaration order.
-    pub fn parameter_names(&self) -> &[String] {
-        &self.params
+    pub fn parameter_names(&self) -> impl Iterator<Item = &str> {
+        self.params().map(String::as_str)
     }
 
     /// For each parameter and optimiser state: whether its update is written in place
     /// (no copy per step).
     pub fn in_place_report(&self) -> Vec<(String, bool)> {
-        self.params
+        self.bindings
             .iter()
-            .chain(&self.opt_state)
-            .map(|n| (n.clone(), self.exe.state_in_place(n).unwrap_or(false)))
+            .map(|(n, _)| (n.clone(), self.exe.state_in_place(n).unwrap_or(false)))
             .collect()
     }
 
@@ -442,17 +437,10 @@ impl TrainStep {
     /// `optim.<param>.<slot>` and `optim.<global>`, and `optim.lr`.
     pub fn state_dict(&self) -> Vec<(String, Array)> {
         let mut out = Vec::new();
-        for n in self.params.iter() {
-            if let Some(a) = self.exe.state(n) {
-                out.push((n.clone(), a.clone()));
-            }
-        }
+        let state = |n: &String| self.exe.state(n).map(|a| (n.clone(), a.clone()));
+        out.extend(self.params().filter_map(state));
         out.extend(self.buffers.iter().cloned());
-        for n in &self.opt_state {
-            if let Some(a) = self.exe.state(n) {
-                out.push((n.clone(), a.clone()));
-            }
-        }
+        out.extend(self.opt_state().filter_map(state));
         out.push(("optim.lr".into(), self.lr.clone()));
         out
     }
@@ -463,11 +451,7 @@ impl TrainStep {
     /// `strict`.
     pub fn load_state_dict(&mut self, dict: &[(String, Array)], strict: bool) -> Result<()> {
         let find = |n: &str| dict.iter().find(|(k, _)| k == n).map(|(_, a)| a);
-        for n in self
-            .params
-            .iter()
-            .chain(self.buffers.iter().map(|(n, _)| n))
-        {
+        for n in self.params().chain(self.buffers.iter().map(|(n, _)| n)) {
             if find(n).is_none() {
                 return Err(Error::StateDict {
                     name: n.clone(),
@@ -477,9 +461,8 @@ impl TrainStep {
         }
         if strict {
             for (k, _) in dict {
-                let known = self.params.contains(k)
+                let known = self.bindings.iter().any(|(n, _)| n == k)
                     || self.buffers.iter().any(|(n, _)| n == k)
-                    || self.opt_state.contains(k)
                     || k == "optim.lr";
                 if !known {
                     return Err(Error::StateDict {
@@ -537,7 +520,7 @@ impl TrainStep {
         let exe = Executable::compile_cached(&graph, self.compile)
             .map_err(|e| Error::Compile(Box::new(e)))?;
         let known = g.input_names();
-        Ok(Evaluator::new(exe, known))
+        Ok(Evaluator::new(exe, known, self))
     }
 
     /// The step graph (before optimisation): inputs are the data, parameters,
@@ -562,6 +545,15 @@ impl TrainStep {
     pub fn optimizer(&self) -> &str {
         &self.optimizer
     }
+}
+
+/// Output 0 (the loss) of the last run of `exe`.
+fn loss_of(exe: &Executable) -> f64 {
+    exe.output_array(0)
+        .to_f64_vec()
+        .first()
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 fn check_type(name: &str, want: &Array, got: &Array) -> Result<()> {
