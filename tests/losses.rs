@@ -7,6 +7,9 @@
 //! Every expected value is computed here in f64 from the definition, independently of
 //! the library.
 
+mod common;
+use common::{a32, a64, ai64, assert_close, run};
+
 use onde::loss::{
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss,
     NllOpts, Reduction,
@@ -18,43 +21,6 @@ use onde::{Array, DType, Error, GraphBuilder, Tensor, TrainStep};
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-fn a64(shape: &[usize], v: &[f64]) -> Array {
-    Array::f64(shape.to_vec(), v.to_vec()).unwrap()
-}
-
-fn af32(shape: &[usize], v: &[f64]) -> Array {
-    Array::from_f64(DType::F32, shape.to_vec(), v).unwrap()
-}
-
-fn ai64(shape: &[usize], v: &[i64]) -> Array {
-    Array::i64(shape.to_vec(), v.to_vec()).unwrap()
-}
-
-/// Runs `outs` on the interpreter and returns them as f64 vectors.
-fn run(g: &GraphBuilder, outs: &[&Tensor], feeds: &[(&str, Array)]) -> Vec<Vec<f64>> {
-    g.run(outs, feeds)
-        .unwrap()
-        .iter()
-        .map(Array::to_f64_vec)
-        .collect()
-}
-
-/// `|got - want| <= tol * max(|want|, 1)` element-wise; a NaN expectation needs a NaN.
-fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: got {got:?}, want {want:?}");
-    for (i, (a, b)) in got.iter().zip(want).enumerate() {
-        if b.is_nan() {
-            assert!(a.is_nan(), "{what}[{i}]: got {a}, want NaN");
-            continue;
-        }
-        let err = (a - b).abs();
-        assert!(
-            err <= tol * b.abs().max(1.0),
-            "{what}[{i}]: got {a}, want {b} (err {err:e}); all: {got:?} vs {want:?}"
-        );
-    }
-}
 
 /// Central finite differences (f64) of the scalar `loss` with respect to feed `name`
 /// (whose value is `x0`), the other feeds fixed.
@@ -375,7 +341,7 @@ fn cross_entropy_large_logits_are_stable() {
     let out = run(
         &g,
         &[&none],
-        &[("x", af32(&[3, 3], &lv)), ("y", ai64(&[3], &[0, 1, 2]))],
+        &[("x", a32(&[3, 3], &lv)), ("y", ai64(&[3], &[0, 1, 2]))],
     );
     assert_close(&out[0], &[0.0, 1000.0, 2000.0], 1e-6, "ce large logits");
 }
@@ -573,10 +539,10 @@ fn compiled_losses_match_reference() {
     let tv: Vec<f64> = (0..12).map(|i| (i % 5) as f64 / 4.0).collect();
     let out = c
         .run(&[
-            ("x", af32(&[3, 4], &X34)),
+            ("x", a32(&[3, 4], &X34)),
             ("y", ai64(&[3], &yv)),
-            ("w", af32(&[4], &wv)),
-            ("t", af32(&[3, 4], &tv)),
+            ("w", a32(&[4], &wv)),
+            ("t", a32(&[3, 4], &tv)),
         ])
         .unwrap();
     let lsm = log_softmax_rows(&X34, 4);
@@ -750,9 +716,9 @@ fn label_out_of_range_is_a_run_error_on_the_interpreter() {
         let loss = nll_loss(&x, &y, &o);
         let ce = cross_entropy(&x, &y, &o);
         let feeds = [
-            ("x", af32(&[3, 4], &X34)),
+            ("x", a32(&[3, 4], &X34)),
             ("y", ai64(&[3], &[0, label, 1])),
-            ("w", af32(&[4], &[1.0; 4])),
+            ("w", a32(&[4], &[1.0; 4])),
         ];
         for t in [&loss, &ce] {
             let e = g.run(&[t], &feeds).unwrap_err();
@@ -770,15 +736,12 @@ fn label_out_of_range_is_a_run_error_when_compiled() {
         let loss = cross_entropy(&x, &y, &NllOpts::default());
         let mut c = g.compile(&[&loss]).unwrap();
         let e = c
-            .run(&[
-                ("x", af32(&[3, 4], &X34)),
-                ("y", ai64(&[3], &[0, label, 1])),
-            ])
+            .run(&[("x", a32(&[3, 4], &X34)), ("y", ai64(&[3], &[0, label, 1]))])
             .unwrap_err();
         assert!(is_index_error(&e, label, 4), "label {label}: {e:?}");
         // A valid batch afterwards still runs and gives the right value.
         let out = c
-            .run(&[("x", af32(&[3, 4], &X34)), ("y", ai64(&[3], &[1, 3, 0]))])
+            .run(&[("x", a32(&[3, 4], &X34)), ("y", ai64(&[3], &[1, 3, 0]))])
             .unwrap();
         let lsm = log_softmax_rows(&X34, 4);
         let want = -(lsm[1] + lsm[4 + 3] + lsm[8]) / 3.0;
@@ -793,27 +756,27 @@ fn label_out_of_range_is_a_run_error_in_a_train_step() {
     let wv: Vec<f64> = (0..16)
         .map(|i| ((i * 7) % 11) as f64 / 10.0 - 0.5)
         .collect();
-    let w = g.parameter("w", af32(&[4, 4], &wv));
+    let w = g.parameter("w", a32(&[4, 4], &wv));
     let x = g.input("x", DType::F32, [3, 4]);
     let y = g.input("y", DType::I64, [3]);
     let loss = cross_entropy(&x.matmul(&w), &y, &NllOpts::default());
     let mut step = TrainStep::new(&g, &loss, &Sgd::new(0.1)).unwrap();
-    let xa = af32(&[3, 4], &X34);
+    let xa = a32(&[3, 4], &X34);
     let bad = ai64(&[3], &[0, 7, 1]);
     let e = step.step(&[("x", &xa), ("y", &bad)]).unwrap_err();
     assert!(is_index_error(&e, 7, 4), "{e:?}");
     // The failed step must not have changed the weights.
     assert_close(
         &step.value("w").unwrap().to_f64_vec(),
-        &af32(&[4, 4], &wv).to_f64_vec(),
+        &a32(&[4, 4], &wv).to_f64_vec(),
         0.0,
         "weights after a failed step",
     );
     // A valid step afterwards works: loss at the initial weights.
     let good = ai64(&[3], &[1, 3, 0]);
     let l = step.step(&[("x", &xa), ("y", &good)]).unwrap();
-    let wf = af32(&[4, 4], &wv).to_f64_vec();
-    let xf = af32(&[3, 4], &X34).to_f64_vec();
+    let wf = a32(&[4, 4], &wv).to_f64_vec();
+    let xf = a32(&[3, 4], &X34).to_f64_vec();
     let logits: Vec<f64> = (0..12)
         .map(|k| {
             let (i, j) = (k / 4, k % 4);

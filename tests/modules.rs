@@ -3,6 +3,9 @@
 //! gradients (by hand and by finite differences); softmax / log-softmax values;
 //! LeakyReLU; buffers (not learnable, not updated, saved in the state dict).
 
+mod common;
+use common::{a32, a64, assert_close, run};
+
 use onde::module::{
     LeakyRelu, Linear, LogSoftmax, PRelu, Relu, Sequential, Sigmoid, Softmax, Tanh,
 };
@@ -10,33 +13,6 @@ use onde::optim::Sgd;
 use onde::{Array, DType, Error, GraphBuilder, Module, Tensor, TrainStep};
 use std::cell::Cell;
 use std::rc::Rc;
-
-fn a32(shape: &[usize], v: &[f64]) -> Array {
-    Array::from_f64(DType::F32, shape.to_vec(), v).unwrap()
-}
-
-fn a64(shape: &[usize], v: &[f64]) -> Array {
-    Array::f64(shape.to_vec(), v.to_vec()).unwrap()
-}
-
-fn run(g: &GraphBuilder, outs: &[&Tensor], feeds: &[(&str, Array)]) -> Vec<Vec<f64>> {
-    g.run(outs, feeds)
-        .unwrap()
-        .iter()
-        .map(Array::to_f64_vec)
-        .collect()
-}
-
-fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
-    for (i, (a, b)) in got.iter().zip(want).enumerate() {
-        let err = (a - b).abs();
-        assert!(
-            err <= tol * b.abs().max(1.0),
-            "{what}[{i}]: got {a}, want {b} (err {err:e}); all {got:?} vs {want:?}"
-        );
-    }
-}
 
 fn names(v: &[(String, Tensor)]) -> Vec<String> {
     v.iter().map(|(n, _)| n.clone()).collect()

@@ -111,3 +111,42 @@ pub fn program(
     let outs = pool[1..].to_vec();
     (g, x, outs)
 }
+
+// Small helpers of the training tests (losses, modules).
+
+pub fn a64(shape: &[usize], v: &[f64]) -> Array {
+    Array::f64(shape.to_vec(), v.to_vec()).unwrap()
+}
+
+pub fn a32(shape: &[usize], v: &[f64]) -> Array {
+    Array::from_f64(DType::F32, shape.to_vec(), v).unwrap()
+}
+
+pub fn ai64(shape: &[usize], v: &[i64]) -> Array {
+    Array::i64(shape.to_vec(), v.to_vec()).unwrap()
+}
+
+/// Runs `outs` on the interpreter and returns them as f64 vectors.
+pub fn run(g: &GraphBuilder, outs: &[&Tensor], feeds: &[(&str, Array)]) -> Vec<Vec<f64>> {
+    g.run(outs, feeds)
+        .unwrap()
+        .iter()
+        .map(Array::to_f64_vec)
+        .collect()
+}
+
+/// `|got - want| <= tol * max(|want|, 1)` element-wise; a NaN expectation needs a NaN.
+pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: got {got:?}, want {want:?}");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        if b.is_nan() {
+            assert!(a.is_nan(), "{what}[{i}]: got {a}, want NaN");
+            continue;
+        }
+        let err = (a - b).abs();
+        assert!(
+            err <= tol * b.abs().max(1.0),
+            "{what}[{i}]: got {a}, want {b} (err {err:e}); all: {got:?} vs {want:?}"
+        );
+    }
+}
