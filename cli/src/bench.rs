@@ -9,9 +9,9 @@
 //!   = forward and gradients with respect to a and b, `infer` = forward.
 //! - W7: `[1024,1024] @ [1024,1024]` f32, phase `infer`, with `gflops`.
 //!
-//! For investigation, W1 reads two environment variables: `ONDE_DUMP_PLAN=1` prints
-//! the fused plans of its step and evaluator on stderr, `ONDE_BENCH_PHASE=infer` skips
-//! the training phase (to profile inference alone).
+//! For profiling, `ONDE_BENCH_PHASE=infer` makes W1 skip its training phase; the
+//! kernels W1 compiles to are printed by `onde dump --example mlp --train --stage fused`
+//! (training step) and `onde dump --example mlp --stage fused` (inference).
 //!
 //! Timing follows bench.py: warm-up runs, then at least `min_iters` runs and at least
 //! `target_s` seconds; median, 10th and 90th percentiles. Inputs are fixed seeded
@@ -119,9 +119,6 @@ fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
     };
     let mut step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts).map_err(e)?;
     let ct = step.executable().compile_time().as_secs_f64() * 1e3;
-    if std::env::var_os("ONDE_DUMP_PLAN").is_some() {
-        eprintln!("{}", step.executable().dump_fused());
-    }
     let xs = Array::f32(
         [64, 256],
         data(64 * 256, 11).as_f32().unwrap_or(&[]).to_vec(),
@@ -142,9 +139,6 @@ fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
     let out = m.forward(&x).log_softmax(-1);
     let mut eval = step.evaluator(&g, &[&out]).map_err(e)?;
     let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
-    if std::env::var_os("ONDE_DUMP_PLAN").is_some() {
-        eprintln!("{}", eval.executable().dump_fused());
-    }
     let xf = [("x", &xs)];
     let t = time(
         || eval.run_in_place(&step, &xf).map_err(e),
