@@ -189,50 +189,23 @@ fn geometry(
             v[0]
         }
     };
-    let sp = |i: usize| {
-        if n == 2 {
-            x_shape[2 + i]
-        } else if i == 0 {
-            1
-        } else {
-            x_shape[2]
-        }
-    };
-    let kp = |i: usize| {
-        if n == 2 {
-            w_shape[2 + i]
-        } else if i == 0 {
-            1
-        } else {
-            w_shape[2]
-        }
-    };
-    let pad = |i: usize| {
-        if n == 2 {
-            p.padding[i].0
-        } else if i == 0 {
-            0
-        } else {
-            p.padding[0].0
-        }
-    };
-    let (oh, ow) = if n == 2 { (o[0], o[1]) } else { (1, o[0]) };
     Ok(Geom {
         batch,
         c_in,
         groups,
         cin_g,
         cout_g: c_out / groups,
-        h: sp(0),
-        w: sp(1),
-        kh: kp(0),
-        kw: kp(1),
-        oh,
-        ow,
+        h: at(&x_shape[2..], 0, 1),
+        w: at(&x_shape[2..], 1, 1),
+        kh: at(&w_shape[2..], 0, 1),
+        kw: at(&w_shape[2..], 1, 1),
+        oh: at(&o, 0, 1),
+        ow: at(&o, 1, 1),
         sh: at(&p.stride, 0, 1),
         sw: at(&p.stride, 1, 1),
-        ph: pad(0),
-        pw: pad(1),
+        // Leading padding only: the output extent already accounts for the trailing one.
+        ph: if n == 2 { p.padding[0].0 } else { 0 },
+        pw: p.padding[n - 1].0,
         dh: at(&p.dilation, 0, 1),
         dw: at(&p.dilation, 1, 1),
     })
