@@ -138,20 +138,23 @@ fn noop_view(g: &Graph, o: OpId) -> Option<Patch> {
     noop.then_some(Patch::Value(r, xs[0]))
 }
 
-fn reshape_of_reshape(g: &Graph, o: OpId) -> Option<Patch> {
+/// `outer(inner(x)) → outer(x)` when the op at `o` and its operand's producer are both
+/// of the kind `same` accepts and the outer op alone gives the same result (a reshape
+/// or broadcast of a reshape or broadcast only depends on the final shape).
+fn collapse_nested(g: &Graph, o: OpId, same: fn(&Op) -> bool) -> Option<Patch> {
     let (op, xs, r) = single(g, o)?;
-    let Op::Reshape { shape } = op else {
-        return None;
-    };
-    let inner = g.producer(xs[0])?;
-    if !matches!(g.op(inner).op, Op::Reshape { .. }) {
+    if !same(&op) {
         return None;
     }
-    Some(Patch::Op(
-        r,
-        Op::Reshape { shape },
-        vec![g.operands(inner)[0]],
-    ))
+    let inner = g.producer(*xs.first()?)?;
+    if !same(&g.op(inner).op) {
+        return None;
+    }
+    Some(Patch::Op(r, op, vec![g.operands(inner)[0]]))
+}
+
+fn reshape_of_reshape(g: &Graph, o: OpId) -> Option<Patch> {
+    collapse_nested(g, o, |op| matches!(op, Op::Reshape { .. }))
 }
 
 fn transpose_of_transpose(g: &Graph, o: OpId) -> Option<Patch> {
@@ -210,19 +213,7 @@ fn transpose_of_matmul(g: &Graph, o: OpId) -> Option<Patch> {
 }
 
 fn broadcast_folding(g: &Graph, o: OpId) -> Option<Patch> {
-    let (op, xs, r) = single(g, o)?;
-    let Op::Expand { shape } = op else {
-        return None;
-    };
-    let inner = g.producer(xs[0])?;
-    if !matches!(g.op(inner).op, Op::Expand { .. }) {
-        return None;
-    }
-    Some(Patch::Op(
-        r,
-        Op::Expand { shape },
-        vec![g.operands(inner)[0]],
-    ))
+    collapse_nested(g, o, |op| matches!(op, Op::Expand { .. }))
 }
 
 fn double_detach(g: &Graph, o: OpId) -> Option<Patch> {
