@@ -7,7 +7,7 @@
 //! [`crate::GraphBuilder::manual_seed`].
 
 use onde_ir::{Array, DType};
-use onde_runtime::{standard_normal, uniform_f64};
+use onde_runtime::uniform_f64;
 
 /// `1/√fan_in`: the bound of PyTorch's default `Linear`/`Conv` weight
 /// (`kaiming_uniform_(a=√5)` gives `gain·√(3/fan_in)` with `gain = √(2/(1+5))`) and bias.
@@ -34,15 +34,6 @@ pub fn uniform(dtype: DType, shape: &[usize], lo: f64, hi: f64, seed: u64) -> Ar
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n as u64)
         .map(|i| lo + (hi - lo) * uniform_f64(seed as i64, i))
-        .collect();
-    float_array(dtype, shape, &v)
-}
-
-/// Standard normal samples times `std` (Box–Muller, as the `randn` op draws them).
-pub fn normal(dtype: DType, shape: &[usize], std: f64, seed: u64) -> Array {
-    let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n as u64)
-        .map(|i| std * standard_normal(seed as i64, i))
         .collect();
     float_array(dtype, shape, &v)
 }

@@ -35,18 +35,6 @@ pub struct PackedB {
     data: Vec<f32>,
 }
 
-impl PackedB {
-    /// Inner dimension.
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// Columns.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-}
-
 /// Whether this CPU runs the packed kernel (AVX-512F).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]

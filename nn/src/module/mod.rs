@@ -106,18 +106,3 @@ pub fn child(prefix: &str, name: &str) -> String {
         format!("{prefix}.{name}")
     }
 }
-
-/// A closure as a module without parameters (`Lambda` layers).
-pub struct Lambda<F: Fn(&Tensor) -> Tensor>(pub F);
-
-impl<F: Fn(&Tensor) -> Tensor> std::fmt::Debug for Lambda<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Lambda")
-    }
-}
-
-impl<F: Fn(&Tensor) -> Tensor> Module for Lambda<F> {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        (self.0)(x)
-    }
-}
