@@ -189,6 +189,8 @@ pub struct Executable {
     /// Per step: a prepacked right operand of a matmul `(version, source pointer,
     /// panels)`, reused while the caller vouches the weights are unchanged.
     packed: Vec<Option<(u64, usize, native::packed::PackedB)>>,
+    /// Reused per-share partial results of threaded full reductions.
+    partials: Vec<[u8; 8]>,
     /// Reused index counters and i64 accumulators of the native loop steps.
     scratch_idx: Vec<usize>,
     scratch_i64: Vec<i64>,
@@ -472,6 +474,7 @@ impl Executable {
             scratch32: Vec::new(),
             scratch64: Vec::new(),
             scratch_idx: Vec::new(),
+            partials: Vec::new(),
             weights_version: None,
             is_weight: Vec::new(),
             packed: Vec::new(),
@@ -799,7 +802,10 @@ impl Executable {
             return;
         }
         let chunk = extent.div_ceil(threads);
-        let mut partials = vec![[0u8; 8]; threads];
+        // One 8-byte slot per share, reused across calls (no allocation per run).
+        let mut partials = std::mem::take(&mut self.partials);
+        partials.clear();
+        partials.resize(threads, [0u8; 8]);
         let parts = SendPtr(partials.as_mut_ptr().cast::<u8>());
         let share = move |t: usize| {
             let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(extent));
@@ -835,6 +841,7 @@ impl Executable {
                 combine_partials(r.kind, d, &partials, dst);
             }
         }
+        self.partials = partials;
     }
 
     fn buf_len(&self, b: usize) -> usize {
