@@ -136,24 +136,7 @@ fn w7(c: &mut Criterion) {
 }
 
 fn w1(c: &mut Criterion) {
-    use onde::loss::{nll_loss, NllOpts};
-    use onde::module::Module;
-    use onde::optim::Adam;
-    use onde::{TrainOptions, TrainStep};
-    let g = GraphBuilder::new();
-    let m = onde::nn::examples::w1_mlp(&g);
-    let x = g.input("x", DType::F32, [64, 256]);
-    let y = g.input("y", DType::I64, [64]);
-    let logp = m.forward(&x).log_softmax(-1);
-    let loss = nll_loss(&logp, &y, &NllOpts::default());
-    let opts = TrainOptions {
-        compile: options(),
-        ..TrainOptions::default()
-    };
-    let mut step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts).expect("W1 step");
-    m.eval();
-    let out = m.forward(&x).log_softmax(-1);
-    let mut eval = step.evaluator(&g, &[&out]).expect("W1 evaluator");
+    let (mut step, mut eval) = onde::nn::examples::w1(options()).expect("W1");
     let xs = Array::f32([64, 256], data(64 * 256, 11)).expect("x");
     let ys = Array::i64([64], (0..64).map(|i| i * 7 % 10).collect()).expect("y");
     let mut group = c.benchmark_group("W1");

@@ -99,25 +99,12 @@ fn line(
 }
 
 fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
-    use onde_nn::loss::{nll_loss, NllOpts};
-    use onde_nn::module::Module;
-    use onde_nn::optim::Adam;
-    use onde_nn::{TrainOptions, TrainStep};
     let e = |e: onde_nn::Error| e.to_string();
-    let g = GraphBuilder::new();
-    let m = onde_nn::examples::w1_mlp(&g);
-    let x = g.input("x", DType::F32, [64, 256]);
-    let y = g.input("y", DType::I64, [64]);
-    let logp = m.forward(&x).log_softmax(-1);
-    let loss = nll_loss(&logp, &y, &NllOpts::default());
-    let opts = TrainOptions {
-        compile: CompileOptions {
-            threads,
-            ..CompileOptions::default()
-        },
-        ..TrainOptions::default()
+    let opts = CompileOptions {
+        threads,
+        ..CompileOptions::default()
     };
-    let mut step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts).map_err(e)?;
+    let (mut step, mut eval) = onde_nn::examples::w1(opts).map_err(e)?;
     let ct = step.executable().compile_time().as_secs_f64() * 1e3;
     let xs = Array::f32(
         [64, 256],
@@ -135,9 +122,6 @@ fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
         )?;
         line("W1", "train", threads, t, ct, "");
     }
-    m.eval();
-    let out = m.forward(&x).log_softmax(-1);
-    let mut eval = step.evaluator(&g, &[&out]).map_err(e)?;
     let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
     let xf = [("x", &xs)];
     let t = time(

@@ -3,8 +3,10 @@
 //! Parameters are initialised like PyTorch's defaults from the builder's seed
 //! ([`crate::init`]), so dumps are stable.
 
+use crate::loss::{nll_loss, NllOpts};
 use crate::module::{Linear, Module, Sequential, Sigmoid};
-use crate::{DType, GraphBuilder, Result, Tensor};
+use crate::optim::Adam;
+use crate::{DType, Evaluator, GraphBuilder, Result, Tensor, TrainOptions, TrainStep};
 use onde_ir::Graph;
 
 /// Names of the built-in examples.
@@ -98,6 +100,25 @@ pub fn w1_mlp(g: &GraphBuilder) -> Sequential {
         .push(Sigmoid)
         .push(Linear::new(g, "fc3", 256, 10));
     m
+}
+
+/// W1 as `bench.py` times it: the compiled training step (NLL loss, Adam with lr
+/// 1e-3) and the eval-mode forward (log-probabilities) sharing its weights. Inputs:
+/// `x` f32 `[64, 256]`, `y` i64 `[64]`.
+pub fn w1(compile: onde_codegen::CompileOptions) -> Result<(TrainStep, Evaluator)> {
+    let g = GraphBuilder::new();
+    let m = w1_mlp(&g);
+    let x = g.input("x", DType::F32, [64, 256]);
+    let y = g.input("y", DType::I64, [64]);
+    let loss = nll_loss(&m.forward(&x).log_softmax(-1), &y, &NllOpts::default());
+    let opts = TrainOptions {
+        compile,
+        ..TrainOptions::default()
+    };
+    let step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts)?;
+    m.eval();
+    let eval = step.evaluator(&g, &[&m.forward(&x).log_softmax(-1)])?;
+    Ok((step, eval))
 }
 
 fn mlp_forward(g: &GraphBuilder) -> Tensor {
