@@ -150,17 +150,7 @@ pub(crate) fn exp_dd(
         Range::Full => cx.clamp(b, x, cx.pick(-104.0, -746.0), cx.pick(89.0, 710.0)),
         Range::Small => x,
     };
-    // k = nearest(x·log2e): adding 1.5·2^m rounds to an integer (ties to even).
-    let log2e = cx.f(b, cx.pick(1.4426950216293335, std::f64::consts::LOG2_E));
-    let shifter = cx.f(b, 1.5 * (2f64).powi(cx.mant_bits() as i32));
-    let t = cx.fma(b, x, log2e, shifter);
-    let k = b.ins().fsub(t, shifter);
-    // r = x - k·ln2; the first fma is exact (|r| < 0.35 fits the mantissa).
-    let nk = b.ins().fneg(k);
-    let ln2_hi = cx.f(b, cx.pick(0.6931471824645996, std::f64::consts::LN_2));
-    let ln2_lo = cx.f(b, cx.pick(-1.9046542121259336e-09, 2.3190468138462996e-17));
-    let r = cx.fma(b, nk, ln2_hi, x);
-    let mut r = cx.fma(b, nk, ln2_lo, r);
+    let (k, mut r) = reduce_ln2(b, cx, x);
     if let Some(lo) = lo {
         r = b.ins().fadd(r, lo);
     }
@@ -183,6 +173,21 @@ pub(crate) fn exp_dd(
     }
 }
 
+/// Argument reduction of `e^x`: `k = nearest(x·log2e)` (adding `1.5·2^m` rounds to an
+/// integer, ties to even) and `r = x - k·ln2` in two `fma`s with `ln2` split in a high
+/// and a low part (the first is exact: `|r| < 0.35` fits the mantissa).
+fn reduce_ln2(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> (Value, Value) {
+    let log2e = cx.f(b, cx.pick(1.4426950216293335, std::f64::consts::LOG2_E));
+    let shifter = cx.f(b, 1.5 * (2f64).powi(cx.mant_bits() as i32));
+    let t = cx.fma(b, x, log2e, shifter);
+    let k = b.ins().fsub(t, shifter);
+    let nk = b.ins().fneg(k);
+    let ln2_hi = cx.f(b, cx.pick(0.6931471824645996, std::f64::consts::LN_2));
+    let ln2_lo = cx.f(b, cx.pick(-1.9046542121259336e-09, 2.3190468138462996e-17));
+    let r = cx.fma(b, nk, ln2_hi, x);
+    (k, cx.fma(b, nk, ln2_lo, r))
+}
+
 /// `2^k` as a product of two normal powers of two, for `k` in `[-150, 128]` (f32) /
 /// `[-1076, 1024]` (f64): multiplying by the first is exact and by the second rounds
 /// once, into the denormals or to infinity as needed.
@@ -200,15 +205,7 @@ fn split_pow2(b: &mut FunctionBuilder, cx: Ctx, k: Value) -> (Value, Value) {
 pub(crate) fn exp_neg_parts(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> (Value, Value) {
     let lo = cx.f(b, cx.pick(-104.0, -746.0));
     let x = cx.max_keep_nan(b, x, lo);
-    let log2e = cx.f(b, cx.pick(1.4426950216293335, std::f64::consts::LOG2_E));
-    let shifter = cx.f(b, 1.5 * (2f64).powi(cx.mant_bits() as i32));
-    let t = cx.fma(b, x, log2e, shifter);
-    let k = b.ins().fsub(t, shifter);
-    let nk = b.ins().fneg(k);
-    let ln2_hi = cx.f(b, cx.pick(0.6931471824645996, std::f64::consts::LN_2));
-    let ln2_lo = cx.f(b, cx.pick(-1.9046542121259336e-09, 2.3190468138462996e-17));
-    let r = cx.fma(b, nk, ln2_hi, x);
-    let r = cx.fma(b, nk, ln2_lo, r);
+    let (k, r) = reduce_ln2(b, cx, x);
     let r2 = b.ins().fmul(r, r);
     let p = cx.poly(b, r, cx.pick(&P32[..], &P64[..]));
     let q = cx.fma(b, r2, p, r);
