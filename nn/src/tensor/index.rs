@@ -131,25 +131,10 @@ impl Tensor {
                 loc,
             );
         }
-        let s = self.shape();
-        let mut axes: Vec<SliceAxis> = s
-            .dims()
-            .iter()
-            .map(|&d| SliceAxis {
-                start: 0,
-                stop: d,
-                step: 1,
-            })
-            .collect();
-        let n = s.dims()[axis];
+        let n = self.shape().dims()[axis];
         let a = start.map_or(0, |b| clamp_bound(b, n));
         let b = stop.map_or(n, |b| clamp_bound(b, n)).max(a);
-        axes[axis] = SliceAxis {
-            start: a,
-            stop: b,
-            step: step as usize,
-        };
-        self.slice_axes_at("slice", axes, loc)
+        self.slice_one_axis("slice", axis, a, b, step as usize, loc)
     }
 
     /// `length` elements from `start` along `dim` (`torch.narrow`); must fit.
@@ -169,6 +154,20 @@ impl Tensor {
                 loc,
             );
         }
+        let st = st as usize;
+        self.slice_one_axis("narrow", axis, st, st + length, 1, loc)
+    }
+
+    /// Slices `start..stop` by `step` along `axis`, every other axis whole.
+    fn slice_one_axis(
+        &self,
+        api: &'static str,
+        axis: usize,
+        start: usize,
+        stop: usize,
+        step: usize,
+        loc: SourceLoc,
+    ) -> Tensor {
         let mut axes: Vec<SliceAxis> = self
             .shape()
             .dims()
@@ -179,11 +178,7 @@ impl Tensor {
                 step: 1,
             })
             .collect();
-        axes[axis] = SliceAxis {
-            start: st as usize,
-            stop: st as usize + length,
-            step: 1,
-        };
-        self.slice_axes_at("narrow", axes, loc)
+        axes[axis] = SliceAxis { start, stop, step };
+        self.slice_axes_at(api, axes, loc)
     }
 }
