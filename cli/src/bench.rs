@@ -69,16 +69,9 @@ fn time(
     ))
 }
 
-fn compile(g: &GraphBuilder, outs: &[&Tensor], threads: usize) -> Result<Executable, String> {
+fn compile(g: &GraphBuilder, outs: &[&Tensor], opts: CompileOptions) -> Result<Executable, String> {
     let graph = g.build(outs).map_err(|e| e.to_string())?;
-    Executable::compile(
-        &graph,
-        CompileOptions {
-            threads,
-            ..CompileOptions::default()
-        },
-    )
-    .map_err(|e| e.to_string())
+    Executable::compile(&graph, opts).map_err(|e| e.to_string())
 }
 
 fn line(
@@ -98,12 +91,8 @@ fn line(
     );
 }
 
-fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
     let e = |e: onde_nn::Error| e.to_string();
-    let opts = CompileOptions {
-        threads,
-        ..CompileOptions::default()
-    };
     let (mut step, mut eval) = onde_nn::examples::w1(opts).map_err(e)?;
     let ct = step.executable().compile_time().as_secs_f64() * 1e3;
     let xs = Array::f32(
@@ -120,7 +109,7 @@ fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
             min_iters,
             target_s,
         )?;
-        line("W1", "train", threads, t, ct, "");
+        line("W1", "train", opts.threads, t, ct, "");
     }
     let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
     let xf = [("x", &xs)];
@@ -129,41 +118,41 @@ fn w1(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
         min_iters,
         target_s,
     )?;
-    line("W1", "infer", threads, t, ct, "");
+    line("W1", "infer", opts.threads, t, ct, "");
     Ok(())
 }
 
-fn w6(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+fn w6(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
     let n = 1 << 20;
     let (g, y, grads) = w6_builder()?;
     let (xs, as_, bs) = (data(n, 1), data(n, 2), data(n, 3));
     let feeds = [("x", &xs), ("a", &as_), ("b", &bs)];
-    let mut train = compile(&g, &[&y, &grads[0], &grads[1]], threads)?;
+    let mut train = compile(&g, &[&y, &grads[0], &grads[1]], opts)?;
     let ct = train.compile_time().as_secs_f64() * 1e3;
     let t = time(
         || train.run_in_place(&feeds).map_err(|e| e.to_string()),
         min_iters,
         target_s,
     )?;
-    line("W6", "train", threads, t, ct, "");
-    let mut infer = compile(&g, &[&y], threads)?;
+    line("W6", "train", opts.threads, t, ct, "");
+    let mut infer = compile(&g, &[&y], opts)?;
     let ct = infer.compile_time().as_secs_f64() * 1e3;
     let t = time(
         || infer.run_in_place(&feeds).map_err(|e| e.to_string()),
         min_iters,
         target_s,
     )?;
-    line("W6", "infer", threads, t, ct, "");
+    line("W6", "infer", opts.threads, t, ct, "");
     Ok(())
 }
 
-fn w7(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+fn w7(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
     let n = 1024;
     let g = GraphBuilder::new();
     let a = g.input("a", DType::F32, [n, n]);
     let b = g.input("b", DType::F32, [n, n]);
     let c = a.matmul(&b);
-    let mut exe = compile(&g, &[&c], threads)?;
+    let mut exe = compile(&g, &[&c], opts)?;
     let ct = exe.compile_time().as_secs_f64() * 1e3;
     let reshape = |arr: Array| {
         Array::f32([n, n], arr.as_f32().unwrap_or(&[]).to_vec()).map_err(|e| e.to_string())
@@ -179,7 +168,7 @@ fn w7(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
     line(
         "W7",
         "infer",
-        threads,
+        opts.threads,
         t,
         ct,
         &format!(",\"gflops\":{gflops:.1}"),
@@ -189,18 +178,11 @@ fn w7(threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
 
 /// Times a text IR file: every input gets seeded pseudo-random data (floats in
 /// [-1, 1), integers 0, bools false).
-fn file(path: &str, threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+fn file(path: &str, opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
     let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let mut g = onde_ir::parse_graph(&src).map_err(|e| format!("{path}: {e}"))?;
     onde_passes::optimize(&mut g).map_err(|e| e.to_string())?;
-    let mut exe = Executable::compile(
-        &g,
-        CompileOptions {
-            threads,
-            ..CompileOptions::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let mut exe = Executable::compile(&g, opts).map_err(|e| e.to_string())?;
     let mut arrays = Vec::new();
     for (k, &v) in g.inputs().iter().enumerate() {
         let ty = g.value_type(v);
@@ -221,19 +203,24 @@ fn file(path: &str, threads: usize, min_iters: usize, target_s: f64) -> Result<(
         min_iters,
         target_s,
     )?;
-    line(path, "run", threads, t, ct, "");
+    line(path, "run", opts.threads, t, ct, "");
     Ok(())
 }
 
 /// Runs workload `name` (or times a `.onde` text IR file).
-pub fn run(name: &str, threads: usize, min_iters: usize, target_s: f64) -> Result<(), String> {
+pub fn run(
+    name: &str,
+    opts: CompileOptions,
+    min_iters: usize,
+    target_s: f64,
+) -> Result<(), String> {
     if name.ends_with(".onde") {
-        return file(name, threads, min_iters, target_s);
+        return file(name, opts, min_iters, target_s);
     }
     match name {
-        "W1" => w1(threads, min_iters, target_s),
-        "W6" => w6(threads, min_iters, target_s),
-        "W7" => w7(threads, min_iters, target_s),
+        "W1" => w1(opts, min_iters, target_s),
+        "W6" => w6(opts, min_iters, target_s),
+        "W7" => w7(opts, min_iters, target_s),
         other => Err(format!(
             "unknown or not yet implemented workload {other:?}; available: W1, W6, W7"
         )),

@@ -72,6 +72,10 @@ enum Command {
         /// Minimum timed seconds per phase.
         #[arg(long, default_value_t = 1.0)]
         target_s: f64,
+        /// Run every kernel as Cranelift code (no AVX-512 tile engine), to measure
+        /// what the engine brings.
+        #[arg(long)]
+        no_avx512: bool,
     },
 }
 
@@ -299,9 +303,17 @@ fn main() -> ExitCode {
             threads,
             min_iters,
             target_s,
-        } => workloads
-            .iter()
-            .try_for_each(|w| bench::run(w, threads.max(1), min_iters, target_s)),
+            no_avx512,
+        } => {
+            let opts = onde_codegen::CompileOptions {
+                threads: threads.max(1),
+                avx512: !no_avx512,
+                ..onde_codegen::CompileOptions::default()
+            };
+            workloads
+                .iter()
+                .try_for_each(|w| bench::run(w, opts, min_iters, target_s))
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -91,9 +91,17 @@ impl Jit {
             self.clif
                 .push(format!("; {}\n{}", k.name, self.ctx.func.display()));
         }
+        self.ctx.set_disasm(self.keep_clif);
         self.module
             .define_function(id, &mut self.ctx)
             .map_err(|e| JitError(format!("kernel {}: {e:?}", k.name)))?;
+        if self.keep_clif {
+            if let Some(asm) = self.ctx.compiled_code().and_then(|c| c.vcode.clone()) {
+                if let Some(last) = self.clif.last_mut() {
+                    last.push_str(&format!("; machine code of {}\n{asm}", k.name));
+                }
+            }
+        }
         self.ids.push(id);
         Ok(self.ids.len() - 1)
     }

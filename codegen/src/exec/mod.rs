@@ -27,6 +27,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Compilation failed.
@@ -108,6 +109,9 @@ pub struct CompileOptions {
     pub keep_clif: bool,
     /// Run the optimisation pipeline (`onde_passes::optimizer`) before planning.
     pub optimize: bool,
+    /// Run eligible f32 kernels on the AVX-512 tile engine ([`crate::kernel::avx512`])
+    /// when the CPU has it, instead of their Cranelift f32x4 code.
+    pub avx512: bool,
 }
 
 impl Default for CompileOptions {
@@ -116,6 +120,33 @@ impl Default for CompileOptions {
             threads: 1,
             keep_clif: false,
             optimize: true,
+            avx512: true,
+        }
+    }
+}
+
+/// How a kernel step runs.
+enum KernelCode {
+    /// Cranelift code of the kernel.
+    Jit(KernelFn),
+    /// The AVX-512 tile engine's program of the kernel.
+    Avx512(Arc<crate::kernel::avx512::Program>),
+}
+
+impl KernelCode {
+    /// Computes `[lo, hi)` of the kernel's outermost axis (the contract of
+    /// [`crate::kernel::clif::signature`]).
+    ///
+    /// # Safety
+    /// `table` is the executor's buffer table with every buffer the kernel accesses
+    /// live and of its planned size; `partial` is null or an 8-byte slot.
+    unsafe fn call(&self, table: *const *mut u8, lo: usize, hi: usize, partial: *mut u8) {
+        match self {
+            // SAFETY: forwarded from the caller; the function was compiled from this
+            // kernel with `clif::signature`.
+            KernelCode::Jit(f) => unsafe { f(table, lo as i64, hi as i64, partial) },
+            // SAFETY: forwarded; `compile` only returns programs on AVX-512F/DQ CPUs.
+            KernelCode::Avx512(p) => unsafe { p.call(table, lo, hi, partial) },
         }
     }
 }
@@ -130,7 +161,7 @@ struct Compiled {
     module: Option<JITModule>,
     /// Kernel function per step (`None` for non-kernel steps), with how it splits
     /// across threads (outer extent, outer axis reduced), computed once here.
-    fns: Vec<Option<(KernelFn, usize, bool)>>,
+    fns: Vec<Option<(KernelCode, usize, bool)>>,
     /// Reshape aliases `(alias, root)`, re-pointed at every run.
     aliases: Vec<(usize, usize)>,
     clif: Vec<String>,
@@ -248,16 +279,28 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     let plan = plan::plan(g)?;
     let mut jit = Jit::new(opts.keep_clif)?;
     let mut slots = Vec::with_capacity(plan.steps.len());
+    let mut engine = Vec::with_capacity(plan.steps.len());
     let mut bodies = Vec::with_capacity(plan.steps.len());
     for s in &plan.steps {
+        let wide = match s {
+            Step::Kernel(k) if opts.avx512 => crate::kernel::avx512::compile(k).map(Arc::new),
+            Step::Kernel(_)
+            | Step::MatMul { .. }
+            | Step::Conv { .. }
+            | Step::Host { .. }
+            | Step::Scan { .. }
+            | Step::Copy(..) => None,
+        };
         slots.push(match s {
-            Step::Kernel(k) => Some(jit.add(k)?),
+            Step::Kernel(k) if wide.is_none() => Some(jit.add(k)?),
+            Step::Kernel(_) => None,
             Step::MatMul { .. }
             | Step::Conv { .. }
             | Step::Host { .. }
             | Step::Scan { .. }
             | Step::Copy(..) => None,
         });
+        engine.push(wide);
         bodies.push(match s {
             Step::Scan { scan, .. } => {
                 let mut body = (*scan.body).clone();
@@ -277,13 +320,17 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     let (module, fns, clif) = jit.finish()?;
     let fns = slots
         .into_iter()
+        .zip(engine)
         .zip(&plan.steps)
-        .map(|(slot, st)| match (slot, st) {
-            (Some(i), Step::Kernel(k)) => {
-                let (extent, reduced) = crate::kernel::clif::outer_extent(k);
-                Some((fns[i], extent, reduced))
-            }
-            _ => None,
+        .map(|((slot, wide), st)| {
+            let Step::Kernel(k) = st else { return None };
+            let (extent, reduced) = crate::kernel::clif::outer_extent(k);
+            let code = match (slot, wide) {
+                (_, Some(p)) => KernelCode::Avx512(p),
+                (Some(i), None) => KernelCode::Jit(fns[i]),
+                (None, None) => return None,
+            };
+            Some((code, extent, reduced))
         })
         .collect();
     let aliases = plan
@@ -400,7 +447,10 @@ impl Executable {
     pub fn compile_cached(g: &Graph, opts: CompileOptions) -> Result<Executable, CompileError> {
         let key = (
             onde_ir::print_graph(g),
-            usize::from(opts.keep_clif) | usize::from(opts.optimize) << 1 | opts.threads << 2,
+            usize::from(opts.keep_clif)
+                | usize::from(opts.optimize) << 1
+                | usize::from(opts.avx512) << 2
+                | opts.threads << 3,
         );
         if let Some(c) = CACHE.with(|c| c.borrow().get(&key).and_then(Weak::upgrade)) {
             return Ok(Executable::from_compiled(c, opts));
@@ -515,7 +565,12 @@ impl Executable {
         }
         for (i, st) in p.steps.iter().enumerate() {
             match st {
-                Step::Kernel(k) => s.push_str(&format!("step {i}: {k}\n")),
+                Step::Kernel(k) => {
+                    s.push_str(&format!("step {i}: {k}\n"));
+                    if let Some((KernelCode::Avx512(p), ..)) = &self.compiled.fns[i] {
+                        s.push_str(&format!("    // runs on the {}\n", p.describe()));
+                    }
+                }
                 Step::MatMul { a, b, out, dtype } => s.push_str(&format!(
                     "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
                     a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
@@ -756,8 +811,8 @@ impl Executable {
         for (i, step) in compiled.plan.steps.iter().enumerate() {
             match step {
                 Step::Kernel(k) => {
-                    if let Some((f, extent, reduced)) = compiled.fns[i] {
-                        self.kernel(f, k, extent, reduced);
+                    if let Some((code, extent, reduced)) = &compiled.fns[i] {
+                        self.kernel(code, k, *extent, *reduced);
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
@@ -784,7 +839,13 @@ impl Executable {
     /// work is large enough. A full reduction split this way produces one partial result
     /// per thread, combined here in thread order (so results depend on the thread count
     /// only through float summation order).
-    fn kernel(&mut self, f: KernelFn, k: &crate::kernel::Kernel, extent: usize, reduced: bool) {
+    fn kernel(
+        &mut self,
+        code: &KernelCode,
+        k: &crate::kernel::Kernel,
+        extent: usize,
+        reduced: bool,
+    ) {
         let work = k.iterations().max(1);
         let threads = if work >= PARALLEL_MIN_ITERATIONS {
             self.threads.min(extent).max(1)
@@ -798,7 +859,7 @@ impl Executable {
             // access from the verified shapes); every entry of `ptrs` it uses is a live
             // allocation of that size: storage of this executable or a feed array
             // checked in `run_in_place` and borrowed for this call. Feeds are only read.
-            unsafe { f(table.0, 0, extent as i64, std::ptr::null_mut()) };
+            unsafe { code.call(table.0, 0, extent, std::ptr::null_mut()) };
             return;
         }
         let chunk = extent.div_ceil(threads);
@@ -817,7 +878,7 @@ impl Executable {
             // SAFETY: as above; shares compute disjoint ranges of the outermost axis, so
             // their element stores never overlap, and a partial reduction goes to this
             // share's own 8-byte slot (an empty share, `lo >= hi`, writes the identity).
-            unsafe { f(table.get(), lo as i64, hi as i64, out) };
+            unsafe { code.call(table.get(), lo, hi, out) };
         };
         match crate::pool::pool() {
             Some(pool) => pool.in_place_scope(|scope| {

@@ -77,18 +77,19 @@ impl Mode {
 
 /// One normalised loop axis.
 #[derive(Clone, Debug)]
-struct Axis {
-    extent: usize,
+pub(crate) struct Axis {
+    pub(crate) extent: usize,
     /// Byte stride per access (loads, then stores).
-    strides: Vec<i64>,
-    reduced: bool,
+    pub(crate) strides: Vec<i64>,
+    pub(crate) reduced: bool,
 }
 
 /// The kernel's loop nest after normalisation.
-struct Nest {
-    axes: Vec<Axis>,
+#[derive(Clone, Debug)]
+pub(crate) struct Nest {
+    pub(crate) axes: Vec<Axis>,
     /// Number of kept (outer) axes.
-    kept: usize,
+    pub(crate) kept: usize,
 }
 
 fn contiguous(shape: &[usize]) -> Vec<isize> {
@@ -102,7 +103,7 @@ fn contiguous(shape: &[usize]) -> Vec<isize> {
 }
 
 #[allow(clippy::needless_range_loop)] // `a` indexes the shape, the loads' strides and `reduced`
-fn normalise(k: &Kernel) -> Nest {
+pub(crate) fn normalise(k: &Kernel) -> Nest {
     let r = k.shape.len();
     let reduced: Vec<bool> = (0..r)
         .map(|a| {

@@ -53,7 +53,7 @@ pub(crate) fn exp(b: &mut FunctionBuilder, cx: Ctx, x: Value, range: Range) -> V
 /// f32 `e^r ≈ 1 + c1·r + … + c6·r⁶` on `|r| <= ln2/2` (Remez for relative error,
 /// `c0 = 1` fixed so that `e^0 = 1`; relative error 2.6e-9 before rounding the
 /// coefficients to f32).
-const E32: [f64; 7] = [
+pub(crate) const E32: [f64; 7] = [
     1.0,
     1.0000000496403256,
     0.5000000434370826,
@@ -64,9 +64,9 @@ const E32: [f64; 7] = [
 ];
 
 /// f32 `log2(e)`, and `ln2 = LN2_HI + LN2_LO` with `LN2_HI` the f32 nearest `ln2`.
-const LOG2E_32: f64 = 1.4426950216293335;
-const LN2_HI_32: f64 = 0.6931471824645996;
-const LN2_LO_32: f64 = -1.9046542121259336e-09;
+pub(crate) const LOG2E_32: f64 = 1.4426950216293335;
+pub(crate) const LN2_HI_32: f64 = 0.6931471824645996;
+pub(crate) const LN2_LO_32: f64 = -1.9046542121259336e-09;
 
 /// The coefficients of `e^{a·r}` in powers of `r` (`a` = 1, -1 or 2: exact scalings).
 pub(crate) fn exp32_coeffs(a: f64) -> [f64; 7] {

@@ -13,7 +13,7 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// `Q` for f32: `log1p(f) ≈ f + f²·Q(f)` on `[√½-1, √2-1]`, relative error 5.7e-9.
-const Q32: [f64; 9] = [
+pub(crate) const Q32: [f64; 9] = [
     -0.49999988079071045,
     0.33333325386047363,
     -0.25001585483551025,
@@ -53,8 +53,8 @@ const QDD: [f64; 8] = [
 const LN2_HI64: f64 = 0.6931471803691238;
 const LN2_LO64: f64 = 1.9082149292705877e-10;
 /// Cephes' split for f32: `0.693359375` has 9 significant bits.
-const LN2_HI32: f64 = 0.693359375;
-const LN2_LO32: f64 = -2.1219444170128554e-4;
+pub(crate) const LN2_HI32: f64 = 0.693359375;
+pub(crate) const LN2_LO32: f64 = -2.1219444170128554e-4;
 
 /// Splits positive finite `x` into `(e, f)`: `x = 2^e·(1 + f)`, `1 + f` in
 /// `[√½, √2)`, `e` as an integer-valued float. Garbage for other inputs (the caller

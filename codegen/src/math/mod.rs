@@ -108,6 +108,16 @@ mod pow;
 mod tanh;
 mod trig;
 
+/// The f32 coefficient tables, shared with the AVX-512 engine
+/// (`crate::kernel::avx512`), which evaluates the same algorithms on 16 lanes.
+pub(crate) mod tables {
+    pub(crate) use super::exp::{exp32_coeffs, E32, LN2_HI_32, LN2_LO_32, LOG2E_32};
+    pub(crate) use super::log::{
+        LN2_HI32 as LN2_HI32_LOG, LN2_LO32 as LN2_LO32_LOG, Q32 as Q32_LOG,
+    };
+    pub(crate) use super::tanh::{P32 as TANH_P32, SMALL as TANH_SMALL};
+}
+
 use common::Ctx;
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;

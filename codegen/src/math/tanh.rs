@@ -28,7 +28,7 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// f32 `P(t)`, `tanh(x) ≈ x + x³·P(x²)` on `|x| <= 0.5494`, relative error 4.8e-9.
-const P32: [f64; 5] = [
+pub(crate) const P32: [f64; 5] = [
     -0.33333316445350647,
     0.13332591950893402,
     -0.05385299026966095,
@@ -52,7 +52,7 @@ const P64: [f64; 10] = [
 
 /// Where the polynomial branch ends: `atanh(1/2)`, so `2/(e^{2|x|}+1) <= 1/2` on the
 /// other branch and the subtraction from 1 loses nothing.
-const SMALL: f64 = 0.5493061443340549;
+pub(crate) const SMALL: f64 = 0.5493061443340549;
 
 /// Hyperbolic tangent.
 pub(crate) fn tanh(b: &mut FunctionBuilder, cx: Ctx, x: Value) -> Value {

@@ -1,0 +1,325 @@
+//! The AVX-512 tile engine (`onde_codegen::kernel::avx512`) against the Cranelift
+//! kernels it replaces: the same graph compiled with `avx512: true` and `false`.
+//!
+//! Elementwise results must be bit-identical (NaN compared as NaN: payloads may
+//! differ), including the math functions over a sweep of the whole f32 range, the
+//! special values and partial tiles; reductions agree to rounding (16-lane instead of
+//! 4-lane reassociation). On a CPU without AVX-512F/DQ the engine must decline every
+//! kernel, which is checked instead.
+
+use onde_codegen::kernel::avx512;
+use onde_codegen::{CompileOptions, Executable};
+use onde_ir::{parse_graph, Array, Graph};
+use proptest::prelude::*;
+
+fn compile(g: &Graph, avx512: bool, threads: usize) -> Executable {
+    Executable::compile(
+        g,
+        CompileOptions {
+            avx512,
+            threads,
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Runs `src` with and without the engine; returns (engine, cranelift) outputs and
+/// whether the engine ran at least one kernel.
+fn both(src: &str, feeds: &[(&str, &Array)], threads: usize) -> (Vec<Array>, Vec<Array>, bool) {
+    let g = parse_graph(src).unwrap();
+    let mut on = compile(&g, true, threads);
+    let mut off = compile(&g, false, threads);
+    assert!(!off.dump_fused().contains("avx512 engine"));
+    let used = on.dump_fused().contains("avx512 engine");
+    assert!(!used || avx512::available(), "engine used without AVX-512");
+    (on.run(feeds).unwrap(), off.run(feeds).unwrap(), used)
+}
+
+fn same_bits(a: &[f32], b: &[f32], what: &str, inputs: &[f32]) {
+    assert_eq!(a.len(), b.len());
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let ok = x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
+        assert!(
+            ok,
+            "{what}: element {i} (input {:e}): engine {x:e} ({:#x}) vs cranelift {y:e} ({:#x})",
+            inputs.get(i).copied().unwrap_or(f32::NAN),
+            x.to_bits(),
+            y.to_bits()
+        );
+    }
+}
+
+fn f32s(a: &Array) -> Vec<f32> {
+    a.to_f64_vec().iter().map(|&v| v as f32).collect()
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0)
+}
+
+#[test]
+fn math_functions_match_cranelift_bit_for_bit_over_the_f32_range() {
+    // Every 2^12-th bit pattern: all signs, exponents (denormals, inf, NaN included).
+    let n = 1usize << 20;
+    let xs: Vec<f32> = (0..n)
+        .map(|i| f32::from_bits((i as u32) << 12 | 0x5a5))
+        .collect();
+    let x = Array::f32([n], xs.clone()).unwrap();
+    let src = format!(
+        r#"graph {{
+  %0: f32[{n}] = input "x"
+  %1: f32[{n}] = exp %0
+  %2: f32[{n}] = log %0
+  %3: f32[{n}] = tanh %0
+  %4: f32[{n}] = sigmoid %0
+  %5: f32[{n}] = sqrt %0
+  outputs %1, %2, %3, %4, %5
+}}"#
+    );
+    let (on, off, used) = both(&src, &[("x", &x)], 1);
+    assert_eq!(used, avx512::available());
+    for (i, name) in ["exp", "log", "tanh", "sigmoid", "sqrt"].iter().enumerate() {
+        same_bits(&f32s(&on[i]), &f32s(&off[i]), name, &xs);
+    }
+}
+
+#[test]
+fn elementwise_ops_and_special_values_match() {
+    let specials = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -2.5,
+        3.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        1e-40,
+        -1e-40,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        88.7,
+        -103.9,
+        17.4,
+        9.05,
+    ];
+    let n = 1000; // not a multiple of 16 or of the tile
+    let xs: Vec<f32> = (0..n).map(|i| specials[i % specials.len()]).collect();
+    let ys: Vec<f32> = (0..n)
+        .map(|i| specials[(i / specials.len() + 3 * i) % specials.len()])
+        .collect();
+    let (x, y) = (
+        Array::f32([n], xs.clone()).unwrap(),
+        Array::f32([n], ys).unwrap(),
+    );
+    let src = format!(
+        r#"graph {{
+  %0: f32[{n}] = input "x"
+  %1: f32[{n}] = input "y"
+  %2: f32[{n}] = div %0, %1
+  %3: f32[{n}] = maximum %0, %1
+  %4: f32[{n}] = minimum %0, %1
+  %5: f32[{n}] = sign %0
+  %6: f32[{n}] = relu %0
+  %7: f32[{n}] = floor %0
+  %8: f32[{n}] = abs %0
+  %9: f32[{n}] = neg %0
+  %10: bool[{n}] = lt %0, %1
+  %11: bool[{n}] = ne %0, %1
+  %12: bool[{n}] = and %10, %11
+  %13: bool[{n}] = not %12
+  %14: f32[{n}] = where %13, %2, %0
+  %15: f32[{n}] = cast %10 to=f32
+  %16: f32[{n}] = add %14, %15
+  %17: f32[{n}] = sub %16, %3
+  %18: f32[{n}] = mul %17, %4
+  %19: f32[{n}] = sqrt %18
+  %20: f32[{n}] = exp %19
+  outputs %2, %3, %4, %5, %6, %7, %8, %9, %14, %15, %18, %19, %20
+}}"#
+    );
+    let (on, off, used) = both(&src, &[("x", &x), ("y", &y)], 1);
+    assert_eq!(used, avx512::available());
+    for (i, (a, b)) in on.iter().zip(&off).enumerate() {
+        same_bits(&f32s(a), &f32s(b), &format!("output {i}"), &xs);
+    }
+}
+
+#[test]
+fn broadcast_rows_and_row_reductions_match() {
+    // A bias broadcast along rows (the Linear + sigmoid epilogue), a log-softmax's row
+    // sums and maxima, rows longer than a tile and not a multiple of 16.
+    let (r, c) = (37usize, 300usize);
+    let xs: Vec<f32> = (0..r * c)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.01)
+        .collect();
+    let bs: Vec<f32> = (0..c).map(|i| (i as f32 - 150.0) * 0.02).collect();
+    let x = Array::f32([r, c], xs).unwrap();
+    let b = Array::f32([c], bs).unwrap();
+    let src = format!(
+        r#"graph {{
+  %0: f32[{r},{c}] = input "x"
+  %1: f32[{c}] = input "b"
+  %2: f32[{r},{c}] = expand %1 shape=[{r},{c}]
+  %3: f32[{r},{c}] = add %0, %2
+  %4: f32[{r},{c}] = sigmoid %3
+  %5: f32[{r},{c}] = exp %3
+  %6: f32[{r}] = reduce_sum %5 axes=[1] keepdim=false
+  %7: f32[{r}] = reduce_max %5 axes=[1] keepdim=false
+  %8: f32[] = reduce_sum %4 axes=[0,1] keepdim=false
+  outputs %4, %6, %7, %8
+}}"#
+    );
+    for threads in [1, 2] {
+        let (on, off, used) = both(&src, &[("x", &x), ("b", &b)], threads);
+        assert_eq!(used, avx512::available());
+        same_bits(&f32s(&on[0]), &f32s(&off[0]), "sigmoid(x + b)", &[]);
+        same_bits(&f32s(&on[2]), &f32s(&off[2]), "row max", &[]);
+        for i in [1, 3] {
+            for (p, q) in on[i].to_f64_vec().iter().zip(off[i].to_f64_vec()) {
+                assert!(
+                    close(*p, q, 1e-5),
+                    "output {i}: {p} vs {q} ({threads} threads)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn w6_kernel_runs_on_the_engine_and_agrees() {
+    let n = 100_003;
+    let v = |s: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * s) % 2003) as f32 - 1001.0) * 0.004)
+            .collect()
+    };
+    let (x, a, b) = (
+        Array::f32([n], v(13)).unwrap(),
+        Array::f32([n], v(29)).unwrap(),
+        Array::f32([n], v(7)).unwrap(),
+    );
+    let src = format!(
+        r#"graph {{
+  %0: f32[{n}] = input "x"
+  %1: f32[{n}] = input "a"
+  %2: f32[{n}] = input "b"
+  %3: f32[{n}] = mul %0, %1
+  %4: f32[{n}] = add %3, %2
+  %5: f32[{n}] = tanh %4
+  %6: f32[{n}] = sigmoid %0
+  %7: f32[{n}] = mul %5, %6
+  %8: f32[{n}] = mul %0, %0
+  %9: f32[{n}] = add %7, %8
+  %10: f32[] = reduce_sum %9 axes=[0] keepdim=false
+  outputs %10, %7
+}}"#
+    );
+    for threads in [1, 2] {
+        let (on, off, used) = both(&src, &[("x", &x), ("a", &a), ("b", &b)], threads);
+        assert_eq!(used, avx512::available());
+        same_bits(&f32s(&on[1]), &f32s(&off[1]), "tanh·sigmoid", &[]);
+        let (p, q) = (on[0].to_f64_vec()[0], off[0].to_f64_vec()[0]);
+        // 10^5 f32 additions in different orders (16 lanes vs 4).
+        assert!(close(p, q, 1e-4), "sum {p} vs {q}");
+    }
+}
+
+#[test]
+fn short_rows_and_cheap_kernels_stay_on_cranelift() {
+    let g = parse_graph(
+        r#"graph {
+  %0: f32[64,10] = input "x"
+  %1: f32[10] = input "b"
+  %2: f32[64,10] = expand %1 shape=[64,10]
+  %3: f32[64,10] = add %0, %2
+  %4: f32[64,10] = tanh %3
+  %5: f32[4096] = input "y"
+  %6: f32[4096] = mul %5, %5
+  outputs %4, %6
+}"#,
+    )
+    .unwrap();
+    let exe = compile(&g, true, 1);
+    assert!(
+        !exe.dump_fused().contains("avx512 engine"),
+        "{}",
+        exe.dump_fused()
+    );
+}
+
+/// A random expression over two `[rows, cols]` inputs and a row-broadcast `[cols]`
+/// one, with at least one expensive op.
+fn expr_graph(rows: usize, cols: usize, ops: &[u8]) -> String {
+    let mut lines = vec![
+        format!("  %0: f32[{rows},{cols}] = input \"x\""),
+        format!("  %1: f32[{rows},{cols}] = input \"y\""),
+        format!("  %2: f32[{cols}] = input \"b\""),
+        format!("  %3: f32[{rows},{cols}] = expand %2 shape=[{rows},{cols}]"),
+        format!("  %4: f32[{rows},{cols}] = sigmoid %0"),
+    ];
+    let t = format!("f32[{rows},{cols}]");
+    let mut next = 5;
+    for (i, &op) in ops.iter().enumerate() {
+        let a = next - 1;
+        let b = [0, 1, 3, next - 2][i % 4].min(next - 1);
+        let line = match op % 12 {
+            0 => format!("add %{a}, %{b}"),
+            1 => format!("mul %{a}, %{b}"),
+            2 => format!("sub %{a}, %{b}"),
+            3 => format!("div %{a}, %{b}"),
+            4 => format!("tanh %{a}"),
+            5 => format!("exp %{a}"),
+            6 => format!("log %{a}"),
+            7 => format!("maximum %{a}, %{b}"),
+            8 => format!("minimum %{a}, %{b}"),
+            9 => format!("relu %{a}"),
+            10 => format!("sqrt %{a}"),
+            _ => format!("sigmoid %{a}"),
+        };
+        lines.push(format!("  %{next}: {t} = {line}"));
+        next += 1;
+    }
+    let last = next - 1;
+    lines.push(format!(
+        "  %{next}: f32[{rows}] = reduce_sum %{last} axes=[1] keepdim=false"
+    ));
+    format!(
+        "graph {{\n{}\n  outputs %{last}, %{next}\n}}",
+        lines.join("\n")
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn random_kernels_match_cranelift(
+        rows in 1usize..5,
+        cols in 64usize..700,
+        ops in proptest::collection::vec(0u8..12, 1..10),
+        seed in 0u32..1000,
+    ) {
+        let src = expr_graph(rows, cols, &ops);
+        let h = |i: usize, s: u32| {
+            let v = (i as u32).wrapping_mul(2654435761).wrapping_add(s.wrapping_mul(40503));
+            ((v >> 8) % 4001) as f32 / 1000.0 - 2.0
+        };
+        let x = Array::f32([rows, cols], (0..rows * cols).map(|i| h(i, seed)).collect()).unwrap();
+        let y = Array::f32([rows, cols], (0..rows * cols).map(|i| h(i, seed + 1)).collect()).unwrap();
+        let b = Array::f32([cols], (0..cols).map(|i| h(i, seed + 2)).collect()).unwrap();
+        let (on, off, used) = both(&src, &[("x", &x), ("y", &y), ("b", &b)], 1);
+        prop_assert_eq!(used, avx512::available());
+        same_bits(&f32s(&on[0]), &f32s(&off[0]), &src, &[]);
+        for (p, q) in on[1].to_f64_vec().iter().zip(off[1].to_f64_vec()) {
+            // Row sums of possibly huge or cancelling values: compare to the scale of
+            // the summed magnitudes.
+            prop_assert!(
+                close(*p, q, 1e-4) || (p.is_infinite() && q.is_infinite()),
+                "{p} vs {q}\n{src}"
+            );
+        }
+    }
+}
