@@ -713,8 +713,9 @@ fn binary(
             BinaryOp::Mul => b.ins().imul(x, y),
             BinaryOp::Max => b.ins().smax(x, y),
             BinaryOp::Min => b.ins().smin(x, y),
-            // Planned on the host (Pow) or not typed for i64.
-            BinaryOp::Div | BinaryOp::Pow | BinaryOp::And | BinaryOp::Or => x,
+            BinaryOp::Pow => int_pow(b, x, y),
+            // Not typed for i64.
+            BinaryOp::Div | BinaryOp::And | BinaryOp::Or => x,
         },
         DType::Bool => match op {
             BinaryOp::And => b.ins().band(x, y),
@@ -738,6 +739,50 @@ fn binary(
             BinaryOp::And | BinaryOp::Or => x,
         },
     }
+}
+
+/// `x ** y` for i64 scalars, as the interpreter's `int_pow`: wrapping square-and-
+/// multiply over the bits of `y >= 0` (a loop of at most 63 steps that stops when
+/// the remaining exponent is 0); for `y < 0`, `1/xʸ` truncated toward zero: 1 for
+/// `x = 1`, ±1 for `x = -1` (by the parity of `y`), else 0 (also for `x = 0`).
+fn int_pow(b: &mut FunctionBuilder, x: Value, y: Value) -> Value {
+    let i = |b: &mut FunctionBuilder, v: i64| b.ins().iconst(types::I64, v);
+    let (zero, one, m1) = (i(b, 0), i(b, 1), i(b, -1));
+    let neg = b.ins().icmp(IntCC::SignedLessThan, y, zero);
+    let is1 = b.ins().icmp(IntCC::Equal, x, one);
+    let ism1 = b.ins().icmp(IntCC::Equal, x, m1);
+    let odd = b.ins().band_imm_u(y, 1);
+    let pm1 = b.ins().select(odd, m1, one);
+    let inner = b.ins().select(ism1, pm1, zero);
+    let negative = b.ins().select(is1, one, inner);
+    let (acc, base, e) = (
+        b.declare_var(types::I64),
+        b.declare_var(types::I64),
+        b.declare_var(types::I64),
+    );
+    b.def_var(acc, one);
+    b.def_var(base, x);
+    let e0 = b.ins().select(neg, zero, y);
+    b.def_var(e, e0);
+    let (header, body, exit) = (b.create_block(), b.create_block(), b.create_block());
+    b.ins().jump(header, &[]);
+    b.switch_to_block(header);
+    let ev = b.use_var(e);
+    b.ins().brif(ev, body, &[], exit, &[]);
+    b.switch_to_block(body);
+    let (av, bv, ev) = (b.use_var(acc), b.use_var(base), b.use_var(e));
+    let bit = b.ins().band_imm_u(ev, 1);
+    let prod = b.ins().imul(av, bv);
+    let av = b.ins().select(bit, prod, av);
+    b.def_var(acc, av);
+    let sq = b.ins().imul(bv, bv);
+    b.def_var(base, sq);
+    let shifted = b.ins().ushr_imm_u(ev, 1);
+    b.def_var(e, shifted);
+    b.ins().jump(header, &[]);
+    b.switch_to_block(exit);
+    let av = b.use_var(acc);
+    b.ins().select(neg, negative, av)
 }
 
 fn compare(b: &mut FunctionBuilder, _mode: Mode, c: CmpOp, d: DType, x: Value, y: Value) -> Value {

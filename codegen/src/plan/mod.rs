@@ -14,8 +14,9 @@
 //! convolutions are [`Step::MatMul`]/[`Step::Conv`] on library kernels (matmul reads
 //! transposed and broadcast operands through strides, with no copy). Concat, pad,
 //! gather, scatter_add, argmax/argmin and random run natively as [`Step::Copy`] loops;
-//! a scan is a [`Step::Scan`] loop over its compiled body. What is left (integer
-//! `pow`, bool argmax or scatter) runs as [`Step::Host`] steps evaluated by the
+//! a scan is a [`Step::Scan`] loop over its compiled body; integer `pow` is an
+//! elementwise kernel op (a square-and-multiply loop in the element's code). What is
+//! left (bool argmax or scatter) runs as [`Step::Host`] steps evaluated by the
 //! reference interpreter on a one-op graph.
 
 pub mod lazy;
@@ -532,9 +533,6 @@ impl Planner<'_> {
                 self.set_lazy(r, l, label);
             }
             Op::Binary(b) => {
-                if *b == BinaryOp::Pow && rt.dtype == DType::I64 {
-                    return self.host(o, &xs, &rs);
-                }
                 let n = rt.shape.numel();
                 let (x, y) = (self.elem_operand(xs[0], n)?, self.elem_operand(xs[1], n)?);
                 let l = Lazy::combine(&shape, rt.dtype, &[x, y], |n| LNode::Binary(*b, n[0], n[1]));
