@@ -69,6 +69,25 @@ fn time(
     ))
 }
 
+/// `onde bench --profile`: time every compiled step and print the table on stderr
+/// after each phase (one clock read per step: the medians include it).
+static PROFILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns per-step profiling on for the phases that follow.
+pub fn set_profile(on: bool) {
+    PROFILE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn profiling() -> bool {
+    PROFILE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn print_profile(what: &str, table: Option<String>) {
+    if let Some(t) = table {
+        eprintln!("profile of {what}:\n{t}");
+    }
+}
+
 fn compile(g: &GraphBuilder, outs: &[&Tensor], opts: CompileOptions) -> Result<Executable, String> {
     let graph = g.build(outs).map_err(|e| e.to_string())?;
     Executable::compile(&graph, opts).map_err(|e| e.to_string())
@@ -103,6 +122,8 @@ fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
     let ys = Array::i64([64], (0..64).map(|i| (i * 7 % 10) as i64).collect())
         .map_err(|e| e.to_string())?;
     let feeds = [("x", &xs), ("y", &ys)];
+    step.set_profiling(profiling());
+    eval.set_profiling(profiling());
     if std::env::var("ONDE_BENCH_PHASE").as_deref() != Ok("infer") {
         let t = time(
             || step.step(&feeds).map(|_| ()).map_err(e),
@@ -110,6 +131,7 @@ fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
             target_s,
         )?;
         line("W1", "train", opts.threads, t, ct, "");
+        print_profile("W1 train", step.profile());
     }
     let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
     let xf = [("x", &xs)];
@@ -119,6 +141,7 @@ fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
         target_s,
     )?;
     line("W1", "infer", opts.threads, t, ct, "");
+    print_profile("W1 infer", eval.profile());
     Ok(())
 }
 
@@ -129,20 +152,24 @@ fn w6(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
     let feeds = [("x", &xs), ("a", &as_), ("b", &bs)];
     let mut train = compile(&g, &[&y, &grads[0], &grads[1]], opts)?;
     let ct = train.compile_time().as_secs_f64() * 1e3;
+    train.set_profiling(profiling());
     let t = time(
         || train.run_in_place(&feeds).map_err(|e| e.to_string()),
         min_iters,
         target_s,
     )?;
     line("W6", "train", opts.threads, t, ct, "");
+    print_profile("W6 train", train.profile());
     let mut infer = compile(&g, &[&y], opts)?;
     let ct = infer.compile_time().as_secs_f64() * 1e3;
+    infer.set_profiling(profiling());
     let t = time(
         || infer.run_in_place(&feeds).map_err(|e| e.to_string()),
         min_iters,
         target_s,
     )?;
     line("W6", "infer", opts.threads, t, ct, "");
+    print_profile("W6 infer", infer.profile());
     Ok(())
 }
 

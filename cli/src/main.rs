@@ -76,6 +76,10 @@ enum Command {
         /// what the engine brings.
         #[arg(long)]
         no_avx512: bool,
+        /// Time every compiled step and print a table per phase on stderr (slowest
+        /// first; the medians then include one clock read per step).
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -304,7 +308,9 @@ fn main() -> ExitCode {
             min_iters,
             target_s,
             no_avx512,
+            profile,
         } => {
+            bench::set_profile(profile);
             let opts = onde_codegen::CompileOptions {
                 threads: threads.max(1),
                 avx512: !no_avx512,

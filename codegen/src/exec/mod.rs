@@ -229,6 +229,8 @@ pub struct Executable {
     scans: Vec<Option<ScanState>>,
     /// Feeds bound as persistent state ([`Executable::bind_state`]).
     states: Vec<StateBinding>,
+    /// Per step: calls and total time, while profiling ([`Executable::set_profiling`]).
+    profile: Option<Vec<(u64, Duration)>>,
 }
 
 /// A scan step's compiled body and reusable staging memory.
@@ -531,6 +533,7 @@ impl Executable {
             scratch_i64: Vec::new(),
             scans,
             states: Vec::new(),
+            profile: None,
         }
     }
 
@@ -809,6 +812,7 @@ impl Executable {
             self.ptrs[i] = self.ptrs[of];
         }
         for (i, step) in compiled.plan.steps.iter().enumerate() {
+            let t0 = self.profile.is_some().then(Instant::now);
             match step {
                 Step::Kernel(k) => {
                     if let Some((code, extent, reduced)) = &compiled.fns[i] {
@@ -831,8 +835,64 @@ impl Executable {
                 Step::Scan { scan, args, outs } => self.scan(i, scan, args, outs)?,
                 Step::Copy(op, args, out) => self.copy(op, args, *out)?,
             }
+            if let (Some(t0), Some(p)) = (t0, self.profile.as_mut()) {
+                p[i].0 += 1;
+                p[i].1 += t0.elapsed();
+            }
         }
         Ok(())
+    }
+
+    /// Starts (and resets) or stops timing every step of every run; see
+    /// [`Executable::profile`]. Costs one clock read per step while on.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(|| vec![(0, Duration::ZERO); self.compiled.plan.steps.len()]);
+    }
+
+    /// Time spent in each step since profiling started, one line per step, slowest
+    /// first: mean µs per run, share of the total, what the step is (kernel name and
+    /// whether it runs on Cranelift code or the AVX-512 engine, matmul shapes…).
+    /// `None` when not profiling.
+    pub fn profile(&self) -> Option<String> {
+        let p = self.profile.as_ref()?;
+        let total: f64 = p.iter().map(|(_, d)| d.as_secs_f64()).sum();
+        let mut rows: Vec<(usize, f64, u64)> = p
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, d))| (i, d.as_secs_f64(), n))
+            .collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut s = format!("{:>5} {:>10} {:>6}  step\n", "step", "mean µs", "share");
+        for (i, t, n) in rows {
+            let mean = if n > 0 { t / n as f64 * 1e6 } else { 0.0 };
+            let share = if total > 0.0 { 100.0 * t / total } else { 0.0 };
+            s.push_str(&format!(
+                "{i:>5} {mean:>10.2} {share:>5.1}%  {}\n",
+                self.step_label(i)
+            ));
+        }
+        Some(s)
+    }
+
+    fn step_label(&self, i: usize) -> String {
+        let c = &self.compiled;
+        match &c.plan.steps[i] {
+            Step::Kernel(k) => {
+                let on = match &c.fns[i] {
+                    Some((KernelCode::Avx512(_), ..)) => "avx512 engine",
+                    Some((KernelCode::Jit(_), ..)) | None => "cranelift",
+                };
+                format!("kernel {} over {:?} ({on})", k.name, k.shape)
+            }
+            Step::MatMul { a, b, .. } => format!("matmul {:?} @ {:?}", a.shape, b.shape),
+            Step::Conv { x, w, .. } => format!(
+                "conv {:?} * {:?}",
+                c.plan.buffers[*x].ty.shape, c.plan.buffers[*w].ty.shape
+            ),
+            Step::Host { .. } => "host (interpreter)".to_string(),
+            Step::Scan { .. } => "scan".to_string(),
+            Step::Copy(op, ..) => format!("copy {op:?}"),
+        }
     }
 
     /// Calls a kernel, split over the outermost axis across `threads` threads when the

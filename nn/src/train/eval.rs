@@ -74,4 +74,15 @@ impl Evaluator {
     pub fn executable(&self) -> &Executable {
         &self.exe
     }
+
+    /// Starts (and resets) or stops timing each compiled step of every run
+    /// ([`Executable::set_profiling`]); read it with [`Self::profile`].
+    pub fn set_profiling(&mut self, on: bool) {
+        self.exe.set_profiling(on);
+    }
+
+    /// Time per compiled step since profiling started ([`Executable::profile`]).
+    pub fn profile(&self) -> Option<String> {
+        self.exe.profile()
+    }
 }

@@ -541,6 +541,17 @@ impl TrainStep {
         &self.exe
     }
 
+    /// Starts (and resets) or stops timing each compiled step of every run
+    /// ([`Executable::set_profiling`]); read it with [`Self::profile`].
+    pub fn set_profiling(&mut self, on: bool) {
+        self.exe.set_profiling(on);
+    }
+
+    /// Time per compiled step since profiling started ([`Executable::profile`]).
+    pub fn profile(&self) -> Option<String> {
+        self.exe.profile()
+    }
+
     /// The optimiser's name.
     pub fn optimizer(&self) -> &str {
         &self.optimizer

@@ -1,0 +1,54 @@
+//! Per-step profiling (`Executable::set_profiling` / `profile`): off by default, one
+//! line per step naming what the step is, reset when restarted, gone when stopped.
+
+use onde_codegen::{CompileOptions, Executable};
+use onde_ir::{parse_graph, Array};
+
+#[test]
+fn profile_lists_every_step_with_its_kind() {
+    let g = parse_graph(
+        r#"graph {
+  %0: f32[8,300] = input "x"
+  %1: f32[300,4] = input "w"
+  %2: f32[8,4] = matmul %0, %1
+  %3: f32[8,4] = tanh %2
+  %4: f32[8] = reduce_sum %3 axes=[1] keepdim=false
+  outputs %4
+}"#,
+    )
+    .unwrap();
+    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    let x = Array::f32([8, 300], vec![0.01; 2400]).unwrap();
+    let w = Array::f32([300, 4], vec![0.02; 1200]).unwrap();
+    let feeds = [("x", &x), ("w", &w)];
+    exe.run(&feeds).unwrap();
+    assert_eq!(exe.profile(), None, "profiling is off by default");
+    exe.set_profiling(true);
+    for _ in 0..3 {
+        exe.run(&feeds).unwrap();
+    }
+    let p = exe.profile().expect("profiling is on");
+    let steps = exe.plan().steps.len();
+    assert_eq!(
+        p.lines().count(),
+        steps + 1,
+        "a header and one line per step:\n{p}"
+    );
+    assert!(p.contains("matmul [8, 300] @ [300, 4]"), "{p}");
+    assert!(p.contains("kernel ") && p.contains("(cranelift)"), "{p}");
+    // Shares add up to 100%.
+    let total: f64 = p
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(2)?
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    assert!((total - 100.0).abs() < 0.5, "shares sum to {total}:\n{p}");
+    exe.set_profiling(false);
+    assert_eq!(exe.profile(), None);
+}
