@@ -76,6 +76,9 @@ enum Command {
         /// what the engine brings.
         #[arg(long)]
         no_avx512: bool,
+        /// Do not fuse matmul epilogues (see `codegen/src/exec/epilogue.rs`).
+        #[arg(long)]
+        no_epilogues: bool,
         /// Time every compiled step and print a table per phase on stderr (slowest
         /// first; the medians then include one clock read per step).
         #[arg(long)]
@@ -308,12 +311,14 @@ fn main() -> ExitCode {
             min_iters,
             target_s,
             no_avx512,
+            no_epilogues,
             profile,
         } => {
             bench::set_profile(profile);
             let opts = onde_codegen::CompileOptions {
                 threads: threads.max(1),
                 avx512: !no_avx512,
+                epilogues: !no_epilogues,
                 ..onde_codegen::CompileOptions::default()
             };
             workloads

@@ -13,6 +13,7 @@
 //! holds every shape), and freed when the last executable using it is dropped.
 
 mod copy;
+mod epilogue;
 mod scan;
 mod state;
 
@@ -112,6 +113,9 @@ pub struct CompileOptions {
     /// Run eligible f32 kernels on the AVX-512 tile engine ([`crate::kernel::avx512`])
     /// when the CPU has it, instead of their Cranelift f32x4 code.
     pub avx512: bool,
+    /// Run a kernel that consumes a matmul's output row by row on each block of rows
+    /// right after the GEMM writes it (prepacked runs; see `exec::epilogue`).
+    pub epilogues: bool,
 }
 
 impl Default for CompileOptions {
@@ -121,11 +125,13 @@ impl Default for CompileOptions {
             keep_clif: false,
             optimize: true,
             avx512: true,
+            epilogues: true,
         }
     }
 }
 
 /// How a kernel step runs.
+#[derive(Clone)]
 enum KernelCode {
     /// Cranelift code of the kernel.
     Jit(KernelFn),
@@ -164,6 +170,8 @@ struct Compiled {
     fns: Vec<Option<(KernelCode, usize, bool)>>,
     /// Reshape aliases `(alias, root)`, re-pointed at every run.
     aliases: Vec<(usize, usize)>,
+    /// Per step: a matmul whose next step is its epilogue kernel ([`epilogue`]).
+    epilogues: Vec<Option<epilogue::Epilogue>>,
     clif: Vec<String>,
     compile_time: Duration,
 }
@@ -345,9 +353,15 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
         })
         .collect();
     let memory = plan::memory::plan_memory(&plan);
+    let epilogues = if opts.epilogues {
+        epilogue::find(&plan, &memory)
+    } else {
+        vec![None; plan.steps.len()]
+    };
     Ok(Compiled {
         plan,
         memory,
+        epilogues,
         aliases,
         bodies,
         module: Some(module),
@@ -452,7 +466,8 @@ impl Executable {
             usize::from(opts.keep_clif)
                 | usize::from(opts.optimize) << 1
                 | usize::from(opts.avx512) << 2
-                | opts.threads << 3,
+                | usize::from(opts.epilogues) << 3
+                | opts.threads << 4,
         );
         if let Some(c) = CACHE.with(|c| c.borrow().get(&key).and_then(Weak::upgrade)) {
             return Ok(Executable::from_compiled(c, opts));
@@ -574,10 +589,19 @@ impl Executable {
                         s.push_str(&format!("    // runs on the {}\n", p.describe()));
                     }
                 }
-                Step::MatMul { a, b, out, dtype } => s.push_str(&format!(
-                    "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
-                    a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
-                )),
+                Step::MatMul { a, b, out, dtype } => {
+                    s.push_str(&format!(
+                        "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
+                        a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
+                    ));
+                    if self.compiled.epilogues[i].is_some() {
+                        s.push_str(&format!(
+                            "    // epilogue: step {} runs on each block of {} rows (prepacked runs)\n",
+                            i + 1,
+                            epilogue::ROWS
+                        ));
+                    }
+                }
                 Step::Conv { x, w, out, params, dtype } => s.push_str(&format!(
                     "step {i}: conv {dtype} buf{x} * buf{w} -> buf{out} stride={:?} padding={:?} dilation={:?} groups={}\n",
                     params.stride, params.padding, params.dilation, params.groups
@@ -720,16 +744,31 @@ impl Executable {
         r
     }
 
-    /// The matrix product of step `i` on a prepacked right operand, when the run is
-    /// versioned, the operand is an input, parameter or constant, the product is a
-    /// single f32 matrix product on one thread and the CPU has AVX-512. Returns whether
-    /// it ran (else the library path runs).
+    /// Runs a 2-D f32 matmul step on the prepacked-weights kernel when the current
+    /// run vouches for its right operand (see [`Executable::run_in_place_versioned`]);
+    /// `false` when it does not apply (the caller then uses the library GEMM).
     fn packed_matmul(
         &mut self,
         i: usize,
         a: &plan::View,
         b: &plan::View,
         out: usize,
+        dtype: DType,
+    ) -> Result<bool, RunError> {
+        if !self.packed_ready(i, a, b, dtype)? {
+            return Ok(false);
+        }
+        self.packed_rows(i, a, out, 0, a.shape[0])?;
+        Ok(true)
+    }
+
+    /// Whether matmul step `i` can run on the prepacked kernel in this run; packs its
+    /// right operand when the packed copy is stale.
+    fn packed_ready(
+        &mut self,
+        i: usize,
+        a: &plan::View,
+        b: &plan::View,
         dtype: DType,
     ) -> Result<bool, RunError> {
         let Some(version) = self.weights_version else {
@@ -763,7 +802,6 @@ impl Executable {
         }
         let src = self.ptrs[b.buf] as usize;
         let fresh = matches!(&self.packed[i], Some((v, p, _)) if *v == version && *p == src);
-        let err = |e: native::NativeError| RunError::Native(e.to_string());
         if !fresh {
             let nb = self.buf_len(b.buf);
             let mut pk = self.packed[i].take().map(|(_, _, p)| p).unwrap_or_default();
@@ -777,9 +815,23 @@ impl Executable {
                 b.strides[1],
                 &mut pk,
             )
-            .map_err(err)?;
+            .map_err(|e| RunError::Native(e.to_string()))?;
             self.packed[i] = Some((version, src, pk));
         }
+        Ok(true)
+    }
+
+    /// Rows `[r0, r1)` of matmul step `i` on its packed right operand (after
+    /// [`Self::packed_ready`] returned `true` in this run).
+    fn packed_rows(
+        &mut self,
+        i: usize,
+        a: &plan::View,
+        out: usize,
+        r0: usize,
+        r1: usize,
+    ) -> Result<(), RunError> {
+        let err = |e: native::NativeError| RunError::Native(e.to_string());
         let (na, no) = (self.buf_len(a.buf), self.buf_len(out));
         // SAFETY: `a.buf` holds `na` f32 elements and `out` (a temp distinct from `a`,
         // written only here) `no`; the planner made both f32.
@@ -789,20 +841,49 @@ impl Executable {
                 std::slice::from_raw_parts_mut(self.ptrs[out].cast::<f32>(), no),
             )
         };
-        let Some((_, _, pk)) = &self.packed[i] else {
-            return Ok(false);
+        let Some(Some((_, _, pk))) = self.packed.get(i) else {
+            return Err(RunError::Native(format!(
+                "matmul step {i}: operand not packed"
+            )));
         };
+        let n = no / a.shape[0].max(1);
+        let a_off = a.offset as usize + r0 * a.strides[0].max(0) as usize;
         native::packed::gemm(
-            m,
-            sa.get(a.offset as usize..).unwrap_or(&[]),
+            r1 - r0,
+            sa.get(a_off..).unwrap_or(&[]),
             a.strides[0],
             a.strides[1],
             pk,
-            so,
+            so.get_mut(r0 * n..).unwrap_or(&mut []),
             n,
         )
-        .map_err(err)?;
-        Ok(true)
+        .map_err(err)
+    }
+
+    /// Matmul step `i` on the packed kernel, a block of [`epilogue::ROWS`] rows at a
+    /// time, each followed by the epilogue kernel (step `i + 1`) on those rows.
+    fn packed_with_epilogue(
+        &mut self,
+        i: usize,
+        a: &plan::View,
+        out: usize,
+        ep: epilogue::Epilogue,
+        code: &KernelCode,
+    ) -> Result<(), RunError> {
+        let m = a.shape[0];
+        let table = self.ptrs.as_ptr();
+        let mut r0 = 0;
+        while r0 < m {
+            let r1 = (r0 + epilogue::ROWS).min(m);
+            self.packed_rows(i, a, out, r0, r1)?;
+            let u = ep.units_per_row;
+            // SAFETY: the kernel's buffers are live and of their planned sizes (as in
+            // `kernel`); `[r0·u, r1·u)` lies within its outermost axis (`m·u` long),
+            // whose rows of the matmul output have just been written.
+            unsafe { code.call(table, r0 * u, r1 * u, std::ptr::null_mut()) };
+            r0 = r1;
+        }
+        Ok(())
     }
 
     /// Executes the steps (feeds already pointed at).
@@ -811,7 +892,12 @@ impl Executable {
         for &(i, of) in &compiled.aliases {
             self.ptrs[i] = self.ptrs[of];
         }
+        let mut fused_next = false;
         for (i, step) in compiled.plan.steps.iter().enumerate() {
+            if std::mem::take(&mut fused_next) {
+                // Ran as the previous matmul's epilogue.
+                continue;
+            }
             let t0 = self.profile.is_some().then(Instant::now);
             match step {
                 Step::Kernel(k) => {
@@ -820,7 +906,15 @@ impl Executable {
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
-                    if !self.packed_matmul(i, a, b, *out, *dtype)? {
+                    let ep = compiled.epilogues[i].zip(compiled.fns.get(i + 1).cloned().flatten());
+                    if let Some((ep, (code, ..))) = ep {
+                        if self.packed_ready(i, a, b, *dtype)? {
+                            self.packed_with_epilogue(i, a, *out, ep, &code)?;
+                            fused_next = true;
+                        } else {
+                            self.matmul(a, b, *out, *dtype)?
+                        }
+                    } else if !self.packed_matmul(i, a, b, *out, *dtype)? {
                         self.matmul(a, b, *out, *dtype)?
                     }
                 }
@@ -884,7 +978,14 @@ impl Executable {
                 };
                 format!("kernel {} over {:?} ({on})", k.name, k.shape)
             }
-            Step::MatMul { a, b, .. } => format!("matmul {:?} @ {:?}", a.shape, b.shape),
+            Step::MatMul { a, b, .. } => {
+                let ep = if c.epilogues[i].is_some() {
+                    format!(" (+ step {} as its epilogue in prepacked runs)", i + 1)
+                } else {
+                    String::new()
+                };
+                format!("matmul {:?} @ {:?}{ep}", a.shape, b.shape)
+            }
             Step::Conv { x, w, .. } => format!(
                 "conv {:?} * {:?}",
                 c.plan.buffers[*x].ty.shape, c.plan.buffers[*w].ty.shape
