@@ -9,9 +9,13 @@
 //!    run as host steps.
 //! 2. [`kernel::clif`]: each kernel is lowered to a Cranelift function — loop nests
 //!    over the kernel's (coalesced) iteration space, f32x4/f64x2 SIMD on the innermost
-//!    axis with a scalar tail, transcendental functions from [`math`].
+//!    axis with a scalar tail, transcendental functions from [`math`]. On AVX-512
+//!    CPUs, f32 kernels with transcendental functions run instead on
+//!    [`kernel::avx512`], 16 lanes wide (Cranelift emits 128-bit vectors only), with
+//!    lane results identical to the Cranelift code's.
 //! 3. [`exec`]: buffers are allocated once; `run` checks the inputs and executes the
-//!    steps in order.
+//!    steps in order (a kernel consuming a prepacked matmul's rows runs as its
+//!    epilogue, block by block); `set_profiling` times each step.
 #![warn(missing_docs)]
 #![allow(unsafe_code)] // JIT calls only; each unsafe block carries a SAFETY comment.
 

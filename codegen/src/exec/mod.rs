@@ -5,7 +5,7 @@
 //! `run` checks each feed against the declared dtype and shape (typed errors), points
 //! the input buffers at the caller's arrays (no copy), executes the steps in order and
 //! copies the outputs out; [`Executable::run_in_place`] skips that copy
-//! ([`Executable::output`] reads an output in place), so after the first run nothing is
+//! ([`Executable::output_f32`] reads an output in place), so after the first run nothing is
 //! allocated except by host-fallback steps (see `plan`).
 //!
 //! Compiled code is shared between executables of the same graph and shapes through a
