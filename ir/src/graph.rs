@@ -7,7 +7,7 @@
 //!
 //! Mutation goes through [`Graph::add_op`], which type-checks the op against its
 //! operands (see [`crate::typing`]) so that a graph built through this API is always
-//! well-typed; [`crate::verify`] re-checks everything for graphs built any other way.
+//! well-typed; [`fn@crate::verify`] re-checks everything for graphs built any other way.
 
 use crate::dtype::TensorType;
 use crate::ids::{OpId, ValueId};

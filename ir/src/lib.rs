@@ -7,7 +7,7 @@
 //!
 //! - [`typing`]: the typing rule of every op (one function, used by the builder and
 //!   the verifier).
-//! - [`verify`]: the verifier; its module doc lists every invariant.
+//! - [`mod@verify`]: the verifier; its module doc lists every invariant.
 //! - [`text`]: the text form (print and parse back) and Graphviz output.
 #![warn(missing_docs)]
 

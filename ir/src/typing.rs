@@ -1,7 +1,7 @@
 //! Typing rules: the result types of each op given its operand types.
 //!
 //! [`infer`] is the single source of truth, used both when building a graph
-//! ([`crate::Graph::add_op`]) and when verifying one ([`crate::verify`]).
+//! ([`crate::Graph::add_op`]) and when verifying one ([`fn@crate::verify`]).
 
 use crate::dtype::{DType, Shape, TensorType};
 use crate::op::{ConvParams, Op, ScanOp};

@@ -14,7 +14,7 @@ use onde_ir::{Array, DType, Graph, Op, Shape, ValueId};
 use std::collections::HashMap;
 use std::fmt;
 
-/// Tolerances and step of [`gradcheck`] (PyTorch's `gradcheck` defaults: ε = 1e-6,
+/// Tolerances and step of [`GraphBuilder::gradcheck`](crate::GraphBuilder::gradcheck) (PyTorch's `gradcheck` defaults: ε = 1e-6,
 /// atol = 1e-5, rtol = 1e-3).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GradcheckOpts {
@@ -52,7 +52,7 @@ pub struct Worst {
     pub score: f64,
 }
 
-/// Result of [`gradcheck`].
+/// Result of [`GraphBuilder::gradcheck`](crate::GraphBuilder::gradcheck).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GradcheckReport {
     /// Elements compared.

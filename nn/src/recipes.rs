@@ -2,7 +2,7 @@
 //!
 //! [`train_signal_mlp`]: an MLP classifying [`SyntheticSignals`] waveforms (sine,
 //! square, sawtooth, chirp; fresh waveforms every epoch), trained with Adam and a cosine learning-rate schedule on
-//! one compiled [`TrainStep`], validated each epoch by an eval-mode [`Evaluator`] that
+//! one compiled [`TrainStep`], validated each epoch by an eval-mode [`Evaluator`](crate::train::Evaluator) that
 //! reads the step's parameters in place. The README's main job runs it
 //! (`cargo run --release --example signal_mlp`).
 

@@ -87,7 +87,7 @@
 //! | unary, binary, comparisons, `where`, `matmul`, `constant` | none |
 //!
 //! The parser builds ops with [`crate::Graph::add_op_unchecked`] using the printed
-//! result types, so ill-typed text parses and [`crate::verify`] can reject it. Shapes
+//! result types, so ill-typed text parses and [`fn@crate::verify`] can reject it. Shapes
 //! whose element count overflows `usize` are rejected. Graphs that cannot be expressed
 //! (cycles, edges to non-values) print on a best-effort basis that does not parse back.
 

@@ -32,7 +32,7 @@ const MAX_DEPTH: usize = 64;
 /// Parses the text form back into a graph.
 ///
 /// Ops are added with [`Graph::add_op_unchecked`] using the printed result types, so
-/// ill-typed text parses (and [`crate::verify`] can reject it); the input and output
+/// ill-typed text parses (and [`fn@crate::verify`] can reject it); the input and output
 /// lists are set from the `inputs` and `outputs` lines. Errors: syntax errors, unknown
 /// ops or attributes, missing or repeated attributes, a use of an undefined `%n`, a
 /// redefinition of `%n`, a constant whose element count does not match its shape, and
