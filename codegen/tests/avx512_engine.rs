@@ -74,12 +74,17 @@ fn math_functions_match_cranelift_bit_for_bit_over_the_f32_range() {
   %3: f32[{n}] = tanh %0
   %4: f32[{n}] = sigmoid %0
   %5: f32[{n}] = sqrt %0
-  outputs %1, %2, %3, %4, %5
+  %6: f32[{n}] = sin %0
+  %7: f32[{n}] = cos %0
+  outputs %1, %2, %3, %4, %5, %6, %7
 }}"#
     );
     let (on, off, used) = both(&src, &[("x", &x)], 1);
     assert_eq!(used, avx512::available());
-    for (i, name) in ["exp", "log", "tanh", "sigmoid", "sqrt"].iter().enumerate() {
+    for (i, name) in ["exp", "log", "tanh", "sigmoid", "sqrt", "sin", "cos"]
+        .iter()
+        .enumerate()
+    {
         same_bits(&f32s(&on[i]), &f32s(&off[i]), name, &xs);
     }
 }
@@ -266,7 +271,7 @@ fn expr_graph(rows: usize, cols: usize, ops: &[u8]) -> String {
     for (i, &op) in ops.iter().enumerate() {
         let a = next - 1;
         let b = [0, 1, 3, next - 2][i % 4].min(next - 1);
-        let line = match op % 12 {
+        let line = match op % 14 {
             0 => format!("add %{a}, %{b}"),
             1 => format!("mul %{a}, %{b}"),
             2 => format!("sub %{a}, %{b}"),
@@ -278,6 +283,8 @@ fn expr_graph(rows: usize, cols: usize, ops: &[u8]) -> String {
             8 => format!("minimum %{a}, %{b}"),
             9 => format!("relu %{a}"),
             10 => format!("sqrt %{a}"),
+            11 => format!("sin %{a}"),
+            12 => format!("cos %{a}"),
             _ => format!("sigmoid %{a}"),
         };
         lines.push(format!("  %{next}: {t} = {line}"));
@@ -299,7 +306,7 @@ proptest! {
     fn random_kernels_match_cranelift(
         rows in 1usize..5,
         cols in 64usize..700,
-        ops in proptest::collection::vec(0u8..12, 1..10),
+        ops in proptest::collection::vec(0u8..14, 1..10),
         seed in 0u32..1000,
     ) {
         let src = expr_graph(rows, cols, &ops);

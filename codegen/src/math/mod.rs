@@ -116,6 +116,7 @@ pub(crate) mod tables {
         LN2_HI32 as LN2_HI32_LOG, LN2_LO32 as LN2_LO32_LOG, Q32 as Q32_LOG,
     };
     pub(crate) use super::tanh::{P32 as TANH_P32, SMALL as TANH_SMALL};
+    pub(crate) use super::trig::{C32 as COS_C32, PIO2_32, S32 as SIN_S32};
 }
 
 use common::Ctx;

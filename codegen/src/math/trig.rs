@@ -10,13 +10,13 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// f32 `S(t)` on `|r| <= π/4 + 0.002` (relative error 7.9e-9).
-const S32: [f64; 3] = [
+pub(crate) const S32: [f64; 3] = [
     -0.16666653752326965,
     0.008332149125635624,
     -0.00019513623556122184,
 ];
 /// f32 `C(t)` (relative error 2.2e-10).
-const C32: [f64; 3] = [
+pub(crate) const C32: [f64; 3] = [
     0.04166664555668831,
     -0.001388730015605688,
     2.4431261408608407e-05,
@@ -41,7 +41,7 @@ const C64: [f64; 6] = [
 ];
 
 /// `π/2` as three parts (f32 and f64).
-const PIO2_32: [f64; 3] = [
+pub(crate) const PIO2_32: [f64; 3] = [
     1.5707963705062866,
     -4.371138828673793e-08,
     -1.7151245100058819e-15,

@@ -1,4 +1,4 @@
-//! `exp`, `log`, `tanh` and `sigmoid` on 16 f32 lanes (AVX-512F/DQ).
+//! `exp`, `log`, `tanh`, `sigmoid`, `sin` and `cos` on 16 f32 lanes (AVX-512F/DQ).
 //!
 //! These are the f32 algorithms of [`crate::math`] (same range reductions, same
 //! coefficients rounded to f32 the same way, same operation order with `fma` where
@@ -12,8 +12,8 @@ use std::arch::x86_64::*;
 /// Coefficient tables of `crate::math`, shared so the two implementations cannot
 /// drift apart.
 use crate::math::tables::{
-    exp32_coeffs, E32, LN2_HI32_LOG, LN2_HI_32, LN2_LO32_LOG, LN2_LO_32, LOG2E_32, Q32_LOG,
-    TANH_P32, TANH_SMALL,
+    exp32_coeffs, COS_C32, E32, LN2_HI32_LOG, LN2_HI_32, LN2_LO32_LOG, LN2_LO_32, LOG2E_32,
+    PIO2_32, Q32_LOG, SIN_S32, TANH_P32, TANH_SMALL,
 };
 
 #[inline]
@@ -163,4 +163,70 @@ pub fn log(x: __m512) -> __m512 {
     let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, zero);
     let fin = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, c(f64::INFINITY));
     _mm512_mask_blend_ps(pos & fin, v, r)
+}
+
+/// `x - k·π/2`, the π/2 in three parts, one `fma` each (`crate::math::trig`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn reduce_pio2(x: __m512, k: __m512) -> __m512 {
+    let nk = _mm512_xor_ps(k, c(-0.0));
+    let mut r = x;
+    for p in PIO2_32 {
+        r = _mm512_fmadd_ps(nk, c(p), r);
+    }
+    r
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn nearest(x: __m512) -> __m512 {
+    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn floor(x: __m512) -> __m512 {
+    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(x)
+}
+
+/// `sin(x)` (`cosine = false`) or `cos(x)` (`crate::math::sin`/`cos`, f32).
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+pub fn sincos(x: __m512, cosine: bool) -> __m512 {
+    let two_over_pi = c(std::f64::consts::FRAC_2_PI);
+    let k = nearest(_mm512_mul_ps(x, two_over_pi));
+    let r = reduce_pio2(x, k);
+    // A second reduction step from `r` (see `crate::math::trig`).
+    let j = nearest(_mm512_mul_ps(r, two_over_pi));
+    let r = reduce_pio2(r, j);
+    let k = _mm512_add_ps(k, j);
+    let r2 = _mm512_mul_ps(r, r);
+    let sp = poly(r2, &SIN_S32);
+    let r3 = _mm512_mul_ps(r, r2);
+    let s = _mm512_fmadd_ps(r3, sp, r);
+    let cp = poly(r2, &COS_C32);
+    let r4 = _mm512_mul_ps(r2, r2);
+    let one = c(1.0);
+    let c0 = _mm512_fmadd_ps(c(-0.5), r2, one);
+    let cr = _mm512_fmadd_ps(r4, cp, c0);
+    // Quadrant n = k (sin) or k + 1 (cos); bit 0 picks cos r, bit 1 negates.
+    let n = if cosine { _mm512_add_ps(k, one) } else { k };
+    let two = c(2.0);
+    let h = floor(_mm512_mul_ps(n, c(0.5)));
+    let h2 = floor(_mm512_mul_ps(n, c(0.25)));
+    let bit0 = _mm512_fmadd_ps(_mm512_xor_ps(h, c(-0.0)), two, n);
+    let bit1 = _mm512_fmadd_ps(_mm512_xor_ps(h2, c(-0.0)), two, h);
+    let odd = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(bit0, one);
+    let v = _mm512_mask_blend_ps(odd, s, cr);
+    let negate = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(bit1, one);
+    let sign = _mm512_mask_blend_ps(negate, c(0.0), c(-0.0));
+    let res = _mm512_xor_ps(v, sign);
+    let res = max_keep_nan(min_keep_nan(res, 1.0), -1.0);
+    if cosine {
+        res
+    } else {
+        // sin(±0) = ±0.
+        let is0 = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, c(0.0));
+        _mm512_mask_blend_ps(is0, res, x)
+    }
 }

@@ -17,7 +17,7 @@
 //! [`compile`] accepts a kernel when (otherwise the Cranelift kernel runs):
 //! - the CPU has AVX-512F and AVX-512DQ;
 //! - loads and stores are f32, expressions f32 or bool (masks), every op is one this
-//!   engine implements (all f32 elementwise ops but `sin`, `cos` and `pow`);
+//!   engine implements (all f32 elementwise ops but `pow`);
 //! - after normalisation (`clif::normalise`: kept axes first, unit axes dropped,
 //!   contiguous axes merged) the innermost axis is contiguous (stride 1) or broadcast
 //!   (stride 0) for every load and contiguous for every store, and at least
@@ -25,7 +25,7 @@
 //! - no reduction, or a reduction whose reduced axes include the innermost one
 //!   (full reductions, and row reductions such as a softmax's sums);
 //! - the kernel computes at least one transcendental function ([`UnaryOp::Exp`],
-//!   `Log`, `Tanh`, `Sigmoid`). Other kernels keep their register-resident Cranelift
+//!   `Log`, `Tanh`, `Sigmoid`, `Sin`, `Cos`). Other kernels keep their register-resident Cranelift
 //!   loop, which is faster when the work per element is a few arithmetic ops: with
 //!   divisions and square roots counted as "expensive" too, W1's Adam updates (26
 //!   instructions, `div` and `sqrt` among them) moved here and the training step went
@@ -153,8 +153,10 @@ fn supported_unary(u: UnaryOp, d: DType) -> bool {
             | UnaryOp::Tanh
             | UnaryOp::Sigmoid
             | UnaryOp::Relu
-            | UnaryOp::Floor => true,
-            UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Not => false,
+            | UnaryOp::Floor
+            | UnaryOp::Sin
+            | UnaryOp::Cos => true,
+            UnaryOp::Not => false,
         },
         DType::Bool => u == UnaryOp::Not,
         DType::I64 | DType::F64 => false,
@@ -181,7 +183,12 @@ fn expensive(e: &Expr) -> bool {
     match e {
         Expr::Unary(u, _) => matches!(
             u,
-            UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid
+            UnaryOp::Exp
+                | UnaryOp::Log
+                | UnaryOp::Tanh
+                | UnaryOp::Sigmoid
+                | UnaryOp::Sin
+                | UnaryOp::Cos
         ),
         Expr::Binary(..) => false,
         Expr::Load(_) | Expr::Const(..) | Expr::Compare(..) | Expr::Where(..) | Expr::Cast(..) => {

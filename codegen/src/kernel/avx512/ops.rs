@@ -86,10 +86,12 @@ fn unary(u: UnaryOp, x: __m512) -> __m512 {
         UnaryOp::Sqrt => _mm512_sqrt_ps(x),
         UnaryOp::Tanh => math::tanh(x),
         UnaryOp::Sigmoid => math::sigmoid(x),
+        UnaryOp::Sin => math::sincos(x, false),
+        UnaryOp::Cos => math::sincos(x, true),
         UnaryOp::Relu => fmax(x, _mm512_setzero_ps()),
         UnaryOp::Floor => _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(x),
-        // Not compiled for the engine (see `supported_unary`); `Not` is `Op::Not`.
-        UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Not => x,
+        // `Not` is `Op::Not` (see `build`).
+        UnaryOp::Not => x,
     }
 }
 
@@ -147,14 +149,14 @@ pub(super) unsafe fn run(ins: &Instr, regs: &[*mut f32], nvec: usize) {
             UnaryOp::Log => each!(|i| math::log(ld!(a, i))),
             UnaryOp::Tanh => each!(|i| math::tanh(ld!(a, i))),
             UnaryOp::Sigmoid => each!(|i| math::sigmoid(ld!(a, i))),
+            UnaryOp::Sin => each!(|i| math::sincos(ld!(a, i), false)),
+            UnaryOp::Cos => each!(|i| math::sincos(ld!(a, i), true)),
             UnaryOp::Neg
             | UnaryOp::Abs
             | UnaryOp::Sign
             | UnaryOp::Sqrt
             | UnaryOp::Relu
             | UnaryOp::Floor
-            | UnaryOp::Sin
-            | UnaryOp::Cos
             | UnaryOp::Not => each!(|i| unary(u, ld!(a, i))),
         },
         Op::Binary(op) => match op {
