@@ -156,8 +156,9 @@ fn elementwise_ops_and_special_values_match() {
 #[test]
 fn broadcast_rows_and_row_reductions_match() {
     // A bias broadcast along rows (the Linear + sigmoid epilogue), a log-softmax's row
-    // sums and maxima, rows longer than a tile and not a multiple of 16.
-    let (r, c) = (37usize, 300usize);
+    // sums and maxima, rows longer than a tile and not a multiple of 16; big enough
+    // (> 2^16 elements) for two threads to split the rows.
+    let (r, c) = (301usize, 300usize);
     let xs: Vec<f32> = (0..r * c)
         .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.01)
         .collect();
