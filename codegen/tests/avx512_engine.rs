@@ -13,15 +13,30 @@ use onde_ir::{parse_graph, Array, Graph};
 use proptest::prelude::*;
 
 fn compile(g: &Graph, avx512: bool, threads: usize) -> Executable {
+    compile_with(g, avx512, threads, true)
+}
+
+fn compile_with(g: &Graph, avx512: bool, threads: usize, optimize: bool) -> Executable {
     Executable::compile(
         g,
         CompileOptions {
             avx512,
             threads,
+            optimize,
             ..CompileOptions::default()
         },
     )
     .unwrap()
+}
+
+/// Kernel steps in a plan dump, and how many of them run on the engine.
+fn kernels_on_engine(dump: &str) -> (usize, usize) {
+    (
+        dump.lines()
+            .filter(|l| l.starts_with("step ") && l.contains(": kernel "))
+            .count(),
+        dump.matches("runs on the avx512 engine").count(),
+    )
 }
 
 /// Runs `src` with and without the engine; returns (engine, cranelift) outputs and
@@ -81,6 +96,12 @@ fn math_functions_match_cranelift_bit_for_bit_over_the_f32_range() {
     );
     let (on, off, used) = both(&src, &[("x", &x)], 1);
     assert_eq!(used, avx512::available());
+    if avx512::available() {
+        // Every kernel of the sweep, not just one, runs on the engine.
+        let exe = compile(&parse_graph(&src).unwrap(), true, 1);
+        let (kernels, engine) = kernels_on_engine(&exe.dump_fused());
+        assert!(kernels > 0 && engine == kernels, "{}", exe.dump_fused());
+    }
     for (i, name) in ["exp", "log", "tanh", "sigmoid", "sqrt", "sin", "cos"]
         .iter()
         .enumerate()
@@ -329,5 +350,51 @@ proptest! {
                 "{p} vs {q}\n{src}"
             );
         }
+    }
+}
+
+#[test]
+fn same_type_casts_share_rows_without_clobbering_them() {
+    // Unoptimised graphs keep same-type casts, which the engine compiles to a shared
+    // row: the row must live as long as any alias is read or stored.
+    let n = 300;
+    let xs: Vec<f32> = (0..n).map(|i| (i as f32 - 150.0) * 0.37).collect();
+    let x = Array::f32([n], xs.clone()).unwrap();
+    let src = format!(
+        r#"graph {{
+  %0: f32[{n}] = input "x"
+  %1: f32[{n}] = exp %0
+  %2: f32[{n}] = cast %1 to=f32
+  %3: f32[{n}] = neg %2
+  %4: f32[{n}] = add %1, %3
+  %5: f32[{n}] = cast %4 to=f32
+  %6: f32[{n}] = cast %5 to=f32
+  %7: f32[{n}] = sigmoid %6
+  %8: f32[{n}] = mul %7, %4
+  %9: f32[{n}] = cast %8 to=f32
+  outputs %9, %5
+}}"#
+    );
+    let g = parse_graph(&src).unwrap();
+    let mut on = compile_with(&g, true, 1, false);
+    let mut off = compile_with(&g, false, 1, false);
+    let dump = on.dump_fused();
+    assert!(
+        dump.contains("cast"),
+        "the casts must reach the kernel:\n{dump}"
+    );
+    if avx512::available() {
+        assert_eq!(
+            kernels_on_engine(&dump).1,
+            kernels_on_engine(&dump).0,
+            "{dump}"
+        );
+    }
+    let (a, b) = (
+        on.run(&[("x", &x)]).unwrap(),
+        off.run(&[("x", &x)]).unwrap(),
+    );
+    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+        same_bits(&f32s(p), &f32s(q), &format!("output {i}"), &xs);
     }
 }

@@ -44,6 +44,21 @@ fn feeds() -> Vec<(&'static str, Array)> {
     ]
 }
 
+/// Calls of step `i` in a profile table.
+fn calls(profile: &str, step: usize) -> u64 {
+    profile
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            if w.next()? != step.to_string() {
+                return None;
+            }
+            w.next()?.parse().ok()
+        })
+        .expect("step in profile")
+}
+
 fn run(src: &str, epilogues: bool) -> (Vec<Array>, String) {
     let g = parse_graph(src).unwrap();
     let mut exe = Executable::compile(
@@ -57,6 +72,7 @@ fn run(src: &str, epilogues: bool) -> (Vec<Array>, String) {
     let f = feeds();
     let refs: Vec<(&str, &Array)> = f.iter().map(|(n, a)| (*n, a)).collect();
     let mut out = Vec::new();
+    exe.set_profiling(true);
     // Two versions: the packed operands are rebuilt once in between.
     for version in [1, 1, 2] {
         exe.run_in_place_versioned(&refs, version, &["w", "w2"])
@@ -65,7 +81,20 @@ fn run(src: &str, epilogues: bool) -> (Vec<Array>, String) {
             .map(|i| exe.output_array(i))
             .collect();
     }
-    (out, exe.dump_fused())
+    let profile = exe.profile().unwrap();
+    let dump = exe.dump_fused();
+    // A kernel fused as an epilogue never runs as a step of its own (it ran inside
+    // the product, on the prepacked path); every other kernel ran once per run.
+    let fused = fused_steps(&dump);
+    for (i, st) in exe.plan().steps.iter().enumerate() {
+        if matches!(st, onde_codegen::plan::Step::Kernel(_)) {
+            let epilogue =
+                i > 0 && fused.contains(&(i - 1)) && onde_codegen::native::packed::available();
+            let want = if epilogue { 0 } else { 3 };
+            assert_eq!(calls(&profile, i), want, "step {i}\n{profile}\n{dump}");
+        }
+    }
+    (out, dump)
 }
 
 /// The matmul steps whose next step runs as their epilogue, from the plan dump.

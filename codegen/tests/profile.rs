@@ -36,13 +36,17 @@ fn profile_lists_every_step_with_its_kind() {
     );
     assert!(p.contains("matmul [8, 300] @ [300, 4]"), "{p}");
     assert!(p.contains("kernel ") && p.contains("(cranelift)"), "{p}");
+    // Every step ran three times.
+    for l in p.lines().skip(1) {
+        assert_eq!(l.split_whitespace().nth(1), Some("3"), "{p}");
+    }
     // Shares add up to 100%.
     let total: f64 = p
         .lines()
         .skip(1)
         .filter_map(|l| {
             l.split_whitespace()
-                .nth(2)?
+                .nth(3)?
                 .trim_end_matches('%')
                 .parse::<f64>()
                 .ok()

@@ -833,8 +833,9 @@ impl Executable {
     ) -> Result<(), RunError> {
         let err = |e: native::NativeError| RunError::Native(e.to_string());
         let (na, no) = (self.buf_len(a.buf), self.buf_len(out));
-        // SAFETY: `a.buf` holds `na` f32 elements and `out` (a temp distinct from `a`,
-        // written only here) `no`; the planner made both f32.
+        // SAFETY: `a.buf` holds `na` f32 elements and `out` (a temp distinct from `a`)
+        // `no`; the planner made both f32. Nothing else accesses `out` while these
+        // slices live (an epilogue kernel runs between calls, not during one).
         let (sa, so) = unsafe {
             (
                 std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), na),
@@ -944,9 +945,10 @@ impl Executable {
     }
 
     /// Time spent in each step since profiling started, one line per step, slowest
-    /// first: mean µs per run, share of the total, what the step is (kernel name and
-    /// whether it runs on Cranelift code or the AVX-512 engine, matmul shapes…).
-    /// `None` when not profiling.
+    /// first: calls, mean µs per call, share of the total, what the step is (kernel
+    /// name and whether it runs on Cranelift code or the AVX-512 engine, matmul
+    /// shapes…). A kernel that ran as a matmul's epilogue shows 0 calls (its time is
+    /// in the matmul's line). `None` when not profiling.
     pub fn profile(&self) -> Option<String> {
         let p = self.profile.as_ref()?;
         let total: f64 = p.iter().map(|(_, d)| d.as_secs_f64()).sum();
@@ -956,12 +958,15 @@ impl Executable {
             .map(|(i, &(n, d))| (i, d.as_secs_f64(), n))
             .collect();
         rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let mut s = format!("{:>5} {:>10} {:>6}  step\n", "step", "mean µs", "share");
+        let mut s = format!(
+            "{:>5} {:>7} {:>10} {:>6}  step\n",
+            "step", "calls", "mean µs", "share"
+        );
         for (i, t, n) in rows {
             let mean = if n > 0 { t / n as f64 * 1e6 } else { 0.0 };
             let share = if total > 0.0 { 100.0 * t / total } else { 0.0 };
             s.push_str(&format!(
-                "{i:>5} {mean:>10.2} {share:>5.1}%  {}\n",
+                "{i:>5} {n:>7} {mean:>10.2} {share:>5.1}%  {}\n",
                 self.step_label(i)
             ));
         }

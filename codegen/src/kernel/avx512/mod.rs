@@ -241,15 +241,27 @@ pub fn compile(k: &Kernel) -> Option<Program> {
 fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
     let nloads = k.loads.len();
     let n = k.exprs.len();
-    // Last use of each expression (stored ones live to the end).
+    // A same-type cast emits nothing and shares its operand's row: liveness is
+    // tracked per root expression (the operand chain's first non-cast), so the row
+    // lives until the last use of any alias.
+    let mut root: Vec<usize> = (0..n).collect();
+    for (i, e) in k.exprs.iter().enumerate() {
+        if let Expr::Cast(to, a) = *e {
+            if k.dtypes[a] == to {
+                root[i] = root[a];
+            }
+        }
+    }
+    // Last use of each root (stored ones live to the end).
     let mut last = vec![0usize; n];
     for (i, e) in k.exprs.iter().enumerate() {
         for o in operands(e) {
-            last[o] = i;
+            let r = root[o];
+            last[r] = last[r].max(i);
         }
     }
     for s in &k.stores {
-        last[s.expr] = usize::MAX;
+        last[root[s.expr]] = usize::MAX;
     }
     let mut reg = vec![usize::MAX; n];
     // Scratch rows: the first `nloads` stage the loads.
@@ -285,9 +297,6 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
             Expr::Cast(to, a) => match (k.dtypes[a], to) {
                 (DType::F32, DType::F32) | (DType::Bool, DType::Bool) => {
                     reg[i] = reg[a];
-                    if last[a] < usize::MAX {
-                        last[a] = last[a].max(last[i]);
-                    }
                     continue;
                 }
                 (DType::Bool, DType::F32) => (Op::MaskToF32, [a, a, a]),
@@ -322,7 +331,7 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
         // one: every instruction reads a vector before writing it).
         for o in [a, b, c] {
             let r = reg[o];
-            if last[o] == i
+            if last[root[o]] == i
                 && r >= 2 * nloads
                 && !consts.iter().any(|&(cr, _)| cr == r)
                 && !free.contains(&r)
@@ -365,6 +374,10 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
             stores.push((r, nloads + j));
         }
     }
+    // Stores of a plain load read its buffer directly: do them before any store that
+    // could write over that buffer in place (the planner does not create such a
+    // kernel today; this keeps the engine right if it ever does).
+    stores.sort_by_key(|&(r, _)| r >= nloads);
     Some(Program {
         nest,
         accesses,

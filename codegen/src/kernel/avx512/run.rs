@@ -99,6 +99,11 @@ impl Program {
         })
     }
 
+    /// [`Program::call`] with the scratch rows at `scratch`.
+    ///
+    /// # Safety
+    /// As [`Program::call`], and `scratch` holds `nslots · TILE` writable floats used
+    /// by no one else during the call.
     #[target_feature(enable = "avx512f,avx512dq")]
     unsafe fn call_with(
         &self,
@@ -202,6 +207,11 @@ impl Program {
 
     /// Elements `[from, to)` of the innermost axis, for the row whose first element
     /// (index 0) of each access is at `ptrs`.
+    ///
+    /// # Safety
+    /// Each `ptrs[j]` points at the row's element 0 of access `j`, with elements
+    /// `[from, to)` of a contiguous access (or element 0 of a broadcast one) inside its
+    /// buffer; `regs` holds the program's registers with scratch rows of `TILE` floats.
     #[target_feature(enable = "avx512f,avx512dq")]
     unsafe fn row(
         &self,
