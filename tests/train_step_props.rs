@@ -90,8 +90,15 @@ proptest! {
         let opt: Box<dyn Optimizer> = match which {
             0 => Box::new(Sgd::new(0.1)),
             1 => Box::new(Sgd::new(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3)),
-            2 => Box::new(Adam::new(1e-2)),
-            _ => Box::new(Adam::adamw(1e-2)),
+            // Adam's step is lr·m̂/(√v̂ + eps): where a gradient is ~0 (pure f32
+            // cancellation noise, ~1e-10) the default eps = 1e-8 amplifies the
+            // difference between the compiled f32 sums and the interpreter's by
+            // lr/eps = 1e6 (seen at 1500 cases: a bias moved 1.6e-4 apart). That is
+            // Adam's conditioning, not the compiler's; `w1_parity` bounds it for the
+            // default eps. Here eps = 1e-3 keeps the whole Adam code path while the
+            // comparison measures the compiler.
+            2 => Box::new(Adam::new(1e-2).eps(1e-3)),
+            _ => Box::new(Adam::adamw(1e-2).eps(1e-3)),
         };
         check(batch, inp, hidden, classes, opt.as_ref(), seed);
     }
