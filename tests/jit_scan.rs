@@ -55,3 +55,27 @@ fn rnn_forward_and_gradient_compiled() {
         );
     }
 }
+
+#[test]
+fn wide_rnn_body_on_the_avx512_engine_matches_the_interpreter() {
+    // Hidden size 96 (≥ 64): the body's tanh kernel qualifies for the AVX-512 engine
+    // (when the CPU has it), called once per time step from the scan loop.
+    let g = GraphBuilder::new();
+    let (b, t, f, h) = (2, 9, 7, 96);
+    let x = g.input("x", DType::F32, [b, t, f]);
+    let w = g.input("w", DType::F32, [f, h]);
+    let u = g.input("u", DType::F32, [h, h]);
+    let h0 = g.zeros([b, h], DType::F32);
+    let out = g.scan(&[&h0], &[&x], &[&w, &u], 1, false, |c, xs, k| {
+        let hn = (xs[0].matmul(&k[0]) + c[0].matmul(&k[1]) * 0.1).tanh();
+        (vec![hn.clone()], vec![hn.sigmoid()])
+    });
+    let loss = out[1].square().mean_all() + out[0].sum_all();
+    let grads = g.grad(&loss, &[&w, &u]).unwrap();
+    let feeds = [
+        ("x", common::data(DType::F32, &[b, t, f], 4)),
+        ("w", common::data(DType::F32, &[f, h], 5)),
+        ("u", common::data(DType::F32, &[h, h], 6)),
+    ];
+    check(&g, &[&out[0], &out[1], &loss, &grads[0], &grads[1]], &feeds);
+}
