@@ -27,10 +27,10 @@
 //!   `1 + e^{2|x|}` as one `fma` of the unscaled polynomial and `2^k`.
 //! - [`sigmoid()`]: f64: `z = e^{-|x|}` kept as an unevaluated `hi + lo`, then
 //!   `1/(1+z)` for `x >= 0` and `z/(1+z)` for `x < 0` from one reciprocal plus a
-//!   residual correction. f32 (lean): `x` clamped to `[-104, 18]`,
-//!   `e^{-x} = 2^k·(1 + r·Q(r))`, result `c / fma(r·s, Q, s + c)` with `c = 2^-64`,
-//!   `s = c·2^k` (normal for all `k` that occur): one division, rounding once, no
-//!   overflow, correct denormal results.
+//!   residual correction. f32: `x` clamped to `[-104, 18]`,
+//!   `e^{-x} = 2^k·(1 + r·Q(r))`, `y = c / fma(r·s, Q, s + c)` with `c = 2^-64`,
+//!   `s = c·2^k` (normal for all `k` that occur): one division, no overflow, correct
+//!   denormal results; then `y` corrected once with its residual.
 //! - [`sin()`], [`cos()`]: `k = nearest(x·2/π)`, `r = x - k·π/2` with a three-part π/2
 //!   (`fma` steps), `sin r = r + r³·S(r²)`, `cos r = 1 - r²/2 + r⁴·C(r²)` (degree 2 / 5
 //!   in `r²`), quadrant `k mod 4` computed with `floor` in floating point.
@@ -50,15 +50,18 @@
 //! | `exp`     | 1.16        | 1.00        | all finite (denormal results: ≤ 0.79 / 0.66)  |
 //! | `log`     | 0.88        | 0.79        | all positive, denormals included              |
 //! | `tanh`    | 1.60        | 1.42        | all finite                                    |
-//! | `sigmoid` | 2.41        | 1.00        | all finite                                    |
+//! | `sigmoid` | 1.67        | 1.00        | all finite                                    |
 //! | `sin`     | 1.56        | 1.52        | `|x| <= 1e4`                                  |
 //! | `cos`     | 1.55        | 1.55        | `|x| <= 1e4`                                  |
 //! | `pow`     | 0.50        | 1.13        | see below                                     |
 //! | `sqrt`    | 0 (exact)   | 0 (exact)   | every 2^16-th / 2^50-th bit pattern           |
 //!
-//! f32 `sigmoid` is the one f32 function above 2 ulp: the lean form has three
-//! roundings (`r·s`-`fma`, `s + c` where `k >= 24`, the division) that can line up
-//! when the result's mantissa is near 2 (worst at `x ≈ -16.6`); the test allows 3.
+//! f32 `sigmoid` measured 2.41 ulp in its lean form (three roundings — the `fma`,
+//! `s + c` where `k >= 24`, the division — line up near `x ≈ -16.6`); one residual
+//! correction of the quotient (6 more operations, see `tanh.rs`) brought it to 1.67, so
+//! every f32 function is within the 2-ulp aim. It cost ~6% on W6's forward (p10 of
+//! `onde bench W6`, alternating binaries: 1.26–1.29 ms → 1.37 ms). The speed table
+//! below predates it.
 //!
 //! # Measured speed
 //! f32x4, ns/element over 2^20 elements (`cargo bench -p onde-codegen --bench math`,

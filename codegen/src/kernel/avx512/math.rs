@@ -125,8 +125,13 @@ pub fn sigmoid(x: __m512) -> __m512 {
     let cc = c((2f64).powi(-64));
     let rs = _mm512_mul_ps(r, s);
     let a = _mm512_add_ps(s, cc);
+    let e = _mm512_sub_ps(cc, _mm512_sub_ps(a, s));
     let d = _mm512_fmadd_ps(rs, q, a);
-    _mm512_div_ps(cc, d)
+    let y = _mm512_div_ps(cc, d);
+    let res = _mm512_fnmadd_ps(y, d, cc);
+    let res = _mm512_fnmadd_ps(y, e, res);
+    let inv = _mm512_mul_ps(y, c((2f64).powi(64)));
+    _mm512_fmadd_ps(res, inv, y)
 }
 
 /// Natural logarithm (`crate::math::log`, f32).
