@@ -586,7 +586,10 @@ impl Executable {
                 Step::Kernel(k) => {
                     s.push_str(&format!("step {i}: {k}\n"));
                     if let Some((KernelCode::Avx512(p), ..)) = &self.compiled.fns[i] {
-                        s.push_str(&format!("    // runs on the {}\n", p.describe()));
+                        s.push_str(&format!("    // runs on the {}:\n", p.describe()));
+                        for line in p.listing().lines() {
+                            s.push_str(&format!("    //   {line}\n"));
+                        }
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {

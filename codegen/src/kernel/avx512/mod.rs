@@ -161,6 +161,51 @@ impl Program {
             self.nslots
         )
     }
+
+    /// The register program, one line per instruction, for plan dumps: `rN` are
+    /// registers (`r0..` the loads, then scratch rows), each instruction runs over a
+    /// whole tile.
+    pub fn listing(&self) -> String {
+        let mut s = String::new();
+        for j in 0..self.nloads {
+            let how = if self.bcast[j] {
+                "broadcast along the row"
+            } else {
+                "contiguous"
+            };
+            s.push_str(&format!("r{j} = load{j} ({how})\n"));
+        }
+        for &(r, bits) in &self.consts {
+            s.push_str(&format!(
+                "r{r} = const {:e} ({bits:#x})\n",
+                f32::from_bits(bits)
+            ));
+        }
+        for ins in &self.prog {
+            let (a, b, c, o) = (ins.a, ins.b, ins.c, ins.out);
+            let text = match ins.op {
+                Op::Unary(u) => format!("{} r{a}", u.name()),
+                Op::Binary(op) => format!("{} r{a}, r{b}", op.name()),
+                Op::CmpF(cc) | Op::CmpM(cc) => format!("{} r{a}, r{b}", cc.name()),
+                Op::Where => format!("where r{a}, r{b}, r{c}"),
+                Op::MaskToF32 => format!("cast r{a} to f32"),
+                Op::F32ToMask => format!("cast r{a} to bool"),
+                Op::Not => format!("not r{a}"),
+            };
+            s.push_str(&format!("r{o} = {text}\n"));
+        }
+        for &(r, j) in &self.stores {
+            s.push_str(&format!("store{} <- r{r}\n", j - self.nloads));
+        }
+        if let Some((kind, r, j)) = self.reduction {
+            s.push_str(&format!(
+                "store{} <- reduce_{} r{r}\n",
+                j - self.nloads,
+                kind.name()
+            ));
+        }
+        s
+    }
 }
 
 fn supported_unary(u: UnaryOp, d: DType) -> bool {
@@ -299,6 +344,13 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
                 continue;
             }
             Expr::Const(v, cd) => {
+                // A constant nothing reads (left by the planner's identity peephole)
+                // gets no row.
+                let used = k.exprs.iter().any(|e| operands(e).contains(&i))
+                    || k.stores.iter().any(|st| st.expr == i);
+                if !used {
+                    continue;
+                }
                 let bits = match cd {
                     DType::F32 => (v as f32).to_bits(),
                     DType::Bool => {
