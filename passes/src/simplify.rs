@@ -42,12 +42,19 @@ impl std::fmt::Debug for Rule {
 
 fn scalar_const(g: &Graph, v: ValueId) -> Option<f64> {
     let o = g.producer(v)?;
-    if let Op::Constant(a) = &g.op(o).op {
+    let op = &g.op(o).op;
+    if let Op::Constant(a) = op {
         let vals = a.to_f64_vec();
         let first = *vals.first()?;
-        if vals.iter().all(|&x| x.to_bits() == first.to_bits()) {
-            return Some(first);
-        }
+        return vals
+            .iter()
+            .all(|&x| x.to_bits() == first.to_bits())
+            .then_some(first);
+    }
+    // A broadcast or reshape of a uniform constant is uniform (W6's backward seed is
+    // `expand` of a one-element constant 1).
+    if matches!(op, Op::Expand { .. } | Op::Reshape { .. }) {
+        return scalar_const(g, *g.operands(o).first()?);
     }
     None
 }
