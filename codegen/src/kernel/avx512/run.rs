@@ -13,10 +13,27 @@ struct Block([f32; 16]);
 
 const BLOCKS_PER_ROW: usize = TILE / 16;
 
+/// Per-thread working memory of the programs run on this thread: scratch rows,
+/// registers, access pointers, loop indices. Grown, never shrunk: no allocation per
+/// run once the largest program has run on the thread.
+struct Scratch {
+    rows: Vec<Block>,
+    regs: Vec<*mut f32>,
+    bases: Vec<*mut u8>,
+    ptrs: Vec<*mut u8>,
+    idx: Vec<usize>,
+}
+
 thread_local! {
-    /// Scratch rows of the programs run on this thread (grown, never shrunk: no
-    /// allocation per run once the largest program has run).
-    static SCRATCH: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            rows: Vec::new(),
+            regs: Vec::new(),
+            bases: Vec::new(),
+            ptrs: Vec::new(),
+            idx: Vec::new(),
+        })
+    };
 }
 
 fn identity(kind: ReduceKind) -> f32 {
@@ -89,13 +106,20 @@ impl Program {
     /// The CPU must support AVX-512F/DQ (checked by [`super::compile`]).
     pub unsafe fn call(&self, table: *const *mut u8, lo: usize, hi: usize, partial: *mut u8) {
         SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
+            let s = &mut *s.borrow_mut();
             let need = self.nslots * BLOCKS_PER_ROW;
-            if s.len() < need {
-                s.resize(need, Block([0.0; 16]));
+            if s.rows.len() < need {
+                s.rows.resize(need, Block([0.0; 16]));
             }
+            s.regs.clear();
+            s.regs.resize(self.nregs(), std::ptr::null_mut());
+            s.bases.clear();
+            s.ptrs.clear();
+            s.idx.clear();
+            s.idx.resize(self.nest.axes.len(), 0);
+            let rows = s.rows.as_mut_ptr().cast::<f32>();
             // SAFETY: forwarded from the caller; the scratch holds `nslots` rows.
-            unsafe { self.call_with(table, lo, hi, partial, s.as_mut_ptr().cast::<f32>()) }
+            unsafe { self.call_with(table, lo, hi, partial, rows, s) }
         })
     }
 
@@ -103,7 +127,8 @@ impl Program {
     ///
     /// # Safety
     /// As [`Program::call`], and `scratch` holds `nslots · TILE` writable floats used
-    /// by no one else during the call.
+    /// by no one else during the call; `w.regs` has `nregs` entries, `w.idx` one per
+    /// axis, `w.bases` and `w.ptrs` are empty.
     #[target_feature(enable = "avx512f,avx512dq")]
     unsafe fn call_with(
         &self,
@@ -112,10 +137,10 @@ impl Program {
         hi: usize,
         partial: *mut u8,
         scratch: *mut f32,
+        w: &mut Scratch,
     ) {
         let nl = self.nloads;
-        let mut regs: smallvec::SmallVec<[*mut f32; 64]> =
-            smallvec::smallvec![std::ptr::null_mut(); self.nregs()];
+        let regs = &mut w.regs;
         for (s, r) in regs[nl..].iter_mut().enumerate() {
             // SAFETY: row `s` of the scratch (`nslots` rows of TILE floats).
             *r = unsafe { scratch.add(s * TILE) };
@@ -128,12 +153,13 @@ impl Program {
             }
         }
         // Base address of every access.
-        let bases: smallvec::SmallVec<[*mut u8; 16]> = self
-            .accesses
-            .iter()
-            // SAFETY: the table has an entry per buffer; offsets stay inside it (plan).
-            .map(|&(buf, off)| unsafe { (*table.add(buf)).offset(off) })
-            .collect();
+        let bases = &mut w.bases;
+        bases.extend(
+            self.accesses
+                .iter()
+                // SAFETY: the table has an entry per buffer; offsets stay inside it.
+                .map(|&(buf, off)| unsafe { (*table.add(buf)).offset(off) }),
+        );
         let axes = &self.nest.axes;
         let n = axes.len();
         let inner = &axes[n - 1];
@@ -141,12 +167,13 @@ impl Program {
         let full_reduction = red.is_some() && self.nest.kept == 0;
         let ident = red.map_or(0.0, |(kind, _, _)| identity(kind));
         let mut acc = _mm512_set1_ps(ident);
-        let mut ptrs: smallvec::SmallVec<[*mut u8; 16]> = bases.clone();
+        let ptrs = &mut w.ptrs;
+        ptrs.extend_from_slice(bases);
         if n == 1 {
             // SAFETY: the caller's contract, `ptrs` at the start of the only row.
-            unsafe { self.row(&mut regs, &ptrs, lo, hi, &mut acc) };
+            unsafe { self.row(regs, ptrs, lo, hi, &mut acc) };
         } else if lo < hi {
-            let mut idx = vec![0usize; n - 1];
+            let idx = &mut w.idx[..n - 1];
             idx[0] = lo;
             let kept = self.nest.kept;
             loop {
@@ -160,7 +187,7 @@ impl Program {
                     acc = _mm512_set1_ps(ident);
                 }
                 // SAFETY: as above, for this row.
-                unsafe { self.row(&mut regs, &ptrs, 0, inner.extent, &mut acc) };
+                unsafe { self.row(regs, ptrs, 0, inner.extent, &mut acc) };
                 if group
                     && idx[kept..]
                         .iter()

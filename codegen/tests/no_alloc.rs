@@ -1,0 +1,92 @@
+//! "No allocation per run after the first" (the compile issue's memory-planning
+//! requirement): a counting global allocator watches `run_in_place` once an
+//! executable has run, with Cranelift kernels, AVX-512 engine kernels (one and two
+//! axes, row and full reductions) and a matrix product. onde's own code allocates
+//! nothing; the one exception is `matrixmultiply`, which allocates its packing buffer
+//! inside every `sgemm` call (`make_packing_buffer`, a library property): one
+//! allocation per library product per run, none when the product runs on the
+//! prepacked kernel (versioned runs). One thread: handing shares to the worker pool
+//! allocates the pool's job records.
+#![allow(unsafe_code)]
+
+use onde_codegen::{CompileOptions, Executable};
+use onde_ir::{parse_graph, Array};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn data(n: usize, s: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * s % 101) as f32 - 50.0) * 0.02)
+        .collect()
+}
+
+#[test]
+fn runs_after_the_first_allocate_nothing() {
+    let src = r#"graph {
+  %0: f32[64,256] = input "x"
+  %1: f32[256,256] = input "w"
+  %2: f32[256] = input "b"
+  %3: f32[64,256] = matmul %0, %1
+  %4: f32[64,256] = expand %2 shape=[64,256]
+  %5: f32[64,256] = add %3, %4
+  %6: f32[64,256] = sigmoid %5
+  %7: f32[64,256] = mul %6, %6
+  %8: f32[64] = reduce_sum %7 axes=[1] keepdim=false
+  %9: f32[16384] = reshape %6 shape=[16384]
+  %10: f32[16384] = tanh %9
+  %11: f32[] = reduce_sum %10 axes=[0] keepdim=false
+  %12: f32[64,256] = mul %3, %3
+  outputs %8, %11, %12
+}"#;
+    let g = parse_graph(src).unwrap();
+    let x = Array::f32([64, 256], data(64 * 256, 7)).unwrap();
+    let w = Array::f32([256, 256], data(256 * 256, 3)).unwrap();
+    let b = Array::f32([256], data(256, 5)).unwrap();
+    let feeds = [("x", &x), ("w", &w), ("b", &b)];
+    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    exe.run_in_place(&feeds).unwrap();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..5 {
+        exe.run_in_place(&feeds).unwrap();
+    }
+    let plain = ALLOCS.load(Ordering::Relaxed) - before;
+    exe.run_in_place_versioned(&feeds, 1, &["w"]).unwrap();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..5 {
+        exe.run_in_place_versioned(&feeds, 1, &["w"]).unwrap();
+    }
+    let versioned = ALLOCS.load(Ordering::Relaxed) - before;
+    let library_products = exe.dump_fused().matches(": matmul ").count();
+    assert_eq!(library_products, 1);
+    assert_eq!(
+        (plain, versioned),
+        (5 * library_products, 0),
+        "allocations in 5 runs\n{}",
+        exe.dump_fused()
+    );
+}
