@@ -585,6 +585,11 @@ impl Executable {
             match st {
                 Step::Kernel(k) => {
                     s.push_str(&format!("step {i}: {k}\n"));
+                    if crate::kernel::clif::column_nest(k).is_some() {
+                        s.push_str(
+                            "    // column order: vectorised along the kept axis, accumulated row by row\n",
+                        );
+                    }
                     if let Some((KernelCode::Avx512(p), ..)) = &self.compiled.fns[i] {
                         s.push_str(&format!("    // runs on the {}:\n", p.describe()));
                         for line in p.listing().lines() {

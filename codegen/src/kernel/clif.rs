@@ -192,6 +192,49 @@ pub(crate) fn normalise(k: &Kernel) -> Nest {
     }
 }
 
+/// The loop order of a *column reduction*: a partial reduction whose innermost
+/// (reduced) axis is strided for some load — summing the rows of a row-major matrix,
+/// a bias gradient — would run as scalar code with one serial chain per output. When
+/// the innermost kept axis is contiguous (or broadcast) for every load and at least
+/// [`COLUMN_MIN`] long, the axes are reordered to `[outer kept…, reduced…, innermost
+/// kept]`: the output row is set to the identity, then each reduced iteration
+/// combines a whole vectorised row into it. Every output still combines its inputs in
+/// the same order as the scalar chain (identity, then the reduced axes in order), so
+/// results are bit-identical; `kept` of the returned nest counts the outer kept axes.
+pub(crate) fn column_nest(k: &Kernel) -> Option<Nest> {
+    let red = k.reduction.as_ref()?;
+    let nest = normalise(k);
+    let n = nest.axes.len();
+    if nest.kept == 0 || nest.kept == n || k.stores.len() != 1 {
+        return None;
+    }
+    let nl = k.loads.len();
+    let elem = |i: usize| elem_size(k.loads[i].dtype) as i64;
+    let inner = &nest.axes[n - 1];
+    if (0..nl).all(|i| inner.strides[i] == 0 || inner.strides[i] == elem(i)) {
+        return None; // the innermost reduced axis already vectorises
+    }
+    let last_kept = &nest.axes[nest.kept - 1];
+    let d = k.dtypes[k.stores[red.store].expr];
+    if last_kept.extent < COLUMN_MIN
+        || !(0..nl).all(|i| last_kept.strides[i] == 0 || last_kept.strides[i] == elem(i))
+        || last_kept.strides[nl + red.store] != elem_size(d) as i64
+    {
+        return None;
+    }
+    let mut axes: Vec<Axis> = nest.axes[..nest.kept - 1].to_vec();
+    axes.extend(nest.axes[nest.kept..].iter().cloned());
+    axes.push(last_kept.clone());
+    let permuted = Nest {
+        axes,
+        kept: nest.kept - 1,
+    };
+    (choose_mode(k, &permuted) != Mode::Scalar).then_some(permuted)
+}
+
+/// Shortest innermost kept axis for [`column_nest`].
+const COLUMN_MIN: usize = 8;
+
 fn choose_mode(k: &Kernel, nest: &Nest) -> Mode {
     let has = |d: DType| k.dtypes.contains(&d) || k.loads.iter().any(|l| l.dtype == d);
     if has(DType::I64) || (has(DType::F32) && has(DType::F64)) {
@@ -234,7 +277,10 @@ fn choose_mode(k: &Kernel, nest: &Nest) -> Mode {
 /// Emits the body of the kernel function into `b` (whose signature is
 /// `(i64 buffers) -> ()`); the caller finalises the builder.
 pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
-    let nest = normalise(k);
+    let (nest, column) = match column_nest(k) {
+        Some(n) => (n, true),
+        None => (normalise(k), false),
+    };
     let mode = choose_mode(k, &nest);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -273,6 +319,7 @@ pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
         lo,
         hi,
         partial,
+        column,
     };
     cx.level(b, 0, offs);
     b.ins().return_(&[]);
@@ -293,6 +340,9 @@ struct Cx<'a> {
     hi: Value,
     /// Where a full reduction writes its partial result, or 0 for its own buffer.
     partial: Value,
+    /// Column order (see [`column_nest`]): the reduced store is accumulated in place,
+    /// row by row, along the innermost kept axis.
+    column: bool,
 }
 
 /// Emits `for i in (start..end).step_by(step)`, calling `body(b, i)`.
@@ -331,7 +381,10 @@ impl Cx<'_> {
     /// Loop bounds of axis `level`: the caller's `[lo, hi)` for the outermost axis,
     /// `[0, extent)` for the others.
     fn bounds(&self, b: &mut FunctionBuilder, level: usize, extent: usize) -> (Value, Value) {
-        if level == 0 {
+        // A column-order kernel whose outermost axis is reduced is never split (see
+        // `outer_extent`): it runs its whole range.
+        let split = !(self.column && self.nest.kept == 0);
+        if level == 0 && split {
             (self.lo, self.hi)
         } else {
             let z = b.ins().iconst(types::I64, 0);
@@ -344,8 +397,13 @@ impl Cx<'_> {
         let n = self.nest.axes.len();
         let reducing = self.k.reduction.is_some();
         if reducing && level == self.nest.kept && self.acc.is_none() {
-            self.reduction(b, level, offs);
-            return;
+            if !self.column {
+                self.reduction(b, level, offs);
+                return;
+            }
+            // Column order: the output row starts at the identity, then every
+            // reduced iteration accumulates into it (`finish`).
+            self.column_init(b, &offs);
         }
         if level == n {
             // No axes left (a single element).
@@ -448,6 +506,43 @@ impl Cx<'_> {
         });
     }
 
+    /// Column order: sets the output row (the innermost axis of the reduced store) to
+    /// the reduction's identity, vectorised with a scalar tail.
+    fn column_init(&mut self, b: &mut FunctionBuilder, offs: &[Value]) {
+        let Some(red) = &self.k.reduction else {
+            return;
+        };
+        let (kind, rs) = (red.kind, red.store);
+        let d = self.k.dtypes[self.k.stores[rs].expr];
+        let Some(axis) = self.nest.axes.last().cloned() else {
+            return;
+        };
+        let a = self.nloads() + rs;
+        let start = b.ins().iconst(types::I64, 0);
+        let end = b.ins().iconst(types::I64, axis.extent as i64);
+        let lanes = self.mode.lanes() as i64;
+        let mode = self.mode;
+        let whole = (axis.extent as i64 / lanes) * lanes;
+        if mode != Mode::Scalar {
+            let vend = b.ins().iconst(types::I64, whole);
+            counted_loop(b, start, vend, lanes, |b, i| {
+                let v = identity(b, kind, d, mode);
+                let addr = self.addr(b, a, &axis, offs, i);
+                b.ins().store(data_flags(), v, addr, 0);
+            });
+        }
+        let tail = if mode != Mode::Scalar {
+            b.ins().iconst(types::I64, whole)
+        } else {
+            start
+        };
+        counted_loop(b, tail, end, 1, |b, i| {
+            let v = identity(b, kind, d, Mode::Scalar);
+            let addr = self.addr(b, a, &axis, offs, i);
+            b.ins().store(data_flags(), v, addr, 0);
+        });
+    }
+
     fn inner_scalar_once(&mut self, b: &mut FunctionBuilder, offs: &[Value]) {
         let axis = Axis {
             extent: 1,
@@ -490,6 +585,15 @@ impl Cx<'_> {
         vals: &[Value],
     ) {
         let mut skip = None;
+        if let (true, Some(red)) = (self.column, &self.k.reduction) {
+            let e = self.k.stores[red.store].expr;
+            let d = self.k.dtypes[e];
+            let addr = self.addr(b, self.nloads() + red.store, axis, offs, i);
+            let acc = b.ins().load(mode.ty(d), data_flags(), addr, 0);
+            let next = combine(b, red.kind, d, acc, vals[e]);
+            b.ins().store(data_flags(), next, addr, 0);
+            skip = Some(red.store);
+        }
         if let (Some((vv, sv)), Some(red)) = (self.acc, &self.k.reduction) {
             let e = self.k.stores[red.store].expr;
             let d = self.k.dtypes[e];
@@ -875,6 +979,15 @@ pub fn signature(call_conv: cranelift_codegen::isa::CallConv) -> cranelift_codeg
 /// it has none) and whether that axis is reduced (then each thread produces a partial
 /// result to combine).
 pub fn outer_extent(k: &Kernel) -> (usize, bool) {
+    if let Some(n) = column_nest(k) {
+        // Column order with no kept axis before the reduced ones: the outermost loop
+        // is reduced and every share would accumulate into the same row, so the
+        // kernel runs as one share.
+        if n.kept == 0 {
+            return (1, false);
+        }
+        return (n.axes[0].extent, false);
+    }
     let nest = normalise(k);
     match nest.axes.first() {
         Some(a) => (a.extent, a.reduced),
