@@ -129,21 +129,32 @@ pub fn gemm(
                     c.as_mut_ptr().add(i * rsc + j * NR),
                 );
                 let args = (k, ap, rsa, csa, panel.as_ptr(), cp, rsc, cols);
-                // The row count is a constant of each instance, so the accumulators
-                // stay in registers.
-                match rows {
-                    12 => tile::<12>(args),
-                    11 => tile::<11>(args),
-                    10 => tile::<10>(args),
-                    9 => tile::<9>(args),
-                    8 => tile::<8>(args),
-                    7 => tile::<7>(args),
-                    6 => tile::<6>(args),
-                    5 => tile::<5>(args),
-                    4 => tile::<4>(args),
-                    3 => tile::<3>(args),
-                    2 => tile::<2>(args),
-                    _ => tile::<1>(args),
+                // The row count and the vector width (one zmm when the panel has at
+                // most 16 real columns, e.g. a 10-class output layer: half the FMAs)
+                // are constants of each instance, so the accumulators stay in
+                // registers.
+                macro_rules! rows {
+                    ($w:literal) => {
+                        match rows {
+                            12 => tile::<12, $w>(args),
+                            11 => tile::<11, $w>(args),
+                            10 => tile::<10, $w>(args),
+                            9 => tile::<9, $w>(args),
+                            8 => tile::<8, $w>(args),
+                            7 => tile::<7, $w>(args),
+                            6 => tile::<6, $w>(args),
+                            5 => tile::<5, $w>(args),
+                            4 => tile::<4, $w>(args),
+                            3 => tile::<3, $w>(args),
+                            2 => tile::<2, $w>(args),
+                            _ => tile::<1, $w>(args),
+                        }
+                    };
+                }
+                if cols <= 16 {
+                    rows!(1)
+                } else {
+                    rows!(2)
                 }
             };
             i += rows;
@@ -164,32 +175,31 @@ type TileArgs = (
     usize,
 );
 
-/// One output tile of `R <= MR` rows and `cols <= NR` columns.
+/// One output tile of `R <= MR` rows and `cols <= 16·W` columns (`W` = 1 or 2 vectors).
 ///
 /// # Safety
 /// AVX-512F must be available; `a`, `panel` and `c` must address the elements described
 /// in [`gemm`]'s SAFETY comment.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize>((k, a, rsa, csa, panel, c, rsc, cols): TileArgs) {
+unsafe fn tile<const R: usize, const W: usize>((k, a, rsa, csa, panel, c, rsc, cols): TileArgs) {
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_set1_ps,
         _mm512_setzero_ps,
     };
-    let mut acc: [[__m512; 2]; R] = [[_mm512_setzero_ps(); 2]; R];
+    let mut acc: [[__m512; W]; R] = [[_mm512_setzero_ps(); W]; R];
     for p in 0..k {
-        // SAFETY: per the function's contract.
-        let (b0, b1) = unsafe {
-            (
-                _mm512_loadu_ps(panel.add(p * NR)),
-                _mm512_loadu_ps(panel.add(p * NR + 16)),
-            )
-        };
+        let mut bv = [_mm512_setzero_ps(); W];
+        for (w, b) in bv.iter_mut().enumerate() {
+            // SAFETY: per the function's contract (w·16 < NR).
+            *b = unsafe { _mm512_loadu_ps(panel.add(p * NR + w * 16)) };
+        }
         for (r, acc_r) in acc.iter_mut().enumerate() {
             // SAFETY: per the function's contract (r < R = rows).
             let ar = _mm512_set1_ps(unsafe { *a.add(r * rsa + p * csa) });
-            acc_r[0] = _mm512_fmadd_ps(ar, b0, acc_r[0]);
-            acc_r[1] = _mm512_fmadd_ps(ar, b1, acc_r[1]);
+            for (acc_rw, b) in acc_r.iter_mut().zip(&bv) {
+                *acc_rw = _mm512_fmadd_ps(ar, *b, *acc_rw);
+            }
         }
     }
     let lanes = |n: usize| -> u16 {
@@ -199,12 +209,11 @@ unsafe fn tile<const R: usize>((k, a, rsa, csa, panel, c, rsc, cols): TileArgs) 
             ((1u32 << n) - 1) as u16
         }
     };
-    let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
     for (r, acc_r) in acc.iter().enumerate() {
-        // SAFETY: per the function's contract; masked lanes are not written.
-        unsafe {
-            _mm512_mask_storeu_ps(c.add(r * rsc), m0, acc_r[0]);
-            _mm512_mask_storeu_ps(c.add(r * rsc + 16), m1, acc_r[1]);
+        for (w, acc_rw) in acc_r.iter().enumerate() {
+            let m = lanes(cols.saturating_sub(w * 16));
+            // SAFETY: per the function's contract; masked lanes are not written.
+            unsafe { _mm512_mask_storeu_ps(c.add(r * rsc + w * 16), m, *acc_rw) };
         }
     }
 }
