@@ -141,3 +141,103 @@ fn a_kernel_writing_a_graph_output_is_not_fused() {
     assert_eq!(fused, plain);
     assert!(fused_steps(&dump).is_empty(), "{dump}");
 }
+
+/// `act(x @ w + b)` (or without the bias) for one activation, `n` columns.
+fn layer(act: &str, bias: bool, n: usize) -> String {
+    let (m, k) = (29, 40);
+    let mut lines = vec![
+        format!("  %0: f32[{m},{k}] = input \"x\""),
+        format!("  %1: f32[{k},{n}] = input \"w\""),
+        format!("  %2: f32[{m},{n}] = matmul %0, %1"),
+    ];
+    let mut last = 2;
+    if bias {
+        lines.push(format!("  %3: f32[{n}] = input \"b\""));
+        lines.push(format!("  %4: f32[{m},{n}] = expand %3 shape=[{m},{n}]"));
+        lines.push(format!("  %5: f32[{m},{n}] = add %2, %4"));
+        last = 5;
+    }
+    if !act.is_empty() {
+        lines.push(format!("  %6: f32[{m},{n}] = {act} %{last}"));
+        last = 6;
+    }
+    // A second product keeps the layer's output internal (not a graph output).
+    lines.push(format!("  %7: f32[{n},3] = input \"w2\""));
+    lines.push(format!("  %8: f32[{m},3] = matmul %{last}, %7"));
+    format!("graph {{\n{}\n  outputs %8\n}}", lines.join("\n"))
+}
+
+#[test]
+fn register_epilogues_equal_the_separate_kernel_bit_for_bit() {
+    let (m, k) = (29usize, 40usize);
+    let v = |n: usize, s: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * s % 89) as f32 - 44.0) * 0.05)
+            .collect()
+    };
+    for n in [10usize, 16, 33, 70] {
+        for act in ["sigmoid", "tanh", "relu", ""] {
+            for bias in [true, false] {
+                if act.is_empty() && !bias {
+                    continue; // a bare product has no epilogue kernel
+                }
+                let src = layer(act, bias, n);
+                let g = parse_graph(&src).unwrap();
+                let feeds = [
+                    ("x", Array::f32([m, k], v(m * k, 7)).unwrap()),
+                    ("w", Array::f32([k, n], v(k * n, 11)).unwrap()),
+                    ("b", Array::f32([n], v(n, 5)).unwrap()),
+                    ("w2", Array::f32([n, 3], v(n * 3, 3)).unwrap()),
+                ];
+                let refs: Vec<(&str, &Array)> = feeds
+                    .iter()
+                    .filter(|(name, _)| bias || *name != "b")
+                    .map(|(nm, a)| (*nm, a))
+                    .collect();
+                let mut outs = Vec::new();
+                let mut dumps = Vec::new();
+                for epilogues in [true, false] {
+                    let mut exe = Executable::compile(
+                        &g,
+                        CompileOptions {
+                            epilogues,
+                            ..CompileOptions::default()
+                        },
+                    )
+                    .unwrap();
+                    for version in [1, 1] {
+                        exe.run_in_place_versioned(&refs, version, &["w", "w2"])
+                            .unwrap();
+                    }
+                    outs.push(exe.output_array(0));
+                    dumps.push(exe.dump_fused());
+                }
+                let what = format!("act {act:?} bias {bias} n {n}");
+                assert_eq!(outs[0], outs[1], "{what}");
+                if onde_codegen::native::packed::available() {
+                    assert!(dumps[0].contains("in registers"), "{what}\n{}", dumps[0]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_product_read_elsewhere_is_not_folded_into_registers() {
+    // The raw product is also read by the last kernel: the epilogue runs in row
+    // blocks (the product is stored), not in registers.
+    let src = r#"graph {
+  %0: f32[20,30] = input "x"
+  %1: f32[30,40] = input "w"
+  %2: f32[20,40] = matmul %0, %1
+  %3: f32[20,40] = sigmoid %2
+  %4: f32[40,5] = input "w2"
+  %5: f32[20,5] = matmul %3, %4
+  %6: f32[20] = reduce_sum %2 axes=[1] keepdim=false
+  outputs %5, %6
+}"#;
+    let g = parse_graph(src).unwrap();
+    let exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    let dump = exe.dump_fused();
+    assert!(!dump.contains("in registers"), "{dump}");
+}

@@ -602,12 +602,21 @@ impl Executable {
                         "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
                         a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
                     ));
-                    if self.compiled.epilogues[i].is_some() {
-                        s.push_str(&format!(
+                    match self.compiled.epilogues[i] {
+                        Some(epilogue::Epilogue {
+                            simple: Some(sm), ..
+                        }) => s.push_str(&format!(
+                            "    // epilogue: step {} (bias {}, activation {:?}) applied to the output tiles in registers (prepacked runs)\n",
+                            i + 1,
+                            if sm.bias.is_some() { "added" } else { "none" },
+                            sm.act
+                        )),
+                        Some(_) => s.push_str(&format!(
                             "    // epilogue: step {} runs on each block of {} rows (prepacked runs)\n",
                             i + 1,
                             epilogue::ROWS
-                        ));
+                        )),
+                        None => {}
                     }
                 }
                 Step::Conv { x, w, out, params, dtype } => s.push_str(&format!(
@@ -869,6 +878,52 @@ impl Executable {
         .map_err(err)
     }
 
+    /// Matmul step `i` on the packed kernel with its epilogue kernel (`dst = act(out +
+    /// bias)`) applied to each output tile in registers: the product is not stored.
+    fn packed_fused(
+        &mut self,
+        i: usize,
+        a: &plan::View,
+        ep: epilogue::Simple,
+    ) -> Result<(), RunError> {
+        let err = |e: native::NativeError| RunError::Native(e.to_string());
+        let (na, nd) = (self.buf_len(a.buf), self.buf_len(ep.dst));
+        let m = a.shape[0];
+        let n = nd / m.max(1);
+        // SAFETY: `a.buf` holds `na` f32 elements and `ep.dst` (a temp the epilogue
+        // kernel writes, sharing no storage with `a` or the weights: see
+        // `epilogue::check`) `nd`; the bias buffer, when present, its own length; the
+        // planner made all of them f32. Nothing else accesses `ep.dst` during the call.
+        let (sa, sd, sb) = unsafe {
+            (
+                std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), na),
+                std::slice::from_raw_parts_mut(self.ptrs[ep.dst].cast::<f32>(), nd),
+                ep.bias.map(|(b, off)| {
+                    let len = self.buf_len(b);
+                    let all = std::slice::from_raw_parts(self.ptrs[b].cast::<f32>(), len);
+                    all.get(off.max(0) as usize..).unwrap_or(&[])
+                }),
+            )
+        };
+        let Some(Some((_, _, pk))) = self.packed.get(i) else {
+            return Err(RunError::Native(format!(
+                "matmul step {i}: operand not packed"
+            )));
+        };
+        native::packed::gemm_epilogue(
+            m,
+            sa.get(a.offset as usize..).unwrap_or(&[]),
+            a.strides[0],
+            a.strides[1],
+            pk,
+            sd,
+            n,
+            sb,
+            ep.act,
+        )
+        .map_err(err)
+    }
+
     /// Matmul step `i` on the packed kernel, a block of [`epilogue::ROWS`] rows at a
     /// time, each followed by the epilogue kernel (step `i + 1`) on those rows.
     fn packed_with_epilogue(
@@ -880,6 +935,9 @@ impl Executable {
         code: &KernelCode,
     ) -> Result<(), RunError> {
         let m = a.shape[0];
+        if let Some(simple) = ep.simple {
+            return self.packed_fused(i, a, simple);
+        }
         let table = self.ptrs.as_ptr();
         let mut r0 = 0;
         while r0 < m {

@@ -35,11 +35,13 @@ pub struct PackedB {
     data: Vec<f32>,
 }
 
-/// Whether this CPU runs the packed kernel (AVX-512F).
+/// Whether this CPU runs the packed kernel (AVX-512F and DQ: the epilogue's
+/// activations use DQ's float logic).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -89,7 +91,49 @@ pub fn gemm(
     c: &mut [f32],
     rsc: usize,
 ) -> Result<(), NativeError> {
+    gemm_epilogue(m, a, rsa, csa, b, c, rsc, None, Activation::None)
+}
+
+/// An activation applied to each output tile in registers by [`gemm_epilogue`]: the
+/// same 16-lane functions as the AVX-512 engine (`kernel::avx512::math`), so the
+/// values are bit-identical to a separate bias + activation kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// None (bias only, or nothing).
+    None,
+    /// `1/(1 + e^-x)`.
+    Sigmoid,
+    /// `tanh x`.
+    Tanh,
+    /// `max(x, 0)`, NaN-propagating.
+    Relu,
+}
+
+/// [`gemm`] with an epilogue on each output tile while it is in registers:
+/// `c = act(a·B + bias)`, `bias` one value per column (`n` long) when given.
+#[allow(clippy::too_many_arguments)] // The shape of a GEMM call plus its epilogue.
+pub fn gemm_epilogue(
+    m: usize,
+    a: &[f32],
+    rsa: isize,
+    csa: isize,
+    b: &PackedB,
+    c: &mut [f32],
+    rsc: usize,
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> Result<(), NativeError> {
     const OP: &str = "packed gemm";
+    if bias.is_some_and(|v| v.len() < b.n) {
+        return Err(NativeError::shape(
+            OP,
+            format!(
+                "bias of {} values for {} columns",
+                bias.map_or(0, <[f32]>::len),
+                b.n
+            ),
+        ));
+    }
     let (k, n) = (b.k, b.n);
     check_view(OP, "a", a.len(), &[m, k], &[rsa, csa])?;
     if m > 0 && n > 0 && ((m - 1) * rsc + n > c.len() || rsc < n) {
@@ -108,7 +152,7 @@ pub fn gemm(
         return Ok(());
     }
     if !available() {
-        return Err(NativeError::shape(OP, "needs AVX-512F"));
+        return Err(NativeError::shape(OP, "needs AVX-512F and AVX-512DQ"));
     }
     let (rsa, csa) = (rsa.max(0) as usize, csa.max(0) as usize);
     #[cfg(target_arch = "x86_64")]
@@ -118,17 +162,20 @@ pub fn gemm(
         let mut i = 0;
         while i < m {
             let rows = (m - i).min(MR);
-            // SAFETY: AVX-512F is available (checked above). The tile reads `a` at
+            // SAFETY: AVX-512F/DQ are available (checked above). The tile reads `a` at
             // `(i + r)·rsa + p·csa` for r < rows, p < k: inside `a` by `check_view`
             // (i + r < m). It reads `panel[p·NR .. p·NR + NR]` for p < k: the panel has
             // k·NR elements. It writes `c[(i + r)·rsc + j·NR + col]` for col < cols
-            // (masked stores): below (m-1)·rsc + n <= c.len(), checked above.
+            // (masked stores): below (m-1)·rsc + n <= c.len(), checked above; and, with
+            // a bias, `bias[j·NR + col]` for col < cols (masked loads): below n <=
+            // bias.len(), checked above.
             unsafe {
                 let (ap, cp) = (
                     a.as_ptr().add(i * rsa),
                     c.as_mut_ptr().add(i * rsc + j * NR),
                 );
-                let args = (k, ap, rsa, csa, panel.as_ptr(), cp, rsc, cols);
+                let bp = bias.map_or(std::ptr::null(), |v| v.as_ptr().wrapping_add(j * NR));
+                let args = (k, ap, rsa, csa, panel.as_ptr(), cp, rsc, cols, bp, act);
                 // The row count and the vector width (one zmm when the panel has at
                 // most 16 real columns, e.g. a 10-class output layer: half the FMAs)
                 // are constants of each instance, so the accumulators stay in
@@ -163,7 +210,8 @@ pub fn gemm(
     Ok(())
 }
 
-/// `(k, a, rsa, csa, panel, c, rsc, cols)` of one tile.
+/// `(k, a, rsa, csa, panel, c, rsc, cols, bias, act)` of one tile (`bias` null or
+/// the tile's first column's value).
 type TileArgs = (
     usize,
     *const f32,
@@ -173,6 +221,8 @@ type TileArgs = (
     *mut f32,
     usize,
     usize,
+    *const f32,
+    Activation,
 );
 
 /// One output tile of `R <= MR` rows and `cols <= 16·W` columns (`W` = 1 or 2 vectors).
@@ -181,11 +231,12 @@ type TileArgs = (
 /// AVX-512F must be available; `a`, `panel` and `c` must address the elements described
 /// in [`gemm`]'s SAFETY comment.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize, const W: usize>((k, a, rsa, csa, panel, c, rsc, cols): TileArgs) {
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn tile<const R: usize, const W: usize>(
+    (k, a, rsa, csa, panel, c, rsc, cols, bias, act): TileArgs,
+) {
     use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_set1_ps,
-        _mm512_setzero_ps,
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
     };
     let mut acc: [[__m512; W]; R] = [[_mm512_setzero_ps(); W]; R];
     for p in 0..k {
@@ -202,6 +253,32 @@ unsafe fn tile<const R: usize, const W: usize>((k, a, rsa, csa, panel, c, rsc, c
             }
         }
     }
+    // SAFETY: forwarded (the tile's elements of `c` and `bias`).
+    unsafe { store_tile::<R, W>(&acc, c, rsc, cols, bias, act) };
+}
+
+/// Stores a finished tile: `act(acc + bias)` (masked to `cols` columns). Kept out of
+/// line so the activation's temporaries do not crowd the accumulation loop's
+/// registers.
+///
+/// # Safety
+/// AVX-512F/DQ must be available; `c` (and `bias`, when not null) must address the
+/// tile's elements as in [`gemm`]'s SAFETY comment.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline(never)]
+unsafe fn store_tile<const R: usize, const W: usize>(
+    acc: &[[std::arch::x86_64::__m512; W]; R],
+    c: *mut f32,
+    rsc: usize,
+    cols: usize,
+    bias: *const f32,
+    act: Activation,
+) {
+    use crate::kernel::avx512::{math, ops};
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_setzero_ps,
+    };
     let lanes = |n: usize| -> u16 {
         if n >= 16 {
             0xFFFF
@@ -209,11 +286,31 @@ unsafe fn tile<const R: usize, const W: usize>((k, a, rsa, csa, panel, c, rsc, c
             ((1u32 << n) - 1) as u16
         }
     };
+    let mut bv = [_mm512_setzero_ps(); W];
+    if !bias.is_null() {
+        for (w, b) in bv.iter_mut().enumerate() {
+            let m = lanes(cols.saturating_sub(w * 16));
+            // SAFETY: per the function's contract; masked lanes are not read.
+            *b = unsafe { _mm512_maskz_loadu_ps(m, bias.add(w * 16)) };
+        }
+    }
     for (r, acc_r) in acc.iter().enumerate() {
         for (w, acc_rw) in acc_r.iter().enumerate() {
             let m = lanes(cols.saturating_sub(w * 16));
+            // The kernel it replaces computes `z + bias` then the activation.
+            let z = if bias.is_null() {
+                *acc_rw
+            } else {
+                _mm512_add_ps(*acc_rw, bv[w])
+            };
+            let y = match act {
+                Activation::None => z,
+                Activation::Sigmoid => math::sigmoid(z),
+                Activation::Tanh => math::tanh(z),
+                Activation::Relu => ops::fmax(z, _mm512_setzero_ps()),
+            };
             // SAFETY: per the function's contract; masked lanes are not written.
-            unsafe { _mm512_mask_storeu_ps(c.add(r * rsc + w * 16), m, *acc_rw) };
+            unsafe { _mm512_mask_storeu_ps(c.add(r * rsc + w * 16), m, y) };
         }
     }
 }

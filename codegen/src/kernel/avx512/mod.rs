@@ -66,8 +66,8 @@
 //! normalised axis, a partial result slot for split full reductions), so the
 //! executor splits it across threads the same way.
 
-mod math;
-mod ops;
+pub(crate) mod math;
+pub(crate) mod ops;
 mod run;
 
 use super::clif::{normalise, Nest};

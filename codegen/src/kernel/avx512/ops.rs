@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 /// Cranelift's `fmax`: NaN if either is NaN, `max(-0, +0) = +0`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
-pub(super) fn fmax(a: __m512, b: __m512) -> __m512 {
+pub(crate) fn fmax(a: __m512, b: __m512) -> __m512 {
     let m = _mm512_max_ps(a, b);
     let eq = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b);
     let m = _mm512_mask_and_ps(m, eq, a, b);
