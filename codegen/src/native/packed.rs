@@ -35,18 +35,10 @@ pub struct PackedB {
     data: Vec<f32>,
 }
 
-/// Whether this CPU runs the packed kernel (AVX-512F and DQ: the epilogue's
-/// activations use DQ's float logic).
+/// Whether this CPU runs the packed kernel: AVX-512F and DQ, as the AVX-512 engine
+/// whose activations the epilogue uses (DQ's float logic).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::kernel::avx512::available()
 }
 
 /// Packs `b` (`k × n`, element `(p, j)` at `b[p·rs + j·cs]`) into `out`, reusing its
