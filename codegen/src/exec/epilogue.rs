@@ -153,7 +153,12 @@ fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Option<Epilogue> {
     let simple = if read_elsewhere {
         None
     } else {
-        simple(k, *out, n)
+        // The tile writes the destination while later tiles still read the bias:
+        // they must not share storage (the planner never makes them, checked anyway).
+        simple(k, *out, n).filter(|sm| {
+            sm.bias
+                .is_none_or(|(b, _)| !shares_storage(plan, memory, sm.dst, b))
+        })
     };
     Some(Epilogue {
         units_per_row,
@@ -221,12 +226,26 @@ fn simple(k: &Kernel, out: usize, n: usize) -> Option<Simple> {
     if with_bias != bias.is_some() || (!with_bias && !is_load_of(pre, true)) {
         return None;
     }
-    // Every expression must be one of those just matched (no other work).
+    // Every expression must be one of those just matched (no other work); constants
+    // nothing reads (left by the kernel builder's identity peephole) do not count.
+    let read: Vec<usize> = k
+        .exprs
+        .iter()
+        .flat_map(|e| match *e {
+            Expr::Unary(_, a) | Expr::Cast(_, a) => vec![a],
+            Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => vec![a, b],
+            Expr::Where(c, a, b) => vec![c, a, b],
+            Expr::Load(_) | Expr::Const(..) => vec![],
+        })
+        .collect();
+    let live = (0..k.exprs.len())
+        .filter(|&e| !matches!(k.exprs[e], Expr::Const(..)) || read.contains(&e) || e == root)
+        .count();
     let used = 1
         + usize::from(bias.is_some())
         + usize::from(with_bias)
         + usize::from(act != Activation::None);
-    if k.exprs.len() != used || k.dtypes.iter().any(|&d| d != DType::F32) || n == 0 {
+    if live != used || k.dtypes.iter().any(|&d| d != DType::F32) || n == 0 {
         return None;
     }
     Some(Simple {

@@ -7,8 +7,8 @@
 //! PyTorch's own step still holds at 1e-5), and the update kernel loses one of its two
 //! divisions per element: W1's fused Adam kernel is bound by the divider (√ and ÷ on
 //! 128-bit vectors), and its share of the training step went from 20.5% to 16.5%
-//! (`onde bench W1 --profile`). The final quotient is taken first, as PyTorch's
-//! `addcdiv`: `p - step·(m / denom)`.
+//! (`onde bench W1 --profile`). The update itself is `p - step·m / denom`, product
+//! first, as PyTorch's CPU `addcdiv` kernel computes `self + value·t1 / t2`.
 
 use super::{as_dtype, Optimizer, UpdateInputs};
 use crate::tensor::Tensor;
@@ -20,7 +20,7 @@ use crate::tensor::Tensor;
 /// One step, with `t` the step number from 1:
 /// `p ← p·(1 - lr·wd)` (AdamW) or `g ← g + wd·p` (Adam);
 /// `m ← m + (1-β₁)(g - m)`; `v ← β₂v + (1-β₂)g²`;
-/// `p ← p - (lr / (1-β₁ᵗ)) · (m / (√v · (1/√(1-β₂ᵗ)) + eps))` (see the module doc).
+/// `p ← p - (lr / (1-β₁ᵗ)) · m / (√v · (1/√(1-β₂ᵗ)) + eps)` (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adam {
     /// Learning rate.
@@ -137,8 +137,9 @@ impl Optimizer for Adam {
         let m = m + (&g - m) * (1.0 - b1);
         let v = v * b2 + &g * &g * (1.0 - b2);
         let denom = v.sqrt() * inv_bc2_sqrt + self.eps;
-        // `addcdiv(p, m, denom, value = -step_size)`: the quotient first, as PyTorch.
-        let p = p - step_size * (&m / denom);
+        // `addcdiv(p, m, denom, value = -step_size)`: PyTorch's CPU kernel computes
+        // `p + value·m / denom`, product first.
+        let p = p - step_size * &m / denom;
         (p, vec![m, v])
     }
 }
