@@ -228,16 +228,7 @@ fn simple(k: &Kernel, out: usize, n: usize) -> Option<Simple> {
     }
     // Every expression must be one of those just matched (no other work); constants
     // nothing reads (left by the kernel builder's identity peephole) do not count.
-    let read: Vec<usize> = k
-        .exprs
-        .iter()
-        .flat_map(|e| match *e {
-            Expr::Unary(_, a) | Expr::Cast(_, a) => vec![a],
-            Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => vec![a, b],
-            Expr::Where(c, a, b) => vec![c, a, b],
-            Expr::Load(_) | Expr::Const(..) => vec![],
-        })
-        .collect();
+    let read: Vec<usize> = k.exprs.iter().flat_map(Expr::operands).collect();
     let live = (0..k.exprs.len())
         .filter(|&e| !matches!(k.exprs[e], Expr::Const(..)) || read.contains(&e) || e == root)
         .count();

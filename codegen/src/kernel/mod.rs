@@ -95,6 +95,18 @@ pub struct Kernel {
     pub fused: Vec<String>,
 }
 
+impl Expr {
+    /// The expressions this one reads, in operand order.
+    pub fn operands(&self) -> Vec<ExprId> {
+        match *self {
+            Expr::Load(_) | Expr::Const(..) => vec![],
+            Expr::Unary(_, a) | Expr::Cast(_, a) => vec![a],
+            Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => vec![a, b],
+            Expr::Where(c, a, b) => vec![c, a, b],
+        }
+    }
+}
+
 impl Kernel {
     /// Number of iterations.
     pub fn iterations(&self) -> usize {

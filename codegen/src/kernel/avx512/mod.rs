@@ -322,7 +322,7 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
     // Last use of each root (stored ones live to the end).
     let mut last = vec![0usize; n];
     for (i, e) in k.exprs.iter().enumerate() {
-        for o in operands(e) {
+        for o in e.operands() {
             let r = root[o];
             last[r] = last[r].max(i);
         }
@@ -346,7 +346,7 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
             Expr::Const(v, cd) => {
                 // A constant nothing reads (left by the planner's identity peephole)
                 // gets no row.
-                let used = k.exprs.iter().any(|e| operands(e).contains(&i))
+                let used = k.exprs.iter().any(|e| e.operands().contains(&i))
                     || k.stores.iter().any(|st| st.expr == i);
                 if !used {
                     continue;
@@ -463,13 +463,4 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
         stores,
         reduction,
     })
-}
-
-fn operands(e: &Expr) -> Vec<usize> {
-    match *e {
-        Expr::Load(_) | Expr::Const(..) => vec![],
-        Expr::Unary(_, a) | Expr::Cast(_, a) => vec![a],
-        Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => vec![a, b],
-        Expr::Where(c, a, b) => vec![c, a, b],
-    }
 }
