@@ -42,8 +42,8 @@
 use crate::kernel::clif::outer_extent;
 use crate::kernel::{Expr, Kernel};
 use crate::native::packed::Activation;
-use crate::plan::memory::{self, MemoryPlan};
-use crate::plan::{BufKind, Plan, Step};
+use crate::plan::memory::{self, root, MemoryPlan};
+use crate::plan::{Plan, Step};
 use onde_ir::{BinaryOp, DType, UnaryOp};
 
 /// Rows per block: two of the packed kernel's 12-row tiles (a 256-wide f32 block is
@@ -75,13 +75,6 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Epilogue>> {
     (0..plan.steps.len())
         .map(|i| check(plan, memory, i))
         .collect()
-}
-
-fn root(plan: &Plan, b: usize) -> usize {
-    match plan.buffers[b].kind {
-        BufKind::Alias(r) => r,
-        BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
-    }
 }
 
 /// Whether buffers `x` and `y` may occupy the same memory.

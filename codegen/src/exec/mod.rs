@@ -792,10 +792,7 @@ impl Executable {
             return Ok(false);
         };
         let plan = &self.compiled.plan;
-        let root = match plan.buffers[b.buf].kind {
-            BufKind::Alias(r) => r,
-            BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b.buf,
-        };
+        let root = plan::memory::root(plan, b.buf);
         let weight = match plan.buffers[root].kind {
             BufKind::Const(_) => true,
             BufKind::Feed(_) => self.is_weight.get(root).copied().unwrap_or(false),
@@ -973,10 +970,10 @@ impl Executable {
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
-                    let ep = compiled.epilogues[i].zip(compiled.fns.get(i + 1).cloned().flatten());
-                    if let Some((ep, (code, ..))) = ep {
+                    let next = compiled.fns.get(i + 1).and_then(Option::as_ref);
+                    if let Some((ep, (code, ..))) = compiled.epilogues[i].zip(next) {
                         if self.packed_ready(i, a, b, *dtype)? {
-                            self.packed_with_epilogue(i, a, *out, ep, &code)?;
+                            self.packed_with_epilogue(i, a, *out, ep, code)?;
                             fused_next = true;
                         } else {
                             self.matmul(a, b, *out, *dtype)?

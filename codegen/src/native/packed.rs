@@ -267,16 +267,10 @@ unsafe fn store_tile<const R: usize, const W: usize>(
     bias: *const f32,
     act: Activation,
 ) {
+    use crate::kernel::avx512::run::lanes;
     use crate::kernel::avx512::{math, ops};
     use std::arch::x86_64::{
         _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_setzero_ps,
-    };
-    let lanes = |n: usize| -> u16 {
-        if n >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << n) - 1) as u16
-        }
     };
     let mut bv = [_mm512_setzero_ps(); W];
     if !bias.is_null() {

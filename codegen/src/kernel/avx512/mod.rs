@@ -68,7 +68,7 @@
 
 pub(crate) mod math;
 pub(crate) mod ops;
-mod run;
+pub(crate) mod run;
 
 use super::clif::{normalise, Nest};
 use super::{Expr, Kernel};

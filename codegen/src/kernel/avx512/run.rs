@@ -85,8 +85,8 @@ fn fold(kind: ReduceKind, acc: __m512) -> f32 {
     })
 }
 
-/// Lanes `[0, n)` of a vector (`n <= 16`).
-fn lanes(n: usize) -> __mmask16 {
+/// The mask of lanes `[0, n)` of a 16-lane vector (all of them for `n >= 16`).
+pub(crate) fn lanes(n: usize) -> __mmask16 {
     if n >= 16 {
         0xffff
     } else {
