@@ -99,6 +99,11 @@ fn add_neg_zero(g: &Graph, o: OpId) -> Option<Patch> {
     identity_operand(g, o, BinaryOp::Add, -0.0, true)
 }
 
+/// `x - (+0) → x`: exact for every `x` (`-0 - +0 = -0`); `x - (-0)` is not removed.
+fn sub_zero(g: &Graph, o: OpId) -> Option<Patch> {
+    identity_operand(g, o, BinaryOp::Sub, 0.0, false)
+}
+
 fn double_negation(g: &Graph, o: OpId) -> Option<Patch> {
     let (op, xs, r) = single(g, o)?;
     if op != Op::Unary(UnaryOp::Neg) {
@@ -268,6 +273,11 @@ pub const RULES: &[Rule] = &[
         name: "add_neg_zero",
         exact: true,
         apply: add_neg_zero,
+    },
+    Rule {
+        name: "sub_zero",
+        exact: true,
+        apply: sub_zero,
     },
     Rule {
         name: "double_negation",

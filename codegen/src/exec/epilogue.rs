@@ -219,17 +219,12 @@ fn simple(k: &Kernel, out: usize, n: usize) -> Option<Simple> {
     if with_bias != bias.is_some() || (!with_bias && !is_load_of(pre, true)) {
         return None;
     }
-    // Every expression must be one of those just matched (no other work); constants
-    // nothing reads (left by the kernel builder's identity peephole) do not count.
-    let read: Vec<usize> = k.exprs.iter().flat_map(Expr::operands).collect();
-    let live = (0..k.exprs.len())
-        .filter(|&e| !matches!(k.exprs[e], Expr::Const(..)) || read.contains(&e) || e == root)
-        .count();
+    // Every expression must be one of those just matched (no other work).
     let used = 1
         + usize::from(bias.is_some())
         + usize::from(with_bias)
         + usize::from(act != Activation::None);
-    if live != used || k.dtypes.iter().any(|&d| d != DType::F32) || n == 0 {
+    if k.exprs.len() != used || k.dtypes.iter().any(|&d| d != DType::F32) || n == 0 {
         return None;
     }
     Some(Simple {

@@ -857,45 +857,8 @@ fn expr_key(e: &Expr, d: DType) -> String {
     format!("{e:?}/{d:?}")
 }
 
-/// Whether expression `i` of `k` is the constant `v`, bit for bit (`-0` is not `+0`).
-fn is_const(k: &Kernel, i: usize, v: f64) -> bool {
-    matches!(k.exprs[i], Expr::Const(c, _) if c.to_bits() == v.to_bits())
-}
-
-/// The operand `e` reduces to when it is an exact identity: `x·1`, `1·x`, `x/1`,
-/// `x - 0` (all bit-exact for every `x`, `-0` and NaN included; `x + 0` is not, it
-/// turns `-0` into `+0`). Such products appear when a broadcast constant meets a value
-/// inside one kernel (the backward seed `1` times a local derivative), after the
-/// graph-level simplifier has run.
-fn identity_operand(k: &Kernel, e: &Expr, d: DType) -> Option<usize> {
-    let Expr::Binary(op, x, y) = *e else {
-        return None;
-    };
-    if !matches!(d, DType::F32 | DType::F64 | DType::I64) || k.dtypes[x] != d || k.dtypes[y] != d {
-        return None;
-    }
-    match op {
-        BinaryOp::Mul if is_const(k, x, 1.0) => Some(y),
-        BinaryOp::Mul | BinaryOp::Div if is_const(k, y, 1.0) => Some(x),
-        BinaryOp::Sub if is_const(k, y, 0.0) => Some(x),
-        BinaryOp::Add
-        | BinaryOp::Sub
-        | BinaryOp::Mul
-        | BinaryOp::Div
-        | BinaryOp::Pow
-        | BinaryOp::Max
-        | BinaryOp::Min
-        | BinaryOp::And
-        | BinaryOp::Or => None,
-    }
-}
-
-/// Appends `e` to `k` unless an identical expression is already there (or `e` is an
-/// exact identity of an existing one, see [`identity_operand`]); returns its id.
+/// Appends `e` to `k` unless an identical expression is already there; returns its id.
 fn intern(k: &mut Kernel, seen: &mut HashMap<String, usize>, e: Expr, d: DType) -> usize {
-    if let Some(x) = identity_operand(k, &e, d) {
-        return x;
-    }
     let key = expr_key(&e, d);
     if let Some(&id) = seen.get(&key) {
         return id;

@@ -344,13 +344,6 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
                 continue;
             }
             Expr::Const(v, cd) => {
-                // A constant nothing reads (left by the planner's identity peephole)
-                // gets no row.
-                let used = k.exprs.iter().any(|e| e.operands().contains(&i))
-                    || k.stores.iter().any(|st| st.expr == i);
-                if !used {
-                    continue;
-                }
                 let bits = match cd {
                     DType::F32 => (v as f32).to_bits(),
                     DType::Bool => {
