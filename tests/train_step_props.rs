@@ -2,24 +2,14 @@
 //! updated in place, outputs copied) gives the same states, step after step, as its own
 //! step graph run on the reference interpreter with the states carried by hand.
 
+mod common;
+
 use onde::loss::{cross_entropy, NllOpts};
 use onde::module::{Linear, Module, Relu, Sequential, Sigmoid};
 use onde::optim::{Adam, Optimizer, Sgd};
 use onde::{Array, DType, GraphBuilder, TrainStep};
 use proptest::prelude::*;
 use std::collections::HashMap;
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn check(batch: usize, inp: usize, hidden: usize, classes: usize, opt: &dyn Optimizer, seed: u64) {
     let g = GraphBuilder::new();
@@ -42,7 +32,7 @@ fn check(batch: usize, inp: usize, hidden: usize, classes: usize, opt: &dyn Opti
         .map(|(n, _)| (n.clone(), step.value(n).unwrap().clone()))
         .collect();
     for it in 0..3u64 {
-        let xs = Array::f32([batch, inp], data(batch * inp, seed + it)).unwrap();
+        let xs = common::data(DType::F32, &[batch, inp], (seed + it) as usize);
         let ys = Array::i64(
             [batch],
             (0..batch)
@@ -121,7 +111,7 @@ fn evaluator_follows_the_weights_across_steps_and_checkpoint_loads() {
     let mut step = TrainStep::new(&g, &loss, &Adam::new(0.05)).unwrap();
     let mut eval = step.evaluator(&g, &[&out]).unwrap();
     let fwd = g.build_pruned(&[&out]).unwrap();
-    let xs = Array::f32([13, 16], data(13 * 16, 9)).unwrap();
+    let xs = common::data(DType::F32, &[13, 16], 9);
     let ys = Array::i64([13], (0..13).map(|i| i % 3).collect()).unwrap();
     let check = |eval: &mut onde::Evaluator, step: &TrainStep, what: &str| {
         let got = eval.run(step, &[("x", &xs)]).unwrap();
