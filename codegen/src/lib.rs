@@ -14,8 +14,9 @@
 //!    [`kernel::avx512`], 16 lanes wide (Cranelift emits 128-bit vectors only), with
 //!    lane results identical to the Cranelift code's.
 //! 3. [`exec`]: buffers are allocated once; `run` checks the inputs and executes the
-//!    steps in order (a kernel consuming a prepacked matmul's rows runs as its
-//!    epilogue, block by block); `set_profiling` times each step.
+//!    steps in order (a Linear layer's bias + activation kernel is applied by the
+//!    prepacked GEMM to its output tiles in registers); `set_profiling` times each
+//!    step.
 #![warn(missing_docs)]
 #![allow(unsafe_code)] // JIT calls only; each unsafe block carries a SAFETY comment.
 

@@ -1,12 +1,13 @@
-//! Matmul epilogue fusion (`exec::epilogue`): a kernel consuming the product row by
-//! row runs on each block of rows after the prepacked GEMM writes them. Fused and
+//! Matmul epilogue fusion (`exec::epilogue`): a Linear layer's bias + activation
+//! kernel is applied by the prepacked GEMM to its output tiles in registers. Fused and
 //! unfused runs must be bit-identical (the same GEMM and kernel arithmetic per
-//! element), shown in the plan dump, and refused where the blocks would race.
+//! element), shown in the plan dump, and refused where the product is needed or the
+//! output could alias what the GEMM still reads.
 
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array};
 
-const M: usize = 50; // not a multiple of the 24-row block
+const M: usize = 50; // not a multiple of the 12-row tile
 const K: usize = 33;
 const N: usize = 70;
 
@@ -224,8 +225,8 @@ fn register_epilogues_equal_the_separate_kernel_bit_for_bit() {
 
 #[test]
 fn a_product_read_elsewhere_is_not_folded_into_registers() {
-    // The raw product is also read by the last kernel: the epilogue runs in row
-    // blocks (the product is stored), not in registers.
+    // The raw product is also read by the last kernel: it must be stored, so the
+    // sigmoid runs as its own step, not in the GEMM's registers.
     let src = r#"graph {
   %0: f32[20,30] = input "x"
   %1: f32[30,40] = input "w"

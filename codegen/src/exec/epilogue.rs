@@ -1,62 +1,35 @@
-//! Epilogue fusion: a kernel that consumes a matrix product's output row by row runs
-//! on each block of rows right after the GEMM has written it, while the block is in
-//! L1, instead of in a second pass over the whole output.
+//! Epilogue fusion: a Linear layer's bias and activation, applied by the prepacked
+//! GEMM to each output tile while it is still in registers.
 //!
 //! # When
-//! Step `i` is a 2-D f32 [`Step::MatMul`] `out[m, n] = a @ b` and step `i + 1` a
-//! kernel over exactly `[m, n]` that reads `out` (offset 0, strides `[n, 1]`), keeps
-//! axis 0 (no reduction, or one over axis 1 only: a bias + activation, a softmax's row
-//! max or sum), and whose outermost normalised axis is the rows (`m`) or the whole
-//! contiguous matrix (`m·n`), so a block of rows is a range of the kernel's
-//! `[lo, hi)` contract. Its stores must not share storage with `a` or `b` (the GEMM
-//! still reads them for later blocks), nor with `out` unless they are `[m, n]`
-//! elementwise (then a block rewrites the rows it has just read), and must not be
-//! graph outputs (a bound state may point them anywhere at run time).
+//! Step `i` is a 2-D f32 [`Step::MatMul`] `out[m, n] = a @ b` and step `i + 1` the
+//! kernel `dst = act(out + bias)` over exactly `[m, n]`: it reads `out` row-major
+//! (offset 0, strides `[n, 1]`), at most one f32 `bias` broadcast along rows, adds them
+//! (optional) and applies sigmoid, tanh or relu (optional), with one elementwise
+//! store. Nothing else may read `out` (it is never stored), and `dst` must not share
+//! storage with `a`, `b` or the bias (the GEMM still reads them for later tiles) nor
+//! be a graph output (a bound state may point it anywhere at run time).
 //!
-//! # Only with the prepacked GEMM
-//! The executor fuses only when the product runs on the prepacked-weights kernel
-//! (`native::packed`, versioned inference runs): `matrixmultiply` packs the right
-//! operand on every call, so splitting its call into row blocks would repack the
-//! weights once per block.
+//! # How
+//! `native::packed::gemm_epilogue` applies `act(acc + bias)` to each 12×32 tile with
+//! the AVX-512 engine's 16-lane activations, so the values are bit-identical to the
+//! separate kernel. Only with the prepacked GEMM (versioned runs); otherwise the
+//! kernel runs as its own step. The activation is in an out-of-line function after
+//! the accumulation loop: inlined, its temporaries slowed the loop itself ~2.5×. W1
+//! inference: 0.1224 ms (p10 0.1187) against 0.1252 (0.1236) for the separate kernel
+//! in the same minute.
 //!
-//! # In registers
-//! When the kernel is exactly `act(out + bias)` (a Linear layer's bias and
-//! sigmoid/tanh/relu, either part optional) and nothing else reads the product, the
-//! prepacked GEMM applies it to each 12×32 output tile while the tile is still in
-//! registers (`native::packed::gemm_epilogue`, the engine's 16-lane activations, so
-//! bit-identical to the separate kernel) and the product is never stored. W1
-//! inference: 0.1224 ms (p10 0.1187) against 0.1252 (0.1236) for the previous binary
-//! in the same minute. The activation runs in an out-of-line function after the
-//! accumulation loop: inlined, its temporaries slowed the loop itself ~2.5×.
-//!
-//! # Row blocks: measured neutral
-//! The consumers after our GEMMs are compute-bound (a sigmoid costs more than
-//! reading its input from L2) and the outputs fit in L2, so the saved pass is not
-//! visible: W1 inference p10 0.1241 / 0.1242 / 0.1237 ms unfused vs 0.1250 / 0.1255 /
-//! 0.1247 ms fused (alternating runs, `onde bench W1 [--no-epilogues]`); a
-//! `[512,1024] @ [1024,2048]` + bias + sigmoid + row sum, 24.9–25.5 ms unfused vs
-//! 24.6–26.6 ms fused; blocks of 12 rows were ~2% slower than 24. Within ~1% either
-//! way at 24 rows, so it stays on, for consumers cheap enough to be bound by the
-//! traffic it saves; `CompileOptions::epilogues = false` turns it off.
+//! # Tried and removed: row blocks
+//! A general form ran any row-major consumer (also row reductions) on each block of 24
+//! rows right after the GEMM wrote it. It measured neutral (W1 inference p10 within
+//! 1%, a `[512,1024] @ [1024,2048]` + bias + sigmoid + row sum 24.6–26.6 vs 24.9–25.5
+//! ms): the consumers are compute-bound and the outputs fit in L2.
 
-use crate::kernel::clif::outer_extent;
 use crate::kernel::{Expr, Kernel};
 use crate::native::packed::Activation;
 use crate::plan::memory::{self, root, MemoryPlan};
 use crate::plan::{Plan, Step};
 use onde_ir::{BinaryOp, DType, UnaryOp};
-
-/// Rows per block: two of the packed kernel's 12-row tiles (a 256-wide f32 block is
-/// 24 KB, half of L1; see the module doc for the measurements).
-pub(super) const ROWS: usize = 24;
-
-/// How a kernel step follows its matmul: kernel outer-axis units per output row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Epilogue {
-    pub(super) units_per_row: usize,
-    /// When the kernel is just `act(out + bias)`, computed in the GEMM's registers.
-    pub(super) simple: Option<Simple>,
-}
 
 /// A kernel `dst = act(out + bias)` (bias broadcast along rows, both parts optional)
 /// that the prepacked GEMM applies to each output tile in registers, so the product
@@ -71,7 +44,7 @@ pub(super) struct Simple {
 }
 
 /// For each step, `Some` when it is a matmul whose next step is its epilogue.
-pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Epilogue>> {
+pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Simple>> {
     (0..plan.steps.len())
         .map(|i| check(plan, memory, i))
         .collect()
@@ -87,7 +60,7 @@ fn shares_storage(plan: &Plan, memory: &MemoryPlan, x: usize, y: usize) -> bool 
         )
 }
 
-fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Option<Epilogue> {
+fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Option<Simple> {
     let Step::MatMul { a, b, out, dtype } = &plan.steps[i] else {
         return None;
     };
@@ -115,47 +88,31 @@ fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Option<Epilogue> {
     {
         return None;
     }
-    let red_store = match &k.reduction {
-        Some(r) if r.axes == [1] => Some(r.store),
-        Some(_) => return None,
-        None => None,
-    };
-    for (j, s) in k.stores.iter().enumerate() {
+    for st in &k.stores {
         if plan
             .outputs
             .iter()
-            .any(|&o| root(plan, o) == root(plan, s.buffer))
-            || shares_storage(plan, memory, s.buffer, a.buf)
-            || shares_storage(plan, memory, s.buffer, b.buf)
-            || (Some(j) == red_store && shares_storage(plan, memory, s.buffer, *out))
+            .any(|&o| root(plan, o) == root(plan, st.buffer))
+            || shares_storage(plan, memory, st.buffer, a.buf)
+            || shares_storage(plan, memory, st.buffer, b.buf)
         {
             return None;
         }
     }
-    let units_per_row = match outer_extent(k) {
-        (e, false) if e == m => 1,
-        (e, false) if e == m * n => n,
-        _ => return None,
-    };
     // The product is not needed as such when only this kernel reads it.
     let out_root = root(plan, *out);
     let read_elsewhere =
         plan.steps.iter().enumerate().any(|(s, st)| {
             s != i + 1 && memory::reads(st).iter().any(|&b| root(plan, b) == out_root)
         }) || plan.outputs.iter().any(|&o| root(plan, o) == out_root);
-    let simple = if read_elsewhere {
-        None
-    } else {
-        // The tile writes the destination while later tiles still read the bias:
-        // they must not share storage (the planner never makes them, checked anyway).
-        simple(k, *out, n).filter(|sm| {
-            sm.bias
-                .is_none_or(|(b, _)| !shares_storage(plan, memory, sm.dst, b))
-        })
-    };
-    Some(Epilogue {
-        units_per_row,
-        simple,
+    if read_elsewhere {
+        return None;
+    }
+    // The tile writes the destination while later tiles still read the bias: they
+    // must not share storage (the planner never makes them, checked anyway).
+    simple(k, *out, n).filter(|sm| {
+        sm.bias
+            .is_none_or(|(b, _)| !shares_storage(plan, memory, sm.dst, b))
     })
 }
 

@@ -113,8 +113,8 @@ pub struct CompileOptions {
     /// Run eligible f32 kernels on the AVX-512 tile engine ([`crate::kernel::avx512`])
     /// when the CPU has it, instead of their Cranelift f32x4 code.
     pub avx512: bool,
-    /// Run a kernel that consumes a matmul's output row by row on each block of rows
-    /// right after the GEMM writes it (prepacked runs; see `exec::epilogue`).
+    /// Apply a Linear layer's bias + activation kernel to the prepacked GEMM's output
+    /// tiles in registers (versioned runs; see `exec::epilogue`).
     pub epilogues: bool,
 }
 
@@ -171,7 +171,7 @@ struct Compiled {
     /// Reshape aliases `(alias, root)`, re-pointed at every run.
     aliases: Vec<(usize, usize)>,
     /// Per step: a matmul whose next step is its epilogue kernel ([`epilogue`]).
-    epilogues: Vec<Option<epilogue::Epilogue>>,
+    epilogues: Vec<Option<epilogue::Simple>>,
     clif: Vec<String>,
     compile_time: Duration,
 }
@@ -602,21 +602,13 @@ impl Executable {
                         "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
                         a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
                     ));
-                    match self.compiled.epilogues[i] {
-                        Some(epilogue::Epilogue {
-                            simple: Some(sm), ..
-                        }) => s.push_str(&format!(
+                    if let Some(sm) = self.compiled.epilogues[i] {
+                        s.push_str(&format!(
                             "    // epilogue: step {} (bias {}, activation {:?}) applied to the output tiles in registers (prepacked runs)\n",
                             i + 1,
                             if sm.bias.is_some() { "added" } else { "none" },
                             sm.act
-                        )),
-                        Some(_) => s.push_str(&format!(
-                            "    // epilogue: step {} runs on each block of {} rows (prepacked runs)\n",
-                            i + 1,
-                            epilogue::ROWS
-                        )),
-                        None => {}
+                        ));
                     }
                 }
                 Step::Conv { x, w, out, params, dtype } => s.push_str(&format!(
@@ -775,7 +767,7 @@ impl Executable {
         if !self.packed_ready(i, a, b, dtype)? {
             return Ok(false);
         }
-        self.packed_rows(i, a, out, 0, a.shape[0])?;
+        self.packed_run(i, a, out, None, native::packed::Activation::None)?;
         Ok(true)
     }
 
@@ -835,67 +827,28 @@ impl Executable {
         Ok(true)
     }
 
-    /// Rows `[r0, r1)` of matmul step `i` on its packed right operand (after
-    /// [`Self::packed_ready`] returned `true` in this run).
-    fn packed_rows(
+    /// Matmul step `i` on its packed right operand (after [`Self::packed_ready`]
+    /// returned `true` in this run), writing `act(a·B + bias)` to `dst`: the product
+    /// itself (`dst` = the step's output, no bias, no activation) or, for an epilogue
+    /// ([`epilogue`]), the epilogue kernel's output with the product never stored.
+    fn packed_run(
         &mut self,
         i: usize,
         a: &plan::View,
-        out: usize,
-        r0: usize,
-        r1: usize,
+        dst: usize,
+        bias: Option<(usize, isize)>,
+        act: native::packed::Activation,
     ) -> Result<(), RunError> {
-        let err = |e: native::NativeError| RunError::Native(e.to_string());
-        let (na, no) = (self.buf_len(a.buf), self.buf_len(out));
-        // SAFETY: `a.buf` holds `na` f32 elements and `out` (a temp distinct from `a`)
-        // `no`; the planner made both f32. Nothing else accesses `out` while these
-        // slices live (an epilogue kernel runs between calls, not during one).
-        let (sa, so) = unsafe {
-            (
-                std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), na),
-                std::slice::from_raw_parts_mut(self.ptrs[out].cast::<f32>(), no),
-            )
-        };
-        let Some(Some((_, _, pk))) = self.packed.get(i) else {
-            return Err(RunError::Native(format!(
-                "matmul step {i}: operand not packed"
-            )));
-        };
-        let n = no / a.shape[0].max(1);
-        let a_off = a.offset as usize + r0 * a.strides[0].max(0) as usize;
-        native::packed::gemm(
-            r1 - r0,
-            sa.get(a_off..).unwrap_or(&[]),
-            a.strides[0],
-            a.strides[1],
-            pk,
-            so.get_mut(r0 * n..).unwrap_or(&mut []),
-            n,
-        )
-        .map_err(err)
-    }
-
-    /// Matmul step `i` on the packed kernel with its epilogue kernel (`dst = act(out +
-    /// bias)`) applied to each output tile in registers: the product is not stored.
-    fn packed_fused(
-        &mut self,
-        i: usize,
-        a: &plan::View,
-        ep: epilogue::Simple,
-    ) -> Result<(), RunError> {
-        let err = |e: native::NativeError| RunError::Native(e.to_string());
-        let (na, nd) = (self.buf_len(a.buf), self.buf_len(ep.dst));
-        let m = a.shape[0];
-        let n = nd / m.max(1);
-        // SAFETY: `a.buf` holds `na` f32 elements and `ep.dst` (a temp the epilogue
-        // kernel writes, sharing no storage with `a` or the weights: see
+        let (na, nd) = (self.buf_len(a.buf), self.buf_len(dst));
+        // SAFETY: `a.buf` holds `na` f32 elements and `dst` (a temp sharing no storage
+        // with `a`, the weights or the bias: the planner's matmul output, or checked by
         // `epilogue::check`) `nd`; the bias buffer, when present, its own length; the
-        // planner made all of them f32. Nothing else accesses `ep.dst` during the call.
+        // planner made all of them f32. Nothing else accesses `dst` during the call.
         let (sa, sd, sb) = unsafe {
             (
                 std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), na),
-                std::slice::from_raw_parts_mut(self.ptrs[ep.dst].cast::<f32>(), nd),
-                ep.bias.map(|(b, off)| {
+                std::slice::from_raw_parts_mut(self.ptrs[dst].cast::<f32>(), nd),
+                bias.map(|(b, off)| {
                     let len = self.buf_len(b);
                     let all = std::slice::from_raw_parts(self.ptrs[b].cast::<f32>(), len);
                     all.get(off.max(0) as usize..).unwrap_or(&[])
@@ -907,6 +860,7 @@ impl Executable {
                 "matmul step {i}: operand not packed"
             )));
         };
+        let m = a.shape[0];
         native::packed::gemm_epilogue(
             m,
             sa.get(a.offset as usize..).unwrap_or(&[]),
@@ -914,40 +868,11 @@ impl Executable {
             a.strides[1],
             pk,
             sd,
-            n,
+            nd / m.max(1),
             sb,
-            ep.act,
+            act,
         )
-        .map_err(err)
-    }
-
-    /// Matmul step `i` on the packed kernel, a block of [`epilogue::ROWS`] rows at a
-    /// time, each followed by the epilogue kernel (step `i + 1`) on those rows.
-    fn packed_with_epilogue(
-        &mut self,
-        i: usize,
-        a: &plan::View,
-        out: usize,
-        ep: epilogue::Epilogue,
-        code: &KernelCode,
-    ) -> Result<(), RunError> {
-        let m = a.shape[0];
-        if let Some(simple) = ep.simple {
-            return self.packed_fused(i, a, simple);
-        }
-        let table = self.ptrs.as_ptr();
-        let mut r0 = 0;
-        while r0 < m {
-            let r1 = (r0 + epilogue::ROWS).min(m);
-            self.packed_rows(i, a, out, r0, r1)?;
-            let u = ep.units_per_row;
-            // SAFETY: the kernel's buffers are live and of their planned sizes (as in
-            // `kernel`); `[r0·u, r1·u)` lies within its outermost axis (`m·u` long),
-            // whose rows of the matmul output have just been written.
-            unsafe { code.call(table, r0 * u, r1 * u, std::ptr::null_mut()) };
-            r0 = r1;
-        }
-        Ok(())
+        .map_err(|e| RunError::Native(e.to_string()))
     }
 
     /// Executes the steps (feeds already pointed at).
@@ -970,10 +895,9 @@ impl Executable {
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
-                    let next = compiled.fns.get(i + 1).and_then(Option::as_ref);
-                    if let Some((ep, (code, ..))) = compiled.epilogues[i].zip(next) {
+                    if let Some(ep) = compiled.epilogues[i] {
                         if self.packed_ready(i, a, b, *dtype)? {
-                            self.packed_with_epilogue(i, a, *out, ep, code)?;
+                            self.packed_run(i, a, ep.dst, ep.bias, ep.act)?;
                             fused_next = true;
                         } else {
                             self.matmul(a, b, *out, *dtype)?
