@@ -72,23 +72,10 @@ impl Executable {
                 for k in 0..n {
                     // SAFETY: the index buffer holds `n` i64 elements (the output's shape).
                     let j = unsafe { ip.add(k).read_unaligned() };
-                    let Some(j) = usize::try_from(j).ok().filter(|&j| j < extent) else {
-                        return Err(RunError::IndexOutOfRange {
-                            op: "gather",
-                            index: j,
-                            extent,
-                            axis: *axis,
-                        });
-                    };
-                    let mut s = 0isize;
-                    for (a, &i) in idx.iter().enumerate() {
-                        s += if a == *axis { j as isize } else { i as isize } * xstr[a] as isize;
-                    }
+                    let s = indexed_offset("gather", j, extent, *axis, idx, xstr)?;
                     // SAFETY: `s` addresses an element of `x` (index < extent on `axis`,
                     // and the index shape fits inside `x` elsewhere, by the typing rule).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(src.add(s as usize * es), dst.add(k * es), es)
-                    };
+                    unsafe { std::ptr::copy_nonoverlapping(src.add(s * es), dst.add(k * es), es) };
                     next_index(idx, odims);
                 }
             }
@@ -109,20 +96,13 @@ impl Executable {
                 for k in 0..m {
                     // SAFETY: the index buffer holds `m` i64 elements.
                     let j = unsafe { ip.add(k).read_unaligned() };
-                    let Some(j) = usize::try_from(j).ok().filter(|&j| j < extent) else {
-                        self.scratch64 = acc;
-                        return Err(RunError::IndexOutOfRange {
-                            op: "scatter_add",
-                            index: j,
-                            extent,
-                            axis: *axis,
-                        });
+                    let pos = match indexed_offset("scatter_add", j, extent, *axis, idx, ostr) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            self.scratch64 = acc;
+                            return Err(e);
+                        }
                     };
-                    let mut pos = 0isize;
-                    for (a, &i) in idx.iter().enumerate() {
-                        pos += if a == *axis { j as isize } else { i as isize } * ostr[a] as isize;
-                    }
-                    let pos = pos as usize;
                     // SAFETY: the source holds `m` elements of the output's dtype (same
                     // shape as the index, by the typing rule); `pos < n` since the index
                     // shape fits inside the output off `axis` and `j < extent` on it.
@@ -316,6 +296,32 @@ fn counters_and_strides<'a>(
 }
 
 /// Advances the row-major multi-index `idx` over extents `dims` by one element.
+/// The element offset (with `strides`) of multi-index `idx` with its `axis`
+/// coordinate replaced by the index value `j`, which must lie in `[0, extent)`.
+fn indexed_offset(
+    op: &'static str,
+    j: i64,
+    extent: usize,
+    axis: usize,
+    idx: &[usize],
+    strides: &[usize],
+) -> Result<usize, RunError> {
+    let Some(j) = usize::try_from(j).ok().filter(|&j| j < extent) else {
+        return Err(RunError::IndexOutOfRange {
+            op,
+            index: j,
+            extent,
+            axis,
+        });
+    };
+    Ok(idx
+        .iter()
+        .zip(strides)
+        .enumerate()
+        .map(|(a, (&i, &s))| if a == axis { j } else { i } * s)
+        .sum())
+}
+
 fn next_index(idx: &mut [usize], dims: &[usize]) {
     for a in (0..dims.len()).rev() {
         idx[a] += 1;
