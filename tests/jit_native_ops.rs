@@ -117,3 +117,50 @@ fn integer_pow_compiled_equals_interpreter() {
     assert!(!dump.contains(": host "), "interpreter step:\n{dump}");
     assert_eq!(exe.run(&feeds).unwrap(), want);
 }
+
+#[test]
+fn relu_special_values_compiled_equal_interpreter_bit_for_bit() {
+    // relu keeps x where x > 0 or x is NaN (sign and payload of a quiet NaN kept) and
+    // is +0 elsewhere, -0 included: compiled as a compare and a mask, checked against
+    // the interpreter's rule, over vector lanes and the scalar tail (37 elements).
+    let specials = [
+        0.0f64,
+        -0.0,
+        1.5,
+        -1.5,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        -f64::NAN,
+        f64::from_bits(0x7ff8_0000_0000_1234),
+        1e-310,
+        -1e-310,
+        f64::MIN_POSITIVE,
+        f64::MAX,
+    ];
+    let n = 37;
+    let v: Vec<f64> = (0..n).map(|i| specials[i % specials.len()]).collect();
+    for dtype in [DType::F32, DType::F64] {
+        let g = GraphBuilder::new();
+        let x = g.input("x", dtype, vec![n]);
+        let y = x.relu();
+        let x_arr = match dtype {
+            DType::F32 => Array::f32([n], v.iter().map(|&a| a as f32).collect()).unwrap(),
+            _ => Array::f64([n], v.clone()).unwrap(),
+        };
+        let feeds = [("x", x_arr)];
+        let want = g.run(&[&y], &feeds).unwrap();
+        let got = g.compile(&[&y]).unwrap().run(&feeds).unwrap();
+        let bits = |a: &Array| -> Vec<u64> {
+            match (a.as_f32(), a.as_f64()) {
+                (Some(s), _) => s.iter().map(|x| u64::from(x.to_bits())).collect(),
+                (_, Some(s)) => s.iter().map(|x| x.to_bits()).collect(),
+                _ => panic!("float output"),
+            }
+        };
+        assert_eq!(bits(&got[0]), bits(&want[0]), "{dtype}");
+        // The rule itself, not only agreement: -0 -> +0, NaN kept.
+        assert_eq!(bits(&got[0])[1], 0, "{dtype}: relu(-0) is +0");
+        assert!(got[0].to_f64_vec()[6].is_nan(), "{dtype}: relu(NaN) is NaN");
+    }
+}

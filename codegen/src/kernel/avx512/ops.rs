@@ -2,8 +2,9 @@
 //!
 //! Each lane computes what `kernel::clif` emits for an f32x4 lane (see the
 //! `unary`/`binary`/`compare`/`cast` functions there): `max`/`min` propagate NaN and
-//! order `-0 < +0` like Cranelift's `fmax`/`fmin`, `sign(NaN) = 0`, `relu` is
-//! `max(x, 0)`, bool masks are all-ones lanes.
+//! order `-0 < +0` like Cranelift's `fmax`/`fmin`, `sign(NaN) = 0`, `relu` keeps
+//! `x` where `x > 0` or NaN (bits unchanged) and is `+0` elsewhere, bool masks are
+//! all-ones lanes.
 
 use super::math;
 use super::{Instr, Op};
@@ -88,7 +89,10 @@ fn unary(u: UnaryOp, x: __m512) -> __m512 {
         UnaryOp::Sigmoid => math::sigmoid(x),
         UnaryOp::Sin => math::sincos(x, false),
         UnaryOp::Cos => math::sincos(x, true),
-        UnaryOp::Relu => fmax(x, _mm512_setzero_ps()),
+        // x where x > 0 or NaN (bits unchanged), else +0: the Cranelift lane's rule.
+        UnaryOp::Relu => {
+            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(x, _mm512_setzero_ps()), x)
+        }
         UnaryOp::Floor => _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(x),
         // `Not` is `Op::Not` (see `build`).
         UnaryOp::Not => x,
