@@ -1,7 +1,8 @@
-//! Epilogue fusion: a Linear layer's bias and activation, applied by the prepacked
-//! GEMM to each output tile while it is still in registers.
+//! Epilogue fusion: the kernel that consumes a matrix product's or a convolution's
+//! output runs on it while it is still in registers (matmul) or in cache (conv).
 //!
-//! # When
+//! # Matmul: in registers
+//! ## When
 //! Step `i` is a 2-D f32 [`Step::MatMul`] `out[m, n] = a @ b` and step `i + 1` the
 //! kernel `dst = act(out + bias)` over exactly `[m, n]`: it reads `out` row-major
 //! (offset 0, strides `[n, 1]`), at most one f32 `bias` broadcast along rows, adds them
@@ -10,7 +11,7 @@
 //! storage with `a`, `b` or the bias (the GEMM still reads them for later tiles) nor
 //! be a graph output (a bound state may point it anywhere at run time).
 //!
-//! # How
+//! ## How
 //! `native::packed::gemm_epilogue` applies `act(acc + bias)` to each 12×32 tile with
 //! the AVX-512 engine's 16-lane activations, so the values are bit-identical to the
 //! separate kernel. Only with the prepacked GEMM (versioned runs); otherwise the
@@ -19,11 +20,33 @@
 //! inference: 0.1224 ms (p10 0.1187) against 0.1252 (0.1236) for the separate kernel
 //! in the same minute.
 //!
-//! # Tried and removed: row blocks
+//! ## Tried and removed: row blocks
 //! A general form ran any row-major consumer (also row reductions) on each block of 24
 //! rows right after the GEMM wrote it. It measured neutral (W1 inference p10 within
 //! 1%, a `[512,1024] @ [1024,2048]` + bias + sigmoid + row sum 24.6–26.6 vs 24.9–25.5
 //! ms): the consumers are compute-bound and the outputs fit in L2.
+//!
+//! # Conv: on blocks of finished rows
+//! Convolution outputs are the opposite case: a keyword spotter's `[32, 32, 4000]` is
+//! 16 MiB, and its consumers (bias, batch norm, ReLU, a residual add) are one cheap
+//! pass each, bound by memory, not by arithmetic. So the consumer is not fused into the
+//! convolution's arithmetic: the convolution still stores its output, and the
+//! consumer's compiled kernel runs on each block of rows as soon as the convolution
+//! has written it (`native::conv_then`: one batch entry of W2, 512 KiB, in L2),
+//! on the thread that wrote it. The kernel is the same compiled code, called on a
+//! sub-range of its outer axis, so results are bit-identical to the separate step.
+//!
+//! ## When
+//! Step `i` is a [`Step::Conv`] and step `i + 1` an elementwise kernel (no reduction)
+//! over exactly the convolution's output shape that reads the output only at the
+//! element it writes (offset 0, row-major strides; other operands are free: a
+//! per-channel bias, batch-norm scale and shift, a residual). Its stores must not share
+//! storage with the convolution's input or weight (later blocks still read them): the
+//! memory plan is checked here, and each run checks the actual pointers too (a graph
+//! output may be bound by the caller to any memory, an input's included), falling
+//! back to the separate step when they overlap. The kernel may write in place over
+//! the convolution's output: a block is finished when it runs. Other readers of the
+//! output are fine (it is stored).
 
 use crate::kernel::{Expr, Kernel};
 use crate::native::packed::Activation;
@@ -43,11 +66,65 @@ pub(super) struct Simple {
     pub(super) dst: usize,
 }
 
-/// For each step, `Some` when it is a matmul whose next step is its epilogue.
-pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Simple>> {
+/// How a step runs its next step, a kernel, as its epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fused {
+    /// A matmul applies [`Simple`] to its output tiles in registers.
+    Registers(Simple),
+    /// A convolution runs the kernel on each block of output rows it finishes.
+    Rows,
+}
+
+/// For each step, `Some` when it is a matmul or conv whose next step is its epilogue.
+pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
     (0..plan.steps.len())
-        .map(|i| check(plan, memory, i))
+        .map(|i| match plan.steps[i] {
+            Step::MatMul { .. } => check(plan, memory, i).map(Fused::Registers),
+            Step::Conv { .. } => check_conv(plan, memory, i).then_some(Fused::Rows),
+            Step::Kernel(_) | Step::Host { .. } | Step::Scan { .. } | Step::Copy(..) => None,
+        })
         .collect()
+}
+
+/// Whether step `i`, a convolution, can run step `i + 1` on its finished rows (see
+/// the module doc).
+fn check_conv(plan: &Plan, memory: &MemoryPlan, i: usize) -> bool {
+    let Step::Conv { x, w, out, .. } = &plan.steps[i] else {
+        return false;
+    };
+    let Some(Step::Kernel(k)) = plan.steps.get(i + 1) else {
+        return false;
+    };
+    let shape = plan.buffers[*out].ty.shape.dims();
+    if k.reduction.is_some() || k.shape != shape || k.iterations() == 0 {
+        return false;
+    }
+    // Row-major element strides of the output; an axis of extent 1 may carry any.
+    let mut row_major = vec![0isize; shape.len()];
+    let mut acc = 1isize;
+    for a in (0..shape.len()).rev() {
+        row_major[a] = acc;
+        acc *= shape[a] as isize;
+    }
+    let out_root = root(plan, *out);
+    let mut reads_out = false;
+    for l in &k.loads {
+        if root(plan, l.buffer) != out_root {
+            continue;
+        }
+        let same_element = l.buffer == *out
+            && l.offset == 0
+            && (0..shape.len()).all(|a| shape[a] == 1 || l.strides[a] == row_major[a]);
+        if !same_element {
+            return false;
+        }
+        reads_out = true;
+    }
+    reads_out
+        && k.stores.iter().all(|st| {
+            !shares_storage(plan, memory, st.buffer, *x)
+                && !shares_storage(plan, memory, st.buffer, *w)
+        })
 }
 
 /// Whether buffers `x` and `y` may occupy the same memory.

@@ -113,8 +113,10 @@ pub struct CompileOptions {
     /// Run eligible f32 kernels on the AVX-512 tile engine ([`crate::kernel::avx512`])
     /// when the CPU has it, instead of their Cranelift f32x4 code.
     pub avx512: bool,
-    /// Apply a Linear layer's bias + activation kernel to the prepacked GEMM's output
-    /// tiles in registers (versioned runs; see `exec::epilogue`).
+    /// Run a matmul's or a convolution's consumer kernel as its epilogue: a Linear
+    /// layer's bias + activation on the prepacked GEMM's output tiles in registers
+    /// (versioned runs), a convolution's elementwise consumer on each block of output
+    /// rows as soon as it is written (see `exec::epilogue`).
     pub epilogues: bool,
 }
 
@@ -170,8 +172,8 @@ struct Compiled {
     fns: Vec<Option<(KernelCode, usize, bool)>>,
     /// Reshape aliases `(alias, root)`, re-pointed at every run.
     aliases: Vec<(usize, usize)>,
-    /// Per step: a matmul whose next step is its epilogue kernel ([`epilogue`]).
-    epilogues: Vec<Option<epilogue::Simple>>,
+    /// Per step: a matmul or conv whose next step is its epilogue kernel ([`epilogue`]).
+    epilogues: Vec<Option<epilogue::Fused>>,
     clif: Vec<String>,
     compile_time: Duration,
 }
@@ -602,7 +604,7 @@ impl Executable {
                         "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
                         a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
                     ));
-                    if let Some(sm) = self.compiled.epilogues[i] {
+                    if let Some(epilogue::Fused::Registers(sm)) = self.compiled.epilogues[i] {
                         s.push_str(&format!(
                             "    // epilogue: step {} (bias {}, activation {:?}) applied to the output tiles in registers (prepacked runs)\n",
                             i + 1,
@@ -611,10 +613,18 @@ impl Executable {
                         ));
                     }
                 }
-                Step::Conv { x, w, out, params, dtype } => s.push_str(&format!(
-                    "step {i}: conv {dtype} buf{x} * buf{w} -> buf{out} stride={:?} padding={:?} dilation={:?} groups={}\n",
-                    params.stride, params.padding, params.dilation, params.groups
-                )),
+                Step::Conv { x, w, out, params, dtype } => {
+                    s.push_str(&format!(
+                        "step {i}: conv {dtype} buf{x} * buf{w} -> buf{out} stride={:?} padding={:?} dilation={:?} groups={}\n",
+                        params.stride, params.padding, params.dilation, params.groups
+                    ));
+                    if self.compiled.epilogues[i].is_some() {
+                        s.push_str(&format!(
+                            "    // epilogue: step {} runs on each block of output rows as soon as it is written\n",
+                            i + 1
+                        ));
+                    }
+                }
                 Step::Copy(op, args, out) => {
                     s.push_str(&format!("step {i}: copy {op:?} {args:?} -> buf{out}\n"))
                 }
@@ -895,7 +905,7 @@ impl Executable {
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
-                    if let Some(ep) = compiled.epilogues[i] {
+                    if let Some(epilogue::Fused::Registers(ep)) = compiled.epilogues[i] {
                         if self.packed_ready(i, a, b, *dtype)? {
                             self.packed_run(i, a, ep.dst, ep.bias, ep.act)?;
                             fused_next = true;
@@ -912,7 +922,17 @@ impl Executable {
                     out,
                     params,
                     dtype,
-                } => self.conv(*x, *w, *out, params, *dtype)?,
+                } => {
+                    let then = match (compiled.epilogues[i], compiled.fns.get(i + 1)) {
+                        (Some(epilogue::Fused::Rows), Some(Some((code, extent, _))))
+                            if self.stores_clear_of(i + 1, &[*x, *w]) =>
+                        {
+                            Some((code, *extent))
+                        }
+                        _ => None,
+                    };
+                    fused_next = self.conv(*x, *w, *out, params, *dtype, then)?;
+                }
                 Step::Host { graph, args, outs } => self.host(graph, args, outs)?,
                 Step::Scan { scan, args, outs } => self.scan(i, scan, args, outs)?,
                 Step::Copy(op, args, out) => self.copy(op, args, *out)?,
@@ -979,8 +999,14 @@ impl Executable {
                 format!("matmul {:?} @ {:?}{ep}", a.shape, b.shape)
             }
             Step::Conv { x, w, .. } => format!(
-                "conv {:?} * {:?}",
-                c.plan.buffers[*x].ty.shape, c.plan.buffers[*w].ty.shape
+                "conv {:?} * {:?}{}",
+                c.plan.buffers[*x].ty.shape,
+                c.plan.buffers[*w].ty.shape,
+                if c.epilogues[i].is_some() {
+                    format!(" (+ step {} as its epilogue on finished rows)", i + 1)
+                } else {
+                    String::new()
+                }
             ),
             Step::Host { .. } => "host (interpreter)".to_string(),
             Step::Scan { .. } => "scan".to_string(),
@@ -1123,6 +1149,9 @@ impl Executable {
         }
     }
 
+    /// Runs a convolution; with `then` (its consumer kernel and the kernel's outer
+    /// extent), runs the kernel on each block of output rows as the convolution finishes
+    /// it ([`epilogue`]). Returns whether the kernel ran (otherwise it is the caller's).
     fn conv(
         &mut self,
         x: usize,
@@ -1130,19 +1159,51 @@ impl Executable {
         out: usize,
         p: &onde_ir::ConvParams,
         dtype: DType,
-    ) -> Result<(), RunError> {
+        then: Option<(&KernelCode, usize)>,
+    ) -> Result<bool, RunError> {
+        #[allow(clippy::too_many_arguments)] // `native::conv`'s arguments and `then`.
+        fn go<T: native::Real>(
+            sx: &[T],
+            xs: &[usize],
+            sw: &[T],
+            ws: &[usize],
+            p: &onde_ir::ConvParams,
+            so: &mut [T],
+            os: &[usize],
+            scratch: &mut Vec<T>,
+            threads: usize,
+            then: Option<(&KernelCode, usize, SendPtr<*mut u8>)>,
+        ) -> Result<bool, native::NativeError> {
+            let Some((code, rows, table)) = then else {
+                native::conv(sx, xs, sw, ws, p, so, os, scratch, threads)?;
+                return Ok(false);
+            };
+            let run = move |lo: usize, hi: usize| {
+                // SAFETY: as in `Executable::kernel` — the kernel accesses only its
+                // loads' and stores' buffers, all live in the table, within their
+                // sizes. `conv_then` calls this on rows `[lo, hi)` once the
+                // convolution has written them and never writes them again; calls
+                // cover disjoint rows. `epilogue::check_conv` admitted the kernel only
+                // if it reads the output at the element it writes and its stores share
+                // no storage with the input or weight the convolution still reads.
+                unsafe { code.call(table.get(), lo, hi, std::ptr::null_mut()) }
+            };
+            let e = native::RowEpilogue { rows, run: &run };
+            native::conv_then(sx, xs, sw, ws, p, so, os, scratch, threads, &e)
+        }
         let plan = &self.compiled.plan;
         let dims = |b: usize| plan.buffers[b].ty.shape.dims().to_vec();
         let (xs, ws, os) = (dims(x), dims(w), dims(out));
         let threads = self.threads;
+        let table = SendPtr(self.ptrs.as_ptr() as *mut *mut u8);
+        let then = then.map(|(code, rows)| (code, rows, table));
         let err = |e: native::NativeError| RunError::Native(e.to_string());
         match dtype {
             DType::F32 => {
                 let mut scratch = std::mem::take(&mut self.scratch32);
                 // SAFETY: the planner made `out` a fresh f32 temp and `x`, `w` f32 buffers.
                 let (sx, sw, so) = unsafe { self.slices::<f32>(x, w, out) };
-                let r =
-                    native::conv(sx, &xs, sw, &ws, p, so, &os, &mut scratch, threads).map_err(err);
+                let r = go(sx, &xs, sw, &ws, p, so, &os, &mut scratch, threads, then).map_err(err);
                 self.scratch32 = scratch;
                 r
             }
@@ -1150,13 +1211,32 @@ impl Executable {
                 let mut scratch = std::mem::take(&mut self.scratch64);
                 // SAFETY: as above, for f64.
                 let (sx, sw, so) = unsafe { self.slices::<f64>(x, w, out) };
-                let r =
-                    native::conv(sx, &xs, sw, &ws, p, so, &os, &mut scratch, threads).map_err(err);
+                let r = go(sx, &xs, sw, &ws, p, so, &os, &mut scratch, threads, then).map_err(err);
                 self.scratch64 = scratch;
                 r
             }
             DType::Bool | DType::I64 => Err(RunError::Native(format!("conv on {dtype}"))),
         }
+    }
+
+    /// Whether no store of kernel step `k` overlaps, at the pointers of this run, the
+    /// memory of `bufs` (a graph output may be bound anywhere by the caller).
+    fn stores_clear_of(&self, k: usize, bufs: &[usize]) -> bool {
+        let Step::Kernel(kernel) = &self.compiled.plan.steps[k] else {
+            return false;
+        };
+        let span = |b: usize| {
+            let start = self.ptrs[b] as usize;
+            let ty = &self.compiled.plan.buffers[b].ty;
+            (start, start + ty.shape.numel() * elem_size(ty.dtype))
+        };
+        kernel.stores.iter().all(|st| {
+            let (s0, s1) = span(st.buffer);
+            bufs.iter().all(|&b| {
+                let (b0, b1) = span(b);
+                s1 <= b0 || b1 <= s0
+            })
+        })
     }
 
     /// Index of the feed `name`.
@@ -1202,6 +1282,9 @@ struct SendPtr<T>(*mut T);
 // (pool or scoped threads) joins every share before `kernel` returns, and the kernels
 // only read the table and write disjoint memory.
 unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: shared only to copy the pointer out; every use dereferences it under the
+// same conditions as `Send` above (a conv epilogue's shares run within the call).
+unsafe impl<T> Sync for SendPtr<T> {}
 
 impl<T> SendPtr<T> {
     /// The pointer (a method, so closures capture the whole `Send` wrapper).

@@ -287,10 +287,77 @@ pub fn conv_with<T: Real>(
         out_shape,
         scratch,
         threads,
+        None,
+    )
+    .map(|_| ())
+}
+
+/// Work run on finished rows of a convolution's output while they are still in cache:
+/// the executor's fused consumer kernel (`exec::epilogue`).
+pub struct RowEpilogue<'a> {
+    /// The output, read in row-major order, is `rows` equal rows.
+    pub rows: usize,
+    /// Called with `[lo, hi)` rows once every element of them is written, on the
+    /// thread that wrote them; the calls cover each row exactly once. Rows are
+    /// independent: calls run concurrently on disjoint ranges.
+    pub run: &'a (dyn Fn(usize, usize) + Sync),
+}
+
+impl std::fmt::Debug for RowEpilogue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowEpilogue")
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`conv`], then `then.run` on blocks of finished output rows, interleaved with the
+/// convolution: each `(batch, group)` block of output is written, and the rows it
+/// completes are handed to `then.run` at once, so a consumer reads them from cache
+/// rather than from memory after the whole output is written.
+///
+/// Work is dealt out in units of `lcm(C_out/groups · ∏O, numel / rows)` elements (one
+/// batch entry of W2's 32 × 4000 outputs: 512 KiB), each unit on one thread.
+/// Returns `Ok(true)` when every row went through `then.run`; `Ok(false)` — the
+/// convolution is computed but `then.run` was never called, the caller runs its
+/// consumer itself — when the rows do not divide the output evenly, when the output
+/// is empty or sums nothing, or when splitting would leave a thread idle (fewer units
+/// than threads: the output channels of a group would have to be split).
+///
+/// # Errors
+/// As [`conv`].
+#[allow(clippy::too_many_arguments)] // The executor's calling convention.
+pub fn conv_then<T: Real>(
+    x: &[T],
+    x_shape: &[usize],
+    w: &[T],
+    w_shape: &[usize],
+    p: &ConvParams,
+    out: &mut [T],
+    out_shape: &[usize],
+    scratch: &mut Vec<T>,
+    threads: usize,
+    then: &RowEpilogue<'_>,
+) -> Result<bool, NativeError> {
+    let algo = choose_conv_algorithm(x_shape, w_shape, p);
+    conv_impl(
+        algo,
+        Isa::BEST,
+        x,
+        x_shape,
+        w,
+        w_shape,
+        p,
+        out,
+        out_shape,
+        scratch,
+        threads,
+        Some(then),
     )
 }
 
-/// [`conv_with`] with the direct kernel's instruction set capped at `isa` (tests).
+/// [`conv_with`] with the direct kernel's instruction set capped at `isa` (tests) and
+/// an optional row epilogue ([`conv_then`]; returns whether it ran).
 #[allow(clippy::too_many_arguments)]
 fn conv_impl<T: Real>(
     algo: ConvAlgorithm,
@@ -304,24 +371,26 @@ fn conv_impl<T: Real>(
     out_shape: &[usize],
     scratch: &mut Vec<T>,
     threads: usize,
-) -> Result<(), NativeError> {
+    then: Option<&RowEpilogue<'_>>,
+) -> Result<bool, NativeError> {
     let g = geometry(x_shape, w_shape, p, out_shape)?;
     check_len("x", x.len(), x_shape)?;
     check_len("w", w.len(), w_shape)?;
     check_len("out", out.len(), out_shape)?;
     if out.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if g.rows_k() == 0 {
         // No input channels: every output sums nothing.
         out.fill(T::ZERO);
-        return Ok(());
+        return Ok(false);
     }
     let npos = g.npos();
     let units = g.batch * g.groups;
     let threads = threads.max(1);
     let fmas = out.len().saturating_mul(g.rows_k());
     let parallel = threads > 1 && fmas >= PARALLEL_MIN_FMAS;
+    let nthreads = if parallel { threads } else { 1 };
     // Output channels per work item: a whole group, or a share of it when there are
     // fewer (batch, group) blocks than threads.
     let split = if parallel && units < threads {
@@ -329,13 +398,43 @@ fn conv_impl<T: Real>(
     } else {
         1
     };
-    let co_per = g.cout_g.div_ceil(split);
-    let items = out
-        .chunks_mut(g.cout_g * npos)
-        .enumerate()
-        .flat_map(move |(u, block)| {
-            block
-                .chunks_mut(co_per * npos)
+    let block = g.cout_g * npos;
+    // Elements per epilogue unit: whole blocks and whole rows.
+    let fused = then.and_then(|e| {
+        if split != 1 || e.rows == 0 || !out.len().is_multiple_of(e.rows) {
+            return None;
+        }
+        let unit = lcm(block, out.len() / e.rows);
+        (out.len() / unit >= nthreads).then_some((e, unit))
+    });
+    // Per-thread im2col panels (none for the direct kernel and 1×1 convolutions).
+    let per = match algo {
+        ConvAlgorithm::Direct => 0,
+        ConvAlgorithm::Im2colGemm if g.is_pointwise() => 0,
+        ConvAlgorithm::Im2colGemm => g.rows_k() * g.tile(),
+    };
+    let need = per * nthreads;
+    if scratch.len() < need {
+        scratch.resize(need, T::ZERO);
+    }
+    let mut states: Vec<&mut [T]> = Vec::with_capacity(nthreads);
+    let mut rest = &mut scratch[..need];
+    for _ in 0..nthreads {
+        let (mine, tail) = rest.split_at_mut(per);
+        states.push(mine);
+        rest = tail;
+    }
+    let item = |cols: &mut [T], it: Item<'_, T>| match algo {
+        ConvAlgorithm::Direct => {
+            direct_item(isa, &g, x, w, it);
+            Ok(())
+        }
+        ConvAlgorithm::Im2colGemm => im2col_item(&g, x, w, it, cols),
+    };
+    let Some((e, unit)) = fused else {
+        let co_per = g.cout_g.div_ceil(split);
+        let items = out.chunks_mut(block).enumerate().flat_map(move |(u, blk)| {
+            blk.chunks_mut(co_per * npos)
                 .enumerate()
                 .map(move |(part, oc)| Item {
                     b: u / g.groups,
@@ -344,37 +443,43 @@ fn conv_impl<T: Real>(
                     out: oc,
                 })
         });
-    let nthreads = if parallel { threads } else { 1 };
-    match algo {
-        ConvAlgorithm::Direct => {
-            let mut states = vec![(); nthreads];
-            for_each_split(OP, items, &mut states, parallel, |_, it| {
-                direct_item(isa, &g, x, w, it);
-                Ok(())
-            })
-        }
-        ConvAlgorithm::Im2colGemm => {
-            let per = if g.is_pointwise() {
-                0
-            } else {
-                g.rows_k() * g.tile()
-            };
-            let need = per * nthreads;
-            if scratch.len() < need {
-                scratch.resize(need, T::ZERO);
+        for_each_split(OP, items, &mut states, parallel, |cols, it| item(cols, it))?;
+        return Ok(false);
+    };
+    let row = out.len() / e.rows;
+    let units = out.chunks_mut(unit).enumerate();
+    for_each_split(OP, units, &mut states, parallel, |cols, (ui, chunk)| {
+        let start = ui * unit;
+        let mut done = start;
+        for (j, blk) in chunk.chunks_mut(block).enumerate() {
+            let u = start / block + j;
+            item(
+                cols,
+                Item {
+                    b: u / g.groups,
+                    grp: u % g.groups,
+                    co0: 0,
+                    out: blk,
+                },
+            )?;
+            let end = start + (j + 1) * block;
+            if end.is_multiple_of(row) {
+                (e.run)(done / row, end / row);
+                done = end;
             }
-            let mut states: Vec<&mut [T]> = Vec::with_capacity(nthreads);
-            let mut rest = &mut scratch[..need];
-            for _ in 0..nthreads {
-                let (mine, tail) = rest.split_at_mut(per);
-                states.push(mine);
-                rest = tail;
-            }
-            for_each_split(OP, items, &mut states, parallel, |cols, it| {
-                im2col_item(&g, x, w, it, cols)
-            })
         }
+        Ok(())
+    })?;
+    Ok(true)
+}
+
+/// Least common multiple of two positive numbers.
+fn lcm(a: usize, b: usize) -> usize {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
     }
+    a / x * b
 }
 
 /// One block of output: channels `co0..` of group `grp` for batch entry `b`.
@@ -819,6 +924,7 @@ mod tests {
                 &out_shape,
                 &mut scratch,
                 1,
+                None,
             )
             .expect("im2col");
             for isa in [Isa::Baseline, Isa::Avx2, Isa::Avx512] {
@@ -835,6 +941,7 @@ mod tests {
                     &out_shape,
                     &mut scratch,
                     1,
+                    None,
                 )
                 .expect("direct");
                 for (g, w) in got.iter().zip(&want) {
@@ -859,6 +966,7 @@ mod tests {
                     &out_shape,
                     &mut sf,
                     1,
+                    None,
                 )
                 .expect("direct f32");
                 for (g, w) in gotf.iter().zip(&want) {

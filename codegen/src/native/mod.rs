@@ -97,7 +97,7 @@ mod conv;
 mod gemm;
 pub mod packed;
 
-pub use conv::{choose_conv_algorithm, conv, conv_with, ConvAlgorithm};
+pub use conv::{choose_conv_algorithm, conv, conv_then, conv_with, ConvAlgorithm, RowEpilogue};
 pub use gemm::{matmul, MatMut, MatRef, Real};
 
 /// Below this many multiply-adds, a call runs on the calling thread only.
