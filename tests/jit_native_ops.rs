@@ -144,9 +144,10 @@ fn relu_special_values_compiled_equal_interpreter_bit_for_bit() {
         let g = GraphBuilder::new();
         let x = g.input("x", dtype, vec![n]);
         let y = x.relu();
-        let x_arr = match dtype {
-            DType::F32 => Array::f32([n], v.iter().map(|&a| a as f32).collect()).unwrap(),
-            _ => Array::f64([n], v.clone()).unwrap(),
+        let x_arr = if dtype == DType::F32 {
+            Array::f32([n], v.iter().map(|&a| a as f32).collect()).unwrap()
+        } else {
+            Array::f64([n], v.clone()).unwrap()
         };
         let feeds = [("x", x_arr)];
         let want = g.run(&[&y], &feeds).unwrap();

@@ -36,6 +36,21 @@
 //! on the thread that wrote it. The kernel is the same compiled code, called on a
 //! sub-range of its outer axis, so results are bit-identical to the separate step.
 //!
+//! ## Measured
+//! `cargo bench -p onde-codegen --bench conv_epilogue -- --quick` (W2's first layers:
+//! conv 1→32 k=11 s=4 + bias + batch norm + ReLU, depthwise k=9 + bias + ReLU,
+//! pointwise + bias + ReLU + residual; 1 thread, same run):
+//!
+//! | batch (bytes per activation) | separate | fused |
+//! |---|---|---|
+//! | 32 (16 MiB) | 14.21 ms | 14.30 ms |
+//! | 128 (64 MiB) | 89.43 ms | 65.42 ms (1.37×) |
+//!
+//! At batch 32 every activation stays in this VM's large last-level cache and the
+//! consumers cost their arithmetic, not their memory pass: neutral. Past the cache
+//! (batch 128, or a machine with a smaller one) the pass the epilogue saves is a
+//! pass over memory.
+//!
 //! ## When
 //! Step `i` is a [`Step::Conv`] and step `i + 1` an elementwise kernel (no reduction)
 //! over exactly the convolution's output shape that reads the output only at the

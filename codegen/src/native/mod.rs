@@ -30,6 +30,9 @@
 //!     pays for a dense one. The kernel is compiled three times, for the baseline
 //!     x86-64 target (SSE2), with `avx2,fma` and with `avx512f`, and the best one the
 //!     CPU supports is picked at run time (blocks of 16, 32, 64 outputs).
+//! - [`conv_then`]: [`conv`] that hands each block of finished output rows to a
+//!   [`RowEpilogue`] (the executor's fused consumer kernel) on the thread that wrote
+//!   it, while the block is still in cache.
 //! - [`Real`]: `f32` / `f64`, with [`Real::gemm`], a bounds-checked safe wrapper of the
 //!   library GEMM on [`MatRef`]/[`MatMut`] strided views.
 //!
