@@ -122,7 +122,10 @@ fn integer_pow_compiled_equals_interpreter() {
 fn relu_special_values_compiled_equal_interpreter_bit_for_bit() {
     // relu keeps x where x > 0 or x is NaN (sign and payload of a quiet NaN kept) and
     // is +0 elsewhere, -0 included: compiled as a compare and a mask, checked against
-    // the interpreter's rule, over vector lanes and the scalar tail (37 elements).
+    // the interpreter's rule over vector lanes and the scalar tail (37 elements), and
+    // (1003 elements, next to an `exp` in the same kernel) on the AVX-512 engine when
+    // the CPU has it. Signalling NaNs are left out: the f32 interpreter computes in f64,
+    // which quiets them.
     let specials = [
         0.0f64,
         -0.0,
@@ -132,36 +135,44 @@ fn relu_special_values_compiled_equal_interpreter_bit_for_bit() {
         f64::NEG_INFINITY,
         f64::NAN,
         -f64::NAN,
-        f64::from_bits(0x7ff8_0000_0000_1234),
+        f64::from_bits(0x7ff8_0000_2000_0000),
         1e-310,
         -1e-310,
         f64::MIN_POSITIVE,
         f64::MAX,
     ];
-    let n = 37;
-    let v: Vec<f64> = (0..n).map(|i| specials[i % specials.len()]).collect();
-    for dtype in [DType::F32, DType::F64] {
-        let g = GraphBuilder::new();
-        let x = g.input("x", dtype, vec![n]);
-        let y = x.relu();
-        let x_arr = if dtype == DType::F32 {
-            Array::f32([n], v.iter().map(|&a| a as f32).collect()).unwrap()
-        } else {
-            Array::f64([n], v.clone()).unwrap()
-        };
-        let feeds = [("x", x_arr)];
-        let want = g.run(&[&y], &feeds).unwrap();
-        let got = g.compile(&[&y]).unwrap().run(&feeds).unwrap();
-        let bits = |a: &Array| -> Vec<u64> {
-            match (a.as_f32(), a.as_f64()) {
-                (Some(s), _) => s.iter().map(|x| u64::from(x.to_bits())).collect(),
-                (_, Some(s)) => s.iter().map(|x| x.to_bits()).collect(),
-                _ => panic!("float output"),
+    for (n, with_exp) in [(37, false), (1003, true)] {
+        let v: Vec<f64> = (0..n).map(|i| specials[i % specials.len()]).collect();
+        for dtype in [DType::F32, DType::F64] {
+            let g = GraphBuilder::new();
+            let x = g.input("x", dtype, vec![n]);
+            let y = x.relu();
+            let e = x.exp();
+            let outs: Vec<&onde::Tensor> = if with_exp { vec![&y, &e] } else { vec![&y] };
+            let x_arr = if dtype == DType::F32 {
+                Array::f32([n], v.iter().map(|&a| a as f32).collect()).unwrap()
+            } else {
+                Array::f64([n], v.clone()).unwrap()
+            };
+            let feeds = [("x", x_arr)];
+            let want = g.run(&outs, &feeds).unwrap();
+            let mut exe = g.compile(&outs).unwrap();
+            let got = exe.run(&feeds).unwrap();
+            if with_exp && dtype == DType::F32 && onde_codegen::kernel::avx512::available() {
+                let dump = exe.executable().dump_fused();
+                assert!(dump.contains("runs on the avx512 engine"), "{dump}");
             }
-        };
-        assert_eq!(bits(&got[0]), bits(&want[0]), "{dtype}");
-        // The rule itself, not only agreement: -0 -> +0, NaN kept.
-        assert_eq!(bits(&got[0])[1], 0, "{dtype}: relu(-0) is +0");
-        assert!(got[0].to_f64_vec()[6].is_nan(), "{dtype}: relu(NaN) is NaN");
+            let bits = |a: &Array| -> Vec<u64> {
+                match (a.as_f32(), a.as_f64()) {
+                    (Some(s), _) => s.iter().map(|x| u64::from(x.to_bits())).collect(),
+                    (_, Some(s)) => s.iter().map(|x| x.to_bits()).collect(),
+                    _ => panic!("float output"),
+                }
+            };
+            assert_eq!(bits(&got[0]), bits(&want[0]), "{dtype}, {n} elements");
+            // The rule itself, not only agreement: -0 -> +0, NaN kept.
+            assert_eq!(bits(&got[0])[1], 0, "{dtype}: relu(-0) is +0");
+            assert!(got[0].to_f64_vec()[6].is_nan(), "{dtype}: relu(NaN) is NaN");
+        }
     }
 }

@@ -205,23 +205,24 @@ fn depthwise_dilated_conv_with_bias_and_residual() {
     // W2's block: depthwise (direct kernel) with dilation 2, its bias, then 1×1
     // pointwise (GEMM on the input itself) with bias + ReLU + the residual; every
     // kernel is elementwise over its convolution's output and reads the residual
-    // (another buffer) at the same element.
+    // (another buffer) at the same element. 4 × 16 × 2000 outputs: 1.15 M and 2 M
+    // multiply-adds, enough for both convolutions to split over two threads.
     let src = r#"graph {
-  %0: f32[3,8,1500] = input "x"
-  %1: f32[8,1,9] = input "dw"
-  %2: f32[8] = input "b1"
-  %3: f32[8,8,1] = input "pw"
-  %4: f32[8] = input "b2"
-  %5: f32[3,8,1500] = conv %0, %1 stride=[1] padding=[(8,8)] dilation=[2] groups=8
-  %6: f32[8,1] = reshape %2 shape=[8,1]
-  %7: f32[3,8,1500] = expand %6 shape=[3,8,1500]
-  %8: f32[3,8,1500] = add %5, %7
-  %9: f32[3,8,1500] = conv %8, %3 stride=[1] padding=[(0,0)] dilation=[1] groups=1
-  %10: f32[8,1] = reshape %4 shape=[8,1]
-  %11: f32[3,8,1500] = expand %10 shape=[3,8,1500]
-  %12: f32[3,8,1500] = add %9, %11
-  %13: f32[3,8,1500] = relu %12
-  %14: f32[3,8,1500] = add %13, %0
+  %0: f32[4,16,2000] = input "x"
+  %1: f32[16,1,9] = input "dw"
+  %2: f32[16] = input "b1"
+  %3: f32[16,16,1] = input "pw"
+  %4: f32[16] = input "b2"
+  %5: f32[4,16,2000] = conv %0, %1 stride=[1] padding=[(8,8)] dilation=[2] groups=16
+  %6: f32[16,1] = reshape %2 shape=[16,1]
+  %7: f32[4,16,2000] = expand %6 shape=[4,16,2000]
+  %8: f32[4,16,2000] = add %5, %7
+  %9: f32[4,16,2000] = conv %8, %3 stride=[1] padding=[(0,0)] dilation=[1] groups=1
+  %10: f32[16,1] = reshape %4 shape=[16,1]
+  %11: f32[4,16,2000] = expand %10 shape=[4,16,2000]
+  %12: f32[4,16,2000] = add %9, %11
+  %13: f32[4,16,2000] = relu %12
+  %14: f32[4,16,2000] = add %13, %0
   outputs %14
 }"#;
     check(src, &[0, 2], 1e-4);
@@ -231,21 +232,27 @@ fn depthwise_dilated_conv_with_bias_and_residual() {
 fn conv2d_grouped_with_tanh_on_the_engine_and_f64() {
     // conv2d with groups, stride and asymmetric padding; the consumer computes tanh
     // (an engine kernel on AVX-512 CPUs) and is the graph output; the same in f64.
+    // 4 × 6 × 33 × 140 outputs of 18 taps: 2 M multiply-adds, split over two threads.
     for dt in ["f32", "f64"] {
         let src = format!(
             r#"graph {{
-  %0: {dt}[2,4,33,70] = input "x"
+  %0: {dt}[4,4,65,140] = input "x"
   %1: {dt}[6,2,3,3] = input "w"
   %2: {dt}[6] = input "b"
-  %3: {dt}[2,6,17,70] = conv %0, %1 stride=[2,1] padding=[(1,1),(2,0)] dilation=[1,1] groups=2
+  %3: {dt}[4,6,33,140] = conv %0, %1 stride=[2,1] padding=[(1,1),(2,0)] dilation=[1,1] groups=2
   %4: {dt}[6,1,1] = reshape %2 shape=[6,1,1]
-  %5: {dt}[2,6,17,70] = expand %4 shape=[2,6,17,70]
-  %6: {dt}[2,6,17,70] = add %3, %5
-  %7: {dt}[2,6,17,70] = tanh %6
+  %5: {dt}[4,6,33,140] = expand %4 shape=[4,6,33,140]
+  %6: {dt}[4,6,33,140] = add %3, %5
+  %7: {dt}[4,6,33,140] = tanh %6
   outputs %7
 }}"#
         );
         check(&src, &[0], 1e-5);
+        if dt == "f32" && onde_codegen::kernel::avx512::available() {
+            // The fused consumer is an engine program, not Cranelift code.
+            let dump = run(&src, true, 1).dump;
+            assert!(dump.contains("runs on the avx512 engine"), "{dump}");
+        }
     }
 }
 
@@ -271,16 +278,17 @@ fn a_consumer_writing_over_the_convolution_input_is_not_fused() {
     // consumer has its shape but cannot write over the convolution's output (read again
     // by the last convolution): the memory plan gives it relu's storage, which later
     // blocks of the first convolution still read. So that step is not fused (the
-    // results are the unfused ones); the last convolution's consumer is.
+    // results are the unfused ones); the last convolution's consumer is. 4 × 32 × 2000
+    // outputs of 5 taps: enough to split over two threads.
     let src = r#"graph {
-  %0: f32[4,6,500] = input "a"
-  %1: f32[4,6,500] = relu %0
-  %2: f32[6,1,5] = input "w"
-  %3: f32[4,6,500] = conv %1, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=6
-  %4: f32[4,6,500] = sigmoid %3
-  %5: f32[4,6,500] = conv %4, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=6
-  %6: f32[4,6,500] = conv %3, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=6
-  %7: f32[4,6,500] = sub %5, %6
+  %0: f32[4,32,2000] = input "a"
+  %1: f32[4,32,2000] = relu %0
+  %2: f32[32,1,5] = input "w"
+  %3: f32[4,32,2000] = conv %1, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32
+  %4: f32[4,32,2000] = sigmoid %3
+  %5: f32[4,32,2000] = conv %4, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32
+  %6: f32[4,32,2000] = conv %3, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32
+  %7: f32[4,32,2000] = sub %5, %6
   outputs %7
 }"#;
     let fused = run(src, true, 1);

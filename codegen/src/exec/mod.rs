@@ -1185,7 +1185,10 @@ impl Executable {
                 // convolution has written them and never writes them again; calls
                 // cover disjoint rows. `epilogue::check_conv` admitted the kernel only
                 // if it reads the output at the element it writes and its stores share
-                // no storage with the input or weight the convolution still reads.
+                // no storage with the input or weight the convolution still reads
+                // (`stores_clear_of` re-checks the pointers of this run). The rows it
+                // touches lie in the part of `so` the convolution has finished: the
+                // convolution's `&mut` views of them are never used again.
                 unsafe { code.call(table.get(), lo, hi, std::ptr::null_mut()) }
             };
             let e = native::RowEpilogue { rows, run: &run };
@@ -1282,9 +1285,9 @@ struct SendPtr<T>(*mut T);
 // (pool or scoped threads) joins every share before `kernel` returns, and the kernels
 // only read the table and write disjoint memory.
 unsafe impl<T> Send for SendPtr<T> {}
-// SAFETY: shared only to copy the pointer out; every use dereferences it under the
-// same conditions as `Send` above (a conv epilogue's shares run within the call).
-unsafe impl<T> Sync for SendPtr<T> {}
+// SAFETY: the buffer table, shared by a conv epilogue's closure across the
+// convolution's threads: it is only read, and the call joins them before returning.
+unsafe impl Sync for SendPtr<*mut u8> {}
 
 impl<T> SendPtr<T> {
     /// The pointer (a method, so closures capture the whole `Send` wrapper).

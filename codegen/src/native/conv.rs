@@ -321,8 +321,10 @@ impl std::fmt::Debug for RowEpilogue<'_> {
 /// Returns `Ok(true)` when every row went through `then.run`; `Ok(false)` — the
 /// convolution is computed but `then.run` was never called, the caller runs its
 /// consumer itself — when the rows do not divide the output evenly, when the output
-/// is empty or sums nothing, or when splitting would leave a thread idle (fewer units
-/// than threads: the output channels of a group would have to be split).
+/// is empty or sums nothing, when splitting would leave a thread idle (fewer units
+/// than threads: the output channels of a group would have to be split), or when
+/// `threads > 1` but the convolution is too small to split (the consumer, run
+/// separately, may still split).
 ///
 /// # Errors
 /// As [`conv`].
@@ -401,7 +403,10 @@ fn conv_impl<T: Real>(
     let block = g.cout_g * npos;
     // Elements per epilogue unit: whole blocks and whole rows.
     let fused = then.and_then(|e| {
-        if split != 1 || e.rows == 0 || !out.len().is_multiple_of(e.rows) {
+        // With threads to spare but too little convolution to split, the consumer runs
+        // as its own step, which may still use them.
+        let idle = threads > 1 && !parallel;
+        if idle || split != 1 || e.rows == 0 || !out.len().is_multiple_of(e.rows) {
             return None;
         }
         let unit = lcm(block, out.len() / e.rows);

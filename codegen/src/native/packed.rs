@@ -293,7 +293,7 @@ unsafe fn store_tile<const R: usize, const W: usize>(
                 Activation::None => z,
                 Activation::Sigmoid => math::sigmoid(z),
                 Activation::Tanh => math::tanh(z),
-                Activation::Relu => ops::fmax(z, _mm512_setzero_ps()),
+                Activation::Relu => ops::relu(z),
             };
             // SAFETY: per the function's contract; masked lanes are not written.
             unsafe { _mm512_mask_storeu_ps(c.add(r * rsc + w * 16), m, y) };

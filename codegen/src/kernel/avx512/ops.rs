@@ -22,6 +22,14 @@ pub(crate) fn fmax(a: __m512, b: __m512) -> __m512 {
     _mm512_mask_add_ps(m, un, a, b)
 }
 
+/// `x` where `x > 0` or NaN (bits unchanged), else `+0`: the Cranelift lane's relu
+/// (a compare and a zeroing move; also the matmul epilogue's).
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(crate) fn relu(x: __m512) -> __m512 {
+    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(x, _mm512_setzero_ps()), x)
+}
+
 /// Cranelift's `fmin`: NaN if either is NaN, `min(-0, +0) = -0`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
@@ -89,10 +97,7 @@ fn unary(u: UnaryOp, x: __m512) -> __m512 {
         UnaryOp::Sigmoid => math::sigmoid(x),
         UnaryOp::Sin => math::sincos(x, false),
         UnaryOp::Cos => math::sincos(x, true),
-        // x where x > 0 or NaN (bits unchanged), else +0: the Cranelift lane's rule.
-        UnaryOp::Relu => {
-            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(x, _mm512_setzero_ps()), x)
-        }
+        UnaryOp::Relu => relu(x),
         UnaryOp::Floor => _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(x),
         // `Not` is `Op::Not` (see `build`).
         UnaryOp::Not => x,
