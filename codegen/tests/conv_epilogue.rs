@@ -10,6 +10,9 @@ use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array};
 use std::collections::HashMap;
 
+mod common;
+use common::calls;
+
 /// Deterministic values in about [-1, 1).
 fn values(n: usize, seed: usize) -> Vec<f64> {
     (0..n)
@@ -95,21 +98,6 @@ fn fused_steps(dump: &str) -> Vec<usize> {
         }
     }
     out
-}
-
-/// Calls of step `i` in a profile table.
-fn calls(profile: &str, step: usize) -> u64 {
-    profile
-        .lines()
-        .skip(1)
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            if w.next()? != step.to_string() {
-                return None;
-            }
-            w.next()?.parse().ok()
-        })
-        .expect("step in profile")
 }
 
 fn bits(a: &Array) -> Vec<u64> {

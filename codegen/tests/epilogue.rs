@@ -7,6 +7,9 @@
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array};
 
+mod common;
+use common::calls;
+
 const M: usize = 50; // not a multiple of the 12-row tile
 const K: usize = 33;
 const N: usize = 70;
@@ -43,21 +46,6 @@ fn feeds() -> Vec<(&'static str, Array)> {
         ("b", Array::f32([N], v(N, 5)).unwrap()),
         ("w2", Array::f32([N, N], v(N * N, 3)).unwrap()),
     ]
-}
-
-/// Calls of step `i` in a profile table.
-fn calls(profile: &str, step: usize) -> u64 {
-    profile
-        .lines()
-        .skip(1)
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            if w.next()? != step.to_string() {
-                return None;
-            }
-            w.next()?.parse().ok()
-        })
-        .expect("step in profile")
 }
 
 fn run(src: &str, epilogues: bool) -> (Vec<Array>, String) {
