@@ -67,6 +67,12 @@ pub trait Real:
     /// was compiled with it enabled; otherwise a library call).
     fn mul_add(self, a: Self, b: Self) -> Self;
 
+    /// The slice as `f32` when `Self` is `f32` (for kernels written for f32 only).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+
+    /// The slice as `f32` when `Self` is `f32`, mutably.
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+
     /// `c ← a · b` (overwriting `c`, which need not be initialised) with the library
     /// GEMM (`sgemm` / `dgemm`), for any strides the views describe.
     ///
@@ -190,13 +196,30 @@ fn norm_stride(extent: usize, stride: isize) -> isize {
 }
 
 macro_rules! impl_real {
-    ($t:ty, $gemm:path) => {
+    (@f32 true, $s:ident) => {
+        Some($s)
+    };
+    (@f32 false, $s:ident) => {{
+        let _ = $s;
+        None
+    }};
+    ($t:ty, $gemm:path, $is_f32:tt) => {
         impl Real for $t {
             const ZERO: $t = 0.0;
 
             #[inline(always)]
             fn mul_add(self, a: $t, b: $t) -> $t {
                 <$t>::mul_add(self, a, b)
+            }
+
+            #[inline(always)]
+            fn as_f32(s: &[$t]) -> Option<&[f32]> {
+                impl_real!(@f32 $is_f32, s)
+            }
+
+            #[inline(always)]
+            fn as_f32_mut(s: &mut [$t]) -> Option<&mut [f32]> {
+                impl_real!(@f32 $is_f32, s)
             }
 
             #[allow(unsafe_code)]
@@ -238,8 +261,8 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, matrixmultiply::sgemm);
-impl_real!(f64, matrixmultiply::dgemm);
+impl_real!(f32, matrixmultiply::sgemm, true);
+impl_real!(f64, matrixmultiply::dgemm, false);
 
 /// An operand split into batch extents, batch strides, `[rows, cols]` and their
 /// strides.

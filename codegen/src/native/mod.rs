@@ -29,7 +29,10 @@
 //!     is `C_in/groups · ∏K` multiply-adds per output, so a depthwise convolution never
 //!     pays for a dense one. The kernel is compiled three times, for the baseline
 //!     x86-64 target (SSE2), with `avx2,fma` and with `avx512f`, and the best one the
-//!     CPU supports is picked at run time (blocks of 16, 32, 64 outputs).
+//!     CPU supports is picked at run time (blocks of 16, 32, 64 outputs). On AVX-512,
+//!     the f32 stride-1 interior is written with intrinsics (8 × 16-lane accumulators,
+//!     masked tail; bit-identical to the generic FMA kernel), which the compiler had
+//!     left at ~12 GFMA/s.
 //! - [`conv_then`]: [`conv`] that hands each block of finished output rows to a
 //!   [`RowEpilogue`] (the executor's fused consumer kernel) on the thread that wrote
 //!   it, while the block is still in cache.
@@ -80,9 +83,9 @@
 //! |---|---|---|
 //! | SGEMM 512³ | 1.91 ms, 141 GFLOP/s | 1.20 ms, 224 GFLOP/s |
 //! | SGEMM 1024³ (W7; PyTorch: 207 / 417 GFLOP/s) | 16.6 ms, 130 GFLOP/s | ≥ 100 GFLOP/s (contended) |
-//! | depthwise `[32,32,4000]` k9 d1 groups 32, direct | 2.85 ms | 2.76 ms |
+//! | depthwise `[32,32,4000]` k9 d1 groups 32, direct | 2.85 ms (1.81–2.05 ms with the AVX-512 interior, 2026-11-27) | 2.76 ms (1.08–1.58) |
 //! | the same forced through im2col + GEMM | 35.2 ms | 34.4 ms |
-//! | depthwise k9 d4, direct | 2.33 ms | 2.02 ms |
+//! | depthwise k9 d4, direct | 2.33 ms (2.46–3.21 in the noisier 2026-11-27 runs) | 2.02 ms (1.39–1.53) |
 //! | dense 32→32 k9 on `[32,32,4000]`, im2col + GEMM | 27.0 ms, 87 GFLOP/s | 28.4 ms |
 //! | pointwise 32→32 (no copy) | 2.81 ms, 93 GFLOP/s | 2.64 ms |
 //! | first layer `[32,1,16000]` → 32, k11 s4 p5, im2col | 2.27 ms, 40 GFLOP/s | 1.74 ms |
