@@ -537,13 +537,33 @@ fn fill_shifted<T: Real>(seg: &mut [T], xrow: &[T], ox0: usize, s: usize, off: u
     if hi_i > lo_i {
         let start = (ox0 + lo_i) * s + off - pad;
         let dst = &mut seg[lo_i..hi_i];
-        if s == 1 {
-            dst.copy_from_slice(&xrow[start..start + dst.len()]);
-        } else {
-            for (d, v) in dst.iter_mut().zip(xrow[start..].iter().step_by(s)) {
-                *d = *v;
+        let src = &xrow[start..];
+        match s {
+            1 => dst.copy_from_slice(&src[..dst.len()]),
+            2 => copy_strided::<T, 2>(dst, src),
+            3 => copy_strided::<T, 3>(dst, src),
+            4 => copy_strided::<T, 4>(dst, src),
+            _ => {
+                for (d, v) in dst.iter_mut().zip(src.iter().step_by(s)) {
+                    *d = *v;
+                }
             }
         }
+    }
+}
+
+/// `dst[i] = src[i·S]`; `src` holds at least `(dst.len() - 1)·S + 1` elements. Whole
+/// strides of `S` go through `chunks_exact`, which the compiler vectorises with
+/// shuffles (`step_by(S)` stayed a scalar loop: 61% of a stride-2 convolution's time
+/// was this copy).
+fn copy_strided<T: Copy, const S: usize>(dst: &mut [T], src: &[T]) {
+    let n = dst.len();
+    let whole = (src.len() / S).min(n);
+    for (d, c) in dst[..whole].iter_mut().zip(src.chunks_exact(S)) {
+        *d = c[0];
+    }
+    for (i, d) in dst.iter_mut().enumerate().skip(whole) {
+        *d = src[i * S];
     }
 }
 
