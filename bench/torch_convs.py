@@ -27,3 +27,16 @@ with torch.no_grad():
     bn = torch.nn.BatchNorm1d(32).eval()
     print("bn", bench(bn, x))
     print("relu", bench(torch.relu, x))
+
+# W2's separable block forward + backward (benches/conv_grad.rs): depthwise k9 'same'
+# -> pointwise -> ReLU, loss sum(h^2), gradients of the input and both kernels.
+xg = torch.randn(32, 32, 4000, requires_grad=True)
+dwg = torch.nn.Conv1d(32, 32, 9, groups=32, padding=4, bias=False)
+pwg = torch.nn.Conv1d(32, 32, 1, bias=False)
+def step():
+    xg.grad = None
+    dwg.weight.grad = None
+    pwg.weight.grad = None
+    h = torch.relu(pwg(dwg(xg)))
+    (h * h).sum().backward()
+print("block fwd+bwd", bench(step))

@@ -298,6 +298,32 @@ fn every_op_passes_gradcheck() {
             |_, x| x[0].conv1d(&x[1], None, &ConvOpts::default().same().groups(3)),
         ),
         (
+            // Stride 1 with padding within the kernel's reach: the input gradient is
+            // one convolution with the flipped, channel-transposed kernel.
+            "conv1d stride 1 groups 2 (input gradient as a convolution)",
+            vec![vec![2, 4, 9], vec![6, 2, 3], vec![6]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    Some(&x[2]),
+                    &ConvOpts::default().padding(3).dilation(2).groups(2),
+                )
+            },
+        ),
+        (
+            "conv2d stride 1 groups 2, asymmetric padding (input gradient as a convolution)",
+            vec![vec![2, 4, 5, 6], vec![4, 2, 3, 2]],
+            |_, x| {
+                let opts = ConvOpts {
+                    stride: vec![1, 1],
+                    padding: Padding::Explicit(vec![2, 1]),
+                    dilation: vec![1, 2],
+                    groups: 2,
+                };
+                x[0].conv2d(&x[1], None, &opts)
+            },
+        ),
+        (
             "conv2d",
             vec![vec![1, 2, 5, 6], vec![4, 1, 3, 2]],
             |_, x| {

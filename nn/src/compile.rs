@@ -60,4 +60,10 @@ impl Compiled {
     pub fn executable(&self) -> &Executable {
         &self.exe
     }
+
+    /// The underlying executable, mutably (per-step profiling:
+    /// [`Executable::set_profiling`]).
+    pub fn executable_mut(&mut self) -> &mut Executable {
+        &mut self.exe
+    }
 }

@@ -127,7 +127,7 @@ pub(super) fn check_view(
 }
 
 /// Checks `c = a · b` views; returns `false` if there is nothing to compute.
-fn check_gemm<T>(
+pub(super) fn check_gemm<T>(
     a: &MatRef<'_, T>,
     b: &MatRef<'_, T>,
     c: &MatMut<'_, T>,
@@ -413,28 +413,30 @@ pub fn matmul<T: Real>(
         let rows = oc.len() / n;
         let a_off = offset(bi, &sa) + row0 * norm_stride(m, rsa).unsigned_abs();
         let b_off = offset(bi, &sb);
-        T::gemm(
-            MatRef {
-                data: &a[a_off..],
-                rows,
-                cols: k,
-                row_stride: rsa,
-                col_stride: csa,
-            },
-            MatRef {
-                data: &b[b_off..],
-                rows: k,
-                cols: n,
-                row_stride: rsb,
-                col_stride: csb,
-            },
-            MatMut {
-                data: oc,
-                rows,
-                cols: n,
-                row_stride: n as isize,
-                col_stride: 1,
-            },
-        )
+        let av = MatRef {
+            data: &a[a_off..],
+            rows,
+            cols: k,
+            row_stride: rsa,
+            col_stride: csa,
+        };
+        let bv = MatRef {
+            data: &b[b_off..],
+            rows: k,
+            cols: n,
+            row_stride: rsb,
+            col_stride: csb,
+        };
+        let mut cv = MatMut {
+            data: oc,
+            rows,
+            cols: n,
+            row_stride: n as isize,
+            col_stride: 1,
+        };
+        if super::small::product(&av, &bv, &mut cv)? {
+            return Ok(());
+        }
+        T::gemm(av, bv, cv)
     })
 }

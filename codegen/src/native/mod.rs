@@ -11,7 +11,9 @@
 //! - [`matmul`]: `[..batch_a, m, k] @ [..batch_b, k, n]` with NumPy batch
 //!   broadcasting, exactly [`onde_ir::Op::MatMul`]. Operands are *strided views*
 //!   (non-negative element strides): a transposed, broadcast (stride 0) or sliced
-//!   operand costs no copy, the strides go straight to the GEMM's packing.
+//!   operand costs no copy, the strides go straight to the GEMM's packing. Thin
+//!   products (at most 4 outputs with `k ≥ 8`, or `k ≤ 4`) skip the library: see
+//!   `small.rs` (the convolution gradient is made of batches of them).
 //! - [`conv`]: N-d cross-correlation for N = 1, 2, exactly [`onde_ir::Op::Conv`]
 //!   (stride, `(lo, hi)` padding, dilation, groups). [`conv_with`] forces an algorithm,
 //!   [`choose_conv_algorithm`] tells which one [`conv`] picks:
@@ -102,6 +104,7 @@
 mod conv;
 mod gemm;
 pub mod packed;
+mod small;
 
 pub use conv::{choose_conv_algorithm, conv, conv_then, conv_with, ConvAlgorithm, RowEpilogue};
 pub use gemm::{matmul, MatMut, MatRef, Real};

@@ -128,7 +128,7 @@ impl Lazy {
         self.nodes.len() == 1
     }
 
-    fn map_leaves(&mut self, f: impl Fn(isize, &[isize]) -> (isize, Vec<isize>)) {
+    fn map_leaves(&mut self, mut f: impl FnMut(isize, &[isize]) -> (isize, Vec<isize>)) {
         for n in &mut self.nodes {
             if let LNode::Leaf {
                 offset, strides, ..
@@ -199,26 +199,28 @@ impl Lazy {
         out
     }
 
-    /// Reshape, possible without data movement when every leaf reads contiguously
-    /// (or there are no leaves). `None` otherwise: materialise first.
+    /// Reshape, possible without data movement when every leaf's strides can express
+    /// the new shape (as `torch.Tensor.view`: see [`view_strides`]), e.g. a contiguous
+    /// leaf, or a strided slice whose merged or split axes are contiguous among
+    /// themselves (a convolution gradient's per-tap slices gain a unit axis). `None`
+    /// otherwise: materialise first.
     pub fn reshape(&self, to: &[usize]) -> Option<Lazy> {
-        let c = contiguous(&self.shape);
-        let ok = self.nodes.iter().all(|n| match n {
-            LNode::Leaf { strides, .. } => *strides == c,
-            LNode::Const(..)
-            | LNode::Unary(..)
-            | LNode::Binary(..)
-            | LNode::Compare(..)
-            | LNode::Where(..)
-            | LNode::Cast(..) => true,
-        });
-        if !ok {
-            return None;
+        let mut views = Vec::new();
+        for n in &self.nodes {
+            match n {
+                LNode::Leaf { strides, .. } => views.push(view_strides(&self.shape, strides, to)?),
+                LNode::Const(..)
+                | LNode::Unary(..)
+                | LNode::Binary(..)
+                | LNode::Compare(..)
+                | LNode::Where(..)
+                | LNode::Cast(..) => {}
+            }
         }
         let mut out = self.clone();
         out.shape = to.to_vec();
-        let nc = contiguous(to);
-        out.map_leaves(|o, _| (o, nc.clone()));
+        let mut views = views.into_iter();
+        out.map_leaves(|o, _| (o, views.next().unwrap_or_default()));
         Some(out)
     }
 
@@ -265,5 +267,148 @@ impl Lazy {
             .collect();
         out.nodes.push(make(&roots));
         out
+    }
+}
+
+/// Strides that read a tensor of shape `old` with element strides `strides` as shape
+/// `new` (same element count) without moving data, or `None` when no strides can.
+///
+/// Runs of `old` axes that are contiguous among themselves (`stride[i] = stride[i+1] ·
+/// old[i+1]`) may be merged or split freely; `new` must regroup whole runs. Walks both
+/// shapes from the innermost axis, one run at a time (the rule `torch.Tensor.view`
+/// follows). Unit axes take any stride; an empty tensor is trivially a view.
+pub(crate) fn view_strides(old: &[usize], strides: &[isize], new: &[usize]) -> Option<Vec<isize>> {
+    if old.iter().product::<usize>() == 0 || old.is_empty() {
+        return (old.iter().product::<usize>() == new.iter().product::<usize>())
+            .then(|| contiguous(new));
+    }
+    let mut out = vec![0isize; new.len()];
+    let mut view_d = new.len();
+    let mut base = strides[old.len() - 1];
+    let (mut run, mut view) = (1usize, 1usize);
+    for d in (0..old.len()).rev() {
+        run *= old[d];
+        let run_ends = d == 0 || (old[d - 1] != 1 && strides[d - 1] != run as isize * base);
+        if !run_ends {
+            continue;
+        }
+        while view_d > 0 && (view < run || new[view_d - 1] == 1) {
+            out[view_d - 1] = view as isize * base;
+            view *= new[view_d - 1];
+            view_d -= 1;
+        }
+        if view != run {
+            return None;
+        }
+        if d > 0 {
+            base = strides[d - 1];
+            run = 1;
+            view = 1;
+        }
+    }
+    (view_d == 0).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Element offset of row-major flat index `i` of `shape` read with `strides`.
+    fn addr(mut i: usize, shape: &[usize], strides: &[isize]) -> isize {
+        let mut off = 0;
+        for (&d, &s) in shape.iter().zip(strides).rev() {
+            off += (i % d) as isize * s;
+            i /= d;
+        }
+        off
+    }
+
+    /// A view of a contiguous buffer: its shape, then a permutation and per-axis steps
+    /// (slices), and a regrouping of the result's element count into another shape.
+    fn case() -> impl Strategy<Value = (Vec<usize>, Vec<isize>, Vec<usize>)> {
+        (1usize..5)
+            .prop_flat_map(|r| {
+                (
+                    proptest::collection::vec(1usize..5, r),
+                    Just((0..r).collect::<Vec<_>>()).prop_shuffle(),
+                    proptest::collection::vec(1usize..3, r),
+                    any::<u64>(),
+                )
+            })
+            .prop_map(|(base, perm, steps, seed)| {
+                let st = contiguous(&base);
+                // Slice each axis with its step, then permute.
+                let sliced: Vec<usize> = base
+                    .iter()
+                    .zip(&steps)
+                    .map(|(&d, &s)| d.div_ceil(s))
+                    .collect();
+                let sst: Vec<isize> = st
+                    .iter()
+                    .zip(&steps)
+                    .map(|(&x, &s)| x * s as isize)
+                    .collect();
+                let shape: Vec<usize> = perm.iter().map(|&p| sliced[p]).collect();
+                let strides: Vec<isize> = perm.iter().map(|&p| sst[p]).collect();
+                // New shape: the prime factors of the count, grouped pseudo-randomly,
+                // with unit axes sprinkled in.
+                let mut n: usize = shape.iter().product();
+                let mut factors = Vec::new();
+                let mut f = 2;
+                while n > 1 {
+                    while n.is_multiple_of(f) {
+                        factors.push(f);
+                        n /= f;
+                    }
+                    f += 1;
+                }
+                let mut new = Vec::new();
+                let mut s = seed;
+                let mut cur = 1;
+                for x in factors {
+                    cur *= x;
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    if s >> 62 != 0 {
+                        new.push(cur);
+                        cur = 1;
+                    }
+                    if s >> 60 == 0 {
+                        new.push(1);
+                    }
+                }
+                new.push(cur);
+                (shape, strides, new)
+            })
+    }
+
+    proptest! {
+        /// Whenever `view_strides` answers, the new strides read every element where
+        /// the old view does (row-major order preserved); a contiguous view always has
+        /// an answer.
+        #[test]
+        fn view_strides_read_the_same_elements((shape, strides, new) in case()) {
+            if let Some(ns) = view_strides(&shape, &strides, &new) {
+                let n: usize = shape.iter().product();
+                for i in 0..n {
+                    prop_assert_eq!(addr(i, &new, &ns), addr(i, &shape, &strides), "flat {}", i);
+                }
+            }
+            let c = contiguous(&shape);
+            prop_assert!(view_strides(&shape, &c, &new).is_some());
+        }
+    }
+
+    #[test]
+    fn a_strided_slice_gains_a_unit_axis_without_a_copy() {
+        // A convolution gradient's per-tap slice [B, C, P] of a padded [B, C, P + 8]
+        // buffer, reshaped to [B, G, C/G, P]: no copy.
+        let (shape, strides) = ([32usize, 32, 4000], [32 * 4008isize, 4008, 1]);
+        let v = view_strides(&shape, &strides, &[32, 32, 1, 4000]).expect("a view");
+        assert_eq!(v[0], 32 * 4008);
+        assert_eq!(v[1], 4008);
+        assert_eq!(v[3], 1);
+        // Merging the strided axes is not a view.
+        assert!(view_strides(&shape, &strides, &[32, 128_000]).is_none());
     }
 }

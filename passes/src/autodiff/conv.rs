@@ -8,7 +8,17 @@
 //!   `dW_k = Σ_b dy · X_kᵀ`, and `dw` is the taps stacked back into the kernel axes.
 //! Everything is slice/pad/reshape/matmul/concat/sum, which all have rules, so the
 //! gradient is differentiable again. The graph grows with the number of taps, not with
-//! the signal length. (The compile issue may swap this for a dedicated kernel.)
+//! the signal length.
+//!
+//! # Stride 1: the input gradient is one convolution
+//! When every stride is 1 and no padding exceeds the kernel's reach (`pad ≤ (K-1)·d`,
+//! true of "same" convolutions), `dx[c, i] = Σ_{o,k} w[o, c, k] · dy[o, i + pad_lo -
+//! k·d]` is itself a convolution: of `dy` with the kernel flipped along its spatial
+//! axes and transposed between input and output channels within each group, padded
+//! by `(K-1)·d - pad`. It replaces the per-tap products, each scattered into a padded
+//! copy of the input and summed: on W2's depthwise layer (`[32, 32, 4000]`, k = 9)
+//! that was 9 × (product + 16 MB pad) + a 9-way sum, ~90 ms, against one
+//! convolution of a few ms. Other strides keep the per-tap form.
 
 use super::rules::slice_adjoint;
 use crate::emit::{Emit, R};
@@ -36,6 +46,11 @@ pub(super) fn vjp_conv(
     let xps = e.shape(xp);
     let dy4 = e.reshape(dy, Shape::new([b, g, og, positions]))?;
 
+    let dx_as_conv = wants[0]
+        && (0..n).all(|i| {
+            let reach = (kernel[i] - 1) * p.dilation[i];
+            p.stride[i] == 1 && p.padding[i].0 <= reach && p.padding[i].1 <= reach
+        });
     let mut dxp: Option<ValueId> = None;
     let mut dw_taps = Vec::new();
     for tap in taps(&kernel) {
@@ -78,7 +93,7 @@ pub(super) fn vjp_conv(
             stop: k + 1,
             step: 1,
         }));
-        if wants[0] {
+        if wants[0] && !dx_as_conv {
             let wk = e.slice(w, waxes)?;
             let wk = e.reshape(wk, Shape::new([g, og, cg]))?;
             let wkt = e.transpose_last(wk)?;
@@ -104,6 +119,7 @@ pub(super) fn vjp_conv(
         }
     }
     let dx = match dxp {
+        None if dx_as_conv => Some(input_grad_by_conv(e, p, w, dy, g, &kernel)?),
         Some(d) => {
             let axes = xs
                 .dims()
@@ -137,6 +153,74 @@ pub(super) fn vjp_conv(
         None
     };
     Ok(vec![dx, dw])
+}
+
+/// `dx` of a stride-1 convolution as one convolution (see the module doc).
+fn input_grad_by_conv(
+    e: &mut Emit<'_>,
+    p: &ConvParams,
+    w: ValueId,
+    dy: ValueId,
+    g: usize,
+    kernel: &[usize],
+) -> R {
+    let n = kernel.len();
+    let ws = e.shape(w);
+    let (o, cg) = (ws.dims()[0], ws.dims()[1]);
+    let og = o / g;
+    // [O, C/G, *K] → [G, O/G, C/G, *K] → [G, C/G, O/G, *K] → [C, O/G, *K].
+    let mut shape = vec![g, og, cg];
+    shape.extend(kernel);
+    let wt = e.reshape(w, Shape::new(shape))?;
+    let mut perm = vec![0, 2, 1];
+    perm.extend(3..3 + n);
+    let wt = e.permute(wt, perm)?;
+    let mut shape = vec![g * cg, og];
+    shape.extend(kernel);
+    let mut wt = e.reshape(wt, Shape::new(shape.clone()))?;
+    // Flip each spatial axis: its taps, one-wide slices, concatenated in reverse.
+    for (i, &ki) in kernel.iter().enumerate() {
+        if ki < 2 {
+            continue;
+        }
+        let mut taps = Vec::with_capacity(ki);
+        for k in (0..ki).rev() {
+            let axes = shape
+                .iter()
+                .enumerate()
+                .map(|(a, &len)| {
+                    if a == 2 + i {
+                        SliceAxis {
+                            start: k,
+                            stop: k + 1,
+                            step: 1,
+                        }
+                    } else {
+                        SliceAxis {
+                            start: 0,
+                            stop: len,
+                            step: 1,
+                        }
+                    }
+                })
+                .collect();
+            taps.push(e.slice(wt, axes)?);
+        }
+        wt = e.op(Op::Concat { axis: 2 + i }, &taps)?;
+    }
+    let padding = (0..n)
+        .map(|i| {
+            let reach = (kernel[i] - 1) * p.dilation[i];
+            (reach - p.padding[i].0, reach - p.padding[i].1)
+        })
+        .collect();
+    let params = ConvParams {
+        stride: vec![1; n],
+        padding,
+        dilation: p.dilation.clone(),
+        groups: g,
+    };
+    e.op(Op::Conv(params), &[dy, wt])
 }
 
 /// All kernel tap index tuples in row-major order.

@@ -1,0 +1,55 @@
+//! Convolution gradients: W2's separable block (depthwise k9 'same' → pointwise →
+//! ReLU) on `[32, 32, 4000]`, loss `Σ h²`, gradients with respect to the input and both
+//! kernels, compiled (`passes::autodiff::conv`: stride-1 input gradients are one
+//! convolution each, weight gradients per-tap dot products). PyTorch's time for the
+//! same step: `bench/torch_convs.py` ("block fwd+bwd").
+//!
+//! `cargo bench --bench conv_grad -- --quick`.
+
+use criterion::Criterion;
+use onde::{Array, ConvOpts, DType, GraphBuilder, Padding};
+use std::time::Duration;
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0) * 0.5)
+        .collect()
+}
+
+fn block(c: &mut Criterion) {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, vec![32, 32, 4000]);
+    let dw = g.input("dw", DType::F32, vec![32, 1, 9]);
+    let pw = g.input("pw", DType::F32, vec![32, 32, 1]);
+    let depthwise = ConvOpts {
+        stride: vec![1],
+        padding: Padding::Explicit(vec![4]),
+        dilation: vec![1],
+        groups: 32,
+    };
+    let h = x
+        .conv1d(&dw, None, &depthwise)
+        .conv1d(&pw, None, &ConvOpts::default())
+        .relu();
+    let loss = (&h * &h).sum(vec![0i64, 1, 2], false);
+    let grads = g.grad(&loss, &[&x, &dw, &pw]).expect("differentiable");
+    let mut exe = g
+        .compile(&[&loss, &grads[0], &grads[1], &grads[2]])
+        .expect("compiles");
+    let feeds = [
+        ("x", Array::f32([32, 32, 4000], values(32 * 32 * 4000, 1))),
+        ("dw", Array::f32([32, 1, 9], values(32 * 9, 2))),
+        ("pw", Array::f32([32, 32, 1], values(32 * 32, 3))),
+    ]
+    .map(|(n, a)| (n, a.expect("length matches")));
+    let mut group = c.benchmark_group("conv_grad");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("w2_block_fwd_bwd_batch32", |b| {
+        b.iter(|| exe.run(&feeds).expect("runs"))
+    });
+    group.finish();
+}
+
+criterion::criterion_group!(benches, block);
+criterion::criterion_main!(benches);

@@ -1,0 +1,292 @@
+//! Matrix products too thin for the library GEMM.
+//!
+//! `matrixmultiply` packs its operands into panels of its micro-kernel's width (16
+//! columns on AVX-512) and pays a call's set-up per product, so a batch of thin products
+//! costs far more than their multiply-adds. The convolution gradient (`passes::autodiff::
+//! conv`) is made of exactly such batches: per kernel tap of W2's depthwise layer,
+//! `dW_k` is 1024 dot products of length 4000 (`[1, 4000] @ [4000, 1]`: 44 ms through
+//! the library, 16× padded) and `dX_k` 1024 scaled rows (`[1, 1] @ [1, 4000]`: 12 ms).
+//! Two shapes go through plain loops here instead:
+//! - **dot products**: at most [`DOT_MAX_OUTPUTS`] outputs and `k ≥ 8`; each output is
+//!   a dot product, in eight interleaved partial sums when both operands are
+//!   contiguous along `k` (vectorised by the compiler), else one sequential sum;
+//! - **sums of scaled rows**: `k ≤` [`AXPY_MAX_K`]; each output row is `Σ_k a[i,k] ·
+//!   b[k,:]`, accumulated in `k` order (vectorised along the row when `b` and `c` rows
+//!   are contiguous).
+//!
+//! The summation order differs from the library's, which is allowed: matrix products
+//! promise a result to rounding, not a summation order.
+
+use super::gemm::{check_gemm, MatMut, MatRef, Real};
+use super::NativeError;
+
+/// Products with at most this many outputs and `k ≥ 8` are computed as dot products.
+pub(super) const DOT_MAX_OUTPUTS: usize = 4;
+
+/// Products with at most this inner length are computed as sums of scaled rows.
+pub(super) const AXPY_MAX_K: usize = 4;
+
+/// Element index of `(i, j)` in a view with validated strides (non-negative on every
+/// axis longer than 1; an axis of extent 1 only ever sees index 0).
+fn at(i: usize, j: usize, rs: isize, cs: isize) -> usize {
+    i * rs.unsigned_abs() * usize::from(rs >= 0) + j * cs.unsigned_abs() * usize::from(cs >= 0)
+}
+
+/// `c = a · b` when the product is thin (see the module doc): `Ok(true)` when it was
+/// computed here, `Ok(false)` when the library should do it (nothing written).
+///
+/// # Errors
+/// As `Real::gemm`: the views are checked first.
+pub(super) fn product<T: Real>(
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+    c: &mut MatMut<'_, T>,
+) -> Result<bool, NativeError> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let dot = m * n <= DOT_MAX_OUTPUTS && k >= 8;
+    if k == 0 || (!dot && k > AXPY_MAX_K) {
+        return Ok(false);
+    }
+    if !check_gemm(a, b, c)? {
+        return Ok(true);
+    }
+    // Strides of extent-1 axes are never multiplied by a non-zero index.
+    let (rsa, csa) = (a.row_stride, a.col_stride);
+    let (rsb, csb) = (b.row_stride, b.col_stride);
+    let (rsc, csc) = (c.row_stride, c.col_stride);
+    if dot {
+        for i in 0..m {
+            for j in 0..n {
+                let v = if csa == 1 && rsb == 1 {
+                    let a0 = at(i, 0, rsa, csa);
+                    let b0 = at(0, j, rsb, csb);
+                    dot8(&a.data[a0..a0 + k], &b.data[b0..b0 + k])
+                } else {
+                    (0..k).fold(T::ZERO, |acc, p| {
+                        acc + a.data[at(i, p, rsa, csa)] * b.data[at(p, j, rsb, csb)]
+                    })
+                };
+                c.data[at(i, j, rsc, csc)] = v;
+            }
+        }
+        return Ok(true);
+    }
+    for i in 0..m {
+        if csb == 1 && csc == 1 {
+            let c0 = at(i, 0, rsc, csc);
+            let crow = &mut c.data[c0..c0 + n];
+            for p in 0..k {
+                let s = a.data[at(i, p, rsa, csa)];
+                let b0 = at(p, 0, rsb, csb);
+                let brow = &b.data[b0..b0 + n];
+                if p == 0 {
+                    for (o, &x) in crow.iter_mut().zip(brow) {
+                        *o = s * x;
+                    }
+                } else {
+                    for (o, &x) in crow.iter_mut().zip(brow) {
+                        *o = *o + s * x;
+                    }
+                }
+            }
+        } else {
+            for j in 0..n {
+                let v = (1..k).fold(
+                    a.data[at(i, 0, rsa, csa)] * b.data[at(0, j, rsb, csb)],
+                    |acc, p| acc + a.data[at(i, p, rsa, csa)] * b.data[at(p, j, rsb, csb)],
+                );
+                c.data[at(i, j, rsc, csc)] = v;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// `Σ x[i]·y[i]` in eight interleaved partial sums (combined pairwise), then the tail.
+fn dot8<T: Real>(x: &[T], y: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let (xt, yt) = (xc.remainder(), yc.remainder());
+    for (u, v) in xc.zip(yc) {
+        for l in 0..8 {
+            acc[l] = acc[l] + u[l] * v[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (&u, &v) in xt.iter().zip(yt) {
+        s = s + u * v;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.5) - 1.0)
+            .collect()
+    }
+
+    /// Thin products of every kind (dot products, scaled rows; contiguous, transposed,
+    /// broadcast and gapped operands) against a plain triple loop, in f64 and f32.
+    #[test]
+    fn thin_products_match_a_triple_loop() {
+        // (m, k, n, a transposed, b transposed, b broadcast along k)
+        let cases = [
+            (1, 4000, 1, false, true, false), // W2's dW per tap: dot product
+            (1, 37, 2, false, false, false),  // b read down columns: sequential sum
+            (2, 9, 2, true, true, false),
+            (4, 8, 1, false, true, false),
+            (1, 1, 4000, false, false, false), // W2's dX per tap: one scaled row
+            (3, 4, 50, true, false, false),
+            (5, 2, 7, false, true, false), // b columns strided: element loop
+            (3, 3, 19, false, false, true), // b broadcast (stride 0 along k)
+        ];
+        for (m, k, n, at, bt, bb) in cases {
+            let a = values(m * k + 3, 1);
+            let b = values(k * n + 5, 2);
+            let (rsa, csa) = if at { (1, m as isize) } else { (k as isize, 1) };
+            let (rsb, csb) = if bb {
+                (0, 1)
+            } else if bt {
+                (1, k as isize)
+            } else {
+                (n as isize, 1)
+            };
+            let av = MatRef {
+                data: &a,
+                rows: m,
+                cols: k,
+                row_stride: rsa,
+                col_stride: csa,
+            };
+            let bv = MatRef {
+                data: &b,
+                rows: k,
+                cols: n,
+                row_stride: rsb,
+                col_stride: csb,
+            };
+            // Output with a gap after each row.
+            let mut c = vec![f64::NAN; m * (n + 1)];
+            let mut cv = MatMut {
+                data: &mut c,
+                rows: m,
+                cols: n,
+                row_stride: n as isize + 1,
+                col_stride: 1,
+            };
+            assert!(product(&av, &bv, &mut cv).unwrap(), "{m}x{k}x{n} taken");
+            let get = |v: &[f64], i: usize, j: usize, rs: isize, cs: isize| {
+                v[(i as isize * rs + j as isize * cs) as usize]
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|p| get(&a, i, p, rsa, csa) * get(&b, p, j, rsb, csb))
+                        .sum();
+                    let got = c[i * (n + 1) + j];
+                    assert!(
+                        (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                        "{got} vs {want}"
+                    );
+                }
+                assert!(c[i * (n + 1) + n].is_nan(), "gap untouched");
+            }
+            // f32: same within rounding.
+            let (a32, b32): (Vec<f32>, Vec<f32>) = (
+                a.iter().map(|&x| x as f32).collect(),
+                b.iter().map(|&x| x as f32).collect(),
+            );
+            let mut c32 = vec![0f32; m * n];
+            let mut cv = MatMut {
+                data: &mut c32,
+                rows: m,
+                cols: n,
+                row_stride: n as isize,
+                col_stride: 1,
+            };
+            let av = MatRef {
+                data: &a32,
+                rows: m,
+                cols: k,
+                row_stride: rsa,
+                col_stride: csa,
+            };
+            let bv = MatRef {
+                data: &b32,
+                rows: k,
+                cols: n,
+                row_stride: rsb,
+                col_stride: csb,
+            };
+            assert!(product(&av, &bv, &mut cv).unwrap());
+            for i in 0..m {
+                for j in 0..n {
+                    let want = c[i * (n + 1) + j];
+                    let got = f64::from(c32[i * n + j]);
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()) * (k as f64).sqrt());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_shapes_are_left_to_the_library() {
+        let (a, b) = (values(64, 1), values(64, 2));
+        let mut c = vec![0.0; 64];
+        let av = MatRef {
+            data: &a,
+            rows: 8,
+            cols: 8,
+            row_stride: 8,
+            col_stride: 1,
+        };
+        let bv = MatRef {
+            data: &b,
+            rows: 8,
+            cols: 8,
+            row_stride: 8,
+            col_stride: 1,
+        };
+        let mut cv = MatMut {
+            data: &mut c,
+            rows: 8,
+            cols: 8,
+            row_stride: 8,
+            col_stride: 1,
+        };
+        assert!(!product(&av, &bv, &mut cv).unwrap());
+        assert!(c.iter().all(|&x| x == 0.0), "nothing written");
+    }
+
+    #[test]
+    fn bad_views_are_errors() {
+        let (a, b) = (values(10, 1), values(10, 2));
+        let mut c = vec![0.0; 1];
+        let av = MatRef {
+            data: &a,
+            rows: 1,
+            cols: 20,
+            row_stride: 20,
+            col_stride: 1,
+        };
+        let bv = MatRef {
+            data: &b,
+            rows: 20,
+            cols: 1,
+            row_stride: 1,
+            col_stride: 1,
+        };
+        let mut cv = MatMut {
+            data: &mut c,
+            rows: 1,
+            cols: 1,
+            row_stride: 1,
+            col_stride: 1,
+        };
+        assert!(product(&av, &bv, &mut cv).is_err());
+    }
+}
