@@ -40,3 +40,12 @@ def step():
     h = torch.relu(pwg(dwg(xg)))
     (h * h).sum().backward()
 print("block fwd+bwd", bench(step))
+
+# W2's first layer forward + backward (kernel gradient only; benches/conv_grad.rs).
+x0g = torch.randn(32, 1, 16000)
+c0g = torch.nn.Conv1d(1, 32, 11, stride=4, padding=5, bias=False)
+def step0():
+    c0g.weight.grad = None
+    h = torch.relu(c0g(x0g))
+    (h * h).sum().backward()
+print("first layer fwd+bwd", bench(step0))

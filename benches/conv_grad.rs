@@ -51,5 +51,36 @@ fn block(c: &mut Criterion) {
     group.finish();
 }
 
-criterion::criterion_group!(benches, block);
+/// W2's first layer (`[32, 1, 16000]` → 32 channels, k11 s4 p5) → ReLU, loss `Σ h²`,
+/// gradient of the kernel only (the input is data): per tap, a `[32 × 4000] @ [4000]`
+/// matrix-vector product per batch entry.
+fn first_layer(c: &mut Criterion) {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, vec![32, 1, 16000]);
+    let w = g.input("w", DType::F32, vec![32, 1, 11]);
+    let opts = ConvOpts {
+        stride: vec![4],
+        padding: Padding::Explicit(vec![5]),
+        dilation: vec![1],
+        groups: 1,
+    };
+    let h = x.conv1d(&w, None, &opts).relu();
+    let loss = (&h * &h).sum(vec![0i64, 1, 2], false);
+    let grads = g.grad(&loss, &[&w]).expect("differentiable");
+    let mut exe = g.compile(&[&loss, &grads[0]]).expect("compiles");
+    let feeds = [
+        ("x", Array::f32([32, 1, 16000], values(32 * 16000, 1))),
+        ("w", Array::f32([32, 1, 11], values(32 * 11, 2))),
+    ]
+    .map(|(n, a)| (n, a.expect("length matches")));
+    let mut group = c.benchmark_group("conv_grad");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("w2_first_layer_fwd_bwd_batch32", |b| {
+        b.iter(|| exe.run(&feeds).expect("runs"))
+    });
+    group.finish();
+}
+
+criterion::criterion_group!(benches, block, first_layer);
 criterion::criterion_main!(benches);

@@ -324,6 +324,43 @@ fn every_op_passes_gradcheck() {
             },
         ),
         (
+            // Fewer input columns (C/G·K = 3) than output channels per group (6): the
+            // kernel gradient is one product with the gathered columns.
+            "conv1d first-layer-like, stride 2 (kernel gradient from columns)",
+            vec![vec![2, 1, 20], vec![6, 1, 3], vec![6]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    Some(&x[2]),
+                    &ConvOpts::default().stride(2).padding(1),
+                )
+            },
+        ),
+        (
+            "conv1d groups 2 dilated (kernel gradient from columns)",
+            vec![vec![2, 2, 15], vec![8, 1, 3]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    None,
+                    &ConvOpts::default().padding(2).dilation(2).groups(2),
+                )
+            },
+        ),
+        (
+            "conv2d (kernel gradient from columns)",
+            vec![vec![2, 1, 6, 5], vec![5, 1, 2, 2]],
+            |_, x| {
+                let opts = ConvOpts {
+                    stride: vec![2, 1],
+                    padding: Padding::Explicit(vec![1, 0]),
+                    dilation: vec![1, 1],
+                    groups: 1,
+                };
+                x[0].conv2d(&x[1], None, &opts)
+            },
+        ),
+        (
             "conv2d",
             vec![vec![1, 2, 5, 6], vec![4, 1, 3, 2]],
             |_, x| {

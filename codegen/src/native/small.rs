@@ -7,9 +7,13 @@
 //! `dW_k` is 1024 dot products of length 4000 (`[1, 4000] @ [4000, 1]`: 44 ms through
 //! the library, 16× padded) and `dX_k` 1024 scaled rows (`[1, 1] @ [1, 4000]`: 12 ms).
 //! Two shapes go through plain loops here instead:
-//! - **dot products**: at most [`DOT_MAX_OUTPUTS`] outputs and `k ≥ 8`; each output is
-//!   a dot product, in eight interleaved partial sums when both operands are
-//!   contiguous along `k` (vectorised by the compiler), else one sequential sum;
+//! - **dot products**: `k ≥ 8` and either at most [`DOT_MAX_OUTPUTS`] outputs, or one
+//!   output column (a matrix-vector product, e.g. W2's first-layer weight gradient,
+//!   `[32, 4000] @ [4000, 1]` per tap and batch entry, its vector strided by 4) with
+//!   `a`'s rows contiguous along `k`; each output is a sum of dot products over chunks
+//!   of `k` (the column copied to the stack when strided), each in eight interleaved
+//!   partial sums (vectorised by the compiler); with `a` strided along `k`, one
+//!   sequential sum per output;
 //! - **sums of scaled rows**: `k ≤` [`AXPY_MAX_K`]; each output row is `Σ_k a[i,k] ·
 //!   b[k,:]`, accumulated in `k` order (vectorised along the row when `b` and `c` rows
 //!   are contiguous).
@@ -22,6 +26,10 @@ use super::NativeError;
 
 /// Products with at most this many outputs and `k ≥ 8` are computed as dot products.
 pub(super) const DOT_MAX_OUTPUTS: usize = 4;
+
+/// Elements of `k` per chunk of a dot product (a strided column is copied to the stack
+/// chunk by chunk).
+const DOT_CHUNK: usize = 256;
 
 /// Products with at most this inner length are computed as sums of scaled rows.
 pub(super) const AXPY_MAX_K: usize = 4;
@@ -43,7 +51,8 @@ pub(super) fn product<T: Real>(
     c: &mut MatMut<'_, T>,
 ) -> Result<bool, NativeError> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let dot = m * n <= DOT_MAX_OUTPUTS && k >= 8;
+    let matvec = n == 1 && a.col_stride == 1;
+    let dot = (m * n <= DOT_MAX_OUTPUTS || matvec) && k >= 8;
     if k == 0 || (!dot && k > AXPY_MAX_K) {
         return Ok(false);
     }
@@ -55,18 +64,46 @@ pub(super) fn product<T: Real>(
     let (rsb, csb) = (b.row_stride, b.col_stride);
     let (rsc, csc) = (c.row_stride, c.col_stride);
     if dot {
-        for i in 0..m {
-            for j in 0..n {
-                let v = if csa == 1 && rsb == 1 {
-                    let a0 = at(i, 0, rsa, csa);
-                    let b0 = at(0, j, rsb, csb);
-                    dot8(&a.data[a0..a0 + k], &b.data[b0..b0 + k])
-                } else {
-                    (0..k).fold(T::ZERO, |acc, p| {
+        if csa != 1 {
+            for i in 0..m {
+                for j in 0..n {
+                    let v = (0..k).fold(T::ZERO, |acc, p| {
                         acc + a.data[at(i, p, rsa, csa)] * b.data[at(p, j, rsb, csb)]
-                    })
+                    });
+                    c.data[at(i, j, rsc, csc)] = v;
+                }
+            }
+            return Ok(true);
+        }
+        // Rows of `a` are contiguous along k. Each column of `b` is taken in chunks
+        // (copied to the stack when strided, e.g. a stride-4 convolution's taps), and
+        // every row's dot product with the chunk is added to its output.
+        let mut buf = [T::ZERO; DOT_CHUNK];
+        for j in 0..n {
+            let mut start = 0;
+            while start < k {
+                // A contiguous column is one chunk (no copy needed).
+                let len = if rsb == 1 {
+                    k - start
+                } else {
+                    (k - start).min(DOT_CHUNK)
                 };
-                c.data[at(i, j, rsc, csc)] = v;
+                let col: &[T] = if rsb == 1 {
+                    let b0 = at(start, j, rsb, csb);
+                    &b.data[b0..b0 + len]
+                } else {
+                    for (p, slot) in buf[..len].iter_mut().enumerate() {
+                        *slot = b.data[at(start + p, j, rsb, csb)];
+                    }
+                    &buf[..len]
+                };
+                for i in 0..m {
+                    let a0 = at(i, start, rsa, csa);
+                    let d = dot8(&a.data[a0..a0 + len], col);
+                    let ci = at(i, j, rsc, csc);
+                    c.data[ci] = if start == 0 { d } else { c.data[ci] + d };
+                }
+                start += len;
             }
         }
         return Ok(true);
@@ -139,6 +176,8 @@ mod tests {
             (1, 37, 2, false, false, false),  // b read down columns: sequential sum
             (2, 9, 2, true, true, false),
             (4, 8, 1, false, true, false),
+            (32, 400, 1, false, true, false),  // matrix-vector
+            (32, 700, 1, false, false, false), // matrix-vector, vector strided (chunks)
             (1, 1, 4000, false, false, false), // W2's dX per tap: one scaled row
             (3, 4, 50, true, false, false),
             (5, 2, 7, false, true, false), // b columns strided: element loop
