@@ -49,3 +49,13 @@ def step0():
     h = torch.relu(c0g(x0g))
     (h * h).sum().backward()
 print("first layer fwd+bwd", bench(step0))
+
+# W2's strided layer forward + backward (input and kernel gradients).
+x2g = torch.randn(32, 32, 4000, requires_grad=True)
+c2g = torch.nn.Conv1d(32, 32, 3, stride=2, padding=1, bias=False)
+def step2():
+    x2g.grad = None
+    c2g.weight.grad = None
+    h = torch.relu(c2g(x2g))
+    (h * h).sum().backward()
+print("strided layer fwd+bwd", bench(step2))

@@ -82,5 +82,36 @@ fn first_layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion::criterion_group!(benches, block, first_layer);
+/// W2's strided layer (32 → 32, k3 s2 p1 on `[32, 32, 4000]`) → ReLU, loss `Σ h²`,
+/// gradients of the input and the kernel: the input gradient is a convolution of the
+/// spread `dy`.
+fn strided_layer(c: &mut Criterion) {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, vec![32, 32, 4000]);
+    let w = g.input("w", DType::F32, vec![32, 32, 3]);
+    let opts = ConvOpts {
+        stride: vec![2],
+        padding: Padding::Explicit(vec![1]),
+        dilation: vec![1],
+        groups: 1,
+    };
+    let h = x.conv1d(&w, None, &opts).relu();
+    let loss = (&h * &h).sum(vec![0i64, 1, 2], false);
+    let grads = g.grad(&loss, &[&x, &w]).expect("differentiable");
+    let mut exe = g.compile(&[&loss, &grads[0], &grads[1]]).expect("compiles");
+    let feeds = [
+        ("x", Array::f32([32, 32, 4000], values(32 * 32 * 4000, 1))),
+        ("w", Array::f32([32, 32, 3], values(32 * 32 * 3, 2))),
+    ]
+    .map(|(n, a)| (n, a.expect("length matches")));
+    let mut group = c.benchmark_group("conv_grad");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("w2_strided_layer_fwd_bwd_batch32", |b| {
+        b.iter(|| exe.run(&feeds).expect("runs"))
+    });
+    group.finish();
+}
+
+criterion::criterion_group!(benches, block, first_layer, strided_layer);
 criterion::criterion_main!(benches);

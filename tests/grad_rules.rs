@@ -311,7 +311,7 @@ fn every_op_passes_gradcheck() {
             },
         ),
         (
-            "conv2d stride 1 groups 2, asymmetric padding (input gradient as a convolution)",
+            "conv2d stride 1 groups 2, per-axis padding and dilation (input gradient as a convolution)",
             vec![vec![2, 4, 5, 6], vec![4, 2, 3, 2]],
             |_, x| {
                 let opts = ConvOpts {

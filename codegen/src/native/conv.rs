@@ -879,6 +879,8 @@ fn interior_f32<T: Real>(
     hi: usize,
     pad: usize,
 ) -> bool {
+    // Only the AVX-512 build of the direct kernel may get here (see the SAFETY note).
+    debug_assert_eq!(Isa::detect(), Isa::Avx512);
     if lo > hi || hi > out.len() || taps.len() > MAX_TAPS {
         return false;
     }
@@ -1020,8 +1022,8 @@ mod tests {
                 },
             ),
             (
-                // 90 taps at stride 1: two passes (the second accumulates), rows of
-                // 333 = 2 blocks of 128 + 4 vectors + a masked tail of 13.
+                // 90 taps at stride 1: two passes (the second accumulates); interior
+                // rows [4, 329): 2 blocks of 128, 4 vectors and a masked tail of 5.
                 &[1, 4, 6, 333],
                 &[2, 2, 5, 9],
                 ConvParams {

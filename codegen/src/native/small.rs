@@ -42,6 +42,9 @@ fn at(i: usize, j: usize, rs: isize, cs: isize) -> usize {
 
 /// `c = a · b` when the product is thin (see the module doc): `Ok(true)` when it was
 /// computed here, `Ok(false)` when the library should do it (nothing written).
+/// `whole_rows` is the row count of the whole product `a` belongs to (a caller may
+/// split its rows across threads): the choice depends on it, not on the share's
+/// rows, so results do not depend on the thread count.
 ///
 /// # Errors
 /// As `Real::gemm`: the views are checked first.
@@ -49,10 +52,11 @@ pub(super) fn product<T: Real>(
     a: &MatRef<'_, T>,
     b: &MatRef<'_, T>,
     c: &mut MatMut<'_, T>,
+    whole_rows: usize,
 ) -> Result<bool, NativeError> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let matvec = n == 1 && a.col_stride == 1;
-    let dot = (m * n <= DOT_MAX_OUTPUTS || matvec) && k >= 8;
+    let dot = (whole_rows.saturating_mul(n) <= DOT_MAX_OUTPUTS || matvec) && k >= 8;
     if k == 0 || (!dot && k > AXPY_MAX_K) {
         return Ok(false);
     }
@@ -217,7 +221,10 @@ mod tests {
                 row_stride: n as isize + 1,
                 col_stride: 1,
             };
-            assert!(product(&av, &bv, &mut cv).unwrap(), "{m}x{k}x{n} taken");
+            assert!(
+                product(&av, &bv, &mut cv, av.rows).unwrap(),
+                "{m}x{k}x{n} taken"
+            );
             let get = |v: &[f64], i: usize, j: usize, rs: isize, cs: isize| {
                 v[(i as isize * rs + j as isize * cs) as usize]
             };
@@ -261,7 +268,7 @@ mod tests {
                 row_stride: rsb,
                 col_stride: csb,
             };
-            assert!(product(&av, &bv, &mut cv).unwrap());
+            assert!(product(&av, &bv, &mut cv, av.rows).unwrap());
             for i in 0..m {
                 for j in 0..n {
                     let want = c[i * (n + 1) + j];
@@ -297,7 +304,7 @@ mod tests {
             row_stride: 8,
             col_stride: 1,
         };
-        assert!(!product(&av, &bv, &mut cv).unwrap());
+        assert!(!product(&av, &bv, &mut cv, av.rows).unwrap());
         assert!(c.iter().all(|&x| x == 0.0), "nothing written");
     }
 
@@ -326,6 +333,6 @@ mod tests {
             row_stride: 1,
             col_stride: 1,
         };
-        assert!(product(&av, &bv, &mut cv).is_err());
+        assert!(product(&av, &bv, &mut cv, av.rows).is_err());
     }
 }

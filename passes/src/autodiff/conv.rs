@@ -18,19 +18,22 @@
 //! `dy · colsᵀ` summed over the batch, which reads `dy` once. Otherwise (depthwise:
 //! 9 column rows against 1 `dy` row) the per-tap form moves less data.
 //!
-//! # Stride 1: the input gradient is one convolution
-//! When every stride is 1 and no padding exceeds the kernel's reach (`pad ≤ (K-1)·d`,
-//! true of "same" convolutions), `dx[c, i] = Σ_{o,k} w[o, c, k] · dy[o, i + pad_lo -
-//! k·d]` is itself a convolution: of `dy` with the kernel flipped along its spatial
-//! axes and transposed between input and output channels within each group, padded
-//! by `(K-1)·d - pad`. It replaces the per-tap products, each scattered into a padded
+//! # The input gradient is one convolution
+//! When no padding exceeds the kernel's reach (`pad ≤ (K-1)·d`, true of "same"
+//! convolutions and of most strided ones), `dx[c, i] = Σ_{o,k} w[o, c, k] · dy[o, p]`
+//! over `p·s = i + pad_lo - k·d` is itself a convolution: of `dy` spread `s` apart
+//! (zeros between its values, a "transposed convolution") with the kernel flipped
+//! along its spatial axes and transposed between input and output channels within
+//! each group, padded by `(K-1)·d - pad_lo` before and up to the input's length after. It replaces the per-tap products, each scattered into a padded
 //! copy of the input and summed: on W2's depthwise layer (`[32, 32, 4000]`, k = 9)
 //! that was 9 × (product + 16 MB pad) + a 9-way sum, ~90 ms, against one
-//! convolution of a few ms. Other strides keep the per-tap form.
+//! convolution of a few ms. A strided convolution pays `s`× the multiply-adds on
+//! the zeros, still far less than the per-tap scatter; larger paddings keep the
+//! per-tap form.
 
 use super::rules::slice_adjoint;
 use crate::emit::{Emit, R};
-use onde_ir::{ConvParams, Op, Shape, SliceAxis, ValueId};
+use onde_ir::{Array, ConvParams, DType, Op, Shape, SliceAxis, ValueId};
 
 pub(super) fn vjp_conv(
     e: &mut Emit<'_>,
@@ -57,7 +60,7 @@ pub(super) fn vjp_conv(
     let dx_as_conv = wants[0]
         && (0..n).all(|i| {
             let reach = (kernel[i] - 1) * p.dilation[i];
-            p.stride[i] == 1 && p.padding[i].0 <= reach && p.padding[i].1 <= reach
+            xs.dims()[2 + i] > 0 && p.padding[i].0 <= reach && p.padding[i].1 <= reach
         });
     // The weight gradient as one product with the input's columns (im2col) when they
     // are smaller than `dy` (see the module doc), else per tap.
@@ -135,7 +138,15 @@ pub(super) fn vjp_conv(
         }
     }
     let dx = match dxp {
-        None if dx_as_conv => Some(input_grad_by_conv(e, p, w, dy, g, &kernel)?),
+        None if dx_as_conv => Some(input_grad_by_conv(
+            e,
+            p,
+            w,
+            dy,
+            g,
+            &kernel,
+            &xs.dims()[2..],
+        )?),
         Some(d) => {
             let axes = xs
                 .dims()
@@ -189,6 +200,7 @@ fn input_grad_by_conv(
     dy: ValueId,
     g: usize,
     kernel: &[usize],
+    len: &[usize],
 ) -> R {
     let n = kernel.len();
     let ws = e.shape(w);
@@ -234,10 +246,56 @@ fn input_grad_by_conv(
         }
         wt = e.op(Op::Concat { axis: 2 + i }, &taps)?;
     }
+    // A strided axis: dy's values spread `s` apart with zeros between: a unit axis
+    // inserted after it, widened to `s` by `where(j == 0, dy, 0)` (one elementwise
+    // kernel; a pad there copied one element per row), merged, trailing zeros dropped.
+    // `where`, not a product with a 0/1 mask, so an infinite `dy` makes no NaN.
+    let mut dyd = dy;
+    for i in 0..n {
+        let s = p.stride[i];
+        let dims = e.shape(dyd).dims().to_vec();
+        let a = 2 + i;
+        let pos = dims[a];
+        if s == 1 || pos == 0 {
+            continue;
+        }
+        let mut wide = dims.clone();
+        wide.insert(a + 1, 1);
+        let col = e.reshape(dyd, Shape::new(wide.clone()))?;
+        wide[a + 1] = s;
+        let col = e.expand(col, Shape::new(wide.clone()))?;
+        let unit = vec![1; wide.len()];
+        let first = e.op(
+            Op::Constant(Array::full(DType::Bool, Shape::new(unit), 1.0)),
+            &[],
+        )?;
+        let mut pads = vec![(0, 0); wide.len()];
+        pads[a + 1] = (0, s - 1);
+        let mask = e.pad(first, pads)?;
+        let mask = e.expand(mask, Shape::new(wide.clone()))?;
+        let zeros = e.full_like(col, 0.0)?;
+        let spread = e.where_(mask, col, zeros)?;
+        let mut merged = dims.clone();
+        merged[a] = pos * s;
+        let spread = e.reshape(spread, Shape::new(merged.clone()))?;
+        let axes = merged
+            .iter()
+            .enumerate()
+            .map(|(d, &l)| SliceAxis {
+                start: 0,
+                stop: if d == a { (pos - 1) * s + 1 } else { l },
+                step: 1,
+            })
+            .collect();
+        dyd = e.slice(spread, axes)?;
+    }
     let padding = (0..n)
         .map(|i| {
             let reach = (kernel[i] - 1) * p.dilation[i];
-            (reach - p.padding[i].0, reach - p.padding[i].1)
+            // The spread dy is `(P-1)·s + 1` long; pad after so the result is `len`
+            // long (`len - spread + pad_lo ≥ reach - pad_hi ≥ 0`).
+            let spread = e.shape(dyd).dims()[2 + i];
+            (reach - p.padding[i].0, len[i] + p.padding[i].0 - spread)
         })
         .collect();
     let params = ConvParams {
@@ -246,7 +304,7 @@ fn input_grad_by_conv(
         dilation: p.dilation.clone(),
         groups: g,
     };
-    e.op(Op::Conv(params), &[dy, wt])
+    e.op(Op::Conv(params), &[dyd, wt])
 }
 
 /// All kernel tap index tuples in row-major order.
