@@ -1,13 +1,19 @@
-//! Convolution gradients: W2's separable block (depthwise k9 'same' → pointwise →
-//! ReLU) on `[32, 32, 4000]`, loss `Σ h²`, gradients with respect to the input and both
-//! kernels, compiled (`passes::autodiff::conv`: stride-1 input gradients are one
-//! convolution each, weight gradients per-tap dot products). PyTorch's time for the
-//! same step: `bench/torch_convs.py` ("block fwd+bwd").
+//! Convolution gradients on W2's layers (1 thread; each step: forward, loss `Σ h²`,
+//! backward through `passes::autodiff::conv`), PyTorch's time for the same steps:
+//! `bench/torch_convs.py`.
+//!
+//! - `w2_block`: depthwise k9 'same' → pointwise → ReLU on `[32, 32, 4000]`, gradients
+//!   of the input and both kernels (stride-1 input gradients are one convolution each,
+//!   kernel gradients per tap);
+//! - `w2_first_layer`: `[32, 1, 16000]` → 32 channels, k11 s4 p5 → ReLU, kernel
+//!   gradient only (the input is data; gathered columns, one product);
+//! - `w2_strided_layer`: 32 → 32, k3 s2 p1 on `[32, 32, 4000]` → ReLU, input and kernel
+//!   gradients (the input gradient convolves `dy` spread by the stride).
 //!
 //! `cargo bench --bench conv_grad -- --quick`.
 
 use criterion::Criterion;
-use onde::{Array, ConvOpts, DType, GraphBuilder, Padding};
+use onde::{Array, ConvOpts, DType, GraphBuilder, Padding, Tensor};
 use std::time::Duration;
 
 fn values(n: usize, seed: usize) -> Vec<f32> {
@@ -16,102 +22,89 @@ fn values(n: usize, seed: usize) -> Vec<f32> {
         .collect()
 }
 
-fn block(c: &mut Criterion) {
-    let g = GraphBuilder::new();
-    let x = g.input("x", DType::F32, vec![32, 32, 4000]);
-    let dw = g.input("dw", DType::F32, vec![32, 1, 9]);
-    let pw = g.input("pw", DType::F32, vec![32, 32, 1]);
-    let depthwise = ConvOpts {
-        stride: vec![1],
-        padding: Padding::Explicit(vec![4]),
+fn conv(stride: usize, pad: usize, groups: usize) -> ConvOpts {
+    ConvOpts {
+        stride: vec![stride],
+        padding: Padding::Explicit(vec![pad]),
         dilation: vec![1],
-        groups: 32,
-    };
-    let h = x
-        .conv1d(&dw, None, &depthwise)
-        .conv1d(&pw, None, &ConvOpts::default())
-        .relu();
+        groups,
+    }
+}
+
+/// Benchmarks forward + backward of `h = layer(inputs)`, loss `Σ h²`, gradients with
+/// respect to the inputs flagged `true`.
+fn bench_step(
+    c: &mut Criterion,
+    name: &str,
+    inputs: &[(&str, Vec<usize>, bool)],
+    layer: impl Fn(&[Tensor]) -> Tensor,
+) {
+    let g = GraphBuilder::new();
+    let ts: Vec<Tensor> = inputs
+        .iter()
+        .map(|(n, s, _)| g.input(n, DType::F32, s.clone()))
+        .collect();
+    let h = layer(&ts);
     let loss = (&h * &h).sum(vec![0i64, 1, 2], false);
-    let grads = g.grad(&loss, &[&x, &dw, &pw]).expect("differentiable");
-    let mut exe = g
-        .compile(&[&loss, &grads[0], &grads[1], &grads[2]])
-        .expect("compiles");
-    let feeds = [
-        ("x", Array::f32([32, 32, 4000], values(32 * 32 * 4000, 1))),
-        ("dw", Array::f32([32, 1, 9], values(32 * 9, 2))),
-        ("pw", Array::f32([32, 32, 1], values(32 * 32, 3))),
-    ]
-    .map(|(n, a)| (n, a.expect("length matches")));
+    let wrt: Vec<&Tensor> = ts
+        .iter()
+        .zip(inputs)
+        .filter(|(_, (_, _, want))| *want)
+        .map(|(t, _)| t)
+        .collect();
+    let grads = g.grad(&loss, &wrt).expect("differentiable");
+    let mut outs = vec![&loss];
+    outs.extend(grads.iter());
+    let mut exe = g.compile(&outs).expect("compiles");
+    let feeds: Vec<(&str, Array)> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (n, s, _))| {
+            let a = Array::f32(s.clone(), values(s.iter().product(), i + 1));
+            (*n, a.expect("length matches"))
+        })
+        .collect();
     let mut group = c.benchmark_group("conv_grad");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));
-    group.bench_function("w2_block_fwd_bwd_batch32", |b| {
-        b.iter(|| exe.run(&feeds).expect("runs"))
-    });
+    group.bench_function(name, |b| b.iter(|| exe.run(&feeds).expect("runs")));
     group.finish();
 }
 
-/// W2's first layer (`[32, 1, 16000]` → 32 channels, k11 s4 p5) → ReLU, loss `Σ h²`,
-/// gradient of the kernel only (the input is data): per tap, a `[32 × 4000] @ [4000]`
-/// matrix-vector product per batch entry.
-fn first_layer(c: &mut Criterion) {
-    let g = GraphBuilder::new();
-    let x = g.input("x", DType::F32, vec![32, 1, 16000]);
-    let w = g.input("w", DType::F32, vec![32, 1, 11]);
-    let opts = ConvOpts {
-        stride: vec![4],
-        padding: Padding::Explicit(vec![5]),
-        dilation: vec![1],
-        groups: 1,
-    };
-    let h = x.conv1d(&w, None, &opts).relu();
-    let loss = (&h * &h).sum(vec![0i64, 1, 2], false);
-    let grads = g.grad(&loss, &[&w]).expect("differentiable");
-    let mut exe = g.compile(&[&loss, &grads[0]]).expect("compiles");
-    let feeds = [
-        ("x", Array::f32([32, 1, 16000], values(32 * 16000, 1))),
-        ("w", Array::f32([32, 1, 11], values(32 * 11, 2))),
-    ]
-    .map(|(n, a)| (n, a.expect("length matches")));
-    let mut group = c.benchmark_group("conv_grad");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(5));
-    group.bench_function("w2_first_layer_fwd_bwd_batch32", |b| {
-        b.iter(|| exe.run(&feeds).expect("runs"))
-    });
-    group.finish();
+fn w2_layers(c: &mut Criterion) {
+    bench_step(
+        c,
+        "w2_block_fwd_bwd_batch32",
+        &[
+            ("x", vec![32, 32, 4000], true),
+            ("dw", vec![32, 1, 9], true),
+            ("pw", vec![32, 32, 1], true),
+        ],
+        |t| {
+            t[0].conv1d(&t[1], None, &conv(1, 4, 32))
+                .conv1d(&t[2], None, &ConvOpts::default())
+                .relu()
+        },
+    );
+    bench_step(
+        c,
+        "w2_first_layer_fwd_bwd_batch32",
+        &[
+            ("x", vec![32, 1, 16000], false),
+            ("w", vec![32, 1, 11], true),
+        ],
+        |t| t[0].conv1d(&t[1], None, &conv(4, 5, 1)).relu(),
+    );
+    bench_step(
+        c,
+        "w2_strided_layer_fwd_bwd_batch32",
+        &[
+            ("x", vec![32, 32, 4000], true),
+            ("w", vec![32, 32, 3], true),
+        ],
+        |t| t[0].conv1d(&t[1], None, &conv(2, 1, 1)).relu(),
+    );
 }
 
-/// W2's strided layer (32 → 32, k3 s2 p1 on `[32, 32, 4000]`) → ReLU, loss `Σ h²`,
-/// gradients of the input and the kernel: the input gradient is a convolution of the
-/// spread `dy`.
-fn strided_layer(c: &mut Criterion) {
-    let g = GraphBuilder::new();
-    let x = g.input("x", DType::F32, vec![32, 32, 4000]);
-    let w = g.input("w", DType::F32, vec![32, 32, 3]);
-    let opts = ConvOpts {
-        stride: vec![2],
-        padding: Padding::Explicit(vec![1]),
-        dilation: vec![1],
-        groups: 1,
-    };
-    let h = x.conv1d(&w, None, &opts).relu();
-    let loss = (&h * &h).sum(vec![0i64, 1, 2], false);
-    let grads = g.grad(&loss, &[&x, &w]).expect("differentiable");
-    let mut exe = g.compile(&[&loss, &grads[0], &grads[1]]).expect("compiles");
-    let feeds = [
-        ("x", Array::f32([32, 32, 4000], values(32 * 32 * 4000, 1))),
-        ("w", Array::f32([32, 32, 3], values(32 * 32 * 3, 2))),
-    ]
-    .map(|(n, a)| (n, a.expect("length matches")));
-    let mut group = c.benchmark_group("conv_grad");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(5));
-    group.bench_function("w2_strided_layer_fwd_bwd_batch32", |b| {
-        b.iter(|| exe.run(&feeds).expect("runs"))
-    });
-    group.finish();
-}
-
-criterion::criterion_group!(benches, block, first_layer, strided_layer);
+criterion::criterion_group!(benches, w2_layers);
 criterion::criterion_main!(benches);
