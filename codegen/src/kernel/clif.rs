@@ -326,6 +326,10 @@ pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
     b.seal_all_blocks();
 }
 
+/// Longest innermost axis of a scalar-mode kernel that is unrolled rather than looped
+/// (not the outermost axis, whose range the caller splits).
+const UNROLL_MAX: usize = 8;
+
 /// Accumulator variables of a reduction: (vector, scalar).
 type Acc = (Option<Variable>, Variable);
 
@@ -475,6 +479,18 @@ impl Cx<'_> {
     /// The innermost axis: a vector loop (if the mode allows) and a scalar tail.
     fn inner(&mut self, b: &mut FunctionBuilder, level: usize, offs: &[Value]) {
         let axis = self.nest.axes[level].clone();
+        if self.mode == Mode::Scalar && level > 0 && axis.extent <= UNROLL_MAX {
+            // A short scalar innermost axis (e.g. a stride-2 interleave, `[.., P, 2]`)
+            // is unrolled: a loop per 2 elements cost more than the elements.
+            let none = vec![None; self.nloads()];
+            let unwalked = vec![None; offs.len()];
+            for i in 0..axis.extent {
+                let iv = b.ins().iconst(types::I64, i as i64);
+                let vals = self.eval(b, Mode::Scalar, &axis, offs, iv, &none, &unwalked);
+                self.finish(b, Mode::Scalar, &axis, offs, iv, &vals, &unwalked);
+            }
+            return;
+        }
         let (start, end) = self.bounds(b, level, axis.extent);
         let lanes = self.mode.lanes() as i64;
         let mut tail_start = start;
