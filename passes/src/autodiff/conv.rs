@@ -10,6 +10,11 @@
 //! gradient is differentiable again. The graph grows with the number of taps, not with
 //! the signal length.
 //!
+//! # Per-tap weight gradient without the padded copy (1-d)
+//! A tap only meets the input at the outputs whose read falls inside it, so `dW_k` is
+//! the product of `dy` and `x` sliced to those outputs (both views): the padded copy
+//! of `x` (a 16 MB pad on W2's layers) is not needed.
+//!
 //! # Weight gradient from the input's columns
 //! Per tap, `dW_k` reads all of `dy` again: for W2's first layer (1 → 32 channels,
 //! 11 taps, 16 MB of `dy`) that was 11 passes over `dy`. When the input's columns
@@ -127,10 +132,42 @@ pub(super) fn vjp_conv(
             let xk = e.slice(xp, axes)?;
             columns.push(e.reshape(xk, Shape::new([b, g, cg, 1, positions]))?);
         } else if wants[1] {
-            let xk = e.slice(xp, axes)?;
-            let xk = e.reshape(xk, Shape::new([b, g, cg, positions]))?;
+            // 1-d: only the positions whose tap reads inside the input contribute, so
+            // dy and x are sliced to them (views) and the padded copy is not read.
+            let inside = (n == 1)
+                .then(|| tap_overlap(xs.dims()[2], positions, tap[0], p))
+                .flatten();
+            let (dyk, xk) = match inside {
+                Some((p0, p1, x0)) => {
+                    let cut = |len: usize, start: usize, stop: usize, step: usize| {
+                        vec![
+                            SliceAxis {
+                                start: 0,
+                                stop: b,
+                                step: 1,
+                            },
+                            SliceAxis {
+                                start: 0,
+                                stop: len,
+                                step: 1,
+                            },
+                            SliceAxis { start, stop, step },
+                        ]
+                    };
+                    let count = p1 - p0;
+                    let s = p.stride[0];
+                    let dyk = e.slice(dy, cut(o, p0, p1, 1))?;
+                    let dyk = e.reshape(dyk, Shape::new([b, g, og, count]))?;
+                    let xk = e.slice(x, cut(c, x0, x0 + (count - 1) * s + 1, s))?;
+                    (dyk, e.reshape(xk, Shape::new([b, g, cg, count]))?)
+                }
+                None => {
+                    let xk = e.slice(xp, axes)?;
+                    (dy4, e.reshape(xk, Shape::new([b, g, cg, positions]))?)
+                }
+            };
             let xkt = e.transpose_last(xk)?;
-            let dwk = e.matmul(dy4, xkt)?; // [B, G, O/G, C/G]
+            let dwk = e.matmul(dyk, xkt)?; // [B, G, O/G, C/G]
             let dwk = e.sum(dwk, vec![0], false)?;
             let mut shape = vec![o, cg];
             shape.extend(std::iter::repeat_n(1, n));
@@ -305,6 +342,26 @@ fn input_grad_by_conv(
         groups: g,
     };
     e.op(Op::Conv(params), &[dyd, wt])
+}
+
+/// For a 1-d convolution over an input of length `len` with `positions` outputs: the
+/// outputs `[p0, p1)` at which tap `k` reads inside the input (not its padding) and
+/// the input index the first of them reads (`p0·s + k·d - pad_lo`), or `None` if no
+/// output does.
+fn tap_overlap(
+    len: usize,
+    positions: usize,
+    k: usize,
+    p: &ConvParams,
+) -> Option<(usize, usize, usize)> {
+    let (s, off, lo) = (p.stride[0], k * p.dilation[0], p.padding[0].0);
+    // p·s + off ≥ lo and p·s + off < lo + len.
+    let p0 = lo.saturating_sub(off).div_ceil(s);
+    let p1 = (lo + len)
+        .checked_sub(off)
+        .map_or(0, |r| r.div_ceil(s))
+        .min(positions);
+    (p0 < p1).then(|| (p0, p1, p0 * s + off - lo))
 }
 
 /// All kernel tap index tuples in row-major order.
