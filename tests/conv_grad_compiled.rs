@@ -3,7 +3,9 @@
 //! spread for strides; kernel gradient per tap or from gathered columns) running on
 //! the compiled paths they rely on (strided views kept through reshapes, thin
 //! products outside the library GEMM, pad and where kernels, the native convolution
-//! with padding up to the kernel's reach), in f32 and f64, with 1 and 2 threads.
+//! with padding up to the kernel's reach), in f32 and f64, with 1 and 2 threads. This
+//! checks the compiled code against the interpreter on the same gradient graph; the
+//! gradient formulas themselves are checked by finite differences in `grad_rules.rs`.
 
 use onde::codegen::CompileOptions;
 use onde::{Array, ConvOpts, DType, GraphBuilder, Padding};
@@ -51,6 +53,17 @@ fn cases() -> Vec<Case> {
             x: vec![2, 3, 40],
             w: vec![4, 3, 2],
             opts: ConvOpts::default().padding(3),
+        },
+        Case {
+            name: "conv2d stride (2, 2) groups 2",
+            x: vec![2, 4, 11, 12],
+            w: vec![6, 2, 3, 3],
+            opts: ConvOpts {
+                stride: vec![2, 2],
+                padding: Padding::Explicit(vec![1, 2]),
+                dilation: vec![1, 1],
+                groups: 2,
+            },
         },
         Case {
             name: "conv2d stride (2, 1) dilation (1, 2) groups 2",

@@ -361,6 +361,26 @@ fn every_op_passes_gradcheck() {
             },
         ),
         (
+            // Both axes strided: dy is spread along each in turn.
+            "conv2d stride (2, 2) groups 2 (input gradient over spread dy)",
+            vec![vec![2, 4, 7, 8], vec![4, 2, 3, 2]],
+            |_, x| {
+                let opts = ConvOpts {
+                    stride: vec![2, 2],
+                    padding: Padding::Explicit(vec![1, 1]),
+                    dilation: vec![1, 1],
+                    groups: 2,
+                };
+                x[0].conv2d(&x[1], None, &opts)
+            },
+        ),
+        (
+            // Stride above the kernel, and taps that read only padding.
+            "conv1d stride 3 > kernel span, padding-only taps",
+            vec![vec![1, 2, 2], vec![3, 2, 5]],
+            |_, x| x[0].conv1d(&x[1], None, &ConvOpts::default().stride(3).padding(4)),
+        ),
+        (
             "conv2d",
             vec![vec![1, 2, 5, 6], vec![4, 1, 3, 2]],
             |_, x| {

@@ -32,9 +32,11 @@
 //! each group, padded by `(K-1)·d - pad_lo` before and up to the input's length after. It replaces the per-tap products, each scattered into a padded
 //! copy of the input and summed: on W2's depthwise layer (`[32, 32, 4000]`, k = 9)
 //! that was 9 × (product + 16 MB pad) + a 9-way sum, ~90 ms, against one
-//! convolution of a few ms. A strided convolution pays `s`× the multiply-adds on
-//! the zeros, still far less than the per-tap scatter; larger paddings keep the
-//! per-tap form.
+//! convolution of a few ms. A strided convolution pays `∏ s`× the multiply-adds on
+//! the zeros (and a spread `dy` that much larger), still far less than the per-tap
+//! scatter for small strides; so the form is used when `∏ s ≤ 4` and no stride
+//! exceeds its kernel (a 16×16 patch embedding keeps the per-tap form), as are larger
+//! paddings.
 
 use super::rules::slice_adjoint;
 use crate::emit::{Emit, R};
@@ -62,10 +64,15 @@ pub(super) fn vjp_conv(
     let xps = e.shape(xp);
     let dy4 = e.reshape(dy, Shape::new([b, g, og, positions]))?;
 
+    // The spread dy costs ∏ strides × the multiply-adds: at most 4×.
     let dx_as_conv = wants[0]
+        && p.stride.iter().product::<usize>() <= MAX_SPREAD
         && (0..n).all(|i| {
             let reach = (kernel[i] - 1) * p.dilation[i];
-            xs.dims()[2 + i] > 0 && p.padding[i].0 <= reach && p.padding[i].1 <= reach
+            xs.dims()[2 + i] > 0
+                && p.stride[i] <= kernel[i]
+                && p.padding[i].0 <= reach
+                && p.padding[i].1 <= reach
         });
     // The weight gradient as one product with the input's columns (im2col) when they
     // are smaller than `dy` (see the module doc), else per tap.
@@ -229,7 +236,11 @@ pub(super) fn vjp_conv(
     Ok(vec![dx, dw])
 }
 
-/// `dx` of a stride-1 convolution as one convolution (see the module doc).
+/// Largest product of the strides for which the input gradient convolves the spread
+/// `dy` (it pays that many times the multiply-adds on zeros).
+const MAX_SPREAD: usize = 4;
+
+/// `dx` as one convolution of `dy` spread by the strides (see the module doc).
 fn input_grad_by_conv(
     e: &mut Emit<'_>,
     p: &ConvParams,
