@@ -34,6 +34,14 @@ fn cases() -> Vec<Case> {
             opts: ConvOpts::default().same().groups(6),
         },
         Case {
+            // Pointwise over 1100 steps: in f32 the kernel gradient's products (k = 1100
+            // dot products per output) run on the AVX-512 long-dot kernel.
+            name: "pointwise long",
+            x: vec![2, 8, 1100],
+            w: vec![8, 8, 1],
+            opts: ConvOpts::default(),
+        },
+        Case {
             // 1 → 12 channels, stride 3: dW from gathered columns, dx from spread dy.
             name: "first layer stride 3",
             x: vec![2, 1, 200],

@@ -13,7 +13,9 @@
 //!   (non-negative element strides): a transposed, broadcast (stride 0) or sliced
 //!   operand costs no copy, the strides go straight to the GEMM's packing. Thin
 //!   products (at most 4 outputs with `k ≥ 8`, or `k ≤ 4`) skip the library: see
-//!   `small.rs` (the convolution gradient is made of batches of them).
+//!   `small.rs` (the convolution gradient is made of batches of them); so do f32
+//!   products of long dot products (`k ≥ 1024`, both operands contiguous along `k`,
+//!   ≤ 4096 outputs): see `nt.rs` (convolution kernel gradients).
 //! - [`conv`]: N-d cross-correlation for N = 1, 2, exactly [`onde_ir::Op::Conv`]
 //!   (stride, `(lo, hi)` padding, dilation, groups). [`conv_with`] forces an algorithm,
 //!   [`choose_conv_algorithm`] tells which one [`conv`] picks:
@@ -103,6 +105,7 @@
 
 mod conv;
 mod gemm;
+mod nt;
 pub mod packed;
 mod small;
 
