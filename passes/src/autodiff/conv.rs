@@ -83,18 +83,7 @@ pub(super) fn vjp_conv(
     let mut columns = Vec::new();
     for tap in taps(&kernel) {
         // X_k: the input positions this tap reads, [B, C, *out].
-        let mut axes = vec![
-            SliceAxis {
-                start: 0,
-                stop: b,
-                step: 1,
-            },
-            SliceAxis {
-                start: 0,
-                stop: c,
-                step: 1,
-            },
-        ];
+        let mut axes = vec![whole(b), whole(c)];
         for i in 0..n {
             let start = tap[i] * p.dilation[i];
             axes.push(SliceAxis {
@@ -104,18 +93,7 @@ pub(super) fn vjp_conv(
             });
         }
         // W_k: [O, C/G, 1…] → [G, O/G, C/G].
-        let mut waxes = vec![
-            SliceAxis {
-                start: 0,
-                stop: o,
-                step: 1,
-            },
-            SliceAxis {
-                start: 0,
-                stop: cg,
-                step: 1,
-            },
-        ];
+        let mut waxes = vec![whole(o), whole(cg)];
         waxes.extend(tap.iter().map(|&k| SliceAxis {
             start: k,
             stop: k + 1,
@@ -147,19 +125,7 @@ pub(super) fn vjp_conv(
             let (dyk, xk) = match inside {
                 Some((p0, p1, x0)) => {
                     let cut = |len: usize, start: usize, stop: usize, step: usize| {
-                        vec![
-                            SliceAxis {
-                                start: 0,
-                                stop: b,
-                                step: 1,
-                            },
-                            SliceAxis {
-                                start: 0,
-                                stop: len,
-                                step: 1,
-                            },
-                            SliceAxis { start, stop, step },
-                        ]
+                        vec![whole(b), whole(len), SliceAxis { start, stop, step }]
                     };
                     let count = p1 - p0;
                     let s = p.stride[0];
@@ -282,11 +248,7 @@ fn input_grad_by_conv(
                             step: 1,
                         }
                     } else {
-                        SliceAxis {
-                            start: 0,
-                            stop: len,
-                            step: 1,
-                        }
+                        whole(len)
                     }
                 })
                 .collect();
@@ -329,11 +291,7 @@ fn input_grad_by_conv(
         let axes = merged
             .iter()
             .enumerate()
-            .map(|(d, &l)| SliceAxis {
-                start: 0,
-                stop: if d == a { (pos - 1) * s + 1 } else { l },
-                step: 1,
-            })
+            .map(|(d, &l)| whole(if d == a { (pos - 1) * s + 1 } else { l }))
             .collect();
         dyd = e.slice(spread, axes)?;
     }
@@ -373,6 +331,15 @@ fn tap_overlap(
         .map_or(0, |r| r.div_ceil(s))
         .min(positions);
     (p0 < p1).then(|| (p0, p1, p0 * s + off - lo))
+}
+
+/// The whole of an axis of length `len`, as a slice.
+fn whole(len: usize) -> SliceAxis {
+    SliceAxis {
+        start: 0,
+        stop: len,
+        step: 1,
+    }
 }
 
 /// All kernel tap index tuples in row-major order.
