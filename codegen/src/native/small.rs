@@ -10,13 +10,16 @@
 //! - **dot products**: `k ≥ 8` and either at most [`DOT_MAX_OUTPUTS`] outputs, or one
 //!   output column (a matrix-vector product, e.g. W2's first-layer weight gradient,
 //!   `[32, 4000] @ [4000, 1]` per tap and batch entry, its vector strided by 4) with
-//!   `a`'s rows contiguous along `k`; each output is a sum of dot products over chunks
-//!   of `k` (the column copied to the stack when strided), each in eight interleaved
-//!   partial sums (vectorised by the compiler); with `a` strided along `k`, one
-//!   sequential sum per output;
+//!   `a`'s rows contiguous along `k`; each output is a dot product in eight
+//!   interleaved partial sums (vectorised by the compiler), over chunks of `k` copied
+//!   to the stack when the column is strided (one chunk when contiguous); with `a`
+//!   strided along `k`, one sequential sum per output;
 //! - **sums of scaled rows**: `k ≤` [`AXPY_MAX_K`]; each output row is `Σ_k a[i,k] ·
 //!   b[k,:]`, accumulated in `k` order (vectorised along the row when `b` and `c` rows
 //!   are contiguous).
+//!
+//! Before both, f32 products of long dot products (both operands contiguous along a
+//! `k ≥ 1024`) go to the AVX-512 kernel of `nt.rs`.
 //!
 //! The summation order differs from the library's, which is allowed: matrix products
 //! promise a result to rounding, not a summation order.

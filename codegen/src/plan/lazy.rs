@@ -200,7 +200,7 @@ impl Lazy {
     }
 
     /// Reshape, possible without data movement when every leaf's strides can express
-    /// the new shape (as `torch.Tensor.view`: see [`view_strides`]), e.g. a contiguous
+    /// the new shape (as `torch.Tensor.view`: see `view_strides`), e.g. a contiguous
     /// leaf, or a strided slice whose merged or split axes are contiguous among
     /// themselves (a convolution gradient's per-tap slices gain a unit axis). `None`
     /// otherwise: materialise first.
