@@ -262,20 +262,42 @@ impl Executable {
                 let rows: usize = idims[..r - 1].iter().product();
                 let src = self.ptrs[x];
                 let (idx, ostr) = counters_and_strides(idx, r - 1, odims);
-                for row in 0..rows {
+                let mut row = 0;
+                while row < rows {
                     let mut off = pads[r - 1].0 as isize;
                     for a in 0..r - 1 {
                         off += (idx[a] + pads[a].0) as isize * ostr[a] as isize;
                     }
-                    // SAFETY: row `row` of the input (`last` bytes) lands inside the output
-                    // at the padded position (the typing rule sizes the output for it).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            src.add(row * last),
-                            dst.add(off as usize * es),
-                            last,
-                        )
-                    };
+                    // The rows that share every index but the one just before the last
+                    // axis are evenly spaced in the output: copy the whole run here (a
+                    // call per row cost 13 ms for 2 M four-byte rows).
+                    let run = if r >= 2 { idims[r - 2] - idx[r - 2] } else { 1 };
+                    let step = if r >= 2 { ostr[r - 2] * es } else { 0 };
+                    let (mut s, mut d) = (row * last, off as usize * es);
+                    for _ in 0..run {
+                        // SAFETY: each row of the input (`last` bytes) lands inside the
+                        // output at its padded position (the typing rule sizes the output
+                        // for it); rows of a run are `step` bytes apart there.
+                        unsafe {
+                            match last {
+                                4 => dst
+                                    .add(d)
+                                    .cast::<u32>()
+                                    .write_unaligned(src.add(s).cast::<u32>().read_unaligned()),
+                                8 => dst
+                                    .add(d)
+                                    .cast::<u64>()
+                                    .write_unaligned(src.add(s).cast::<u64>().read_unaligned()),
+                                _ => std::ptr::copy_nonoverlapping(src.add(s), dst.add(d), last),
+                            }
+                        }
+                        s += last;
+                        d += step;
+                    }
+                    row += run;
+                    if r >= 2 {
+                        idx[r - 2] = idims[r - 2] - 1;
+                    }
                     next_index(idx, &idims[..r - 1]);
                 }
             }
