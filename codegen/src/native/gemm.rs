@@ -434,7 +434,9 @@ pub fn matmul<T: Real>(
             row_stride: n as isize,
             col_stride: 1,
         };
-        if super::small::product(&av, &bv, &mut cv, m)? {
+        if super::nt::try_product(&av, &bv, &mut cv, m)?
+            || super::small::product(&av, &bv, &mut cv, m)?
+        {
             return Ok(());
         }
         T::gemm(av, bv, cv)

@@ -14,7 +14,8 @@
 //! output's summation order (16 lane sums over `k`, masked tail, lane reduction) is the
 //! same in every block shape, so results do not depend on the row split or threads.
 
-use super::gemm::{MatMut, MatRef};
+use super::gemm::{check_gemm, MatMut, MatRef, Real};
+use super::NativeError;
 
 /// Shortest `k` taken here: below it the library's packing is amortised.
 pub(super) const MIN_K: usize = 1024;
@@ -22,8 +23,52 @@ pub(super) const MIN_K: usize = 1024;
 /// Most outputs of one product taken here (weight gradients are small matrices).
 pub(super) const MAX_OUTPUTS: usize = 4096;
 
-/// Whether `c = a · b` (f32, views already checked) fits this kernel.
-pub(super) fn fits(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, whole_rows: usize) -> bool {
+/// `c = a · b` here when it fits (see the module doc): `Ok(true)` when computed,
+/// `Ok(false)` when another kernel should do it (nothing written). `whole_rows` is the
+/// row count of the whole product `a` belongs to.
+///
+/// # Errors
+/// As `Real::gemm`: the views are checked first.
+pub(super) fn try_product<T: Real>(
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+    c: &mut MatMut<'_, T>,
+    whole_rows: usize,
+) -> Result<bool, NativeError> {
+    let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) else {
+        return Ok(false);
+    };
+    let view = |data, v: &MatRef<'_, T>| MatRef {
+        data,
+        rows: v.rows,
+        cols: v.cols,
+        row_stride: v.row_stride,
+        col_stride: v.col_stride,
+    };
+    let (a32, b32) = (view(ad, a), view(bd, b));
+    if !fits(&a32, &b32, whole_rows) {
+        return Ok(false);
+    }
+    if !check_gemm(a, b, c)? {
+        return Ok(true);
+    }
+    let (rows, cols, row_stride, col_stride) = (c.rows, c.cols, c.row_stride, c.col_stride);
+    let Some(data) = T::as_f32_mut(c.data) else {
+        return Ok(false);
+    };
+    let mut c32 = MatMut {
+        data,
+        rows,
+        cols,
+        row_stride,
+        col_stride,
+    };
+    product(&a32, &b32, &mut c32);
+    Ok(true)
+}
+
+/// Whether `c = a · b` (f32) fits this kernel.
+fn fits(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, whole_rows: usize) -> bool {
     let (k, n) = (a.cols, b.cols);
     k >= MIN_K
         && whole_rows.saturating_mul(n) <= MAX_OUTPUTS
@@ -34,7 +79,7 @@ pub(super) fn fits(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, whole_rows: usize) 
 
 /// `c = a · b` for views that [`fits`] accepted and `check_gemm` validated.
 #[allow(unsafe_code)]
-pub(super) fn product(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
+fn product(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     // Row starts (an extent-1 axis may carry any stride: index 0 only).
     let row = |i: usize, rs: isize| if i == 0 { 0 } else { i * rs.unsigned_abs() };
@@ -94,20 +139,15 @@ unsafe fn block<const MR: usize, const NR: usize>(
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut p = 0;
     // SAFETY (every load): rows/columns hold `k` elements from their start (caller);
-    // full loads stop at `p + 16 <= k`, the tail is masked to `k - p` lanes.
+    // each load is masked to the lanes below `k`.
     unsafe {
-        while p + 16 <= k {
-            let av: [__m512; MR] = std::array::from_fn(|r| _mm512_loadu_ps(pa.add(ar[r] + p)));
-            let bv: [__m512; NR] = std::array::from_fn(|s| _mm512_loadu_ps(pb.add(bc[s] + p)));
-            for r in 0..MR {
-                for s in 0..NR {
-                    acc[r][s] = _mm512_fmadd_ps(av[r], bv[s], acc[r][s]);
-                }
-            }
-            p += 16;
-        }
-        if p < k {
-            let m: __mmask16 = (1u16 << (k - p)) - 1;
+        while p < k {
+            // Whole 16-lane steps, then one masked to the `k - p` lanes left.
+            let m: __mmask16 = if k - p >= 16 {
+                u16::MAX
+            } else {
+                (1u16 << (k - p)) - 1
+            };
             let av: [__m512; MR] =
                 std::array::from_fn(|r| _mm512_maskz_loadu_ps(m, pa.add(ar[r] + p)));
             let bv: [__m512; NR] =
@@ -117,6 +157,7 @@ unsafe fn block<const MR: usize, const NR: usize>(
                     acc[r][s] = _mm512_fmadd_ps(av[r], bv[s], acc[r][s]);
                 }
             }
+            p += 16;
         }
     }
     for r in 0..MR {

@@ -18,9 +18,6 @@
 //!   b[k,:]`, accumulated in `k` order (vectorised along the row when `b` and `c` rows
 //!   are contiguous).
 //!
-//! Before both, f32 products of long dot products (both operands contiguous along a
-//! `k ≥ 1024`) go to the AVX-512 kernel of `nt.rs`.
-//!
 //! The summation order differs from the library's, which is allowed: matrix products
 //! promise a result to rounding, not a summation order.
 
@@ -58,9 +55,6 @@ pub(super) fn product<T: Real>(
     whole_rows: usize,
 ) -> Result<bool, NativeError> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if let Some(done) = long_dots(a, b, c, whole_rows)? {
-        return Ok(done);
-    }
     let matvec = n == 1 && a.col_stride == 1;
     let dot = (whole_rows.saturating_mul(n) <= DOT_MAX_OUTPUTS || matvec) && k >= 8;
     if k == 0 || (!dot && k > AXPY_MAX_K) {
@@ -147,46 +141,6 @@ pub(super) fn product<T: Real>(
         }
     }
     Ok(true)
-}
-
-/// f32 products of long dot products on AVX-512 (`super::nt`): `Some(true)` when
-/// computed there, `None` when they do not fit it.
-fn long_dots<T: Real>(
-    a: &MatRef<'_, T>,
-    b: &MatRef<'_, T>,
-    c: &mut MatMut<'_, T>,
-    whole_rows: usize,
-) -> Result<Option<bool>, NativeError> {
-    let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) else {
-        return Ok(None);
-    };
-    let view = |data, v: &MatRef<'_, T>| MatRef {
-        data,
-        rows: v.rows,
-        cols: v.cols,
-        row_stride: v.row_stride,
-        col_stride: v.col_stride,
-    };
-    let (a32, b32) = (view(ad, a), view(bd, b));
-    if !super::nt::fits(&a32, &b32, whole_rows) {
-        return Ok(None);
-    }
-    if !check_gemm(a, b, c)? {
-        return Ok(Some(true));
-    }
-    let (rows, cols, row_stride, col_stride) = (c.rows, c.cols, c.row_stride, c.col_stride);
-    let Some(cd) = T::as_f32_mut(c.data) else {
-        return Ok(None);
-    };
-    let mut c32 = MatMut {
-        data: cd,
-        rows,
-        cols,
-        row_stride,
-        col_stride,
-    };
-    super::nt::product(&a32, &b32, &mut c32);
-    Ok(Some(true))
 }
 
 /// `Σ x[i]·y[i]` in eight interleaved partial sums (combined pairwise), then the tail.
