@@ -39,6 +39,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is process-wide: the tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn data(n: usize, s: usize) -> Vec<f32> {
     (0..n)
         .map(|i| ((i * s % 101) as f32 - 50.0) * 0.02)
@@ -47,6 +50,7 @@ fn data(n: usize, s: usize) -> Vec<f32> {
 
 #[test]
 fn runs_after_the_first_allocate_nothing() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let src = r#"graph {
   %0: f32[64,256] = input "x"
   %1: f32[256,256] = input "w"
@@ -89,4 +93,39 @@ fn runs_after_the_first_allocate_nothing() {
         "allocations in 5 runs\n{}",
         exe.dump_fused()
     );
+}
+
+#[test]
+fn convolution_runs_after_the_first_allocate_nothing() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // A depthwise convolution (the direct kernel) with its bias + ReLU consumer run as
+    // its epilogue, one thread: no library GEMM, so nothing may allocate.
+    let src = r#"graph {
+  %0: f32[4,8,600] = input "x"
+  %1: f32[8,1,9] = input "w"
+  %2: f32[8] = input "b"
+  %3: f32[4,8,600] = conv %0, %1 stride=[1] padding=[(4,4)] dilation=[1] groups=8
+  %4: f32[8,1] = reshape %2 shape=[8,1]
+  %5: f32[4,8,600] = expand %4 shape=[4,8,600]
+  %6: f32[4,8,600] = add %3, %5
+  %7: f32[4,8,600] = relu %6
+  outputs %7
+}"#;
+    let g = parse_graph(src).unwrap();
+    let x = Array::f32([4, 8, 600], data(4 * 8 * 600, 7)).unwrap();
+    let w = Array::f32([8, 1, 9], data(72, 3)).unwrap();
+    let b = Array::f32([8], data(8, 5)).unwrap();
+    let feeds = [("x", &x), ("w", &w), ("b", &b)];
+    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    assert!(
+        exe.dump_fused().contains("// epilogue: step"),
+        "{}",
+        exe.dump_fused()
+    );
+    exe.run_in_place(&feeds).unwrap();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..5 {
+        exe.run_in_place(&feeds).unwrap();
+    }
+    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 0);
 }

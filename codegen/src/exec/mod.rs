@@ -1194,8 +1194,9 @@ impl Executable {
             let e = native::RowEpilogue { rows, run: &run };
             native::conv_then(sx, xs, sw, ws, p, so, os, scratch, threads, &e)
         }
-        let plan = &self.compiled.plan;
-        let dims = |b: usize| plan.buffers[b].ty.shape.dims().to_vec();
+        // The shapes are borrowed from a handle on the plan (no copy per run).
+        let compiled = self.compiled.clone();
+        let dims = |b: usize| compiled.plan.buffers[b].ty.shape.dims();
         let (xs, ws, os) = (dims(x), dims(w), dims(out));
         let threads = self.threads;
         let table = SendPtr(self.ptrs.as_ptr() as *mut *mut u8);
@@ -1206,7 +1207,7 @@ impl Executable {
                 let mut scratch = std::mem::take(&mut self.scratch32);
                 // SAFETY: the planner made `out` a fresh f32 temp and `x`, `w` f32 buffers.
                 let (sx, sw, so) = unsafe { self.slices::<f32>(x, w, out) };
-                let r = go(sx, &xs, sw, &ws, p, so, &os, &mut scratch, threads, then).map_err(err);
+                let r = go(sx, xs, sw, ws, p, so, os, &mut scratch, threads, then).map_err(err);
                 self.scratch32 = scratch;
                 r
             }
@@ -1214,7 +1215,7 @@ impl Executable {
                 let mut scratch = std::mem::take(&mut self.scratch64);
                 // SAFETY: as above, for f64.
                 let (sx, sw, so) = unsafe { self.slices::<f64>(x, w, out) };
-                let r = go(sx, &xs, sw, &ws, p, so, &os, &mut scratch, threads, then).map_err(err);
+                let r = go(sx, xs, sw, ws, p, so, os, &mut scratch, threads, then).map_err(err);
                 self.scratch64 = scratch;
                 r
             }

@@ -171,9 +171,10 @@ fn geometry(
             )
         })?;
     }
-    let mut want = vec![batch, c_out];
-    want.extend_from_slice(&o[..n]);
-    if out_shape != want.as_slice() {
+    // Checked without building the expected shape (this runs on every call).
+    if out_shape.len() != 2 + n || out_shape[..2] != [batch, c_out] || out_shape[2..] != o[..n] {
+        let mut want = vec![batch, c_out];
+        want.extend_from_slice(&o[..n]);
         return Err(NativeError::shape(
             OP,
             format!("output shape {out_shape:?}, expected {want:?}"),
@@ -422,7 +423,9 @@ fn conv_impl<T: Real>(
     if scratch.len() < need {
         scratch.resize(need, T::ZERO);
     }
-    let mut states: Vec<&mut [T]> = Vec::with_capacity(nthreads);
+    // One im2col panel per thread, on the stack for up to 4 threads (no allocation
+    // per call).
+    let mut states: smallvec::SmallVec<[&mut [T]; 4]> = smallvec::SmallVec::new();
     let mut rest = &mut scratch[..need];
     for _ in 0..nthreads {
         let (mine, tail) = rest.split_at_mut(per);

@@ -97,7 +97,7 @@ pub enum Activation {
     Sigmoid,
     /// `tanh x`.
     Tanh,
-    /// `max(x, 0)`, NaN-propagating.
+    /// `x` where `x > 0` or NaN, else `+0` (the kernels' relu).
     Relu,
 }
 
