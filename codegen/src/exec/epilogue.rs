@@ -115,12 +115,7 @@ fn check_conv(plan: &Plan, memory: &MemoryPlan, i: usize) -> bool {
         return false;
     }
     // Row-major element strides of the output; an axis of extent 1 may carry any.
-    let mut row_major = vec![0isize; shape.len()];
-    let mut acc = 1isize;
-    for a in (0..shape.len()).rev() {
-        row_major[a] = acc;
-        acc *= shape[a] as isize;
-    }
+    let row_major = crate::plan::lazy::contiguous(shape);
     let out_root = root(plan, *out);
     let mut reads_out = false;
     for l in &k.loads {

@@ -15,6 +15,7 @@
 
 use super::{Expr, Kernel};
 use crate::math;
+use crate::plan::lazy::contiguous;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -90,16 +91,6 @@ pub(crate) struct Nest {
     pub(crate) axes: Vec<Axis>,
     /// Number of kept (outer) axes.
     pub(crate) kept: usize,
-}
-
-fn contiguous(shape: &[usize]) -> Vec<isize> {
-    let mut s = vec![0isize; shape.len()];
-    let mut acc = 1isize;
-    for i in (0..shape.len()).rev() {
-        s[i] = acc;
-        acc *= shape[i] as isize;
-    }
-    s
 }
 
 #[allow(clippy::needless_range_loop)] // `a` indexes the shape, the loads' strides and `reduced`
