@@ -953,11 +953,7 @@ unsafe fn interior_f32_avx512(
             i += 128;
         }
         while i < n {
-            let m: __mmask16 = if n - i >= 16 {
-                0xFFFF
-            } else {
-                (1u16 << (n - i)) - 1
-            };
+            let m = crate::kernel::avx512::run::lanes(n - i);
             let mut acc = if accumulate {
                 _mm512_maskz_loadu_ps(m, o.add(i))
             } else {

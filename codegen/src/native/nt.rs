@@ -143,11 +143,7 @@ unsafe fn block<const MR: usize, const NR: usize>(
     unsafe {
         while p < k {
             // Whole 16-lane steps, then one masked to the `k - p` lanes left.
-            let m: __mmask16 = if k - p >= 16 {
-                u16::MAX
-            } else {
-                (1u16 << (k - p)) - 1
-            };
+            let m = crate::kernel::avx512::run::lanes(k - p);
             let av: [__m512; MR] =
                 std::array::from_fn(|r| _mm512_maskz_loadu_ps(m, pa.add(ar[r] + p)));
             let bv: [__m512; NR] =
