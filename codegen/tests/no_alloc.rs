@@ -12,16 +12,30 @@
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 struct Counting;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Allocations made by this thread: the test harness allocates on its own threads
+    /// (reporting finished tests) while a test counts.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Allocations made so far by the calling thread.
+fn allocs() -> usize {
+    ALLOCS.with(Cell::get)
+}
+
+fn count() {
+    // `try_with`: a thread being torn down may still allocate.
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
 
 // SAFETY: forwards to the system allocator; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(l) }
     }
@@ -30,7 +44,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(p, l, n) }
     }
@@ -38,9 +52,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// The counter is process-wide: the tests of this file run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn data(n: usize, s: usize) -> Vec<f32> {
     (0..n)
@@ -50,7 +61,6 @@ fn data(n: usize, s: usize) -> Vec<f32> {
 
 #[test]
 fn runs_after_the_first_allocate_nothing() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let src = r#"graph {
   %0: f32[64,256] = input "x"
   %1: f32[256,256] = input "w"
@@ -74,17 +84,17 @@ fn runs_after_the_first_allocate_nothing() {
     let feeds = [("x", &x), ("w", &w), ("b", &b)];
     let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
     exe.run_in_place(&feeds).unwrap();
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for _ in 0..5 {
         exe.run_in_place(&feeds).unwrap();
     }
-    let plain = ALLOCS.load(Ordering::Relaxed) - before;
+    let plain = allocs() - before;
     exe.run_in_place_versioned(&feeds, 1, &["w"]).unwrap();
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for _ in 0..5 {
         exe.run_in_place_versioned(&feeds, 1, &["w"]).unwrap();
     }
-    let versioned = ALLOCS.load(Ordering::Relaxed) - before;
+    let versioned = allocs() - before;
     let library_products = exe.dump_fused().matches(": matmul ").count();
     assert_eq!(library_products, 1);
     assert_eq!(
@@ -97,7 +107,6 @@ fn runs_after_the_first_allocate_nothing() {
 
 #[test]
 fn convolution_runs_after_the_first_allocate_nothing() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // A depthwise convolution (the direct kernel) with its bias + ReLU consumer run as
     // its epilogue, one thread: no library GEMM, so nothing may allocate.
     let src = r#"graph {
@@ -123,9 +132,9 @@ fn convolution_runs_after_the_first_allocate_nothing() {
         exe.dump_fused()
     );
     exe.run_in_place(&feeds).unwrap();
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for _ in 0..5 {
         exe.run_in_place(&feeds).unwrap();
     }
-    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 0);
+    assert_eq!(allocs() - before, 0);
 }
