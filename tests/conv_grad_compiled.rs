@@ -7,20 +7,16 @@
 //! checks the compiled code against the interpreter on the same gradient graph; the
 //! gradient formulas themselves are checked by finite differences in `grad_rules.rs`.
 
+mod common;
+
 use onde::codegen::CompileOptions;
-use onde::{Array, ConvOpts, DType, GraphBuilder, Padding};
+use onde::{ConvOpts, DType, GraphBuilder, Padding};
 
 struct Case {
     name: &'static str,
     x: Vec<usize>,
     w: Vec<usize>,
     opts: ConvOpts,
-}
-
-fn values(n: usize, seed: usize) -> Vec<f64> {
-    (0..n)
-        .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.5) - 1.0)
-        .collect()
 }
 
 fn cases() -> Vec<Case> {
@@ -105,14 +101,10 @@ fn conv_gradients_compiled_equal_the_interpreter() {
             let all: Vec<i64> = (0..ydims.len() as i64).collect();
             let loss = (&y * &r).sum(all, false);
             let grads = g.grad(&loss, &[&x, &w]).expect("differentiable");
-            let numel = |d: &[usize]| d.iter().product::<usize>();
-            let arr = |d: &[usize], seed| {
-                Array::from_f64(dtype, d.to_vec(), &values(numel(d), seed)).unwrap()
-            };
             let feeds = [
-                ("x", arr(&c.x, 1)),
-                ("w", arr(&c.w, 2)),
-                ("r", arr(&ydims, 3)),
+                ("x", common::data(dtype, &c.x, 1)),
+                ("w", common::data(dtype, &c.w, 2)),
+                ("r", common::data(dtype, &ydims, 3)),
             ];
             let outs = [&loss, &grads[0], &grads[1]];
             let want = g.run(&outs, &feeds).unwrap();
