@@ -1,9 +1,9 @@
 //! Property: every graph the API builds passes the verifier, runs on the interpreter,
 //! and survives a text round trip. Graphs are random sequences of API calls whose
 //! arguments are derived from the current shapes so that every call is valid.
-//! Longer sweep: `PROPTEST_CASES=5000 cargo test --test api_graphs_verify`.
+//! Longer sweep: `PROPTEST_CASES=5000 cargo test --test suite api_graphs_verify::`.
 
-mod common;
+use crate::common;
 
 use onde::ir::{parse_graph, print_graph, verify};
 use onde::{Array, DType, Tensor};

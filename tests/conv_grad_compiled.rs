@@ -7,7 +7,7 @@
 //! checks the compiled code against the interpreter on the same gradient graph; the
 //! gradient formulas themselves are checked by finite differences in `grad_rules.rs`.
 
-mod common;
+use crate::common;
 
 use onde::codegen::CompileOptions;
 use onde::{ConvOpts, DType, GraphBuilder, Padding};

@@ -2,9 +2,9 @@
 //! random shapes (broadcasting, size-1 dims, odd sizes) have symbolic gradients equal
 //! to central finite differences in f64 (`gradcheck`: |a − n| ≤ 1e-5 + 1e-3·|n|), and
 //! Hessian-vector products equal finite differences of the gradient.
-//! Longer sweep: `PROPTEST_CASES=5000 cargo test --release --test gradcheck_props`.
+//! Longer sweep: `PROPTEST_CASES=5000 cargo test --release --test suite gradcheck_props::`.
 
-mod common;
+use crate::common;
 
 use onde::nn::GradcheckOpts;
 use onde::{cat, where_, Array, ConvOpts, DType, GraphBuilder, Idx, Tensor};

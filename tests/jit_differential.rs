@@ -3,9 +3,9 @@
 //! permutes, f32 and f64) give the same results compiled (JIT) and interpreted.
 //! Tolerances: f64 1e-9 relative; f32 2e-4 relative + 1e-5 absolute (the JIT's
 //! polynomial exp/log/tanh are within a few ulp, and its sums are reassociated).
-//! Longer sweep: `PROPTEST_CASES=2000 cargo test --release --test jit_differential`.
+//! Longer sweep: `PROPTEST_CASES=2000 cargo test --release --test suite jit_differential::`.
 
-mod common;
+use crate::common;
 
 use onde::{Array, DType, Tensor};
 use proptest::prelude::*;

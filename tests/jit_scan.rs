@@ -2,7 +2,7 @@
 //! gradient (a reverse-time scan) give the interpreter's results, for scans along
 //! axis 0 and along axis 1 (batch first), forward and reverse.
 
-mod common;
+use crate::common;
 
 use onde::{Array, DType, GraphBuilder, Tensor};
 

@@ -7,7 +7,7 @@
 //! Every expected value is computed here in f64 from the definition, independently of
 //! the library.
 
-mod common;
+use crate::common;
 use common::{a32, a64, ai64, assert_close, run};
 
 use onde::loss::{

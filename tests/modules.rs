@@ -3,7 +3,7 @@
 //! gradients (by hand and by finite differences); softmax / log-softmax values;
 //! LeakyReLU; buffers (not learnable, not updated, saved in the state dict).
 
-mod common;
+use crate::common;
 use common::{a32, a64, assert_close, run};
 
 use onde::module::{

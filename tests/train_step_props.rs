@@ -2,7 +2,7 @@
 //! updated in place, outputs copied) gives the same states, step after step, as its own
 //! step graph run on the reference interpreter with the states carried by hand.
 
-mod common;
+use crate::common;
 
 use onde::loss::{cross_entropy, NllOpts};
 use onde::module::{Linear, Module, Relu, Sequential, Sigmoid};

@@ -10,7 +10,7 @@ use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array};
 use std::collections::HashMap;
 
-mod common;
+use crate::common;
 use common::calls;
 
 /// Deterministic values in about [-1, 1).

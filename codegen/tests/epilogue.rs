@@ -7,7 +7,7 @@
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array};
 
-mod common;
+use crate::common;
 use common::calls;
 
 const M: usize = 50; // not a multiple of the 12-row tile

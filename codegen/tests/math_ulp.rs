@@ -10,7 +10,7 @@
 //! Sweeps: every 2^k-th f32 bit pattern (k = 10 in release, 13 in debug) plus
 //! uniform samples of the interesting ranges; f64 bit patterns with a stride of 2^44
 //! (2^49 in debug) plus uniform samples. Measured maxima are printed with
-//! `eprintln!` (`cargo test --release -p onde-codegen --test math_ulp -- --nocapture`).
+//! `eprintln!` (`cargo test --release -p onde-codegen --test suite math_ulp:: -- --nocapture`).
 #![allow(unsafe_code)]
 
 use cranelift_codegen::ir::condcodes::IntCC;

@@ -1,6 +1,6 @@
 //! Elementwise ops: unary, binary (with broadcasting), comparisons, where, cast.
 
-mod common;
+use crate::common;
 
 use common::*;
 use onde_ir::{BinaryOp, CmpOp, DType, Op, UnaryOp};

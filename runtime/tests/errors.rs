@@ -1,6 +1,6 @@
 //! Feeds, partial evaluation, and errors on bad feeds and malformed graphs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use onde_ir::{BinaryOp, DType, Graph, Op, ScanOp, Shape, TensorType};

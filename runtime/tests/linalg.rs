@@ -1,6 +1,6 @@
 //! Matrix products and convolutions.
 
-mod common;
+use crate::common;
 
 use common::*;
 use onde_ir::{ConvParams, Op};

@@ -1,6 +1,6 @@
 //! Data movement and indexing: reshape, permute, expand, slice, pad, concat, gather.
 
-mod common;
+use crate::common;
 
 use common::*;
 use onde_ir::{Op, Shape, SliceAxis};

@@ -1,6 +1,6 @@
 //! Counter-based random tensors.
 
-mod common;
+use crate::common;
 
 use common::*;
 use onde_ir::{Array, DType, Distribution, Op, Shape};

@@ -1,6 +1,6 @@
 //! Reductions and arg-reductions.
 
-mod common;
+use crate::common;
 
 use common::*;
 use onde_ir::{ArgKind, DType, Op, ReduceKind};

@@ -3,7 +3,7 @@
 //! succeed with results of the inferred types, or fail only with a data-dependent user
 //! error (gather index out of range, empty max/min).
 
-mod common;
+use crate::common;
 
 use common::*;
 use onde_ir::{

@@ -1,6 +1,6 @@
 //! Scan: carries, scanned inputs, invariants, reverse, length 0, nesting.
 
-mod common;
+use crate::common;
 
 use common::*;
 use onde_ir::{Array, BinaryOp, DType, Graph, Op, ReduceKind, ScanOp};

@@ -1,6 +1,6 @@
 //! `scatter_add` (the adjoint of gather) and `detach` (identity in value).
 
-mod common;
+use crate::common;
 use common::*;
 use onde_ir::{DType, Op, Shape};
 use onde_runtime::InterpError;
