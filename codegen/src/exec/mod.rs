@@ -1121,11 +1121,16 @@ impl Executable {
             b: &plan::View,
             threads: usize,
         ) -> Result<(), RunError> {
+            // An empty view's offset may point past its buffer (a slice starting at
+            // the extent of an empty tensor): it is never read, so start from nothing.
+            fn from<T>(s: &[T], off: isize) -> &[T] {
+                s.get(off as usize..).unwrap_or(&[])
+            }
             native::matmul(
-                &sa[a.offset as usize..],
+                from(sa, a.offset),
                 &a.shape,
                 &a.strides,
-                &sb[b.offset as usize..],
+                from(sb, b.offset),
                 &b.shape,
                 &b.strides,
                 so,
