@@ -3,8 +3,8 @@
 //! `bench/torch_convs.py`.
 //!
 //! - `w2_block`: depthwise k9 'same' → pointwise → ReLU on `[32, 32, 4000]`, gradients
-//!   of the input and both kernels (stride-1 input gradients are one convolution each,
-//!   kernel gradients per tap);
+//!   of the input and both kernels (stride-1 input gradients are one convolution each;
+//!   the depthwise kernel's gradient is one product with the input's windows);
 //! - `w2_first_layer`: `[32, 1, 16000]` → 32 channels, k11 s4 p5 → ReLU, kernel
 //!   gradient only (the input is data; gathered columns, one product);
 //! - `w2_strided_layer`: 32 → 32, k3 s2 p1 on `[32, 32, 4000]` → ReLU, input and kernel

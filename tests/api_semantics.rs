@@ -285,3 +285,44 @@ fn parameters_are_fed_from_the_builder_store() {
         .check()
         .is_err());
 }
+
+#[test]
+fn unfold_matches_pytorch_windows_interpreted_and_compiled() {
+    // torch.arange(1., 8).unfold(0, 2, 2) = [[1, 2], [3, 4], [5, 6]] (PyTorch's docs);
+    // with step 1: [[1, 2], [2, 3], …, [6, 7]].
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [7]);
+    let a = x.unfold(0, 2, 2);
+    let b = x.unfold(-1, 2, 1);
+    // x[i, j] = 4i + j over [3, 4]: unfold(1, 2, 2) → [3, 2, 2], windows last;
+    // unfold(0, 2, 1) → [2, 4, 2] with out[p, j, k] = y[p + k, j].
+    let y = g.input("y", DType::F32, [3, 4]);
+    let c = y.unfold(1, 2, 2);
+    let d = y.unfold(0, 2, 1);
+    let feeds = [
+        ("x", f32s(&[7], &[1., 2., 3., 4., 5., 6., 7.])),
+        (
+            "y",
+            f32s(&[3, 4], &(0..12).map(|v| v as f32).collect::<Vec<_>>()),
+        ),
+    ];
+    let want = [
+        f32s(&[3, 2], &[1., 2., 3., 4., 5., 6.]),
+        f32s(&[6, 2], &[1., 2., 2., 3., 3., 4., 4., 5., 5., 6., 6., 7.]),
+        f32s(
+            &[3, 2, 2],
+            &[0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11.],
+        ),
+        f32s(
+            &[2, 4, 2],
+            &[
+                0., 4., 1., 5., 2., 6., 3., 7., 4., 8., 5., 9., 6., 10., 7., 11.,
+            ],
+        ),
+    ];
+    let outs = [&a, &b, &c, &d];
+    assert_eq!(g.run(&outs, &feeds).unwrap(), want);
+    // Compiled: the windows are a view read by one copy kernel per output.
+    let mut exe = g.compile(&outs).unwrap();
+    assert_eq!(exe.run(&feeds).unwrap(), want);
+}

@@ -23,11 +23,34 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             // 'same' with an even kernel: padding (1, 2), depthwise; dx as a convolution,
-            // dW per tap (thin dot products), long rows (vector loops and tails).
+            // dW from the input's windows, long rows (vector loops and tails).
             name: "depthwise same k4",
             x: vec![3, 6, 301],
             w: vec![6, 1, 4],
             opts: ConvOpts::default().same().groups(6),
+        },
+        Case {
+            // Depthwise with a channel multiplier, strided and dilated: dW as one
+            // reduction over the input's windows (unfold view).
+            name: "depthwise multiplier 2 stride 2 dilation 2",
+            x: vec![2, 4, 257],
+            w: vec![8, 1, 5],
+            opts: ConvOpts::default()
+                .stride(2)
+                .padding(4)
+                .dilation(2)
+                .groups(4),
+        },
+        Case {
+            name: "depthwise conv2d stride (2, 1) dilation (1, 2)",
+            x: vec![2, 3, 17, 33],
+            w: vec![3, 1, 3, 3],
+            opts: ConvOpts {
+                stride: vec![2, 1],
+                padding: Padding::Explicit(vec![1, 2]),
+                dilation: vec![1, 2],
+                groups: 3,
+            },
         },
         Case {
             // Pointwise over 1100 steps: in f32 the kernel gradient's products (k = 1100

@@ -159,3 +159,19 @@ fn missing_and_misshapen_feeds_are_run_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn unfold_window_larger_than_the_axis() {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [2, 5]);
+    let line = line!() + 1;
+    let w = x.unfold(1, 6, 1);
+    assert_points_here(
+        &w.check().unwrap_err(),
+        line,
+        &["unfold", "size 6", "extent 5", "[2,5]"],
+    );
+    let line = line!() + 1;
+    let w = x.unfold(-1, 2, 0);
+    assert_points_here(&w.check().unwrap_err(), line, &["unfold", "step 0"]);
+}

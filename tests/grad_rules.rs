@@ -257,6 +257,10 @@ fn every_op_passes_gradcheck() {
             x[0].index(onde::s![Idx::from(1..).step(3), Idx::from(..-1).step(2)])
         }),
         ("pad", vec![vec![2, 3]], |_, x| x[0].pad([1, 2, 0, 1], 0.5)),
+        // Overlapping windows: each element's gradient sums over the windows reading it.
+        ("unfold overlapping", vec![vec![2, 7, 3]], |_, x| {
+            x[0].unfold(1, 3, 2).tanh()
+        }),
         ("cat stack", vec![vec![2, 3], vec![2, 1]], |_, x| {
             cat(&[&x[0], &x[1], &x[0]], 1)
         }),
@@ -308,6 +312,62 @@ fn every_op_passes_gradcheck() {
                     Some(&x[2]),
                     &ConvOpts::default().padding(3).dilation(2).groups(2),
                 )
+            },
+        ),
+        (
+            // One input channel per group, two outputs each: the kernel gradient is one
+            // reduction over the input's strided, dilated windows (unfold).
+            "conv1d depthwise multiplier 2, stride 2, dilation 2 (kernel gradient from windows)",
+            vec![vec![2, 3, 13], vec![6, 1, 3]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    None,
+                    &ConvOpts::default()
+                        .stride(2)
+                        .padding(2)
+                        .dilation(2)
+                        .groups(3),
+                )
+            },
+        ),
+        (
+            // Padding wider than the kernel's reach: the end ranges' windows read
+            // padding only (an empty slice of the input, padded).
+            "conv1d depthwise stride 3, padding 4 > reach (windows at both ends)",
+            vec![vec![2, 2, 5], vec![2, 1, 2]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    None,
+                    &ConvOpts::default().stride(3).padding(4).groups(2),
+                )
+            },
+        ),
+        (
+            // Stride 4 over padding 6 with k = 1: the first two outputs and the last
+            // read padding only (windows of an empty slice, entirely padded).
+            "conv1d depthwise stride 4, padding 6, k1 (ranges inside the padding)",
+            vec![vec![1, 2, 3], vec![2, 1, 1]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    None,
+                    &ConvOpts::default().stride(4).padding(6).groups(2),
+                )
+            },
+        ),
+        (
+            "conv2d depthwise stride (2, 1) dilation (1, 2) (kernel gradient from windows)",
+            vec![vec![2, 2, 7, 8], vec![2, 1, 3, 2]],
+            |_, x| {
+                let opts = ConvOpts {
+                    stride: vec![2, 1],
+                    padding: Padding::Explicit(vec![1, 1]),
+                    dilation: vec![1, 2],
+                    groups: 2,
+                };
+                x[0].conv2d(&x[1], None, &opts)
             },
         ),
         (

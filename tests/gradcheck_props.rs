@@ -42,7 +42,7 @@ impl Gen {
             (p % r) as i64 - if p % 2 == 1 { r as i64 } else { 0 }
         };
         let sz = x.size();
-        match code % 30 {
+        match code % 31 {
             0 => x.exp() * 0.1,
             1 => (x.square() + 1.0).log(),
             2 => (x.square() + 0.5).sqrt(),
@@ -94,6 +94,10 @@ impl Gen {
                     .dilation(1 + (p / 2) % 2)
                     .groups(groups);
                 x.conv1d(&w, Some(&b), &opts)
+            }
+            30 if r > 0 && sz[ax.rem_euclid(r as i64) as usize] > 0 => {
+                let len = sz[ax.rem_euclid(r as i64) as usize];
+                x.unfold(ax, 1 + p % len.min(3), 1 + (p / 2) % 2).tanh()
             }
             29 if r >= 1 && sz[0] >= 1 => {
                 // A small recurrence along axis 0: c' = tanh(c·k + xₜ), y = c'.
@@ -168,7 +172,7 @@ proptest! {
     #[test]
     fn autodiff_matches_finite_differences(
         (shape, wshape) in shapes(),
-        steps in prop::collection::vec((0u8..30, 0usize..6, 0usize..6, 0usize..6), 1..7),
+        steps in prop::collection::vec((0u8..31, 0usize..6, 0usize..6, 0usize..6), 1..7),
     ) {
         let (gen, out, inputs) = build(shape, wshape, &steps);
         let refs: Vec<&Tensor> = inputs.iter().collect();
@@ -192,7 +196,7 @@ proptest! {
     #[test]
     fn hvp_matches_finite_differences_of_the_gradient(
         (shape, wshape) in shapes(),
-        steps in prop::collection::vec((0u8..30, 0usize..6, 0usize..6, 0usize..6), 1..5),
+        steps in prop::collection::vec((0u8..31, 0usize..6, 0usize..6, 0usize..6), 1..5),
     ) {
         let (gen, out, inputs) = build(shape.clone(), wshape, &steps);
         let g = &gen.g;

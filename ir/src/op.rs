@@ -467,6 +467,24 @@ pub enum Op {
         /// Per-axis ranges.
         axes: Vec<SliceAxis>,
     },
+    /// Sliding windows along one axis, as a view (like `torch.Tensor.unfold`, with a
+    /// dilation and the window axis placed first): axis `axis` of extent `L` becomes
+    /// two axes `[size, count]` with
+    /// `out[.., k, p, ..] = x[.., p·step + k·dilation, ..]` and
+    /// `count = (L - (size-1)·dilation - 1) / step + 1` (the window must fit: `L ≥
+    /// (size-1)·dilation + 1`). Windows overlap: it reads each element up to `size`
+    /// times without copying it (the depthwise convolution's weight gradient reads
+    /// `dy` and the input once through it).
+    Unfold {
+        /// Axis windowed.
+        axis: usize,
+        /// Window length (≥ 1).
+        size: usize,
+        /// Distance between window starts (≥ 1).
+        step: usize,
+        /// Distance between a window's elements (≥ 1).
+        dilation: usize,
+    },
     /// Constant padding `(before, after)` per axis with `value` (stored as f64 bits).
     Pad {
         /// Per-axis padding.
@@ -536,6 +554,7 @@ impl Op {
             Op::Permute { .. } => "permute",
             Op::Expand { .. } => "expand",
             Op::Slice { .. } => "slice",
+            Op::Unfold { .. } => "unfold",
             Op::Pad { .. } => "pad",
             Op::Concat { .. } => "concat",
             Op::Gather { .. } => "gather",

@@ -262,6 +262,33 @@ pub fn infer(op: &Op, tys: &[TensorType]) -> Result<Vec<TensorType>, TypeError> 
                 Shape::new(axes.iter().map(|a| a.len())),
             ))
         }
+        Op::Unfold {
+            axis,
+            size,
+            step,
+            dilation,
+        } => {
+            c.arity(1)?;
+            let s = &tys[0].shape;
+            let Some(&len) = s.dims().get(*axis) else {
+                return c.err(format!("axis {axis} out of range for rank {}", s.rank()));
+            };
+            if *size == 0 || *step == 0 || *dilation == 0 {
+                return c.err(format!(
+                    "size {size}, step {step} and dilation {dilation} must all be at least 1"
+                ));
+            }
+            let span = (size - 1).saturating_mul(*dilation).saturating_add(1);
+            if span > len {
+                return c.err(format!(
+                    "a window of {size} elements {dilation} apart spans {span}, more than \
+                     axis {axis}'s extent {len}"
+                ));
+            }
+            let mut dims = s.dims().to_vec();
+            dims.splice(axis..=axis, [*size, (len - span) / step + 1]);
+            one(TensorType::new(tys[0].dtype, Shape::new(dims)))
+        }
         Op::Pad { pads, .. } => {
             c.arity(1)?;
             let s = &tys[0].shape;

@@ -334,7 +334,7 @@ impl Builder {
     }
 
     fn step(&mut self) {
-        let choice = self.rng.below(if self.depth < 2 { 19 } else { 18 });
+        let choice = self.rng.below(if self.depth < 2 { 20 } else { 19 });
         match choice {
             0 => {
                 let (d, s) = (self.any_dtype(), self.dims(3));
@@ -596,6 +596,27 @@ impl Builder {
                 let dtype = self.float_dtype();
                 let shape = self.dims(3).into();
                 self.add(Op::Random { dist, dtype, shape }, &[seed]);
+            }
+            18 => {
+                let v = self.value(
+                    |t| t.shape.dims().iter().any(|&d| d > 0),
+                    |b| (b.any_dtype(), vec![b.rng.range(1, 5), b.rng.range(1, 3)]),
+                );
+                let dims = self.ty(v).shape.dims().to_vec();
+                let axes: Vec<usize> = (0..dims.len()).filter(|&i| dims[i] > 0).collect();
+                let axis = self.rng.pick(&axes);
+                let dilation = self.rng.range(1, 2);
+                let size = self.rng.range(1, (dims[axis] - 1) / dilation + 1);
+                let step = self.rng.range(1, 3);
+                self.add(
+                    Op::Unfold {
+                        axis,
+                        size,
+                        step,
+                        dilation,
+                    },
+                    &[v],
+                );
             }
             _ => self.scan(),
         }

@@ -57,6 +57,7 @@ fn up_op(op: &Op) -> Result<Op, GraphError> {
         | Op::Permute { .. }
         | Op::Expand { .. }
         | Op::Slice { .. }
+        | Op::Unfold { .. }
         | Op::Pad { .. }
         | Op::Concat { .. }
         | Op::Gather { .. }

@@ -145,6 +145,7 @@ fn noop_view(g: &Graph, o: OpId) -> Option<Patch> {
         | Op::MatMul
         | Op::Conv(_)
         | Op::Random { .. }
+        | Op::Unfold { .. }
         | Op::Scan(_) => false,
     };
     noop.then_some(Patch::Value(r, xs[0]))

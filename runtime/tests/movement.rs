@@ -1,4 +1,5 @@
-//! Data movement and indexing: reshape, permute, expand, slice, pad, concat, gather.
+//! Data movement and indexing: reshape, permute, expand, slice, unfold, pad, concat,
+//! gather.
 
 use crate::common;
 
@@ -226,4 +227,71 @@ fn gather_rejects_out_of_range_indices() {
         };
         assert_eq!((index, extent, axis), (bad, 2, 1));
     }
+}
+
+#[test]
+fn unfold_reads_strided_dilated_windows() {
+    // out[i, k, p] = x[i, p·step + k·dilation] for x[i, j] = 100i + j, extent 11:
+    // size 3, step 3, dilation 2 → span 5, count (11 - 5) / 3 + 1 = 3.
+    let x = i64s(
+        &[2, 11],
+        &(0..2)
+            .flat_map(|i| (0..11).map(move |j| 100 * i + j))
+            .collect::<Vec<_>>(),
+    );
+    let op = Op::Unfold {
+        axis: 1,
+        size: 3,
+        step: 3,
+        dilation: 2,
+    };
+    let r = eval(op, &[x]);
+    let mut want = Vec::new();
+    for i in 0..2 {
+        for k in 0..3 {
+            for p in 0..3 {
+                want.push(100 * i + p * 3 + k * 2);
+            }
+        }
+    }
+    assert_eq!(r, i64s(&[2, 3, 3], &want));
+    // The window spans the whole axis: one window.
+    let op = Op::Unfold {
+        axis: 0,
+        size: 4,
+        step: 1,
+        dilation: 1,
+    };
+    let r = eval(op, &[f32s(&[4], &[1., 2., 3., 4.])]);
+    assert_eq!(r, f32s(&[4, 1], &[1., 2., 3., 4.]));
+}
+
+#[test]
+fn unfold_rejects_windows_that_do_not_fit() {
+    let mut g = onde_ir::Graph::new();
+    let x = input(&mut g, "x", ty(onde_ir::DType::F32, &[2, 5]));
+    let too_wide = Op::Unfold {
+        axis: 1,
+        size: 3,
+        step: 1,
+        dilation: 3,
+    };
+    let err = g.add_op(too_wide, &[x], None).unwrap_err().to_string();
+    assert!(err.contains("spans 7") && err.contains("extent 5"), "{err}");
+    let zero_step = Op::Unfold {
+        axis: 1,
+        size: 2,
+        step: 0,
+        dilation: 1,
+    };
+    let err = g.add_op(zero_step, &[x], None).unwrap_err().to_string();
+    assert!(err.contains("step 0"), "{err}");
+    let bad_axis = Op::Unfold {
+        axis: 2,
+        size: 1,
+        step: 1,
+        dilation: 1,
+    };
+    let err = g.add_op(bad_axis, &[x], None).unwrap_err().to_string();
+    assert!(err.contains("axis 2 out of range"), "{err}");
 }

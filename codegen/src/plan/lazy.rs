@@ -199,6 +199,29 @@ impl Lazy {
         out
     }
 
+    /// Sliding windows along `axis` (`Op::Unfold`): the axis becomes `[size, count]`,
+    /// window element `k` of window `p` reading element `p·step + k·dilation`. The
+    /// windows overlap (read-only: the in-place rule of the memory plan wants
+    /// contiguous reads of the buffer it overwrites, which these are not).
+    pub fn unfold(
+        &self,
+        axis: usize,
+        size: usize,
+        count: usize,
+        step: usize,
+        dilation: usize,
+    ) -> Lazy {
+        let mut out = self.clone();
+        out.shape.splice(axis..=axis, [size, count]);
+        out.map_leaves(|o, s| {
+            let mut strides = s.to_vec();
+            let st = s[axis];
+            strides.splice(axis..=axis, [st * dilation as isize, st * step as isize]);
+            (o, strides)
+        });
+        out
+    }
+
     /// Reshape, possible without data movement when every leaf's strides can express
     /// the new shape (as `torch.Tensor.view`: see `view_strides`), e.g. a contiguous
     /// leaf, or a strided slice whose merged or split axes are contiguous among

@@ -489,6 +489,7 @@ impl Planner<'_> {
                     | Op::Reduce { .. }
                     | Op::ArgReduce { .. }
                     | Op::Slice { .. }
+                    | Op::Unfold { .. }
                     | Op::Pad { .. }
                     | Op::Concat { .. }
                     | Op::Gather { .. }
@@ -578,6 +579,16 @@ impl Planner<'_> {
             Op::Slice { axes } => {
                 let a = self.lazy(xs[0])?;
                 self.set_lazy(r, a.slice(axes), label);
+            }
+            Op::Unfold {
+                axis,
+                size,
+                step,
+                dilation,
+            } => {
+                let a = self.lazy(xs[0])?;
+                let count = shape[axis + 1];
+                self.set_lazy(r, a.unfold(*axis, *size, count, *step, *dilation), label);
             }
             Op::Reshape { shape: s } => {
                 let a = self.lazy(xs[0])?;

@@ -160,6 +160,12 @@ fn op_template(name: &str) -> Option<Op> {
             shape: Shape::scalar(),
         },
         Op::Slice { axes: Vec::new() },
+        Op::Unfold {
+            axis: 0,
+            size: 1,
+            step: 1,
+            dilation: 1,
+        },
         Op::Pad {
             pads: Vec::new(),
             value_bits: 0,
@@ -639,6 +645,7 @@ impl Parser {
             | Op::Permute { .. }
             | Op::Expand { .. }
             | Op::Slice { .. }
+            | Op::Unfold { .. }
             | Op::Pad { .. }
             | Op::Concat { .. }
             | Op::Gather { .. }
@@ -787,6 +794,12 @@ fn schema(op: &Op) -> &'static [(&'static str, Kind)] {
         Op::Reshape { .. } | Op::Expand { .. } => &[("shape", Kind::Shape)],
         Op::Permute { .. } => &[("perm", Kind::UsizeList)],
         Op::Slice { .. } => &[("axes", Kind::Ranges)],
+        Op::Unfold { .. } => &[
+            ("axis", Kind::Usize),
+            ("size", Kind::Usize),
+            ("step", Kind::Usize),
+            ("dilation", Kind::Usize),
+        ],
         Op::Pad { .. } => &[("pads", Kind::Pairs), ("value", Kind::Float)],
         Op::Concat { .. } | Op::Gather { .. } => &[("axis", Kind::Usize)],
         Op::Conv(_) => &[
@@ -865,6 +878,12 @@ fn build(
         },
         Op::Slice { .. } => Op::Slice {
             axes: a.ranges("axes")?,
+        },
+        Op::Unfold { .. } => Op::Unfold {
+            axis: a.usize("axis")?,
+            size: a.usize("size")?,
+            step: a.usize("step")?,
+            dilation: a.usize("dilation")?,
         },
         Op::Pad { .. } => Op::Pad {
             pads: a.pairs("pads")?,

@@ -289,6 +289,12 @@ pub(crate) fn payload(
         Op::Reshape { shape } | Op::Expand { shape } => format!(" shape={}", shape_text(shape)),
         Op::Permute { perm } => format!(" perm={}", usize_list(perm)),
         Op::Slice { axes } => format!(" axes={}", range_list(axes)),
+        Op::Unfold {
+            axis,
+            size,
+            step,
+            dilation,
+        } => format!(" axis={axis} size={size} step={step} dilation={dilation}"),
         Op::Pad { pads, value_bits } => format!(
             " pads={} value={}",
             pair_list(pads),

@@ -350,6 +350,45 @@ impl Tensor {
         )
     }
 
+    /// Sliding windows of `size` elements, `step` apart, along `dim`
+    /// (`torch.Tensor.unfold(dim, size, step)`): `dim` becomes the number of windows
+    /// `(L - size) / step + 1` and a last axis of `size` is appended, with
+    /// `out[.., p, .., k] = x[.., p·step + k, ..]`. A view: nothing is copied when it
+    /// feeds a fused kernel (the IR's `unfold` puts the window axis first; this
+    /// permutes it last, as PyTorch does).
+    #[track_caller]
+    pub fn unfold(&self, dim: i64, size: usize, step: usize) -> Tensor {
+        let loc = SourceLoc::caller();
+        let r = self.dim();
+        let axis = match Tensor::norm_axis(dim, r) {
+            Ok(a) => a,
+            Err(e) => return self.fail("unfold", e, loc),
+        };
+        let len = self.size().get(axis).copied().unwrap_or(0);
+        if size == 0 || step == 0 || size > len {
+            return self.fail(
+                "unfold",
+                format!(
+                    "size {size} and step {step} must be at least 1, and the size at most \
+                     dimension {dim}'s extent {len} (shape {})",
+                    self.shape()
+                ),
+                loc,
+            );
+        }
+        let op = Op::Unfold {
+            axis,
+            size,
+            step,
+            dilation: 1,
+        };
+        let w = Tensor::apply_at("unfold", op, &[self], loc.clone());
+        // [.., size, count, ..] -> [.., count, .., size]
+        let mut perm: Vec<usize> = (0..=r).filter(|&i| i != axis).collect();
+        perm.push(axis);
+        w.permute_at("unfold", perm, loc)
+    }
+
     /// `torch.gather(x, dim, index)`: `out[i][j] = x[index[i][j]][j]` for `dim = 0`.
     /// `index` is i64 with the rank of `x`; out-of-range indices fail at run time.
     #[track_caller]

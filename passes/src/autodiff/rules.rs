@@ -78,6 +78,21 @@ pub fn vjp_op(
         Op::Expand { .. } => one(unbroadcast(e, dy, &e.shape(xs[0]))?),
         // y = x[start:stop:step]  ⇒  dx = dy scattered back to the selected positions
         Op::Slice { axes } => one(slice_adjoint(e, dy, &e.shape(xs[0]), axes)?),
+        // y = unfold(x)  ⇒  dx = Σ_k (window element k of dy, scattered back)
+        Op::Unfold {
+            axis,
+            size,
+            step,
+            dilation,
+        } => one(unfold_adjoint(
+            e,
+            dy,
+            &e.shape(xs[0]),
+            *axis,
+            *size,
+            *step,
+            *dilation,
+        )?),
         // y = pad(x)  ⇒  dx = dy[lo : lo + n]
         Op::Pad { pads, .. } => {
             let axes = pads
@@ -385,6 +400,76 @@ fn reduce(
         }
     };
     Ok(vec![Some(g)])
+}
+
+/// The adjoint of [`Op::Unfold`]: window element `k` of every window (`dy[.., k, :, ..]`)
+/// is the strided slice `x[.., k·dilation :: step, ..]`, so `dx` is the sum over `k` of
+/// those slices' adjoints. Built from slice, reshape, pad and add: differentiable again.
+pub fn unfold_adjoint(
+    e: &mut Emit<'_>,
+    dy: ValueId,
+    in_shape: &Shape,
+    axis: usize,
+    size: usize,
+    step: usize,
+    dilation: usize,
+) -> R {
+    let ys = e.shape(dy);
+    let count = ys.dims()[axis + 1];
+    let mut total: Option<ValueId> = None;
+    for k in 0..size {
+        let pick: Vec<SliceAxis> = ys
+            .dims()
+            .iter()
+            .enumerate()
+            .map(|(a, &d)| {
+                let (start, stop) = if a == axis { (k, k + 1) } else { (0, d) };
+                SliceAxis {
+                    start,
+                    stop,
+                    step: 1,
+                }
+            })
+            .collect();
+        let part = e.slice(dy, pick)?;
+        let mut dims = ys.dims().to_vec();
+        dims.remove(axis);
+        let part = e.reshape(part, Shape::new(dims))?;
+        let axes: Vec<SliceAxis> = in_shape
+            .dims()
+            .iter()
+            .enumerate()
+            .map(|(a, &n)| {
+                if a == axis {
+                    let start = k * dilation;
+                    SliceAxis {
+                        start,
+                        stop: start + count.saturating_sub(1) * step + usize::from(count > 0),
+                        step,
+                    }
+                } else {
+                    SliceAxis {
+                        start: 0,
+                        stop: n,
+                        step: 1,
+                    }
+                }
+            })
+            .collect();
+        let placed = slice_adjoint(e, part, in_shape, &axes)?;
+        total = Some(match total {
+            None => placed,
+            Some(t) => e.add(t, placed)?,
+        });
+    }
+    match total {
+        Some(t) => Ok(t),
+        // `size ≥ 1` is checked by the verifier; a zero-size window has no gradient.
+        None => {
+            let t = onde_ir::TensorType::new(e.ty(dy).dtype, in_shape.clone());
+            e.zeros(&t)
+        }
+    }
 }
 
 /// The adjoint of a strided slice: `dy` placed at positions `start + i·step` of a zero

@@ -5,7 +5,7 @@ use super::elementwise::{binary, cast, compare, select, unary};
 use super::error::{InterpError, Result, Site};
 use super::gather::{gather, scatter_add};
 use super::matmul::matmul;
-use super::movement::{concat, expand, pad, permute, reshape, slice};
+use super::movement::{concat, expand, pad, permute, reshape, slice, unfold};
 use super::random::random;
 use super::reduce::{arg_reduce, reduce};
 use super::scan::scan;
@@ -53,6 +53,12 @@ pub(crate) fn eval_op(
         Op::Permute { perm } => permute(a(0)?, perm)?,
         Op::Expand { shape } => expand(a(0)?, shape.dims())?,
         Op::Slice { axes } => slice(a(0)?, axes)?,
+        Op::Unfold {
+            axis,
+            size,
+            step,
+            dilation,
+        } => unfold(a(0)?, *axis, *size, *step, *dilation)?,
         Op::Pad { pads, value_bits } => pad(a(0)?, pads, Op::pad_value(*value_bits))?,
         Op::Concat { axis } => concat(&args.iter().map(|x| &**x).collect::<Vec<_>>(), *axis)?,
         Op::Gather { axis } => gather(site, a(0)?, a(1)?, *axis)?,

@@ -1,4 +1,4 @@
-//! Data movement: `reshape`, `permute`, `expand`, `slice`, `pad`, `concat`, and the
+//! Data movement: `reshape`, `permute`, `expand`, `slice`, `unfold`, `pad`, `concat`, and the
 //! axis slicing / stacking used by `scan`.
 //!
 //! Each op is expressed as "element `j` of the result is element `idx[j]` of the
@@ -70,6 +70,37 @@ pub(crate) fn slice(x: &Array, axes: &[SliceAxis]) -> Result<Array> {
         .map(|(a, &s)| a.step.saturating_mul(s))
         .collect();
     take(x, &strided_indices(&out, &out_strides, offset), out)
+}
+
+/// Sliding windows along `axis` (see `Op::Unfold`): axis `axis` becomes
+/// `[size, count]` with `out[.., k, p, ..] = x[.., p·step + k·dilation, ..]`.
+pub(crate) fn unfold(
+    x: &Array,
+    axis: usize,
+    size: usize,
+    step: usize,
+    dilation: usize,
+) -> Result<Array> {
+    let dims = x.shape().dims();
+    let st = strides(dims);
+    let len = *dims
+        .get(axis)
+        .ok_or_else(|| InterpError::internal(format!("unfold axis {axis} out of range")))?;
+    let span = size
+        .checked_sub(1)
+        .and_then(|s| s.checked_mul(dilation))
+        .and_then(|s| s.checked_add(1))
+        .filter(|&s| s <= len && step > 0 && dilation > 0)
+        .ok_or_else(|| {
+            InterpError::internal(format!(
+                "unfold size {size} step {step} dilation {dilation} invalid for extent {len}"
+            ))
+        })?;
+    let mut out = dims.to_vec();
+    out.splice(axis..=axis, [size, (len - span) / step + 1]);
+    let mut out_strides = st.clone();
+    out_strides.splice(axis..=axis, [dilation * st[axis], step * st[axis]]);
+    take(x, &strided_indices(&out, &out_strides, 0), out)
 }
 
 /// Constant padding `(before, after)` per axis with `value`, converted to the dtype
