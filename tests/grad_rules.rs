@@ -435,6 +435,13 @@ fn every_op_passes_gradcheck() {
             },
         ),
         (
+            // The spread dy (P·s = 12, trailing zeros kept) is longer than the padded
+            // input's start allows: the input-gradient convolution's result is cut.
+            "conv1d k2 s2 p1 (input gradient over spread dy, trimmed)",
+            vec![vec![2, 2, 10], vec![3, 2, 2]],
+            |_, x| x[0].conv1d(&x[1], None, &ConvOpts::default().stride(2).padding(1)),
+        ),
+        (
             // Stride above the kernel, and taps that read only padding.
             "conv1d stride 3 > kernel span, padding-only taps",
             vec![vec![1, 2, 2], vec![3, 2, 5]],
