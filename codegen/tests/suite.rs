@@ -18,33 +18,15 @@ mod packed_gemm;
 mod profile;
 mod threads;
 
-/// Every `.rs` file beside this one is a module of this binary (or one of the files
-/// that must run alone: ["no_alloc.rs", "compile_drop.rs"]); with `autotests = false` a file left out of
-/// the list above would never be compiled, so this test names it.
+#[path = "../../tests/support/suite_guard.rs"]
+mod suite_guard;
+
+/// Every `.rs` file beside this one is a module of this binary (or a file that runs
+/// alone, as its own `[[test]]`).
 #[test]
 fn every_test_file_is_in_the_suite() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let suite = std::fs::read_to_string(dir.join("suite.rs")).expect("read suite.rs");
-    let alone: &[&str] = &["no_alloc.rs", "compile_drop.rs"];
-    let mut missing = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("read tests/") {
-        let name = entry
-            .expect("dir entry")
-            .file_name()
-            .into_string()
-            .expect("utf-8 name");
-        let Some(stem) = name.strip_suffix(".rs") else {
-            continue;
-        };
-        if name == "suite.rs" || alone.contains(&name.as_str()) {
-            continue;
-        }
-        if !suite.lines().any(|l| l.trim() == format!("mod {stem};")) {
-            missing.push(name);
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "test files not in tests/suite.rs: {missing:?}"
+    suite_guard::assert_every_file_in_suite(
+        env!("CARGO_MANIFEST_DIR"),
+        &["no_alloc.rs", "compile_drop.rs"],
     );
 }
