@@ -320,7 +320,17 @@ fn unfold_matches_pytorch_windows_interpreted_and_compiled() {
             ],
         ),
     ];
-    let outs = [&a, &b, &c, &d];
+    // A step far past the extent: one window (PyTorch accepts it), no overflow in
+    // the strides or in the gradient's scatter.
+    let e = y.unfold(0, 1, 1 << 62);
+    let de = g.grad(&(&e * &e).sum_all(), &[&y]).unwrap().remove(0);
+    let outs = [&a, &b, &c, &d, &e, &de];
+    let mut want = want.to_vec();
+    want.push(f32s(&[1, 4, 1], &[0., 1., 2., 3.]));
+    want.push(f32s(
+        &[3, 4],
+        &[0., 2., 4., 6., 0., 0., 0., 0., 0., 0., 0., 0.],
+    ));
     assert_eq!(g.run(&outs, &feeds).unwrap(), want);
     // Compiled: the windows are a view read by one copy kernel per output.
     let mut exe = g.compile(&outs).unwrap();

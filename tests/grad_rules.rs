@@ -499,3 +499,48 @@ fn every_op_passes_gradcheck() {
         assert!(report.checked > 0, "{name}");
     }
 }
+
+/// The IR's `unfold` with a step and a dilation (the API's `unfold` has dilation 1):
+/// `Σ tanh(windows)`, gradient against f64 finite differences.
+#[test]
+fn unfold_with_step_and_dilation_passes_gradcheck() {
+    use onde::ir::{Graph, Op, ReduceKind, TensorType, UnaryOp};
+    let mut g = Graph::new();
+    let ty = TensorType::new(DType::F64, vec![2, 11]);
+    let add =
+        |g: &mut Graph, op: Op, xs: &[onde::ir::ValueId]| g.add_op(op, xs, None).unwrap().1[0];
+    let x = add(
+        &mut g,
+        Op::Input {
+            name: "x".into(),
+            ty,
+        },
+        &[],
+    );
+    // [2, 11] → [2, 3, 4]: out[i, k, p] = x[i, 2p + 2k]: even elements are read by up
+    // to three windows, odd ones by none (zero gradient).
+    let w = add(
+        &mut g,
+        Op::Unfold {
+            axis: 1,
+            size: 3,
+            step: 2,
+            dilation: 2,
+        },
+        &[x],
+    );
+    let t = add(&mut g, Op::Unary(UnaryOp::Tanh), &[w]);
+    let loss = add(
+        &mut g,
+        Op::Reduce {
+            kind: ReduceKind::Sum,
+            axes: vec![0, 1, 2],
+            keepdim: false,
+        },
+        &[t],
+    );
+    let feeds = [("x".to_string(), data(&[2, 11], 5))].into_iter().collect();
+    let report =
+        onde::nn::gradcheck_graph(&g, loss, &["x"], &feeds, GradcheckOpts::default()).unwrap();
+    assert!(report.ok(), "{report}");
+}

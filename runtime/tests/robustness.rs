@@ -84,7 +84,36 @@ fn make_case(
         (p.to_vec(), q.to_vec())
     };
     let pairs: Vec<(usize, usize)> = pp.iter().zip(&qq).map(|(&a, &b)| (a % 3, b % 3)).collect();
-    match kind % 17 {
+    match kind % 18 {
+        // Sliding windows; with `flag` usually well-typed, sometimes with a step or
+        // dilation near usize::MAX where only one window or element fits.
+        17 => {
+            let huge = usize::MAX / (2 + sel % 3);
+            let op = if flag {
+                Op::Unfold {
+                    axis: if rank > 0 { sel % rank } else { 0 },
+                    size: 1 + sel % 3,
+                    step: if sel.is_multiple_of(5) {
+                        huge
+                    } else {
+                        1 + sel % 2
+                    },
+                    dilation: if sel.is_multiple_of(7) {
+                        huge
+                    } else {
+                        1 + sel % 2
+                    },
+                }
+            } else {
+                Op::Unfold {
+                    axis: p.first().copied().unwrap_or(0),
+                    size: q.first().copied().unwrap_or(0),
+                    step: sel % 3,
+                    dilation: p.get(1).copied().unwrap_or(1),
+                }
+            };
+            (op, take(1))
+        }
         0 => (Op::Unary(UnaryOp::ALL[sel % UnaryOp::ALL.len()]), take(1)),
         1 => (
             Op::Binary(BinaryOp::ALL[sel % BinaryOp::ALL.len()]),

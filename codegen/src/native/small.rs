@@ -6,6 +6,9 @@
 //! conv`) is made of exactly such batches: per kernel tap of W2's depthwise layer,
 //! `dW_k` is 1024 dot products of length 4000 (`[1, 4000] @ [4000, 1]`: 44 ms through
 //! the library, 16× padded) and `dX_k` 1024 scaled rows (`[1, 1] @ [1, 4000]`: 12 ms).
+//! (W2's depthwise kernel gradient has since become one product with the input's
+//! windows, `[1, P] @ [P, 9]` per row, on `nt.rs`; grouped convolutions with several
+//! input channels per group still make per-tap products of these shapes.)
 //! Two shapes go through plain loops here instead:
 //! - **dot products**: `k ≥ 8` and either at most [`DOT_MAX_OUTPUTS`] outputs, or one
 //!   output column (a matrix-vector product, e.g. W2's first-layer weight gradient,
@@ -176,7 +179,7 @@ mod tests {
     fn thin_products_match_a_triple_loop() {
         // (m, k, n, a transposed, b transposed, b broadcast along k)
         let cases = [
-            (1, 4000, 1, false, true, false), // W2's dW per tap: dot product
+            (1, 4000, 1, false, true, false), // a per-tap dW (before windows): dot product
             (1, 37, 2, false, false, false),  // b read down columns: sequential sum
             (2, 9, 2, true, true, false),
             (4, 8, 1, false, true, false),

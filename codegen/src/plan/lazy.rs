@@ -213,10 +213,16 @@ impl Lazy {
     ) -> Lazy {
         let mut out = self.clone();
         out.shape.splice(axis..=axis, [size, count]);
+        // A one-element axis gets stride 0: a huge step or dilation is legal there
+        // and must not overflow; elsewhere both are below the axis' extent.
+        let along = |n: usize, by: usize, st: isize| if n > 1 { st * by as isize } else { 0 };
         out.map_leaves(|o, s| {
             let mut strides = s.to_vec();
             let st = s[axis];
-            strides.splice(axis..=axis, [st * dilation as isize, st * step as isize]);
+            strides.splice(
+                axis..=axis,
+                [along(size, dilation, st), along(count, step, st)],
+            );
             (o, strides)
         });
         out

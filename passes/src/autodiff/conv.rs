@@ -21,7 +21,9 @@
 //! (`C/G · ∏K` rows per group) are smaller than `dy` (`O/G` rows), they are gathered
 //! once (a concat of the tap slices, `[B, G, C/G·∏K, P]`) and `dW` is one product
 //! `dy · colsᵀ` summed over the batch, which reads `dy` once. Otherwise (depthwise:
-//! 9 column rows against 1 `dy` row) the per-tap form moves less data.
+//! 9 column rows against 1 `dy` row) gathering would move more data than it saves:
+//! one input channel per group reads the windows below; others keep the per-tap
+//! products.
 //!
 //! # Weight gradient from the input's windows (one input channel per group)
 //! With `C/G = 1` (depthwise convolutions) the kernel gradient is

@@ -441,7 +441,8 @@ pub fn unfold_adjoint(
             .enumerate()
             .map(|(a, &n)| {
                 if a == axis {
-                    let start = k * dilation;
+                    // One window: step 1 (the adjoint would pad `step - 1` zeros).
+                    let (start, step) = (k * dilation, if count > 1 { step } else { 1 });
                     SliceAxis {
                         start,
                         stop: start + count.saturating_sub(1) * step + usize::from(count > 0),

@@ -98,8 +98,12 @@ pub(crate) fn unfold(
         })?;
     let mut out = dims.to_vec();
     out.splice(axis..=axis, [size, (len - span) / step + 1]);
+    // A one-element axis needs no stride (and a huge step or dilation, legal there,
+    // must not overflow): elsewhere `dilation`, `step` < `len`, so the products fit.
+    let count = out[axis + 1];
+    let along = |n: usize, by: usize| if n > 1 { by * st[axis] } else { 0 };
     let mut out_strides = st.clone();
-    out_strides.splice(axis..=axis, [dilation * st[axis], step * st[axis]]);
+    out_strides.splice(axis..=axis, [along(size, dilation), along(count, step)]);
     take(x, &strided_indices(&out, &out_strides, 0), out)
 }
 
