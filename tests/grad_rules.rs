@@ -442,6 +442,31 @@ fn every_op_passes_gradcheck() {
             |_, x| x[0].conv1d(&x[1], None, &ConvOpts::default().stride(2).padding(1)),
         ),
         (
+            // Polyphase input gradient with gcd(d, s) = 1: every phase takes a
+            // different subset of taps (d = 3, s = 2: k = 0, 2 and k = 1).
+            "conv1d k3 d3 s2 p4 (input gradient by phases)",
+            vec![vec![2, 2, 13], vec![3, 2, 3]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    None,
+                    &ConvOpts::default().stride(2).padding(4).dilation(3),
+                )
+            },
+        ),
+        (
+            // s = 3, d = 2, K = 4: phases with two, one and one taps; odd length.
+            "conv1d k4 d2 s3 p1 (input gradient by phases)",
+            vec![vec![1, 2, 17], vec![2, 2, 4]],
+            |_, x| {
+                x[0].conv1d(
+                    &x[1],
+                    None,
+                    &ConvOpts::default().stride(3).padding(1).dilation(2),
+                )
+            },
+        ),
+        (
             // Stride above the kernel, and taps that read only padding.
             "conv1d stride 3 > kernel span, padding-only taps",
             vec![vec![1, 2, 2], vec![3, 2, 5]],

@@ -1,6 +1,6 @@
 //! argmax/argmin and random numbers compiled as native steps (no interpreter) equal the
 //! reference interpreter: ties pick the first index, a NaN wins, every axis and dtype;
-//! random draws are the interpreter's bit for bit.
+//! random draws are the interpreter's bit for bit; pad, concat and stack copy exactly.
 
 use onde::{Array, DType, GraphBuilder};
 
@@ -200,6 +200,45 @@ fn pad_compiled_equals_interpreter() {
             let want = g.run(&[&y], &feeds).unwrap();
             let got = g.compile(&[&y]).unwrap().run(&feeds).unwrap();
             assert_eq!(got, want, "{dtype} {shape:?} pads {pads:?}");
+        }
+    }
+}
+
+#[test]
+fn concat_and_stack_compiled_equal_interpreter() {
+    // Parts of one element per output row (stack along the last axis: the word-copy
+    // interleave for 4-byte dtypes, word copies for 8-byte, memcpy for bool), rows of
+    // several elements, unequal parts, up to and past the interleave's eight parts.
+    for dtype in [DType::F32, DType::F64, DType::I64, DType::Bool] {
+        for parts in [2usize, 3, 8, 9] {
+            let g = GraphBuilder::new();
+            let xs: Vec<_> = (0..parts)
+                .map(|i| g.input(&format!("x{i}"), dtype, [3, 5]))
+                .collect();
+            let refs: Vec<_> = xs.iter().collect();
+            let stacked = onde::stack(&refs, -1);
+            let wide = onde::cat(&refs, 1);
+            let head = g.input("h", dtype, [3, 2]);
+            let uneven = onde::cat(&[&head, &xs[0], &head], 1);
+            let feeds: Vec<(String, Array)> = (0..parts)
+                .map(|i| {
+                    let v: Vec<f64> = (0..15).map(|k| ((k * 3 + i * 7) % 11) as f64).collect();
+                    (
+                        format!("x{i}"),
+                        Array::from_f64(dtype, vec![3, 5], &v).unwrap(),
+                    )
+                })
+                .chain([(
+                    "h".to_string(),
+                    Array::from_f64(dtype, vec![3, 2], &[1., 0., 1., 1., 0., 1.]).unwrap(),
+                )])
+                .collect();
+            let feeds: Vec<(&str, Array)> =
+                feeds.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
+            let outs = [&stacked, &wide, &uneven];
+            let want = g.run(&outs, &feeds).unwrap();
+            let got = g.compile(&outs).unwrap().run(&feeds).unwrap();
+            assert_eq!(got, want, "{dtype} with {parts} parts");
         }
     }
 }

@@ -52,6 +52,14 @@
 //! scatter for small strides; so the form is used when `∏ s ≤ 4` and no stride
 //! exceeds its kernel (a 16×16 patch embedding keeps the per-tap form), as are larger
 //! paddings.
+//!
+//! In 1-d a strided convolution's input gradient is computed by phases instead (see
+//! `input_grad_polyphase`): the outputs `i` with the same `(i + pad_lo) mod s` take
+//! one subset of the taps, so each phase is a stride-1 convolution of `dy` itself with
+//! a strided slice of the flipped kernel, and the `s` results are interleaved (a
+//! concat of one-element rows, copied word by word). No multiply-add lands on a zero
+//! and no spread `dy` is built: W2's k3 s2 layer, forward + both gradients, 38.8 →
+//! 35.3 ms and 55.3 → 44.9 ms in two same-minute A/B pairs (best of 5 × 4 steps).
 
 use super::rules::slice_adjoint;
 use crate::emit::{Emit, R};
@@ -437,6 +445,9 @@ fn input_grad_by_conv(
         }
         wt = e.op(Op::Concat { axis: 2 + i }, &taps)?;
     }
+    if n == 1 && p.stride[0] > 1 {
+        return input_grad_polyphase(e, p, wt, dy, g, kernel[0], len[0]);
+    }
     // A strided axis: dy's values spread `s` apart with zeros between: a unit axis
     // inserted after it, widened to `s` by `where(j == 0, dy, 0)` (one elementwise
     // kernel; a pad there copied one element per row), merged.
@@ -504,6 +515,118 @@ fn input_grad_by_conv(
         .map(|(a, &l)| whole(if a >= 2 { len[a - 2] } else { l }))
         .collect();
     e.slice(dx, axes)
+}
+
+/// `dx` of a strided 1-d convolution, phase by phase (see the module doc): `wt` is the
+/// flipped, channel-transposed kernel `[C, O/G, K]`.
+///
+/// In padded coordinates `j = i + pad_lo = q·s + r`, `dx[i] = Σ w[k]·dy[q - e_k]` over
+/// the taps with `k·d ≡ r (mod s)`, `e_k = (k·d - r) / s`. Those taps are `s/gcd(d, s)`
+/// apart, so their flipped kernel is a strided slice of `wt` and each phase is a
+/// stride-1 convolution of `dy` (dilation `d/gcd`) — no multiply-add on the spread
+/// form's zeros. Phase `r`'s first input index is `φ = (r - pad_lo) mod s`; the phases'
+/// results (padded to `ceil(len/s)`) are stacked and interleaved into `dx`.
+#[allow(clippy::too_many_arguments)]
+fn input_grad_polyphase(
+    e: &mut Emit<'_>,
+    p: &ConvParams,
+    wt: ValueId,
+    dy: ValueId,
+    g: usize,
+    k: usize,
+    len: usize,
+) -> R {
+    let (s, d, pad_lo) = (p.stride[0], p.dilation[0], p.padding[0].0);
+    let (b, c, positions) = {
+        let (ds, ws) = (e.shape(dy), e.shape(wt));
+        (ds.dims()[0], ws.dims()[0], ds.dims()[2])
+    };
+    let step = s / gcd(d, s);
+    let dil = d / gcd(d, s);
+    let q_len = len.div_ceil(s);
+    let mut phases = Vec::with_capacity(s);
+    for phi in 0..s {
+        let r = (phi + pad_lo) % s;
+        // Outputs of this phase: i = φ + m·s < len.
+        let n_out = len.saturating_sub(phi).div_ceil(s);
+        let q_start = (phi + pad_lo - r) / s;
+        let taps: Vec<usize> = (0..k).filter(|&t| (t * d) % s == r).collect();
+        let part = match (taps.first(), taps.last()) {
+            (Some(&k0), Some(&k_max)) if n_out > 0 => {
+                // Flipped sub-kernel: wt[K-1-k] for k = k_max, …, k0 (`step` apart).
+                let wt_r = e.slice(
+                    wt,
+                    vec![
+                        whole(c),
+                        whole(e.shape(wt).dims()[1]),
+                        SliceAxis {
+                            start: k - 1 - k_max,
+                            stop: k - k0,
+                            step,
+                        },
+                    ],
+                )?;
+                // out[q'] = Σ_t wt_r[t]·dy[q' + q_start + t·dil - e_max].
+                let e_max = (k_max * d - r) / s;
+                let span = (taps.len() - 1) * dil;
+                let (input, lo) = if e_max >= q_start {
+                    (dy, e_max - q_start)
+                } else {
+                    let cut = (q_start - e_max).min(positions);
+                    let sl = e.slice(
+                        dy,
+                        vec![
+                            whole(b),
+                            whole(e.shape(dy).dims()[1]),
+                            range(cut, positions),
+                        ],
+                    )?;
+                    (sl, 0)
+                };
+                let avail = e.shape(input).dims()[2] + lo;
+                // Output length `avail + hi - span`: `n_out` when `hi ≥ 0`, else cut.
+                let hi = (n_out + span).saturating_sub(avail);
+                let params = ConvParams {
+                    stride: vec![1],
+                    padding: vec![(lo, hi)],
+                    dilation: vec![dil],
+                    groups: g,
+                };
+                let out = e.op(Op::Conv(params), &[input, wt_r])?;
+                if e.shape(out).dims()[2] > n_out {
+                    e.slice(out, vec![whole(b), whole(c), range(0, n_out)])?
+                } else {
+                    out
+                }
+            }
+            // No tap lands on this phase (stride above the kernel's reach): zeros.
+            _ => {
+                let t = onde_ir::TensorType::new(e.ty(dy).dtype, Shape::new([b, c, n_out]));
+                e.zeros(&t)?
+            }
+        };
+        let part = if n_out < q_len {
+            e.pad(part, vec![(0, 0), (0, 0), (0, q_len - n_out)])?
+        } else {
+            part
+        };
+        phases.push(e.reshape(part, Shape::new([b, c, q_len, 1]))?);
+    }
+    let stacked = e.op(Op::Concat { axis: 3 }, &phases)?;
+    let dx = e.reshape(stacked, Shape::new([b, c, q_len * s]))?;
+    if q_len * s > len {
+        e.slice(dx, vec![whole(b), whole(c), range(0, len)])
+    } else {
+        Ok(dx)
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// For a 1-d convolution over an input of length `len` with `positions` outputs: the
