@@ -53,8 +53,9 @@
 //! exceeds its kernel (a 16×16 patch embedding keeps the per-tap form), as are larger
 //! paddings.
 //!
-//! In 1-d a strided convolution's input gradient is computed by phases instead (see
-//! `input_grad_polyphase`): the outputs `i` with the same `(i + pad_lo) mod s` take
+//! In 1-d the input gradient is always computed by phases instead, for any stride and
+//! padding (the limits above are the spread's; 2-d keeps them). See
+//! `input_grad_polyphase`: the outputs `i` with the same `(i + pad_lo) mod s` take
 //! one subset of the taps, so each phase is a stride-1 convolution of `dy` itself with
 //! a strided slice of the flipped kernel, and the `s` results are interleaved (a
 //! concat of one-element rows, copied word by word). No multiply-add lands on a zero
@@ -88,15 +89,17 @@ pub(super) fn vjp_conv(
     let dy4 = e.reshape(dy, Shape::new([b, g, og, positions]))?;
 
     // The spread dy costs ∏ strides × the multiply-adds: at most 4×.
-    let dx_as_conv = wants[0]
-        && p.stride.iter().product::<usize>() <= MAX_SPREAD
-        && (0..n).all(|i| {
-            let reach = (kernel[i] - 1) * p.dilation[i];
-            xs.dims()[2 + i] > 0
-                && p.stride[i] <= kernel[i]
-                && p.padding[i].0 <= reach
-                && p.padding[i].1 <= reach
-        });
+    // 1-d: by phases, for any stride and padding (no zeros are convolved).
+    let dx_as_conv = wants[0] && n == 1 && xs.dims()[2] > 0
+        || wants[0]
+            && p.stride.iter().product::<usize>() <= MAX_SPREAD
+            && (0..n).all(|i| {
+                let reach = (kernel[i] - 1) * p.dilation[i];
+                xs.dims()[2 + i] > 0
+                    && p.stride[i] <= kernel[i]
+                    && p.padding[i].0 <= reach
+                    && p.padding[i].1 <= reach
+            });
     // The weight gradient as one product with the input's columns (im2col) when they
     // are smaller than `dy` (see the module doc), else per tap.
     let taps_total: usize = kernel.iter().product();
@@ -445,7 +448,7 @@ fn input_grad_by_conv(
         }
         wt = e.op(Op::Concat { axis: 2 + i }, &taps)?;
     }
-    if n == 1 && p.stride[0] > 1 {
+    if n == 1 {
         return input_grad_polyphase(e, p, wt, dy, g, kernel[0], len[0]);
     }
     // A strided axis: dy's values spread `s` apart with zeros between: a unit axis
@@ -610,7 +613,14 @@ fn input_grad_polyphase(
         } else {
             part
         };
-        phases.push(e.reshape(part, Shape::new([b, c, q_len, 1]))?);
+        phases.push(part);
+    }
+    if s == 1 {
+        // One phase: the convolution's result is `dx` (no padding or cut needed).
+        return Ok(phases.remove(0));
+    }
+    for part in &mut phases {
+        *part = e.reshape(*part, Shape::new([b, c, q_len, 1]))?;
     }
     let stacked = e.op(Op::Concat { axis: 3 }, &phases)?;
     let dx = e.reshape(stacked, Shape::new([b, c, q_len * s]))?;
