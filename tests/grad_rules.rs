@@ -467,6 +467,13 @@ fn every_op_passes_gradcheck() {
             },
         ),
         (
+            // L = 3, K = 3, s = 3, p = 1: one phase's dy slice starts past dy's end
+            // (an empty input convolved over padding only).
+            "conv1d k3 s3 p1 (a phase over an empty dy slice)",
+            vec![vec![1, 2, 3], vec![2, 2, 3]],
+            |_, x| x[0].conv1d(&x[1], None, &ConvOpts::default().stride(3).padding(1)),
+        ),
+        (
             // Stride above the kernel, and taps that read only padding.
             "conv1d stride 3 > kernel span, padding-only taps",
             vec![vec![1, 2, 2], vec![3, 2, 5]],

@@ -208,7 +208,8 @@ fn pad_compiled_equals_interpreter() {
 fn concat_and_stack_compiled_equal_interpreter() {
     // Parts of one element per output row (stack along the last axis: the word-copy
     // interleave for 4-byte dtypes, word copies for 8-byte, memcpy for bool), rows of
-    // several elements, unequal parts, up to and past the interleave's eight parts.
+    // several elements, unequal parts, up to and past the interleave's eight parts,
+    // bool rows of 4 bytes (the interleave), zero-length parts and no rows.
     for dtype in [DType::F32, DType::F64, DType::I64, DType::Bool] {
         for parts in [2usize, 3, 8, 9] {
             let g = GraphBuilder::new();
@@ -228,14 +229,39 @@ fn concat_and_stack_compiled_equal_interpreter() {
                         Array::from_f64(dtype, vec![3, 5], &v).unwrap(),
                     )
                 })
-                .chain([(
-                    "h".to_string(),
-                    Array::from_f64(dtype, vec![3, 2], &[1., 0., 1., 1., 0., 1.]).unwrap(),
-                )])
+                .chain([
+                    (
+                        "h".to_string(),
+                        Array::from_f64(dtype, vec![3, 2], &[1., 0., 1., 1., 0., 1.]).unwrap(),
+                    ),
+                    (
+                        "z".to_string(),
+                        Array::from_f64(dtype, vec![3, 0], &[]).unwrap(),
+                    ),
+                    (
+                        "e".to_string(),
+                        Array::from_f64(dtype, vec![0, 5], &[]).unwrap(),
+                    ),
+                    (
+                        "e2".to_string(),
+                        Array::from_f64(dtype, vec![0, 5], &[]).unwrap(),
+                    ),
+                ])
                 .collect();
             let feeds: Vec<(&str, Array)> =
                 feeds.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
-            let outs = [&stacked, &wide, &uneven];
+            // A zero-length part, and parts with no rows at all.
+            let none = g.input("z", dtype, [3, 0]);
+            let with_empty = onde::cat(&[&xs[0], &none, &xs[1]], 1);
+            let empty_rows = onde::cat(
+                &[&g.input("e", dtype, [0, 5]), &g.input("e2", dtype, [0, 5])],
+                1,
+            );
+            // Bool rows of four 1-byte elements take the 4-byte interleave.
+            let quads: Vec<_> = xs.iter().map(|x| x.slice(1, Some(0), Some(4), 1)).collect();
+            let quad_refs: Vec<_> = quads.iter().collect();
+            let quads = onde::cat(&quad_refs, 1);
+            let outs = [&stacked, &wide, &uneven, &with_empty, &empty_rows, &quads];
             let want = g.run(&outs, &feeds).unwrap();
             let got = g.compile(&outs).unwrap().run(&feeds).unwrap();
             assert_eq!(got, want, "{dtype} with {parts} parts");

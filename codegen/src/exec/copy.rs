@@ -43,8 +43,10 @@ impl Executable {
                 let row = odims[*axis] * inner * es;
                 let mut col = 0;
                 let word = |a: usize| plan.buffers[a].ty.shape.dims()[*axis] * inner * es == 4;
-                if args.len() <= 8 && args.iter().all(|&a| word(a)) {
-                    // An interleave of 4-byte elements (stack along the last axis, e.g.
+                if outer == 0 {
+                    // Nothing to copy (and no pointer offsets past an empty buffer).
+                } else if args.len() <= 8 && args.iter().all(|&a| word(a)) {
+                    // An interleave of 4-byte rows (stack along the last axis, e.g.
                     // a strided convolution's input-gradient phases): output rows in
                     // order, each part read sequentially, each output line written
                     // once (part by part, each line was written once per part).
@@ -57,7 +59,7 @@ impl Executable {
                     let np = srcs.len();
                     for o in 0..outer {
                         for (j, &src) in srcs.iter().enumerate() {
-                            // SAFETY: each part holds `outer` 4-byte elements and the
+                            // SAFETY: each part holds `outer` 4-byte rows and the
                             // output `outer·np` (concat typing, `row = 4·np`); distinct
                             // buffers.
                             unsafe {

@@ -520,7 +520,7 @@ fn input_grad_by_conv(
     e.slice(dx, axes)
 }
 
-/// `dx` of a strided 1-d convolution, phase by phase (see the module doc): `wt` is the
+/// `dx` of a 1-d convolution, phase by phase (see the module doc): `wt` is the
 /// flipped, channel-transposed kernel `[C, O/G, K]`.
 ///
 /// In padded coordinates `j = i + pad_lo = q·s + r`, `dx[i] = Σ w[k]·dy[q - e_k]` over
