@@ -75,7 +75,16 @@ fn cases() -> Vec<Case> {
             opts: ConvOpts::default().stride(2).padding(1).groups(2),
         },
         Case {
-            // Padding beyond the kernel's reach: the per-tap input gradient.
+            // Dense, stride 2 over 2500 steps: in f32 the per-tap kernel gradients
+            // (k = 1250 dot products) run on the long-dot kernel reading x every other
+            // element; dx by phases.
+            name: "dense stride 2 long",
+            x: vec![2, 4, 2500],
+            w: vec![4, 4, 3],
+            opts: ConvOpts::default().stride(2).padding(1),
+        },
+        Case {
+            // Padding beyond the kernel's reach: dx by phases reads a slice of dy.
             name: "wide padding",
             x: vec![2, 3, 40],
             w: vec![4, 3, 2],
