@@ -11,7 +11,8 @@
 //!
 //! `b`'s columns may also read every other element (a stride-2 convolution's per-tap
 //! input): two loads de-interleaved in registers (`every_other`), same results; on
-//! W2's k3 s2 layer its three kernel-gradient products went 6.2 → ~2.5 ms each.
+//! W2's k3 s2 layer its three kernel-gradient products went ~7–8.9 → ~4.3 ms each
+//! (per-step profile, same minutes; ~2.5–2.9 ms in a faster phase).
 //!
 //! Taken only for f32, `k ≥` [`MIN_K`] and at most [`MAX_OUTPUTS`] outputs per product
 //! (of the whole product, not of a thread's share), on CPUs with AVX-512F/DQ. Every
@@ -100,7 +101,8 @@ fn product(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
             let mut out = [[0f32; 4]; 4];
             let ar: [usize; 4] = std::array::from_fn(|r| row(i + r.min(mr - 1), rsa));
             let bc: [usize; 4] = std::array::from_fn(|s| row(j + s.min(nr - 1), csb));
-            // Every row and column read has `k` elements inside its slice.
+            // Every row read has `k` elements inside its slice, every column `k`
+            // elements `sb` apart.
             let fits_a = ar.iter().all(|&s| s + k <= a.data.len());
             let fits_b = bc.iter().all(|&s| s + (k - 1) * sb < b.data.len());
             assert!(fits_a && fits_b, "nt::product called on unchecked views");
@@ -113,10 +115,11 @@ fn product(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
                     (4, _, 1) => block::<4, 1, 1>(ad, bd, &ar, &bc, k, &mut out),
                     (_, 4, 1) => block::<1, 4, 1>(ad, bd, &ar, &bc, k, &mut out),
                     (_, _, 1) => block::<1, 1, 1>(ad, bd, &ar, &bc, k, &mut out),
-                    (4, 4, _) => block::<4, 4, 2>(ad, bd, &ar, &bc, k, &mut out),
-                    (4, _, _) => block::<4, 1, 2>(ad, bd, &ar, &bc, k, &mut out),
-                    (_, 4, _) => block::<1, 4, 2>(ad, bd, &ar, &bc, k, &mut out),
-                    _ => block::<1, 1, 2>(ad, bd, &ar, &bc, k, &mut out),
+                    (4, 4, 2) => block::<4, 4, 2>(ad, bd, &ar, &bc, k, &mut out),
+                    (4, _, 2) => block::<4, 1, 2>(ad, bd, &ar, &bc, k, &mut out),
+                    (_, 4, 2) => block::<1, 4, 2>(ad, bd, &ar, &bc, k, &mut out),
+                    (_, _, 2) => block::<1, 1, 2>(ad, bd, &ar, &bc, k, &mut out),
+                    _ => unreachable!("`fits` takes column strides 1 and 2 only"),
                 }
             }
             for (r, line) in out.iter().enumerate().take(mr) {
@@ -146,11 +149,14 @@ unsafe fn block<const MR: usize, const NR: usize, const SB: usize>(
     out: &mut [[f32; 4]; 4],
 ) {
     use std::arch::x86_64::*;
+    const { assert!(SB == 1 || SB == 2, "column stride 1 or 2") };
     let mut acc = [[_mm512_setzero_ps(); NR]; MR];
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut p = 0;
-    // SAFETY (every load): rows/columns hold `k` elements from their start (caller);
-    // each load is masked to the lanes below `k`.
+    // SAFETY (every load): rows hold `k` elements from their start and columns `k`
+    // elements `SB` apart (caller: `bc[s] + (k-1)·SB < b.len()`); each row load is
+    // masked to the lanes below `k`, each column load reads what `every_other`'s
+    // contract allows for `left = k - p` (or is masked like a row when `SB = 1`).
     unsafe {
         while p < k {
             // Whole 16-lane steps, then one masked to the `k - p` lanes left.
@@ -161,7 +167,7 @@ unsafe fn block<const MR: usize, const NR: usize, const SB: usize>(
                 if SB == 1 {
                     _mm512_maskz_loadu_ps(m, pb.add(bc[s] + p))
                 } else {
-                    every_other(pb.add(bc[s] + p * 2), k - p)
+                    every_other(pb.add(bc[s] + p * SB), k - p)
                 }
             });
             for r in 0..MR {
