@@ -257,6 +257,14 @@ fn every_op_passes_gradcheck() {
             x[0].index(onde::s![Idx::from(1..).step(3), Idx::from(..-1).step(2)])
         }),
         ("pad", vec![vec![2, 3]], |_, x| x[0].pad([1, 2, 0, 1], 0.5)),
+        // Frames that tile all but the end (step = size) and frames with gaps whose
+        // widened last frame passes the end (step > size): the one-pass adjoint.
+        ("unfold frames", vec![vec![2, 10, 2]], |_, x| {
+            x[0].unfold(1, 3, 3).tanh()
+        }),
+        ("unfold frames with gaps", vec![vec![2, 8]], |_, x| {
+            x[0].unfold(-1, 2, 3).tanh()
+        }),
         // Overlapping windows: each element's gradient sums over the windows reading it.
         ("unfold overlapping", vec![vec![2, 7, 3]], |_, x| {
             x[0].unfold(1, 3, 2).tanh()

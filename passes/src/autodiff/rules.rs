@@ -416,6 +416,9 @@ pub fn unfold_adjoint(
 ) -> R {
     let ys = e.shape(dy);
     let count = ys.dims()[axis + 1];
+    if dilation == 1 && step >= size {
+        return unfold_adjoint_disjoint(e, dy, in_shape, axis, size, step);
+    }
     let mut total: Option<ValueId> = None;
     for k in 0..size {
         let pick: Vec<SliceAxis> = ys
@@ -470,6 +473,55 @@ pub fn unfold_adjoint(
             let t = onde_ir::TensorType::new(e.ty(dy).dtype, in_shape.clone());
             e.zeros(&t)
         }
+    }
+}
+
+/// [`unfold_adjoint`] for windows that do not overlap (`dilation = 1`, `step ≥ size`,
+/// e.g. framing a signal): each input element is read by at most one window, so `dy`
+/// `[.., size, count, ..]` is put back in place in one pass — windows first
+/// (`[.., count, size, ..]`), each widened to `step` with zeros, merged, then cut or
+/// padded to the input's extent — instead of `size` scattered adds.
+fn unfold_adjoint_disjoint(
+    e: &mut Emit<'_>,
+    dy: ValueId,
+    in_shape: &Shape,
+    axis: usize,
+    size: usize,
+    step: usize,
+) -> R {
+    let ys = e.shape(dy);
+    let count = ys.dims()[axis + 1];
+    // One window: its step never applies (and may be near usize::MAX).
+    let step = if count > 1 { step } else { size };
+    let mut perm: Vec<usize> = (0..ys.rank()).collect();
+    perm.swap(axis, axis + 1);
+    let mut g = e.permute(dy, perm)?;
+    if step > size {
+        let mut pads = vec![(0, 0); ys.rank()];
+        pads[axis + 1] = (0, step - size);
+        g = e.pad(g, pads)?;
+    }
+    let mut merged = in_shape.dims().to_vec();
+    merged[axis] = count * step;
+    let g = e.reshape(g, Shape::new(merged.clone()))?;
+    let len = in_shape.dims()[axis];
+    if count * step > len {
+        let axes = merged
+            .iter()
+            .enumerate()
+            .map(|(a, &n)| SliceAxis {
+                start: 0,
+                stop: if a == axis { len } else { n },
+                step: 1,
+            })
+            .collect();
+        e.slice(g, axes)
+    } else if count * step < len {
+        let mut pads = vec![(0, 0); merged.len()];
+        pads[axis] = (0, len - count * step);
+        e.pad(g, pads)
+    } else {
+        Ok(g)
     }
 }
 
