@@ -336,3 +336,33 @@ fn unfold_matches_pytorch_windows_interpreted_and_compiled() {
     let mut exe = g.compile(&outs).unwrap();
     assert_eq!(exe.run(&feeds).unwrap(), want);
 }
+
+#[test]
+fn overlapping_windows_of_a_computed_value_store_it_once() {
+    // tanh(x) read by three overlapping windows: stored once (an `unfold_operand`
+    // kernel), not recomputed per window; disjoint frames of it stay fused.
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [2, 50]);
+    let t = x.tanh();
+    let overlapping = t.unfold(1, 3, 1).sum(vec![2i64], false);
+    let frames = (&x * 2.0).unfold(1, 5, 5).sum(vec![2i64], false);
+    let feeds = [(
+        "x",
+        f32s(
+            &[2, 50],
+            &(0..100)
+                .map(|i| (i as f32 - 50.0) / 20.0)
+                .collect::<Vec<_>>(),
+        ),
+    )];
+    let want = g.run(&[&overlapping, &frames], &feeds).unwrap();
+    let mut exe = g.compile(&[&overlapping, &frames]).unwrap();
+    let got = exe.run(&feeds).unwrap();
+    for (a, b) in got.iter().zip(&want) {
+        for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+            assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+        }
+    }
+    let dump = exe.executable().dump_fused();
+    assert_eq!(dump.matches("unfold_operand").count(), 1, "{dump}");
+}

@@ -586,7 +586,16 @@ impl Planner<'_> {
                 step,
                 dilation,
             } => {
-                let a = self.lazy(xs[0])?;
+                let mut a = self.lazy(xs[0])?;
+                let overlap = *step < (*size - 1) * *dilation + 1;
+                if *size > 1 && overlap && a.ops() > 0 {
+                    // Overlapping windows of a computed value: store it once rather
+                    // than recompute each element in every window reading it (or
+                    // materialise all windows, `size`× the data, for a matmul).
+                    let b = self.materialize(xs[0], "unfold_operand")?;
+                    let src = self.ty(xs[0]);
+                    a = Lazy::buffer(b, src.dtype, src.shape.dims());
+                }
                 let count = shape[axis + 1];
                 self.set_lazy(r, a.unfold(*axis, *size, count, *step, *dilation), label);
             }
