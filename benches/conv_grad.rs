@@ -8,7 +8,7 @@
 //! - `w2_first_layer`: `[32, 1, 16000]` → 32 channels, k11 s4 p5 → ReLU, kernel
 //!   gradient only (the input is data; gathered columns, one product);
 //! - `w2_strided_layer`: 32 → 32, k3 s2 p1 on `[32, 32, 4000]` → ReLU, input and kernel
-//!   gradients (the input gradient convolves `dy` spread by the stride).
+//!   gradients (the input gradient by two phases, stride-1 convolutions of `dy`).
 //!
 //! `cargo bench --bench conv_grad -- --quick`.
 

@@ -1,6 +1,7 @@
 //! Convolution gradients compiled end to end equal the reference interpreter's: the
-//! forms `passes::autodiff::conv` picks (input gradient as one convolution, with dy
-//! spread for strides; kernel gradient per tap or from gathered columns) running on
+//! forms `passes::autodiff::conv` picks (1-d input gradient by phases, one stride-1
+//! convolution each; kernel gradient per tap, from gathered columns or from the
+//! input's windows) running on
 //! the compiled paths they rely on (strided views kept through reshapes, thin
 //! products outside the library GEMM, pad and where kernels, the native convolution
 //! with padding up to the kernel's reach), in f32 and f64, with 1 and 2 threads. This
@@ -61,14 +62,14 @@ fn cases() -> Vec<Case> {
             opts: ConvOpts::default(),
         },
         Case {
-            // 1 → 12 channels, stride 3: dW from gathered columns, dx from spread dy.
+            // 1 → 12 channels, stride 3: dW from gathered columns, dx by three phases.
             name: "first layer stride 3",
             x: vec![2, 1, 200],
             w: vec![12, 1, 5],
             opts: ConvOpts::default().stride(3).padding(2),
         },
         Case {
-            // Dense, stride 2, groups 2: dx from spread dy, dW per tap.
+            // Dense, stride 2, groups 2: dx by two phases, dW per tap.
             name: "grouped stride 2",
             x: vec![2, 4, 121],
             w: vec![6, 2, 3],

@@ -309,6 +309,24 @@ pub struct SliceAxis {
 }
 
 impl SliceAxis {
+    /// The whole of an axis of extent `len`.
+    pub fn whole(len: usize) -> SliceAxis {
+        SliceAxis {
+            start: 0,
+            stop: len,
+            step: 1,
+        }
+    }
+
+    /// Elements `start..stop`, step 1.
+    pub fn range(start: usize, stop: usize) -> SliceAxis {
+        SliceAxis {
+            start,
+            stop,
+            step: 1,
+        }
+    }
+
     /// The number of elements selected: `ceil((stop - start) / step)`.
     pub fn len(&self) -> usize {
         if self.stop <= self.start || self.step == 0 {

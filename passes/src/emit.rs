@@ -226,6 +226,25 @@ impl<'a> Emit<'a> {
         self.op(Op::Slice { axes }, &[x])
     }
 
+    /// `x` with axis `axis` cut to its first `len` elements or zero-padded after to
+    /// `len` (unchanged when it already has that extent).
+    pub fn fit_axis(&mut self, x: ValueId, axis: usize, len: usize) -> R {
+        let dims = self.shape(x).dims().to_vec();
+        let have = dims[axis];
+        if have > len {
+            let axes = dims
+                .iter()
+                .enumerate()
+                .map(|(a, &n)| SliceAxis::range(0, if a == axis { len } else { n }))
+                .collect();
+            self.slice(x, axes)
+        } else {
+            let mut pads = vec![(0, 0); dims.len()];
+            pads[axis] = (0, len - have);
+            self.pad(x, pads)
+        }
+    }
+
     /// Zero padding.
     pub fn pad(&mut self, x: ValueId, pads: Vec<(usize, usize)>) -> R {
         if pads.iter().all(|&p| p == (0, 0)) {

@@ -1,8 +1,5 @@
-//! All of this crate's integration tests in one binary: one link of the JIT and its
-//! dependencies instead of one per file (each binary is ~25 MB; ~60 of them made CI's
-//! disk run out), and one test harness that keeps both cores busy. Files that measure
-//! the process (allocation counts, resident memory) stay their own binaries; see
-//! `[[test]]` in Cargo.toml.
+//! The interpreter's integration tests, one binary (see
+//! `../../tests/support/suite_guard.rs`).
 
 mod common;
 mod elementwise;

@@ -1,6 +1,13 @@
-//! The check each crate's `tests/suite.rs` runs: with `autotests = false`, a test
-//! file left out of the suite's `mod` list would never be compiled, so it is named.
-//! Included by path (`#[path = …] mod suite_guard;`) from the three suites.
+//! Why each of the `onde`, `onde-runtime` and `onde-codegen` crates has its
+//! integration tests as modules of one `tests/suite.rs` binary: one link of the crate
+//! and its dependencies (Cranelift's among them) instead of one per file — ~60 test
+//! binaries with full debug info (~130 MB each) filled CI's disk — and one test
+//! harness that keeps both cores busy. Files that measure the process (allocation
+//! counts, resident memory) stay their own `[[test]]` binaries.
+//!
+//! The check each suite runs: with `autotests = false`, a test file left out of the
+//! suite's `mod` list would never be compiled, so it is named. Included by path
+//! (`#[path = …] mod suite_guard;`) from the three suites.
 
 /// Every `.rs` file in `crate_dir/tests` is declared `mod stem;` in its `suite.rs`,
 /// but `suite.rs` itself and the files in `alone` (their own `[[test]]` binaries).

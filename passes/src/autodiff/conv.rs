@@ -8,7 +8,15 @@
 //!   `dW_k = Σ_b dy · X_kᵀ`, and `dw` is the taps stacked back into the kernel axes.
 //! Everything is slice/pad/reshape/matmul/concat/sum, which all have rules, so the
 //! gradient is differentiable again. The graph grows with the number of taps, not with
-//! the signal length.
+//! the signal length. The per-tap forms are the fallback; the sections below say which
+//! layouts replace them:
+//!
+//! | gradient | 1-d | n-d |
+//! |---|---|---|
+//! | `dx` | by phases (any stride, padding) | spread `dy` (`∏ s ≤ 4`, `s ≤ K`, pad ≤ reach), else per tap |
+//! | `dw`, `C/G = 1` | windows, batched product | windows, product and sum |
+//! | `dw`, `C/G·∏K < O/G` | columns | columns |
+//! | `dw`, otherwise | per tap on `x`, sliced (no pad) | per tap on `pad(x)` |
 //!
 //! # Per-tap weight gradient without the padded copy (1-d)
 //! A tap only meets the input at the outputs whose read falls inside it, so `dW_k` is
@@ -33,19 +41,20 @@
 //! (1-d; n-d: an elementwise product and a sum). The per-tap form made `∏K` passes
 //! over `dy` and `x` (9 on W2's k9 layers); this makes one. In 1-d the outputs whose
 //! windows reach into the padding are split off, so only the input's ends are padded
-//! (see `weight_grad_by_windows`). W2's separable block, forward + backward at batch
+//! (see `window_products_1d`). W2's separable block, forward + backward at batch
 //! 32 (`cargo bench --bench conv_grad`, same run): 50.3 → 26.8 ms. Grouped
 //! convolutions with more input channels per group keep the per-tap products (their
 //! columns are matrices, not rows).
 //!
-//! # The input gradient is one convolution
+//! # The input gradient is one convolution (n-d: over the spread `dy`)
 //! When no padding exceeds the kernel's reach (`pad ≤ (K-1)·d`, true of "same"
 //! convolutions and of most strided ones), `dx[c, i] = Σ_{o,k} w[o, c, k] · dy[o, p]`
 //! over `p·s = i + pad_lo - k·d` is itself a convolution: of `dy` spread `s` apart
 //! (zeros between its values, a "transposed convolution") with the kernel flipped
 //! along its spatial axes and transposed between input and output channels within
-//! each group, padded by `(K-1)·d - pad_lo` before and up to the input's length after. It replaces the per-tap products, each scattered into a padded
-//! copy of the input and summed: on W2's depthwise layer (`[32, 32, 4000]`, k = 9)
+//! each group (`flipped_kernel`), padded by `(K-1)·d - pad_lo` before and up to the
+//! input's length after. It replaces the per-tap products, each scattered into a
+//! padded copy of the input and summed: on W2's depthwise layer (`[32, 32, 4000]`, k = 9)
 //! that was 9 × (product + 16 MB pad) + a 9-way sum, ~90 ms, against one
 //! convolution of a few ms. A strided convolution pays `∏ s`× the multiply-adds on
 //! the zeros (and a spread `dy` that much larger), still far less than the per-tap
@@ -53,8 +62,9 @@
 //! exceeds its kernel (a 16×16 patch embedding keeps the per-tap form), as are larger
 //! paddings.
 //!
+//! # The input gradient by phases (1-d)
 //! In 1-d the input gradient is always computed by phases instead, for any stride and
-//! padding (the limits above are the spread's; 2-d keeps them). See
+//! padding (the limits above are the spread's; n-d keeps them). See
 //! `input_grad_polyphase`: the outputs `i` with the same `(i + pad_lo) mod s` take
 //! one subset of the taps, so each phase is a stride-1 convolution of `dy` itself with
 //! a strided slice of the flipped kernel, and the `s` results are interleaved (a
@@ -84,22 +94,34 @@ pub(super) fn vjp_conv(
 
     let mut pads = vec![(0, 0), (0, 0)];
     pads.extend(p.padding.iter().copied());
-    let xp = e.pad(x, pads)?;
-    let xps = e.shape(xp);
+    let xps = Shape::new(xs.dims().iter().zip(&pads).map(|(d, (lo, hi))| d + lo + hi));
+    // The padded input, emitted on first use (the 1-d forms below do not read it).
+    let mut xp: Option<ValueId> = None;
+    let mut padded = |e: &mut Emit<'_>| -> R {
+        if let Some(v) = xp {
+            return Ok(v);
+        }
+        let v = e.pad(x, pads.clone())?;
+        xp = Some(v);
+        Ok(v)
+    };
     let dy4 = e.reshape(dy, Shape::new([b, g, og, positions]))?;
 
-    // The spread dy costs ∏ strides × the multiply-adds: at most 4×.
-    // 1-d: by phases, for any stride and padding (no zeros are convolved).
-    let dx_as_conv = wants[0] && n == 1 && xs.dims()[2] > 0
-        || wants[0]
-            && p.stride.iter().product::<usize>() <= MAX_SPREAD
-            && (0..n).all(|i| {
-                let reach = (kernel[i] - 1) * p.dilation[i];
-                xs.dims()[2 + i] > 0
-                    && p.stride[i] <= kernel[i]
-                    && p.padding[i].0 <= reach
-                    && p.padding[i].1 <= reach
-            });
+    // The input gradient (see the module doc): 1-d by phases, for any stride and
+    // padding; n-d as one convolution over `dy` spread by the strides, which pays
+    // `∏ s`× the multiply-adds (at most `MAX_SPREAD`); else per tap.
+    let dx_by_phases = wants[0] && n == 1 && xs.dims()[2] > 0;
+    let dx_by_spread = wants[0]
+        && !dx_by_phases
+        && p.stride.iter().product::<usize>() <= MAX_SPREAD
+        && (0..n).all(|i| {
+            let reach = (kernel[i] - 1) * p.dilation[i];
+            xs.dims()[2 + i] > 0
+                && p.stride[i] <= kernel[i]
+                && p.padding[i].0 <= reach
+                && p.padding[i].1 <= reach
+        });
+    let dx_per_tap = wants[0] && !dx_by_phases && !dx_by_spread;
     // The weight gradient as one product with the input's columns (im2col) when they
     // are smaller than `dy` (see the module doc), else per tap.
     let taps_total: usize = kernel.iter().product();
@@ -112,7 +134,7 @@ pub(super) fn vjp_conv(
     let mut columns = Vec::new();
     for tap in taps(&kernel) {
         // X_k: the input positions this tap reads, [B, C, *out].
-        let mut axes = vec![whole(b), whole(c)];
+        let mut axes = vec![SliceAxis::whole(b), SliceAxis::whole(c)];
         for i in 0..n {
             let start = tap[i] * p.dilation[i];
             axes.push(SliceAxis {
@@ -122,13 +144,9 @@ pub(super) fn vjp_conv(
             });
         }
         // W_k: [O, C/G, 1…] → [G, O/G, C/G].
-        let mut waxes = vec![whole(o), whole(cg)];
-        waxes.extend(tap.iter().map(|&k| SliceAxis {
-            start: k,
-            stop: k + 1,
-            step: 1,
-        }));
-        if wants[0] && !dx_as_conv {
+        let mut waxes = vec![SliceAxis::whole(o), SliceAxis::whole(cg)];
+        waxes.extend(tap.iter().map(|&k| SliceAxis::range(k, k + 1)));
+        if dx_per_tap {
             let wk = e.slice(w, waxes)?;
             let wk = e.reshape(wk, Shape::new([g, og, cg]))?;
             let wkt = e.transpose_last(wk)?;
@@ -143,6 +161,7 @@ pub(super) fn vjp_conv(
             });
         }
         if dw_by_columns {
+            let xp = padded(e)?;
             let xk = e.slice(xp, axes)?;
             columns.push(e.reshape(xk, Shape::new([b, g, cg, 1, positions]))?);
         } else if wants[1] && !dw_by_windows {
@@ -154,7 +173,11 @@ pub(super) fn vjp_conv(
             let (dyk, xk) = match inside {
                 Some((p0, p1, x0)) => {
                     let cut = |len: usize, start: usize, stop: usize, step: usize| {
-                        vec![whole(b), whole(len), SliceAxis { start, stop, step }]
+                        vec![
+                            SliceAxis::whole(b),
+                            SliceAxis::whole(len),
+                            SliceAxis { start, stop, step },
+                        ]
                     };
                     let count = p1 - p0;
                     let s = p.stride[0];
@@ -164,6 +187,7 @@ pub(super) fn vjp_conv(
                     (dyk, e.reshape(xk, Shape::new([b, g, cg, count]))?)
                 }
                 None => {
+                    let xp = padded(e)?;
                     let xk = e.slice(xp, axes)?;
                     (dy4, e.reshape(xk, Shape::new([b, g, cg, positions]))?)
                 }
@@ -177,15 +201,16 @@ pub(super) fn vjp_conv(
         }
     }
     let dx = match dxp {
-        None if dx_as_conv => Some(input_grad_by_conv(
-            e,
-            p,
-            w,
-            dy,
-            g,
-            &kernel,
-            &xs.dims()[2..],
-        )?),
+        None if dx_by_phases => {
+            let wt = flipped_kernel(e, w, g, &kernel)?;
+            let len = xs.dims()[2];
+            Some(input_grad_polyphase(e, p, wt, dy, g, kernel[0], len)?)
+        }
+        None if dx_by_spread => {
+            let wt = flipped_kernel(e, w, g, &kernel)?;
+            let len = &xs.dims()[2..];
+            Some(input_grad_by_spread(e, p, wt, dy, g, &kernel, len)?)
+        }
         Some(d) => {
             let axes = xs
                 .dims()
@@ -193,11 +218,7 @@ pub(super) fn vjp_conv(
                 .enumerate()
                 .map(|(i, &len)| {
                     let lo = if i >= 2 { p.padding[i - 2].0 } else { 0 };
-                    SliceAxis {
-                        start: lo,
-                        stop: lo + len,
-                        step: 1,
-                    }
+                    SliceAxis::range(lo, lo + len)
                 })
                 .collect();
             Some(e.slice(d, axes)?)
@@ -215,9 +236,17 @@ pub(super) fn vjp_conv(
         shape.extend(&kernel);
         Some(e.reshape(dw, Shape::new(shape))?)
     } else if dw_by_windows {
-        Some(weight_grad_by_windows(
-            e, p, x, xp, dy, g, og, &kernel, &out,
-        )?)
+        // [G, B, O/G, *K] summed over the batch → [O, 1, *K].
+        let per_row = if n == 1 {
+            window_products_1d(e, p, x, dy, g, og, kernel[0], out[0])?
+        } else {
+            let xp = padded(e)?;
+            window_products_nd(e, p, xp, dy, g, og, &kernel, &out)?
+        };
+        let dw = e.sum(per_row, vec![1], false)?;
+        let mut shape = vec![o, 1];
+        shape.extend(&kernel);
+        Some(e.reshape(dw, Shape::new(shape))?)
     } else if wants[1] {
         // Taps are in row-major order: concatenate the last kernel axis first.
         let mut level = dw_taps;
@@ -235,30 +264,51 @@ pub(super) fn vjp_conv(
     Ok(vec![dx, dw])
 }
 
-/// `dw` of a convolution with one input channel per group, from the input's windows
-/// (see the module doc): unfolded on each spatial axis, `[B, C, *L]` becomes
-/// `[B, C, K1, P1, K2, P2, …]`, a view of overlapping windows (nothing copied).
+/// The kernel gradient of a convolution with one input channel per group, per batch
+/// row, from the input's windows (see the module doc): `[G, B, O/G, K]`.
 ///
-/// 1-d: per group and batch row, `dw` is a matrix-vector product — the windows
-/// `[K, P]` (rows `d` apart, columns `s` apart in one input row) times `dy`'s row
-/// `[P, O/G]` — so it is one batched `MatMul` `[G, B, K, P] @ [G, B, P, O/G]` summed
-/// over `B`. The library product reads a row pair once while it is in L1 and runs the
-/// `K` dot products on their own accumulators; an elementwise product summed over `B`
-/// and `P` by a fused kernel measured 10–21 ms on W2's k9 layer (the reduction's one
+/// Per group and batch row, `dw` is a matrix-vector product — the windows `[K, P]`
+/// (rows `d` apart, columns `s` apart in one input row; `Op::Unfold`, a view) times
+/// `dy`'s row `[P, O/G]` — so it is one batched `MatMul` `[G, B, K, P] @ [G, B, P, O/G]`.
+/// The library product reads a row pair once while it is in L1 and runs the `K` dot
+/// products on their own accumulators; an elementwise product summed over `B` and `P`
+/// by a fused kernel measured 10–21 ms on W2's k9 layer (the reduction's one
 /// accumulator chain, and with `B` reduced inside the kept taps each tap re-streamed
-/// every batch row). The outputs are split where every tap reads inside the input:
-/// that interior's windows are a view of `x` itself, and only the few outputs at
-/// each end, whose windows reach into the padding, read a small padded copy of the
-/// input's ends (padding all of `x` cost a 16 MB copy, ~5 ms, on W2's layer).
-///
-/// n-d: positions of several axes do not merge into one strided axis, so the padded
-/// input's windows and `dy` are multiplied elementwise as
-/// `[G, O/G | 1, B, *K | 1, *P]`, summed over `*P`, then over `B`.
+/// every batch row). The outputs are split where every tap reads inside the input
+/// (`window_ranges`): that interior's windows are a view of `x` itself, and only the
+/// few outputs at each end, whose windows reach into the padding, read a small padded
+/// copy of the input's ends (padding all of `x` cost a 16 MB copy, ~5 ms, on W2).
 #[allow(clippy::too_many_arguments)]
-fn weight_grad_by_windows(
+fn window_products_1d(
     e: &mut Emit<'_>,
     p: &ConvParams,
     x: ValueId,
+    dy: ValueId,
+    g: usize,
+    og: usize,
+    k: usize,
+    positions: usize,
+) -> R {
+    // `positions > 0` (checked by the caller): at least one range.
+    let len = e.shape(x).dims()[2];
+    let mut ranges = window_ranges(len, positions, k, p).into_iter();
+    let (lo, hi) = ranges.next().unwrap_or((0, positions));
+    let mut total = window_products(e, p, x, dy, g, og, k, lo, hi)?;
+    for (lo, hi) in ranges {
+        let part = window_products(e, p, x, dy, g, og, k, lo, hi)?;
+        total = e.add(total, part)?;
+    }
+    Ok(total)
+}
+
+/// [`window_products_1d`] for n spatial axes: positions of several axes do not merge
+/// into one strided axis, so the padded input's windows `[B, C, K1, P1, K2, P2, …]` and
+/// `dy` are multiplied elementwise as `[G, O/G | 1, B, *K | 1, *P]` and summed over
+/// `*P`: `[G, B, O/G, *K]`.
+#[allow(clippy::too_many_arguments)]
+fn window_products_nd(
+    e: &mut Emit<'_>,
+    p: &ConvParams,
     xp: ValueId,
     dy: ValueId,
     g: usize,
@@ -267,59 +317,43 @@ fn weight_grad_by_windows(
     out: &[usize],
 ) -> R {
     let n = kernel.len();
-    let b = e.shape(x).dims()[0];
-    let per_row = if n == 1 {
-        // `positions > 0` (checked by the caller): at least one range.
-        let mut ranges = window_ranges(e.shape(x).dims()[2], out[0], kernel[0], p).into_iter();
-        let (lo, hi) = ranges.next().unwrap_or((0, out[0]));
-        let mut total = window_products(e, p, x, dy, g, og, kernel[0], lo, hi)?;
-        for (lo, hi) in ranges {
-            let part = window_products(e, p, x, dy, g, og, kernel[0], lo, hi)?;
-            total = e.add(total, part)?;
-        }
-        total
-    } else {
-        let mut xw = xp;
-        for (i, &size) in kernel.iter().enumerate() {
-            let op = Op::Unfold {
-                axis: 2 + 2 * i,
-                size,
-                step: p.stride[i],
-                dilation: p.dilation[i],
-            };
-            xw = e.op(op, &[xw])?;
-        }
-        // [B, C, K1, P1, …] → [C, 1, B, K1, …, P1, …] (C = G).
-        let mut perm = vec![1, 0];
-        perm.extend((0..n).map(|i| 2 + 2 * i));
-        perm.extend((0..n).map(|i| 3 + 2 * i));
-        let xw = e.permute(xw, perm)?;
-        let mut shape = vec![g, 1, b];
-        shape.extend(kernel);
-        shape.extend(out);
-        let xw = e.reshape(xw, Shape::new(shape))?;
-        // dy: [B, O, *P] → [B, G, O/G, *P] → [G, O/G, B, *P] → [G, O/G, B, 1…, *P].
-        let mut shape = vec![b, g, og];
-        shape.extend(out);
-        let d = e.reshape(dy, Shape::new(shape))?;
-        let mut perm = vec![1, 2, 0];
-        perm.extend(3..3 + n);
-        let d = e.permute(d, perm)?;
-        let mut shape = vec![g, og, b];
-        shape.extend(std::iter::repeat_n(1, n));
-        shape.extend(out);
-        let d = e.reshape(d, Shape::new(shape))?;
-        let prod = e.mul(d, xw)?;
-        // [G, O/G, B, *K] → [G, B, O/G, *K]
-        let summed = e.sum(prod, (3 + n..3 + 2 * n).collect(), false)?;
-        let mut perm = vec![0, 2, 1];
-        perm.extend(3..3 + n);
-        e.permute(summed, perm)?
-    };
-    let dw = e.sum(per_row, vec![1], false)?;
-    let mut shape = vec![g * og, 1];
+    let b = e.shape(xp).dims()[0];
+    let mut xw = xp;
+    for (i, &size) in kernel.iter().enumerate() {
+        let op = Op::Unfold {
+            axis: 2 + 2 * i,
+            size,
+            step: p.stride[i],
+            dilation: p.dilation[i],
+        };
+        xw = e.op(op, &[xw])?;
+    }
+    // [B, C, K1, P1, …] → [C, B, K1, …, P1, …] → [G, 1, B, *K, *P] (C = G).
+    let mut perm = vec![1, 0];
+    perm.extend((0..n).map(|i| 2 + 2 * i));
+    perm.extend((0..n).map(|i| 3 + 2 * i));
+    let xw = e.permute(xw, perm)?;
+    let mut shape = vec![g, 1, b];
     shape.extend(kernel);
-    e.reshape(dw, Shape::new(shape))
+    shape.extend(out);
+    let xw = e.reshape(xw, Shape::new(shape))?;
+    // dy: [B, O, *P] → [B, G, O/G, *P] → [G, O/G, B, *P] → [G, O/G, B, 1…, *P].
+    let mut shape = vec![b, g, og];
+    shape.extend(out);
+    let d = e.reshape(dy, Shape::new(shape))?;
+    let mut perm = vec![1, 2, 0];
+    perm.extend(3..3 + n);
+    let d = e.permute(d, perm)?;
+    let mut shape = vec![g, og, b];
+    shape.extend(std::iter::repeat_n(1, n));
+    shape.extend(out);
+    let d = e.reshape(d, Shape::new(shape))?;
+    let prod = e.mul(d, xw)?;
+    // [G, O/G, B, *K] → [G, B, O/G, *K]
+    let summed = e.sum(prod, (3 + n..3 + 2 * n).collect(), false)?;
+    let mut perm = vec![0, 2, 1];
+    perm.extend(3..3 + n);
+    e.permute(summed, perm)
 }
 
 /// The output ranges of a 1-d convolution over `len` inputs with `positions` outputs
@@ -369,7 +403,11 @@ fn window_products(
     let fill_hi = span - fill_lo - (in_hi - in_lo);
     let seg = e.slice(
         x,
-        vec![whole(b), whole(c), range(in_lo - pad_lo, in_hi - pad_lo)],
+        vec![
+            SliceAxis::whole(b),
+            SliceAxis::whole(c),
+            SliceAxis::range(in_lo - pad_lo, in_hi - pad_lo),
+        ],
     )?;
     let seg = if fill_lo + fill_hi > 0 {
         e.pad(seg, vec![(0, 0), (0, 0), (fill_lo, fill_hi)])?
@@ -386,7 +424,14 @@ fn window_products(
     // [B, C, K, P'] → [C, B, K, P'] (C = G).
     let xw = e.permute(xw, vec![1, 0, 2, 3])?;
     // dy[.., lo..hi]: [B, O, P'] → [B, G, O/G, P'] → [G, B, P', O/G].
-    let dyr = e.slice(dy, vec![whole(b), whole(g * og), range(lo, hi)])?;
+    let dyr = e.slice(
+        dy,
+        vec![
+            SliceAxis::whole(b),
+            SliceAxis::whole(g * og),
+            SliceAxis::range(lo, hi),
+        ],
+    )?;
     let dyr = e.reshape(dyr, Shape::new([b, g, og, hi - lo]))?;
     let dyr = e.permute(dyr, vec![1, 0, 3, 2])?;
     // [G, B, K, P'] @ [G, B, P', O/G] = [G, B, K, O/G] → [G, B, O/G, K].
@@ -394,20 +439,15 @@ fn window_products(
     e.permute(prod, vec![0, 1, 3, 2])
 }
 
-/// Largest product of the strides for which the input gradient convolves the spread
-/// `dy` (it pays that many times the multiply-adds on zeros).
+/// Largest product of the strides for which an n-d input gradient convolves the
+/// spread `dy` (it pays that many times the multiply-adds on zeros; 1-d goes by
+/// phases).
 const MAX_SPREAD: usize = 4;
 
-/// `dx` as one convolution of `dy` spread by the strides (see the module doc).
-fn input_grad_by_conv(
-    e: &mut Emit<'_>,
-    p: &ConvParams,
-    w: ValueId,
-    dy: ValueId,
-    g: usize,
-    kernel: &[usize],
-    len: &[usize],
-) -> R {
+/// The kernel `w` `[O, C/G, *K]` flipped along its spatial axes and transposed between
+/// input and output channels within each group: `[C, O/G, *K]`, the kernel of the
+/// convolutions that compute the input gradient.
+fn flipped_kernel(e: &mut Emit<'_>, w: ValueId, g: usize, kernel: &[usize]) -> R {
     let n = kernel.len();
     let ws = e.shape(w);
     let (o, cg) = (ws.dims()[0], ws.dims()[1]);
@@ -434,13 +474,9 @@ fn input_grad_by_conv(
                 .enumerate()
                 .map(|(a, &len)| {
                     if a == 2 + i {
-                        SliceAxis {
-                            start: k,
-                            stop: k + 1,
-                            step: 1,
-                        }
+                        SliceAxis::range(k, k + 1)
                     } else {
-                        whole(len)
+                        SliceAxis::whole(len)
                     }
                 })
                 .collect();
@@ -448,9 +484,21 @@ fn input_grad_by_conv(
         }
         wt = e.op(Op::Concat { axis: 2 + i }, &taps)?;
     }
-    if n == 1 {
-        return input_grad_polyphase(e, p, wt, dy, g, kernel[0], len[0]);
-    }
+    Ok(wt)
+}
+
+/// `dx` as one convolution of `dy` spread by the strides with the flipped kernel `wt`
+/// (see the module doc; n-d, within `MAX_SPREAD`).
+fn input_grad_by_spread(
+    e: &mut Emit<'_>,
+    p: &ConvParams,
+    wt: ValueId,
+    dy: ValueId,
+    g: usize,
+    kernel: &[usize],
+    len: &[usize],
+) -> R {
+    let n = kernel.len();
     // A strided axis: dy's values spread `s` apart with zeros between: a unit axis
     // inserted after it, widened to `s` by `where(j == 0, dy, 0)` (one elementwise
     // kernel; a pad there copied one element per row), merged.
@@ -507,17 +555,13 @@ fn input_grad_by_conv(
         dilation: p.dilation.clone(),
         groups: g,
     };
-    let dx = e.op(Op::Conv(params), &[dyd, wt])?;
-    if !trim {
-        return Ok(dx);
+    let mut dx = e.op(Op::Conv(params), &[dyd, wt])?;
+    if trim {
+        for (i, &l) in len.iter().enumerate() {
+            dx = e.fit_axis(dx, 2 + i, l)?;
+        }
     }
-    let dims = e.shape(dx).dims().to_vec();
-    let axes = dims
-        .iter()
-        .enumerate()
-        .map(|(a, &l)| whole(if a >= 2 { len[a - 2] } else { l }))
-        .collect();
-    e.slice(dx, axes)
+    Ok(dx)
 }
 
 /// `dx` of a 1-d convolution, phase by phase (see the module doc): `wt` is the
@@ -553,15 +597,15 @@ fn input_grad_polyphase(
         // Outputs of this phase: i = φ + m·s < len.
         let n_out = len.saturating_sub(phi).div_ceil(s);
         let q_start = (phi + pad_lo - r) / s;
-        let taps: Vec<usize> = (0..k).filter(|&t| (t * d) % s == r).collect();
-        let part = match (taps.first(), taps.last()) {
+        let on_phase: Vec<usize> = (0..k).filter(|&t| (t * d) % s == r).collect();
+        let part = match (on_phase.first(), on_phase.last()) {
             (Some(&k0), Some(&k_max)) if n_out > 0 => {
                 // Flipped sub-kernel: wt[K-1-k] for k = k_max, …, k0 (`step` apart).
                 let wt_r = e.slice(
                     wt,
                     vec![
-                        whole(c),
-                        whole(e.shape(wt).dims()[1]),
+                        SliceAxis::whole(c),
+                        SliceAxis::whole(e.shape(wt).dims()[1]),
                         SliceAxis {
                             start: k - 1 - k_max,
                             stop: k - k0,
@@ -571,7 +615,7 @@ fn input_grad_polyphase(
                 )?;
                 // out[q'] = Σ_t wt_r[t]·dy[q' + q_start + t·dil - e_max].
                 let e_max = (k_max * d - r) / s;
-                let span = (taps.len() - 1) * dil;
+                let span = (on_phase.len() - 1) * dil;
                 let (input, lo) = if e_max >= q_start {
                     (dy, e_max - q_start)
                 } else {
@@ -579,9 +623,9 @@ fn input_grad_polyphase(
                     let sl = e.slice(
                         dy,
                         vec![
-                            whole(b),
-                            whole(e.shape(dy).dims()[1]),
-                            range(cut, positions),
+                            SliceAxis::whole(b),
+                            SliceAxis::whole(e.shape(dy).dims()[1]),
+                            SliceAxis::range(cut, positions),
                         ],
                     )?;
                     (sl, 0)
@@ -596,22 +640,16 @@ fn input_grad_polyphase(
                     groups: g,
                 };
                 let out = e.op(Op::Conv(params), &[input, wt_r])?;
-                if e.shape(out).dims()[2] > n_out {
-                    e.slice(out, vec![whole(b), whole(c), range(0, n_out)])?
-                } else {
-                    out
-                }
+                // Its first `n_out` values, then zeros up to `q_len`.
+                let out = e.fit_axis(out, 2, n_out)?;
+                e.fit_axis(out, 2, q_len)?
             }
-            // No tap lands on this phase (stride above the kernel's reach): zeros.
+            // No tap lands on this phase (stride above the kernel's reach), or no
+            // output does (`len < s`): zeros.
             _ => {
-                let t = onde_ir::TensorType::new(e.ty(dy).dtype, Shape::new([b, c, n_out]));
+                let t = onde_ir::TensorType::new(e.ty(dy).dtype, Shape::new([b, c, q_len]));
                 e.zeros(&t)?
             }
-        };
-        let part = if n_out < q_len {
-            e.pad(part, vec![(0, 0), (0, 0), (0, q_len - n_out)])?
-        } else {
-            part
         };
         phases.push(part);
     }
@@ -624,11 +662,7 @@ fn input_grad_polyphase(
     }
     let stacked = e.op(Op::Concat { axis: 3 }, &phases)?;
     let dx = e.reshape(stacked, Shape::new([b, c, q_len * s]))?;
-    if q_len * s > len {
-        e.slice(dx, vec![whole(b), whole(c), range(0, len)])
-    } else {
-        Ok(dx)
-    }
+    e.fit_axis(dx, 2, len)
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -657,24 +691,6 @@ fn tap_overlap(
         .map_or(0, |r| r.div_ceil(s))
         .min(positions);
     (p0 < p1).then(|| (p0, p1, p0 * s + off - lo))
-}
-
-/// Elements `start..stop` of an axis, as a slice.
-fn range(start: usize, stop: usize) -> SliceAxis {
-    SliceAxis {
-        start,
-        stop,
-        step: 1,
-    }
-}
-
-/// The whole of an axis of length `len`, as a slice.
-fn whole(len: usize) -> SliceAxis {
-    SliceAxis {
-        start: 0,
-        stop: len,
-        step: 1,
-    }
 }
 
 /// All kernel tap index tuples in row-major order.

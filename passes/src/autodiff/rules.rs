@@ -98,11 +98,7 @@ pub fn vjp_op(
             let axes = pads
                 .iter()
                 .zip(e.shape(xs[0]).dims())
-                .map(|(&(lo, _), &n)| SliceAxis {
-                    start: lo,
-                    stop: lo + n,
-                    step: 1,
-                })
+                .map(|(&(lo, _), &n)| SliceAxis::range(lo, lo + n))
                 .collect();
             one(e.slice(dy, axes)?)
         }
@@ -120,17 +116,9 @@ pub fn vjp_op(
                         .enumerate()
                         .map(|(a, &d)| {
                             if a == *axis {
-                                SliceAxis {
-                                    start: off,
-                                    stop: off + n,
-                                    step: 1,
-                                }
+                                SliceAxis::range(off, off + n)
                             } else {
-                                SliceAxis {
-                                    start: 0,
-                                    stop: d,
-                                    step: 1,
-                                }
+                                SliceAxis::whole(d)
                             }
                         })
                         .collect();
@@ -427,11 +415,7 @@ pub fn unfold_adjoint(
             .enumerate()
             .map(|(a, &d)| {
                 let (start, stop) = if a == axis { (k, k + 1) } else { (0, d) };
-                SliceAxis {
-                    start,
-                    stop,
-                    step: 1,
-                }
+                SliceAxis::range(start, stop)
             })
             .collect();
         let part = e.slice(dy, pick)?;
@@ -452,11 +436,7 @@ pub fn unfold_adjoint(
                         step,
                     }
                 } else {
-                    SliceAxis {
-                        start: 0,
-                        stop: n,
-                        step: 1,
-                    }
+                    SliceAxis::whole(n)
                 }
             })
             .collect();
@@ -503,26 +483,8 @@ fn unfold_adjoint_disjoint(
     }
     let mut merged = in_shape.dims().to_vec();
     merged[axis] = count * step;
-    let g = e.reshape(g, Shape::new(merged.clone()))?;
-    let len = in_shape.dims()[axis];
-    if count * step > len {
-        let axes = merged
-            .iter()
-            .enumerate()
-            .map(|(a, &n)| SliceAxis {
-                start: 0,
-                stop: if a == axis { len } else { n },
-                step: 1,
-            })
-            .collect();
-        e.slice(g, axes)
-    } else if count * step < len {
-        let mut pads = vec![(0, 0); merged.len()];
-        pads[axis] = (0, len - count * step);
-        e.pad(g, pads)
-    } else {
-        Ok(g)
-    }
+    let g = e.reshape(g, Shape::new(merged))?;
+    e.fit_axis(g, axis, in_shape.dims()[axis])
 }
 
 /// The adjoint of a strided slice: `dy` placed at positions `start + i·step` of a zero
@@ -562,11 +524,7 @@ pub fn slice_adjoint(e: &mut Emit<'_>, dy: ValueId, in_shape: &Shape, axes: &[Sl
         let axes = in_shape
             .dims()
             .iter()
-            .map(|&n| SliceAxis {
-                start: 0,
-                stop: n,
-                step: 1,
-            })
+            .map(|&n| SliceAxis::whole(n))
             .collect();
         e.slice(g, axes)
     } else {
