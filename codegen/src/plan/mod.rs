@@ -395,6 +395,13 @@ impl Planner<'_> {
 
     /// The value as a buffer (materialising it if lazy). A cheap lazy value stays lazy
     /// for its other consumers (see [`RECOMPUTE_BUDGET`]).
+    /// `v` materialised, read back as a whole contiguous buffer.
+    fn stored(&mut self, v: ValueId, why: &str) -> Result<Lazy, PlanError> {
+        let b = self.materialize(v, why)?;
+        let t = self.ty(v);
+        Ok(Lazy::buffer(b, t.dtype, t.shape.dims()))
+    }
+
     fn materialize(&mut self, v: ValueId, why: &str) -> Result<usize, PlanError> {
         if let Some(&b) = self.materialized.get(&v) {
             return Ok(b);
@@ -592,9 +599,7 @@ impl Planner<'_> {
                     // Overlapping windows of a computed value: store it once rather
                     // than recompute each element in every window reading it (or
                     // materialise all windows, `size`× the data, for a matmul).
-                    let b = self.materialize(xs[0], "unfold_operand")?;
-                    let src = self.ty(xs[0]);
-                    a = Lazy::buffer(b, src.dtype, src.shape.dims());
+                    a = self.stored(xs[0], "unfold_operand")?;
                 }
                 let count = shape[axis + 1];
                 self.set_lazy(r, a.unfold(*axis, *size, count, *step, *dilation), label);
@@ -604,9 +609,7 @@ impl Planner<'_> {
                 let l = match a.reshape(s.dims()) {
                     Some(l) => l,
                     None => {
-                        let b = self.materialize(xs[0], "reshape_src")?;
-                        let src = self.ty(xs[0]);
-                        let whole = Lazy::buffer(b, src.dtype, src.shape.dims());
+                        let whole = self.stored(xs[0], "reshape_src")?;
                         whole.reshape(s.dims()).ok_or_else(|| PlanError {
                             op: "reshape".into(),
                             reason: "a contiguous buffer could not be reshaped".into(),
