@@ -366,3 +366,30 @@ fn overlapping_windows_of_a_computed_value_store_it_once() {
     let dump = exe.executable().dump_fused();
     assert_eq!(dump.matches("unfold_operand").count(), 1, "{dump}");
 }
+
+#[test]
+fn a_step_past_the_extent_selects_one_element_compiled_and_differentiated() {
+    // A slice or unfold whose step is never taken (one element along it) may have any
+    // step: strides and gradients must not multiply by it.
+    let g = GraphBuilder::new();
+    let y = g.input("y", DType::F32, [3, 4]);
+    let s = y.slice(0, Some(1), None, 1 << 62);
+    let u = y.unfold(1, 4, 1 << 62);
+    let loss = (&s * &s).sum_all() + u.sum_all();
+    let dy = g.grad(&loss, &[&y]).unwrap().remove(0);
+    let feeds = [(
+        "y",
+        f32s(&[3, 4], &(0..12).map(|v| v as f32).collect::<Vec<_>>()),
+    )];
+    let want = [
+        f32s(&[1, 4], &[4., 5., 6., 7.]),
+        f32s(&[3, 1, 4], &(0..12).map(|v| v as f32).collect::<Vec<_>>()),
+        f32s(
+            &[3, 4],
+            &[1., 1., 1., 1., 9., 11., 13., 15., 1., 1., 1., 1.],
+        ),
+    ];
+    let outs = [&s, &u, &dy];
+    assert_eq!(g.run(&outs, &feeds).unwrap(), want);
+    assert_eq!(g.compile(&outs).unwrap().run(&feeds).unwrap(), want);
+}

@@ -226,18 +226,31 @@ impl<'a> Emit<'a> {
         self.op(Op::Slice { axes }, &[x])
     }
 
+    /// `x` sliced along `axis` only (whole along the others).
+    pub fn slice_axis(&mut self, x: ValueId, axis: usize, along: SliceAxis) -> R {
+        let axes = self
+            .shape(x)
+            .dims()
+            .iter()
+            .enumerate()
+            .map(|(a, &n)| {
+                if a == axis {
+                    along
+                } else {
+                    SliceAxis::whole(n)
+                }
+            })
+            .collect();
+        self.slice(x, axes)
+    }
+
     /// `x` with axis `axis` cut to its first `len` elements or zero-padded after to
     /// `len` (unchanged when it already has that extent).
     pub fn fit_axis(&mut self, x: ValueId, axis: usize, len: usize) -> R {
         let dims = self.shape(x).dims().to_vec();
         let have = dims[axis];
         if have > len {
-            let axes = dims
-                .iter()
-                .enumerate()
-                .map(|(a, &n)| SliceAxis::range(0, if a == axis { len } else { n }))
-                .collect();
-            self.slice(x, axes)
+            self.slice_axis(x, axis, SliceAxis::range(0, len))
         } else {
             let mut pads = vec![(0, 0); dims.len()];
             pads[axis] = (0, len - have);

@@ -46,6 +46,19 @@ pub struct Lazy {
     pub ops: Vec<String>,
 }
 
+/// The stride of an axis of `n` elements taken `by` apart from an axis of stride `st`
+/// (a slice's step, an unfold's step or dilation). With at most one element the step
+/// is never taken — it may be near `usize::MAX`, legal there, and must not overflow —
+/// so the axis keeps `st` (a one-element step-1 slice stays contiguous for the memory
+/// plan's checks); otherwise `by < extent`, and the product fits.
+pub fn along(n: usize, by: usize, st: isize) -> isize {
+    if n > 1 {
+        st * by as isize
+    } else {
+        st
+    }
+}
+
 /// Row-major strides of `shape`, in elements.
 pub fn contiguous(shape: &[usize]) -> Vec<isize> {
     let mut s = vec![0isize; shape.len()];
@@ -179,7 +192,7 @@ impl Lazy {
         out
     }
 
-    /// Strided slice.
+    /// Strided slice (see [`along`] for one-element axes).
     pub fn slice(&self, axes: &[SliceAxis]) -> Lazy {
         let mut out = self.clone();
         out.shape = axes.iter().map(|a| a.len()).collect();
@@ -192,7 +205,7 @@ impl Lazy {
             let strides = axes
                 .iter()
                 .zip(s)
-                .map(|(a, &st)| st * a.step as isize)
+                .map(|(a, &st)| along(a.len(), a.step, st))
                 .collect();
             (off, strides)
         });
@@ -213,9 +226,6 @@ impl Lazy {
     ) -> Lazy {
         let mut out = self.clone();
         out.shape.splice(axis..=axis, [size, count]);
-        // A one-element axis gets stride 0: a huge step or dilation is legal there
-        // and must not overflow; elsewhere both are below the axis' extent.
-        let along = |n: usize, by: usize, st: isize| if n > 1 { st * by as isize } else { 0 };
         out.map_leaves(|o, s| {
             let mut strides = s.to_vec();
             let st = s[axis];

@@ -407,53 +407,32 @@ pub fn unfold_adjoint(
     if dilation == 1 && step >= size {
         return unfold_adjoint_disjoint(e, dy, in_shape, axis, size, step);
     }
-    let mut total: Option<ValueId> = None;
-    for k in 0..size {
-        let pick: Vec<SliceAxis> = ys
-            .dims()
-            .iter()
-            .enumerate()
-            .map(|(a, &d)| {
-                let (start, stop) = if a == axis { (k, k + 1) } else { (0, d) };
-                SliceAxis::range(start, stop)
-            })
-            .collect();
-        let part = e.slice(dy, pick)?;
+    // Window element k of every window (count ≥ 1, size ≥ 1: the typing rule).
+    let placed = |e: &mut Emit<'_>, k: usize| -> R {
+        let part = e.slice_axis(dy, axis, SliceAxis::range(k, k + 1))?;
         let mut dims = ys.dims().to_vec();
         dims.remove(axis);
         let part = e.reshape(part, Shape::new(dims))?;
-        let axes: Vec<SliceAxis> = in_shape
+        let start = k * dilation;
+        let along = SliceAxis {
+            start,
+            stop: start + (count - 1) * step + 1,
+            step,
+        };
+        let mut axes: Vec<SliceAxis> = in_shape
             .dims()
             .iter()
-            .enumerate()
-            .map(|(a, &n)| {
-                if a == axis {
-                    // One window: step 1 (the adjoint would pad `step - 1` zeros).
-                    let (start, step) = (k * dilation, if count > 1 { step } else { 1 });
-                    SliceAxis {
-                        start,
-                        stop: start + count.saturating_sub(1) * step + usize::from(count > 0),
-                        step,
-                    }
-                } else {
-                    SliceAxis::whole(n)
-                }
-            })
+            .map(|&n| SliceAxis::whole(n))
             .collect();
-        let placed = slice_adjoint(e, part, in_shape, &axes)?;
-        total = Some(match total {
-            None => placed,
-            Some(t) => e.add(t, placed)?,
-        });
+        axes[axis] = along;
+        slice_adjoint(e, part, in_shape, &axes)
+    };
+    let mut total = placed(e, 0)?;
+    for k in 1..size {
+        let part = placed(e, k)?;
+        total = e.add(total, part)?;
     }
-    match total {
-        Some(t) => Ok(t),
-        // `size ≥ 1` is checked by the verifier; a zero-size window has no gradient.
-        None => {
-            let t = onde_ir::TensorType::new(e.ty(dy).dtype, in_shape.clone());
-            e.zeros(&t)
-        }
-    }
+    Ok(total)
 }
 
 /// [`unfold_adjoint`] for windows that do not overlap (`dilation = 1`, `step ≥ size`,
@@ -493,8 +472,9 @@ fn unfold_adjoint_disjoint(
 pub fn slice_adjoint(e: &mut Emit<'_>, dy: ValueId, in_shape: &Shape, axes: &[SliceAxis]) -> R {
     let mut g = dy;
     // Interleave step-1 zeros after each element on strided axes.
+    // (A one-element axis takes no step: a step near usize::MAX is legal there.)
     for (a, s) in axes.iter().enumerate() {
-        if s.step > 1 {
+        if s.step > 1 && s.len() > 1 {
             let sh = e.shape(g);
             let n = sh.dims()[a];
             let mut inserted: Vec<usize> = sh.dims().to_vec();
