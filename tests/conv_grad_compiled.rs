@@ -85,6 +85,13 @@ fn cases() -> Vec<Case> {
             opts: ConvOpts::default().stride(2).padding(1),
         },
         Case {
+            // An empty input padded to two outputs: dx (empty) by phases, dW zero.
+            name: "empty input",
+            x: vec![2, 4, 0],
+            w: vec![4, 2, 3],
+            opts: ConvOpts::default().stride(2).padding(2).groups(2),
+        },
+        Case {
             // Padding beyond the kernel's reach: dx by phases reads a slice of dy.
             name: "wide padding",
             x: vec![2, 3, 40],

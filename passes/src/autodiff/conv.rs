@@ -110,7 +110,7 @@ pub(super) fn vjp_conv(
     // The input gradient (see the module doc): 1-d by phases, for any stride and
     // padding; n-d as one convolution over `dy` spread by the strides, which pays
     // `∏ s`× the multiply-adds (at most `MAX_SPREAD`); else per tap.
-    let dx_by_phases = wants[0] && n == 1 && xs.dims()[2] > 0;
+    let dx_by_phases = wants[0] && n == 1;
     let dx_by_spread = wants[0]
         && !dx_by_phases
         && p.stride.iter().product::<usize>() <= MAX_SPREAD
@@ -170,21 +170,27 @@ pub(super) fn vjp_conv(
             let inside = (n == 1)
                 .then(|| tap_overlap(xs.dims()[2], positions, tap[0], p))
                 .flatten();
+            let mut shape = vec![o, cg];
+            shape.extend(std::iter::repeat_n(1, n));
             let (dyk, xk) = match inside {
                 Some((p0, p1, x0)) => {
-                    let cut = |len: usize, start: usize, stop: usize, step: usize| {
-                        vec![
-                            SliceAxis::whole(b),
-                            SliceAxis::whole(len),
-                            SliceAxis { start, stop, step },
-                        ]
-                    };
                     let count = p1 - p0;
                     let s = p.stride[0];
-                    let dyk = e.slice(dy, cut(o, p0, p1, 1))?;
+                    let dyk = e.slice_axis(dy, 2, SliceAxis::range(p0, p1))?;
                     let dyk = e.reshape(dyk, Shape::new([b, g, og, count]))?;
-                    let xk = e.slice(x, cut(c, x0, x0 + (count - 1) * s + 1, s))?;
+                    let along = SliceAxis {
+                        start: x0,
+                        stop: x0 + (count - 1) * s + 1,
+                        step: s,
+                    };
+                    let xk = e.slice_axis(x, 2, along)?;
                     (dyk, e.reshape(xk, Shape::new([b, g, cg, count]))?)
+                }
+                // A 1-d tap that only ever reads padding: its gradient is zero.
+                None if n == 1 => {
+                    let t = onde_ir::TensorType::new(e.ty(dy).dtype, Shape::new(shape));
+                    dw_taps.push(e.zeros(&t)?);
+                    continue;
                 }
                 None => {
                     let xp = padded(e)?;
@@ -195,8 +201,6 @@ pub(super) fn vjp_conv(
             let xkt = e.transpose_last(xk)?;
             let dwk = e.matmul(dyk, xkt)?; // [B, G, O/G, C/G]
             let dwk = e.sum(dwk, vec![0], false)?;
-            let mut shape = vec![o, cg];
-            shape.extend(std::iter::repeat_n(1, n));
             dw_taps.push(e.reshape(dwk, Shape::new(shape))?);
         }
     }
@@ -390,7 +394,7 @@ fn window_products(
     hi: usize,
 ) -> R {
     let xs = e.shape(x);
-    let (b, c, len) = (xs.dims()[0], xs.dims()[1], xs.dims()[2]);
+    let (b, len) = (xs.dims()[0], xs.dims()[2]);
     let (s, d, pad_lo) = (p.stride[0], p.dilation[0], p.padding[0].0);
     // Padded coordinates: the range reads [first, end); the input is
     // [pad_lo, pad_lo + len). Their overlap [in_lo, in_hi) may be empty (a range
@@ -401,14 +405,7 @@ fn window_products(
     let in_hi = end.min(pad_lo + len).max(in_lo);
     let fill_lo = in_lo.saturating_sub(first).min(span);
     let fill_hi = span - fill_lo - (in_hi - in_lo);
-    let seg = e.slice(
-        x,
-        vec![
-            SliceAxis::whole(b),
-            SliceAxis::whole(c),
-            SliceAxis::range(in_lo - pad_lo, in_hi - pad_lo),
-        ],
-    )?;
+    let seg = e.slice_axis(x, 2, SliceAxis::range(in_lo - pad_lo, in_hi - pad_lo))?;
     let seg = if fill_lo + fill_hi > 0 {
         e.pad(seg, vec![(0, 0), (0, 0), (fill_lo, fill_hi)])?
     } else {
@@ -424,14 +421,7 @@ fn window_products(
     // [B, C, K, P'] → [C, B, K, P'] (C = G).
     let xw = e.permute(xw, vec![1, 0, 2, 3])?;
     // dy[.., lo..hi]: [B, O, P'] → [B, G, O/G, P'] → [G, B, P', O/G].
-    let dyr = e.slice(
-        dy,
-        vec![
-            SliceAxis::whole(b),
-            SliceAxis::whole(g * og),
-            SliceAxis::range(lo, hi),
-        ],
-    )?;
+    let dyr = e.slice_axis(dy, 2, SliceAxis::range(lo, hi))?;
     let dyr = e.reshape(dyr, Shape::new([b, g, og, hi - lo]))?;
     let dyr = e.permute(dyr, vec![1, 0, 3, 2])?;
     // [G, B, K, P'] @ [G, B, P', O/G] = [G, B, K, O/G] → [G, B, O/G, K].
@@ -469,18 +459,7 @@ fn flipped_kernel(e: &mut Emit<'_>, w: ValueId, g: usize, kernel: &[usize]) -> R
         }
         let mut taps = Vec::with_capacity(ki);
         for k in (0..ki).rev() {
-            let axes = shape
-                .iter()
-                .enumerate()
-                .map(|(a, &len)| {
-                    if a == 2 + i {
-                        SliceAxis::range(k, k + 1)
-                    } else {
-                        SliceAxis::whole(len)
-                    }
-                })
-                .collect();
-            taps.push(e.slice(wt, axes)?);
+            taps.push(e.slice_axis(wt, 2 + i, SliceAxis::range(k, k + 1))?);
         }
         wt = e.op(Op::Concat { axis: 2 + i }, &taps)?;
     }
@@ -601,18 +580,12 @@ fn input_grad_polyphase(
         let part = match (on_phase.first(), on_phase.last()) {
             (Some(&k0), Some(&k_max)) if n_out > 0 => {
                 // Flipped sub-kernel: wt[K-1-k] for k = k_max, …, k0 (`step` apart).
-                let wt_r = e.slice(
-                    wt,
-                    vec![
-                        SliceAxis::whole(c),
-                        SliceAxis::whole(e.shape(wt).dims()[1]),
-                        SliceAxis {
-                            start: k - 1 - k_max,
-                            stop: k - k0,
-                            step,
-                        },
-                    ],
-                )?;
+                let along = SliceAxis {
+                    start: k - 1 - k_max,
+                    stop: k - k0,
+                    step,
+                };
+                let wt_r = e.slice_axis(wt, 2, along)?;
                 // out[q'] = Σ_t wt_r[t]·dy[q' + q_start + t·dil - e_max].
                 let e_max = (k_max * d - r) / s;
                 let span = (on_phase.len() - 1) * dil;
@@ -620,15 +593,7 @@ fn input_grad_polyphase(
                     (dy, e_max - q_start)
                 } else {
                     let cut = (q_start - e_max).min(positions);
-                    let sl = e.slice(
-                        dy,
-                        vec![
-                            SliceAxis::whole(b),
-                            SliceAxis::whole(e.shape(dy).dims()[1]),
-                            SliceAxis::range(cut, positions),
-                        ],
-                    )?;
-                    (sl, 0)
+                    (e.slice_axis(dy, 2, SliceAxis::range(cut, positions))?, 0)
                 };
                 let avail = e.shape(input).dims()[2] + lo;
                 // Output length `avail + hi - span`: `n_out` when `hi ≥ 0`, else cut.
