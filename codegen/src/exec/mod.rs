@@ -823,15 +823,8 @@ impl Executable {
             let mut pk = self.packed[i].take().map(|(_, _, p)| p).unwrap_or_default();
             // SAFETY: buffer `b.buf` holds `nb` f32 elements (planner type, checked feed).
             let sb = unsafe { std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), nb) };
-            native::packed::pack_b(
-                sb.get(b.offset as usize..).unwrap_or(&[]),
-                k,
-                n,
-                b.strides[0],
-                b.strides[1],
-                &mut pk,
-            )
-            .map_err(|e| RunError::Native(e.to_string()))?;
+            native::packed::pack_b(b.from_offset(sb), k, n, b.strides[0], b.strides[1], &mut pk)
+                .map_err(|e| RunError::Native(e.to_string()))?;
             self.packed[i] = Some((version, src, pk));
         }
         Ok(true)
@@ -873,7 +866,7 @@ impl Executable {
         let m = a.shape[0];
         native::packed::gemm_epilogue(
             m,
-            sa.get(a.offset as usize..).unwrap_or(&[]),
+            a.from_offset(sa),
             a.strides[0],
             a.strides[1],
             pk,
@@ -1121,16 +1114,11 @@ impl Executable {
             b: &plan::View,
             threads: usize,
         ) -> Result<(), RunError> {
-            // An empty view's offset may point past its buffer (a slice starting at
-            // the extent of an empty tensor): it is never read, so start from nothing.
-            fn from<T>(s: &[T], off: isize) -> &[T] {
-                s.get(off as usize..).unwrap_or(&[])
-            }
             native::matmul(
-                from(sa, a.offset),
+                a.from_offset(sa),
                 &a.shape,
                 &a.strides,
-                from(sb, b.offset),
+                b.from_offset(sb),
                 &b.shape,
                 &b.strides,
                 so,

@@ -255,3 +255,11 @@ where
     }
     results.into_iter().collect()
 }
+
+/// Deterministic test data in `[-1, 1)` shared by the native kernels' unit tests.
+#[cfg(test)]
+pub(super) fn test_values(n: usize, seed: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.5) - 1.0)
+        .collect()
+}

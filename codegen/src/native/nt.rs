@@ -231,8 +231,9 @@ mod tests {
     use super::*;
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5) - 1.0)
+        crate::native::test_values(n, seed)
+            .into_iter()
+            .map(|v| v as f32)
             .collect()
     }
 

@@ -167,11 +167,7 @@ fn dot8<T: Real>(x: &[T], y: &[T]) -> T {
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f64> {
-        (0..n)
-            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.5) - 1.0)
-            .collect()
-    }
+    use crate::native::test_values as values;
 
     /// Thin products of every kind (dot products, scaled rows; contiguous, transposed,
     /// broadcast and gapped operands) against a plain triple loop, in f64 and f32.

@@ -77,6 +77,18 @@ pub struct View {
     pub strides: Vec<isize>,
 }
 
+impl View {
+    /// The view's buffer `buf` from the view's first element. An empty view's offset
+    /// may point past its buffer (a slice starting at the extent of an empty tensor);
+    /// nothing is read from it, so it starts from nothing.
+    pub fn from_offset<'a, T>(&self, buf: &'a [T]) -> &'a [T] {
+        usize::try_from(self.offset)
+            .ok()
+            .and_then(|o| buf.get(o..))
+            .unwrap_or(&[])
+    }
+}
+
 /// One step of a plan.
 #[derive(Clone, Debug)]
 pub enum Step {
