@@ -82,6 +82,7 @@ fn opts(weight: Option<&Tensor>, ignore_index: i64, reduction: Reduction) -> Nll
         weight: weight.cloned(),
         ignore_index,
         reduction,
+        ..NllOpts::default()
     }
 }
 
@@ -490,10 +491,10 @@ fn bce_with_logits_values_and_large_logits() {
         let x = g.input("x", dtype, [2, 3]);
         let y = g.input("y", dtype, [2, 3]);
         let pw = g.input("pw", dtype, [3]);
-        let none = binary_cross_entropy_with_logits(&x, &y, None, Reduction::None);
-        let mean = binary_cross_entropy_with_logits(&x, &y, None, Reduction::Mean);
-        let none_pw = binary_cross_entropy_with_logits(&x, &y, Some(&pw), Reduction::None);
-        let sum_pw = binary_cross_entropy_with_logits(&x, &y, Some(&pw), Reduction::Sum);
+        let none = binary_cross_entropy_with_logits(&x, &y, None, None, Reduction::None);
+        let mean = binary_cross_entropy_with_logits(&x, &y, None, None, Reduction::Mean);
+        let none_pw = binary_cross_entropy_with_logits(&x, &y, None, Some(&pw), Reduction::None);
+        let sum_pw = binary_cross_entropy_with_logits(&x, &y, None, Some(&pw), Reduction::Sum);
         let out = run(
             &g,
             &[&none, &mean, &none_pw, &sum_pw],
@@ -532,7 +533,7 @@ fn compiled_losses_match_reference() {
     let ce = cross_entropy(&x, &y, &opts(Some(&w), -100, Reduction::Mean));
     let nll = nll_loss(&x, &y, &opts(None, 3, Reduction::Sum));
     let mse = mse_loss(&x, &t, Reduction::Mean);
-    let bcel = binary_cross_entropy_with_logits(&x, &t, None, Reduction::Sum);
+    let bcel = binary_cross_entropy_with_logits(&x, &t, None, None, Reduction::Sum);
     let mut c = g.compile(&[&ce, &nll, &mse, &bcel]).unwrap();
     let yv = [1i64, 3, 0];
     let wv = [0.5, 2.0, 1.0, 3.0];
@@ -589,14 +590,29 @@ fn nll_target_of_dtype_f32_is_a_typed_error() {
         "error points at the caller: {msg}"
     );
     assert_eq!(g.build(&[&loss]).unwrap_err(), e);
-    // cross_entropy reports it the same way.
+    // cross_entropy takes a float target as class probabilities: of the wrong shape, it
+    // says both what a probability target and what class indices must be.
     let g = GraphBuilder::new();
     let x = g.input("x", DType::F32, [3, 4]);
     let y = g.input("y", DType::F32, [3]);
     let e = cross_entropy(&x, &y, &NllOpts::default())
         .check()
         .unwrap_err();
-    assert!(matches!(e, Error::Op { op: "nll_loss", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Op {
+                op: "cross_entropy",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("probabilities") && msg.contains("i64"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -647,7 +663,7 @@ fn elementwise_loss_shape_mismatches_are_typed_errors() {
     let g = GraphBuilder::new();
     let x = g.input("x", DType::F32, [3, 4]);
     let t = g.input("t", DType::F32, [3]);
-    let e = binary_cross_entropy_with_logits(&x, &t, None, Reduction::Mean)
+    let e = binary_cross_entropy_with_logits(&x, &t, None, None, Reduction::Mean)
         .check()
         .unwrap_err();
     assert!(
@@ -982,8 +998,8 @@ fn bce_with_logits_gradient() {
     let x = g.input("x", DType::F64, [2, 3]);
     let y = g.input("y", DType::F64, [2, 3]);
     let pw = g.input("pw", DType::F64, [3]);
-    let mean = binary_cross_entropy_with_logits(&x, &y, None, Reduction::Mean);
-    let sum_pw = binary_cross_entropy_with_logits(&x, &y, Some(&pw), Reduction::Sum);
+    let mean = binary_cross_entropy_with_logits(&x, &y, None, None, Reduction::Mean);
+    let sum_pw = binary_cross_entropy_with_logits(&x, &y, None, Some(&pw), Reduction::Sum);
     let others = [("y", a64(&[2, 3], &yv)), ("pw", a64(&[3], &PW))];
     let x0 = a64(&[2, 3], &xv);
     check_grad(
@@ -1022,8 +1038,8 @@ fn bce_with_logits_gradient_at_zero_logit() {
     let x = g.input("x", DType::F64, [3]);
     let y = g.input("y", DType::F64, [3]);
     let pw = g.input("pw", DType::F64, [3]);
-    let sum = binary_cross_entropy_with_logits(&x, &y, None, Reduction::Sum);
-    let sum_pw = binary_cross_entropy_with_logits(&x, &y, Some(&pw), Reduction::Sum);
+    let sum = binary_cross_entropy_with_logits(&x, &y, None, None, Reduction::Sum);
+    let sum_pw = binary_cross_entropy_with_logits(&x, &y, None, Some(&pw), Reduction::Sum);
     let others = [("y", a64(&[3], &yv)), ("pw", a64(&[3], &PW))];
     let x0 = a64(&[3], &xv);
     check_grad(

@@ -100,8 +100,13 @@ fn newton_converges_on_logistic_regression() {
     let x = g.input("x", DType::F64, [40]);
     let y = g.input("y", DType::F64, [40]);
     let z = &x * w.index([onde::Idx::At(0)]) + w.index([onde::Idx::At(1)]);
-    let loss =
-        onde::loss::binary_cross_entropy_with_logits(&z, &y, None, onde::loss::Reduction::Mean);
+    let loss = onde::loss::binary_cross_entropy_with_logits(
+        &z,
+        &y,
+        None,
+        None,
+        onde::loss::Reduction::Mean,
+    );
     let mut step = TrainStep::new(&g, &loss, &Newton::new()).unwrap();
     let (xa, ya) = (
         Array::f64([40], xs.clone()).unwrap(),

@@ -1,241 +1,19 @@
 //! PyTorch parity: every case of `tests/fixtures/torch_ops/ops.safetensors` (written by
 //! `tests/fixtures/torch_ops/gen_torch_ops.py` with PyTorch) is rebuilt with the onde
-//! API, run on the reference interpreter and compared with PyTorch's results.
-//!
-//! A case `c` stores its inputs as `c.<name>` (fed as graph inputs `<name>`) and its
-//! expected results as `c.out` / `c.out_<what>`; each test checks every stored result
-//! of its case. Tolerances: f32 `1e-5` relative plus `1e-6` absolute, f64 `1e-12`
-//! relative plus `1e-12` absolute, integers exactly; NaN must match NaN and infinities
-//! must match exactly.
+//! API, run on the reference interpreter and compiled, and compared with PyTorch's
+//! results (see `common::torch_fixture` for the naming and the tolerances).
 
-use onde::{cat, s, stack, where_, Array, ConvOpts, DType, GraphBuilder, Idx, Padding, Tensor};
-use safetensors::{Dtype, SafeTensors};
-use std::collections::BTreeMap;
+use crate::common::torch_fixture::{self, Inputs};
+use onde::{cat, s, stack, where_, ConvOpts, Idx, Padding, Tensor};
 use std::sync::OnceLock;
 
 fn fixture_bytes() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
-    BYTES.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/torch_ops/ops.safetensors"
-        );
-        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-    })
+    BYTES.get_or_init(|| torch_fixture::fixture_bytes("torch_ops/ops.safetensors"))
 }
 
-/// The fixture's tensors of one case, as onde arrays, by name without the case prefix.
-fn case_tensors(case: &str) -> BTreeMap<String, Array> {
-    let st =
-        SafeTensors::deserialize(fixture_bytes()).expect("fixture is a valid safetensors file");
-    let prefix = format!("{case}.");
-    let mut out = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let Some(short) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let shape = view.shape().to_vec();
-        let bytes = view.data();
-        let dt = view.dtype();
-        let arr = if dt == Dtype::F32 {
-            let v = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            Array::f32(shape, v)
-        } else if dt == Dtype::F64 {
-            let v = bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            Array::f64(shape, v)
-        } else if dt == Dtype::I64 {
-            let v = bytes
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            Array::i64(shape, v)
-        } else {
-            panic!("{name}: unsupported fixture dtype {dt:?}");
-        };
-        out.insert(
-            short.to_string(),
-            arr.unwrap_or_else(|e| panic!("{name}: {e}")),
-        );
-    }
-    assert!(
-        !out.is_empty(),
-        "case {case:?} is not in the fixture (regenerate it?)"
-    );
-    out
-}
-
-/// The graph inputs of a case, declared from the fixture's input tensors.
-struct Inputs {
-    g: GraphBuilder,
-    t: BTreeMap<String, Tensor>,
-}
-
-impl Inputs {
-    fn get(&self, name: &str) -> &Tensor {
-        self.t
-            .get(name)
-            .unwrap_or_else(|| panic!("no input {name:?} in this case"))
-    }
-}
-
-fn is_output(name: &str) -> bool {
-    name == "out" || name.starts_with("out_")
-}
-
-/// Multi-index of flat position `i` in `dims` (row-major).
-fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; dims.len()];
-    for (k, &d) in dims.iter().enumerate().rev() {
-        if d > 0 {
-            idx[k] = i % d;
-            i /= d;
-        }
-    }
-    idx
-}
-
-/// `None` if `got` matches `want` within (`rtol`, `atol`), else the worst element's
-/// flat index, both values and how many elements are out of tolerance.
-fn compare_floats(
-    got: &[f64],
-    want: &[f64],
-    rtol: f64,
-    atol: f64,
-) -> Option<(usize, f64, f64, usize)> {
-    let mut worst: Option<(usize, f64)> = None;
-    let mut bad = 0;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let excess = if w.is_nan() || g.is_nan() {
-            if w.is_nan() && g.is_nan() {
-                0.0
-            } else {
-                f64::INFINITY
-            }
-        } else if w.is_infinite() || g.is_infinite() {
-            if g == w {
-                0.0
-            } else {
-                f64::INFINITY
-            }
-        } else {
-            (g - w).abs() / (atol + rtol * w.abs())
-        };
-        if excess > 1.0 {
-            bad += 1;
-            if worst.is_none_or(|(_, e)| excess > e) {
-                worst = Some((i, excess));
-            }
-        }
-    }
-    worst.map(|(i, _)| (i, got[i], want[i], bad))
-}
-
-/// A description of how `got` differs from `want`, or `None` if it matches.
-fn mismatch(got: &Array, want: &Array) -> Option<String> {
-    if got.dtype() != want.dtype() {
-        return Some(format!("dtype {} (PyTorch {})", got.dtype(), want.dtype()));
-    }
-    if got.shape() != want.shape() {
-        return Some(format!("shape {} (PyTorch {})", got.shape(), want.shape()));
-    }
-    let dims = want.shape().dims();
-    // Shortest round-tripping text of each value in its own precision.
-    let show = |x: f64| match want.dtype() {
-        DType::F32 => format!("{:?}", x as f32),
-        DType::F64 | DType::I64 | DType::Bool => format!("{x:?}"),
-    };
-    let floats = |rtol, atol| {
-        compare_floats(&got.to_f64_vec(), &want.to_f64_vec(), rtol, atol).map(|(i, g, w, bad)| {
-            format!(
-                "{bad} of {} elements out of tolerance; worst at {:?}: \
-                 got {}, PyTorch {} (|diff| {:e})",
-                want.numel(),
-                unravel(i, dims),
-                show(g),
-                show(w),
-                (g - w).abs()
-            )
-        })
-    };
-    match want.dtype() {
-        DType::F32 => floats(1e-5, 1e-6),
-        DType::F64 => floats(1e-12, 1e-12),
-        DType::I64 => first_difference(got.as_i64(), want.as_i64(), dims),
-        DType::Bool => first_difference(got.as_bool(), want.as_bool(), dims),
-    }
-}
-
-/// Exact comparison of two integer or bool buffers.
-fn first_difference<T: PartialEq + std::fmt::Display>(
-    got: Option<&[T]>,
-    want: Option<&[T]>,
-    dims: &[usize],
-) -> Option<String> {
-    let (Some(g), Some(w)) = (got, want) else {
-        return Some("buffer of an unexpected dtype".into());
-    };
-    g.iter().zip(w).position(|(a, b)| a != b).map(|i| {
-        format!(
-            "first difference at {:?}: got {}, PyTorch {}",
-            unravel(i, dims),
-            g[i],
-            w[i]
-        )
-    })
-}
-
-/// Builds case `case` with `build` (which returns its results by fixture name), runs
-/// it on the interpreter and compares every result with PyTorch's; panics listing all
-/// mismatches. Every `out*` tensor of the case must be produced.
 fn check(case: &str, build: impl FnOnce(&Inputs) -> Vec<(&'static str, Tensor)>) {
-    let fixture = case_tensors(case);
-    let g = GraphBuilder::new();
-    let mut feeds = Vec::new();
-    let mut t = BTreeMap::new();
-    for (name, arr) in fixture.iter().filter(|(n, _)| !is_output(n)) {
-        t.insert(
-            name.clone(),
-            g.input(name, arr.dtype(), arr.shape().clone()),
-        );
-        feeds.push((name.as_str(), arr.clone()));
-    }
-    let inputs = Inputs { g: g.clone(), t };
-    let outs = build(&inputs);
-    let produced: Vec<&str> = outs.iter().map(|(n, _)| *n).collect();
-    let stored: Vec<&str> = fixture
-        .keys()
-        .map(String::as_str)
-        .filter(|n| is_output(n))
-        .collect();
-    let mut sorted = produced.clone();
-    sorted.sort_unstable();
-    assert_eq!(
-        sorted, stored,
-        "case {case}: results built vs results stored in the fixture"
-    );
-    let refs: Vec<&Tensor> = outs.iter().map(|(_, t)| t).collect();
-    let got = inputs
-        .g
-        .run(&refs, &feeds)
-        .unwrap_or_else(|e| panic!("case {case}: onde failed: {e}"));
-    let failures: Vec<String> = produced
-        .iter()
-        .zip(&got)
-        .filter_map(|(name, a)| {
-            mismatch(a, &fixture[*name]).map(|m| format!("  {case}.{name}: {m}"))
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "case {case} differs from PyTorch:\n{}",
-        failures.join("\n")
-    );
+    torch_fixture::check(fixture_bytes(), case, build)
 }
 
 // --- elementwise -------------------------------------------------------------------------
@@ -659,15 +437,7 @@ fn every_fixture_case_is_tested() {
         "i64",
         "i64_pow",
     ];
-    let st =
-        SafeTensors::deserialize(fixture_bytes()).expect("fixture is a valid safetensors file");
-    let mut cases: Vec<String> = st
-        .names()
-        .iter()
-        .filter_map(|n| n.split_once('.').map(|(c, _)| c.to_string()))
-        .collect();
-    cases.sort_unstable();
-    cases.dedup();
+    let cases = torch_fixture::case_names(fixture_bytes());
     let mut tested: Vec<&str> = TESTED.to_vec();
     tested.sort_unstable();
     assert_eq!(cases, tested);

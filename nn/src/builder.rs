@@ -266,6 +266,43 @@ impl GraphBuilder {
         false
     }
 
+    /// The value of `t` if it can be known while building: when it depends on no input,
+    /// parameter or random op (only on constants), it is evaluated on the reference
+    /// interpreter. `None` otherwise, or if anything in the builder failed.
+    pub(crate) fn known_value(&self, t: &Tensor) -> Option<Array> {
+        let v = t.value().ok()?;
+        {
+            let st = self.state.borrow();
+            let g = &st.graph;
+            let mut stack = vec![v];
+            let mut seen = std::collections::HashSet::new();
+            while let Some(v) = stack.pop() {
+                if !seen.insert(v) {
+                    continue;
+                }
+                let o = g.producer(v)?;
+                if matches!(
+                    g.op(o).op,
+                    Op::Input { .. } | Op::Parameter { .. } | Op::Random { .. }
+                ) {
+                    return None;
+                }
+                stack.extend(g.operands(o));
+            }
+        }
+        let mut g = self.build(&[t]).ok()?;
+        onde_passes::dce::dce(&mut g);
+        let leaves: Vec<onde_ir::OpId> = g
+            .op_ids()
+            .into_iter()
+            .filter(|&o| matches!(g.op(o).op, Op::Input { .. } | Op::Parameter { .. }))
+            .collect();
+        for o in leaves {
+            g.remove_op(o);
+        }
+        onde_runtime::run(&g, &HashMap::new()).ok()?.pop()
+    }
+
     /// The names of every input declared so far.
     pub fn input_names(&self) -> Vec<String> {
         let st = self.state.borrow();

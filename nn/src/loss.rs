@@ -27,10 +27,15 @@ pub enum Reduction {
 pub struct NllOpts {
     /// A weight per class (`[C]`), or `None` for all ones.
     pub weight: Option<Tensor>,
-    /// Targets equal to this contribute nothing (PyTorch's default: -100).
+    /// Targets equal to this contribute nothing (PyTorch's default: -100). Class-index
+    /// targets only: [`cross_entropy`] with probability targets refuses any other value.
     pub ignore_index: i64,
     /// The reduction.
     pub reduction: Reduction,
+    /// [`cross_entropy`] only: mixes the target with the uniform distribution,
+    /// `(1 - ε)·target + ε/C` (PyTorch's `label_smoothing`, in `[0, 1]`, default 0).
+    /// [`nll_loss`] refuses a non-zero value, as `F.nll_loss` has no such option.
+    pub label_smoothing: f64,
 }
 
 impl Default for NllOpts {
@@ -39,6 +44,7 @@ impl Default for NllOpts {
             weight: None,
             ignore_index: -100,
             reduction: Reduction::Mean,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -53,15 +59,44 @@ fn reduce(per: &Tensor, r: Reduction) -> Tensor {
 
 /// The negative log-likelihood of `target` classes under log-probabilities `input`
 /// (`F.nll_loss`): `input` is `[N, C]` or `[N, C, d1, ...]`, `target` `[N]` or
-/// `[N, d1, ...]` of dtype i64. With class weights the mean is
-/// `Σ w[yᵢ]·(-xᵢ[yᵢ]) / Σ w[yᵢ]` over non-ignored elements, as in PyTorch.
+/// `[N, d1, ...]` of dtype i64; unbatched, `input` is `[C]` and `target` 0-d. With
+/// class weights the mean is `Σ w[yᵢ]·(-xᵢ[yᵢ]) / Σ w[yᵢ]` over non-ignored elements,
+/// as in PyTorch (NaN when every target is ignored).
 #[track_caller]
 pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
     let loc = SourceLoc::caller();
-    let (isz, tsz) = (input.size(), target.size());
     if let (Err(e), _) | (_, Err(e)) = (input.check(), target.check()) {
         return input.builder().poisoned(e);
     }
+    if opts.label_smoothing != 0.0 {
+        return input.fail(
+            "nll_loss",
+            format!(
+                "label_smoothing ({}) is a cross_entropy option; nll_loss has none",
+                opts.label_smoothing
+            ),
+            loc,
+        );
+    }
+    if input.dim() == 1 && target.dim() == 0 {
+        let per = nll_batched(&input.unsqueeze(0), &target.unsqueeze(0), opts, loc);
+        return unbatch(per, opts.reduction);
+    }
+    nll_batched(input, target, opts, loc)
+}
+
+/// A per-sample result of a batch of one back to the unbatched 0-d form.
+#[track_caller]
+fn unbatch(per: Tensor, r: Reduction) -> Tensor {
+    match r {
+        Reduction::None => per.squeeze(0),
+        Reduction::Mean | Reduction::Sum => per,
+    }
+}
+
+#[track_caller]
+fn nll_batched(input: &Tensor, target: &Tensor, opts: &NllOpts, loc: SourceLoc) -> Tensor {
+    let (isz, tsz) = (input.size(), target.size());
     if target.dtype() != DType::I64 {
         return target.fail(
             "nll_loss",
@@ -79,7 +114,8 @@ pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
         return input.fail(
             "nll_loss",
             format!(
-                "expected float input [N, C, ...] and target [N, ...]; got input {:?} {} and target {:?}",
+                "expected float input [N, C, ...] and target [N, ...] (or input [C] and a 0-d \
+                 target); got input {:?} {} and target {:?}",
                 isz,
                 input.dtype(),
                 tsz
@@ -88,30 +124,13 @@ pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
         );
     }
     let c = isz[1];
-    if let Some(w) = &opts.weight {
-        if w.size() != [c] {
-            return w.fail(
-                "nll_loss",
-                format!(
-                    "class weight must be [{c}] (one per class), got {:?}",
-                    w.size()
-                ),
-                loc,
-            );
-        }
+    if let Some(e) = check_class_weight("nll_loss", opts.weight.as_ref(), c, &loc) {
+        return e;
     }
     let keep = target.ne(opts.ignore_index as f64);
     let safe = where_(&keep, target, 0i64);
     let picked = input.gather(1, &safe.unsqueeze(1)).squeeze(1);
-    let mask = keep.to_dtype(input.dtype());
-    let w = match &opts.weight {
-        Some(w) => {
-            w.gather(0, &safe.flatten(0, -1))
-                .reshape(tsz.iter().map(|&d| d as i64).collect::<Vec<_>>())
-                * &mask
-        }
-        None => mask,
-    };
+    let w = target_weights(opts.weight.as_ref(), &safe, &keep, input.dtype(), &tsz);
     // Ignored elements contribute exactly 0 (not 0·x, which is NaN when the log-prob
     // read at the placeholder class is -inf).
     let per = where_(&keep, -(&picked * &w), 0.0);
@@ -122,11 +141,182 @@ pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
     }
 }
 
-/// Cross-entropy from unnormalised `logits` (`F.cross_entropy` with class indices):
-/// `nll_loss(log_softmax(logits, 1), target)`.
+/// An error tensor if `weight` is not `[c]`.
+fn check_class_weight(
+    api: &'static str,
+    weight: Option<&Tensor>,
+    c: usize,
+    loc: &SourceLoc,
+) -> Option<Tensor> {
+    let w = weight?;
+    if let Err(e) = w.check() {
+        return Some(w.builder().poisoned(e));
+    }
+    (w.size() != [c]).then(|| {
+        w.fail(
+            api,
+            format!(
+                "class weight must be [{c}] (one per class), got {:?}",
+                w.size()
+            ),
+            loc.clone(),
+        )
+    })
+}
+
+/// The weight of each element's target class (`w[yᵢ]`, 0 where ignored), shaped like
+/// the target.
+#[track_caller]
+fn target_weights(
+    weight: Option<&Tensor>,
+    safe: &Tensor,
+    keep: &Tensor,
+    dtype: DType,
+    tsz: &[usize],
+) -> Tensor {
+    let mask = keep.to_dtype(dtype);
+    match weight {
+        Some(w) => {
+            w.gather(0, &safe.flatten(0, -1))
+                .reshape(tsz.iter().map(|&d| d as i64).collect::<Vec<_>>())
+                * &mask
+        }
+        None => mask,
+    }
+}
+
+/// Cross-entropy from unnormalised `logits` (`F.cross_entropy`), over axis 1 of
+/// `[N, C, ...]` logits (axis 0 of unbatched `[C]` logits). The target is either
+/// - class indices (i64, `[N, ...]` or 0-d): `nll_loss(log_softmax(logits), target)`,
+///   with `ignore_index` and class weights; with `label_smoothing = ε` the loss is
+///   `(1 - ε)·nll + ε/C · Σ_c w_c·(-log p_c)`, the second term reduced with the same
+///   weighted mean as the first (PyTorch's formula); or
+/// - class probabilities (float, the logits' shape): `-Σ_c w_c·t_c·log p_c` per
+///   element, with `t` smoothed to `(1 - ε)·t + ε/C`; the mean divides by the number
+///   of elements (`N·d1·…`), not by the weights, as in PyTorch. `ignore_index` does not
+///   apply to probabilities (any value but the default is an error).
 #[track_caller]
 pub fn cross_entropy(logits: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
-    nll_loss(&logits.log_softmax(1), target, opts)
+    let loc = SourceLoc::caller();
+    let api = "cross_entropy";
+    if let (Err(e), _) | (_, Err(e)) = (logits.check(), target.check()) {
+        return logits.builder().poisoned(e);
+    }
+    let eps = opts.label_smoothing;
+    if !(0.0..=1.0).contains(&eps) {
+        return logits.fail(
+            api,
+            format!("label_smoothing must be between 0.0 and 1.0, got {eps}"),
+            loc,
+        );
+    }
+    let probs = target.dtype().is_float();
+    let unbatched = logits.dim() == 1 && target.dim() == if probs { 1 } else { 0 };
+    let (x, t) = if unbatched {
+        (logits.unsqueeze(0), target.unsqueeze(0))
+    } else {
+        (logits.clone(), target.clone())
+    };
+    let per = if probs {
+        cross_entropy_probs(&x, &t, opts, loc)
+    } else {
+        cross_entropy_indices(&x, &t, opts, loc)
+    };
+    if unbatched {
+        unbatch(per, opts.reduction)
+    } else {
+        per
+    }
+}
+
+#[track_caller]
+fn cross_entropy_indices(x: &Tensor, t: &Tensor, opts: &NllOpts, loc: SourceLoc) -> Tensor {
+    let logp = x.log_softmax(1);
+    let eps = opts.label_smoothing;
+    let plain = NllOpts {
+        label_smoothing: 0.0,
+        ..opts.clone()
+    };
+    let nll = nll_batched(&logp, t, &plain, loc);
+    if eps == 0.0 || nll.check().is_err() {
+        return nll;
+    }
+    let c = x.size()[1];
+    let class_w = opts.weight.as_ref().map(|w| class_axis(w, x.dim()));
+    let terms = match &class_w {
+        Some(w) => &logp * w,
+        None => logp.clone(),
+    };
+    let keep = t.ne(opts.ignore_index as f64);
+    let smooth = where_(&keep, -terms.sum([1], false), 0.0);
+    let smooth = match opts.reduction {
+        Reduction::Mean => {
+            let safe = where_(&keep, t, 0i64);
+            let w = target_weights(opts.weight.as_ref(), &safe, &keep, x.dtype(), &t.size());
+            smooth.sum_all() / w.sum_all()
+        }
+        Reduction::Sum => smooth.sum_all(),
+        Reduction::None => smooth,
+    };
+    nll * (1.0 - eps) + smooth * (eps / c as f64)
+}
+
+#[track_caller]
+fn cross_entropy_probs(x: &Tensor, t: &Tensor, opts: &NllOpts, loc: SourceLoc) -> Tensor {
+    let api = "cross_entropy";
+    if x.size() != t.size() || x.dim() < 2 || !x.dtype().is_float() {
+        return x.fail(
+            api,
+            format!(
+                "a float target holds class probabilities and must have the logits' shape \
+                 [N, C, ...] (or [C]); class indices must be i64; got logits {:?} {} and \
+                 target {:?} {}",
+                x.size(),
+                x.dtype(),
+                t.size(),
+                t.dtype()
+            ),
+            loc,
+        );
+    }
+    if opts.ignore_index != -100 {
+        return x.fail(
+            api,
+            format!(
+                "ignore_index ({}) does not apply to probability targets",
+                opts.ignore_index
+            ),
+            loc,
+        );
+    }
+    let c = x.size()[1];
+    if let Some(e) = check_class_weight(api, opts.weight.as_ref(), c, &loc) {
+        return e;
+    }
+    let eps = opts.label_smoothing;
+    let t = if eps > 0.0 {
+        t * (1.0 - eps) + eps / c as f64
+    } else {
+        t.clone()
+    };
+    let mut terms = x.log_softmax(1) * t;
+    if let Some(w) = &opts.weight {
+        terms = terms * class_axis(w, x.dim());
+    }
+    let per = -terms.sum([1], false);
+    match opts.reduction {
+        Reduction::Mean => per.mean_all(),
+        Reduction::Sum => per.sum_all(),
+        Reduction::None => per,
+    }
+}
+
+/// A `[C]` class weight shaped to broadcast along axis 1 of a rank-`rank` tensor.
+#[track_caller]
+fn class_axis(w: &Tensor, rank: usize) -> Tensor {
+    let mut shape = vec![1i64; rank];
+    shape[1] = -1;
+    w.reshape(shape)
 }
 
 fn same_shape(api: &'static str, a: &Tensor, b: &Tensor, loc: &SourceLoc) -> Option<Tensor> {
@@ -147,12 +337,26 @@ fn same_shape(api: &'static str, a: &Tensor, b: &Tensor, loc: &SourceLoc) -> Opt
     None
 }
 
-/// Mean squared error `(input - target)²` (`F.mse_loss`); shapes must match.
+/// Mean squared error `(input - target)²` (`F.mse_loss`). Shapes that differ are
+/// broadcast together, as PyTorch does (PyTorch also warns, since a `[N, 1]` prediction
+/// against a `[N]` target silently becomes `[N, N]`); shapes that do not broadcast are
+/// an error.
 #[track_caller]
 pub fn mse_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
     let loc = SourceLoc::caller();
-    if let Some(e) = same_shape("mse_loss", input, target, &loc) {
-        return e;
+    if let (Err(e), _) | (_, Err(e)) = (input.check(), target.check()) {
+        return input.builder().poisoned(e);
+    }
+    if onde_ir::broadcast_shapes(&input.shape(), &target.shape()).is_none() {
+        return input.fail(
+            "mse_loss",
+            format!(
+                "input {:?} and target {:?} must have the same shape or broadcast together",
+                input.size(),
+                target.size()
+            ),
+            loc,
+        );
     }
     reduce(&(input - target).square(), reduction)
 }
@@ -209,13 +413,15 @@ pub fn binary_cross_entropy(
 }
 
 /// Binary cross-entropy on logits (`F.binary_cross_entropy_with_logits`):
-/// `(1-y)·x + (1+(pw-1)·y)·softplus(-x)` (`pw = 1` without `pos_weight`, which
-/// broadcasts over the last axis), with a stable `softplus(-x)` whose gradient is exact
-/// everywhere.
+/// `w·[(1-y)·x + (1+(pw-1)·y)·softplus(-x)]`, with `weight` `w` (broadcast to the
+/// input, 1 without it) and `pos_weight` `pw` (broadcast over the last axis, 1 without
+/// it), and a stable `softplus(-x)` whose gradient is exact everywhere. Arguments in
+/// PyTorch's order.
 #[track_caller]
 pub fn binary_cross_entropy_with_logits(
     x: &Tensor,
     target: &Tensor,
+    weight: Option<&Tensor>,
     pos_weight: Option<&Tensor>,
     reduction: Reduction,
 ) -> Tensor {
@@ -224,12 +430,15 @@ pub fn binary_cross_entropy_with_logits(
         return e;
     }
     let sp = softplus_neg(x);
-    let per = match pos_weight {
+    let mut per = match pos_weight {
         None => (1.0f64 - target) * x + sp,
         Some(pw) => {
             let lw = (pw - 1.0) * target + 1.0;
             (1.0f64 - target) * x + lw * sp
         }
     };
+    if let Some(w) = weight {
+        per = per * w;
+    }
     reduce(&per, reduction)
 }

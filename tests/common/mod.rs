@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod torch_fixture;
+
 use onde::{cat, s, where_, Array, ConvOpts, DType, GraphBuilder, Idx, Tensor};
 
 /// Deterministic pseudo-random data in [-1.2, 1.2) (+0.05 to avoid exact zeros).

@@ -6,19 +6,38 @@ use crate::args::Arg;
 use onde_ir::SourceLoc;
 
 impl Tensor {
-    /// `log(softmax(x))` along `dim`, computed as `x - logsumexp(x, dim)` (stable for
-    /// large inputs), like `F.log_softmax(x, dim)`.
+    /// `log(softmax(x))` along `dim` (`F.log_softmax(x, dim)`), computed as
+    /// `(x - m) - log Σ exp(x - m)` with `m` the row maximum held fixed (the result does
+    /// not depend on it, so the gradient is exact at every order): stable for large
+    /// inputs, and, as in PyTorch, a row holding NaN or `+inf`, or only `-inf`, is NaN.
+    /// Integer inputs compute in f32.
     #[track_caller]
     pub fn log_softmax(&self, dim: i64) -> Tensor {
-        let lse = self.logsumexp([dim], true);
-        self - &lse
+        let x = self.float_math();
+        let shifted = &x - x.max([dim], true).detach();
+        let lse = shifted.exp().sum([dim], true).log();
+        shifted - lse
     }
 
-    /// `exp(x) / sum(exp(x))` along `dim`, like `F.softmax(x, dim)` (computed as
-    /// `exp(log_softmax(x))`, so it never overflows).
+    /// `exp(x) / Σ exp(x)` along `dim` (`F.softmax(x, dim)`), computed as PyTorch does,
+    /// `e = exp(x - m)` with `m` the row maximum held fixed, then `e / Σe`: no overflow,
+    /// and full relative precision for large logits (`exp(x - logsumexp)` loses it). A
+    /// row holding NaN or `+inf`, or only `-inf`, is NaN, as in PyTorch.
     #[track_caller]
     pub fn softmax(&self, dim: i64) -> Tensor {
-        self.log_softmax(dim).exp()
+        let x = self.float_math();
+        let e = (&x - x.max([dim], true).detach()).exp();
+        &e / e.sum([dim], true)
+    }
+
+    /// `self`, or `self` in f32 if it is not a float tensor.
+    #[track_caller]
+    fn float_math(&self) -> Tensor {
+        if self.dtype().is_float() {
+            self.clone()
+        } else {
+            self.float()
+        }
     }
 
     /// `x` where `x > 0`, else `negative_slope * x` (`F.leaky_relu`, default slope 0.01).

@@ -1,11 +1,19 @@
 //! Elementwise ops: arithmetic with broadcasting and PyTorch's type promotion, math
 //! functions, comparisons, logical ops and `where`.
 //!
-//! Promotion follows PyTorch: bool < i64 < f32 < f64 between tensors; a float scalar
-//! takes the tensor's float dtype (f32 for an integer tensor), an integer scalar the
-//! tensor's dtype. True division of integers produces f32, float-only math (`exp`,
-//! `sqrt`…) on integers computes in f32, and an integer to an integer power stays an
-//! integer (a negative integer scalar exponent is an error), as in PyTorch.
+//! Promotion follows PyTorch's `result_type`: the categories are bool < integer <
+//! float, and within a category i64 < f64 / f32 < f64. Between tensors of the same
+//! kind (both 0-d or both with axes) the higher dtype wins. A **0-d tensor** facing a
+//! tensor with axes only counts when its category is higher: `f32[3] + f64[]` is f32,
+//! `i64[3] + f64[]` is f64, `bool[3] + i64[]` is i64. A Rust scalar acts like a 0-d
+//! tensor of the default dtype of its kind: a float scalar takes the tensor's float
+//! dtype (f32 for an integer or bool tensor), an integer scalar the tensor's dtype (i64
+//! for bool). True division of integers or bools produces f32, float-only math
+//! (`exp`, `sqrt`…) on integers computes in f32, and an integer to an integer power
+//! stays an integer (a negative integer scalar exponent is an error).
+//!
+//! Arithmetic on two bools stays bool, as in PyTorch: `+` and `maximum` are logical
+//! or, `*` and `minimum` logical and; `-` and `pow` of bools are errors (PyTorch's too).
 
 use super::Tensor;
 use crate::args::Arg;
@@ -69,9 +77,15 @@ impl Tensor {
         self.cast_at(DType::Bool, SourceLoc::caller())
     }
 
-    /// Promotes two tensors to a common dtype (at least `min` if given).
+    /// PyTorch's result dtype of two operands (see the module doc): a 0-d operand
+    /// facing one with axes raises the dtype only if its category is higher.
+    pub(crate) fn result_type(a: &Tensor, b: &Tensor) -> DType {
+        Tensor::result_type_of(&[a.clone(), b.clone()])
+    }
+
+    /// Promotes two tensors to their result dtype (at least `floor` if given).
     fn promote2(a: &Tensor, b: &Tensor, floor: Option<DType>, loc: &SourceLoc) -> (Tensor, Tensor) {
-        let mut d = a.dtype().promote(b.dtype());
+        let mut d = Tensor::result_type(a, b);
         if let Some(f) = floor {
             d = d.promote(f);
         }
@@ -106,10 +120,32 @@ impl Tensor {
             | BinaryOp::Mul
             | BinaryOp::Max
             | BinaryOp::Min
-            | BinaryOp::Pow => Some(DType::I64),
-            BinaryOp::And | BinaryOp::Or => None,
+            | BinaryOp::Pow
+            | BinaryOp::And
+            | BinaryOp::Or => None,
         };
         let (a, b) = Tensor::promote2(self, &o, floor, &loc);
+        let op = if a.ty().is_some_and(|t| t.dtype == DType::Bool) {
+            // Bool arithmetic stays bool (PyTorch): + and maximum are or, * and minimum and.
+            match op {
+                BinaryOp::Add | BinaryOp::Max | BinaryOp::Or => BinaryOp::Or,
+                BinaryOp::Mul | BinaryOp::Min | BinaryOp::And => BinaryOp::And,
+                BinaryOp::Sub => {
+                    return a.fail(
+                        api,
+                        "subtraction of two bool tensors is not supported \
+                         (use logical_xor or logical_not)"
+                            .into(),
+                        loc,
+                    )
+                }
+                BinaryOp::Pow | BinaryOp::Div => {
+                    return a.fail(api, "not defined for two bool operands".into(), loc)
+                }
+            }
+        } else {
+            op
+        };
         Tensor::apply_at(api, Op::Binary(op), &[&a, &b], loc)
     }
 
@@ -162,14 +198,6 @@ impl Tensor {
         Tensor::apply_at("detach", Op::Detach, &[self], SourceLoc::caller())
     }
 
-    /// Clamps into `[min, max]` (`torch.clamp`).
-    #[track_caller]
-    pub fn clamp(&self, min: f64, max: f64) -> Tensor {
-        let loc = SourceLoc::caller();
-        self.binary_at("clamp", BinaryOp::Max, Arg::Float(min), loc.clone())
-            .binary_at("clamp", BinaryOp::Min, Arg::Float(max), loc)
-    }
-
     /// `x * x`.
     #[track_caller]
     pub fn square(&self) -> Tensor {
@@ -189,14 +217,21 @@ impl Tensor {
             | UnaryOp::Sin
             | UnaryOp::Cos
             | UnaryOp::Tanh
-            | UnaryOp::Sigmoid
-            | UnaryOp::Floor => {
+            | UnaryOp::Sigmoid => {
                 if self.dtype().is_float() {
                     self.clone()
                 } else {
                     self.cast_at(DType::F32, loc.clone())
                 }
             }
+            // PyTorch: floor of an integer is the integer itself; bool has no floor.
+            UnaryOp::Floor => match self.ty().map(|t| t.dtype) {
+                Some(DType::I64) => return self.clone(),
+                Some(DType::Bool) => {
+                    return self.fail(api, "not defined for dtype bool".into(), loc)
+                }
+                Some(DType::F32 | DType::F64) | None => self.clone(),
+            },
             UnaryOp::Not => self.cast_at(DType::Bool, loc.clone()),
             UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Relu => self.clone(),
         };
@@ -269,7 +304,7 @@ impl Tensor {
         self.unary_at("relu", UnaryOp::Relu, SourceLoc::caller())
     }
 
-    /// Floor (`torch.floor`).
+    /// Floor (`torch.floor`); an integer tensor is returned unchanged, as in PyTorch.
     #[track_caller]
     pub fn floor(&self) -> Tensor {
         self.unary_at("floor", UnaryOp::Floor, SourceLoc::caller())
@@ -324,7 +359,13 @@ impl Tensor {
         )
     }
 
-    fn compare_at(&self, api: &'static str, op: CmpOp, other: Arg, loc: SourceLoc) -> Tensor {
+    pub(crate) fn compare_at(
+        &self,
+        api: &'static str,
+        op: CmpOp,
+        other: Arg,
+        loc: SourceLoc,
+    ) -> Tensor {
         let o = self.arg_tensor(other, &loc);
         let (a, b) = Tensor::promote2(self, &o, None, &loc);
         Tensor::apply_at(api, Op::Compare(op), &[&a, &b], loc)
@@ -366,12 +407,69 @@ impl Tensor {
         self.compare_at("ge", CmpOp::Ge, other.into(), SourceLoc::caller())
     }
 
-    /// Replaces elements where `mask` is true by `value` (`Tensor.masked_fill`).
+    /// Replaces elements where `mask` is true by `value` (`Tensor.masked_fill`). The
+    /// result keeps this tensor's dtype, as in PyTorch: the value is converted to it
+    /// (`i64.masked_fill(m, 2.5)` fills 2, `bool.masked_fill(m, 3)` fills `true`).
+    /// `value` is a scalar or a 0-d tensor; a value that does not fit the dtype (a
+    /// non-finite float into an integer, a float beyond f32's range into f32) is an
+    /// error.
     #[track_caller]
     pub fn masked_fill(&self, mask: &Tensor, value: impl Into<Arg>) -> Tensor {
         let loc = SourceLoc::caller();
-        let v = self.arg_tensor(value.into(), &loc);
+        let api = "masked_fill";
+        let dt = self.dtype();
+        let value = value.into();
+        if let Arg::Float(x) = value {
+            let fits = match dt {
+                DType::F64 => true,
+                DType::F32 => !x.is_finite() || x.abs() <= f64::from(f32::MAX),
+                DType::I64 => x.is_finite() && x.trunc().abs() < 9.223_372_036_854_776e18,
+                DType::Bool => true,
+            };
+            if !fits {
+                return self.fail(
+                    api,
+                    format!("value {x} cannot be converted to dtype {dt} without overflow"),
+                    loc,
+                );
+            }
+        }
+        if let Arg::Tensor(t) = &value {
+            if t.ty().is_some_and(|ty| ty.shape.rank() != 0) {
+                return self.fail(
+                    api,
+                    format!(
+                        "the value must be a scalar or a 0-d tensor, got shape {}",
+                        t.shape()
+                    ),
+                    loc,
+                );
+            }
+        }
+        let v = match value {
+            Arg::Tensor(t) => t,
+            Arg::Float(x) => self.const_at(Array::scalar(DType::F64, x), loc.clone()),
+            Arg::Int(i) => self.const_at(Array::scalar(DType::I64, i as f64), loc.clone()),
+            Arg::Bool(b) => self.const_at(
+                Array::scalar(DType::Bool, f64::from(u8::from(b))),
+                loc.clone(),
+            ),
+        }
+        .cast_at(dt, loc.clone());
         where_at(mask, &v, &Arg::Tensor(self.clone()), loc)
+    }
+}
+
+/// PyTorch's `combine_categories(higher, lower)`: the dtype of a tensor with axes
+/// (`dim`) against a 0-d one (`zero`). A float `dim` wins; a bool `dim`, or a float
+/// `zero`, promotes; otherwise (integer `dim`) `dim` wins.
+pub(crate) fn combine_categories(dim: DType, zero: DType) -> DType {
+    if dim.is_float() {
+        dim
+    } else if dim == DType::Bool || zero.is_float() {
+        dim.promote(zero)
+    } else {
+        dim
     }
 }
 

@@ -1,10 +1,17 @@
 //! Slicing: `x.index(s![0, .., Idx::from(0..).step(2)])` is PyTorch's `x[0, :, 0::2]`,
 //! and `slice`/`narrow` take one axis at a time. Ranges clamp like Python; a single
 //! position out of range is an error; steps must be >= 1 (as in PyTorch).
+//!
+//! Boolean-mask indexing (`x[mask]`, `torch.masked_select`) gives a result whose length
+//! is the number of `true` entries. onde's shapes are static (a compiled step is
+//! specialised to them), so the mask's values must be known when the graph is built:
+//! a constant, or computed from constants only. A mask computed from inputs is an error
+//! that names the static-shape alternatives: `where_`/`masked_fill` to replace the
+//! unselected entries, or a masked reduction (`(x * m).sum() / m.sum()`).
 
 use super::Tensor;
 use crate::args::Idx;
-use onde_ir::{Op, SliceAxis, SourceLoc};
+use onde_ir::{Array, Op, SliceAxis, SourceLoc};
 
 /// Python's clamping of a slice bound to `[0, n]`.
 fn clamp_bound(b: i64, n: usize) -> usize {
@@ -181,4 +188,88 @@ impl Tensor {
         axes[axis] = SliceAxis { start, stop, step };
         self.slice_axes_at(api, axes, loc)
     }
+
+    /// `x[mask]` with a bool `mask` covering the leading axes of `x` (PyTorch's boolean
+    /// indexing): the selected entries, `[count, rest of the axes…]`, in row-major order.
+    /// The mask must be known when the graph is built (see the module doc).
+    #[track_caller]
+    pub fn index_mask(&self, mask: &Tensor) -> Tensor {
+        let loc = SourceLoc::caller();
+        let api = "index_mask";
+        if let (Err(e), _) | (_, Err(e)) = (self.check(), mask.check()) {
+            return self.builder().poisoned(e);
+        }
+        let (xs, ms) = (self.size(), mask.size());
+        if ms.len() > xs.len() || xs[..ms.len()] != ms[..] {
+            return self.fail(
+                api,
+                format!("the mask's shape {ms:?} must equal the leading axes of {xs:?}"),
+                loc,
+            );
+        }
+        let k = ms.len();
+        let Some(idx) = self.mask_positions(api, mask, &loc) else {
+            return self.fail(api, static_mask_reason(), loc);
+        };
+        let mut shape = vec![-1i64];
+        shape.extend(xs[k..].iter().map(|&d| d as i64));
+        self.reshape(shape).index_select(0, &idx)
+    }
+
+    /// The entries of `x` where `mask` (broadcast with `x`) is true, as a 1-D tensor
+    /// (`torch.masked_select`). The mask must be known when the graph is built (see the
+    /// module doc).
+    #[track_caller]
+    pub fn masked_select(&self, mask: &Tensor) -> Tensor {
+        let loc = SourceLoc::caller();
+        let api = "masked_select";
+        if let (Err(e), _) | (_, Err(e)) = (self.check(), mask.check()) {
+            return self.builder().poisoned(e);
+        }
+        let shape = match onde_ir::broadcast_shapes(&self.shape(), &mask.shape()) {
+            Some(s) => s,
+            None => {
+                return self.fail(
+                    api,
+                    format!(
+                        "the mask's shape {:?} does not broadcast with {:?}",
+                        mask.size(),
+                        self.size()
+                    ),
+                    loc,
+                )
+            }
+        };
+        let m = mask.broadcast_to(shape.clone());
+        let Some(idx) = self.mask_positions(api, &m, &loc) else {
+            return self.fail(api, static_mask_reason(), loc);
+        };
+        self.broadcast_to(shape).reshape([-1]).index_select(0, &idx)
+    }
+
+    /// The flat positions of `mask`'s true entries as a constant i64 tensor, or `None`
+    /// if the mask's values are not known while building.
+    fn mask_positions(&self, api: &'static str, mask: &Tensor, loc: &SourceLoc) -> Option<Tensor> {
+        let m = self.builder().known_value(mask)?;
+        let pos: Vec<i64> = match m.as_bool() {
+            Some(b) => (0..b.len()).filter(|&i| b[i]).map(|i| i as i64).collect(),
+            None => {
+                return Some(self.fail(
+                    api,
+                    format!("the mask must be bool, got {}", m.dtype()),
+                    loc.clone(),
+                ))
+            }
+        };
+        let n = pos.len();
+        let a = Array::i64([n], pos).ok()?;
+        Some(self.const_at(a, loc.clone()))
+    }
+}
+
+fn static_mask_reason() -> String {
+    "the mask depends on graph inputs, but the result's length is the number of true \
+     entries and onde's shapes are static: use where_/masked_fill to replace the other \
+     entries, or a masked reduction such as (x * mask).sum() / mask.sum()"
+        .into()
 }

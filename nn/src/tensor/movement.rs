@@ -5,7 +5,7 @@ use super::Tensor;
 use crate::args::IntList;
 use crate::builder::GraphBuilder;
 use crate::error::Error;
-use onde_ir::{DType, Op, Shape, SourceLoc};
+use onde_ir::{DType, Op, Shape, SliceAxis, SourceLoc};
 
 impl Tensor {
     pub(crate) fn reshape_at(&self, api: &'static str, dims: &[i64], loc: SourceLoc) -> Tensor {
@@ -315,7 +315,8 @@ impl Tensor {
     }
 
     /// Constant padding in PyTorch's order (`F.pad(x, pad, value=value)`): `pad` holds
-    /// `(before, after)` pairs starting from the **last** axis.
+    /// `(before, after)` pairs starting from the **last** axis. A negative entry crops
+    /// that many elements instead (cropping more than the extent is an error).
     #[track_caller]
     pub fn pad(&self, pad: impl IntList, value: f64) -> Tensor {
         let loc = SourceLoc::caller();
@@ -328,16 +329,38 @@ impl Tensor {
                 loc,
             );
         }
-        if p.iter().any(|&x| x < 0) {
-            return self.fail(
-                "pad",
-                format!("negative padding {p:?} is not supported: slice instead"),
-                loc,
-            );
-        }
+        // Negative entries crop (as PyTorch): slice them off first, then pad the rest.
+        let dims = self.size();
         let mut pads = vec![(0, 0); r];
-        for (k, pair) in p.chunks(2).enumerate() {
-            pads[r - 1 - k] = (pair[0] as usize, pair[1] as usize);
+        let mut crop = Vec::with_capacity(r);
+        let mut cropped = false;
+        for (a, &n) in dims.iter().enumerate() {
+            let k = r - 1 - a;
+            let (lo, hi) = p.get(2 * k).map_or((0, 0), |&lo| (lo, p[2 * k + 1]));
+            let (cut_lo, cut_hi) = ((-lo).max(0) as usize, (-hi).max(0) as usize);
+            if cut_lo + cut_hi > n {
+                return self.fail(
+                    "pad",
+                    format!(
+                        "padding {p:?} crops {} elements from dimension {a} of extent {n} \
+                         (shape {})",
+                        cut_lo + cut_hi,
+                        self.shape()
+                    ),
+                    loc,
+                );
+            }
+            cropped |= cut_lo + cut_hi > 0;
+            crop.push(SliceAxis::range(cut_lo, n - cut_hi));
+            pads[a] = (lo.max(0) as usize, hi.max(0) as usize);
+        }
+        let x = if cropped {
+            Tensor::apply_at("pad", Op::Slice { axes: crop }, &[self], loc.clone())
+        } else {
+            self.clone()
+        };
+        if pads.iter().all(|&(lo, hi)| lo == 0 && hi == 0) {
+            return x;
         }
         Tensor::apply_at(
             "pad",
@@ -345,7 +368,7 @@ impl Tensor {
                 pads,
                 value_bits: value.to_bits(),
             },
-            &[self],
+            &[&x],
             loc,
         )
     }
@@ -427,7 +450,8 @@ impl Tensor {
         )
     }
 
-    /// Selects entries `index` (1-D, i64) along `dim` (`torch.index_select`).
+    /// Selects entries `index` (1-D or 0-d, i64) along `dim` (`torch.index_select`); a
+    /// 0-d index keeps `dim` with extent 1, as in PyTorch.
     #[track_caller]
     pub fn index_select(&self, dim: i64, index: &Tensor) -> Tensor {
         let loc = SourceLoc::caller();
@@ -438,13 +462,13 @@ impl Tensor {
         };
         if index
             .ty()
-            .is_some_and(|t| t.shape.rank() != 1 || t.dtype != DType::I64)
+            .is_some_and(|t| t.shape.rank() > 1 || t.dtype != DType::I64)
         {
             let mut operands: Vec<_> = self.ty().into_iter().collect();
             operands.extend(index.ty());
             return self.builder().poisoned(Error::Op {
                 op: api,
-                reason: "index must be a 1-D i64 tensor".into(),
+                reason: "index must be a 1-D or 0-d i64 tensor".into(),
                 operands,
                 loc,
             });

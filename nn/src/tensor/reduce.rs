@@ -45,13 +45,15 @@ impl Tensor {
             Ok(a) => a,
             Err(e) => return self.fail(api, e, loc),
         };
-        // PyTorch sums bool tensors as i64.
-        let x = if self.dtype() == DType::Bool {
+        // PyTorch sums and multiplies bool tensors as i64; max and min of bools are bools
+        // (any / all), computed here on i64 and cast back.
+        let is_bool = self.ty().is_some_and(|t| t.dtype == DType::Bool);
+        let x = if is_bool {
             self.cast_at(DType::I64, loc.clone())
         } else {
             self.clone()
         };
-        Tensor::apply_at(
+        let r = Tensor::apply_at(
             api,
             Op::Reduce {
                 kind,
@@ -59,8 +61,12 @@ impl Tensor {
                 keepdim,
             },
             &[&x],
-            loc,
-        )
+            loc.clone(),
+        );
+        match kind {
+            ReduceKind::Max | ReduceKind::Min if is_bool => r.cast_at(DType::Bool, loc),
+            ReduceKind::Max | ReduceKind::Min | ReduceKind::Sum | ReduceKind::Prod => r,
+        }
     }
 
     /// Sum over `axes` (`torch.sum(x, dim, keepdim)`).
@@ -175,20 +181,39 @@ impl Tensor {
             Err(e) => return self.fail(api, e, loc),
         };
         let n: usize = ax.iter().map(|&a| self.shape().dims()[a]).product();
+        let dof = n as f64 - correction as f64;
         let m = self.mean_at(api, axes, true, loc.clone());
-        let d = self.binary_at(api, BinaryOp::Sub, Arg::Tensor(m), loc.clone());
+        if dof > 0.0 {
+            // Σ(x - mean)² / dof, differentiated through the mean too, so every order
+            // of derivative is exact.
+            let d = self.binary_at(api, BinaryOp::Sub, Arg::Tensor(m), loc.clone());
+            let sq = d.binary_at(api, BinaryOp::Mul, Arg::Tensor(d.clone()), loc.clone());
+            let s = sq.reduce_at(api, ReduceKind::Sum, axes, keepdim, loc.clone());
+            return s.binary_at(api, BinaryOp::Div, Arg::Float(dof), loc);
+        }
+        // correction ≥ n (known from the shapes), as PyTorch: the value is
+        // Σd² / max(0, dof) (inf, NaN for a constant slice) and the gradient its closed
+        // form 2·(x - mean)·dy / dof, taken with the mean held fixed (its term vanishes
+        // analytically, but inf·0 would turn it into NaN).
+        let md = Tensor::apply_at(api, Op::Detach, &[&m], loc.clone());
+        let d = self.binary_at(api, BinaryOp::Sub, Arg::Tensor(md), loc.clone());
         let sq = d.binary_at(api, BinaryOp::Mul, Arg::Tensor(d.clone()), loc.clone());
         let s = sq.reduce_at(api, ReduceKind::Sum, axes, keepdim, loc.clone());
-        // n - correction <= 0 gives inf/NaN, as PyTorch.
-        s.binary_at(
-            api,
-            BinaryOp::Div,
-            Arg::Float(n as f64 - correction as f64),
-            loc,
-        )
+        let v = s.binary_at(api, BinaryOp::Div, Arg::Float(0.0), loc.clone());
+        if dof == 0.0 {
+            return v;
+        }
+        // dof < 0: value inf (or NaN), gradient 2·d·dy/dof through q - detach(q) = 0.
+        let q = s.binary_at(api, BinaryOp::Div, Arg::Float(dof), loc.clone());
+        let qd = Tensor::apply_at(api, Op::Detach, &[&q], loc.clone());
+        let vd = Tensor::apply_at(api, Op::Detach, &[&v], loc.clone());
+        let zero = q.binary_at(api, BinaryOp::Sub, Arg::Tensor(qd), loc.clone());
+        vd.binary_at(api, BinaryOp::Add, Arg::Tensor(zero), loc)
     }
 
     /// Variance over `axes` with Bessel's `correction` (PyTorch's default is 1).
+    /// `correction ≥ n` gives inf (NaN where the slice is constant) with PyTorch's
+    /// gradient `2·(x - mean)·dy / (n - correction)`.
     #[track_caller]
     pub fn var(&self, axes: impl IntList, correction: usize, keepdim: bool) -> Tensor {
         self.var_at(
@@ -200,12 +225,20 @@ impl Tensor {
         )
     }
 
-    /// Standard deviation over `axes`: `sqrt(var)` (`torch.std`).
+    /// Standard deviation over `axes`: `sqrt(var)` (`torch.std`). Where the variance is
+    /// 0 (a constant slice: silence, zero padding) the gradient is 0, as in PyTorch,
+    /// instead of `dy/(2·0)·0 = NaN`.
     #[track_caller]
     pub fn std(&self, axes: impl IntList, correction: usize, keepdim: bool) -> Tensor {
         let loc = SourceLoc::caller();
-        self.var_at("std", &axes.to_ints(), correction, keepdim, loc.clone())
-            .unary_at("std", UnaryOp::Sqrt, loc)
+        let api = "std";
+        let v = self.var_at(api, &axes.to_ints(), correction, keepdim, loc.clone());
+        // sqrt of 1 where v = 0 keeps the discarded branch's gradient finite.
+        let zero = v.compare_at(api, onde_ir::CmpOp::Eq, Arg::Float(0.0), loc.clone());
+        let one = v.const_at(Array::scalar(v.dtype(), 1.0), loc.clone());
+        let safe = super::elementwise::where_(&zero, &one, &v);
+        let s = safe.unary_at(api, UnaryOp::Sqrt, loc);
+        super::elementwise::where_(&zero, 0.0, &s)
     }
 
     /// `log(sum(exp(x)))` over `axes`, computed stably by subtracting the maximum
@@ -276,6 +309,55 @@ impl Tensor {
             &[self],
             loc,
         )
+    }
+
+    /// The maximum along `dim` and the index of its first occurrence
+    /// (`torch.max(x, dim, keepdim)`): `(values, indices)`. NaN counts as the maximum.
+    /// The gradient flows to that one index, as in PyTorch (`amax`/[`Tensor::max`]
+    /// splits it between ties instead).
+    #[track_caller]
+    pub fn max_dim(&self, dim: i64, keepdim: bool) -> (Tensor, Tensor) {
+        self.extreme_dim("max", ArgKind::ArgMax, dim, keepdim, SourceLoc::caller())
+    }
+
+    /// The minimum along `dim` and the index of its first occurrence
+    /// (`torch.min(x, dim, keepdim)`): `(values, indices)`, like [`Tensor::max_dim`].
+    #[track_caller]
+    pub fn min_dim(&self, dim: i64, keepdim: bool) -> (Tensor, Tensor) {
+        self.extreme_dim("min", ArgKind::ArgMin, dim, keepdim, SourceLoc::caller())
+    }
+
+    fn extreme_dim(
+        &self,
+        api: &'static str,
+        kind: ArgKind,
+        dim: i64,
+        keepdim: bool,
+        loc: SourceLoc,
+    ) -> (Tensor, Tensor) {
+        let axis = match Tensor::norm_axis(dim, self.dim()) {
+            Ok(a) => a,
+            Err(e) => {
+                let t = self.fail(api, e, loc);
+                return (t.clone(), t);
+            }
+        };
+        // Bools are ordered false < true: their indices are those of the i64 values.
+        let keyed = if self.ty().is_some_and(|t| t.dtype == DType::Bool) {
+            self.cast_at(DType::I64, loc.clone())
+        } else {
+            self.clone()
+        };
+        let idx = keyed.arg_at(api, kind, axis as i64, true, loc.clone());
+        let values = Tensor::apply_at(api, Op::Gather { axis }, &[self, &idx], loc.clone());
+        if keepdim {
+            (values, idx)
+        } else {
+            (
+                values.squeeze_axes_at(&[axis], loc.clone()),
+                idx.squeeze_axes_at(&[axis], loc),
+            )
+        }
     }
 
     /// Index of the first maximum along `axis` (`torch.argmax`), i64, no gradient.

@@ -213,11 +213,12 @@ fn unary(
             let yd = e.mul(y, d)?;
             e.mul(dy, yd)?
         }
-        // y = max(x, 0)  ⇒  dx = dy where x > 0, else 0 (0 at x = 0, as PyTorch)
+        // y = max(x, 0)  ⇒  dx = 0 where x ≤ 0, else dy: 0 at x = 0 and dy at x = NaN
+        // (PyTorch's threshold_backward tests `x <= 0`, which NaN fails)
         UnaryOp::Relu => {
-            let pos = e.cmp_scalar(CmpOp::Gt, x, 0.0)?;
+            let off = e.cmp_scalar(CmpOp::Le, x, 0.0)?;
             let z = e.full_like(dy, 0.0)?;
-            e.where_(pos, dy, z)?
+            e.where_(off, z, dy)?
         }
     };
     Ok(vec![Some(g)])
