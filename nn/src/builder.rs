@@ -290,7 +290,10 @@ impl GraphBuilder {
                 stack.extend(g.operands(o));
             }
         }
-        let mut g = self.build(&[t]).ok()?;
+        // Not `build`: an unrelated failed op elsewhere in the builder must not hide a
+        // value that is known.
+        let mut g = self.state.borrow().graph.clone();
+        g.set_outputs(vec![v]);
         onde_passes::dce::dce(&mut g);
         let leaves: Vec<onde_ir::OpId> = g
             .op_ids()
