@@ -247,6 +247,23 @@ fn every_op_passes_gradcheck() {
         ("var std logsumexp", vec![vec![3, 4]], |_, x| {
             x[0].var([1], 1, false) + x[0].std([1], 0, false) + x[0].logsumexp([1], false)
         }),
+        ("softmax log_softmax", vec![vec![3, 4]], |_, x| {
+            x[0].softmax(1) * 2.0 + x[0].log_softmax(0)
+        }),
+        ("clamp scalar and tensor bounds", vec![vec![3, 4], vec![3, 1], vec![4]], |_, x| {
+            x[0].clamp(-0.3, 0.4) + x[0].clamp(&x[1], &(&x[2] + 1.0)) + x[0].clamp_min(&x[2])
+        }),
+        ("max_dim min_dim", vec![vec![3, 4]], |_, x| {
+            x[0].max_dim(1, true).0 + x[0].min_dim(0, false).0
+        }),
+        ("cross_entropy probabilities smoothed", vec![vec![3, 4], vec![3, 4]], |_, x| {
+            let opts = onde::loss::NllOpts {
+                label_smoothing: 0.2,
+                reduction: onde::loss::Reduction::None,
+                ..Default::default()
+            };
+            onde::loss::cross_entropy(&x[0], &x[1].softmax(1), &opts)
+        }),
         ("reshape permute", vec![vec![2, 3, 4]], |_, x| {
             x[0].reshape([4, 6]).transpose(0, 1).permute([1, 0])
         }),
@@ -538,6 +555,31 @@ fn every_op_passes_gradcheck() {
             .unwrap();
         assert!(report.ok(), "{name}: {report}");
         assert!(report.checked > 0, "{name}");
+    }
+}
+
+/// Second derivatives of the composites whose first derivative holds a value fixed
+/// (softmax, log_softmax: the row maximum) or masks a branch (std at zero variance,
+/// clamp): the gradient, itself checked by central differences in f64.
+#[test]
+fn composites_differentiate_twice() {
+    type Case = (&'static str, fn(&Tensor) -> Tensor);
+    let cases: Vec<Case> = vec![
+        ("softmax", |x| (x.softmax(1) * x.sin()).sum_all()),
+        ("log_softmax", |x| (x.log_softmax(0) * x.cos()).sum_all()),
+        ("std var", |x| (x.std([1], 1, false) * x.var([1], 0, false)).sum_all()),
+        ("clamp", |x| (x.clamp(-0.3, 0.5) * x).sum_all()),
+        ("logsumexp", |x| x.logsumexp([1], false).square().sum_all()),
+    ];
+    for (name, f) in cases {
+        let g = GraphBuilder::new();
+        let x = g.input("x", DType::F64, [3, 4]);
+        let dx = g.grad(&f(&x), &[&x]).unwrap().remove(0);
+        let feeds = [("x", data(&[3, 4], 7))];
+        let report = g
+            .gradcheck(&dx, &[&x], &feeds, GradcheckOpts::default())
+            .unwrap();
+        assert!(report.ok(), "{name}: {report}");
     }
 }
 
