@@ -18,7 +18,7 @@ proptest! {
     #[test]
     fn api_graphs_verify_run_and_round_trip(
         shape in shapes(),
-        steps in prop::collection::vec((0u8..31, 0usize..8, 0usize..8, 0usize..8), 1..12),
+        steps in prop::collection::vec((0u8..34, 0usize..8, 0usize..8, 0usize..8), 1..12),
     ) {
         let (g, _, pool) = common::program(DType::F32, &shape, &steps);
         let outs: Vec<&Tensor> = pool.iter().collect();

@@ -567,7 +567,9 @@ fn composites_differentiate_twice() {
     let cases: Vec<Case> = vec![
         ("softmax", |x| (x.softmax(1) * x.sin()).sum_all()),
         ("log_softmax", |x| (x.log_softmax(0) * x.cos()).sum_all()),
-        ("std var", |x| (x.std([1], 1, false) * x.var([1], 0, false)).sum_all()),
+        ("std var", |x| {
+            (x.std([1], 1, false) * x.var([1], 0, false)).sum_all()
+        }),
         ("clamp", |x| (x.clamp(-0.3, 0.5) * x).sum_all()),
         ("logsumexp", |x| x.logsumexp([1], false).square().sum_all()),
     ];

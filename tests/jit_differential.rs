@@ -44,7 +44,7 @@ proptest! {
     fn jit_equals_interpreter(
         f64_: bool,
         shape in shapes(),
-        steps in prop::collection::vec((0u8..31, 0usize..8, 0usize..8, 0usize..8), 1..10),
+        steps in prop::collection::vec((0u8..34, 0usize..8, 0usize..8, 0usize..8), 1..10),
     ) {
         let dtype = if f64_ { DType::F64 } else { DType::F32 };
         let (g, _, outs) = common::program(dtype, &shape, &steps);
@@ -75,7 +75,7 @@ proptest! {
     fn compiled_gradients_and_optimised_graphs_equal_interpreter(
         f64_: bool,
         shape in prop::collection::vec(1usize..6, 1..4),
-        steps in prop::collection::vec((0u8..31, 0usize..8, 0usize..8, 0usize..8), 1..8),
+        steps in prop::collection::vec((0u8..34, 0usize..8, 0usize..8, 0usize..8), 1..8),
     ) {
         let dtype = if f64_ { DType::F64 } else { DType::F32 };
         let (g, x, outs) = common::program(dtype, &shape, &steps);

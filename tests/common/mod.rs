@@ -35,7 +35,7 @@ pub fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: 
     let r = x.dim().max(1) as i64;
     let ax = (p as i64 % r) - if p.is_multiple_of(2) { r } else { 0 }; // negative half the time
     let ax = if x.dim() == 0 { 0 } else { ax };
-    match code % 31 {
+    match code % 34 {
         0 => x.tanh(),
         1 => x.exp().log(),
         2 => x.sigmoid() * x,
@@ -96,6 +96,10 @@ pub fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: 
             x.unfold(ax, 1 + p % len.min(3), 1 + (p / 2) % 2) * 2.0
         }
         29 => x.sign() * x.exp() - x.reciprocal().clamp(-3.0, 3.0),
+        31 if x.dim() > 0 && x.numel() > 0 => x.softmax(ax) + x.log_softmax(ax) * 0.5,
+        32 if x.dim() > 0 => x.std([ax], 0, true) * x,
+        // Tensor bounds offset from the data (see 23): no bound equal to an element.
+        33 => x.clamp(&(y.mean_all() - 0.4137), &(y.mean_all() + 0.2913)) + x.clamp_max(0.25),
         _ => x.abs().sqrt(),
     }
 }
