@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # onde vs PyTorch on the reference workloads, side by side in one run.
 #
-#   bench/compare.sh W6 W7 [--threads N] [--rounds R]   (default: W6 W7, 1 thread, 2 rounds)
+#   bench/compare.sh W6 W7 [--threads N] [--rounds R] [--isa L]   (default: W6 W7, 1 thread, 2 rounds, best ISA)
 #
 # What it runs, in order:
 #   1. onde: `cargo run --release -q -p onde-cli -- bench W6 W7 --threads N` (builds if
 #      needed, then a few seconds; first, so a broken build or a workload onde lacks
-#      fails before the slow part);
+#      fails before the slow part); `--isa baseline|avx2|avx512` caps onde's kernels
+#      (e.g. the AVX2 path on an AVX-512 machine); the table names the level onde used;
 #   2. PyTorch: `$VENV/bin/python ../shared/bench/bench.py --only W6,W7 --threads N
 #      --modes eager,compile --out <tmp>`; one subprocess per (workload, mode), each
 #      timed for >= 1 s after warm-up. torch.compile compiles cold every time: ~10 s of
@@ -46,6 +47,7 @@ shared=$(cd "$here/../../shared" 2>/dev/null && pwd) || {
 
 threads=1
 rounds=2
+isa_args=()
 workloads=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -53,6 +55,8 @@ while [ $# -gt 0 ]; do
     --threads=*) threads=${1#--threads=}; shift ;;
     --rounds) [ $# -ge 2 ] || usage 2; rounds=$2; shift 2 ;;
     --rounds=*) rounds=${1#--rounds=}; shift ;;
+    --isa) [ $# -ge 2 ] || usage 2; isa_args=(--isa "$2"); shift 2 ;;
+    --isa=*) isa_args=(--isa "${1#--isa=}"); shift ;;
     -h|--help) usage 0 ;;
     -*) echo "compare.sh: unknown option $1" >&2; usage 2 ;;
     *) workloads+=("$1"); shift ;;
@@ -91,8 +95,8 @@ load_before=$(uptime)
 
 for round in $(seq 1 "$rounds"); do
   # --- 1. onde (builds if needed)
-  echo "== round $round/$rounds, onde: cargo run --release -q -p onde-cli -- bench ${workloads[*]} --threads $threads" >&2
-  (cd "$root" && cargo run --release -q -p onde-cli -- bench "${workloads[@]}" --threads "$threads") \
+  echo "== round $round/$rounds, onde: cargo run --release -q -p onde-cli -- bench ${workloads[*]} --threads $threads ${isa_args[*]}" >&2
+  (cd "$root" && cargo run --release -q -p onde-cli -- bench "${workloads[@]}" --threads "$threads" "${isa_args[@]}") \
     >"$tmp/onde.$round.jsonl"
   cat "$tmp/onde.$round.jsonl" >&2
 
@@ -162,7 +166,8 @@ def ratio(t, o):
 
 
 phases = [("train", "fwd+bwd"), ("infer", "fwd")]
-print(f"\nonde vs torch {meta.get('torch', '?')} on {meta.get('cpu', '?')}, {threads} thread(s); "
+isas = sorted({r.get("isa", "?") for r in onde.values()})
+print(f"\nonde (ISA level {', '.join(isas)}) vs torch {meta.get('torch', '?')} on {meta.get('cpu', '?')}, {threads} thread(s); "
       f"median ms, each side's best of {rounds} alternating round(s); "
       "ratio = torch/onde (> 1: onde faster)")
 head = (f"{'workload':<9}{'phase':<8}{'onde':>9}{'onde p10-p90':>15}{'eager':>9}{'compile':>9}"

@@ -1,13 +1,24 @@
 //! Differential tests of the compiler: random programs over every op (odd lengths,
 //! broadcasting, size-1 and size-0 dims, non-contiguous views from slices and
-//! permutes, f32 and f64) give the same results compiled (JIT) and interpreted.
+//! permutes, f32 and f64) give the same results compiled (JIT) and interpreted, at every
+//! instruction-set level the CPU has (`IsaLevel::available`: baseline, AVX2, AVX-512).
 //! Tolerances: f64 1e-9 relative; f32 2e-4 relative + 1e-5 absolute (the JIT's
 //! polynomial exp/log/tanh are within a few ulp, and its sums are reassociated).
 //! Longer sweep: `PROPTEST_CASES=2000 cargo test --release --test suite jit_differential::`.
 
 use crate::common;
 
-use onde::{Array, DType, Tensor};
+use onde::codegen::{CompileOptions, IsaLevel};
+use onde::{Array, DType, GraphBuilder, Tensor};
+
+/// `outs` compiled with the kernels capped at `isa`.
+fn compile_at(g: &GraphBuilder, outs: &[&Tensor], isa: IsaLevel) -> onde::nn::Compiled {
+    let opts = CompileOptions {
+        isa,
+        ..CompileOptions::default()
+    };
+    g.compile_with(outs, opts).expect("compiles")
+}
 use proptest::prelude::*;
 
 fn close(dtype: DType, a: &Array, b: &Array) -> Result<(), String> {
@@ -51,18 +62,20 @@ proptest! {
         let refs: Vec<&Tensor> = outs.iter().collect();
         let feed = common::data(dtype, &shape, 7);
         let want = g.run(&refs, &[("x", feed.clone())]);
-        let mut exe = g.compile(&refs).expect("compiles");
-        let got = exe.run(&[("x", feed)]);
-        match (want, got) {
-            (Ok(w), Ok(gv)) => {
-                for (k, (a, b)) in gv.iter().zip(&w).enumerate() {
-                    if let Err(e) = close(dtype, a, b) {
-                        prop_assert!(false, "output {}: {}\n{}", k, e, exe.executable().dump_fused());
+        for isa in IsaLevel::available() {
+            let mut exe = compile_at(&g, &refs, isa);
+            let got = exe.run(&[("x", feed.clone())]);
+            match (&want, got) {
+                (Ok(w), Ok(gv)) => {
+                    for (k, (a, b)) in gv.iter().zip(w).enumerate() {
+                        if let Err(e) = close(dtype, a, b) {
+                            prop_assert!(false, "{}: output {}: {}\n{}", isa, k, e, exe.executable().dump_fused());
+                        }
                     }
                 }
+                (Err(_), Err(_)) => {}
+                (w, gv) => prop_assert!(false, "{}: interpreter {:?} vs jit {:?}", isa, w.as_ref().map(|_| ()), gv.map(|_| ())),
             }
-            (Err(_), Err(_)) => {}
-            (w, gv) => prop_assert!(false, "interpreter {:?} vs jit {:?}", w.map(|_| ()), gv.map(|_| ())),
         }
     }
 }
@@ -89,8 +102,12 @@ proptest! {
         let feed = common::data(dtype, &shape, 3);
         let want = g.run(&[&loss, &grad], &[("x", feed.clone())]);
         let Ok(want) = want else { return Ok(()); };
-        let mut exe = g.compile(&[&loss, &grad]).expect("compiles");
-        let got = exe.run(&[("x", feed.clone())]).expect("runs");
+        let levels = IsaLevel::available();
+        let mut runs = Vec::with_capacity(levels.len());
+        for &isa in &levels {
+            let mut exe = compile_at(&g, &[&loss, &grad], isa);
+            runs.push((isa, exe.run(&[("x", feed.clone())]).expect("runs")));
+        }
         // Conditioning of the loss Σ t·cos t: a relative error δ in an output t moves
         // its term by |t·(cos t − t·sin t)|·δ. Chains like exp(exp(x)) make t large, so a
         // one-ulp difference between two correct exp implementations grows: the loss
@@ -106,6 +123,7 @@ proptest! {
                     .sum()
             })
             .unwrap_or(0.0);
+        for (isa, got) in &runs {
         for (k, (a, b)) in got.iter().zip(&want).enumerate() {
             // Gradients sum many terms: allow f32 reassociation a little more room.
             let scale = b.to_f64_vec().iter().fold(1.0f64, |m, v| m.max(v.abs()));
@@ -120,8 +138,9 @@ proptest! {
             }
             for (i, (p, q)) in a.to_f64_vec().iter().zip(b.to_f64_vec()).enumerate() {
                 let ok = (p.is_nan() && q.is_nan()) || (p - q).abs() <= atol + rtol * q.abs();
-                prop_assert!(ok, "output {} element {}: jit {} vs interpreter {}", k, i, p, q);
+                prop_assert!(ok, "{}: output {} element {}: jit {} vs interpreter {}", isa, k, i, p, q);
             }
+        }
         }
         // Optimised vs unoptimised, both interpreted: the passes are exact.
         let graph = g.build(&[&loss, &grad]).unwrap();

@@ -1,6 +1,7 @@
 //! `onde bench WORKLOAD`: the reference workloads of `../shared/bench/bench.py`, timed
 //! on the JIT, one JSON object per line:
-//! `{"workload":"W6","phase":"train","threads":1,"median_ms":…,"p10_ms":…,"p90_ms":…}`.
+//! `{"workload":"W6","phase":"train","threads":1,"isa":"avx512","median_ms":…,"p10_ms":…,"p90_ms":…}`
+//! (`isa`: the instruction-set level the kernels used, `--isa` capped by the CPU).
 //!
 //! - W1: the MLP `[64,256] → Linear 256 → sigmoid → Linear 256 → sigmoid → Linear 10 →
 //!   log_softmax → NLLLoss`; phase `train` = one compiled step (forward, loss, backward,
@@ -96,16 +97,17 @@ fn compile(g: &GraphBuilder, outs: &[&Tensor], opts: CompileOptions) -> Result<E
 fn line(
     workload: &str,
     phase: &str,
-    threads: usize,
+    opts: &CompileOptions,
     t: (f64, f64, f64),
     compile_ms: f64,
     extra: &str,
 ) {
     use std::io::Write;
+    let (threads, isa) = (opts.threads, opts.isa.capped());
     // A closed pipe (`onde bench W1 | head -1`) is not an error worth a panic.
     let _ = writeln!(
         std::io::stdout(),
-        "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}}}",
+        "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"isa\":\"{isa}\",\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}}}",
         t.0, t.1, t.2
     );
 }
@@ -130,7 +132,7 @@ fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
             min_iters,
             target_s,
         )?;
-        line("W1", "train", opts.threads, t, ct, "");
+        line("W1", "train", &opts, t, ct, "");
         print_profile("W1 train", step.profile());
     }
     let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
@@ -140,7 +142,7 @@ fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
         min_iters,
         target_s,
     )?;
-    line("W1", "infer", opts.threads, t, ct, "");
+    line("W1", "infer", &opts, t, ct, "");
     print_profile("W1 infer", eval.profile());
     Ok(())
 }
@@ -158,7 +160,7 @@ fn w6(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
         min_iters,
         target_s,
     )?;
-    line("W6", "train", opts.threads, t, ct, "");
+    line("W6", "train", &opts, t, ct, "");
     print_profile("W6 train", train.profile());
     let mut infer = compile(&g, &[&y], opts)?;
     let ct = infer.compile_time().as_secs_f64() * 1e3;
@@ -168,7 +170,7 @@ fn w6(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
         min_iters,
         target_s,
     )?;
-    line("W6", "infer", opts.threads, t, ct, "");
+    line("W6", "infer", &opts, t, ct, "");
     print_profile("W6 infer", infer.profile());
     Ok(())
 }
@@ -195,7 +197,7 @@ fn w7(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
     line(
         "W7",
         "infer",
-        opts.threads,
+        &opts,
         t,
         ct,
         &format!(",\"gflops\":{gflops:.1}"),
@@ -230,7 +232,7 @@ fn file(path: &str, opts: CompileOptions, min_iters: usize, target_s: f64) -> Re
         min_iters,
         target_s,
     )?;
-    line(path, "run", opts.threads, t, ct, "");
+    line(path, "run", &opts, t, ct, "");
     Ok(())
 }
 

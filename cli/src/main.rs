@@ -72,9 +72,14 @@ enum Command {
         /// Minimum timed seconds per phase.
         #[arg(long, default_value_t = 1.0)]
         target_s: f64,
-        /// Run every kernel as Cranelift code (no AVX-512 tile engine), to measure
-        /// what the engine brings.
+        /// Highest instruction-set level the kernels may use: `baseline`, `avx2` or
+        /// `avx512` (default: the best this CPU has). A cap measures a lower level's
+        /// code path on this machine (e.g. the AVX2 path on an AVX-512 CPU).
         #[arg(long)]
+        isa: Option<onde_codegen::IsaLevel>,
+        /// Same as `--isa avx2`: no AVX-512 kernel (tile engine, prepacked GEMM,
+        /// long-dot products, 16-lane convolution).
+        #[arg(long, conflicts_with = "isa")]
         no_avx512: bool,
         /// Do not fuse matmul epilogues (see `codegen/src/exec/epilogue.rs`).
         #[arg(long)]
@@ -310,14 +315,20 @@ fn main() -> ExitCode {
             threads,
             min_iters,
             target_s,
+            isa,
             no_avx512,
             no_epilogues,
             profile,
         } => {
             bench::set_profile(profile);
+            let isa = match (isa, no_avx512) {
+                (Some(l), _) => l,
+                (None, true) => onde_codegen::IsaLevel::Avx2,
+                (None, false) => onde_codegen::IsaLevel::Avx512,
+            };
             let opts = onde_codegen::CompileOptions {
                 threads: threads.max(1),
-                avx512: !no_avx512,
+                isa,
                 epilogues: !no_epilogues,
                 ..onde_codegen::CompileOptions::default()
             };

@@ -7,7 +7,7 @@
 //! AVX-512F/DQ both variants run the Cranelift code.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use onde_codegen::{CompileOptions, Executable};
+use onde_codegen::{CompileOptions, Executable, IsaLevel};
 use onde_ir::{parse_graph, Array};
 
 fn exe(src: &str, avx512: bool) -> Executable {
@@ -15,7 +15,12 @@ fn exe(src: &str, avx512: bool) -> Executable {
     Executable::compile(
         &g,
         CompileOptions {
-            avx512,
+            // Without AVX-512 the kernels are Cranelift code.
+            isa: if avx512 {
+                IsaLevel::Avx512
+            } else {
+                IsaLevel::Avx2
+            },
             ..CompileOptions::default()
         },
     )

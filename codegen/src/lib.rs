@@ -21,6 +21,7 @@
 #![allow(unsafe_code)] // JIT calls only; each unsafe block carries a SAFETY comment.
 
 pub mod exec;
+pub mod isa;
 pub mod jit;
 pub mod kernel;
 pub mod math;
@@ -29,3 +30,4 @@ pub mod plan;
 mod pool;
 
 pub use exec::{CompileError, CompileOptions, Executable, RunError};
+pub use isa::IsaLevel;

@@ -8,7 +8,7 @@
 //! kernel, which is checked instead.
 
 use onde_codegen::kernel::avx512;
-use onde_codegen::{CompileOptions, Executable};
+use onde_codegen::{CompileOptions, Executable, IsaLevel};
 use onde_ir::{parse_graph, Array, Graph};
 use proptest::prelude::*;
 
@@ -20,7 +20,12 @@ fn compile_with(g: &Graph, avx512: bool, threads: usize, optimize: bool) -> Exec
     Executable::compile(
         g,
         CompileOptions {
-            avx512,
+            // Without AVX-512 the kernels are Cranelift code.
+            isa: if avx512 {
+                IsaLevel::Avx512
+            } else {
+                IsaLevel::Avx2
+            },
             threads,
             optimize,
             ..CompileOptions::default()

@@ -1,6 +1,7 @@
 //! PyTorch parity fixtures: loading a safetensors file written by a committed
 //! generator script, rebuilding each case with the onde API, running it on the
-//! reference interpreter **and** compiled, and comparing with PyTorch's results.
+//! reference interpreter **and** compiled at every instruction-set level the CPU has,
+//! and comparing with PyTorch's results.
 //!
 //! A case `c` stores its inputs as `c.<name>` (fed as graph inputs `<name>`) and its
 //! expected results as `c.out` / `c.out_<what>` (gradients: `c.out_grad_<what>`); each
@@ -10,6 +11,7 @@
 
 #![allow(dead_code)]
 
+use onde::codegen::{CompileOptions, IsaLevel};
 use onde::{Array, DType, GraphBuilder, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
@@ -265,13 +267,21 @@ pub fn check(bytes: &[u8], case: &str, build: impl FnOnce(&Inputs) -> Vec<(&'sta
         .g
         .run(&refs, &feeds)
         .unwrap_or_else(|e| panic!("case {case}: onde failed: {e}"));
-    let compiled = inputs
-        .g
-        .compile(&refs)
-        .and_then(|mut c| c.run(&feeds))
-        .unwrap_or_else(|e| panic!("case {case}: compiling or running compiled failed: {e}"));
+    let mut runs = vec![("interpreted".to_string(), interpreted)];
+    for isa in IsaLevel::available() {
+        let opts = CompileOptions {
+            isa,
+            ..CompileOptions::default()
+        };
+        let got = inputs
+            .g
+            .compile_with(&refs, opts)
+            .and_then(|mut c| c.run(&feeds))
+            .unwrap_or_else(|e| panic!("case {case}: compiled ({isa}) failed: {e}"));
+        runs.push((format!("compiled, {isa}"), got));
+    }
     let mut failures = Vec::new();
-    for (how, got) in [("interpreted", &interpreted), ("compiled", &compiled)] {
+    for (how, got) in &runs {
         for (name, a) in produced.iter().zip(got) {
             if let Some(m) = mismatch(a, &fixture[*name]) {
                 failures.push(format!("  {case}.{name} ({how}): {m}"));

@@ -19,6 +19,7 @@ mod state;
 
 use state::StateBinding;
 
+use crate::isa::IsaLevel;
 use crate::jit::{Jit, JitError, KernelFn};
 use crate::native;
 use crate::plan::{self, BufKind, Plan, PlanError, Step};
@@ -110,9 +111,14 @@ pub struct CompileOptions {
     pub keep_clif: bool,
     /// Run the optimisation pipeline (`onde_passes::optimizer`) before planning.
     pub optimize: bool,
-    /// Run eligible f32 kernels on the AVX-512 tile engine ([`crate::kernel::avx512`])
-    /// when the CPU has it, instead of their Cranelift f32x4 code.
-    pub avx512: bool,
+    /// The highest instruction-set level the kernels may use, capped by what the CPU
+    /// has ([`IsaLevel::capped`]); the default, [`IsaLevel::Avx512`], is no cap. At
+    /// `Avx512`, eligible f32 kernels run on the 16-lane tile engine
+    /// ([`crate::kernel::avx512`]) instead of their Cranelift f32x4 code, and matrix
+    /// products use the prepacked and long-dot kernels; the direct convolution takes the
+    /// widest kernel allowed. A lower cap runs the lower levels' code on any machine
+    /// (tests check every level the machine has; `onde bench --isa` measures them).
+    pub isa: IsaLevel,
     /// Run a matmul's or a convolution's consumer kernel as its epilogue: a Linear
     /// layer's bias + activation on the prepacked GEMM's output tiles in registers
     /// (versioned runs), a convolution's elementwise consumer on each block of output
@@ -126,7 +132,7 @@ impl Default for CompileOptions {
             threads: 1,
             keep_clif: false,
             optimize: true,
-            avx512: true,
+            isa: IsaLevel::Avx512,
             epilogues: true,
         }
     }
@@ -220,6 +226,8 @@ pub struct Executable {
     /// Feed buffers: name, type, buffer.
     feeds: Vec<(String, TensorType, usize)>,
     threads: usize,
+    /// The instruction-set level the kernels use ([`CompileOptions::isa`], capped).
+    isa: IsaLevel,
     scratch32: Vec<f32>,
     scratch64: Vec<f64>,
     /// Weights version vouched for by the caller of the current run
@@ -295,7 +303,9 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     let mut bodies = Vec::with_capacity(plan.steps.len());
     for s in &plan.steps {
         let wide = match s {
-            Step::Kernel(k) if opts.avx512 => crate::kernel::avx512::compile(k).map(Arc::new),
+            Step::Kernel(k) if opts.isa.capped() >= IsaLevel::Avx512 => {
+                crate::kernel::avx512::compile(k).map(Arc::new)
+            }
             Step::Kernel(_)
             | Step::MatMul { .. }
             | Step::Conv { .. }
@@ -467,9 +477,9 @@ impl Executable {
             onde_ir::print_graph(g),
             usize::from(opts.keep_clif)
                 | usize::from(opts.optimize) << 1
-                | usize::from(opts.avx512) << 2
-                | usize::from(opts.epilogues) << 3
-                | opts.threads << 4,
+                | (opts.isa.capped() as usize) << 2
+                | usize::from(opts.epilogues) << 4
+                | opts.threads << 5,
         );
         if let Some(c) = CACHE.with(|c| c.borrow().get(&key).and_then(Weak::upgrade)) {
             return Ok(Executable::from_compiled(c, opts));
@@ -540,6 +550,7 @@ impl Executable {
             ptrs,
             feeds,
             threads: opts.threads.max(1),
+            isa: opts.isa.capped(),
             scratch32: Vec::new(),
             scratch64: Vec::new(),
             scratch_idx: Vec::new(),
@@ -552,6 +563,12 @@ impl Executable {
             states: Vec::new(),
             profile: None,
         }
+    }
+
+    /// The instruction-set level this executable's kernels use: the compile's cap
+    /// ([`CompileOptions::isa`]) limited to what the CPU has.
+    pub fn isa(&self) -> IsaLevel {
+        self.isa
     }
 
     /// Time spent compiling (planning, code generation, finalisation).
@@ -805,6 +822,7 @@ impl Executable {
             || a.shape.len() != 2
             || b.shape.len() != 2
             || self.threads > 1
+            || self.isa < IsaLevel::Avx512
             || !native::packed::available()
         {
             return Ok(false);
@@ -1113,8 +1131,10 @@ impl Executable {
             a: &plan::View,
             b: &plan::View,
             threads: usize,
+            isa: IsaLevel,
         ) -> Result<(), RunError> {
-            native::matmul(
+            native::matmul_capped(
+                isa,
                 a.from_offset(sa),
                 &a.shape,
                 &a.strides,
@@ -1126,17 +1146,17 @@ impl Executable {
             )
             .map_err(|e| RunError::Native(e.to_string()))
         }
-        let threads = self.threads;
+        let (threads, isa) = (self.threads, self.isa);
         match dtype {
             DType::F32 => {
                 // SAFETY: the planner made `out` a fresh f32 temp and `a`, `b` f32 buffers.
                 let (sa, sb, so) = unsafe { self.slices::<f32>(a.buf, b.buf, out) };
-                go(sa, sb, so, a, b, threads)
+                go(sa, sb, so, a, b, threads, isa)
             }
             DType::F64 => {
                 // SAFETY: as above, for f64.
                 let (sa, sb, so) = unsafe { self.slices::<f64>(a.buf, b.buf, out) };
-                go(sa, sb, so, a, b, threads)
+                go(sa, sb, so, a, b, threads, isa)
             }
             DType::Bool | DType::I64 => Err(RunError::Native(format!("matmul on {dtype}"))),
         }
@@ -1165,10 +1185,11 @@ impl Executable {
             os: &[usize],
             scratch: &mut Vec<T>,
             threads: usize,
+            isa: IsaLevel,
             then: Option<(&KernelCode, usize, SendPtr<*mut u8>)>,
         ) -> Result<bool, native::NativeError> {
             let Some((code, rows, table)) = then else {
-                native::conv(sx, xs, sw, ws, p, so, os, scratch, threads)?;
+                native::conv_capped(isa, sx, xs, sw, ws, p, so, os, scratch, threads)?;
                 return Ok(false);
             };
             let run = move |lo: usize, hi: usize| {
@@ -1185,13 +1206,13 @@ impl Executable {
                 unsafe { code.call(table.get(), lo, hi, std::ptr::null_mut()) }
             };
             let e = native::RowEpilogue { rows, run: &run };
-            native::conv_then(sx, xs, sw, ws, p, so, os, scratch, threads, &e)
+            native::conv_then(sx, xs, sw, ws, p, so, os, scratch, threads, isa, &e)
         }
         // The shapes are borrowed from a handle on the plan (no copy per run).
         let compiled = self.compiled.clone();
         let dims = |b: usize| compiled.plan.buffers[b].ty.shape.dims();
         let (xs, ws, os) = (dims(x), dims(w), dims(out));
-        let threads = self.threads;
+        let (threads, isa) = (self.threads, self.isa);
         let table = SendPtr(self.ptrs.as_ptr() as *mut *mut u8);
         let then = then.map(|(code, rows)| (code, rows, table));
         let err = |e: native::NativeError| RunError::Native(e.to_string());
@@ -1200,7 +1221,8 @@ impl Executable {
                 let mut scratch = std::mem::take(&mut self.scratch32);
                 // SAFETY: the planner made `out` a fresh f32 temp and `x`, `w` f32 buffers.
                 let (sx, sw, so) = unsafe { self.slices::<f32>(x, w, out) };
-                let r = go(sx, xs, sw, ws, p, so, os, &mut scratch, threads, then).map_err(err);
+                let r =
+                    go(sx, xs, sw, ws, p, so, os, &mut scratch, threads, isa, then).map_err(err);
                 self.scratch32 = scratch;
                 r
             }
@@ -1208,7 +1230,8 @@ impl Executable {
                 let mut scratch = std::mem::take(&mut self.scratch64);
                 // SAFETY: as above, for f64.
                 let (sx, sw, so) = unsafe { self.slices::<f64>(x, w, out) };
-                let r = go(sx, xs, sw, ws, p, so, os, &mut scratch, threads, then).map_err(err);
+                let r =
+                    go(sx, xs, sw, ws, p, so, os, &mut scratch, threads, isa, then).map_err(err);
                 self.scratch64 = scratch;
                 r
             }

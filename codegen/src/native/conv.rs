@@ -8,6 +8,7 @@
 
 use super::gemm::{MatMut, MatRef, Real};
 use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
+use crate::isa::IsaLevel;
 use onde_ir::ConvParams;
 
 const OP: &str = "conv";
@@ -259,6 +260,31 @@ pub fn conv<T: Real>(
     )
 }
 
+/// [`conv`] with the direct kernel's instruction set capped at `isa` (the executor's
+/// [`crate::CompileOptions::isa`]).
+///
+/// # Errors
+/// As [`conv`].
+#[allow(clippy::too_many_arguments)] // The executor's calling convention.
+pub fn conv_capped<T: Real>(
+    isa: IsaLevel,
+    x: &[T],
+    x_shape: &[usize],
+    w: &[T],
+    w_shape: &[usize],
+    p: &ConvParams,
+    out: &mut [T],
+    out_shape: &[usize],
+    scratch: &mut Vec<T>,
+    threads: usize,
+) -> Result<(), NativeError> {
+    let algo = choose_conv_algorithm(x_shape, w_shape, p);
+    conv_impl(
+        algo, isa, x, x_shape, w, w_shape, p, out, out_shape, scratch, threads, None,
+    )
+    .map(|_| ())
+}
+
 /// [`conv`] with the algorithm forced (for benchmarks, tests and tuning).
 ///
 /// # Errors
@@ -278,7 +304,7 @@ pub fn conv_with<T: Real>(
 ) -> Result<(), NativeError> {
     conv_impl(
         algo,
-        Isa::BEST,
+        IsaLevel::Avx512,
         x,
         x_shape,
         w,
@@ -340,12 +366,13 @@ pub fn conv_then<T: Real>(
     out_shape: &[usize],
     scratch: &mut Vec<T>,
     threads: usize,
+    isa: IsaLevel,
     then: &RowEpilogue<'_>,
 ) -> Result<bool, NativeError> {
     let algo = choose_conv_algorithm(x_shape, w_shape, p);
     conv_impl(
         algo,
-        Isa::BEST,
+        isa,
         x,
         x_shape,
         w,
@@ -364,7 +391,7 @@ pub fn conv_then<T: Real>(
 #[allow(clippy::too_many_arguments)]
 fn conv_impl<T: Real>(
     algo: ConvAlgorithm,
-    isa: Isa,
+    isa: IsaLevel,
     x: &[T],
     x_shape: &[usize],
     w: &[T],
@@ -672,53 +699,23 @@ struct Tap<T> {
     off: usize,
 }
 
-/// Instruction sets the direct kernel is compiled for, in increasing order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Isa {
-    /// The compilation target's baseline (SSE2 on x86-64), no FMA.
-    Baseline,
-    /// AVX2 + FMA.
-    Avx2,
-    /// AVX-512F + AVX2 + FMA.
-    Avx512,
-}
-
-impl Isa {
-    /// No cap: the best the CPU has.
-    const BEST: Isa = Isa::Avx512;
-
-    /// The best instruction set this CPU supports (detection is cached by `std`).
-    fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") {
-                return if has!("avx512f") {
-                    Isa::Avx512
-                } else {
-                    Isa::Avx2
-                };
-            }
-        }
-        Isa::Baseline
-    }
-}
-
 /// Direct kernel on one item, compiled for the best instruction set up to `cap`.
 #[allow(unsafe_code)]
-fn direct_item<T: Real>(cap: Isa, g: &Geom, x: &[T], w: &[T], it: Item<'_, T>) {
-    match cap.min(Isa::detect()) {
+fn direct_item<T: Real>(cap: IsaLevel, g: &Geom, x: &[T], w: &[T], it: Item<'_, T>) {
+    match cap.min(IsaLevel::detect()) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `direct_item_avx512` only requires the `avx512f`, `avx2` and `fma`
-        // target features, which `Isa::detect` found on this CPU.
-        Isa::Avx512 => unsafe { direct_item_avx512(g, x, w, it) },
+        // target features, which `IsaLevel::detect` found on this CPU.
+        IsaLevel::Avx512 => unsafe { direct_item_avx512(g, x, w, it) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `direct_item_avx2` only requires the `avx2` and `fma` target
-        // features, which `Isa::detect` found on this CPU.
-        Isa::Avx2 => unsafe { direct_item_avx2(g, x, w, it) },
+        // features, which `IsaLevel::detect` found on this CPU.
+        IsaLevel::Avx2 => unsafe { direct_item_avx2(g, x, w, it) },
         #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx512 | Isa::Avx2 => direct_item_generic::<T, false, BLOCK_SSE>(g, x, w, it),
-        Isa::Baseline => direct_item_generic::<T, false, BLOCK_SSE>(g, x, w, it),
+        IsaLevel::Avx512 | IsaLevel::Avx2 => {
+            direct_item_generic::<T, false, BLOCK_SSE>(g, x, w, it)
+        }
+        IsaLevel::Baseline => direct_item_generic::<T, false, BLOCK_SSE>(g, x, w, it),
     }
 }
 
@@ -883,7 +880,7 @@ fn interior_f32<T: Real>(
     pad: usize,
 ) -> bool {
     // Only the AVX-512 build of the direct kernel may get here (see the SAFETY note).
-    debug_assert_eq!(Isa::detect(), Isa::Avx512);
+    debug_assert_eq!(IsaLevel::detect(), IsaLevel::Avx512);
     if lo > hi || hi > out.len() || taps.len() > MAX_TAPS {
         return false;
     }
@@ -904,7 +901,7 @@ fn interior_f32<T: Real>(
     }
     let n = taps.len();
     // SAFETY: only reached from `direct_item_avx512` (`BLOCK_AVX512` with FMA is
-    // instantiated there alone), which runs after `Isa::detect` found AVX-512F, AVX2 and
+    // instantiated there alone), which runs after `IsaLevel::detect` found AVX-512F, AVX2 and
     // FMA. Every tap reads `x[base + i]` for `i < hi - lo`, checked above to lie in `xg`.
     unsafe { interior_f32_avx512(&mut out[lo..hi], accumulate, &w[..n], &base[..n], xg) };
     true
@@ -1067,7 +1064,7 @@ mod tests {
             let mut want = vec![0.0f64; numel(&out_shape)];
             conv_impl(
                 ConvAlgorithm::Im2colGemm,
-                Isa::BEST,
+                IsaLevel::Avx512,
                 &x,
                 xs,
                 &w,
@@ -1080,8 +1077,8 @@ mod tests {
                 None,
             )
             .expect("im2col");
-            let mut f32_runs: Vec<(Isa, Vec<f32>)> = Vec::new();
-            for isa in [Isa::Baseline, Isa::Avx2, Isa::Avx512] {
+            let mut f32_runs: Vec<(IsaLevel, Vec<f32>)> = Vec::new();
+            for isa in [IsaLevel::Baseline, IsaLevel::Avx2, IsaLevel::Avx512] {
                 let mut got = vec![f64::NAN; want.len()];
                 conv_impl(
                     ConvAlgorithm::Direct,
@@ -1130,11 +1127,11 @@ mod tests {
                         "{isa:?} f32: {g} vs {w}"
                     );
                 }
-                f32_runs.push((isa.min(Isa::detect()), gotf));
+                f32_runs.push((isa.min(IsaLevel::detect()), gotf));
             }
             // With FMA, the AVX-512 interior kernel computes each output's FMA chain in
             // the generic kernel's order: bit-identical to the AVX2 build.
-            if let [.., (Isa::Avx2, a), (Isa::Avx512, b)] = f32_runs.as_slice() {
+            if let [.., (IsaLevel::Avx2, a), (IsaLevel::Avx512, b)] = f32_runs.as_slice() {
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(a), bits(b), "{xs:?} * {ws:?}");
             }

@@ -5,6 +5,7 @@
 //! output view does not alias itself, so the `unsafe` call is sound for any input.
 
 use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
+use crate::isa::IsaLevel;
 use std::fmt::Debug;
 use std::ops::{Add, Mul};
 
@@ -334,6 +335,36 @@ pub fn matmul<T: Real>(
     out: &mut [T],
     threads: usize,
 ) -> Result<(), NativeError> {
+    matmul_capped(
+        IsaLevel::Avx512,
+        a,
+        a_shape,
+        a_strides,
+        b,
+        b_shape,
+        b_strides,
+        out,
+        threads,
+    )
+}
+
+/// [`matmul`] with its kernels' instruction set capped at `isa` (the executor's
+/// [`crate::CompileOptions::isa`]): below AVX-512 the long-dot kernel is not used.
+///
+/// # Errors
+/// As [`matmul`].
+#[allow(clippy::too_many_arguments)] // The executor's calling convention.
+pub fn matmul_capped<T: Real>(
+    isa: IsaLevel,
+    a: &[T],
+    a_shape: &[usize],
+    a_strides: &[isize],
+    b: &[T],
+    b_shape: &[usize],
+    b_strides: &[isize],
+    out: &mut [T],
+    threads: usize,
+) -> Result<(), NativeError> {
     const OP: &str = "matmul";
     let (ba, bas, [m, k], [rsa, csa]) = split_matrix("a", a_shape, a_strides)?;
     let (bb, bbs, [k2, n], [rsb, csb]) = split_matrix("b", b_shape, b_strides)?;
@@ -434,7 +465,7 @@ pub fn matmul<T: Real>(
             row_stride: n as isize,
             col_stride: 1,
         };
-        if super::nt::try_product(&av, &bv, &mut cv, m)?
+        if super::nt::try_product(&av, &bv, &mut cv, m, isa)?
             || super::small::product(&av, &bv, &mut cv, m)?
         {
             return Ok(());

@@ -109,8 +109,10 @@ mod nt;
 pub mod packed;
 mod small;
 
-pub use conv::{choose_conv_algorithm, conv, conv_then, conv_with, ConvAlgorithm, RowEpilogue};
-pub use gemm::{matmul, MatMut, MatRef, Real};
+pub use conv::{
+    choose_conv_algorithm, conv, conv_capped, conv_then, conv_with, ConvAlgorithm, RowEpilogue,
+};
+pub use gemm::{matmul, matmul_capped, MatMut, MatRef, Real};
 
 /// Below this many multiply-adds, a call runs on the calling thread only.
 pub(crate) const PARALLEL_MIN_FMAS: usize = 1 << 20;

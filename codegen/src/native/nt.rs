@@ -21,6 +21,7 @@
 
 use super::gemm::{check_gemm, MatMut, MatRef, Real};
 use super::NativeError;
+use crate::isa::IsaLevel;
 
 /// Shortest `k` taken here: below it the library's packing is amortised.
 pub(super) const MIN_K: usize = 1024;
@@ -39,7 +40,11 @@ pub(super) fn try_product<T: Real>(
     b: &MatRef<'_, T>,
     c: &mut MatMut<'_, T>,
     whole_rows: usize,
+    isa: IsaLevel,
 ) -> Result<bool, NativeError> {
+    if isa.capped() < IsaLevel::Avx512 {
+        return Ok(false);
+    }
     let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) else {
         return Ok(false);
     };
@@ -79,7 +84,6 @@ fn fits(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, whole_rows: usize) -> bool {
         && whole_rows.saturating_mul(n) <= MAX_OUTPUTS
         && a.col_stride == 1
         && (b.row_stride == 1 || b.row_stride == 2)
-        && crate::kernel::avx512::available()
 }
 
 /// `c = a · b` for views that [`fits`] accepted and `check_gemm` validated.
