@@ -10,17 +10,12 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use onde_codegen::{CompileOptions, Executable, IsaLevel};
 use onde_ir::{parse_graph, Array};
 
-fn exe(src: &str, avx512: bool) -> Executable {
+fn exe(src: &str, isa: IsaLevel) -> Executable {
     let g = parse_graph(src).expect("bench graph parses");
     Executable::compile(
         &g,
         CompileOptions {
-            // Without AVX-512 the kernels are Cranelift code.
-            isa: if avx512 {
-                IsaLevel::Avx512
-            } else {
-                IsaLevel::Avx2
-            },
+            isa,
             ..CompileOptions::default()
         },
     )
@@ -37,13 +32,14 @@ fn values(n: usize, seed: usize) -> Array {
 fn bench_case(c: &mut Criterion, name: &str, src: &str, feeds: &[(&str, Array)], n: usize) {
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(n as u64));
-    for avx512 in [false, true] {
-        let mut e = exe(src, avx512);
+    // Baseline: Cranelift f32x4 code; AVX2 / AVX-512: the engine at 8 / 16 lanes.
+    for isa in IsaLevel::available() {
+        let mut e = exe(src, isa);
         let refs: Vec<(&str, &Array)> = feeds.iter().map(|(k, a)| (*k, a)).collect();
-        let label = if avx512 {
-            "avx512 engine"
-        } else {
-            "cranelift f32x4"
+        let label = match isa {
+            IsaLevel::Baseline => "cranelift f32x4",
+            IsaLevel::Avx2 => "engine x8",
+            IsaLevel::Avx512 => "engine x16",
         };
         group.bench_function(BenchmarkId::from_parameter(label), |b| {
             b.iter(|| e.run_in_place(&refs).expect("runs"))

@@ -9,10 +9,11 @@
 //!    run as host steps.
 //! 2. [`kernel::clif`]: each kernel is lowered to a Cranelift function — loop nests
 //!    over the kernel's (coalesced) iteration space, f32x4/f64x2 SIMD on the innermost
-//!    axis with a scalar tail, transcendental functions from [`math`]. On AVX-512
-//!    CPUs, f32 kernels with transcendental functions run instead on
-//!    [`kernel::avx512`], 16 lanes wide (Cranelift emits 128-bit vectors only), with
-//!    lane results identical to the Cranelift code's.
+//!    axis with a scalar tail, transcendental functions from [`math`]. On AVX2 and
+//!    AVX-512 CPUs, f32 kernels with transcendental functions run instead on the tile
+//!    engine [`kernel::engine`], 8 or 16 lanes wide (Cranelift emits 128-bit vectors
+//!    only), with lane results identical to the Cranelift code's. [`IsaLevel`] caps
+//!    what a compile may use ([`CompileOptions::isa`]).
 //! 3. [`exec`]: buffers are allocated once; `run` checks the inputs and executes the
 //!    steps in order (a Linear layer's bias + activation kernel is applied by the
 //!    prepacked GEMM to its output tiles in registers); `set_profiling` times each

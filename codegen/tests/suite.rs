@@ -2,10 +2,10 @@
 //! `../../tests/support/suite_guard.rs`); `no_alloc.rs` and `compile_drop.rs` measure
 //! the process (allocation counts, resident memory) and are their own `[[test]]`s.
 
-mod avx512_engine;
 mod column_reduction;
 mod common;
 mod conv_epilogue;
+mod engine;
 mod epilogue;
 mod golden_fusion;
 mod kernel_identities;

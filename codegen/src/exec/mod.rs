@@ -113,10 +113,10 @@ pub struct CompileOptions {
     pub optimize: bool,
     /// The highest instruction-set level the kernels may use, capped by what the CPU
     /// has ([`IsaLevel::capped`]); the default, [`IsaLevel::Avx512`], is no cap. At
-    /// `Avx512`, eligible f32 kernels run on the 16-lane tile engine
-    /// ([`crate::kernel::avx512`]) instead of their Cranelift f32x4 code, and matrix
-    /// products use the prepacked and long-dot kernels; the direct convolution takes the
-    /// widest kernel allowed. A lower cap runs the lower levels' code on any machine
+    /// `Avx2` and above, eligible f32 kernels run on the tile engine
+    /// ([`crate::kernel::engine`], 8 or 16 lanes) instead of their Cranelift f32x4 code;
+    /// at `Avx512`, matrix products also use the prepacked and long-dot kernels; the
+    /// direct convolution takes the widest kernel allowed. A lower cap runs the lower levels' code on any machine
     /// (tests check every level the machine has; `onde bench --isa` measures them).
     pub isa: IsaLevel,
     /// Run a matmul's or a convolution's consumer kernel as its epilogue: a Linear
@@ -143,8 +143,8 @@ impl Default for CompileOptions {
 enum KernelCode {
     /// Cranelift code of the kernel.
     Jit(KernelFn),
-    /// The AVX-512 tile engine's program of the kernel.
-    Avx512(Arc<crate::kernel::avx512::Program>),
+    /// The tile engine's program of the kernel.
+    Engine(Arc<crate::kernel::engine::Program>),
 }
 
 impl KernelCode {
@@ -159,8 +159,9 @@ impl KernelCode {
             // SAFETY: forwarded from the caller; the function was compiled from this
             // kernel with `clif::signature`.
             KernelCode::Jit(f) => unsafe { f(table, lo as i64, hi as i64, partial) },
-            // SAFETY: forwarded; `compile` only returns programs on AVX-512F/DQ CPUs.
-            KernelCode::Avx512(p) => unsafe { p.call(table, lo, hi, partial) },
+            // SAFETY: forwarded; `engine::compile` only returns programs of a width
+            // this CPU has.
+            KernelCode::Engine(p) => unsafe { p.call(table, lo, hi, partial) },
         }
     }
 }
@@ -303,11 +304,8 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     let mut bodies = Vec::with_capacity(plan.steps.len());
     for s in &plan.steps {
         let wide = match s {
-            Step::Kernel(k) if opts.isa.capped() >= IsaLevel::Avx512 => {
-                crate::kernel::avx512::compile(k).map(Arc::new)
-            }
-            Step::Kernel(_)
-            | Step::MatMul { .. }
+            Step::Kernel(k) => crate::kernel::engine::compile(k, opts.isa).map(Arc::new),
+            Step::MatMul { .. }
             | Step::Conv { .. }
             | Step::Host { .. }
             | Step::Scan { .. }
@@ -348,7 +346,7 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
             let Step::Kernel(k) = st else { return None };
             let (extent, reduced) = crate::kernel::clif::outer_extent(k);
             let code = match (slot, wide) {
-                (_, Some(p)) => KernelCode::Avx512(p),
+                (_, Some(p)) => KernelCode::Engine(p),
                 (Some(i), None) => KernelCode::Jit(fns[i]),
                 (None, None) => return None,
             };
@@ -609,7 +607,7 @@ impl Executable {
                             "    // column order: vectorised along the kept axis, accumulated row by row\n",
                         );
                     }
-                    if let Some((KernelCode::Avx512(p), ..)) = &self.compiled.fns[i] {
+                    if let Some((KernelCode::Engine(p), ..)) = &self.compiled.fns[i] {
                         s.push_str(&format!("    // runs on the {}:\n", p.describe()));
                         for line in p.listing().lines() {
                             s.push_str(&format!("    //   {line}\n"));
@@ -996,7 +994,7 @@ impl Executable {
         match &c.plan.steps[i] {
             Step::Kernel(k) => {
                 let on = match &c.fns[i] {
-                    Some((KernelCode::Avx512(_), ..)) => "avx512 engine",
+                    Some((KernelCode::Engine(_), ..)) => "engine",
                     Some((KernelCode::Jit(_), ..)) | None => "cranelift",
                 };
                 format!("kernel {} over {:?} ({on})", k.name, k.shape)

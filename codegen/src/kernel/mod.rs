@@ -9,8 +9,8 @@
 //! reduction's stored expression is accumulated over them and its output has the kept
 //! axes only; a full reduction may share its loop with elementwise stores.
 
-pub mod avx512;
 pub mod clif;
+pub mod engine;
 
 use onde_ir::{BinaryOp, CmpOp, DType, ReduceKind, UnaryOp};
 use std::fmt;

@@ -112,7 +112,7 @@ mod tanh;
 mod trig;
 
 /// The f32 coefficient tables, shared with the AVX-512 engine
-/// (`crate::kernel::avx512`), which evaluates the same algorithms on 16 lanes.
+/// (`crate::kernel::engine`), which evaluates the same algorithms on 8 or 16 lanes.
 pub(crate) mod tables {
     pub(crate) use super::exp::{exp32_coeffs, E32, LN2_HI_32, LN2_LO_32, LOG2E_32};
     pub(crate) use super::log::{

@@ -950,7 +950,7 @@ unsafe fn interior_f32_avx512(
             i += 128;
         }
         while i < n {
-            let m = crate::kernel::avx512::run::lanes(n - i);
+            let m = crate::kernel::engine::lanes::mask16(n - i);
             let mut acc = if accumulate {
                 _mm512_maskz_loadu_ps(m, o.add(i))
             } else {

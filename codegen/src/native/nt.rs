@@ -164,7 +164,7 @@ unsafe fn block<const MR: usize, const NR: usize, const SB: usize>(
     unsafe {
         while p < k {
             // Whole 16-lane steps, then one masked to the `k - p` lanes left.
-            let m = crate::kernel::avx512::run::lanes(k - p);
+            let m = crate::kernel::engine::lanes::mask16(k - p);
             let av: [__m512; MR] =
                 std::array::from_fn(|r| _mm512_maskz_loadu_ps(m, pa.add(ar[r] + p)));
             let bv: [__m512; NR] = std::array::from_fn(|s| {
@@ -203,7 +203,7 @@ unsafe fn block<const MR: usize, const NR: usize, const SB: usize>(
 #[allow(unsafe_code)]
 #[inline]
 unsafe fn every_other(at: *const f32, left: usize) -> std::arch::x86_64::__m512 {
-    use crate::kernel::avx512::run::lanes;
+    use crate::kernel::engine::lanes::mask16 as lanes;
     use std::arch::x86_64::*;
     let span = 2 * left.min(16) - 1;
     // SAFETY: both loads are masked to the `span` floats the caller guarantees (the
@@ -246,7 +246,7 @@ mod tests {
     /// the same bits when the rows are computed in two shares (as two threads would).
     #[test]
     fn long_dot_products_match_f64_and_any_row_split() {
-        if !crate::kernel::avx512::available() {
+        if crate::kernel::engine::lanes::X16::new().is_none() {
             return;
         }
         for (m, n, k) in [

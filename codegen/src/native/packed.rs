@@ -38,7 +38,7 @@ pub struct PackedB {
 /// Whether this CPU runs the packed kernel: AVX-512F and DQ, as the AVX-512 engine
 /// whose activations the epilogue uses (DQ's float logic).
 pub fn available() -> bool {
-    crate::kernel::avx512::available()
+    crate::kernel::engine::lanes::X16::new().is_some()
 }
 
 /// Packs `b` (`k × n`, element `(p, j)` at `b[p·rs + j·cs]`) into `out`, reusing its
@@ -87,7 +87,7 @@ pub fn gemm(
 }
 
 /// An activation applied to each output tile in registers by [`gemm_epilogue`]: the
-/// same 16-lane functions as the AVX-512 engine (`kernel::avx512::math`), so the
+/// same 16-lane functions as the AVX-512 engine (`kernel::engine::math`), so the
 /// values are bit-identical to a separate bias + activation kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
@@ -267,8 +267,10 @@ unsafe fn store_tile<const R: usize, const W: usize>(
     bias: *const f32,
     act: Activation,
 ) {
-    use crate::kernel::avx512::run::lanes;
-    use crate::kernel::avx512::{math, ops};
+    use crate::kernel::engine::lanes::{mask16 as lanes, X16};
+    use crate::kernel::engine::{math, ops};
+    // SAFETY: this function runs with AVX-512F/DQ (its target features).
+    let l = unsafe { X16::assume() };
     use std::arch::x86_64::{
         _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_setzero_ps,
     };
@@ -291,9 +293,9 @@ unsafe fn store_tile<const R: usize, const W: usize>(
             };
             let y = match act {
                 Activation::None => z,
-                Activation::Sigmoid => math::sigmoid(z),
-                Activation::Tanh => math::tanh(z),
-                Activation::Relu => ops::relu(z),
+                Activation::Sigmoid => math::sigmoid(l, z),
+                Activation::Tanh => math::tanh(l, z),
+                Activation::Relu => ops::relu(l, z),
             };
             // SAFETY: per the function's contract; masked lanes are not written.
             unsafe { _mm512_mask_storeu_ps(c.add(r * rsc + w * 16), m, y) };

@@ -1,9 +1,10 @@
 //! Executing a [`Program`]: the loop nest over rows, tiles within a row, and the
-//! reduction.
+//! reduction, written once for every width ([`Lanes`]) and instantiated in one
+//! `#[target_feature]` entry point per width ([`Program::call`] picks it).
 
-use super::{ops, Program, TILE};
+use super::lanes::{Lanes, X16, X8};
+use super::{ops, Program, Width, TILE};
 use onde_ir::ReduceKind;
-use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 /// A 64-byte aligned block of 16 floats (one vector).
@@ -46,24 +47,22 @@ fn identity(kind: ReduceKind) -> f32 {
 }
 
 /// `acc ⊕ v` on the lanes of `mask`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512dq")]
-fn combine(kind: ReduceKind, acc: __m512, v: __m512, mask: __mmask16) -> __m512 {
+#[inline(always)]
+fn combine<L: Lanes>(l: L, kind: ReduceKind, acc: L::V, v: L::V, mask: L::M) -> L::V {
     let r = match kind {
-        ReduceKind::Sum => _mm512_add_ps(acc, v),
-        ReduceKind::Prod => _mm512_mul_ps(acc, v),
-        ReduceKind::Max => ops::fmax(acc, v),
-        ReduceKind::Min => ops::fmin(acc, v),
+        ReduceKind::Sum => l.add(acc, v),
+        ReduceKind::Prod => l.mul(acc, v),
+        ReduceKind::Max => ops::fmax(l, acc, v),
+        ReduceKind::Min => ops::fmin(l, acc, v),
     };
-    _mm512_mask_blend_ps(mask, acc, r)
+    l.blend(mask, acc, r)
 }
 
-/// The 16 lanes folded into one value (NaN-propagating for max/min).
-#[target_feature(enable = "avx512f,avx512dq")]
-fn fold(kind: ReduceKind, acc: __m512) -> f32 {
-    let mut lanes = [0f32; 16];
-    // SAFETY: `lanes` holds 16 floats.
-    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
+/// The lanes folded into one value (NaN-propagating for max/min).
+#[inline(always)]
+fn fold<L: Lanes>(l: L, kind: ReduceKind, acc: L::V) -> f32 {
+    let lanes = l.to_array(acc);
+    let lanes = &lanes[..L::N];
     lanes.iter().skip(1).fold(lanes[0], |a, &v| match kind {
         ReduceKind::Sum => a + v,
         ReduceKind::Prod => a * v,
@@ -85,15 +84,6 @@ fn fold(kind: ReduceKind, acc: __m512) -> f32 {
     })
 }
 
-/// The mask of lanes `[0, n)` of a 16-lane vector (all of them for `n >= 16`).
-pub(crate) fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xffff
-    } else {
-        ((1u32 << n) - 1) as __mmask16
-    }
-}
-
 impl Program {
     /// Computes `[lo, hi)` of the outermost normalised axis, like the Cranelift
     /// kernel of the same [`crate::kernel::Kernel`]; a full reduction writes its
@@ -103,7 +93,7 @@ impl Program {
     /// `table` must be the executor's buffer table, every buffer the kernel accesses
     /// live and of its planned size (what the Cranelift kernel's call requires), `[lo,
     /// hi)` within the outermost axis, and `partial` null or valid for an f32 write.
-    /// The CPU must support AVX-512F/DQ (checked by [`super::compile`]).
+    /// The CPU must support the program's width (checked by [`super::compile`]).
     pub unsafe fn call(&self, table: *const *mut u8, lo: usize, hi: usize, partial: *mut u8) {
         SCRATCH.with(|s| {
             let s = &mut *s.borrow_mut();
@@ -118,20 +108,67 @@ impl Program {
             s.idx.clear();
             s.idx.resize(self.nest.axes.len(), 0);
             let rows = s.rows.as_mut_ptr().cast::<f32>();
-            // SAFETY: forwarded from the caller; the scratch holds `nslots` rows.
-            unsafe { self.call_with(table, lo, hi, partial, rows, s) }
+            // SAFETY: forwarded from the caller, who checked the CPU has the program's
+            // width (`compile` chose it from the detected level); the scratch holds
+            // `nslots` rows.
+            unsafe {
+                match self.width {
+                    Width::X16 => self.call_x16(table, lo, hi, partial, rows, s),
+                    Width::X8 => self.call_x8(table, lo, hi, partial, rows, s),
+                }
+            }
         })
     }
 
-    /// [`Program::call`] with the scratch rows at `scratch`.
+    /// [`Program::call_with`] on 16 lanes.
+    ///
+    /// # Safety
+    /// As [`Program::call_with`], on a CPU with AVX-512F/DQ.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn call_x16(
+        &self,
+        table: *const *mut u8,
+        lo: usize,
+        hi: usize,
+        partial: *mut u8,
+        scratch: *mut f32,
+        w: &mut Scratch,
+    ) {
+        // SAFETY: this function runs with AVX-512F/DQ (its caller's contract), so the
+        // token's claim holds; the rest is forwarded.
+        unsafe { self.call_with(X16::assume(), table, lo, hi, partial, scratch, w) }
+    }
+
+    /// [`Program::call_with`] on 8 lanes.
+    ///
+    /// # Safety
+    /// As [`Program::call_with`], on a CPU with AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn call_x8(
+        &self,
+        table: *const *mut u8,
+        lo: usize,
+        hi: usize,
+        partial: *mut u8,
+        scratch: *mut f32,
+        w: &mut Scratch,
+    ) {
+        // SAFETY: this function runs with AVX2 and FMA (its caller's contract), so the
+        // token's claim holds; the rest is forwarded.
+        unsafe { self.call_with(X8::assume(), table, lo, hi, partial, scratch, w) }
+    }
+
+    /// [`Program::call`] with the scratch rows at `scratch`, on width `L`.
     ///
     /// # Safety
     /// As [`Program::call`], and `scratch` holds `nslots · TILE` writable floats used
     /// by no one else during the call; `w.regs` has `nregs` entries, `w.idx` one per
     /// axis, `w.bases` and `w.ptrs` are empty.
-    #[target_feature(enable = "avx512f,avx512dq")]
-    unsafe fn call_with(
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn call_with<L: Lanes>(
         &self,
+        l: L,
         table: *const *mut u8,
         lo: usize,
         hi: usize,
@@ -146,10 +183,10 @@ impl Program {
             *r = unsafe { scratch.add(s * TILE) };
         }
         for &(r, bits) in &self.consts {
-            let v = _mm512_castsi512_ps(_mm512_set1_epi32(bits as i32));
-            for j in 0..BLOCKS_PER_ROW {
+            let v = l.splat_bits(bits);
+            for j in 0..TILE / L::N {
                 // SAFETY: a scratch row of TILE floats.
-                unsafe { _mm512_storeu_ps(regs[r].add(j * 16), v) };
+                unsafe { l.store(regs[r].add(j * L::N), v) };
             }
         }
         // Base address of every access.
@@ -166,12 +203,12 @@ impl Program {
         let red = self.reduction;
         let full_reduction = red.is_some() && self.nest.kept == 0;
         let ident = red.map_or(0.0, |(kind, _, _)| identity(kind));
-        let mut acc = _mm512_set1_ps(ident);
+        let mut acc = l.splat(ident);
         let ptrs = &mut w.ptrs;
         ptrs.extend_from_slice(bases);
         if n == 1 {
             // SAFETY: the caller's contract, `ptrs` at the start of the only row.
-            unsafe { self.row(regs, ptrs, lo, hi, &mut acc) };
+            unsafe { self.row(l, regs, ptrs, lo, hi, &mut acc) };
         } else if lo < hi {
             let idx = &mut w.idx[..n - 1];
             idx[0] = lo;
@@ -184,10 +221,10 @@ impl Program {
                 }
                 let group = red.is_some() && !full_reduction;
                 if group && idx[kept..].iter().all(|&i| i == 0) {
-                    acc = _mm512_set1_ps(ident);
+                    acc = l.splat(ident);
                 }
                 // SAFETY: as above, for this row.
-                unsafe { self.row(regs, ptrs, 0, inner.extent, &mut acc) };
+                unsafe { self.row(l, regs, ptrs, 0, inner.extent, &mut acc) };
                 if group
                     && idx[kept..]
                         .iter()
@@ -196,7 +233,11 @@ impl Program {
                 {
                     if let Some((kind, _, acc_j)) = red {
                         // SAFETY: the reduced store's element for this kept index.
-                        unsafe { ptrs[acc_j].cast::<f32>().write_unaligned(fold(kind, acc)) };
+                        unsafe {
+                            ptrs[acc_j]
+                                .cast::<f32>()
+                                .write_unaligned(fold(l, kind, acc))
+                        };
                     }
                 }
                 // Next row.
@@ -220,7 +261,7 @@ impl Program {
         }
         if full_reduction {
             if let Some((kind, _, acc_j)) = red {
-                let v = fold(kind, acc);
+                let v = fold(l, kind, acc);
                 let dst = if partial.is_null() {
                     bases[acc_j]
                 } else {
@@ -239,25 +280,26 @@ impl Program {
     /// Each `ptrs[j]` points at the row's element 0 of access `j`, with elements
     /// `[from, to)` of a contiguous access (or element 0 of a broadcast one) inside its
     /// buffer; `regs` holds the program's registers with scratch rows of `TILE` floats.
-    #[target_feature(enable = "avx512f,avx512dq")]
-    unsafe fn row(
+    #[inline(always)]
+    unsafe fn row<L: Lanes>(
         &self,
+        l: L,
         regs: &mut [*mut f32],
         ptrs: &[*mut u8],
         from: usize,
         to: usize,
-        acc: &mut __m512,
+        acc: &mut L::V,
     ) {
         let nl = self.nloads;
         // Broadcast loads: one value for the whole row, staged once.
         for j in 0..nl {
             if self.bcast[j] {
                 // SAFETY: the row's element of the load (stride 0 along the row).
-                let v = _mm512_set1_ps(unsafe { ptrs[j].cast::<f32>().read_unaligned() });
+                let v = l.splat(unsafe { ptrs[j].cast::<f32>().read_unaligned() });
                 let row = regs[nl + j];
-                for b in 0..BLOCKS_PER_ROW {
+                for b in 0..TILE / L::N {
                     // SAFETY: the load's staging row of TILE floats.
-                    unsafe { _mm512_storeu_ps(row.add(b * 16), v) };
+                    unsafe { l.store(row.add(b * L::N), v) };
                 }
                 regs[j] = row;
             }
@@ -265,8 +307,9 @@ impl Program {
         let mut t0 = from;
         while t0 < to {
             let len = (to - t0).min(TILE);
-            let nvec = len.div_ceil(16);
-            let tail = lanes(len - (nvec - 1) * 16);
+            let nvec = len.div_ceil(L::N);
+            // Lanes of the tile's last vector.
+            let tail = len - (nvec - 1) * L::N;
             for j in 0..nl {
                 if self.bcast[j] {
                     continue;
@@ -279,11 +322,11 @@ impl Program {
                     // A partial tile: stage it (masked, never reading past the end).
                     let row = regs[nl + j];
                     for v in 0..nvec {
-                        let m = if v + 1 == nvec { tail } else { 0xffff };
-                        // SAFETY: masked lanes are not read; the row has TILE floats.
+                        let n = if v + 1 == nvec { tail } else { L::N };
+                        // SAFETY: lanes past `n` are not read; the row has TILE floats.
                         unsafe {
-                            let x = _mm512_maskz_loadu_ps(m, src.add(v * 16));
-                            _mm512_storeu_ps(row.add(v * 16), x);
+                            let x = l.load_first(src.add(v * L::N), n);
+                            l.store(row.add(v * L::N), x);
                         }
                     }
                     regs[j] = row;
@@ -292,26 +335,30 @@ impl Program {
             for ins in &self.prog {
                 // SAFETY: every register has TILE floats: scratch rows, staged loads,
                 // or a full tile of a contiguous load.
-                unsafe { ops::run(ins, regs, nvec) };
+                unsafe { ops::run(l, ins, regs, nvec) };
             }
             for &(r, j) in &self.stores {
                 // SAFETY: elements [t0, t0 + len) of a contiguous store's buffer.
                 let dst = unsafe { ptrs[j].cast::<f32>().add(t0) };
                 for v in 0..nvec {
-                    let m = if v + 1 == nvec { tail } else { 0xffff };
-                    // SAFETY: `regs[r]` has TILE floats; masked lanes are not written.
+                    // SAFETY: `regs[r]` has TILE floats; lanes past `tail` of the last
+                    // vector are not written.
                     unsafe {
-                        let x = _mm512_loadu_ps(regs[r].add(v * 16));
-                        _mm512_mask_storeu_ps(dst.add(v * 16), m, x);
+                        let x = l.load(regs[r].add(v * L::N));
+                        if v + 1 == nvec && tail < L::N {
+                            l.store_first(dst.add(v * L::N), tail, x);
+                        } else {
+                            l.store(dst.add(v * L::N), x);
+                        }
                     }
                 }
             }
             if let Some((kind, r, _)) = self.reduction {
                 for v in 0..nvec {
-                    let m = if v + 1 == nvec { tail } else { 0xffff };
+                    let n = if v + 1 == nvec { tail } else { L::N };
                     // SAFETY: `regs[r]` has TILE floats.
-                    let x = unsafe { _mm512_loadu_ps(regs[r].add(v * 16)) };
-                    *acc = combine(kind, *acc, x, m);
+                    let x = unsafe { l.load(regs[r].add(v * L::N)) };
+                    *acc = combine(l, kind, *acc, x, l.first(n));
                 }
             }
             t0 += len;

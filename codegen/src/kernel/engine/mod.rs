@@ -1,4 +1,6 @@
-//! The AVX-512 tile engine: f32 kernels with expensive lanes run on 16-lane vectors.
+//! The tile engine: f32 kernels with expensive lanes run on the CPU's widest vectors
+//! (16 lanes with AVX-512F/DQ, 8 with AVX2 + FMA), one source for every width
+//! ([`lanes::Lanes`]).
 //!
 //! # Why
 //! Cranelift emits 128-bit vectors only (DESIGN.md), so a fused kernel whose cost is
@@ -6,10 +8,11 @@
 //! the width the CPU offers, and torch.compile's C++ (512-bit on this machine) beats
 //! it: W6's forward (`sum(tanh(x·a+b)·sigmoid(x) + x·x)`, 2^20 elements) measured
 //! ~105 instructions per 4 elements in the f32x4 loop and 1.05× torch.compile. On a
-//! CPU with AVX-512F/DQ, such kernels are run instead by this engine, compiled ahead
-//! of time by rustc: the kernel's expression list becomes a small register program,
-//! executed tile by tile (a tile is up to [`TILE`] elements of the innermost axis),
-//! one instruction at a time over the whole tile with 16-lane vectors. Every tile's
+//! CPU with AVX2 + FMA or AVX-512F/DQ (and a compile whose [`crate::CompileOptions::isa`]
+//! allows it), such kernels are run instead by this engine, compiled ahead of time by
+//! rustc: the kernel's expression list becomes a small register program, executed
+//! tile by tile (a tile is up to [`TILE`] elements of the innermost axis), one
+//! instruction at a time over the whole tile with 8- or 16-lane vectors. Every tile's
 //! intermediate values live in L1-resident scratch rows, so an instruction costs a
 //! load, the operation and a store per 16 elements, plus one dispatch per tile.
 //!
@@ -32,7 +35,7 @@
 //!
 //! # What runs here
 //! [`compile`] accepts a kernel when (otherwise the Cranelift kernel runs):
-//! - the CPU has AVX-512F and AVX-512DQ;
+//! - the ISA level allows AVX2 or AVX-512 (the widest allowed is used);
 //! - loads and stores are f32, expressions f32 or bool (masks), every op is one this
 //!   engine implements (all f32 elementwise ops but `pow`);
 //! - after normalisation (`clif::normalise`: kept axes first, unit axes dropped,
@@ -58,20 +61,22 @@
 //! Every lane computes exactly what the Cranelift f32x4 lane computes: the same
 //! operations in the same order, the same math (`math.rs` shares `crate::math`'s
 //! coefficient tables), the same NaN-propagating `max`/`min` with `-0 < +0`. Only
-//! reductions reassociate differently (16 lanes instead of 4), as they already do
-//! across thread counts.
+//! reductions reassociate differently (8 or 16 lanes instead of 4), as they already
+//! do across thread counts.
 //!
 //! # Threads
 //! The entry point has the Cranelift kernel's contract (`[lo, hi)` of the outermost
 //! normalised axis, a partial result slot for split full reductions), so the
 //! executor splits it across threads the same way.
 
+pub(crate) mod lanes;
 pub(crate) mod math;
 pub(crate) mod ops;
 pub(crate) mod run;
 
 use super::clif::{normalise, Nest};
 use super::{Expr, Kernel};
+use crate::isa::IsaLevel;
 use onde_ir::{BinaryOp, CmpOp, DType, ReduceKind, UnaryOp};
 
 /// Elements of the innermost axis per tile: 8 vectors of 16 lanes. Measured on W6's
@@ -83,16 +88,31 @@ pub const MIN_INNER: usize = 64;
 /// Most scratch rows a program may use (`MAX_SLOTS · TILE · 4` bytes stay in L1).
 const MAX_SLOTS: usize = 40;
 
-/// Whether this CPU runs the engine.
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
+/// The vector width a program runs at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// 8 f32 lanes (AVX2 + FMA).
+    X8,
+    /// 16 f32 lanes (AVX-512F/DQ).
+    X16,
+}
+
+impl Width {
+    /// The widest width level `isa` (capped by this CPU) allows, if any.
+    pub fn for_level(isa: IsaLevel) -> Option<Width> {
+        match isa.capped() {
+            IsaLevel::Avx512 => Some(Width::X16),
+            IsaLevel::Avx2 => Some(Width::X8),
+            IsaLevel::Baseline => None,
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// Lanes per vector.
+    pub fn lanes(self) -> usize {
+        match self {
+            Width::X8 => 8,
+            Width::X16 => 16,
+        }
     }
 }
 
@@ -129,6 +149,8 @@ struct Instr {
 /// A kernel compiled for the engine.
 #[derive(Debug)]
 pub struct Program {
+    /// The vector width it runs at (chosen once, at compile).
+    width: Width,
     nest: Nest,
     /// `(buffer, byte offset)` per access: loads, then stores.
     accesses: Vec<(usize, isize)>,
@@ -153,10 +175,16 @@ impl Program {
         self.nloads + self.nslots
     }
 
+    /// The vector width it runs at.
+    pub fn width(&self) -> Width {
+        self.width
+    }
+
     /// A one-line description for plan dumps.
     pub fn describe(&self) -> String {
         format!(
-            "avx512 engine: {} instructions, {} scratch rows of {TILE}",
+            "engine ({} lanes): {} instructions, {} scratch rows of {TILE}",
+            self.width.lanes(),
             self.prog.len(),
             self.nslots
         )
@@ -264,10 +292,11 @@ fn expensive(e: &Expr) -> bool {
     }
 }
 
-/// Compiles `k` for the engine, or `None` when it does not qualify (see the module
-/// doc) and the Cranelift kernel should run.
-pub fn compile(k: &Kernel) -> Option<Program> {
-    if !available() || !k.exprs.iter().any(expensive) {
+/// Compiles `k` for the engine at the widest width `isa` allows on this CPU, or `None`
+/// when it does not qualify (see the module doc) and the Cranelift kernel should run.
+pub fn compile(k: &Kernel, isa: IsaLevel) -> Option<Program> {
+    let width = Width::for_level(isa)?;
+    if !k.exprs.iter().any(expensive) {
         return None;
     }
     let f32_or_bool = |d: DType| matches!(d, DType::F32 | DType::Bool);
@@ -301,11 +330,11 @@ pub fn compile(k: &Kernel) -> Option<Program> {
             return None;
         }
     }
-    build(k, nest, red_store)
+    build(k, nest, red_store, width)
 }
 
 /// Register allocation and instruction selection.
-fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
+fn build(k: &Kernel, nest: Nest, red_store: Option<usize>, width: Width) -> Option<Program> {
     let nloads = k.loads.len();
     let n = k.exprs.len();
     // A same-type cast emits nothing and shares its operand's row: liveness is
@@ -446,6 +475,7 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>) -> Option<Program> {
     // kernel today; this keeps the engine right if it ever does).
     stores.sort_by_key(|&(r, _)| r >= nloads);
     Some(Program {
+        width,
         nest,
         accesses,
         nloads,

@@ -1,31 +1,36 @@
-//! The AVX-512 tile engine (`onde_codegen::kernel::avx512`) against the Cranelift
-//! kernels it replaces: the same graph compiled with `avx512: true` and `false`.
+//! The tile engine (`onde_codegen::kernel::engine`) against the Cranelift kernels it
+//! replaces: the same graph compiled at each engine width this CPU has (AVX2: 8 lanes,
+//! AVX-512: 16 lanes, chosen by `CompileOptions::isa`) and at the baseline level
+//! (Cranelift f32x4 code only).
 //!
 //! Elementwise results must be bit-identical (NaN compared as NaN: payloads may
 //! differ), including the math functions over a sweep of the whole f32 range, the
-//! special values and partial tiles; reductions agree to rounding (16-lane instead of
-//! 4-lane reassociation). On a CPU without AVX-512F/DQ the engine must decline every
-//! kernel, which is checked instead.
+//! special values and partial tiles; reductions agree to rounding (8- or 16-lane
+//! instead of 4-lane reassociation). On a CPU without AVX2 the engine must decline
+//! every kernel, which is checked instead (no engine level, and the baseline compile
+//! never uses it).
 
-use onde_codegen::kernel::avx512;
 use onde_codegen::{CompileOptions, Executable, IsaLevel};
 use onde_ir::{parse_graph, Array, Graph};
 use proptest::prelude::*;
 
-fn compile(g: &Graph, avx512: bool, threads: usize) -> Executable {
-    compile_with(g, avx512, threads, true)
+/// The levels at which this CPU runs the engine, lowest first.
+fn engine_levels() -> Vec<IsaLevel> {
+    IsaLevel::available()
+        .into_iter()
+        .filter(|&l| l >= IsaLevel::Avx2)
+        .collect()
 }
 
-fn compile_with(g: &Graph, avx512: bool, threads: usize, optimize: bool) -> Executable {
+fn compile(g: &Graph, isa: IsaLevel, threads: usize) -> Executable {
+    compile_with(g, isa, threads, true)
+}
+
+fn compile_with(g: &Graph, isa: IsaLevel, threads: usize, optimize: bool) -> Executable {
     Executable::compile(
         g,
         CompileOptions {
-            // Without AVX-512 the kernels are Cranelift code.
-            isa: if avx512 {
-                IsaLevel::Avx512
-            } else {
-                IsaLevel::Avx2
-            },
+            isa,
             threads,
             optimize,
             ..CompileOptions::default()
@@ -34,26 +39,44 @@ fn compile_with(g: &Graph, avx512: bool, threads: usize, optimize: bool) -> Exec
     .unwrap()
 }
 
+/// Whether a plan dump shows a kernel on the engine.
+fn on_engine(dump: &str) -> bool {
+    dump.contains("runs on the engine")
+}
+
 /// Kernel steps in a plan dump, and how many of them run on the engine.
 fn kernels_on_engine(dump: &str) -> (usize, usize) {
     (
         dump.lines()
             .filter(|l| l.starts_with("step ") && l.contains(": kernel "))
             .count(),
-        dump.matches("runs on the avx512 engine").count(),
+        dump.matches("runs on the engine").count(),
     )
 }
 
-/// Runs `src` with and without the engine; returns (engine, cranelift) outputs and
-/// whether the engine ran at least one kernel.
-fn both(src: &str, feeds: &[(&str, &Array)], threads: usize) -> (Vec<Array>, Vec<Array>, bool) {
+/// Runs `src` at every engine level and at the baseline; returns the engine runs
+/// (level, outputs, whether the engine ran a kernel) and the Cranelift outputs.
+#[allow(clippy::type_complexity)]
+fn both(
+    src: &str,
+    feeds: &[(&str, &Array)],
+    threads: usize,
+) -> (Vec<(IsaLevel, Vec<Array>, bool)>, Vec<Array>) {
     let g = parse_graph(src).unwrap();
-    let mut on = compile(&g, true, threads);
-    let mut off = compile(&g, false, threads);
-    assert!(!off.dump_fused().contains("avx512 engine"));
-    let used = on.dump_fused().contains("avx512 engine");
-    assert!(!used || avx512::available(), "engine used without AVX-512");
-    (on.run(feeds).unwrap(), off.run(feeds).unwrap(), used)
+    let mut off = compile(&g, IsaLevel::Baseline, threads);
+    assert!(
+        !on_engine(&off.dump_fused()),
+        "engine used at the baseline level"
+    );
+    let runs = engine_levels()
+        .into_iter()
+        .map(|isa| {
+            let mut on = compile(&g, isa, threads);
+            let used = on_engine(&on.dump_fused());
+            (isa, on.run(feeds).unwrap(), used)
+        })
+        .collect();
+    (runs, off.run(feeds).unwrap())
 }
 
 fn same_bits(a: &[f32], b: &[f32], what: &str, inputs: &[f32]) {
@@ -99,19 +122,24 @@ fn math_functions_match_cranelift_bit_for_bit_over_the_f32_range() {
   outputs %1, %2, %3, %4, %5, %6, %7
 }}"#
     );
-    let (on, off, used) = both(&src, &[("x", &x)], 1);
-    assert_eq!(used, avx512::available());
-    if avx512::available() {
+    let (runs, off) = both(&src, &[("x", &x)], 1);
+    for (isa, on, used) in runs {
+        assert!(used, "{isa}");
         // Every kernel of the sweep, not just one, runs on the engine.
-        let exe = compile(&parse_graph(&src).unwrap(), true, 1);
+        let exe = compile(&parse_graph(&src).unwrap(), isa, 1);
         let (kernels, engine) = kernels_on_engine(&exe.dump_fused());
         assert!(kernels > 0 && engine == kernels, "{}", exe.dump_fused());
-    }
-    for (i, name) in ["exp", "log", "tanh", "sigmoid", "sqrt", "sin", "cos"]
-        .iter()
-        .enumerate()
-    {
-        same_bits(&f32s(&on[i]), &f32s(&off[i]), name, &xs);
+        for (i, name) in ["exp", "log", "tanh", "sigmoid", "sqrt", "sin", "cos"]
+            .iter()
+            .enumerate()
+        {
+            same_bits(
+                &f32s(&on[i]),
+                &f32s(&off[i]),
+                &format!("{name} ({isa})"),
+                &xs,
+            );
+        }
     }
 }
 
@@ -172,10 +200,12 @@ fn elementwise_ops_and_special_values_match() {
   outputs %2, %3, %4, %5, %6, %7, %8, %9, %14, %15, %18, %19, %20
 }}"#
     );
-    let (on, off, used) = both(&src, &[("x", &x), ("y", &y)], 1);
-    assert_eq!(used, avx512::available());
-    for (i, (a, b)) in on.iter().zip(&off).enumerate() {
-        same_bits(&f32s(a), &f32s(b), &format!("output {i}"), &xs);
+    let (runs, off) = both(&src, &[("x", &x), ("y", &y)], 1);
+    for (isa, on, used) in runs {
+        assert!(used, "{isa}");
+        for (i, (a, b)) in on.iter().zip(&off).enumerate() {
+            same_bits(&f32s(a), &f32s(b), &format!("output {i} ({isa})"), &xs);
+        }
     }
 }
 
@@ -206,16 +236,18 @@ fn broadcast_rows_and_row_reductions_match() {
 }}"#
     );
     for threads in [1, 2] {
-        let (on, off, used) = both(&src, &[("x", &x), ("b", &b)], threads);
-        assert_eq!(used, avx512::available());
-        same_bits(&f32s(&on[0]), &f32s(&off[0]), "sigmoid(x + b)", &[]);
-        same_bits(&f32s(&on[2]), &f32s(&off[2]), "row max", &[]);
-        for i in [1, 3] {
-            for (p, q) in on[i].to_f64_vec().iter().zip(off[i].to_f64_vec()) {
-                assert!(
-                    close(*p, q, 1e-5),
-                    "output {i}: {p} vs {q} ({threads} threads)"
-                );
+        let (runs, off) = both(&src, &[("x", &x), ("b", &b)], threads);
+        for (isa, on, used) in runs {
+            assert!(used, "{isa}");
+            same_bits(&f32s(&on[0]), &f32s(&off[0]), "sigmoid(x + b)", &[]);
+            same_bits(&f32s(&on[2]), &f32s(&off[2]), "row max", &[]);
+            for i in [1, 3] {
+                for (p, q) in on[i].to_f64_vec().iter().zip(off[i].to_f64_vec()) {
+                    assert!(
+                        close(*p, q, 1e-5),
+                        "output {i}: {p} vs {q} ({threads} threads, {isa})"
+                    );
+                }
             }
         }
     }
@@ -251,12 +283,14 @@ fn w6_kernel_runs_on_the_engine_and_agrees() {
 }}"#
     );
     for threads in [1, 2] {
-        let (on, off, used) = both(&src, &[("x", &x), ("a", &a), ("b", &b)], threads);
-        assert_eq!(used, avx512::available());
-        same_bits(&f32s(&on[1]), &f32s(&off[1]), "tanh·sigmoid", &[]);
-        let (p, q) = (on[0].to_f64_vec()[0], off[0].to_f64_vec()[0]);
-        // 10^5 f32 additions in different orders (16 lanes vs 4).
-        assert!(close(p, q, 1e-4), "sum {p} vs {q}");
+        let (runs, off) = both(&src, &[("x", &x), ("a", &a), ("b", &b)], threads);
+        for (isa, on, used) in runs {
+            assert!(used, "{isa}");
+            same_bits(&f32s(&on[1]), &f32s(&off[1]), "tanh·sigmoid", &[]);
+            let (p, q) = (on[0].to_f64_vec()[0], off[0].to_f64_vec()[0]);
+            // 10^5 f32 additions in different orders (8 or 16 lanes vs 4).
+            assert!(close(p, q, 1e-4), "sum {p} vs {q} ({isa})");
+        }
     }
 }
 
@@ -275,12 +309,10 @@ fn short_rows_and_cheap_kernels_stay_on_cranelift() {
 }"#,
     )
     .unwrap();
-    let exe = compile(&g, true, 1);
-    assert!(
-        !exe.dump_fused().contains("avx512 engine"),
-        "{}",
-        exe.dump_fused()
-    );
+    for isa in IsaLevel::ALL {
+        let exe = compile(&g, isa, 1);
+        assert!(!on_engine(&exe.dump_fused()), "{}", exe.dump_fused());
+    }
 }
 
 /// A random expression over two `[rows, cols]` inputs and a row-broadcast `[cols]`
@@ -344,16 +376,18 @@ proptest! {
         let x = Array::f32([rows, cols], (0..rows * cols).map(|i| h(i, seed)).collect()).unwrap();
         let y = Array::f32([rows, cols], (0..rows * cols).map(|i| h(i, seed + 1)).collect()).unwrap();
         let b = Array::f32([cols], (0..cols).map(|i| h(i, seed + 2)).collect()).unwrap();
-        let (on, off, used) = both(&src, &[("x", &x), ("y", &y), ("b", &b)], 1);
-        prop_assert_eq!(used, avx512::available());
-        same_bits(&f32s(&on[0]), &f32s(&off[0]), &src, &[]);
-        for (p, q) in on[1].to_f64_vec().iter().zip(off[1].to_f64_vec()) {
-            // Row sums of possibly huge or cancelling values: compare to the scale of
-            // the summed magnitudes.
-            prop_assert!(
-                close(*p, q, 1e-4) || (p.is_infinite() && q.is_infinite()),
-                "{p} vs {q}\n{src}"
-            );
+        let (runs, off) = both(&src, &[("x", &x), ("y", &y), ("b", &b)], 1);
+        for (isa, on, used) in runs {
+            prop_assert!(used, "{}", isa);
+            same_bits(&f32s(&on[0]), &f32s(&off[0]), &src, &[]);
+            for (p, q) in on[1].to_f64_vec().iter().zip(off[1].to_f64_vec()) {
+                // Row sums of possibly huge or cancelling values: compare to the scale
+                // of the summed magnitudes.
+                prop_assert!(
+                    close(*p, q, 1e-4) || (p.is_infinite() && q.is_infinite()),
+                    "{p} vs {q} ({isa})\n{src}"
+                );
+            }
         }
     }
 }
@@ -381,25 +415,23 @@ fn same_type_casts_share_rows_without_clobbering_them() {
 }}"#
     );
     let g = parse_graph(&src).unwrap();
-    let mut on = compile_with(&g, true, 1, false);
-    let mut off = compile_with(&g, false, 1, false);
-    let dump = on.dump_fused();
-    assert!(
-        dump.contains("cast"),
-        "the casts must reach the kernel:\n{dump}"
-    );
-    if avx512::available() {
+    let mut off = compile_with(&g, IsaLevel::Baseline, 1, false);
+    let b = off.run(&[("x", &x)]).unwrap();
+    for isa in engine_levels() {
+        let mut on = compile_with(&g, isa, 1, false);
+        let dump = on.dump_fused();
+        assert!(
+            dump.contains("cast"),
+            "the casts must reach the kernel:\n{dump}"
+        );
         assert_eq!(
             kernels_on_engine(&dump).1,
             kernels_on_engine(&dump).0,
             "{dump}"
         );
-    }
-    let (a, b) = (
-        on.run(&[("x", &x)]).unwrap(),
-        off.run(&[("x", &x)]).unwrap(),
-    );
-    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-        same_bits(&f32s(p), &f32s(q), &format!("output {i}"), &xs);
+        let a = on.run(&[("x", &x)]).unwrap();
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            same_bits(&f32s(p), &f32s(q), &format!("output {i} ({isa})"), &xs);
+        }
     }
 }
