@@ -559,8 +559,9 @@ fn every_op_passes_gradcheck() {
 }
 
 /// Second derivatives of the composites whose first derivative holds a value fixed
-/// (softmax, log_softmax: the row maximum) or masks a branch (std at zero variance,
-/// clamp): the gradient, itself checked by central differences in f64.
+/// (softmax, log_softmax: the row maximum) or routes through `where` (std's zero-variance
+/// guard, clamp), away from the points where they are not differentiable: the
+/// gradient, itself checked by central differences in f64.
 #[test]
 fn composites_differentiate_twice() {
     type Case = (&'static str, fn(&Tensor) -> Tensor);

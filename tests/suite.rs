@@ -23,6 +23,7 @@ mod parity_torch;
 mod parity_torch_semantics;
 mod scan_grad;
 mod scan_unrolled;
+mod semantics_corners;
 mod semantics_errors;
 mod signal_example;
 mod train_step_props;

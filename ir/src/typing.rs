@@ -295,8 +295,14 @@ pub fn infer(op: &Op, tys: &[TensorType]) -> Result<Vec<TensorType>, TypeError> 
             if pads.len() != s.rank() {
                 return c.err(format!("{} pad pairs for rank {}", pads.len(), s.rank()));
             }
-            let out = Shape::new(s.dims().iter().zip(pads).map(|(d, p)| d + p.0 + p.1));
-            one(TensorType::new(tys[0].dtype, out))
+            let mut dims = Vec::with_capacity(pads.len());
+            for (d, p) in s.dims().iter().zip(pads) {
+                match d.checked_add(p.0).and_then(|v| v.checked_add(p.1)) {
+                    Some(v) => dims.push(v),
+                    None => return c.err(format!("padding {p:?} overflows an axis of {d}")),
+                }
+            }
+            one(TensorType::new(tys[0].dtype, Shape::new(dims)))
         }
         Op::Concat { axis } => {
             if tys.is_empty() {

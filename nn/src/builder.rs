@@ -268,8 +268,12 @@ impl GraphBuilder {
 
     /// The value of `t` if it can be known while building: when it depends on no input,
     /// parameter or random op (only on constants), it is evaluated on the reference
-    /// interpreter. `None` otherwise, or if anything in the builder failed.
-    pub(crate) fn known_value(&self, t: &Tensor) -> Option<Array> {
+    /// interpreter (`Some(Err)` if that evaluation fails). `None` if it depends on
+    /// something fed at run time, is poisoned, or belongs to another builder.
+    pub(crate) fn known_value(&self, t: &Tensor) -> Option<std::result::Result<Array, String>> {
+        if !self.same(t.builder()) {
+            return None;
+        }
         let v = t.value().ok()?;
         {
             let st = self.state.borrow();
@@ -303,7 +307,10 @@ impl GraphBuilder {
         for o in leaves {
             g.remove_op(o);
         }
-        onde_runtime::run(&g, &HashMap::new()).ok()?.pop()
+        Some(match onde_runtime::run(&g, &HashMap::new()) {
+            Ok(mut vs) => vs.pop().ok_or_else(|| "nothing was evaluated".to_string()),
+            Err(e) => Err(e.to_string()),
+        })
     }
 
     /// The names of every input declared so far.

@@ -49,6 +49,7 @@ impl Default for NllOpts {
     }
 }
 
+#[track_caller]
 fn reduce(per: &Tensor, r: Reduction) -> Tensor {
     match r {
         Reduction::Mean => per.mean_all(),
@@ -78,8 +79,13 @@ pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
             loc,
         );
     }
-    if input.dim() == 1 && target.dim() == 0 {
-        let per = nll_batched(&input.unsqueeze(0), &target.unsqueeze(0), opts, loc);
+    if input.dim() == 1 && (target.dim() == 0 || target.size() == [1]) {
+        let t = if target.dim() == 0 {
+            target.unsqueeze(0)
+        } else {
+            target.clone()
+        };
+        let per = nll_batched(&input.unsqueeze(0), &t, opts, loc);
         return unbatch(per, opts.reduction);
     }
     nll_batched(input, target, opts, loc)
@@ -127,7 +133,8 @@ fn nll_batched(input: &Tensor, target: &Tensor, opts: &NllOpts, loc: SourceLoc) 
     if let Some(e) = check_class_weight("nll_loss", opts.weight.as_ref(), c, &loc) {
         return e;
     }
-    let keep = target.ne(opts.ignore_index as f64);
+    // Compared as i64 (an f64 or f32 constant would round large class indices).
+    let keep = target.ne(opts.ignore_index);
     let safe = where_(&keep, target, 0i64);
     let picked = input.gather(1, &safe.unsqueeze(1)).squeeze(1);
     let w = target_weights(opts.weight.as_ref(), &safe, &keep, input.dtype(), &tsz);
@@ -203,7 +210,8 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor
         return logits.builder().poisoned(e);
     }
     let eps = opts.label_smoothing;
-    if !(0.0..=1.0).contains(&eps) {
+    // As PyTorch: above 1 is an error; 0, negative or NaN means no smoothing.
+    if eps > 1.0 {
         return logits.fail(
             api,
             format!("label_smoothing must be between 0.0 and 1.0, got {eps}"),
@@ -211,11 +219,41 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor
         );
     }
     let probs = target.dtype().is_float();
-    let unbatched = logits.dim() == 1 && target.dim() == if probs { 1 } else { 0 };
+    // Unbatched: `[C]` logits with a 0-d (or one-element) class index, or `[C]`
+    // probabilities.
+    let unbatched = logits.dim() == 1
+        && if probs {
+            target.dim() == 1
+        } else {
+            target.dim() == 0 || target.size() == [1]
+        };
+    if logits.dim() == 0 || (!probs && !unbatched && logits.dim() != target.dim() + 1) {
+        return logits.fail(
+            api,
+            format!(
+                "expected logits [N, C, ...] with class indices [N, ...] (or logits [C] with a \
+                 0-d index), or probabilities of the logits' shape; got logits {:?} and target \
+                 {:?} {}",
+                logits.size(),
+                target.size(),
+                target.dtype()
+            ),
+            loc,
+        );
+    }
     let (x, t) = if unbatched {
-        (logits.unsqueeze(0), target.unsqueeze(0))
+        let t = if probs || target.dim() == 0 {
+            target.unsqueeze(0)
+        } else {
+            target.clone()
+        };
+        (logits.unsqueeze(0), t)
     } else {
         (logits.clone(), target.clone())
+    };
+    let opts = &NllOpts {
+        label_smoothing: if eps > 0.0 { eps } else { 0.0 },
+        ..opts.clone()
     };
     let per = if probs {
         cross_entropy_probs(&x, &t, opts, loc)
@@ -247,7 +285,7 @@ fn cross_entropy_indices(x: &Tensor, t: &Tensor, opts: &NllOpts, loc: SourceLoc)
         Some(w) => &logp * w,
         None => logp.clone(),
     };
-    let keep = t.ne(opts.ignore_index as f64);
+    let keep = t.ne(opts.ignore_index);
     let smooth = where_(&keep, -terms.sum([1], false), 0.0);
     let smooth = match opts.reduction {
         Reduction::Mean => {
@@ -367,6 +405,7 @@ pub fn mse_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor
 /// otherwise poison every gradient with NaN). For `q > e⁻¹⁰⁰` the gradient is `1/q`
 /// (PyTorch caps its magnitude at 1e12; here it is exact, so it can overflow only for
 /// f32 denormal `q`).
+#[track_caller]
 fn clamped_log(q: &Tensor) -> Tensor {
     let c = (-100.0f64).exp();
     let live = q.gt(c);
@@ -377,6 +416,7 @@ fn clamped_log(q: &Tensor) -> Tensor {
 /// `softplus(-x) = -log σ(x) = log(1 + e⁻ˣ)`, stable for any `x` and with the exact
 /// derivative `σ(x) - 1` everywhere (including `x = 0`, where a `max`/`abs` form has
 /// a kink): each branch is evaluated only on arguments where it is finite.
+#[track_caller]
 fn softplus_neg(x: &Tensor) -> Tensor {
     let pos = x.ge(0.0);
     let xp = where_(&pos, x, 0.0);
@@ -403,13 +443,43 @@ pub fn binary_cross_entropy(
     if let Some(e) = same_shape("binary_cross_entropy", p, target, &loc) {
         return e;
     }
+    if let Some(e) = check_elementwise_weight("binary_cross_entropy", p, weight, &loc) {
+        return e;
+    }
     let lp = clamped_log(p);
     let l1p = clamped_log(&(1.0f64 - p));
     let mut per = -(target * &lp + (1.0f64 - target) * &l1p);
     if let Some(w) = weight {
-        per = per * w;
+        per = per * w.to_dtype(p.dtype());
     }
     reduce(&per, reduction)
+}
+
+/// An error tensor if `weight` does not broadcast to `input`'s shape (PyTorch: the
+/// weighted loss keeps the input's shape, and its dtype: the weight is cast to it).
+fn check_elementwise_weight(
+    api: &'static str,
+    input: &Tensor,
+    weight: Option<&Tensor>,
+    loc: &SourceLoc,
+) -> Option<Tensor> {
+    let w = weight?;
+    if let Err(e) = w.check() {
+        return Some(w.builder().poisoned(e));
+    }
+    let fits =
+        onde_ir::broadcast_shapes(&w.shape(), &input.shape()).is_some_and(|s| s == input.shape());
+    (!fits).then(|| {
+        input.fail(
+            api,
+            format!(
+                "weight {:?} must broadcast to the input's shape {:?}",
+                w.size(),
+                input.size()
+            ),
+            loc.clone(),
+        )
+    })
 }
 
 /// Binary cross-entropy on logits (`F.binary_cross_entropy_with_logits`):
@@ -429,16 +499,20 @@ pub fn binary_cross_entropy_with_logits(
     if let Some(e) = same_shape("binary_cross_entropy_with_logits", x, target, &loc) {
         return e;
     }
+    let api = "binary_cross_entropy_with_logits";
+    if let Some(e) = check_elementwise_weight(api, x, weight, &loc) {
+        return e;
+    }
     let sp = softplus_neg(x);
     let mut per = match pos_weight {
         None => (1.0f64 - target) * x + sp,
         Some(pw) => {
-            let lw = (pw - 1.0) * target + 1.0;
+            let lw = (pw.to_dtype(x.dtype()) - 1.0) * target + 1.0;
             (1.0f64 - target) * x + lw * sp
         }
     };
     if let Some(w) = weight {
-        per = per * w;
+        per = per * w.to_dtype(x.dtype());
     }
     reduce(&per, reduction)
 }

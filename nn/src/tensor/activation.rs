@@ -14,6 +14,9 @@ impl Tensor {
     #[track_caller]
     pub fn log_softmax(&self, dim: i64) -> Tensor {
         let x = self.float_math();
+        if x.extent(dim) == Some(0) {
+            return x;
+        }
         let shifted = &x - x.max([dim], true).detach();
         let lse = shifted.exp().sum([dim], true).log();
         shifted - lse
@@ -26,8 +29,18 @@ impl Tensor {
     #[track_caller]
     pub fn softmax(&self, dim: i64) -> Tensor {
         let x = self.float_math();
+        if x.extent(dim) == Some(0) {
+            return x;
+        }
         let e = (&x - x.max([dim], true).detach()).exp();
         &e / e.sum([dim], true)
+    }
+
+    /// The extent of axis `dim` (negative counts from the end), if it is an axis.
+    fn extent(&self, dim: i64) -> Option<usize> {
+        Tensor::norm_axis(dim, self.dim())
+            .ok()
+            .and_then(|a| self.size().get(a).copied())
     }
 
     /// `self`, or `self` in f32 if it is not a float tensor.

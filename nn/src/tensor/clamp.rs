@@ -53,6 +53,9 @@ impl Tensor {
         if min.is_none() && max.is_none() {
             return self.fail(api, "at least one of min and max must be given".into(), loc);
         }
+        if self.ty().is_some_and(|t| t.dtype == DType::Bool) {
+            return self.fail(api, "not defined for dtype bool".into(), loc);
+        }
         let tensor_bound =
             matches!(min, Some(Arg::Tensor(_))) || matches!(max, Some(Arg::Tensor(_)));
         let lo = min.map(|a| self.arg_tensor(a, &loc));
@@ -112,11 +115,11 @@ fn clamp_two_tensors(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Tensor {
     let out = x.lt(lo).logical_or(x.gt(hi));
     let tie_lo = x.eq(lo).logical_and(&lo_lt_hi);
     let tie_hi = x.eq(hi).logical_and(&lo_lt_hi);
-    // x·½ + b·½ equals x exactly at a tie and splits the gradient in halves.
-    let x_half = x * 0.5;
+    // At a tie `maximum`/`minimum` give the common value and split the gradient in
+    // halves (exact for every value, subnormals included).
     let inner = where_(&nan_bound, x + &nan, x);
-    let y = where_(&tie_hi, &x_half + hi * 0.5, inner);
-    let y = where_(&tie_lo, &x_half + lo * 0.5, y);
+    let y = where_(&tie_hi, x.minimum(hi), inner);
+    let y = where_(&tie_lo, x.maximum(lo), y);
     let y = where_(&out, &nan, y);
     let y = where_(&above, hi, y);
     let y = where_(&below, lo, y);

@@ -26,7 +26,8 @@ impl Tensor {
         let a = match arg {
             Arg::Tensor(t) => return t,
             Arg::Float(x) => Array::scalar(if dt.is_float() { dt } else { DType::F32 }, x),
-            Arg::Int(i) => Array::scalar(if dt == DType::Bool { DType::I64 } else { dt }, i as f64),
+            Arg::Int(i) if matches!(dt, DType::Bool | DType::I64) => Array::scalar_i64(i),
+            Arg::Int(i) => Array::scalar(dt, i as f64),
             Arg::Bool(v) => Array::scalar(DType::Bool, f64::from(u8::from(v))),
         };
         self.const_at(a, loc.clone())
@@ -201,12 +202,14 @@ impl Tensor {
     /// `x * x`.
     #[track_caller]
     pub fn square(&self) -> Tensor {
-        self.binary_at(
-            "square",
-            BinaryOp::Mul,
-            Arg::Tensor(self.clone()),
-            SourceLoc::caller(),
-        )
+        let loc = SourceLoc::caller();
+        // PyTorch squares bools as i64 (`x * x` of bools is their logical and).
+        let x = if self.ty().is_some_and(|t| t.dtype == DType::Bool) {
+            self.cast_at(DType::I64, loc.clone())
+        } else {
+            self.clone()
+        };
+        x.binary_at("square", BinaryOp::Mul, Arg::Tensor(x.clone()), loc)
     }
 
     pub(crate) fn unary_at(&self, api: &'static str, op: UnaryOp, loc: SourceLoc) -> Tensor {
@@ -423,7 +426,12 @@ impl Tensor {
             let fits = match dt {
                 DType::F64 => true,
                 DType::F32 => !x.is_finite() || x.abs() <= f64::from(f32::MAX),
-                DType::I64 => x.is_finite() && x.trunc().abs() < 9.223_372_036_854_776e18,
+                // [-2⁶³, 2⁶³): i64's range.
+                DType::I64 => {
+                    x.is_finite()
+                        && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18)
+                            .contains(&x.trunc())
+                }
                 DType::Bool => true,
             };
             if !fits {
@@ -446,10 +454,17 @@ impl Tensor {
                 );
             }
         }
+        if mask.ty().is_some_and(|t| t.dtype != DType::Bool) {
+            return self.fail(
+                api,
+                format!("the mask must be bool, got {}", mask.dtype()),
+                loc,
+            );
+        }
         let v = match value {
             Arg::Tensor(t) => t,
             Arg::Float(x) => self.const_at(Array::scalar(DType::F64, x), loc.clone()),
-            Arg::Int(i) => self.const_at(Array::scalar(DType::I64, i as f64), loc.clone()),
+            Arg::Int(i) => self.const_at(Array::scalar_i64(i), loc.clone()),
             Arg::Bool(b) => self.const_at(
                 Array::scalar(DType::Bool, f64::from(u8::from(b))),
                 loc.clone(),

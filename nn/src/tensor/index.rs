@@ -250,7 +250,22 @@ impl Tensor {
     /// The flat positions of `mask`'s true entries as a constant i64 tensor, or `None`
     /// if the mask's values are not known while building.
     fn mask_positions(&self, api: &'static str, mask: &Tensor, loc: &SourceLoc) -> Option<Tensor> {
-        let m = self.builder().known_value(mask)?;
+        if !self.builder().same(mask.builder()) {
+            return Some(self.builder().poisoned(crate::error::Error::MixedBuilders {
+                op: api,
+                loc: loc.clone(),
+            }));
+        }
+        let m = match self.builder().known_value(mask)? {
+            Ok(m) => m,
+            Err(e) => {
+                return Some(self.fail(
+                    api,
+                    format!("evaluating the mask failed: {e}"),
+                    loc.clone(),
+                ))
+            }
+        };
         let pos: Vec<i64> = match m.as_bool() {
             Some(b) => (0..b.len()).filter(|&i| b[i]).map(|i| i as i64).collect(),
             None => {

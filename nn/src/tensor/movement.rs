@@ -337,14 +337,15 @@ impl Tensor {
         for (a, &n) in dims.iter().enumerate() {
             let k = r - 1 - a;
             let (lo, hi) = p.get(2 * k).map_or((0, 0), |&lo| (lo, p[2 * k + 1]));
-            let (cut_lo, cut_hi) = ((-lo).max(0) as usize, (-hi).max(0) as usize);
-            if cut_lo + cut_hi > n {
+            let cut = |v: i64| if v < 0 { v.unsigned_abs() as usize } else { 0 };
+            let (cut_lo, cut_hi) = (cut(lo), cut(hi));
+            if cut_lo.saturating_add(cut_hi) > n {
                 return self.fail(
                     "pad",
                     format!(
                         "padding {p:?} crops {} elements from dimension {a} of extent {n} \
                          (shape {})",
-                        cut_lo + cut_hi,
+                        cut_lo.saturating_add(cut_hi),
                         self.shape()
                     ),
                     loc,
@@ -456,6 +457,14 @@ impl Tensor {
     pub fn index_select(&self, dim: i64, index: &Tensor) -> Tensor {
         let loc = SourceLoc::caller();
         let api = "index_select";
+        if self.dim() == 0 && (dim == 0 || dim == -1) && index.numel() == 1 {
+            // As PyTorch: a scalar indexed by a one-element index (which must be 0) is
+            // itself.
+            return self
+                .reshape([1])
+                .index_select(0, &index.reshape([1]))
+                .reshape(Vec::<i64>::new());
+        }
         let axis = match Tensor::norm_axis(dim, self.dim()) {
             Ok(a) => a,
             Err(e) => return self.fail(api, e, loc),

@@ -335,6 +335,11 @@ impl Tensor {
         keepdim: bool,
         loc: SourceLoc,
     ) -> (Tensor, Tensor) {
+        if self.dim() == 0 && (dim == 0 || dim == -1) {
+            // As PyTorch: a scalar is its own extreme, at index 0.
+            let zero = self.const_at(Array::scalar_i64(0), loc);
+            return (self.clone(), zero);
+        }
         let axis = match Tensor::norm_axis(dim, self.dim()) {
             Ok(a) => a,
             Err(e) => {
