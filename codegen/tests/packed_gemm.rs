@@ -1,8 +1,12 @@
-//! The prepacked-weights GEMM (`native::packed`, AVX-512) against an f64 reference over
-//! odd sizes and strided operands, and its use by versioned runs of an executable.
+//! The prepacked-weights GEMM (`native::packed`, AVX2 and AVX-512) against an f64
+//! reference over odd sizes and strided operands, the same bits at every vector width
+//! the CPU has (with each activation epilogue), and its use by versioned runs of an
+//! executable.
 
-use onde_codegen::native::packed::{available, gemm, pack_b, PackedB};
-use onde_codegen::{CompileOptions, Executable};
+use onde_codegen::native::packed::{
+    available, gemm, gemm_epilogue_capped, pack_b, Activation, PackedB,
+};
+use onde_codegen::{CompileOptions, Executable, IsaLevel};
 use onde_ir::{Array, DType, Graph, Op, TensorType};
 
 fn vals(n: usize, seed: u64) -> Vec<f32> {
@@ -20,7 +24,7 @@ fn vals(n: usize, seed: u64) -> Vec<f32> {
 #[test]
 fn packed_gemm_matches_reference() {
     if !available() {
-        // Without AVX-512 the executor never takes this path; the kernel refuses.
+        // Without AVX2 the executor never takes this path; the kernel refuses.
         let mut pk = PackedB::default();
         pack_b(&[1.0], 1, 1, 1, 1, &mut pk).unwrap();
         assert!(gemm(1, &[1.0], 1, 1, &pk, &mut [0.0], 1).is_err());
@@ -67,6 +71,99 @@ fn packed_gemm_matches_reference() {
                 }
                 // Nothing written past the output.
                 assert!(c[m * n..].iter().all(|v| v.is_nan()));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_width_computes_the_same_bits_with_each_epilogue() {
+    let widths: Vec<IsaLevel> = IsaLevel::available()
+        .into_iter()
+        .filter(|&l| l >= IsaLevel::Avx2)
+        .collect();
+    if widths.is_empty() {
+        let mut pk = PackedB::default();
+        pack_b(&[1.0], 1, 1, 1, 1, &mut pk).unwrap();
+        let r = gemm_epilogue_capped(
+            IsaLevel::Avx512,
+            1,
+            &[1.0],
+            1,
+            1,
+            &pk,
+            &mut [0.0],
+            1,
+            None,
+            Activation::None,
+        );
+        assert!(r.is_err(), "no SIMD width: the kernel refuses");
+        return;
+    }
+    // Sizes with partial tiles on both widths (rows not a multiple of 6 or 12, columns
+    // not of 8, 16 or 32).
+    for &(m, k, n) in &[(13, 37, 45), (64, 256, 10), (7, 5, 33), (1, 300, 17)] {
+        let (a, b) = (vals(m * k, 7 + m as u64), vals(k * n, 9 + n as u64));
+        let bias = vals(n, 11);
+        let mut pk = PackedB::default();
+        pack_b(&b, k, n, n as isize, 1, &mut pk).unwrap();
+        for act in [
+            Activation::None,
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Relu,
+        ] {
+            let outs: Vec<Vec<f32>> = widths
+                .iter()
+                .map(|&isa| {
+                    let mut c = vec![f32::NAN; m * n + 2];
+                    gemm_epilogue_capped(
+                        isa,
+                        m,
+                        &a,
+                        k as isize,
+                        1,
+                        &pk,
+                        &mut c,
+                        n,
+                        Some(&bias),
+                        act,
+                    )
+                    .unwrap();
+                    assert!(c[m * n..].iter().all(|v| v.is_nan()), "wrote past the end");
+                    c
+                })
+                .collect();
+            for (isa, c) in widths.iter().zip(&outs) {
+                let same = c
+                    .iter()
+                    .zip(&outs[0])
+                    .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
+                assert!(
+                    same,
+                    "m{m} k{k} n{n} {act:?}: {isa} differs from {}",
+                    widths[0]
+                );
+            }
+            // And the values are right (f64 reference, then the activation).
+            for i in 0..m {
+                for j in 0..n {
+                    let z: f64 = (0..k)
+                        .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]))
+                        .sum::<f64>()
+                        + f64::from(bias[j]);
+                    let want = match act {
+                        Activation::None => z,
+                        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+                        Activation::Tanh => z.tanh(),
+                        Activation::Relu => z.max(0.0),
+                    };
+                    let got = f64::from(outs[0][i * n + j]);
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (k as f64 + 1.0),
+                        "m{m} k{k} n{n} {act:?} ({i},{j}): {got} vs {want}"
+                    );
+                }
             }
         }
     }

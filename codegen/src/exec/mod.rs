@@ -820,7 +820,7 @@ impl Executable {
             || a.shape.len() != 2
             || b.shape.len() != 2
             || self.threads > 1
-            || self.isa < IsaLevel::Avx512
+            || self.isa < IsaLevel::Avx2
             || !native::packed::available()
         {
             return Ok(false);
@@ -880,7 +880,8 @@ impl Executable {
             )));
         };
         let m = a.shape[0];
-        native::packed::gemm_epilogue(
+        native::packed::gemm_epilogue_capped(
+            self.isa,
             m,
             a.from_offset(sa),
             a.strides[0],

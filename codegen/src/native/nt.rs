@@ -246,7 +246,7 @@ mod tests {
     /// the same bits when the rows are computed in two shares (as two threads would).
     #[test]
     fn long_dot_products_match_f64_and_any_row_split() {
-        if crate::kernel::engine::lanes::X16::new().is_none() {
+        if crate::IsaLevel::detect() < crate::IsaLevel::Avx512 {
             return;
         }
         for (m, n, k) in [

@@ -3,28 +3,34 @@
 //! `matrixmultiply` packs both operands on every call; for the small-`m` products of
 //! inference (`x[64,256] @ Wᵀ`) repacking the weights is a fifth of the time. Here the
 //! right operand is packed once into panels of [`NR`] columns (for each `p`, `NR`
-//! consecutive values, zero-padded), and an AVX-512 micro-kernel computes [`MR`]`×`[`NR`]
-//! output tiles reading the left operand in place through its strides: 12 rows × 2 zmm
-//! = 24 accumulators, per `p` two panel loads, 12 broadcasts and 24 FMAs.
+//! consecutive values, zero-padded), and a micro-kernel written once over the engine's
+//! vector widths ([`Lanes`]) computes output tiles reading the left operand in place
+//! through its strides: with AVX-512, [`MR`]`×`[`NR`] tiles (12 rows × 2 zmm = 24
+//! accumulators, per `p` two panel loads, 12 broadcasts and 24 FMAs); with AVX2, 6 rows
+//! × 2 ymm (half a panel: 12 accumulators, 2 loads, 6 broadcasts, 12 FMAs).
 //!
 //! Measured on the 2-core AVX-512 VM, `64×256×256`, same process, alternating:
 //! prepacked kernel 53–61 µs vs `matrixmultiply` 79–96 µs (packing once: ~25 µs).
 //!
 //! Used by the executor only when the caller vouches that the weights did not change
-//! since they were packed (`Executable::run_in_place_versioned`); without AVX-512 the
+//! since they were packed (`Executable::run_in_place_versioned`); without AVX2 the
 //! caller keeps `matrixmultiply`. Each output element sums its products in `p` order
 //! with FMA, like the library's kernel, but results may differ from it in the last bits.
 
-// The micro-kernel is AVX-512 intrinsics on raw pointers: the one place in `native`
+// The micro-kernel is SIMD on raw pointers: the one place in `native`
 // besides the library calls where `unsafe` is needed; every block has a SAFETY comment.
 #![allow(unsafe_code)]
 
 use super::gemm::check_view;
 use super::NativeError;
+use crate::isa::IsaLevel;
+use crate::kernel::engine::lanes::{Lanes, X16, X8};
+use crate::kernel::engine::Width;
 
-/// Rows of an output tile.
+/// Rows of an output tile on 16 lanes (6 on 8 lanes).
 pub const MR: usize = 12;
-/// Columns of an output tile (two 16-lane vectors).
+/// Columns of a packed panel: an output tile's on 16 lanes (two vectors), two tiles'
+/// on 8 lanes.
 pub const NR: usize = 32;
 
 /// A right operand `[k, n]` packed into panels of [`NR`] columns.
@@ -35,10 +41,10 @@ pub struct PackedB {
     data: Vec<f32>,
 }
 
-/// Whether this CPU runs the packed kernel: AVX-512F and DQ, as the AVX-512 engine
-/// whose activations the epilogue uses (DQ's float logic).
+/// Whether this CPU runs the packed kernel: AVX2 + FMA (8 lanes) or AVX-512F/DQ (16
+/// lanes), the engine's widths, whose activations the epilogue uses.
 pub fn available() -> bool {
-    crate::kernel::engine::lanes::X16::new().is_some()
+    Width::for_level(IsaLevel::Avx512).is_some()
 }
 
 /// Packs `b` (`k × n`, element `(p, j)` at `b[p·rs + j·cs]`) into `out`, reusing its
@@ -87,8 +93,8 @@ pub fn gemm(
 }
 
 /// An activation applied to each output tile in registers by [`gemm_epilogue`]: the
-/// same 16-lane functions as the AVX-512 engine (`kernel::engine::math`), so the
-/// values are bit-identical to a separate bias + activation kernel.
+/// same functions as the tile engine (`kernel::engine::math`), so the values are
+/// bit-identical to a separate bias + activation kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     /// None (bias only, or nothing).
@@ -105,6 +111,25 @@ pub enum Activation {
 /// `c = act(a·B + bias)`, `bias` one value per column (`n` long) when given.
 #[allow(clippy::too_many_arguments)] // The shape of a GEMM call plus its epilogue.
 pub fn gemm_epilogue(
+    m: usize,
+    a: &[f32],
+    rsa: isize,
+    csa: isize,
+    b: &PackedB,
+    c: &mut [f32],
+    rsc: usize,
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> Result<(), NativeError> {
+    gemm_epilogue_capped(IsaLevel::Avx512, m, a, rsa, csa, b, c, rsc, bias, act)
+}
+
+/// [`gemm_epilogue`] on the widest vectors `isa` allows on this CPU (the executor's
+/// [`crate::CompileOptions::isa`]). Every width computes the same bits: each output
+/// element is the same FMA chain in `p` order, and the activations are the engine's.
+#[allow(clippy::too_many_arguments)] // The shape of a GEMM call plus its epilogue.
+pub fn gemm_epilogue_capped(
+    isa: IsaLevel,
     m: usize,
     a: &[f32],
     rsa: isize,
@@ -143,67 +168,42 @@ pub fn gemm_epilogue(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if !available() {
-        return Err(NativeError::shape(OP, "needs AVX-512F and AVX-512DQ"));
-    }
+    let Some(width) = Width::for_level(isa) else {
+        return Err(NativeError::shape(OP, "needs AVX2 + FMA or AVX-512F/DQ"));
+    };
     let (rsa, csa) = (rsa.max(0) as usize, csa.max(0) as usize);
-    #[cfg(target_arch = "x86_64")]
-    for j in 0..n.div_ceil(NR) {
-        let cols = (n - j * NR).min(NR);
-        let panel = &b.data[j * k * NR..(j + 1) * k * NR];
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
-            // SAFETY: AVX-512F/DQ are available (checked above). The tile reads `a` at
-            // `(i + r)·rsa + p·csa` for r < rows, p < k: inside `a` by `check_view`
-            // (i + r < m). It reads `panel[p·NR .. p·NR + NR]` for p < k: the panel has
-            // k·NR elements. It writes `c[(i + r)·rsc + j·NR + col]` for col < cols
-            // (masked stores): below (m-1)·rsc + n <= c.len(), checked above; and, with
-            // a bias, `bias[j·NR + col]` for col < cols (masked loads): below n <=
-            // bias.len(), checked above.
-            unsafe {
-                let (ap, cp) = (
-                    a.as_ptr().add(i * rsa),
-                    c.as_mut_ptr().add(i * rsc + j * NR),
-                );
-                let bp = bias.map_or(std::ptr::null(), |v| v.as_ptr().wrapping_add(j * NR));
-                let args = (k, ap, rsa, csa, panel.as_ptr(), cp, rsc, cols, bp, act);
-                // The row count and the vector width (one zmm when the panel has at
-                // most 16 real columns, e.g. a 10-class output layer: half the FMAs)
-                // are constants of each instance, so the accumulators stay in
-                // registers.
-                macro_rules! rows {
-                    ($w:literal) => {
-                        match rows {
-                            12 => tile::<12, $w>(args),
-                            11 => tile::<11, $w>(args),
-                            10 => tile::<10, $w>(args),
-                            9 => tile::<9, $w>(args),
-                            8 => tile::<8, $w>(args),
-                            7 => tile::<7, $w>(args),
-                            6 => tile::<6, $w>(args),
-                            5 => tile::<5, $w>(args),
-                            4 => tile::<4, $w>(args),
-                            3 => tile::<3, $w>(args),
-                            2 => tile::<2, $w>(args),
-                            _ => tile::<1, $w>(args),
-                        }
-                    };
-                }
-                if cols <= 16 {
-                    rows!(1)
-                } else {
-                    rows!(2)
-                }
-            };
-            i += rows;
+    let bias = bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
+    let args = (m, a.as_ptr(), rsa, csa, b, c.as_mut_ptr(), rsc, bias, act);
+    // SAFETY: `width` is one this CPU has (`Width::for_level` caps `isa` by the detected
+    // level). The views were checked above: `a` covers `(i, p)` at `i·rsa + p·csa` for
+    // i < m, p < k (`check_view`); `c` covers `(i, j)` at `i·rsc + j` for i < m, j < n
+    // ((m-1)·rsc + n <= c.len()); `bias`, when not null, has at least n values; the
+    // packed operand has n.div_ceil(NR)·k·NR values.
+    unsafe {
+        match width {
+            Width::X16 => gemm_x16(args),
+            Width::X8 => gemm_x8(args),
         }
     }
     Ok(())
 }
 
-/// `(k, a, rsa, csa, panel, c, rsc, cols, bias, act)` of one tile (`bias` null or
-/// the tile's first column's value).
+/// `(m, a, rsa, csa, b, c, rsc, bias, act)` of a checked product (see the SAFETY
+/// comment in [`gemm_epilogue_capped`]; `bias` null or `n` values).
+type GemmArgs<'a> = (
+    usize,
+    *const f32,
+    usize,
+    usize,
+    &'a PackedB,
+    *mut f32,
+    usize,
+    *const f32,
+    Activation,
+);
+
+/// `(k, a, rsa, csa, panel, c, rsc, cols, bias, act)` of one tile (`panel` and `bias`
+/// at the tile's first column; `bias` may be null).
 type TileArgs = (
     usize,
     *const f32,
@@ -217,79 +217,123 @@ type TileArgs = (
     Activation,
 );
 
-/// One output tile of `R <= MR` rows and `cols <= 16·W` columns (`W` = 1 or 2 vectors).
+/// The product on one vector width: output tiles of up to `mr` rows and `sub` columns
+/// (16 lanes: 12 rows × 2 zmm, the whole 32-column panel; 8 lanes: 6 rows × 2 ymm, a
+/// panel in two 16-column halves — 12 accumulators, 2 panel vectors and a broadcast
+/// fill the 16 ymm registers). The tile functions are chosen per row count and vector
+/// count, constants of each instance, so the accumulators stay in registers.
 ///
 /// # Safety
-/// AVX-512F must be available; `a`, `panel` and `c` must address the elements described
-/// in [`gemm`]'s SAFETY comment.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn tile<const R: usize, const W: usize>(
-    (k, a, rsa, csa, panel, c, rsc, cols, bias, act): TileArgs,
+/// As [`gemm_epilogue_capped`]'s SAFETY comment, on a CPU with `L`'s instruction set.
+#[inline(always)]
+unsafe fn gemm_lanes<L: Lanes>(
+    (m, a, rsa, csa, b, c, rsc, bias, act): GemmArgs<'_>,
+    mr: usize,
+    tile: impl Fn(usize, usize, TileArgs),
 ) {
-    use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
-    };
-    let mut acc: [[__m512; W]; R] = [[_mm512_setzero_ps(); W]; R];
+    let (k, n) = (b.k, b.n);
+    let sub = (2 * L::N).min(NR);
+    for j in 0..n.div_ceil(NR) {
+        let panel_cols = (n - j * NR).min(NR);
+        let panel = b.data[j * k * NR..(j + 1) * k * NR].as_ptr();
+        for s in (0..panel_cols).step_by(sub) {
+            let cols = (panel_cols - s).min(sub);
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(mr);
+                // The tile reads `a` at `(i + r)·rsa + p·csa` (r < rows, p < k), the
+                // panel at `p·NR + s + col` and writes `c` at `(i + r)·rsc + j·NR + s +
+                // col` (col < cols), reading `bias[j·NR + s + col]`: all inside the
+                // views checked by the caller (i + r < m, j·NR + s + col < n).
+                let args = (
+                    k,
+                    a.wrapping_add(i * rsa),
+                    rsa,
+                    csa,
+                    panel.wrapping_add(s),
+                    c.wrapping_add(i * rsc + j * NR + s),
+                    rsc,
+                    cols,
+                    if bias.is_null() {
+                        bias
+                    } else {
+                        bias.wrapping_add(j * NR + s)
+                    },
+                    act,
+                );
+                tile(rows, cols.div_ceil(L::N), args);
+                i += rows;
+            }
+        }
+    }
+}
+
+/// A width's out-of-line tile store: `(acc, c, rsc, cols, bias, act)`.
+type StoreFn<L, const R: usize, const W: usize> =
+    unsafe fn(&[[<L as Lanes>::V; W]; R], *mut f32, usize, usize, *const f32, Activation);
+
+/// One output tile of `R` rows and `cols <= N·W` columns (`W` = 1 or 2 vectors):
+/// `k` FMAs per element in `p` order, then `store` (the width's out-of-line epilogue).
+///
+/// # Safety
+/// `a`, `panel` and `c` (and `bias`) address the tile's elements as described in
+/// [`gemm_lanes`]; the CPU has `L`'s instruction set.
+#[inline(always)]
+unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize>(
+    l: L,
+    (k, a, rsa, csa, panel, c, rsc, cols, bias, act): TileArgs,
+    store: StoreFn<L, R, W>,
+) {
+    let mut acc = [[l.zero(); W]; R];
     for p in 0..k {
-        let mut bv = [_mm512_setzero_ps(); W];
+        let mut bv = [l.zero(); W];
         for (w, b) in bv.iter_mut().enumerate() {
-            // SAFETY: per the function's contract (w·16 < NR).
-            *b = unsafe { _mm512_loadu_ps(panel.add(p * NR + w * 16)) };
+            // SAFETY: per the function's contract (w·N < cols rounded up to a vector,
+            // inside the zero-padded panel row of NR values).
+            *b = unsafe { l.load(panel.add(p * NR + w * L::N)) };
         }
         for (r, acc_r) in acc.iter_mut().enumerate() {
             // SAFETY: per the function's contract (r < R = rows).
-            let ar = _mm512_set1_ps(unsafe { *a.add(r * rsa + p * csa) });
+            let ar = l.splat(unsafe { *a.add(r * rsa + p * csa) });
             for (acc_rw, b) in acc_r.iter_mut().zip(&bv) {
-                *acc_rw = _mm512_fmadd_ps(ar, *b, *acc_rw);
+                *acc_rw = l.fmadd(ar, *b, *acc_rw);
             }
         }
     }
     // SAFETY: forwarded (the tile's elements of `c` and `bias`).
-    unsafe { store_tile::<R, W>(&acc, c, rsc, cols, bias, act) };
+    unsafe { store(&acc, c, rsc, cols, bias, act) };
 }
 
-/// Stores a finished tile: `act(acc + bias)` (masked to `cols` columns). Kept out of
-/// line so the activation's temporaries do not crowd the accumulation loop's
-/// registers.
+/// Stores a finished tile: `act(acc + bias)`, the lanes past `cols` not written.
 ///
 /// # Safety
-/// AVX-512F/DQ must be available; `c` (and `bias`, when not null) must address the
-/// tile's elements as in [`gemm`]'s SAFETY comment.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-#[inline(never)]
-unsafe fn store_tile<const R: usize, const W: usize>(
-    acc: &[[std::arch::x86_64::__m512; W]; R],
+/// `c` (and `bias`, when not null) address the tile's elements as in [`gemm_lanes`];
+/// the CPU has `L`'s instruction set.
+#[inline(always)]
+unsafe fn store_lanes<L: Lanes, const R: usize, const W: usize>(
+    l: L,
+    acc: &[[L::V; W]; R],
     c: *mut f32,
     rsc: usize,
     cols: usize,
     bias: *const f32,
     act: Activation,
 ) {
-    use crate::kernel::engine::lanes::{mask16 as lanes, X16};
     use crate::kernel::engine::{math, ops};
-    // SAFETY: this function runs with AVX-512F/DQ (its target features).
-    let l = unsafe { X16::assume() };
-    use std::arch::x86_64::{
-        _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_setzero_ps,
-    };
-    let mut bv = [_mm512_setzero_ps(); W];
+    let mut bv = [l.zero(); W];
     if !bias.is_null() {
         for (w, b) in bv.iter_mut().enumerate() {
-            let m = lanes(cols.saturating_sub(w * 16));
-            // SAFETY: per the function's contract; masked lanes are not read.
-            *b = unsafe { _mm512_maskz_loadu_ps(m, bias.add(w * 16)) };
+            // SAFETY: per the function's contract; lanes past `cols` are not read.
+            *b = unsafe { l.load_first(bias.add(w * L::N), cols.saturating_sub(w * L::N)) };
         }
     }
     for (r, acc_r) in acc.iter().enumerate() {
         for (w, acc_rw) in acc_r.iter().enumerate() {
-            let m = lanes(cols.saturating_sub(w * 16));
             // The kernel it replaces computes `z + bias` then the activation.
             let z = if bias.is_null() {
                 *acc_rw
             } else {
-                _mm512_add_ps(*acc_rw, bv[w])
+                l.add(*acc_rw, bv[w])
             };
             let y = match act {
                 Activation::None => z,
@@ -297,8 +341,81 @@ unsafe fn store_tile<const R: usize, const W: usize>(
                 Activation::Tanh => math::tanh(l, z),
                 Activation::Relu => ops::relu(l, z),
             };
-            // SAFETY: per the function's contract; masked lanes are not written.
-            unsafe { _mm512_mask_storeu_ps(c.add(r * rsc + w * 16), m, y) };
+            let dst = c.wrapping_add(r * rsc + w * L::N);
+            let n = cols.saturating_sub(w * L::N);
+            // SAFETY: per the function's contract; lanes past `cols` are not written.
+            unsafe {
+                if n >= L::N {
+                    l.store(dst, y);
+                } else {
+                    l.store_first(dst, n, y);
+                }
+            }
         }
     }
 }
+
+/// The per-width entry points: each instantiates the generic kernels above under its
+/// `#[target_feature]` (the tile store out of line, so the activation's temporaries do
+/// not crowd the accumulation loop's registers).
+macro_rules! width_kernels {
+    ($gemm:ident, $tile:ident, $store:ident, $feat:literal, $L:ident, $mr:literal, [$($r:literal)*]) => {
+        /// The product on this width (see [`gemm_lanes`]).
+        ///
+        /// # Safety
+        /// As [`gemm_lanes`].
+        #[target_feature(enable = $feat)]
+        unsafe fn $gemm(args: GemmArgs<'_>) {
+            let tile = |rows: usize, w: usize, t: TileArgs| {
+                macro_rules! rows {
+                    ($w:literal) => {
+                        match rows {
+                            $($r => unsafe { $tile::<$r, $w>(t) },)*
+                            _ => unreachable!("tile rows {rows} > {}", $mr),
+                        }
+                    };
+                }
+                if w == 1 {
+                    rows!(1)
+                } else {
+                    rows!(2)
+                }
+            };
+            // SAFETY: forwarded; the tile closure's calls satisfy `$tile`'s contract
+            // (`gemm_lanes` passes tiles of at most `$mr` rows and 1 or 2 vectors).
+            unsafe { gemm_lanes::<$L>(args, $mr, tile) }
+        }
+
+        /// One tile on this width.
+        ///
+        /// # Safety
+        /// As [`tile_lanes`].
+        #[target_feature(enable = $feat)]
+        unsafe fn $tile<const R: usize, const W: usize>(t: TileArgs) {
+            // SAFETY: this function runs with the width's instruction set (its
+            // caller's contract); the rest is forwarded.
+            unsafe { tile_lanes::<$L, R, W>($L::assume(), t, $store::<R, W>) }
+        }
+
+        /// A finished tile's store on this width.
+        ///
+        /// # Safety
+        /// As [`store_lanes`].
+        #[target_feature(enable = $feat)]
+        #[inline(never)]
+        unsafe fn $store<const R: usize, const W: usize>(
+            acc: &[[<$L as Lanes>::V; W]; R],
+            c: *mut f32,
+            rsc: usize,
+            cols: usize,
+            bias: *const f32,
+            act: Activation,
+        ) {
+            // SAFETY: as above.
+            unsafe { store_lanes::<$L, R, W>($L::assume(), acc, c, rsc, cols, bias, act) }
+        }
+    };
+}
+
+width_kernels!(gemm_x16, tile_x16, store_x16, "avx512f,avx512dq", X16, 12, [12 11 10 9 8 7 6 5 4 3 2 1]);
+width_kernels!(gemm_x8, tile_x8, store_x8, "avx2,fma", X8, 6, [6 5 4 3 2 1]);

@@ -11,11 +11,11 @@
 //! exponent tricks of `exp`/`log`), so it needs exactly these instructions, and the
 //! trait is ~40 one-line methods. A NEON width (4 lanes) would be a third token.
 //!
-//! Soundness: a token exists only when the CPU has its instruction set ([`X16::new`]
-//! detects it; `assume` is for code already running under the matching
-//! `#[target_feature]`, entered after [`crate::IsaLevel::detect`] found the level), so
-//! the methods are safe to call; each intrinsic call is wrapped by the `simd!` macro
-//! whose SAFETY argument is that one.
+//! Soundness: a token exists only when the CPU has its instruction set: it is made by
+//! `assume`, inside code running under the matching `#[target_feature]`, entered only
+//! after [`crate::IsaLevel::detect`] found the level. So the methods are safe to call;
+//! each intrinsic call is wrapped by the `simd!` macro whose SAFETY argument is that
+//! one.
 
 use std::arch::x86_64::*;
 
@@ -127,14 +127,8 @@ pub(crate) trait Lanes: Copy {
 pub(crate) struct X16(());
 
 impl X16 {
-    /// The token, if this CPU has AVX-512F and DQ.
-    pub(crate) fn new() -> Option<X16> {
-        (std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq"))
-        .then_some(X16(()))
-    }
-
-    /// The token without detection.
+    /// The token without detection (the kernels detect AVX-512F/DQ through
+    /// [`crate::IsaLevel::detect`] when they choose a width).
     ///
     /// # Safety
     /// The CPU has AVX-512F and DQ (e.g. the caller runs under
