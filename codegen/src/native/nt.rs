@@ -1,27 +1,33 @@
-//! Long dot-product products on AVX-512: `c[i, j] = Σ_p a[i, p] · b[p, j]` where both
-//! `a`'s rows and `b`'s columns are contiguous along a long `k` — the shape of a
-//! convolution's kernel gradient (`dy · xᵀ` over thousands of time steps, e.g. W2's
-//! pointwise layer: `[32 × 4000] · [4000 × 32]` per batch entry). matrixmultiply packs
-//! the `k`-strided operand column by column there; here 4 × 4 outputs accumulate in 16
-//! zmm registers over 16 `k` at a time (8 loads, 16 FMAs), then each is reduced across
-//! lanes. Measured on 32 such products (`[32, 32, 4000] @ [32, 4000, 32]ᵀ`, 1 thread,
-//! same minutes): 7.1–7.6 ms against 9.4–9.6 ms through the library — ~1.3×, well
-//! short of the FMA peak: it is bound by reading the rows (chunking `k` so a chunk of
-//! `b` stays in L1 measured slower: 8.3–12 ms for chunks of 128–512).
+//! Long dot-product products: `c[i, j] = Σ_p a[i, p] · b[p, j]` where both `a`'s rows
+//! and `b`'s columns are contiguous along a long `k` — the shape of a convolution's
+//! kernel gradient (`dy · xᵀ` over thousands of time steps, e.g. W2's pointwise layer:
+//! `[32 × 4000] · [4000 × 32]` per batch entry). matrixmultiply packs the `k`-strided
+//! operand column by column there; here blocks of outputs accumulate in registers over
+//! a vector of `k` at a time, then each is reduced across lanes. Written once over the
+//! engine's vector widths (`kernel::engine::lanes`): AVX-512, 4 × 4 outputs in 16 zmm
+//! (8 loads, 16 FMAs per 16 `k`); AVX2, 3 × 3 outputs in 9 ymm (6 loads, 9 FMAs per 8
+//! `k`). Measured on AVX-512 on 32 such products (`[32, 32, 4000] @ [32, 4000, 32]ᵀ`, 1
+//! thread, same minutes): 7.1–7.6 ms against 9.4–9.6 ms through the library — ~1.3×,
+//! well short of the FMA peak: it is bound by reading the rows (chunking `k` so a chunk
+//! of `b` stays in L1 measured slower: 8.3–12 ms for chunks of 128–512).
 //!
 //! `b`'s columns may also read every other element (a stride-2 convolution's per-tap
-//! input): two loads de-interleaved in registers (`every_other`), same results; on
+//! input): two loads de-interleaved in registers (`Lanes::load_every_other`), same
+//! results; on
 //! W2's k3 s2 layer its three kernel-gradient products went ~7–8.9 → ~4.3 ms each
 //! (per-step profile, same minutes; ~2.5–2.9 ms in a faster phase).
 //!
 //! Taken only for f32, `k ≥` [`MIN_K`] and at most [`MAX_OUTPUTS`] outputs per product
-//! (of the whole product, not of a thread's share), on CPUs with AVX-512F/DQ. Every
-//! output's summation order (16 lane sums over `k`, masked tail, lane reduction) is the
-//! same in every block shape, so results do not depend on the row split or threads.
+//! (of the whole product, not of a thread's share), at the AVX2 and AVX-512 levels.
+//! Every output's summation order (lane sums over `k`, masked tail, lane reduction) is
+//! the same in every block shape of a width, so results do not depend on the row split
+//! or threads (they differ between widths in the last bits: 8 or 16 partial sums).
 
 use super::gemm::{check_gemm, MatMut, MatRef, Real};
 use super::NativeError;
 use crate::isa::IsaLevel;
+use crate::kernel::engine::lanes::{Lanes, X16, X8};
+use crate::kernel::engine::Width;
 
 /// Shortest `k` taken here: below it the library's packing is amortised.
 pub(super) const MIN_K: usize = 1024;
@@ -42,9 +48,9 @@ pub(super) fn try_product<T: Real>(
     whole_rows: usize,
     isa: IsaLevel,
 ) -> Result<bool, NativeError> {
-    if isa.capped() < IsaLevel::Avx512 {
+    let Some(width) = Width::for_level(isa) else {
         return Ok(false);
-    }
+    };
     let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) else {
         return Ok(false);
     };
@@ -73,7 +79,7 @@ pub(super) fn try_product<T: Real>(
         row_stride,
         col_stride,
     };
-    product(&a32, &b32, &mut c32);
+    product(width, &a32, &b32, &mut c32);
     Ok(true)
 }
 
@@ -86,43 +92,73 @@ fn fits(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, whole_rows: usize) -> bool {
         && (b.row_stride == 1 || b.row_stride == 2)
 }
 
-/// `c = a · b` for views that [`fits`] accepted and `check_gemm` validated.
+/// `c = a · b` for views that [`fits`] accepted and `check_gemm` validated, on the
+/// widest vectors `width` allows.
 #[allow(unsafe_code)]
-fn product(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+fn product(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
+    let (k, n) = (a.cols, b.cols);
     // Row starts (an extent-1 axis may carry any stride: index 0 only).
     let row = |i: usize, rs: isize| if i == 0 { 0 } else { i * rs.unsigned_abs() };
-    let (rsa, csb) = (a.row_stride, b.col_stride);
     // `b`'s columns: contiguous or every other element (`fits`).
     let sb = b.row_stride.unsigned_abs();
+    // Every row read has `k` elements inside its slice, every column `k` elements `sb`
+    // apart: checked once for the last row and column (starts grow with the index).
+    let last_a = row(a.rows.saturating_sub(1), a.row_stride);
+    let last_b = row(n.saturating_sub(1), b.col_stride);
+    let fits_a = a.rows == 0 || last_a + k <= a.data.len();
+    let fits_b = n == 0 || last_b + (k - 1) * sb < b.data.len();
+    assert!(fits_a && fits_b, "nt::product called on unchecked views");
+    // SAFETY: `width` is one this CPU has (`try_product` takes it from
+    // `Width::for_level`); the assert above keeps every read (`row(i) + p`,
+    // `col(j) + p·sb` for p < k) inside `a.data` / `b.data`.
+    unsafe {
+        match width {
+            Width::X16 => product_x16(a, b, c),
+            Width::X8 => product_x8(a, b, c),
+        }
+    }
+}
+
+/// [`product`] on width `L`: blocks of `MR × NR` outputs (16 lanes: 4 × 4, 16 zmm
+/// accumulators; 8 lanes: 3 × 3, 9 of the 16 ymm registers, 6 left for the loads),
+/// single rows and columns at the edges.
+///
+/// # Safety
+/// As [`product`]'s SAFETY comment, on a CPU with `L`'s instruction set.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn product_lanes<L: Lanes, const B: usize>(
+    l: L,
+    a: &MatRef<'_, f32>,
+    b: &MatRef<'_, f32>,
+    c: &mut MatMut<'_, f32>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let row = |i: usize, rs: isize| if i == 0 { 0 } else { i * rs.unsigned_abs() };
+    let (rsa, csb) = (a.row_stride, b.col_stride);
+    let sb = b.row_stride.unsigned_abs();
     let (rsc, csc) = (c.row_stride, c.col_stride);
+    let (ad, bd) = (a.data, b.data);
     let mut i = 0;
     while i < m {
-        let mr = if m - i >= 4 { 4 } else { 1 };
+        let mr = if m - i >= B { B } else { 1 };
         let mut j = 0;
         while j < n {
-            let nr = if n - j >= 4 { 4 } else { 1 };
+            let nr = if n - j >= B { B } else { 1 };
             let mut out = [[0f32; 4]; 4];
             let ar: [usize; 4] = std::array::from_fn(|r| row(i + r.min(mr - 1), rsa));
             let bc: [usize; 4] = std::array::from_fn(|s| row(j + s.min(nr - 1), csb));
-            // Every row read has `k` elements inside its slice, every column `k`
-            // elements `sb` apart.
-            let fits_a = ar.iter().all(|&s| s + k <= a.data.len());
-            let fits_b = bc.iter().all(|&s| s + (k - 1) * sb < b.data.len());
-            assert!(fits_a && fits_b, "nt::product called on unchecked views");
-            let (ad, bd) = (a.data, b.data);
-            // SAFETY: `fits` found AVX-512F on this CPU; the asserts above keep every
-            // read (`ar[r] + p`, `bc[s] + p·sb` for `p < k`) inside `a.data` / `b.data`.
+            // SAFETY: rows and columns inside the slices (caller); `L`'s instruction set.
             unsafe {
-                match (mr, nr, sb) {
-                    (4, 4, 1) => block::<4, 4, 1>(ad, bd, &ar, &bc, k, &mut out),
-                    (4, _, 1) => block::<4, 1, 1>(ad, bd, &ar, &bc, k, &mut out),
-                    (_, 4, 1) => block::<1, 4, 1>(ad, bd, &ar, &bc, k, &mut out),
-                    (_, _, 1) => block::<1, 1, 1>(ad, bd, &ar, &bc, k, &mut out),
-                    (4, 4, 2) => block::<4, 4, 2>(ad, bd, &ar, &bc, k, &mut out),
-                    (4, _, 2) => block::<4, 1, 2>(ad, bd, &ar, &bc, k, &mut out),
-                    (_, 4, 2) => block::<1, 4, 2>(ad, bd, &ar, &bc, k, &mut out),
-                    (_, _, 2) => block::<1, 1, 2>(ad, bd, &ar, &bc, k, &mut out),
+                match (mr == B, nr == B, sb) {
+                    (true, true, 1) => block::<L, B, B, 1>(l, ad, bd, &ar, &bc, k, &mut out),
+                    (true, false, 1) => block::<L, B, 1, 1>(l, ad, bd, &ar, &bc, k, &mut out),
+                    (false, true, 1) => block::<L, 1, B, 1>(l, ad, bd, &ar, &bc, k, &mut out),
+                    (false, false, 1) => block::<L, 1, 1, 1>(l, ad, bd, &ar, &bc, k, &mut out),
+                    (true, true, 2) => block::<L, B, B, 2>(l, ad, bd, &ar, &bc, k, &mut out),
+                    (true, false, 2) => block::<L, B, 1, 2>(l, ad, bd, &ar, &bc, k, &mut out),
+                    (false, true, 2) => block::<L, 1, B, 2>(l, ad, bd, &ar, &bc, k, &mut out),
+                    (false, false, 2) => block::<L, 1, 1, 2>(l, ad, bd, &ar, &bc, k, &mut out),
                     _ => unreachable!("`fits` takes column strides 1 and 2 only"),
                 }
             }
@@ -137,14 +173,39 @@ fn product(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
     }
 }
 
-/// `out[r][s] = Σ_p a[ar[r] + p] · b[bc[s] + p·SB]` for `r < MR`, `s < NR`.
+/// [`product_lanes`] on 16 lanes.
 ///
 /// # Safety
-/// AVX-512F is available; `ar[r] + k <= a.len()` and `bc[s] + (k-1)·SB + 1 <= b.len()`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+/// As [`product`]'s SAFETY comment, on a CPU with AVX-512F/DQ.
+#[target_feature(enable = "avx512f,avx512dq")]
 #[allow(unsafe_code)]
-unsafe fn block<const MR: usize, const NR: usize, const SB: usize>(
+unsafe fn product_x16(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
+    // SAFETY: this function runs with AVX-512F/DQ; the rest is forwarded.
+    unsafe { product_lanes::<X16, 4>(X16::assume(), a, b, c) }
+}
+
+/// [`product_lanes`] on 8 lanes.
+///
+/// # Safety
+/// As [`product`]'s SAFETY comment, on a CPU with AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+unsafe fn product_x8(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
+    // SAFETY: this function runs with AVX2 and FMA; the rest is forwarded.
+    unsafe { product_lanes::<X8, 3>(X8::assume(), a, b, c) }
+}
+
+/// `out[r][s] = Σ_p a[ar[r] + p] · b[bc[s] + p·SB]` for `r < MR`, `s < NR`: `N` lane
+/// sums over `k` (the last step masked to the lanes left), then each reduced across
+/// its lanes — the same order for every output in every block shape.
+///
+/// # Safety
+/// `L`'s instruction set is available; `ar[r] + k <= a.len()` and
+/// `bc[s] + (k-1)·SB + 1 <= b.len()`.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn block<L: Lanes, const MR: usize, const NR: usize, const SB: usize>(
+    l: L,
     a: &[f32],
     b: &[f32],
     ar: &[usize; 4],
@@ -152,82 +213,38 @@ unsafe fn block<const MR: usize, const NR: usize, const SB: usize>(
     k: usize,
     out: &mut [[f32; 4]; 4],
 ) {
-    use std::arch::x86_64::*;
     const { assert!(SB == 1 || SB == 2, "column stride 1 or 2") };
-    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    let mut acc = [[l.zero(); NR]; MR];
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut p = 0;
     // SAFETY (every load): rows hold `k` elements from their start and columns `k`
     // elements `SB` apart (caller: `bc[s] + (k-1)·SB < b.len()`); each row load is
-    // masked to the lanes below `k`, each column load reads what `every_other`'s
+    // masked to the lanes below `k`, each column load reads what `load_every_other`'s
     // contract allows for `left = k - p` (or is masked like a row when `SB = 1`).
     unsafe {
         while p < k {
-            // Whole 16-lane steps, then one masked to the `k - p` lanes left.
-            let m = crate::kernel::engine::lanes::mask16(k - p);
-            let av: [__m512; MR] =
-                std::array::from_fn(|r| _mm512_maskz_loadu_ps(m, pa.add(ar[r] + p)));
-            let bv: [__m512; NR] = std::array::from_fn(|s| {
+            let left = k - p;
+            let av: [L::V; MR] = std::array::from_fn(|r| l.load_first(pa.add(ar[r] + p), left));
+            let bv: [L::V; NR] = std::array::from_fn(|s| {
                 if SB == 1 {
-                    _mm512_maskz_loadu_ps(m, pb.add(bc[s] + p))
+                    l.load_first(pb.add(bc[s] + p), left)
                 } else {
-                    every_other(pb.add(bc[s] + p * SB), k - p)
+                    l.load_every_other(pb.add(bc[s] + p * SB), left)
                 }
             });
             for r in 0..MR {
                 for s in 0..NR {
-                    acc[r][s] = _mm512_fmadd_ps(av[r], bv[s], acc[r][s]);
+                    acc[r][s] = l.fmadd(av[r], bv[s], acc[r][s]);
                 }
             }
-            p += 16;
+            p += L::N;
         }
     }
     for r in 0..MR {
         for s in 0..NR {
-            out[r][s] = _mm512_reduce_add_ps(acc[r][s]);
+            out[r][s] = l.reduce_add(acc[r][s]);
         }
     }
-}
-
-/// Elements `0, 2, …, 30` from `at` (of which the `2·min(left, 16) - 1` first are
-/// read, the rest masked): a column of `b` with row stride 2 — a strided convolution's
-/// per-tap input, `x[p·2 + k·d]` — loaded as two vectors and de-interleaved in
-/// registers. Lane `j` holds element `p + j` as in the contiguous load, so the
-/// summation order (and every result bit) is the same as for a contiguous copy.
-///
-/// # Safety
-/// AVX-512F is available and `at` is valid for reads of `2·min(left, 16) - 1` floats
-/// (`left ≥ 1`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(unsafe_code)]
-#[inline]
-unsafe fn every_other(at: *const f32, left: usize) -> std::arch::x86_64::__m512 {
-    use crate::kernel::engine::lanes::mask16 as lanes;
-    use std::arch::x86_64::*;
-    let span = 2 * left.min(16) - 1;
-    // SAFETY: both loads are masked to the `span` floats the caller guarantees (the
-    // second starts 16 floats in; masked-off lanes are not read, and `wrapping_add`
-    // forms its address without claiming it is in bounds).
-    unsafe {
-        let lo = _mm512_maskz_loadu_ps(lanes(span), at);
-        let hi = _mm512_maskz_loadu_ps(lanes(span.saturating_sub(16)), at.wrapping_add(16));
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        _mm512_permutex2var_ps(lo, even, hi)
-    }
-}
-
-/// Never called: [`fits`] is false without AVX-512 (off x86-64 too).
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(unsafe_code)]
-unsafe fn block<const MR: usize, const NR: usize, const SB: usize>(
-    _a: &[f32],
-    _b: &[f32],
-    _ar: &[usize; 4],
-    _bc: &[usize; 4],
-    _k: usize,
-    _out: &mut [[f32; 4]; 4],
-) {
 }
 
 #[cfg(test)]
@@ -246,9 +263,32 @@ mod tests {
     /// the same bits when the rows are computed in two shares (as two threads would).
     #[test]
     fn long_dot_products_match_f64_and_any_row_split() {
-        if crate::IsaLevel::detect() < crate::IsaLevel::Avx512 {
-            return;
+        // Every width this CPU has (none on a CPU without AVX2: `try_product` declines).
+        for isa in crate::IsaLevel::available() {
+            if let Some(width) = Width::for_level(isa) {
+                long_dot_products_at(width);
+            }
         }
+        let none = MatRef {
+            data: &[0f32; 4],
+            rows: 2,
+            cols: 2,
+            row_stride: 2,
+            col_stride: 1,
+        };
+        let mut c = [0f32; 4];
+        let mut cv = MatMut {
+            data: &mut c,
+            rows: 2,
+            cols: 2,
+            row_stride: 2,
+            col_stride: 1,
+        };
+        let took = try_product(&none, &none, &mut cv, 2, crate::IsaLevel::Baseline).unwrap();
+        assert!(!took, "the baseline level has no long-dot kernel");
+    }
+
+    fn long_dot_products_at(width: Width) {
         for (m, n, k) in [
             (4, 4, 1024),
             (6, 5, 1037),
@@ -281,7 +321,7 @@ mod tests {
                 row_stride: ldc as isize,
                 col_stride: 1,
             };
-            product(&av, &bv, &mut cv);
+            product(width, &av, &bv, &mut cv);
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..k)
@@ -290,7 +330,7 @@ mod tests {
                     let got = f64::from(c[i * ldc + j]);
                     assert!(
                         (got - want).abs() <= 1e-5 * (k as f64).sqrt(),
-                        "{m}x{n}x{k} ({i},{j}): {got} vs {want}"
+                        "{width:?} {m}x{n}x{k} ({i},{j}): {got} vs {want}"
                     );
                 }
                 assert!(c[i * ldc + n].is_nan(), "gap untouched");
@@ -316,7 +356,7 @@ mod tests {
                     row_stride: ldc as isize,
                     col_stride: 1,
                 };
-                product(&av, &bv, &mut cv);
+                product(width, &av, &bv, &mut cv);
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&split), bits(&c), "{m}x{n}x{k}");
@@ -344,7 +384,7 @@ mod tests {
                 row_stride: ldc as isize,
                 col_stride: 1,
             };
-            product(&av, &bw, &mut cv);
+            product(width, &av, &bw, &mut cv);
             assert_eq!(bits(&strided), bits(&c), "{m}x{n}x{k} stride 2");
         }
     }

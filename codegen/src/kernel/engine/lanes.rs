@@ -120,6 +120,15 @@ pub(crate) trait Lanes: Copy {
     fn mask_to_v(self, m: Self::M) -> Self::V;
     /// The lanes whose sign bit is set.
     fn sign_to_mask(self, v: Self::V) -> Self::M;
+    /// The sum of the lanes (a fixed order per width).
+    fn reduce_add(self, v: Self::V) -> f32;
+    /// Lane `j` = `at[2·j]` for `j < min(left, N)`, 0 beyond: every other element, two
+    /// loads de-interleaved in registers (only the `2·min(left, N) - 1` first floats
+    /// are read).
+    ///
+    /// # Safety
+    /// `at` valid for reading `2·min(left, N) - 1` floats; `left ≥ 1`.
+    unsafe fn load_every_other(self, at: *const f32, left: usize) -> Self::V;
 }
 
 /// AVX-512F/DQ: 16 lanes, `__mmask16` masks.
@@ -340,6 +349,23 @@ impl Lanes for X16 {
     #[inline(always)]
     fn sign_to_mask(self, v: __m512) -> __mmask16 {
         simd!(_mm512_movepi32_mask(_mm512_castps_si512(v)))
+    }
+    #[inline(always)]
+    fn reduce_add(self, v: __m512) -> f32 {
+        simd!(_mm512_reduce_add_ps(v))
+    }
+    #[inline(always)]
+    unsafe fn load_every_other(self, at: *const f32, left: usize) -> __m512 {
+        let span = 2 * left.min(16) - 1;
+        // SAFETY: both loads are masked to the `span` floats the caller guarantees (the
+        // second starts 16 floats in; masked-off lanes are not read, and `wrapping_add`
+        // forms its address without claiming it is in bounds).
+        unsafe {
+            let lo = _mm512_maskz_loadu_ps(mask16(span), at);
+            let hi = _mm512_maskz_loadu_ps(mask16(span.saturating_sub(16)), at.wrapping_add(16));
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            _mm512_permutex2var_ps(lo, even, hi)
+        }
     }
 }
 
@@ -565,5 +591,30 @@ impl Lanes for X8 {
     fn sign_to_mask(self, v: __m256) -> __m256 {
         // All ones where the sign bit is set (masks stay canonical).
         self.floats(simd!(_mm256_srai_epi32::<31>(self.ints(v))))
+    }
+    #[inline(always)]
+    fn reduce_add(self, v: __m256) -> f32 {
+        simd!({
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+            _mm_cvtss_f32(s)
+        })
+    }
+    #[inline(always)]
+    unsafe fn load_every_other(self, at: *const f32, left: usize) -> __m256 {
+        let span = 2 * left.min(8) - 1;
+        // SAFETY: both loads are masked to the `span` floats the caller guarantees (the
+        // second starts 8 floats in; masked-off lanes are neither read nor faulted on,
+        // and `wrapping_add` forms its address without claiming it is in bounds).
+        unsafe {
+            let lo = self.load_first(at, span);
+            let hi = self.load_first(at.wrapping_add(8), span.saturating_sub(8));
+            let idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+            let lo = _mm256_permutevar8x32_ps(lo, idx);
+            let hi = _mm256_permutevar8x32_ps(hi, idx);
+            // The even elements of each: the low 128 bits of both.
+            _mm256_permute2f128_ps::<0x20>(lo, hi)
+        }
     }
 }
