@@ -9,6 +9,8 @@
 use super::gemm::{MatMut, MatRef, Real};
 use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
 use crate::isa::IsaLevel;
+use crate::kernel::engine::lanes::{Lanes, X16, X8};
+use crate::kernel::engine::Width;
 use onde_ir::ConvParams;
 
 const OP: &str = "conv";
@@ -823,9 +825,14 @@ fn direct_row<T: Real, const FMA: bool, const BLOCK: usize>(
     }
     // Interior, in register blocks of BLOCK outputs.
     #[cfg(target_arch = "x86_64")]
-    if FMA && BLOCK == BLOCK_AVX512 && s == 1 {
+    if FMA && (BLOCK == BLOCK_AVX512 || BLOCK == BLOCK_AVX2) && s == 1 {
+        let width = if BLOCK == BLOCK_AVX512 {
+            Width::X16
+        } else {
+            Width::X8
+        };
         if let (Some(x32), Some(out32)) = (T::as_f32(xg), T::as_f32_mut(out)) {
-            if interior_f32(out32, accumulate, taps, x32, lo, hi, pad) {
+            if interior_f32(width, out32, accumulate, taps, x32, lo, hi, pad) {
                 return;
             }
         }
@@ -861,16 +868,14 @@ fn direct_row<T: Real, const FMA: bool, const BLOCK: usize>(
     }
 }
 
-/// The interior `[lo, hi)` of a stride-1 f32 output row on AVX-512 (only called
-/// from the kernel compiled for it, after detection): 8 accumulators of 16 lanes (128
-/// outputs) per block, so the 4-cycle FMA latency is covered, then 16-lane blocks with
-/// a masked tail. Each output is the FMA chain the generic kernel computes, tap by tap
-/// from `+0` or the stored value, so the results are bit-identical to it; the generic
-/// form, left to the compiler, ran the W2 depthwise convolution at ~12 GFMA/s.
-/// Returns `false` (nothing written) when a tap would read outside `xg`.
+/// The interior `[lo, hi)` of a stride-1 f32 output row on `width`'s vectors (only
+/// called from the kernel compiled for that width, after detection; see
+/// [`interior_lanes`]). Returns `false` (nothing written) when a tap would read outside
+/// `xg`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments, unsafe_code)]
 fn interior_f32<T: Real>(
+    width: Width,
     out: &mut [f32],
     accumulate: bool,
     taps: &[Tap<T>],
@@ -879,8 +884,8 @@ fn interior_f32<T: Real>(
     hi: usize,
     pad: usize,
 ) -> bool {
-    // Only the AVX-512 build of the direct kernel may get here (see the SAFETY note).
-    debug_assert_eq!(IsaLevel::detect(), IsaLevel::Avx512);
+    // Only the AVX2 and AVX-512 builds of the direct kernel get here (SAFETY note).
+    debug_assert!(Width::for_level(IsaLevel::Avx512).is_some_and(|w| w.lanes() >= width.lanes()));
     if lo > hi || hi > out.len() || taps.len() > MAX_TAPS {
         return false;
     }
@@ -900,68 +905,110 @@ fn interior_f32<T: Real>(
         (w[i], base[i]) = (wt, b);
     }
     let n = taps.len();
-    // SAFETY: only reached from `direct_item_avx512` (`BLOCK_AVX512` with FMA is
-    // instantiated there alone), which runs after `IsaLevel::detect` found AVX-512F, AVX2 and
-    // FMA. Every tap reads `x[base + i]` for `i < hi - lo`, checked above to lie in `xg`.
-    unsafe { interior_f32_avx512(&mut out[lo..hi], accumulate, &w[..n], &base[..n], xg) };
+    let (out, w, base) = (&mut out[lo..hi], &w[..n], &base[..n]);
+    // SAFETY: `Width::X16` comes only from `direct_item_avx512` (`BLOCK_AVX512` with FMA
+    // is instantiated there alone), which runs after `IsaLevel::detect` found the
+    // AVX-512 level; `Width::X8` only from `direct_item_avx2` (AVX2 and FMA found). Every
+    // tap reads `x[base + i]` for `i < hi - lo`, checked above to lie in `xg`.
+    unsafe {
+        match width {
+            Width::X16 => interior_f32_x16(out, accumulate, w, base, xg),
+            Width::X8 => interior_f32_x8(out, accumulate, w, base, xg),
+        }
+    }
     true
 }
 
-/// See [`interior_f32`].
+/// [`interior_lanes`] on 16 lanes.
 ///
 /// # Safety
-/// The CPU has AVX-512F, AVX2 and FMA; `base[t] + out.len() <= x.len()` for every tap.
+/// The CPU has AVX-512F/DQ; `base[t] + out.len() <= x.len()` for every tap.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 #[allow(unsafe_code)]
-unsafe fn interior_f32_avx512(
+unsafe fn interior_f32_x16(
     out: &mut [f32],
     accumulate: bool,
     w: &[f32],
     base: &[usize],
     x: &[f32],
 ) {
-    use std::arch::x86_64::*;
+    // SAFETY: this function runs with AVX-512F/DQ; the rest is forwarded.
+    unsafe { interior_lanes(X16::assume(), out, accumulate, w, base, x) }
+}
+
+/// [`interior_lanes`] on 8 lanes.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `base[t] + out.len() <= x.len()` for every tap.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+unsafe fn interior_f32_x8(out: &mut [f32], accumulate: bool, w: &[f32], base: &[usize], x: &[f32]) {
+    // SAFETY: this function runs with AVX2 and FMA; the rest is forwarded.
+    unsafe { interior_lanes(X8::assume(), out, accumulate, w, base, x) }
+}
+
+/// The interior of a stride-1 f32 output row, written once over the engine's widths:
+/// 8 accumulators of `N` lanes (128 outputs on AVX-512, 64 on AVX2) per block, so the
+/// 4-cycle FMA latency is covered, then one-vector blocks with a masked tail. Each
+/// output is the FMA chain the generic kernel computes, tap by tap from `+0` or the
+/// stored value, so the results are bit-identical to it at every width; the generic
+/// form, left to the compiler, ran the W2 depthwise convolution at ~12 GFMA/s.
+///
+/// # Safety
+/// The CPU has `L`'s instruction set; `base[t] + out.len() <= x.len()` for every tap.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn interior_lanes<L: Lanes>(
+    l: L,
+    out: &mut [f32],
+    accumulate: bool,
+    w: &[f32],
+    base: &[usize],
+    x: &[f32],
+) {
     let n = out.len();
     let o = out.as_mut_ptr();
     let x = x.as_ptr();
+    let block = 8 * L::N;
     let mut i = 0;
-    // SAFETY (every access below): output lanes `i + 16j + l < n` lie in `out`; tap
-    // `t` reads `x[base[t] + i + 16j + l]` with the same bound, inside `x` by the
-    // caller's contract; lanes at or past `n` are masked off (masked loads do not fault).
+    // SAFETY (every access below): output lanes `i + N·j + l < n` lie in `out`; tap `t`
+    // reads `x[base[t] + i + N·j + l]` with the same bound, inside `x` by the caller's
+    // contract; lanes at or past `n` are masked off (masked loads do not fault).
     unsafe {
-        while i + 128 <= n {
-            let mut acc = [_mm512_setzero_ps(); 8];
+        while i + block <= n {
+            let mut acc = [l.zero(); 8];
             if accumulate {
                 for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_loadu_ps(o.add(i + 16 * j));
+                    *a = l.load(o.add(i + L::N * j));
                 }
             }
             for (&wt, &b) in w.iter().zip(base) {
-                let wv = _mm512_set1_ps(wt);
+                let wv = l.splat(wt);
                 let p = x.add(b + i);
                 for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p.add(16 * j)), *a);
+                    *a = l.fmadd(wv, l.load(p.add(L::N * j)), *a);
                 }
             }
             for (j, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(o.add(i + 16 * j), *a);
+                l.store(o.add(i + L::N * j), *a);
             }
-            i += 128;
+            i += block;
         }
         while i < n {
-            let m = crate::kernel::engine::lanes::mask16(n - i);
+            let left = n - i;
             let mut acc = if accumulate {
-                _mm512_maskz_loadu_ps(m, o.add(i))
+                l.load_first(o.add(i), left)
             } else {
-                _mm512_setzero_ps()
+                l.zero()
             };
             for (&wt, &b) in w.iter().zip(base) {
-                let v = _mm512_maskz_loadu_ps(m, x.add(b + i));
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(wt), v, acc);
+                let v = l.load_first(x.add(b + i), left);
+                acc = l.fmadd(l.splat(wt), v, acc);
             }
-            _mm512_mask_storeu_ps(o.add(i), m, acc);
-            i += 16;
+            l.store_first(o.add(i), left.min(L::N), acc);
+            i += L::N;
         }
     }
 }
@@ -1129,8 +1176,8 @@ mod tests {
                 }
                 f32_runs.push((isa.min(IsaLevel::detect()), gotf));
             }
-            // With FMA, the AVX-512 interior kernel computes each output's FMA chain in
-            // the generic kernel's order: bit-identical to the AVX2 build.
+            // With FMA, the interior kernel computes each output's FMA chain in the
+            // generic kernel's order at every width: AVX2 and AVX-512 bit-identical.
             if let [.., (IsaLevel::Avx2, a), (IsaLevel::Avx512, b)] = f32_runs.as_slice() {
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(a), bits(b), "{xs:?} * {ws:?}");
