@@ -5,6 +5,7 @@
 //! course defines a computation graph. Recurrence is expressed with [`Op::Scan`],
 //! whose body is a nested graph, so sequence length never grows the graph.
 //!
+//! - [`catalogue`]: what kind of op each is (exhaustive methods the passes ask).
 //! - [`typing`]: the typing rule of every op (one function, used by the builder and
 //!   the verifier).
 //! - [`mod@verify`]: the verifier; its module doc lists every invariant.
@@ -12,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod array;
+pub mod catalogue;
 pub mod dtype;
 pub mod edit;
 pub mod graph;
@@ -23,6 +25,7 @@ pub mod typing;
 pub mod verify;
 
 pub use array::{Array, ArrayLenError, Data};
+pub use catalogue::OpClass;
 pub use dtype::{DType, Shape, TensorType};
 pub use edit::InlineError;
 pub use graph::{Graph, GraphError, Node, OpNode, Slot, ValueNode};

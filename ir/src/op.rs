@@ -20,6 +20,24 @@
 //!   RNN is a graph of constant size.
 //! - Inputs, parameters and constants are ops with no operands, so every value has
 //!   exactly one producer.
+//!
+//! # Adding an op
+//! The compiler lists every place that must handle it (exhaustive matches); in order:
+//! 1. here: the variant and its payload (a payload-free elementwise op, comparison or
+//!    reduction kind goes into its `op_enum!` list, which also gives the text mnemonic
+//!    and `ALL`), and [`Op::name`];
+//! 2. `catalogue.rs`: its class, and whether it is foldable or an interface;
+//! 3. `typing.rs`: its typing rule; `verify.rs` if it has invariants of its own;
+//! 4. `text/print.rs` and `text/parse.rs`: its text form (the round-trip property test
+//!    generates it from `ALL` or needs a case);
+//! 5. `runtime/src/interp/`: `check.rs` and `dispatch.rs` (the reference semantics);
+//! 6. `passes/src/autodiff/rules.rs`: its gradient rule, with the math in a comment;
+//!    `passes/src/simplify.rs` and `passes/src/precision.rs`;
+//! 7. `codegen/src/plan/mod.rs`: how it lowers (fused kernel, native step or host
+//!    step; `exec/copy.rs` for host steps), and the tile engine's `supported_*` lists
+//!    for a new elementwise op;
+//! 8. `nn/src/tensor/`: the user-facing method, with PyTorch's name and semantics;
+//! 9. tests: interpreter values, gradcheck, JIT vs interpreter, text round trip.
 
 use crate::array::Array;
 use crate::dtype::{DType, Shape, TensorType};
@@ -27,74 +45,70 @@ use crate::graph::Graph;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-/// Elementwise operations of one operand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnaryOp {
-    /// `-x` (float, i64).
-    Neg,
-    /// `|x|` (float, i64).
-    Abs,
-    /// `sign(x)` ∈ {-1, 0, 1}; `sign(NaN) = 0`, as PyTorch (float, i64).
-    Sign,
-    /// `e^x`.
-    Exp,
-    /// Natural logarithm.
-    Log,
-    /// Square root.
-    Sqrt,
-    /// Sine.
-    Sin,
-    /// Cosine.
-    Cos,
-    /// Hyperbolic tangent.
-    Tanh,
-    /// Logistic sigmoid `1 / (1 + e^-x)`.
-    Sigmoid,
-    /// `max(x, 0)` (float, i64).
-    Relu,
-    /// Floor (float).
-    Floor,
-    /// Logical not (bool).
-    Not,
+/// Declares a closed set of simple ops (no payload) with its text mnemonics: the enum,
+/// `ALL` (every variant, in declaration order) and `name()`, generated from one list,
+/// so the parser, the printer and the test generators that iterate `ALL` cannot miss a
+/// variant added later.
+macro_rules! op_enum {
+    (
+        $(#[$m:meta])*
+        pub enum $E:ident {
+            $( $(#[$vm:meta])* $V:ident = $name:literal, )*
+        }
+    ) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $E {
+            $( $(#[$vm])* $V, )*
+        }
+
+        impl $E {
+            /// Every variant, in declaration order (generated with the enum).
+            pub const ALL: [$E; [$($name),*].len()] = [$($E::$V),*];
+
+            /// Mnemonic in the text form and in error messages.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( $E::$V => $name, )*
+                }
+            }
+        }
+    };
+}
+
+op_enum! {
+    /// Elementwise operations of one operand.
+    pub enum UnaryOp {
+        /// `-x` (float, i64).
+        Neg = "neg",
+        /// `|x|` (float, i64).
+        Abs = "abs",
+        /// `sign(x)` ∈ {-1, 0, 1}; `sign(NaN) = 0`, as PyTorch (float, i64).
+        Sign = "sign",
+        /// `e^x`.
+        Exp = "exp",
+        /// Natural logarithm.
+        Log = "log",
+        /// Square root.
+        Sqrt = "sqrt",
+        /// Sine.
+        Sin = "sin",
+        /// Cosine.
+        Cos = "cos",
+        /// Hyperbolic tangent.
+        Tanh = "tanh",
+        /// Logistic sigmoid `1 / (1 + e^-x)`.
+        Sigmoid = "sigmoid",
+        /// `max(x, 0)` (float, i64).
+        Relu = "relu",
+        /// Floor (float).
+        Floor = "floor",
+        /// Logical not (bool).
+        Not = "not",
+    }
 }
 
 impl UnaryOp {
-    /// All unary ops.
-    pub const ALL: [UnaryOp; 13] = [
-        UnaryOp::Neg,
-        UnaryOp::Abs,
-        UnaryOp::Sign,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Sqrt,
-        UnaryOp::Sin,
-        UnaryOp::Cos,
-        UnaryOp::Tanh,
-        UnaryOp::Sigmoid,
-        UnaryOp::Relu,
-        UnaryOp::Floor,
-        UnaryOp::Not,
-    ];
-
-    /// Mnemonic in the text form.
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Sign => "sign",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Sin => "sin",
-            UnaryOp::Cos => "cos",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Relu => "relu",
-            UnaryOp::Floor => "floor",
-            UnaryOp::Not => "not",
-        }
-    }
-
     /// Whether the op accepts operands of `dtype`.
     pub fn accepts(self, dtype: DType) -> bool {
         match self {
@@ -114,59 +128,32 @@ impl UnaryOp {
     }
 }
 
-/// Elementwise operations of two operands (with broadcasting).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    /// `a + b` (float, i64).
-    Add,
-    /// `a - b` (float, i64).
-    Sub,
-    /// `a * b` (float, i64).
-    Mul,
-    /// `a / b`, true division (float only).
-    Div,
-    /// `a ^ b` (float; i64 with wrapping, where a negative exponent truncates `1/aⁿ`
-    /// toward zero and `0` to a negative power is `0`).
-    Pow,
-    /// Elementwise maximum, NaN-propagating like `torch.maximum` (float, i64).
-    Max,
-    /// Elementwise minimum, NaN-propagating like `torch.minimum` (float, i64).
-    Min,
-    /// Logical and (bool).
-    And,
-    /// Logical or (bool).
-    Or,
+op_enum! {
+    /// Elementwise operations of two operands (with broadcasting).
+    pub enum BinaryOp {
+        /// `a + b` (float, i64).
+        Add = "add",
+        /// `a - b` (float, i64).
+        Sub = "sub",
+        /// `a * b` (float, i64).
+        Mul = "mul",
+        /// `a / b`, true division (float only).
+        Div = "div",
+        /// `a ^ b` (float; i64 with wrapping, where a negative exponent truncates `1/aⁿ`
+        /// toward zero and `0` to a negative power is `0`).
+        Pow = "pow",
+        /// Elementwise maximum, NaN-propagating like `torch.maximum` (float, i64).
+        Max = "maximum",
+        /// Elementwise minimum, NaN-propagating like `torch.minimum` (float, i64).
+        Min = "minimum",
+        /// Logical and (bool).
+        And = "and",
+        /// Logical or (bool).
+        Or = "or",
+    }
 }
 
 impl BinaryOp {
-    /// All binary ops.
-    pub const ALL: [BinaryOp; 9] = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Pow,
-        BinaryOp::Max,
-        BinaryOp::Min,
-        BinaryOp::And,
-        BinaryOp::Or,
-    ];
-
-    /// Mnemonic in the text form.
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Pow => "pow",
-            BinaryOp::Max => "maximum",
-            BinaryOp::Min => "minimum",
-            BinaryOp::And => "and",
-            BinaryOp::Or => "or",
-        }
-    }
-
     /// Whether the op accepts operands of `dtype`.
     pub fn accepts(self, dtype: DType) -> bool {
         match self {
@@ -182,115 +169,55 @@ impl BinaryOp {
     }
 }
 
-/// Elementwise comparisons (with broadcasting), producing `bool`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CmpOp {
-    /// `a == b`.
-    Eq,
-    /// `a != b`.
-    Ne,
-    /// `a < b`.
-    Lt,
-    /// `a <= b`.
-    Le,
-    /// `a > b`.
-    Gt,
-    /// `a >= b`.
-    Ge,
-}
-
-impl CmpOp {
-    /// All comparisons.
-    pub const ALL: [CmpOp; 6] = [
-        CmpOp::Eq,
-        CmpOp::Ne,
-        CmpOp::Lt,
-        CmpOp::Le,
-        CmpOp::Gt,
-        CmpOp::Ge,
-    ];
-
-    /// Mnemonic in the text form.
-    pub fn name(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "eq",
-            CmpOp::Ne => "ne",
-            CmpOp::Lt => "lt",
-            CmpOp::Le => "le",
-            CmpOp::Gt => "gt",
-            CmpOp::Ge => "ge",
-        }
+op_enum! {
+    /// Elementwise comparisons (with broadcasting), producing `bool`.
+    pub enum CmpOp {
+        /// `a == b`.
+        Eq = "eq",
+        /// `a != b`.
+        Ne = "ne",
+        /// `a < b`.
+        Lt = "lt",
+        /// `a <= b`.
+        Le = "le",
+        /// `a > b`.
+        Gt = "gt",
+        /// `a >= b`.
+        Ge = "ge",
     }
 }
 
-/// Reduction kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReduceKind {
-    /// Sum (0 over an empty set).
-    Sum,
-    /// Product (1 over an empty set).
-    Prod,
-    /// Maximum, NaN-propagating (an empty set is a runtime error, as in PyTorch).
-    Max,
-    /// Minimum, NaN-propagating (an empty set is a runtime error, as in PyTorch).
-    Min,
-}
-
-impl ReduceKind {
-    /// All reduction kinds.
-    pub const ALL: [ReduceKind; 4] = [
-        ReduceKind::Sum,
-        ReduceKind::Prod,
-        ReduceKind::Max,
-        ReduceKind::Min,
-    ];
-
-    /// Mnemonic in the text form.
-    pub fn name(self) -> &'static str {
-        match self {
-            ReduceKind::Sum => "sum",
-            ReduceKind::Prod => "prod",
-            ReduceKind::Max => "max",
-            ReduceKind::Min => "min",
-        }
+op_enum! {
+    /// Reduction kinds.
+    pub enum ReduceKind {
+        /// Sum (0 over an empty set).
+        Sum = "sum",
+        /// Product (1 over an empty set).
+        Prod = "prod",
+        /// Maximum, NaN-propagating (an empty set is a runtime error, as in PyTorch).
+        Max = "max",
+        /// Minimum, NaN-propagating (an empty set is a runtime error, as in PyTorch).
+        Min = "min",
     }
 }
 
-/// Index-producing reductions (no gradient).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ArgKind {
-    /// Index of the first maximum (NaN counts as the maximum, as in PyTorch).
-    ArgMax,
-    /// Index of the first minimum (NaN counts as the minimum, as in PyTorch).
-    ArgMin,
-}
-
-impl ArgKind {
-    /// Mnemonic in the text form.
-    pub fn name(self) -> &'static str {
-        match self {
-            ArgKind::ArgMax => "argmax",
-            ArgKind::ArgMin => "argmin",
-        }
+op_enum! {
+    /// Index-producing reductions (no gradient).
+    pub enum ArgKind {
+        /// Index of the first maximum (NaN counts as the maximum, as in PyTorch).
+        ArgMax = "argmax",
+        /// Index of the first minimum (NaN counts as the minimum, as in PyTorch).
+        ArgMin = "argmin",
     }
 }
 
-/// Distribution of [`Op::Random`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Distribution {
-    /// Uniform on `[0, 1)`.
-    Uniform,
-    /// Standard normal.
-    Normal,
-}
-
-impl Distribution {
-    /// Mnemonic in the text form.
-    pub fn name(self) -> &'static str {
-        match self {
-            Distribution::Uniform => "uniform",
-            Distribution::Normal => "normal",
-        }
+op_enum! {
+    /// Distribution of [`Op::Random`].
+    pub enum Distribution {
+        /// Uniform on `[0, 1)`.
+        Uniform = "uniform",
+        /// Standard normal.
+        Normal = "normal",
     }
 }
 

@@ -29,15 +29,7 @@ impl Pass for ConstFold {
         for o in order {
             let node = g.op(o).clone();
             let xs = g.operands(o);
-            let foldable = !xs.is_empty()
-                && !matches!(
-                    node.op,
-                    Op::Input { .. }
-                        | Op::Parameter { .. }
-                        | Op::Constant(_)
-                        | Op::Random { .. }
-                        | Op::Scan(_)
-                );
+            let foldable = !xs.is_empty() && node.op.is_foldable();
             if !foldable {
                 continue;
             }

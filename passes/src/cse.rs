@@ -22,7 +22,7 @@ pub fn cse(g: &mut Graph) -> bool {
     let mut changed = false;
     for o in order {
         let op = g.op(o).op.clone();
-        if matches!(op, Op::Input { .. } | Op::Parameter { .. }) {
+        if op.is_interface() {
             continue;
         }
         let key = (op, g.operands(o));

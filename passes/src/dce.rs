@@ -19,8 +19,7 @@ pub fn dce(g: &mut Graph) -> bool {
     // Reverse topological order: users are visited before their operands, so one sweep
     // removes whole dead chains.
     for o in order.into_iter().rev() {
-        let keep = matches!(g.op(o).op, Op::Input { .. } | Op::Parameter { .. })
-            || g.results(o).iter().any(|&r| g.is_used(r));
+        let keep = g.op(o).op.is_interface() || g.results(o).iter().any(|&r| g.is_used(r));
         if !keep {
             g.remove_op(o);
             changed = true;

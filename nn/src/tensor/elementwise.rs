@@ -214,6 +214,7 @@ impl Tensor {
 
     pub(crate) fn unary_at(&self, api: &'static str, op: UnaryOp, loc: SourceLoc) -> Tensor {
         let x = match op {
+            // Float-only math computes in f32 for integers (PyTorch).
             UnaryOp::Exp
             | UnaryOp::Log
             | UnaryOp::Sqrt
@@ -221,6 +222,7 @@ impl Tensor {
             | UnaryOp::Cos
             | UnaryOp::Tanh
             | UnaryOp::Sigmoid => {
+                debug_assert!(op.float_only());
                 if self.dtype().is_float() {
                     self.clone()
                 } else {

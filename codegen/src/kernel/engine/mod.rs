@@ -276,15 +276,7 @@ fn supported_binary(op: BinaryOp, d: DType) -> bool {
 
 fn expensive(e: &Expr) -> bool {
     match e {
-        Expr::Unary(u, _) => matches!(
-            u,
-            UnaryOp::Exp
-                | UnaryOp::Log
-                | UnaryOp::Tanh
-                | UnaryOp::Sigmoid
-                | UnaryOp::Sin
-                | UnaryOp::Cos
-        ),
+        Expr::Unary(u, _) => u.is_transcendental(),
         Expr::Binary(..) => false,
         Expr::Load(_) | Expr::Const(..) | Expr::Compare(..) | Expr::Where(..) | Expr::Cast(..) => {
             false
