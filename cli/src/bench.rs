@@ -3,12 +3,10 @@
 //! `{"workload":"W6","phase":"train","threads":1,"isa":"avx512","median_ms":…,"p10_ms":…,"p90_ms":…}`
 //! (`isa`: the instruction-set level the kernels used, `--isa` capped by the CPU).
 //!
-//! - W1: the MLP `[64,256] → Linear 256 → sigmoid → Linear 256 → sigmoid → Linear 10 →
-//!   log_softmax → NLLLoss`; phase `train` = one compiled step (forward, loss, backward,
-//!   Adam update in place), `infer` = the eval forward sharing the step's parameters.
-//! - W6: `y = sum(tanh(x·a + b)·sigmoid(x) + x·x)`, x, a, b of 2^20 f32; phase `train`
-//!   = forward and gradients with respect to a and b, `infer` = forward.
-//! - W7: `[1024,1024] @ [1024,1024]` f32, phase `infer`, with `gflops`.
+//! The workloads are defined once, in `docs/workloads.md`; here W1 (`train` = one
+//! compiled step: forward, loss, backward, Adam update in place; `infer` = the eval
+//! forward sharing the step's parameters), W6 (`train` = forward and gradients with
+//! respect to a and b) and W7 (`infer`, with `gflops`).
 //!
 //! For profiling, `ONDE_BENCH_PHASE=infer` makes W1 skip its training phase; the
 //! kernels W1 compiles to are printed by `onde dump --example mlp --train --stage fused`

@@ -12,19 +12,15 @@
 //! be a graph output (a bound state may point it anywhere at run time).
 //!
 //! ## How
-//! `native::packed::gemm_epilogue` applies `act(acc + bias)` to each 12×32 tile with
-//! the AVX-512 engine's 16-lane activations, so the values are bit-identical to the
-//! separate kernel. Only with the prepacked GEMM (versioned runs); otherwise the
-//! kernel runs as its own step. The activation is in an out-of-line function after
-//! the accumulation loop: inlined, its temporaries slowed the loop itself ~2.5×. W1
-//! inference: 0.1224 ms (p10 0.1187) against 0.1252 (0.1236) for the separate kernel
-//! in the same minute.
+//! `native::packed::gemm_epilogue` applies `act(acc + bias)` to each output tile with
+//! the tile engine's activations (16 lanes on AVX-512, 8 on AVX2), so the values are
+//! bit-identical to the separate kernel. Only with the prepacked GEMM (versioned runs);
+//! otherwise the kernel runs as its own step. The activation is in an out-of-line
+//! function after the accumulation loop: inlined, its temporaries slowed the loop
+//! itself ~2.5×.
 //!
-//! ## Tried and removed: row blocks
-//! A general form ran any row-major consumer (also row reductions) on each block of 24
-//! rows right after the GEMM wrote it. It measured neutral (W1 inference p10 within
-//! 1%, a `[512,1024] @ [1024,2048]` + bias + sigmoid + row sum 24.6–26.6 vs 24.9–25.5
-//! ms): the consumers are compute-bound and the outputs fit in L2.
+//! A general form running any row-major consumer on blocks of rows was tried and
+//! removed (neutral; `docs/performance.md`).
 //!
 //! # Conv: on blocks of finished rows
 //! Convolution outputs are the opposite case: a keyword spotter's `[32, 32, 4000]` is
@@ -37,19 +33,8 @@
 //! sub-range of its outer axis, so results are bit-identical to the separate step.
 //!
 //! ## Measured
-//! `cargo bench -p onde-codegen --bench conv_epilogue -- --quick` (W2's first layers:
-//! conv 1→32 k=11 s=4 + bias + batch norm + ReLU, depthwise k=9 + bias + ReLU,
-//! pointwise + bias + ReLU + residual; 1 thread, same run):
-//!
-//! | batch (bytes per activation) | separate | fused |
-//! |---|---|---|
-//! | 32 (16 MiB) | 14.21 ms | 14.30 ms |
-//! | 128 (64 MiB) | 89.43 ms | 65.42 ms (1.37×) |
-//!
-//! At batch 32 every activation stays in this VM's large last-level cache and the
-//! consumers cost their arithmetic, not their memory pass: neutral. Past the cache
-//! (batch 128, or a machine with a smaller one) the pass the epilogue saves is a
-//! pass over memory.
+//! Neutral while the activations fit the last-level cache, 1.37× on W2's first layers
+//! at batch 128 (64 MiB per activation): `docs/performance.md`.
 //!
 //! ## When
 //! Step `i` is a [`Step::Conv`] and step `i + 1` an elementwise kernel (no reduction)

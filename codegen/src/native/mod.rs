@@ -33,10 +33,11 @@
 //!     is `C_in/groups · ∏K` multiply-adds per output, so a depthwise convolution never
 //!     pays for a dense one. The kernel is compiled three times, for the baseline
 //!     x86-64 target (SSE2), with `avx2,fma` and with `avx512f`, and the best one the
-//!     CPU supports is picked at run time (blocks of 16, 32, 64 outputs). On AVX-512,
-//!     the f32 stride-1 interior is written with intrinsics (8 × 16-lane accumulators,
-//!     masked tail; bit-identical to the generic FMA kernel), which the compiler had
-//!     left at ~12 GFMA/s.
+//!     CPU supports (and [`crate::CompileOptions::isa`] allows) is picked at run time
+//!     (blocks of 16, 32, 64 outputs). On AVX2 and AVX-512, the f32 stride-1 interior
+//!     is written once over the tile engine's vector widths (8 accumulators of 8 or 16
+//!     lanes, masked tail; bit-identical to the generic FMA kernel), which the
+//!     compiler had left at ~12 GFMA/s.
 //! - [`conv_then`]: [`conv`] that hands each block of finished output rows to a
 //!   [`RowEpilogue`] (the executor's fused consumer kernel) on the thread that wrote
 //!   it, while the block is still in cache.
@@ -74,33 +75,7 @@
 //! They can differ between machines, as the library and the direct kernel use FMA
 //! only where the CPU has it.
 //!
-//! # Measured
-//! Release build, `NATIVE_BENCH_SUMMARY=1 cargo bench -p onde-codegen --bench native`
-//! (best of 15 calls, best of 5 runs, `MATMUL_NUM_THREADS=1`), f32, on the 2-core
-//! x86-64 AVX-512 VM of DESIGN.md **while other builds kept it 70–100 % busy** (load
-//! average 2.4–6): the 1-thread figures are somewhat pessimistic (141 GFLOP/s on
-//! 512³ against DESIGN.md's 162 on a quiet machine), the 2-thread ones are lower
-//! bounds, since the second core was rarely free.
-//! GFLOP/s count `2·B·C_out·∏O·C_in/groups·∏K`, the work each convolution must do.
-//!
-//! | kernel | 1 thread | 2 threads |
-//! |---|---|---|
-//! | SGEMM 512³ | 1.91 ms, 141 GFLOP/s | 1.20 ms, 224 GFLOP/s |
-//! | SGEMM 1024³ (W7; PyTorch: 207 / 417 GFLOP/s) | 16.6 ms, 130 GFLOP/s | ≥ 100 GFLOP/s (contended) |
-//! | depthwise `[32,32,4000]` k9 d1 groups 32, direct | 2.85 ms (1.81–2.05 ms with the AVX-512 interior, 2026-11-27) | 2.76 ms (1.08–1.58) |
-//! | the same forced through im2col + GEMM | 35.2 ms | 34.4 ms |
-//! | depthwise k9 d4, direct | 2.33 ms (2.46–3.21 in the noisier 2026-11-27 runs) | 2.02 ms (1.39–1.53) |
-//! | dense 32→32 k9 on `[32,32,4000]`, im2col + GEMM | 27.0 ms, 87 GFLOP/s | 28.4 ms |
-//! | pointwise 32→32 (no copy) | 2.81 ms, 93 GFLOP/s | 2.64 ms |
-//! | first layer `[32,1,16000]` → 32, k11 s4 p5, im2col | 2.27 ms, 40 GFLOP/s | 1.74 ms |
-//! | the same forced through the direct kernel | 36.3 ms | 34.2 ms |
-//! | 32→32 k3 s2 on `[32,32,4000]`, im2col | 9.66 ms, 41 GFLOP/s | 9.07 ms |
-//!
-//! So the depthwise convolution costs about a tenth of the dense one (2.85 vs 27.0
-//! ms). It does 1/32 of the multiply-adds but streams the same 16 MB in and 16 MB out
-//! (11 GB/s), so memory traffic rather than the FMA units is its likely limit. GEMMs
-//! with 32 output channels run at 90 GFLOP/s rather than 140: every packed column is
-//! used by only 32 rows.
+//! Measurements of these kernels (and what was tried) are in `docs/performance.md`.
 #![deny(unsafe_code)]
 
 mod conv;

@@ -4,7 +4,7 @@
 //! inference (`x[64,256] @ Wᵀ`) repacking the weights is a fifth of the time. Here the
 //! right operand is packed once into panels of [`NR`] columns (for each `p`, `NR`
 //! consecutive values, zero-padded), and a micro-kernel written once over the engine's
-//! vector widths ([`Lanes`]) computes output tiles reading the left operand in place
+//! vector widths (`Lanes`) computes output tiles reading the left operand in place
 //! through its strides: with AVX-512, [`MR`]`×`[`NR`] tiles (12 rows × 2 zmm = 24
 //! accumulators, per `p` two panel loads, 12 broadcasts and 24 FMAs); with AVX2, 6 rows
 //! × 2 ymm (half a panel: 12 accumulators, 2 loads, 6 broadcasts, 12 FMAs).

@@ -1,6 +1,6 @@
 //! The tile engine: f32 kernels with expensive lanes run on the CPU's widest vectors
 //! (16 lanes with AVX-512F/DQ, 8 with AVX2 + FMA), one source for every width
-//! ([`lanes::Lanes`]).
+//! (`lanes::Lanes`).
 //!
 //! # Why
 //! Cranelift emits 128-bit vectors only (DESIGN.md), so a fused kernel whose cost is
@@ -16,22 +16,9 @@
 //! intermediate values live in L1-resident scratch rows, so an instruction costs a
 //! load, the operation and a store per 16 elements, plus one dispatch per tile.
 //!
-//! # Measured
-//! `cargo bench -p onde-codegen --bench engine -- --quick` (same graphs, engine vs
-//! Cranelift f32x4, medians, one run of the shared 2-core machine):
-//!
-//! | kernel (2^20 elements unless said) | Cranelift | engine | speed-up |
-//! |---|---|---|---|
-//! | `exp` | 1.335 ms | 0.548 ms | 2.4× |
-//! | `tanh` | 2.239 ms | 0.548 ms | 4.1× |
-//! | `sigmoid` | 1.324 ms | 0.416 ms | 3.2× |
-//! | `log` | 2.165 ms | 0.602 ms | 3.6× |
-//! | `sin` | 3.266 ms | 0.703 ms | 4.6× |
-//! | W6 forward (3 inputs, tanh, sigmoid, sum) | 2.982 ms | 1.277 ms | 2.3× |
-//! | W1 bias + sigmoid, `[64, 256]` | 15.9 µs | 8.0 µs | 2.0× |
-//!
-//! One function over 2^20 elements on the engine is close to a plain copy (read 4 MB,
-//! write 4 MB: ~0.5 ms here), i.e. bound by memory, not arithmetic.
+//! Measured speed-ups (engine vs Cranelift f32x4, per function and on W6/W1) are in
+//! `docs/performance.md`; one function over 2^20 elements is close to a plain copy,
+//! i.e. bound by memory, not arithmetic.
 //!
 //! # What runs here
 //! [`compile`] accepts a kernel when (otherwise the Cranelift kernel runs):
@@ -46,16 +33,10 @@
 //!   (full reductions, and row reductions such as a softmax's sums);
 //! - the kernel computes at least one transcendental function ([`UnaryOp::Exp`],
 //!   `Log`, `Tanh`, `Sigmoid`, `Sin`, `Cos`). Other kernels keep their register-resident Cranelift
-//!   loop, which is faster when the work per element is a few arithmetic ops: with
-//!   divisions and square roots counted as "expensive" too, W1's Adam updates (26
-//!   instructions, `div` and `sqrt` among them) moved here and the training step went
-//!   from 0.53–0.54 ms to 0.60–0.61 ms (same session, `onde bench W1 [--no-avx512]`);
-//!   every instruction of the engine stores its tile and the next one loads it.
-//!   Re-measured with the per-step profile (`onde bench W1 --profile`), that Adam
-//!   kernel (65536 elements, 2 `sqrt` and 4 `div` per element pair, 26 instructions):
-//!   179–257 µs on the engine vs 116–118 µs as Cranelift code; 512-bit `sqrt`/`div`
-//!   have no better per-lane throughput than 128-bit ones here, so the engine's extra
-//!   tile traffic is pure cost.
+//!   loop, which is faster when the work per element is a few arithmetic ops (W1's
+//!   Adam update, with `div` and `sqrt`, measured slower here: every instruction of
+//!   the engine stores its tile and the next one loads it; see
+//!   `docs/performance.md`).
 //!
 //! # Numerics
 //! Every lane computes exactly what the Cranelift f32x4 lane computes: the same
