@@ -78,7 +78,7 @@ fn run(src: &str, epilogues: bool) -> (Vec<Array>, String) {
     for (i, st) in exe.plan().steps.iter().enumerate() {
         if matches!(st, onde_codegen::plan::Step::Kernel(_)) {
             let epilogue =
-                i > 0 && fused.contains(&(i - 1)) && onde_codegen::native::packed::available();
+                i > 0 && fused.contains(&(i - 1)) && onde_codegen::native::prepacked::available();
             let want = if epilogue { 0 } else { 3 };
             assert_eq!(calls(&profile, i), want, "step {i}\n{profile}\n{dump}");
         }
@@ -103,7 +103,7 @@ fn fused_epilogues_equal_unfused_bit_for_bit() {
     let (plain, plain_dump) = run(&src, false);
     assert_eq!(fused, plain);
     assert!(!plain_dump.contains("epilogue:"));
-    if onde_codegen::native::packed::available() {
+    if onde_codegen::native::prepacked::available() {
         // The bias + sigmoid (written in place over the product) is fused; the tanh +
         // row sum after the second product is not: its sum is a graph output.
         assert_eq!(fused_steps(&dump), [0], "{dump}");
@@ -203,7 +203,7 @@ fn register_epilogues_equal_the_separate_kernel_bit_for_bit() {
                 }
                 let what = format!("act {act:?} bias {bias} n {n}");
                 assert_eq!(outs[0], outs[1], "{what}");
-                if onde_codegen::native::packed::available() {
+                if onde_codegen::native::prepacked::available() {
                     assert!(dumps[0].contains("in registers"), "{what}\n{}", dumps[0]);
                 }
             }

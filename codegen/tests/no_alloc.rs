@@ -105,7 +105,7 @@ fn runs_after_the_first_allocate_nothing() {
         let versioned = allocs() - before;
         let library_products = exe.dump_fused().matches(": matmul ").count();
         assert_eq!(library_products, 1);
-        let prepacked = isa >= IsaLevel::Avx2 && onde_codegen::native::packed::available();
+        let prepacked = isa >= IsaLevel::Avx2 && onde_codegen::native::prepacked::available();
         let expected_versioned = if prepacked { 0 } else { 5 * library_products };
         assert_eq!(
             (plain, versioned),

@@ -1,9 +1,9 @@
-//! The prepacked-weights GEMM (`native::packed`, AVX2 and AVX-512) against an f64
+//! The prepacked-weights GEMM (`native::prepacked`, AVX2 and AVX-512) against an f64
 //! reference over odd sizes and strided operands, the same bits at every vector width
 //! the CPU has (with each activation epilogue), and its use by versioned runs of an
 //! executable.
 
-use onde_codegen::native::packed::{
+use onde_codegen::native::prepacked::{
     available, gemm, gemm_epilogue_capped, pack_b, Activation, PackedB,
 };
 use onde_codegen::{CompileOptions, Executable, IsaLevel};

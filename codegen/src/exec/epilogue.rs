@@ -12,7 +12,7 @@
 //! be a graph output (a bound state may point it anywhere at run time).
 //!
 //! ## How
-//! `native::packed::gemm_epilogue` applies `act(acc + bias)` to each output tile with
+//! `native::prepacked::gemm_epilogue` applies `act(acc + bias)` to each output tile with
 //! the tile engine's activations (16 lanes on AVX-512, 8 on AVX2), so the values are
 //! bit-identical to the separate kernel. Only with the prepacked GEMM (versioned runs);
 //! otherwise the kernel runs as its own step. The activation is in an out-of-line
@@ -49,7 +49,7 @@
 //! output are fine (it is stored).
 
 use crate::kernel::{Expr, Kernel};
-use crate::native::packed::Activation;
+use crate::native::prepacked::Activation;
 use crate::plan::memory::{self, root, MemoryPlan};
 use crate::plan::{Plan, Step};
 use onde_ir::{BinaryOp, DType, UnaryOp};

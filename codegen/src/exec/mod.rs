@@ -238,7 +238,7 @@ pub struct Executable {
     is_weight: Vec<bool>,
     /// Per step: a prepacked right operand of a matmul `(version, source pointer,
     /// panels)`, reused while the caller vouches the weights are unchanged.
-    packed: Vec<Option<(u64, usize, native::packed::PackedB)>>,
+    packed: Vec<Option<(u64, usize, native::prepacked::PackedB)>>,
     /// Reused per-share partial results of threaded full reductions.
     partials: Vec<[u8; 8]>,
     /// Reused index counters and i64 accumulators of the native loop steps.
@@ -755,7 +755,7 @@ impl Executable {
     /// `version` is the same as in an earlier call, the feeds named in `weights` (and
     /// constants) read as the right operand of a matrix product are assumed unchanged
     /// (same array, same values), so their packed form (AVX-512 kernel,
-    /// `native::packed`) is reused instead of repacked. Bump `version` whenever a weight changes (a training
+    /// `native::prepacked`) is reused instead of repacked. Bump `version` whenever a weight changes (a training
     /// step, a loaded checkpoint); a wrong version gives stale results. Small-batch
     /// inference (an evaluator of a training step) is the use.
     pub fn run_in_place_versioned(
@@ -792,7 +792,7 @@ impl Executable {
         if !self.packed_ready(i, a, b, dtype)? {
             return Ok(false);
         }
-        self.packed_run(i, a, out, None, native::packed::Activation::None)?;
+        self.packed_run(i, a, out, None, native::prepacked::Activation::None)?;
         Ok(true)
     }
 
@@ -821,7 +821,7 @@ impl Executable {
             || b.shape.len() != 2
             || self.threads > 1
             || self.isa < IsaLevel::Avx2
-            || !native::packed::available()
+            || !native::prepacked::available()
         {
             return Ok(false);
         }
@@ -839,7 +839,7 @@ impl Executable {
             let mut pk = self.packed[i].take().map(|(_, _, p)| p).unwrap_or_default();
             // SAFETY: buffer `b.buf` holds `nb` f32 elements (planner type, checked feed).
             let sb = unsafe { std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), nb) };
-            native::packed::pack_b(b.from_offset(sb), k, n, b.strides[0], b.strides[1], &mut pk)
+            native::prepacked::pack_b(b.from_offset(sb), k, n, b.strides[0], b.strides[1], &mut pk)
                 .map_err(|e| RunError::Native(e.to_string()))?;
             self.packed[i] = Some((version, src, pk));
         }
@@ -856,7 +856,7 @@ impl Executable {
         a: &plan::View,
         dst: usize,
         bias: Option<(usize, isize)>,
-        act: native::packed::Activation,
+        act: native::prepacked::Activation,
     ) -> Result<(), RunError> {
         let (na, nd) = (self.buf_len(a.buf), self.buf_len(dst));
         // SAFETY: `a.buf` holds `na` f32 elements and `dst` (a temp sharing no storage
@@ -880,7 +880,7 @@ impl Executable {
             )));
         };
         let m = a.shape[0];
-        native::packed::gemm_epilogue_capped(
+        native::prepacked::gemm_epilogue_capped(
             self.isa,
             m,
             a.from_offset(sa),

@@ -6,7 +6,7 @@
 //! axis. The output is produced in work items of `(batch, group, output channels)`;
 //! each item owns a contiguous block of the output, so threads never share memory.
 
-use super::gemm::{MatMut, MatRef, Real};
+use super::matmul::{MatMut, MatRef, Real};
 use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
 use crate::isa::IsaLevel;
 use crate::kernel::engine::lanes::{Lanes, X16, X8};

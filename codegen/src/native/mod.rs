@@ -8,14 +8,14 @@
 //! micro-kernels), and the executor calls these functions on its buffers.
 //!
 //! # Entry points
-//! - [`matmul`]: `[..batch_a, m, k] @ [..batch_b, k, n]` with NumPy batch
+//! - [`matmul()`]: `[..batch_a, m, k] @ [..batch_b, k, n]` with NumPy batch
 //!   broadcasting, exactly [`onde_ir::Op::MatMul`]. Operands are *strided views*
 //!   (non-negative element strides): a transposed, broadcast (stride 0) or sliced
 //!   operand costs no copy, the strides go straight to the GEMM's packing. Thin
 //!   products (at most 4 outputs with `k ≥ 8`, or `k ≤ 4`) skip the library: see
-//!   `small.rs` (the convolution gradient is made of batches of them); so do f32
+//!   `matmul/thin.rs` (the convolution gradient is made of batches of them); so do f32
 //!   products of long dot products (`k ≥ 1024`, both operands contiguous along `k`,
-//!   ≤ 4096 outputs): see `nt.rs` (convolution kernel gradients).
+//!   ≤ 4096 outputs): see `matmul/long_dot.rs` (convolution kernel gradients).
 //! - [`conv`]: N-d cross-correlation for N = 1, 2, exactly [`onde_ir::Op::Conv`]
 //!   (stride, `(lo, hi)` padding, dilation, groups). [`conv_with`] forces an algorithm,
 //!   [`choose_conv_algorithm`] tells which one [`conv`] picks:
@@ -54,7 +54,7 @@
 //! (default: the number of physical cores, capped to 4); it cannot be set per call.
 //! So the `threads` argument is honoured by splitting the work ourselves across
 //! the workers of onde's pool (`crate::pool`; the calling thread takes the first share):
-//! - [`matmul`]: batch entries are dealt out in contiguous runs; with fewer batch
+//! - [`matmul()`]: batch entries are dealt out in contiguous runs; with fewer batch
 //!   entries than threads, the `m` rows of each product are split (a `m = 1` product
 //!   stays on one thread).
 //! - [`conv`]: `(batch, group)` output blocks are dealt out; with fewer blocks than
@@ -79,15 +79,12 @@
 #![deny(unsafe_code)]
 
 mod conv;
-mod gemm;
-mod nt;
-pub mod packed;
-mod small;
+pub mod matmul;
 
 pub use conv::{
     choose_conv_algorithm, conv, conv_capped, conv_then, conv_with, ConvAlgorithm, RowEpilogue,
 };
-pub use gemm::{matmul, matmul_capped, MatMut, MatRef, Real};
+pub use matmul::{matmul, matmul_capped, prepacked, MatMut, MatRef, Real};
 
 /// Below this many multiply-adds, a call runs on the calling thread only.
 pub(crate) const PARALLEL_MIN_FMAS: usize = 1 << 20;

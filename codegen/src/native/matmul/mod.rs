@@ -1,10 +1,21 @@
-//! Batched, broadcast, strided matrix product on `matrixmultiply`.
+//! Matrix products: the batched, broadcast, strided [`matmul`] entry point and the
+//! kernels it picks per product (the choice depends on the shape and strides only):
+//! - `thin.rs`: thin products (a few outputs, or a tiny `k`), plain loops;
+//! - `long_dot.rs`: f32 long dot products (`k ≥ 1024`, both operands contiguous
+//!   along `k`), SIMD on the engine's widths;
+//! - [`prepacked`]: f32 products against weights packed once (versioned runs of an
+//!   executable), with the bias + activation epilogue in registers;
+//! - otherwise the library GEMM, `matrixmultiply`.
 //!
 //! [`Real::gemm`] is the one place that calls the library's raw-pointer interface; it
 //! checks that every element the views address lies inside their slices and that the
 //! output view does not alias itself, so the `unsafe` call is sound for any input.
 
 use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
+
+mod long_dot;
+pub mod prepacked;
+mod thin;
 use crate::isa::IsaLevel;
 use std::fmt::Debug;
 use std::ops::{Add, Mul};
@@ -465,8 +476,7 @@ pub fn matmul_capped<T: Real>(
             row_stride: n as isize,
             col_stride: 1,
         };
-        if super::nt::try_product(&av, &bv, &mut cv, m, isa)?
-            || super::small::product(&av, &bv, &mut cv, m)?
+        if long_dot::try_product(&av, &bv, &mut cv, m, isa)? || thin::product(&av, &bv, &mut cv, m)?
         {
             return Ok(());
         }

@@ -21,11 +21,11 @@
 // besides the library calls where `unsafe` is needed; every block has a SAFETY comment.
 #![allow(unsafe_code)]
 
-use super::gemm::check_view;
-use super::NativeError;
+use super::check_view;
 use crate::isa::IsaLevel;
 use crate::kernel::engine::lanes::{Lanes, X16, X8};
 use crate::kernel::engine::Width;
+use crate::native::NativeError;
 
 /// Rows of an output tile on 16 lanes (6 on 8 lanes).
 pub const MR: usize = 12;

@@ -23,11 +23,11 @@
 //! the same in every block shape of a width, so results do not depend on the row split
 //! or threads (they differ between widths in the last bits: 8 or 16 partial sums).
 
-use super::gemm::{check_gemm, MatMut, MatRef, Real};
-use super::NativeError;
+use super::{check_gemm, MatMut, MatRef, Real};
 use crate::isa::IsaLevel;
 use crate::kernel::engine::lanes::{Lanes, X16, X8};
 use crate::kernel::engine::Width;
+use crate::native::NativeError;
 
 /// Shortest `k` taken here: below it the library's packing is amortised.
 pub(super) const MIN_K: usize = 1024;

@@ -7,7 +7,7 @@
 //! `dW_k` is 1024 dot products of length 4000 (`[1, 4000] @ [4000, 1]`: 44 ms through
 //! the library, 16× padded) and `dX_k` 1024 scaled rows (`[1, 1] @ [1, 4000]`: 12 ms).
 //! (W2's depthwise kernel gradient has since become one product with the input's
-//! windows, `[1, P] @ [P, 9]` per row, on `nt.rs`; grouped convolutions with several
+//! windows, `[1, P] @ [P, 9]` per row, on `long_dot.rs`; grouped convolutions with several
 //! input channels per group still make per-tap products of these shapes.)
 //! Two shapes go through plain loops here instead:
 //! - **dot products**: `k ≥ 8` and either at most [`DOT_MAX_OUTPUTS`] outputs, or one
@@ -24,8 +24,8 @@
 //! The summation order differs from the library's, which is allowed: matrix products
 //! promise a result to rounding, not a summation order.
 
-use super::gemm::{check_gemm, MatMut, MatRef, Real};
-use super::NativeError;
+use super::{check_gemm, MatMut, MatRef, Real};
+use crate::native::NativeError;
 
 /// Products with at most this many outputs and `k ≥ 8` are computed as dot products.
 pub(super) const DOT_MAX_OUTPUTS: usize = 4;
