@@ -298,6 +298,11 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
         g
     };
     let plan = plan::plan(g)?;
+    // The executor's `unsafe` blocks rely on the plan's invariants: checked in debug
+    // builds (every test), where a planner bug becomes an error, not memory corruption.
+    if cfg!(debug_assertions) {
+        plan::verify::verify(&plan)?;
+    }
     let mut jit = Jit::new(opts.keep_clif)?;
     let mut slots = Vec::with_capacity(plan.steps.len());
     let mut engine = Vec::with_capacity(plan.steps.len());

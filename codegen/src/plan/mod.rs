@@ -21,6 +21,7 @@
 
 pub mod lazy;
 pub mod memory;
+pub mod verify;
 
 use crate::kernel::{Expr, Kernel, Load, Reduction, Store};
 use lazy::{contiguous, LNode, Lazy};
