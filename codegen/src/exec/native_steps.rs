@@ -1,0 +1,149 @@
+//! The executor side of the native steps: a matrix product or a convolution on its
+//! buffers (with the convolution's row epilogue), at the executable's thread count and
+//! ISA level.
+
+use super::*;
+
+impl Executable {
+    pub(super) fn matmul(
+        &mut self,
+        a: &plan::View,
+        b: &plan::View,
+        out: usize,
+        dtype: DType,
+    ) -> Result<(), RunError> {
+        fn go<T: native::Real>(
+            sa: &[T],
+            sb: &[T],
+            so: &mut [T],
+            a: &plan::View,
+            b: &plan::View,
+            threads: usize,
+            isa: IsaLevel,
+        ) -> Result<(), RunError> {
+            native::matmul_capped(
+                isa,
+                a.from_offset(sa),
+                &a.shape,
+                &a.strides,
+                b.from_offset(sb),
+                &b.shape,
+                &b.strides,
+                so,
+                threads,
+            )
+            .map_err(|e| RunError::Native(e.to_string()))
+        }
+        let (threads, isa) = (self.threads, self.isa);
+        match dtype {
+            DType::F32 => {
+                // SAFETY: the planner made `out` a fresh f32 temp and `a`, `b` f32 buffers.
+                let (sa, sb, so) = unsafe { self.slices::<f32>(a.buf, b.buf, out) };
+                go(sa, sb, so, a, b, threads, isa)
+            }
+            DType::F64 => {
+                // SAFETY: as above, for f64.
+                let (sa, sb, so) = unsafe { self.slices::<f64>(a.buf, b.buf, out) };
+                go(sa, sb, so, a, b, threads, isa)
+            }
+            DType::Bool | DType::I64 => Err(RunError::Native(format!("matmul on {dtype}"))),
+        }
+    }
+
+    /// Runs a convolution; with `then` (its consumer kernel and the kernel's outer
+    /// extent), runs the kernel on each block of output rows as the convolution finishes
+    /// it ([`epilogue`]). Returns whether the kernel ran (otherwise it is the caller's).
+    pub(super) fn conv(
+        &mut self,
+        x: usize,
+        w: usize,
+        out: usize,
+        p: &onde_ir::ConvParams,
+        dtype: DType,
+        then: Option<(&KernelCode, usize)>,
+    ) -> Result<bool, RunError> {
+        #[allow(clippy::too_many_arguments)] // `native::conv`'s arguments and `then`.
+        fn go<T: native::Real>(
+            sx: &[T],
+            xs: &[usize],
+            sw: &[T],
+            ws: &[usize],
+            p: &onde_ir::ConvParams,
+            so: &mut [T],
+            os: &[usize],
+            scratch: &mut Vec<T>,
+            threads: usize,
+            isa: IsaLevel,
+            then: Option<(&KernelCode, usize, SendPtr<*mut u8>)>,
+        ) -> Result<bool, native::NativeError> {
+            let Some((code, rows, table)) = then else {
+                native::conv_capped(isa, sx, xs, sw, ws, p, so, os, scratch, threads)?;
+                return Ok(false);
+            };
+            let run = move |lo: usize, hi: usize| {
+                // SAFETY: as in `Executable::kernel` — the kernel accesses only its
+                // loads' and stores' buffers, all live in the table, within their
+                // sizes. `conv_then` calls this on rows `[lo, hi)` once the
+                // convolution has written them and never writes them again; calls
+                // cover disjoint rows. `epilogue::check_conv` admitted the kernel only
+                // if it reads the output at the element it writes and its stores share
+                // no storage with the input or weight the convolution still reads
+                // (`stores_clear_of` re-checks the pointers of this run). The rows it
+                // touches lie in the part of `so` the convolution has finished: the
+                // convolution's `&mut` views of them are never used again.
+                unsafe { code.call(table.get(), lo, hi, std::ptr::null_mut()) }
+            };
+            let e = native::RowEpilogue { rows, run: &run };
+            native::conv_then(sx, xs, sw, ws, p, so, os, scratch, threads, isa, &e)
+        }
+        // The shapes are borrowed from a handle on the plan (no copy per run).
+        let compiled = self.compiled.clone();
+        let dims = |b: usize| compiled.plan.buffers[b].ty.shape.dims();
+        let (xs, ws, os) = (dims(x), dims(w), dims(out));
+        let (threads, isa) = (self.threads, self.isa);
+        let table = SendPtr(self.ptrs.as_ptr() as *mut *mut u8);
+        let then = then.map(|(code, rows)| (code, rows, table));
+        let err = |e: native::NativeError| RunError::Native(e.to_string());
+        match dtype {
+            DType::F32 => {
+                let mut scratch = std::mem::take(&mut self.scratch32);
+                // SAFETY: the planner made `out` a fresh f32 temp and `x`, `w` f32 buffers.
+                let (sx, sw, so) = unsafe { self.slices::<f32>(x, w, out) };
+                let r =
+                    go(sx, xs, sw, ws, p, so, os, &mut scratch, threads, isa, then).map_err(err);
+                self.scratch32 = scratch;
+                r
+            }
+            DType::F64 => {
+                let mut scratch = std::mem::take(&mut self.scratch64);
+                // SAFETY: as above, for f64.
+                let (sx, sw, so) = unsafe { self.slices::<f64>(x, w, out) };
+                let r =
+                    go(sx, xs, sw, ws, p, so, os, &mut scratch, threads, isa, then).map_err(err);
+                self.scratch64 = scratch;
+                r
+            }
+            DType::Bool | DType::I64 => Err(RunError::Native(format!("conv on {dtype}"))),
+        }
+    }
+
+    /// Whether no store of kernel step `k` overlaps, at the pointers of this run, the
+    /// memory of `bufs` (a graph output may be bound anywhere by the caller).
+    pub(super) fn stores_clear_of(&self, k: usize, bufs: &[usize]) -> bool {
+        let Step::Kernel(kernel) = &self.compiled.plan.steps[k] else {
+            return false;
+        };
+        let span = |b: usize| {
+            let start = self.ptrs[b] as usize;
+            let ty = &self.compiled.plan.buffers[b].ty;
+            (start, start + ty.shape.numel() * elem_size(ty.dtype))
+        };
+        kernel.stores.iter().all(|st| {
+            let (s0, s1) = span(st.buffer);
+            bufs.iter().all(|&b| {
+                let (b0, b1) = span(b);
+                s1 <= b0 || b1 <= s0
+            })
+        })
+    }
+}
