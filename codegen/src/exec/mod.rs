@@ -288,7 +288,7 @@ thread_local! {
 }
 
 fn elem_size(d: DType) -> usize {
-    crate::kernel::clif::elem_size(d)
+    crate::kernel::nest::elem_size(d)
 }
 
 fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileError> {

@@ -11,6 +11,7 @@
 
 pub mod clif;
 pub mod engine;
+pub mod nest;
 
 use onde_ir::{BinaryOp, CmpOp, DType, ReduceKind, UnaryOp};
 use std::fmt;

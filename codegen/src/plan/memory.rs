@@ -9,7 +9,7 @@
 //! contiguous, same size, no reduction): every iteration reads before it writes.
 
 use super::{BufKind, Plan, Step};
-use crate::kernel::clif::elem_size;
+use crate::kernel::nest::elem_size;
 
 /// Where each buffer lives.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@
 //! - the ISA level allows AVX2 or AVX-512 (the widest allowed is used);
 //! - loads and stores are f32, expressions f32 or bool (masks), every op is one this
 //!   engine implements (all f32 elementwise ops but `pow`);
-//! - after normalisation (`clif::normalise`: kept axes first, unit axes dropped,
+//! - after normalisation (`nest::normalise`: kept axes first, unit axes dropped,
 //!   contiguous axes merged) the innermost axis is contiguous (stride 1) or broadcast
 //!   (stride 0) for every load and contiguous for every store, and at least
 //!   [`MIN_INNER`] long;
@@ -55,7 +55,7 @@ pub(crate) mod math;
 pub(crate) mod ops;
 pub(crate) mod run;
 
-use super::clif::{normalise, Nest};
+use super::nest::{normalise, Nest};
 use super::{Expr, Kernel};
 use crate::isa::IsaLevel;
 use onde_ir::{BinaryOp, CmpOp, DType, ReduceKind, UnaryOp};
