@@ -1,0 +1,137 @@
+//! Merging kernels over the same iteration space into one loop (duplicate
+//! computations collapse, so a value recomputed for several consumers is computed
+//! once and never stored).
+
+use super::*;
+
+/// Identity of an expression for deduplication (operands are already interned ids).
+pub(super) fn expr_key(e: &Expr, d: DType) -> String {
+    format!("{e:?}/{d:?}")
+}
+
+/// Appends `e` to `k` unless an identical expression is already there; returns its id.
+pub(super) fn intern(
+    k: &mut Kernel,
+    seen: &mut HashMap<String, usize>,
+    e: Expr,
+    d: DType,
+) -> usize {
+    let key = expr_key(&e, d);
+    if let Some(&id) = seen.get(&key) {
+        return id;
+    }
+    k.exprs.push(e);
+    k.dtypes.push(d);
+    seen.insert(key, k.exprs.len() - 1);
+    k.exprs.len() - 1
+}
+
+pub(super) fn full_reduction(k: &Kernel) -> bool {
+    k.reduction
+        .as_ref()
+        .is_none_or(|r| r.axes.len() == k.shape.len())
+}
+
+pub(crate) fn writes(s: &Step) -> Vec<usize> {
+    match s {
+        Step::Kernel(k) => k.stores.iter().map(|st| st.buffer).collect(),
+        Step::MatMul { out, .. } | Step::Conv { out, .. } => vec![*out],
+        Step::Host { outs, .. } | Step::Scan { outs, .. } => outs.clone(),
+        Step::Copy(_, _, out) => vec![*out],
+    }
+}
+
+/// Appends kernel `b` to kernel `a`: one loop computing both. Loads and identical
+/// expressions are shared.
+pub(super) fn append(a: &mut Kernel, b: &Kernel) {
+    let mut load_map = Vec::with_capacity(b.loads.len());
+    for l in &b.loads {
+        let id = match a.loads.iter().position(|x| x == l) {
+            Some(i) => i,
+            None => {
+                a.loads.push(l.clone());
+                a.loads.len() - 1
+            }
+        };
+        load_map.push(id);
+    }
+    let mut seen: HashMap<String, usize> = a
+        .exprs
+        .iter()
+        .zip(&a.dtypes)
+        .enumerate()
+        .map(|(i, (e, d))| (expr_key(e, *d), i))
+        .collect();
+    let mut expr_map = Vec::with_capacity(b.exprs.len());
+    for (e, d) in b.exprs.iter().zip(&b.dtypes) {
+        let m = |i: &usize| expr_map[*i];
+        let e2 = match e {
+            Expr::Load(l) => Expr::Load(load_map[*l]),
+            Expr::Const(v, d) => Expr::Const(*v, *d),
+            Expr::Unary(u, x) => Expr::Unary(*u, m(x)),
+            Expr::Binary(o, x, y) => Expr::Binary(*o, m(x), m(y)),
+            Expr::Compare(c, x, y) => Expr::Compare(*c, m(x), m(y)),
+            Expr::Where(c, x, y) => Expr::Where(m(c), m(x), m(y)),
+            Expr::Cast(t, x) => Expr::Cast(*t, m(x)),
+        };
+        expr_map.push(intern(a, &mut seen, e2, *d));
+    }
+    let base = a.stores.len();
+    for st in &b.stores {
+        a.stores.push(Store {
+            buffer: st.buffer,
+            expr: expr_map[st.expr],
+        });
+    }
+    if let Some(r) = &b.reduction {
+        a.reduction = Some(Reduction {
+            kind: r.kind,
+            axes: r.axes.clone(),
+            store: r.store + base,
+        });
+    }
+    a.name = format!("{}+{}", a.name, b.name);
+    a.fused.extend(b.fused.iter().cloned());
+}
+
+/// Merges kernels with the same iteration space into one loop (horizontal fusion),
+/// when the later one reads nothing written by the earlier one or anything in between,
+/// and at most one of them reduces (over all axes).
+pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+    for s in steps {
+        let Step::Kernel(k) = &s else {
+            out.push(s);
+            continue;
+        };
+        let reads: Vec<usize> = k.loads.iter().map(|l| l.buffer).collect();
+        let mut target = None;
+        let mut written_after: Vec<usize> = Vec::new();
+        for i in (0..out.len()).rev() {
+            written_after.extend(writes(&out[i]));
+            if let Step::Kernel(prev) = &out[i] {
+                let compatible = prev.shape == k.shape
+                    && full_reduction(prev)
+                    && full_reduction(k)
+                    && !(prev.reduction.is_some() && k.reduction.is_some())
+                    && prev.exprs.len() + k.exprs.len() <= MAX_MERGED_EXPRS
+                    && !reads.iter().any(|b| written_after.contains(b));
+                if compatible {
+                    target = Some(i);
+                }
+            }
+            if reads.iter().any(|b| written_after.contains(b)) {
+                break;
+            }
+        }
+        match target {
+            Some(i) => {
+                if let Step::Kernel(prev) = &mut out[i] {
+                    append(prev, k);
+                }
+            }
+            None => out.push(s),
+        }
+    }
+    out
+}
