@@ -3,6 +3,7 @@
 
 use super::{elem_size, Executable, RunError};
 use crate::plan;
+use crate::plan::BufId;
 use onde_ir::DType;
 
 impl Executable {
@@ -10,8 +11,8 @@ impl Executable {
     pub(super) fn copy(
         &mut self,
         op: &plan::CopyOp,
-        args: &[usize],
-        out: usize,
+        args: &[BufId],
+        out: BufId,
     ) -> Result<(), RunError> {
         let mut idx = std::mem::take(&mut self.scratch_idx);
         let mut iacc = std::mem::take(&mut self.scratch_i64);
@@ -24,8 +25,8 @@ impl Executable {
     fn copy_with(
         &mut self,
         op: &plan::CopyOp,
-        args: &[usize],
-        out: usize,
+        args: &[BufId],
+        out: BufId,
         idx: &mut Vec<usize>,
         iacc: &mut Vec<i64>,
     ) -> Result<(), RunError> {
@@ -42,7 +43,7 @@ impl Executable {
                 let inner: usize = odims[axis + 1..].iter().product();
                 let row = odims[*axis] * inner * es;
                 let mut col = 0;
-                let word = |a: usize| plan.buffers[a].ty.shape.dims()[*axis] * inner * es == 4;
+                let word = |a: BufId| plan.buffers[a].ty.shape.dims()[*axis] * inner * es == 4;
                 if outer == 0 {
                     // Nothing to copy (and no pointer offsets past an empty buffer).
                 } else if args.len() <= 8 && args.iter().all(|&a| word(a)) {

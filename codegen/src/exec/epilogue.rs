@@ -51,7 +51,7 @@
 use crate::kernel::{Expr, Kernel};
 use crate::native::prepacked::Activation;
 use crate::plan::memory::{self, root, MemoryPlan};
-use crate::plan::{Plan, Step};
+use crate::plan::{BufId, Plan, Step};
 use onde_ir::{BinaryOp, DType, UnaryOp};
 
 /// A kernel `dst = act(out + bias)` (bias broadcast along rows, both parts optional)
@@ -60,10 +60,10 @@ use onde_ir::{BinaryOp, DType, UnaryOp};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Simple {
     /// `(buffer, element offset)` of the bias.
-    pub(super) bias: Option<(usize, isize)>,
+    pub(super) bias: Option<(BufId, isize)>,
     pub(super) act: Activation,
     /// The kernel's output buffer.
-    pub(super) dst: usize,
+    pub(super) dst: BufId,
 }
 
 /// How a step runs its next step, a kernel, as its epilogue.
@@ -123,11 +123,11 @@ fn check_conv(plan: &Plan, memory: &MemoryPlan, i: usize) -> bool {
 }
 
 /// Whether buffers `x` and `y` may occupy the same memory.
-fn shares_storage(plan: &Plan, memory: &MemoryPlan, x: usize, y: usize) -> bool {
+fn shares_storage(plan: &Plan, memory: &MemoryPlan, x: BufId, y: BufId) -> bool {
     let (x, y) = (root(plan, x), root(plan, y));
     x == y
         || matches!(
-            (memory.slot_of.get(x), memory.slot_of.get(y)),
+            (memory.slot_of.get(x.index()), memory.slot_of.get(y.index())),
             (Some(Some(s)), Some(Some(t))) if s == t
         )
 }
@@ -191,7 +191,7 @@ fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Option<Simple> {
 /// Matches `k` against `dst = act(out + bias)`: loads of `out` (row-major) and at
 /// most one f32 row-broadcast `bias`, an optional add of the two, an optional
 /// sigmoid/tanh/relu, one elementwise store.
-fn simple(k: &Kernel, out: usize, n: usize) -> Option<Simple> {
+fn simple(k: &Kernel, out: BufId, n: usize) -> Option<Simple> {
     if k.reduction.is_some() || k.stores.len() != 1 || k.loads.len() > 2 {
         return None;
     }

@@ -31,7 +31,7 @@ use state::StateBinding;
 use crate::isa::IsaLevel;
 use crate::jit::{Jit, JitError, KernelFn};
 use crate::native;
-use crate::plan::{self, BufKind, Plan, PlanError, Step};
+use crate::plan::{self, BufId, BufKind, Plan, PlanError, Step};
 use cranelift_jit::JITModule;
 use onde_ir::{Array, DType, Data, Graph, TensorType, VerifyError};
 use std::cell::RefCell;
@@ -187,7 +187,7 @@ struct Compiled {
     /// across threads (outer extent, outer axis reduced), computed once here.
     fns: Vec<Option<(KernelCode, usize, bool)>>,
     /// Reshape aliases `(alias, root)`, re-pointed at every run.
-    aliases: Vec<(usize, usize)>,
+    aliases: Vec<(BufId, BufId)>,
     /// Per step: a matmul or conv whose next step is its epilogue kernel ([`epilogue`]).
     epilogues: Vec<Option<epilogue::Fused>>,
     clif: Vec<String>,
@@ -234,7 +234,7 @@ pub struct Executable {
     /// for a state output that is not (or no longer) updated in place.
     home: Vec<*mut u8>,
     /// Feed buffers: name, type, buffer.
-    feeds: Vec<(String, TensorType, usize)>,
+    feeds: Vec<(String, TensorType, BufId)>,
     threads: usize,
     /// The instruction-set level the kernels use ([`CompileOptions::isa`], capped).
     isa: IsaLevel,
@@ -372,7 +372,7 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
         .iter()
         .enumerate()
         .filter_map(|(i, b)| match b.kind {
-            BufKind::Alias(of) => Some((i, of)),
+            BufKind::Alias(of) => Some((BufId::new(i), of)),
             BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => None,
         })
         .collect();
@@ -515,7 +515,7 @@ impl Executable {
             let bytes = b.ty.shape.numel() * elem_size(b.ty.dtype);
             match &b.kind {
                 BufKind::Feed(name) => {
-                    feeds.push((name.clone(), b.ty.clone(), i));
+                    feeds.push((name.clone(), b.ty.clone(), BufId::new(i)));
                     storage.push(None);
                     ptrs.push(std::ptr::null_mut());
                 }
@@ -540,7 +540,11 @@ impl Executable {
                 }
                 BufKind::Alias(of) => {
                     // Aliases come after their root; feeds are re-pointed in `run`.
-                    ptrs.push(ptrs.get(*of).copied().unwrap_or(std::ptr::null_mut()));
+                    ptrs.push(
+                        ptrs.get(of.index())
+                            .copied()
+                            .unwrap_or(std::ptr::null_mut()),
+                    );
                     storage.push(None);
                 }
             }
@@ -800,7 +804,7 @@ impl Executable {
         self.partials = partials;
     }
 
-    fn buf_len(&self, b: usize) -> usize {
+    fn buf_len(&self, b: BufId) -> usize {
         self.compiled.plan.buffers[b].ty.shape.numel()
     }
 
@@ -810,7 +814,7 @@ impl Executable {
     /// Each buffer must hold its declared element count of `T` (temps and consts are
     /// allocated for it, feeds were type-checked), aligned for `T`; `out` must be a temp
     /// distinct from both operands.
-    unsafe fn slices<T>(&mut self, a: usize, b: usize, out: usize) -> (&[T], &[T], &mut [T]) {
+    unsafe fn slices<T>(&mut self, a: BufId, b: BufId, out: BufId) -> (&[T], &[T], &mut [T]) {
         let (na, nb, no) = (self.buf_len(a), self.buf_len(b), self.buf_len(out));
         // SAFETY: guaranteed by the caller.
         unsafe {
@@ -837,7 +841,7 @@ impl Executable {
         self.execute()
     }
 
-    fn host(&mut self, graph: &Graph, args: &[usize], outs: &[usize]) -> Result<(), RunError> {
+    fn host(&mut self, graph: &Graph, args: &[BufId], outs: &[BufId]) -> Result<(), RunError> {
         let mut feeds = HashMap::with_capacity(args.len());
         for (i, &b) in args.iter().enumerate() {
             let ty = &self.compiled.plan.buffers[b].ty;

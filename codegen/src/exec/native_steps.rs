@@ -9,7 +9,7 @@ impl Executable {
         &mut self,
         a: &plan::View,
         b: &plan::View,
-        out: usize,
+        out: BufId,
         dtype: DType,
     ) -> Result<(), RunError> {
         fn go<T: native::Real>(
@@ -55,9 +55,9 @@ impl Executable {
     /// it ([`epilogue`]). Returns whether the kernel ran (otherwise it is the caller's).
     pub(super) fn conv(
         &mut self,
-        x: usize,
-        w: usize,
-        out: usize,
+        x: BufId,
+        w: BufId,
+        out: BufId,
         p: &onde_ir::ConvParams,
         dtype: DType,
         then: Option<(&KernelCode, usize)>,
@@ -98,7 +98,7 @@ impl Executable {
         }
         // The shapes are borrowed from a handle on the plan (no copy per run).
         let compiled = self.compiled.clone();
-        let dims = |b: usize| compiled.plan.buffers[b].ty.shape.dims();
+        let dims = |b: BufId| compiled.plan.buffers[b].ty.shape.dims();
         let (xs, ws, os) = (dims(x), dims(w), dims(out));
         let (threads, isa) = (self.threads, self.isa);
         let table = SendPtr(self.ptrs.as_ptr() as *mut *mut u8);
@@ -129,11 +129,11 @@ impl Executable {
 
     /// Whether no store of kernel step `k` overlaps, at the pointers of this run, the
     /// memory of `bufs` (a graph output may be bound anywhere by the caller).
-    pub(super) fn stores_clear_of(&self, k: usize, bufs: &[usize]) -> bool {
+    pub(super) fn stores_clear_of(&self, k: usize, bufs: &[BufId]) -> bool {
         let Step::Kernel(kernel) = &self.compiled.plan.steps[k] else {
             return false;
         };
-        let span = |b: usize| {
+        let span = |b: BufId| {
             let start = self.ptrs[b] as usize;
             let ty = &self.compiled.plan.buffers[b].ty;
             (start, start + ty.shape.numel() * elem_size(ty.dtype))

@@ -40,7 +40,7 @@ impl Executable {
         i: usize,
         a: &plan::View,
         b: &plan::View,
-        out: usize,
+        out: BufId,
         dtype: DType,
     ) -> Result<bool, RunError> {
         if !self.packed_ready(i, a, b, dtype)? {
@@ -66,7 +66,7 @@ impl Executable {
         let root = plan::memory::root(plan, b.buf);
         let weight = match plan.buffers[root].kind {
             BufKind::Const(_) => true,
-            BufKind::Feed(_) => self.is_weight.get(root).copied().unwrap_or(false),
+            BufKind::Feed(_) => self.is_weight.get(root.index()).copied().unwrap_or(false),
             BufKind::Temp | BufKind::Alias(_) => false,
         };
         if dtype != DType::F32
@@ -108,8 +108,8 @@ impl Executable {
         &mut self,
         i: usize,
         a: &plan::View,
-        dst: usize,
-        bias: Option<(usize, isize)>,
+        dst: BufId,
+        bias: Option<(BufId, isize)>,
         act: native::prepacked::Activation,
     ) -> Result<(), RunError> {
         let (na, nd) = (self.buf_len(a.buf), self.buf_len(dst));

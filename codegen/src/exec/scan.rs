@@ -2,7 +2,7 @@
 //! carry, input and output buffers, with staging made at compile time.
 
 use super::{elem_size, CompileOptions, Compiled, Executable, RunError, ScanState, Storage};
-use crate::plan::Plan;
+use crate::plan::{BufId, Plan};
 use std::rc::Rc;
 
 impl Executable {
@@ -13,8 +13,8 @@ impl Executable {
         &mut self,
         i: usize,
         sc: &onde_ir::ScanOp,
-        args: &[usize],
-        outs: &[usize],
+        args: &[BufId],
+        outs: &[BufId],
     ) -> Result<(), RunError> {
         let Some(mut st) = self.scans.get_mut(i).and_then(Option::take) else {
             return Err(RunError::Native("scan body missing".into()));
@@ -28,12 +28,12 @@ impl Executable {
         &mut self,
         st: &mut ScanState,
         sc: &onde_ir::ScanOp,
-        args: &[usize],
-        outs: &[usize],
+        args: &[BufId],
+        outs: &[BufId],
     ) -> Result<(), RunError> {
         let plan = &self.compiled.plan;
         let (nc, nx) = (sc.num_carry, sc.num_xs);
-        let ty = |b: usize| plan.buffers[b].ty.clone();
+        let ty = |b: BufId| plan.buffers[b].ty.clone();
         // Carries live in the result buffers: start from the initial values.
         for c in 0..nc {
             let t = ty(args[c]);
@@ -76,7 +76,7 @@ impl Executable {
                 st.ys_front[j].ptr()
             });
         }
-        let slice_bytes = |b: usize| {
+        let slice_bytes = |b: BufId| {
             let t = ty(b);
             t.shape.numel().checked_div(sc.length).unwrap_or(0) * elem_size(t.dtype)
         };
@@ -173,8 +173,8 @@ impl Executable {
 impl ScanState {
     pub(super) fn new(
         sc: &onde_ir::ScanOp,
-        args: &[usize],
-        outs: &[usize],
+        args: &[BufId],
+        outs: &[BufId],
         plan: &Plan,
         body: Rc<Compiled>,
         opts: CompileOptions,
@@ -189,12 +189,12 @@ impl ScanState {
                 body.feed_index(name).unwrap_or(usize::MAX)
             })
             .collect();
-        let bytes = |b: usize| {
+        let bytes = |b: BufId| {
             let t = &plan.buffers[b].ty;
             t.shape.numel() * elem_size(t.dtype)
         };
         let (nc, nx) = (sc.num_carry, sc.num_xs);
-        let front = |b: usize| Storage::new(if sc.axis == 0 { 0 } else { bytes(b) });
+        let front = |b: BufId| Storage::new(if sc.axis == 0 { 0 } else { bytes(b) });
         ScanState {
             body,
             inputs,

@@ -4,14 +4,15 @@
 
 use super::{array_ptr_mut, elem_size, Executable, RunError};
 use crate::plan;
+use crate::plan::BufId;
 use onde_ir::{Array, TensorType};
 
 /// A feed whose value lives in the executable and is replaced by an output after each
 /// run (parameters and optimiser state of a training step).
 pub(super) struct StateBinding {
     pub(super) name: String,
-    pub(super) feed_buf: usize,
-    pub(super) out_buf: usize,
+    pub(super) feed_buf: BufId,
+    pub(super) out_buf: BufId,
     pub(super) value: Array,
     /// The output's kernel writes straight into `value` (else it is copied after the run).
     pub(super) in_place: bool,
@@ -113,7 +114,7 @@ impl Executable {
     /// in place; staging buffers exist for the states that are copied.
     fn fix_states(&mut self) {
         let plan = &self.compiled.plan;
-        let roots: Vec<usize> = self
+        let roots: Vec<BufId> = self
             .states
             .iter()
             .map(|st| plan::memory::root(plan, st.out_buf))

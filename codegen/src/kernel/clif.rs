@@ -163,7 +163,7 @@ pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
     let (table, lo, hi, partial) = (params[0], params[1], params[2], params[3]);
     let mut bases = Vec::new();
     let flags = MemFlagsData::trusted();
-    let accesses: Vec<(usize, isize, DType)> = k
+    let accesses: Vec<(crate::plan::BufId, isize, DType)> = k
         .loads
         .iter()
         .map(|l| (l.buffer, l.offset, l.dtype))
@@ -174,7 +174,9 @@ pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
         )
         .collect();
     for &(buf, offset, d) in &accesses {
-        let p = b.ins().load(types::I64, flags, table, (buf * 8) as i32);
+        let p = b
+            .ins()
+            .load(types::I64, flags, table, (buf.index() * 8) as i32);
         let p = if offset != 0 {
             b.ins().iadd_imm_s(p, offset as i64 * elem_size(d) as i64)
         } else {

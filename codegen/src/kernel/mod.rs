@@ -13,6 +13,7 @@ pub mod clif;
 pub mod engine;
 pub mod nest;
 
+use crate::plan::BufId;
 use onde_ir::{BinaryOp, CmpOp, DType, ReduceKind, UnaryOp};
 use std::fmt;
 
@@ -23,7 +24,7 @@ pub type ExprId = usize;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Load {
     /// The buffer (index into the executor's buffer table).
-    pub buffer: usize,
+    pub buffer: BufId,
     /// Element type.
     pub dtype: DType,
     /// Offset in elements.
@@ -55,7 +56,7 @@ pub enum Expr {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Store {
     /// Buffer written.
-    pub buffer: usize,
+    pub buffer: BufId,
     /// Expression stored.
     pub expr: ExprId,
 }

@@ -3,6 +3,7 @@
 //! leaves' maps instead of moving data; elementwise ops combine trees. A lazy value
 //! becomes a kernel when it is materialised.
 
+use super::BufId;
 use onde_ir::{BinaryOp, CmpOp, DType, SliceAxis, UnaryOp};
 
 /// A node of a lazy expression tree.
@@ -11,7 +12,7 @@ pub enum LNode {
     /// A buffer read through `offset + Σ strides·i` (elements).
     Leaf {
         /// Buffer id.
-        buf: usize,
+        buf: BufId,
         /// Element type.
         dtype: DType,
         /// Offset in elements.
@@ -72,7 +73,7 @@ pub fn contiguous(shape: &[usize]) -> Vec<isize> {
 
 impl Lazy {
     /// A whole contiguous buffer.
-    pub fn buffer(buf: usize, dtype: DType, shape: &[usize]) -> Lazy {
+    pub fn buffer(buf: BufId, dtype: DType, shape: &[usize]) -> Lazy {
         Lazy {
             shape: shape.to_vec(),
             dtype,
@@ -118,7 +119,7 @@ impl Lazy {
     }
 
     /// If this is a single buffer read, that read.
-    pub fn as_leaf(&self) -> Option<(usize, isize, &[isize])> {
+    pub fn as_leaf(&self) -> Option<(BufId, isize, &[isize])> {
         match self.nodes.as_slice() {
             [LNode::Leaf {
                 buf,
@@ -131,7 +132,7 @@ impl Lazy {
     }
 
     /// Whether this reads one buffer contiguously from its start.
-    pub fn is_whole_buffer(&self) -> Option<usize> {
+    pub fn is_whole_buffer(&self) -> Option<BufId> {
         let (buf, off, strides) = self.as_leaf()?;
         (off == 0 && strides == contiguous(&self.shape).as_slice()).then_some(buf)
     }

@@ -8,7 +8,7 @@
 //! step when it reads it element for element at the position it writes (offset 0,
 //! contiguous, same size, no reduction): every iteration reads before it writes.
 
-use super::{BufKind, Plan, Step};
+use super::{BufId, BufKind, Plan, Step};
 use crate::kernel::nest::elem_size;
 
 /// Where each buffer lives.
@@ -27,14 +27,14 @@ impl MemoryPlan {
     }
 }
 
-pub(crate) fn root(plan: &Plan, b: usize) -> usize {
+pub(crate) fn root(plan: &Plan, b: BufId) -> BufId {
     match plan.buffers[b].kind {
         BufKind::Alias(r) => r,
         BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
     }
 }
 
-pub(crate) fn reads(s: &Step) -> Vec<usize> {
+pub(crate) fn reads(s: &Step) -> Vec<BufId> {
     match s {
         Step::Kernel(k) => k.loads.iter().map(|l| l.buffer).collect(),
         Step::MatMul { a, b, .. } => vec![a.buf, b.buf],
@@ -43,13 +43,13 @@ pub(crate) fn reads(s: &Step) -> Vec<usize> {
     }
 }
 
-fn bytes(plan: &Plan, b: usize) -> usize {
+fn bytes(plan: &Plan, b: BufId) -> usize {
     let t = &plan.buffers[b].ty;
     t.shape.numel() * elem_size(t.dtype)
 }
 
 /// Whether kernel step `s` may write its store `out` over `dying`, read in place.
-pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: usize, out: usize) -> bool {
+pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: BufId, out: BufId) -> bool {
     let Step::Kernel(k) = s else {
         return false;
     };
@@ -70,7 +70,7 @@ pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: usize, out: usize) -> bo
 /// Assigns storage slots to the plan's temporaries.
 pub fn plan_memory(plan: &Plan) -> MemoryPlan {
     let n = plan.buffers.len();
-    let temp = |b: usize| matches!(plan.buffers[b].kind, BufKind::Temp);
+    let temp = |b: BufId| matches!(plan.buffers[b].kind, BufKind::Temp);
     let mut birth = vec![usize::MAX; n];
     let mut death = vec![0usize; n];
     for (i, s) in plan.steps.iter().enumerate() {
@@ -93,7 +93,7 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
     for (i, s) in plan.steps.iter().enumerate() {
         // Free slots of buffers that died before this step.
         if i > 0 {
-            for b in 0..n {
+            for b in (0..n).map(BufId::new) {
                 if temp(b) && death[b] == i - 1 {
                     if let Some(sl) = slot_of[b] {
                         free.push(sl);
@@ -137,6 +137,7 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
     }
     // Temporaries never written by a step (none in valid plans) still get storage.
     for (b, slot) in slot_of.iter_mut().enumerate() {
+        let b = BufId::new(b);
         if temp(b) && slot.is_none() {
             slot_bytes.push(bytes(plan, b));
             *slot = Some(slot_bytes.len() - 1);
@@ -152,7 +153,7 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
 /// (a persistent state updated in place, see `Executable::bind_state`): `out` is a
 /// temporary written by exactly one kernel step `s`, every other step reading `feed`
 /// runs before `s`, and `s` reads `feed` only element for element where it writes.
-pub fn state_in_place(plan: &Plan, feed: usize, out: usize) -> bool {
+pub fn state_in_place(plan: &Plan, feed: BufId, out: BufId) -> bool {
     if !matches!(plan.buffers[out].kind, BufKind::Temp)
         || !matches!(plan.buffers[feed].kind, BufKind::Feed(_))
     {

@@ -32,7 +32,7 @@ pub(super) fn full_reduction(k: &Kernel) -> bool {
         .is_none_or(|r| r.axes.len() == k.shape.len())
 }
 
-pub(crate) fn writes(s: &Step) -> Vec<usize> {
+pub(crate) fn writes(s: &Step) -> Vec<BufId> {
     match s {
         Step::Kernel(k) => k.stores.iter().map(|st| st.buffer).collect(),
         Step::MatMul { out, .. } | Step::Conv { out, .. } => vec![*out],
@@ -104,9 +104,9 @@ pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
             out.push(s);
             continue;
         };
-        let reads: Vec<usize> = k.loads.iter().map(|l| l.buffer).collect();
+        let reads: Vec<BufId> = k.loads.iter().map(|l| l.buffer).collect();
         let mut target = None;
-        let mut written_after: Vec<usize> = Vec::new();
+        let mut written_after: Vec<BufId> = Vec::new();
         for i in (0..out.len()).rev() {
             written_after.extend(writes(&out[i]));
             if let Step::Kernel(prev) = &out[i] {

@@ -30,7 +30,7 @@ use cost::{cost, scalar_worth_storing};
 use merge::intern;
 pub use merge::merge_kernels;
 pub(crate) use merge::writes;
-pub use steps::{BufKind, BufferSpec, CopyOp, Plan, PlanError, Step, View};
+pub use steps::{BufId, BufKind, BufferSpec, CopyOp, Plan, PlanError, Step, View};
 
 use crate::kernel::{Expr, Kernel, Load, Reduction, Store};
 use lazy::{contiguous, LNode, Lazy};
@@ -52,7 +52,7 @@ pub const MAX_MERGED_EXPRS: usize = 160;
 
 #[derive(Clone, Debug)]
 enum Val {
-    Buf(usize),
+    Buf(BufId),
     Lazy(Lazy),
 }
 
@@ -64,7 +64,7 @@ struct Planner<'g> {
     uses: HashMap<ValueId, usize>,
     kernels: usize,
     /// Buffers holding values that stay lazy for their other consumers.
-    materialized: HashMap<ValueId, usize>,
+    materialized: HashMap<ValueId, BufId>,
 }
 
 /// Plans `g` (which must verify).
@@ -151,9 +151,9 @@ impl Planner<'_> {
         }
     }
 
-    fn new_buf(&mut self, ty: TensorType, kind: BufKind) -> usize {
+    fn new_buf(&mut self, ty: TensorType, kind: BufKind) -> BufId {
         self.buffers.push(BufferSpec { ty, kind });
-        self.buffers.len() - 1
+        BufId::new(self.buffers.len() - 1)
     }
 
     fn lazy(&self, v: ValueId) -> Result<Lazy, PlanError> {
@@ -174,7 +174,7 @@ impl Planner<'_> {
         l: &Lazy,
         reduction: Option<(ReduceKind, Vec<usize>, Vec<usize>)>,
         label: &str,
-    ) -> usize {
+    ) -> BufId {
         let out_shape = match &reduction {
             Some((_, _, out)) => out.clone(),
             None => l.shape.clone(),
@@ -195,7 +195,7 @@ impl Planner<'_> {
             fused: l.ops.clone(),
         };
         self.kernels += 1;
-        let mut load_ids: HashMap<(usize, isize, Vec<isize>), usize> = HashMap::new();
+        let mut load_ids: HashMap<(BufId, isize, Vec<isize>), usize> = HashMap::new();
         let mut dtypes_of_nodes: Vec<DType> = Vec::with_capacity(l.nodes.len());
         // Lazy node index -> kernel expression index; identical expressions (the same
         // load, or the same op on the same operands) are emitted once.
@@ -257,7 +257,7 @@ impl Planner<'_> {
         Ok(Lazy::buffer(b, t.dtype, t.shape.dims()))
     }
 
-    fn materialize(&mut self, v: ValueId, why: &str) -> Result<usize, PlanError> {
+    fn materialize(&mut self, v: ValueId, why: &str) -> Result<BufId, PlanError> {
         if let Some(&b) = self.materialized.get(&v) {
             return Ok(b);
         }

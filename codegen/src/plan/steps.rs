@@ -2,6 +2,46 @@
 
 use crate::kernel::Kernel;
 use onde_ir::{Array, ConvParams, DType, Graph, TensorType};
+use std::fmt;
+
+/// A buffer of a plan: an index into [`Plan::buffers`] and into the executor's tables
+/// of the same length. A type of its own, so a buffer cannot be confused with a step,
+/// an expression, an element count or an offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufId(usize);
+
+impl BufId {
+    /// The buffer at position `i` of the plan.
+    pub fn new(i: usize) -> BufId {
+        BufId(i)
+    }
+
+    /// Its position in the plan's buffer list (and in every per-buffer table).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Per-buffer tables (the plan's buffers, the executor's pointers and storage) are
+/// indexed by [`BufId`] directly.
+impl<T> std::ops::Index<BufId> for Vec<T> {
+    type Output = T;
+    fn index(&self, b: BufId) -> &T {
+        &self[b.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<BufId> for Vec<T> {
+    fn index_mut(&mut self, b: BufId) -> &mut T {
+        &mut self[b.0]
+    }
+}
+
+impl fmt::Display for BufId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// Where a buffer's memory comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -13,7 +53,7 @@ pub enum BufKind {
     /// A temporary written by a step.
     Temp,
     /// The same memory as another buffer, seen with another shape (a reshape).
-    Alias(usize),
+    Alias(BufId),
 }
 
 /// A buffer of the plan.
@@ -29,7 +69,7 @@ pub struct BufferSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct View {
     /// Buffer.
-    pub buf: usize,
+    pub buf: BufId,
     /// Offset in elements.
     pub offset: isize,
     /// Shape.
@@ -62,18 +102,18 @@ pub enum Step {
         /// Right operand.
         b: View,
         /// Contiguous output buffer.
-        out: usize,
+        out: BufId,
         /// Element type.
         dtype: DType,
     },
     /// Convolution on native kernels.
     Conv {
         /// Input buffer.
-        x: usize,
+        x: BufId,
         /// Weight buffer.
-        w: usize,
+        w: BufId,
         /// Output buffer.
-        out: usize,
+        out: BufId,
         /// Parameters.
         params: ConvParams,
         /// Element type.
@@ -85,20 +125,20 @@ pub enum Step {
         /// The scan (body graph and layout).
         scan: onde_ir::ScanOp,
         /// Operand buffers: carries, scanned inputs, invariants.
-        args: Vec<usize>,
+        args: Vec<BufId>,
         /// Result buffers: final carries, stacked outputs.
-        outs: Vec<usize>,
+        outs: Vec<BufId>,
     },
     /// A data-movement op run natively (block copies, no allocation).
-    Copy(CopyOp, Vec<usize>, usize),
+    Copy(CopyOp, Vec<BufId>, BufId),
     /// An op run by the reference interpreter on a one-op graph.
     Host {
         /// The one-op graph (inputs `a0`, `a1`, … in operand order).
         graph: Graph,
         /// Operand buffers.
-        args: Vec<usize>,
+        args: Vec<BufId>,
         /// Result buffers.
-        outs: Vec<usize>,
+        outs: Vec<BufId>,
     },
 }
 
@@ -155,7 +195,7 @@ pub struct Plan {
     /// Steps in execution order.
     pub steps: Vec<Step>,
     /// Output buffers, in the graph's output order.
-    pub outputs: Vec<usize>,
+    pub outputs: Vec<BufId>,
 }
 
 /// Planning failed (an unsupported construct; the graph itself was verified).

@@ -20,7 +20,7 @@
 //! 6. **Defined before use**: a temporary is written by an earlier step before any step
 //!    reads it (through any alias); feeds and constants are never written.
 
-use super::{BufKind, Plan, PlanError, Step, View};
+use super::{BufId, BufKind, Plan, PlanError, Step, View};
 use crate::kernel::{Expr, Kernel};
 use onde_ir::DType;
 
@@ -37,7 +37,7 @@ pub fn verify(plan: &Plan) -> Result<(), PlanError> {
     // 1. Aliases.
     for (b, spec) in plan.buffers.iter().enumerate() {
         if let BufKind::Alias(of) = spec.kind {
-            let ok = of < b
+            let ok = of.index() < b
                 && plan.buffers[of].ty.dtype == spec.ty.dtype
                 && plan.buffers[of].ty.shape.numel() >= spec.ty.shape.numel();
             if !ok {
@@ -47,14 +47,14 @@ pub fn verify(plan: &Plan) -> Result<(), PlanError> {
                         "buffer {b} ({}) aliases buffer {of} ({}): another dtype, fewer elements or a later buffer",
                         spec.ty,
                         plan.buffers
-                            .get(of)
+                            .get(of.index())
                             .map_or("missing".to_string(), |s| s.ty.to_string())
                     ),
                 ));
             }
         }
     }
-    let root = |mut b: usize| {
+    let root = |mut b: BufId| {
         while let BufKind::Alias(of) = plan.buffers[b].kind {
             b = of;
         }
@@ -67,7 +67,7 @@ pub fn verify(plan: &Plan) -> Result<(), PlanError> {
     for (i, step) in plan.steps.iter().enumerate() {
         let (reads, writes) = step_buffers(step);
         for &b in reads.iter().chain(&writes) {
-            if b >= n {
+            if b.index() >= n {
                 return Err(err(i, format!("names buffer {b} of {n}")));
             }
         }
@@ -87,7 +87,7 @@ pub fn verify(plan: &Plan) -> Result<(), PlanError> {
         }
     }
     for &b in &plan.outputs {
-        if b >= n || !written[root(b)] {
+        if b.index() >= n || !written[root(b)] {
             return Err(err(
                 plan.steps.len(),
                 format!("output buffer {b} is never written"),
@@ -98,7 +98,7 @@ pub fn verify(plan: &Plan) -> Result<(), PlanError> {
 }
 
 /// The buffers a step reads and writes.
-fn step_buffers(step: &Step) -> (Vec<usize>, Vec<usize>) {
+fn step_buffers(step: &Step) -> (Vec<BufId>, Vec<BufId>) {
     match step {
         Step::Kernel(k) => (
             k.loads.iter().map(|l| l.buffer).collect(),
@@ -114,7 +114,7 @@ fn step_buffers(step: &Step) -> (Vec<usize>, Vec<usize>) {
 }
 
 fn check_step(plan: &Plan, i: usize, step: &Step) -> Result<(), PlanError> {
-    let ty = |b: usize| &plan.buffers[b].ty;
+    let ty = |b: BufId| &plan.buffers[b].ty;
     match step {
         Step::Kernel(k) => check_kernel(plan, i, k),
         Step::MatMul { a, b, out, dtype } => {
@@ -185,7 +185,7 @@ fn reach(offset: isize, shape: &[usize], strides: &[isize]) -> Option<(i128, i12
     Some((lo, hi))
 }
 
-fn inside(plan: &Plan, buf: usize, r: Option<(i128, i128)>) -> bool {
+fn inside(plan: &Plan, buf: BufId, r: Option<(i128, i128)>) -> bool {
     let numel = plan.buffers[buf].ty.shape.numel() as i128;
     r.is_none_or(|(lo, hi)| lo >= 0 && hi < numel)
 }
@@ -401,7 +401,7 @@ mod tests {
             kind: crate::plan::BufKind::Temp,
         });
         let seven = p.buffers.len() - 1;
-        kernel(&mut p).stores[0].buffer = seven;
+        kernel(&mut p).stores[0].buffer = crate::plan::BufId::new(seven);
         fails(&p, "into buffer");
         // A store into the input (a feed, read-only), of the right size.
         let mut p = planned(
@@ -416,7 +416,7 @@ mod tests {
             .iter()
             .position(|b| matches!(b.kind, crate::plan::BufKind::Feed(_)))
             .unwrap();
-        kernel(&mut p).stores[0].buffer = feed;
+        kernel(&mut p).stores[0].buffer = crate::plan::BufId::new(feed);
         fails(&p, "a feed or constant");
         // A step that reads a temporary before anything wrote it: the kernel consuming
         // a matrix product moved before it.
@@ -434,7 +434,7 @@ mod tests {
         fails(&p, "before any step wrote it");
         // A buffer that does not exist.
         let mut p = good;
-        kernel(&mut p).loads[0].buffer = 1000;
+        kernel(&mut p).loads[0].buffer = crate::plan::BufId::new(1000);
         fails(&p, "names buffer 1000");
     }
 

@@ -134,7 +134,7 @@ pub struct Program {
     width: Width,
     nest: Nest,
     /// `(buffer, byte offset)` per access: loads, then stores.
-    accesses: Vec<(usize, isize)>,
+    accesses: Vec<(crate::plan::BufId, isize)>,
     nloads: usize,
     /// Per load: broadcast along the innermost axis (stride 0).
     bcast: Vec<bool>,
@@ -427,7 +427,7 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>, width: Width) -> Opti
     if nslots > MAX_SLOTS {
         return None;
     }
-    let mut accesses: Vec<(usize, isize)> =
+    let mut accesses: Vec<(crate::plan::BufId, isize)> =
         k.loads.iter().map(|l| (l.buffer, l.offset * 4)).collect();
     accesses.extend(k.stores.iter().map(|s| (s.buffer, 0)));
     let inner = nest.axes.last()?;

@@ -195,7 +195,7 @@ impl Program {
             self.accesses
                 .iter()
                 // SAFETY: the table has an entry per buffer; offsets stay inside it.
-                .map(|&(buf, off)| unsafe { (*table.add(buf)).offset(off) }),
+                .map(|&(buf, off)| unsafe { (*table.add(buf.index())).offset(off) }),
         );
         let axes = &self.nest.axes;
         let n = axes.len();
