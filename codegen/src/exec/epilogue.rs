@@ -48,7 +48,7 @@
 //! the convolution's output: a block is finished when it runs. Other readers of the
 //! output are fine (it is stored).
 
-use crate::kernel::{Expr, Kernel};
+use crate::kernel::{Expr, ExprId, Kernel};
 use crate::native::prepacked::Activation;
 use crate::plan::memory::{self, root, MemoryPlan};
 use crate::plan::{BufId, Plan, Step};
@@ -205,7 +205,7 @@ fn simple(k: &Kernel, out: BufId, n: usize) -> Option<Simple> {
         }
         bias = Some((l.buffer, l.offset));
     }
-    let is_load_of = |e: usize, want_out: bool| match k.exprs[e] {
+    let is_load_of = |e: ExprId, want_out: bool| match k.exprs[e] {
         Expr::Load(l) => (k.loads[l].buffer == out) == want_out,
         Expr::Const(..)
         | Expr::Unary(..)

@@ -526,7 +526,7 @@ impl Cx<'_> {
             let d = self.k.dtypes[e];
             let addr = self.at(b, self.nloads() + red.store, axis, offs, i, ptrs);
             let acc = b.ins().load(mode.ty(d), data_flags(), addr, 0);
-            let next = combine(b, red.kind, d, acc, vals[e]);
+            let next = combine(b, red.kind, d, acc, vals[e.index()]);
             b.ins().store(data_flags(), next, addr, 0);
             skip = Some(red.store);
         }
@@ -536,7 +536,7 @@ impl Cx<'_> {
             let var = if mode == Mode::Scalar { Some(sv) } else { vv };
             if let Some(var) = var {
                 let acc = b.use_var(var);
-                let next = combine(b, red.kind, d, acc, vals[e]);
+                let next = combine(b, red.kind, d, acc, vals[e.index()]);
                 b.def_var(var, next);
             }
             skip = Some(red.store);
@@ -547,7 +547,7 @@ impl Cx<'_> {
             }
             let a = self.nloads() + j;
             let addr = self.at(b, a, axis, offs, i, ptrs);
-            b.ins().store(data_flags(), vals[s.expr], addr, 0);
+            b.ins().store(data_flags(), vals[s.expr.index()], addr, 0);
         }
     }
 

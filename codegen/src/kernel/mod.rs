@@ -17,8 +17,44 @@ use crate::plan::BufId;
 use onde_ir::{BinaryOp, CmpOp, DType, ReduceKind, UnaryOp};
 use std::fmt;
 
-/// Index of an expression in [`Kernel::exprs`].
-pub type ExprId = usize;
+/// An expression of a kernel: its position in [`Kernel::exprs`] (and in
+/// [`Kernel::dtypes`] and every per-expression table of a backend). A type of its own,
+/// so an expression cannot be confused with a load, a store or a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExprId(usize);
+
+impl ExprId {
+    /// The expression at position `i`.
+    pub fn new(i: usize) -> ExprId {
+        ExprId(i)
+    }
+
+    /// Its position in the kernel's expression list.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+impl fmt::Display for ExprId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Per-expression tables (expressions, dtypes, a backend's values) are indexed by
+/// [`ExprId`] directly.
+impl<T> std::ops::Index<ExprId> for Vec<T> {
+    type Output = T;
+    fn index(&self, e: ExprId) -> &T {
+        &self[e.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<ExprId> for Vec<T> {
+    fn index_mut(&mut self, e: ExprId) -> &mut T {
+        &mut self[e.0]
+    }
+}
 
 /// A strided read of a buffer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

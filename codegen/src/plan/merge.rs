@@ -12,18 +12,19 @@ pub(super) fn expr_key(e: &Expr, d: DType) -> String {
 /// Appends `e` to `k` unless an identical expression is already there; returns its id.
 pub(super) fn intern(
     k: &mut Kernel,
-    seen: &mut HashMap<String, usize>,
+    seen: &mut HashMap<String, ExprId>,
     e: Expr,
     d: DType,
-) -> usize {
+) -> ExprId {
     let key = expr_key(&e, d);
     if let Some(&id) = seen.get(&key) {
         return id;
     }
     k.exprs.push(e);
     k.dtypes.push(d);
-    seen.insert(key, k.exprs.len() - 1);
-    k.exprs.len() - 1
+    let id = ExprId::new(k.exprs.len() - 1);
+    seen.insert(key, id);
+    id
 }
 
 pub(super) fn full_reduction(k: &Kernel) -> bool {
@@ -55,16 +56,16 @@ pub(super) fn append(a: &mut Kernel, b: &Kernel) {
         };
         load_map.push(id);
     }
-    let mut seen: HashMap<String, usize> = a
+    let mut seen: HashMap<String, ExprId> = a
         .exprs
         .iter()
         .zip(&a.dtypes)
         .enumerate()
-        .map(|(i, (e, d))| (expr_key(e, *d), i))
+        .map(|(i, (e, d))| (expr_key(e, *d), ExprId::new(i)))
         .collect();
-    let mut expr_map = Vec::with_capacity(b.exprs.len());
+    let mut expr_map: Vec<ExprId> = Vec::with_capacity(b.exprs.len());
     for (e, d) in b.exprs.iter().zip(&b.dtypes) {
-        let m = |i: &usize| expr_map[*i];
+        let m = |i: &ExprId| expr_map[*i];
         let e2 = match e {
             Expr::Load(l) => Expr::Load(load_map[*l]),
             Expr::Const(v, d) => Expr::Const(*v, *d),

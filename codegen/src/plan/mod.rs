@@ -32,7 +32,7 @@ pub use merge::merge_kernels;
 pub(crate) use merge::writes;
 pub use steps::{BufId, BufKind, BufferSpec, CopyOp, Plan, PlanError, Step, View};
 
-use crate::kernel::{Expr, Kernel, Load, Reduction, Store};
+use crate::kernel::{Expr, ExprId, Kernel, Load, Reduction, Store};
 use lazy::{contiguous, LNode, Lazy};
 use onde_ir::{BinaryOp, DType, Graph, Op, OpId, ReduceKind, TensorType, ValueId};
 use std::collections::HashMap;
@@ -199,8 +199,8 @@ impl Planner<'_> {
         let mut dtypes_of_nodes: Vec<DType> = Vec::with_capacity(l.nodes.len());
         // Lazy node index -> kernel expression index; identical expressions (the same
         // load, or the same op on the same operands) are emitted once.
-        let mut node_expr: Vec<usize> = Vec::with_capacity(l.nodes.len());
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut node_expr: Vec<ExprId> = Vec::with_capacity(l.nodes.len());
+        let mut seen: HashMap<String, ExprId> = HashMap::new();
         for n in &l.nodes {
             let (e, d) = match n {
                 LNode::Leaf {

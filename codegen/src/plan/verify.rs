@@ -275,7 +275,7 @@ fn check_kernel(plan: &Plan, i: usize, k: &Kernel) -> Result<(), PlanError> {
                 ));
             }
         }
-        if let Some(o) = x.operands().into_iter().find(|&o| o >= e) {
+        if let Some(o) = x.operands().into_iter().find(|&o| o.index() >= e) {
             return Err(err(
                 i,
                 format!("{name}: expression {e} reads expression {o}, not an earlier one"),
@@ -297,7 +297,7 @@ fn check_kernel(plan: &Plan, i: usize, k: &Kernel) -> Result<(), PlanError> {
         }
     }
     for (j, s) in k.stores.iter().enumerate() {
-        if s.expr >= k.exprs.len() {
+        if s.expr.index() >= k.exprs.len() {
             return Err(err(
                 i,
                 format!(
@@ -392,7 +392,8 @@ mod tests {
         let mut p = good.clone();
         let k = kernel(&mut p);
         let last = k.exprs.len() - 1;
-        k.exprs[0] = crate::kernel::Expr::Unary(onde_ir::UnaryOp::Neg, last);
+        k.exprs[0] =
+            crate::kernel::Expr::Unary(onde_ir::UnaryOp::Neg, crate::kernel::ExprId::new(last));
         fails(&p, "not an earlier one");
         // A store into a buffer of another size.
         let mut p = good.clone();
