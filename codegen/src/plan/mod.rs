@@ -390,42 +390,15 @@ impl Planner<'_> {
                     self.vals.insert(r, Val::Buf(b));
                 }
             }
-            Op::Unary(u) => {
-                let a = self.elem_operand(xs[0], rt.shape.numel())?;
-                let l = Lazy::combine(&shape, rt.dtype, &[a], |n| LNode::Unary(*u, n[0]));
-                self.set_lazy(r, l, label);
-            }
+            Op::Unary(u) => self.elementwise(r, &xs, label, |n| LNode::Unary(*u, n[0]))?,
             Op::Binary(b) => {
-                let n = rt.shape.numel();
-                let (x, y) = (self.elem_operand(xs[0], n)?, self.elem_operand(xs[1], n)?);
-                let l = Lazy::combine(&shape, rt.dtype, &[x, y], |n| LNode::Binary(*b, n[0], n[1]));
-                self.set_lazy(r, l, label);
+                self.elementwise(r, &xs, label, |n| LNode::Binary(*b, n[0], n[1]))?;
             }
             Op::Compare(c) => {
-                let n = rt.shape.numel();
-                let (x, y) = (self.elem_operand(xs[0], n)?, self.elem_operand(xs[1], n)?);
-                let l = Lazy::combine(&shape, DType::Bool, &[x, y], |n| {
-                    LNode::Compare(*c, n[0], n[1])
-                });
-                self.set_lazy(r, l, label);
+                self.elementwise(r, &xs, label, |n| LNode::Compare(*c, n[0], n[1]))?;
             }
-            Op::Where => {
-                let n = rt.shape.numel();
-                let (c, x, y) = (
-                    self.elem_operand(xs[0], n)?,
-                    self.elem_operand(xs[1], n)?,
-                    self.elem_operand(xs[2], n)?,
-                );
-                let l = Lazy::combine(&shape, rt.dtype, &[c, x, y], |n| {
-                    LNode::Where(n[0], n[1], n[2])
-                });
-                self.set_lazy(r, l, label);
-            }
-            Op::Cast { to } => {
-                let a = self.elem_operand(xs[0], rt.shape.numel())?;
-                let l = Lazy::combine(&shape, *to, &[a], |n| LNode::Cast(*to, n[0]));
-                self.set_lazy(r, l, label);
-            }
+            Op::Where => self.elementwise(r, &xs, label, |n| LNode::Where(n[0], n[1], n[2]))?,
+            Op::Cast { to } => self.elementwise(r, &xs, label, |n| LNode::Cast(*to, n[0]))?,
             Op::Detach => {
                 let a = self.lazy(xs[0])?;
                 self.set_lazy(r, a, label);
@@ -484,114 +457,142 @@ impl Planner<'_> {
                 let b = self.emit_kernel(&a, Some((*kind, axes.clone(), shape.clone())), label);
                 self.vals.insert(r, Val::Buf(b));
             }
-            Op::MatMul => {
-                if !is_float_or(rt.dtype) {
-                    return self.host(o, &xs, &rs);
-                }
-                let a = self.view(xs[0])?;
-                let b = self.view(xs[1])?;
-                let out = self.new_buf(rt.clone(), BufKind::Temp);
-                self.steps.push(Step::MatMul {
-                    a,
-                    b,
-                    out,
-                    dtype: rt.dtype,
-                });
-                self.vals.insert(r, Val::Buf(out));
-            }
-            Op::Conv(p) => {
-                let x = self.materialize(xs[0], "conv_input")?;
-                let w = self.materialize(xs[1], "conv_weight")?;
-                let out = self.new_buf(rt.clone(), BufKind::Temp);
-                self.steps.push(Step::Conv {
-                    x,
-                    w,
-                    out,
-                    params: p.clone(),
-                    dtype: rt.dtype,
-                });
-                self.vals.insert(r, Val::Buf(out));
-            }
+            Op::MatMul if !is_float_or(rt.dtype) => return self.host(o, &xs, &rs),
+            Op::MatMul => self.matmul(r, xs[0], xs[1])?,
+            Op::Conv(p) => self.conv(r, xs[0], xs[1], p)?,
             Op::Concat { axis } => {
-                let mut args = Vec::with_capacity(xs.len());
-                for &x in &xs {
-                    args.push(self.materialize(x, "concat_operand")?);
-                }
-                let out = self.new_buf(rt.clone(), BufKind::Temp);
-                self.steps
-                    .push(Step::Copy(CopyOp::Concat { axis: *axis }, args, out));
-                self.vals.insert(r, Val::Buf(out));
+                let operands: Vec<_> = xs.iter().map(|&x| (x, "concat_operand")).collect();
+                self.copy_step(r, CopyOp::Concat { axis: *axis }, &operands)?;
             }
             Op::Pad { pads, value_bits } => {
-                let x = self.materialize(xs[0], "pad_operand")?;
-                let out = self.new_buf(rt.clone(), BufKind::Temp);
                 let pad = CopyOp::Pad {
                     pads: pads.clone(),
                     value: Op::pad_value(*value_bits),
                 };
-                self.steps.push(Step::Copy(pad, vec![x], out));
-                self.vals.insert(r, Val::Buf(out));
+                self.copy_step(r, pad, &[(xs[0], "pad_operand")])?;
             }
             Op::Gather { axis } => {
-                let x = self.materialize(xs[0], "gather_input")?;
-                let idx = self.materialize(xs[1], "gather_index")?;
-                let out = self.new_buf(rt.clone(), BufKind::Temp);
-                self.steps.push(Step::Copy(
-                    CopyOp::Gather { axis: *axis },
-                    vec![x, idx],
-                    out,
-                ));
-                self.vals.insert(r, Val::Buf(out));
+                let operands = [(xs[0], "gather_input"), (xs[1], "gather_index")];
+                self.copy_step(r, CopyOp::Gather { axis: *axis }, &operands)?;
             }
             Op::ScatterAdd { axis, .. } if rt.dtype != DType::Bool => {
-                let idx = self.materialize(xs[0], "scatter_index")?;
-                let src = self.materialize(xs[1], "scatter_source")?;
-                let out = self.new_buf(rt.clone(), BufKind::Temp);
-                self.steps.push(Step::Copy(
-                    CopyOp::ScatterAdd { axis: *axis },
-                    vec![idx, src],
-                    out,
-                ));
-                self.vals.insert(r, Val::Buf(out));
+                let operands = [(xs[0], "scatter_index"), (xs[1], "scatter_source")];
+                self.copy_step(r, CopyOp::ScatterAdd { axis: *axis }, &operands)?;
             }
             Op::ArgReduce { kind, axis, .. } if self.ty(xs[0]).dtype != DType::Bool => {
-                let x = self.materialize(xs[0], "argreduce_input")?;
-                let out = self.new_buf(rt.clone(), BufKind::Temp);
                 let op = CopyOp::ArgReduce {
                     kind: *kind,
                     axis: *axis,
                 };
-                self.steps.push(Step::Copy(op, vec![x], out));
-                self.vals.insert(r, Val::Buf(out));
+                self.copy_step(r, op, &[(xs[0], "argreduce_input")])?;
             }
             Op::Random { dist, dtype, .. } if dtype.is_float() => {
-                let seed = self.materialize(xs[0], "random_seed")?;
-                let out = self.new_buf(rt.clone(), BufKind::Temp);
-                self.steps
-                    .push(Step::Copy(CopyOp::Random { dist: *dist }, vec![seed], out));
-                self.vals.insert(r, Val::Buf(out));
+                self.copy_step(r, CopyOp::Random { dist: *dist }, &[(xs[0], "random_seed")])?;
             }
             Op::ArgReduce { .. } | Op::ScatterAdd { .. } | Op::Random { .. } => {
                 return self.host(o, &xs, &rs)
             }
-            Op::Scan(sc) => {
-                let mut args = Vec::with_capacity(xs.len());
-                for &x in &xs {
-                    args.push(self.materialize(x, "scan_operand")?);
-                }
-                let mut outs = Vec::with_capacity(rs.len());
-                for &r in &rs {
-                    let b = self.new_buf(self.ty(r), BufKind::Temp);
-                    self.vals.insert(r, Val::Buf(b));
-                    outs.push(b);
-                }
-                self.steps.push(Step::Scan {
-                    scan: sc.clone(),
-                    args,
-                    outs,
-                });
-            }
+            Op::Scan(sc) => self.scan(sc, &xs, &rs)?,
         }
+        Ok(())
+    }
+
+    /// `r = a @ b` on the library GEMM, operands read as strided views.
+    fn matmul(&mut self, r: ValueId, a: ValueId, b: ValueId) -> Result<(), PlanError> {
+        let (a, b) = (self.view(a)?, self.view(b)?);
+        let rt = self.ty(r);
+        let dtype = rt.dtype;
+        let out = self.new_buf(rt, BufKind::Temp);
+        self.steps.push(Step::MatMul { a, b, out, dtype });
+        self.vals.insert(r, Val::Buf(out));
+        Ok(())
+    }
+
+    /// `r = conv(x, w)` on the native kernels.
+    fn conv(
+        &mut self,
+        r: ValueId,
+        x: ValueId,
+        w: ValueId,
+        params: &onde_ir::ConvParams,
+    ) -> Result<(), PlanError> {
+        let x = self.materialize(x, "conv_input")?;
+        let w = self.materialize(w, "conv_weight")?;
+        let rt = self.ty(r);
+        let dtype = rt.dtype;
+        let out = self.new_buf(rt, BufKind::Temp);
+        let params = params.clone();
+        self.steps.push(Step::Conv {
+            x,
+            w,
+            out,
+            params,
+            dtype,
+        });
+        self.vals.insert(r, Val::Buf(out));
+        Ok(())
+    }
+
+    /// A scan over materialised operands, its results new buffers.
+    fn scan(
+        &mut self,
+        sc: &onde_ir::ScanOp,
+        xs: &[ValueId],
+        rs: &[ValueId],
+    ) -> Result<(), PlanError> {
+        let mut args = Vec::with_capacity(xs.len());
+        for &x in xs {
+            args.push(self.materialize(x, "scan_operand")?);
+        }
+        let mut outs = Vec::with_capacity(rs.len());
+        for &r in rs {
+            let b = self.new_buf(self.ty(r), BufKind::Temp);
+            self.vals.insert(r, Val::Buf(b));
+            outs.push(b);
+        }
+        self.steps.push(Step::Scan {
+            scan: sc.clone(),
+            args,
+            outs,
+        });
+        Ok(())
+    }
+
+    /// `r` as a lazy elementwise combination of its (broadcast) operands `xs`, fused
+    /// into whatever kernel finally materialises it.
+    fn elementwise(
+        &mut self,
+        r: ValueId,
+        xs: &[ValueId],
+        label: &str,
+        make: impl Fn(&[usize]) -> LNode,
+    ) -> Result<(), PlanError> {
+        let rt = self.ty(r);
+        let n = rt.shape.numel();
+        let mut parts = Vec::with_capacity(xs.len());
+        for &x in xs {
+            parts.push(self.elem_operand(x, n)?);
+        }
+        let l = Lazy::combine(rt.shape.dims(), rt.dtype, &parts, make);
+        self.set_lazy(r, l, label);
+        Ok(())
+    }
+
+    /// `r` as a new buffer written by a native copy step ([`Step::Copy`]) over its
+    /// materialised operands (`(value, why)` for the error messages).
+    fn copy_step(
+        &mut self,
+        r: ValueId,
+        op: CopyOp,
+        operands: &[(ValueId, &str)],
+    ) -> Result<(), PlanError> {
+        let mut args = Vec::with_capacity(operands.len());
+        for &(v, why) in operands {
+            args.push(self.materialize(v, why)?);
+        }
+        let out = self.new_buf(self.ty(r), BufKind::Temp);
+        self.steps.push(Step::Copy(op, args, out));
+        self.vals.insert(r, Val::Buf(out));
         Ok(())
     }
 
