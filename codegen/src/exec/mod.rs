@@ -377,6 +377,9 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
         })
         .collect();
     let memory = plan::memory::plan_memory(&plan);
+    if cfg!(debug_assertions) {
+        plan::verify::verify_memory(&plan, &memory)?;
+    }
     let epilogues = if opts.epilogues {
         epilogue::find(&plan, &memory)
     } else {

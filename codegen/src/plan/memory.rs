@@ -67,10 +67,11 @@ pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: BufId, out: BufId) -> bo
         })
 }
 
-/// Assigns storage slots to the plan's temporaries.
-pub fn plan_memory(plan: &Plan) -> MemoryPlan {
+/// The live range of every root buffer, `(birth, death)` per buffer: the first step
+/// writing it and the last step reading or writing it (`usize::MAX` for graph outputs;
+/// `birth` stays `usize::MAX` for a buffer no step writes).
+pub(crate) fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     let n = plan.buffers.len();
-    let temp = |b: BufId| matches!(plan.buffers[b].kind, BufKind::Temp);
     let mut birth = vec![usize::MAX; n];
     let mut death = vec![0usize; n];
     for (i, s) in plan.steps.iter().enumerate() {
@@ -87,6 +88,14 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
     for &o in &plan.outputs {
         death[root(plan, o)] = usize::MAX;
     }
+    (birth, death)
+}
+
+/// Assigns storage slots to the plan's temporaries.
+pub fn plan_memory(plan: &Plan) -> MemoryPlan {
+    let n = plan.buffers.len();
+    let temp = |b: BufId| matches!(plan.buffers[b].kind, BufKind::Temp);
+    let (birth, mut death) = lifetimes(plan);
     let mut slot_of = vec![None; n];
     let mut slot_bytes: Vec<usize> = Vec::new();
     let mut free: Vec<usize> = Vec::new();

@@ -19,7 +19,12 @@
 //!    and existing loads; a reduction names an existing store and axes of the space.
 //! 6. **Defined before use**: a temporary is written by an earlier step before any step
 //!    reads it (through any alias); feeds and constants are never written.
+//! 7. **Memory** ([`verify_memory`]): every temporary has a slot big enough; two
+//!    temporaries share a slot only when their live ranges do not overlap, or when a
+//!    kernel writes one in place over the other at the step where it dies (read element
+//!    for element where it is written).
 
+use super::memory::{self, MemoryPlan};
 use super::{BufId, BufKind, Plan, PlanError, Step, View};
 use crate::kernel::{Expr, Kernel};
 use onde_ir::DType;
@@ -92,6 +97,67 @@ pub fn verify(plan: &Plan) -> Result<(), PlanError> {
                 plan.steps.len(),
                 format!("output buffer {b} is never written"),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a memory plan against its plan: every temporary has a slot big enough for it
+/// (feeds, constants and aliases have none), and two temporaries share a slot only if
+/// their live ranges do not overlap — except a kernel writing its output in place over
+/// an operand that dies at that very step, read element for element where it writes
+/// (`memory::in_place_ok`).
+pub fn verify_memory(plan: &Plan, memory: &MemoryPlan) -> Result<(), PlanError> {
+    let n = plan.buffers.len();
+    let fail = |reason: String| {
+        Err(PlanError {
+            op: "memory plan".into(),
+            reason,
+        })
+    };
+    if memory.slot_of.len() != n {
+        return fail(format!("{} slots for {n} buffers", memory.slot_of.len()));
+    }
+    let bytes = |b: BufId| {
+        let t = &plan.buffers[b].ty;
+        t.shape.numel() * crate::kernel::nest::elem_size(t.dtype)
+    };
+    let mut by_slot: Vec<Vec<BufId>> = vec![Vec::new(); memory.slot_bytes.len()];
+    for b in (0..n).map(BufId::new) {
+        let temp = matches!(plan.buffers[b].kind, BufKind::Temp);
+        match (temp, memory.slot_of[b]) {
+            (true, Some(s)) if s < memory.slot_bytes.len() && memory.slot_bytes[s] >= bytes(b) => {
+                by_slot[s].push(b);
+            }
+            (true, slot) => {
+                return fail(format!(
+                    "temporary {b} has slot {slot:?}, missing or too small"
+                ))
+            }
+            (false, None) => {}
+            (false, Some(s)) => return fail(format!("buffer {b}, not a temporary, has slot {s}")),
+        }
+    }
+    let (birth, death) = memory::lifetimes(plan);
+    for (slot, bufs) in by_slot.iter().enumerate() {
+        for (i, &a) in bufs.iter().enumerate() {
+            for &b in &bufs[i + 1..] {
+                let (a, b) = if birth[a] <= birth[b] { (a, b) } else { (b, a) };
+                if death[a] < birth[b] {
+                    continue;
+                }
+                let in_place = death[a] == birth[b]
+                    && plan
+                        .steps
+                        .get(birth[b])
+                        .is_some_and(|s| memory::in_place_ok(plan, s, a, b));
+                if !in_place {
+                    return fail(format!(
+                        "buffers {a} (steps {}..={}) and {b} (steps {}..={}) share slot {slot} while both live",
+                        birth[a], death[a], birth[b], death[b]
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -437,6 +503,53 @@ mod tests {
         let mut p = good;
         kernel(&mut p).loads[0].buffer = crate::plan::BufId::new(1000);
         fails(&p, "names buffer 1000");
+    }
+
+    #[test]
+    fn memory_plans_are_checked() {
+        use crate::plan::memory::plan_memory;
+        use crate::plan::BufId;
+        // Two temporaries alive together (both outputs), and a chain where one dies as
+        // the next is written in place.
+        let p = planned(
+            r#"graph {
+  %0: f32[64] = input "x"
+  %1: f32[64] = tanh %0
+  %2: f32[64] = input "w"
+  %3: f32[64,1] = reshape %0 shape=[64,1]
+  %4: f32[1,64] = reshape %2 shape=[1,64]
+  %5: f32[64,64] = matmul %3, %4
+  %6: f32[64,64] = exp %5
+  outputs %1, %6
+}"#,
+        );
+        let m = plan_memory(&p);
+        super::verify_memory(&p, &m).unwrap();
+        let temps: Vec<BufId> = (0..p.buffers.len())
+            .map(BufId::new)
+            .filter(|&b| m.slot_of[b].is_some())
+            .collect();
+        assert!(temps.len() >= 2, "{m:?}");
+        // The two outputs live to the end: one slot for both is refused.
+        let (a, b) = (p.outputs[0], p.outputs[1]);
+        let mut bad = m.clone();
+        bad.slot_of[b] = bad.slot_of[a];
+        bad.slot_bytes[bad.slot_of[a].unwrap()] = usize::MAX;
+        let e = super::verify_memory(&p, &bad).unwrap_err();
+        assert!(e.to_string().contains("while both live"), "{e}");
+        // A slot smaller than its buffer.
+        let mut small = m.clone();
+        small.slot_bytes[small.slot_of[a].unwrap()] = 4;
+        let e = super::verify_memory(&p, &small).unwrap_err();
+        assert!(e.to_string().contains("too small"), "{e}");
+        // A feed given a slot.
+        let mut feed = m;
+        let x = (0..p.buffers.len())
+            .map(BufId::new)
+            .find(|&b| matches!(p.buffers[b].kind, crate::plan::BufKind::Feed(_)))
+            .unwrap();
+        feed.slot_of[x] = Some(0);
+        assert!(super::verify_memory(&p, &feed).is_err());
     }
 
     #[test]
