@@ -264,6 +264,14 @@ fn every_op_passes_gradcheck() {
             };
             onde::loss::cross_entropy(&x[0], &x[1].softmax(1), &opts)
         }),
+        ("max and avg pooling, 1-d and 2-d", vec![vec![2, 2, 9], vec![1, 2, 5, 6]], |_, x| {
+            let o = |k: usize| onde::PoolOpts::new(k);
+            x[0].max_pool1d(&o(3).stride(2).padding(1).ceil_mode(true)).sum([2], false)
+                + x[0].avg_pool1d(&o(4).stride(3).padding(2).count_include_pad(false)).sum([2], false)
+                + x[0].adaptive_avg_pool1d(4).sum([2], false)
+                + x[1].max_pool2d(&o(2).dilation(2)).sum([2, 3], false).sum([0], false)
+                + x[1].avg_pool2d(&o(3).stride(2).padding(1)).sum([2, 3], false).sum([0], false)
+        }),
         ("reshape permute", vec![vec![2, 3, 4]], |_, x| {
             x[0].reshape([4, 6]).transpose(0, 1).permute([1, 0])
         }),

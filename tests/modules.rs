@@ -587,3 +587,21 @@ fn batches_cover_each_row_once_and_gather_checks_its_inputs() {
         "one label per row"
     );
 }
+
+#[test]
+fn pooling_modules_compose_in_sequential() {
+    use onde::module::{AdaptiveAvgPool1d, MaxPool1d};
+    use onde::PoolOpts;
+    let g = GraphBuilder::new();
+    let mut m = onde::module::Sequential::new("");
+    m.push(MaxPool1d::new(PoolOpts::new(2)))
+        .push(AdaptiveAvgPool1d::new(1));
+    let x = g.input("x", DType::F32, [1, 1, 6]);
+    let y = m.forward(&x);
+    assert_eq!(y.size(), [1, 1, 1]);
+    assert_eq!(m.num_parameters(), 0);
+    let v = Array::f32([1, 1, 6], vec![1.0, 5.0, -2.0, 0.0, 3.0, 3.0]).unwrap();
+    let out = g.run(&[&y], &[("x", v)]).unwrap();
+    // max of pairs: [5, 0, 3], mean: 8/3.
+    assert!((out[0].to_f64_vec()[0] - 8.0 / 3.0).abs() < 1e-6);
+}

@@ -145,3 +145,32 @@ fn mse_shapes_that_do_not_broadcast() {
     let l = mse_loss(&a, &b, Reduction::Mean);
     assert_error(&l, "mse_loss", line, &["[3, 2]", "[3, 4]", "broadcast"]);
 }
+
+#[test]
+fn pooling_refuses_what_pytorch_refuses() {
+    use onde::PoolOpts;
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [2, 3, 8]);
+    let line = line!() + 1;
+    let y = x.max_pool1d(&PoolOpts::new(3).padding(2));
+    assert_error(
+        &y,
+        "max_pool1d",
+        line,
+        &["padding 2", "half the kernel size 3"],
+    );
+    let line = line!() + 1;
+    let y = x.avg_pool1d(&PoolOpts::new(11));
+    assert_error(&y, "avg_pool1d", line, &["larger than the padded input"]);
+    let flat = g.input("flat", DType::F32, [3, 8]);
+    let line = line!() + 1;
+    let y = flat.max_pool2d(&PoolOpts::new(2));
+    assert_error(&y, "max_pool2d", line, &["3-d or 4-d input", "[3, 8]"]);
+    let line = line!() + 1;
+    let y = x.avg_pool1d(&PoolOpts::new(2).dilation(2));
+    assert_error(&y, "avg_pool1d", line, &["no dilation"]);
+    let k = g.input("k", DType::I64, [2, 3, 8]);
+    let line = line!() + 1;
+    let y = k.max_pool1d(&PoolOpts::new(2));
+    assert_error(&y, "max_pool1d", line, &["dtype i64"]);
+}

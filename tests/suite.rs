@@ -20,6 +20,7 @@ mod modules;
 mod newton;
 mod optimizers;
 mod parity_torch;
+mod parity_torch_layers;
 mod parity_torch_semantics;
 mod scan_grad;
 mod scan_unrolled;

@@ -17,10 +17,12 @@
 
 mod activation;
 mod linear;
+mod pool;
 mod sequential;
 
 pub use activation::{LeakyRelu, LogSoftmax, PRelu, Relu, Sigmoid, Softmax, Tanh};
 pub use linear::Linear;
+pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};
 pub use sequential::Sequential;
 
 use crate::tensor::Tensor;

@@ -14,11 +14,13 @@ mod index;
 mod linalg;
 mod movement;
 mod operators;
+mod pool;
 mod reduce;
 
 pub use elementwise::where_;
 pub use linalg::{ConvOpts, Padding};
 pub use movement::{cat, stack};
+pub use pool::PoolOpts;
 
 use crate::builder::GraphBuilder;
 use crate::error::{Error, Result};
