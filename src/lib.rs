@@ -22,7 +22,7 @@ pub use onde_runtime as runtime;
 
 pub use onde_nn::{
     cat, s, stack, where_, Arg, Array, ConvOpts, DType, Error, Evaluator, GraphBuilder, Idx,
-    IntList, Module, Padding, PoolOpts, Result, Shape, Tensor, TrainOptions, TrainStep,
+    IntList, Module, PadMode, Padding, PoolOpts, Result, Shape, Tensor, TrainOptions, TrainStep,
 };
 pub use onde_nn::{checkpoint, init, loss, module, optim};
 

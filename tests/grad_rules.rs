@@ -272,6 +272,14 @@ fn every_op_passes_gradcheck() {
                 + x[1].max_pool2d(&o(2).dilation(2)).sum([2, 3], false).sum([0], false)
                 + x[1].avg_pool2d(&o(3).stride(2).padding(1)).sum([2, 3], false).sum([0], false)
         }),
+        ("layer norm, group norm, padding modes", vec![vec![2, 4, 5], vec![5], vec![4]], |_, x| {
+            let ln = x[0].layer_norm(&[5], Some(&x[1]), None, 1e-5);
+            let gn = x[0].group_norm(2, Some(&x[2]), Some(&x[2]), 1e-5);
+            let pads = x[0].pad_mode([2, 1], onde::PadMode::Reflect).sum([2], false)
+                + x[0].pad_mode([1, 3], onde::PadMode::Circular).sum([2], false)
+                + x[0].pad_mode([2, 2], onde::PadMode::Replicate).sum([2], false);
+            (ln * gn).sum([2], false) + pads
+        }),
         ("reshape permute", vec![vec![2, 3, 4]], |_, x| {
             x[0].reshape([4, 6]).transpose(0, 1).permute([1, 0])
         }),

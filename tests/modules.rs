@@ -605,3 +605,46 @@ fn pooling_modules_compose_in_sequential() {
     // max of pairs: [5, 0, 3], mean: 8/3.
     assert!((out[0].to_f64_vec()[0] - 8.0 / 3.0).abs() < 1e-6);
 }
+
+#[test]
+fn conv_and_norm_modules_have_pytorch_names_shapes_and_init() {
+    use onde::module::{GroupNorm, LayerNorm, SeparableConv1d};
+    use onde::ConvOpts;
+    let g = GraphBuilder::new();
+    let sep = SeparableConv1d::new(&g, "block", 8, 16, 9, ConvOpts::default().padding(4));
+    let names: Vec<(String, Vec<usize>)> = sep
+        .named_parameters()
+        .into_iter()
+        .map(|(n, t)| (n, t.size()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("block.depthwise.weight".to_string(), vec![8, 1, 9]),
+            ("block.depthwise.bias".to_string(), vec![8]),
+            ("block.pointwise.weight".to_string(), vec![16, 8, 1]),
+            ("block.pointwise.bias".to_string(), vec![16]),
+        ]
+    );
+    // U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in/groups * k = 9 for the depthwise.
+    let values = g.parameter_values();
+    let dw = &values
+        .iter()
+        .find(|(n, _)| n == "block.depthwise.weight")
+        .unwrap()
+        .1;
+    let bound = 1.0 / 9f64.sqrt();
+    assert!(dw.to_f64_vec().iter().all(|v| v.abs() <= bound));
+    assert!(dw.to_f64_vec().iter().any(|v| v.abs() > bound / 2.0));
+    let x = g.input("x", DType::F32, [2, 8, 50]);
+    assert_eq!(sep.forward(&x).size(), [2, 16, 50]);
+    let ln = LayerNorm::new(&g, "ln", &[50]);
+    let gn = GroupNorm::new(&g, "gn", 4, 8);
+    assert_eq!(ln.forward(&x).size(), [2, 8, 50]);
+    assert_eq!(gn.forward(&x).size(), [2, 8, 50]);
+    let values = g.parameter_values();
+    let get = |n: &str| values.iter().find(|(k, _)| k == n).unwrap().1.to_f64_vec();
+    assert!(get("ln.weight").iter().all(|&v| v == 1.0));
+    assert!(get("gn.bias").iter().all(|&v| v == 0.0));
+    assert_eq!(get("gn.weight").len(), 8);
+}

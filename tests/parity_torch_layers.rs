@@ -4,7 +4,8 @@
 //! and compiled at every ISA level (`common::torch_fixture`).
 
 use crate::common::torch_fixture::{self, Inputs};
-use onde::{PoolOpts, Tensor};
+use onde::module::{Conv, Module, PaddingMode};
+use onde::{ConvOpts, PadMode, Padding, PoolOpts, Tensor};
 use std::sync::OnceLock;
 
 fn fixture_bytes() -> &'static [u8] {
@@ -162,6 +163,148 @@ fn adaptive_avg_pool1d_bins() {
     });
 }
 
+#[test]
+fn padding_modes() {
+    check("pad_modes", |i| {
+        let (x, x2) = (i.get("x"), i.get("x2"));
+        [
+            ("reflect", x.pad_mode([2, 3], PadMode::Reflect), "x"),
+            ("replicate", x.pad_mode([3, 1], PadMode::Replicate), "x"),
+            ("circular", x.pad_mode([2, 4], PadMode::Circular), "x"),
+            (
+                "reflect2d",
+                x2.pad_mode([1, 2, 2, 1], PadMode::Reflect),
+                "x2",
+            ),
+            (
+                "replicate2d",
+                x2.pad_mode([2, 0, 1, 3], PadMode::Replicate),
+                "x2",
+            ),
+            (
+                "circular2d",
+                x2.pad_mode([1, 1, 2, 0], PadMode::Circular),
+                "x2",
+            ),
+        ]
+        .into_iter()
+        .flat_map(|(w, y, x)| with_grads(i, w, y, x))
+        .collect()
+    });
+}
+
+/// `(out_<what>, y)` and the gradients with respect to each of `wrt`.
+fn with_all_grads(i: &Inputs, what: &str, y: Tensor, wrt: &[&str]) -> Vec<(&'static str, Tensor)> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let gs = i.grads(&y, leak(format!("dy_{what}")), wrt);
+    let mut v = vec![(leak(format!("out_{what}")), y)];
+    for (x, g) in wrt.iter().zip(gs) {
+        v.push((leak(format!("out_grad_{what}_{x}")), g));
+    }
+    v
+}
+
+#[test]
+fn layer_and_group_norm() {
+    check("norms", |i| {
+        let x = i.get("x");
+        let (w1, b1, w2, b2) = (i.get("w1"), i.get("b1"), i.get("w2"), i.get("b2"));
+        let (wg, bg) = (i.get("wg"), i.get("bg"));
+        let mut v = with_all_grads(
+            i,
+            "ln1",
+            x.layer_norm(&[5], Some(w1), Some(b1), 1e-5),
+            &["x", "w1", "b1"],
+        );
+        v.extend(with_all_grads(
+            i,
+            "ln2",
+            x.layer_norm(&[4, 5], Some(w2), Some(b2), 1e-3),
+            &["x", "w2", "b2"],
+        ));
+        v.extend(with_all_grads(
+            i,
+            "ln_plain",
+            x.layer_norm(&[5], None, None, 1e-5),
+            &["x"],
+        ));
+        v.extend(with_all_grads(
+            i,
+            "gn2",
+            x.group_norm(2, Some(wg), Some(bg), 1e-5),
+            &["x", "wg", "bg"],
+        ));
+        v.extend(with_all_grads(
+            i,
+            "gn4",
+            x.group_norm(4, None, None, 1e-5),
+            &["x"],
+        ));
+        v
+    });
+}
+
+#[test]
+fn conv_modules_load_pytorch_weights() {
+    check("conv_modules", |i| {
+        let g = &i.g;
+        let load = |m: &Conv, what: &str| {
+            for (name, _) in m.named_parameters() {
+                let key = format!("{what}_{}", name.rsplit('.').next().unwrap());
+                g.set_parameter(&name, i.array(&key)).unwrap();
+            }
+        };
+        let reflect = Conv::conv1d(g, "reflect", 3, 4, 5, ConvOpts::default().padding(2))
+            .padding_mode(PaddingMode::Reflect);
+        let circular = Conv::conv1d(
+            g,
+            "circular_same",
+            4,
+            4,
+            3,
+            ConvOpts {
+                padding: Padding::Same,
+                ..ConvOpts::default()
+            }
+            .groups(4)
+            .dilation(2),
+        )
+        .padding_mode(PaddingMode::Circular);
+        let replicate = Conv::conv2d(
+            g,
+            "replicate2d",
+            2,
+            3,
+            [3, 2],
+            ConvOpts::default().padding(1),
+        )
+        .padding_mode(PaddingMode::Replicate);
+        let strided = Conv::build(
+            g,
+            "zeros_stride",
+            3,
+            2,
+            vec![4],
+            ConvOpts::default().stride(2).padding(1),
+            false,
+        );
+        for (m, what) in [
+            (&reflect, "reflect"),
+            (&circular, "circular_same"),
+            (&replicate, "replicate2d"),
+            (&strided, "zeros_stride"),
+        ] {
+            load(m, what);
+        }
+        let (x, xd, x2) = (i.get("x"), i.get("xd"), i.get("x2"));
+        let mut v = with_grads(i, "reflect", reflect.forward(x), "x");
+        v.extend(with_grads(i, "circular_same", circular.forward(xd), "xd"));
+        v.extend(with_grads(i, "replicate2d", replicate.forward(x2), "x2"));
+        v.extend(with_grads(i, "zeros_stride", strided.forward(x), "x"));
+        v
+    });
+}
+
 /// Every case of the fixture has a test above.
 #[test]
 fn every_fixture_case_is_tested() {
@@ -171,6 +314,9 @@ fn every_fixture_case_is_tested() {
         "avg_pool1d",
         "avg_pool2d",
         "adaptive_avg_pool1d",
+        "pad_modes",
+        "norms",
+        "conv_modules",
     ];
     tested.sort_unstable();
     assert_eq!(torch_fixture::case_names(fixture_bytes()), tested);

@@ -174,3 +174,19 @@ fn pooling_refuses_what_pytorch_refuses() {
     let y = k.max_pool1d(&PoolOpts::new(2));
     assert_error(&y, "max_pool1d", line, &["dtype i64"]);
 }
+
+#[test]
+fn padding_modes_and_norms_refuse_bad_shapes() {
+    use onde::PadMode;
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [2, 3, 4]);
+    let line = line!() + 1;
+    let y = x.pad_mode([4, 0], PadMode::Reflect);
+    assert_error(&y, "pad", line, &["too large", "extent 4", "Reflect"]);
+    let line = line!() + 1;
+    let y = x.layer_norm(&[3], None, None, 1e-5);
+    assert_error(&y, "layer_norm", line, &["[3]", "last axes"]);
+    let line = line!() + 1;
+    let y = x.group_norm(2, None, None, 1e-5);
+    assert_error(&y, "group_norm", line, &["divisible by num_groups 2"]);
+}

@@ -98,6 +98,14 @@ impl Inputs {
             .unwrap_or_else(|| panic!("no input {name:?} in this case"))
     }
 
+    /// Fixture tensor `name` as an array (e.g. weights to load into a module).
+    pub fn array(&self, name: &str) -> Array {
+        self.arrays
+            .get(name)
+            .unwrap_or_else(|| panic!("no input {name:?} in this case"))
+            .clone()
+    }
+
     /// Fixture tensor `name` as a constant of the graph (for values that must be known
     /// while building, such as a boolean index mask).
     pub fn constant(&self, name: &str) -> Tensor {

@@ -16,12 +16,18 @@
 //! attribute introspection to derive `self.fc1` → `"fc1"`); [`child`] joins names.
 
 mod activation;
+mod conv;
 mod linear;
+mod norm;
 mod pool;
 mod sequential;
 
 pub use activation::{LeakyRelu, LogSoftmax, PRelu, Relu, Sigmoid, Softmax, Tanh};
+pub use conv::{
+    depthwise_conv1d, pointwise_conv1d, Conv, Conv1d, Conv2d, PaddingMode, SeparableConv1d,
+};
 pub use linear::Linear;
+pub use norm::{GroupNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};
 pub use sequential::Sequential;
 

@@ -28,7 +28,7 @@ use onde_ir::{Array, DType, SourceLoc};
 
 impl Tensor {
     /// Clamps into `[min, max]` (`torch.clamp`); each bound is a Rust scalar or a
-    /// tensor that broadcasts with `self`. See the [module doc](self) for NaN, `min >
+    /// tensor that broadcasts with `self`. See `nn/src/tensor/clamp.rs` for NaN, `min >
     /// max` and the gradients.
     #[track_caller]
     pub fn clamp(&self, min: impl Into<Arg>, max: impl Into<Arg>) -> Tensor {

@@ -13,13 +13,14 @@ mod elementwise;
 mod index;
 mod linalg;
 mod movement;
+mod norm;
 mod operators;
 mod pool;
 mod reduce;
 
 pub use elementwise::where_;
 pub use linalg::{ConvOpts, Padding};
-pub use movement::{cat, stack};
+pub use movement::{cat, stack, PadMode};
 pub use pool::PoolOpts;
 
 use crate::builder::GraphBuilder;

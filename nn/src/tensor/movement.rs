@@ -544,3 +544,91 @@ pub fn stack(tensors: &[&Tensor], dim: i64) -> Tensor {
     let refs: Vec<&Tensor> = un.iter().collect();
     cat_at("stack", &refs, d, loc)
 }
+
+/// How [`Tensor::pad_mode`] fills the border (`F.pad`'s `mode`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    /// A constant value (`mode='constant'`).
+    Constant(f64),
+    /// Mirror without repeating the edge (`'reflect'`: `[a b c] → b a b c b a` for 2).
+    Reflect,
+    /// Repeat the edge (`'replicate'`).
+    Replicate,
+    /// Wrap around (`'circular'`).
+    Circular,
+}
+
+impl Tensor {
+    /// `F.pad(x, pad, mode)`: `pad` holds `(before, after)` pairs from the last axis, as
+    /// [`Tensor::pad`]; `Reflect` needs each pad below the axis' extent, `Circular` at
+    /// most the extent (PyTorch's limits), `Replicate` a non-empty axis. The non-constant
+    /// modes read the input through constant indices, so the gradient sums back into
+    /// the elements each border copies.
+    #[track_caller]
+    pub fn pad_mode(&self, pad: impl IntList, mode: PadMode) -> Tensor {
+        let loc = SourceLoc::caller();
+        let p = pad.to_ints();
+        if let PadMode::Constant(v) = mode {
+            return self.pad(p, v);
+        }
+        let r = self.dim();
+        if !p.len().is_multiple_of(2) || p.len() / 2 > r || p.iter().any(|&x| x < 0) {
+            return self.fail(
+                "pad",
+                format!(
+                    "padding {p:?} must hold non-negative (before, after) pairs for at most {r} \
+                     axes in mode {mode:?}"
+                ),
+                loc,
+            );
+        }
+        let mut x = self.clone();
+        for (k, pair) in p.chunks(2).enumerate() {
+            let axis = r - 1 - k;
+            let n = self.size()[axis] as i64;
+            let (lo, hi) = (pair[0], pair[1]);
+            let ok = match mode {
+                PadMode::Reflect => lo < n && hi < n,
+                PadMode::Circular => lo <= n && hi <= n,
+                PadMode::Replicate => n > 0,
+                PadMode::Constant(_) => true,
+            };
+            if !ok {
+                return self.fail(
+                    "pad",
+                    format!(
+                        "padding ({lo}, {hi}) is too large for dimension {axis} of extent {n} \
+                         in mode {mode:?}"
+                    ),
+                    loc,
+                );
+            }
+            if lo == 0 && hi == 0 {
+                continue;
+            }
+            let idx: Vec<i64> = (-lo..n + hi)
+                .map(|i| match mode {
+                    PadMode::Reflect => {
+                        let period = 2 * (n - 1);
+                        let m = if period == 0 { 0 } else { i.rem_euclid(period) };
+                        if m < n {
+                            m
+                        } else {
+                            period - m
+                        }
+                    }
+                    PadMode::Replicate => i.clamp(0, n - 1),
+                    PadMode::Circular => i.rem_euclid(n),
+                    PadMode::Constant(_) => i,
+                })
+                .collect();
+            let len = idx.len();
+            let Ok(a) = onde_ir::Array::i64([len], idx) else {
+                return self.fail("pad", "index".into(), loc);
+            };
+            let idx = x.const_at(a, loc.clone());
+            x = x.index_select(axis as i64, &idx);
+        }
+        x
+    }
+}

@@ -126,7 +126,7 @@ enum Kind {
 
 impl Tensor {
     /// `F.max_pool1d`: the maximum of each window along the last axis of `[N, C, L]` or
-    /// `[C, L]` (see the [module doc](self)).
+    /// `[C, L]` (semantics in `nn/src/tensor/pool.rs`).
     #[track_caller]
     pub fn max_pool1d(&self, opts: &PoolOpts) -> Tensor {
         self.pool_at("max_pool1d", Kind::Max, 1, opts, SourceLoc::caller())
