@@ -305,6 +305,46 @@ fn conv_modules_load_pytorch_weights() {
     });
 }
 
+#[test]
+fn scaled_dot_product_attention() {
+    check("sdpa", |i| {
+        let (q, k, v) = (i.get("q"), i.get("k"), i.get("v"));
+        let (mask, add) = (i.get("mask"), i.get("add"));
+        let qkv = ["q", "k", "v"];
+        let mut out = with_all_grads(
+            i,
+            "plain",
+            q.scaled_dot_product_attention(k, v, None, false, None),
+            &qkv,
+        );
+        out.extend(with_all_grads(
+            i,
+            "bool_mask",
+            q.scaled_dot_product_attention(k, v, Some(mask), false, None),
+            &qkv,
+        ));
+        out.extend(with_all_grads(
+            i,
+            "additive",
+            q.scaled_dot_product_attention(k, v, Some(add), false, None),
+            &qkv,
+        ));
+        out.extend(with_all_grads(
+            i,
+            "causal",
+            q.scaled_dot_product_attention(k, v, None, true, None),
+            &qkv,
+        ));
+        out.extend(with_all_grads(
+            i,
+            "scale",
+            q.scaled_dot_product_attention(k, v, None, false, Some(0.3)),
+            &qkv,
+        ));
+        out
+    });
+}
+
 /// Every case of the fixture has a test above.
 #[test]
 fn every_fixture_case_is_tested() {
@@ -317,6 +357,7 @@ fn every_fixture_case_is_tested() {
         "pad_modes",
         "norms",
         "conv_modules",
+        "sdpa",
     ];
     tested.sort_unstable();
     assert_eq!(torch_fixture::case_names(fixture_bytes()), tested);

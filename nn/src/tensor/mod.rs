@@ -7,6 +7,7 @@
 //! caller's location and any error names it (see [`crate::error`]).
 
 mod activation;
+mod attention;
 mod clamp;
 mod creation;
 mod elementwise;
