@@ -7,6 +7,7 @@ mod common;
 mod conv_grad_compiled;
 mod course_examples;
 mod course_tensor_slide;
+mod dropout;
 mod errors;
 mod grad_rules;
 mod gradcheck_props;

@@ -12,6 +12,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// Name of the step-seed input ([`GraphBuilder::step_seed`]).
+pub const STEP_SEED: &str = "rng.seed";
+
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) graph: Graph,
@@ -24,6 +27,8 @@ pub(crate) struct State {
     pub(crate) buffers: Vec<String>,
     /// Counter of host-side initialisations ([`GraphBuilder::init_seed`]).
     pub(crate) init_count: u64,
+    /// Random streams handed out by [`GraphBuilder::stream_seed`] (one per dropout).
+    pub(crate) streams: i64,
 }
 
 /// Builds a graph through [`Tensor`] handles, then builds or runs it.
@@ -216,6 +221,40 @@ impl GraphBuilder {
             .wrapping_add(st.init_count.wrapping_mul(0xD1B5_4A32_D192_ED03))
     }
 
+    /// The step seed: the `i64[]` graph input named [`STEP_SEED`], created on first use.
+    /// [`crate::TrainStep`] and [`crate::Compiled`] feed it a new value at every run
+    /// (unless the caller feeds it), so random ops reading it (dropout) draw new numbers
+    /// at every step without recompiling; feed it yourself to replay a step.
+    #[track_caller]
+    pub fn step_seed(&self) -> Tensor {
+        let scalar = Shape::from(Vec::<usize>::new());
+        match self.input_reuse(STEP_SEED, DType::I64, scalar) {
+            Ok(t) => t,
+            Err(e) => self.poisoned(e),
+        }
+    }
+
+    /// The first step seed fed by a compiled graph of this builder: derived from the
+    /// seed set by [`GraphBuilder::manual_seed`], so runs seeded alike draw alike.
+    pub(crate) fn seed_base(&self) -> i64 {
+        let s = self.state.borrow().next_seed as u64;
+        (s.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 24) as i64
+    }
+
+    /// A seed for one more independent random stream of every step: the step seed plus
+    /// `k · 2⁴⁰` for the `k`-th stream of this builder. Seeds pass through SplitMix64's
+    /// finaliser ([`onde_runtime::random_bits`]), so neighbouring seeds give unrelated
+    /// numbers; streams collide only after 2⁴⁰ steps.
+    #[track_caller]
+    pub(crate) fn stream_seed(&self) -> Tensor {
+        let k = {
+            let mut st = self.state.borrow_mut();
+            st.streams += 1;
+            st.streams
+        };
+        self.step_seed().add(k.wrapping_mul(1 << 40))
+    }
+
     /// The input named `name` if it exists with this dtype and shape, else a new one;
     /// an existing input of another type is an error (and poisons nothing). Used for
     /// the inputs a [`crate::TrainStep`] adds (learning rate, optimiser state), so
@@ -396,6 +435,9 @@ impl GraphBuilder {
         for (name, a) in feeds {
             map.insert((*name).to_string(), a.clone());
         }
+        // The step seed, unless fed: the first value a compiled graph would use.
+        map.entry(STEP_SEED.to_string())
+            .or_insert_with(|| Array::scalar_i64(self.seed_base()));
         Ok(onde_runtime::run(&g, &map)?)
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::builder::GraphBuilder;
 use crate::error::{Error, Result};
+use crate::step_seed::StepSeed;
 use crate::tensor::Tensor;
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::Array;
@@ -13,6 +14,7 @@ use onde_ir::Array;
 pub struct Compiled {
     exe: Executable,
     params: Vec<(String, Array)>,
+    seed: StepSeed,
 }
 
 impl GraphBuilder {
@@ -28,13 +30,15 @@ impl GraphBuilder {
         Ok(Compiled {
             exe,
             params: self.parameter_values(),
+            seed: StepSeed::new(self.seed_base()),
         })
     }
 }
 
 impl Compiled {
     /// Runs on the named inputs (parameters are fed from the builder's values at
-    /// compile time, or as updated with [`Compiled::set_parameter`]).
+    /// compile time, or as updated with [`Compiled::set_parameter`]). A graph reading
+    /// the step seed (dropout in train mode) gets a new one every run unless fed.
     pub fn run(&mut self, feeds: &[(&str, Array)]) -> Result<Vec<Array>> {
         let mut all: Vec<(&str, &Array)> = feeds.iter().map(|(n, a)| (*n, a)).collect();
         for (n, a) in &self.params {
@@ -42,6 +46,7 @@ impl Compiled {
                 all.push((n.as_str(), a));
             }
         }
+        self.seed.feed(&self.exe, &mut all);
         self.exe.run(&all).map_err(|e| Error::Exec(Box::new(e)))
     }
 

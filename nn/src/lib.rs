@@ -32,11 +32,12 @@ pub mod module;
 pub mod optim;
 pub mod recipes;
 pub mod scan;
+mod step_seed;
 pub mod tensor;
 pub mod train;
 
 pub use args::{Arg, Idx, IntList};
-pub use builder::GraphBuilder;
+pub use builder::{GraphBuilder, STEP_SEED};
 pub use compile::Compiled;
 pub use error::{Error, Result};
 pub use gradcheck::{gradcheck_graph, GradcheckOpts, GradcheckReport};

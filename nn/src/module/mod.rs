@@ -17,6 +17,7 @@
 
 mod activation;
 mod conv;
+mod dropout;
 mod linear;
 mod norm;
 mod pool;
@@ -26,6 +27,7 @@ pub use activation::{LeakyRelu, LogSoftmax, PRelu, Relu, Sigmoid, Softmax, Tanh}
 pub use conv::{
     depthwise_conv1d, pointwise_conv1d, Conv, Conv1d, Conv2d, PaddingMode, SeparableConv1d,
 };
+pub use dropout::{Dropout, Dropout1d, Dropout2d};
 pub use linear::Linear;
 pub use norm::{GroupNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};

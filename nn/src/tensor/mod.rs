@@ -10,6 +10,7 @@ mod activation;
 mod attention;
 mod clamp;
 mod creation;
+mod dropout;
 mod elementwise;
 mod index;
 mod linalg;

@@ -4,6 +4,7 @@
 
 use super::{exec, TrainStep};
 use crate::error::Result;
+use crate::step_seed::StepSeed;
 use onde_codegen::Executable;
 use onde_ir::Array;
 
@@ -16,10 +17,17 @@ pub struct Evaluator {
     known: Vec<String>,
     /// The feeds a training step provides (parameters, buffers), found once.
     from_step: Vec<String>,
+    /// Step seeds (a train-mode graph with dropout draws new masks every run).
+    seed: StepSeed,
 }
 
 impl Evaluator {
-    pub(super) fn new(exe: Executable, known: Vec<String>, step: &TrainStep) -> Evaluator {
+    pub(super) fn new(
+        exe: Executable,
+        known: Vec<String>,
+        step: &TrainStep,
+        seed: StepSeed,
+    ) -> Evaluator {
         let from_step = exe
             .feeds()
             .map(|(n, _)| n)
@@ -30,6 +38,7 @@ impl Evaluator {
             exe,
             known,
             from_step,
+            seed,
         }
     }
 
@@ -63,6 +72,7 @@ impl Evaluator {
                 weights.push(n.as_str());
             }
         }
+        self.seed.feed(&self.exe, &mut all);
         // The step's parameters change only when its version does: their packed form
         // is reused between calls (small-batch inference).
         self.exe

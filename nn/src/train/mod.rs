@@ -19,6 +19,7 @@
 use crate::builder::GraphBuilder;
 use crate::error::{Error, Result};
 use crate::optim::{global_arrays, Optimizer, UpdateInputs};
+use crate::step_seed::StepSeed;
 use crate::tensor::Tensor;
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{Array, DType, TensorType};
@@ -75,6 +76,8 @@ pub struct TrainStep {
     /// first (`n_params` of them), then the optimiser state (slots, then globals).
     bindings: Vec<(String, usize)>,
     n_params: usize,
+    /// The step seed fed to every step and accumulation (dropout masks).
+    seed: StepSeed,
 }
 
 /// A fresh weights version (unique in the process).
@@ -271,6 +274,7 @@ impl TrainStep {
             graph,
             bindings,
             n_params: named.len(),
+            seed: StepSeed::new(g.seed_base()),
         })
     }
 
@@ -292,6 +296,7 @@ impl TrainStep {
             buffers,
             lr,
             accum,
+            seed,
             ..
         } = self;
         let mut all: Vec<(&str, &Array)> = feeds.to_vec();
@@ -314,6 +319,7 @@ impl TrainStep {
                 }
             }
         }
+        seed.feed(exe, &mut all);
         exe.run_in_place(&all).map_err(exec)?;
         drop(all);
         if let Some(acc) = accum {
@@ -347,6 +353,7 @@ impl TrainStep {
                 all.push((n.as_str(), a));
             }
         }
+        self.seed.feed(&acc.exe, &mut all);
         acc.exe.run_in_place(&all).map_err(exec)?;
         Ok(loss_of(&acc.exe))
     }
@@ -520,7 +527,9 @@ impl TrainStep {
         let exe = Executable::compile_cached(&graph, self.compile)
             .map_err(|e| Error::Compile(Box::new(e)))?;
         let known = g.input_names();
-        Ok(Evaluator::new(exe, known, self))
+        // Its own seeds, apart from the step's (`seed_base` differs by 2⁵⁰).
+        let seed = StepSeed::new(g.seed_base().wrapping_add(1 << 50));
+        Ok(Evaluator::new(exe, known, self, seed))
     }
 
     /// The step graph (before optimisation): inputs are the data, parameters,
