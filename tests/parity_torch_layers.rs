@@ -3,9 +3,14 @@
 //! `tests/fixtures/torch_ops/gen_torch_layers.py`), values and gradients, interpreted
 //! and compiled at every ISA level (`common::torch_fixture`).
 
+use crate::common;
 use crate::common::torch_fixture::{self, Inputs};
-use onde::module::{Conv, Module, PaddingMode};
-use onde::{ConvOpts, PadMode, Padding, PoolOpts, Tensor};
+use onde::module::{BatchNorm, Conv, Module, PaddingMode};
+use onde::optim::Sgd;
+use onde::{
+    Array, ConvOpts, DType, GraphBuilder, PadMode, Padding, PoolOpts, Tensor, TrainOptions,
+    TrainStep,
+};
 use std::sync::OnceLock;
 
 fn fixture_bytes() -> &'static [u8] {
@@ -345,6 +350,102 @@ fn scaled_dot_product_attention() {
     });
 }
 
+/// Batch norm through three compiled SGD steps against PyTorch's module: losses, the
+/// input gradient, every parameter and buffer afterwards (running statistics,
+/// `num_batches_tracked`), then the eval-mode output through an evaluator.
+#[test]
+fn batch_norm_training_steps_update_buffers_as_pytorch() {
+    let t = torch_fixture::case_tensors(fixture_bytes(), "batch_norm");
+    let arr = |k: String| {
+        t.get(&k)
+            .unwrap_or_else(|| panic!("fixture lacks {k}"))
+            .clone()
+    };
+    let close = |got: &Array, want: &Array, what: &str| {
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        assert_eq!(got.dtype(), want.dtype(), "{what}");
+        common::assert_close(&got.to_f64_vec(), &want.to_f64_vec(), 1e-4, what);
+    };
+    type Config = (&'static str, Option<f64>, bool, f64, bool, bool);
+    let configs: [Config; 5] = [
+        // name, momentum, 2d, eps, affine, track_running_stats
+        ("bn1d", Some(0.1), false, 1e-5, true, true),
+        ("bn1d_cum", None, false, 1e-5, true, true),
+        ("bn2d", Some(0.3), true, 1e-3, true, true),
+        ("bn1d_plain", Some(0.1), false, 1e-5, false, true),
+        ("bn1d_untracked", Some(0.1), false, 1e-5, true, false),
+    ];
+    for (what, momentum, two_d, eps, affine, track) in configs {
+        let g = GraphBuilder::new();
+        let bn = BatchNorm::build(
+            &g,
+            "bn",
+            4 - usize::from(two_d),
+            two_d,
+            eps,
+            momentum,
+            affine,
+            track,
+        );
+        let mut names: Vec<String> = bn.named_parameters().into_iter().map(|(n, _)| n).collect();
+        names.extend(bn.named_buffers().into_iter().map(|(n, _)| n));
+        for n in &names {
+            g.set_parameter(n, arr(format!("{what}_{}", &n[3..])))
+                .unwrap();
+        }
+        let x0 = arr(format!("{what}_x0"));
+        let shape = x0.shape().dims().to_vec();
+        let x = g.input("x", DType::F32, shape.clone());
+        let dy = g.input("dy", DType::F32, shape.clone());
+        // A parameter-free norm still needs a learnable parameter for a TrainStep: one
+        // that does not change the loss (its gradient is 0, SGD leaves it alone).
+        let dummy = g.parameter("dummy", Array::scalar(DType::F32, 1.0));
+        let loss = (&bn.forward(&x) * &dy).sum_all() + &dummy * 0.0;
+        let dx = g.grad(&loss, &[&x]).unwrap().remove(0);
+        let opts = TrainOptions {
+            outputs: vec![&dx],
+            ..TrainOptions::default()
+        };
+        let mut step = TrainStep::with_options(&g, &loss, &Sgd::new(0.1), opts).unwrap();
+        for s in 0..3 {
+            let (xs, dys) = (arr(format!("{what}_x{s}")), arr(format!("{what}_dy{s}")));
+            let l = step.step(&[("x", &xs), ("dy", &dys)]).unwrap();
+            let want = arr(format!("out_{what}_loss{s}")).to_f64_vec()[0];
+            common::assert_close(&[l], &[want], 1e-4, &format!("{what} loss {s}"));
+            if s == 0 {
+                let got = step.output(1).unwrap();
+                close(&got, &arr(format!("out_{what}_dx0")), &format!("{what} dx"));
+            }
+        }
+        for n in &names {
+            let got = step.value(n).unwrap().clone();
+            close(
+                &got,
+                &arr(format!("out_{what}_{}", &n[3..])),
+                &format!("{what} {n}"),
+            );
+        }
+        let in_state_dict: Vec<String> = step.state_dict().into_iter().map(|(n, _)| n).collect();
+        for n in &names {
+            assert!(
+                in_state_dict.contains(n),
+                "{what}: {n} not in the state dict"
+            );
+        }
+        bn.eval();
+        let xe_arr = arr(format!("{what}_xe"));
+        let xe = g.input("xe", DType::F32, shape);
+        let ye = bn.forward(&xe);
+        let mut ev = step.evaluator(&g, &[&ye]).unwrap();
+        let got = ev.run(&step, &[("xe", &xe_arr)]).unwrap().remove(0);
+        close(
+            &got,
+            &arr(format!("out_{what}_eval")),
+            &format!("{what} eval"),
+        );
+    }
+}
+
 /// Every case of the fixture has a test above.
 #[test]
 fn every_fixture_case_is_tested() {
@@ -358,6 +459,7 @@ fn every_fixture_case_is_tested() {
         "norms",
         "conv_modules",
         "sdpa",
+        "batch_norm",
     ];
     tested.sort_unstable();
     assert_eq!(torch_fixture::case_names(fixture_bytes()), tested);

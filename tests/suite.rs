@@ -2,6 +2,7 @@
 
 mod api_graphs_verify;
 mod api_semantics;
+mod batch_norm;
 mod checkpoints;
 mod common;
 mod conv_grad_compiled;

@@ -29,6 +29,9 @@ pub(crate) struct State {
     pub(crate) init_count: u64,
     /// Random streams handed out by [`GraphBuilder::stream_seed`] (one per dropout).
     pub(crate) streams: i64,
+    /// New values of buffers computed by the graph ([`GraphBuilder::update_buffer`]),
+    /// by buffer name, in registration order.
+    pub(crate) buffer_updates: Vec<(String, ValueId)>,
 }
 
 /// Builds a graph through [`Tensor`] handles, then builds or runs it.
@@ -203,6 +206,86 @@ impl GraphBuilder {
             self.state.borrow_mut().buffers.push(name.into());
         }
         t
+    }
+
+    /// Registers `new_value` as the value buffer `name` takes after each training step
+    /// (batch norm's running statistics): a [`crate::TrainStep`] outputs it and writes
+    /// it back into the buffer, in place. `new_value` must have the buffer's dtype and
+    /// shape (no gradient flows through it). Registering a buffer again
+    /// replaces the earlier update: compute the second one from
+    /// [`GraphBuilder::latest_buffer`] to chain them (a module applied twice per step).
+    /// Graphs run outside a training step ([`GraphBuilder::run`], evaluators) leave
+    /// buffers unchanged.
+    #[track_caller]
+    pub fn update_buffer(&self, name: &str, new_value: &Tensor) -> Result<()> {
+        let loc = SourceLoc::caller();
+        let fail = |reason: String| Error::Op {
+            op: "update_buffer",
+            reason,
+            operands: new_value.ty().into_iter().collect(),
+            loc: loc.clone(),
+        };
+        let v = new_value.value()?;
+        if !new_value.builder().same(self) {
+            return Err(fail(format!(
+                "the new value of `{name}` is from another builder"
+            )));
+        }
+        let buffer = self
+            .named_buffers()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| fail(format!("`{name}` is not a buffer of this builder")))?;
+        if buffer.ty() != new_value.ty() {
+            return Err(fail(format!(
+                "buffer `{name}` is {}, the new value is {}",
+                buffer.ty().map_or_else(|| "?".into(), |t| t.to_string()),
+                new_value.ty().map_or_else(|| "?".into(), |t| t.to_string()),
+            )));
+        }
+        let mut st = self.state.borrow_mut();
+        st.buffer_updates.retain(|(n, _)| n != name);
+        st.buffer_updates.push((name.to_string(), v));
+        Ok(())
+    }
+
+    /// The name of `t` if it is one of this builder's buffers.
+    pub fn buffer_name(&self, t: &Tensor) -> Option<String> {
+        let v = t.value().ok()?;
+        self.named_buffers()
+            .into_iter()
+            .find(|(_, b)| b.value().ok() == Some(v))
+            .map(|(n, _)| n)
+    }
+
+    /// The value buffer `name` will have after this step's updates registered so far
+    /// (the buffer itself if none).
+    pub fn latest_buffer(&self, name: &str) -> Option<Tensor> {
+        let pending = {
+            let st = self.state.borrow();
+            st.buffer_updates
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|&(_, v)| v)
+        };
+        match pending {
+            Some(v) => Some(Tensor::from_parts(self.clone(), Ok(v))),
+            None => self
+                .named_buffers()
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t),
+        }
+    }
+
+    /// The registered buffer updates (name, new value), in registration order.
+    pub fn buffer_updates(&self) -> Vec<(String, Tensor)> {
+        let st = self.state.borrow();
+        st.buffer_updates
+            .iter()
+            .map(|(n, v)| (n.clone(), Tensor::from_parts(self.clone(), Ok(*v))))
+            .collect()
     }
 
     /// Whether `name` is a buffer (non-learnable) rather than a learnable parameter.

@@ -29,7 +29,7 @@ pub use conv::{
 };
 pub use dropout::{Dropout, Dropout1d, Dropout2d};
 pub use linear::Linear;
-pub use norm::{GroupNorm, LayerNorm};
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};
 pub use sequential::Sequential;
 

@@ -16,6 +16,7 @@ mod index;
 mod linalg;
 mod movement;
 mod norm;
+pub(crate) use norm::Factor;
 mod operators;
 mod pool;
 mod reduce;

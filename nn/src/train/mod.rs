@@ -78,6 +78,9 @@ pub struct TrainStep {
     n_params: usize,
     /// The step seed fed to every step and accumulation (dropout masks).
     seed: StepSeed,
+    /// Buffers updated by every step ([`GraphBuilder::update_buffer`]), bound states of
+    /// the step, in registration order.
+    updated: Vec<String>,
 }
 
 /// A fresh weights version (unique in the process).
@@ -198,6 +201,10 @@ impl TrainStep {
         outs.extend(slot_states.iter().map(|(_, _, n)| n));
         let globals_at = outs.len();
         outs.extend(new_globals.iter());
+        // Buffers the forward updates (batch norm's running statistics).
+        let updates = g.buffer_updates();
+        let updates_at = outs.len();
+        outs.extend(updates.iter().map(|(_, t)| t));
         // Pruned: inputs declared for other graphs (another batch size, eval-only
         // inputs) are not required by the step.
         let graph = g.build_pruned(&outs)?;
@@ -228,9 +235,17 @@ impl TrainStep {
             exe.bind_state(&name, out, init).map_err(exec)?;
             bindings.push((name, out));
         }
+        let mut updated = Vec::with_capacity(updates.len());
+        for (i, (name, _)) in updates.iter().enumerate() {
+            let init = value(name).ok_or_else(|| Error::UnknownParameter { name: name.clone() })?;
+            // A buffer the pruned step graph does not read is still written.
+            exe.bind_state(name, updates_at + i, init).map_err(exec)?;
+            updated.push(name.clone());
+        }
         let buffers = g
             .named_buffers()
             .into_iter()
+            .filter(|(n, _)| !updated.contains(n))
             .filter_map(|(n, _)| value(&n).map(|a| (n, a)))
             .collect();
         let accum = if o.accumulate {
@@ -241,6 +256,7 @@ impl TrainStep {
                 .map(|(gr, a)| gr + a)
                 .collect();
             outs.extend(sums.iter());
+            outs.extend(updates.iter().map(|(_, t)| t));
             // Pruned: the accumulation graph reads no optimiser input.
             let graph = g.build_pruned(&outs)?;
             let mut exe = Executable::compile_cached(&graph, o.compile)
@@ -268,6 +284,7 @@ impl TrainStep {
             n_extra: o.outputs.len(),
             grads_at,
             accum,
+            updated,
             steps: 0,
             compile: o.compile,
             version: next_version(),
@@ -348,13 +365,23 @@ impl TrainStep {
                 all.push((n.as_str(), a));
             }
         }
-        for (n, _) in &self.bindings[..self.n_params] {
+        let bound = self.bindings[..self.n_params].iter().map(|(n, _)| n);
+        for n in bound.chain(&self.updated) {
             if let Some(a) = self.exe.state(n).filter(|_| wanted(n)) {
                 all.push((n.as_str(), a));
             }
         }
         self.seed.feed(&acc.exe, &mut all);
         acc.exe.run_in_place(&all).map_err(exec)?;
+        drop(all);
+        // Buffers updated by the forward (running statistics) advance with every
+        // micro-batch, as PyTorch's forward does; they are outputs after the sums.
+        let first = 1 + acc.names.len();
+        for (i, n) in self.updated.iter().enumerate() {
+            let a = acc.exe.output_array(first + i);
+            self.exe.set_state(n, a).map_err(exec)?;
+        }
+        self.version = next_version();
         Ok(loss_of(&acc.exe))
     }
 
@@ -431,12 +458,14 @@ impl TrainStep {
         self.params().map(String::as_str)
     }
 
-    /// For each parameter and optimiser state: whether its update is written in place
-    /// (no copy per step).
+    /// For each parameter, optimiser state and updated buffer: whether its update is
+    /// written in place (no copy per step).
     pub fn in_place_report(&self) -> Vec<(String, bool)> {
         self.bindings
             .iter()
-            .map(|(n, _)| (n.clone(), self.exe.state_in_place(n).unwrap_or(false)))
+            .map(|(n, _)| n)
+            .chain(&self.updated)
+            .map(|n| (n.clone(), self.exe.state_in_place(n).unwrap_or(false)))
             .collect()
     }
 
@@ -447,6 +476,7 @@ impl TrainStep {
         let state = |n: &String| self.exe.state(n).map(|a| (n.clone(), a.clone()));
         out.extend(self.params().filter_map(state));
         out.extend(self.buffers.iter().cloned());
+        out.extend(self.updated.iter().filter_map(state));
         out.extend(self.opt_state().filter_map(state));
         out.push(("optim.lr".into(), self.lr.clone()));
         out
@@ -458,7 +488,8 @@ impl TrainStep {
     /// `strict`.
     pub fn load_state_dict(&mut self, dict: &[(String, Array)], strict: bool) -> Result<()> {
         let find = |n: &str| dict.iter().find(|(k, _)| k == n).map(|(_, a)| a);
-        for n in self.params().chain(self.buffers.iter().map(|(n, _)| n)) {
+        let buffers = self.buffers.iter().map(|(n, _)| n).chain(&self.updated);
+        for n in self.params().chain(buffers) {
             if find(n).is_none() {
                 return Err(Error::StateDict {
                     name: n.clone(),
@@ -470,6 +501,7 @@ impl TrainStep {
             for (k, _) in dict {
                 let known = self.bindings.iter().any(|(n, _)| n == k)
                     || self.buffers.iter().any(|(n, _)| n == k)
+                    || self.updated.contains(k)
                     || k == "optim.lr";
                 if !known {
                     return Err(Error::StateDict {
