@@ -648,3 +648,60 @@ fn conv_and_norm_modules_have_pytorch_names_shapes_and_init() {
     assert!(get("gn.bias").iter().all(|&v| v == 0.0));
     assert_eq!(get("gn.weight").len(), 8);
 }
+
+#[test]
+fn temporal_pooling_rejects_bad_arguments_by_name() {
+    use onde::TemporalStat;
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [2, 3, 5]);
+    let cases = [
+        (
+            g.input("a", DType::F32, [2, 3]).temporal_mean(None),
+            "temporal_pool",
+            "expects a float input [B, C, T], got [2, 3]",
+        ),
+        (
+            x.temporal_mean(Some(&g.input("l", DType::I64, [3]))),
+            "temporal_pool",
+            "lengths i64 [2] or a mask bool [2, 5], got i64 [3]",
+        ),
+        (
+            x.statistics_pool(Some(&g.input("m", DType::F32, [2, 5])), 1e-5),
+            "temporal_pool",
+            "got f32 [2, 5]",
+        ),
+        (
+            x.temporal_pool(&[], None, 1e-5),
+            "temporal_pool",
+            "no statistic",
+        ),
+        (
+            x.attention_pool(&g.input("s", DType::F32, [2, 2, 5]), None, false, 1e-5),
+            "attention_pool",
+            "scores [2, 2, 5] must be [B, 1, T] or [B, C, T]",
+        ),
+    ];
+    for (t, op, msg) in cases {
+        match t.check() {
+            Err(Error::Op {
+                op: o, reason, loc, ..
+            }) => {
+                assert_eq!(o, op);
+                assert!(reason.contains(msg), "{reason}");
+                assert!(loc.file.ends_with("modules.rs"), "{loc:?}");
+            }
+            other => panic!("{msg}: expected an Op error, got {other:?}"),
+        }
+    }
+    // Shapes: [B, C·k].
+    let y = x.temporal_pool(
+        &[
+            TemporalStat::Mean,
+            TemporalStat::Max,
+            TemporalStat::Kurtosis,
+        ],
+        None,
+        1e-5,
+    );
+    assert_eq!(y.size(), vec![2, 9]);
+}

@@ -8,8 +8,8 @@ use crate::common::torch_fixture::{self, Inputs};
 use onde::module::{BatchNorm, Conv, Module, PaddingMode};
 use onde::optim::Sgd;
 use onde::{
-    Array, ConvOpts, DType, GraphBuilder, PadMode, Padding, PoolOpts, Tensor, TrainOptions,
-    TrainStep,
+    Array, ConvOpts, DType, GraphBuilder, PadMode, Padding, PoolOpts, TemporalStat, Tensor,
+    TrainOptions, TrainStep,
 };
 use std::sync::OnceLock;
 
@@ -350,6 +350,48 @@ fn scaled_dot_product_attention() {
     });
 }
 
+#[test]
+fn temporal_pooling_over_valid_frames() {
+    use onde::module::AttentivePooling;
+    use TemporalStat::{Kurtosis, Max, Mean, Min, Skewness, Std};
+    check("temporal", |i| {
+        let g = &i.g;
+        let (x, lengths, mask) = (i.get("x"), i.get("lengths"), i.get("mask"));
+        let frame = AttentivePooling::new(g, "frame", 4, 5, false, false);
+        let channel = AttentivePooling::new(g, "channel", 4, 5, true, true);
+        for (m, score) in [(&frame, "score1"), (&channel, "score_c")] {
+            for (name, _) in m.named_parameters() {
+                let (layer, p) = name.split_once('.').unwrap().1.split_once('.').unwrap();
+                let layer = if layer == "score" { score } else { layer };
+                g.set_parameter(&name, i.array(&format!("{layer}_{p}")))
+                    .unwrap();
+            }
+        }
+        let frame_std = AttentivePooling {
+            with_std: true,
+            ..frame.clone()
+        };
+        [
+            ("mean", x.temporal_mean(None)),
+            ("stats_len", x.statistics_pool(Some(lengths), 1e-5)),
+            (
+                "higher_mask",
+                x.temporal_pool(&[Mean, Std, Skewness, Kurtosis], Some(mask), 1e-5),
+            ),
+            (
+                "maxmin_len",
+                x.temporal_pool(&[Max, Min], Some(lengths), 1e-5),
+            ),
+            ("att_len", frame.forward_valid(x, Some(lengths))),
+            ("att_stats_mask", channel.forward_valid(x, Some(mask))),
+            ("att_stats", frame_std.forward(x)),
+        ]
+        .into_iter()
+        .flat_map(|(w, y)| with_grads(i, w, y, "x"))
+        .collect()
+    });
+}
+
 /// Batch norm through three compiled SGD steps against PyTorch's module: losses, the
 /// input gradient, every parameter and buffer afterwards (running statistics,
 /// `num_batches_tracked`), then the eval-mode output through an evaluator.
@@ -460,6 +502,7 @@ fn every_fixture_case_is_tested() {
         "conv_modules",
         "sdpa",
         "batch_norm",
+        "temporal",
     ];
     tested.sort_unstable();
     assert_eq!(torch_fixture::case_names(fixture_bytes()), tested);

@@ -43,5 +43,5 @@ pub use error::{Error, Result};
 pub use gradcheck::{gradcheck_graph, GradcheckOpts, GradcheckReport};
 pub use module::Module;
 pub use onde_ir::{Array, DType, Shape};
-pub use tensor::{cat, stack, where_, ConvOpts, PadMode, Padding, PoolOpts, Tensor};
+pub use tensor::{cat, stack, where_, ConvOpts, PadMode, Padding, PoolOpts, TemporalStat, Tensor};
 pub use train::{Evaluator, TrainOptions, TrainStep};

@@ -22,6 +22,7 @@ mod linear;
 mod norm;
 mod pool;
 mod sequential;
+mod temporal;
 
 pub use activation::{LeakyRelu, LogSoftmax, PRelu, Relu, Sigmoid, Softmax, Tanh};
 pub use conv::{
@@ -32,6 +33,7 @@ pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};
 pub use sequential::Sequential;
+pub use temporal::{AttentivePooling, StatisticsPooling};
 
 use crate::tensor::Tensor;
 #[cfg(doc)]

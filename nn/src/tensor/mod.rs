@@ -20,11 +20,13 @@ pub(crate) use norm::Factor;
 mod operators;
 mod pool;
 mod reduce;
+mod temporal;
 
 pub use elementwise::where_;
 pub use linalg::{ConvOpts, Padding};
 pub use movement::{cat, stack, PadMode};
 pub use pool::PoolOpts;
+pub use temporal::TemporalStat;
 
 use crate::builder::GraphBuilder;
 use crate::error::{Error, Result};
