@@ -705,3 +705,94 @@ fn temporal_pooling_rejects_bad_arguments_by_name() {
     );
     assert_eq!(y.size(), vec![2, 9]);
 }
+
+#[test]
+fn multihead_attention_names_init_and_errors() {
+    use onde::module::{MhaInputs, MultiheadAttention};
+    let g = GraphBuilder::new();
+    let m = MultiheadAttention::new(&g, "att", 8, 2);
+    assert_eq!(
+        names(&m.named_parameters()),
+        [
+            "att.in_proj_weight",
+            "att.in_proj_bias",
+            "att.out_proj.weight",
+            "att.out_proj.bias"
+        ]
+    );
+    let vals = g.parameter_values();
+    let get = |n: &str| vals.iter().find(|(k, _)| k == n).unwrap().1.to_f64_vec();
+    // Xavier-uniform in_proj: bound √(6 / (E + 3E)).
+    let w = get("att.in_proj_weight");
+    let bound = (6.0f64 / 32.0).sqrt();
+    assert_eq!(w.len(), 3 * 8 * 8);
+    assert!(w.iter().all(|x| x.abs() <= bound));
+    assert!(
+        w.iter().any(|x| x.abs() > 0.8 * bound),
+        "not spread over the bound"
+    );
+    assert!(get("att.in_proj_bias").iter().all(|&b| b == 0.0));
+    assert!(get("att.out_proj.bias").iter().all(|&b| b == 0.0));
+    let ow = get("att.out_proj.weight");
+    assert!(ow.iter().all(|x| x.abs() <= 1.0 / 8f64.sqrt()));
+    let sep = MultiheadAttention::build(&g, "sep", 6, 3, false, Some(5), Some(3), true);
+    assert_eq!(
+        names(&sep.named_parameters()),
+        [
+            "sep.q_proj_weight",
+            "sep.k_proj_weight",
+            "sep.v_proj_weight",
+            "sep.out_proj.weight"
+        ]
+    );
+
+    let x = g.input("x", DType::F32, [5, 2, 8]);
+    let bad_heads = MultiheadAttention::new(&g, "odd", 8, 3);
+    let kpm = g.input("kpm", DType::Bool, [2, 4]);
+    let am = g.input("am", DType::Bool, [5, 6]);
+    let with = |kpm, attn_mask| MhaInputs {
+        key_padding_mask: kpm,
+        attn_mask,
+        ..MhaInputs::default()
+    };
+    let cases = [
+        (
+            bad_heads.forward(&x),
+            "`odd`: embed_dim 8 must be divisible by num_heads 3",
+        ),
+        (
+            m.forward(&g.input("y", DType::F32, [5, 2, 7])),
+            "expected query [.., 8]",
+        ),
+        (
+            m.attend(&x, &x, &x, &with(Some(&kpm), None)).0,
+            "key_padding_mask [2, 4] must be [2, 5]",
+        ),
+        (
+            m.attend(&x, &x, &x, &with(None, Some(&am))).0,
+            "attn_mask [5, 6] must be [5, 5] or [4, 5, 5]",
+        ),
+        (
+            m.attend(
+                &x,
+                &g.input("k2", DType::F32, [5, 8]),
+                &x,
+                &MhaInputs::default(),
+            )
+            .0,
+            "must all be 3-D (batched) or 2-D (unbatched)",
+        ),
+    ];
+    for (t, msg) in cases {
+        match t.check() {
+            Err(Error::Op {
+                op, reason, loc, ..
+            }) => {
+                assert_eq!(op, "multihead_attention");
+                assert!(reason.contains(msg), "{reason}");
+                assert!(loc.file.ends_with("modules.rs"), "{loc:?}");
+            }
+            other => panic!("{msg}: expected an Op error, got {other:?}"),
+        }
+    }
+}

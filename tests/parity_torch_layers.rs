@@ -392,6 +392,103 @@ fn temporal_pooling_over_valid_frames() {
     });
 }
 
+/// `nn.MultiheadAttention` loaded from PyTorch's state dicts: packed and separate
+/// projections, sequence- and batch-first, bool and float masks of both kinds, averaged
+/// and per-head weights, unbatched input.
+#[test]
+fn multihead_attention_loads_pytorch_weights() {
+    use onde::module::{MhaInputs, MultiheadAttention};
+    check("mha", |i| {
+        let g = &i.g;
+        let packed = MultiheadAttention::new(g, "packed", 8, 2);
+        let cross = MultiheadAttention::build(g, "cross_bf", 8, 2, true, None, None, true);
+        let kvdim = MultiheadAttention::build(g, "kvdim", 6, 3, false, Some(5), Some(3), true);
+        let unbatched = MultiheadAttention::new(g, "unbatched", 8, 4);
+        for m in [&packed, &cross, &kvdim, &unbatched] {
+            for (name, _) in m.named_parameters() {
+                g.set_parameter(&name, i.array(&name.replacen('.', "_", 1)))
+                    .unwrap();
+            }
+        }
+        let (kpm, add, kpm6, causal) = (
+            i.get("kpm"),
+            i.get("add_mask"),
+            i.get("kpm6"),
+            i.get("causal"),
+        );
+        let weights = MhaInputs {
+            need_weights: true,
+            ..MhaInputs::default()
+        };
+        let x = i.get("packed_x");
+        let (y1, w1) = packed.attend(
+            x,
+            x,
+            x,
+            &MhaInputs {
+                key_padding_mask: Some(kpm),
+                ..weights.clone()
+            },
+        );
+        let qkv = |w: &str| {
+            (
+                i.get(&format!("{w}_q")),
+                i.get(&format!("{w}_k")),
+                i.get(&format!("{w}_v")),
+            )
+        };
+        let (q, k, v) = qkv("cross_bf");
+        let (y2, w2) = cross.attend(
+            q,
+            k,
+            v,
+            &MhaInputs {
+                key_padding_mask: Some(kpm6),
+                attn_mask: Some(add),
+                ..weights.clone()
+            },
+        );
+        let (q, k, v) = qkv("kvdim");
+        let (y3, w3) = kvdim.attend(
+            q,
+            k,
+            v,
+            &MhaInputs {
+                attn_mask: Some(causal),
+                per_head_weights: true,
+                ..weights.clone()
+            },
+        );
+        let (q, k, v) = qkv("unbatched");
+        let (y4, w4) = unbatched.attend(
+            q,
+            k,
+            v,
+            &MhaInputs {
+                attn_mask: Some(causal),
+                ..weights.clone()
+            },
+        );
+        let mut out = with_all_grads(i, "packed", y1, &["packed_x"]);
+        for (what, y) in [("cross_bf", y2), ("kvdim", y3), ("unbatched", y4)] {
+            let names: Vec<&'static str> = ["q", "k", "v"]
+                .iter()
+                .map(|n| &*Box::leak(format!("{what}_{n}").into_boxed_str()))
+                .collect();
+            out.extend(with_all_grads(i, what, y, &names));
+        }
+        for (what, w) in [
+            ("out_packed_weights", w1),
+            ("out_cross_bf_weights", w2),
+            ("out_kvdim_weights", w3),
+            ("out_unbatched_weights", w4),
+        ] {
+            out.push((what, w.unwrap()));
+        }
+        out
+    });
+}
+
 /// Batch norm through three compiled SGD steps against PyTorch's module: losses, the
 /// input gradient, every parameter and buffer afterwards (running statistics,
 /// `num_batches_tracked`), then the eval-mode output through an evaluator.
@@ -503,6 +600,7 @@ fn every_fixture_case_is_tested() {
         "sdpa",
         "batch_norm",
         "temporal",
+        "mha",
     ];
     tested.sort_unstable();
     assert_eq!(torch_fixture::case_names(fixture_bytes()), tested);

@@ -16,6 +16,7 @@
 //! attribute introspection to derive `self.fc1` → `"fc1"`); [`child`] joins names.
 
 mod activation;
+mod attention;
 mod conv;
 mod dropout;
 mod linear;
@@ -25,6 +26,7 @@ mod sequential;
 mod temporal;
 
 pub use activation::{LeakyRelu, LogSoftmax, PRelu, Relu, Sigmoid, Softmax, Tanh};
+pub use attention::{InProj, MhaInputs, MultiheadAttention};
 pub use conv::{
     depthwise_conv1d, pointwise_conv1d, Conv, Conv1d, Conv2d, PaddingMode, SeparableConv1d,
 };

@@ -24,10 +24,26 @@ impl Tensor {
         scale: Option<f64>,
     ) -> Tensor {
         let loc = SourceLoc::caller();
+        match self.attention_at(k, v, attn_mask, is_causal, scale, loc) {
+            Ok((out, _)) | Err(out) => out,
+        }
+    }
+
+    /// Scaled dot-product attention returning the output and the attention weights
+    /// `[…, L, S]`; `Err` holds the poisoned result on bad arguments.
+    pub(crate) fn attention_at(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        attn_mask: Option<&Tensor>,
+        is_causal: bool,
+        scale: Option<f64>,
+        loc: SourceLoc,
+    ) -> Result<(Tensor, Tensor), Tensor> {
         let api = "scaled_dot_product_attention";
         for t in [self, k, v].into_iter().chain(attn_mask) {
             if let Err(e) = t.check() {
-                return self.builder().poisoned(e);
+                return Err(self.builder().poisoned(e));
             }
         }
         let (qs, ks, vs) = (self.size(), k.size(), v.size());
@@ -38,20 +54,20 @@ impl Tensor {
             && ks[ks.len() - 2] == vs[vs.len() - 2]
             && self.dtype().is_float();
         if !ok {
-            return self.fail(
+            return Err(self.fail(
                 api,
                 format!(
                     "expected float q [.., L, E], k [.., S, E], v [.., S, Ev]; got {qs:?}, {ks:?}, {vs:?}"
                 ),
                 loc,
-            );
+            ));
         }
         if is_causal && attn_mask.is_some() {
-            return self.fail(
+            return Err(self.fail(
                 api,
                 "an explicit attn_mask cannot be given with is_causal (PyTorch)".into(),
                 loc,
-            );
+            ));
         }
         let e = qs[qs.len() - 1];
         let (l, s) = (qs[qs.len() - 2], ks[ks.len() - 2]);
@@ -63,7 +79,7 @@ impl Tensor {
             None => {
                 let tril: Vec<bool> = (0..l * s).map(|ij| ij % s <= ij / s).collect();
                 let Ok(a) = Array::bool([l, s], tril) else {
-                    return self.fail(api, "causal mask".into(), loc);
+                    return Err(self.fail(api, "causal mask".into(), loc));
                 };
                 (Some(self.const_at(a, loc)), scores)
             }
@@ -85,6 +101,6 @@ impl Tensor {
                 safe.softmax(-1) * any.to_dtype(scores.dtype())
             }
         };
-        probs.matmul(v)
+        Ok((probs.matmul(v), probs))
     }
 }
