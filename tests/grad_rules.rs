@@ -280,6 +280,11 @@ fn every_op_passes_gradcheck() {
                 + x[0].pad_mode([2, 2], onde::PadMode::Replicate).sum([2], false);
             (ln * gn).sum([2], false) + pads
         }),
+        ("sinc band-pass filters (SincNet cut-offs)", vec![vec![3, 1], vec![3, 1]], |_, x| {
+            let low = &x[0] * 100.0 + 200.0;
+            let band = &x[1] * 50.0 + 300.0;
+            low.sinc_band_pass(&band, 7, 2000.0, 50.0, 50.0)
+        }),
         ("reshape permute", vec![vec![2, 3, 4]], |_, x| {
             x[0].reshape([4, 6]).transpose(0, 1).permute([1, 0])
         }),

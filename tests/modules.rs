@@ -796,3 +796,63 @@ fn multihead_attention_names_init_and_errors() {
         }
     }
 }
+
+#[test]
+fn sinc_conv1d_forward_parameters_and_errors() {
+    use onde::module::SincConv1d;
+    let g = GraphBuilder::new();
+    let m = SincConv1d::new(&g, "front.sinc", 8, 101, 16000.0);
+    assert_eq!(
+        names(&m.named_parameters()),
+        ["front.sinc.low_hz_", "front.sinc.band_hz_"]
+    );
+    assert_eq!(m.low_hz_.size(), vec![8, 1]);
+    let x = g.input("x", DType::F32, [2, 1, 400]);
+    let y = m.forward(&x);
+    assert_eq!(y.size(), vec![2, 8, 300]);
+    // The low cut-offs grow on the mel scale from 30 Hz; bands tile up to
+    // 8000 - 100 Hz.
+    let vals = g.parameter_values();
+    let get = |n: &str| vals.iter().find(|(k, _)| k == n).unwrap().1.to_f64_vec();
+    let (low, band) = (get("front.sinc.low_hz_"), get("front.sinc.band_hz_"));
+    assert!((low[0] - 30.0).abs() < 1e-3);
+    assert!(low.windows(2).all(|w| w[1] > w[0]));
+    assert!(
+        band.windows(2).all(|w| w[1] > w[0]),
+        "mel spacing widens bands"
+    );
+    assert!((low[7] + band[7] - 7900.0).abs() < 0.05);
+    // Every filter is symmetric and its centre tap is 1 (2·band / 2·band).
+    let f = g.run(&[&m.filters()], &[]).unwrap().remove(0);
+    let f = f.to_f64_vec();
+    for c in 0..8 {
+        let row = &f[c * 101..(c + 1) * 101];
+        assert!((row[50] - 1.0).abs() < 1e-6);
+        for k in 0..50 {
+            assert_eq!(row[k], row[100 - k]);
+        }
+    }
+    let stereo = g.input("s", DType::F32, [2, 2, 400]);
+    match m.forward(&stereo).check() {
+        Err(Error::Op { op, reason, .. }) => {
+            assert_eq!(op, "sinc_conv1d");
+            assert!(
+                reason.contains("`front.sinc` filters one channel"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected an Op error, got {other:?}"),
+    }
+    let lo = g.input("lo", DType::F32, [3, 1]);
+    match lo.sinc_band_pass(&lo, 8, 16000.0, 50.0, 50.0).check() {
+        Err(Error::Op { reason, .. }) => assert!(reason.contains("must be odd"), "{reason}"),
+        other => panic!("expected an Op error, got {other:?}"),
+    }
+    match lo
+        .sinc_band_pass(&g.input("b", DType::F32, [3]), 9, 16000.0, 50.0, 50.0)
+        .check()
+    {
+        Err(Error::Op { reason, .. }) => assert!(reason.contains("[C, 1]"), "{reason}"),
+        other => panic!("expected an Op error, got {other:?}"),
+    }
+}

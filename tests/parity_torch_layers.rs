@@ -489,6 +489,37 @@ fn multihead_attention_loads_pytorch_weights() {
     });
 }
 
+/// SincConv1d against the reference implementation in the fixture script: the
+/// mel-spaced initial cut-offs, the filters of a 251-tap bank, and a strided, padded
+/// forward with gradients reaching the input and both cut-offs (even kernel 16 → 17).
+#[test]
+fn sinc_conv1d_matches_the_reference() {
+    use onde::module::SincConv1d;
+    check("sinc", |i| {
+        let g = &i.g;
+        let (x, low, band) = (i.get("x"), i.get("low"), i.get("band"));
+        let opts = ConvOpts::default().stride(2).padding(3);
+        let m = SincConv1d::build(g, "sinc", 6, 16, 8000.0, 50.0, 50.0, opts.clone());
+        assert_eq!(m.kernel_size, 17);
+        let m251 = SincConv1d::new(g, "sinc251", 4, 251, 16000.0);
+        // The module's forward with the fixture's perturbed cut-offs is the functional
+        // form: one graph for both.
+        let y = x.conv1d(
+            &low.sinc_band_pass(band, 17, 8000.0, 50.0, 50.0),
+            None,
+            &opts,
+        );
+        let mut out = with_all_grads(i, "conv", y, &["x", "low", "band"]);
+        out.extend([
+            ("out_init_low", m.low_hz_.clone()),
+            ("out_init_band", m.band_hz_.clone()),
+            ("out_init251_low", m251.low_hz_.clone()),
+            ("out_filters251", m251.filters()),
+        ]);
+        out
+    });
+}
+
 /// Batch norm through three compiled SGD steps against PyTorch's module: losses, the
 /// input gradient, every parameter and buffer afterwards (running statistics,
 /// `num_batches_tracked`), then the eval-mode output through an evaluator.
@@ -601,6 +632,7 @@ fn every_fixture_case_is_tested() {
         "batch_norm",
         "temporal",
         "mha",
+        "sinc",
     ];
     tested.sort_unstable();
     assert_eq!(torch_fixture::case_names(fixture_bytes()), tested);

@@ -23,6 +23,7 @@ mod linear;
 mod norm;
 mod pool;
 mod sequential;
+mod sinc;
 mod temporal;
 
 pub use activation::{LeakyRelu, LogSoftmax, PRelu, Relu, Sigmoid, Softmax, Tanh};
@@ -35,6 +36,7 @@ pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};
 pub use sequential::Sequential;
+pub use sinc::SincConv1d;
 pub use temporal::{AttentivePooling, StatisticsPooling};
 
 use crate::tensor::Tensor;

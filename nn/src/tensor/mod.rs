@@ -20,6 +20,7 @@ pub(crate) use norm::Factor;
 mod operators;
 mod pool;
 mod reduce;
+mod sinc;
 mod temporal;
 
 pub use elementwise::where_;
