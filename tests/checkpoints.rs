@@ -167,6 +167,7 @@ fn save_load_roundtrip_into_a_fresh_model() {
         | Error::ParameterType { .. }
         | Error::Train { .. }
         | Error::Checkpoint { .. }
+        | Error::Layer { .. }
         | Error::Verify(..)
         | Error::Run(..) => panic!("expected a state dict error, got {e:?}"),
     }
@@ -217,6 +218,7 @@ fn is_checkpoint_err(e: &Error, path: &Path) -> bool {
         | Error::ParameterType { .. }
         | Error::Train { .. }
         | Error::StateDict { .. }
+        | Error::Layer { .. }
         | Error::Verify(..)
         | Error::Run(..) => false,
     }
@@ -237,6 +239,7 @@ fn state_dict_name(e: &Error) -> Option<&str> {
         | Error::ParameterType { .. }
         | Error::Train { .. }
         | Error::Checkpoint { .. }
+        | Error::Layer { .. }
         | Error::Verify(..)
         | Error::Run(..) => None,
     }

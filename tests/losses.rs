@@ -716,6 +716,7 @@ fn is_index_error(e: &Error, index: i64, extent: usize) -> bool {
         | Error::Train { .. }
         | Error::StateDict { .. }
         | Error::Checkpoint { .. }
+        | Error::Layer { .. }
         | Error::Verify(..)
         | Error::Run(..) => false,
     }

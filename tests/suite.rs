@@ -29,6 +29,7 @@ mod scan_unrolled;
 mod semantics_corners;
 mod semantics_errors;
 mod signal_example;
+mod summary;
 mod train_step_props;
 mod w1_parity;
 

@@ -8,6 +8,9 @@
 //!   kernels it compiles to.
 //! - `onde dump FILE [--format text|dot]`: parse, verify and print a text IR file.
 //!
+//! - `onde summary --example NAME [--input SHAPE]`: per layer, output shape, parameter
+//!   count, receptive field, jump and start along time (`kws`, `mlp`, `mon_modele`).
+//!
 //! Each dump starts with a header line giving the value, op and parameter counts.
 
 mod bench;
@@ -57,6 +60,16 @@ enum Command {
         /// Also print the generated Cranelift IR of every kernel (implies `--stage fused`).
         #[arg(long)]
         clif: bool,
+    },
+    /// Per-layer table of a built-in model: output shapes, parameters, receptive field,
+    /// jump and start along time (the course's intermezzo).
+    Summary {
+        /// The model: `kws` (W2), `mlp` (W1), `mon_modele`.
+        #[arg(long)]
+        example: String,
+        /// Input shape instead of the example's, e.g. `1,1,8000`.
+        #[arg(long, value_delimiter = ',')]
+        input: Option<Vec<usize>>,
     },
     /// Time a reference workload (W6, W7) on the JIT; one JSON line per phase.
     Bench {
@@ -282,6 +295,19 @@ fn dump_clif(
     stage(&name, &g, "fused", true, Format::Text)
 }
 
+fn summary(name: &str, input: Option<Vec<usize>>) -> Result<(), String> {
+    let Some((model, shape)) = onde_nn::examples::example_module(name) else {
+        return Err(format!(
+            "unknown model {name:?}; available: kws, mlp, mon_modele"
+        ));
+    };
+    let shape = input.unwrap_or(shape);
+    let s = onde_nn::module::summarize(model.as_ref(), &shape)
+        .map_err(|e| format!("{name} on input {shape:?}: {e}"))?;
+    print!("{s}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // matrixmultiply reads its thread count once per process; onde splits GEMMs across
     // `--threads` itself, so the library stays single-threaded (no oversubscription).
@@ -310,6 +336,7 @@ fn main() -> ExitCode {
                 dump(file, example, format, (grad, train), st)
             }
         }
+        Command::Summary { example, input } => summary(&example, input),
         Command::Bench {
             workloads,
             threads,

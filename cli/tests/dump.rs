@@ -184,3 +184,21 @@ fn dump_train_shows_the_whole_training_step() {
     let (ok, _, err) = onde(&["dump", "--example", "mlp", "--train", "--grad"]);
     assert!(!ok && err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn summary_of_the_keyword_spotter_gives_its_receptive_field() {
+    let (ok, out, err) = onde(&["summary", "--example", "kws"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("input [32, 1, 16000]"), "{out}");
+    let conv = out.lines().find(|l| l.starts_with("conv_s2")).unwrap();
+    let cells: Vec<&str> = conv.split_whitespace().collect();
+    // layer, type, output (3 cells), params, receptive field, jump, start.
+    assert_eq!(cells[cells.len() - 3..], ["243", "8", "-121"], "{conv}");
+    assert!(out.contains("learnable parameters: 12812"), "{out}");
+    // A wrong input names the layer.
+    let (ok, _, err) = onde(&["summary", "--example", "kws", "--input", "1,2,100"]);
+    assert!(!ok);
+    assert!(err.contains("layer `conv0` (Conv)"), "{err}");
+    let (ok, _, err) = onde(&["summary", "--example", "nope"]);
+    assert!(!ok && err.contains("available: kws"), "{err}");
+}

@@ -31,6 +31,20 @@ pub enum Error {
         /// Where the user called it.
         loc: SourceLoc,
     },
+    /// A layer of a model failed (raised by [`crate::module::summarize`], which calls
+    /// layers through `dyn Module`, where `#[track_caller]` locations stop at the
+    /// layer's `forward`): names the layer by its dotted path.
+    #[error("layer `{path}` ({kind}) on input {input:?}: {source}")]
+    Layer {
+        /// Dotted name of the layer (`blocks.2.dw`).
+        path: String,
+        /// The layer's type.
+        kind: &'static str,
+        /// The shape it was given.
+        input: Vec<usize>,
+        /// The layer's own error.
+        source: Box<Error>,
+    },
     /// Tensors from two different builders were combined.
     #[error("{loc}: {op}: operands belong to different graph builders")]
     MixedBuilders {
@@ -130,6 +144,7 @@ impl Error {
         match self {
             Error::Op { loc, .. } | Error::MixedBuilders { loc, .. } => Some(loc),
             Error::DuplicateName { loc, .. } | Error::Grad { loc, .. } => Some(loc),
+            Error::Layer { source, .. } => source.loc(),
             Error::Verify(_)
             | Error::Run(_)
             | Error::UnknownParameter { .. }

@@ -2,7 +2,7 @@
 //! shapes, default initialisation and `padding_mode`, and the course's depthwise,
 //! pointwise and depthwise-separable 1-d convolutions.
 
-use super::{child, Module};
+use super::{child, Module, TimeMap};
 use crate::builder::GraphBuilder;
 use crate::init;
 use crate::tensor::{ConvOpts, PadMode, Padding, Tensor};
@@ -159,6 +159,25 @@ impl Conv {
 }
 
 impl Module for Conv {
+    /// The window along the last spatial axis.
+    fn time_map(&self) -> TimeMap {
+        let last = |v: &[usize], default: usize| v.last().copied().unwrap_or(default);
+        let kernel = last(&self.kernel, 1);
+        let dilation = last(&self.opts.dilation, 1);
+        let padding = match &self.opts.padding {
+            Padding::Valid => 0,
+            // PyTorch puts the odd element after: the left side gets the floor.
+            Padding::Same => dilation * kernel.saturating_sub(1) / 2,
+            Padding::Explicit(p) => last(p, 0),
+        };
+        TimeMap::Window {
+            kernel,
+            stride: last(&self.opts.stride, 1),
+            dilation,
+            padding,
+        }
+    }
+
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         let mode = match self.padding_mode {
@@ -277,5 +296,9 @@ impl Module for SeparableConv1d {
         let mut v = self.depthwise.named_parameters();
         v.extend(self.pointwise.named_parameters());
         v
+    }
+
+    fn time_map(&self) -> TimeMap {
+        TimeMap::Chain(vec![self.depthwise.time_map(), self.pointwise.time_map()])
     }
 }

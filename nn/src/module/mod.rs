@@ -24,6 +24,7 @@ mod norm;
 mod pool;
 mod sequential;
 mod sinc;
+mod summary;
 mod temporal;
 
 pub use activation::{LeakyRelu, LogSoftmax, PRelu, Relu, Sigmoid, Softmax, Tanh};
@@ -35,8 +36,9 @@ pub use dropout::{Dropout, Dropout1d, Dropout2d};
 pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};
-pub use sequential::Sequential;
+pub use sequential::{Residual, Sequential};
 pub use sinc::SincConv1d;
+pub use summary::{summarize, Field, LayerRow, Summary, TimeMap};
 pub use temporal::{AttentivePooling, StatisticsPooling};
 
 use crate::tensor::Tensor;
@@ -88,6 +90,26 @@ pub trait Module {
     /// `set_training(true)`, like `module.train()`.
     fn train(&self) {
         self.set_training(true);
+    }
+
+    /// How the module maps positions along the last (time) axis, for receptive fields
+    /// ([`summarize`]). The default, [`TimeMap::Pointwise`], fits layers that act on each
+    /// time step alone; convolutions, pooling and containers override it.
+    fn time_map(&self) -> TimeMap {
+        TimeMap::Pointwise
+    }
+
+    /// Children to list separately in a [`summarize`] table, with their dotted names,
+    /// in forward order (containers such as [`Sequential`]); empty for a layer.
+    fn named_children(&self) -> Vec<(String, &dyn Module)> {
+        Vec::new()
+    }
+
+    /// The module's type name, for summaries (`Conv`, `BatchNorm`, …).
+    fn type_name(&self) -> &'static str {
+        let full = std::any::type_name::<Self>();
+        let base = full.split('<').next().unwrap_or(full);
+        base.rsplit("::").next().unwrap_or(base)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Pooling modules (`torch.nn.MaxPool1d/2d`, `AvgPool1d/2d`, `AdaptiveAvgPool1d`):
 //! parameter-free wrappers of the functional ops of `tensor::pool` (semantics there).
 
-use super::Module;
+use super::{Module, TimeMap};
 use crate::tensor::{PoolOpts, Tensor};
 
 macro_rules! pool_module {
@@ -24,6 +24,10 @@ macro_rules! pool_module {
             #[track_caller]
             fn forward(&self, x: &Tensor) -> Tensor {
                 x.$method(&self.opts)
+            }
+
+            fn time_map(&self) -> TimeMap {
+                pool_window(&self.opts)
             }
         }
     };
@@ -68,5 +72,22 @@ impl Module for AdaptiveAvgPool1d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         x.adaptive_avg_pool1d(self.output_size)
+    }
+
+    /// Bins depend on the input length: counted as seeing all of it.
+    fn time_map(&self) -> TimeMap {
+        TimeMap::Global
+    }
+}
+
+/// The window of pooling options along the last pooled axis.
+fn pool_window(o: &PoolOpts) -> TimeMap {
+    let last = |v: &[usize], default: usize| v.last().copied().unwrap_or(default);
+    let kernel = last(&o.kernel, 1);
+    TimeMap::Window {
+        kernel,
+        stride: o.stride.as_deref().map_or(kernel, |s| last(s, kernel)),
+        dilation: last(&o.dilation, 1),
+        padding: last(&o.padding, 0),
     }
 }

@@ -1,7 +1,9 @@
-//! [`Sequential`]: modules applied in order, like `torch.nn.Sequential`.
+//! Containers: [`Sequential`] (modules applied in order, like `torch.nn.Sequential`)
+//! and [`Residual`] (`x + f(x)`).
 
-use super::Module;
+use super::{Module, TimeMap};
 use crate::tensor::Tensor;
+use onde_ir::SourceLoc;
 use std::cell::Cell;
 
 /// Modules applied one after the other. Children are usually named `{prefix}.{index}`
@@ -92,5 +94,76 @@ impl Module for Sequential {
     }
     fn is_training(&self) -> bool {
         self.training.get()
+    }
+    fn time_map(&self) -> TimeMap {
+        TimeMap::Chain(self.layers.iter().map(|l| l.time_map()).collect())
+    }
+    fn named_children(&self) -> Vec<(String, &dyn Module)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (super::child(&self.prefix, &i.to_string()), l.as_ref()))
+            .collect()
+    }
+}
+
+/// A residual block `x + f(x)` (the course's skip connection): `f` must keep the shape
+/// of its input. Its parameters and buffers are `f`'s (name `f`'s children under the
+/// block's prefix, as PyTorch does for a block holding them). For receptive fields the
+/// block counts as `f` (the skip path sees a subset of what `f` sees when `f` keeps the
+/// length with centred padding).
+pub struct Residual {
+    inner: Box<dyn Module>,
+}
+
+impl std::fmt::Debug for Residual {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Residual")
+            .field("inner", &self.inner.type_name())
+            .finish()
+    }
+}
+
+impl Residual {
+    /// `x + f(x)`.
+    pub fn new(f: impl Module + 'static) -> Residual {
+        Residual { inner: Box::new(f) }
+    }
+}
+
+impl Module for Residual {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let loc = SourceLoc::caller();
+        let y = self.inner.forward(x);
+        if let (Ok(_), Ok(_)) = (x.check(), y.check()) {
+            if x.size() != y.size() {
+                return x.fail(
+                    "residual",
+                    format!(
+                        "the block's output {:?} must have its input's shape {:?} to be added",
+                        y.size(),
+                        x.size()
+                    ),
+                    loc,
+                );
+            }
+        }
+        x + &y
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.inner.named_parameters()
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        self.inner.named_buffers()
+    }
+    fn set_training(&self, training: bool) {
+        self.inner.set_training(training);
+    }
+    fn is_training(&self) -> bool {
+        self.inner.is_training()
+    }
+    fn time_map(&self) -> TimeMap {
+        self.inner.time_map()
     }
 }

@@ -4,9 +4,9 @@
 //! The filters are recomputed from the cut-offs in the graph at every step
 //! ([`Tensor::sinc_band_pass`], formula there).
 
-use super::{child, Module};
+use super::{child, Module, TimeMap};
 use crate::builder::GraphBuilder;
-use crate::tensor::{ConvOpts, Tensor};
+use crate::tensor::{ConvOpts, Padding, Tensor};
 use onde_ir::{Array, DType, SourceLoc};
 
 /// `SincConv_fast(out_channels, kernel_size, sample_rate=16000, in_channels=1,
@@ -145,6 +145,22 @@ impl Module for SincConv1d {
             );
         }
         x.conv1d(&self.filters(), None, &self.opts)
+    }
+
+    fn time_map(&self) -> TimeMap {
+        let last = |v: &[usize]| v.last().copied().unwrap_or(1);
+        let dilation = last(&self.opts.dilation);
+        let padding = match &self.opts.padding {
+            Padding::Valid => 0,
+            Padding::Same => dilation * (self.kernel_size - 1) / 2,
+            Padding::Explicit(p) => p.last().copied().unwrap_or(0),
+        };
+        TimeMap::Window {
+            kernel: self.kernel_size,
+            stride: last(&self.opts.stride),
+            dilation,
+            padding,
+        }
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

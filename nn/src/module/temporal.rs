@@ -6,7 +6,7 @@
 //! [`Module::forward`] pools every frame; `forward_valid` takes the lengths
 //! (`i64 [B]`) or a mask (`bool [B, T]`) of a padded batch.
 
-use super::{child, Linear, Module};
+use super::{child, Linear, Module, TimeMap};
 use crate::builder::GraphBuilder;
 use crate::tensor::{TemporalStat, Tensor};
 
@@ -51,6 +51,10 @@ impl Module for StatisticsPooling {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         self.forward_valid(x, None)
+    }
+
+    fn time_map(&self) -> TimeMap {
+        TimeMap::Global
     }
 }
 
@@ -108,6 +112,10 @@ impl Module for AttentivePooling {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         self.forward_valid(x, None)
+    }
+
+    fn time_map(&self) -> TimeMap {
+        TimeMap::Global
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

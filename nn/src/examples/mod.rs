@@ -9,6 +9,24 @@ use crate::optim::Adam;
 use crate::{DType, Evaluator, GraphBuilder, Result, Tensor, TrainOptions, TrainStep};
 use onde_ir::Graph;
 
+mod w2;
+pub use w2::{Kws, KwsBlock, MeanStd};
+
+/// Examples that are modules, for `onde summary --example NAME`: the model (built on
+/// its own builder) and the input shape summarised.
+pub fn example_module(name: &str) -> Option<(Box<dyn Module>, Vec<usize>)> {
+    let g = GraphBuilder::new();
+    match name {
+        "mlp" => Some((Box::new(w1_mlp(&g)), vec![64, 256])),
+        "kws" => Some((Box::new(Kws::new(&g, "")), vec![32, 1, 16000])),
+        "mon_modele" => Some((
+            Box::new(MonModeleQuiTorche::new(&g, "mon_modele", 4)),
+            vec![5, 1, 100],
+        )),
+        _ => None,
+    }
+}
+
 /// Names of the built-in examples.
 pub const EXAMPLES: [&str; 3] = ["mlp", "mon_modele", "rnn"];
 
