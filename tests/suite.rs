@@ -32,6 +32,7 @@ mod signal_example;
 mod summary;
 mod train_step_props;
 mod w1_parity;
+mod w2_parity;
 
 #[path = "support/suite_guard.rs"]
 mod suite_guard;
