@@ -145,6 +145,44 @@ fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
     Ok(())
 }
 
+fn w2(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
+    let e = |e: onde_nn::Error| e.to_string();
+    let t0 = Instant::now();
+    let (mut step, mut eval) = onde_nn::examples::w2(opts).map_err(e)?;
+    // Cold: building the graph, differentiating, optimising and compiling the step and
+    // the evaluator (the compile-time budget is for the step).
+    let build_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let ct = step.executable().compile_time().as_secs_f64() * 1e3;
+    let n = 32 * 16000;
+    let xs = Array::f32([32, 1, 16000], data(n, 21).as_f32().unwrap_or(&[]).to_vec())
+        .map_err(|e| e.to_string())?;
+    let ys = Array::i64([32], (0..32).map(|i| (i * 5 % 12) as i64).collect())
+        .map_err(|e| e.to_string())?;
+    let feeds = [("x", &xs), ("y", &ys)];
+    step.set_profiling(profiling());
+    eval.set_profiling(profiling());
+    let extra = format!(",\"build_ms\":{build_ms:.1}");
+    if std::env::var("ONDE_BENCH_PHASE").as_deref() != Ok("infer") {
+        let t = time(
+            || step.step(&feeds).map(|_| ()).map_err(e),
+            min_iters,
+            target_s,
+        )?;
+        line("W2", "train", &opts, t, ct, &extra);
+        print_profile("W2 train", step.profile());
+    }
+    let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
+    let xf = [("x", &xs)];
+    let t = time(
+        || eval.run_in_place(&step, &xf).map_err(e),
+        min_iters,
+        target_s,
+    )?;
+    line("W2", "infer", &opts, t, ct, "");
+    print_profile("W2 infer", eval.profile());
+    Ok(())
+}
+
 fn w6(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
     let n = 1 << 20;
     let (g, y, grads) = w6_builder()?;
@@ -246,10 +284,11 @@ pub fn run(
     }
     match name {
         "W1" => w1(opts, min_iters, target_s),
+        "W2" => w2(opts, min_iters, target_s),
         "W6" => w6(opts, min_iters, target_s),
         "W7" => w7(opts, min_iters, target_s),
         other => Err(format!(
-            "unknown or not yet implemented workload {other:?}; available: W1, W6, W7"
+            "unknown or not yet implemented workload {other:?}; available: W1, W2, W6, W7"
         )),
     }
 }

@@ -139,6 +139,26 @@ pub fn w1(compile: onde_codegen::CompileOptions) -> Result<(TrainStep, Evaluator
     Ok((step, eval))
 }
 
+/// W2 as `bench.py` times it: the compiled training step of [`Kws`] (NLL loss, Adam
+/// with lr 1e-3; BatchNorm statistics updated in place) and the eval-mode forward
+/// sharing its weights and running statistics. Inputs: `x` f32 `[32, 1, 16000]`, `y`
+/// i64 `[32]`.
+pub fn w2(compile: onde_codegen::CompileOptions) -> Result<(TrainStep, Evaluator)> {
+    let g = GraphBuilder::new();
+    let m = Kws::new(&g, "");
+    let x = g.input("x", DType::F32, [32, 1, 16000]);
+    let y = g.input("y", DType::I64, [32]);
+    let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
+    let opts = TrainOptions {
+        compile,
+        ..TrainOptions::default()
+    };
+    let step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts)?;
+    m.eval();
+    let eval = step.evaluator(&g, &[&m.forward(&x)])?;
+    Ok((step, eval))
+}
+
 fn mlp_forward(g: &GraphBuilder) -> Tensor {
     let x = g.input("x", DType::F32, [64, 256]);
     w1_mlp(g).forward(&x).log_softmax(-1)
