@@ -175,3 +175,19 @@ fn unfold_window_larger_than_the_axis() {
     let w = x.unfold(-1, 2, 0);
     assert_points_here(&w.check().unwrap_err(), line, &["unfold", "step 0"]);
 }
+
+#[test]
+fn debug_prints_the_message_for_main_returning_result() {
+    // `fn main() -> onde::Result<()>` prints an error with `Debug`: the message, not a
+    // struct dump.
+    let g = onde::GraphBuilder::new();
+    let a = g.input("a", onde::DType::F32, [2, 3]);
+    let e = a.matmul(&a).check().unwrap_err();
+    let debug = format!("{e:?}");
+    assert_eq!(debug, e.to_string());
+    assert!(
+        debug.contains("matmul") && debug.contains("errors.rs"),
+        "{debug}"
+    );
+    assert!(!debug.contains("Op {"), "{debug}");
+}

@@ -843,6 +843,24 @@ fn sinc_conv1d_forward_parameters_and_errors() {
         }
         other => panic!("expected an Op error, got {other:?}"),
     }
+    // An even kernel is refused at construction (the reference silently adds one).
+    let g2 = GraphBuilder::new();
+    let even = SincConv1d::new(&g2, "front.sinc", 8, 250, 16000.0);
+    match g2.first_error() {
+        Some(Error::Op {
+            op, reason, loc, ..
+        }) => {
+            assert_eq!(op, "SincConv1d");
+            assert!(
+                reason.contains("`front.sinc`: kernel_size must be odd") && reason.contains("251"),
+                "{reason}"
+            );
+            assert!(loc.file.ends_with("modules.rs"), "{loc:?}");
+        }
+        other => panic!("expected an Op error, got {other:?}"),
+    }
+    let x2 = g2.input("x", DType::F32, [1, 1, 400]);
+    assert!(even.forward(&x2).check().is_err());
     let lo = g.input("lo", DType::F32, [3, 1]);
     match lo.sinc_band_pass(&lo, 8, 16000.0, 50.0, 50.0).check() {
         Err(Error::Op { reason, .. }) => assert!(reason.contains("must be odd"), "{reason}"),

@@ -17,7 +17,11 @@
 use onde_ir::{SourceLoc, TensorType};
 
 /// An error of the graph-building API.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+///
+/// `Debug` prints the message (as `Display`), so `fn main() -> onde::Result<()>`
+/// reports `Error: model.rs:12:9: matmul: …` rather than a struct dump; match on the
+/// variants for the fields.
+#[derive(Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     /// An op was called with operands or arguments it cannot take.
     #[error("{}", fmt_op(.op, .reason, .operands, .loc))]
@@ -136,6 +140,12 @@ fn fmt_op(op: &str, reason: &str, operands: &[TensorType], loc: &SourceLoc) -> S
         s.push_str(&format!(" (operands: {})", tys.join(", ")));
     }
     s
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl Error {

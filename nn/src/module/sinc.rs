@@ -14,9 +14,8 @@ use onde_ir::{Array, DType, SourceLoc};
 ///
 /// Initialisation as the reference: cut-offs equally spaced on the mel scale between
 /// 30 Hz and `sample_rate/2 − (min_low_hz + min_band_hz)`; `low_hz_` the lower edges,
-/// `band_hz_` the widths. An even `kernel_size` is raised by one, as the reference does
-/// (the filters are symmetric about a centre tap); read the actual size from
-/// [`SincConv1d::kernel_size`].
+/// `band_hz_` the widths. `kernel_size` must be odd (the filters are symmetric about a
+/// centre tap): an even one is a typed error, where the reference silently adds one.
 #[derive(Debug, Clone)]
 pub struct SincConv1d {
     name: String,
@@ -80,7 +79,18 @@ impl SincConv1d {
         min_band_hz: f64,
         opts: ConvOpts,
     ) -> SincConv1d {
-        let kernel_size = kernel_size + usize::from(kernel_size.is_multiple_of(2));
+        if kernel_size.is_multiple_of(2) {
+            g.poisoned(crate::Error::Op {
+                op: "SincConv1d",
+                reason: format!(
+                    "`{name}`: kernel_size must be odd (the filters are symmetric about a \
+                     centre tap), got {kernel_size}; the reference implementation would use {}",
+                    kernel_size + 1
+                ),
+                operands: Vec::new(),
+                loc: SourceLoc::caller(),
+            });
+        }
         let low = to_mel(30.0);
         let high = to_mel(sample_rate / 2.0 - (min_low_hz + min_band_hz));
         let hz: Vec<f64> = (0..=out_channels)
