@@ -811,3 +811,50 @@ fn two_training_steps_on_one_builder_and_untouched_parameters() {
     );
     assert!(g.first_error().is_none(), "{:?}", g.first_error());
 }
+
+#[test]
+fn frozen_parameters_are_fed_but_never_updated() {
+    use onde::module::{Linear, Module};
+    use onde::{TrainOptions, TrainStep};
+    let g = onde::GraphBuilder::new();
+    g.manual_seed(3);
+    let front = Linear::new(&g, "front", 4, 3);
+    let head = Linear::new(&g, "head", 3, 1);
+    let x = g.input("x", onde::DType::F32, [5, 4]);
+    let loss = head.forward(&front.forward(&x).tanh()).square().mean_all();
+    let only_head: Vec<&onde::Tensor> = vec![&head.weight, head.bias.as_ref().unwrap()];
+    let opts = TrainOptions {
+        params: Some(only_head),
+        grads: true,
+        ..TrainOptions::default()
+    };
+    let mut step = TrainStep::with_options(&g, &loss, &onde::optim::Sgd::new(0.5), opts).unwrap();
+    assert_eq!(
+        step.parameter_names().collect::<Vec<_>>(),
+        ["head.weight", "head.bias"]
+    );
+    let xs = onde::Array::f32(
+        [5, 4],
+        (0..20).map(|i| (i % 7) as f32 * 0.3 - 1.0).collect(),
+    )
+    .unwrap();
+    let before = step.value("front.weight").unwrap().clone();
+    let head0 = step.value("head.weight").unwrap().clone();
+    let l0 = step.step(&[("x", &xs)]).unwrap();
+    let l1 = step.step(&[("x", &xs)]).unwrap();
+    assert!(l1 < l0, "the head learns: {l0} -> {l1}");
+    assert_eq!(step.value("front.weight").unwrap(), &before, "frozen");
+    assert_ne!(step.value("head.weight").unwrap(), &head0);
+    // The frozen weights are in the state dict (as in PyTorch) and have no optimiser
+    // state; the head's gradient is output, the front's is not.
+    let keys: Vec<String> = step.state_dict().into_iter().map(|(k, _)| k).collect();
+    assert!(keys.contains(&"front.weight".to_string()));
+    assert!(step.grad("head.weight").is_ok() && step.grad("front.weight").is_err());
+    // A tensor that is not a parameter is refused by name of the option.
+    let opts = TrainOptions {
+        params: Some(vec![&x]),
+        ..TrainOptions::default()
+    };
+    let e = TrainStep::with_options(&g, &loss, &onde::optim::Sgd::new(0.5), opts).unwrap_err();
+    assert!(e.to_string().contains("TrainOptions::params"), "{e}");
+}

@@ -37,6 +37,11 @@ pub struct TrainOptions<'a> {
     pub grads: bool,
     /// Enable [`TrainStep::accumulate`].
     pub accumulate: bool,
+    /// The parameters the optimiser updates (PyTorch's `optimizer(params)`); `None`:
+    /// every learnable parameter of the builder. The others are frozen: fed with their
+    /// builder values, kept in the state dict, never updated (fine-tuning a head over a
+    /// fixed front-end).
+    pub params: Option<Vec<&'a Tensor>>,
     /// Compilation options.
     pub compile: CompileOptions,
 }
@@ -122,7 +127,27 @@ impl TrainStep {
             )));
         }
         opt.validate().map_err(train_err)?;
-        let named = g.named_parameters();
+        let all = g.named_parameters();
+        let named: Vec<(String, Tensor)> = match &o.params {
+            None => all.clone(),
+            Some(chosen) => {
+                let mut v = Vec::with_capacity(chosen.len());
+                for t in chosen {
+                    let id = t.value()?;
+                    let Some((n, p)) = all.iter().find(|(_, p)| p.value().ok() == Some(id)) else {
+                        return Err(train_err(format!(
+                            "TrainOptions::params: a tensor of type {} is not a learnable \
+                             parameter of this builder",
+                            t.ty().map_or_else(|| "?".into(), |t| t.to_string())
+                        )));
+                    };
+                    if !v.iter().any(|(m, _): &(String, Tensor)| m == n) {
+                        v.push((n.clone(), p.clone()));
+                    }
+                }
+                v
+            }
+        };
         if named.is_empty() {
             return Err(train_err("the graph has no learnable parameter"));
         }
@@ -242,9 +267,16 @@ impl TrainStep {
             exe.bind_state(name, updates_at + i, init).map_err(exec)?;
             updated.push(name.clone());
         }
+        // Fed by value every step: buffers the step does not update, and frozen
+        // parameters (in declaration order, after the buffers).
+        let frozen = all
+            .iter()
+            .filter(|(n, _)| !named.iter().any(|(m, _)| m == n))
+            .map(|(n, t)| (n.clone(), t.clone()));
         let buffers = g
             .named_buffers()
             .into_iter()
+            .chain(frozen)
             .filter(|(n, _)| !updated.contains(n))
             .filter_map(|(n, _)| value(&n).map(|a| (n, a)))
             .collect();
@@ -453,7 +485,7 @@ impl TrainStep {
             .or_else(|| self.accum.as_ref().and_then(|a| a.exe.state(name)))
     }
 
-    /// Names of the learnable parameters, in declaration order.
+    /// Names of the parameters this step updates, in declaration order.
     pub fn parameter_names(&self) -> impl Iterator<Item = &str> {
         self.params().map(String::as_str)
     }
