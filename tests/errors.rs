@@ -25,6 +25,31 @@ fn matmul_inner_dimension_mismatch() {
     assert_points_here(&e, line, &["matmul", "f32[2,3]", "f32[4,5]"]);
     // The builder refuses to build or run a graph with a failed op.
     assert_eq!(g.build(&[&a]).unwrap_err(), e);
+    // 1-D operands (promoted, then the added axes removed): a mismatch is an error too,
+    // not a panic (it was an index underflow).
+    for (x, y) in [
+        (vec![3], vec![4]),
+        (vec![3], vec![4, 2]),
+        (vec![2, 3], vec![4]),
+    ] {
+        let (x, y) = (g.input_like(&x), g.input_like(&y));
+        match x.matmul(&y).check() {
+            Err(Error::Op { op: "matmul", .. }) => {}
+            other => panic!("expected a matmul error, got {other:?}"),
+        }
+    }
+}
+
+/// A fresh f32 input of `shape` (test helper).
+trait InputLike {
+    fn input_like(&self, shape: &[usize]) -> onde::Tensor;
+}
+
+impl InputLike for GraphBuilder {
+    fn input_like(&self, shape: &[usize]) -> onde::Tensor {
+        let name = format!("in{}", self.input_names().len());
+        self.input(&name, DType::F32, shape.to_vec())
+    }
 }
 
 #[test]

@@ -874,3 +874,51 @@ fn sinc_conv1d_forward_parameters_and_errors() {
         other => panic!("expected an Op error, got {other:?}"),
     }
 }
+
+#[test]
+fn an_error_inside_a_sequential_names_the_layer() {
+    use onde::module::Conv;
+    use onde::ConvOpts;
+    let g = GraphBuilder::new();
+    let mut inner = Sequential::new("enc.1");
+    inner
+        .push_with(|n| Conv::conv1d(&g, n, 4, 4, 3, ConvOpts::default()))
+        .push_with(|n| Conv::conv1d(&g, n, 5, 4, 3, ConvOpts::default()));
+    let mut m = Sequential::new("enc");
+    m.push_with(|n| Conv::conv1d(&g, n, 1, 4, 3, ConvOpts::default()))
+        .push(inner);
+    let x = g.input("x", DType::F32, [2, 1, 30]);
+    let y = m.forward(&x);
+    let check = |e: Error| {
+        let Error::Layer {
+            path,
+            kind,
+            input,
+            source,
+        } = e
+        else {
+            panic!("expected a Layer error, got {e:?}");
+        };
+        assert_eq!(
+            (path.as_str(), kind, input),
+            ("enc.1.1", "Conv", vec![2, 4, 26])
+        );
+        assert!(source.to_string().contains("input channels"), "{source}");
+    };
+    check(y.check().unwrap_err());
+    // The builder reports the same, attributed error.
+    check(g.build(&[&y]).unwrap_err());
+    let msg = y.check().unwrap_err().to_string();
+    assert!(
+        msg.starts_with("layer `enc.1.1` (Conv) on input [2, 4, 26]: "),
+        "{msg}"
+    );
+    // Errors from before the container are left as they are.
+    let bad = g
+        .input("b", DType::F32, [3])
+        .matmul(&g.input("c", DType::F32, [4]));
+    assert!(matches!(
+        m.forward(&bad).check(),
+        Err(Error::Op { op: "matmul", .. })
+    ));
+}

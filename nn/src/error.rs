@@ -35,9 +35,11 @@ pub enum Error {
         /// Where the user called it.
         loc: SourceLoc,
     },
-    /// A layer of a model failed (raised by [`crate::module::summarize`], which calls
+    /// A layer of a model failed: raised by containers
+    /// ([`crate::module::Sequential`]) and [`crate::module::summarize`], which call
     /// layers through `dyn Module`, where `#[track_caller]` locations stop at the
-    /// layer's `forward`): names the layer by its dotted path.
+    /// layer's `forward`; names the layer by its dotted path (the innermost container's
+    /// child: `blocks.1.dw`). [`Error::loc`] is the inner error's.
     #[error("layer `{path}` ({kind}) on input {input:?}: {source}")]
     Layer {
         /// Dotted name of the layer (`blocks.2.dw`).

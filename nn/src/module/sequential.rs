@@ -72,8 +72,16 @@ impl Module for Sequential {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = x.clone();
-        for l in &self.layers {
+        for (i, l) in self.layers.iter().enumerate() {
+            let ok = h.check().is_ok();
+            let input = if ok { h.size() } else { Vec::new() };
             h = l.forward(&h);
+            if ok {
+                // An error raised by this child names it (locations through
+                // `dyn Module` stop at the child's `forward`).
+                let path = super::child(&self.prefix, &i.to_string());
+                h = h.in_layer(&path, l.type_name(), input);
+            }
         }
         h
     }

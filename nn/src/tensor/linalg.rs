@@ -102,7 +102,8 @@ impl Tensor {
             b
         };
         let r = Tensor::apply_at(api, Op::MatMul, &[&a2, &b2], loc.clone());
-        if ra > 1 && rb > 1 {
+        // A failed product (e.g. `[3] @ [4]`) has no shape to remove axes from.
+        if (ra > 1 && rb > 1) || r.check().is_err() {
             return r;
         }
         let mut dims: Vec<i64> = r.shape().dims().iter().map(|&x| x as i64).collect();

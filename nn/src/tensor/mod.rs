@@ -129,6 +129,36 @@ impl Tensor {
         b.push(api, op, &ids, loc)
     }
 
+    /// If this tensor carries an error raised inside a layer (not already attributed to
+    /// one), the same error wrapped in [`Error::Layer`] naming the layer; the builder's
+    /// first error is rewrapped too when it is that error. Containers call it on each
+    /// child's output whose input was fine.
+    pub(crate) fn in_layer(self, path: &str, kind: &'static str, input: Vec<usize>) -> Tensor {
+        let Err(inner) = &self.v else {
+            return self;
+        };
+        if matches!(**inner, Error::Layer { .. }) {
+            return self;
+        }
+        let wrapped = Rc::new(Error::Layer {
+            path: path.to_string(),
+            kind,
+            input,
+            source: Box::new((**inner).clone()),
+        });
+        {
+            let mut st = self.b.state.borrow_mut();
+            if st
+                .first_error
+                .as_ref()
+                .is_some_and(|f| Rc::ptr_eq(f, inner))
+            {
+                st.first_error = Some(wrapped.clone());
+            }
+        }
+        Tensor::from_parts(self.b.clone(), Err(wrapped))
+    }
+
     /// A poisoned tensor carrying an argument error for `api`.
     pub(crate) fn fail(&self, api: &'static str, reason: String, loc: SourceLoc) -> Tensor {
         if let Err(e) = &self.v {
