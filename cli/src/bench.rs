@@ -1,7 +1,9 @@
 //! `onde bench WORKLOAD`: the reference workloads of `../shared/bench/bench.py`, timed
 //! on the JIT, one JSON object per line:
 //! `{"workload":"W6","phase":"train","threads":1,"isa":"avx512","median_ms":…,"p10_ms":…,"p90_ms":…}`
-//! (`isa`: the instruction-set level the kernels used, `--isa` capped by the CPU).
+//! (`isa`: the instruction-set level the kernels used, `--isa` capped by the CPU;
+//! `peak_rss_mb`: the process's peak resident memory so far, on Linux — run one
+//! workload per process to attribute it).
 //!
 //! The workloads are defined once, in `docs/workloads.md`; here W1 (`train` = one
 //! compiled step: forward, loss, backward, Adam update in place; `infer` = the eval
@@ -102,12 +104,23 @@ fn line(
 ) {
     use std::io::Write;
     let (threads, isa) = (opts.threads, opts.isa.capped());
+    // The process's peak resident memory so far (Linux `VmHWM`), as bench.py reports
+    // PyTorch's; absent elsewhere.
+    let rss = peak_rss_mb().map_or_else(String::new, |mb| format!(",\"peak_rss_mb\":{mb:.1}"));
     // A closed pipe (`onde bench W1 | head -1`) is not an error worth a panic.
     let _ = writeln!(
         std::io::stdout(),
-        "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"isa\":\"{isa}\",\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}}}",
+        "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"isa\":\"{isa}\",\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}{rss}}}",
         t.0, t.1, t.2
     );
+}
+
+/// Peak resident set size of this process in MB (`VmHWM` of `/proc/self/status`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
