@@ -285,6 +285,38 @@ fn every_op_passes_gradcheck() {
             let band = &x[1] * 50.0 + 300.0;
             low.sinc_band_pass(&band, 7, 2000.0, 50.0, 50.0)
         }),
+        ("batch norm with batch statistics", vec![vec![4, 3, 5], vec![3], vec![3]], |_, x| {
+            x[0].batch_norm(None, None, Some(&x[1]), Some(&x[2]), true, 0.1, 1e-5)
+        }),
+        ("temporal and attention pooling over valid frames", vec![vec![2, 3, 6], vec![2, 1, 6]], |g, x| {
+            use onde::TemporalStat::{Kurtosis, Max, Mean, Skewness, Std};
+            let lengths = g.constant(Array::i64([2], vec![6, 4]).unwrap());
+            let mask = g.constant(
+                Array::bool([2, 6], vec![true, false, true, true, false, true, true, true, true, false, false, true])
+                    .unwrap(),
+            );
+            let stats = x[0].temporal_pool(&[Mean, Std, Skewness, Kurtosis, Max], Some(&lengths), 1e-5);
+            let att = x[0].attention_pool(&x[1], Some(&mask), true, 1e-5);
+            stats.sum([1], false) + att.sum([1], false)
+        }),
+        ("scaled dot-product attention, masks", vec![vec![2, 3, 4], vec![2, 5, 4], vec![2, 5, 3]], |g, x| {
+            let add = g.constant(f64s(&[3, 5], &(0..15).map(|i| (i % 4) as f64 * -0.5).collect::<Vec<_>>()));
+            let a = x[0].scaled_dot_product_attention(&x[1], &x[2], Some(&add), false, None);
+            let c = x[0].scaled_dot_product_attention(&x[1], &x[2], None, true, Some(0.7));
+            a + c
+        }),
+        ("multi-head attention (inputs)", vec![vec![3, 2, 4]], |g, x| {
+            use onde::module::{MhaInputs, MultiheadAttention};
+            let m = MultiheadAttention::new(g, "mha", 4, 2);
+            let kpm = g.constant(Array::bool([2, 3], vec![false, false, true, false, false, false]).unwrap());
+            let o = MhaInputs {
+                key_padding_mask: Some(&kpm),
+                need_weights: true,
+                ..MhaInputs::default()
+            };
+            let (y, w) = m.attend(&x[0], &x[0], &x[0], &o);
+            y.sum([2], false) + w.unwrap().sum([2], false).transpose(0, 1)
+        }),
         ("reshape permute", vec![vec![2, 3, 4]], |_, x| {
             x[0].reshape([4, 6]).transpose(0, 1).permute([1, 0])
         }),
