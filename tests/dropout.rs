@@ -279,3 +279,90 @@ fn a_training_step_draws_a_new_mask_every_step() {
     let l2 = step.step(&[("x", &xv)]).unwrap();
     assert_eq!(l1, l2);
 }
+
+#[test]
+fn attention_dropout_drops_weights_and_scales_the_rest() {
+    use onde::module::{MhaInputs, MultiheadAttention};
+    let g = GraphBuilder::new();
+    let (l, s) = (64, 16);
+    let q = g.input("q", DType::F32, [l, 8]);
+    let k = g.input("k", DType::F32, [s, 8]);
+    // v = identity: the output rows are the (dropped) attention weights.
+    let eye: Vec<f32> = (0..s * s)
+        .map(|i| if i % (s + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let v = g.constant(Array::f32([s, s], eye).unwrap());
+    let plain = q.scaled_dot_product_attention(&k, &v, None, 0.0, false, None);
+    let dropped = q.scaled_dot_product_attention(&k, &v, None, 0.25, false, None);
+    let qa = Array::f32(
+        [l, 8],
+        (0..l * 8).map(|i| ((i * 7) % 11) as f32 * 0.1).collect(),
+    )
+    .unwrap();
+    let ka = Array::f32(
+        [s, 8],
+        (0..s * 8).map(|i| ((i * 5) % 13) as f32 * 0.1).collect(),
+    )
+    .unwrap();
+    let out = g
+        .run(
+            &[&plain, &dropped],
+            &[("q", qa), ("k", ka), (STEP_SEED, seed(9))],
+        )
+        .unwrap();
+    let (p, d) = (out[0].as_f32().unwrap(), out[1].as_f32().unwrap());
+    let mut zeros = 0;
+    for (a, b) in p.iter().zip(d) {
+        if *b == 0.0 {
+            zeros += 1;
+        } else {
+            assert!(
+                (b - a / 0.75).abs() <= 1e-6 * b.abs().max(1.0),
+                "{b} vs {a}/0.75"
+            );
+        }
+    }
+    // 1024 weights, p = 0.25: 5 standard deviations is 69.
+    assert!((187..=325).contains(&zeros), "{zeros} of 1024 dropped");
+    match q
+        .scaled_dot_product_attention(&k, &v, None, 1.5, false, None)
+        .check()
+    {
+        Err(Error::Op { op, reason, .. }) => {
+            assert_eq!(op, "scaled_dot_product_attention");
+            assert!(
+                reason.contains("dropout_p must be between 0 and 1, got 1.5"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected an Op error, got {other:?}"),
+    }
+    // MultiheadAttention: dropout in train mode only.
+    let g = GraphBuilder::new();
+    let mut m = MultiheadAttention::new(&g, "att", 8, 2);
+    m.dropout = 0.5;
+    let x = g.input("x", DType::F32, [5, 2, 8]);
+    let o = MhaInputs {
+        need_weights: true,
+        ..MhaInputs::default()
+    };
+    let (_, w_train) = m.attend(&x, &x, &x, &o);
+    m.eval();
+    let (_, w_eval) = m.attend(&x, &x, &x, &o);
+    let xa = Array::f32(
+        [5, 2, 8],
+        (0..80).map(|i| ((i * 3) % 7) as f32 * 0.2).collect(),
+    )
+    .unwrap();
+    let out = g
+        .run(
+            &[&w_train.unwrap(), &w_eval.unwrap()],
+            &[("x", xa), (STEP_SEED, seed(2))],
+        )
+        .unwrap();
+    assert_ne!(out[0], out[1], "train-mode weights are dropped");
+    // Eval-mode weights are softmax rows: each sums to 1.
+    for row in out[1].as_f32().unwrap().chunks(5) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+}

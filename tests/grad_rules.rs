@@ -301,8 +301,8 @@ fn every_op_passes_gradcheck() {
         }),
         ("scaled dot-product attention, masks", vec![vec![2, 3, 4], vec![2, 5, 4], vec![2, 5, 3]], |g, x| {
             let add = g.constant(f64s(&[3, 5], &(0..15).map(|i| (i % 4) as f64 * -0.5).collect::<Vec<_>>()));
-            let a = x[0].scaled_dot_product_attention(&x[1], &x[2], Some(&add), false, None);
-            let c = x[0].scaled_dot_product_attention(&x[1], &x[2], None, true, Some(0.7));
+            let a = x[0].scaled_dot_product_attention(&x[1], &x[2], Some(&add), 0.0, false, None);
+            let c = x[0].scaled_dot_product_attention(&x[1], &x[2], None, 0.0, true, Some(0.7));
             a + c
         }),
         ("multi-head attention (inputs)", vec![vec![3, 2, 4]], |g, x| {

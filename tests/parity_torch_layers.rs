@@ -319,31 +319,31 @@ fn scaled_dot_product_attention() {
         let mut out = with_all_grads(
             i,
             "plain",
-            q.scaled_dot_product_attention(k, v, None, false, None),
+            q.scaled_dot_product_attention(k, v, None, 0.0, false, None),
             &qkv,
         );
         out.extend(with_all_grads(
             i,
             "bool_mask",
-            q.scaled_dot_product_attention(k, v, Some(mask), false, None),
+            q.scaled_dot_product_attention(k, v, Some(mask), 0.0, false, None),
             &qkv,
         ));
         out.extend(with_all_grads(
             i,
             "additive",
-            q.scaled_dot_product_attention(k, v, Some(add), false, None),
+            q.scaled_dot_product_attention(k, v, Some(add), 0.0, false, None),
             &qkv,
         ));
         out.extend(with_all_grads(
             i,
             "causal",
-            q.scaled_dot_product_attention(k, v, None, true, None),
+            q.scaled_dot_product_attention(k, v, None, 0.0, true, None),
             &qkv,
         ));
         out.extend(with_all_grads(
             i,
             "scale",
-            q.scaled_dot_product_attention(k, v, None, false, Some(0.3)),
+            q.scaled_dot_product_attention(k, v, None, 0.0, false, Some(0.3)),
             &qkv,
         ));
         out

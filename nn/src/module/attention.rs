@@ -13,6 +13,7 @@ use crate::builder::GraphBuilder;
 use crate::init;
 use crate::tensor::Tensor;
 use onde_ir::{Array, DType, SourceLoc};
+use std::cell::Cell;
 
 /// Options of [`MultiheadAttention::attend`] (PyTorch's forward arguments).
 #[derive(Debug, Clone, Default)]
@@ -31,7 +32,8 @@ pub struct MhaInputs<'a> {
 }
 
 /// `torch.nn.MultiheadAttention(embed_dim, num_heads, bias=True, kdim=None, vdim=None,
-/// batch_first=False)` (no dropout, `add_bias_kv`, `add_zero_attn`).
+/// batch_first=False)`; set [`MultiheadAttention::dropout`] for PyTorch's `dropout`
+/// (weights dropped in train mode). No `add_bias_kv`, `add_zero_attn`.
 ///
 /// Parameters, as PyTorch's state dict: `in_proj_weight` `[3E, E]` when `kdim = vdim =
 /// E`, else `q_proj_weight` `[E, E]`, `k_proj_weight` `[E, kdim]`, `v_proj_weight`
@@ -53,6 +55,9 @@ pub struct MultiheadAttention {
     pub in_proj_bias: Option<Tensor>,
     /// `E → E`.
     pub out_proj: Linear,
+    /// Dropout on the attention weights in train mode (PyTorch's `dropout`, default 0).
+    pub dropout: f64,
+    training: Cell<bool>,
 }
 
 /// The input projections of a [`MultiheadAttention`].
@@ -127,6 +132,8 @@ impl MultiheadAttention {
             in_proj,
             in_proj_bias,
             out_proj,
+            dropout: 0.0,
+            training: Cell::new(true),
         }
     }
 
@@ -247,8 +254,13 @@ impl MultiheadAttention {
                 "is_causal cannot be combined with attn_mask or key_padding_mask here".into(),
             );
         }
+        let p = if self.training.get() {
+            self.dropout
+        } else {
+            0.0
+        };
         let (out, probs) =
-            qh.attention_at(&kh, &vh, mask.as_ref(), o.is_causal, None, loc.clone())?;
+            qh.attention_at(&kh, &vh, mask.as_ref(), p, o.is_causal, None, loc.clone())?;
         let out = out
             .transpose(1, 2)
             .reshape(vec![n as i64, l as i64, e as i64]);
@@ -367,5 +379,13 @@ impl Module for MultiheadAttention {
         }
         v.extend(self.out_proj.named_parameters());
         v
+    }
+
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
+    }
+
+    fn is_training(&self) -> bool {
+        self.training.get()
     }
 }

@@ -1,6 +1,7 @@
 //! Scaled dot-product attention (`F.scaled_dot_product_attention`), composed from
 //! matrix products, a masked softmax and `where`, so gradients of every order come
-//! from the composition.
+//! from the composition. Dropout on the weights uses [`Tensor::dropout`]'s step-seeded
+//! masks.
 
 use super::elementwise::where_;
 use super::Tensor;
@@ -13,29 +14,34 @@ impl Tensor {
     /// `attn_mask` broadcasts to `[…, L, S]`: a bool mask keeps the `true` positions, a
     /// float mask is added to the scores. `is_causal` keeps `j ≤ i` (top-left aligned)
     /// and excludes `attn_mask`, as in PyTorch. A query whose every key is masked gets
-    /// zeros (PyTorch 2.15's result), with zero gradient. No dropout.
+    /// zeros (PyTorch 2.15's result), with zero gradient. `dropout_p > 0` drops
+    /// attention weights as [`Tensor::dropout`] does (whenever given, as PyTorch: pass 0
+    /// in eval mode), with a mask drawn from the step seed.
     #[track_caller]
     pub fn scaled_dot_product_attention(
         &self,
         k: &Tensor,
         v: &Tensor,
         attn_mask: Option<&Tensor>,
+        dropout_p: f64,
         is_causal: bool,
         scale: Option<f64>,
     ) -> Tensor {
         let loc = SourceLoc::caller();
-        match self.attention_at(k, v, attn_mask, is_causal, scale, loc) {
+        match self.attention_at(k, v, attn_mask, dropout_p, is_causal, scale, loc) {
             Ok((out, _)) | Err(out) => out,
         }
     }
 
     /// Scaled dot-product attention returning the output and the attention weights
-    /// `[…, L, S]`; `Err` holds the poisoned result on bad arguments.
+    /// `[…, L, S]` (after dropout); `Err` holds the poisoned result on bad arguments.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attention_at(
         &self,
         k: &Tensor,
         v: &Tensor,
         attn_mask: Option<&Tensor>,
+        dropout_p: f64,
         is_causal: bool,
         scale: Option<f64>,
         loc: SourceLoc,
@@ -59,6 +65,13 @@ impl Tensor {
                 format!(
                     "expected float q [.., L, E], k [.., S, E], v [.., S, Ev]; got {qs:?}, {ks:?}, {vs:?}"
                 ),
+                loc,
+            ));
+        }
+        if !(0.0..=1.0).contains(&dropout_p) {
+            return Err(self.fail(
+                api,
+                format!("dropout_p must be between 0 and 1, got {dropout_p}"),
                 loc,
             ));
         }
@@ -100,6 +113,11 @@ impl Tensor {
                 let safe = where_(&any, &masked, 0.0);
                 safe.softmax(-1) * any.to_dtype(scores.dtype())
             }
+        };
+        let probs = if dropout_p > 0.0 {
+            probs.dropout(dropout_p, true)
+        } else {
+            probs
         };
         Ok((probs.matmul(v), probs))
     }
