@@ -123,53 +123,31 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn w1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
-    let e = |e: onde_nn::Error| e.to_string();
-    let (mut step, mut eval) = onde_nn::examples::w1(opts).map_err(e)?;
-    let ct = step.executable().compile_time().as_secs_f64() * 1e3;
-    let xs = Array::f32(
-        [64, 256],
-        data(64 * 256, 11).as_f32().unwrap_or(&[]).to_vec(),
-    )
-    .map_err(|e| e.to_string())?;
-    let ys = Array::i64([64], (0..64).map(|i| (i * 7 % 10) as i64).collect())
-        .map_err(|e| e.to_string())?;
-    let feeds = [("x", &xs), ("y", &ys)];
-    step.set_profiling(profiling());
-    eval.set_profiling(profiling());
-    if std::env::var("ONDE_BENCH_PHASE").as_deref() != Ok("infer") {
-        let t = time(
-            || step.step(&feeds).map(|_| ()).map_err(e),
-            min_iters,
-            target_s,
-        )?;
-        line("W1", "train", &opts, t, ct, "");
-        print_profile("W1 train", step.profile());
-    }
-    let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
-    let xf = [("x", &xs)];
-    let t = time(
-        || eval.run_in_place(&step, &xf).map_err(e),
-        min_iters,
-        target_s,
-    )?;
-    line("W1", "infer", &opts, t, ct, "");
-    print_profile("W1 infer", eval.profile());
-    Ok(())
-}
-
-fn w2(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
+/// A classifier workload of bench.py (W1, W2): its compiled training step and eval
+/// forward, built by `build`, timed on seeded inputs `x` of `x_shape` and labels
+/// `y` in `0..classes`. Also reports `build_ms`: building the graph, differentiating,
+/// optimising and compiling both (cold).
+fn classifier(
+    name: &str,
+    build: fn(CompileOptions) -> onde_nn::Result<(onde_nn::TrainStep, onde_nn::Evaluator)>,
+    x_shape: &[usize],
+    classes: i64,
+    opts: CompileOptions,
+    (min_iters, target_s): (usize, f64),
+) -> Result<(), String> {
     let e = |e: onde_nn::Error| e.to_string();
     let t0 = Instant::now();
-    let (mut step, mut eval) = onde_nn::examples::w2(opts).map_err(e)?;
-    // Cold: building the graph, differentiating, optimising and compiling the step and
-    // the evaluator (the compile-time budget is for the step).
+    let (mut step, mut eval) = build(opts).map_err(e)?;
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
     let ct = step.executable().compile_time().as_secs_f64() * 1e3;
-    let n = 32 * 16000;
-    let xs = Array::f32([32, 1, 16000], data(n, 21).as_f32().unwrap_or(&[]).to_vec())
-        .map_err(|e| e.to_string())?;
-    let ys = Array::i64([32], (0..32).map(|i| (i * 5 % 12) as i64).collect())
+    let n: usize = x_shape.iter().product();
+    let xs = Array::f32(
+        x_shape.to_vec(),
+        data(n, 11).as_f32().unwrap_or(&[]).to_vec(),
+    )
+    .map_err(|e| e.to_string())?;
+    let b = x_shape[0];
+    let ys = Array::i64([b], (0..b as i64).map(|i| i * 7 % classes).collect())
         .map_err(|e| e.to_string())?;
     let feeds = [("x", &xs), ("y", &ys)];
     step.set_profiling(profiling());
@@ -181,8 +159,8 @@ fn w2(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
             min_iters,
             target_s,
         )?;
-        line("W2", "train", &opts, t, ct, &extra);
-        print_profile("W2 train", step.profile());
+        line(name, "train", &opts, t, ct, &extra);
+        print_profile(&format!("{name} train"), step.profile());
     }
     let ct = eval.executable().compile_time().as_secs_f64() * 1e3;
     let xf = [("x", &xs)];
@@ -191,8 +169,8 @@ fn w2(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
         min_iters,
         target_s,
     )?;
-    line("W2", "infer", &opts, t, ct, "");
-    print_profile("W2 infer", eval.profile());
+    line(name, "infer", &opts, t, ct, "");
+    print_profile(&format!("{name} infer"), eval.profile());
     Ok(())
 }
 
@@ -296,8 +274,22 @@ pub fn run(
         return file(name, opts, min_iters, target_s);
     }
     match name {
-        "W1" => w1(opts, min_iters, target_s),
-        "W2" => w2(opts, min_iters, target_s),
+        "W1" => classifier(
+            "W1",
+            onde_nn::examples::w1,
+            &[64, 256],
+            10,
+            opts,
+            (min_iters, target_s),
+        ),
+        "W2" => classifier(
+            "W2",
+            onde_nn::examples::w2,
+            &[32, 1, 16000],
+            12,
+            opts,
+            (min_iters, target_s),
+        ),
         "W6" => w6(opts, min_iters, target_s),
         "W7" => w7(opts, min_iters, target_s),
         other => Err(format!(

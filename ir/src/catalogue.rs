@@ -66,31 +66,9 @@ impl Op {
     /// Inputs and parameters: the graph's interface, fed by name at run time (never
     /// merged with a look-alike, never removed as dead).
     pub fn is_interface(&self) -> bool {
-        match self {
-            Op::Input { .. } | Op::Parameter { .. } => true,
-            Op::Constant(_)
-            | Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Where
-            | Op::Cast { .. }
-            | Op::Detach
-            | Op::Reduce { .. }
-            | Op::ArgReduce { .. }
-            | Op::Reshape { .. }
-            | Op::Permute { .. }
-            | Op::Expand { .. }
-            | Op::Slice { .. }
-            | Op::Unfold { .. }
-            | Op::Pad { .. }
-            | Op::Concat { .. }
-            | Op::Gather { .. }
-            | Op::ScatterAdd { .. }
-            | Op::MatMul
-            | Op::Conv(_)
-            | Op::Random { .. }
-            | Op::Scan(_) => false,
-        }
+        // The leaves other than constants (derived from `class`, so a new op needs no
+        // entry here).
+        self.class() == OpClass::Leaf && !matches!(self, Op::Constant(_))
     }
 
     /// Whether constant folding may evaluate the op at compile time when its operands

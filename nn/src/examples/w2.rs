@@ -158,32 +158,7 @@ impl Module for Kws {
         v.push(("log_softmax".into(), &LogSoftmax { dim: 1 }));
         v
     }
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.named_children()
-            .into_iter()
-            .flat_map(|(_, m)| m.named_parameters())
-            .collect()
-    }
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        self.named_children()
-            .into_iter()
-            .flat_map(|(_, m)| m.named_buffers())
-            .collect()
-    }
-    fn set_training(&self, t: bool) {
-        for (_, m) in self.named_children() {
-            m.set_training(t);
-        }
-    }
     fn is_training(&self) -> bool {
         self.bn0.is_training()
-    }
-    fn time_map(&self) -> TimeMap {
-        TimeMap::Chain(
-            self.named_children()
-                .iter()
-                .map(|(_, m)| m.time_map())
-                .collect(),
-        )
     }
 }

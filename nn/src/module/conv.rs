@@ -161,21 +161,7 @@ impl Conv {
 impl Module for Conv {
     /// The window along the last spatial axis.
     fn time_map(&self) -> TimeMap {
-        let last = |v: &[usize], default: usize| v.last().copied().unwrap_or(default);
-        let kernel = last(&self.kernel, 1);
-        let dilation = last(&self.opts.dilation, 1);
-        let padding = match &self.opts.padding {
-            Padding::Valid => 0,
-            // PyTorch puts the odd element after: the left side gets the floor.
-            Padding::Same => dilation * kernel.saturating_sub(1) / 2,
-            Padding::Explicit(p) => last(p, 0),
-        };
-        TimeMap::Window {
-            kernel,
-            stride: last(&self.opts.stride, 1),
-            dilation,
-            padding,
-        }
+        TimeMap::conv(self.kernel.last().copied().unwrap_or(1), &self.opts)
     }
 
     #[track_caller]

@@ -51,18 +51,32 @@ pub trait Module {
     fn forward(&self, x: &Tensor) -> Tensor;
 
     /// Learnable parameters with their dotted names (recursively), in declaration order.
+    /// By default, those of [`Module::named_children`] (none for a layer without
+    /// children).
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
+        self.named_children()
+            .into_iter()
+            .flat_map(|(_, c)| c.named_parameters())
+            .collect()
     }
 
-    /// Non-learnable buffers with their dotted names (recursively).
+    /// Non-learnable buffers with their dotted names (recursively); by default, the
+    /// children's.
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
+        self.named_children()
+            .into_iter()
+            .flat_map(|(_, c)| c.named_buffers())
+            .collect()
     }
 
-    /// Sets train (`true`) or eval (`false`) mode, recursively. Layers whose forward
-    /// depends on the mode (dropout, batch norm) read it when `forward` is called.
-    fn set_training(&self, _training: bool) {}
+    /// Sets train (`true`) or eval (`false`) mode, recursively (by default, on the
+    /// children). Layers whose forward depends on the mode (dropout, batch norm) read it
+    /// when `forward` is called.
+    fn set_training(&self, training: bool) {
+        for (_, c) in self.named_children() {
+            c.set_training(training);
+        }
+    }
 
     /// Whether the module is in train mode (modules start in train mode, as in PyTorch).
     fn is_training(&self) -> bool {
@@ -93,10 +107,20 @@ pub trait Module {
     }
 
     /// How the module maps positions along the last (time) axis, for receptive fields
-    /// ([`summarize`]). The default, [`TimeMap::Pointwise`], fits layers that act on each
-    /// time step alone; convolutions, pooling and containers override it.
+    /// ([`summarize`]). By default the children's maps in order, which for a layer
+    /// without children is the identity ([`TimeMap::Pointwise`]: each time step
+    /// alone); convolutions and pooling override it.
     fn time_map(&self) -> TimeMap {
-        TimeMap::Pointwise
+        let maps: Vec<TimeMap> = self
+            .named_children()
+            .into_iter()
+            .map(|(_, c)| c.time_map())
+            .collect();
+        if maps.is_empty() {
+            TimeMap::Pointwise
+        } else {
+            TimeMap::Chain(maps)
+        }
     }
 
     /// Children to list separately in a [`summarize`] table, with their dotted names,

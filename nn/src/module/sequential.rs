@@ -85,15 +85,6 @@ impl Module for Sequential {
         }
         h
     }
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .flat_map(|l| l.named_parameters())
-            .collect()
-    }
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        self.layers.iter().flat_map(|l| l.named_buffers()).collect()
-    }
     fn set_training(&self, training: bool) {
         self.training.set(training);
         for l in &self.layers {
@@ -102,9 +93,6 @@ impl Module for Sequential {
     }
     fn is_training(&self) -> bool {
         self.training.get()
-    }
-    fn time_map(&self) -> TimeMap {
-        TimeMap::Chain(self.layers.iter().map(|l| l.time_map()).collect())
     }
     fn named_children(&self) -> Vec<(String, &dyn Module)> {
         self.layers

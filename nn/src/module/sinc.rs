@@ -6,7 +6,7 @@
 
 use super::{child, Module, TimeMap};
 use crate::builder::GraphBuilder;
-use crate::tensor::{ConvOpts, Padding, Tensor};
+use crate::tensor::{ConvOpts, Tensor};
 use onde_ir::{Array, DType, SourceLoc};
 
 /// `SincConv_fast(out_channels, kernel_size, sample_rate=16000, in_channels=1,
@@ -158,19 +158,7 @@ impl Module for SincConv1d {
     }
 
     fn time_map(&self) -> TimeMap {
-        let last = |v: &[usize]| v.last().copied().unwrap_or(1);
-        let dilation = last(&self.opts.dilation);
-        let padding = match &self.opts.padding {
-            Padding::Valid => 0,
-            Padding::Same => dilation * (self.kernel_size - 1) / 2,
-            Padding::Explicit(p) => p.last().copied().unwrap_or(0),
-        };
-        TimeMap::Window {
-            kernel: self.kernel_size,
-            stride: last(&self.opts.stride),
-            dilation,
-            padding,
-        }
+        TimeMap::conv(self.kernel_size, &self.opts)
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

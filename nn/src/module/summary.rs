@@ -41,6 +41,28 @@ pub enum TimeMap {
     Global,
 }
 
+impl TimeMap {
+    /// The window of a convolution of `kernel` taps (along the last axis) with `opts`:
+    /// `'same'` pads `dilation·(kernel − 1)/2` on the left (PyTorch puts the odd element
+    /// after).
+    pub fn conv(kernel: usize, opts: &crate::tensor::ConvOpts) -> TimeMap {
+        use crate::tensor::Padding;
+        let last = |v: &[usize], default: usize| v.last().copied().unwrap_or(default);
+        let dilation = last(&opts.dilation, 1);
+        let padding = match &opts.padding {
+            Padding::Valid => 0,
+            Padding::Same => dilation * kernel.saturating_sub(1) / 2,
+            Padding::Explicit(p) => last(p, 0),
+        };
+        TimeMap::Window {
+            kernel,
+            stride: last(&opts.stride, 1),
+            dilation,
+            padding,
+        }
+    }
+}
+
 /// Receptive-field state along the time axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
@@ -161,16 +183,8 @@ fn walk(
         return Ok((h, f));
     }
     let kind = m.type_name();
-    let y = m.forward(x).check().map_err(|e| crate::Error::Layer {
-        path: if name.is_empty() {
-            kind.into()
-        } else {
-            name.into()
-        },
-        kind,
-        input: x.size(),
-        source: Box::new(e),
-    })?;
+    let path = if name.is_empty() { kind } else { name };
+    let y = m.forward(x).in_layer(path, kind, x.size()).check()?;
     let field = field.then(&m.time_map());
     rows.push(LayerRow {
         name: if name.is_empty() {

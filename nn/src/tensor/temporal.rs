@@ -56,10 +56,7 @@ impl Tensor {
         if stats.is_empty() {
             return self.fail("temporal_pool", "no statistic asked for".into(), loc);
         }
-        let parts: Vec<Tensor> = stats
-            .iter()
-            .map(|&s| self.weighted_stat(s, &w, valid.is_some(), eps))
-            .collect();
+        let parts = self.weighted_stats(stats, &w, valid.is_some(), eps);
         let refs: Vec<&Tensor> = parts.iter().collect();
         super::cat(&refs, 1)
     }
@@ -169,35 +166,58 @@ impl Tensor {
         Ok(mask.unsqueeze(1).to_dtype(self.dtype()))
     }
 
-    /// One statistic over time with frame weights `w` (`[B, 1, T]`, 0 or 1).
-    fn weighted_stat(&self, s: TemporalStat, w: &Tensor, masked: bool, eps: f64) -> Tensor {
-        let n = w.sum([-1], false);
-        let mean_of = |t: &Tensor| (t * w).sum([-1], false) / &n;
-        let centered = || self - &mean_of(self).unsqueeze(-1);
-        let var = || mean_of(&centered().square()).clamp_min(eps);
-        match s {
-            TemporalStat::Mean => mean_of(self),
-            TemporalStat::Std => var().sqrt(),
-            TemporalStat::Skewness => mean_of(&centered().pow(3.0)) / var().pow(1.5),
-            TemporalStat::Kurtosis => mean_of(&centered().pow(4.0)) / var().square(),
-            TemporalStat::Max | TemporalStat::Min => {
-                let max = s == TemporalStat::Max;
-                let x = if masked {
-                    let fill = if max {
-                        f64::NEG_INFINITY
-                    } else {
-                        f64::INFINITY
-                    };
-                    where_(&w.gt(0.0), self, fill)
+    /// The statistics over time with frame weights `w` (`[B, 1, T]`, 0 or 1). The
+    /// count, mean, centred values and variance are built once and shared.
+    fn weighted_stats(
+        &self,
+        stats: &[TemporalStat],
+        w: &Tensor,
+        masked: bool,
+        eps: f64,
+    ) -> Vec<Tensor> {
+        use std::cell::OnceCell;
+        let n = OnceCell::new();
+        let mean_of = |t: &Tensor| (t * w).sum([-1], false) / n.get_or_init(|| w.sum([-1], false));
+        let mean = OnceCell::new();
+        let centered = OnceCell::new();
+        let var = OnceCell::new();
+        let mean = || mean.get_or_init(|| mean_of(self)).clone();
+        let centered = || {
+            centered
+                .get_or_init(|| self - &mean().unsqueeze(-1))
+                .clone()
+        };
+        let var = || {
+            var.get_or_init(|| mean_of(&centered().square()).clamp_min(eps))
+                .clone()
+        };
+        let extreme = |max: bool| {
+            let x = if masked {
+                let fill = if max {
+                    f64::NEG_INFINITY
                 } else {
-                    self.clone()
+                    f64::INFINITY
                 };
-                if max {
-                    x.max([-1], false)
-                } else {
-                    x.min([-1], false)
-                }
+                where_(&w.gt(0.0), self, fill)
+            } else {
+                self.clone()
+            };
+            if max {
+                x.max([-1], false)
+            } else {
+                x.min([-1], false)
             }
-        }
+        };
+        stats
+            .iter()
+            .map(|s| match s {
+                TemporalStat::Mean => mean(),
+                TemporalStat::Std => var().sqrt(),
+                TemporalStat::Skewness => mean_of(&centered().pow(3.0)) / var().pow(1.5),
+                TemporalStat::Kurtosis => mean_of(&centered().pow(4.0)) / var().square(),
+                TemporalStat::Max => extreme(true),
+                TemporalStat::Min => extreme(false),
+            })
+            .collect()
     }
 }
