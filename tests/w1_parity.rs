@@ -3,27 +3,12 @@
 //! step match within 1e-5 relative (fixture and the command that made it in
 //! `tests/fixtures/w1/`).
 
-use onde::nn::checkpoint;
+use crate::common::{bench_fixture, fixture_get};
 use onde::nn::examples::w1_mlp;
 use onde::nn::loss::{nll_loss, NllOpts};
 use onde::nn::module::Module;
 use onde::nn::optim::Adam;
 use onde::{Array, DType, GraphBuilder, TrainOptions, TrainStep};
-
-fn fixture(name: &str) -> Vec<(String, Array)> {
-    let p = format!(
-        "{}/tests/fixtures/w1/{name}.safetensors",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    checkpoint::load(&p).expect("fixture loads")
-}
-
-fn get<'a>(d: &'a [(String, Array)], n: &str) -> &'a Array {
-    &d.iter()
-        .find(|(k, _)| k == n)
-        .unwrap_or_else(|| panic!("{n} in fixture"))
-        .1
-}
 
 /// Largest |a-b| / max(|b|, floor) over the elements.
 fn max_rel(a: &Array, b: &Array, floor: f64) -> f64 {
@@ -37,9 +22,9 @@ fn max_rel(a: &Array, b: &Array, floor: f64) -> f64 {
 
 #[test]
 fn w1_one_adam_step_matches_pytorch() {
-    let params = fixture("params");
-    let inputs = fixture("inputs");
-    let step1 = fixture("step1");
+    let params = bench_fixture("w1", "params");
+    let inputs = bench_fixture("w1", "inputs");
+    let step1 = bench_fixture("w1", "step1");
     let g = GraphBuilder::new();
     let m = w1_mlp(&g);
     g.load_state_dict(&params, true).unwrap();
@@ -54,17 +39,24 @@ fn w1_one_adam_step_matches_pytorch() {
     };
     let mut step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts).unwrap();
     let mut eval = step.evaluator(&g, &[&logp]).unwrap();
-    let feeds = [("x", get(&inputs, "x")), ("y", get(&inputs, "y"))];
+    let feeds = [
+        ("x", fixture_get(&inputs, "x")),
+        ("y", fixture_get(&inputs, "y")),
+    ];
 
     // Eval-mode forward with the initial weights (shares the step's buffers).
     let infer = eval.run(&step, &feeds).unwrap();
-    let e = max_rel(&infer[0], get(&step1, "infer_out"), 1e-3);
+    let e = max_rel(&infer[0], fixture_get(&step1, "infer_out"), 1e-3);
     assert!(e < 1e-5, "infer_out rel err {e}");
 
     let l = step.step(&feeds).unwrap();
-    let want = get(&step1, "loss").to_f64_vec()[0];
+    let want = fixture_get(&step1, "loss").to_f64_vec()[0];
     assert!((l - want).abs() / want < 1e-5, "loss {l} vs torch {want}");
-    let e = max_rel(&step.output(1).unwrap(), get(&step1, "train_out"), 1e-3);
+    let e = max_rel(
+        &step.output(1).unwrap(),
+        fixture_get(&step1, "train_out"),
+        1e-3,
+    );
     assert!(e < 1e-5, "train_out rel err {e}");
     let lr = 1e-3;
     let eps = 1e-8;
@@ -79,7 +71,7 @@ fn w1_one_adam_step_matches_pytorch() {
         // Gradients: relative to the tensor's largest element (elements that are sums
         // cancelling to ~0 carry f32 rounding noise of the terms, not of the result).
         let gr = step.grad(name).unwrap().to_f64_vec();
-        let want = get(&step1, &format!("grad.{name}")).to_f64_vec();
+        let want = fixture_get(&step1, &format!("grad.{name}")).to_f64_vec();
         let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         let worst = gr
             .iter()
@@ -94,8 +86,8 @@ fn w1_one_adam_step_matches_pytorch() {
         // sensitivity to the gradient's own rounding: p₁ = p₀ - lr·g/(|g| + eps), so an
         // error δg moves p₁ by lr·eps·δg/(|g| + eps)² (large only where g ≈ 0).
         let after = step.value(name).unwrap().to_f64_vec();
-        let torch = get(&step1, &format!("after_step.{name}")).to_f64_vec();
-        let before = get(&params, name).to_f64_vec();
+        let torch = fixture_get(&step1, &format!("after_step.{name}")).to_f64_vec();
+        let before = fixture_get(&params, name).to_f64_vec();
         for i in 0..after.len() {
             let dg = (gr[i] - want[i]).abs();
             let sens = lr * eps * dg / (want[i].abs() + eps).powi(2);
@@ -120,5 +112,5 @@ fn w1_one_adam_step_matches_pytorch() {
     }
     // The evaluator now sees the updated weights without any copy.
     let after = eval.run(&step, &feeds).unwrap();
-    assert!(max_rel(&after[0], get(&step1, "infer_out"), 1e-3) > 1e-4);
+    assert!(max_rel(&after[0], fixture_get(&step1, "infer_out"), 1e-3) > 1e-4);
 }

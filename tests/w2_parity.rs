@@ -5,27 +5,12 @@
 //! to an f64 reference, as accurate as PyTorch's own f32 ones or better (fixtures and the
 //! commands that made them in `tests/fixtures/w2/`).
 
-use onde::nn::checkpoint;
+use crate::common::{bench_fixture, fixture_get};
 use onde::nn::examples::Kws;
 use onde::nn::loss::{nll_loss, NllOpts};
 use onde::nn::module::Module;
 use onde::nn::optim::Adam;
 use onde::{Array, DType, GraphBuilder, TrainOptions, TrainStep};
-
-fn fixture(name: &str) -> Vec<(String, Array)> {
-    let p = format!(
-        "{}/tests/fixtures/w2/{name}.safetensors",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    checkpoint::load(&p).expect("fixture loads")
-}
-
-fn get<'a>(d: &'a [(String, Array)], n: &str) -> &'a Array {
-    &d.iter()
-        .find(|(k, _)| k == n)
-        .unwrap_or_else(|| panic!("{n} in fixture"))
-        .1
-}
 
 /// Largest |a − b| over the elements, relative to the largest |b| (elements that are
 /// sums cancelling to ~0 carry the rounding of their terms, not of the result).
@@ -42,10 +27,10 @@ fn err_vs_scale(a: &Array, b: &Array) -> f64 {
 
 #[test]
 fn w2_one_adam_step_matches_pytorch() {
-    let params = fixture("params");
-    let inputs = fixture("inputs");
-    let step1 = fixture("step1");
-    let step1_f64 = fixture("step1_f64");
+    let params = bench_fixture("w2", "params");
+    let inputs = bench_fixture("w2", "inputs");
+    let step1 = bench_fixture("w2", "step1");
+    let step1_f64 = bench_fixture("w2", "step1_f64");
     let g = GraphBuilder::new();
     let m = Kws::new(&g, "");
     g.load_state_dict(&params, true).unwrap();
@@ -62,17 +47,20 @@ fn w2_one_adam_step_matches_pytorch() {
     m.eval();
     let infer = m.forward(&x);
     let mut eval = step.evaluator(&g, &[&infer]).unwrap();
-    let feeds = [("x", get(&inputs, "x")), ("y", get(&inputs, "y"))];
+    let feeds = [
+        ("x", fixture_get(&inputs, "x")),
+        ("y", fixture_get(&inputs, "y")),
+    ];
 
     // Eval mode with the initial weights and running statistics.
     let out = eval.run(&step, &feeds).unwrap().remove(0);
-    let e = err_vs_scale(&out, get(&step1, "infer_out"));
+    let e = err_vs_scale(&out, fixture_get(&step1, "infer_out"));
     assert!(e < 1e-4, "infer_out err {e:e}");
 
     let l = step.step(&feeds).unwrap();
-    let want = get(&step1, "loss").to_f64_vec()[0];
+    let want = fixture_get(&step1, "loss").to_f64_vec()[0];
     assert!((l - want).abs() / want < 1e-4, "loss {l} vs torch {want}");
-    let e = err_vs_scale(&step.output(1).unwrap(), get(&step1, "train_out"));
+    let e = err_vs_scale(&step.output(1).unwrap(), fixture_get(&step1, "train_out"));
     assert!(e < 1e-4, "train_out err {e:e}");
     let lr = 1e-3;
     let eps = 1e-8;
@@ -88,8 +76,8 @@ fn w2_one_adam_step_matches_pytorch() {
     // exactly 0: both sides give rounding noise, bounded absolutely.
     for name in &names {
         let gr = step.grad(name).unwrap();
-        let exact = get(&step1_f64, &format!("grad.{name}"));
-        let torch32 = get(&step1, &format!("grad.{name}"));
+        let exact = fixture_get(&step1_f64, &format!("grad.{name}"));
+        let torch32 = fixture_get(&step1, &format!("grad.{name}"));
         let scale = exact
             .to_f64_vec()
             .iter()
@@ -112,8 +100,8 @@ fn w2_one_adam_step_matches_pytorch() {
         // (g/(|g| + eps) of noise), on both sides.
         let (gr, want) = (gr.to_f64_vec(), torch32.to_f64_vec());
         let after = step.value(name).unwrap().to_f64_vec();
-        let torch = get(&step1, &format!("after_step.{name}")).to_f64_vec();
-        let before = get(&params, name).to_f64_vec();
+        let torch = fixture_get(&step1, &format!("after_step.{name}")).to_f64_vec();
+        let before = fixture_get(&params, name).to_f64_vec();
         for i in 0..after.len() {
             if noise_only {
                 assert!(
@@ -139,7 +127,7 @@ fn w2_one_adam_step_matches_pytorch() {
     assert_eq!(buffers.len(), 12);
     for name in &buffers {
         let got = step.value(name).unwrap();
-        let want = get(&step1, &format!("after_step.{name}"));
+        let want = fixture_get(&step1, &format!("after_step.{name}"));
         assert_eq!(got.dtype(), want.dtype(), "{name}");
         let e = err_vs_scale(got, want);
         assert!(e < 1e-4, "after_step.{name}: err {e:e}");

@@ -163,3 +163,21 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         );
     }
 }
+
+/// A file of a `bench.py --dump` fixture: `tests/fixtures/<workload>/<name>.safetensors`
+/// (`workload` lower-case: `w1`, `w2`).
+pub fn bench_fixture(workload: &str, name: &str) -> Vec<(String, Array)> {
+    let p = format!(
+        "{}/tests/fixtures/{workload}/{name}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    onde::nn::checkpoint::load(&p).expect("fixture loads")
+}
+
+/// The tensor `n` of a loaded fixture.
+pub fn fixture_get<'a>(d: &'a [(String, Array)], n: &str) -> &'a Array {
+    &d.iter()
+        .find(|(k, _)| k == n)
+        .unwrap_or_else(|| panic!("{n} in fixture"))
+        .1
+}
