@@ -177,13 +177,20 @@ impl MultiheadAttention {
             }
         }
         let (e, h) = (self.embed_dim, self.num_heads);
-        let fail = |reason: String| {
-            Err(query.fail(
+        // The poisoned result for a bad argument, naming the module.
+        let poison = |reason: String| {
+            query.fail(
                 api,
                 format!("MultiheadAttention `{}`: {reason}", self.name),
                 loc.clone(),
-            ))
+            )
         };
+        let fail = |reason: String| Err(poison(reason));
+        if o.is_causal && (o.attn_mask.is_some() || o.key_padding_mask.is_some()) {
+            return fail(
+                "is_causal cannot be combined with attn_mask or key_padding_mask here".into(),
+            );
+        }
         if h == 0 || !e.is_multiple_of(h) {
             return fail(format!("embed_dim {e} must be divisible by num_heads {h}"));
         }
@@ -248,12 +255,7 @@ impl MultiheadAttention {
         let qh = heads(project(&q, &wq, 0), l);
         let kh = heads(project(&k, &wk, 1), s);
         let vh = heads(project(&v, &wv, 2), s);
-        let mask = self.combined_mask(o, n, l, s, unbatched, query.dtype(), &fail)?;
-        if o.is_causal && mask.is_some() {
-            return fail(
-                "is_causal cannot be combined with attn_mask or key_padding_mask here".into(),
-            );
-        }
+        let mask = self.combined_mask(o, n, l, s, unbatched, query.dtype(), &poison)?;
         let p = if self.training.get() {
             self.dropout
         } else {
@@ -298,13 +300,9 @@ impl MultiheadAttention {
         s: usize,
         unbatched: bool,
         dtype: DType,
-        fail: &dyn Fn(String) -> Result<(Tensor, Option<Tensor>), Tensor>,
+        bad: &dyn Fn(String) -> Tensor,
     ) -> Result<Option<Tensor>, Tensor> {
         let h = self.num_heads;
-        let bad = |r: String| match fail(r) {
-            Err(t) => t,
-            Ok((t, _)) => t,
-        };
         let mut parts: Vec<Tensor> = Vec::new();
         if let Some(m) = o.key_padding_mask {
             let want: Vec<usize> = if unbatched { vec![s] } else { vec![n, s] };
