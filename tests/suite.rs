@@ -3,6 +3,7 @@
 mod api_graphs_verify;
 mod api_semantics;
 mod batch_norm;
+mod bench_parity;
 mod checkpoints;
 mod common;
 mod conv_grad_compiled;
@@ -32,7 +33,6 @@ mod signal_example;
 mod summary;
 mod train_step_props;
 mod w1_parity;
-mod w2_parity;
 
 #[path = "support/suite_guard.rs"]
 mod suite_guard;

@@ -123,7 +123,7 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// A classifier workload of bench.py (W1, W2): its compiled training step and eval
+/// A classifier workload of bench.py (W1, W2, W5, W5s): its compiled training step and eval
 /// forward, built by `build`, timed on seeded inputs `x` of `x_shape` and labels
 /// `y` in `0..classes`. Also reports `build_ms`: building the graph, differentiating,
 /// optimising and compiling both (cold).
@@ -290,10 +290,22 @@ pub fn run(
             opts,
             (min_iters, target_s),
         ),
+        "W5" | "W5s" => classifier(
+            name,
+            if name == "W5" {
+                |o| onde_nn::examples::w5(o, false)
+            } else {
+                |o| onde_nn::examples::w5(o, true)
+            },
+            &[32, 100, 64],
+            12,
+            opts,
+            (min_iters, target_s),
+        ),
         "W6" => w6(opts, min_iters, target_s),
         "W7" => w7(opts, min_iters, target_s),
         other => Err(format!(
-            "unknown or not yet implemented workload {other:?}; available: W1, W2, W6, W7"
+            "unknown or not yet implemented workload {other:?}; available: W1, W2, W5, W5s, W6, W7"
         )),
     }
 }

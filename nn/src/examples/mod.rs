@@ -10,7 +10,9 @@ use crate::{DType, Evaluator, GraphBuilder, Result, Tensor, TrainOptions, TrainS
 use onde_ir::Graph;
 
 mod w2;
+mod w5;
 pub use w2::{Kws, KwsBlock, MeanStd};
+pub use w5::AttnNet;
 
 /// Examples that are modules, for `onde summary --example NAME`: the model (built on
 /// its own builder) and the input shape summarised.
@@ -19,6 +21,7 @@ pub fn example_module(name: &str) -> Option<(Box<dyn Module>, Vec<usize>)> {
     match name {
         "mlp" => Some((Box::new(w1_mlp(&g)), vec![64, 256])),
         "kws" => Some((Box::new(Kws::new(&g, "")), vec![32, 1, 16000])),
+        "attention" => Some((Box::new(AttnNet::new(&g, "", false)), vec![32, 100, 64])),
         "mon_modele" => Some((
             Box::new(MonModeleQuiTorche::new(&g, "mon_modele", 4)),
             vec![5, 1, 100],
@@ -147,6 +150,26 @@ pub fn w2(compile: onde_codegen::CompileOptions) -> Result<(TrainStep, Evaluator
     let g = GraphBuilder::new();
     let m = Kws::new(&g, "");
     let x = g.input("x", DType::F32, [32, 1, 16000]);
+    let y = g.input("y", DType::I64, [32]);
+    let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
+    let opts = TrainOptions {
+        compile,
+        ..TrainOptions::default()
+    };
+    let step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts)?;
+    m.eval();
+    let eval = step.evaluator(&g, &[&m.forward(&x)])?;
+    Ok((step, eval))
+}
+
+/// W5 (`sdpa` false: explicit products and softmax) or W5s (`sdpa` true: through
+/// `scaled_dot_product_attention`) as `bench.py` times it: the compiled training step of
+/// [`AttnNet`] (NLL loss, Adam with lr 1e-3) and the eval-mode forward sharing its
+/// weights. Inputs: `x` f32 `[32, 100, 64]`, `y` i64 `[32]`.
+pub fn w5(compile: onde_codegen::CompileOptions, sdpa: bool) -> Result<(TrainStep, Evaluator)> {
+    let g = GraphBuilder::new();
+    let m = AttnNet::new(&g, "", sdpa);
+    let x = g.input("x", DType::F32, [32, 100, 64]);
     let y = g.input("y", DType::I64, [32]);
     let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
     let opts = TrainOptions {
