@@ -168,6 +168,7 @@ fn save_load_roundtrip_into_a_fresh_model() {
         | Error::Train { .. }
         | Error::Checkpoint { .. }
         | Error::Layer { .. }
+        | Error::TargetOutOfRange { .. }
         | Error::Verify(..)
         | Error::Run(..) => panic!("expected a state dict error, got {e:?}"),
     }
@@ -219,6 +220,7 @@ fn is_checkpoint_err(e: &Error, path: &Path) -> bool {
         | Error::Train { .. }
         | Error::StateDict { .. }
         | Error::Layer { .. }
+        | Error::TargetOutOfRange { .. }
         | Error::Verify(..)
         | Error::Run(..) => false,
     }
@@ -240,6 +242,7 @@ fn state_dict_name(e: &Error) -> Option<&str> {
         | Error::Train { .. }
         | Error::Checkpoint { .. }
         | Error::Layer { .. }
+        | Error::TargetOutOfRange { .. }
         | Error::Verify(..)
         | Error::Run(..) => None,
     }

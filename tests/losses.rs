@@ -678,10 +678,12 @@ fn elementwise_loss_shape_mismatches_are_typed_errors() {
     );
 }
 
-/// Whether `e` is the run-time report of a gather index `index` out of range for an
-/// axis of extent `extent` (interpreter or compiled executable).
+/// Whether `e` reports class index `index` out of range for `extent` classes: the
+/// check of fed labels, or the run-time report of the gather (interpreter or compiled
+/// executable) for targets computed in the graph.
 fn is_index_error(e: &Error, index: i64, extent: usize) -> bool {
     match e {
+        Error::TargetOutOfRange { value, classes, .. } => *value == index && *classes == extent,
         Error::Run(InterpError::GatherIndexOutOfRange {
             index: i,
             extent: x,
@@ -1134,4 +1136,62 @@ fn nll_ignored_rows_contribute_exactly_zero_even_at_minus_infinity() {
         .unwrap();
     assert_eq!(out[0].to_f64_vec(), vec![1.0, 0.0]);
     assert_eq!(out[1].to_f64_vec(), vec![1.0]);
+}
+
+#[test]
+fn label_out_of_range_names_the_loss_the_element_and_the_line() {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [3, 4]);
+    let y = g.input("labels", DType::I64, [3]);
+    let line = line!() + 1;
+    let loss = cross_entropy(&x.relu(), &y, &NllOpts::default());
+    let feeds = [
+        ("x", a32(&[3, 4], &X34)),
+        ("labels", ai64(&[3], &[0, 1, 7])),
+    ];
+    let want = format!(
+        "tests/losses.rs:{line}:16: cross_entropy: target `labels`[2] = 7 is out of range \
+         for 4 classes (expected 0..=3 or ignore_index -100)"
+    );
+    let e = g.run(&[&loss], &feeds).unwrap_err();
+    assert_eq!(e.to_string(), want);
+    assert_eq!(format!("{e:?}"), want, "Debug prints the message");
+    let mut c = g.compile(&[&loss]).unwrap();
+    assert_eq!(c.run(&feeds).unwrap_err().to_string(), want);
+    // ignore_index itself is fine; 2-D targets name the element by its index.
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [2, 3, 5]);
+    let y = g.input("y", DType::I64, [2, 5]);
+    let loss = nll_loss(&x, &y, &opts(None, 9, Reduction::Sum));
+    let mut ys = vec![0i64; 10];
+    ys[3] = 9;
+    let xs = a32(&[2, 3, 5], &[0.5; 30]);
+    g.run(&[&loss], &[("x", xs.clone()), ("y", ai64(&[2, 5], &ys))])
+        .unwrap();
+    ys[6] = -3;
+    let e = g
+        .run(&[&loss], &[("x", xs), ("y", ai64(&[2, 5], &ys))])
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("nll_loss: target `y`[1, 1] = -3 is out of range for 3 classes (expected 0..=2 or ignore_index 9)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_computed_target_out_of_range_is_still_caught_at_run_time() {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [3, 4]);
+    let y = g.input("y", DType::I64, [3]);
+    let shifted = &y + 5i64;
+    let loss = cross_entropy(&x, &shifted, &NllOpts::default());
+    let feeds = [("x", a32(&[3, 4], &X34)), ("y", ai64(&[3], &[0, 1, 2]))];
+    let e = g.run(&[&loss], &feeds).unwrap_err();
+    assert!(matches!(e, Error::Run(_)), "{e:?}");
+    assert!(is_index_error(&e, 5, 4), "{e:?}");
+    let mut c = g.compile(&[&loss]).unwrap();
+    let e = c.run(&feeds).unwrap_err();
+    assert!(matches!(e, Error::Exec(_)), "{e:?}");
+    assert!(is_index_error(&e, 5, 4), "{e:?}");
 }

@@ -22,6 +22,7 @@ mod losses;
 mod modules;
 mod newton;
 mod optimizers;
+mod param_groups;
 mod parity_torch;
 mod parity_torch_layers;
 mod parity_torch_semantics;

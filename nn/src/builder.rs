@@ -32,6 +32,8 @@ pub(crate) struct State {
     /// New values of buffers computed by the graph ([`GraphBuilder::update_buffer`]),
     /// by buffer name, in registration order.
     pub(crate) buffer_updates: Vec<(String, ValueId)>,
+    /// Class-index inputs checked before each run ([`crate::feed_check`]).
+    pub(crate) index_checks: Vec<crate::feed_check::IndexCheck>,
 }
 
 /// Builds a graph through [`Tensor`] handles, then builds or runs it.
@@ -445,6 +447,38 @@ impl GraphBuilder {
             .collect()
     }
 
+    /// Registers that input `target` (if it is a graph input) holds class indices in
+    /// `0..classes` or `ignore`, checked before every run ([`crate::feed_check`]).
+    pub(crate) fn check_class_indices(
+        &self,
+        target: &Tensor,
+        classes: usize,
+        ignore: Option<i64>,
+        api: &'static str,
+        loc: &SourceLoc,
+    ) {
+        let Ok(v) = target.value() else { return };
+        let mut st = self.state.borrow_mut();
+        let Some(input) = st.graph.input_name(v).map(String::from) else {
+            return;
+        };
+        let check = crate::feed_check::IndexCheck {
+            input,
+            classes,
+            ignore,
+            api,
+            loc: loc.clone(),
+        };
+        if !st.index_checks.contains(&check) {
+            st.index_checks.push(check);
+        }
+    }
+
+    /// The registered class-index checks.
+    pub(crate) fn index_checks(&self) -> Vec<crate::feed_check::IndexCheck> {
+        self.state.borrow().index_checks.clone()
+    }
+
     /// A constant tensor.
     #[track_caller]
     pub fn constant(&self, value: Array) -> Tensor {
@@ -514,6 +548,7 @@ impl GraphBuilder {
     #[track_caller]
     pub fn run(&self, outputs: &[&Tensor], feeds: &[(&str, Array)]) -> Result<Vec<Array>> {
         let g = self.build(outputs)?;
+        crate::feed_check::check_feeds(&self.index_checks(), feeds.iter().map(|(n, a)| (*n, a)))?;
         let mut map: HashMap<String, Array> = self.parameter_values().into_iter().collect();
         for (name, a) in feeds {
             map.insert((*name).to_string(), a.clone());

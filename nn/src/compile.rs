@@ -4,6 +4,7 @@
 
 use crate::builder::GraphBuilder;
 use crate::error::{Error, Result};
+use crate::feed_check::{check_feeds, IndexCheck};
 use crate::step_seed::StepSeed;
 use crate::tensor::Tensor;
 use onde_codegen::{CompileOptions, Executable};
@@ -15,6 +16,7 @@ pub struct Compiled {
     exe: Executable,
     params: Vec<(String, Array)>,
     seed: StepSeed,
+    index_checks: Vec<IndexCheck>,
 }
 
 impl GraphBuilder {
@@ -31,6 +33,7 @@ impl GraphBuilder {
             exe,
             params: self.parameter_values(),
             seed: StepSeed::new(self.seed_base()),
+            index_checks: self.index_checks(),
         })
     }
 }
@@ -40,6 +43,7 @@ impl Compiled {
     /// compile time, or as updated with [`Compiled::set_parameter`]). A graph reading
     /// the step seed (dropout in train mode) gets a new one every run unless fed.
     pub fn run(&mut self, feeds: &[(&str, Array)]) -> Result<Vec<Array>> {
+        check_feeds(&self.index_checks, feeds.iter().map(|(n, a)| (*n, a)))?;
         let mut all: Vec<(&str, &Array)> = feeds.iter().map(|(n, a)| (*n, a)).collect();
         for (n, a) in &self.params {
             if !feeds.iter().any(|(f, _)| f == n) {

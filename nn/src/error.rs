@@ -80,6 +80,31 @@ pub enum Error {
     /// Compilation to machine code failed.
     #[error("compile: {0}")]
     Compile(Box<onde_codegen::CompileError>),
+    /// A class index fed to a loss is outside `0..classes` (and not its
+    /// `ignore_index`): found before the run (see `feed_check`).
+    #[error(
+        "{loc}: {api}: target `{input}`{} = {value} is out of range for {classes} classes \
+         (expected 0..={}{})",
+        fmt_pos(.position),
+        .classes.saturating_sub(1),
+        .ignore.map(|i| format!(" or ignore_index {i}")).unwrap_or_default()
+    )]
+    TargetOutOfRange {
+        /// The loss (`nll_loss`, `cross_entropy`).
+        api: &'static str,
+        /// The input holding the targets.
+        input: String,
+        /// The offending element's index.
+        position: Vec<usize>,
+        /// Its value.
+        value: i64,
+        /// The number of classes.
+        classes: usize,
+        /// The loss's `ignore_index`, if any.
+        ignore: Option<i64>,
+        /// Where the loss was built.
+        loc: SourceLoc,
+    },
     /// A compiled graph failed to run (e.g. a feed of the wrong shape).
     #[error("run: {0}")]
     Exec(Box<onde_codegen::RunError>),
@@ -156,6 +181,7 @@ impl Error {
         match self {
             Error::Op { loc, .. } | Error::MixedBuilders { loc, .. } => Some(loc),
             Error::DuplicateName { loc, .. } | Error::Grad { loc, .. } => Some(loc),
+            Error::TargetOutOfRange { loc, .. } => Some(loc),
             Error::Layer { source, .. } => source.loc(),
             Error::Verify(_)
             | Error::Run(_)
@@ -169,6 +195,15 @@ impl Error {
             | Error::Checkpoint { .. } => None,
         }
     }
+}
+
+/// `[3]`, `[1, 4]`; nothing for a 0-d target.
+fn fmt_pos(p: &[usize]) -> String {
+    if p.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = p.iter().map(|i| i.to_string()).collect();
+    format!("[{}]", parts.join(", "))
 }
 
 /// `Result` with this crate's [`Error`].

@@ -25,6 +25,7 @@ pub mod compile;
 pub mod data;
 pub mod error;
 pub mod examples;
+mod feed_check;
 pub mod gradcheck;
 pub mod init;
 pub mod loss;

@@ -1,10 +1,12 @@
 //! Loss functions with PyTorch's semantics and defaults (`torch.nn.functional`).
 //!
 //! Every loss takes a [`Reduction`] (`Mean` by default in PyTorch). Class indices are
-//! `i64` tensors; an index outside `[0, C)` (other than `ignore_index`) is reported when
-//! the graph runs, as a typed index-out-of-range error from the gather that picks the
-//! class (compiled: `RunError::IndexOutOfRange`; interpreted: `InterpError`), never a
-//! wrong value.
+//! `i64` tensors; an index outside `[0, C)` (other than `ignore_index`) is an error,
+//! never a wrong value: when the target is a graph input, the fed labels are checked
+//! before each run and the error names the loss, the input, the element, the class
+//! count and the line that built the loss ([`crate::Error::TargetOutOfRange`]); a
+//! target computed inside the graph is caught at run time by the gather that picks the
+//! class (compiled: `RunError::IndexOutOfRange`; interpreted: `InterpError`).
 
 use crate::tensor::Tensor;
 use crate::where_;
@@ -69,6 +71,7 @@ pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
     if let (Err(e), _) | (_, Err(e)) = (input.check(), target.check()) {
         return input.builder().poisoned(e);
     }
+    register_targets("nll_loss", input, target, opts, &loc);
     if opts.label_smoothing != 0.0 {
         return input.fail(
             "nll_loss",
@@ -89,6 +92,31 @@ pub fn nll_loss(input: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor {
         return unbatch(per, opts.reduction);
     }
     nll_batched(input, target, opts, loc)
+}
+
+/// Registers the check of class-index targets fed as a graph input
+/// ([`crate::feed_check`]): classes are `input`'s axis 1 (axis 0 unbatched).
+fn register_targets(
+    api: &'static str,
+    input: &Tensor,
+    target: &Tensor,
+    opts: &NllOpts,
+    loc: &SourceLoc,
+) {
+    if target.dtype() != DType::I64 {
+        return;
+    }
+    let size = input.size();
+    let classes = if size.len() == 1 {
+        size.first()
+    } else {
+        size.get(1)
+    };
+    if let Some(&c) = classes {
+        input
+            .builder()
+            .check_class_indices(target, c, Some(opts.ignore_index), api, loc);
+    }
 }
 
 /// A per-sample result of a batch of one back to the unbatched 0-d form.
@@ -219,6 +247,9 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, opts: &NllOpts) -> Tensor
         );
     }
     let probs = target.dtype().is_float();
+    if !probs {
+        register_targets(api, logits, target, opts, &loc);
+    }
     // Unbatched: `[C]` logits with a 0-d (or one-element) class index, or `[C]`
     // probabilities.
     let unbatched = logits.dim() == 1

@@ -129,11 +129,46 @@ pub trait Module {
         Vec::new()
     }
 
+    /// The module's state dict (PyTorch's `model.state_dict()`): its parameters, then
+    /// its buffers, with their values in `values` — a [`crate::TrainStep`] (the trained
+    /// values) or a [`GraphBuilder`] (the initial ones) — under the module's names, and
+    /// nothing else (no optimiser state, no other module's weights), so it loads into
+    /// the PyTorch model with `load_state_dict(strict=True)`. The optimiser's state is
+    /// [`crate::TrainStep::optimizer_state_dict`].
+    fn state_dict(&self, values: &dyn StateSource) -> Vec<(String, onde_ir::Array)> {
+        self.named_parameters()
+            .into_iter()
+            .chain(self.named_buffers())
+            .filter_map(|(n, _)| values.state_value(&n).map(|a| (n, a)))
+            .collect()
+    }
+
     /// The module's type name, for summaries (`Conv`, `BatchNorm`, …).
     fn type_name(&self) -> &'static str {
         let full = std::any::type_name::<Self>();
         let base = full.split('<').next().unwrap_or(full);
         base.rsplit("::").next().unwrap_or(base)
+    }
+}
+
+/// Where [`Module::state_dict`] reads values: a training step or a builder.
+pub trait StateSource {
+    /// The current value of parameter or buffer `name`.
+    fn state_value(&self, name: &str) -> Option<onde_ir::Array>;
+}
+
+impl StateSource for crate::TrainStep {
+    fn state_value(&self, name: &str) -> Option<onde_ir::Array> {
+        self.value(name).cloned()
+    }
+}
+
+impl StateSource for crate::GraphBuilder {
+    fn state_value(&self, name: &str) -> Option<onde_ir::Array> {
+        self.parameter_values()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
     }
 }
 

@@ -86,6 +86,12 @@ impl Optimizer for Adam {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn with_weight_decay(&self, wd: f64) -> Result<Box<dyn Optimizer>, String> {
+        Ok(Box::new(Adam {
+            weight_decay: wd,
+            ..*self
+        }))
+    }
     fn validate(&self) -> Result<(), String> {
         let (b1, b2) = self.betas;
         if !(0.0..1.0).contains(&b1) || !(0.0..1.0).contains(&b2) {

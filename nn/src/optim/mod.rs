@@ -14,11 +14,14 @@
 //! float rounding.
 
 mod adam;
+mod group;
 mod newton;
 mod schedule;
 mod sgd;
 
 pub use adam::Adam;
+pub use group::ParamGroup;
+pub(crate) use group::{lr_name, resolve};
 pub use newton::{solve_unpivoted, Newton};
 pub use schedule::{ConstantLr, CosineAnnealingLr, LrSchedule, StepLr};
 pub use sgd::Sgd;
@@ -47,6 +50,13 @@ pub trait Optimizer: std::fmt::Debug {
 
     /// The initial learning rate.
     fn lr(&self) -> f64;
+
+    /// This optimiser with weight decay `wd` (a parameter group's own,
+    /// [`ParamGroup::weight_decay`]); an error for optimisers without weight decay.
+    fn with_weight_decay(&self, wd: f64) -> Result<Box<dyn Optimizer>, String> {
+        let _ = wd;
+        Err(format!("{} has no weight decay", self.name()))
+    }
 
     /// Rejects inconsistent settings (as PyTorch's constructors do).
     fn validate(&self) -> Result<(), String> {

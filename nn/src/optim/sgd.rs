@@ -69,6 +69,12 @@ impl Optimizer for Sgd {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn with_weight_decay(&self, wd: f64) -> Result<Box<dyn Optimizer>, String> {
+        Ok(Box::new(Sgd {
+            weight_decay: wd,
+            ..*self
+        }))
+    }
     fn validate(&self) -> Result<(), String> {
         if self.lr < 0.0 || self.momentum < 0.0 || self.weight_decay < 0.0 {
             return Err(format!(

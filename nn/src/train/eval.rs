@@ -4,6 +4,7 @@
 
 use super::{exec, TrainStep};
 use crate::error::Result;
+use crate::feed_check::{check_feeds, IndexCheck};
 use crate::step_seed::StepSeed;
 use onde_codegen::Executable;
 use onde_ir::Array;
@@ -19,6 +20,8 @@ pub struct Evaluator {
     from_step: Vec<String>,
     /// Step seeds (a train-mode graph with dropout draws new masks every run).
     seed: StepSeed,
+    /// Class-index inputs checked before each run ([`crate::feed_check`]).
+    index_checks: Vec<IndexCheck>,
 }
 
 impl Evaluator {
@@ -27,6 +30,7 @@ impl Evaluator {
         known: Vec<String>,
         step: &TrainStep,
         seed: StepSeed,
+        index_checks: Vec<IndexCheck>,
     ) -> Evaluator {
         let from_step = exe
             .feeds()
@@ -39,6 +43,7 @@ impl Evaluator {
             known,
             from_step,
             seed,
+            index_checks,
         }
     }
 
@@ -53,6 +58,7 @@ impl Evaluator {
     /// Like [`Evaluator::run`] without copying the outputs out (read them with
     /// [`Evaluator::executable`]`().output_f32(i)`).
     pub fn run_in_place(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<()> {
+        check_feeds(&self.index_checks, feeds.iter().copied())?;
         let mut all: Vec<(&str, &Array)> = Vec::with_capacity(feeds.len());
         for &(n, a) in feeds {
             if self.exe.feeds().any(|(f, _)| f == n) {

@@ -18,7 +18,8 @@
 
 use crate::builder::GraphBuilder;
 use crate::error::{Error, Result};
-use crate::optim::{global_arrays, Optimizer, UpdateInputs};
+use crate::feed_check::{check_feeds, IndexCheck};
+use crate::optim::{global_arrays, lr_name, resolve, Optimizer, ParamGroup, UpdateInputs};
 use crate::step_seed::StepSeed;
 use crate::tensor::Tensor;
 use onde_codegen::{CompileOptions, Executable};
@@ -42,6 +43,10 @@ pub struct TrainOptions<'a> {
     /// builder values, kept in the state dict, never updated (fine-tuning a head over a
     /// fixed front-end).
     pub params: Option<Vec<&'a Tensor>>,
+    /// Parameter groups with their own learning rate and weight decay
+    /// ([`ParamGroup`]); when given, the parameters of no group are frozen. Exclusive
+    /// with `params`.
+    pub groups: Vec<ParamGroup<'a>>,
     /// Compilation options.
     pub compile: CompileOptions,
 }
@@ -63,8 +68,10 @@ impl std::fmt::Debug for Accum {
 pub struct TrainStep {
     exe: Executable,
     optimizer: String,
-    base_lr: f64,
-    lr: Array,
+    /// Per parameter group: the initial learning rate.
+    base_lrs: Vec<f64>,
+    /// Per parameter group: the learning-rate input's name and current value.
+    lrs: Vec<(String, Array)>,
     buffers: Vec<(String, Array)>,
     n_extra: usize,
     grads_at: Option<usize>,
@@ -86,6 +93,8 @@ pub struct TrainStep {
     /// Buffers updated by every step ([`GraphBuilder::update_buffer`]), bound states of
     /// the step, in registration order.
     updated: Vec<String>,
+    /// Class-index inputs checked before each step ([`crate::feed_check`]).
+    index_checks: Vec<IndexCheck>,
 }
 
 /// A fresh weights version (unique in the process).
@@ -128,33 +137,16 @@ impl TrainStep {
         }
         opt.validate().map_err(train_err)?;
         let all = g.named_parameters();
-        let named: Vec<(String, Tensor)> = match &o.params {
-            None => all.clone(),
-            Some(chosen) => {
-                let mut v = Vec::with_capacity(chosen.len());
-                for t in chosen {
-                    let id = t.value()?;
-                    let Some((n, p)) = all.iter().find(|(_, p)| p.value().ok() == Some(id)) else {
-                        return Err(train_err(format!(
-                            "TrainOptions::params: a tensor of type {} is not a learnable \
-                             parameter of this builder",
-                            t.ty().map_or_else(|| "?".into(), |t| t.to_string())
-                        )));
-                    };
-                    if !v.iter().any(|(m, _): &(String, Tensor)| m == n) {
-                        v.push((n.clone(), p.clone()));
-                    }
-                }
-                v
-            }
-        };
-        if named.is_empty() {
-            return Err(train_err("the graph has no learnable parameter"));
-        }
+        let resolved = resolve(g, opt, o.params.as_deref(), &o.groups)?;
+        let group_of: Vec<usize> = resolved.named.iter().map(|(_, _, i)| *i).collect();
+        let named: Vec<(String, Tensor)> =
+            resolved.named.into_iter().map(|(n, t, _)| (n, t)).collect();
         let params: Vec<&Tensor> = named.iter().map(|(_, t)| t).collect();
         let grads = g.grad(loss, &params)?;
         let scalar = onde_ir::Shape::from(Vec::<usize>::new());
-        let lr = g.input_reuse("optim.lr", DType::F64, scalar.clone())?;
+        let lr_inputs: Vec<Tensor> = (0..resolved.groups.len())
+            .map(|i| g.input_reuse(&lr_name(i), DType::F64, scalar.clone()))
+            .collect::<Result<_>>()?;
         let globals: Vec<(String, Tensor)> = opt
             .globals()
             .into_iter()
@@ -177,9 +169,11 @@ impl TrainStep {
         let mut acc_inputs = Vec::new();
         let mut new_params = Vec::new();
         let mut slot_states: Vec<(String, Tensor, Tensor)> = Vec::new();
-        for (((name, p), gr), hess) in named.iter().zip(&grads).zip(&hessians) {
+        for ((((name, p), gr), hess), &gi) in named.iter().zip(&grads).zip(&hessians).zip(&group_of)
+        {
+            let gopt = resolved.groups[gi].1.as_deref().unwrap_or(opt);
             let inputs = UpdateInputs {
-                lr: &lr,
+                lr: &lr_inputs[gi],
                 globals: &gl,
                 new_globals: &new_globals,
                 hessian: hess.as_ref(),
@@ -205,7 +199,7 @@ impl TrainStep {
             // A parameter the loss does not reach has no gradient (PyTorch's `grad is
             // None`): it and its state are left untouched, weight decay included.
             let (np, ns) = if g.depends_on(loss, p) {
-                opt.update(p, &gr, &sl, &inputs)
+                gopt.update(p, &gr, &sl, &inputs)
             } else {
                 (p.clone(), sl.clone())
             };
@@ -310,8 +304,13 @@ impl TrainStep {
         Ok(TrainStep {
             exe,
             optimizer: opt.name().to_string(),
-            base_lr: opt.lr(),
-            lr: Array::scalar(DType::F64, opt.lr()),
+            base_lrs: resolved.groups.iter().map(|(lr, _)| *lr).collect(),
+            lrs: resolved
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(i, (lr, _))| (lr_name(i), Array::scalar(DType::F64, *lr)))
+                .collect(),
             buffers,
             n_extra: o.outputs.len(),
             grads_at,
@@ -324,6 +323,7 @@ impl TrainStep {
             bindings,
             n_params: named.len(),
             seed: StepSeed::new(g.seed_base()),
+            index_checks: g.index_checks(),
         })
     }
 
@@ -340,10 +340,11 @@ impl TrainStep {
     /// One training step on a batch (`feeds`: the data inputs by name): forward, loss,
     /// backward, update. Returns the loss (before the update).
     pub fn step(&mut self, feeds: &[(&str, &Array)]) -> Result<f64> {
+        check_feeds(&self.index_checks, feeds.iter().copied())?;
         let TrainStep {
             exe,
             buffers,
-            lr,
+            lrs,
             accum,
             seed,
             ..
@@ -357,8 +358,10 @@ impl TrainStep {
                     all.push((n.as_str(), a));
                 }
             }
-            if wanted("optim.lr") {
-                all.push(("optim.lr", &*lr));
+            for (n, a) in lrs.iter() {
+                if wanted(n) {
+                    all.push((n.as_str(), a));
+                }
             }
             if let Some(acc) = accum.as_ref() {
                 for n in &acc.names {
@@ -385,6 +388,7 @@ impl TrainStep {
     /// updating (needs [`TrainOptions::accumulate`]); the next [`TrainStep::step`] adds
     /// its own gradient and applies the sum. Returns the micro-batch's loss.
     pub fn accumulate(&mut self, feeds: &[(&str, &Array)]) -> Result<f64> {
+        check_feeds(&self.index_checks, feeds.iter().copied())?;
         let Some(acc) = &mut self.accum else {
             return Err(train_err(
                 "accumulate needs TrainOptions { accumulate: true, .. }",
@@ -449,19 +453,53 @@ impl TrainStep {
         Ok(self.exe.output_array(at + i))
     }
 
-    /// Sets the learning rate of the next steps (a graph input: nothing recompiles).
+    /// Sets the learning rate of the next steps (a graph input: nothing recompiles):
+    /// the first parameter group's becomes `lr`, and every other group's moves by the
+    /// same factor from its initial rate (`lr_i = base_i · lr / base_0`, as a PyTorch
+    /// scheduler scales each group's initial rate; `lr` itself when `base_0` is 0).
     pub fn set_lr(&mut self, lr: f64) {
-        self.lr = Array::scalar(DType::F64, lr);
+        let base0 = self.base_lrs[0];
+        for (i, (_, a)) in self.lrs.iter_mut().enumerate() {
+            let v = if i == 0 || base0 == 0.0 {
+                lr
+            } else {
+                self.base_lrs[i] * (lr / base0)
+            };
+            *a = Array::scalar(DType::F64, v);
+        }
     }
 
-    /// The current learning rate.
+    /// Sets the learning rate of parameter group `group` only.
+    pub fn set_group_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        let n = self.lrs.len();
+        let Some((_, a)) = self.lrs.get_mut(group) else {
+            return Err(train_err(format!(
+                "set_group_lr: no parameter group {group} ({n} groups)"
+            )));
+        };
+        *a = Array::scalar(DType::F64, lr);
+        Ok(())
+    }
+
+    /// The current learning rate (of the first parameter group).
     pub fn lr(&self) -> f64 {
-        self.lr.to_f64_vec().first().copied().unwrap_or(f64::NAN)
+        self.group_lr(0).unwrap_or(f64::NAN)
     }
 
-    /// The optimiser's initial learning rate (the base of schedules).
+    /// The current learning rate of parameter group `group`.
+    pub fn group_lr(&self, group: usize) -> Option<f64> {
+        let (_, a) = self.lrs.get(group)?;
+        a.to_f64_vec().first().copied()
+    }
+
+    /// The number of parameter groups.
+    pub fn groups(&self) -> usize {
+        self.lrs.len()
+    }
+
+    /// The initial learning rate of the first parameter group (the base of schedules).
     pub fn base_lr(&self) -> f64 {
-        self.base_lr
+        self.base_lrs[0]
     }
 
     /// The weights version: changes whenever a parameter or buffer may have changed.
@@ -476,8 +514,8 @@ impl TrainStep {
 
     /// The current value of parameter, buffer or optimiser state `name`.
     pub fn value(&self, name: &str) -> Option<&Array> {
-        if name == "optim.lr" {
-            return Some(&self.lr);
+        if let Some((_, a)) = self.lrs.iter().find(|(n, _)| n == name) {
+            return Some(a);
         }
         self.exe
             .state(name)
@@ -501,16 +539,35 @@ impl TrainStep {
             .collect()
     }
 
-    /// The state dict: parameters and buffers under their names, optimiser state under
-    /// `optim.<param>.<slot>` and `optim.<global>`, and `optim.lr`.
+    /// The whole state dict, for checkpoints: [`TrainStep::model_state_dict`] then
+    /// [`TrainStep::optimizer_state_dict`].
     pub fn state_dict(&self) -> Vec<(String, Array)> {
+        let mut out = self.model_state_dict();
+        out.extend(self.optimizer_state_dict());
+        out
+    }
+
+    /// The model's state dict (PyTorch's `model.state_dict()`): the parameters (updated
+    /// and frozen) and buffers under their names, nothing else, so it loads into the
+    /// PyTorch model with `load_state_dict(strict=True)`.
+    pub fn model_state_dict(&self) -> Vec<(String, Array)> {
         let mut out = Vec::new();
         let state = |n: &String| self.exe.state(n).map(|a| (n.clone(), a.clone()));
         out.extend(self.params().filter_map(state));
         out.extend(self.buffers.iter().cloned());
         out.extend(self.updated.iter().filter_map(state));
-        out.extend(self.opt_state().filter_map(state));
-        out.push(("optim.lr".into(), self.lr.clone()));
+        out
+    }
+
+    /// The optimiser's state dict: its state under `optim.<param>.<slot>` and
+    /// `optim.<global>`, and each parameter group's learning rate (`optim.lr`,
+    /// `optim.lr.<i>`).
+    pub fn optimizer_state_dict(&self) -> Vec<(String, Array)> {
+        let mut out: Vec<(String, Array)> = self
+            .opt_state()
+            .filter_map(|n| self.exe.state(n).map(|a| (n.clone(), a.clone())))
+            .collect();
+        out.extend(self.lrs.iter().cloned());
         out
     }
 
@@ -534,7 +591,7 @@ impl TrainStep {
                 let known = self.bindings.iter().any(|(n, _)| n == k)
                     || self.buffers.iter().any(|(n, _)| n == k)
                     || self.updated.contains(k)
-                    || k == "optim.lr";
+                    || self.lrs.iter().any(|(n, _)| n == k);
                 if !known {
                     return Err(Error::StateDict {
                         name: k.clone(),
@@ -554,7 +611,7 @@ impl TrainStep {
                 .or_else(|| self.exe.state(k));
             if let Some(cur) = cur {
                 check_type(k, cur, a)?;
-            } else if k == "optim.lr" && a.numel() != 1 {
+            } else if self.lrs.iter().any(|(n, _)| n == k) && a.numel() != 1 {
                 return Err(Error::StateDict {
                     name: k.clone(),
                     reason: format!("must be a scalar, got shape {:?}", a.shape().dims()),
@@ -563,9 +620,9 @@ impl TrainStep {
         }
         self.version = next_version();
         for (k, a) in dict {
-            if k == "optim.lr" {
+            if let Some((_, lr)) = self.lrs.iter_mut().find(|(n, _)| n == k) {
                 if a.numel() == 1 {
-                    self.lr = Array::scalar(DType::F64, a.to_f64_vec()[0]);
+                    *lr = Array::scalar(DType::F64, a.to_f64_vec()[0]);
                 }
                 continue;
             }
@@ -593,7 +650,7 @@ impl TrainStep {
         let known = g.input_names();
         // Its own seeds, apart from the step's (`seed_base` differs by 2⁵⁰).
         let seed = StepSeed::new(g.seed_base().wrapping_add(1 << 50));
-        Ok(Evaluator::new(exe, known, self, seed))
+        Ok(Evaluator::new(exe, known, self, seed, g.index_checks()))
     }
 
     /// The step graph (before optimisation): inputs are the data, parameters,
