@@ -922,3 +922,145 @@ fn an_error_inside_a_sequential_names_the_layer() {
         Err(Error::Op { op: "matmul", .. })
     ));
 }
+
+/// A user module with two inputs and two outputs, written with no special attribute:
+/// `y = tanh(a·x + b·h)`, returning `(y, y·h)`.
+struct Gate {
+    a: Linear,
+    b: Linear,
+}
+
+impl onde::module::Forward<(&Tensor, &Tensor)> for Gate {
+    type Output = (Tensor, Tensor);
+    fn call(&self, (x, h): (&Tensor, &Tensor)) -> (Tensor, Tensor) {
+        let y = (self.a.forward(x) + self.b.forward(h)).tanh();
+        let yh = &y * h;
+        (y, yh)
+    }
+}
+
+impl Module for Gate {
+    /// One input: `h = x`.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        onde::module::Forward::call(self, (x, x)).0
+    }
+    fn named_children(&self) -> Vec<(String, &dyn Module)> {
+        vec![("a".into(), &self.a), ("b".into(), &self.b)]
+    }
+}
+
+#[test]
+fn modules_with_several_inputs_and_outputs() {
+    use onde::module::{Forward, MhaInputs, MultiheadAttention, StatisticsPooling};
+    let g = GraphBuilder::new();
+    let gate = Gate {
+        a: Linear::new(&g, "gate.a", 3, 2),
+        b: Linear::new(&g, "gate.b", 2, 2),
+    };
+    let x = g.input("x", DType::F64, [4, 3]);
+    let h = g.input("h", DType::F64, [4, 2]);
+    let (y, yh) = gate.call((&x, &h));
+    assert_eq!(
+        names(&gate.named_parameters()).len(),
+        4,
+        "from named_children"
+    );
+    let xs: Vec<f64> = (0..12).map(|i| (i as f64 * 0.37).sin()).collect();
+    let hs: Vec<f64> = (0..8).map(|i| (i as f64 * 0.51).cos()).collect();
+    let got = run(
+        &g,
+        &[&y, &yh],
+        &[("x", a64(&[4, 3], &xs)), ("h", a64(&[4, 2], &hs))],
+    );
+    // Reference from the parameter values.
+    let v = |n: &str| {
+        g.parameter_values()
+            .into_iter()
+            .find(|(k, _)| k == n)
+            .unwrap()
+            .1
+            .to_f64_vec()
+    };
+    let (wa, ba, wb, bb) = (
+        v("gate.a.weight"),
+        v("gate.a.bias"),
+        v("gate.b.weight"),
+        v("gate.b.bias"),
+    );
+    let mut want_y = vec![0.0; 8];
+    for r in 0..4 {
+        for o in 0..2 {
+            let mut s = ba[o] + bb[o];
+            s += (0..3).map(|i| wa[o * 3 + i] * xs[r * 3 + i]).sum::<f64>();
+            s += (0..2).map(|i| wb[o * 2 + i] * hs[r * 2 + i]).sum::<f64>();
+            want_y[r * 2 + o] = s.tanh();
+        }
+    }
+    let want_yh: Vec<f64> = want_y.iter().zip(&hs).map(|(y, h)| y * h).collect();
+    assert_close(&got[0], &want_y, 1e-12, "y");
+    assert_close(&got[1], &want_yh, 1e-12, "y·h");
+    // Every module is Forward<&Tensor>: `call` is `forward`.
+    let lin = Linear::new(&g, "lin", 3, 2);
+    let same = run(
+        &g,
+        &[&lin.call(&x), &lin.forward(&x)],
+        &[("x", a64(&[4, 3], &xs))],
+    );
+    assert_eq!(same[0], same[1]);
+    // Attention: (q, k, v) → (output, weights), as attend with need_weights.
+    let mha = MultiheadAttention::build(&g, "mha", 4, 2, true, None, None, true);
+    let q = g.input("q", DType::F32, [2, 5, 4]);
+    let (out, w) = mha.call((&q, &q, &q));
+    let (out2, w2) = mha.attend(
+        &q,
+        &q,
+        &q,
+        &MhaInputs {
+            need_weights: true,
+            ..MhaInputs::default()
+        },
+    );
+    let (w, w2) = (w.unwrap(), w2.unwrap());
+    assert_eq!(w.size(), [2, 5, 5]);
+    let qs: Vec<f64> = (0..40).map(|i| (i as f64 * 0.3).sin()).collect();
+    let r = run(&g, &[&out, &out2, &w, &w2], &[("q", a32(&[2, 5, 4], &qs))]);
+    assert_eq!((&r[0], &r[2]), (&r[1], &r[3]));
+    // Pooling with lengths: (x, Some(lengths)).
+    let seq = g.input("seq", DType::F64, [2, 3, 4]);
+    let lens = g.input("lens", DType::I64, [2]);
+    let pooled = StatisticsPooling::new().call((&seq, Some(&lens)));
+    assert_eq!(pooled.size(), [2, 6]);
+}
+
+/// A user module whose `forward` has no `#[track_caller]`: its errors point at the line
+/// inside `forward`, and inside a Sequential also name the layer.
+struct Widen(usize);
+
+impl Module for Widen {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.reshape([self.0 as i64, -1])
+    }
+}
+
+#[test]
+fn a_user_module_error_points_into_its_forward_and_names_its_path() {
+    let g = GraphBuilder::new();
+    let mut m = Sequential::new("net");
+    m.push(Relu).push(Widen(7));
+    let x = g.input("x", DType::F32, [2, 5]);
+    let e = m.forward(&x).check().unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("layer `net.1` (Widen) on input [2, 5]: tests/modules.rs:"),
+        "{msg}"
+    );
+    let forward_line = 1 + include_str!("modules.rs")
+        .lines()
+        .position(|l| l.trim() == "x.reshape([self.0 as i64, -1])")
+        .unwrap();
+    assert!(
+        msg.contains(&format!("tests/modules.rs:{forward_line}:")),
+        "{msg}"
+    );
+    assert!(msg.contains("reshape"), "{msg}");
+}

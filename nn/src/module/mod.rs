@@ -12,6 +12,21 @@
 //! [`Module::eval`]) and build the inference graph: both graphs share the parameters
 //! (same names, same stored values).
 //!
+//! Several inputs or outputs (attention's `q, k, v` and masks, an RNN's `x, h0` →
+//! `y, h_n`): [`Forward`], implemented beside `Module` for each such signature;
+//! containers chain the single-tensor [`Module::forward`].
+//!
+//! # Writing a module
+//! A struct holding its layers (built in its constructor under a name prefix) and
+//! implementing [`Module`]: `forward`, plus `named_children` listing the layers in
+//! forward order, from which parameters, buffers, train/eval mode and the receptive
+//! field ([`summarize`]) are derived. Errors: an op given bad shapes poisons its result
+//! and the error surfaces where the graph is used (`check`, `compile`, a training step)
+//! with the line of the op — inside your `forward`, or the line that called your
+//! module if `forward` carries `#[track_caller]` (every library layer does). Inside a
+//! [`Sequential`] the error also names the layer's path (`blocks.1.dw`, its type and
+//! input shape), whichever line it points to.
+//!
 //! Design choice: the prefix is passed explicitly at construction (Rust has no
 //! attribute introspection to derive `self.fc1` → `"fc1"`); [`child`] joins names.
 
@@ -19,6 +34,7 @@ mod activation;
 mod attention;
 mod conv;
 mod dropout;
+mod forward;
 mod linear;
 mod norm;
 mod pool;
@@ -33,6 +49,7 @@ pub use conv::{
     depthwise_conv1d, pointwise_conv1d, Conv, Conv1d, Conv2d, PaddingMode, SeparableConv1d,
 };
 pub use dropout::{Dropout, Dropout1d, Dropout2d};
+pub use forward::Forward;
 pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};
