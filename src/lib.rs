@@ -25,7 +25,7 @@ pub use onde_nn::{
     IntList, Module, PadMode, Padding, PoolOpts, Result, Shape, TemporalStat, Tensor, TrainOptions,
     TrainStep, STEP_SEED,
 };
-pub use onde_nn::{checkpoint, init, loss, module, optim};
+pub use onde_nn::{checkpoint, functional, init, loss, module, optim};
 
 /// Runs the standard optimisation pipeline on a graph (`onde_passes::optimize`).
 pub fn passes_optimize(g: &mut ir::Graph) -> std::result::Result<(), passes::PassError> {

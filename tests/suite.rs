@@ -11,6 +11,7 @@ mod course_examples;
 mod course_tensor_slide;
 mod dropout;
 mod errors;
+mod functional;
 mod grad_rules;
 mod gradcheck_props;
 mod jit_differential;

@@ -15,6 +15,18 @@
 //! assert_eq!(x.tile([2, 3, 4]).size(), vec![20, 15, 400]);
 //! assert_eq!(x.mean([1], true).size(), vec![10, 1, 100]);
 //! ```
+//!
+//! # Layout
+//! - [`tensor`]: the `Tensor` methods, one file per family (elementwise, reductions,
+//!   movement, linear algebra and convolution, pooling, norms, attention, …);
+//! - [`functional`]: `torch.nn.functional` as free functions over those methods, and
+//!   [`loss`];
+//! - [`module`]: layers holding parameters, one file per family (linear, conv, pool,
+//!   norm, dropout, attention, sinc, temporal pooling, containers), the [`Module`] and
+//!   [`module::Forward`] interfaces and the model summary;
+//! - [`optim`]: optimisers, parameter groups and schedules, built into the graph;
+//! - [`train`]: the compiled training step and evaluators; [`checkpoint`] state dicts;
+//! - [`examples`]: the benchmark and course models used by the CLI and the tests.
 #![warn(missing_docs)]
 
 pub mod args;
@@ -26,6 +38,7 @@ pub mod data;
 pub mod error;
 pub mod examples;
 mod feed_check;
+pub mod functional;
 pub mod gradcheck;
 pub mod init;
 pub mod loss;

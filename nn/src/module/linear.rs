@@ -65,11 +65,7 @@ impl Linear {
 impl Module for Linear {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        let y = x.matmul(&self.weight.t());
-        match &self.bias {
-            Some(b) => y + b,
-            None => y,
-        }
+        crate::functional::linear(x, &self.weight, self.bias.as_ref())
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
