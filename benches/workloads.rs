@@ -136,7 +136,7 @@ fn w7(c: &mut Criterion) {
 }
 
 fn w1(c: &mut Criterion) {
-    let (mut step, mut eval) = onde::nn::examples::w1(options()).expect("W1");
+    let (mut step, mut eval) = onde::apps::examples::w1(options()).expect("W1");
     let xs = Array::f32([64, 256], data(64 * 256, 11)).expect("x");
     let ys = Array::i64([64], (0..64).map(|i| i * 7 % 10).collect()).expect("y");
     let mut group = c.benchmark_group("W1");

@@ -3,8 +3,8 @@
 //! slides print; then one compiled SGD step shows that the learnable parameters move
 //! and the non-learnable buffers do not. Run with `cargo run --example mon_modele`.
 
+use onde::apps::examples::MonModeleQuiTorche;
 use onde::module::{Module, Sequential};
-use onde::nn::examples::MonModeleQuiTorche;
 use onde::optim::Sgd;
 use onde::{DType, GraphBuilder, TrainStep};
 

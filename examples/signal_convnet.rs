@@ -7,12 +7,12 @@
 //!
 //! `cargo run --release --example signal_convnet`
 
+use onde::apps::recipes::correct;
 use onde::module::{
     summarize, BatchNorm, Conv, Dropout, Linear, Module, Relu, Residual, SeparableConv1d,
     Sequential, StatisticsPooling,
 };
 use onde::nn::data::{Batches, SyntheticSignals};
-use onde::nn::recipes::correct;
 use onde::{loss, optim, ConvOpts, DType, GraphBuilder, Padding, TrainOptions, TrainStep};
 
 const LENGTH: usize = 128;

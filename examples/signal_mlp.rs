@@ -6,7 +6,7 @@
 //!
 //! `cargo run --release --example signal_mlp [-- OUT.safetensors]`
 
-use onde::nn::recipes::{train_signal_mlp, SignalMlpConfig};
+use onde::apps::recipes::{train_signal_mlp, SignalMlpConfig};
 
 fn main() -> onde::Result<()> {
     let out = std::env::args()

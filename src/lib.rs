@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub use onde_apps as apps;
 pub use onde_codegen as codegen;
 pub use onde_ir as ir;
 pub use onde_nn as nn;

@@ -8,7 +8,7 @@
 //! `tests/fixtures/w2/`, `tests/fixtures/w5/`).
 
 use crate::common::{bench_fixture, fixture_get};
-use onde::nn::examples::{AttnNet, Kws};
+use onde::apps::examples::{AttnNet, Kws};
 use onde::nn::loss::{nll_loss, NllOpts};
 use onde::nn::module::Module;
 use onde::nn::optim::Adam;

@@ -1,7 +1,7 @@
 //! The README's main job (`examples/signal_mlp.rs`): the synthetic-signal MLP reaches
 //! at least 95% validation accuracy, and its loss falls.
 
-use onde::nn::recipes::{train_signal_mlp, SignalMlpConfig};
+use onde::apps::recipes::{train_signal_mlp, SignalMlpConfig};
 
 #[test]
 fn signal_mlp_reaches_95_percent_validation_accuracy() {

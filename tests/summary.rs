@@ -2,11 +2,11 @@
 //! computations (the course's intermezzo and W2 of `../shared/bench/bench.py`), output
 //! shapes, parameter counts, and that summarising leaves the model untouched.
 
+use onde::apps::examples::Kws;
 use onde::module::{
     summarize, AvgPool1d, Conv, Field, MaxPool1d, Module, Relu, Residual, Sequential,
     StatisticsPooling,
 };
-use onde::nn::examples::Kws;
 use onde::{ConvOpts, Error, GraphBuilder, Padding, PoolOpts};
 
 #[test]

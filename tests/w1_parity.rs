@@ -4,7 +4,7 @@
 //! `tests/fixtures/w1/`).
 
 use crate::common::{bench_fixture, fixture_get};
-use onde::nn::examples::w1_mlp;
+use onde::apps::examples::w1_mlp;
 use onde::nn::loss::{nll_loss, NllOpts};
 use onde::nn::module::Module;
 use onde::nn::optim::Adam;

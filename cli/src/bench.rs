@@ -276,7 +276,7 @@ pub fn run(
     match name {
         "W1" => classifier(
             "W1",
-            onde_nn::examples::w1,
+            onde_apps::examples::w1,
             &[64, 256],
             10,
             opts,
@@ -284,7 +284,7 @@ pub fn run(
         ),
         "W2" => classifier(
             "W2",
-            onde_nn::examples::w2,
+            onde_apps::examples::w2,
             &[32, 1, 16000],
             12,
             opts,
@@ -293,9 +293,9 @@ pub fn run(
         "W5" | "W5s" => classifier(
             name,
             if name == "W5" {
-                |o| onde_nn::examples::w5(o, false)
+                |o| onde_apps::examples::w5(o, false)
             } else {
-                |o| onde_nn::examples::w5(o, true)
+                |o| onde_apps::examples::w5(o, true)
             },
             &[32, 100, 64],
             12,

@@ -16,8 +16,8 @@
 mod bench;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use onde_apps::examples::{build_example, build_example_grad, build_example_train, EXAMPLES};
 use onde_ir::{parse_graph, print_graph, text, to_dot, verify, Graph};
-use onde_nn::examples::{build_example, build_example_grad, build_example_train, EXAMPLES};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -296,7 +296,7 @@ fn dump_clif(
 }
 
 fn summary(name: &str, input: Option<Vec<usize>>) -> Result<(), String> {
-    let Some((model, shape)) = onde_nn::examples::example_module(name) else {
+    let Some((model, shape)) = onde_apps::examples::example_module(name) else {
         return Err(format!(
             "unknown model {name:?}; available: kws, mlp, mon_modele"
         ));

@@ -25,8 +25,10 @@
 //!   norm, dropout, attention, sinc, temporal pooling, containers), the [`Module`] and
 //!   [`module::Forward`] interfaces and the model summary;
 //! - [`optim`]: optimisers, parameter groups and schedules, built into the graph;
-//! - [`train`]: the compiled training step and evaluators; [`checkpoint`] state dicts;
-//! - [`examples`]: the benchmark and course models used by the CLI and the tests.
+//! - [`train`]: the compiled training step and evaluators; [`checkpoint`] state dicts.
+//!
+//! Models (the benchmark workloads, the course's demo graphs) and training recipes are
+//! in the `onde-apps` crate.
 #![warn(missing_docs)]
 
 pub mod args;
@@ -36,7 +38,6 @@ pub mod checkpoint;
 pub mod compile;
 pub mod data;
 pub mod error;
-pub mod examples;
 mod feed_check;
 pub mod functional;
 pub mod gradcheck;
@@ -44,7 +45,6 @@ pub mod init;
 pub mod loss;
 pub mod module;
 pub mod optim;
-pub mod recipes;
 pub mod scan;
 mod step_seed;
 pub mod tensor;

@@ -2,16 +2,16 @@
 //!
 //! [`train_signal_mlp`]: an MLP classifying [`SyntheticSignals`] waveforms (sine,
 //! square, sawtooth, chirp; fresh waveforms every epoch), trained with Adam and a cosine learning-rate schedule on
-//! one compiled [`TrainStep`], validated each epoch by an eval-mode [`Evaluator`](crate::train::Evaluator) that
+//! one compiled [`TrainStep`], validated each epoch by an eval-mode [`Evaluator`](onde_nn::train::Evaluator) that
 //! reads the step's parameters in place. The README's main job runs it
 //! (`cargo run --release --example signal_mlp`).
 
-use crate::data::{Batches, SyntheticSignals};
-use crate::loss::{cross_entropy, NllOpts};
-use crate::module::{Linear, Module, Relu, Sequential};
-use crate::optim::{Adam, CosineAnnealingLr, LrSchedule};
-use crate::train::{TrainOptions, TrainStep};
-use crate::{Array, DType, GraphBuilder, Result};
+use onde_nn::data::{Batches, SyntheticSignals};
+use onde_nn::loss::{cross_entropy, NllOpts};
+use onde_nn::module::{Linear, Module, Relu, Sequential};
+use onde_nn::optim::{Adam, CosineAnnealingLr, LrSchedule};
+use onde_nn::train::{TrainOptions, TrainStep};
+use onde_nn::{Array, DType, GraphBuilder, Result};
 
 /// Settings of [`train_signal_mlp`].
 #[derive(Debug, Clone)]
@@ -95,7 +95,7 @@ pub fn train_signal_mlp(
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<(Vec<EpochReport>, TrainStep)> {
     if cfg.batch == 0 || cfg.train < cfg.batch || cfg.val < cfg.batch || cfg.length == 0 {
-        return Err(crate::Error::Train {
+        return Err(onde_nn::Error::Train {
             reason: format!(
                 "signal MLP: need batch >= 1, train and val >= batch and length >= 1 \
                  (batch {}, train {}, val {}, length {})",

@@ -1,13 +1,13 @@
 //! Built-in example graphs, shown by `onde dump --example NAME` and used in tests.
 //!
 //! Parameters are initialised like PyTorch's defaults from the builder's seed
-//! ([`crate::init`]), so dumps are stable.
+//! ([`onde_nn::init`]), so dumps are stable.
 
-use crate::loss::{nll_loss, NllOpts};
-use crate::module::{Linear, Module, Sequential, Sigmoid};
-use crate::optim::Adam;
-use crate::{DType, Evaluator, GraphBuilder, Result, Tensor, TrainOptions, TrainStep};
 use onde_ir::Graph;
+use onde_nn::loss::{nll_loss, NllOpts};
+use onde_nn::module::{Linear, Module, Sequential, Sigmoid};
+use onde_nn::optim::Adam;
+use onde_nn::{DType, Evaluator, GraphBuilder, Result, Tensor, TrainOptions, TrainStep};
 
 mod w2;
 mod w5;
@@ -78,7 +78,8 @@ pub fn build_example_loss(name: &str) -> Option<(GraphBuilder, Tensor)> {
 pub fn build_example_train(name: &str) -> Option<Result<Graph>> {
     let (g, loss) = build_example_loss(name)?;
     Some(
-        crate::TrainStep::new(&g, &loss, &crate::optim::Adam::new(1e-3)).map(|s| s.graph().clone()),
+        onde_nn::TrainStep::new(&g, &loss, &onde_nn::optim::Adam::new(1e-3))
+            .map(|s| s.graph().clone()),
     )
 }
 
@@ -211,12 +212,12 @@ impl MonModeleQuiTorche {
             name: name.to_string(),
             delta_chan,
             learnable_param: g.parameter(
-                &crate::module::child(name, "learnable_param"),
-                crate::init::uniform(DType::F32, &[1, delta_chan, 1], 0.0, 1.0, g.init_seed()),
+                &onde_nn::module::child(name, "learnable_param"),
+                onde_nn::init::uniform(DType::F32, &[1, delta_chan, 1], 0.0, 1.0, g.init_seed()),
             ),
             not_learnable_param: g.buffer(
-                &crate::module::child(name, "not_learnable_param"),
-                crate::init::uniform(DType::F32, &[1, delta_chan, 1], 0.0, 1.0, g.init_seed()),
+                &onde_nn::module::child(name, "not_learnable_param"),
+                onde_nn::init::uniform(DType::F32, &[1, delta_chan, 1], 0.0, 1.0, g.init_seed()),
             ),
         }
     }
@@ -228,23 +229,23 @@ impl MonModeleQuiTorche {
         let y0 = &self.learnable_param * &x_duplicated;
         let y1 = &y0 + &self.not_learnable_param;
         let y2 = y1.abs();
-        crate::cat(&[x, &y2], 1)
+        onde_nn::cat(&[x, &y2], 1)
     }
 }
 
-impl crate::module::Module for MonModeleQuiTorche {
+impl onde_nn::module::Module for MonModeleQuiTorche {
     fn forward(&self, x: &Tensor) -> Tensor {
         MonModeleQuiTorche::forward(self, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![(
-            crate::module::child(&self.name, "learnable_param"),
+            onde_nn::module::child(&self.name, "learnable_param"),
             self.learnable_param.clone(),
         )]
     }
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
         vec![(
-            crate::module::child(&self.name, "not_learnable_param"),
+            onde_nn::module::child(&self.name, "not_learnable_param"),
             self.not_learnable_param.clone(),
         )]
     }
@@ -272,7 +273,7 @@ fn rnn_builder() -> (GraphBuilder, Vec<Tensor>) {
     let x = g.input("x", DType::F32, [32, 100, 40]);
     let bound = 1.0 / 64f64.sqrt();
     let init =
-        |shape: &[usize]| crate::init::uniform(DType::F32, shape, -bound, bound, g.init_seed());
+        |shape: &[usize]| onde_nn::init::uniform(DType::F32, shape, -bound, bound, g.init_seed());
     let w_ih = g.parameter("rnn.weight_ih_l0", init(&[64, 40]));
     let w_hh = g.parameter("rnn.weight_hh_l0", init(&[64, 64]));
     let b = g.parameter("rnn.bias_l0", init(&[64]));

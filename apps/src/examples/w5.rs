@@ -7,8 +7,8 @@
 //! log-softmax. W5 writes the attention as explicit products and a softmax; W5s calls
 //! [`Tensor::scaled_dot_product_attention`] (same weights, same result).
 
-use crate::module::{child, Linear, Module, TimeMap};
-use crate::{GraphBuilder, Tensor};
+use onde_nn::module::{child, Linear, Module, TimeMap};
+use onde_nn::{GraphBuilder, Tensor};
 
 /// The W5/W5s attention classifier (see the module docs).
 #[derive(Debug, Clone)]

@@ -8,11 +8,11 @@
 //! `√(var_biased + 1e-5)` over time → `Linear(64, 64)` → `Linear(64, 12)` →
 //! log-softmax. Each output of `conv_s2` sees 243 input samples, 8 apart.
 
-use crate::module::{
+use onde_nn::module::{
     child, depthwise_conv1d, pointwise_conv1d, BatchNorm, Conv, Linear, LogSoftmax, Module, Relu,
     TimeMap,
 };
-use crate::{ConvOpts, GraphBuilder, Tensor};
+use onde_nn::{ConvOpts, GraphBuilder, Tensor};
 
 /// One residual block: `x + relu(bn(pw(dw(x))))`.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ impl Module for MeanStd {
     fn forward(&self, x: &Tensor) -> Tensor {
         let mean = x.mean([-1], false);
         let var = x.var([-1], 0, false);
-        crate::cat(&[&mean, &(var + 1e-5).sqrt()], 1)
+        onde_nn::cat(&[&mean, &(var + 1e-5).sqrt()], 1)
     }
     fn time_map(&self) -> TimeMap {
         TimeMap::Global
