@@ -870,3 +870,58 @@ proptest! {
         check_conv_all::<f64>(&c, u64::from(seed));
     }
 }
+
+/// Largest |got − exact| / max |exact| of an f32 product `[m, k] · [k, n]` at ISA level
+/// `isa`, against an f64 reference.
+fn f32_product_error(isa: onde_codegen::IsaLevel, m: usize, k: usize, n: usize) -> f64 {
+    let a = values(m * k, 11);
+    let b = values(k * n, 12);
+    let (af, bf): (Vec<f32>, Vec<f32>) = (
+        a.iter().map(|&v| v as f32).collect(),
+        b.iter().map(|&v| v as f32).collect(),
+    );
+    let mut out = vec![f32::NAN; m * n];
+    onde_codegen::native::matmul_capped(
+        isa,
+        &af,
+        &[m, k],
+        &[k as isize, 1],
+        &bf,
+        &[k, n],
+        &[n as isize, 1],
+        &mut out,
+        1,
+    )
+    .expect("product");
+    let mut worst = 0.0f64;
+    let mut scale = 0.0f64;
+    for i in 0..m {
+        for j in 0..n {
+            let exact: f64 = (0..k)
+                .map(|p| af[i * k + p] as f64 * bf[p * n + j] as f64)
+                .sum();
+            worst = worst.max((out[i * n + j] as f64 - exact).abs());
+            scale = scale.max(exact.abs());
+        }
+    }
+    worst / scale
+}
+
+#[test]
+fn f32_products_are_as_accurate_at_every_isa_level() {
+    // Long k: every level's library GEMM (gemm's AVX-512 kernels at Avx512 where the
+    // CPU has them, matrixmultiply otherwise) sums in blocks; none is more than twice
+    // as far from the exact result as the baseline's.
+    use onde_codegen::IsaLevel;
+    for (m, k, n) in [(16, 4096, 16), (64, 1000, 96), (1, 2000, 70)] {
+        let base = f32_product_error(IsaLevel::Baseline, m, k, n);
+        for isa in [IsaLevel::Avx2, IsaLevel::Avx512] {
+            let e = f32_product_error(isa, m, k, n);
+            eprintln!("[{m},{k}]·[{k},{n}] {isa:?}: {e:.2e} (baseline {base:.2e})");
+            assert!(
+                e <= 2.0 * base + 1e-7,
+                "[{m},{k}]·[{k},{n}] {isa:?}: {e:e} vs baseline {base:e}"
+            );
+        }
+    }
+}

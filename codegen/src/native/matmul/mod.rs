@@ -5,7 +5,8 @@
 //!   along `k`), SIMD on the engine's widths;
 //! - [`prepacked`]: f32 products against weights packed once (versioned runs of an
 //!   executable), with the bias + activation epilogue in registers;
-//! - otherwise the library GEMM, `matrixmultiply`.
+//! - otherwise a library GEMM: `gemm`'s AVX-512 kernels for f32 where the CPU and the
+//!   ISA level allow (`wide.rs`, measured faster there), else `matrixmultiply`.
 //!
 //! [`Real::gemm`] is the one place that calls the library's raw-pointer interface; it
 //! checks that every element the views address lies inside their slices and that the
@@ -16,6 +17,7 @@ use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
 mod long_dot;
 pub mod prepacked;
 mod thin;
+mod wide;
 use crate::isa::IsaLevel;
 use std::fmt::Debug;
 use std::ops::{Add, Mul};
@@ -276,6 +278,66 @@ macro_rules! impl_real {
 impl_real!(f32, matrixmultiply::sgemm, true);
 impl_real!(f64, matrixmultiply::dgemm, false);
 
+/// `c ← a · b` on the library GEMM for ISA level `isa`: `gemm`'s AVX-512 kernels for
+/// f32 where allowed (`wide.rs`), else [`Real::gemm`] (`matrixmultiply`).
+pub(crate) fn gemm_at<T: Real>(
+    isa: IsaLevel,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_, T>,
+) -> Result<(), NativeError> {
+    if wide::enabled(isa) && wide::suits(c.rows, c.cols) {
+        if let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) {
+            let MatMut {
+                data,
+                rows,
+                cols,
+                row_stride,
+                col_stride,
+            } = c;
+            let av = MatRef {
+                data: ad,
+                rows: a.rows,
+                cols: a.cols,
+                row_stride: a.row_stride,
+                col_stride: a.col_stride,
+            };
+            let bv = MatRef {
+                data: bd,
+                rows: b.rows,
+                cols: b.cols,
+                row_stride: b.row_stride,
+                col_stride: b.col_stride,
+            };
+            return match T::as_f32_mut(&mut *data) {
+                Some(cd) => wide::sgemm(
+                    av,
+                    bv,
+                    MatMut {
+                        data: cd,
+                        rows,
+                        cols,
+                        row_stride,
+                        col_stride,
+                    },
+                ),
+                None => T::gemm(
+                    a,
+                    b,
+                    MatMut {
+                        data,
+                        rows,
+                        cols,
+                        row_stride,
+                        col_stride,
+                    },
+                ),
+            };
+        }
+    }
+    T::gemm(a, b, c)
+}
+
 /// An operand split into batch extents, batch strides, `[rows, cols]` and their
 /// strides.
 type Split<'s> = (&'s [usize], &'s [isize], [usize; 2], [isize; 2]);
@@ -480,6 +542,6 @@ pub fn matmul_capped<T: Real>(
         {
             return Ok(());
         }
-        T::gemm(av, bv, cv)
+        gemm_at(isa, av, bv, cv)
     })
 }
