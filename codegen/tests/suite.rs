@@ -12,8 +12,10 @@ mod kernel_identities;
 mod math_ulp;
 mod memory_plan;
 mod native_kernels;
+mod operand_layout;
 mod packed_gemm;
 mod profile;
+mod row_reduction;
 mod threads;
 
 #[path = "../../tests/support/suite_guard.rs"]

@@ -31,7 +31,7 @@ pub fn example_module(name: &str) -> Option<(Box<dyn Module>, Vec<usize>)> {
 }
 
 /// Names of the built-in examples.
-pub const EXAMPLES: [&str; 3] = ["mlp", "mon_modele", "rnn"];
+pub const EXAMPLES: [&str; 5] = ["mlp", "mon_modele", "rnn", "kws", "attention"];
 
 /// Builds the named example graph, or `None` for an unknown name.
 pub fn build_example(name: &str) -> Option<Result<Graph>> {
@@ -39,6 +39,10 @@ pub fn build_example(name: &str) -> Option<Result<Graph>> {
         "mlp" => Some(mlp()),
         "mon_modele" => Some(mon_modele()),
         "rnn" => Some(rnn()),
+        "kws" | "attention" => {
+            let (g, loss) = build_example_loss(name)?;
+            Some(g.build(&[&loss]))
+        }
         _ => None,
     }
 }
@@ -66,6 +70,19 @@ pub fn build_example_loss(name: &str) -> Option<(GraphBuilder, Tensor)> {
         "rnn" => {
             let (g, out) = rnn_builder();
             let loss = out[1].square().mean_all();
+            (g, loss)
+        }
+        // W2 and W5 of bench.py with their NLL loss on a batch input `y`.
+        "kws" | "attention" => {
+            let g = GraphBuilder::new();
+            let (m, shape): (Box<dyn Module>, [usize; 3]) = if name == "kws" {
+                (Box::new(Kws::new(&g, "")), [32, 1, 16000])
+            } else {
+                (Box::new(AttnNet::new(&g, "", false)), [32, 100, 64])
+            };
+            let x = g.input("x", DType::F32, shape);
+            let y = g.input("y", DType::I64, [32]);
+            let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
             (g, loss)
         }
         _ => return None,

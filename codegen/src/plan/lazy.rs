@@ -185,6 +185,22 @@ impl Lazy {
         out
     }
 
+    /// The strides of every buffer read (one per leaf, in node order).
+    pub fn leaf_strides(&self) -> Vec<&[isize]> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match n {
+                LNode::Leaf { strides, .. } => Some(strides.as_slice()),
+                LNode::Const(..)
+                | LNode::Unary(..)
+                | LNode::Binary(..)
+                | LNode::Compare(..)
+                | LNode::Where(..)
+                | LNode::Cast(..) => None,
+            })
+            .collect()
+    }
+
     /// Axis permutation: result axis `a` is axis `perm[a]`.
     pub fn permute(&self, perm: &[usize]) -> Lazy {
         let mut out = self.clone();

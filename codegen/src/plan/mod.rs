@@ -47,6 +47,13 @@ pub const MAX_FUSED_OPS: usize = 48;
 /// collapse, so the value is computed once and never stored.
 pub const RECOMPUTE_BUDGET: usize = 16;
 
+/// Least cost ([`cost`]) of a broadcast operand worth storing at its own size (one
+/// transcendental): see [`Planner::store_before_broadcast`].
+const BROADCAST_STORE_COST: usize = 4;
+
+/// Least broadcast factor for [`Planner::store_before_broadcast`].
+const BROADCAST_STORE_FACTOR: usize = 4;
+
 /// Most expressions in a merged kernel.
 pub const MAX_MERGED_EXPRS: usize = 160;
 
@@ -304,7 +311,52 @@ impl Planner<'_> {
             let t = self.ty(v);
             return Ok(Lazy::buffer(b, t.dtype, t.shape.dims()));
         }
+        // An operand the op broadcasts (implicitly, `[B, T, 1] · [B, T, C]`): a costly
+        // one is stored once rather than recomputed per output element, as below.
+        let numel: usize = l.shape.iter().product();
+        if l.ops() > 0
+            && cost(&l) >= BROADCAST_STORE_COST
+            && numel.saturating_mul(BROADCAST_STORE_FACTOR) <= out_numel
+        {
+            let b = self.materialize(v, "broadcast_operand")?;
+            let t = self.ty(v);
+            return Ok(Lazy::buffer(b, t.dtype, t.shape.dims()));
+        }
+        if let Some(stored) = self.store_before_broadcast(&l) {
+            self.vals.insert(v, Val::Lazy(stored.clone()));
+            return Ok(stored);
+        }
         Ok(l)
+    }
+
+    /// A costly value broadcast along some axes (every read has stride 0 there), e.g.
+    /// attention-pooling weights `softmax_T(s)` `[B, T, 1]` expanded over the channels:
+    /// fused as it is, every consumer element would recompute its `exp` (64 times per
+    /// weight in W5, 0.23 ms a pass). Stored once at its own size and read back through
+    /// a broadcast leaf instead, when it costs at least [`BROADCAST_STORE_COST`] per
+    /// element and is broadcast at least [`BROADCAST_STORE_FACTOR`]-fold.
+    fn store_before_broadcast(&mut self, l: &Lazy) -> Option<Lazy> {
+        if l.ops() == 0 || cost(l) < BROADCAST_STORE_COST {
+            return None;
+        }
+        let leaves = l.leaf_strides();
+        let broadcast: Vec<bool> = (0..l.shape.len())
+            .map(|a| l.shape[a] > 1 && leaves.iter().all(|s| s[a] == 0))
+            .collect();
+        let factor: usize = (0..l.shape.len())
+            .filter(|&a| broadcast[a])
+            .map(|a| l.shape[a])
+            .product();
+        if factor < BROADCAST_STORE_FACTOR {
+            return None;
+        }
+        let own: Vec<usize> = (0..l.shape.len())
+            .map(|a| if broadcast[a] { 1 } else { l.shape[a] })
+            .collect();
+        let mut small = l.clone();
+        small.shape = own.clone();
+        let b = self.emit_kernel(&small, None, "broadcast_operand");
+        Some(Lazy::buffer(b, l.dtype, &own).broadcast(&l.shape))
     }
 
     /// Records a lazy result, materialising it if it is shared and costly, or big.
@@ -597,7 +649,8 @@ impl Planner<'_> {
     }
 
     /// A strided view for a library operand: a single read of a buffer stays a view;
-    /// anything else is materialised first.
+    /// anything else is materialised first (with its last two axes swapped in memory
+    /// when its reads are contiguous along the second-last axis).
     fn view(&mut self, v: ValueId) -> Result<View, PlanError> {
         let l = self.lazy(v)?;
         if let Some((buf, offset, strides)) = l.as_leaf() {
@@ -606,6 +659,24 @@ impl Planner<'_> {
                 offset,
                 shape: l.shape.clone(),
                 strides: strides.to_vec(),
+            });
+        }
+        let r = l.shape.len();
+        if r >= 2 && transposed_reads(&l) {
+            // A transposed computed operand (W5's `(k + bias)ᵀ` for `q kᵀ`): written in
+            // the layout its reads are contiguous in (vectorised loads and stores),
+            // passed to the library as a transposed view (it takes any strides).
+            let mut perm: Vec<usize> = (0..r).collect();
+            perm.swap(r - 2, r - 1);
+            let natural = l.permute(&perm);
+            let b = self.emit_kernel(&natural, None, "matmul_operand");
+            let mut strides = contiguous(&natural.shape);
+            strides.swap(r - 2, r - 1);
+            return Ok(View {
+                buf: b,
+                offset: 0,
+                shape: l.shape.clone(),
+                strides,
             });
         }
         let b = self.materialize(v, "matmul_operand")?;
@@ -661,4 +732,16 @@ impl Planner<'_> {
         });
         Ok(())
     }
+}
+
+/// Whether the buffer reads of `l` are contiguous along its second-last axis and none
+/// along its last (a transposed elementwise value): written as is, its kernel would
+/// load and store with a stride on the innermost axis (scalar code).
+fn transposed_reads(l: &Lazy) -> bool {
+    let r = l.shape.len();
+    if l.shape[r - 1] < 2 || l.shape[r - 2] < 2 {
+        return false;
+    }
+    let leaves = l.leaf_strides();
+    leaves.iter().any(|s| s[r - 2] == 1) && leaves.iter().all(|s| s[r - 1] != 1)
 }
