@@ -261,8 +261,17 @@ impl MultiheadAttention {
         } else {
             0.0
         };
-        let (out, probs) =
-            qh.attention_at(&kh, &vh, mask.as_ref(), p, o.is_causal, None, loc.clone())?;
+        let (out, probs) = qh.attention_at(
+            &kh,
+            &vh,
+            mask.as_ref(),
+            p,
+            o.is_causal,
+            None,
+            o.need_weights,
+            None,
+            loc.clone(),
+        )?;
         let out = out
             .transpose(1, 2)
             .reshape(vec![n as i64, l as i64, e as i64]);
@@ -274,7 +283,8 @@ impl MultiheadAttention {
         } else {
             out.transpose(0, 1)
         };
-        let weights = o.need_weights.then(|| {
+        // `attention_at` returns the weights whenever `need_weights` asked for them.
+        let weights = probs.filter(|_| o.need_weights).map(|probs| {
             let w = if o.per_head_weights {
                 probs
             } else {
