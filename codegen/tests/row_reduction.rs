@@ -169,7 +169,7 @@ fn sums_over_several_axes_are_cascaded_per_row() {
         )
         .unwrap();
         let got = exe.run(&[("x", &xa)]).unwrap()[0].to_f64_vec();
-        for ch in 0..c {
+        for (ch, &sum) in got.iter().enumerate() {
             let exact: f64 = (0..n)
                 .flat_map(|b| (0..t).map(move |i| (b * c + ch) * t + i))
                 .map(|i| x[i] as f64)
