@@ -98,3 +98,34 @@ fn a_transposed_computed_operand_is_written_in_its_natural_layout() {
     );
     assert!(!dump.contains(&format!("over [{b}, {e}, {t}]")), "{dump}");
 }
+
+#[test]
+fn a_shared_sum_of_big_tensors_is_stored_once() {
+    // g = a + b + c + d ([64, 2048]: above the size where recomputation stays in cache)
+    // feeds two reductions: stored once (one kernel reads a..d), not re-read by each.
+    let (r, c) = (64, 2048);
+    let src = format!(
+        r#"graph {{
+  %0: f32[{r},{c}] = input "a"
+  %1: f32[{r},{c}] = input "b"
+  %2: f32[{r},{c}] = input "c"
+  %3: f32[{r},{c}] = input "d"
+  %4: f32[{r},{c}] = add %0, %1
+  %5: f32[{r},{c}] = add %4, %2
+  %6: f32[{r},{c}] = add %5, %3
+  %7: f32[{r}] = reduce_sum %6 axes=[1] keepdim=false
+  %8: f32[{r},{c}] = mul %6, %0
+  %9: f32[{r}] = reduce_sum %8 axes=[1] keepdim=false
+  outputs %7, %9
+}}"#
+    );
+    let feeds: Vec<(&str, Array)> = ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, Array::f32([r, c], vals(r * c, i)).unwrap()))
+        .collect();
+    let dump = check(&src, &feeds);
+    let kernels: Vec<&str> = dump.split("step ").skip(1).collect();
+    let reading_d = kernels.iter().filter(|k| k.contains("buf3 f32")).count();
+    assert_eq!(reading_d, 1, "{dump}");
+}
