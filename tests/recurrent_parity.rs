@@ -1,0 +1,134 @@
+//! Recurrent layers against PyTorch (`tests/fixtures/torch_ops/gen_torch_recurrent.py`
+//! → `recurrent.safetensors`): RNN tanh/relu, LSTM (with `proj_size`), GRU; 1 and 2
+//! layers; uni/bidirectional; batch_first both ways; with and without initial states;
+//! unbatched; no biases. PyTorch's weights loaded by name; outputs, final states and
+//! the gradients of the input, initial states and every parameter, interpreted and
+//! compiled, within 1e-5 of each tensor's largest element.
+
+use crate::common::torch_fixture::{case_names, case_tensors, fixture_bytes};
+use onde::module::{CellKind, Forward, Module, Recurrent, RecurrentOpts};
+use onde::{Array, DType, GraphBuilder, Tensor};
+use std::collections::BTreeMap;
+
+fn bytes() -> &'static [u8] {
+    static B: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    B.get_or_init(|| fixture_bytes("torch_ops/recurrent.safetensors"))
+}
+
+/// The module of each case, as the fixture script builds it.
+fn module(g: &GraphBuilder, case: &str) -> Recurrent {
+    let o = RecurrentOpts::default();
+    let (cell, h, opts) = match case {
+        "rnn_tanh_2l_bi_h0" => (CellKind::RnnTanh, 7, o.num_layers(2).bidirectional(true)),
+        "rnn_relu_bf" => (CellKind::RnnRelu, 7, o.batch_first(true)),
+        "lstm_2l_h0" => (CellKind::Lstm, 7, o.num_layers(2)),
+        "lstm_proj_bi_bf" => (
+            CellKind::Lstm,
+            8,
+            o.proj_size(3).bidirectional(true).batch_first(true),
+        ),
+        "gru_2l_bi_bf_h0" => (
+            CellKind::Gru,
+            7,
+            o.num_layers(2).bidirectional(true).batch_first(true),
+        ),
+        "gru_unbatched_nobias" => (CellKind::Gru, 4, o.bias(false)),
+        "lstm_1l_bi_unbatched" => (CellKind::Lstm, 4, o.bidirectional(true)),
+        other => panic!("unknown case {other}"),
+    };
+    Recurrent::new(g, "", cell, 5, h, opts)
+}
+
+/// Within 1e-5 of the tensor's largest element (gradients summed over time and batch
+/// cancel: an element near 0 carries the rounding of its terms, on both sides).
+fn close(got: &Array, want: &Array, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    let scale = w.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * scale,
+            "{what}[{i}]: onde {a}, PyTorch {b} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn recurrent_layers_match_pytorch() {
+    let mut names = case_names(bytes());
+    names.sort();
+    assert_eq!(names.len(), 7);
+    for case in &names {
+        let t: BTreeMap<String, Array> = case_tensors(bytes(), case);
+        let g = GraphBuilder::new();
+        let m = module(&g, case);
+        // PyTorch's parameters, by name; the module declares exactly those.
+        let mut mine: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
+        let mut theirs: Vec<String> = t
+            .keys()
+            .filter_map(|k| k.strip_prefix("p."))
+            .map(String::from)
+            .collect();
+        mine.sort();
+        theirs.sort();
+        assert_eq!(mine, theirs, "{case}: parameter names");
+        for n in &mine {
+            g.set_parameter(n, t[&format!("p.{n}")].clone()).unwrap();
+        }
+        let input = |n: &str| {
+            t.get(n)
+                .map(|a| g.input(n, DType::F32, a.shape().dims().to_vec()))
+        };
+        let x = input("x").unwrap();
+        let (h0, c0) = (input("h0"), input("c0"));
+        let lstm = m.cell == CellKind::Lstm;
+        let (out, h_n, c_n) = if lstm {
+            let state = h0.as_ref().zip(c0.as_ref());
+            let (y, (h, c)) = m.call((&x, state));
+            (y, h, Some(c))
+        } else {
+            let (y, h) = m.call((&x, h0.as_ref()));
+            (y, h, None)
+        };
+        let dy = g.constant(t["dy"].clone());
+        let dh = g.constant(t["dh"].clone());
+        let mut loss = (&out * &dy).sum_all() + (&h_n * &dh).sum_all();
+        if let Some(c) = &c_n {
+            loss = loss + (c * &g.constant(t["dc"].clone())).sum_all();
+        }
+        let mut wrt_names: Vec<String> = vec!["x".into()];
+        let mut wrt: Vec<Tensor> = vec![x.clone()];
+        for (n, s) in [("h0", &h0), ("c0", &c0)] {
+            if let Some(s) = s {
+                wrt_names.push(n.into());
+                wrt.push(s.clone());
+            }
+        }
+        for (n, p) in m.named_parameters() {
+            wrt_names.push(n);
+            wrt.push(p);
+        }
+        let wrt_refs: Vec<&Tensor> = wrt.iter().collect();
+        let grads = g.grad(&loss, &wrt_refs).unwrap();
+        let mut outs: Vec<(String, &Tensor)> = vec![("out".into(), &out), ("h_n".into(), &h_n)];
+        if let Some(c) = &c_n {
+            outs.push(("c_n".into(), c));
+        }
+        for (n, gr) in wrt_names.iter().zip(&grads) {
+            outs.push((format!("grad.{n}"), gr));
+        }
+        let feeds: Vec<(&str, Array)> = ["x", "h0", "c0"]
+            .iter()
+            .filter_map(|n| t.get(*n).map(|a| (*n, a.clone())))
+            .collect();
+        let tensors: Vec<&Tensor> = outs.iter().map(|(_, t)| *t).collect();
+        let interp = g.run(&tensors, &feeds).unwrap();
+        let mut c = g.compile(&tensors).unwrap();
+        let compiled = c.run(&feeds).unwrap();
+        for (i, (n, _)) in outs.iter().enumerate() {
+            let want = &t[n];
+            close(&interp[i], want, &format!("{case} interpreted {n}"));
+            close(&compiled[i], want, &format!("{case} compiled {n}"));
+        }
+    }
+}
