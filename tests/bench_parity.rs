@@ -8,7 +8,7 @@
 //! `tests/fixtures/w2/`, `tests/fixtures/w5/`).
 
 use crate::common::{bench_fixture, fixture_get};
-use onde::apps::examples::{AttnNet, Kws};
+use onde::apps::examples::{AttnNet, GruNet, Kws, LstmNet};
 use onde::nn::loss::{nll_loss, NllOpts};
 use onde::nn::module::Module;
 use onde::nn::optim::Adam;
@@ -31,6 +31,20 @@ fn err_vs_scale(a: &Array, b: &Array) -> f64 {
 fn w2_one_adam_step_matches_pytorch() {
     first_step("w2", "step1", [32, 1, 16000], 28, 12, |g| {
         Box::new(Kws::new(g, ""))
+    });
+}
+
+#[test]
+fn w3_one_adam_step_matches_pytorch() {
+    first_step("w3", "step1", [32, 100, 40], 18, 0, |g| {
+        Box::new(GruNet::new(g, ""))
+    });
+}
+
+#[test]
+fn w4_one_adam_step_matches_pytorch() {
+    first_step("w4", "step1", [32, 100, 40], 6, 0, |g| {
+        Box::new(LstmNet::new(g, ""))
     });
 }
 

@@ -285,6 +285,28 @@ fn every_op_passes_gradcheck() {
             let band = &x[1] * 50.0 + 300.0;
             low.sinc_band_pass(&band, 7, 2000.0, 50.0, 50.0)
         }),
+        (
+            "recurrent cells (RNN tanh/relu, LSTM with projection, 2-layer bidirectional GRU)",
+            vec![vec![5, 2, 3], vec![4, 2, 4], vec![1, 2, 2], vec![1, 2, 4], vec![1, 2, 4]],
+            |g, x| {
+                use onde::module::{Forward, Recurrent, RecurrentOpts};
+                let o = RecurrentOpts::default();
+                let rnn = Recurrent::rnn(g, "rnn", 3, 4, o);
+                let relu = Recurrent::rnn_relu(g, "relu", 3, 4, o.batch_first(true));
+                let lstm = Recurrent::lstm(g, "lstm", 3, 4, o.proj_size(2));
+                let gru = Recurrent::gru(g, "gru", 3, 4, o.num_layers(2).bidirectional(true));
+                let (y1, h1) = rnn.call((&x[0], Some(&x[4])));
+                let (y2, h2) = relu.call((&x[0], None::<&Tensor>));
+                let (y3, (h3, c3)) = lstm.call((&x[0], Some((&x[2], &x[3]))));
+                let (y4, h4) = gru.call((&x[0], Some(&x[1])));
+                y1.square().sum_all()
+                    + h1.sum_all()
+                    + y2.square().sum_all()
+                    + h2.sum_all()
+                    + (y3.square().sum_all() + h3.sum_all() + c3.square().sum_all())
+                    + (y4.square().sum_all() + h4.sum_all())
+            },
+        ),
         ("batch norm with batch statistics", vec![vec![4, 3, 5], vec![3], vec![3]], |_, x| {
             x[0].batch_norm(None, None, Some(&x[1]), Some(&x[2]), true, 0.1, 1e-5)
         }),

@@ -28,6 +28,7 @@ mod param_groups;
 mod parity_torch;
 mod parity_torch_layers;
 mod parity_torch_semantics;
+mod recurrent;
 mod recurrent_parity;
 mod scan_grad;
 mod scan_unrolled;

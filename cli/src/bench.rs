@@ -123,7 +123,7 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// A classifier workload of bench.py (W1, W2, W5, W5s): its compiled training step and eval
+/// A classifier workload of bench.py (W1-W5, W5s): its compiled training step and eval
 /// forward, built by `build`, timed on seeded inputs `x` of `x_shape` and labels
 /// `y` in `0..classes`. Also reports `build_ms`: building the graph, differentiating,
 /// optimising and compiling both (cold).
@@ -290,6 +290,18 @@ pub fn run(
             opts,
             (min_iters, target_s),
         ),
+        "W3" | "W4" => classifier(
+            name,
+            if name == "W3" {
+                |o| onde_apps::examples::w34(o, false)
+            } else {
+                |o| onde_apps::examples::w34(o, true)
+            },
+            &[32, 100, 40],
+            12,
+            opts,
+            (min_iters, target_s),
+        ),
         "W5" | "W5s" => classifier(
             name,
             if name == "W5" {
@@ -305,7 +317,7 @@ pub fn run(
         "W6" => w6(opts, min_iters, target_s),
         "W7" => w7(opts, min_iters, target_s),
         other => Err(format!(
-            "unknown or not yet implemented workload {other:?}; available: W1, W2, W5, W5s, W6, W7"
+            "unknown or not yet implemented workload {other:?}; available: W1, W2, W3, W4, W5, W5s, W6, W7"
         )),
     }
 }

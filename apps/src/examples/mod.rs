@@ -10,8 +10,10 @@ use onde_nn::optim::Adam;
 use onde_nn::{DType, Evaluator, GraphBuilder, Result, Tensor, TrainOptions, TrainStep};
 
 mod w2;
+mod w34;
 mod w5;
 pub use w2::{Kws, KwsBlock, MeanStd};
+pub use w34::{GruNet, LstmNet};
 pub use w5::AttnNet;
 
 /// Examples that are modules, for `onde summary --example NAME`: the model (built on
@@ -168,6 +170,29 @@ pub fn w2(compile: onde_codegen::CompileOptions) -> Result<(TrainStep, Evaluator
     let g = GraphBuilder::new();
     let m = Kws::new(&g, "");
     let x = g.input("x", DType::F32, [32, 1, 16000]);
+    let y = g.input("y", DType::I64, [32]);
+    let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
+    let opts = TrainOptions {
+        compile,
+        ..TrainOptions::default()
+    };
+    let step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts)?;
+    m.eval();
+    let eval = step.evaluator(&g, &[&m.forward(&x)])?;
+    Ok((step, eval))
+}
+
+/// W3 (`lstm` false: [`GruNet`]) or W4 (`lstm` true: [`LstmNet`]) as `bench.py` times
+/// it: the compiled training step (NLL loss, Adam with lr 1e-3) and the eval-mode
+/// forward sharing its weights. Inputs: `x` f32 `[32, 100, 40]`, `y` i64 `[32]`.
+pub fn w34(compile: onde_codegen::CompileOptions, lstm: bool) -> Result<(TrainStep, Evaluator)> {
+    let g = GraphBuilder::new();
+    let m: Box<dyn Module> = if lstm {
+        Box::new(LstmNet::new(&g, ""))
+    } else {
+        Box::new(GruNet::new(&g, ""))
+    };
+    let x = g.input("x", DType::F32, [32, 100, 40]);
     let y = g.input("y", DType::I64, [32]);
     let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
     let opts = TrainOptions {
