@@ -925,3 +925,25 @@ fn f32_products_are_as_accurate_at_every_isa_level() {
         }
     }
 }
+
+#[test]
+fn batched_times_one_matrix_folds_rows_or_not_and_is_right() {
+    // `[2, 3, 4, 5] @ [5, 6]`: contiguous rows fold into one `[24, 5] @ [5, 6]`
+    // product; a transposed batch (rows not evenly spaced) and a broadcast single row
+    // (m = 1) do not; all against the reference, f32 and f64, 1 and 2 threads.
+    let dense = View::dense(&[2, 3, 4, 5], 71);
+    let weight = View::dense(&[5, 6], 72);
+    let mut transposed = View::dense(&[3, 2, 4, 5], 73);
+    // View [2, 3, 4, 5] of a [3, 2, 4, 5] buffer: swap the two batch axes.
+    transposed.shape.swap(0, 1);
+    transposed.strides.swap(0, 1);
+    let single = View::dense(&[4, 1, 5], 74);
+    for a in [&dense, &transposed, &single] {
+        let want = matmul_ref(a, &weight, DType::F32);
+        for threads in [1, 2] {
+            matmul_native::<f32>(a, &weight, &want, threads);
+        }
+        let want = matmul_ref(a, &weight, DType::F64);
+        matmul_native::<f64>(a, &weight, &want, 1);
+    }
+}

@@ -31,7 +31,8 @@ impl Executable {
         args: &[BufId],
         outs: &[BufId],
     ) -> Result<(), RunError> {
-        let plan = &self.compiled.plan;
+        let compiled = self.compiled.clone();
+        let plan = &compiled.plan;
         let (nc, nx) = (sc.num_carry, sc.num_xs);
         let ty = |b: BufId| plan.buffers[b].ty.clone();
         // Carries live in the result buffers: start from the initial values.
@@ -89,6 +90,66 @@ impl Executable {
             })
             .collect();
         let mut feed_ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); st.inputs.len()];
+        let n_body = st.body.compiled.plan.buffers.len();
+        // The loop invariants (an RNN's recurrent weights) do not change during this
+        // scan: the body runs as a versioned run vouching for them, so a matrix product
+        // against one packs it once per scan call instead of once per step (W4's
+        // `h · W_hhᵀ`, 128 × 512, every one of 100 steps).
+        st.body.is_weight.clear();
+        st.body.is_weight.resize(n_body, false);
+        for &k in &st.inputs[nc + nx..] {
+            let buf = st.body.feeds[k].2;
+            st.body.is_weight[buf.index()] = true;
+        }
+        st.body.weights_version = Some(next_scan_version());
+        let r = self.scan_steps(
+            st,
+            sc,
+            args,
+            outs,
+            (&xs_base, &ys_base),
+            (&xs_slice, &ys_slice, &carry_bytes),
+            &mut feed_ptrs,
+        );
+        st.body.weights_version = None;
+        r?;
+        if sc.axis != 0 {
+            for j in 0..ny {
+                let t = ty(outs[nc + j]);
+                let mut front: Vec<usize> = t.shape.dims().to_vec();
+                let l = front.remove(sc.axis);
+                front.insert(0, l);
+                // SAFETY: `ys_base[j]` holds the stacked outputs axis-first; the result
+                // buffer holds the same number of elements.
+                unsafe {
+                    move_axis(
+                        ys_base[j],
+                        self.ptrs[outs[nc + j]],
+                        &front,
+                        sc.axis,
+                        elem_size(t.dtype),
+                        false,
+                    )
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// The steps of a scan (see [`Executable::scan_with`]).
+    #[allow(clippy::too_many_arguments)]
+    fn scan_steps(
+        &mut self,
+        st: &mut ScanState,
+        sc: &onde_ir::ScanOp,
+        args: &[BufId],
+        outs: &[BufId],
+        (xs_base, ys_base): (&[*mut u8], &[*mut u8]),
+        (xs_slice, ys_slice, carry_bytes): (&[usize], &[usize], &[usize]),
+        feed_ptrs: &mut [*mut u8],
+    ) -> Result<(), RunError> {
+        let (nc, nx) = (sc.num_carry, sc.num_xs);
+        let ny = outs.len() - nc;
         let body = st.body.compiled.clone();
         let body_outs = &body.plan.outputs;
         for step in 0..sc.length {
@@ -107,7 +168,7 @@ impl Executable {
             for (k, &b) in args[nc + nx..].iter().enumerate() {
                 feed_ptrs[nc + nx + k] = self.ptrs[b];
             }
-            st.body.run_ptrs(&st.inputs, &feed_ptrs)?;
+            st.body.run_ptrs(&st.inputs, feed_ptrs)?;
             // New carries: stage first (an output may alias another carry's input).
             for c in 0..nc {
                 let src = st.body.ptrs[body_outs[c]];
@@ -146,28 +207,14 @@ impl Executable {
                 }
             }
         }
-        if sc.axis != 0 {
-            for j in 0..ny {
-                let t = ty(outs[nc + j]);
-                let mut front: Vec<usize> = t.shape.dims().to_vec();
-                let l = front.remove(sc.axis);
-                front.insert(0, l);
-                // SAFETY: `ys_base[j]` holds the stacked outputs axis-first; the result
-                // buffer holds the same number of elements.
-                unsafe {
-                    move_axis(
-                        ys_base[j],
-                        self.ptrs[outs[nc + j]],
-                        &front,
-                        sc.axis,
-                        elem_size(t.dtype),
-                        false,
-                    )
-                };
-            }
-        }
         Ok(())
     }
+}
+
+/// A fresh weights version for one scan call's body runs (unique in the process).
+fn next_scan_version() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 62);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl ScanState {

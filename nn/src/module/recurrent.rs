@@ -377,6 +377,13 @@ impl Recurrent {
         };
         let g = x.builder();
         let dt = x.dtype();
+        // The first layer projects the input in its own layout (a batch-first input is
+        // contiguous as `[B·T, I]`: one matrix product), then goes time-major.
+        let first_in = if self.opts.batch_first && !unbatched {
+            Some(x.clone())
+        } else {
+            None
+        };
         let mut input = seq;
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
         for layer in 0..layers {
@@ -393,7 +400,14 @@ impl Recurrent {
                         .map(|c| c.narrow(0, k as i64, 1).squeeze(0))
                         .unwrap_or_else(|| g.zeros([b, self.hidden_size], dt))
                 });
-                let (y, h, c) = self.direction(&input, w, &h_init, c_init.as_ref(), d == 1);
+                // Input projections of every step, before the loop: [T, B, G·H].
+                let xp = match (&first_in, layer) {
+                    (Some(bf), 0) => {
+                        crate::functional::linear(bf, &w.w_ih, w.b_ih.as_ref()).transpose(0, 1)
+                    }
+                    _ => crate::functional::linear(&input, &w.w_ih, w.b_ih.as_ref()),
+                };
+                let (y, h, c) = self.direction(&xp, w, &h_init, c_init.as_ref(), d == 1);
                 outs.push(y);
                 h_n.push(h);
                 c_n.extend(c);
@@ -425,22 +439,17 @@ impl Recurrent {
         (out, hn, cn)
     }
 
-    /// One layer and direction over `seq` `[T, B, I]`: the per-step outputs `[T, B, H_out]`
-    /// (in time order) and the final states.
+    /// One layer and direction over the input projections `xp` `[T, B, G·H]`: the
+    /// per-step outputs `[T, B, H_out]` (in time order) and the final states.
     fn direction(
         &self,
-        seq: &Tensor,
+        xp: &Tensor,
         w: &Weights,
         h0: &Tensor,
         c0: Option<&Tensor>,
         reverse: bool,
     ) -> (Tensor, Tensor, Option<Tensor>) {
-        let g = seq.builder();
-        // Input projections of every step, before the loop: [T, B, G·H].
-        let mut xp = seq.matmul(&w.w_ih.t());
-        if let Some(bi) = &w.b_ih {
-            xp = xp + bi;
-        }
+        let g = xp.builder();
         let cell = self.cell;
         let hs = self.hidden_size;
         let mut init: Vec<&Tensor> = vec![h0];
@@ -452,7 +461,7 @@ impl Recurrent {
         let has_proj = w.w_hr.is_some();
         let res = g.scan(
             &init,
-            &[&xp],
+            &[xp],
             &invariants,
             0,
             reverse,

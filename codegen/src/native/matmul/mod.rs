@@ -486,6 +486,35 @@ pub fn matmul_capped<T: Real>(
     }
     let sa = batch_strides(&batch, ba, bas);
     let sb = batch_strides(&batch, bb, bbs);
+    // `[..batch, m, k] @ [k, n]` with `a`'s rows evenly spaced across the batch (a
+    // contiguous activation times a weight): one `[batch·m, k] @ [k, n]` product,
+    // whose GEMM packs the weight once and runs full-height tiles, instead of one small
+    // product per batch entry (an RNN's input projection over 100 steps of 32 rows:
+    // 1.77 → ~1 ms).
+    if !batch.is_empty() && sb.iter().all(|&s| s == 0) && m >= 2 && rsa > 0 {
+        let mut expect = m as isize * rsa;
+        let mut rows_evenly = true;
+        for (&d, &st) in batch.iter().zip(&sa).rev() {
+            if d > 1 && st != expect {
+                rows_evenly = false;
+                break;
+            }
+            expect *= d as isize;
+        }
+        if rows_evenly {
+            return matmul_capped(
+                isa,
+                a,
+                &[nb * m, k],
+                &[rsa, csa],
+                b,
+                &[k, n],
+                &[rsb, csb],
+                out,
+                threads,
+            );
+        }
+    }
     // Element offset of batch entry `bi` (row-major over `batch`) in an operand.
     let offset = |mut bi: usize, st: &[isize]| -> usize {
         let mut off = 0usize;
