@@ -169,6 +169,7 @@ fn save_load_roundtrip_into_a_fresh_model() {
         | Error::Checkpoint { .. }
         | Error::Layer { .. }
         | Error::TargetOutOfRange { .. }
+        | Error::LengthOutOfRange { .. }
         | Error::Verify(..)
         | Error::Run(..) => panic!("expected a state dict error, got {e:?}"),
     }
@@ -221,6 +222,7 @@ fn is_checkpoint_err(e: &Error, path: &Path) -> bool {
         | Error::StateDict { .. }
         | Error::Layer { .. }
         | Error::TargetOutOfRange { .. }
+        | Error::LengthOutOfRange { .. }
         | Error::Verify(..)
         | Error::Run(..) => false,
     }
@@ -243,6 +245,7 @@ fn state_dict_name(e: &Error) -> Option<&str> {
         | Error::Checkpoint { .. }
         | Error::Layer { .. }
         | Error::TargetOutOfRange { .. }
+        | Error::LengthOutOfRange { .. }
         | Error::Verify(..)
         | Error::Run(..) => None,
     }

@@ -719,6 +719,7 @@ fn is_index_error(e: &Error, index: i64, extent: usize) -> bool {
         | Error::StateDict { .. }
         | Error::Checkpoint { .. }
         | Error::Layer { .. }
+        | Error::LengthOutOfRange { .. }
         | Error::Verify(..)
         | Error::Run(..) => false,
     }

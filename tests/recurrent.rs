@@ -102,3 +102,42 @@ fn bad_input_is_a_typed_error_naming_the_layer() {
     let e = msg(&gru.forward(&empty));
     assert!(e.contains("empty"), "{e}");
 }
+
+#[test]
+fn lengths_out_of_range_are_reported_before_the_run() {
+    let g = GraphBuilder::new();
+    let gru = Recurrent::gru(&g, "gru", 3, 4, RecurrentOpts::default().batch_first(true));
+    let x = g.input("x", DType::F32, [2, 5, 3]);
+    let len = g.input("len", DType::I64, [2]);
+    let (y, h, _) = gru.forward_lengths(&x, &len, None, None);
+    let xs = Array::f32([2, 5, 3], vec![0.1; 30]).unwrap();
+    let mut c = g.compile(&[&y, &h]).unwrap();
+    for (bad, at) in [(vec![5i64, 0], 1), (vec![6, 2], 0)] {
+        let e = c
+            .run(&[
+                ("x", xs.clone()),
+                ("len", Array::i64([2], bad.clone()).unwrap()),
+            ])
+            .unwrap_err()
+            .to_string();
+        let want = format!(
+            "GRU: lengths `len`[{at}] = {} is out of range (every sequence length must be in 1..=5, the padded length)",
+            bad[at]
+        );
+        assert!(e.contains(&want), "{e}");
+    }
+    // Valid lengths run; the output past a sequence's end is zero.
+    let out = c
+        .run(&[("x", xs), ("len", Array::i64([2], vec![5, 2]).unwrap())])
+        .unwrap();
+    let y = out[0].to_f64_vec();
+    assert!(y[(5 + 2) * 4..].iter().all(|&v| v == 0.0), "{y:?}");
+    assert!(y[5 * 4..(5 + 2) * 4].iter().all(|&v| v != 0.0));
+    let bad = g.input("lenf", DType::F32, [2]);
+    let e = gru
+        .forward_lengths(&x, &bad, None, None)
+        .0
+        .check()
+        .unwrap_err();
+    assert!(e.to_string().contains("lengths must be i64 [2]"), "{e}");
+}

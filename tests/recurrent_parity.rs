@@ -1,7 +1,7 @@
 //! Recurrent layers against PyTorch (`tests/fixtures/torch_ops/gen_torch_recurrent.py`
 //! → `recurrent.safetensors`): RNN tanh/relu, LSTM (with `proj_size`), GRU; 1 and 2
 //! layers; uni/bidirectional; batch_first both ways; with and without initial states;
-//! unbatched; no biases. PyTorch's weights loaded by name; outputs, final states and
+//! unbatched; no biases; variable lengths (`pack_padded_sequence`). PyTorch's weights loaded by name; outputs, final states and
 //! the gradients of the input, initial states and every parameter, interpreted and
 //! compiled, within 1e-5 of each tensor's largest element.
 
@@ -34,6 +34,13 @@ fn module(g: &GraphBuilder, case: &str) -> Recurrent {
         ),
         "gru_unbatched_nobias" => (CellKind::Gru, 4, o.bias(false)),
         "lstm_1l_bi_unbatched" => (CellKind::Lstm, 4, o.bidirectional(true)),
+        "gru_2l_bi_bf_h0_lengths" => (
+            CellKind::Gru,
+            7,
+            o.num_layers(2).bidirectional(true).batch_first(true),
+        ),
+        "lstm_bi_lengths" => (CellKind::Lstm, 6, o.bidirectional(true)),
+        "rnn_lengths" => (CellKind::RnnTanh, 5, o),
         other => panic!("unknown case {other}"),
     };
     Recurrent::new(g, "", cell, 5, h, opts)
@@ -57,7 +64,7 @@ fn close(got: &Array, want: &Array, what: &str) {
 fn recurrent_layers_match_pytorch() {
     let mut names = case_names(bytes());
     names.sort();
-    assert_eq!(names.len(), 7);
+    assert_eq!(names.len(), 10);
     for case in &names {
         let t: BTreeMap<String, Array> = case_tensors(bytes(), case);
         let g = GraphBuilder::new();
@@ -82,7 +89,12 @@ fn recurrent_layers_match_pytorch() {
         let x = input("x").unwrap();
         let (h0, c0) = (input("h0"), input("c0"));
         let lstm = m.cell == CellKind::Lstm;
-        let (out, h_n, c_n) = if lstm {
+        let lengths = t
+            .get("lengths")
+            .map(|a| g.input("lengths", DType::I64, a.shape().dims().to_vec()));
+        let (out, h_n, c_n) = if let Some(len) = &lengths {
+            m.forward_lengths(&x, len, h0.as_ref(), c0.as_ref())
+        } else if lstm {
             let state = h0.as_ref().zip(c0.as_ref());
             let (y, (h, c)) = m.call((&x, state));
             (y, h, Some(c))
@@ -117,7 +129,7 @@ fn recurrent_layers_match_pytorch() {
         for (n, gr) in wrt_names.iter().zip(&grads) {
             outs.push((format!("grad.{n}"), gr));
         }
-        let feeds: Vec<(&str, Array)> = ["x", "h0", "c0"]
+        let feeds: Vec<(&str, Array)> = ["x", "h0", "c0", "lengths"]
             .iter()
             .filter_map(|n| t.get(*n).map(|a| (*n, a.clone())))
             .collect();

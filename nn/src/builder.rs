@@ -468,6 +468,34 @@ impl GraphBuilder {
             ignore,
             api,
             loc: loc.clone(),
+            lengths: false,
+        };
+        if !st.index_checks.contains(&check) {
+            st.index_checks.push(check);
+        }
+    }
+
+    /// Registers that input `lengths` (if it is a graph input) holds sequence lengths
+    /// in `1..=max`, checked before every run ([`crate::feed_check`]).
+    pub(crate) fn check_lengths(
+        &self,
+        lengths: &Tensor,
+        max: usize,
+        api: &'static str,
+        loc: &SourceLoc,
+    ) {
+        let Ok(v) = lengths.value() else { return };
+        let mut st = self.state.borrow_mut();
+        let Some(input) = st.graph.input_name(v).map(String::from) else {
+            return;
+        };
+        let check = crate::feed_check::IndexCheck {
+            input,
+            classes: max,
+            ignore: None,
+            api,
+            loc: loc.clone(),
+            lengths: true,
         };
         if !st.index_checks.contains(&check) {
             st.index_checks.push(check);

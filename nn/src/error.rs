@@ -105,6 +105,27 @@ pub enum Error {
         /// Where the loss was built.
         loc: SourceLoc,
     },
+    /// A sequence length fed to a recurrent layer is outside `1..=max` (found before
+    /// the run).
+    #[error(
+        "{loc}: {api}: lengths `{input}`{} = {value} is out of range (every sequence length \
+         must be in 1..={max}, the padded length)",
+        fmt_pos(.position)
+    )]
+    LengthOutOfRange {
+        /// The layer (`GRU`, `LSTM`, `RNN`).
+        api: &'static str,
+        /// The input holding the lengths.
+        input: String,
+        /// The offending element's index.
+        position: Vec<usize>,
+        /// Its value.
+        value: i64,
+        /// The padded length `T`.
+        max: usize,
+        /// Where the layer was called.
+        loc: SourceLoc,
+    },
     /// A compiled graph failed to run (e.g. a feed of the wrong shape).
     #[error("run: {0}")]
     Exec(Box<onde_codegen::RunError>),
@@ -181,7 +202,7 @@ impl Error {
         match self {
             Error::Op { loc, .. } | Error::MixedBuilders { loc, .. } => Some(loc),
             Error::DuplicateName { loc, .. } | Error::Grad { loc, .. } => Some(loc),
-            Error::TargetOutOfRange { loc, .. } => Some(loc),
+            Error::TargetOutOfRange { loc, .. } | Error::LengthOutOfRange { loc, .. } => Some(loc),
             Error::Layer { source, .. } => source.loc(),
             Error::Verify(_)
             | Error::Run(_)

@@ -12,8 +12,8 @@
 use crate::error::{Error, Result};
 use onde_ir::{Array, DType, SourceLoc};
 
-/// One registered check: the input `input` holds class indices in `0..classes`
-/// (or `ignore`).
+/// One registered check: the input `input` holds class indices in `0..classes` (or
+/// `ignore`), or, for `lengths`, sequence lengths in `1..=classes`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IndexCheck {
     pub input: String,
@@ -21,6 +21,8 @@ pub(crate) struct IndexCheck {
     pub ignore: Option<i64>,
     pub api: &'static str,
     pub loc: SourceLoc,
+    /// Sequence lengths (a recurrent layer's `lengths`) rather than class indices.
+    pub lengths: bool,
 }
 
 /// Verifies every fed input that has checks.
@@ -36,9 +38,14 @@ pub(crate) fn check_feeds<'a>(
             continue; // the executable reports the feed's type
         }
         let Some(vals) = a.as_i64() else { continue };
+        let range = if c.lengths {
+            1..c.classes as i64 + 1
+        } else {
+            0..c.classes as i64
+        };
         let bad = vals
             .iter()
-            .position(|&v| !(0..c.classes as i64).contains(&v) && Some(v) != c.ignore);
+            .position(|&v| !range.contains(&v) && Some(v) != c.ignore);
         if let Some(i) = bad {
             let dims = a.shape().dims().to_vec();
             let mut pos = vec![0usize; dims.len()];
@@ -46,6 +53,16 @@ pub(crate) fn check_feeds<'a>(
             for (k, &d) in dims.iter().enumerate().rev() {
                 pos[k] = rest % d.max(1);
                 rest /= d.max(1);
+            }
+            if c.lengths {
+                return Err(Error::LengthOutOfRange {
+                    api: c.api,
+                    input: c.input.clone(),
+                    position: pos,
+                    value: vals[i],
+                    max: c.classes,
+                    loc: c.loc.clone(),
+                });
             }
             return Err(Error::TargetOutOfRange {
                 api: c.api,

@@ -291,6 +291,7 @@ impl Recurrent {
         x: &Tensor,
         h0: Option<&Tensor>,
         c0: Option<&Tensor>,
+        lengths: Option<&Tensor>,
         loc: SourceLoc,
     ) -> (Tensor, Tensor, Option<Tensor>) {
         let api = self.cell.name();
@@ -298,7 +299,7 @@ impl Recurrent {
             let e = t.fail(api, reason, loc.clone());
             (e.clone(), e.clone(), Some(e))
         };
-        for t in [Some(x), h0, c0].into_iter().flatten() {
+        for t in [Some(x), h0, c0, lengths].into_iter().flatten() {
             if let Err(e) = t.check() {
                 let p = x.builder().poisoned(e);
                 return (p.clone(), p.clone(), Some(p));
@@ -367,6 +368,26 @@ impl Recurrent {
                 }
                 Ok(Some(if unbatched { s.unsqueeze(1) } else { s.clone() }))
             };
+        // Variable lengths: `valid[t, b]` = t < lengths[b], as `[T, B, 1]` floats.
+        let valid = match lengths {
+            None => None,
+            Some(len) => {
+                if len.dtype() != DType::I64 || len.size() != [b] || unbatched {
+                    return fail(
+                        len,
+                        format!(
+                            "lengths must be i64 [{b}] (one per sequence of a batched input), got {:?} {}",
+                            len.size(),
+                            len.dtype()
+                        ),
+                    );
+                }
+                let g = x.builder();
+                g.check_lengths(len, t, api, &loc);
+                let steps = g.arange(0.0, t as f64, 1.0, DType::I64).unsqueeze(1);
+                Some(steps.lt(len.unsqueeze(0)).to_dtype(x.dtype()).unsqueeze(2))
+            }
+        };
         let h0 = match state(h0, h_out, "h0") {
             Ok(h) => h,
             Err(r) => return fail(x, r),
@@ -407,7 +428,8 @@ impl Recurrent {
                     }
                     _ => crate::functional::linear(&input, &w.w_ih, w.b_ih.as_ref()),
                 };
-                let (y, h, c) = self.direction(&xp, w, &h_init, c_init.as_ref(), d == 1);
+                let (y, h, c) =
+                    self.direction(&xp, w, &h_init, c_init.as_ref(), valid.as_ref(), d == 1);
                 outs.push(y);
                 h_n.push(h);
                 c_n.extend(c);
@@ -441,12 +463,19 @@ impl Recurrent {
 
     /// One layer and direction over the input projections `xp` `[T, B, G·H]`: the
     /// per-step outputs `[T, B, H_out]` (in time order) and the final states.
+    ///
+    /// With `valid` (`[T, B, 1]`, 1 while `t < length`), a step past a sequence's end
+    /// keeps its state and outputs zeros: the final state is the state at the sequence's
+    /// own length, and the reverse direction starts at its own end (its state stays the
+    /// initial one through the padding), as `pack_padded_sequence` does.
+    #[allow(clippy::too_many_arguments)]
     fn direction(
         &self,
         xp: &Tensor,
         w: &Weights,
         h0: &Tensor,
         c0: Option<&Tensor>,
+        valid: Option<&Tensor>,
         reverse: bool,
     ) -> (Tensor, Tensor, Option<Tensor>) {
         let g = xp.builder();
@@ -459,54 +488,30 @@ impl Recurrent {
         invariants.extend(w.w_hr.as_ref());
         let has_bias = w.b_hh.is_some();
         let has_proj = w.w_hr.is_some();
+        let mut scanned: Vec<&Tensor> = vec![xp];
+        scanned.extend(valid);
+        let masked = valid.is_some();
         let res = g.scan(
             &init,
-            &[xp],
+            &scanned,
             &invariants,
             0,
             reverse,
             move |carry, xs, inv| {
-                let h = &carry[0];
-                let xg = &xs[0];
-                let w_hh = &inv[0];
-                let mut hg = h.matmul(&w_hh.t());
-                if has_bias {
-                    hg = hg + &inv[1];
+                let states = step(cell, hs, has_bias, has_proj, carry, &xs[0], inv);
+                if !masked {
+                    let y = states[0].clone();
+                    return (states, vec![y]);
                 }
-                let gate = |t: &Tensor, i: usize| t.narrow(-1, (i * hs) as i64, hs);
-                match cell {
-                    CellKind::RnnTanh | CellKind::RnnRelu => {
-                        let pre = xg + &hg;
-                        let h2 = if cell == CellKind::RnnTanh {
-                            pre.tanh()
-                        } else {
-                            pre.relu()
-                        };
-                        (vec![h2.clone()], vec![h2])
-                    }
-                    CellKind::Gru => {
-                        let r = (gate(xg, 0) + gate(&hg, 0)).sigmoid();
-                        let z = (gate(xg, 1) + gate(&hg, 1)).sigmoid();
-                        let n = (gate(xg, 2) + &r * &gate(&hg, 2)).tanh();
-                        let h2: Tensor = (1.0 - &z) * &n + &z * h;
-                        (vec![h2.clone()], vec![h2])
-                    }
-                    CellKind::Lstm => {
-                        let c = &carry[1];
-                        let pre = xg + &hg;
-                        let i = gate(&pre, 0).sigmoid();
-                        let f = gate(&pre, 1).sigmoid();
-                        let gg = gate(&pre, 2).tanh();
-                        let o = gate(&pre, 3).sigmoid();
-                        let c2 = &f * c + &i * &gg;
-                        let mut h2 = &o * &c2.tanh();
-                        if has_proj {
-                            let w_hr = &inv[inv.len() - 1];
-                            h2 = h2.matmul(&w_hr.t());
-                        }
-                        (vec![h2.clone(), c2], vec![h2])
-                    }
-                }
+                // Past the end: keep the state, output zeros.
+                let m = &xs[1];
+                let keep: Vec<Tensor> = states
+                    .iter()
+                    .zip(carry)
+                    .map(|(new, old)| m * new + (1.0 - m) * old)
+                    .collect();
+                let y = m * &keep[0];
+                (keep, vec![y])
             },
         );
         let n_carry = init.len();
@@ -517,11 +522,76 @@ impl Recurrent {
     }
 }
 
+/// One step of `cell`: the new carried states (`h`, and `c` for the LSTM) from the
+/// carried ones, the step's input projection `xg` and the invariants (`W_hh`, then
+/// `b_hh` if `has_bias`, then `W_hr` if `has_proj`).
+fn step(
+    cell: CellKind,
+    hs: usize,
+    has_bias: bool,
+    has_proj: bool,
+    carry: &[Tensor],
+    xg: &Tensor,
+    inv: &[Tensor],
+) -> Vec<Tensor> {
+    let h = &carry[0];
+    let mut hg = h.matmul(&inv[0].t());
+    if has_bias {
+        hg = hg + &inv[1];
+    }
+    let gate = |t: &Tensor, i: usize| t.narrow(-1, (i * hs) as i64, hs);
+    match cell {
+        CellKind::RnnTanh => vec![(xg + &hg).tanh()],
+        CellKind::RnnRelu => vec![(xg + &hg).relu()],
+        CellKind::Gru => {
+            let r = (gate(xg, 0) + gate(&hg, 0)).sigmoid();
+            let z = (gate(xg, 1) + gate(&hg, 1)).sigmoid();
+            let n = (gate(xg, 2) + &r * &gate(&hg, 2)).tanh();
+            let h2: Tensor = (1.0 - &z) * &n + &z * h;
+            vec![h2]
+        }
+        CellKind::Lstm => {
+            let c = &carry[1];
+            let pre = xg + &hg;
+            let i = gate(&pre, 0).sigmoid();
+            let f = gate(&pre, 1).sigmoid();
+            let gg = gate(&pre, 2).tanh();
+            let o = gate(&pre, 3).sigmoid();
+            let c2 = &f * c + &i * &gg;
+            let mut h2 = &o * &c2.tanh();
+            if has_proj {
+                h2 = h2.matmul(&inv[inv.len() - 1].t());
+            }
+            vec![h2, c2]
+        }
+    }
+}
+
+impl Recurrent {
+    /// The layer over a padded batch of sequences of `lengths` (i64 `[B]`, each in
+    /// `1..=T`), as PyTorch's `pack_padded_sequence(x, lengths, enforce_sorted=False)`
+    /// → layer → `pad_packed_sequence`: outputs past each sequence's length are zeros,
+    /// `h_n` (and `c_n`) are the states at each sequence's own length, and the reverse
+    /// direction starts at each sequence's own end. Returns `(output, h_n, c_n)`
+    /// (`c_n` for the LSTM). Lengths fed as a graph input are checked before every run
+    /// ([`crate::Error::LengthOutOfRange`]).
+    #[track_caller]
+    pub fn forward_lengths(
+        &self,
+        x: &Tensor,
+        lengths: &Tensor,
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+    ) -> (Tensor, Tensor, Option<Tensor>) {
+        self.run(x, h0, c0, Some(lengths), SourceLoc::caller())
+    }
+}
+
 impl Module for Recurrent {
     /// The output sequence (zero initial states).
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.run(x, None, None, SourceLoc::caller()).0
+        self.run(x, None, None, None, SourceLoc::caller()).0
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -555,7 +625,7 @@ impl<'a> Forward<(&'a Tensor, Option<&'a Tensor>)> for Recurrent {
     type Output = (Tensor, Tensor);
     #[track_caller]
     fn call(&self, (x, h0): (&'a Tensor, Option<&'a Tensor>)) -> (Tensor, Tensor) {
-        let (y, h, _) = self.run(x, h0, None, SourceLoc::caller());
+        let (y, h, _) = self.run(x, h0, None, None, SourceLoc::caller());
         (y, h)
     }
 }
@@ -570,7 +640,7 @@ impl<'a> Forward<(&'a Tensor, Option<(&'a Tensor, &'a Tensor)>)> for Recurrent {
     ) -> (Tensor, (Tensor, Tensor)) {
         let loc = SourceLoc::caller();
         let (h0, c0) = state.unzip();
-        let (y, h, c) = self.run(x, h0, c0, loc.clone());
+        let (y, h, c) = self.run(x, h0, c0, None, loc.clone());
         let c = c.unwrap_or_else(|| {
             x.fail(
                 self.cell.name(),
