@@ -23,8 +23,8 @@ pub use onde_runtime as runtime;
 
 pub use onde_nn::{
     cat, s, stack, where_, Arg, Array, ConvOpts, DType, Error, Evaluator, GraphBuilder, Idx,
-    IntList, Module, PadMode, Padding, PoolOpts, Result, Shape, TemporalStat, Tensor, TrainOptions,
-    TrainStep, STEP_SEED,
+    IntList, Module, PadMode, Padding, PoolOpts, RecurrentStream, Result, Shape, TemporalStat,
+    Tensor, TrainOptions, TrainStep, STEP_SEED,
 };
 pub use onde_nn::{checkpoint, functional, init, loss, module, optim};
 

@@ -141,3 +141,105 @@ fn lengths_out_of_range_are_reported_before_the_run() {
         .unwrap_err();
     assert!(e.to_string().contains("lengths must be i64 [2]"), "{e}");
 }
+
+#[test]
+fn streaming_chunks_give_the_whole_sequence_outputs() {
+    use onde::RecurrentStream;
+    let (b, t, i) = (2, 12, 3);
+    let xs: Vec<f32> = (0..b * t * i)
+        .map(|k| ((k * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    for lstm in [false, true] {
+        let g = GraphBuilder::new();
+        let o = RecurrentOpts::default().num_layers(2).batch_first(true);
+        let m = if lstm {
+            Recurrent::lstm(&g, "rnn", i, 5, o.proj_size(2))
+        } else {
+            Recurrent::gru(&g, "rnn", i, 5, o)
+        };
+        // Another layer on the same builder, not part of the stream.
+        let _head = onde::module::Linear::new(&g, "head", 5, 2);
+        let x = g.input("x", DType::F32, [b, t, i]);
+        let whole = m.forward(&x);
+        let all = Array::f32([b, t, i], xs.clone()).unwrap();
+        let want = g.run(&[&whole], &[("x", all)]).unwrap()[0].to_f64_vec();
+        let h_out = if lstm { 2 } else { 5 };
+        // Chunks of 4 frames, then again after a reset.
+        let mut s = RecurrentStream::new(&g, &m, b, 4).unwrap();
+        for round in 0..2 {
+            let mut got = vec![0.0; b * t * h_out];
+            for c in 0..t / 4 {
+                let mut chunk = Vec::with_capacity(b * 4 * i);
+                for bi in 0..b {
+                    let start = (bi * t + c * 4) * i;
+                    chunk.extend_from_slice(&xs[start..start + 4 * i]);
+                }
+                let y = s
+                    .push(&Array::f32([b, 4, i], chunk).unwrap())
+                    .unwrap()
+                    .to_f64_vec();
+                for bi in 0..b {
+                    for f in 0..4 {
+                        for h in 0..h_out {
+                            got[(bi * t + c * 4 + f) * h_out + h] = y[(bi * 4 + f) * h_out + h];
+                        }
+                    }
+                }
+            }
+            for (k, (a, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - w).abs() < 1e-5,
+                    "lstm {lstm} round {round} [{k}]: {a} vs {w}"
+                );
+            }
+            s.reset();
+        }
+        let e = s
+            .push(&Array::f32([b, 3, i], vec![0.0; b * 3 * i]).unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("a chunk must be [2, 4, 3]"), "{e}");
+    }
+    let g = GraphBuilder::new();
+    let bi = Recurrent::gru(&g, "bi", 3, 4, RecurrentOpts::default().bidirectional(true));
+    let e = RecurrentStream::new(&g, &bi, 1, 1).unwrap_err();
+    assert!(
+        e.to_string().contains("bidirectional layer cannot stream"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_backpropagation_through_time_feeds_the_state() {
+    // A training step over 5-frame chunks with h0 an input fed with the previous
+    // chunk's h_n: the state carries over, the gradient stops at the chunk boundary.
+    use onde::optim::Sgd;
+    use onde::{TrainOptions, TrainStep};
+    let g = GraphBuilder::new();
+    let m = Recurrent::gru(&g, "gru", 2, 3, RecurrentOpts::default());
+    let x = g.input("x", DType::F32, [5, 1, 2]);
+    let h0 = g.input("h0", DType::F32, [1, 1, 3]);
+    let (y, h_n) = m.call((&x, Some(&h0)));
+    let loss = y.square().mean_all();
+    let opts = TrainOptions {
+        outputs: vec![&h_n],
+        ..TrainOptions::default()
+    };
+    let mut step = TrainStep::with_options(&g, &loss, &Sgd::new(0.1), opts).unwrap();
+    let mut h = Array::f32([1, 1, 3], vec![0.0; 3]).unwrap();
+    let mut states = Vec::new();
+    for c in 0..3 {
+        let xs = Array::f32(
+            [5, 1, 2],
+            (0..10).map(|k| ((k + c) as f32 * 0.3).sin()).collect(),
+        )
+        .unwrap();
+        step.step(&[("x", &xs), ("h0", &h)]).unwrap();
+        h = step.output(1).unwrap();
+        states.push(h.to_f64_vec());
+    }
+    assert!(states[1] != states[0] && states[2] != states[1]);
+    assert!(states
+        .iter()
+        .flatten()
+        .all(|v| v.is_finite() && v.abs() < 1.0));
+}

@@ -174,6 +174,23 @@ fn classifier(
     Ok(())
 }
 
+/// W4's LSTM streaming one frame at a time (batch 1): phase `stream`, the median time
+/// per frame (the latency a live keyword spotter or VAD sees).
+fn stream_latency(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
+    let t0 = Instant::now();
+    let mut s = onde_apps::examples::w4_stream().map_err(|e| e.to_string())?;
+    let ct = t0.elapsed().as_secs_f64() * 1e3;
+    let frame = Array::f32([1, 1, 40], data(40, 7).as_f32().unwrap_or(&[]).to_vec())
+        .map_err(|e| e.to_string())?;
+    let t = time(
+        || s.push(&frame).map(|_| ()).map_err(|e| e.to_string()),
+        min_iters,
+        target_s,
+    )?;
+    line("W4", "stream", &opts, t, ct, "");
+    Ok(())
+}
+
 fn w6(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
     let n = 1 << 20;
     let (g, y, grads) = w6_builder()?;
@@ -290,18 +307,24 @@ pub fn run(
             opts,
             (min_iters, target_s),
         ),
-        "W3" | "W4" => classifier(
-            name,
-            if name == "W3" {
-                |o| onde_apps::examples::w34(o, false)
-            } else {
-                |o| onde_apps::examples::w34(o, true)
-            },
-            &[32, 100, 40],
-            12,
-            opts,
-            (min_iters, target_s),
-        ),
+        "W3" | "W4" => {
+            classifier(
+                name,
+                if name == "W3" {
+                    |o| onde_apps::examples::w34(o, false)
+                } else {
+                    |o| onde_apps::examples::w34(o, true)
+                },
+                &[32, 100, 40],
+                12,
+                opts,
+                (min_iters, target_s),
+            )?;
+            if name == "W4" {
+                stream_latency(opts, min_iters, target_s)?;
+            }
+            Ok(())
+        }
         "W5" | "W5s" => classifier(
             name,
             if name == "W5" {

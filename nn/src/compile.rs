@@ -25,6 +25,25 @@ impl GraphBuilder {
         self.compile_with(outputs, CompileOptions::default())
     }
 
+    /// [`GraphBuilder::compile`] of only what `outputs` need: inputs declared for
+    /// other graphs of this builder need no feed.
+    pub(crate) fn compile_pruned(&self, outputs: &[&Tensor]) -> Result<Compiled> {
+        let g = self.build_pruned(outputs)?;
+        let exe = Executable::compile_cached(&g, CompileOptions::default())
+            .map_err(|e| Error::Compile(Box::new(e)))?;
+        let params = self
+            .parameter_values()
+            .into_iter()
+            .filter(|(n, _)| exe.feeds().any(|(f, _)| f == n))
+            .collect();
+        Ok(Compiled {
+            exe,
+            params,
+            seed: StepSeed::new(self.seed_base()),
+            index_checks: self.index_checks(),
+        })
+    }
+
     /// [`GraphBuilder::compile`] with options (threads, CLIF capture).
     pub fn compile_with(&self, outputs: &[&Tensor], opts: CompileOptions) -> Result<Compiled> {
         let g = self.build(outputs)?;

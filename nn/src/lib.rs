@@ -47,6 +47,7 @@ pub mod module;
 pub mod optim;
 pub mod scan;
 mod step_seed;
+pub mod stream;
 pub mod tensor;
 pub mod train;
 
@@ -57,5 +58,6 @@ pub use error::{Error, Result};
 pub use gradcheck::{gradcheck_graph, GradcheckOpts, GradcheckReport};
 pub use module::Module;
 pub use onde_ir::{Array, DType, Shape};
+pub use stream::RecurrentStream;
 pub use tensor::{cat, stack, where_, ConvOpts, PadMode, Padding, PoolOpts, TemporalStat, Tensor};
 pub use train::{Evaluator, TrainOptions, TrainStep};

@@ -205,6 +205,15 @@ pub fn w34(compile: onde_codegen::CompileOptions, lstm: bool) -> Result<(TrainSt
     Ok((step, eval))
 }
 
+/// W4's LSTM as a stream of single frames (batch 1, chunk 1), for the per-frame
+/// latency of streaming inference: a [`onde_nn::RecurrentStream`] over [`LstmNet`]'s
+/// recurrent layer. Input chunks: f32 `[1, 1, 40]`.
+pub fn w4_stream() -> Result<onde_nn::RecurrentStream> {
+    let g = GraphBuilder::new();
+    let m = LstmNet::new(&g, "");
+    onde_nn::RecurrentStream::new(&g, &m.rnn, 1, 1)
+}
+
 /// W5 (`sdpa` false: explicit products and softmax) or W5s (`sdpa` true: through
 /// `scaled_dot_product_attention`) as `bench.py` times it: the compiled training step of
 /// [`AttnNet`] (NLL loss, Adam with lr 1e-3) and the eval-mode forward sharing its
