@@ -54,7 +54,7 @@ pub use forward::Forward;
 pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool1d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d};
-pub use recurrent::{CellKind, Gru, Lstm, Recurrent, RecurrentOpts, Rnn};
+pub use recurrent::{CellKind, Gru, Lstm, Recurrent, RecurrentCell, RecurrentOpts, Rnn};
 pub use sequential::{Residual, Sequential};
 pub use sinc::SincConv1d;
 pub use summary::{summarize, Field, LayerRow, Summary, TimeMap};

@@ -651,3 +651,197 @@ impl<'a> Forward<(&'a Tensor, Option<(&'a Tensor, &'a Tensor)>)> for Recurrent {
         (y, (h, c))
     }
 }
+
+/// One step of a recurrent cell, `torch.nn.RNNCell` / `LSTMCell` / `GRUCell`:
+/// parameters `{name}.weight_ih` `[G·H, I]`, `weight_hh` `[G·H, H]`, `bias_ih`,
+/// `bias_hh` (PyTorch's names, gate orders and initialisation). Input `[B, I]` (or
+/// unbatched `[I]`); the state defaults to zeros. [`Forward`] with `(x, h)` gives `h'`
+/// (RNN, GRU), with `(x, Some((h, c)))` gives `(h', c')` (LSTM); [`Module::forward`]
+/// gives `h'` from zero states.
+#[derive(Debug, Clone)]
+pub struct RecurrentCell {
+    /// The cell.
+    pub cell: CellKind,
+    /// Input features.
+    pub input_size: usize,
+    /// Hidden state size.
+    pub hidden_size: usize,
+    w: Weights,
+    name: String,
+}
+
+impl RecurrentCell {
+    /// A cell of `kind` with PyTorch's initialisation `U(−1/√H, 1/√H)`.
+    #[track_caller]
+    pub fn new(
+        g: &GraphBuilder,
+        name: &str,
+        kind: CellKind,
+        input_size: usize,
+        hidden_size: usize,
+        bias: bool,
+    ) -> RecurrentCell {
+        let bound = if hidden_size > 0 {
+            1.0 / (hidden_size as f64).sqrt()
+        } else {
+            0.0
+        };
+        let u = |shape: &[usize]| init::uniform(DType::F32, shape, -bound, bound, g.init_seed());
+        let gh = kind.gates() * hidden_size;
+        let p = |what: &str, shape: &[usize]| g.parameter(&child(name, what), u(shape));
+        let w_ih = p("weight_ih", &[gh, input_size]);
+        let w_hh = p("weight_hh", &[gh, hidden_size]);
+        let (b_ih, b_hh) = if bias {
+            (Some(p("bias_ih", &[gh])), Some(p("bias_hh", &[gh])))
+        } else {
+            (None, None)
+        };
+        RecurrentCell {
+            cell: kind,
+            input_size,
+            hidden_size,
+            w: Weights {
+                w_ih,
+                w_hh,
+                b_ih,
+                b_hh,
+                w_hr: None,
+                suffix: String::new(),
+            },
+            name: name.to_string(),
+        }
+    }
+
+    /// The new states from input `x` and states `h` (and `c`), zeros when absent.
+    fn cell_step(
+        &self,
+        x: &Tensor,
+        h: Option<&Tensor>,
+        c: Option<&Tensor>,
+        loc: SourceLoc,
+    ) -> Vec<Tensor> {
+        let api = match self.cell {
+            CellKind::RnnTanh | CellKind::RnnRelu => "RNNCell",
+            CellKind::Lstm => "LSTMCell",
+            CellKind::Gru => "GRUCell",
+        };
+        let n = if self.cell == CellKind::Lstm { 2 } else { 1 };
+        for t in [Some(x), h, c].into_iter().flatten() {
+            if let Err(e) = t.check() {
+                return vec![x.builder().poisoned(e); n];
+            }
+        }
+        let xs = x.size();
+        let unbatched = xs.len() == 1;
+        if !(xs.len() == 2 || unbatched) || xs[xs.len() - 1] != self.input_size {
+            return vec![
+                x.fail(
+                    api,
+                    format!(
+                        "expected input [B, {i}] (or unbatched [{i}]), got {xs:?}",
+                        i = self.input_size
+                    ),
+                    loc
+                );
+                n
+            ];
+        }
+        let xb = if unbatched { x.unsqueeze(0) } else { x.clone() };
+        let b = xb.size()[0];
+        let want: Vec<usize> = if unbatched {
+            vec![self.hidden_size]
+        } else {
+            vec![b, self.hidden_size]
+        };
+        let mut states = Vec::with_capacity(n);
+        for (s, what) in [(h, "h"), (c, "c")].into_iter().take(n) {
+            match s {
+                Some(s) if s.size() != want => {
+                    return vec![
+                        x.fail(
+                            api,
+                            format!("{what} must be {want:?}, got {:?}", s.size()),
+                            loc.clone()
+                        );
+                        n
+                    ]
+                }
+                Some(s) if unbatched => states.push(s.unsqueeze(0)),
+                Some(s) => states.push(s.clone()),
+                None => states.push(x.builder().zeros([b, self.hidden_size], x.dtype())),
+            }
+        }
+        let xg = crate::functional::linear(&xb, &self.w.w_ih, self.w.b_ih.as_ref());
+        let mut inv = vec![self.w.w_hh.clone()];
+        inv.extend(self.w.b_hh.clone());
+        let out = step(
+            self.cell,
+            self.hidden_size,
+            self.w.b_hh.is_some(),
+            false,
+            &states,
+            &xg,
+            &inv,
+        );
+        if unbatched {
+            out.into_iter().map(|t| t.squeeze(0)).collect()
+        } else {
+            out
+        }
+    }
+}
+
+impl Module for RecurrentCell {
+    /// `h'` from zero states.
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.cell_step(x, None, None, SourceLoc::caller()).remove(0)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let n = |what: &str| child(&self.name, what);
+        let mut v = vec![
+            (n("weight_ih"), self.w.w_ih.clone()),
+            (n("weight_hh"), self.w.w_hh.clone()),
+        ];
+        if let (Some(bi), Some(bh)) = (&self.w.b_ih, &self.w.b_hh) {
+            v.push((n("bias_ih"), bi.clone()));
+            v.push((n("bias_hh"), bh.clone()));
+        }
+        v
+    }
+}
+
+/// `(x, h)` → `h'` (RNN, GRU cells; an LSTM cell returns its `h'` with zero `c`).
+impl<'a> Forward<(&'a Tensor, Option<&'a Tensor>)> for RecurrentCell {
+    type Output = Tensor;
+    #[track_caller]
+    fn call(&self, (x, h): (&'a Tensor, Option<&'a Tensor>)) -> Tensor {
+        self.cell_step(x, h, None, SourceLoc::caller()).remove(0)
+    }
+}
+
+/// LSTM cell: `(x, Some((h, c)))` → `(h', c')`.
+impl<'a> Forward<(&'a Tensor, Option<(&'a Tensor, &'a Tensor)>)> for RecurrentCell {
+    type Output = (Tensor, Tensor);
+    #[track_caller]
+    fn call(&self, (x, state): (&'a Tensor, Option<(&'a Tensor, &'a Tensor)>)) -> (Tensor, Tensor) {
+        let loc = SourceLoc::caller();
+        let (h, c) = state.unzip();
+        let mut out = self.cell_step(x, h, c, loc.clone());
+        if out.len() == 2 {
+            let c2 = out
+                .pop()
+                .unwrap_or_else(|| x.fail("LSTMCell", "state".into(), loc.clone()));
+            (out.remove(0), c2)
+        } else {
+            let h2 = out.remove(0);
+            let e = x.fail(
+                "RNNCell",
+                "(h, c) is the LSTM cell's state; this cell has no cell state".into(),
+                loc,
+            );
+            (h2, e)
+        }
+    }
+}
