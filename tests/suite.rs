@@ -35,6 +35,7 @@ mod scan_unrolled;
 mod semantics_corners;
 mod semantics_errors;
 mod signal_example;
+mod simplify_exact;
 mod summary;
 mod train_step_props;
 mod w1_parity;

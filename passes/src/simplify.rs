@@ -104,6 +104,51 @@ fn sub_zero(g: &Graph, o: OpId) -> Option<Patch> {
     identity_operand(g, o, BinaryOp::Sub, 0.0, false)
 }
 
+/// `x / c → x · (1/c)` for a uniform float constant `c = ±2ᵏ` whose reciprocal is a
+/// normal number of the dtype: `1/c` is exact and scaling by a power of two rounds
+/// once, so both sides give the same bits for every `x` (subnormal results included:
+/// the exact quotient is rounded the same way). Attention's `scores / √64`: a division
+/// per score becomes a multiplication.
+fn div_pow2(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    if op != Op::Binary(BinaryOp::Div) {
+        return None;
+    }
+    let cty = g.value_type(xs[1]).clone();
+    if g.value_type(xs[0]) != g.value_type(r) || !cty.dtype.is_float() {
+        return None;
+    }
+    let c = scalar_const(g, xs[1])?;
+    if !c.is_finite() || c == 0.0 {
+        return None;
+    }
+    let inv = 1.0 / c;
+    let pow2 = |v: f64| v.abs().log2().fract() == 0.0;
+    let max_exp = if cty.dtype == onde_ir::DType::F32 {
+        126.0
+    } else {
+        1022.0
+    };
+    if !pow2(c) || c.abs().log2().abs() > max_exp || (inv * c - 1.0).abs() > 0.0 {
+        return None;
+    }
+    let scalar = onde_ir::Array::from_f64(cty.dtype, Vec::<usize>::new(), &[inv]).ok()?;
+    let mut ops = vec![(Op::Constant(scalar), vec![])];
+    let operand = if cty.shape.rank() == 0 {
+        Err(0)
+    } else {
+        ops.push((
+            Op::Expand {
+                shape: cty.shape.clone(),
+            },
+            vec![Err(0)],
+        ));
+        Err(1)
+    };
+    ops.push((Op::Binary(BinaryOp::Mul), vec![Ok(xs[0]), operand]));
+    Some(Patch::Ops(r, ops))
+}
+
 fn double_negation(g: &Graph, o: OpId) -> Option<Patch> {
     let (op, xs, r) = single(g, o)?;
     if op != Op::Unary(UnaryOp::Neg) {
@@ -269,6 +314,11 @@ pub const RULES: &[Rule] = &[
         name: "div_one",
         exact: true,
         apply: div_one,
+    },
+    Rule {
+        name: "div_pow2",
+        exact: true,
+        apply: div_pow2,
     },
     Rule {
         name: "add_neg_zero",
