@@ -618,6 +618,12 @@ impl Module for Recurrent {
     fn is_training(&self) -> bool {
         self.training.get()
     }
+
+    /// Every output may depend on every input step (all past steps, and all future ones
+    /// for a bidirectional layer): the whole sequence, for receptive fields.
+    fn time_map(&self) -> super::TimeMap {
+        super::TimeMap::Global
+    }
 }
 
 /// `(x, h0)` → `(output, h_n)` (RNN, GRU; for the LSTM `h0` with zero `c0`).
