@@ -295,8 +295,14 @@ impl Recurrent {
         loc: SourceLoc,
     ) -> (Tensor, Tensor, Option<Tensor>) {
         let api = self.cell.name();
+        // Errors name the layer by its path in the model (its parameters' prefix).
+        let path = if self.name.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`: ", self.name)
+        };
         let fail = |t: &Tensor, reason: String| {
-            let e = t.fail(api, reason, loc.clone());
+            let e = t.fail(api, format!("{path}{reason}"), loc.clone());
             (e.clone(), e.clone(), Some(e))
         };
         for t in [Some(x), h0, c0, lengths].into_iter().flatten() {
