@@ -105,46 +105,68 @@ fn recurrent_layers_match_pytorch() {
             let (y, h) = m.call((&x, h0.as_ref()));
             (y, h, None)
         };
-        let dy = g.constant(t["dy"].clone());
-        let dh = g.constant(t["dh"].clone());
-        let mut loss = (&out * &dy).sum_all() + (&h_n * &dh).sum_all();
-        if let Some(c) = &c_n {
-            loss = loss + (c * &g.constant(t["dc"].clone())).sum_all();
-        }
-        let mut wrt_names: Vec<String> = vec!["x".into()];
-        let mut wrt: Vec<Tensor> = vec![x.clone()];
-        for (n, s) in [("h0", &h0), ("c0", &c0)] {
-            if let Some(s) = s {
-                wrt_names.push(n.into());
-                wrt.push(s.clone());
-            }
-        }
-        for (n, p) in m.named_parameters() {
-            wrt_names.push(n);
-            wrt.push(p);
-        }
-        let wrt_refs: Vec<&Tensor> = wrt.iter().collect();
-        let grads = g.grad(&loss, &wrt_refs).unwrap();
-        let mut outs: Vec<(String, &Tensor)> = vec![("out".into(), &out), ("h_n".into(), &h_n)];
-        if let Some(c) = &c_n {
-            outs.push(("c_n".into(), c));
-        }
-        for (n, gr) in wrt_names.iter().zip(&grads) {
-            outs.push((format!("grad.{n}"), gr));
-        }
-        let feeds: Vec<(&str, Array)> = ["x", "h0", "c0", "lengths"]
-            .iter()
-            .filter_map(|n| t.get(*n).map(|a| (*n, a.clone())))
-            .collect();
-        let tensors: Vec<&Tensor> = outs.iter().map(|(_, t)| *t).collect();
-        let interp = g.run(&tensors, &feeds).unwrap();
-        let mut c = g.compile(&tensors).unwrap();
-        let compiled = c.run(&feeds).unwrap();
-        for (i, (n, _)) in outs.iter().enumerate() {
-            let want = &t[n];
-            close(&interp[i], want, &format!("{case} interpreted {n}"));
-            close(&compiled[i], want, &format!("{case} compiled {n}"));
-        }
+        let mut results = vec![("out", out, "dy"), ("h_n", h_n, "dh")];
+        results.extend(c_n.map(|c| ("c_n", c, "dc")));
+        let states = [("h0", h0), ("c0", c0)];
+        verify(
+            &g,
+            &t,
+            case,
+            results,
+            &x,
+            &states,
+            &m,
+            &["x", "h0", "c0", "lengths"],
+        );
+    }
+}
+
+/// Compares `results` (fixture name, tensor, cotangent name) and the gradients of
+/// `Σ result · cotangent` with respect to `x`, the given `states` and every parameter of
+/// `m` with the fixture, interpreted and compiled; `feeds` names the inputs to feed.
+#[allow(clippy::too_many_arguments)]
+fn verify(
+    g: &GraphBuilder,
+    t: &BTreeMap<String, Array>,
+    case: &str,
+    results: Vec<(&str, Tensor, &str)>,
+    x: &Tensor,
+    states: &[(&str, Option<Tensor>)],
+    m: &dyn Module,
+    feeds: &[&str],
+) {
+    let mut loss: Option<Tensor> = None;
+    for (_, r, d) in &results {
+        let term = (r * &g.constant(t[*d].clone())).sum_all();
+        loss = Some(match loss {
+            Some(l) => l + term,
+            None => term,
+        });
+    }
+    let loss = loss.expect("a result");
+    let mut wrt: Vec<(String, Tensor)> = vec![("x".into(), x.clone())];
+    for (n, s) in states {
+        wrt.extend(s.clone().map(|s| (n.to_string(), s)));
+    }
+    wrt.extend(m.named_parameters());
+    let refs: Vec<&Tensor> = wrt.iter().map(|(_, t)| t).collect();
+    let grads = g.grad(&loss, &refs).unwrap();
+    let mut outs: Vec<(String, &Tensor)> =
+        results.iter().map(|(n, r, _)| (n.to_string(), r)).collect();
+    for ((n, _), gr) in wrt.iter().zip(&grads) {
+        outs.push((format!("grad.{n}"), gr));
+    }
+    let fed: Vec<(&str, Array)> = feeds
+        .iter()
+        .filter_map(|n| t.get(*n).map(|a| (*n, a.clone())))
+        .collect();
+    let tensors: Vec<&Tensor> = outs.iter().map(|(_, t)| *t).collect();
+    let interp = g.run(&tensors, &fed).unwrap();
+    let mut c = g.compile(&tensors).unwrap();
+    let compiled = c.run(&fed).unwrap();
+    for (i, (n, _)) in outs.iter().enumerate() {
+        close(&interp[i], &t[n], &format!("{case} interpreted {n}"));
+        close(&compiled[i], &t[n], &format!("{case} compiled {n}"));
     }
 }
 
@@ -183,42 +205,9 @@ fn recurrent_cells_match_pytorch() {
         } else {
             (m.call((&x, h.as_ref())), None)
         };
-        let mut loss = (&h2 * &g.constant(t["dh"].clone())).sum_all();
-        if let Some(c2) = &c2 {
-            loss = loss + (c2 * &g.constant(t["dc"].clone())).sum_all();
-        }
-        let mut wrt_names: Vec<String> = vec!["x".into()];
-        let mut wrt: Vec<Tensor> = vec![x.clone()];
-        for (n, s) in [("h", &h), ("c", &c)] {
-            if let Some(s) = s {
-                wrt_names.push(n.into());
-                wrt.push(s.clone());
-            }
-        }
-        for (n, p) in m.named_parameters() {
-            wrt_names.push(n);
-            wrt.push(p);
-        }
-        let refs: Vec<&Tensor> = wrt.iter().collect();
-        let grads = g.grad(&loss, &refs).unwrap();
-        let mut outs: Vec<(String, &Tensor)> = vec![("h_out".into(), &h2)];
-        if let Some(c2) = &c2 {
-            outs.push(("c_out".into(), c2));
-        }
-        for (n, gr) in wrt_names.iter().zip(&grads) {
-            outs.push((format!("grad.{n}"), gr));
-        }
-        let feeds: Vec<(&str, Array)> = ["x", "h", "c"]
-            .iter()
-            .filter_map(|n| t.get(*n).map(|a| (*n, a.clone())))
-            .collect();
-        let tensors: Vec<&Tensor> = outs.iter().map(|(_, t)| *t).collect();
-        let interp = g.run(&tensors, &feeds).unwrap();
-        let mut c = g.compile(&tensors).unwrap();
-        let compiled = c.run(&feeds).unwrap();
-        for (i, (n, _)) in outs.iter().enumerate() {
-            close(&interp[i], &t[n], &format!("{case} interpreted {n}"));
-            close(&compiled[i], &t[n], &format!("{case} compiled {n}"));
-        }
+        let mut results = vec![("h_out", h2, "dh")];
+        results.extend(c2.map(|c| ("c_out", c, "dc")));
+        let states = [("h", h), ("c", c)];
+        verify(&g, &t, case, results, &x, &states, &m, &["x", "h", "c"]);
     }
 }

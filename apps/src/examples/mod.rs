@@ -143,6 +143,29 @@ pub fn w1_mlp(g: &GraphBuilder) -> Sequential {
     m
 }
 
+/// A classifier workload as `bench.py` times it: the compiled training step of `m`
+/// (declared on `g`; NLL of its log-probabilities, Adam with lr 1e-3) and its eval-mode
+/// forward sharing the weights (and running statistics). Inputs: `x` f32 `x_shape`, `y`
+/// i64 `[x_shape[0]]`.
+fn bench_classifier(
+    g: &GraphBuilder,
+    m: &dyn Module,
+    x_shape: &[usize],
+    compile: onde_codegen::CompileOptions,
+) -> Result<(TrainStep, Evaluator)> {
+    let x = g.input("x", DType::F32, x_shape.to_vec());
+    let y = g.input("y", DType::I64, [x_shape[0]]);
+    let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
+    let opts = TrainOptions {
+        compile,
+        ..TrainOptions::default()
+    };
+    let step = TrainStep::with_options(g, &loss, &Adam::new(1e-3), opts)?;
+    m.eval();
+    let eval = step.evaluator(g, &[&m.forward(&x)])?;
+    Ok((step, eval))
+}
+
 /// W1 as `bench.py` times it: the compiled training step (NLL loss, Adam with lr
 /// 1e-3) and the eval-mode forward (log-probabilities) sharing its weights. Inputs:
 /// `x` f32 `[64, 256]`, `y` i64 `[64]`.
@@ -168,18 +191,7 @@ pub fn w1(compile: onde_codegen::CompileOptions) -> Result<(TrainStep, Evaluator
 /// i64 `[32]`.
 pub fn w2(compile: onde_codegen::CompileOptions) -> Result<(TrainStep, Evaluator)> {
     let g = GraphBuilder::new();
-    let m = Kws::new(&g, "");
-    let x = g.input("x", DType::F32, [32, 1, 16000]);
-    let y = g.input("y", DType::I64, [32]);
-    let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
-    let opts = TrainOptions {
-        compile,
-        ..TrainOptions::default()
-    };
-    let step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts)?;
-    m.eval();
-    let eval = step.evaluator(&g, &[&m.forward(&x)])?;
-    Ok((step, eval))
+    bench_classifier(&g, &Kws::new(&g, ""), &[32, 1, 16000], compile)
 }
 
 /// W3 (`lstm` false: [`GruNet`]) or W4 (`lstm` true: [`LstmNet`]) as `bench.py` times
@@ -192,17 +204,7 @@ pub fn w34(compile: onde_codegen::CompileOptions, lstm: bool) -> Result<(TrainSt
     } else {
         Box::new(GruNet::new(&g, ""))
     };
-    let x = g.input("x", DType::F32, [32, 100, 40]);
-    let y = g.input("y", DType::I64, [32]);
-    let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
-    let opts = TrainOptions {
-        compile,
-        ..TrainOptions::default()
-    };
-    let step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts)?;
-    m.eval();
-    let eval = step.evaluator(&g, &[&m.forward(&x)])?;
-    Ok((step, eval))
+    bench_classifier(&g, m.as_ref(), &[32, 100, 40], compile)
 }
 
 /// W4's LSTM as a stream of single frames (batch 1, chunk 1), for the per-frame
@@ -220,18 +222,7 @@ pub fn w4_stream() -> Result<onde_nn::RecurrentStream> {
 /// weights. Inputs: `x` f32 `[32, 100, 64]`, `y` i64 `[32]`.
 pub fn w5(compile: onde_codegen::CompileOptions, sdpa: bool) -> Result<(TrainStep, Evaluator)> {
     let g = GraphBuilder::new();
-    let m = AttnNet::new(&g, "", sdpa);
-    let x = g.input("x", DType::F32, [32, 100, 64]);
-    let y = g.input("y", DType::I64, [32]);
-    let loss = nll_loss(&m.forward(&x), &y, &NllOpts::default());
-    let opts = TrainOptions {
-        compile,
-        ..TrainOptions::default()
-    };
-    let step = TrainStep::with_options(&g, &loss, &Adam::new(1e-3), opts)?;
-    m.eval();
-    let eval = step.evaluator(&g, &[&m.forward(&x)])?;
-    Ok((step, eval))
+    bench_classifier(&g, &AttnNet::new(&g, "", sdpa), &[32, 100, 64], compile)
 }
 
 fn mlp_forward(g: &GraphBuilder) -> Tensor {
