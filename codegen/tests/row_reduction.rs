@@ -13,6 +13,18 @@ fn vals(n: usize, s: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `g` compiled with its kernels capped at `isa`.
+fn compile_at(g: &onde_ir::Graph, isa: IsaLevel) -> Executable {
+    Executable::compile(
+        g,
+        CompileOptions {
+            isa,
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 fn levels() -> Vec<IsaLevel> {
     [IsaLevel::Baseline, IsaLevel::Avx2, IsaLevel::Avx512]
         .into_iter()
@@ -47,14 +59,7 @@ fn row_reductions_at_every_length() {
         let xa = Array::f32([r, n], x.clone()).unwrap();
         let ya = Array::f32([r, n], y.clone()).unwrap();
         for isa in levels() {
-            let mut exe = Executable::compile(
-                &g,
-                CompileOptions {
-                    isa,
-                    ..CompileOptions::default()
-                },
-            )
-            .unwrap();
+            let mut exe = compile_at(&g, isa);
             let out = exe.run(&[("x", &xa), ("y", &ya)]).unwrap();
             let what = |k: &str, i: usize| format!("{k} of row {i}, n = {n}, {isa:?}");
             for i in 0..r {
@@ -126,14 +131,7 @@ fn long_row_sums_round_less_than_one_chain_per_lane() {
     let xa = Array::f32([1, n], x.clone()).unwrap();
     let exact: f64 = x.iter().map(|&v| v as f64).sum();
     for isa in levels() {
-        let mut exe = Executable::compile(
-            &g,
-            CompileOptions {
-                isa,
-                ..CompileOptions::default()
-            },
-        )
-        .unwrap();
+        let mut exe = compile_at(&g, isa);
         let got = exe.run(&[("x", &xa)]).unwrap()[0].to_f64_vec()[0];
         let rel = (got - exact).abs() / exact;
         assert!(rel < 1e-5, "{isa:?}: {got} vs {exact} (rel {rel:e})");
@@ -160,14 +158,7 @@ fn sums_over_several_axes_are_cascaded_per_row() {
     let g = parse_graph(&src).unwrap();
     let xa = Array::f32([n, c, t], x.clone()).unwrap();
     for isa in levels() {
-        let mut exe = Executable::compile(
-            &g,
-            CompileOptions {
-                isa,
-                ..CompileOptions::default()
-            },
-        )
-        .unwrap();
+        let mut exe = compile_at(&g, isa);
         let got = exe.run(&[("x", &xa)]).unwrap()[0].to_f64_vec();
         for (ch, &sum) in got.iter().enumerate() {
             let exact: f64 = (0..n)
