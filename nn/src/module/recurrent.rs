@@ -404,13 +404,6 @@ impl Recurrent {
         };
         let g = x.builder();
         let dt = x.dtype();
-        // The first layer projects the input in its own layout (a batch-first input is
-        // contiguous as `[B·T, I]`: one matrix product), then goes time-major.
-        let first_in = if self.opts.batch_first && !unbatched {
-            Some(x.clone())
-        } else {
-            None
-        };
         let mut input = seq;
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
         for layer in 0..layers {
@@ -427,13 +420,10 @@ impl Recurrent {
                         .map(|c| c.narrow(0, k as i64, 1).squeeze(0))
                         .unwrap_or_else(|| g.zeros([b, self.hidden_size], dt))
                 });
-                // Input projections of every step, before the loop: [T, B, G·H].
-                let xp = match (&first_in, layer) {
-                    (Some(bf), 0) => {
-                        crate::functional::linear(bf, &w.w_ih, w.b_ih.as_ref()).transpose(0, 1)
-                    }
-                    _ => crate::functional::linear(&input, &w.w_ih, w.b_ih.as_ref()),
-                };
+                // Input projections of every step, before the loop: [T, B, G·H], one
+                // `[T·B, I]` product (a batch-first input is transposed first: a copy of
+                // the narrow input, not of the wide projection).
+                let xp = crate::functional::linear(&input, &w.w_ih, w.b_ih.as_ref());
                 let (y, h, c) =
                     self.direction(&xp, w, &h_init, c_init.as_ref(), valid.as_ref(), d == 1);
                 outs.push(y);
