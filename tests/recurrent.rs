@@ -243,3 +243,35 @@ fn truncated_backpropagation_through_time_feeds_the_state() {
         .flatten()
         .all(|v| v.is_finite() && v.abs() < 1.0));
 }
+
+#[test]
+fn weight_gradients_are_one_product_after_the_backward_loop() {
+    // The backward scan of each layer and direction carries only the state's cotangent:
+    // `Σ_t hᵀ·G` (recurrent weight) and `Σ_t Σ_b G` (bias) are computed after the loop
+    // from the stacked per-step `G` (one GEMM, one sum), not accumulated step by step.
+    let g = GraphBuilder::new();
+    let m = Recurrent::gru(
+        &g,
+        "gru",
+        3,
+        4,
+        RecurrentOpts::default().num_layers(2).bidirectional(true),
+    );
+    let x = g.input("x", DType::F32, [7, 2, 3]);
+    let loss = m.forward(&x).square().mean_all();
+    let params = m.parameters();
+    let refs: Vec<&Tensor> = params.iter().collect();
+    let grads = g.grad(&loss, &refs).unwrap();
+    let mut outs: Vec<&Tensor> = vec![&loss];
+    outs.extend(grads.iter());
+    let ir = onde::ir::print_graph(&g.build(&outs).unwrap());
+    let carries: Vec<&str> = ir
+        .lines()
+        .filter(|l| l.contains("= scan "))
+        .filter_map(|l| l.split("carry=").nth(1)?.split(' ').next())
+        .collect();
+    // 4 forward scans (also stacking their carry-ins) and 4 backward scans, all with one
+    // carried state.
+    assert_eq!(carries.len(), 8, "{ir}");
+    assert!(carries.iter().all(|&c| c == "1"), "{carries:?}");
+}
