@@ -298,7 +298,7 @@ fn dump_clif(
 fn summary(name: &str, input: Option<Vec<usize>>) -> Result<(), String> {
     let Some((model, shape)) = onde_apps::examples::example_module(name) else {
         return Err(format!(
-            "unknown model {name:?}; available: kws, mlp, mon_modele"
+            "unknown model {name:?}; available: kws, attention, gru, lstm, mlp, mon_modele"
         ));
     };
     let shape = input.unwrap_or(shape);

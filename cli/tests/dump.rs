@@ -202,3 +202,23 @@ fn summary_of_the_keyword_spotter_gives_its_receptive_field() {
     let (ok, _, err) = onde(&["summary", "--example", "nope"]);
     assert!(!ok && err.contains("available: kws"), "{err}");
 }
+
+#[test]
+fn summaries_of_the_attention_and_recurrent_models() {
+    // Models whose forward is not a chain of their layers are one row with every
+    // parameter, seeing the whole sequence: W5 (q, k, v, score, fc), W4, W3.
+    let w5 = 3 * (64 * 64 + 64) + (64 + 1) + (64 * 12 + 12);
+    let w4 = 4 * 128 * (40 + 128) + 2 * 4 * 128 + (128 * 12 + 12);
+    for (name, params) in [("attention", w5), ("lstm", w4)] {
+        let (ok, out, err) = onde(&["summary", "--example", name]);
+        assert!(ok, "{name}: {err}");
+        assert!(
+            out.contains(&format!("learnable parameters: {params}")),
+            "{name}: {out}"
+        );
+    }
+    let (ok, out, err) = onde(&["summary", "--example", "gru"]);
+    assert!(ok, "{err}");
+    let row = out.lines().find(|l| l.starts_with("GruNet")).unwrap();
+    assert!(row.contains("[32, 12]") && row.contains("all"), "{out}");
+}

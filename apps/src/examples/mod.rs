@@ -24,6 +24,8 @@ pub fn example_module(name: &str) -> Option<(Box<dyn Module>, Vec<usize>)> {
         "mlp" => Some((Box::new(w1_mlp(&g)), vec![64, 256])),
         "kws" => Some((Box::new(Kws::new(&g, "")), vec![32, 1, 16000])),
         "attention" => Some((Box::new(AttnNet::new(&g, "", false)), vec![32, 100, 64])),
+        "gru" => Some((Box::new(GruNet::new(&g, "")), vec![32, 100, 40])),
+        "lstm" => Some((Box::new(LstmNet::new(&g, "")), vec![32, 100, 40])),
         "mon_modele" => Some((
             Box::new(MonModeleQuiTorche::new(&g, "mon_modele", 4)),
             vec![5, 1, 100],

@@ -7,7 +7,7 @@
 //! - W4: `LSTM(40, 128, batch_first)` → last hidden state `h_n[-1]` → `Linear(128, 12)`
 //!   → log-softmax.
 
-use onde_nn::module::{child, Forward, Linear, Module, Recurrent, RecurrentOpts};
+use onde_nn::module::{child, Forward, Linear, Module, Recurrent, RecurrentOpts, TimeMap};
 use onde_nn::{GraphBuilder, Tensor};
 
 /// W3's bidirectional two-layer GRU classifier.
@@ -41,8 +41,20 @@ impl Module for GruNet {
         let out = self.rnn.forward(x);
         self.fc.forward(&out.mean([1], false)).log_softmax(-1)
     }
-    fn named_children(&self) -> Vec<(String, &dyn Module)> {
-        vec![("rnn".into(), &self.rnn), ("fc".into(), &self.fc)]
+    // Not `named_children`: a summary would chain them, and this forward pools between.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = self.rnn.named_parameters();
+        v.extend(self.fc.named_parameters());
+        v
+    }
+    fn set_training(&self, training: bool) {
+        self.rnn.set_training(training);
+    }
+    fn is_training(&self) -> bool {
+        self.rnn.is_training()
+    }
+    fn time_map(&self) -> TimeMap {
+        TimeMap::Global
     }
 }
 
@@ -80,7 +92,19 @@ impl Module for LstmNet {
         let last = h_n.narrow(0, -1, 1).squeeze(0);
         self.fc.forward(&last).log_softmax(-1)
     }
-    fn named_children(&self) -> Vec<(String, &dyn Module)> {
-        vec![("rnn".into(), &self.rnn), ("fc".into(), &self.fc)]
+    // Not `named_children`: a summary would chain them, and this forward pools between.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = self.rnn.named_parameters();
+        v.extend(self.fc.named_parameters());
+        v
+    }
+    fn set_training(&self, training: bool) {
+        self.rnn.set_training(training);
+    }
+    fn is_training(&self) -> bool {
+        self.rnn.is_training()
+    }
+    fn time_map(&self) -> TimeMap {
+        TimeMap::Global
     }
 }

@@ -60,14 +60,13 @@ impl Module for AttnNet {
         let p = (&w * &h).sum([1], false);
         self.fc.forward(&p).log_softmax(-1)
     }
-    fn named_children(&self) -> Vec<(String, &dyn Module)> {
-        vec![
-            ("q".into(), &self.q),
-            ("k".into(), &self.k),
-            ("v".into(), &self.v),
-            ("score".into(), &self.score),
-            ("fc".into(), &self.fc),
-        ]
+    // Parameters rather than `named_children`: a summary chains children in order, and
+    // this forward is not a chain (q, k, v all read `x`).
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        [&self.q, &self.k, &self.v, &self.score, &self.fc]
+            .into_iter()
+            .flat_map(|l| l.named_parameters())
+            .collect()
     }
     fn time_map(&self) -> TimeMap {
         TimeMap::Global
