@@ -20,7 +20,10 @@
 //! A struct holding its layers (built in its constructor under a name prefix) and
 //! implementing [`Module`]: `forward`, plus `named_children` listing the layers in
 //! forward order, from which parameters, buffers, train/eval mode and the receptive
-//! field ([`summarize`]) are derived. Errors: an op given bad shapes poisons its result
+//! field ([`summarize`]) are derived — when `forward` chains them (each layer's output
+//! is the next one's input). Otherwise (attention's q, k, v all reading `x`, pooling
+//! between layers) override `named_parameters` (and `named_buffers`, `set_training`,
+//! `time_map`) instead: a summary then shows the module as one row. Errors: an op given bad shapes poisons its result
 //! and the error surfaces where the graph is used (`check`, `compile`, a training step)
 //! with the line of the op — inside your `forward`, or the line that called your
 //! module if `forward` carries `#[track_caller]` (every library layer does). Inside a
