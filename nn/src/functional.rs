@@ -193,7 +193,7 @@ pub fn log_softmax(input: &Tensor, dim: i64) -> Tensor {
 /// An input with several leading axes (`[B, T, in]`) is multiplied as one
 /// `[B·T, in]` matrix and reshaped back: the same values, but the weight's gradient is
 /// then one matrix product `dYᵀ X` over all `B·T` rows instead of `B` batched products
-/// summed over the batch (W5's three projections: 3 × (220 + 20) µs → 3 × ~170 µs).
+/// summed over the batch.
 #[track_caller]
 pub fn linear(input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let size = input.size();

@@ -214,8 +214,7 @@ type Acc = (Option<[Variable; ACCUMULATORS]>, Variable);
 /// Vector accumulators of a row reduction. The vector loop is unrolled by this factor,
 /// step `j` of each iteration combining into accumulator `j`: one accumulator made
 /// every iteration wait for the previous combine (a `max` with NaN propagation is a
-/// compare and two selects: W5's softmax row maximum over `[32, 100, 100]` ran at
-/// 0.8 ns per element), and four partial sums per lane also round less than one
+/// compare and two selects, a long dependency chain per element), and four partial sums per lane also round less than one
 /// (the sum of `k` terms in `k/16` steps per chain instead of `k/4`).
 const ACCUMULATORS: usize = 4;
 
@@ -371,8 +370,7 @@ impl Cx<'_> {
         // A row reduction over several axes (batch norm's statistics over (N, T) of
         // `[N, C, T]`): each row is summed into fresh accumulators, then its total is
         // folded into the output's running total, so every chain is one row long plus
-        // one step per row (W2: 250 + 32 instead of 8000 terms per chain), as a
-        // cascaded sum would be.
+        // one step per row rather than all the rows long, as a cascaded sum would be.
         if let (Some((Some(outer), sv)), Some(red)) = (self.acc, &self.k.reduction) {
             if level > self.nest.kept && self.mode != Mode::Scalar {
                 let kind = red.kind;

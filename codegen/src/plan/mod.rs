@@ -50,10 +50,10 @@ pub const RECOMPUTE_BUDGET: usize = 16;
 /// A shared lazy value reading this many whole tensors is stored once rather than
 /// recomputed by each consumer: the sum of four gradient contributions of a residual
 /// stream in W2's backward was re-read by three batch-norm reductions (80 MB a pass,
-/// memory-bound at ~11 GB/s), where one stored copy costs one write and one read each.
-/// Measured on W2's training step (Xeon, 1 thread): without the rule 280 ms, from 2
-/// reads 245-249 ms; W1, W5 unchanged. Values computing a transcendental are left to
-/// recomputation, and small ones ([`MEMORY_HEAVY_MIN_NUMEL`]) too.
+/// memory-bound), where one stored copy costs one write and one read each (the W2
+/// measurements behind the threshold are in `docs/performance.md`). Values computing a
+/// transcendental are left to recomputation, and small ones
+/// ([`MEMORY_HEAVY_MIN_NUMEL`]) too.
 const SHARED_MAX_FULL_READS: usize = 2;
 
 /// Smallest value for the memory-traffic rule above (a quarter MiB of f32): below, the
@@ -346,7 +346,7 @@ impl Planner<'_> {
     /// A costly value broadcast along some axes (every read has stride 0 there), e.g.
     /// attention-pooling weights `softmax_T(s)` `[B, T, 1]` expanded over the channels:
     /// fused as it is, every consumer element would recompute its `exp` (64 times per
-    /// weight in W5, 0.23 ms a pass). Stored once at its own size and read back through
+    /// weight in W5). Stored once at its own size and read back through
     /// a broadcast leaf instead, when it costs at least [`BROADCAST_STORE_COST`] per
     /// element and is broadcast at least [`BROADCAST_STORE_FACTOR`]-fold.
     fn store_before_broadcast(&mut self, l: &Lazy) -> Option<Lazy> {
@@ -793,7 +793,7 @@ fn full_reads(l: &Lazy) -> usize {
 
 /// Whether `l` computes a transcendental function (its recomputation costs arithmetic,
 /// not only memory: W6's `tanh(x·a + b)` is cheaper recomputed in the backward kernel,
-/// which reads `x`, `a` and `b` anyway, than stored: 1.46 vs 1.97 ms).
+/// which reads `x`, `a` and `b` anyway, than stored).
 fn transcendental(l: &Lazy) -> bool {
     l.nodes
         .iter()

@@ -22,7 +22,7 @@
 //! is not accumulated in the loop: the backward scan outputs the per-step `G` stacked,
 //! and the sum over steps is one product `A_flatᵀ·G_flat` over every step's rows (or one
 //! sum) after the loop. The per-step work loses a small GEMM and a carried accumulator
-//! (W4's backward scan: 15.6 → 9.1 ms per step of training, `onde bench W4 --profile`).
+//! (measured on W4: `docs/performance.md`).
 
 use super::vjp;
 use crate::emit::{Emit, EmitError, R};

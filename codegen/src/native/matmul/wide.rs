@@ -1,18 +1,13 @@
 //! f32 products on the `gemm` crate's AVX-512 kernels, where the CPU and the compile's
 //! ISA level allow them.
 //!
-//! `matrixmultiply` (the library GEMM everywhere else) has a 16×16 AVX-512 f32 kernel,
-//! but packs with less care for these sizes; `gemm` 0.19 with its `x86-v4` feature
-//! (AVX-512 micro-kernels picked at run time, so no `target-cpu` flag) measured, on the
-//! 2-core AVX-512 Xeon, one thread, best medians (µs, matrixmultiply → gemm):
-//! W5's `32 × [100,64]·[64,100]` 467 → 365, `32 × [100,100]·[100,64]` 443 → 300,
-//! `[3200,64]·[64,64]` 222 → 165, the `[64,3200]·[3200,64]` weight gradient through a
-//! transposed view 222 → 181, W1's `[64,256]·[256,256]` 64 → 54, `1024³` 16.1 → 13.2 ms.
-//! Without AVX-512 `gemm` falls back to AVX2 kernels that measured slower than
-//! matrixmultiply's here, so below that level the executor keeps matrixmultiply. The
-//! convolutions' GEMMs (im2col, pointwise: W2's `[32,32]·[32,4000]`) keep
-//! matrixmultiply too: with `gemm` W2 measured 2-5% slower (train 292 vs 289 ms, infer
-//! 46 vs 44 ms, alternating runs).
+//! `matrixmultiply` (the library GEMM everywhere else) has a 16×16 AVX-512 f32 kernel;
+//! `gemm` 0.19 with its `x86-v4` feature (AVX-512 micro-kernels picked at run time, so
+//! no `target-cpu` flag) measured faster on the matrix shapes of W1, W5 and W7
+//! (per-shape timings in `docs/performance.md`). Without AVX-512 `gemm` falls back to
+//! AVX2 kernels that measured slower than matrixmultiply's, so below that level the
+//! executor keeps matrixmultiply; the convolutions' GEMMs (im2col, pointwise) keep it
+//! too, as W2 measured slower with `gemm`.
 //!
 //! Numerics: each output is a sum of `k` products in a blocked order (the same class of
 //! reassociation as matrixmultiply's); results differ from it in the last bits only.
