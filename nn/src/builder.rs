@@ -457,22 +457,7 @@ impl GraphBuilder {
         api: &'static str,
         loc: &SourceLoc,
     ) {
-        let Ok(v) = target.value() else { return };
-        let mut st = self.state.borrow_mut();
-        let Some(input) = st.graph.input_name(v).map(String::from) else {
-            return;
-        };
-        let check = crate::feed_check::IndexCheck {
-            input,
-            classes,
-            ignore,
-            api,
-            loc: loc.clone(),
-            lengths: false,
-        };
-        if !st.index_checks.contains(&check) {
-            st.index_checks.push(check);
-        }
+        self.register_check(target, classes, ignore, api, loc, false);
     }
 
     /// Registers that input `lengths` (if it is a graph input) holds sequence lengths
@@ -484,18 +469,31 @@ impl GraphBuilder {
         api: &'static str,
         loc: &SourceLoc,
     ) {
-        let Ok(v) = lengths.value() else { return };
+        self.register_check(lengths, max, None, api, loc, true);
+    }
+
+    /// Records a feed check of `t` when it is a graph input (once).
+    fn register_check(
+        &self,
+        t: &Tensor,
+        classes: usize,
+        ignore: Option<i64>,
+        api: &'static str,
+        loc: &SourceLoc,
+        lengths: bool,
+    ) {
+        let Ok(v) = t.value() else { return };
         let mut st = self.state.borrow_mut();
         let Some(input) = st.graph.input_name(v).map(String::from) else {
             return;
         };
         let check = crate::feed_check::IndexCheck {
             input,
-            classes: max,
-            ignore: None,
+            classes,
+            ignore,
             api,
             loc: loc.clone(),
-            lengths: true,
+            lengths,
         };
         if !st.index_checks.contains(&check) {
             st.index_checks.push(check);

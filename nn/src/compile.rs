@@ -28,9 +28,17 @@ impl GraphBuilder {
     /// [`GraphBuilder::compile`] of only what `outputs` need: inputs declared for
     /// other graphs of this builder need no feed.
     pub(crate) fn compile_pruned(&self, outputs: &[&Tensor]) -> Result<Compiled> {
-        let g = self.build_pruned(outputs)?;
-        let exe = Executable::compile_cached(&g, CompileOptions::default())
-            .map_err(|e| Error::Compile(Box::new(e)))?;
+        self.compiled(self.build_pruned(outputs)?, CompileOptions::default())
+    }
+
+    /// [`GraphBuilder::compile`] with options (threads, CLIF capture).
+    pub fn compile_with(&self, outputs: &[&Tensor], opts: CompileOptions) -> Result<Compiled> {
+        self.compiled(self.build(outputs)?, opts)
+    }
+
+    /// Compiles `g`, fed with this builder's values of the parameters it reads.
+    fn compiled(&self, g: onde_ir::Graph, opts: CompileOptions) -> Result<Compiled> {
+        let exe = Executable::compile_cached(&g, opts).map_err(|e| Error::Compile(Box::new(e)))?;
         let params = self
             .parameter_values()
             .into_iter()
@@ -39,18 +47,6 @@ impl GraphBuilder {
         Ok(Compiled {
             exe,
             params,
-            seed: StepSeed::new(self.seed_base()),
-            index_checks: self.index_checks(),
-        })
-    }
-
-    /// [`GraphBuilder::compile`] with options (threads, CLIF capture).
-    pub fn compile_with(&self, outputs: &[&Tensor], opts: CompileOptions) -> Result<Compiled> {
-        let g = self.build(outputs)?;
-        let exe = Executable::compile_cached(&g, opts).map_err(|e| Error::Compile(Box::new(e)))?;
-        Ok(Compiled {
-            exe,
-            params: self.parameter_values(),
             seed: StepSeed::new(self.seed_base()),
             index_checks: self.index_checks(),
         })
