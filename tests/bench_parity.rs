@@ -8,7 +8,7 @@
 //! `tests/fixtures/w2/`, `tests/fixtures/w5/`).
 
 use crate::common::{bench_fixture, fixture_get};
-use onde::apps::examples::{AttnNet, GruNet, Kws, LstmNet};
+use onde::apps::examples::{AttnNet, Kws, RnnClassifier};
 use onde::nn::loss::{nll_loss, NllOpts};
 use onde::nn::module::Module;
 use onde::nn::optim::Adam;
@@ -37,14 +37,14 @@ fn w2_one_adam_step_matches_pytorch() {
 #[test]
 fn w3_one_adam_step_matches_pytorch() {
     first_step("w3", "step1", [32, 100, 40], 18, 0, |g| {
-        Box::new(GruNet::new(g, ""))
+        Box::new(RnnClassifier::w3(g, ""))
     });
 }
 
 #[test]
 fn w4_one_adam_step_matches_pytorch() {
     first_step("w4", "step1", [32, 100, 40], 6, 0, |g| {
-        Box::new(LstmNet::new(g, ""))
+        Box::new(RnnClassifier::w4(g, ""))
     });
 }
 

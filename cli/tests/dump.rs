@@ -219,6 +219,9 @@ fn summaries_of_the_attention_and_recurrent_models() {
     }
     let (ok, out, err) = onde(&["summary", "--example", "gru"]);
     assert!(ok, "{err}");
-    let row = out.lines().find(|l| l.starts_with("GruNet")).unwrap();
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("RnnClassifier"))
+        .unwrap();
     assert!(row.contains("[32, 12]") && row.contains("all"), "{out}");
 }

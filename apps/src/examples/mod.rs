@@ -13,7 +13,7 @@ mod w2;
 mod w34;
 mod w5;
 pub use w2::{Kws, KwsBlock, MeanStd};
-pub use w34::{GruNet, LstmNet};
+pub use w34::{Readout, RnnClassifier};
 pub use w5::AttnNet;
 
 /// Examples that are modules, for `onde summary --example NAME`: the model (built on
@@ -24,8 +24,8 @@ pub fn example_module(name: &str) -> Option<(Box<dyn Module>, Vec<usize>)> {
         "mlp" => Some((Box::new(w1_mlp(&g)), vec![64, 256])),
         "kws" => Some((Box::new(Kws::new(&g, "")), vec![32, 1, 16000])),
         "attention" => Some((Box::new(AttnNet::new(&g, "", false)), vec![32, 100, 64])),
-        "gru" => Some((Box::new(GruNet::new(&g, "")), vec![32, 100, 40])),
-        "lstm" => Some((Box::new(LstmNet::new(&g, "")), vec![32, 100, 40])),
+        "gru" => Some((Box::new(RnnClassifier::w3(&g, "")), vec![32, 100, 40])),
+        "lstm" => Some((Box::new(RnnClassifier::w4(&g, "")), vec![32, 100, 40])),
         "mon_modele" => Some((
             Box::new(MonModeleQuiTorche::new(&g, "mon_modele", 4)),
             vec![5, 1, 100],
@@ -196,25 +196,25 @@ pub fn w2(compile: onde_codegen::CompileOptions) -> Result<(TrainStep, Evaluator
     bench_classifier(&g, &Kws::new(&g, ""), &[32, 1, 16000], compile)
 }
 
-/// W3 (`lstm` false: [`GruNet`]) or W4 (`lstm` true: [`LstmNet`]) as `bench.py` times
+/// W3 (`lstm` false: [`RnnClassifier::w3`]) or W4 (`lstm` true: [`RnnClassifier::w4`]) as `bench.py` times
 /// it: the compiled training step (NLL loss, Adam with lr 1e-3) and the eval-mode
 /// forward sharing its weights. Inputs: `x` f32 `[32, 100, 40]`, `y` i64 `[32]`.
 pub fn w34(compile: onde_codegen::CompileOptions, lstm: bool) -> Result<(TrainStep, Evaluator)> {
     let g = GraphBuilder::new();
     let m: Box<dyn Module> = if lstm {
-        Box::new(LstmNet::new(&g, ""))
+        Box::new(RnnClassifier::w4(&g, ""))
     } else {
-        Box::new(GruNet::new(&g, ""))
+        Box::new(RnnClassifier::w3(&g, ""))
     };
     bench_classifier(&g, m.as_ref(), &[32, 100, 40], compile)
 }
 
 /// W4's LSTM as a stream of single frames (batch 1, chunk 1), for the per-frame
-/// latency of streaming inference: a [`onde_nn::RecurrentStream`] over [`LstmNet`]'s
+/// latency of streaming inference: a [`onde_nn::RecurrentStream`] over [`RnnClassifier::w4`]'s
 /// recurrent layer. Input chunks: f32 `[1, 1, 40]`.
 pub fn w4_stream() -> Result<onde_nn::RecurrentStream> {
     let g = GraphBuilder::new();
-    let m = LstmNet::new(&g, "");
+    let m = RnnClassifier::w4(&g, "");
     onde_nn::RecurrentStream::new(&g, &m.rnn, 1, 1)
 }
 
