@@ -190,10 +190,10 @@ pub fn log_softmax(input: &Tensor, dim: i64) -> Tensor {
 
 /// `F.linear(input, weight, bias)`: `input @ weightᵀ + bias` over the last axis.
 ///
-/// An input with several leading axes (`[B, T, in]`) is multiplied as one
-/// `[B·T, in]` matrix and reshaped back: the same values, but the weight's gradient is
-/// then one matrix product `dYᵀ X` over all `B·T` rows instead of `B` batched products
-/// summed over the batch.
+/// An input with several leading axes (`[B, T, in]`) is multiplied as one `[B·T, in]`
+/// matrix and reshaped back (same values): a strided input (an RNN's batch-first input
+/// seen time-major) is then copied once, narrow as it is, and multiplied in one GEMM,
+/// where the batched product would run one small GEMM per leading index.
 #[track_caller]
 pub fn linear(input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let size = input.size();

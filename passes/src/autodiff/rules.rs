@@ -151,9 +151,24 @@ pub fn vjp_op(
                 out[0] = Some(unbroadcast(e, da, &e.shape(a))?);
             }
             if wants[1] {
-                let at = e.transpose_last(a)?;
-                let db = e.matmul(at, dy)?;
-                out[1] = Some(unbroadcast(e, db, &e.shape(b))?);
+                let (sa, sb) = (e.shape(a), e.shape(b));
+                let db = if sb.rank() == 2 && sa.rank() > 2 {
+                    // `[.., m, k] @ [k, n]` (a layer's weight): `db = Σ_batch aᵀ·dy` is one
+                    // product over all rows, `a_flatᵀ · dy_flat`, not a batched product
+                    // summed over the batch.
+                    let d = sa.dims();
+                    let rows: usize = d[..d.len() - 1].iter().product();
+                    let n = sb.dims()[1];
+                    let a2 = e.reshape(a, vec![rows, d[d.len() - 1]].into())?;
+                    let dy2 = e.reshape(dy, vec![rows, n].into())?;
+                    let at = e.transpose_last(a2)?;
+                    e.matmul(at, dy2)?
+                } else {
+                    let at = e.transpose_last(a)?;
+                    let db = e.matmul(at, dy)?;
+                    unbroadcast(e, db, &sb)?
+                };
+                out[1] = Some(db);
             }
             Ok(out)
         }
