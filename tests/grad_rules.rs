@@ -378,6 +378,16 @@ fn every_op_passes_gradcheck() {
             vec![vec![2, 1, 3, 4], vec![5, 4, 2]],
             |_, x| x[0].matmul(&x[1]),
         ),
+        (
+            "matmul of a batch by one matrix (weight gradient as one flat product)",
+            vec![vec![2, 3, 4, 5], vec![5, 2]],
+            |_, x| x[0].matmul(&x[1]),
+        ),
+        (
+            "matmul of a transposed batch by one matrix",
+            vec![vec![4, 3, 5], vec![5, 2]],
+            |_, x| x[0].transpose(0, 1).matmul(&x[1]),
+        ),
         ("matmul vector", vec![vec![3], vec![3, 2]], |_, x| {
             x[0].matmul(&x[1])
         }),
