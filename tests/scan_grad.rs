@@ -80,3 +80,154 @@ fn differentiated_scan_graph_size_does_not_grow_with_steps() {
     let (_, u20) = run(20, true);
     assert!(u20 > u10, "the unrolled graph does grow: {u10} vs {u20}");
 }
+
+/// An LSTM step's gates cut by `narrow` from one product `[x_t, h] → 4·H`.
+fn lstm_step(xs: &Tensor, h: &Tensor, c: &Tensor, w: &Tensor, u: &Tensor) -> (Tensor, Tensor) {
+    let hs = h.shape().dims()[1];
+    let pre = xs.matmul(w) + h.matmul(u);
+    let gate = |i: usize| pre.narrow(-1, (i * hs) as i64, hs);
+    let (i, f, gg, o) = (
+        gate(0).sigmoid(),
+        gate(1).sigmoid(),
+        gate(2).tanh(),
+        gate(3).sigmoid(),
+    );
+    let c2 = &f * c + &i * &gg;
+    let h2 = &o * &c2.tanh();
+    (h2, c2)
+}
+
+/// Loss and gradients wrt (x, h0, c0, W, U) of an LSTM recurrence as a scan or unrolled;
+/// the graph of the gradients too.
+fn run_lstm(steps: usize, unrolled: bool) -> (Vec<Vec<f64>>, onde::ir::Graph) {
+    let (b, f, h) = (2, 3, 4);
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F64, [b, steps, f]);
+    let h0 = g.input("h0", DType::F64, [b, h]);
+    let c0 = g.input("c0", DType::F64, [b, h]);
+    let w = g.input("w", DType::F64, [f, 4 * h]);
+    let u = g.input("u", DType::F64, [h, 4 * h]);
+    let k = g.constant(data(&[b, steps, h], 9));
+    let hs = if unrolled {
+        let (mut hp, mut cp) = (h0.clone(), c0.clone());
+        let mut outs = Vec::new();
+        for t in 0..steps {
+            let xt = x.index(onde::s![.., t as i64, ..]);
+            (hp, cp) = lstm_step(&xt, &hp, &cp, &w, &u);
+            outs.push(hp.clone());
+        }
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        stack(&refs, 1)
+    } else {
+        g.scan(&[&h0, &c0], &[&x], &[&w, &u], 1, false, |c, xs, k| {
+            let (h2, c2) = lstm_step(&xs[0], &c[0], &c[1], &k[0], &k[1]);
+            (vec![h2.clone(), c2], vec![h2])
+        })
+        .remove(2)
+    };
+    let loss = (&hs * &k).sum_all();
+    let grads = g.grad(&loss, &[&x, &h0, &c0, &w, &u]).unwrap();
+    let mut outs = vec![&loss];
+    outs.extend(grads.iter());
+    let feeds = [
+        ("x", data(&[b, steps, f], 1)),
+        ("h0", data(&[b, h], 2)),
+        ("c0", data(&[b, h], 5)),
+        ("w", data(&[f, 4 * h], 3)),
+        ("u", data(&[h, 4 * h], 4)),
+    ];
+    let r = g.run(&outs, &feeds).unwrap();
+    let graph = g.build(&outs).unwrap();
+    (r.iter().map(|a| a.to_f64_vec()).collect(), graph)
+}
+
+#[test]
+fn lstm_scan_gradient_equals_unrolled() {
+    let (scanned, _) = run_lstm(30, false);
+    let (unrolled, _) = run_lstm(30, true);
+    for (k, (s, u)) in scanned.iter().zip(&unrolled).enumerate() {
+        assert_eq!(s.len(), u.len());
+        for (i, (a, b)) in s.iter().zip(u).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                "output {k} element {i}: scan {a} vs unrolled {b}"
+            );
+        }
+    }
+}
+
+/// The backward scan reads what the forward computed: the gates' `sigmoid`/`tanh` and
+/// `tanh(c)` are stacked by the forward scan, so the backward body evaluates no
+/// transcendental, and its matrix products are the cotangents' `dG · Uᵀ` and `dG · Wᵀ`
+/// (`Uᵀ·dG` is summed over the steps after the loop); the four
+/// gates' cotangents are joined by one concatenation, not padded and summed.
+#[test]
+fn lstm_backward_scan_reads_saved_gates() {
+    use onde::ir::{Op, UnaryOp};
+    let (_, graph) = run_lstm(7, false);
+    let scans: Vec<_> = graph
+        .op_ids()
+        .into_iter()
+        .filter_map(|o| {
+            if let Op::Scan(s) = &graph.op(o).op {
+                Some((s.clone(), graph.results(o).len()))
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(scans.len(), 2, "a forward and a backward scan");
+    let count = |body: &onde::ir::Graph, f: &dyn Fn(&Op) -> bool| {
+        body.op_ids()
+            .into_iter()
+            .filter(|&o| f(&body.op(o).op))
+            .count()
+    };
+    let (fwd, n_fwd) = scans.iter().find(|(s, _)| !s.reverse).unwrap();
+    let (bwd, _) = scans.iter().find(|(s, _)| s.reverse).unwrap();
+    let transcendental = |op: &Op| matches!(op, Op::Unary(u) if u.is_transcendental());
+    assert_eq!(count(&bwd.body, &transcendental), 0, "{:?}", bwd.body);
+    assert_eq!(count(&bwd.body, &|op| *op == Op::MatMul), 2);
+    assert_eq!(count(&bwd.body, &|op| matches!(op, Op::Pad { .. })), 0);
+    assert_eq!(count(&bwd.body, &|op| matches!(op, Op::Concat { .. })), 1);
+    // Carries h, c; output h; saved h, c; saved i, f, g, o and tanh(c').
+    assert_eq!(*n_fwd, 2 + 1 + 2 + 5);
+    assert_eq!(
+        count(&fwd.body, &|op| matches!(op, Op::Unary(UnaryOp::Sigmoid))),
+        3
+    );
+}
+
+/// Gradients of slices: adjacent ranges (in any order) are joined by one
+/// concatenation; an overlapping slice is added; the values are exact.
+#[test]
+fn gradient_of_adjacent_slices_is_one_concatenation() {
+    use onde::ir::Op;
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F64, [2, 8]);
+    // Columns 6..8, 0..2, 2..6 (adjacent, out of order) and 1..3 (overlapping).
+    let parts: [(i64, usize, f64); 4] = [(6, 2, 5.0), (0, 2, 2.0), (2, 4, 3.0), (1, 2, 7.0)];
+    let term = |&(start, len, wgt): &(i64, usize, f64)| x.narrow(1, start, len).sum_all() * wgt;
+    let mut loss = term(&parts[0]);
+    for p in &parts[1..] {
+        loss = loss + term(p);
+    }
+    let dx = g.grad(&loss, &[&x]).unwrap().remove(0);
+    let feeds = [("x", data(&[2, 8], 1))];
+    let got = g.run(&[&dx], &feeds).unwrap()[0].to_f64_vec();
+    let mut col = [0.0f64; 8];
+    for &(start, len, wgt) in &parts {
+        for c in col.iter_mut().skip(start as usize).take(len) {
+            *c += wgt;
+        }
+    }
+    let want: Vec<f64> = (0..16).map(|i| col[i % 8]).collect();
+    assert_eq!(got, want);
+    let graph = g.build(&[&dx]).unwrap();
+    let concats = graph
+        .op_ids()
+        .into_iter()
+        .filter(|&o| matches!(graph.op(o).op, Op::Concat { .. }))
+        .count();
+    assert_eq!(concats, 1, "{graph:?}");
+}

@@ -35,7 +35,15 @@ pub fn example_module(name: &str) -> Option<(Box<dyn Module>, Vec<usize>)> {
 }
 
 /// Names of the built-in examples.
-pub const EXAMPLES: [&str; 5] = ["mlp", "mon_modele", "rnn", "kws", "attention"];
+pub const EXAMPLES: [&str; 7] = [
+    "mlp",
+    "mon_modele",
+    "rnn",
+    "kws",
+    "attention",
+    "gru",
+    "lstm",
+];
 
 /// Builds the named example graph, or `None` for an unknown name.
 pub fn build_example(name: &str) -> Option<Result<Graph>> {
@@ -43,7 +51,7 @@ pub fn build_example(name: &str) -> Option<Result<Graph>> {
         "mlp" => Some(mlp()),
         "mon_modele" => Some(mon_modele()),
         "rnn" => Some(rnn()),
-        "kws" | "attention" => {
+        "kws" | "attention" | "gru" | "lstm" => {
             let (g, loss) = build_example_loss(name)?;
             Some(g.build(&[&loss]))
         }
@@ -76,13 +84,14 @@ pub fn build_example_loss(name: &str) -> Option<(GraphBuilder, Tensor)> {
             let loss = out[1].square().mean_all();
             (g, loss)
         }
-        // W2 and W5 of bench.py with their NLL loss on a batch input `y`.
-        "kws" | "attention" => {
+        // W2, W5, W3 and W4 of bench.py with their NLL loss on a batch input `y`.
+        "kws" | "attention" | "gru" | "lstm" => {
             let g = GraphBuilder::new();
-            let (m, shape): (Box<dyn Module>, [usize; 3]) = if name == "kws" {
-                (Box::new(Kws::new(&g, "")), [32, 1, 16000])
-            } else {
-                (Box::new(AttnNet::new(&g, "", false)), [32, 100, 64])
+            let (m, shape): (Box<dyn Module>, [usize; 3]) = match name {
+                "kws" => (Box::new(Kws::new(&g, "")), [32, 1, 16000]),
+                "attention" => (Box::new(AttnNet::new(&g, "", false)), [32, 100, 64]),
+                "gru" => (Box::new(RnnClassifier::w3(&g, "")), [32, 100, 40]),
+                _ => (Box::new(RnnClassifier::w4(&g, "")), [32, 100, 40]),
             };
             let x = g.input("x", DType::F32, shape);
             let y = g.input("y", DType::I64, [32]);

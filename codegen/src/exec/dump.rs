@@ -7,102 +7,16 @@ impl Executable {
     /// A readable listing of the steps: fused kernels with their loads and bodies,
     /// library calls and host steps.
     pub fn dump_fused(&self) -> String {
-        let p = &self.compiled.plan;
-        let mut s = String::new();
-        for (i, b) in p.buffers.iter().enumerate() {
-            let kind = match &b.kind {
-                BufKind::Feed(n) => format!("feed {n:?}"),
-                BufKind::Const(_) => "constant".to_string(),
-                BufKind::Temp => "temp".to_string(),
-                BufKind::Alias(of) => format!("alias of buf{of}"),
-            };
-            s.push_str(&format!("buf{i}: {} {kind}\n", b.ty));
-        }
-        for (i, st) in p.steps.iter().enumerate() {
-            match st {
-                Step::Kernel(k) => {
-                    s.push_str(&format!("step {i}: {k}\n"));
-                    if crate::kernel::clif::column_nest(k).is_some() {
-                        s.push_str(
-                            "    // column order: vectorised along the kept axis, accumulated row by row\n",
-                        );
-                    }
-                    if let Some((KernelCode::Engine(p), ..)) = &self.compiled.fns[i] {
-                        s.push_str(&format!("    // runs on the {}:\n", p.describe()));
-                        for line in p.listing().lines() {
-                            s.push_str(&format!("    //   {line}\n"));
-                        }
-                    }
-                }
-                Step::MatMul { a, b, out, dtype } => {
-                    s.push_str(&format!(
-                        "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
-                        a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
-                    ));
-                    if let Some(epilogue::Fused::Registers(sm)) = self.compiled.epilogues[i] {
-                        s.push_str(&format!(
-                            "    // epilogue: step {} (bias {}, activation {:?}) applied to the output tiles in registers (prepacked runs)\n",
-                            i + 1,
-                            if sm.bias.is_some() { "added" } else { "none" },
-                            sm.act
-                        ));
-                    }
-                }
-                Step::Conv { x, w, out, params, dtype } => {
-                    s.push_str(&format!(
-                        "step {i}: conv {dtype} buf{x} * buf{w} -> buf{out} stride={:?} padding={:?} dilation={:?} groups={}\n",
-                        params.stride, params.padding, params.dilation, params.groups
-                    ));
-                    if self.compiled.epilogues[i].is_some() {
-                        s.push_str(&format!(
-                            "    // epilogue: step {} runs on each block of output rows as soon as it is written\n",
-                            i + 1
-                        ));
-                    }
-                }
-                Step::Copy(op, args, out) => {
-                    s.push_str(&format!("step {i}: copy {op:?} {args:?} -> buf{out}\n"))
-                }
-                Step::Scan { scan, args, outs } => s.push_str(&format!(
-                    "step {i}: scan length={} axis={} reverse={} carries={} xs={} {args:?} -> {outs:?} (body compiled: {} steps)\n",
-                    scan.length,
-                    scan.axis,
-                    scan.reverse,
-                    scan.num_carry,
-                    scan.num_xs,
-                    self.compiled.bodies[i].as_ref().map_or(0, |b| b.plan.steps.len())
-                )),
-                Step::Host { graph, args, outs } => {
-                    let name = graph
-                        .op_ids()
-                        .last()
-                        .map(|&o| graph.op(o).op.name())
-                        .unwrap_or("?");
-                    s.push_str(&format!("step {i}: host {name} {args:?} -> {outs:?}\n"));
-                }
-            }
-        }
-        s.push_str(&format!("outputs: {:?}\n", p.outputs));
-        let mem = &self.compiled.memory;
-        let temps: usize = p
-            .buffers
-            .iter()
-            .filter(|b| matches!(b.kind, BufKind::Temp))
-            .map(|b| b.ty.shape.numel() * elem_size(b.ty.dtype))
-            .sum();
-        s.push_str(&format!(
-            "memory: {} bytes in {} slots for {temps} bytes of temporaries; slots {:?}\n",
-            mem.total_bytes(),
-            mem.slot_bytes.len(),
-            mem.slot_of
-        ));
-        s
+        self.compiled.dump()
     }
 
     /// Starts (and resets) or stops timing every step of every run; see
     /// [`Executable::profile`]. Costs one clock read per step while on.
     pub fn set_profiling(&mut self, on: bool) {
         self.profile = on.then(|| vec![(0, Duration::ZERO); self.compiled.plan.steps.len()]);
+        for st in self.scans.iter_mut().flatten() {
+            st.body.set_profiling(on);
+        }
     }
 
     /// Time spent in each step since profiling started, one line per step, slowest
@@ -130,6 +44,14 @@ impl Executable {
                 "{i:>5} {n:>7} {mean:>10.2} {share:>5.1}%  {}\n",
                 self.step_label(i)
             ));
+            // A scan's body: its own steps, per iteration (their share is of the body).
+            if let Some(body) = self.scans.get(i).and_then(|st| st.as_ref()) {
+                if let Some(bp) = body.body.profile() {
+                    for line in bp.lines().skip(1) {
+                        s.push_str(&format!("{:>32}| {line}\n", ""));
+                    }
+                }
+            }
         }
         Some(s)
     }
@@ -166,5 +88,116 @@ impl Executable {
             Step::Scan { .. } => "scan".to_string(),
             Step::Copy(op, ..) => format!("copy {op:?}"),
         }
+    }
+}
+
+impl Compiled {
+    /// The listing behind [`Executable::dump_fused`], scan bodies included.
+    fn dump(&self) -> String {
+        let p = &self.plan;
+        let mut s = String::new();
+        for (i, b) in p.buffers.iter().enumerate() {
+            let kind = match &b.kind {
+                BufKind::Feed(n) => format!("feed {n:?}"),
+                BufKind::Const(_) => "constant".to_string(),
+                BufKind::Temp => "temp".to_string(),
+                BufKind::Alias(of) => format!("alias of buf{of}"),
+            };
+            s.push_str(&format!("buf{i}: {} {kind}\n", b.ty));
+        }
+        for (i, st) in p.steps.iter().enumerate() {
+            match st {
+                Step::Kernel(k) => {
+                    s.push_str(&format!("step {i}: {k}\n"));
+                    if crate::kernel::clif::column_nest(k).is_some() {
+                        s.push_str(
+                            "    // column order: vectorised along the kept axis, accumulated row by row\n",
+                        );
+                    }
+                    if let Some((KernelCode::Engine(p), ..)) = &self.fns[i] {
+                        s.push_str(&format!("    // runs on the {}:\n", p.describe()));
+                        for line in p.listing().lines() {
+                            s.push_str(&format!("    //   {line}\n"));
+                        }
+                    }
+                }
+                Step::MatMul { a, b, out, dtype } => {
+                    s.push_str(&format!(
+                        "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
+                        a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
+                    ));
+                    if let Some(epilogue::Fused::Registers(sm)) = self.epilogues[i] {
+                        s.push_str(&format!(
+                            "    // epilogue: step {} (bias {}, activation {:?}) applied to the output tiles in registers (prepacked runs)\n",
+                            i + 1,
+                            if sm.bias.is_some() { "added" } else { "none" },
+                            sm.act
+                        ));
+                    }
+                }
+                Step::Conv {
+                    x,
+                    w,
+                    out,
+                    params,
+                    dtype,
+                } => {
+                    s.push_str(&format!(
+                        "step {i}: conv {dtype} buf{x} * buf{w} -> buf{out} stride={:?} padding={:?} dilation={:?} groups={}\n",
+                        params.stride, params.padding, params.dilation, params.groups
+                    ));
+                    if self.epilogues[i].is_some() {
+                        s.push_str(&format!(
+                            "    // epilogue: step {} runs on each block of output rows as soon as it is written\n",
+                            i + 1
+                        ));
+                    }
+                }
+                Step::Copy(op, args, out) => {
+                    s.push_str(&format!("step {i}: copy {op:?} {args:?} -> buf{out}\n"))
+                }
+                Step::Scan { scan, args, outs } => {
+                    s.push_str(&format!(
+                        "step {i}: scan length={} axis={} reverse={} carries={} xs={} {args:?} -> {outs:?}\n",
+                        scan.length, scan.axis, scan.reverse, scan.num_carry, scan.num_xs,
+                    ));
+                    // The body's own plan (its buffers are the body's: inputs in scan
+                    // order, carries first), indented.
+                    if let Some(b) = &self.bodies[i] {
+                        s.push_str(&format!(
+                            "  body ({} steps, run once per iteration) {{\n",
+                            b.plan.steps.len()
+                        ));
+                        for line in b.dump().lines() {
+                            s.push_str(&format!("    | {line}\n"));
+                        }
+                        s.push_str("  }\n");
+                    }
+                }
+                Step::Host { graph, args, outs } => {
+                    let name = graph
+                        .op_ids()
+                        .last()
+                        .map(|&o| graph.op(o).op.name())
+                        .unwrap_or("?");
+                    s.push_str(&format!("step {i}: host {name} {args:?} -> {outs:?}\n"));
+                }
+            }
+        }
+        s.push_str(&format!("outputs: {:?}\n", p.outputs));
+        let mem = &self.memory;
+        let temps: usize = p
+            .buffers
+            .iter()
+            .filter(|b| matches!(b.kind, BufKind::Temp))
+            .map(|b| b.ty.shape.numel() * elem_size(b.ty.dtype))
+            .sum();
+        s.push_str(&format!(
+            "memory: {} bytes in {} slots for {temps} bytes of temporaries; slots {:?}\n",
+            mem.total_bytes(),
+            mem.slot_bytes.len(),
+            mem.slot_of
+        ));
+        s
     }
 }

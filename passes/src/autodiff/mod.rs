@@ -22,7 +22,7 @@ mod scan;
 pub mod unbroadcast;
 
 use crate::emit::{Emit, EmitError};
-use onde_ir::{DType, Graph, TensorType, ValueId};
+use onde_ir::{DType, Graph, Op, TensorType, ValueId};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Why differentiation failed.
@@ -109,7 +109,7 @@ pub fn vjp(
     let order = g.topo_ops().ok_or(AdError::Cycle)?;
     let active = active_values(g, seeds, wrt);
 
-    let mut ct: HashMap<ValueId, ValueId> = HashMap::new();
+    let mut ct: HashMap<ValueId, Vec<ValueId>> = HashMap::new();
     let mut e = Emit::new(g);
     for &(y, dy) in seeds {
         if active.contains(&y) || wrt.contains(&y) {
@@ -118,7 +118,11 @@ pub fn vjp(
     }
     for &o in order.iter().rev() {
         let results = e.g.results(o);
-        let dys: Vec<Option<ValueId>> = results.iter().map(|r| ct.get(r).copied()).collect();
+        // Every user of the results came later in the order: their contributions are in.
+        let mut dys: Vec<Option<ValueId>> = Vec::with_capacity(results.len());
+        for r in &results {
+            dys.push(total(&mut e, &mut ct, *r)?);
+        }
         if dys.iter().all(Option::is_none) {
             continue;
         }
@@ -144,8 +148,8 @@ pub fn vjp(
     e.rule = "grad(zero)".into();
     let mut out = Vec::with_capacity(wrt.len());
     for &w in wrt {
-        match ct.get(&w) {
-            Some(&d) => out.push(d),
+        match total(&mut e, &mut ct, w)? {
+            Some(d) => out.push(d),
             None => {
                 let t = e.ty(w);
                 out.push(e.zeros(&t)?);
@@ -155,19 +159,127 @@ pub fn vjp(
     Ok(out)
 }
 
-/// Adds `d` to the cotangent of `v` (fan-out is a sum).
+/// Records `d` as a contribution to the cotangent of `v` (fan-out is a sum, formed by
+/// [`total`] once every contribution is in).
 fn accumulate(
-    e: &mut Emit<'_>,
-    ct: &mut HashMap<ValueId, ValueId>,
+    _e: &mut Emit<'_>,
+    ct: &mut HashMap<ValueId, Vec<ValueId>>,
     v: ValueId,
     d: ValueId,
 ) -> Result<(), EmitError> {
-    let d = match ct.get(&v) {
-        Some(&prev) => e.add(prev, d)?,
-        None => d,
-    };
-    ct.insert(v, d);
+    ct.entry(v).or_default().push(d);
     Ok(())
+}
+
+/// The cotangent of `v`: the sum of its contributions, in the order they came, except
+/// that zero paddings of adjacent ranges along one axis (the gradients of slices that
+/// tile a tensor: an LSTM's four gates cut from one product) become one padding of their
+/// concatenation — one copy instead of a padded tensor per slice and a sum over them.
+/// The values are the same (each element comes from one slice), up to the sign of a
+/// zero (`-0 + 0 = +0`).
+fn total(
+    e: &mut Emit<'_>,
+    ct: &mut HashMap<ValueId, Vec<ValueId>>,
+    v: ValueId,
+) -> Result<Option<ValueId>, EmitError> {
+    let Some(parts) = ct.get(&v) else {
+        return Ok(None);
+    };
+    if parts.len() == 1 {
+        return Ok(Some(parts[0]));
+    }
+    let parts = merge_pads(e, parts)?;
+    let mut sum = parts[0];
+    for &d in &parts[1..] {
+        sum = e.add(sum, d)?;
+    }
+    ct.insert(v, vec![sum]);
+    Ok(Some(sum))
+}
+
+/// A zero padding of `x` along one axis only: `(x, axis, before, after)`.
+fn pad_on_one_axis(g: &Graph, v: ValueId) -> Option<(ValueId, usize, usize, usize)> {
+    let o = g.producer(v)?;
+    let Op::Pad { pads, value_bits } = &g.op(o).op else {
+        return None;
+    };
+    if Op::pad_value(*value_bits) != 0.0 {
+        return None;
+    }
+    let mut axes = pads.iter().enumerate().filter(|(_, &p)| p != (0, 0));
+    let (axis, &(lo, hi)) = axes.next()?;
+    if axes.next().is_some() {
+        return None;
+    }
+    Some((g.operands(o)[0], axis, lo, hi))
+}
+
+/// `parts` with each run of zero paddings that tile adjacent ranges of one axis
+/// replaced by one padding of their concatenation (see [`total`]).
+fn merge_pads(e: &mut Emit<'_>, parts: &[ValueId]) -> Result<Vec<ValueId>, EmitError> {
+    let pads: Vec<Option<(ValueId, usize, usize, usize)>> =
+        parts.iter().map(|&d| pad_on_one_axis(e.g, d)).collect();
+    let mut out = Vec::with_capacity(parts.len());
+    let mut used = vec![false; parts.len()];
+    for i in 0..parts.len() {
+        if used[i] {
+            continue;
+        }
+        let Some((_, axis, _, _)) = pads[i] else {
+            out.push(parts[i]);
+            continue;
+        };
+        // The paddings along this axis, by where their data starts.
+        let mut run: Vec<(usize, usize, ValueId, usize)> = (i..parts.len())
+            .filter(|&j| !used[j])
+            .filter_map(|j| match pads[j] {
+                Some((x, a, lo, _)) if a == axis => {
+                    Some((lo, e.g.value_type(x).shape.dims()[axis], x, j))
+                }
+                _ => None,
+            })
+            .collect();
+        run.sort_by_key(|r| r.0);
+        // Split into chains of adjacent ranges (each starts where the previous ended),
+        // greedily from the lowest start, and take part `i`'s.
+        let mut chains: Vec<Vec<(usize, usize, ValueId, usize)>> = Vec::new();
+        let mut taken = vec![false; run.len()];
+        for first in 0..run.len() {
+            if taken[first] {
+                continue;
+            }
+            taken[first] = true;
+            let mut chain = vec![run[first]];
+            let mut end = run[first].0 + run[first].1;
+            while let Some(k) = (0..run.len()).find(|&k| !taken[k] && run[k].0 == end) {
+                taken[k] = true;
+                chain.push(run[k]);
+                end += run[k].1;
+            }
+            chains.push(chain);
+        }
+        let chain = chains
+            .into_iter()
+            .find(|c| c.iter().any(|r| r.3 == i))
+            .unwrap_or_default();
+        if chain.len() < 2 {
+            out.push(parts[i]);
+            used[i] = true;
+            continue;
+        }
+        let full = e.g.value_type(parts[i]).shape.dims()[axis];
+        let lo = chain[0].0;
+        let end = chain.last().map_or(lo, |c| c.0 + c.1);
+        let xs: Vec<ValueId> = chain.iter().map(|c| c.2).collect();
+        for c in &chain {
+            used[c.3] = true;
+        }
+        let cat = e.op(Op::Concat { axis }, &xs)?;
+        let mut pads = vec![(0, 0); e.g.value_type(parts[i]).shape.rank()];
+        pads[axis] = (lo, full - end);
+        out.push(e.pad(cat, pads)?);
+    }
+    Ok(out)
 }
 
 /// Values that depend on `wrt` and that the seeded outputs depend on.

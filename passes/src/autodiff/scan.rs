@@ -3,10 +3,14 @@
 //! Forward `scan` with carries `c`, scanned inputs `x`, invariants `k` and body
 //! `(c', y) = B(c, x, k)`. Reverse mode needs each step's carry-in, so the forward scan
 //! is replaced by one whose body also emits its carry-in as a per-step output (the
-//! stacked `C`). The backward scan runs in the opposite direction with
+//! stacked `C`), and the matrix products that depend on the carry (`P`, an RNN's
+//! `h·W_hhᵀ`): the backward body reads those instead of recomputing them. Recomputing
+//! them costs the forward's FLOPs again (one batched product over every step after
+//! hoisting, plus a pass to re-add the input projection); storing costs one write per
+//! step of data the forward computed anyway. The backward scan runs in the opposite direction with
 //!   carries   `dc` (cotangent of the carry, starting from that of the final carry) and
 //!             `dk` (accumulated cotangent of each invariant, starting at zero),
-//!   scanned   `C`, `x`, and `dY` (cotangents of the stacked outputs),
+//!   scanned   `C`, `x`, `dY` (cotangents of the stacked outputs) and `P`,
 //!   invariant `k`;
 //! its body recomputes `B(c, x, k)` and applies [`super::vjp`] to it:
 //!   `(dc_in, dx, dk_step) = vjp(B, (dc, dy))`, new carries `(dc_in, dk + dk_step)`,
@@ -68,20 +72,10 @@ pub(super) fn vjp_scan(
         .map(|&v| body.value_type(v).clone())
         .collect();
 
-    // 1. Forward scan that also stacks each step's carry-in; it replaces the original.
-    let mut aug = (**body).clone();
-    let mut outs = aug.outputs().to_vec();
-    outs.extend_from_slice(&aug.inputs()[..nc]);
-    aug.set_outputs(outs);
-    let fwd = ScanOp {
-        body: Arc::new(aug),
-        ..s.clone()
-    };
-    let new = e.ops(Op::Scan(fwd), xs)?;
-    for (&old, &nw) in ys.iter().zip(&new) {
-        e.g.replace_all_uses(old, nw);
-    }
-    let saved_c = &new[nc + ny..];
+    // Values of the forward body worth saving per step rather than recomputing in the
+    // backward body (see `save_candidates`); those the backward body ends up reading
+    // are stacked by the forward scan (step 4).
+    let cands = save_candidates(body, nc);
 
     // 2. Which positions carry cotangents (float only).
     let fc: Vec<usize> = (0..nc).filter(|&i| bin[i].dtype.is_float()).collect();
@@ -119,14 +113,26 @@ pub(super) fn vjp_scan(
     for &i in &fy {
         dy.push(input(&mut tb, format!("dy{i}"), bout[nc + i].clone()).map_err(|x| err(e, x))?);
     }
+    let mut saved_in = Vec::new();
+    for (j, &v) in cands.iter().enumerate() {
+        let t = body.value_type(v).clone();
+        saved_in.push(input(&mut tb, format!("p{j}"), t).map_err(|x| err(e, x))?);
+    }
     for i in 0..nk {
         args.push(
             input(&mut tb, format!("k{i}"), bin[nc + nx + i].clone()).map_err(|x| err(e, x))?,
         );
     }
-    let re = tb
-        .inline(body, &args)
+    // The body recomputed, with the saved products as extra outputs so that their
+    // recomputation can be swapped for the saved values once differentiated.
+    let mut body_p = (**body).clone();
+    let mut outs_p = body_p.outputs().to_vec();
+    outs_p.extend_from_slice(&cands);
+    body_p.set_outputs(outs_p);
+    let re_all = tb
+        .inline(&body_p, &args)
         .map_err(|x| fail(e, format!("recomputing the body: {x}")))?;
+    let (re, re_p) = re_all.split_at(re_all.len() - cands.len());
     let mut seeds: Vec<(ValueId, ValueId)> =
         fc.iter().zip(&dc).map(|(&i, &d)| (re[i], d)).collect();
     seeds.extend(fy.iter().zip(&dy).map(|(&i, &d)| (re[nc + i], d)));
@@ -135,6 +141,11 @@ pub(super) fn vjp_scan(
     wrt.extend(fk.iter().map(|&i| args[nc + nx + i]));
     let grads = vjp(&mut tb, &seeds, &wrt)
         .map_err(|x| fail(e, format!("differentiating the body: {x}")))?;
+    // Read the saved values instead of recomputing them: the gradient rules use the
+    // operands of a product (which stay) and the output of a `tanh` or `sigmoid`.
+    for (&r, &p) in re_p.iter().zip(&saved_in) {
+        tb.replace_all_uses(r, p);
+    }
     let (g_c, rest) = grads.split_at(fc.len());
     let (g_x, g_k) = rest.split_at(fx.len());
     // Invariants whose per-step cotangent is a sum over the step's rows (a recurrent
@@ -158,7 +169,7 @@ pub(super) fn vjp_scan(
     // The per-step values of the hoisted cotangents, each once.
     let mut per_step: Vec<ValueId> = Vec::new();
     for h in hoists.iter().flatten() {
-        if !per_step.contains(&h.step) {
+        if !per_step.contains(&h.step) && !g_x.contains(&h.step) {
             per_step.push(h.step);
         }
     }
@@ -172,7 +183,37 @@ pub(super) fn vjp_scan(
         }
     }
 
-    // 4. The backward scan's operands.
+    // Keep the saved values the backward body reads (a product whose only consumer was
+    // a saved `sigmoid` is read no more).
+    crate::dce::dce(&mut tb);
+    let mut saved = Vec::new();
+    for (&c, &p) in cands.iter().zip(&saved_in) {
+        if tb.is_used(p) {
+            saved.push(c);
+        } else if let Some(o) = tb.producer(p) {
+            tb.remove_op(o);
+        }
+    }
+
+    // 4. The forward scan, which also stacks each step's carry-in and the saved values;
+    // it replaces the original.
+    let mut aug = (**body).clone();
+    let mut outs = aug.outputs().to_vec();
+    outs.extend_from_slice(&aug.inputs()[..nc]);
+    outs.extend_from_slice(&saved);
+    aug.set_outputs(outs);
+    let fwd = ScanOp {
+        body: Arc::new(aug),
+        ..s.clone()
+    };
+    let new = e.ops(Op::Scan(fwd), xs)?;
+    for (&old, &nw) in ys.iter().zip(&new) {
+        e.g.replace_all_uses(old, nw);
+    }
+    let saved_c = &new[nc + ny..nc + ny + nc];
+    let saved_p = &new[nc + ny + nc..];
+
+    // 5. The backward scan's operands.
     let mut ops = Vec::new();
     for &i in &fc {
         ops.push(match dys[i] {
@@ -196,19 +237,20 @@ pub(super) fn vjp_scan(
             }
         });
     }
+    ops.extend_from_slice(saved_p);
     ops.extend_from_slice(&xs[nc + nx..]);
     let kept = hoists.iter().filter(|h| h.is_none()).count();
     let bwd = ScanOp {
         body: Arc::new(tb),
         num_carry: fc.len() + kept,
-        num_xs: nc + nx + fy.len(),
+        num_xs: nc + nx + fy.len() + saved.len(),
         length: s.length,
         axis: s.axis,
         reverse: !s.reverse,
     };
     let r = e.ops(Op::Scan(bwd), &ops)?;
 
-    // 5. Map the backward scan's results to the forward operands.
+    // 6. Map the backward scan's results to the forward operands.
     let mut out = vec![None; xs.len()];
     for (j, &i) in fc.iter().enumerate() {
         out[i] = Some(r[j]);
@@ -228,8 +270,14 @@ pub(super) fn vjp_scan(
                 r[carried - 1]
             }
             Some(h) => {
-                let at = per_step.iter().position(|&v| v == h.step).unwrap_or(0);
-                h.after_loop(e, steps[at], &scanned_ops, &bin[nc + nx + i], s.axis)?
+                // The stacked per-step value: a scanned input's cotangent when it is
+                // the same value (an RNN's `x_t·W_ih + h·W_hh` gives both the same),
+                // else its own output.
+                let stacked_g = match g_x.iter().position(|&v| v == h.step) {
+                    Some(j) => stacked[j],
+                    None => steps[per_step.iter().position(|&v| v == h.step).unwrap_or(0)],
+                };
+                h.after_loop(e, stacked_g, &scanned_ops, &bin[nc + nx + i], s.axis)?
             }
         });
     }
@@ -239,6 +287,36 @@ pub(super) fn vjp_scan(
         }
     }
     Ok(out)
+}
+
+/// Values of the forward body that the backward body should read rather than
+/// recompute: those that depend on the carried state (so the hoisting pass cannot batch
+/// their recomputation over every step before the loop), are not outputs, and are
+/// either a contraction (an RNN's `h·W_hhᵀ`) or a transcendental (its gates'
+/// `sigmoid` and `tanh`, whose gradient rules read their output). Recomputing costs the
+/// forward's work again inside the backward loop; saving costs one write per step of a
+/// value the forward computed anyway (PyTorch's LSTM keeps its gates the same way).
+fn save_candidates(body: &Graph, nc: usize) -> Vec<ValueId> {
+    let mut dep: std::collections::HashSet<ValueId> = body.inputs()[..nc].iter().copied().collect();
+    let mut out = Vec::new();
+    for o in body.topo_ops().unwrap_or_default() {
+        if !body.operands(o).iter().any(|v| dep.contains(v)) {
+            continue;
+        }
+        let rs = body.results(o);
+        dep.extend(rs.iter().copied());
+        let op = &body.op(o).op;
+        let costly = op.class() == onde_ir::OpClass::Contraction
+            || matches!(op, Op::Unary(u) if u.is_transcendental());
+        if costly
+            && rs.len() == 1
+            && body.value_type(rs[0]).dtype.is_float()
+            && !body.outputs().contains(&rs[0])
+        {
+            out.push(rs[0]);
+        }
+    }
+    out
 }
 
 /// An invariant's per-step cotangent computed after the loop from the stacked per-step
