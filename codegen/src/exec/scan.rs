@@ -148,6 +148,55 @@ impl Executable {
         (xs_slice, ys_slice, carry_bytes): (&[usize], &[usize], &[usize]),
         feed_ptrs: &mut [*mut u8],
     ) -> Result<(), RunError> {
+        let nc = sc.num_carry;
+        let ny = outs.len() - nc;
+        let body = st.body.compiled.clone();
+        let body_outs = &body.plan.outputs;
+        // Per-step outputs the body writes straight into their slot of the stacked
+        // result (its buffer re-pointed there for the step) instead of into its own
+        // temporary and copied after: a temporary of the body (not a feed, constant or
+        // reshape alias), the first stacked output it backs. An LSTM's forward stacks
+        // nine `[B, H]` values per step; the copies cost as much as its gate kernel.
+        let direct: Vec<bool> = (0..ny)
+            .map(|j| {
+                let b = body_outs[nc + j];
+                ys_slice[j] > 0
+                    && matches!(body.plan.buffers[b].kind, crate::plan::BufKind::Temp)
+                    && !body.aliases.iter().any(|&(a, _)| a == b)
+                    && !body_outs[nc..nc + j].contains(&b)
+            })
+            .collect();
+        let saved_ptrs: Vec<*mut u8> = (0..ny).map(|j| st.body.ptrs[body_outs[nc + j]]).collect();
+        let r = self.scan_loop(
+            st,
+            sc,
+            args,
+            outs,
+            (xs_base, ys_base),
+            (xs_slice, ys_slice, carry_bytes),
+            feed_ptrs,
+            &direct,
+        );
+        for j in (0..ny).filter(|&j| direct[j]) {
+            st.body.ptrs[body_outs[nc + j]] = saved_ptrs[j];
+        }
+        r
+    }
+
+    /// The loop of [`Executable::scan_steps`]; `direct[j]`: stacked output `j` is
+    /// written in place by the body.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_loop(
+        &mut self,
+        st: &mut ScanState,
+        sc: &onde_ir::ScanOp,
+        args: &[BufId],
+        outs: &[BufId],
+        (xs_base, ys_base): (&[*mut u8], &[*mut u8]),
+        (xs_slice, ys_slice, carry_bytes): (&[usize], &[usize], &[usize]),
+        feed_ptrs: &mut [*mut u8],
+        direct: &[bool],
+    ) -> Result<(), RunError> {
         let (nc, nx) = (sc.num_carry, sc.num_xs);
         let ny = outs.len() - nc;
         let body = st.body.compiled.clone();
@@ -168,6 +217,11 @@ impl Executable {
             for (k, &b) in args[nc + nx..].iter().enumerate() {
                 feed_ptrs[nc + nx + k] = self.ptrs[b];
             }
+            for j in (0..ny).filter(|&j| direct[j]) {
+                // SAFETY: slot `t` of the stacked buffer holds `ys_slice[j]` bytes, the
+                // size of the body's output buffer.
+                st.body.ptrs[body_outs[nc + j]] = unsafe { ys_base[j].add(t * ys_slice[j]) };
+            }
             st.body.run_ptrs(&st.inputs, feed_ptrs)?;
             // New carries: stage first (an output may alias another carry's input).
             for c in 0..nc {
@@ -182,7 +236,7 @@ impl Executable {
             // commit below overwrites.
             for j in 0..ny {
                 let src = st.body.ptrs[body_outs[nc + j]];
-                if ys_slice[j] > 0 {
+                if ys_slice[j] > 0 && !direct[j] {
                     // SAFETY: body output has the per-step type; the destination slot
                     // `t` of the stacked buffer holds `ys_slice[j]` bytes.
                     unsafe {

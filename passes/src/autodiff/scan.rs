@@ -425,7 +425,10 @@ impl Hoist {
             HoistKind::Sum { axes } => {
                 let mut all = vec![0];
                 all.extend(axes.iter().map(|a| a + 1));
-                let s = e.sum(steps, all, false)?;
+                // Kept axes, then reshaped: the form `unbroadcast` gives a bias added to
+                // the stacked values outside, so CSE merges the two (an RNN's `b_ih` and
+                // `b_hh` have the same gradient).
+                let s = e.sum(steps, all, true)?;
                 e.reshape(s, ty.shape.clone())
             }
         }
