@@ -7,8 +7,9 @@
 //!
 //! Each layer and direction is one `scan` over time (the graph does not grow with the
 //! sequence; its gradient is the reverse scan). The input projections of every step
-//! (`x W_ihᵀ + b_ih`) are one matrix product before the loop; the loop body only adds
-//! `h W_hhᵀ + b_hh` and applies the cell. Inputs are `[T, B, I]` (`[B, T, I]` with
+//! (`x W_ihᵀ`) are one matrix product before the loop; the loop body adds `b_ih` (free
+//! in the step's gate kernel, where a separate pass over `[T, B, G·H]` would cost a
+//! write and a read of it) and `h W_hhᵀ + b_hh`, and applies the cell. Inputs are `[T, B, I]` (`[B, T, I]` with
 //! `batch_first`, or unbatched `[T, I]`); outputs `[T, B, D·H_out]` and final states
 //! `[D·num_layers, B, H]` (`D` = 2 if bidirectional). Dropout between layers in train
 //! mode, as PyTorch.
@@ -423,7 +424,7 @@ impl Recurrent {
                 // Input projections of every step, before the loop: [T, B, G·H], one
                 // `[T·B, I]` product (a batch-first input is transposed first: a copy of
                 // the narrow input, not of the wide projection).
-                let xp = crate::functional::linear(&input, &w.w_ih, w.b_ih.as_ref());
+                let xp = crate::functional::linear(&input, &w.w_ih, None);
                 let (y, h, c) =
                     self.direction(&xp, w, &h_init, c_init.as_ref(), valid.as_ref(), d == 1);
                 outs.push(y);
@@ -482,6 +483,8 @@ impl Recurrent {
         let mut invariants: Vec<&Tensor> = vec![&w.w_hh];
         invariants.extend(w.b_hh.as_ref());
         invariants.extend(w.w_hr.as_ref());
+        let n_inv = invariants.len();
+        invariants.extend(w.b_ih.as_ref());
         let has_bias = w.b_hh.is_some();
         let has_proj = w.w_hr.is_some();
         let mut scanned: Vec<&Tensor> = vec![xp];
@@ -494,7 +497,11 @@ impl Recurrent {
             0,
             reverse,
             move |carry, xs, inv| {
-                let states = step(cell, hs, has_bias, has_proj, carry, &xs[0], inv);
+                let xg = match inv.get(n_inv) {
+                    Some(b_ih) => &xs[0] + b_ih,
+                    None => xs[0].clone(),
+                };
+                let states = step(cell, hs, has_bias, has_proj, carry, &xg, &inv[..n_inv]);
                 if !masked {
                     let y = states[0].clone();
                     return (states, vec![y]);
