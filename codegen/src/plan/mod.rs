@@ -52,14 +52,26 @@ pub const RECOMPUTE_BUDGET: usize = 16;
 /// stream in W2's backward was re-read by three batch-norm reductions (80 MB a pass,
 /// memory-bound), where one stored copy costs one write and one read each (the W2
 /// measurements behind the threshold are in `docs/performance.md`). Values computing a
-/// transcendental are left to recomputation, and small ones
-/// ([`MEMORY_HEAVY_MIN_NUMEL`]) too.
+/// transcendental are left to recomputation unless they fit in cache
+/// ([`CACHED_TRANSCENDENTAL_MAX_NUMEL`]), and small ones ([`MEMORY_HEAVY_MIN_NUMEL`])
+/// too.
 const SHARED_MAX_FULL_READS: usize = 2;
 
 /// Smallest value for the memory-traffic rule above (a quarter MiB of f32): below, the
 /// data stays in cache and recomputing is cheaper (an optimiser's moments must stay
 /// fused into its in-place update).
 const MEMORY_HEAVY_MIN_NUMEL: usize = 1 << 16;
+
+/// Largest shared transcendental value stored once rather than recomputed by each
+/// consumer (2 MiB of f32, a core's L2 on the Xeons measured): written and read back
+/// while it is still in cache, one store and one load per element cost less than a
+/// second `exp`. The exponentials of W5's attention softmax (`[32, 100, 100]`, read by
+/// the row sums, the normalisation and the backward) are computed once: W5 train
+/// 5.4 → 4.9 ms. Bigger values stream from memory, where recomputing wins (W6's
+/// `tanh` over 2²⁰ elements, measured slower stored: `docs/performance.md`); smaller
+/// ones than [`MEMORY_HEAVY_MIN_NUMEL`] too (a recurrent step's `[32, 64]` gates, whose
+/// fused kernel would split in two for no gain: W3 slower).
+const CACHED_TRANSCENDENTAL_MAX_NUMEL: usize = 1 << 19;
 
 /// Least cost ([`cost`]) of a broadcast operand worth storing at its own size (one
 /// transcendental): see [`Planner::store_before_broadcast`].
@@ -380,7 +392,10 @@ impl Planner<'_> {
         let memory_heavy = full_reads(&l) >= SHARED_MAX_FULL_READS
             && !transcendental(&l)
             && l.shape.iter().product::<usize>() >= MEMORY_HEAVY_MIN_NUMEL;
-        if (shared && (cost(&l) > RECOMPUTE_BUDGET || memory_heavy))
+        let numel = l.shape.iter().product::<usize>();
+        let cached_transcendental = transcendental(&l)
+            && (MEMORY_HEAVY_MIN_NUMEL..=CACHED_TRANSCENDENTAL_MAX_NUMEL).contains(&numel);
+        if (shared && (cost(&l) > RECOMPUTE_BUDGET || memory_heavy || cached_transcendental))
             || l.ops() > MAX_FUSED_OPS
             || (shared && l.ops() > 0 && self.feeds_library_op(v))
         {
