@@ -435,3 +435,42 @@ fn same_type_casts_share_rows_without_clobbering_them() {
         }
     }
 }
+
+#[test]
+fn rows_of_whole_vectors_read_in_place_and_match() {
+    // A recurrent step's gate kernel: rows of 64 or 80 (whole vectors on 16 and 8
+    // lanes, shorter than a tile) cut from wider rows, so the rows do not merge into
+    // one axis: each row is a partial tile whose loads are read where they are.
+    for (r, c) in [(33usize, 64usize), (7, 80), (5, 96)] {
+        let w = 3 * c;
+        let xs: Vec<f32> = (0..r * w)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.01)
+            .collect();
+        let hs: Vec<f32> = (0..r * c)
+            .map(|i| ((i * 31 % 200) as f32 - 100.0) * 0.02)
+            .collect();
+        let x = Array::f32([r, w], xs).unwrap();
+        let h = Array::f32([r, c], hs).unwrap();
+        let src = format!(
+            r#"graph {{
+  %0: f32[{r},{w}] = input "x"
+  %1: f32[{r},{c}] = input "h"
+  %2: f32[{r},{c}] = slice %0 axes=[0:{r}:1, 0:{c}:1]
+  %3: f32[{r},{c}] = slice %0 axes=[0:{r}:1, {c}:{c2}:1]
+  %4: f32[{r},{c}] = slice %0 axes=[0:{r}:1, {c2}:{w}:1]
+  %5: f32[{r},{c}] = sigmoid %2
+  %6: f32[{r},{c}] = mul %5, %4
+  %7: f32[{r},{c}] = add %3, %6
+  %8: f32[{r},{c}] = tanh %7
+  %9: f32[{r},{c}] = mul %8, %1
+  outputs %9
+}}"#,
+            c2 = 2 * c
+        );
+        let (runs, off) = both(&src, &[("x", &x), ("h", &h)], 1);
+        for (isa, on, used) in runs {
+            assert!(used, "{isa} [{r}, {c}]");
+            same_bits(&f32s(&on[0]), &f32s(&off[0]), &src, &[]);
+        }
+    }
+}

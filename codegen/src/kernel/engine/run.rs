@@ -316,7 +316,9 @@ impl Program {
                 }
                 // SAFETY: elements [t0, t0 + len) of a contiguous load are in its buffer.
                 let src = unsafe { ptrs[j].cast::<f32>().add(t0) };
-                if len == TILE {
+                if tail == L::N {
+                    // Whole vectors (a full tile, or a row of 64 on 16 lanes): the
+                    // instructions read `nvec` vectors, all inside `[t0, t0 + len)`.
                     regs[j] = src;
                 } else {
                     // A partial tile: stage it (masked, never reading past the end).
@@ -333,8 +335,8 @@ impl Program {
                 }
             }
             for ins in &self.prog {
-                // SAFETY: every register has TILE floats: scratch rows, staged loads,
-                // or a full tile of a contiguous load.
+                // SAFETY: every register has `nvec` vectors: scratch rows and staged
+                // loads (TILE floats), or whole vectors of a contiguous load.
                 unsafe { ops::run(l, ins, regs, nvec) };
             }
             for &(r, j) in &self.stores {
