@@ -23,7 +23,9 @@
 #      p10-p90) of onde, torch eager and torch compile, the ratios torch/onde (> 1: onde is faster), onde's compile time
 #      next to torch.compile's first call; for W7 the GFLOP/s of each and onde as a
 #      percentage of torch eager. The load average is printed before and after: numbers
-#      taken while the machine is busy (e.g. cargo builds) are noisy.
+#      taken while the machine is busy (e.g. cargo builds) are noisy. Then the peak
+#      resident memory of each side per workload (onde runs one process per workload;
+#      PyTorch one per workload and mode, ~700 MB of it the import of torch itself).
 #
 # PyTorch venv: $TORCH_VENV if set, else .torch-venv in the repo root, else
 # /work/torch-venv; if none exists, `../shared/bench/setup-torch.sh .torch-venv`
@@ -95,9 +97,13 @@ load_before=$(uptime)
 
 for round in $(seq 1 "$rounds"); do
   # --- 1. onde (builds if needed)
-  echo "== round $round/$rounds, onde: cargo run --release -q -p onde-cli -- bench ${workloads[*]} --threads $threads ${isa_args[*]}" >&2
-  (cd "$root" && cargo run --release -q -p onde-cli -- bench "${workloads[@]}" --threads "$threads" "${isa_args[@]}") \
-    >"$tmp/onde.$round.jsonl"
+  # One process per workload, so that each JSON line's peak RSS is that workload's.
+  echo "== round $round/$rounds, onde: cargo run --release -q -p onde-cli -- bench WL --threads $threads ${isa_args[*]}, WL in ${workloads[*]}" >&2
+  : >"$tmp/onde.$round.jsonl"
+  for wl in "${workloads[@]}"; do
+    (cd "$root" && cargo run --release -q -p onde-cli -- bench "$wl" --threads "$threads" "${isa_args[@]}") \
+      >>"$tmp/onde.$round.jsonl"
+  done
   cat "$tmp/onde.$round.jsonl" >&2
 
   # --- 2. PyTorch
@@ -210,6 +216,20 @@ if "W7" in wanted:
     f = lambda v: "-" if v is None else f"{v:.1f}"
     print(f"\nW7 GEMM 1024^3 GFLOP/s: onde {f(og)}, torch eager {f(eg)}, torch compile {f(cg)}"
           + (f"; onde = {100 * og / eg:.0f}% of torch eager" if og and eg else ""))
+
+# Peak memory: each side's process maximum resident set (onde: one process per
+# workload; PyTorch: one per workload and mode, whose import alone takes 'import').
+print("\npeak RSS MB (process maxrss, max over phases and rounds):")
+print(f"{'workload':<9}{'onde':>8}{'eager':>8}{'compile':>9}{'torch import':>14}")
+for wl in wanted:
+    def peak(rs):
+        v = [r.get("peak_rss_mb") for r in rs if r is not None and r.get("peak_rss_mb")]
+        return f"{max(v):.0f}" if v else "-"
+    os_ = [onde.get((wl, p)) for p, _ in phases]
+    es = [torch.get((wl, p, "eager")) for p, _ in phases]
+    cs = [torch.get((wl, p, "compile")) for p, _ in phases]
+    imp = [r.get("rss_after_import_mb") for r in es + cs if r is not None and r.get("rss_after_import_mb")]
+    print(f"{wl:<9}{peak(os_):>8}{peak(es):>8}{peak(cs):>9}{(f'{min(imp):.0f}' if imp else '-'):>14}")
 
 print(f"\nload before: {load_before.strip()}")
 print(f"load after:  {load_after.strip()}")

@@ -16,8 +16,11 @@
 //! - any op whose operands are all loop-invariant (e.g. the transpose of a weight) is
 //!   computed once outside.
 //!
-//! Anything else stays in the body. The scan's results are unchanged; DCE then removes
-//! the body ops that became dead.
+//! Only the batched products leave the loop, with what their operands need:
+//! elementwise ops after a product (a bias added to the input projection) stay in the
+//! body, fused into the step's kernel, instead of costing a pass over the stacked
+//! values. Anything else stays in the body. The scan's results are unchanged; DCE then
+//! removes the body ops that became dead.
 
 use crate::pass::{Pass, PassError};
 use onde_ir::{Graph, Op, OpId, ScanOp, Shape, TensorType, ValueId};
@@ -146,8 +149,7 @@ fn hoist_one(g: &mut Graph, o: OpId) -> Result<bool, PassError> {
         return Ok(false);
     };
     let loc = g.op(o).loc.clone();
-    // Which body values can be computed outside; worth hoisting only with a matmul.
-    let mut has_matmul: HashMap<ValueId, bool> = HashMap::new();
+    // Which body values can be computed outside (those not moved are dropped by DCE).
     for &bo in &order {
         let node = body.op(bo);
         let rs = body.results(bo);
@@ -173,43 +175,50 @@ fn hoist_one(g: &mut Graph, o: OpId) -> Result<bool, PassError> {
             continue;
         }
         if let Some(out) = outer_op(g, body, bo, &args, s.axis)? {
-            let mm = node.op == Op::MatMul
-                || xs
-                    .iter()
-                    .any(|v| has_matmul.get(v).copied().unwrap_or(false));
-            has_matmul.insert(rs[0], mm);
             outer.insert(rs[0], out);
         }
     }
-    // Frontier: stacked values (with a matmul inside) used by body ops that stay inside.
+    // What leaves the loop: the batched matrix products and what their operands need.
+    // An elementwise op after a product (a bias added to the input projection) stays
+    // in the body, where it is fused into the step's kernel for free; outside it would
+    // be one more pass over the stacked `[T, …]` values (a write and a read of each).
+    let mut moved: std::collections::HashSet<ValueId> = std::collections::HashSet::new();
+    let mut todo: Vec<ValueId> = order
+        .iter()
+        .filter(|&&bo| body.op(bo).op == Op::MatMul)
+        .filter_map(|&bo| body.results(bo).first().copied())
+        .filter(|r| matches!(outer.get(r), Some(Outer::Stacked(_))))
+        .collect();
+    while let Some(v) = todo.pop() {
+        if bin.contains(&v) || !moved.insert(v) {
+            continue;
+        }
+        if let Some(p) = body.producer(v) {
+            todo.extend(
+                body.operands(p)
+                    .into_iter()
+                    .filter(|x| matches!(outer.get(x), Some(Outer::Stacked(_)))),
+            );
+        }
+    }
+    // Frontier: moved values used by body ops (or outputs) that stay inside.
     let mut frontier: Vec<ValueId> = Vec::new();
     for &bo in &order {
         let rs = body.results(bo);
-        if rs.first().is_some_and(|r| outer.contains_key(r)) {
+        if rs.first().is_some_and(|r| moved.contains(r)) {
             continue;
         }
         if matches!(body.op(bo).op, Op::Input { .. }) {
             continue;
         }
         for v in body.operands(bo) {
-            let stacked = matches!(outer.get(&v), Some(Outer::Stacked(_)));
-            let is_input = bin.contains(&v);
-            if stacked
-                && !is_input
-                && has_matmul.get(&v).copied().unwrap_or(false)
-                && !frontier.contains(&v)
-            {
+            if moved.contains(&v) && !frontier.contains(&v) {
                 frontier.push(v);
             }
         }
     }
     for &v in body.outputs() {
-        let stacked = matches!(outer.get(&v), Some(Outer::Stacked(_)));
-        if stacked
-            && !bin.contains(&v)
-            && has_matmul.get(&v).copied().unwrap_or(false)
-            && !frontier.contains(&v)
-        {
+        if moved.contains(&v) && !frontier.contains(&v) {
             frontier.push(v);
         }
     }

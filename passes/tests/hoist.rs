@@ -60,8 +60,12 @@ fn input_projection_leaves_the_loop() {
     });
     let scan = scan.unwrap();
     assert_eq!(scan.num_xs, 2);
-    // Inside: only the recurrent matmul remains.
+    // Inside: only the recurrent matmul remains; the bias added to the projection
+    // stays in the step (fused there) instead of a pass over the stacked projection.
     assert_eq!(count(&scan.body, |op| *op == Op::MatMul), 1);
+    let add = |op: &Op| *op == Op::Binary(onde_ir::BinaryOp::Add);
+    assert_eq!(count(&scan.body, add), 2);
+    assert_eq!(count(&g, add), 0);
     let feeds: HashMap<String, Array> = [
         ("x", data(&[2, 5, 3], 1)),
         ("w", data(&[3, 4], 2)),

@@ -8,7 +8,9 @@
 //! 2. walks the ops in reverse topological order, and for each op with a cotangent
 //!    on a result calls its rule ([`rules::vjp_op`], one exhaustive match, each arm
 //!    with its math) for the active float operands;
-//! 3. accumulates fan-out (a value used several times) by addition.
+//! 3. accumulates fan-out (a value used several times) by addition, once every
+//!    contribution is in; the gradients of slices that tile adjacent ranges of one axis
+//!    (zero paddings) are joined by one concatenation instead of padded and summed.
 //!
 //! Every rule is built from ops that themselves have rules, so the output is ordinary
 //! IR that can be differentiated again (second derivatives, Hessian-vector products).
