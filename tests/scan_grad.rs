@@ -42,18 +42,30 @@ fn run(steps: usize, unrolled: bool) -> (Vec<Vec<f64>>, usize) {
         .remove(1)
     };
     let loss = (&hs * &c).sum_all();
-    let grads = g.grad(&loss, &[&x, &h0, &w, &u]).unwrap();
-    let mut outs = vec![&loss];
-    outs.extend(grads.iter());
     let feeds = [
         ("x", data(&[b, steps, f], 1)),
         ("h0", data(&[b, h], 2)),
         ("w", data(&[f, h], 3)),
         ("u", data(&[h, h], 4)),
     ];
-    let r = g.run(&outs, &feeds).unwrap();
-    let size = g.build(&outs).unwrap().num_ops();
-    (r.iter().map(|a| a.to_f64_vec()).collect(), size)
+    let (r, graph) = loss_and_grads(&g, &loss, &[&x, &h0, &w, &u], &feeds);
+    (r, graph.num_ops())
+}
+
+/// The loss and its gradients with respect to `wrt` on `feeds` (interpreted), and the
+/// graph computing them.
+fn loss_and_grads(
+    g: &GraphBuilder,
+    loss: &Tensor,
+    wrt: &[&Tensor],
+    feeds: &[(&str, Array)],
+) -> (Vec<Vec<f64>>, onde::ir::Graph) {
+    let grads = g.grad(loss, wrt).unwrap();
+    let mut outs = vec![loss];
+    outs.extend(grads.iter());
+    let r = g.run(&outs, feeds).unwrap();
+    let graph = g.build(&outs).unwrap();
+    (r.iter().map(|a| a.to_f64_vec()).collect(), graph)
 }
 
 #[test]
@@ -126,9 +138,6 @@ fn run_lstm(steps: usize, unrolled: bool) -> (Vec<Vec<f64>>, onde::ir::Graph) {
         .remove(2)
     };
     let loss = (&hs * &k).sum_all();
-    let grads = g.grad(&loss, &[&x, &h0, &c0, &w, &u]).unwrap();
-    let mut outs = vec![&loss];
-    outs.extend(grads.iter());
     let feeds = [
         ("x", data(&[b, steps, f], 1)),
         ("h0", data(&[b, h], 2)),
@@ -136,9 +145,7 @@ fn run_lstm(steps: usize, unrolled: bool) -> (Vec<Vec<f64>>, onde::ir::Graph) {
         ("w", data(&[f, 4 * h], 3)),
         ("u", data(&[h, 4 * h], 4)),
     ];
-    let r = g.run(&outs, &feeds).unwrap();
-    let graph = g.build(&outs).unwrap();
-    (r.iter().map(|a| a.to_f64_vec()).collect(), graph)
+    loss_and_grads(&g, &loss, &[&x, &h0, &c0, &w, &u], &feeds)
 }
 
 #[test]

@@ -102,15 +102,14 @@ impl Executable {
             st.body.is_weight[buf.index()] = true;
         }
         st.body.weights_version = Some(next_scan_version());
-        let r = self.scan_steps(
-            st,
-            sc,
-            args,
-            outs,
-            (&xs_base, &ys_base),
-            (&xs_slice, &ys_slice, &carry_bytes),
-            &mut feed_ptrs,
-        );
+        let lay = Layout {
+            xs_base: &xs_base,
+            ys_base: &ys_base,
+            xs_slice: &xs_slice,
+            ys_slice: &ys_slice,
+            carry_bytes: &carry_bytes,
+        };
+        let r = self.scan_steps(st, sc, args, outs, &lay, &mut feed_ptrs);
         st.body.weights_version = None;
         r?;
         if sc.axis != 0 {
@@ -137,17 +136,16 @@ impl Executable {
     }
 
     /// The steps of a scan (see [`Executable::scan_with`]).
-    #[allow(clippy::too_many_arguments)]
     fn scan_steps(
         &mut self,
         st: &mut ScanState,
         sc: &onde_ir::ScanOp,
         args: &[BufId],
         outs: &[BufId],
-        (xs_base, ys_base): (&[*mut u8], &[*mut u8]),
-        (xs_slice, ys_slice, carry_bytes): (&[usize], &[usize], &[usize]),
+        lay: &Layout<'_>,
         feed_ptrs: &mut [*mut u8],
     ) -> Result<(), RunError> {
+        let ys_slice = lay.ys_slice;
         let nc = sc.num_carry;
         let ny = outs.len() - nc;
         let body = st.body.compiled.clone();
@@ -167,16 +165,7 @@ impl Executable {
             })
             .collect();
         let saved_ptrs: Vec<*mut u8> = (0..ny).map(|j| st.body.ptrs[body_outs[nc + j]]).collect();
-        let r = self.scan_loop(
-            st,
-            sc,
-            args,
-            outs,
-            (xs_base, ys_base),
-            (xs_slice, ys_slice, carry_bytes),
-            feed_ptrs,
-            &direct,
-        );
+        let r = self.scan_loop(st, sc, args, outs, lay, feed_ptrs, &direct);
         for j in (0..ny).filter(|&j| direct[j]) {
             st.body.ptrs[body_outs[nc + j]] = saved_ptrs[j];
         }
@@ -192,11 +181,17 @@ impl Executable {
         sc: &onde_ir::ScanOp,
         args: &[BufId],
         outs: &[BufId],
-        (xs_base, ys_base): (&[*mut u8], &[*mut u8]),
-        (xs_slice, ys_slice, carry_bytes): (&[usize], &[usize], &[usize]),
+        lay: &Layout<'_>,
         feed_ptrs: &mut [*mut u8],
         direct: &[bool],
     ) -> Result<(), RunError> {
+        let Layout {
+            xs_base,
+            ys_base,
+            xs_slice,
+            ys_slice,
+            carry_bytes,
+        } = *lay;
         let (nc, nx) = (sc.num_carry, sc.num_xs);
         let ny = outs.len() - nc;
         let body = st.body.compiled.clone();
@@ -263,6 +258,21 @@ impl Executable {
         }
         Ok(())
     }
+}
+
+/// Where a scan's stacked inputs and outputs are and how big one step's slice is.
+#[derive(Clone, Copy)]
+struct Layout<'a> {
+    /// Scanned inputs, scan axis in front.
+    xs_base: &'a [*mut u8],
+    /// Stacked outputs, scan axis in front.
+    ys_base: &'a [*mut u8],
+    /// Bytes of one step's slice of each scanned input.
+    xs_slice: &'a [usize],
+    /// Bytes of one step's slice of each stacked output.
+    ys_slice: &'a [usize],
+    /// Bytes of each carry.
+    carry_bytes: &'a [usize],
 }
 
 /// A fresh weights version for one scan call's body runs (unique in the process).
