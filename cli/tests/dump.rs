@@ -225,3 +225,26 @@ fn summaries_of_the_attention_and_recurrent_models() {
         .unwrap();
     assert!(row.contains("[32, 12]") && row.contains("all"), "{out}");
 }
+
+#[test]
+fn dump_lstm_training_step_lists_scan_bodies() {
+    // W4's training step: a forward and a backward scan, each with its body's plan;
+    // the backward body evaluates no transcendental (it reads the saved gates).
+    let (ok, out, err) = onde(&["dump", "--example", "lstm", "--train", "--stage", "fused"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("reverse=false"), "{out}");
+    assert!(out.contains("reverse=true"), "{out}");
+    let bodies: Vec<&str> = out.split("  body (").skip(1).collect();
+    assert_eq!(bodies.len(), 2, "{out}");
+    let backward = bodies[1].split("\n  }\n").next().unwrap_or("");
+    assert!(backward.contains("| step"), "{backward}");
+    for f in ["sigmoid", "tanh", "exp"] {
+        assert!(
+            !backward.contains(&format!("= {f} ")),
+            "{f} in the backward body:\n{backward}"
+        );
+    }
+    let (ok, out, err) = onde(&["dump", "--example", "gru"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("= scan") && out.contains("sigmoid"), "{out}");
+}
