@@ -16,6 +16,7 @@
 
 pub use onde_apps as apps;
 pub use onde_codegen as codegen;
+pub use onde_data as data;
 pub use onde_ir as ir;
 pub use onde_nn as nn;
 pub use onde_passes as passes;

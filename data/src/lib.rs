@@ -1,0 +1,115 @@
+//! Feeding a model, as `torch.utils.data`: datasets, samplers, collate functions and a
+//! [`DataLoader`] whose worker threads prepare batches in the background.
+//!
+//! - [`Dataset`]: `len` and `get(i)` → a [`Sample`] (named arrays and a class label).
+//!   [`InMemory`] holds samples; [`Subset`] and [`ConcatDataset`] combine datasets;
+//!   [`random_split`] splits at random with a seed, [`group_split`] keeps every group
+//!   (a speaker, a prompt) inside one split.
+//! - Samplers ([`Sampler`]) give the order of one epoch: [`SequentialSampler`],
+//!   [`RandomSampler`] (a fresh permutation every epoch — the course's mini-batch SGD
+//!   "v2" — or draws with replacement, "v1"), [`WeightedRandomSampler`] (class
+//!   balance), or your own; [`BatchSampler`] cuts an order into batches (`drop_last`).
+//! - Collate ([`Collate`]): [`Stack`] stacks equal shapes into `[B, …]`; [`PadCollate`]
+//!   pads variable-length signals to the batch's longest (or to a multiple of a bucket)
+//!   and adds `lengths` `[B]` and a `mask` `[B, T]`.
+//! - [`DataLoader`]: batch size, shuffle (seeded), drop_last, sampler, collate and
+//!   `num_workers` threads with a bounded prefetch queue. Batches come in the same order
+//!   with the same contents whatever the number of workers; an error in a worker (a
+//!   failing `get`, shapes a collate cannot stack) reaches the consumer as a
+//!   [`DataError`] naming the sample.
+//!
+//! Every random choice comes from a seed and the epoch number (SplitMix64, [`rng`]),
+//! so a run is reproducible and an epoch can be replayed on its own (resuming).
+
+pub mod collate;
+pub mod dataset;
+pub mod loader;
+pub mod rng;
+pub mod sampler;
+
+pub use collate::{Batch, Collate, PadCollate, Stack};
+pub use dataset::{group_split, random_split, ConcatDataset, Dataset, InMemory, Sample, Subset};
+pub use loader::{DataLoader, Epoch};
+pub use sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler};
+
+/// What can go wrong while loading data; each variant names the dataset index, field
+/// or shapes involved.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DataError {
+    /// A loader over a dataset without samples.
+    #[error("the dataset is empty: nothing to load")]
+    EmptyDataset,
+    /// `drop_last` with fewer samples than one batch.
+    #[error("drop_last with batch_size {batch_size} leaves no batch of {samples} samples; lower the batch size or keep the last partial batch")]
+    NoBatch {
+        /// Samples per epoch.
+        samples: usize,
+        /// Requested batch size.
+        batch_size: usize,
+    },
+    /// A bad argument (zero batch size, negative weight, fractions not summing to 1…).
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// The function or argument.
+        what: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// An index past the end of a dataset.
+    #[error("index {index} out of range for a dataset of {len} samples")]
+    Index {
+        /// The index asked for.
+        index: usize,
+        /// The dataset's length.
+        len: usize,
+    },
+    /// Samples of one batch whose field cannot be stacked.
+    #[error("collate: field `{field}` of sample {index} has shape {got:?}, the batch's first sample {expected:?}{hint}")]
+    Shape {
+        /// The field.
+        field: String,
+        /// Dataset index of the offending sample.
+        index: usize,
+        /// Shape of the batch's first sample.
+        expected: Vec<usize>,
+        /// Shape found.
+        got: Vec<usize>,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Samples of one batch with different fields or dtypes.
+    #[error("collate: sample {index} {reason}")]
+    Fields {
+        /// Dataset index of the offending sample.
+        index: usize,
+        /// What differs.
+        reason: String,
+    },
+    /// A dataset's own failure (a file that cannot be read…), with the sample it was
+    /// loading.
+    #[error("sample {index}: {message}")]
+    Sample {
+        /// Dataset index.
+        index: usize,
+        /// The dataset's message.
+        message: String,
+    },
+    /// A worker thread that stopped without an answer (it panicked).
+    #[error("data loader worker {worker} stopped: {message}")]
+    Worker {
+        /// Worker number.
+        worker: usize,
+        /// What is known.
+        message: String,
+    },
+}
+
+/// Result of the data functions.
+pub type Result<T> = std::result::Result<T, DataError>;
+
+pub(crate) fn invalid(what: &str, reason: impl Into<String>) -> DataError {
+    DataError::Invalid {
+        what: what.into(),
+        reason: reason.into(),
+    }
+}
