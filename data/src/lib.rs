@@ -2,6 +2,9 @@
 //! [`DataLoader`] whose worker threads prepare batches in the background.
 //!
 //! - [`Dataset`]: `len` and `get(i)` → a [`Sample`] (named arrays and a class label).
+//!   [`AudioFiles`] reads WAV clips (any bit depth, channels, rate; through `hound`)
+//!   from a folder per class or a CSV manifest (with optional spans), naming the file
+//!   in every error.
 //!   [`InMemory`] holds samples; [`Subset`] and [`ConcatDataset`] combine datasets;
 //!   [`random_split`] splits at random with a seed, [`group_split`] keeps every group
 //!   (a speaker, a prompt) inside one split.
@@ -21,16 +24,20 @@
 //! Every random choice comes from a seed and the epoch number (SplitMix64, [`rng`]),
 //! so a run is reproducible and an epoch can be replayed on its own (resuming).
 
+pub mod audio;
 pub mod collate;
 pub mod dataset;
 pub mod loader;
 pub mod rng;
 pub mod sampler;
+pub mod wav;
 
+pub use audio::{AudioFiles, Clip};
 pub use collate::{Batch, Collate, PadCollate, Stack};
 pub use dataset::{group_split, random_split, ConcatDataset, Dataset, InMemory, Sample, Subset};
 pub use loader::{DataLoader, Epoch};
 pub use sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler};
+pub use wav::{read_wav, write_wav, Wav};
 
 /// What can go wrong while loading data; each variant names the dataset index, field
 /// or shapes involved.
@@ -92,6 +99,15 @@ pub enum DataError {
         /// Dataset index.
         index: usize,
         /// The dataset's message.
+        message: String,
+    },
+    /// A file that cannot be read as expected (missing, not WAV, truncated, a bad
+    /// manifest line), named.
+    #[error("{path}: {message}")]
+    File {
+        /// The file (and line, for a manifest).
+        path: String,
+        /// What is wrong.
         message: String,
     },
     /// A worker thread that stopped without an answer (it panicked).
