@@ -15,6 +15,8 @@
 //! - Collate ([`Collate`]): [`Stack`] stacks equal shapes into `[B, …]`; [`PadCollate`]
 //!   pads variable-length signals to the batch's longest (or to a multiple of a bucket)
 //!   and adds `lengths` `[B]` and a `mask` `[B, T]`.
+//! - Augmentation ([`augment`]): random gain, noise at an SNR, background mixing, time
+//!   shift, random crop or pad, speed perturbation; seeded per sample and epoch.
 //! - [`DataLoader`]: batch size, shuffle (seeded), drop_last, sampler, collate and
 //!   `num_workers` threads with a bounded prefetch queue. Batches come in the same order
 //!   with the same contents whatever the number of workers; an error in a worker (a
@@ -25,6 +27,7 @@
 //! so a run is reproducible and an epoch can be replayed on its own (resuming).
 
 pub mod audio;
+pub mod augment;
 pub mod collate;
 pub mod dataset;
 pub mod loader;
@@ -33,6 +36,10 @@ pub mod sampler;
 pub mod wav;
 
 pub use audio::{AudioFiles, Clip};
+pub use augment::{
+    AddNoise, Compose, MixBackground, RandomCropOrPad, RandomGain, SpeedPerturb, TimeShift,
+    Transform,
+};
 pub use collate::{Batch, Collate, PadCollate, Stack};
 pub use dataset::{group_split, random_split, ConcatDataset, Dataset, InMemory, Sample, Subset};
 pub use loader::{DataLoader, Epoch};

@@ -10,8 +10,10 @@
 //! delivered in place of its batch; a panic in a dataset's `get` is caught and
 //! delivered as [`DataError::Worker`]; dropping the epoch stops and joins the workers.
 
+use crate::augment::Transform;
 use crate::collate::{Batch, Collate, Stack};
 use crate::dataset::{Dataset, Sample};
+use crate::rng::SplitMix64;
 use crate::sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler};
 use crate::{invalid, DataError, Result};
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ pub struct DataLoader {
     sampler: Arc<dyn Sampler>,
     batch: BatchSampler,
     collate: Arc<dyn Collate>,
+    transform: Option<(Arc<dyn Transform>, u64)>,
     num_workers: usize,
     prefetch_factor: usize,
 }
@@ -54,6 +57,7 @@ impl DataLoader {
                 drop_last: false,
             },
             collate: Arc::new(Stack),
+            transform: None,
             num_workers: 0,
             prefetch_factor: 2,
         }
@@ -80,6 +84,14 @@ impl DataLoader {
     /// How samples become a batch ([`crate::PadCollate`] for variable lengths).
     pub fn collate(mut self, c: impl Collate + 'static) -> DataLoader {
         self.collate = Arc::new(c);
+        self
+    }
+
+    /// A per-sample augmentation ([`crate::augment`]), run in the workers, drawing from
+    /// a generator seeded by `(seed, epoch, position in the epoch)`: the same batches
+    /// whatever the number of workers, new draws every epoch.
+    pub fn transform(mut self, t: impl Transform + 'static, seed: u64) -> DataLoader {
+        self.transform = Some((Arc::new(t), seed));
         self
     }
 
@@ -143,6 +155,9 @@ impl DataLoader {
         let shared = Arc::new(Shared {
             dataset: self.dataset.clone(),
             collate: self.collate.clone(),
+            transform: self.transform.clone(),
+            epoch,
+            batch_size: self.batch.batch_size,
             jobs,
             next: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -179,6 +194,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Shared {
     dataset: Arc<dyn Dataset>,
     collate: Arc<dyn Collate>,
+    transform: Option<(Arc<dyn Transform>, u64)>,
+    epoch: u64,
+    batch_size: usize,
     jobs: Arc<Vec<Vec<usize>>>,
     /// Next job to take.
     next: AtomicUsize,
@@ -192,8 +210,13 @@ impl Shared {
     /// Loads and collates batch `k`.
     fn make(&self, k: usize) -> Result<Batch> {
         let mut samples: Vec<(usize, Sample)> = Vec::with_capacity(self.jobs[k].len());
-        for &i in &self.jobs[k] {
-            samples.push((i, self.dataset.get(i)?));
+        for (j, &i) in self.jobs[k].iter().enumerate() {
+            let mut s = self.dataset.get(i)?;
+            if let Some((t, seed)) = &self.transform {
+                let position = k * self.batch_size + j;
+                s = t.apply(s, &mut SplitMix64::for_sample(*seed, self.epoch, position))?;
+            }
+            samples.push((i, s));
         }
         self.collate.collate(&samples)
     }

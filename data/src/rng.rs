@@ -23,6 +23,28 @@ impl SplitMix64 {
         SplitMix64::new(a ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
+    /// The stream for sample `index` in epoch `epoch` of a run seeded with `seed`:
+    /// what a per-sample augmentation draws from, so its result does not depend on
+    /// which worker thread prepared the sample.
+    pub fn for_sample(seed: u64, epoch: u64, index: usize) -> SplitMix64 {
+        let mut s = SplitMix64::for_epoch(seed, epoch);
+        let a = s.next_u64();
+        let mut t = SplitMix64::new(a ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        SplitMix64::new(t.next_u64())
+    }
+
+    /// A standard normal draw (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.next_f64().max(f64::MIN_POSITIVE);
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next_f64()
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
