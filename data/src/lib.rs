@@ -23,6 +23,9 @@
 //!   failing `get`, shapes a collate cannot stack) reaches the consumer as a
 //!   [`DataError`] naming the sample.
 //!
+//! - [`ClassificationMetrics`]: running loss, accuracy, top-k, confusion matrix,
+//!   per-class precision/recall/F1, macro F1 and balanced accuracy.
+//!
 //! Every random choice comes from a seed and the epoch number (SplitMix64, [`rng`]),
 //! so a run is reproducible and an epoch can be replayed on its own (resuming).
 
@@ -31,6 +34,7 @@ pub mod augment;
 pub mod collate;
 pub mod dataset;
 pub mod loader;
+pub mod metrics;
 pub mod rng;
 pub mod sampler;
 pub mod wav;
@@ -43,6 +47,7 @@ pub use augment::{
 pub use collate::{Batch, Collate, PadCollate, Stack};
 pub use dataset::{group_split, random_split, ConcatDataset, Dataset, InMemory, Sample, Subset};
 pub use loader::{DataLoader, Epoch};
+pub use metrics::ClassificationMetrics;
 pub use sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler};
 pub use wav::{read_wav, write_wav, Wav};
 
