@@ -24,7 +24,8 @@
 //!   [`DataError`] naming the sample.
 //!
 //! - [`ClassificationMetrics`]: running loss, accuracy, top-k, confusion matrix,
-//!   per-class precision/recall/F1, macro F1 and balanced accuracy.
+//!   per-class precision/recall/F1, macro F1 and balanced accuracy; [`MetricLog`]
+//!   writes them per epoch as CSV and JSON lines.
 //!
 //! Every random choice comes from a seed and the epoch number (SplitMix64, [`rng`]),
 //! so a run is reproducible and an epoch can be replayed on its own (resuming).
@@ -34,6 +35,7 @@ pub mod augment;
 pub mod collate;
 pub mod dataset;
 pub mod loader;
+pub mod log;
 pub mod metrics;
 pub mod rng;
 pub mod sampler;
@@ -47,6 +49,7 @@ pub use augment::{
 pub use collate::{Batch, Collate, PadCollate, Stack};
 pub use dataset::{group_split, random_split, ConcatDataset, Dataset, InMemory, Sample, Subset};
 pub use loader::{DataLoader, Epoch};
+pub use log::MetricLog;
 pub use metrics::ClassificationMetrics;
 pub use sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler};
 pub use wav::{read_wav, write_wav, Wav};

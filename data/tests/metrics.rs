@@ -80,3 +80,28 @@ fn bad_batches_say_what_is_wrong() {
     assert_eq!(m.recall(2), 0.0);
     assert_eq!(m.f1(2), 0.0);
 }
+
+#[test]
+fn metric_logs_are_csv_and_json_lines() {
+    let dir = std::env::temp_dir().join(format!("onde-data-{}-log", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut log = onde_data::MetricLog::create(&dir).unwrap();
+    let row = |l: f64, a: f64| vec![("loss".to_string(), l), ("accuracy".to_string(), a)];
+    log.log(1, "train", &row(0.5, 0.75)).unwrap();
+    log.log(1, "valid", &row(0.625, f64::NAN)).unwrap();
+    let e = log
+        .log(2, "train", &[("loss".to_string(), 0.1)])
+        .unwrap_err();
+    assert!(e.to_string().contains("columns"), "{e}");
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "epoch,phase,loss,accuracy\n1,train,0.5,0.75\n1,valid,0.625,NaN\n"
+    );
+    let jsonl = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        jsonl,
+        "{\"epoch\":1,\"phase\":\"train\",\"loss\":0.5,\"accuracy\":0.75}\n{\"epoch\":1,\"phase\":\"valid\",\"loss\":0.625,\"accuracy\":null}\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
