@@ -390,31 +390,69 @@ impl SpeedPerturb {
     }
 }
 
-/// `x` (one channel) resampled so that output frame `k` is input time `k · factor`.
+/// `factor` as a fraction `p / q` with `q ≤ 1000` (exact for Kaldi's 0.9 and 1.1;
+/// the nearest such fraction otherwise).
+fn as_fraction(factor: f64) -> (usize, usize) {
+    let mut best = (factor.round().max(1.0) as usize, 1usize);
+    let mut err = f64::INFINITY;
+    for q in 1..=1000usize {
+        let p = (factor * q as f64).round().max(1.0) as usize;
+        let e = (p as f64 / q as f64 - factor).abs();
+        if e < err - 1e-15 {
+            (best, err) = ((p, q), e);
+            if e < 1e-12 {
+                break;
+            }
+        }
+    }
+    best
+}
+
+/// `x` (one channel) resampled so that output frame `k` is input time `k · factor`:
+/// a polyphase filter — with `factor = p / q`, output `k` reads around input
+/// `⌊k·p / q⌋` with the taps of phase `k·p mod q`, precomputed once per call (a
+/// windowed sinc per phase), so each output costs one short dot product.
 pub fn resample_speed(x: &[f32], factor: f64) -> Vec<f32> {
     let t = x.len();
     let n = ((t as f64) / factor).floor() as usize;
     if (factor - 1.0).abs() < 1e-12 {
         return x.to_vec();
     }
+    let (p, q) = as_fraction(factor);
     let cutoff = ROLLOFF * (1.0 / factor).min(1.0);
     let half = ZEROS / cutoff;
+    let h = half.ceil() as i64;
+    let width = (2 * h + 2) as usize;
+    // taps[r][m]: weight of input i + m - h for phase r (input time i + r / q).
+    let mut taps = vec![0f64; q * width];
+    for r in 0..q {
+        let frac = r as f64 / q as f64;
+        for m in 0..width {
+            let d = (m as i64 - h) as f64 - frac;
+            if d.abs() > half {
+                continue;
+            }
+            let arg = d * cutoff;
+            let sinc = if arg.abs() < 1e-12 {
+                1.0
+            } else {
+                (std::f64::consts::PI * arg).sin() / (std::f64::consts::PI * arg)
+            };
+            let w = 0.5 + 0.5 * (std::f64::consts::PI * d / half).cos();
+            taps[r * width + m] = cutoff * sinc * w;
+        }
+    }
     (0..n)
         .map(|k| {
-            let pos = k as f64 * factor;
-            let lo = (pos - half).ceil().max(0.0) as usize;
-            let hi = ((pos + half).floor() as usize).min(t.saturating_sub(1));
+            let kp = k * p;
+            let (i, r) = ((kp / q) as i64, kp % q);
+            let row = &taps[r * width..(r + 1) * width];
             let mut acc = 0.0;
-            for (j, &xj) in x.iter().enumerate().take(hi + 1).skip(lo) {
-                let d = j as f64 - pos;
-                let arg = d * cutoff;
-                let sinc = if arg.abs() < 1e-12 {
-                    1.0
-                } else {
-                    (std::f64::consts::PI * arg).sin() / (std::f64::consts::PI * arg)
-                };
-                let w = 0.5 + 0.5 * (std::f64::consts::PI * d / half).cos();
-                acc += f64::from(xj) * cutoff * sinc * w;
+            for (m, &w) in row.iter().enumerate() {
+                let j = i + m as i64 - h;
+                if (0..t as i64).contains(&j) {
+                    acc += f64::from(x[j as usize]) * w;
+                }
             }
             acc as f32
         })
