@@ -858,3 +858,84 @@ fn frozen_parameters_are_fed_but_never_updated() {
     let e = TrainStep::with_options(&g, &loss, &onde::optim::Sgd::new(0.5), opts).unwrap_err();
     assert!(e.to_string().contains("TrainOptions::params"), "{e}");
 }
+
+/// The trajectories of `tests/fixtures/torch_ops/schedules.txt` (made by
+/// `gen_schedules.py` with PyTorch's schedulers), base rate 0.1.
+fn torch_schedules() -> Vec<(String, Vec<f64>)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/torch_ops/schedules.txt"
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let name = it.next().unwrap().to_string();
+            (name, it.map(|v| v.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn schedules_match_pytorch() {
+    use onde::optim::{ExponentialLr, LinearLr, PlateauMode, ReduceLrOnPlateau, StepLr, Warmup};
+    let cases = torch_schedules();
+    let want = |n: &str| cases.iter().find(|c| c.0 == n).unwrap().1.clone();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1e-12);
+    let check = |name: &str, s: &dyn LrSchedule| {
+        for (e, w) in want(name).into_iter().enumerate() {
+            let g = s.lr(0.1, e);
+            assert!(close(g, w), "{name} epoch {e}: {g} vs PyTorch {w}");
+        }
+    };
+    check("exponential", &ExponentialLr { gamma: 0.9 });
+    check(
+        "linear",
+        &LinearLr {
+            start_factor: 0.1,
+            end_factor: 1.0,
+            total_iters: 4,
+        },
+    );
+    check(
+        "warmup_step",
+        &Warmup {
+            warmup: 3,
+            start_factor: 0.01,
+            after: StepLr {
+                step_size: 2,
+                gamma: 0.5,
+            },
+        },
+    );
+    // ReduceLROnPlateau: the rate of each epoch, stepping with that epoch's metric.
+    let loss = [
+        1.0, 0.9, 0.9, 0.91, 0.95, 0.89, 0.9, 0.9, 0.9, 0.9, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6,
+    ];
+    let mut p = ReduceLrOnPlateau::new(0.1, PlateauMode::Min);
+    p.factor = 0.5;
+    p.patience = 2;
+    p.cooldown = 1;
+    p.min_lr = 0.02;
+    for (e, (w, m)) in want("plateau_min").into_iter().zip(loss).enumerate() {
+        assert!(
+            close(p.lr(), w),
+            "plateau_min epoch {e}: {} vs PyTorch {w}",
+            p.lr()
+        );
+        p.step(m);
+    }
+    let acc = [0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7];
+    let mut p = ReduceLrOnPlateau::new(0.1, PlateauMode::Max);
+    p.patience = 1;
+    for (e, (w, m)) in want("plateau_max").into_iter().zip(acc).enumerate() {
+        assert!(
+            close(p.lr(), w),
+            "plateau_max epoch {e}: {} vs PyTorch {w}",
+            p.lr()
+        );
+        p.step(m);
+    }
+}

@@ -23,7 +23,10 @@ pub use adam::Adam;
 pub use group::ParamGroup;
 pub(crate) use group::{lr_name, resolve};
 pub use newton::{solve_unpivoted, Newton};
-pub use schedule::{ConstantLr, CosineAnnealingLr, LrSchedule, StepLr};
+pub use schedule::{
+    ConstantLr, CosineAnnealingLr, ExponentialLr, LinearLr, LrSchedule, PlateauMode,
+    ReduceLrOnPlateau, StepLr, Warmup,
+};
 pub use sgd::Sgd;
 
 use crate::tensor::Tensor;
