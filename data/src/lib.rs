@@ -25,7 +25,7 @@
 //!
 //! - [`ClassificationMetrics`]: running loss, accuracy, top-k, confusion matrix,
 //!   per-class precision/recall/F1, macro F1 and balanced accuracy; [`MetricLog`]
-//!   writes them per epoch as CSV and JSON lines.
+//!   writes them per epoch as CSV and JSON lines; [`EarlyStopping`] watches one.
 //!
 //! Every random choice comes from a seed and the epoch number (SplitMix64, [`rng`]),
 //! so a run is reproducible and an epoch can be replayed on its own (resuming).
@@ -34,6 +34,7 @@ pub mod audio;
 pub mod augment;
 pub mod collate;
 pub mod dataset;
+pub mod early_stopping;
 pub mod loader;
 pub mod log;
 pub mod metrics;
@@ -48,6 +49,7 @@ pub use augment::{
 };
 pub use collate::{Batch, Collate, PadCollate, Stack};
 pub use dataset::{group_split, random_split, ConcatDataset, Dataset, InMemory, Sample, Subset};
+pub use early_stopping::EarlyStopping;
 pub use loader::{DataLoader, Epoch};
 pub use log::MetricLog;
 pub use metrics::ClassificationMetrics;

@@ -105,3 +105,28 @@ fn metric_logs_are_csv_and_json_lines() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn early_stopping_waits_patience_epochs_and_remembers_the_best() {
+    use onde_data::early_stopping::Mode;
+    use onde_data::EarlyStopping;
+    let mut es = EarlyStopping::new(Mode::Min, 2).min_delta(0.01);
+    let losses = [1.0, 0.8, 0.795, 0.7, 0.71, 0.705];
+    let stops: Vec<bool> = losses.iter().map(|&l| es.step(l)).collect();
+    // 0.795 is not 0.01 better than 0.8; 0.7 is; then two epochs without improvement.
+    assert_eq!(stops, [false, false, false, false, false, true]);
+    assert_eq!(es.best(), Some((3, 0.7)));
+    assert!(!es.improved());
+    let mut es = EarlyStopping::new(Mode::Max, 1);
+    assert!(
+        es.step(f64::NAN),
+        "a NaN is never an improvement: patience 1 stops at once"
+    );
+    assert_eq!(es.best(), None);
+    let mut es = EarlyStopping::new(Mode::Max, 3);
+    for a in [0.5, 0.6] {
+        assert!(!es.step(a));
+        assert!(es.improved());
+    }
+    assert_eq!(es.best(), Some((1, 0.6)));
+}
