@@ -27,6 +27,9 @@
 //!   per-class precision/recall/F1, macro F1 and balanced accuracy; [`MetricLog`]
 //!   writes them per epoch as CSV and JSON lines; [`EarlyStopping`] watches one.
 //!
+//! - [`Trainer::fit`]: the epoch loop on a compiled training step and an eval-mode
+//!   evaluator, with schedules, ReduceLROnPlateau, early stopping and the metric log.
+//!
 //! Every random choice comes from a seed and the epoch number (SplitMix64, [`rng`]),
 //! so a run is reproducible and an epoch can be replayed on its own (resuming).
 
@@ -40,6 +43,7 @@ pub mod log;
 pub mod metrics;
 pub mod rng;
 pub mod sampler;
+pub mod trainer;
 pub mod wav;
 
 pub use audio::{AudioFiles, Clip};
@@ -54,6 +58,7 @@ pub use loader::{DataLoader, Epoch};
 pub use log::MetricLog;
 pub use metrics::ClassificationMetrics;
 pub use sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler};
+pub use trainer::{EpochSummary, Trainer};
 pub use wav::{read_wav, write_wav, Wav};
 
 /// What can go wrong while loading data; each variant names the dataset index, field

@@ -1,0 +1,210 @@
+//! `fit`: the training loop of a classifier on a compiled [`TrainStep`], epoch by
+//! epoch — a training phase over a [`DataLoader`] (learning rate from a schedule,
+//! running metrics), then an optional validation phase through an eval-mode
+//! [`Evaluator`] (running metrics, ReduceLROnPlateau and early stopping on a chosen
+//! validation metric), each epoch's metrics written to a [`MetricLog`] and reported
+//! to a callback.
+//!
+//! The graph's inputs are fed from the batch's fields of the same names (`inputs`) and
+//! the labels (`target`); the training step's extra output `logits_output` and the
+//! evaluator's outputs `[logits, loss]` give the metrics. The compiled graphs have a
+//! fixed batch size, so the loaders should `drop_last` (any batch size is issue 15's
+//! next step).
+//!
+//! Left for the next version: progress bars, checkpoints and resume, gradient
+//! clipping and accumulation, plots.
+
+use crate::early_stopping::EarlyStopping;
+use crate::log::MetricLog;
+use crate::metrics::ClassificationMetrics;
+use crate::{invalid, DataError, DataLoader, Result};
+use onde_ir::Array;
+use onde_nn::optim::{LrSchedule, ReduceLrOnPlateau};
+use onde_nn::{Evaluator, TrainStep};
+
+/// What `fit` does each epoch.
+#[derive(Debug)]
+pub struct Trainer {
+    /// Epochs to run (fewer if early stopping triggers).
+    pub epochs: usize,
+    /// Number of classes (for the metrics).
+    pub classes: usize,
+    /// Batch fields fed to the graph inputs of the same names.
+    pub inputs: Vec<String>,
+    /// Graph input of the labels.
+    pub target: String,
+    /// Extra output of the training step holding the logits `[B, classes]`.
+    pub logits_output: usize,
+    /// Top-k accuracies to report besides top-1.
+    pub topk: Vec<usize>,
+    /// Learning rate per epoch from the step's initial rate.
+    pub schedule: Option<Box<dyn LrSchedule>>,
+    /// Reduce the rate when `monitor` stalls (after the schedule, if any).
+    pub plateau: Option<ReduceLrOnPlateau>,
+    /// Stop when `monitor` stalls.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Validation metric watched by `plateau` and `early_stopping` (`loss`,
+    /// `accuracy`, `balanced_accuracy`, `macro_f1`, `top{k}`).
+    pub monitor: String,
+    /// Per-epoch CSV and JSON-lines log.
+    pub log: Option<MetricLog>,
+}
+
+/// One epoch's results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochSummary {
+    /// Epoch number (1-based).
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Training metrics (`loss`, `accuracy`, …).
+    pub train: Vec<(String, f64)>,
+    /// Validation metrics (empty without a validation loader).
+    pub valid: Vec<(String, f64)>,
+    /// Whether this epoch's monitored metric was the best so far.
+    pub best: bool,
+}
+
+impl EpochSummary {
+    /// A validation metric by name.
+    pub fn valid_metric(&self, name: &str) -> Option<f64> {
+        self.valid.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// A training metric by name.
+    pub fn train_metric(&self, name: &str) -> Option<f64> {
+        self.train.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+}
+
+fn nn_error(e: onde_nn::Error) -> DataError {
+    DataError::Invalid {
+        what: "fit".into(),
+        reason: e.to_string(),
+    }
+}
+
+impl Trainer {
+    /// `epochs` epochs of a `classes`-way classifier fed from field `x` and labels into
+    /// `y`, logits as the step's extra output 1, validation loss monitored; no schedule,
+    /// plateau, early stopping or log.
+    pub fn new(epochs: usize, classes: usize) -> Trainer {
+        Trainer {
+            epochs,
+            classes,
+            inputs: vec!["x".into()],
+            target: "y".into(),
+            logits_output: 1,
+            topk: Vec::new(),
+            schedule: None,
+            plateau: None,
+            early_stopping: None,
+            monitor: "loss".into(),
+            log: None,
+        }
+    }
+
+    fn feeds<'a>(&'a self, batch: &'a crate::Batch) -> Result<Vec<(&'a str, &'a Array)>> {
+        let mut feeds = Vec::with_capacity(self.inputs.len() + 1);
+        for name in &self.inputs {
+            let Some((n, a)) = batch.fields.iter().find(|(n, _)| n == name) else {
+                let have: Vec<&str> = batch.fields.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(invalid(
+                    "fit",
+                    format!("the batch has no field `{name}` to feed (fields: {have:?})"),
+                ));
+            };
+            feeds.push((n.as_str(), a));
+        }
+        feeds.push((self.target.as_str(), &batch.labels));
+        Ok(feeds)
+    }
+
+    /// Trains `step` on `train` (and evaluates `eval`, whose outputs are `[logits,
+    /// loss]`, on `valid` after each epoch); calls `on_epoch` after each epoch and
+    /// returns every epoch's summary.
+    ///
+    /// # Errors
+    /// A loader's error, a feed the graphs refuse (shapes, a label out of range), a
+    /// missing field, or a monitored metric that does not exist.
+    pub fn fit(
+        &mut self,
+        step: &mut TrainStep,
+        train: &DataLoader,
+        mut valid: Option<(&mut Evaluator, &DataLoader)>,
+        mut on_epoch: impl FnMut(&EpochSummary),
+    ) -> Result<Vec<EpochSummary>> {
+        let base = step.lr();
+        let mut out = Vec::with_capacity(self.epochs);
+        let mut tm = ClassificationMetrics::new(self.classes, &self.topk);
+        let mut vm = ClassificationMetrics::new(self.classes, &self.topk);
+        let mut lr = base;
+        for epoch in 0..self.epochs {
+            if let Some(s) = &self.schedule {
+                lr = s.lr(base, epoch);
+            }
+            if let Some(p) = &self.plateau {
+                lr = lr.min(p.lr());
+            }
+            step.set_lr(lr);
+            tm.reset();
+            for batch in train.epoch(epoch as u64)? {
+                let batch = batch?;
+                let feeds = self.feeds(&batch)?;
+                let loss = step.step(&feeds).map_err(nn_error)?;
+                let logits = step.output(self.logits_output).map_err(nn_error)?;
+                let labels = batch.labels.as_i64().unwrap_or(&[]);
+                tm.update(&logits, labels, Some(loss))?;
+            }
+            let mut summary = EpochSummary {
+                epoch: epoch + 1,
+                lr,
+                train: tm.summary(),
+                valid: Vec::new(),
+                best: false,
+            };
+            if let Some((eval, loader)) = valid.as_mut() {
+                vm.reset();
+                for batch in loader.epoch(0)? {
+                    let batch = batch?;
+                    let feeds = self.feeds(&batch)?;
+                    let outs = eval.run(step, &feeds).map_err(nn_error)?;
+                    if outs.len() < 2 {
+                        return Err(invalid("fit", "the evaluator must output [logits, loss]"));
+                    }
+                    let loss = outs[1].to_f64_vec().first().copied().unwrap_or(f64::NAN);
+                    vm.update(&outs[0], batch.labels.as_i64().unwrap_or(&[]), Some(loss))?;
+                }
+                summary.valid = vm.summary();
+            }
+            if let Some(log) = &mut self.log {
+                log.log(summary.epoch as u64, "train", &summary.train)?;
+                if !summary.valid.is_empty() {
+                    log.log(summary.epoch as u64, "valid", &summary.valid)?;
+                }
+            }
+            let mut stop = false;
+            if !summary.valid.is_empty() {
+                let m = summary.valid_metric(&self.monitor).ok_or_else(|| {
+                    invalid(
+                        "fit",
+                        format!("no validation metric `{}` to monitor", self.monitor),
+                    )
+                })?;
+                if let Some(p) = &mut self.plateau {
+                    p.step(m);
+                }
+                if let Some(es) = &mut self.early_stopping {
+                    stop = es.step(m);
+                    summary.best = es.improved();
+                }
+            }
+            on_epoch(&summary);
+            out.push(summary);
+            if stop {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
