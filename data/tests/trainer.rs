@@ -121,3 +121,57 @@ fn early_stopping_ends_a_stalled_run() {
     let e = t.fit(&mut step, &train, None, |_| {}).unwrap_err();
     assert!(e.to_string().contains("`audio`"), "{e}");
 }
+
+#[test]
+fn a_resumed_run_reaches_the_weights_of_an_uninterrupted_one() {
+    let train = || {
+        DataLoader::new(signals(96, 1), BATCH)
+            .shuffle(9)
+            .drop_last(true)
+    };
+    let valid = DataLoader::new(signals(32, 2), BATCH).drop_last(true);
+    let dir = std::env::temp_dir().join(format!("onde-data-{}-resume", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let schedule = || {
+        Box::new(StepLr {
+            step_size: 2,
+            gamma: 0.5,
+        })
+    };
+    // Uninterrupted: 4 epochs.
+    let (mut a, mut ea) = model(1e-2);
+    let mut t = Trainer::new(4, 4);
+    t.schedule = Some(schedule());
+    t.fit(&mut a, &train(), Some((&mut ea, &valid)), |_| {})
+        .unwrap();
+    // Interrupted after 2 epochs (checkpointed), resumed on a fresh step for 2 more.
+    let (mut b, mut eb) = model(1e-2);
+    let mut t = Trainer::new(2, 4);
+    t.schedule = Some(schedule());
+    t.checkpoint_dir = Some(dir.clone());
+    t.fit(&mut b, &train(), Some((&mut eb, &valid)), |_| {})
+        .unwrap();
+    assert!(dir.join("last.safetensors").exists() && dir.join("best.safetensors").exists());
+    let (mut c, mut ec) = model(1e-2);
+    let mut t = Trainer::new(4, 4);
+    t.schedule = Some(schedule());
+    assert_eq!(t.resume(&mut c, dir.join("last.safetensors")).unwrap(), 2);
+    let hist = t
+        .fit(&mut c, &train(), Some((&mut ec, &valid)), |_| {})
+        .unwrap();
+    assert_eq!(hist.iter().map(|h| h.epoch).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(hist[0].lr, 5e-3, "the schedule continues at epoch 3");
+    let (wa, wc) = (a.state_dict(), c.state_dict());
+    assert_eq!(wa.len(), wc.len());
+    for ((na, xa), (nc, xc)) in wa.iter().zip(&wc) {
+        assert_eq!(na, nc);
+        assert_eq!(xa, xc, "{na} differs after resuming");
+    }
+    // A file that is not a Trainer checkpoint says so.
+    onde_nn::checkpoint::save(dir.join("weights.safetensors"), &a.model_state_dict()).unwrap();
+    let e = Trainer::new(1, 4)
+        .resume(&mut c, dir.join("weights.safetensors"))
+        .unwrap_err();
+    assert!(e.to_string().contains("trainer.epoch"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
