@@ -19,7 +19,11 @@
 //! weights as an uninterrupted one (tested). ReduceLROnPlateau's and early stopping's
 //! counters are not saved (a resumed run starts them afresh).
 //!
-//! Left for the next version: progress bars, gradient clipping and accumulation, plots.
+//! Progress: a bar per phase on stderr (batches, samples/s, ETA, running loss and
+//! accuracy) through `indicatif`, which draws nothing when stderr is not a terminal;
+//! `quiet` turns it off everywhere (logs, CI).
+//!
+//! Left for the next version: gradient clipping and accumulation, plots.
 
 use crate::early_stopping::{EarlyStopping, Mode};
 use crate::log::MetricLog;
@@ -62,6 +66,8 @@ pub struct Trainer {
     pub checkpoint_dir: Option<std::path::PathBuf>,
     /// First epoch to run (0-based; set by [`Trainer::resume`]).
     pub start_epoch: usize,
+    /// No progress bars.
+    pub quiet: bool,
     best_metric: Option<f64>,
 }
 
@@ -122,8 +128,25 @@ impl Trainer {
             log: None,
             checkpoint_dir: None,
             start_epoch: 0,
+            quiet: false,
             best_metric: None,
         }
+    }
+
+    /// A progress bar for `n` batches of a phase (hidden when quiet).
+    fn bar(&self, n: usize, prefix: String) -> indicatif::ProgressBar {
+        if self.quiet {
+            return indicatif::ProgressBar::hidden();
+        }
+        let pb = indicatif::ProgressBar::new(n as u64);
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:>14} [{bar:28}] {pos}/{len} batches, ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        pb.set_style(style);
+        pb.set_prefix(prefix);
+        pb
     }
 
     fn save(&self, step: &TrainStep, name: &str, epochs_done: usize) -> Result<()> {
@@ -217,14 +240,25 @@ impl Trainer {
             }
             step.set_lr(lr);
             tm.reset();
-            for batch in train.epoch(epoch as u64)? {
+            let batches = train.epoch(epoch as u64)?;
+            let pb = self.bar(batches.num_batches(), format!("epoch {} train", epoch + 1));
+            let t0 = std::time::Instant::now();
+            for batch in batches {
                 let batch = batch?;
                 let feeds = self.feeds(&batch)?;
                 let loss = step.step(&feeds).map_err(nn_error)?;
                 let logits = step.output(self.logits_output).map_err(nn_error)?;
                 let labels = batch.labels.as_i64().unwrap_or(&[]);
                 tm.update(&logits, labels, Some(loss))?;
+                pb.inc(1);
+                pb.set_message(format!(
+                    "{:.0} samples/s, loss {:.4}, acc {:.3}",
+                    tm.samples() as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+                    tm.loss(),
+                    tm.accuracy()
+                ));
             }
+            pb.finish();
             let mut summary = EpochSummary {
                 epoch: epoch + 1,
                 lr,
@@ -234,7 +268,10 @@ impl Trainer {
             };
             if let Some((eval, loader)) = valid.as_mut() {
                 vm.reset();
-                for batch in loader.epoch(0)? {
+                let batches = loader.epoch(0)?;
+                let pb = self.bar(batches.num_batches(), format!("epoch {} valid", epoch + 1));
+                for batch in batches {
+                    pb.inc(1);
                     let batch = batch?;
                     let feeds = self.feeds(&batch)?;
                     let outs = eval.run(step, &feeds).map_err(nn_error)?;
@@ -244,6 +281,7 @@ impl Trainer {
                     let loss = outs[1].to_f64_vec().first().copied().unwrap_or(f64::NAN);
                     vm.update(&outs[0], batch.labels.as_i64().unwrap_or(&[]), Some(loss))?;
                 }
+                pb.finish_with_message(format!("loss {:.4}, acc {:.3}", vm.loss(), vm.accuracy()));
                 summary.valid = vm.summary();
             }
             if let Some(log) = &mut self.log {

@@ -138,9 +138,11 @@ fn a_resumed_run_reaches_the_weights_of_an_uninterrupted_one() {
             gamma: 0.5,
         })
     };
-    // Uninterrupted: 4 epochs.
+    // Uninterrupted: 4 epochs (quiet: no progress bars; the others draw theirs, hidden
+    // without a terminal — the results do not depend on it).
     let (mut a, mut ea) = model(1e-2);
     let mut t = Trainer::new(4, 4);
+    t.quiet = true;
     t.schedule = Some(schedule());
     t.fit(&mut a, &train(), Some((&mut ea, &valid)), |_| {})
         .unwrap();
