@@ -939,3 +939,59 @@ fn schedules_match_pytorch() {
         p.step(m);
     }
 }
+
+/// `clip_grad_norm`: the update uses every gradient scaled by
+/// `min(1, max_norm / (‖g‖₂ + 1e-6))` over all parameters together (PyTorch's
+/// `clip_grad_norm_`), computed here on the host from the step's unclipped gradients.
+#[test]
+fn gradients_clipped_by_their_global_norm() {
+    for (max_norm, clips) in [(0.05, true), (1e6, false)] {
+        let g = GraphBuilder::new();
+        g.manual_seed(4);
+        let lin = onde::module::Linear::new(&g, "fc", 6, 3);
+        let x = g.input("x", DType::F32, [5, 6]);
+        let y = g.input("y", DType::I64, [5]);
+        let logits = onde::Module::forward(&lin, &x);
+        let loss = onde::loss::cross_entropy(&logits, &y, &onde::loss::NllOpts::default());
+        let opts = TrainOptions {
+            grads: true,
+            clip_grad_norm: Some(max_norm),
+            ..TrainOptions::default()
+        };
+        let lr = 0.5;
+        let mut step = TrainStep::with_options(&g, &loss, &Sgd::new(lr), opts).unwrap();
+        let before = step.model_state_dict();
+        let xs: Vec<f64> = (0..30).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.3).collect();
+        let xa = arr(DType::F32, &xs);
+        let xa = Array::f32([5, 6], xa.as_f32().unwrap().to_vec()).unwrap();
+        let ya = Array::i64([5], vec![0, 2, 1, 1, 0]).unwrap();
+        step.step(&[("x", &xa), ("y", &ya)]).unwrap();
+        let after = step.model_state_dict();
+        let grads: Vec<Vec<f64>> = before
+            .iter()
+            .map(|(n, _)| step.grad(n).unwrap().to_f64_vec())
+            .collect();
+        let norm = grads.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
+        let coef = (max_norm / (norm + 1e-6)).min(1.0);
+        assert_eq!(coef < 1.0, clips, "norm {norm}");
+        for (((n, p0), (_, p1)), gr) in before.iter().zip(&after).zip(&grads) {
+            for ((a, b), gv) in p0.to_f64_vec().iter().zip(p1.to_f64_vec()).zip(gr) {
+                let want = a - lr * gv * coef;
+                assert!(
+                    (b - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "{n}: {b} vs {want}"
+                );
+            }
+        }
+    }
+    // A norm that is not positive is refused.
+    let g = GraphBuilder::new();
+    let w = g.parameter("w", onde::Array::f32([2], vec![1.0, 2.0]).unwrap());
+    let loss = w.square().sum_all();
+    let opts = TrainOptions {
+        clip_grad_norm: Some(0.0),
+        ..TrainOptions::default()
+    };
+    let e = TrainStep::with_options(&g, &loss, &Sgd::new(0.1), opts).unwrap_err();
+    assert!(e.to_string().contains("clip_grad_norm"), "{e}");
+}

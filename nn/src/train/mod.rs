@@ -47,6 +47,12 @@ pub struct TrainOptions<'a> {
     /// ([`ParamGroup`]); when given, the parameters of no group are frozen. Exclusive
     /// with `params`.
     pub groups: Vec<ParamGroup<'a>>,
+    /// Clip the gradients by their global norm before the update (PyTorch's
+    /// `clip_grad_norm_(params, max_norm)` between `backward` and `step`): every
+    /// gradient is scaled by `min(1, max_norm / (‖g‖₂ + 1e-6))`, `‖g‖₂` over all the
+    /// updated parameters' gradients together, inside the compiled step
+    /// ([`TrainStep::grad`] still reports the unclipped gradient).
+    pub clip_grad_norm: Option<f64>,
     /// Compilation options.
     pub compile: CompileOptions,
 }
@@ -167,9 +173,41 @@ impl TrainStep {
             vec![None; named.len()]
         };
         let mut acc_inputs = Vec::new();
+        // The gradients the update uses: plus the accumulated micro-batches, then
+        // clipped by their global norm.
+        let mut used: Vec<Tensor> = Vec::with_capacity(named.len());
+        for ((name, p), gr) in named.iter().zip(&grads) {
+            let ty = p.ty().unwrap_or_else(|| TensorType::new(DType::F32, [0]));
+            used.push(if o.accumulate {
+                let a = g.input_reuse(&format!("accum.{name}"), ty.dtype, ty.shape.clone())?;
+                acc_inputs.push(a.clone());
+                gr + &a
+            } else {
+                gr.clone()
+            });
+        }
+        if let Some(max_norm) = o.clip_grad_norm {
+            if !(max_norm.is_finite() && max_norm > 0.0) {
+                return Err(train_err(format!(
+                    "clip_grad_norm must be a positive finite norm, got {max_norm}"
+                )));
+            }
+            let mut sq: Option<Tensor> = None;
+            for gr in &used {
+                let s = gr.square().sum_all();
+                sq = Some(match sq {
+                    Some(acc) => acc + s,
+                    None => s,
+                });
+            }
+            if let Some(sq) = sq {
+                let coef = (max_norm / (sq.sqrt() + 1e-6)).clamp_max(1.0);
+                used = used.iter().map(|gr| gr * &coef).collect();
+            }
+        }
         let mut new_params = Vec::new();
         let mut slot_states: Vec<(String, Tensor, Tensor)> = Vec::new();
-        for ((((name, p), gr), hess), &gi) in named.iter().zip(&grads).zip(&hessians).zip(&group_of)
+        for ((((name, p), gr), hess), &gi) in named.iter().zip(&used).zip(&hessians).zip(&group_of)
         {
             let gopt = resolved.groups[gi].1.as_deref().unwrap_or(opt);
             let inputs = UpdateInputs {
@@ -179,13 +217,6 @@ impl TrainStep {
                 hessian: hess.as_ref(),
             };
             let ty = p.ty().unwrap_or_else(|| TensorType::new(DType::F32, [0]));
-            let gr = if o.accumulate {
-                let a = g.input_reuse(&format!("accum.{name}"), ty.dtype, ty.shape.clone())?;
-                acc_inputs.push(a.clone());
-                gr + &a
-            } else {
-                gr.clone()
-            };
             let slots: Vec<(String, Tensor)> = opt
                 .slots()
                 .into_iter()
