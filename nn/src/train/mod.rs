@@ -230,7 +230,7 @@ impl TrainStep {
             // A parameter the loss does not reach has no gradient (PyTorch's `grad is
             // None`): it and its state are left untouched, weight decay included.
             let (np, ns) = if g.depends_on(loss, p) {
-                gopt.update(p, &gr, &sl, &inputs)
+                gopt.update(p, gr, &sl, &inputs)
             } else {
                 (p.clone(), sl.clone())
             };
