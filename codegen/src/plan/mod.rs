@@ -63,14 +63,12 @@ const SHARED_MAX_FULL_READS: usize = 2;
 const MEMORY_HEAVY_MIN_NUMEL: usize = 1 << 16;
 
 /// Largest shared transcendental value stored once rather than recomputed by each
-/// consumer (2 MiB of f32, a core's L2 on the Xeons measured): written and read back
-/// while it is still in cache, one store and one load per element cost less than a
-/// second `exp`. The exponentials of W5's attention softmax (`[32, 100, 100]`, read by
-/// the row sums, the normalisation and the backward) are computed once: W5 train
-/// 5.4 → 4.9 ms. Bigger values stream from memory, where recomputing wins (W6's
-/// `tanh` over 2²⁰ elements, measured slower stored: `docs/performance.md`); smaller
-/// ones than [`MEMORY_HEAVY_MIN_NUMEL`] too (a recurrent step's `[32, 64]` gates, whose
-/// fused kernel would split in two for no gain: W3 slower).
+/// consumer (2 MiB of f32, one core's L2): written and read back while it is still in
+/// cache, one store and one load per element cost less than a second `exp` (e.g. the
+/// exponentials of an attention softmax, read by the row sums, the normalisation and
+/// the backward). Bigger values stream from memory, where recomputing wins; values
+/// smaller than [`MEMORY_HEAVY_MIN_NUMEL`] stay recomputed too, so a recurrent step's
+/// small gate kernel is not split in two. Measurements: `docs/performance.md`.
 const CACHED_TRANSCENDENTAL_MAX_NUMEL: usize = 1 << 19;
 
 /// Least cost ([`cost`]) of a broadcast operand worth storing at its own size (one

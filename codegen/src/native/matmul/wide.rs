@@ -22,10 +22,10 @@ pub(super) fn enabled(isa: IsaLevel) -> bool {
 }
 
 /// Whether a `rows × cols` product goes to `gemm`: matrix-shaped outputs only. For a
-/// single row or column (matrix-vector products) `gemm` measured 3.6× less accurate
-/// than matrixmultiply (`[1, 2000]·[2000, 70]`: largest error 6.4e-7 vs 1.8e-7 of the
-/// largest output, `tests/native_kernels.rs`), so those keep matrixmultiply (they are
-/// memory-bound anyway).
+/// single row or column (matrix-vector products) `gemm` is less accurate than
+/// matrixmultiply (its long sums are not blocked; bound checked in
+/// `tests/native_kernels.rs`, errors in `docs/performance.md`), so those keep
+/// matrixmultiply (they are memory-bound anyway).
 pub(super) fn suits(rows: usize, cols: usize) -> bool {
     rows >= MIN_SIDE && cols >= MIN_SIDE
 }
