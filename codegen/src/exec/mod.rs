@@ -272,6 +272,9 @@ struct ScanState {
     ys_front: Vec<Storage>,
     /// Staging for carries that the body returns unchanged (may alias inputs).
     carry_stage: Vec<Storage>,
+    /// Per stacked output: the body writes it straight into its slot of the result
+    /// (see `exec/scan.rs`), and the body buffer's own pointer, restored after a call.
+    direct: Vec<Option<*mut u8>>,
 }
 
 impl fmt::Debug for Executable {

@@ -111,6 +111,12 @@ impl Executable {
         };
         let r = self.scan_steps(st, sc, args, outs, &lay, &mut feed_ptrs);
         st.body.weights_version = None;
+        let body_outs = &st.body.compiled.plan.outputs;
+        for (j, home) in st.direct.iter().enumerate() {
+            if let Some(p) = *home {
+                st.body.ptrs[body_outs[nc + j]] = p;
+            }
+        }
         r?;
         if sc.axis != 0 {
             for j in 0..ny {
@@ -135,7 +141,8 @@ impl Executable {
         Ok(())
     }
 
-    /// The steps of a scan (see [`Executable::scan_with`]).
+    /// The steps of a scan (see [`Executable::scan_with`]); stacked outputs marked
+    /// `direct` in the state are written by the body in place.
     fn scan_steps(
         &mut self,
         st: &mut ScanState,
@@ -144,46 +151,6 @@ impl Executable {
         outs: &[BufId],
         lay: &Layout<'_>,
         feed_ptrs: &mut [*mut u8],
-    ) -> Result<(), RunError> {
-        let ys_slice = lay.ys_slice;
-        let nc = sc.num_carry;
-        let ny = outs.len() - nc;
-        let body = st.body.compiled.clone();
-        let body_outs = &body.plan.outputs;
-        // Per-step outputs the body writes straight into their slot of the stacked
-        // result (its buffer re-pointed there for the step) instead of into its own
-        // temporary and copied after: a temporary of the body (not a feed, constant or
-        // reshape alias), the first stacked output it backs. An LSTM's forward stacks
-        // nine `[B, H]` values per step; the copies cost as much as its gate kernel.
-        let direct: Vec<bool> = (0..ny)
-            .map(|j| {
-                let b = body_outs[nc + j];
-                ys_slice[j] > 0
-                    && matches!(body.plan.buffers[b].kind, crate::plan::BufKind::Temp)
-                    && !body.aliases.iter().any(|&(a, _)| a == b)
-                    && !body_outs[nc..nc + j].contains(&b)
-            })
-            .collect();
-        let saved_ptrs: Vec<*mut u8> = (0..ny).map(|j| st.body.ptrs[body_outs[nc + j]]).collect();
-        let r = self.scan_loop(st, sc, args, outs, lay, feed_ptrs, &direct);
-        for j in (0..ny).filter(|&j| direct[j]) {
-            st.body.ptrs[body_outs[nc + j]] = saved_ptrs[j];
-        }
-        r
-    }
-
-    /// The loop of [`Executable::scan_steps`]; `direct[j]`: stacked output `j` is
-    /// written in place by the body.
-    #[allow(clippy::too_many_arguments)]
-    fn scan_loop(
-        &mut self,
-        st: &mut ScanState,
-        sc: &onde_ir::ScanOp,
-        args: &[BufId],
-        outs: &[BufId],
-        lay: &Layout<'_>,
-        feed_ptrs: &mut [*mut u8],
-        direct: &[bool],
     ) -> Result<(), RunError> {
         let Layout {
             xs_base,
@@ -212,7 +179,7 @@ impl Executable {
             for (k, &b) in args[nc + nx..].iter().enumerate() {
                 feed_ptrs[nc + nx + k] = self.ptrs[b];
             }
-            for j in (0..ny).filter(|&j| direct[j]) {
+            for j in (0..ny).filter(|&j| st.direct[j].is_some()) {
                 // SAFETY: slot `t` of the stacked buffer holds `ys_slice[j]` bytes, the
                 // size of the body's output buffer.
                 st.body.ptrs[body_outs[nc + j]] = unsafe { ys_base[j].add(t * ys_slice[j]) };
@@ -231,7 +198,7 @@ impl Executable {
             // commit below overwrites.
             for j in 0..ny {
                 let src = st.body.ptrs[body_outs[nc + j]];
-                if ys_slice[j] > 0 && !direct[j] {
+                if ys_slice[j] > 0 && st.direct[j].is_none() {
                     // SAFETY: body output has the per-step type; the destination slot
                     // `t` of the stacked buffer holds `ys_slice[j]` bytes.
                     unsafe {
@@ -306,12 +273,30 @@ impl ScanState {
         };
         let (nc, nx) = (sc.num_carry, sc.num_xs);
         let front = |b: BufId| Storage::new(if sc.axis == 0 { 0 } else { bytes(b) });
+        // Stacked outputs the body writes straight into their slot of the result (its
+        // buffer re-pointed there for the step) instead of into its own temporary and
+        // copied after: a temporary of the body (not a feed, constant or reshape alias),
+        // the first stacked output it backs. An LSTM's forward stacks nine `[B, H]`
+        // values per step, copies that cost as much as its gate kernel.
+        let compiled = &body.compiled;
+        let body_outs = &compiled.plan.outputs;
+        let direct = (0..outs.len() - nc)
+            .map(|j| {
+                let b = body_outs[nc + j];
+                let ok = bytes(outs[nc + j]) > 0
+                    && matches!(compiled.plan.buffers[b].kind, crate::plan::BufKind::Temp)
+                    && !compiled.aliases.iter().any(|&(a, _)| a == b)
+                    && !body_outs[nc..nc + j].contains(&b);
+                ok.then(|| body.ptrs[b])
+            })
+            .collect();
         ScanState {
             body,
             inputs,
             xs_front: args[nc..nc + nx].iter().map(|&b| front(b)).collect(),
             ys_front: outs[nc..].iter().map(|&b| front(b)).collect(),
             carry_stage: outs[..nc].iter().map(|&b| Storage::new(bytes(b))).collect(),
+            direct,
         }
     }
 }
