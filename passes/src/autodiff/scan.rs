@@ -28,6 +28,7 @@
 //! sum) after the loop. The per-step work loses a small GEMM and a carried accumulator
 //! (measured on W4: `docs/performance.md`).
 
+use super::unbroadcast::unbroadcast;
 use super::vjp;
 use crate::emit::{Emit, EmitError, R};
 use onde_ir::{Graph, GraphError, Op, ScanOp, TensorType, TypeError, ValueId};
@@ -335,7 +336,7 @@ enum HoistKind {
     Outer { scanned: usize, transposed: bool },
     /// `reshape(Σ_axes G)` (a broadcast bias): after the loop, the sum over the step axis
     /// too.
-    Sum { axes: Vec<usize> },
+    Sum,
 }
 
 /// Recognises a hoistable per-step cotangent `v` of the backward body `g`
@@ -367,7 +368,7 @@ fn match_hoist(g: &Graph, v: ValueId, scanned: &[ValueId]) -> Option<Hoist> {
         if let Some((
             Op::Reduce {
                 kind: onde_ir::ReduceKind::Sum,
-                axes,
+                axes: _,
                 keepdim: true,
             },
             gs,
@@ -375,7 +376,7 @@ fn match_hoist(g: &Graph, v: ValueId, scanned: &[ValueId]) -> Option<Hoist> {
         {
             return Some(Hoist {
                 step: gs[0],
-                kind: HoistKind::Sum { axes },
+                kind: HoistKind::Sum,
             });
         }
     }
@@ -422,15 +423,10 @@ impl Hoist {
                     Ok(p)
                 }
             }
-            HoistKind::Sum { axes } => {
-                let mut all = vec![0];
-                all.extend(axes.iter().map(|a| a + 1));
-                // Kept axes, then reshaped: the form `unbroadcast` gives a bias added to
-                // the stacked values outside, so CSE merges the two (an RNN's `b_ih` and
-                // `b_hh` have the same gradient).
-                let s = e.sum(steps, all, true)?;
-                e.reshape(s, ty.shape.clone())
-            }
+            // The broadcast bias's gradient over every step's rows: `unbroadcast`, the
+            // form a bias added to the stacked values outside takes too, so CSE merges
+            // the two (an RNN's `b_ih` and `b_hh` have the same gradient).
+            HoistKind::Sum => unbroadcast(e, steps, &ty.shape),
         }
     }
 }
