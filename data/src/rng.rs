@@ -1,36 +1,47 @@
 //! The seeded generator behind every random choice of this crate: SplitMix64 (Steele,
-//! Lea & Flood, 2014), a 64-bit state advanced by a constant and mixed. Small, fast,
+//! Lea & Flood, 2014) as the graph's random ops use it, counter-based. Small, fast,
 //! and the same stream on every machine, which is what reproducible epochs need (a
 //! statistical-quality generator for shuffling, not for cryptography).
 
-/// A SplitMix64 stream.
+/// A SplitMix64 stream: the counter-based generator of the graph's random ops
+/// ([`onde_runtime::random_bits`], one mix of the seed and the draw's counter), so the
+/// data side and the graph side share one definition.
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
-    state: u64,
+    seed: i64,
+    counter: u64,
 }
+
+/// Separates the epoch streams' seeds from the run's own stream.
+const EPOCH_DOMAIN: i64 = 0x5851_F42D_4C95_7F2D;
 
 impl SplitMix64 {
     /// The stream of `seed`.
     pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 { state: seed }
+        SplitMix64 {
+            seed: seed as i64,
+            counter: 0,
+        }
     }
 
     /// The stream for epoch `epoch` of a run seeded with `seed` (independent streams
     /// per epoch, so one epoch can be replayed alone).
     pub fn for_epoch(seed: u64, epoch: u64) -> SplitMix64 {
-        let mut s = SplitMix64::new(seed ^ 0x5851_F42D_4C95_7F2D);
-        let a = s.next_u64();
-        SplitMix64::new(a ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        SplitMix64::new(onde_runtime::random_bits(seed as i64 ^ EPOCH_DOMAIN, epoch))
     }
 
     /// The stream for sample `index` in epoch `epoch` of a run seeded with `seed`:
     /// what a per-sample augmentation draws from, so its result does not depend on
     /// which worker thread prepared the sample.
     pub fn for_sample(seed: u64, epoch: u64, index: usize) -> SplitMix64 {
-        let mut s = SplitMix64::for_epoch(seed, epoch);
-        let a = s.next_u64();
-        let mut t = SplitMix64::new(a ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
-        SplitMix64::new(t.next_u64())
+        let e = SplitMix64::for_epoch(seed, epoch).seed;
+        SplitMix64::new(onde_runtime::random_bits(e ^ EPOCH_DOMAIN, index as u64))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.counter += 1;
+        onde_runtime::random_bits(self.seed, self.counter)
     }
 
     /// A standard normal draw (Box–Muller).
@@ -43,15 +54,6 @@ impl SplitMix64 {
     /// Uniform in `[lo, hi)`.
     pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.next_f64()
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 
     /// Uniform in `[0, 1)` (53 random bits).
