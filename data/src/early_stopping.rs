@@ -70,6 +70,22 @@ impl EarlyStopping {
         self.bad == 0 && self.best.is_some()
     }
 
+    /// Its counters for a checkpoint: the best epoch and metric (NaN before the first
+    /// epoch), the epochs without improvement, the epochs seen.
+    pub fn state(&self) -> [f64; 4] {
+        let (e, m) = self
+            .best
+            .map_or((f64::NAN, f64::NAN), |(e, m)| (e as f64, m));
+        [e, m, self.bad as f64, self.seen as f64]
+    }
+
+    /// Restores counters saved by [`EarlyStopping::state`].
+    pub fn load_state(&mut self, s: [f64; 4]) {
+        self.best = (!s[0].is_nan()).then(|| (s[0].max(0.0) as usize, s[1]));
+        self.bad = s[2].max(0.0) as usize;
+        self.seen = s[3].max(0.0) as usize;
+    }
+
     /// The best epoch (0-based, in call order) and its metric.
     pub fn best(&self) -> Option<(usize, f64)> {
         self.best

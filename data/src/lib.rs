@@ -28,7 +28,9 @@
 //!   writes them per epoch as CSV and JSON lines; [`EarlyStopping`] watches one.
 //!
 //! - [`Trainer::fit`]: the epoch loop on a compiled training step and an eval-mode
-//!   evaluator, with schedules, ReduceLROnPlateau, early stopping and the metric log.
+//!   evaluator, with schedules, ReduceLROnPlateau, early stopping, gradient
+//!   accumulation, checkpoints and resume, the metric log and pictures ([`plot`]:
+//!   training curves and confusion matrices as PNG or SVG).
 //!
 //! Every random choice comes from a seed and the epoch number (SplitMix64, [`rng`]),
 //! so a run is reproducible and an epoch can be replayed on its own (resuming).
@@ -41,6 +43,7 @@ pub mod early_stopping;
 pub mod loader;
 pub mod log;
 pub mod metrics;
+pub mod plot;
 pub mod rng;
 pub mod sampler;
 pub mod trainer;

@@ -1,29 +1,39 @@
 //! `fit`: the training loop of a classifier on a compiled [`TrainStep`], epoch by
 //! epoch — a training phase over a [`DataLoader`] (learning rate from a schedule,
-//! running metrics), then an optional validation phase through an eval-mode
-//! [`Evaluator`] (running metrics, ReduceLROnPlateau and early stopping on a chosen
-//! validation metric), each epoch's metrics written to a [`MetricLog`] and reported
-//! to a callback.
+//! running metrics, optional gradient accumulation), then an optional validation phase
+//! through an eval-mode [`Evaluator`] (running metrics, ReduceLROnPlateau and early
+//! stopping on a chosen validation metric), each epoch's metrics written to a
+//! [`MetricLog`], drawn as pictures and reported to a callback.
 //!
 //! The graph's inputs are fed from the batch's fields of the same names (`inputs`) and
 //! the labels (`target`); the training step's extra output `logits_output` and the
-//! evaluator's outputs `[logits, loss]` give the metrics. The compiled graphs have a
-//! fixed batch size, so the loaders should `drop_last` (any batch size is issue 15's
-//! next step).
+//! evaluator's outputs `[logits, loss]` give the metrics.
+//!
+//! Gradient accumulation (`accumulate = k`): the gradients of `k` consecutive batches
+//! are summed ([`TrainStep::accumulate`]) and applied by one optimiser update on the
+//! `k`-th ([`TrainStep::step`]), and at the epoch's last batch. The sum is PyTorch's
+//! `backward()` called `k` times before `optimizer.step()`; for the mean of a
+//! Lightning `accumulate_grad_batches`, divide the loss by `k` when building it. Needs
+//! a step compiled with `TrainOptions { accumulate: true, .. }`.
 //!
 //! Checkpoints: with `checkpoint_dir`, `last.safetensors` after every epoch and
 //! `best.safetensors` when the monitored validation metric improves (the step's whole
-//! state — parameters, buffers, optimiser state, learning rates — and the epoch).
+//! state — parameters, buffers, optimiser state, learning rates — the epoch, and the
+//! counters of ReduceLROnPlateau, early stopping and the best metric).
 //! [`Trainer::resume`] loads one and continues from the next epoch: the loader's order
 //! and the schedule are functions of the epoch, so a resumed run reaches the same
-//! weights as an uninterrupted one (tested). ReduceLROnPlateau's and early stopping's
-//! counters are not saved (a resumed run starts them afresh).
+//! weights, reduces the rate and stops at the same epochs as an uninterrupted one
+//! (tested).
+//!
+//! Pictures: with `plots_dir`, `curves.png` and `curves.svg` (loss and accuracy per
+//! epoch, train against validation) and `confusion.png` (the last epoch's validation
+//! confusion matrix, or the training one without validation), rewritten after every
+//! epoch ([`crate::plot`]); after a resume the curves start at the resumed epoch (the
+//! metric log has them all).
 //!
 //! Progress: a bar per phase on stderr (batches, samples/s, ETA, running loss and
 //! accuracy) through `indicatif`, which draws nothing when stderr is not a terminal;
 //! `quiet` turns it off everywhere (logs, CI).
-//!
-//! Left for the next version: gradient clipping and accumulation, plots.
 
 use crate::early_stopping::{EarlyStopping, Mode};
 use crate::log::MetricLog;
@@ -68,11 +78,21 @@ pub struct Trainer {
     pub start_epoch: usize,
     /// No progress bars.
     pub quiet: bool,
+    /// Batches whose gradients are summed per optimiser update (1: none).
+    pub accumulate: usize,
+    /// Where `curves.png`, `curves.svg` and `confusion.png` go.
+    pub plots_dir: Option<std::path::PathBuf>,
+    /// Class names for the confusion matrix (default: the class numbers).
+    pub class_names: Vec<String>,
     best_metric: Option<f64>,
 }
 
 /// Key of the epoch count in a checkpoint.
 const EPOCH_KEY: &str = "trainer.epoch";
+/// Keys of the trainer's counters in a checkpoint (f64 vectors; NaN for "none").
+const PLATEAU_KEY: &str = "trainer.plateau";
+const STOPPING_KEY: &str = "trainer.early_stopping";
+const BEST_KEY: &str = "trainer.best_metric";
 
 /// One epoch's results.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +149,9 @@ impl Trainer {
             checkpoint_dir: None,
             start_epoch: 0,
             quiet: false,
+            accumulate: 1,
+            plots_dir: None,
+            class_names: Vec::new(),
             best_metric: None,
         }
     }
@@ -158,12 +181,44 @@ impl Trainer {
             message: e.to_string(),
         })?;
         let mut dict = step.state_dict();
+        let f64s = |v: Vec<f64>| {
+            Array::f64([v.len()], v).map_err(|e| invalid("checkpoint", e.to_string()))
+        };
+        let epoch = Array::i64([], vec![epochs_done as i64])
+            .map_err(|e| invalid("checkpoint", e.to_string()))?;
+        dict.push((EPOCH_KEY.to_string(), epoch));
+        if let Some(p) = &self.plateau {
+            dict.push((PLATEAU_KEY.into(), f64s(p.state().to_vec())?));
+        }
+        if let Some(es) = &self.early_stopping {
+            dict.push((STOPPING_KEY.into(), f64s(es.state().to_vec())?));
+        }
         dict.push((
-            EPOCH_KEY.to_string(),
-            Array::i64([], vec![epochs_done as i64])
-                .map_err(|e| invalid("checkpoint", e.to_string()))?,
+            BEST_KEY.into(),
+            f64s(vec![self.best_metric.unwrap_or(f64::NAN)])?,
         ));
         onde_nn::checkpoint::save(dir.join(name), &dict).map_err(nn_error)
+    }
+
+    /// Removes the trainer's counters from a loaded checkpoint and applies them.
+    fn take_counters(&mut self, dict: &mut Vec<(String, Array)>) {
+        let mut take = |key: &str| -> Option<Vec<f64>> {
+            let at = dict.iter().position(|(n, _)| n == key)?;
+            Some(dict.remove(at).1.to_f64_vec())
+        };
+        let four = |v: Vec<f64>| -> Option<[f64; 4]> { v.try_into().ok() };
+        let plateau = take(PLATEAU_KEY).and_then(four);
+        let stopping = take(STOPPING_KEY).and_then(four);
+        let best = take(BEST_KEY);
+        if let (Some(p), Some(s)) = (&mut self.plateau, plateau) {
+            p.load_state(s);
+        }
+        if let (Some(es), Some(s)) = (&mut self.early_stopping, stopping) {
+            es.load_state(s);
+        }
+        if let Some(b) = best.and_then(|v| v.first().copied()) {
+            self.best_metric = (!b.is_nan()).then_some(b);
+        }
     }
 
     /// Loads checkpoint `path` (written by `fit`) into `step` and continues from the
@@ -191,6 +246,7 @@ impl Trainer {
             .and_then(|v| v.first().copied())
             .unwrap_or(0)
             .max(0) as usize;
+        self.take_counters(&mut dict);
         step.load_state_dict(&dict, true).map_err(nn_error)?;
         self.start_epoch = done;
         Ok(done)
@@ -226,6 +282,12 @@ impl Trainer {
         mut valid: Option<(&mut Evaluator, &DataLoader)>,
         mut on_epoch: impl FnMut(&EpochSummary),
     ) -> Result<Vec<EpochSummary>> {
+        if self.accumulate == 0 {
+            return Err(invalid(
+                "fit",
+                "accumulate must be at least 1 (batches per optimiser update)",
+            ));
+        }
         let base = step.lr();
         let mut out = Vec::with_capacity(self.epochs);
         let mut tm = ClassificationMetrics::new(self.classes, &self.topk);
@@ -241,12 +303,20 @@ impl Trainer {
             step.set_lr(lr);
             tm.reset();
             let batches = train.epoch(epoch as u64)?;
-            let pb = self.bar(batches.num_batches(), format!("epoch {} train", epoch + 1));
+            let n = batches.num_batches();
+            let pb = self.bar(n, format!("epoch {} train", epoch + 1));
             let t0 = std::time::Instant::now();
-            for batch in batches {
+            for (i, batch) in batches.enumerate() {
                 let batch = batch?;
                 let feeds = self.feeds(&batch)?;
-                let loss = step.step(&feeds).map_err(nn_error)?;
+                // The k-th batch of a group, and the epoch's last, apply the update.
+                let update = (i + 1) % self.accumulate == 0 || i + 1 == n;
+                let loss = if update {
+                    step.step(&feeds)
+                } else {
+                    step.accumulate(&feeds)
+                }
+                .map_err(nn_error)?;
                 let logits = step.output(self.logits_output).map_err(nn_error)?;
                 let labels = batch.labels.as_i64().unwrap_or(&[]);
                 tm.update(&logits, labels, Some(loss))?;
@@ -315,6 +385,22 @@ impl Trainer {
                     }
                     summary.best = better;
                 }
+            }
+            if let Some(dir) = &self.plots_dir {
+                let mut history = out.clone();
+                history.push(summary.clone());
+                crate::plot::training_curves(&history, dir.join("curves.png"))?;
+                crate::plot::training_curves(&history, dir.join("curves.svg"))?;
+                let m = if summary.valid.is_empty() { &tm } else { &vm };
+                let names: Vec<String> = (0..self.classes)
+                    .map(|c| {
+                        self.class_names
+                            .get(c)
+                            .cloned()
+                            .unwrap_or_else(|| c.to_string())
+                    })
+                    .collect();
+                crate::plot::confusion_matrix(m.confusion(), &names, dir.join("confusion.png"))?;
             }
             self.save(step, "last.safetensors", epoch + 1)?;
             if summary.best {

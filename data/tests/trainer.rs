@@ -59,6 +59,10 @@ fn fit_learns_logs_and_follows_its_schedule() {
         gamma: 0.1,
     }));
     t.log = Some(MetricLog::create(&dir).unwrap());
+    t.plots_dir = Some(dir.join("plots"));
+    t.class_names = ["sine", "square", "saw", "chirp"]
+        .map(String::from)
+        .to_vec();
     let mut seen = 0;
     let hist = t
         .fit(&mut step, &train, Some((&mut eval, &valid)), |_| seen += 1)
@@ -88,6 +92,22 @@ fn fit_learns_logs_and_follows_its_schedule() {
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 6, "{csv}");
     assert!(csv.starts_with("epoch,phase,loss,accuracy,top2,balanced_accuracy,macro_f1\n"));
+    // The pictures of the last epoch: both curves over six epochs, the confusion matrix.
+    let plots = dir.join("plots");
+    let png = image::open(plots.join("curves.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (960, 400));
+    let svg = std::fs::read_to_string(plots.join("curves.svg")).unwrap();
+    let six = svg
+        .split("points=\"")
+        .skip(1)
+        .filter(|p| p[..p.find('"').unwrap()].split_whitespace().count() == 6)
+        .count();
+    assert_eq!(
+        six, 4,
+        "loss and accuracy, train and valid, six epochs each"
+    );
+    let cm = image::open(plots.join("confusion.png")).unwrap();
+    assert_eq!((cm.width(), cm.height()), (480, 480));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -176,4 +196,122 @@ fn a_resumed_run_reaches_the_weights_of_an_uninterrupted_one() {
         .unwrap_err();
     assert!(e.to_string().contains("trainer.epoch"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_resumed_run_keeps_its_plateau_and_early_stopping_counters() {
+    let train = || {
+        DataLoader::new(signals(64, 1), BATCH)
+            .shuffle(4)
+            .drop_last(true)
+    };
+    let valid = DataLoader::new(signals(32, 2), BATCH).drop_last(true);
+    let dir = std::env::temp_dir().join(format!("onde-data-{}-counters", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // ReduceLROnPlateau that halves the rate whenever the validation loss does not halve
+    // (every epoch after the first), and early stopping that never sees an improvement
+    // of 10 after the first epoch: it stops after epoch 4.
+    let trainer = |epochs: usize| {
+        let mut t = Trainer::new(epochs, 4);
+        t.quiet = true;
+        let mut p = onde_nn::optim::ReduceLrOnPlateau::new(1e-2, onde_nn::optim::PlateauMode::Min);
+        p.patience = 0;
+        p.factor = 0.5;
+        p.threshold = 0.5;
+        t.plateau = Some(p);
+        t.early_stopping = Some(EarlyStopping::new(Mode::Min, 3).min_delta(10.0));
+        t
+    };
+    let (mut a, mut ea) = model(1e-2);
+    let whole = trainer(10)
+        .fit(&mut a, &train(), Some((&mut ea, &valid)), |_| {})
+        .unwrap();
+    let lrs: Vec<f64> = whole.iter().map(|h| h.lr).collect();
+    assert_eq!(lrs, vec![1e-2, 1e-2, 5e-3, 2.5e-3], "{whole:?}");
+    let (mut b, mut eb) = model(1e-2);
+    let mut t = trainer(2);
+    t.checkpoint_dir = Some(dir.clone());
+    t.fit(&mut b, &train(), Some((&mut eb, &valid)), |_| {})
+        .unwrap();
+    let (mut c, mut ec) = model(1e-2);
+    let mut t = trainer(10);
+    assert_eq!(t.resume(&mut c, dir.join("last.safetensors")).unwrap(), 2);
+    let rest = t
+        .fit(&mut c, &train(), Some((&mut ec, &valid)), |_| {})
+        .unwrap();
+    // The same rates and the same stop (epoch 4), so the same weights.
+    assert_eq!(rest.iter().map(|h| h.epoch).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(
+        rest.iter().map(|h| h.lr).collect::<Vec<_>>(),
+        lrs[2..].to_vec()
+    );
+    for ((na, xa), (_, xc)) in a.state_dict().iter().zip(&c.state_dict()) {
+        assert_eq!(xa, xc, "{na} differs after resuming");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A step compiled for gradient accumulation, and its evaluator.
+fn accumulating_model() -> TrainStep {
+    let g = GraphBuilder::new();
+    g.manual_seed(3);
+    let mut m = Sequential::new("");
+    m.push(Linear::new(&g, "0", LEN, 16))
+        .push(Relu)
+        .push(Linear::new(&g, "2", 16, 4));
+    let x = g.input("x", DType::F32, [BATCH, LEN]);
+    let y = g.input("y", DType::I64, [BATCH]);
+    let logits = m.forward(&x);
+    let loss = cross_entropy(&logits, &y, &NllOpts::default());
+    let opts = TrainOptions {
+        outputs: vec![&logits],
+        accumulate: true,
+        ..TrainOptions::default()
+    };
+    TrainStep::with_options(&g, &loss, &Adam::new(1e-2), opts).unwrap()
+}
+
+#[test]
+fn fit_accumulates_gradients_over_batches() {
+    // 7 batches per epoch, 3 per update: updates after batches 3, 6 and 7.
+    let loader = DataLoader::new(signals(7 * BATCH, 1), BATCH).shuffle(2);
+    let mut a = accumulating_model();
+    let mut t = Trainer::new(2, 4);
+    t.quiet = true;
+    t.accumulate = 3;
+    let hist = t.fit(&mut a, &loader, None, |_| {}).unwrap();
+    assert_eq!(a.steps(), 2 * 3, "three updates per epoch");
+    // The same by hand.
+    let mut b = accumulating_model();
+    let mut losses = Vec::new();
+    for epoch in 0..2u64 {
+        let mut sum = 0.0;
+        for (i, batch) in loader.epoch(epoch).unwrap().enumerate() {
+            let batch = batch.unwrap();
+            let x = &batch.fields.iter().find(|(n, _)| n == "x").unwrap().1;
+            let feeds = [("x", x), ("y", &batch.labels)];
+            sum += if (i + 1) % 3 == 0 || i == 6 {
+                b.step(&feeds).unwrap()
+            } else {
+                b.accumulate(&feeds).unwrap()
+            };
+        }
+        losses.push(sum / 7.0);
+    }
+    for ((na, xa), (_, xb)) in a.state_dict().iter().zip(&b.state_dict()) {
+        assert_eq!(xa, xb, "{na}");
+    }
+    // The training metrics cover every batch, accumulated ones included.
+    for (h, want) in hist.iter().zip(&losses) {
+        let got = h.train_metric("loss").unwrap();
+        assert!(
+            (got - want).abs() < 1e-9,
+            "epoch {}: {got} vs {want}",
+            h.epoch
+        );
+    }
+    let mut t = Trainer::new(1, 4);
+    t.accumulate = 0;
+    let e = t.fit(&mut a, &loader, None, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("accumulate"), "{e}");
 }

@@ -169,6 +169,26 @@ impl ReduceLrOnPlateau {
         self.lr
     }
 
+    /// Its counters for a checkpoint: the current rate, the best metric (NaN before
+    /// the first epoch), the epochs without improvement and the cooldown left.
+    pub fn state(&self) -> [f64; 4] {
+        [
+            self.lr,
+            self.best.unwrap_or(f64::NAN),
+            self.bad_epochs as f64,
+            self.cooldown_left as f64,
+        ]
+    }
+
+    /// Restores counters saved by [`ReduceLrOnPlateau::state`] (a resumed run then
+    /// reduces the rate at the same epoch as an uninterrupted one).
+    pub fn load_state(&mut self, s: [f64; 4]) {
+        self.lr = s[0];
+        self.best = (!s[1].is_nan()).then_some(s[1]);
+        self.bad_epochs = s[2].max(0.0) as usize;
+        self.cooldown_left = s[3].max(0.0) as usize;
+    }
+
     fn better(&self, v: f64, best: f64) -> bool {
         match self.mode {
             PlateauMode::Min => v < best * (1.0 - self.threshold),

@@ -82,6 +82,8 @@ pub struct TrainStep {
     n_extra: usize,
     grads_at: Option<usize>,
     accum: Option<Accum>,
+    /// Whether the last run was [`TrainStep::accumulate`] (outputs are read from it).
+    last_accumulated: bool,
     steps: u64,
     /// Compilation options (also used for evaluators).
     compile: CompileOptions,
@@ -306,7 +308,10 @@ impl TrainStep {
             .filter_map(|(n, _)| value(&n).map(|a| (n, a)))
             .collect();
         let accum = if o.accumulate {
+            // Loss, the extra outputs (metrics of every micro-batch), the sums, the
+            // updated buffers.
             let mut outs: Vec<&Tensor> = vec![loss];
+            outs.extend(o.outputs.iter().copied());
             let sums: Vec<Tensor> = grads
                 .iter()
                 .zip(&acc_inputs)
@@ -324,7 +329,8 @@ impl TrainStep {
                 let ty = acc_inputs[i]
                     .ty()
                     .unwrap_or_else(|| TensorType::new(DType::F32, [0]));
-                exe.bind_state(&n, 1 + i, Array::full(ty.dtype, ty.shape, 0.0))
+                let at = 1 + o.outputs.len() + i;
+                exe.bind_state(&n, at, Array::full(ty.dtype, ty.shape, 0.0))
                     .map_err(exec)?;
                 names.push(n);
             }
@@ -346,6 +352,7 @@ impl TrainStep {
             n_extra: o.outputs.len(),
             grads_at,
             accum,
+            last_accumulated: false,
             updated,
             steps: 0,
             compile: o.compile,
@@ -412,6 +419,7 @@ impl TrainStep {
         }
         self.steps += 1;
         self.version = next_version();
+        self.last_accumulated = false;
         self.loss()
     }
 
@@ -443,21 +451,31 @@ impl TrainStep {
         drop(all);
         // Buffers updated by the forward (running statistics) advance with every
         // micro-batch, as PyTorch's forward does; they are outputs after the sums.
-        let first = 1 + acc.names.len();
+        let first = 1 + self.n_extra + acc.names.len();
         for (i, n) in self.updated.iter().enumerate() {
             let a = acc.exe.output_array(first + i);
             self.exe.set_state(n, a).map_err(exec)?;
         }
         self.version = next_version();
+        self.last_accumulated = true;
         Ok(loss_of(&acc.exe))
     }
 
-    /// The loss of the last step.
+    /// The loss of the last step (or accumulation).
     pub fn loss(&self) -> Result<f64> {
-        Ok(loss_of(&self.exe))
+        Ok(loss_of(self.last_run()))
     }
 
-    /// Output `i` of the last step: 0 is the loss, 1.. the extra outputs.
+    /// The executable that ran last: the accumulation's after [`TrainStep::accumulate`].
+    fn last_run(&self) -> &Executable {
+        match &self.accum {
+            Some(acc) if self.last_accumulated => &acc.exe,
+            _ => &self.exe,
+        }
+    }
+
+    /// Output `i` of the last step or accumulation: 0 is the loss, 1.. the extra
+    /// outputs.
     pub fn output(&self, i: usize) -> Result<Array> {
         if i > self.n_extra {
             return Err(train_err(format!(
@@ -465,7 +483,7 @@ impl TrainStep {
                 self.n_extra
             )));
         }
-        Ok(self.exe.output_array(i))
+        Ok(self.last_run().output_array(i))
     }
 
     /// The gradient of parameter `name` in the last step (needs [`TrainOptions::grads`]):

@@ -1,0 +1,301 @@
+//! Pictures of a training run, as PNG or SVG (chosen by the file's extension) through
+//! `plotters`: [`training_curves`] (loss and accuracy per epoch, training against
+//! validation, one panel each) and [`confusion_matrix`] (true class per row, predicted
+//! per column, each cell shaded by its share of the row and labelled with its count).
+//!
+//! Text is drawn with a font embedded in this crate (DejaVu Sans Mono, its licence in
+//! `data/assets/DejaVu-LICENSE`) through `ab_glyph`, so a machine without fonts or
+//! fontconfig draws the same picture; SVG text names the same family.
+
+use crate::trainer::EpochSummary;
+use crate::{DataError, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// The embedded font's family name, registered once.
+const FONT: &str = "sans-serif";
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+
+/// Colour of the training series.
+pub const TRAIN_COLOUR: RGBColor = RGBColor(31, 119, 180);
+/// Colour of the validation series.
+pub const VALID_COLOUR: RGBColor = RGBColor(214, 39, 40);
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TrueType font shipped with the crate (tested).
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
+    });
+}
+
+fn file_err(path: &Path, message: impl std::fmt::Display) -> DataError {
+    DataError::File {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// PNG or SVG, from the extension.
+enum Format {
+    Png,
+    Svg,
+}
+
+fn format_of(path: &Path) -> Result<Format> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("png") => Ok(Format::Png),
+        Some("svg") => Ok(Format::Svg),
+        _ => Err(file_err(
+            path,
+            "a plot is written as .png or .svg: name the file with one of these extensions",
+        )),
+    }
+}
+
+/// Draws with `draw` on a `size` canvas written to `path` (PNG or SVG).
+fn render(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> std::result::Result<(), String>,
+    draw_svg: impl Fn(&DrawingArea<SVGBackend, Shift>) -> std::result::Result<(), String>,
+) -> Result<()> {
+    register_font();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    }
+    match format_of(path)? {
+        Format::Png => {
+            let root = BitMapBackend::new(path, size).into_drawing_area();
+            draw(&root).map_err(|e| file_err(path, e))?;
+            root.present().map_err(|e| file_err(path, e))
+        }
+        Format::Svg => {
+            let root = SVGBackend::new(path, size).into_drawing_area();
+            draw_svg(&root).map_err(|e| file_err(path, e))?;
+            root.present().map_err(|e| file_err(path, e))
+        }
+    }
+}
+
+/// One metric's series over the epochs: (epoch, value) for train and validation.
+type Series = Vec<(u32, f64)>;
+
+fn series(history: &[EpochSummary], metric: &str) -> (Series, Series) {
+    let pick = |f: &dyn Fn(&EpochSummary) -> Option<f64>| -> Series {
+        history
+            .iter()
+            .filter_map(|s| f(s).filter(|v| v.is_finite()).map(|v| (s.epoch as u32, v)))
+            .collect()
+    };
+    (
+        pick(&|s| s.train_metric(metric)),
+        pick(&|s| s.valid_metric(metric)),
+    )
+}
+
+/// A padded value range holding every point (a flat series gets a unit-wide range).
+fn range(points: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.08).max(1e-6);
+    if hi - lo < 1e-12 {
+        return (lo - 0.5, hi + 0.5);
+    }
+    (lo - pad, hi + pad)
+}
+
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    epochs: usize,
+    train: &Series,
+    valid: &Series,
+) -> std::result::Result<(), String> {
+    let (y0, y1) = range(train.iter().chain(valid).map(|p| p.1));
+    let x1 = epochs.max(2) as u32;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(1..x1, y0..y1)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(title)
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .x_labels((x1 as usize).min(12))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (points, colour, name) in [
+        (train, TRAIN_COLOUR, "train"),
+        (valid, VALID_COLOUR, "valid"),
+    ] {
+        if points.is_empty() {
+            continue;
+        }
+        let style = colour.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), style))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    history: &[EpochSummary],
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let epochs = history.iter().map(|s| s.epoch).max().unwrap_or(1);
+    let (w, _) = root.dim_in_pixel();
+    let (left, right) = root.split_horizontally(w / 2);
+    let (t, v) = series(history, "loss");
+    panel(&left, "loss", epochs, &t, &v)?;
+    let (t, v) = series(history, "accuracy");
+    panel(&right, "accuracy", epochs, &t, &v)
+}
+
+/// Writes the loss and accuracy curves of `history` (train in blue, validation in red,
+/// per epoch) side by side as a 960×400 PNG or SVG at `path` (by its extension);
+/// creates the parent folder.
+///
+/// # Errors
+/// An empty history, another extension, or a file that cannot be written, named.
+pub fn training_curves(history: &[EpochSummary], path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    if history.is_empty() {
+        return Err(file_err(path, "no epoch to plot"));
+    }
+    render(
+        path,
+        (960, 400),
+        |r| curves(r, history),
+        |r| curves(r, history),
+    )
+}
+
+fn matrix<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    counts: &[u64],
+    names: &[String],
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let k = names.len();
+    // Segmented axes: a class's label sits at the middle of its cell.
+    let mut chart = ChartBuilder::on(root)
+        .caption("confusion matrix", (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())
+        .map_err(|e| e.to_string())?;
+    // Row `t` (true class) is drawn top-down: chart row k-1-t.
+    let label = |v: &SegmentValue<usize>, flip: bool| match v {
+        SegmentValue::CenterOf(i) if *i < k => names[if flip { k - 1 - i } else { *i }].clone(),
+        SegmentValue::CenterOf(_) | SegmentValue::Exact(_) | SegmentValue::Last => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("predicted")
+        .y_desc("true")
+        .x_labels(k.min(40))
+        .y_labels(k.min(40))
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .x_label_formatter(&|v| label(v, false))
+        .y_label_formatter(&|v| label(v, true))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let cells = (0..k).flat_map(|t| (0..k).map(move |p| (t, p)));
+    let row_total = |t: usize| counts[t * k..(t + 1) * k].iter().sum::<u64>().max(1) as f64;
+    let at = SegmentValue::Exact;
+    chart
+        .draw_series(cells.clone().map(|(t, p)| {
+            let share = counts[t * k + p] as f64 / row_total(t);
+            let c = (255.0 * (1.0 - 0.85 * share)) as u8;
+            let colour = RGBColor(c, c, 255);
+            Rectangle::new(
+                [(at(p), at(k - 1 - t)), (at(p + 1), at(k - t))],
+                colour.filled(),
+            )
+        }))
+        .map_err(|e| e.to_string())?;
+    if k <= 20 {
+        let text =
+            (FONT, 13)
+                .into_font()
+                .color(&BLACK)
+                .pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Center,
+                ));
+        chart
+            .draw_series(cells.map(|(t, p)| {
+                Text::new(
+                    counts[t * k + p].to_string(),
+                    (SegmentValue::CenterOf(p), SegmentValue::CenterOf(k - 1 - t)),
+                    text.clone(),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Writes a confusion matrix (`counts`, row-major `[true, predicted]` of
+/// `names.len()` classes, as [`crate::ClassificationMetrics::confusion`]) as a PNG or
+/// SVG at `path`: 480×480 pixels plus 24 per class beyond 10. Each cell is shaded by its
+/// share of the row (recall on the diagonal) and shows its count up to 20 classes.
+///
+/// # Errors
+/// `counts` of the wrong length, no class, another extension, or a file that cannot be
+/// written, named.
+pub fn confusion_matrix(counts: &[u64], names: &[String], path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let k = names.len();
+    if k == 0 || counts.len() != k * k {
+        return Err(file_err(
+            path,
+            format!(
+                "a confusion matrix of {k} classes needs {} counts, got {}",
+                k * k,
+                counts.len()
+            ),
+        ));
+    }
+    let side = 480 + 24 * k.saturating_sub(10) as u32;
+    render(
+        path,
+        (side, side),
+        |r| matrix(r, counts, names),
+        |r| matrix(r, counts, names),
+    )
+}
