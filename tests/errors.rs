@@ -146,10 +146,15 @@ fn index_out_of_bounds() {
 #[test]
 fn duplicate_input_name() {
     let g = GraphBuilder::new();
-    g.input("x", DType::F32, [3]);
+    let x = g.input("x", DType::F32, [3]);
     let line = line!() + 1;
-    let x2 = g.input("x", DType::F32, [3]);
+    let x2 = g.input("x", DType::I64, [3]);
     assert_points_here(&x2.check().unwrap_err(), line, &["\"x\""]);
+    // The same name, dtype and shape again is the same input.
+    assert_eq!(
+        g.input("x", DType::F32, [3]).value().unwrap(),
+        x.value().unwrap()
+    );
 }
 
 #[test]

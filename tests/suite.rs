@@ -1,5 +1,6 @@
 //! The `onde` crate's integration tests, one binary (see `support/suite_guard.rs`).
 
+mod any_batch;
 mod api_graphs_verify;
 mod api_semantics;
 mod attention_blocked;

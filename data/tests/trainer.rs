@@ -315,3 +315,72 @@ fn fit_accumulates_gradients_over_batches() {
     let e = t.fit(&mut a, &loader, None, |_| {}).unwrap_err();
     assert!(e.to_string().contains("accumulate"), "{e}");
 }
+
+#[test]
+fn fit_keeps_the_partial_last_batch_with_an_any_batch_step() {
+    // 100 training samples in batches of 16 (6 full, then 4), 50 validation ones (3 ×
+    // 16, then 2): every sample counts, each batch size compiles once.
+    let train = DataLoader::new(signals(100, 1), BATCH).shuffle(3);
+    let valid = DataLoader::new(signals(50, 2), BATCH);
+    let g = GraphBuilder::new();
+    g.manual_seed(3);
+    let mut m = Sequential::new("");
+    m.push(Linear::new(&g, "0", LEN, 32))
+        .push(Relu)
+        .push(Linear::new(&g, "2", 32, 4));
+    let m = std::rc::Rc::new(m);
+    let (h, mt) = (g.clone(), m.clone());
+    let mut step = TrainStep::any_batch(&g, BATCH, move |b| {
+        mt.train();
+        let x = h.input("x", DType::F32, [b, LEN]);
+        let y = h.input("y", DType::I64, [b]);
+        let logits = mt.forward(&x);
+        let loss = cross_entropy(&logits, &y, &NllOpts::default());
+        let opts = TrainOptions {
+            outputs: vec![&logits],
+            ..TrainOptions::default()
+        };
+        TrainStep::with_options(&h, &loss, &Adam::new(1e-2), opts)
+    })
+    .unwrap();
+    let (h, me) = (g.clone(), m.clone());
+    let mut eval = step
+        .evaluator_any_batch(BATCH, move |b| {
+            me.eval();
+            let x = h.input("x", DType::F32, [b, LEN]);
+            let y = h.input("y", DType::I64, [b]);
+            let logits = me.forward(&x);
+            let loss = cross_entropy(&logits, &y, &NllOpts::default());
+            Ok(vec![logits, loss])
+        })
+        .unwrap();
+    let mut t = Trainer::new(3, 4);
+    t.quiet = true;
+    let hist = t
+        .fit(&mut step, &train, Some((&mut eval, &valid)), |_| {})
+        .unwrap();
+    assert_eq!(step.steps(), 3 * 7);
+    assert_eq!(step.compiled_batch_sizes(), vec![4, BATCH]);
+    assert_eq!(eval.compiled_batch_sizes(), vec![2, BATCH]);
+    // The validation metrics cover all 50 samples: the same as one batch of 50.
+    let all = DataLoader::new(signals(50, 2), 50)
+        .epoch(0)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let x = &all.fields.iter().find(|(n, _)| n == "x").unwrap().1;
+    let outs = eval.run(&step, &[("x", x), ("y", &all.labels)]).unwrap();
+    let mut whole = onde_data::ClassificationMetrics::new(4, &[]);
+    let loss = outs[1].to_f64_vec()[0];
+    whole
+        .update(&outs[0], all.labels.as_i64().unwrap(), Some(loss))
+        .unwrap();
+    let last = hist.last().unwrap();
+    assert_eq!(last.valid_metric("accuracy"), Some(whole.accuracy()));
+    let got = last.valid_metric("loss").unwrap();
+    assert!(
+        (got - loss).abs() < 1e-5 * loss.abs().max(1.0),
+        "{got} vs {loss}"
+    );
+}

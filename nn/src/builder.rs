@@ -143,17 +143,32 @@ impl GraphBuilder {
     }
 
     /// A named graph input of the given dtype and shape, fed at run time.
+    ///
+    /// Declaring a name again with the same dtype and shape gives the same input, with
+    /// another dtype is an error. A name may be declared again with another shape (the
+    /// same model applied to batches of another size, [`crate::TrainStep::any_batch`]):
+    /// each shape is its own input, and a built graph may read only one of them.
     #[track_caller]
     pub fn input(&self, name: &str, dtype: DType, shape: impl Into<Shape>) -> Tensor {
         let loc = SourceLoc::caller();
-        let taken = self
-            .state
-            .borrow()
-            .graph
-            .inputs()
-            .iter()
-            .any(|&v| self.state.borrow().graph.input_name(v) == Some(name));
-        if taken || name.is_empty() {
+        let shape = shape.into();
+        let same = {
+            let st = self.state.borrow();
+            st.graph.inputs().iter().copied().find(|&v| {
+                st.graph.input_name(v) == Some(name)
+                    && st.graph.value_type(v) == &TensorType::new(dtype, shape.clone())
+            })
+        };
+        if let Some(v) = same {
+            return Tensor::from_parts(self.clone(), Ok(v));
+        }
+        let other_dtype = {
+            let st = self.state.borrow();
+            st.graph.inputs().iter().any(|&v| {
+                st.graph.input_name(v) == Some(name) && st.graph.value_type(v).dtype != dtype
+            })
+        };
+        if other_dtype || name.is_empty() {
             return self.poisoned(Error::DuplicateName {
                 what: "input",
                 name: name.into(),
@@ -279,6 +294,12 @@ impl GraphBuilder {
                 .find(|(n, _)| n == name)
                 .map(|(_, t)| t),
         }
+    }
+
+    /// Forgets the registered buffer updates (a training step for another batch size
+    /// is about to be built; the earlier steps already hold theirs).
+    pub(crate) fn clear_buffer_updates(&self) {
+        self.state.borrow_mut().buffer_updates.clear();
     }
 
     /// The registered buffer updates (name, new value), in registration order.
@@ -543,6 +564,7 @@ impl GraphBuilder {
         // Ops that do not lead to an output (e.g. the forward scan autodiff replaced,
         // unused temporaries) are dropped; inputs and parameters are kept.
         onde_passes::dce::dce(&mut g);
+        drop_other_declarations(&mut g)?;
         onde_ir::verify(&g)?;
         Ok(g)
     }
@@ -584,4 +606,57 @@ impl GraphBuilder {
             .or_insert_with(|| Array::scalar_i64(self.seed_base()));
         Ok(onde_runtime::run(&g, &map)?)
     }
+}
+
+/// Of the declarations of one input name at several shapes
+/// ([`GraphBuilder::input`]), keeps the one the graph reads (or the first when it reads
+/// none); a graph that reads two is an error naming both types.
+fn drop_other_declarations(g: &mut Graph) -> Result<()> {
+    let inputs: Vec<(onde_ir::OpId, String, bool, TensorType)> = g
+        .op_ids()
+        .into_iter()
+        .filter_map(|o| {
+            let Op::Input { name, ty } = &g.op(o).op else {
+                return None;
+            };
+            let used = g
+                .results(o)
+                .iter()
+                .any(|&v| !g.users(v).is_empty() || g.outputs().contains(&v));
+            Some((o, name.clone(), used, ty.clone()))
+        })
+        .collect();
+    let mut drop = Vec::new();
+    for (i, (o, name, used, ty)) in inputs.iter().enumerate() {
+        let others: Vec<&(onde_ir::OpId, String, bool, TensorType)> = inputs
+            .iter()
+            .enumerate()
+            .filter(|&(j, x)| j != i && &x.1 == name)
+            .map(|(_, x)| x)
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        if let Some(other) = others.iter().find(|x| x.2).filter(|_| *used) {
+            return Err(Error::DuplicateName {
+                what: "input",
+                name: format!(
+                    "{name} (the graph reads its declarations as {ty} and {}: one graph \
+                     takes one shape of an input)",
+                    other.3
+                ),
+                loc: g.op(*o).loc.clone().unwrap_or_else(SourceLoc::caller),
+            });
+        }
+        // Unused, and another declaration is used or comes first: dropped.
+        let first_unused =
+            others.iter().all(|x| !x.2) && inputs.iter().position(|x| &x.1 == name) == Some(i);
+        if !*used && !first_unused {
+            drop.push(*o);
+        }
+    }
+    for o in drop {
+        g.remove_op(o);
+    }
+    Ok(())
 }

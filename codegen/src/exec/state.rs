@@ -179,6 +179,40 @@ impl Executable {
         Ok(())
     }
 
+    /// Exchanges the value of bound state `name` with `other`'s state of the same name
+    /// (same dtype and shape), without copying: the same training step compiled for
+    /// two batch sizes hands its parameters and optimiser state from one executable to
+    /// the other.
+    pub fn swap_state_with(&mut self, other: &mut Executable, name: &str) -> Result<(), RunError> {
+        let missing = |reason: &str| RunError::State {
+            name: name.into(),
+            reason: reason.into(),
+        };
+        let a = self
+            .states
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| missing("not bound as state"))?;
+        let b = other
+            .states
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| missing("not bound as state of the other executable"))?;
+        let (ta, tb) = (
+            TensorType::new(a.value.dtype(), a.value.shape().clone()),
+            TensorType::new(b.value.dtype(), b.value.shape().clone()),
+        );
+        if ta != tb {
+            return Err(RunError::State {
+                name: name.into(),
+                reason: format!("is {ta} here and {tb} in the other executable"),
+            });
+        }
+        // Every pointer to a state is taken afresh at each run (`point_states`).
+        std::mem::swap(&mut a.value, &mut b.value);
+        Ok(())
+    }
+
     /// Whether bound state `name` is updated in place by its kernel (no copy per run).
     pub fn state_in_place(&self, name: &str) -> Option<bool> {
         self.states

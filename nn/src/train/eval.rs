@@ -22,6 +22,8 @@ pub struct Evaluator {
     seed: StepSeed,
     /// Class-index inputs checked before each run ([`crate::feed_check`]).
     index_checks: Vec<IndexCheck>,
+    /// Made by [`TrainStep::evaluator_any_batch`]: the other batch sizes.
+    pub(super) any: Option<super::any_batch::EvalAny>,
 }
 
 impl Evaluator {
@@ -44,7 +46,16 @@ impl Evaluator {
             from_step,
             seed,
             index_checks,
+            any: None,
         }
+    }
+
+    /// Exchanges the compiled graph (and what depends on it) with `other`'s.
+    pub(super) fn swap_compiled(&mut self, other: &mut Evaluator) {
+        std::mem::swap(&mut self.exe, &mut other.exe);
+        std::mem::swap(&mut self.known, &mut other.known);
+        std::mem::swap(&mut self.from_step, &mut other.from_step);
+        std::mem::swap(&mut self.index_checks, &mut other.index_checks);
     }
 
     /// Runs on `feeds` with `step`'s parameters and buffers; returns the outputs.
@@ -58,6 +69,7 @@ impl Evaluator {
     /// Like [`Evaluator::run`] without copying the outputs out (read them with
     /// [`Evaluator::executable`]`().output_f32(i)`).
     pub fn run_in_place(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<()> {
+        self.serve(step, feeds)?;
         check_feeds(&self.index_checks, feeds.iter().copied())?;
         let mut all: Vec<(&str, &Array)> = Vec::with_capacity(feeds.len());
         for &(n, a) in feeds {
@@ -83,7 +95,7 @@ impl Evaluator {
         // is reused between calls (small-batch inference).
         self.exe
             .run_in_place_versioned(&all, step.weights_version(), &weights)
-            .map_err(exec)
+            .map_err(|e| super::any_batch::fixed_batch_hint(e, "TrainStep::evaluator_any_batch"))
     }
 
     /// The executable.

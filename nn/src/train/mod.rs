@@ -25,6 +25,7 @@ use crate::tensor::Tensor;
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{Array, DType, TensorType};
 
+mod any_batch;
 mod eval;
 pub use eval::Evaluator;
 
@@ -103,6 +104,8 @@ pub struct TrainStep {
     updated: Vec<String>,
     /// Class-index inputs checked before each step ([`crate::feed_check`]).
     index_checks: Vec<IndexCheck>,
+    /// Made by [`TrainStep::any_batch`]: the other batch sizes and how to build more.
+    any: Option<any_batch::AnyBatch>,
 }
 
 /// A fresh weights version (unique in the process).
@@ -362,6 +365,7 @@ impl TrainStep {
             n_params: named.len(),
             seed: StepSeed::new(g.seed_base()),
             index_checks: g.index_checks(),
+            any: None,
         })
     }
 
@@ -378,6 +382,7 @@ impl TrainStep {
     /// One training step on a batch (`feeds`: the data inputs by name): forward, loss,
     /// backward, update. Returns the loss (before the update).
     pub fn step(&mut self, feeds: &[(&str, &Array)]) -> Result<f64> {
+        self.serve(feeds)?;
         check_feeds(&self.index_checks, feeds.iter().copied())?;
         let TrainStep {
             exe,
@@ -410,7 +415,8 @@ impl TrainStep {
             }
         }
         seed.feed(exe, &mut all);
-        exe.run_in_place(&all).map_err(exec)?;
+        exe.run_in_place(&all)
+            .map_err(|e| any_batch::fixed_batch_hint(e, "TrainStep::any_batch"))?;
         drop(all);
         if let Some(acc) = accum {
             for n in &acc.names {
@@ -427,6 +433,7 @@ impl TrainStep {
     /// updating (needs [`TrainOptions::accumulate`]); the next [`TrainStep::step`] adds
     /// its own gradient and applies the sum. Returns the micro-batch's loss.
     pub fn accumulate(&mut self, feeds: &[(&str, &Array)]) -> Result<f64> {
+        self.serve(feeds)?;
         check_feeds(&self.index_checks, feeds.iter().copied())?;
         let Some(acc) = &mut self.accum else {
             return Err(train_err(
@@ -447,7 +454,9 @@ impl TrainStep {
             }
         }
         self.seed.feed(&acc.exe, &mut all);
-        acc.exe.run_in_place(&all).map_err(exec)?;
+        acc.exe
+            .run_in_place(&all)
+            .map_err(|e| any_batch::fixed_batch_hint(e, "TrainStep::any_batch"))?;
         drop(all);
         // Buffers updated by the forward (running statistics) advance with every
         // micro-batch, as PyTorch's forward does; they are outputs after the sums.
