@@ -17,7 +17,10 @@ fn signal_mlp_reaches_95_percent_validation_accuracy() {
     );
     assert!(last.train_loss < first.train_loss / 2.0, "{reports:?}");
     assert!(last.val_loss < first.val_loss / 2.0, "{reports:?}");
-    assert_eq!(step.steps(), (cfg.epochs * (cfg.train / cfg.batch)) as u64);
+    assert_eq!(
+        step.steps(),
+        (cfg.epochs * cfg.train.div_ceil(cfg.batch)) as u64
+    );
     // The schedule annealed the rate without recompiling: one executable throughout.
     assert!(last.lr < first.lr / 10.0);
 }

@@ -1,17 +1,23 @@
 //! Ready-made training recipes, shared by the examples and the tests that check them.
 //!
 //! [`train_signal_mlp`]: an MLP classifying [`SyntheticSignals`] waveforms (sine,
-//! square, sawtooth, chirp; fresh waveforms every epoch), trained with Adam and a cosine learning-rate schedule on
-//! one compiled [`TrainStep`], validated each epoch by an eval-mode [`Evaluator`](onde_nn::train::Evaluator) that
-//! reads the step's parameters in place. The README's main job runs it
+//! square, sawtooth, chirp), fed by a [`DataLoader`] (shuffled every epoch, worker
+//! threads) and trained by [`Trainer::fit`] with Adam and a cosine learning-rate
+//! schedule on one compiled [`TrainStep`] built for any batch size, validated each
+//! epoch by an eval-mode evaluator that reads the step's parameters in place, its
+//! curves and confusion matrix drawn when asked. The README's main job runs it
 //! (`cargo run --release --example signal_mlp`).
 
-use onde_nn::data::{Batches, SyntheticSignals};
+use onde_data::rng::SplitMix64;
+use onde_data::{DataLoader, Dataset, InMemory, Sample, Trainer, Transform};
+use onde_nn::data::SyntheticSignals;
 use onde_nn::loss::{cross_entropy, NllOpts};
 use onde_nn::module::{Linear, Module, Relu, Sequential};
-use onde_nn::optim::{Adam, CosineAnnealingLr, LrSchedule};
+use onde_nn::optim::{Adam, CosineAnnealingLr};
 use onde_nn::train::{TrainOptions, TrainStep};
 use onde_nn::{Array, DType, GraphBuilder, Result};
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// Settings of [`train_signal_mlp`].
 #[derive(Debug, Clone)]
@@ -20,7 +26,7 @@ pub struct SignalMlpConfig {
     pub length: usize,
     /// Noise standard deviation (signal amplitudes are 0.5–1).
     pub noise: f64,
-    /// Training examples per epoch (freshly generated each epoch).
+    /// Training examples.
     pub train: usize,
     /// Validation examples.
     pub val: usize,
@@ -34,6 +40,12 @@ pub struct SignalMlpConfig {
     pub lr: f64,
     /// Seed of data, initialisation and shuffling.
     pub seed: u64,
+    /// Data loader worker threads.
+    pub workers: usize,
+    /// Where the training curves and the confusion matrix are drawn (none: not drawn).
+    pub plots_dir: Option<std::path::PathBuf>,
+    /// Progress bars on stderr (drawn only on a terminal).
+    pub progress: bool,
 }
 
 impl Default for SignalMlpConfig {
@@ -48,6 +60,9 @@ impl Default for SignalMlpConfig {
             hidden: 128,
             lr: 2e-3,
             seed: 0,
+            workers: 2,
+            plots_dir: None,
+            progress: false,
         }
     }
 }
@@ -59,9 +74,9 @@ pub struct EpochReport {
     pub epoch: usize,
     /// Learning rate used in this epoch.
     pub lr: f64,
-    /// Mean training loss over the epoch's batches.
+    /// Mean training loss over the epoch's samples.
     pub train_loss: f64,
-    /// Training accuracy over the epoch's batches (during training).
+    /// Training accuracy over the epoch's samples (during training).
     pub train_acc: f64,
     /// Validation loss (eval mode, after the epoch).
     pub val_loss: f64,
@@ -88,24 +103,68 @@ pub fn correct(logits: &Array, labels: &Array) -> usize {
         .count()
 }
 
+/// Adds white Gaussian noise of a fixed standard deviation to field `x` (a transform
+/// of its own: the library's `AddNoise` sets an SNR instead).
+struct GaussianNoise {
+    std: f64,
+}
+
+impl Transform for GaussianNoise {
+    fn apply(&self, mut s: Sample, rng: &mut SplitMix64) -> onde_data::Result<Sample> {
+        if let Some(v) = s
+            .fields
+            .iter_mut()
+            .find(|(n, _)| n == "x")
+            .and_then(|(_, a)| a.as_f32_mut())
+        {
+            v.iter_mut()
+                .for_each(|x| *x += (self.std * rng.normal()) as f32);
+        }
+        Ok(s)
+    }
+}
+
+fn data_err(e: onde_data::DataError) -> onde_nn::Error {
+    onde_nn::Error::Train {
+        reason: e.to_string(),
+    }
+}
+
 /// Trains the signal classifier; calls `on_epoch` after each epoch and returns every
 /// epoch's report with the trained step (its parameters, [`TrainStep::state_dict`]).
 pub fn train_signal_mlp(
     cfg: &SignalMlpConfig,
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<(Vec<EpochReport>, TrainStep)> {
-    if cfg.batch == 0 || cfg.train < cfg.batch || cfg.val < cfg.batch || cfg.length == 0 {
+    if cfg.batch == 0 || cfg.train == 0 || cfg.val == 0 || cfg.length == 0 {
         return Err(onde_nn::Error::Train {
             reason: format!(
-                "signal MLP: need batch >= 1, train and val >= batch and length >= 1 \
+                "signal MLP: need batch, train, val and length >= 1 \
                  (batch {}, train {}, val {}, length {})",
                 cfg.batch, cfg.train, cfg.val, cfg.length
             ),
         });
     }
-    let mut data = SyntheticSignals::new(cfg.length, cfg.noise, cfg.seed);
-    let (xva, yva) = data.dataset(cfg.val);
+    let dataset = |n: usize, noise: f64, seed: u64| -> Result<Arc<dyn Dataset>> {
+        let (x, y) = SyntheticSignals::new(cfg.length, noise, seed).dataset(n);
+        let labels = y.as_i64().unwrap_or(&[]);
+        Ok(Arc::new(
+            InMemory::from_rows("x", &x, labels).map_err(data_err)?,
+        ))
+    };
+    let valid = DataLoader::new(dataset(cfg.val, cfg.noise, cfg.seed)?, cfg.batch);
+    // Clean training waveforms; the loader's workers add fresh noise every epoch, so
+    // the model never sees the same noisy waveform twice.
+    let train = DataLoader::new(
+        dataset(cfg.train, 0.0, cfg.seed.wrapping_add(7))?,
+        cfg.batch,
+    )
+    .shuffle(cfg.seed.wrapping_add(1))
+    .transform(GaussianNoise { std: cfg.noise }, cfg.seed.wrapping_add(2))
+    .num_workers(cfg.workers);
 
+    // The model, built once; the step and the evaluator apply it at any batch size
+    // (the last partial batch of an epoch compiles once, then is reused).
     let g = GraphBuilder::new();
     g.manual_seed(cfg.seed as i64);
     let mut model = Sequential::new("");
@@ -115,64 +174,55 @@ pub fn train_signal_mlp(
         .push(Linear::new(&g, "2", cfg.hidden, cfg.hidden))
         .push(Relu)
         .push(Linear::new(&g, "4", cfg.hidden, 4));
-    let x = g.input("x", DType::F32, [cfg.batch, cfg.length]);
-    let y = g.input("y", DType::I64, [cfg.batch]);
-    let logits = model.forward(&x);
-    let loss = cross_entropy(&logits, &y, &NllOpts::default());
-    let opt = Adam::new(cfg.lr);
-    let opts = TrainOptions {
-        outputs: vec![&logits],
-        ..TrainOptions::default()
-    };
-    let mut step = TrainStep::with_options(&g, &loss, &opt, opts)?;
-    model.eval();
-    let eval_logits = model.forward(&x);
-    let eval_loss = cross_entropy(&eval_logits, &y, &NllOpts::default());
-    let mut eval = step.evaluator(&g, &[&eval_logits, &eval_loss])?;
-    let schedule = CosineAnnealingLr {
+    let model = Rc::new(model);
+    let (h, m, len, lr) = (g.clone(), model.clone(), cfg.length, cfg.lr);
+    let mut step = TrainStep::any_batch(&g, cfg.batch, move |b| {
+        m.train();
+        let x = h.input("x", DType::F32, [b, len]);
+        let y = h.input("y", DType::I64, [b]);
+        let logits = m.forward(&x);
+        let loss = cross_entropy(&logits, &y, &NllOpts::default());
+        let opts = TrainOptions {
+            outputs: vec![&logits],
+            ..TrainOptions::default()
+        };
+        TrainStep::with_options(&h, &loss, &Adam::new(lr), opts)
+    })?;
+    let (h, m) = (g.clone(), model.clone());
+    let mut eval = step.evaluator_any_batch(cfg.batch, move |b| {
+        m.eval();
+        let x = h.input("x", DType::F32, [b, len]);
+        let y = h.input("y", DType::I64, [b]);
+        let logits = m.forward(&x);
+        let loss = cross_entropy(&logits, &y, &NllOpts::default());
+        Ok(vec![logits, loss])
+    })?;
+
+    let mut trainer = Trainer::new(cfg.epochs, 4);
+    trainer.schedule = Some(Box::new(CosineAnnealingLr {
         t_max: cfg.epochs,
         eta_min: 0.0,
-    };
-
+    }));
+    trainer.quiet = !cfg.progress;
+    trainer.plots_dir = cfg.plots_dir.clone();
+    trainer.class_names = ["sine", "square", "sawtooth", "chirp"]
+        .map(String::from)
+        .to_vec();
     let mut reports = Vec::with_capacity(cfg.epochs);
-    for epoch in 0..cfg.epochs {
-        let lr = schedule.lr(cfg.lr, epoch);
-        step.set_lr(lr);
-        // Fresh waveforms every epoch: the generator is an endless source, so the model
-        // cannot memorise a fixed training set.
-        let (xtr, ytr) = data.dataset(cfg.train);
-        let (mut loss_sum, mut hits, mut seen, mut nb) = (0.0, 0, 0, 0);
-        for idx in Batches::new(
-            cfg.train,
-            cfg.batch,
-            cfg.seed.wrapping_add(epoch as u64 + 1),
-        ) {
-            let (bx, by) = Batches::gather(&xtr, &ytr, &idx)?;
-            loss_sum += step.step(&[("x", &bx), ("y", &by)])?;
-            hits += correct(&step.output(1)?, &by);
-            seen += idx.len();
-            nb += 1;
-        }
-        let (mut vloss, mut vhits, mut vseen, mut vb) = (0.0, 0, 0, 0);
-        let all: Vec<usize> = (0..cfg.val).collect();
-        for idx in all.chunks_exact(cfg.batch) {
-            let (bx, by) = Batches::gather(&xva, &yva, idx)?;
-            let out = eval.run(&step, &[("x", &bx), ("y", &by)])?;
-            vloss += out[1].to_f64_vec().first().copied().unwrap_or(f64::NAN);
-            vhits += correct(&out[0], &by);
-            vseen += idx.len();
-            vb += 1;
-        }
-        let r = EpochReport {
-            epoch: epoch + 1,
-            lr,
-            train_loss: loss_sum / nb.max(1) as f64,
-            train_acc: hits as f64 / seen.max(1) as f64,
-            val_loss: vloss / vb.max(1) as f64,
-            val_acc: vhits as f64 / vseen.max(1) as f64,
-        };
-        on_epoch(&r);
-        reports.push(r);
-    }
+    trainer
+        .fit(&mut step, &train, Some((&mut eval, &valid)), |s| {
+            let get = |v: Option<f64>| v.unwrap_or(f64::NAN);
+            let r = EpochReport {
+                epoch: s.epoch,
+                lr: s.lr,
+                train_loss: get(s.train_metric("loss")),
+                train_acc: get(s.train_metric("accuracy")),
+                val_loss: get(s.valid_metric("loss")),
+                val_acc: get(s.valid_metric("accuracy")),
+            };
+            on_epoch(&r);
+            reports.push(r);
+        })
+        .map_err(data_err)?;
     Ok((reports, step))
 }

@@ -121,6 +121,7 @@ fn panel<DB: DrawingBackend>(
     epochs: usize,
     train: &Series,
     valid: &Series,
+    legend_at: SeriesLabelPosition,
 ) -> std::result::Result<(), String> {
     let (y0, y1) = range(train.iter().chain(valid).map(|p| p.1));
     let x1 = epochs.max(2) as u32;
@@ -162,7 +163,7 @@ fn panel<DB: DrawingBackend>(
         .label_font((FONT, 12))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend_at)
         .draw()
         .map_err(|e| e.to_string())?;
     Ok(())
@@ -177,9 +178,24 @@ fn curves<DB: DrawingBackend>(
     let (w, _) = root.dim_in_pixel();
     let (left, right) = root.split_horizontally(w / 2);
     let (t, v) = series(history, "loss");
-    panel(&left, "loss", epochs, &t, &v)?;
+    // Legends where the curves usually are not: a loss falls, an accuracy rises.
+    panel(
+        &left,
+        "loss",
+        epochs,
+        &t,
+        &v,
+        SeriesLabelPosition::UpperRight,
+    )?;
     let (t, v) = series(history, "accuracy");
-    panel(&right, "accuracy", epochs, &t, &v)
+    panel(
+        &right,
+        "accuracy",
+        epochs,
+        &t,
+        &v,
+        SeriesLabelPosition::LowerRight,
+    )
 }
 
 /// Writes the loss and accuracy curves of `history` (train in blue, validation in red,
@@ -249,20 +265,19 @@ fn matrix<DB: DrawingBackend>(
         }))
         .map_err(|e| e.to_string())?;
     if k <= 20 {
-        let text =
-            (FONT, 13)
-                .into_font()
-                .color(&BLACK)
-                .pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Center,
-                ));
+        let centre = plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Center,
+        );
         chart
             .draw_series(cells.map(|(t, p)| {
+                // White on the dark cells.
+                let dark = counts[t * k + p] as f64 / row_total(t) > 0.6;
+                let colour = if dark { WHITE } else { BLACK };
                 Text::new(
                     counts[t * k + p].to_string(),
                     (SegmentValue::CenterOf(p), SegmentValue::CenterOf(k - 1 - t)),
-                    text.clone(),
+                    (FONT, 13).into_font().color(&colour).pos(centre),
                 )
             }))
             .map_err(|e| e.to_string())?;

@@ -115,19 +115,21 @@ fn a_confusion_matrix_shades_each_cell_by_its_share_of_the_row() {
     // Cells are laid on the plotting area; find it from the darkest full-row cell.
     let blue = |p: &image::Rgb<u8>| p.0[2] == 255 && p.0[0] == p.0[1] && p.0[0] < 250;
     let shades: Vec<u8> = img.pixels().filter(|p| blue(p)).map(|p| p.0[0]).collect();
-    // Three distinct shades besides white: shares 1 (10/10, 8/8 of class 2 in column
-    // 0), 0.5 (two cells) and none for zero cells.
-    let mut distinct = shades.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
+    // Two shades fill the cells besides white: share 1 (10/10, and 8/8 of class 2 in
+    // column 0) and 0.5 (two cells); zero cells stay white. Other blues are the
+    // anti-aliased edges of the white counts on dark cells: a sliver.
     let full = (255.0 * 0.15) as u8;
     let half = (255.0 * (1.0 - 0.85 * 0.5)) as u8;
-    assert_eq!(distinct, vec![full, half], "{distinct:?}");
+    let others = shades.iter().filter(|&&s| s != full && s != half).count();
     let n_full = shades.iter().filter(|&&s| s == full).count();
     let n_half = shades.iter().filter(|&&s| s == half).count();
     // Two full-share cells and two half-share cells, of equal area (text aside).
     let ratio = n_full as f64 / n_half as f64;
     assert!((ratio - 1.0).abs() < 0.1, "{n_full} vs {n_half}");
+    assert!(
+        others * 20 < n_full + n_half,
+        "{others} pixels of other shades"
+    );
     let _ = std::fs::remove_file(&path);
 }
 
