@@ -5,7 +5,7 @@
 //! batched with [`crate::PadCollate`].
 
 use crate::dataset::{Dataset, Sample};
-use crate::wav::read_wav;
+use crate::wav::{probe_wav, read_wav};
 use crate::{DataError, Result};
 use onde_ir::Array;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,7 @@ pub struct AudioFiles {
     classes: Vec<String>,
     rate: Option<u32>,
     group: Option<GroupFn>,
+    skipped: Vec<(PathBuf, String)>,
 }
 
 impl std::fmt::Debug for AudioFiles {
@@ -114,6 +115,7 @@ impl AudioFiles {
             classes,
             rate: None,
             group: None,
+            skipped: Vec::new(),
         })
     }
 
@@ -180,6 +182,7 @@ impl AudioFiles {
             classes,
             rate: None,
             group: None,
+            skipped: Vec::new(),
         })
     }
 
@@ -206,6 +209,58 @@ impl AudioFiles {
             let name = p.file_stem()?.to_string_lossy().into_owned();
             Some(name.split(sep).next().unwrap_or(&name).to_string())
         })
+    }
+
+    /// Drops the clips whose file cannot be read (not WAV, truncated, another rate
+    /// than [`AudioFiles::expect_rate`]'s, a span past its end), each with a warning on
+    /// stderr naming the file and the reason; [`AudioFiles::skipped`] lists them. Reads
+    /// each file's header and last frame only. Without it, such a clip is an error
+    /// naming the file when the loader reaches it.
+    pub fn skip_unreadable(mut self) -> AudioFiles {
+        let rate = self.rate;
+        let mut kept = Vec::with_capacity(self.clips.len());
+        for clip in std::mem::take(&mut self.clips) {
+            let check = probe_wav(&clip.path).and_then(|info| {
+                if let Some(r) = rate.filter(|&r| r != info.rate) {
+                    return Err(file_error(
+                        &clip.path,
+                        format!("sampled at {} Hz, the dataset expects {r} Hz", info.rate),
+                    ));
+                }
+                match clip.span {
+                    Some((s, _)) if (s * f64::from(info.rate)).round() as usize >= info.frames => {
+                        Err(file_error(
+                            &clip.path,
+                            format!(
+                                "span starting at {s} s is past the end ({} frames)",
+                                info.frames
+                            ),
+                        ))
+                    }
+                    Some(_) | None => Ok(()),
+                }
+            });
+            match check {
+                Ok(()) => kept.push(clip),
+                Err(e) => {
+                    // The message without the path (the warning names it).
+                    let reason = if let DataError::File { message, .. } = &e {
+                        message.clone()
+                    } else {
+                        e.to_string()
+                    };
+                    eprintln!("warning: skipping {}: {reason}", clip.path.display());
+                    self.skipped.push((clip.path, reason));
+                }
+            }
+        }
+        self.clips = kept;
+        self
+    }
+
+    /// The files [`AudioFiles::skip_unreadable`] dropped, with the reason.
+    pub fn skipped(&self) -> &[(PathBuf, String)] {
+        &self.skipped
     }
 
     /// Class names, by label.

@@ -62,7 +62,7 @@ pub use log::MetricLog;
 pub use metrics::ClassificationMetrics;
 pub use sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler};
 pub use trainer::{EpochSummary, Trainer};
-pub use wav::{read_wav, write_wav, Wav};
+pub use wav::{probe_wav, read_wav, write_wav, Wav, WavInfo};
 
 /// What can go wrong while loading data; each variant names the dataset index, field
 /// or shapes involved.

@@ -4,7 +4,7 @@
 //! as `torchaudio.load` does by default: an integer sample of `b` bits is divided by
 //! `2^(b-1)` (8-bit WAV is unsigned on disk; hound centres it), float samples are kept.
 //! Every failure names the file: a missing file, a header that is not WAV, a truncated
-//! data chunk.
+//! data chunk. [`probe_wav`] checks a file (header and last frame) without decoding it.
 
 use crate::{DataError, Result};
 use onde_ir::Array;
@@ -84,6 +84,60 @@ pub fn read_wav(path: impl AsRef<Path>) -> Result<Wav> {
     Ok(Wav {
         samples,
         rate: spec.sample_rate,
+    })
+}
+
+/// What [`probe_wav`] learns of a file without decoding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavInfo {
+    /// Sampling rate in Hz.
+    pub rate: u32,
+    /// Channels.
+    pub channels: usize,
+    /// Frames (samples per channel) the header announces.
+    pub frames: usize,
+}
+
+/// Checks that `path` is a WAV file whose data chunk holds every frame its header
+/// announces, reading the header and the last frame only.
+///
+/// # Errors
+/// [`DataError::File`] naming the file: unreadable, not a WAV file, or truncated.
+pub fn probe_wav(path: impl AsRef<Path>) -> Result<WavInfo> {
+    let path = path.as_ref();
+    let mut r = hound::WavReader::open(path).map_err(|e| file_error(path, e))?;
+    let spec = r.spec();
+    let channels = usize::from(spec.channels);
+    if channels == 0 {
+        return Err(file_error(path, "no channels"));
+    }
+    let frames = r.duration() as usize;
+    if frames > 0 {
+        r.seek(r.duration() - 1).map_err(|e| file_error(path, e))?;
+        let got = match spec.sample_format {
+            hound::SampleFormat::Float => r
+                .samples::<f32>()
+                .take(channels)
+                .map(|s| s.map(|_| ()))
+                .collect::<std::result::Result<Vec<()>, _>>(),
+            hound::SampleFormat::Int => r
+                .samples::<i32>()
+                .take(channels)
+                .map(|s| s.map(|_| ()))
+                .collect::<std::result::Result<Vec<()>, _>>(),
+        }
+        .map_err(|e| file_error(path, format!("{e} (truncated?)")))?;
+        if got.len() != channels {
+            return Err(file_error(
+                path,
+                format!("the last of {frames} frames is missing (truncated?)"),
+            ));
+        }
+    }
+    Ok(WavInfo {
+        rate: spec.sample_rate,
+        channels,
+        frames,
     })
 }
 

@@ -230,3 +230,47 @@ fn a_manifest_with_spans() {
     let e = AudioFiles::manifest(&m).unwrap().get(0).unwrap_err();
     assert!(e.to_string().contains("nothere.wav"), "{e}");
 }
+
+#[test]
+fn unreadable_files_are_skipped_with_a_warning_when_asked() {
+    let root = folder("skip");
+    let yes = root.join("yes");
+    // A truncated clip, a text file with a .wav name, and one at another rate.
+    let bytes = std::fs::read(yes.join("spk0_000.wav")).unwrap();
+    std::fs::write(yes.join("spk9_cut.wav"), &bytes[..bytes.len() - 11]).unwrap();
+    std::fs::write(yes.join("spk9_text.wav"), b"RIFF? no").unwrap();
+    let x = Array::f32([1, 40], vec![0.1; 40]).unwrap();
+    write_wav(yes.join("spk9_rate.wav"), &x, 16000, 16).unwrap();
+    // By default the bad files are errors naming them when reached.
+    let all = AudioFiles::folder(&*root).unwrap().expect_rate(8000);
+    assert_eq!(all.len(), 13);
+    let bad: Vec<String> = (0..all.len())
+        .filter_map(|i| all.get(i).err())
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    for name in ["spk9_cut.wav", "spk9_text.wav", "spk9_rate.wav"] {
+        assert!(bad.iter().any(|e| e.contains(name)), "{name}: {bad:?}");
+    }
+    // Asked to skip them: the 10 good clips remain, every one readable, the skipped
+    // listed with their reasons.
+    let ds = AudioFiles::folder(&*root)
+        .unwrap()
+        .expect_rate(8000)
+        .skip_unreadable();
+    assert_eq!(ds.len(), 10);
+    assert!((0..ds.len()).all(|i| ds.get(i).is_ok()));
+    let skipped: Vec<String> = ds
+        .skipped()
+        .iter()
+        .map(|(p, why)| format!("{}: {why}", p.display()))
+        .collect();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert!(skipped
+        .iter()
+        .any(|s| s.contains("spk9_rate.wav") && s.contains("16000 Hz")));
+    assert!(skipped
+        .iter()
+        .any(|s| s.contains("spk9_cut.wav") && s.contains("truncated")));
+    assert!(skipped.iter().any(|s| s.contains("spk9_text.wav")));
+}
