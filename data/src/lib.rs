@@ -61,7 +61,7 @@ pub use loader::{DataLoader, Epoch};
 pub use log::MetricLog;
 pub use metrics::ClassificationMetrics;
 pub use sampler::{BatchSampler, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler};
-pub use trainer::{EpochSummary, Trainer};
+pub use trainer::{EpochSummary, Interval, Trainer};
 pub use wav::{probe_wav, read_wav, write_wav, Wav, WavInfo};
 
 /// What can go wrong while loading data; each variant names the dataset index, field

@@ -1,6 +1,6 @@
 //! `fit`: the training loop of a classifier on a compiled [`TrainStep`], epoch by
-//! epoch — a training phase over a [`DataLoader`] (learning rate from a schedule,
-//! running metrics, optional gradient accumulation), then an optional validation phase
+//! epoch — a training phase over a [`DataLoader`] (learning rate from a schedule per
+//! epoch or per update, running metrics, optional gradient accumulation), then an optional validation phase
 //! through an eval-mode [`Evaluator`] (running metrics, ReduceLROnPlateau and early
 //! stopping on a chosen validation metric), each epoch's metrics written to a
 //! [`MetricLog`], drawn as pictures and reported to a callback.
@@ -58,8 +58,15 @@ pub struct Trainer {
     pub logits_output: usize,
     /// Top-k accuracies to report besides top-1.
     pub topk: Vec<usize>,
-    /// Learning rate per epoch from the step's initial rate.
+    /// Learning rate from the step's initial rate, as a function of the epoch or of
+    /// the optimiser update (see `interval`).
     pub schedule: Option<Box<dyn LrSchedule>>,
+    /// Whether `schedule` advances once per epoch (PyTorch's usual
+    /// `scheduler.step()` after each epoch) or once per optimiser update (a warm-up
+    /// over the first updates; Lightning's `interval="step"`). Its argument is then
+    /// the update's index from the start of training (accumulated batches count as
+    /// one update), so a resumed run continues the same curve.
+    pub interval: Interval,
     /// Reduce the rate when `monitor` stalls (after the schedule, if any).
     pub plateau: Option<ReduceLrOnPlateau>,
     /// Stop when `monitor` stalls.
@@ -87,6 +94,16 @@ pub struct Trainer {
     best_metric: Option<f64>,
 }
 
+/// When a learning-rate schedule advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interval {
+    /// Once per epoch.
+    #[default]
+    Epoch,
+    /// Once per optimiser update.
+    Step,
+}
+
 /// Key of the epoch count in a checkpoint.
 const EPOCH_KEY: &str = "trainer.epoch";
 /// Keys of the trainer's counters in a checkpoint (f64 vectors; NaN for "none").
@@ -99,7 +116,8 @@ const BEST_KEY: &str = "trainer.best_metric";
 pub struct EpochSummary {
     /// Epoch number (1-based).
     pub epoch: usize,
-    /// Learning rate used.
+    /// Learning rate of the epoch's first update (every update's, with
+    /// [`Interval::Epoch`]).
     pub lr: f64,
     /// Training metrics (`loss`, `accuracy`, …).
     pub train: Vec<(String, f64)>,
@@ -141,6 +159,7 @@ impl Trainer {
             logits_output: 1,
             topk: Vec::new(),
             schedule: None,
+            interval: Interval::Epoch,
             plateau: None,
             early_stopping: None,
             monitor: "loss".into(),
@@ -288,22 +307,33 @@ impl Trainer {
                 "accumulate must be at least 1 (batches per optimiser update)",
             ));
         }
-        let base = step.lr();
+        let base = step.base_lr();
         let mut out = Vec::with_capacity(self.epochs);
         let mut tm = ClassificationMetrics::new(self.classes, &self.topk);
         let mut vm = ClassificationMetrics::new(self.classes, &self.topk);
-        let mut lr = base;
         for epoch in self.start_epoch..self.epochs {
-            if let Some(s) = &self.schedule {
-                lr = s.lr(base, epoch);
-            }
-            if let Some(p) = &self.plateau {
-                lr = lr.min(p.lr());
-            }
-            step.set_lr(lr);
-            tm.reset();
             let batches = train.epoch(epoch as u64)?;
             let n = batches.num_batches();
+            // Optimiser updates per epoch (the same every epoch), for per-update
+            // schedules.
+            let updates = n.div_ceil(self.accumulate);
+            // The rate of update `u` of this epoch.
+            let rate = |u: usize| {
+                let mut lr = base;
+                if let Some(s) = &self.schedule {
+                    lr = match self.interval {
+                        Interval::Epoch => s.lr(base, epoch),
+                        Interval::Step => s.lr(base, epoch * updates + u),
+                    };
+                }
+                if let Some(p) = &self.plateau {
+                    lr = lr.min(p.lr());
+                }
+                lr
+            };
+            let lr = rate(0);
+            step.set_lr(lr);
+            tm.reset();
             let pb = self.bar(n, format!("epoch {} train", epoch + 1));
             let t0 = std::time::Instant::now();
             for (i, batch) in batches.enumerate() {
@@ -311,6 +341,9 @@ impl Trainer {
                 let feeds = self.feeds(&batch)?;
                 // The k-th batch of a group, and the epoch's last, apply the update.
                 let update = (i + 1) % self.accumulate == 0 || i + 1 == n;
+                if update && self.interval == Interval::Step {
+                    step.set_lr(rate(i / self.accumulate));
+                }
                 let loss = if update {
                     step.step(&feeds)
                 } else {

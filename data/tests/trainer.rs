@@ -384,3 +384,55 @@ fn fit_keeps_the_partial_last_batch_with_an_any_batch_step() {
         "{got} vs {loss}"
     );
 }
+
+#[test]
+fn a_per_update_schedule_sets_the_rate_of_every_update() {
+    // A linear warm-up over the first 5 updates, per update, with accumulation over 2
+    // batches: 7 batches = 4 updates per epoch, 3 epochs.
+    let loader = DataLoader::new(signals(7 * BATCH, 1), BATCH).shuffle(6);
+    let schedule = || onde_nn::optim::LinearLr {
+        start_factor: 0.2,
+        end_factor: 1.0,
+        total_iters: 5,
+    };
+    let mut a = accumulating_model();
+    let mut t = Trainer::new(3, 4);
+    t.quiet = true;
+    t.accumulate = 2;
+    t.schedule = Some(Box::new(schedule()));
+    t.interval = onde_data::Interval::Step;
+    let hist = t.fit(&mut a, &loader, None, |_| {}).unwrap();
+    // By hand: set the rate before each update.
+    let mut b = accumulating_model();
+    let base = b.base_lr();
+    let mut u = 0;
+    let mut firsts = Vec::new();
+    for epoch in 0..3u64 {
+        for (i, batch) in loader.epoch(epoch).unwrap().enumerate() {
+            let batch = batch.unwrap();
+            let x = &batch.fields.iter().find(|(n, _)| n == "x").unwrap().1;
+            let feeds = [("x", x), ("y", &batch.labels)];
+            if (i + 1) % 2 == 0 || i == 6 {
+                let lr = onde_nn::optim::LrSchedule::lr(&schedule(), base, u);
+                if i == 1 {
+                    firsts.push(lr);
+                }
+                b.set_lr(lr);
+                b.step(&feeds).unwrap();
+                u += 1;
+            } else {
+                b.accumulate(&feeds).unwrap();
+            }
+        }
+    }
+    assert_eq!(u, 12);
+    for ((na, xa), (_, xb)) in a.state_dict().iter().zip(&b.state_dict()) {
+        assert_eq!(xa, xb, "{na}");
+    }
+    assert_eq!(hist.iter().map(|h| h.lr).collect::<Vec<_>>(), firsts);
+    // Epochs start at updates 0, 4 and 8: the ramp, then the base rate.
+    assert!(
+        firsts[0] < firsts[1] && firsts[1] < firsts[2] && firsts[2] == base,
+        "{firsts:?}"
+    );
+}
