@@ -21,6 +21,7 @@ pub use onde_ir as ir;
 pub use onde_nn as nn;
 pub use onde_passes as passes;
 pub use onde_runtime as runtime;
+pub use onde_signal as signal;
 
 pub use onde_nn::{
     cat, s, stack, where_, Arg, Array, ConvOpts, DType, Error, Evaluator, GraphBuilder, Idx,

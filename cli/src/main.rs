@@ -10,10 +10,13 @@
 //!
 //! - `onde summary --example NAME [--input SHAPE]`: per layer, output shape, parameter
 //!   count, receptive field, jump and start along time (`kws`, `mlp`, `mon_modele`).
+//! - `onde features IN.wav --kind stft|spectrogram|mel|logmel|mfcc [...] --out
+//!   OUT.safetensors [--png OUT.png]`: features of a WAV file (see `features.rs`).
 //!
 //! Each dump starts with a header line giving the value, op and parameter counts.
 
 mod bench;
+mod features;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use onde_apps::examples::{build_example, build_example_grad, build_example_train, EXAMPLES};
@@ -71,6 +74,9 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         input: Option<Vec<usize>>,
     },
+    /// Features of a WAV file (STFT, spectrogram, mel, log-mel, MFCC; torchaudio's
+    /// defaults) into a safetensors file, like Kaldi's feature tools.
+    Features(features::FeatureArgs),
     /// Time a reference workload (W6, W7) on the JIT; one JSON line per phase.
     Bench {
         /// Workloads, e.g. `W6` or `W6 W7`.
@@ -337,6 +343,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Summary { example, input } => summary(&example, input),
+        Command::Features(args) => features::run(&args),
         Command::Bench {
             workloads,
             threads,

@@ -1,7 +1,8 @@
 //! Pictures of a training run, as PNG or SVG (chosen by the file's extension) through
 //! `plotters`: [`training_curves`] (loss and accuracy per epoch, training against
-//! validation, one panel each) and [`confusion_matrix`] (true class per row, predicted
-//! per column, each cell shaded by its share of the row and labelled with its count).
+//! validation, one panel each), [`confusion_matrix`] (true class per row, predicted
+//! per column, each cell shaded by its share of the row and labelled with its count)
+//! and [`heatmap`] (a spectrogram with time and frequency axes).
 //!
 //! Text is drawn with a font embedded in this crate (DejaVu Sans Mono, its licence in
 //! `data/assets/DejaVu-LICENSE`) through `ab_glyph`, so a machine without fonts or
@@ -312,5 +313,117 @@ pub fn confusion_matrix(counts: &[u64], names: &[String], path: impl AsRef<Path>
         (side, side),
         |r| matrix(r, counts, names),
         |r| matrix(r, counts, names),
+    )
+}
+
+/// A colour from the low (dark blue) to the high (yellow) end of a viridis-like ramp,
+/// `t` in `[0, 1]`.
+fn ramp(t: f64) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) } * 4.0;
+    let i = (t.floor() as usize).min(3);
+    let f = t - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn heat<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    cells: &[f64],
+    (rows, cols): (usize, usize),
+    x: (f64, f64),
+    y: (f64, f64),
+    y_label: &str,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (lo, hi) = cells
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x.0..x.1, y.0..y.1)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("time (s)")
+        .y_desc(y_label)
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let (dx, dy) = ((x.1 - x.0) / cols as f64, (y.1 - y.0) / rows as f64);
+    chart
+        .draw_series((0..rows).flat_map(|r| {
+            (0..cols).map(move |c| {
+                let colour = ramp((cells[r * cols + c] - lo) / span);
+                let (x0, y0) = (x.0 + c as f64 * dx, y.0 + r as f64 * dy);
+                Rectangle::new([(x0, y0), (x0 + dx, y0 + dy)], colour.filled())
+            })
+        }))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Writes `values` (`rows × cols`, row-major: row 0 the lowest frequency, one column
+/// per frame) as a PNG or SVG heat map with a time axis over `time` seconds and a
+/// vertical axis over `y` labelled `y_label` (a spectrogram). Wide inputs are averaged
+/// down to at most 1200 columns; the picture is 1000×420 pixels.
+///
+/// # Errors
+/// `values` of the wrong length, an empty picture, another extension, or a file that
+/// cannot be written, named.
+pub fn heatmap(
+    values: &[f64],
+    rows: usize,
+    cols: usize,
+    time: (f64, f64),
+    y: (f64, f64),
+    y_label: &str,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let path = path.as_ref();
+    if rows == 0 || cols == 0 || values.len() != rows * cols {
+        return Err(file_err(
+            path,
+            format!(
+                "a {rows}×{cols} heat map needs {} values, got {}",
+                rows * cols,
+                values.len()
+            ),
+        ));
+    }
+    // Average groups of frames down to the picture's width.
+    let out_cols = cols.min(1200);
+    let mut cells = vec![0.0; rows * out_cols];
+    for r in 0..rows {
+        for c in 0..out_cols {
+            let (a, b) = (
+                c * cols / out_cols,
+                ((c + 1) * cols / out_cols).max(c * cols / out_cols + 1),
+            );
+            let s: f64 = values[r * cols + a..r * cols + b].iter().sum();
+            cells[r * out_cols + c] = s / (b - a) as f64;
+        }
+    }
+    let dims = (rows, out_cols);
+    render(
+        path,
+        (1000, 420),
+        |r| heat(r, &cells, dims, time, y, y_label),
+        |r| heat(r, &cells, dims, time, y, y_label),
     )
 }

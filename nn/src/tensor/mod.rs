@@ -72,6 +72,24 @@ impl Tensor {
         self.v.clone().map_err(|e| (*e).clone())
     }
 
+    /// A poisoned tensor of this builder: `op` refused its arguments (applied to this
+    /// tensor) for `reason`. For functions composed outside this crate (onde-signal's
+    /// transforms), so their errors name the op, the operand and the caller's
+    /// `file:line` like the built-in ones (mark the function `#[track_caller]`). A
+    /// tensor already poisoned keeps its first error.
+    #[track_caller]
+    pub fn refuse(&self, op: &'static str, reason: impl Into<String>) -> Tensor {
+        if self.v.is_err() {
+            return self.clone();
+        }
+        self.b.poisoned(Error::Op {
+            op,
+            reason: reason.into(),
+            operands: self.ty().into_iter().collect(),
+            loc: onde_ir::SourceLoc::caller(),
+        })
+    }
+
     /// `Ok(self)` if every op leading here succeeded, else the first error: use with
     /// `?` after an op to fail early.
     pub fn check(&self) -> Result<Tensor> {

@@ -1,0 +1,46 @@
+//! The signal front-end of the course's speech pipelines, as differentiable graph ops
+//! (compositions of onde's primitives, so they compile into a training step and pass
+//! gradients of any order) and as [`module`]s to put at a model's input:
+//!
+//! - [`stft::frame`], [`stft::stft`] (torch.stft's options and defaults, real pairs
+//!   out), [`window::Window`] (Hann, Hamming, Blackman, Povey, rectangular; periodic or
+//!   symmetric);
+//! - [`spectrogram::spectrogram`] and [`spectrogram::amplitude_to_db`] (torchaudio's
+//!   `Spectrogram`, `AmplitudeToDB`);
+//! - [`mel::melscale_fbanks`], [`mel::mel_spectrogram`], [`mel::log_mel_spectrogram`]
+//!   (HTK or Slaney scale, Slaney normalisation);
+//! - [`mfcc::mfcc`] (DCT-II, optional Kaldi liftering), [`mfcc::compute_deltas`],
+//!   [`mfcc::preemphasis`].
+//!
+//! Defaults are torchaudio's (periodic Hann window, `center=True` with reflect
+//! padding, power 2, HTK mel scale, no filterbank normalisation); every transform is
+//! checked against torchaudio by fixtures (`signal/tests/fixtures/gen_torchaudio.py`).
+//! Bad arguments (hop 0, `n_fft` longer than the padded signal, `f_max` above Nyquist…)
+//! poison the result with an error naming the transform, the input and your line.
+
+pub mod mel;
+pub mod mfcc;
+pub mod module;
+pub mod spectrogram;
+pub mod stft;
+pub mod window;
+
+pub use mel::{log_mel_spectrogram, mel_spectrogram, melscale_fbanks, MelNorm, MelOpts, MelScale};
+pub use mfcc::{compute_deltas, create_dct, mfcc, preemphasis, MfccOpts};
+pub use module::{AmplitudeToDb, Deltas, LogMel, MelSpectrogram, Mfcc, Preemphasis, Spectrogram};
+pub use spectrogram::{amplitude_to_db, spectrogram, DbOpts, Scale, SpectrogramOpts};
+pub use stft::{frame, stft, StftOpts};
+pub use window::Window;
+
+/// A signal function's refusal of its arguments (those that build no graph).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SignalError {
+    /// A bad argument, named.
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// The function.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,218 @@
+//! Framing and the short-time Fourier transform as graph ops, so a front-end at a
+//! model's input compiles into the training step and passes gradients.
+//!
+//! How the STFT computes: frames are a strided view of the (padded) signal
+//! ([`Tensor::unfold`]), and the windowed DFT of every frame is ONE matrix product
+//! with a constant `[n_fft, 2·n_freq]` matrix holding `w[n]·cos(2πnk/N)` and
+//! `−w[n]·sin(2πnk/N)` (the window folded in). Why a matrix product rather than an FFT
+//! kernel: it is differentiable by the existing rules (the adjoint is the transposed
+//! product), it runs on the GEMM that is already at PyTorch's speed, the window costs
+//! nothing, and for the speech sizes (n_fft 400–512) the GEMM's efficiency makes up
+//! most of the FFT's `N/log N` arithmetic advantage; the measurement against
+//! torchaudio is in `docs/performance.md`. Angles are reduced `nk mod N` in integers
+//! and evaluated in f64, so the matrix is exact to the dtype's rounding.
+
+use crate::window::Window;
+use onde_ir::{Array, DType};
+use onde_nn::{PadMode, Tensor};
+
+/// Options of [`stft`], with `torch.stft`'s defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StftOpts {
+    /// FFT size: frame length and number of frequency bins (`n_fft/2 + 1` one-sided).
+    pub n_fft: usize,
+    /// Samples between frames (default `n_fft / 4`).
+    pub hop_length: Option<usize>,
+    /// Window length, at most `n_fft`; the window is zero-padded to `n_fft`, centred
+    /// (default `n_fft`).
+    pub win_length: Option<usize>,
+    /// The window function (default Hann).
+    pub window: Window,
+    /// Periodic window (PyTorch's default) or symmetric.
+    pub periodic: bool,
+    /// Pad `n_fft / 2` on both sides so frame `t` is centred on sample `t · hop`.
+    pub center: bool,
+    /// How `center` pads (default reflect).
+    pub pad_mode: PadMode,
+    /// Multiply by `n_fft^(−1/2)` (`torch.stft(normalized=True)`).
+    pub normalized: bool,
+    /// Only the `n_fft/2 + 1` non-negative frequencies of a real signal.
+    pub onesided: bool,
+}
+
+impl StftOpts {
+    /// `torch.stft`'s defaults for `n_fft`: hop `n_fft/4`, a periodic Hann window of
+    /// `n_fft`, centred with reflect padding, not normalised, one-sided.
+    pub fn new(n_fft: usize) -> StftOpts {
+        StftOpts {
+            n_fft,
+            hop_length: None,
+            win_length: None,
+            window: Window::Hann,
+            periodic: true,
+            center: true,
+            pad_mode: PadMode::Reflect,
+            normalized: false,
+            onesided: true,
+        }
+    }
+
+    /// The hop in samples.
+    pub fn hop(&self) -> usize {
+        self.hop_length.unwrap_or(self.n_fft / 4)
+    }
+
+    /// The window length.
+    pub fn win(&self) -> usize {
+        self.win_length.unwrap_or(self.n_fft)
+    }
+
+    /// Number of frequency bins.
+    pub fn n_freq(&self) -> usize {
+        if self.onesided {
+            self.n_fft / 2 + 1
+        } else {
+            self.n_fft
+        }
+    }
+
+    /// Number of frames of a `len`-sample signal, or why there are none.
+    pub fn frames(&self, len: usize) -> Result<usize, String> {
+        self.check()?;
+        let padded = if self.center {
+            len + 2 * (self.n_fft / 2)
+        } else {
+            len
+        };
+        if padded < self.n_fft {
+            return Err(format!(
+                "n_fft {} is larger than the {}signal of {padded} samples",
+                self.n_fft,
+                if self.center { "padded " } else { "" }
+            ));
+        }
+        Ok(1 + (padded - self.n_fft) / self.hop())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.n_fft == 0 {
+            return Err("n_fft must be at least 1".into());
+        }
+        if self.hop() == 0 {
+            return Err(format!(
+                "hop_length must be at least 1 (n_fft {} gives a default hop of n_fft/4 = 0)",
+                self.n_fft
+            ));
+        }
+        let w = self.win();
+        if w == 0 || w > self.n_fft {
+            return Err(format!(
+                "win_length {w} must be between 1 and n_fft ({})",
+                self.n_fft
+            ));
+        }
+        Ok(())
+    }
+
+    /// The window zero-padded to `n_fft`, centred, as `torch.stft` places it.
+    pub fn padded_window(&self) -> Vec<f64> {
+        let w = self.window.coefficients(self.win(), self.periodic);
+        let mut full = vec![0.0; self.n_fft];
+        let left = (self.n_fft - w.len()) / 2;
+        full[left..left + w.len()].copy_from_slice(&w);
+        full
+    }
+}
+
+/// `x` `[..., T]` cut into frames `[..., n_frames, frame_length]`, `hop` samples
+/// apart (`x.unfold(-1, frame_length, hop)`); the last partial frame is dropped.
+#[track_caller]
+pub fn frame(x: &Tensor, frame_length: usize, hop: usize) -> Tensor {
+    let t = x.size().last().copied().unwrap_or(0);
+    if x.dim() == 0 {
+        return x.refuse("frame", "a scalar has no time axis");
+    }
+    if frame_length == 0 || hop == 0 {
+        return x.refuse(
+            "frame",
+            format!("frame_length ({frame_length}) and hop ({hop}) must be at least 1"),
+        );
+    }
+    if t < frame_length {
+        return x.refuse(
+            "frame",
+            format!("a frame of {frame_length} samples is longer than the signal ({t})"),
+        );
+    }
+    x.unfold(-1, frame_length, hop)
+}
+
+/// The constant DFT matrix `[n_fft, 2·n_freq]` (cosines then negated sines, the window
+/// and `scale` folded in) in `dtype`.
+fn dft_matrix(o: &StftOpts, scale: f64, dtype: DType) -> Array {
+    let (n, nf) = (o.n_fft, o.n_freq());
+    let w = o.padded_window();
+    let mut m = vec![0.0f64; n * 2 * nf];
+    for (i, wi) in w.iter().enumerate() {
+        for k in 0..nf {
+            let a = std::f64::consts::TAU * ((i * k) % n) as f64 / n as f64;
+            m[i * 2 * nf + k] = wi * a.cos() * scale;
+            m[i * 2 * nf + nf + k] = -wi * a.sin() * scale;
+        }
+    }
+    let shape = [n, 2 * nf];
+    let a = if dtype == DType::F64 {
+        Array::f64(shape, m)
+    } else {
+        Array::f32(shape, m.iter().map(|&v| v as f32).collect())
+    };
+    a.unwrap_or_else(|_| Array::full(dtype, shape, 0.0))
+}
+
+/// The real and imaginary parts of the windowed DFT of every frame, each
+/// `[..., n_frames, n_freq]` (frames-major, the layout a mel projection wants), scaled
+/// by `scale`; or why the options do not fit the signal.
+pub(crate) fn dft_frames(x: &Tensor, o: &StftOpts, scale: f64) -> Result<(Tensor, Tensor), String> {
+    let ty = x.ty().ok_or("a poisoned input")?;
+    if !ty.dtype.is_float() {
+        return Err(format!("the signal must be f32 or f64, got {}", ty.dtype));
+    }
+    let t = *ty
+        .shape
+        .dims()
+        .last()
+        .ok_or("a scalar has no time axis: give [..., T]")?;
+    o.frames(t)?;
+    let padded = if o.center {
+        let p = o.n_fft / 2;
+        if matches!(o.pad_mode, PadMode::Reflect) && p >= t {
+            return Err(format!(
+                "center=True with reflect padding pads n_fft/2 = {p} samples, which needs a \
+                 signal longer than that ({t}): use PadMode::Constant(0.0) or center=false"
+            ));
+        }
+        x.pad_mode([p, p], o.pad_mode)
+    } else {
+        x.clone()
+    };
+    let frames = padded.unfold(-1, o.n_fft, o.hop());
+    let m = x.builder().constant(dft_matrix(o, scale, ty.dtype));
+    let y = frames.matmul(&m);
+    let nf = o.n_freq() as i64;
+    Ok((y.narrow(-1, 0, nf as usize), y.narrow(-1, nf, nf as usize)))
+}
+
+/// `torch.stft(x, ..., return_complex=True)` as real pairs: `x` `[..., T]` →
+/// `[..., n_freq, n_frames, 2]` (`torch.view_as_real`'s layout: real, imaginary).
+#[track_caller]
+pub fn stft(x: &Tensor, o: &StftOpts) -> Tensor {
+    let scale = if o.normalized {
+        1.0 / (o.n_fft as f64).sqrt()
+    } else {
+        1.0
+    };
+    match dft_frames(x, o, scale) {
+        Ok((re, im)) => onde_nn::stack(&[&re, &im], -1).transpose(-3, -2),
+        Err(reason) => x.refuse("stft", reason),
+    }
+}
