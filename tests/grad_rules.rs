@@ -361,6 +361,17 @@ fn every_op_passes_gradcheck() {
         ("unfold overlapping", vec![vec![2, 7, 3]], |_, x| {
             x[0].unfold(1, 3, 2).tanh()
         }),
+        // Overlap-add in chunks of the step: a partial last chunk (7 = 3 + 3 + 1), a
+        // window three steps wide, one window only.
+        ("unfold overlapping, partial chunk", vec![vec![2, 17]], |_, x| {
+            x[0].unfold(-1, 7, 3).tanh()
+        }),
+        ("unfold overlapping, three chunks", vec![vec![1, 3, 13]], |_, x| {
+            x[0].unfold(-1, 6, 2).sin()
+        }),
+        ("unfold overlapping, one window", vec![vec![2, 6]], |_, x| {
+            x[0].unfold(-1, 5, 2).tanh()
+        }),
         ("cat stack", vec![vec![2, 3], vec![2, 1]], |_, x| {
             cat(&[&x[0], &x[1], &x[0]], 1)
         }),

@@ -339,10 +339,60 @@ pub fn run(
         ),
         "W6" => w6(opts, min_iters, target_s),
         "W7" => w7(opts, min_iters, target_s),
+        "F1" => f1(opts, min_iters, target_s),
         other => Err(format!(
-            "unknown or not yet implemented workload {other:?}; available: W1, W2, W3, W4, W5, W5s, W6, W7"
+            "unknown or not yet implemented workload {other:?}; available: W1, W2, W3, W4, W5, W5s, W6, W7, F1"
         )),
     }
+}
+
+/// F1, the front-end: the log-mel spectrogram (torchaudio's MelSpectrogram defaults:
+/// n_fft 400, hop 200, 128 bands, then `ln(mel + 1e-6)`) of 32 one-second 16 kHz
+/// clips; `infer` the forward, `train` forward and the gradient with respect to the
+/// waveforms of `(logmel · r).sum()` (what a front-end inside a training step costs).
+/// Its PyTorch counterpart is `bench/torchaudio_f1.py`.
+fn f1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
+    use onde_signal::{log_mel_spectrogram, MelOpts};
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [32, 16000]);
+    let lm = log_mel_spectrogram(&x, &MelOpts::new(16000), 1e-6);
+    let r = g.input("r", DType::F32, lm.shape());
+    let loss = (&lm * &r).sum_all();
+    let gx = g.grad(&loss, &[&x]).map_err(|e| e.to_string())?.remove(0);
+    let xs = data(32 * 16000, 1);
+    let xs = Array::f32(
+        [32, 16000],
+        xs.to_f64_vec().iter().map(|&v| v as f32).collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let rs = data(lm.numel(), 2);
+    let rs = Array::f32(
+        lm.shape(),
+        rs.to_f64_vec().iter().map(|&v| v as f32).collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let feeds = [("x", &xs), ("r", &rs)];
+    let mut infer = compile(&g, &[&lm], opts)?;
+    let ct = infer.compile_time().as_secs_f64() * 1e3;
+    infer.set_profiling(profiling());
+    let t = time(
+        || infer.run_in_place(&feeds).map_err(|e| e.to_string()),
+        min_iters,
+        target_s,
+    )?;
+    line("F1", "infer", &opts, t, ct, "");
+    print_profile("F1 infer", infer.profile());
+    let mut train = compile(&g, &[&loss, &gx], opts)?;
+    let ct = train.compile_time().as_secs_f64() * 1e3;
+    train.set_profiling(profiling());
+    let t = time(
+        || train.run_in_place(&feeds).map_err(|e| e.to_string()),
+        min_iters,
+        target_s,
+    )?;
+    line("F1", "train", &opts, t, ct, "");
+    print_profile("F1 train", train.profile());
+    Ok(())
 }
 
 /// W6's builder, its output `y` and `[dy/da, dy/db]`.

@@ -186,7 +186,7 @@ impl MelOpts {
     }
 }
 
-/// The mel spectrum frames-major `[..., n_frames, n_mels]`, or why not.
+/// The mel spectrum `[..., n_mels, n_frames]`, or why not.
 pub(crate) fn mel_frames(x: &Tensor, o: &MelOpts) -> Result<Tensor, String> {
     if !o.spec.stft.onesided {
         return Err("a mel spectrogram needs a one-sided spectrum".into());
@@ -197,20 +197,25 @@ pub(crate) fn mel_frames(x: &Tensor, o: &MelOpts) -> Result<Tensor, String> {
         .ok_or("a mel spectrogram needs a power (or magnitude) spectrogram: set spec.power")?;
     let fb = o.filterbank().map_err(|e| e.to_string())?;
     let p = power_frames(x, &o.spec, power)?;
-    let fb = if p.dtype() == DType::F64 {
-        fb
+    // The filterbank transposed, `[n_mels, n_freq]`, applied on the left.
+    let dims = fb.shape().dims().to_vec();
+    let (nf, nm) = (dims[0], dims[1]);
+    let v = fb.to_f64_vec();
+    let t: Vec<f64> = (0..nm * nf).map(|i| v[(i % nf) * nm + i / nf]).collect();
+    let fbt = if p.dtype() == DType::F64 {
+        Array::f64([nm, nf], t)
     } else {
-        let v: Vec<f32> = fb.to_f64_vec().iter().map(|&v| v as f32).collect();
-        Array::f32(fb.shape().clone(), v).map_err(|e| e.to_string())?
-    };
-    Ok(p.matmul(&x.builder().constant(fb)))
+        Array::f32([nm, nf], t.iter().map(|&v| v as f32).collect())
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(x.builder().constant(fbt).matmul(&p))
 }
 
 /// torchaudio's `MelSpectrogram`: `x` `[..., T]` → `[..., n_mels, n_frames]`.
 #[track_caller]
 pub fn mel_spectrogram(x: &Tensor, o: &MelOpts) -> Tensor {
     match mel_frames(x, o) {
-        Ok(m) => m.transpose(-1, -2),
+        Ok(m) => m,
         Err(reason) => x.refuse("mel_spectrogram", reason),
     }
 }
@@ -226,7 +231,7 @@ pub fn log_mel_spectrogram(x: &Tensor, o: &MelOpts, offset: f64) -> Tensor {
         );
     }
     match mel_frames(x, o) {
-        Ok(m) => (m + offset).log().transpose(-1, -2),
+        Ok(m) => (m + offset).log(),
         Err(reason) => x.refuse("log_mel_spectrogram", reason),
     }
 }

@@ -98,14 +98,14 @@ pub fn mfcc(x: &Tensor, o: &MfccOpts) -> Tensor {
     let mel = if o.log_mels {
         (mel + 1e-6).log()
     } else {
-        // Decibels with torchaudio's top_db of 80, taken on the [..., n_mels, T]
-        // layout torchaudio sees (the maximum's grouping depends on the rank).
+        // Decibels with torchaudio's top_db of 80 (the maximum's grouping depends on
+        // the rank, as torchaudio's).
         let db = DbOpts {
             stype: Scale::Power,
             top_db: Some(80.0),
             ..DbOpts::default()
         };
-        amplitude_to_db(&mel.transpose(-1, -2), &db).transpose(-1, -2)
+        amplitude_to_db(&mel, &db)
     };
     let mut dct = create_dct(o.n_mfcc, n_mels, o.ortho);
     if let Some(l) = o.lifter {
@@ -115,8 +115,11 @@ pub fn mfcc(x: &Tensor, o: &MfccOpts) -> Tensor {
             }
         }
     }
-    let dct = constant(x, [n_mels, o.n_mfcc], dct);
-    mel.matmul(&dct).transpose(-1, -2)
+    // Transposed, `[n_mfcc, n_mels]`, applied on the left of `[..., n_mels, T]`.
+    let dct_t: Vec<f64> = (0..o.n_mfcc * n_mels)
+        .map(|i| dct[(i % n_mels) * o.n_mfcc + i / n_mels])
+        .collect();
+    constant(x, [o.n_mfcc, n_mels], dct_t).matmul(&mel)
 }
 
 /// torchaudio's `compute_deltas` along the last (time) axis: `Σₖ k·(x[t+k] −

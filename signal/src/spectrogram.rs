@@ -2,7 +2,7 @@
 //! (same defaults: `n_fft` 400, hop `win_length / 2`, periodic Hann window, centred
 //! with reflect padding, power 2).
 
-use crate::stft::{dft_frames, StftOpts};
+use crate::stft::{dft, StftOpts};
 use onde_nn::Tensor;
 
 /// Options of [`spectrogram`] (torchaudio's `Spectrogram`).
@@ -64,8 +64,7 @@ impl SpectrogramOpts {
     }
 }
 
-/// The power (or magnitude) spectrum frames-major, `[..., n_frames, n_freq]`, or why
-/// not.
+/// The power (or magnitude) spectrum `[..., n_freq, n_frames]`, or why not.
 pub(crate) fn power_frames(x: &Tensor, o: &SpectrogramOpts, power: f64) -> Result<Tensor, String> {
     if !(power.is_finite() && power > 0.0) {
         return Err(format!("power must be positive, got {power}"));
@@ -75,7 +74,7 @@ pub(crate) fn power_frames(x: &Tensor, o: &SpectrogramOpts, power: f64) -> Resul
     } else {
         x.clone()
     };
-    let (re, im) = dft_frames(&x, &o.stft, o.scale())?;
+    let (re, im) = dft(&x, &o.stft, o.scale())?;
     let p2 = re.square() + im.square();
     Ok(if power == 2.0 {
         p2
@@ -93,15 +92,14 @@ pub(crate) fn power_frames(x: &Tensor, o: &SpectrogramOpts, power: f64) -> Resul
 #[track_caller]
 pub fn spectrogram(x: &Tensor, o: &SpectrogramOpts) -> Tensor {
     let r = match o.power {
-        Some(p) => power_frames(x, o, p).map(|s| s.transpose(-1, -2)),
+        Some(p) => power_frames(x, o, p),
         None => {
             let x = if o.pad > 0 {
                 x.pad([o.pad, o.pad], 0.0)
             } else {
                 x.clone()
             };
-            dft_frames(&x, &o.stft, o.scale())
-                .map(|(re, im)| onde_nn::stack(&[&re, &im], -1).transpose(-3, -2))
+            dft(&x, &o.stft, o.scale()).map(|(re, im)| onde_nn::stack(&[&re, &im], -1))
         }
     };
     // A `match`, not `unwrap_or_else`: the caller's location does not pass through a

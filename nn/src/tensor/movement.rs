@@ -622,12 +622,33 @@ impl Tensor {
                     PadMode::Constant(_) => i,
                 })
                 .collect();
-            let len = idx.len();
-            let Ok(a) = onde_ir::Array::i64([len], idx) else {
-                return self.fail("pad", "index".into(), loc);
-            };
-            let idx = x.const_at(a, loc.clone());
-            x = x.index_select(axis as i64, &idx);
+            // Only the borders are gathered; the interior is the input itself (a copy
+            // by concatenation, and its gradient passes straight through).
+            let (lo, hi) = (lo as usize, hi as usize);
+            let mut parts: Vec<Tensor> = Vec::with_capacity(3);
+            for (range, at) in [(0..lo, 0), (idx.len() - hi..idx.len(), 1)] {
+                if range.is_empty() {
+                    continue;
+                }
+                let border = idx[range].to_vec();
+                let len = border.len();
+                let Ok(a) = onde_ir::Array::i64([len], border) else {
+                    return self.fail("pad", "index".into(), loc);
+                };
+                let i = x.const_at(a, loc.clone());
+                let part = x.index_select(axis as i64, &i);
+                if at == 0 {
+                    parts.push(part);
+                    parts.push(x.clone());
+                } else {
+                    if parts.is_empty() {
+                        parts.push(x.clone());
+                    }
+                    parts.push(part);
+                }
+            }
+            let refs: Vec<&Tensor> = parts.iter().collect();
+            x = cat(&refs, axis as i64);
         }
         x
     }

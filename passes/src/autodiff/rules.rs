@@ -420,8 +420,11 @@ pub fn unfold_adjoint(
 ) -> R {
     let ys = e.shape(dy);
     let count = ys.dims()[axis + 1];
-    if dilation == 1 && step >= size {
+    if dilation == 1 && (step >= size || count == 1) {
         return unfold_adjoint_disjoint(e, dy, in_shape, axis, size, step);
+    }
+    if dilation == 1 {
+        return unfold_adjoint_overlapping(e, dy, in_shape, axis, size, step);
     }
     // Window element k of every window (count ≥ 1, size ≥ 1: the typing rule).
     let placed = |e: &mut Emit<'_>, k: usize| -> R {
@@ -446,6 +449,42 @@ pub fn unfold_adjoint(
     let mut total = placed(e, 0)?;
     for k in 1..size {
         let part = placed(e, k)?;
+        total = e.add(total, part)?;
+    }
+    Ok(total)
+}
+
+/// [`unfold_adjoint`] for overlapping windows without dilation (`step < size`: the
+/// frames of an STFT): the window axis is cut into `⌈size/step⌉` chunks of `step`
+/// elements; chunk `j` of every window is a disjoint unfold of the input shifted by
+/// `j·step`, put back in one pass ([`unfold_adjoint_disjoint`]) and shifted. The sum
+/// of the chunks is the overlap-add, in `⌈size/step⌉` passes instead of `size`.
+fn unfold_adjoint_overlapping(
+    e: &mut Emit<'_>,
+    dy: ValueId,
+    in_shape: &Shape,
+    axis: usize,
+    size: usize,
+    step: usize,
+) -> R {
+    let n = in_shape.dims()[axis];
+    // Chunk starting at window element `j0`, put back and shifted by `j0`.
+    let chunk = |e: &mut Emit<'_>, j0: usize| -> R {
+        let w = step.min(size - j0);
+        let part = e.slice_axis(dy, axis, SliceAxis::range(j0, j0 + w))?;
+        let mut shifted = in_shape.dims().to_vec();
+        shifted[axis] = n - j0;
+        let part = unfold_adjoint_disjoint(e, part, &Shape::new(shifted), axis, w, step)?;
+        if j0 == 0 {
+            return Ok(part);
+        }
+        let mut pads = vec![(0, 0); in_shape.rank()];
+        pads[axis] = (j0, 0);
+        e.pad(part, pads)
+    };
+    let mut total = chunk(e, 0)?;
+    for j0 in (step..size).step_by(step) {
+        let part = chunk(e, j0)?;
         total = e.add(total, part)?;
     }
     Ok(total)
