@@ -18,6 +18,7 @@
 //! Bad arguments (hop 0, `n_fft` longer than the padded signal, `f_max` above Nyquist…)
 //! poison the result with an error naming the transform, the input and your line.
 
+pub mod hmm;
 pub mod mel;
 pub mod mfcc;
 pub mod module;
