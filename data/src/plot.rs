@@ -427,3 +427,87 @@ pub fn heatmap(
         |r| heat(r, &cells, dims, time, y, y_label),
     )
 }
+
+/// Colours of [`lines`]' series, in order.
+const PALETTE: [RGBColor; 5] = [
+    TRAIN_COLOUR,
+    VALID_COLOUR,
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+];
+
+fn line_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[(&str, &[f64])],
+    x_label: &str,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let n = series
+        .iter()
+        .map(|(_, v)| v.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let (y0, y1) = range(series.iter().flat_map(|(_, v)| v.iter().copied()));
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..(n - 1) as f64, y0..y1)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (k, (name, v)) in series.iter().enumerate() {
+        let colour = PALETTE[k % PALETTE.len()];
+        let style = colour.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(
+                v.iter().enumerate().map(|(i, &y)| (i as f64, y)),
+                style,
+            ))
+            .map_err(|e| e.to_string())?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Writes `series` (name, values at steps 0, 1, …) as lines on one chart, 1000×360
+/// pixels, PNG or SVG (an HMM's states against its posteriors).
+///
+/// # Errors
+/// No series or an empty one, another extension, or a file that cannot be written,
+/// named.
+pub fn lines(
+    title: &str,
+    series: &[(&str, &[f64])],
+    x_label: &str,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let path = path.as_ref();
+    if series.is_empty() || series.iter().any(|(_, v)| v.is_empty()) {
+        return Err(file_err(path, "no values to plot"));
+    }
+    render(
+        path,
+        (1000, 360),
+        |r| line_chart(r, title, series, x_label),
+        |r| line_chart(r, title, series, x_label),
+    )
+}
