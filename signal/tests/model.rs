@@ -19,7 +19,7 @@ fn batch(seed: u64) -> (Array, Array) {
     let mut y = Vec::with_capacity(B);
     for b in 0..B {
         let class = (b as u64 + seed) % 3;
-        let phase = onde_runtime::uniform_f64(seed as i64, b as u64) * 6.28;
+        let phase = onde_runtime::uniform_f64(seed as i64, b as u64) * std::f64::consts::TAU;
         for t in 0..N {
             let u = onde_runtime::uniform_f64(seed as i64 + 99, (b * N + t) as u64) - 0.5;
             let s = match class {
