@@ -347,12 +347,13 @@ impl GraphBuilder {
         (s.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 24) as i64
     }
 
-    /// A seed for one more independent random stream of every step: the step seed plus
+    /// A seed for one more independent random stream of every step (dropout masks,
+    /// SpecAugment): the step seed plus
     /// `k · 2⁴⁰` for the `k`-th stream of this builder. Seeds pass through SplitMix64's
     /// finaliser ([`onde_runtime::random_bits`]), so neighbouring seeds give unrelated
     /// numbers; streams collide only after 2⁴⁰ steps.
     #[track_caller]
-    pub(crate) fn stream_seed(&self) -> Tensor {
+    pub fn stream_seed(&self) -> Tensor {
         let k = {
             let mut st = self.state.borrow_mut();
             st.streams += 1;

@@ -3,14 +3,19 @@
 //! gradients of any order) and as [`module`]s to put at a model's input:
 //!
 //! - [`stft::frame`], [`stft::stft`] (torch.stft's options and defaults, real pairs
-//!   out), [`window::Window`] (Hann, Hamming, Blackman, Povey, rectangular; periodic or
+//!   out) and its inverse [`stft::istft`], [`resample::resample`] (torchaudio's
+//!   windowed-sinc resampler), [`window::Window`] (Hann, Hamming, Blackman, Povey, rectangular; periodic or
 //!   symmetric);
 //! - [`spectrogram::spectrogram`] and [`spectrogram::amplitude_to_db`] (torchaudio's
 //!   `Spectrogram`, `AmplitudeToDB`);
 //! - [`mel::melscale_fbanks`], [`mel::mel_spectrogram`], [`mel::log_mel_spectrogram`]
 //!   (HTK or Slaney scale, Slaney normalisation);
 //! - [`mfcc::mfcc`] (DCT-II, optional Kaldi liftering), [`mfcc::compute_deltas`],
-//!   [`mfcc::preemphasis`].
+//!   [`mfcc::preemphasis`];
+//! - SpecAugment's [`augment::frequency_masking`] and [`augment::time_masking`]
+//!   (training only, new masks every step);
+//! - [`hmm`]: hidden Markov models as scans (forward, backward, posteriors, Viterbi,
+//!   Baum–Welch).
 //!
 //! Defaults are torchaudio's (periodic Hann window, `center=True` with reflect
 //! padding, power 2, HTK mel scale, no filterbank normalisation); every transform is
@@ -18,19 +23,23 @@
 //! Bad arguments (hop 0, `n_fft` longer than the padded signal, `f_max` above Nyquist…)
 //! poison the result with an error naming the transform, the input and your line.
 
+pub mod augment;
 pub mod hmm;
 pub mod mel;
 pub mod mfcc;
 pub mod module;
+pub mod resample;
 pub mod spectrogram;
 pub mod stft;
 pub mod window;
 
+pub use augment::{frequency_masking, time_masking, FrequencyMasking, TimeMasking};
 pub use mel::{log_mel_spectrogram, mel_spectrogram, melscale_fbanks, MelNorm, MelOpts, MelScale};
 pub use mfcc::{compute_deltas, create_dct, mfcc, preemphasis, MfccOpts};
 pub use module::{AmplitudeToDb, Deltas, LogMel, MelSpectrogram, Mfcc, Preemphasis, Spectrogram};
+pub use resample::resample;
 pub use spectrogram::{amplitude_to_db, spectrogram, DbOpts, Scale, SpectrogramOpts};
-pub use stft::{frame, stft, StftOpts};
+pub use stft::{frame, istft, stft, IstftOpts, StftOpts};
 pub use window::Window;
 
 /// A signal function's refusal of its arguments (those that build no graph).

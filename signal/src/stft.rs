@@ -220,3 +220,160 @@ pub fn stft(x: &Tensor, o: &StftOpts) -> Tensor {
         Err(reason) => x.refuse("stft", reason),
     }
 }
+
+/// Options of [`istft`]: the STFT's, and the output length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IstftOpts {
+    /// The options the STFT was computed with (`pad_mode` is not needed: `center`
+    /// trims `n_fft / 2` from both ends).
+    pub stft: StftOpts,
+    /// Output length (default: `hop · (frames − 1)`, after trimming).
+    pub length: Option<usize>,
+}
+
+/// Overlap-adds frames `[..., n_fft, F]` `hop` apart into `[..., hop·(F−1) + n_fft]`:
+/// the window axis is cut into chunks of `hop` samples, each chunk of every frame
+/// lies end to end, and the chunks are shifted and summed (`⌈n_fft/hop⌉` passes).
+fn overlap_add(frames: &Tensor, n_fft: usize, hop: usize, count: usize) -> Tensor {
+    let total = hop * (count - 1) + n_fft;
+    let mut sum: Option<Tensor> = None;
+    let mut j0 = 0;
+    while j0 < n_fft {
+        let w = hop.min(n_fft - j0);
+        // [..., w, F] -> [..., F, w] -> widened to hop -> [..., F·hop] at offset j0.
+        let mut part = frames.narrow(-2, j0 as i64, w).transpose(-1, -2);
+        if w < hop {
+            part = part.pad([0, hop - w], 0.0);
+        }
+        let mut shape = part.size();
+        let f = shape.pop().unwrap_or(0) * shape.pop().unwrap_or(0);
+        shape.push(f);
+        let flat = part.reshape(shape);
+        let len = count * hop;
+        // Place at j0 within `total` (cut what passes the end: zeros from the widening).
+        let placed = if j0 + len <= total {
+            flat.pad([j0, total - j0 - len], 0.0)
+        } else {
+            flat.narrow(-1, 0, total - j0).pad([j0, 0], 0.0)
+        };
+        sum = Some(match sum {
+            Some(s) => s + placed,
+            None => placed,
+        });
+        j0 += w;
+    }
+    sum.unwrap_or_else(|| frames.refuse("istft", "no frame"))
+}
+
+/// `torch.istft`: real pairs `[..., n_freq, F, 2]` (as [`stft`] returns) → the signal
+/// `[..., length]`, by the inverse DFT of every frame (a matrix product), the window,
+/// overlap-add, and division by the overlap-added squared window (the least-squares
+/// inverse; PyTorch's). One-sided spectra are completed by Hermitian symmetry (the
+/// imaginary parts of the DC and Nyquist bins are ignored, as an FFT's `irfft` does).
+#[track_caller]
+pub fn istft(z: &Tensor, o: &IstftOpts) -> Tensor {
+    match istft_inner(z, o) {
+        Ok(y) => y,
+        Err(reason) => z.refuse("istft", reason),
+    }
+}
+
+fn istft_inner(z: &Tensor, o: &IstftOpts) -> Result<Tensor, String> {
+    let s = &o.stft;
+    s.check()?;
+    let dims = z.size();
+    let ty = z.ty().ok_or("a poisoned input")?;
+    if !ty.dtype.is_float() {
+        return Err(format!("the spectrum must be f32 or f64, got {}", ty.dtype));
+    }
+    let (n, nf, hop) = (s.n_fft, s.n_freq(), s.hop());
+    if dims.len() < 3 || dims[dims.len() - 1] != 2 || dims[dims.len() - 3] != nf {
+        return Err(format!(
+            "expects [..., n_freq = {nf}, frames, 2] (n_fft {n}{}), got {dims:?}",
+            if s.onesided { ", one-sided" } else { "" }
+        ));
+    }
+    let count = dims[dims.len() - 2];
+    if count == 0 {
+        return Err("no frame".into());
+    }
+    let w = s.padded_window();
+    let scale = if s.normalized { (n as f64).sqrt() } else { 1.0 };
+    // Synthesis matrices [n_fft, n_freq]: frame[i] = Σ_k c_k (re_k cos − im_k sin)/N.
+    let (mut cr, mut ci) = (vec![0.0; n * nf], vec![0.0; n * nf]);
+    for i in 0..n {
+        for k in 0..nf {
+            let c = if !s.onesided || k == 0 || 2 * k == n {
+                1.0
+            } else {
+                2.0
+            };
+            let a = std::f64::consts::TAU * ((i * k) % n) as f64 / n as f64;
+            let f = c * w[i] * scale / n as f64;
+            cr[i * nf + k] = f * a.cos();
+            // The imaginary parts of DC and Nyquist do not exist for a real frame.
+            ci[i * nf + k] = if s.onesided && (k == 0 || 2 * k == n) {
+                0.0
+            } else {
+                -f * a.sin()
+            };
+        }
+    }
+    let konst = |v: Vec<f64>, shape: [usize; 2]| -> Result<Tensor, String> {
+        let a = if ty.dtype == DType::F64 {
+            Array::f64(shape, v)
+        } else {
+            Array::f32(shape, v.iter().map(|&x| x as f32).collect())
+        };
+        Ok(z.builder().constant(a.map_err(|e| e.to_string())?))
+    };
+    let re = z.narrow(-1, 0, 1).squeeze(-1);
+    let im = z.narrow(-1, 1, 1).squeeze(-1);
+    let frames = konst(cr, [n, nf])?.matmul(&re) + konst(ci, [n, nf])?.matmul(&im);
+    let y = overlap_add(&frames, n, hop, count);
+    // The window envelope Σ_f w²[t − f·hop], on the host; samples it does not cover
+    // (below 1e-11) are an error, as in PyTorch.
+    let total = hop * (count - 1) + n;
+    let mut env = vec![0.0; total];
+    for f in 0..count {
+        for (i, wi) in w.iter().enumerate() {
+            env[f * hop + i] += wi * wi;
+        }
+    }
+    // With `center`, `n_fft / 2` is trimmed at the start; the end is `length` samples
+    // later (reaching into the end padding if asked, as PyTorch), by default the end
+    // minus its padding; past the overlap-added signal, zeros.
+    let (start, default_end) = if s.center {
+        (n / 2, total - n / 2)
+    } else {
+        (0, total)
+    };
+    let length = o.length.unwrap_or(default_end.saturating_sub(start));
+    let end = (start + length).min(total);
+    if let Some(t) = (start..end).find(|&t| env[t] < 1e-11) {
+        return Err(format!(
+            "the window overlap-adds to zero at sample {t}: this window and hop are not \
+             invertible (NOLA)"
+        ));
+    }
+    let inv: Vec<f64> = env
+        .iter()
+        .map(|&e| if e < 1e-11 { 0.0 } else { 1.0 / e })
+        .collect();
+    let inv = {
+        let a = if ty.dtype == DType::F64 {
+            Array::f64([total], inv)
+        } else {
+            Array::f32([total], inv.iter().map(|&x| x as f32).collect())
+        };
+        z.builder().constant(a.map_err(|e| e.to_string())?)
+    };
+    let y = y * inv;
+    let avail = end - start;
+    Ok(if length <= avail {
+        y.narrow(-1, start as i64, length)
+    } else {
+        y.narrow(-1, start as i64, avail)
+            .pad([0, length - avail], 0.0)
+    })
+}

@@ -181,4 +181,30 @@ fn bad_arguments_are_typed_errors_at_the_callers_line() {
     let line = line!() + 1;
     let y = frame(&x, 400, 10);
     refused(&y, line, "frame", &["400"]);
+    // An inverse STFT whose windows leave gaps (NOLA), one of the wrong shape; a zero
+    // resampling rate.
+    let z = g.input("z", DType::F32, [1, 201, 10, 2]);
+    let gaps = IstftOpts {
+        stft: StftOpts {
+            hop_length: Some(300),
+            win_length: Some(100),
+            ..StftOpts::new(400)
+        },
+        length: None,
+    };
+    let line = line!() + 1;
+    let y = istft(&z, &gaps);
+    refused(&y, line, "istft", &["NOLA"]);
+    let line = line!() + 1;
+    let y = istft(
+        &z,
+        &IstftOpts {
+            stft: StftOpts::new(512),
+            length: None,
+        },
+    );
+    refused(&y, line, "istft", &["n_freq = 257"]);
+    let line = line!() + 1;
+    let y = resample(&x, 0, 16000);
+    refused(&y, line, "resample", &["positive"]);
 }

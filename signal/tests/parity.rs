@@ -293,3 +293,47 @@ fn the_compiled_f32_front_end_matches_the_interpreter() {
         }
     }
 }
+
+#[test]
+fn istft_matches_torch_istft() {
+    for s in ["noise", "odd"] {
+        let x = fx(&format!("sig.{s}"));
+        let n = x.shape().dims()[1];
+        let o = IstftOpts {
+            stft: StftOpts::new(400),
+            length: Some(n),
+        };
+        // The round trip through onde's own STFT gives the signal back too.
+        check(&format!("istft_round.{s}"), x, |x| {
+            istft(&stft(x, &o.stft), &o)
+        });
+    }
+    let o = IstftOpts {
+        stft: StftOpts::new(400),
+        length: None,
+    };
+    check("istft_random", fx("istft_random.x"), |z| istft(z, &o));
+    let o = IstftOpts {
+        stft: StftOpts {
+            hop_length: Some(160),
+            win_length: Some(400),
+            window: Window::Hamming,
+            ..StftOpts::new(512)
+        },
+        length: Some(5000),
+    };
+    check("istft_hamming", fx("istft_hamming.x"), |z| istft(z, &o));
+}
+
+#[test]
+fn resample_matches_torchaudio() {
+    for s in ["voiced", "odd"] {
+        for (a, b) in [(16000, 8000), (8000, 16000), (44100, 16000), (16000, 22050)] {
+            check(
+                &format!("resample_{a}_{b}.{s}"),
+                fx(&format!("sig.{s}")),
+                |x| resample(x, a, b),
+            );
+        }
+    }
+}
