@@ -208,3 +208,52 @@ fn bad_arguments_are_typed_errors_at_the_callers_line() {
     let y = resample(&x, 0, 16000);
     refused(&y, line, "resample", &["positive"]);
 }
+
+#[test]
+fn stft_equals_a_direct_dft_for_any_frame_size() {
+    // Sizes the two-stage product splits (96 = 8·12, 300 = 15·20, 400 = 20·20) and sizes
+    // it leaves to the direct product (402 = 2·3·67, a prime 37), one-sided and not,
+    // against the DFT summed on the host in f64.
+    let len = 1000;
+    let x = signal(len, 5);
+    let xv = x.to_f64_vec();
+    for (n, onesided) in [
+        (96, true),
+        (300, true),
+        (400, false),
+        (402, true),
+        (37, false),
+    ] {
+        let o = StftOpts {
+            hop_length: Some(50),
+            center: false,
+            onesided,
+            window: Window::Hamming,
+            ..StftOpts::new(n)
+        };
+        let g = GraphBuilder::new();
+        let xt = g.input("x", DType::F64, [1, len]);
+        let y = stft(&xt, &o);
+        let got = g.run(&[&y], &[("x", x.clone())]).unwrap()[0].to_f64_vec();
+        let (nf, frames) = (o.n_freq(), o.frames(len).unwrap());
+        let w = o.padded_window();
+        for k in 0..nf {
+            for f in 0..frames {
+                let (mut re, mut im) = (0.0, 0.0);
+                for i in 0..n {
+                    let a = std::f64::consts::TAU * (i * k) as f64 / n as f64;
+                    let v = w[i] * xv[f * 50 + i];
+                    re += v * a.cos();
+                    im -= v * a.sin();
+                }
+                let at = (k * frames + f) * 2;
+                assert!(
+                    (got[at] - re).abs() < 1e-9 && (got[at + 1] - im).abs() < 1e-9,
+                    "n_fft {n}, bin {k}, frame {f}: ({}, {}) vs ({re}, {im})",
+                    got[at],
+                    got[at + 1]
+                );
+            }
+        }
+    }
+}
