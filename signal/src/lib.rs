@@ -2,6 +2,8 @@
 //! (compositions of onde's primitives, so they compile into a training step and pass
 //! gradients of any order) and as [`module`]s to put at a model's input:
 //!
+//! - WAV files ([`read_wav`], [`write_wav`], shared with onde-data),
+//!   [`mix_channels`];
 //! - [`stft::frame`], [`stft::stft`] (torch.stft's options and defaults, real pairs
 //!   out) and its inverse [`stft::istft`], [`resample::resample`] (torchaudio's
 //!   windowed-sinc resampler), [`window::Window`] (Hann, Hamming, Blackman, Povey, rectangular; periodic or
@@ -41,6 +43,17 @@ pub use resample::resample;
 pub use spectrogram::{amplitude_to_db, spectrogram, DbOpts, Scale, SpectrogramOpts};
 pub use stft::{frame, istft, stft, IstftOpts, StftOpts};
 pub use window::Window;
+// WAV files: the data crate's reader and writer (one implementation, hound).
+pub use onde_data::{read_wav, write_wav, Wav};
+
+/// Mixes the channels of `x` `[..., C, T]` down to one, `[..., 1, T]` (their mean).
+#[track_caller]
+pub fn mix_channels(x: &onde_nn::Tensor) -> onde_nn::Tensor {
+    if x.dim() < 2 {
+        return x.refuse("mix_channels", "expects [..., channels, T]");
+    }
+    x.mean([-2i64], true)
+}
 
 /// A signal function's refusal of its arguments (those that build no graph).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

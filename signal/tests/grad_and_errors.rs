@@ -257,3 +257,18 @@ fn stft_equals_a_direct_dft_for_any_frame_size() {
         }
     }
 }
+
+#[test]
+fn mixing_channels_averages_them() {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F64, [2, 3, 4]);
+    let y = mix_channels(&x);
+    assert_eq!(y.size(), vec![2, 1, 4]);
+    let v: Vec<f64> = (0..24).map(f64::from).collect();
+    let out = g
+        .run(&[&y], &[("x", Array::f64([2, 3, 4], v).unwrap())])
+        .unwrap();
+    assert_eq!(&out[0].to_f64_vec()[..4], &[4.0, 5.0, 6.0, 7.0]);
+    let mono = g.input("m", DType::F64, [5]);
+    assert!(mix_channels(&mono).check().is_err());
+}

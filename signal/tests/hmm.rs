@@ -242,3 +242,44 @@ fn bad_chains_and_shapes_are_errors() {
         "{msg}"
     );
 }
+
+#[test]
+fn an_hmm_smooths_a_frame_classifiers_posteriors() {
+    // The hybrid approach: a frame classifier right 75% of the time on a sticky
+    // two-state sequence; Viterbi on its scaled likelihoods (posteriors over priors)
+    // with the chain's transitions recovers far more frames.
+    let n = 3000;
+    let u = |i: u64| onde_runtime::uniform_f64(11, i);
+    let mut states = Vec::with_capacity(n);
+    let mut s = 0usize;
+    for t in 0..n as u64 {
+        if u(2 * t) < 0.01 {
+            s = 1 - s;
+        }
+        states.push(s);
+    }
+    // The classifier: P(state 1) = 0.8 when it is right (75% of frames), 0.2 otherwise.
+    let post: Vec<f64> = states
+        .iter()
+        .enumerate()
+        .flat_map(|(t, &s)| {
+            let right = u(2 * t as u64 + 1) < 0.75;
+            let p1: f64 = if (s == 1) == right { 0.8 } else { 0.2 };
+            [(1.0 - p1).ln(), p1.ln()]
+        })
+        .collect();
+    let g = GraphBuilder::new();
+    let lp = g.constant(Array::f64([1, n, 2], post.clone()).unwrap());
+    let priors = g.constant(Array::f64([2], vec![0.5f64.ln(), 0.5f64.ln()]).unwrap());
+    let (ls, lt) = Markov::two_state(0.99).unwrap().log_tensors(&g, DType::F64);
+    let (path, _) = viterbi(&hybrid_log_emissions(&lp, &priors), &ls, &lt);
+    let path = g.compile(&[&path]).unwrap().run(&[]).unwrap().remove(0);
+    let acc = |d: &[usize]| d.iter().zip(&states).filter(|(a, b)| a == b).count() as f64 / n as f64;
+    let framewise: Vec<usize> = post.chunks(2).map(|p| usize::from(p[1] > p[0])).collect();
+    let smoothed: Vec<usize> = path.as_i64().unwrap().iter().map(|&q| q as usize).collect();
+    let (before, after) = (acc(&framewise), acc(&smoothed));
+    assert!(
+        before < 0.8 && after > 0.95,
+        "frame-wise {before}, smoothed {after}"
+    );
+}
