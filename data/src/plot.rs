@@ -361,6 +361,8 @@ fn heat<DB: DrawingBackend>(
         .disable_mesh()
         .x_desc("time (s)")
         .y_desc(y_label)
+        .x_label_formatter(&|v| format!("{v:.1}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
         .draw()

@@ -38,6 +38,19 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> DataError {
     }
 }
 
+type Reader = hound::WavReader<std::io::BufReader<std::fs::File>>;
+
+/// Opens `path` as WAV: the reader, its spec and its (non-zero) channel count.
+fn open(path: &Path) -> Result<(Reader, hound::WavSpec, usize)> {
+    let r = hound::WavReader::open(path).map_err(|e| file_error(path, e))?;
+    let spec = r.spec();
+    let channels = usize::from(spec.channels);
+    if channels == 0 {
+        return Err(file_error(path, "no channels"));
+    }
+    Ok((r, spec, channels))
+}
+
 /// Reads `path` (any integer or float PCM WAV hound reads: 8/16/24/32-bit integer,
 /// 32-bit float, any number of channels and rate).
 ///
@@ -45,12 +58,7 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> DataError {
 /// [`DataError::File`] naming the file: unreadable, not a WAV file, or truncated.
 pub fn read_wav(path: impl AsRef<Path>) -> Result<Wav> {
     let path = path.as_ref();
-    let mut r = hound::WavReader::open(path).map_err(|e| file_error(path, e))?;
-    let spec = r.spec();
-    let channels = usize::from(spec.channels);
-    if channels == 0 {
-        return Err(file_error(path, "no channels"));
-    }
+    let (mut r, spec, channels) = open(path)?;
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => r
             .samples::<f32>()
@@ -105,12 +113,7 @@ pub struct WavInfo {
 /// [`DataError::File`] naming the file: unreadable, not a WAV file, or truncated.
 pub fn probe_wav(path: impl AsRef<Path>) -> Result<WavInfo> {
     let path = path.as_ref();
-    let mut r = hound::WavReader::open(path).map_err(|e| file_error(path, e))?;
-    let spec = r.spec();
-    let channels = usize::from(spec.channels);
-    if channels == 0 {
-        return Err(file_error(path, "no channels"));
-    }
+    let (mut r, spec, channels) = open(path)?;
     let frames = r.duration() as usize;
     if frames > 0 {
         r.seek(r.duration() - 1).map_err(|e| file_error(path, e))?;

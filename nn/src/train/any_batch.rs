@@ -76,6 +76,13 @@ impl std::fmt::Debug for EvalAny {
     }
 }
 
+/// The active batch size and the spares', ascending.
+fn sorted_sizes(active: usize, spares: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut all: Vec<usize> = std::iter::once(active).chain(spares).collect();
+    all.sort_unstable();
+    all
+}
+
 /// The batch size `feeds` ask of `exe` (compiled for `batch`): `None` when every feed
 /// fits, or when no batch size would make them fit (the run then reports the feed).
 pub(super) fn requested_batch(
@@ -185,14 +192,12 @@ impl TrainStep {
     /// Every batch size compiled so far, ascending (empty without
     /// [`TrainStep::any_batch`]).
     pub fn compiled_batch_sizes(&self) -> Vec<usize> {
-        let Some(any) = &self.any else {
-            return Vec::new();
-        };
-        let mut all: Vec<usize> = std::iter::once(any.batch)
-            .chain(any.spares.iter().filter_map(TrainStep::batch_size))
-            .collect();
-        all.sort_unstable();
-        all
+        self.any.as_ref().map_or_else(Vec::new, |any| {
+            sorted_sizes(
+                any.batch,
+                any.spares.iter().filter_map(TrainStep::batch_size),
+            )
+        })
     }
 
     /// Makes the executable for the batch size `feeds` ask for the active one
@@ -375,13 +380,8 @@ impl Evaluator {
 
     /// Every batch size compiled so far, ascending.
     pub fn compiled_batch_sizes(&self) -> Vec<usize> {
-        let Some(any) = &self.any else {
-            return Vec::new();
-        };
-        let mut all: Vec<usize> = std::iter::once(any.batch)
-            .chain(any.spares.iter().map(|(b, _)| *b))
-            .collect();
-        all.sort_unstable();
-        all
+        self.any.as_ref().map_or_else(Vec::new, |any| {
+            sorted_sizes(any.batch, any.spares.iter().map(|(b, _)| *b))
+        })
     }
 }
