@@ -221,3 +221,26 @@ fn debug_prints_the_message_for_main_returning_result() {
     );
     assert!(!debug.contains("Op {"), "{debug}");
 }
+
+#[test]
+fn running_with_a_feed_that_names_nothing_is_an_error() {
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [2]);
+    let y = &x * 2.0;
+    let ok = onde::Array::f32([2], vec![1.0, 2.0]).unwrap();
+    // A typo in a feed name is reported, not ignored.
+    let e = g
+        .run(&[&y], &[("x", ok.clone()), ("xx", ok.clone())])
+        .unwrap_err();
+    assert!(e.to_string().contains("xx"), "{e}");
+    // Inputs the outputs do not read, parameters and the step seed are fine.
+    let _unused = g.input("labels", DType::I64, [2]);
+    let out = g.run(
+        &[&y],
+        &[
+            ("x", ok.clone()),
+            ("labels", onde::Array::i64([2], vec![0, 1]).unwrap()),
+        ],
+    );
+    assert_eq!(out.unwrap()[0].as_f32().unwrap(), &[2.0, 4.0]);
+}

@@ -598,7 +598,21 @@ impl GraphBuilder {
     pub fn run(&self, outputs: &[&Tensor], feeds: &[(&str, Array)]) -> Result<Vec<Array>> {
         let g = self.build(outputs)?;
         crate::feed_check::check_feeds(&self.index_checks(), feeds.iter().map(|(n, a)| (*n, a)))?;
-        let mut map: HashMap<String, Array> = self.parameter_values().into_iter().collect();
+        // A feed must name an input or a parameter of this builder (a typo is an error,
+        // as for compiled graphs, not a feed silently ignored).
+        let inputs = self.input_names();
+        let params = self.parameter_values();
+        for (name, _) in feeds {
+            let known = *name == STEP_SEED
+                || inputs.iter().any(|n| n == name)
+                || params.iter().any(|(n, _)| n == name);
+            if !known {
+                return Err(Error::Exec(Box::new(onde_codegen::RunError::UnknownFeed {
+                    name: (*name).to_string(),
+                })));
+            }
+        }
+        let mut map: HashMap<String, Array> = params.into_iter().collect();
         for (name, a) in feeds {
             map.insert((*name).to_string(), a.clone());
         }
