@@ -144,6 +144,25 @@ fn feeds_that_no_batch_size_serves_are_errors_that_say_what_to_do() {
     let e = step.step(&[("x", &x), ("y", &y8)]).unwrap_err();
     assert!(e.to_string().contains("\"y\""), "{e}");
     assert!(TrainStep::any_batch(&g, 0, |_| unreachable!()).is_err());
+    // A feature size equal to the batch fed wrong is not taken for a new batch.
+    let h = GraphBuilder::new();
+    let fc = Linear::new(&h, "fc", 4, 3);
+    let h2 = h.clone();
+    let mut square = TrainStep::any_batch(&h, 4, move |b| {
+        let x = h2.input("x", DType::F32, [b, 4]);
+        let y = h2.input("y", DType::I64, [b]);
+        let loss = cross_entropy(&fc.forward(&x), &y, &NllOpts::default());
+        TrainStep::new(&h2, &loss, &Adam::new(1e-3))
+    })
+    .unwrap();
+    let wide = Array::f32([4, 5], vec![0.0; 20]).unwrap();
+    let y4 = Array::i64([4], vec![0, 1, 2, 0]).unwrap();
+    let e = square.step(&[("x", &wide), ("y", &y4)]).unwrap_err();
+    assert!(
+        e.to_string().contains("\"x\"") && !e.to_string().contains("any_batch"),
+        "{e}"
+    );
+    assert_eq!(square.compiled_batch_sizes(), vec![4]);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 mod conv_epilogue;
 mod engine;
 mod epilogue;
+mod fed_outputs;
 mod golden_fusion;
 mod kernel_identities;
 mod math_ulp;

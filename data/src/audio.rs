@@ -227,17 +227,25 @@ impl AudioFiles {
                         format!("sampled at {} Hz, the dataset expects {r} Hz", info.rate),
                     ));
                 }
+                // The span as `get` cuts it: empty after rounding is unreadable.
                 match clip.span {
-                    Some((s, _)) if (s * f64::from(info.rate)).round() as usize >= info.frames => {
-                        Err(file_error(
-                            &clip.path,
-                            format!(
-                                "span starting at {s} s is past the end ({} frames)",
-                                info.frames
-                            ),
-                        ))
+                    Some((s, e)) => {
+                        let rate = f64::from(info.rate);
+                        let lo = ((s * rate).round() as usize).min(info.frames);
+                        let hi = ((e * rate).round() as usize).min(info.frames);
+                        if lo >= hi {
+                            Err(file_error(
+                                &clip.path,
+                                format!(
+                                    "span [{s}, {e}) s holds no sample ({} frames at {} Hz)",
+                                    info.frames, info.rate
+                                ),
+                            ))
+                        } else {
+                            Ok(())
+                        }
                     }
-                    Some(_) | None => Ok(()),
+                    None => Ok(()),
                 }
             });
             match check {

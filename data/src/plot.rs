@@ -103,9 +103,12 @@ fn series(history: &[EpochSummary], metric: &str) -> (Series, Series) {
 
 /// A padded value range holding every point (a flat series gets a unit-wide range).
 fn range(points: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
+    // Finite values only, within ±1e300 (plotters' tick search needs a finite span).
+    let (lo, hi) = points
+        .filter(|v| v.is_finite() && v.abs() < 1e300)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -472,7 +475,10 @@ fn line_chart<DB: DrawingBackend>(
         let style = colour.stroke_width(2);
         chart
             .draw_series(LineSeries::new(
-                v.iter().enumerate().map(|(i, &y)| (i as f64, y)),
+                v.iter()
+                    .enumerate()
+                    .filter(|(_, y)| y.is_finite() && y.abs() < 1e300)
+                    .map(|(i, &y)| (i as f64, y)),
                 style,
             ))
             .map_err(|e| e.to_string())?

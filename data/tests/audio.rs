@@ -215,6 +215,22 @@ fn a_manifest_with_spans() {
         ds.get(1).unwrap().field("audio").unwrap().shape().dims(),
         &[1, 40]
     );
+    // A span shorter than one sample after rounding (0.001 s .. 0.00101 s at 8 kHz):
+    // skip_unreadable drops it as `get` would refuse it.
+    std::fs::write(
+        &m,
+        "path,label,start,end\nyes/spk0_000.wav,yes,0.001,0.00101\nno/spk1_001.wav,no,0,0.005\n",
+    )
+    .unwrap();
+    let all = AudioFiles::manifest(&m).unwrap();
+    assert!(all.get(0).is_err());
+    let kept = AudioFiles::manifest(&m).unwrap().skip_unreadable();
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept.skipped()[0].1.contains("holds no sample"),
+        "{:?}",
+        kept.skipped()
+    );
     // Malformed lines name the manifest and line.
     std::fs::write(&m, "yes/a.wav,yes\nno/b.wav\n").unwrap();
     let e = AudioFiles::manifest(&m).unwrap_err();

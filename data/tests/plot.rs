@@ -145,6 +145,10 @@ fn bad_plot_requests_are_errors_naming_the_file() {
     // One class draws (a single cell).
     confusion_matrix(&[3], &["only".to_string()], tmp("one.svg")).unwrap();
     let _ = std::fs::remove_file(tmp("one.svg"));
+    // Non-finite values are left out of a line chart (they hung plotters' ticks).
+    let odd = [0.0, f64::INFINITY, 1.0, f64::NAN, -1e308, 2.0];
+    onde_data::plot::lines("t", &[("a", &odd)], "x", tmp("inf.png")).unwrap();
+    let _ = std::fs::remove_file(tmp("inf.png"));
     let e = confusion_matrix(&[], &[], tmp("c.png")).unwrap_err();
     assert!(e.to_string().contains("c.png"), "{e}");
 }

@@ -66,6 +66,16 @@ fn resample_inner(x: &Tensor, orig_freq: u32, new_freq: u32) -> Result<Tensor, S
         (u64::from(orig_freq) / g) as usize,
         (u64::from(new_freq) / g) as usize,
     );
+    // The filters hold new × (2·width + orig) ≈ new × (orig + 12·orig/new) taps: rates
+    // that reduce to large coprime numbers (44101 -> 48000 Hz) would need gigabytes.
+    let base = orig.min(new) as f64 * 0.99;
+    let taps_est = (2.0 * (6.0 * orig as f64 / base).ceil() + orig as f64) * new as f64;
+    if taps_est > (1u64 << 24) as f64 {
+        return Err(format!(
+            "{orig_freq} Hz -> {new_freq} Hz reduces to {orig} -> {new}: its filters would hold \
+             {taps_est:.0} taps; resample through an intermediate rate with a larger common divisor"
+        ));
+    }
     let (k, width) = kernel(orig, new, 6, 0.99);
     let taps = 2 * width + orig;
     let w = if ty.dtype == DType::F64 {

@@ -66,6 +66,8 @@ impl SpectrogramOpts {
 
 /// The power (or magnitude) spectrum `[..., n_freq, n_frames]`, or why not.
 pub(crate) fn power_frames(x: &Tensor, o: &SpectrogramOpts, power: f64) -> Result<Tensor, String> {
+    // Before the window normalisation reads the window.
+    o.stft.check()?;
     if !(power.is_finite() && power > 0.0) {
         return Err(format!("power must be positive, got {power}"));
     }
@@ -94,6 +96,9 @@ pub fn spectrogram(x: &Tensor, o: &SpectrogramOpts) -> Tensor {
     let r = match o.power {
         Some(p) => power_frames(x, o, p),
         None => {
+            if let Err(e) = o.stft.check() {
+                return x.refuse("spectrogram", e);
+            }
             let x = if o.pad > 0 {
                 x.pad([o.pad, o.pad], 0.0)
             } else {

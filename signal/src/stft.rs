@@ -98,7 +98,8 @@ impl StftOpts {
         Ok(1 + (padded - self.n_fft) / self.hop())
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// The options' own consistency (n_fft, hop, window length).
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.n_fft == 0 {
             return Err("n_fft must be at least 1".into());
         }
@@ -120,10 +121,16 @@ impl StftOpts {
 
     /// The window zero-padded to `n_fft`, centred, as `torch.stft` places it.
     pub fn padded_window(&self) -> Vec<f64> {
+        // A window longer than n_fft (refused by the transforms) keeps its middle.
         let w = self.window.coefficients(self.win(), self.periodic);
         let mut full = vec![0.0; self.n_fft];
-        let left = (self.n_fft - w.len()) / 2;
-        full[left..left + w.len()].copy_from_slice(&w);
+        if w.len() <= self.n_fft {
+            let left = (self.n_fft - w.len()) / 2;
+            full[left..left + w.len()].copy_from_slice(&w);
+        } else {
+            let skip = (w.len() - self.n_fft) / 2;
+            full.copy_from_slice(&w[skip..skip + self.n_fft]);
+        }
         full
     }
 }
@@ -447,6 +454,13 @@ fn istft_inner(z: &Tensor, o: &IstftOpts) -> Result<Tensor, String> {
         (0, total)
     };
     let length = o.length.unwrap_or(default_end.saturating_sub(start));
+    // Beyond the overlap-added signal the output is zeros; a length past 2^31 samples
+    // is refused rather than allocated.
+    if length > (1 << 31) {
+        return Err(format!(
+            "length {length} is too large (at most 2^31 samples)"
+        ));
+    }
     let end = (start + length).min(total);
     if let Some(t) = (start..end).find(|&t| env[t] < 1e-11) {
         return Err(format!(

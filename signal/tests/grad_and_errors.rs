@@ -207,6 +207,30 @@ fn bad_arguments_are_typed_errors_at_the_callers_line() {
     let line = line!() + 1;
     let y = resample(&x, 0, 16000);
     refused(&y, line, "resample", &["positive"]);
+    // Rates that reduce to large coprime numbers would need gigabytes of filters.
+    let line = line!() + 1;
+    let y = resample(&x, 44101, 48000);
+    refused(&y, line, "resample", &["intermediate rate"]);
+    // A window longer than n_fft with window normalisation, and a huge istft length.
+    let norm = SpectrogramOpts {
+        normalized: true,
+        stft: StftOpts {
+            win_length: Some(500),
+            ..StftOpts::new(400)
+        },
+        ..SpectrogramOpts::new(400)
+    };
+    let line = line!() + 1;
+    let y = spectrogram(&x, &norm);
+    refused(&y, line, "spectrogram", &["win_length 500"]);
+    let huge = IstftOpts {
+        stft: StftOpts::new(400),
+        length: Some(usize::MAX),
+    };
+    let z = g.input("z2", DType::F32, [1, 201, 10, 2]);
+    let line = line!() + 1;
+    let y = istft(&z, &huge);
+    refused(&y, line, "istft", &["too large"]);
 }
 
 #[test]

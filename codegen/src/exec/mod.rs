@@ -259,6 +259,9 @@ pub struct Executable {
     states: Vec<StateBinding>,
     /// Per step: calls and total time, while profiling ([`Executable::set_profiling`]).
     profile: Option<Vec<(u64, Duration)>>,
+    /// Copies of the outputs that were (views of) the caller's feed arrays in the last
+    /// run ([`Executable::keep_fed_outputs`]).
+    kept: Vec<Array>,
 }
 
 /// A scan step's compiled body and reusable staging memory.
@@ -583,6 +586,7 @@ impl Executable {
             scratch_i64: Vec::new(),
             scans,
             states: Vec::new(),
+            kept: Vec::new(),
             profile: None,
         }
     }
@@ -616,13 +620,55 @@ impl Executable {
             .collect())
     }
 
-    /// Output `i` of the last [`Executable::run_in_place`] as a new array.
+    /// Output `i` of the last [`Executable::run_in_place`] as a new array (zeros before
+    /// any run, or after a failed one for an output that was a feed).
     pub fn output_array(&self, i: usize) -> Array {
         let b = self.compiled.plan.outputs[i];
         let ty = &self.compiled.plan.buffers[b].ty;
+        if self.ptrs[b].is_null() {
+            return Array::full(ty.dtype, ty.shape.clone(), 0.0);
+        }
         // SAFETY: buffer `b` holds numel elements of its dtype: a temp/const storage
-        // allocated for it, or a feed array checked against `ty` in the last run.
+        // allocated for it, a bound state, or an owned copy of a fed output
+        // (`keep_fed_outputs`), never an array the caller may have freed since.
         unsafe { read_array(self.ptrs[b], ty) }
+    }
+
+    /// After a run: outputs that are (views of) the caller's feed arrays are copied
+    /// into storage the executable owns, so reading them later never touches an array
+    /// the caller may have freed; after a failed run, the pointers to the caller's
+    /// arrays are cleared instead.
+    fn keep_fed_outputs(&mut self, feeds: &[(&str, &Array)], ok: bool) {
+        let ranges: Vec<(usize, usize)> = feeds
+            .iter()
+            .map(|(_, a)| {
+                let p = array_ptr(a) as usize;
+                (p, p + a.numel() * elem_size(a.dtype()))
+            })
+            .collect();
+        let inside = |p: *mut u8| {
+            let p = p as usize;
+            ranges.iter().any(|&(lo, hi)| p >= lo && p < hi)
+        };
+        self.kept.clear();
+        let plan = &self.compiled.plan;
+        for (i, p) in self.ptrs.iter_mut().enumerate() {
+            if p.is_null() || !inside(*p) {
+                continue;
+            }
+            let b = BufId::new(i);
+            if ok && plan.outputs.contains(&b) {
+                // SAFETY: `p` points into a feed array borrowed for this call, at a view
+                // the planner typed as buffer `b` (numel elements of its dtype).
+                let a = unsafe { read_array(*p, &plan.buffers[b].ty) };
+                self.kept.push(a);
+                if let Some(k) = self.kept.last() {
+                    *p = array_ptr(k);
+                }
+            } else {
+                *p = std::ptr::null_mut();
+            }
+        }
     }
 
     /// Output `i` of the last run, in place, as f32 (`None` for another dtype).
@@ -672,12 +718,23 @@ impl Executable {
                     got: Box::new(got),
                 });
             }
-            self.ptrs[*buf] = array_ptr(a);
+        }
+        // Every feed checked: only now point at the caller's arrays (a refused run
+        // leaves no pointer to them).
+        for (name, _, buf) in &self.feeds {
+            if let Some((_, a)) = feeds.iter().find(|(n, _)| n == name) {
+                if !self.states.iter().any(|st| st.feed_buf == *buf) {
+                    self.ptrs[*buf] = array_ptr(a);
+                }
+            }
         }
         self.point_states();
-        self.execute()?;
-        self.commit_states();
-        Ok(())
+        let r = self.execute();
+        if r.is_ok() {
+            self.commit_states();
+        }
+        self.keep_fed_outputs(feeds, r.is_ok());
+        r
     }
 
     /// Executes the steps (feeds already pointed at).

@@ -17,9 +17,10 @@
 //! the state arrays between the two executables (no copy). The learning rates, frozen
 //! parameters, step count and step seed are the step's own, whatever the batch size.
 //!
-//! Which batch a feed asks for: the first axis where a feed's shape differs from the
-//! compiled input's, when that axis has the compiled batch size (so `[B, T, F]` and
-//! `[T, B, F]` inputs both work); any other difference is the run's typed error.
+//! Which batch a feed asks for: a feed whose shape differs from the compiled input's in
+//! one axis only, that axis being the input's first of the compiled batch size (so
+//! `[B, T, F]` and `[T, B, F]` inputs both work, unless T equals the batch); any other
+//! difference is the run's typed error, before anything is compiled.
 
 use super::{exec, next_version, Evaluator, TrainStep};
 use crate::builder::GraphBuilder;
@@ -103,7 +104,12 @@ pub(super) fn requested_batch(
         let Some(axis) = (0..fed.len()).find(|&i| fed[i] != compiled[i]) else {
             continue;
         };
-        if compiled[axis] != batch || fed[axis] == 0 {
+        // The batch axis of an input is its first axis of the compiled batch size; a
+        // difference elsewhere (a feature size equal to the batch) is not a new batch,
+        // and neither is a second difference.
+        let batch_axis = compiled.iter().position(|&d| d == batch);
+        let only_one = (axis + 1..fed.len()).all(|i| fed[i] == compiled[i]);
+        if batch_axis != Some(axis) || !only_one || fed[axis] == 0 {
             return None;
         }
         match want {

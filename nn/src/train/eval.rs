@@ -70,6 +70,7 @@ impl Evaluator {
     /// [`Evaluator::executable`]`().output_f32(i)`).
     pub fn run_in_place(&mut self, step: &TrainStep, feeds: &[(&str, &Array)]) -> Result<()> {
         self.serve(step, feeds)?;
+        let fixed = self.any.is_none();
         check_feeds(&self.index_checks, feeds.iter().copied())?;
         let mut all: Vec<(&str, &Array)> = Vec::with_capacity(feeds.len());
         for &(n, a) in feeds {
@@ -95,7 +96,13 @@ impl Evaluator {
         // is reused between calls (small-batch inference).
         self.exe
             .run_in_place_versioned(&all, step.weights_version(), &weights)
-            .map_err(|e| super::any_batch::fixed_batch_hint(e, "TrainStep::evaluator_any_batch"))
+            .map_err(|e| {
+                if fixed {
+                    super::any_batch::fixed_batch_hint(e, "TrainStep::evaluator_any_batch")
+                } else {
+                    exec(e)
+                }
+            })
     }
 
     /// The executable.

@@ -383,6 +383,7 @@ impl TrainStep {
     /// backward, update. Returns the loss (before the update).
     pub fn step(&mut self, feeds: &[(&str, &Array)]) -> Result<f64> {
         self.serve(feeds)?;
+        let fixed = self.any.is_none();
         check_feeds(&self.index_checks, feeds.iter().copied())?;
         let TrainStep {
             exe,
@@ -415,8 +416,13 @@ impl TrainStep {
             }
         }
         seed.feed(exe, &mut all);
-        exe.run_in_place(&all)
-            .map_err(|e| any_batch::fixed_batch_hint(e, "TrainStep::any_batch"))?;
+        exe.run_in_place(&all).map_err(|e| {
+            if fixed {
+                any_batch::fixed_batch_hint(e, "TrainStep::any_batch")
+            } else {
+                exec(e)
+            }
+        })?;
         drop(all);
         if let Some(acc) = accum {
             for n in &acc.names {
@@ -434,6 +440,7 @@ impl TrainStep {
     /// its own gradient and applies the sum. Returns the micro-batch's loss.
     pub fn accumulate(&mut self, feeds: &[(&str, &Array)]) -> Result<f64> {
         self.serve(feeds)?;
+        let fixed = self.any.is_none();
         check_feeds(&self.index_checks, feeds.iter().copied())?;
         let Some(acc) = &mut self.accum else {
             return Err(train_err(
@@ -454,9 +461,13 @@ impl TrainStep {
             }
         }
         self.seed.feed(&acc.exe, &mut all);
-        acc.exe
-            .run_in_place(&all)
-            .map_err(|e| any_batch::fixed_batch_hint(e, "TrainStep::any_batch"))?;
+        acc.exe.run_in_place(&all).map_err(|e| {
+            if fixed {
+                any_batch::fixed_batch_hint(e, "TrainStep::any_batch")
+            } else {
+                exec(e)
+            }
+        })?;
         drop(all);
         // Buffers updated by the forward (running statistics) advance with every
         // micro-batch, as PyTorch's forward does; they are outputs after the sums.
