@@ -639,19 +639,16 @@ impl Executable {
     /// the caller may have freed; after a failed run, the pointers to the caller's
     /// arrays are cleared instead.
     fn keep_fed_outputs(&mut self, feeds: &[(&str, &Array)], ok: bool) {
-        let ranges: Vec<(usize, usize)> = feeds
-            .iter()
-            .map(|(_, a)| {
-                let p = array_ptr(a) as usize;
-                (p, p + a.numel() * elem_size(a.dtype()))
-            })
-            .collect();
+        // No allocation unless an output is fed (the no-allocation guarantee of runs).
         let inside = |p: *mut u8| {
             let p = p as usize;
-            ranges.iter().any(|&(lo, hi)| p >= lo && p < hi)
+            feeds.iter().any(|(_, a)| {
+                let lo = array_ptr(a) as usize;
+                p >= lo && p < lo + a.numel() * elem_size(a.dtype())
+            })
         };
-        self.kept.clear();
         let plan = &self.compiled.plan;
+        let mut used = 0;
         for (i, p) in self.ptrs.iter_mut().enumerate() {
             if p.is_null() || !inside(*p) {
                 continue;
@@ -661,14 +658,20 @@ impl Executable {
                 // SAFETY: `p` points into a feed array borrowed for this call, at a view
                 // the planner typed as buffer `b` (numel elements of its dtype).
                 let a = unsafe { read_array(*p, &plan.buffers[b].ty) };
-                self.kept.push(a);
-                if let Some(k) = self.kept.last() {
-                    *p = array_ptr(k);
+                // (A copy per run: outputs that are feeds are rare, and the only
+                // allocation of such a run.)
+                if used < self.kept.len() {
+                    self.kept[used] = a;
+                } else {
+                    self.kept.push(a);
                 }
+                *p = array_ptr(&self.kept[used]);
+                used += 1;
             } else {
                 *p = std::ptr::null_mut();
             }
         }
+        self.kept.truncate(used);
     }
 
     /// Output `i` of the last run, in place, as f32 (`None` for another dtype).
