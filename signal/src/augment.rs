@@ -55,64 +55,41 @@ pub fn time_masking(x: &Tensor, param: usize, training: bool) -> Tensor {
     mask_along(x, param, -1, training, "time_masking")
 }
 
-/// torchaudio's `FrequencyMasking(freq_mask_param)`, in train mode until
-/// `set_training(false)`.
-#[derive(Debug)]
-pub struct FrequencyMasking {
-    /// Maximum band width (exclusive).
-    pub param: usize,
-    training: Cell<bool>,
-}
-
-impl FrequencyMasking {
-    /// Bands of up to `param − 1` bins.
-    pub fn new(param: usize) -> FrequencyMasking {
-        FrequencyMasking {
-            param,
-            training: Cell::new(true),
+/// A masking module (torchaudio's class of the same name) applying `$apply`, in train
+/// mode until `set_training(false)`.
+macro_rules! masking_module {
+    ($name:ident, $apply:ident, $what:literal) => {
+        #[doc = concat!("torchaudio's `", stringify!($name), "`: [`", stringify!($apply), "`] of bands of up to `param − 1` ", $what, ", in train mode until `set_training(false)`.")]
+        #[derive(Debug)]
+        pub struct $name {
+            /// Maximum band width (exclusive).
+            pub param: usize,
+            training: Cell<bool>,
         }
-    }
-}
 
-impl Module for FrequencyMasking {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        frequency_masking(x, self.param, self.training.get())
-    }
-    fn set_training(&self, training: bool) {
-        self.training.set(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training.get()
-    }
-}
-
-/// torchaudio's `TimeMasking(time_mask_param)`, in train mode until
-/// `set_training(false)`.
-#[derive(Debug)]
-pub struct TimeMasking {
-    /// Maximum band width (exclusive).
-    pub param: usize,
-    training: Cell<bool>,
-}
-
-impl TimeMasking {
-    /// Bands of up to `param − 1` frames.
-    pub fn new(param: usize) -> TimeMasking {
-        TimeMasking {
-            param,
-            training: Cell::new(true),
+        impl $name {
+            #[doc = concat!("Bands of up to `param − 1` ", $what, ".")]
+            pub fn new(param: usize) -> $name {
+                $name {
+                    param,
+                    training: Cell::new(true),
+                }
+            }
         }
-    }
+
+        impl Module for $name {
+            fn forward(&self, x: &Tensor) -> Tensor {
+                $apply(x, self.param, self.training.get())
+            }
+            fn set_training(&self, training: bool) {
+                self.training.set(training);
+            }
+            fn is_training(&self) -> bool {
+                self.training.get()
+            }
+        }
+    };
 }
 
-impl Module for TimeMasking {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        time_masking(x, self.param, self.training.get())
-    }
-    fn set_training(&self, training: bool) {
-        self.training.set(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training.get()
-    }
-}
+masking_module!(FrequencyMasking, frequency_masking, "frequency bins");
+masking_module!(TimeMasking, time_masking, "frames");

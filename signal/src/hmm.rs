@@ -78,19 +78,10 @@ impl Markov {
         let s = self.states;
         let ln = |v: &[f64]| v.iter().map(|p| p.ln()).collect::<Vec<f64>>();
         (
-            constant(g, vec![s], ln(&self.start), dtype),
-            constant(g, vec![s, s], ln(&self.trans), dtype),
+            crate::constant(g, &[s], &ln(&self.start), dtype),
+            crate::constant(g, &[s, s], &ln(&self.trans), dtype),
         )
     }
-}
-
-fn constant(g: &GraphBuilder, shape: Vec<usize>, v: Vec<f64>, dtype: DType) -> Tensor {
-    let a = if dtype == DType::F64 {
-        Array::f64(shape.clone(), v)
-    } else {
-        Array::f32(shape.clone(), v.iter().map(|&x| x as f32).collect())
-    };
-    g.constant(a.unwrap_or_else(|_| Array::full(dtype, shape, 0.0)))
 }
 
 /// Diagonal-Gaussian emission log-densities: `x` `[B, T, D]`, `means` and `vars`

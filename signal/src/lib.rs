@@ -55,6 +55,22 @@ pub fn mix_channels(x: &onde_nn::Tensor) -> onde_nn::Tensor {
     x.mean([-2i64], true)
 }
 
+/// `values` (computed in f64 on the host: DFT matrices, filterbanks, windows) as a
+/// constant of `g` in the signal's `dtype`.
+pub(crate) fn constant(
+    g: &onde_nn::GraphBuilder,
+    shape: &[usize],
+    values: &[f64],
+    dtype: onde_ir::DType,
+) -> onde_nn::Tensor {
+    match onde_ir::Array::from_f64(dtype, shape.to_vec(), values) {
+        Ok(a) => g.constant(a),
+        Err(e) => g
+            .zeros(shape.to_vec(), dtype)
+            .refuse("constant", e.to_string()),
+    }
+}
+
 /// A signal function's refusal of its arguments (those that build no graph).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SignalError {

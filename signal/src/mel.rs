@@ -4,7 +4,8 @@
 
 use crate::spectrogram::{power_frames, SpectrogramOpts};
 use crate::SignalError;
-use onde_ir::{Array, DType};
+use onde_ir::Array;
+
 use onde_nn::Tensor;
 
 /// The mel scale.
@@ -202,13 +203,7 @@ pub(crate) fn mel_frames(x: &Tensor, o: &MelOpts) -> Result<Tensor, String> {
     let (nf, nm) = (dims[0], dims[1]);
     let v = fb.to_f64_vec();
     let t: Vec<f64> = (0..nm * nf).map(|i| v[(i % nf) * nm + i / nf]).collect();
-    let fbt = if p.dtype() == DType::F64 {
-        Array::f64([nm, nf], t)
-    } else {
-        Array::f32([nm, nf], t.iter().map(|&v| v as f32).collect())
-    }
-    .map_err(|e| e.to_string())?;
-    Ok(x.builder().constant(fbt).matmul(&p))
+    Ok(crate::constant(x.builder(), &[nm, nf], &t, p.dtype()).matmul(&p))
 }
 
 /// torchaudio's `MelSpectrogram`: `x` `[..., T]` → `[..., n_mels, n_frames]`.

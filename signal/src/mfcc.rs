@@ -3,7 +3,7 @@
 
 use crate::mel::{mel_frames, MelOpts};
 use crate::spectrogram::{amplitude_to_db, DbOpts, Scale};
-use onde_ir::{Array, DType};
+
 use onde_nn::{PadMode, Tensor};
 
 /// torchaudio's `create_dct`: the `[n_mels, n_mfcc]` DCT-II matrix, orthonormal with
@@ -63,18 +63,6 @@ impl Default for MfccOpts {
     }
 }
 
-fn constant(x: &Tensor, shape: [usize; 2], v: Vec<f64>) -> Tensor {
-    let a = if x.dtype() == DType::F64 {
-        Array::f64(shape, v)
-    } else {
-        Array::f32(shape, v.iter().map(|&v| v as f32).collect())
-    };
-    match a {
-        Ok(a) => x.builder().constant(a),
-        Err(e) => x.refuse("constant", e.to_string()),
-    }
-}
-
 /// torchaudio's `MFCC`: `x` `[..., T]` → `[..., n_mfcc, n_frames]`.
 #[track_caller]
 pub fn mfcc(x: &Tensor, o: &MfccOpts) -> Tensor {
@@ -119,7 +107,7 @@ pub fn mfcc(x: &Tensor, o: &MfccOpts) -> Tensor {
     let dct_t: Vec<f64> = (0..o.n_mfcc * n_mels)
         .map(|i| dct[(i % n_mels) * o.n_mfcc + i / n_mels])
         .collect();
-    constant(x, [o.n_mfcc, n_mels], dct_t).matmul(&mel)
+    crate::constant(x.builder(), &[o.n_mfcc, n_mels], &dct_t, x.dtype()).matmul(&mel)
 }
 
 /// torchaudio's `compute_deltas` along the last (time) axis: `Σₖ k·(x[t+k] −

@@ -4,7 +4,6 @@
 //! is convolved with `new` polyphase filters of `2·width + orig` taps at stride `orig`
 //! (one strided convolution, differentiable), the phases interleaved.
 
-use onde_ir::{Array, DType};
 use onde_nn::{ConvOpts, Tensor};
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -78,13 +77,7 @@ fn resample_inner(x: &Tensor, orig_freq: u32, new_freq: u32) -> Result<Tensor, S
     }
     let (k, width) = kernel(orig, new, 6, 0.99);
     let taps = 2 * width + orig;
-    let w = if ty.dtype == DType::F64 {
-        Array::f64([new, 1, taps], k)
-    } else {
-        Array::f32([new, 1, taps], k.iter().map(|&v| v as f32).collect())
-    }
-    .map_err(|e| e.to_string())?;
-    let w = x.builder().constant(w);
+    let w = crate::constant(x.builder(), &[new, 1, taps], &k, ty.dtype);
     let n: usize = lead.iter().product();
     let padded = x.reshape([n, 1, t]).pad([width, width + orig], 0.0);
     let conv = ConvOpts {

@@ -64,19 +64,25 @@ impl SpectrogramOpts {
     }
 }
 
-/// The power (or magnitude) spectrum `[..., n_freq, n_frames]`, or why not.
-pub(crate) fn power_frames(x: &Tensor, o: &SpectrogramOpts, power: f64) -> Result<Tensor, String> {
-    // Before the window normalisation reads the window.
+/// The STFT as torchaudio's `Spectrogram` takes it (the options checked before the
+/// window normalisation reads the window, `pad` zeros on both sides): (re, im)
+/// `[..., n_freq, n_frames]`, or why not.
+fn complex(x: &Tensor, o: &SpectrogramOpts) -> Result<(Tensor, Tensor), String> {
     o.stft.check()?;
-    if !(power.is_finite() && power > 0.0) {
-        return Err(format!("power must be positive, got {power}"));
-    }
     let x = if o.pad > 0 {
         x.pad([o.pad, o.pad], 0.0)
     } else {
         x.clone()
     };
-    let (re, im) = dft(&x, &o.stft, o.scale())?;
+    dft(&x, &o.stft, o.scale())
+}
+
+/// The power (or magnitude) spectrum `[..., n_freq, n_frames]`, or why not.
+pub(crate) fn power_frames(x: &Tensor, o: &SpectrogramOpts, power: f64) -> Result<Tensor, String> {
+    if !(power.is_finite() && power > 0.0) {
+        return Err(format!("power must be positive, got {power}"));
+    }
+    let (re, im) = complex(x, o)?;
     let p2 = re.square() + im.square();
     Ok(if power == 2.0 {
         p2
@@ -95,17 +101,7 @@ pub(crate) fn power_frames(x: &Tensor, o: &SpectrogramOpts, power: f64) -> Resul
 pub fn spectrogram(x: &Tensor, o: &SpectrogramOpts) -> Tensor {
     let r = match o.power {
         Some(p) => power_frames(x, o, p),
-        None => {
-            if let Err(e) = o.stft.check() {
-                return x.refuse("spectrogram", e);
-            }
-            let x = if o.pad > 0 {
-                x.pad([o.pad, o.pad], 0.0)
-            } else {
-                x.clone()
-            };
-            dft(&x, &o.stft, o.scale()).map(|(re, im)| onde_nn::stack(&[&re, &im], -1))
-        }
+        None => complex(x, o).map(|(re, im)| onde_nn::stack(&[&re, &im], -1)),
     };
     // A `match`, not `unwrap_or_else`: the caller's location does not pass through a
     // closure.

@@ -17,7 +17,7 @@
 //! matrices are exact to the dtype's rounding.
 
 use crate::window::Window;
-use onde_ir::{Array, DType};
+use onde_ir::DType;
 use onde_nn::{PadMode, Tensor};
 
 /// Options of [`stft`], with `torch.stft`'s defaults.
@@ -159,8 +159,8 @@ pub fn frame(x: &Tensor, frame_length: usize, hop: usize) -> Tensor {
 }
 
 /// The DFT matrix `[2·n_freq, n_fft]` (cosines then negated sines, the window and
-/// `scale` folded in) in `dtype`.
-fn dft_matrix(o: &StftOpts, scale: f64, dtype: DType) -> Array {
+/// `scale` folded in).
+fn dft_matrix(o: &StftOpts, scale: f64) -> Vec<f64> {
     let (n, nf) = (o.n_fft, o.n_freq());
     let w = o.padded_window();
     let mut m = vec![0.0f64; 2 * nf * n];
@@ -171,13 +171,7 @@ fn dft_matrix(o: &StftOpts, scale: f64, dtype: DType) -> Array {
             m[(nf + k) * n + i] = -wi * a.sin() * scale;
         }
     }
-    let shape = [2 * nf, n];
-    let a = if dtype == DType::F64 {
-        Array::f64(shape, m)
-    } else {
-        Array::f32(shape, m.iter().map(|&v| v as f32).collect())
-    };
-    a.unwrap_or_else(|_| Array::full(dtype, shape, 0.0))
+    m
 }
 
 /// The real and imaginary parts of the windowed DFT of every frame, each
@@ -211,7 +205,13 @@ pub(crate) fn dft(x: &Tensor, o: &StftOpts, scale: f64) -> Result<(Tensor, Tenso
     if let Some((n1, n2)) = split(o.n_fft) {
         return Ok(two_stage_dft(&frames, o, scale, ty.dtype, n1, n2));
     }
-    let m = x.builder().constant(dft_matrix(o, scale, ty.dtype));
+    let nf = o.n_freq();
+    let m = crate::constant(
+        x.builder(),
+        &[2 * nf, o.n_fft],
+        &dft_matrix(o, scale),
+        ty.dtype,
+    );
     let y = m.matmul(&frames);
     let nf = o.n_freq();
     Ok((y.narrow(-2, 0, nf), y.narrow(-2, nf as i64, nf)))
@@ -223,15 +223,6 @@ pub(crate) fn dft(x: &Tensor, o: &StftOpts, scale: f64) -> Result<(Tensor, Tenso
 fn split(n: usize) -> Option<(usize, usize)> {
     let n1 = (8..=n.isqrt()).rev().find(|d| n.is_multiple_of(*d))?;
     (n / n1 >= 8).then_some((n1, n / n1))
-}
-
-fn constant(g: &onde_nn::GraphBuilder, shape: Vec<usize>, v: Vec<f64>, dtype: DType) -> Tensor {
-    let a = if dtype == DType::F64 {
-        Array::f64(shape.clone(), v)
-    } else {
-        Array::f32(shape.clone(), v.iter().map(|&x| x as f32).collect())
-    };
-    g.constant(a.unwrap_or_else(|_| Array::full(dtype, shape, 0.0)))
 }
 
 /// The DFT of frames `[..., n, F]` (`n = n1·n2`) in two stages of matrix products,
@@ -264,7 +255,7 @@ fn two_stage_dft(
     };
     // The window (and scale), then [..., n1, n2·F].
     let w: Vec<f64> = o.padded_window().iter().map(|v| v * scale).collect();
-    let xa = (frames * constant(g, vec![n, 1], w, dtype)).reshape(shaped(&[n1, n2 * count]));
+    let xa = (frames * crate::constant(g, &[n, 1], &w, dtype)).reshape(shaped(&[n1, n2 * count]));
     // Stage A: rows (cos, −sin) of 2π·i1·k1/n1 interleaved per k1, so the product
     // [..., 2·n1, n2·F] reads as [..., n1, (re | im)·n2, F] without a copy.
     let mut ma = vec![0.0; 2 * n1 * n1];
@@ -275,7 +266,7 @@ fn two_stage_dft(
             ma[(2 * k1 + 1) * n1 + i1] = -a.sin();
         }
     }
-    let y = constant(g, vec![2 * n1, n1], ma, dtype)
+    let y = crate::constant(g, &[2 * n1, n1], &ma, dtype)
         .matmul(&xa)
         .reshape(shaped(&[n1, 2 * n2, count]));
     // Stage B with the twiddle folded in: per k1, X[k] for k = k1 + n1·k2 is
@@ -298,7 +289,7 @@ fn two_stage_dft(
             }
         }
     }
-    let xb = constant(g, vec![n1, 2 * m2, 2 * n2], mb, dtype).matmul(&y);
+    let xb = crate::constant(g, &[n1, 2 * m2, 2 * n2], &mb, dtype).matmul(&y);
     // [..., k1, k2, F] -> [..., k2, k1, F] -> bins k2·n1 + k1, the first n_freq.
     let order = |part: Tensor| {
         part.transpose(-3, -2)
@@ -424,17 +415,11 @@ fn istft_inner(z: &Tensor, o: &IstftOpts) -> Result<Tensor, String> {
             };
         }
     }
-    let konst = |v: Vec<f64>, shape: [usize; 2]| -> Result<Tensor, String> {
-        let a = if ty.dtype == DType::F64 {
-            Array::f64(shape, v)
-        } else {
-            Array::f32(shape, v.iter().map(|&x| x as f32).collect())
-        };
-        Ok(z.builder().constant(a.map_err(|e| e.to_string())?))
-    };
     let re = z.narrow(-1, 0, 1).squeeze(-1);
     let im = z.narrow(-1, 1, 1).squeeze(-1);
-    let frames = konst(cr, [n, nf])?.matmul(&re) + konst(ci, [n, nf])?.matmul(&im);
+    let g = z.builder();
+    let frames = crate::constant(g, &[n, nf], &cr, ty.dtype).matmul(&re)
+        + crate::constant(g, &[n, nf], &ci, ty.dtype).matmul(&im);
     let y = overlap_add(&frames, n, hop, count);
     // The window envelope Σ_f w²[t − f·hop], on the host; samples it does not cover
     // (below 1e-11) are an error, as in PyTorch.
@@ -472,14 +457,7 @@ fn istft_inner(z: &Tensor, o: &IstftOpts) -> Result<Tensor, String> {
         .iter()
         .map(|&e| if e < 1e-11 { 0.0 } else { 1.0 / e })
         .collect();
-    let inv = {
-        let a = if ty.dtype == DType::F64 {
-            Array::f64([total], inv)
-        } else {
-            Array::f32([total], inv.iter().map(|&x| x as f32).collect())
-        };
-        z.builder().constant(a.map_err(|e| e.to_string())?)
-    };
+    let inv = crate::constant(g, &[total], &inv, ty.dtype);
     let y = y * inv;
     let avail = end - start;
     Ok(if length <= avail {
