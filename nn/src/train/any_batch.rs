@@ -38,21 +38,17 @@ pub(super) type BuildOutputs = Box<dyn FnMut(usize) -> Result<Vec<Tensor>>>;
 /// executables hold stale state until switched to), and the build function.
 pub(super) struct AnyBatch {
     pub(super) batch: usize,
-    pub(super) spares: Vec<TrainStep>,
+    pub(super) spares: Vec<(usize, TrainStep)>,
     pub(super) build: BuildStep,
     /// The model's builder: its pending buffer updates are cleared before each build,
     /// so a batch norm's running-statistics update of one batch size does not chain
     /// onto another's ([`GraphBuilder::latest_buffer`]).
-    pub(super) g: Option<GraphBuilder>,
+    pub(super) g: GraphBuilder,
 }
 
 impl std::fmt::Debug for AnyBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let spares: Vec<usize> = self
-            .spares
-            .iter()
-            .filter_map(TrainStep::batch_size)
-            .collect();
+        let spares: Vec<usize> = self.spares.iter().map(|(b, _)| *b).collect();
         f.debug_struct("AnyBatch")
             .field("batch", &self.batch)
             .field("spares", &spares)
@@ -184,7 +180,7 @@ impl TrainStep {
             batch,
             spares: Vec::new(),
             build: Box::new(build),
-            g: Some(g.clone()),
+            g: g.clone(),
         });
         Ok(step)
     }
@@ -199,10 +195,7 @@ impl TrainStep {
     /// [`TrainStep::any_batch`]).
     pub fn compiled_batch_sizes(&self) -> Vec<usize> {
         self.any.as_ref().map_or_else(Vec::new, |any| {
-            sorted_sizes(
-                any.batch,
-                any.spares.iter().filter_map(TrainStep::batch_size),
-            )
+            sorted_sizes(any.batch, any.spares.iter().map(|(b, _)| *b))
         })
     }
 
@@ -221,29 +214,18 @@ impl TrainStep {
         let Some(b) = requested_batch(&self.exe, feeds, any.batch) else {
             return Ok(());
         };
-        let i = match any
-            .spares
-            .iter()
-            .position(|s| s.any.as_ref().map(|a| a.batch) == Some(b))
-        {
+        let i = match any.spares.iter().position(|(s, _)| *s == b) {
             Some(i) => i,
             None => {
-                if let Some(g) = &any.g {
-                    g.clear_buffer_updates();
-                }
-                let mut v = (any.build)(b)?;
+                any.g.clear_buffer_updates();
+                let v = (any.build)(b)?;
                 self.check_same_state(&v, b)?;
-                v.any = Some(AnyBatch {
-                    batch: b,
-                    spares: Vec::new(),
-                    build: Box::new(|_| unreachable_build()),
-                    g: None,
-                });
-                any.spares.push(v);
+                any.spares.push((b, v));
                 any.spares.len() - 1
             }
         };
-        let spare = &mut any.spares[i];
+        let (sb, spare) = &mut any.spares[i];
+        std::mem::swap(&mut any.batch, sb);
         // The compiled parts change places; the state moves into the new active one.
         std::mem::swap(&mut self.exe, &mut spare.exe);
         std::mem::swap(&mut self.accum, &mut spare.accum);
@@ -252,9 +234,6 @@ impl TrainStep {
         std::mem::swap(&mut self.grads_at, &mut spare.grads_at);
         std::mem::swap(&mut self.n_extra, &mut spare.n_extra);
         std::mem::swap(&mut self.bindings, &mut spare.bindings);
-        if let Some(sa) = spare.any.as_mut() {
-            std::mem::swap(&mut any.batch, &mut sa.batch);
-        }
         let names = self.bindings.iter().map(|(n, _)| n).chain(&self.updated);
         for n in names {
             self.exe.swap_state_with(&mut spare.exe, n).map_err(exec)?;
@@ -341,14 +320,6 @@ impl TrainStep {
         let refs: Vec<&Tensor> = outputs.iter().collect();
         self.evaluator(&g, &refs)
     }
-}
-
-/// The build function of a spare executable is never called (the step that owns the
-/// spares builds them).
-fn unreachable_build() -> Result<TrainStep> {
-    Err(Error::Train {
-        reason: "internal: a spare batch size has no build function".into(),
-    })
 }
 
 impl Evaluator {
