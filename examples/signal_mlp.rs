@@ -45,6 +45,6 @@ fn main() -> onde::Result<()> {
     );
     onde::checkpoint::save(&out, &step.state_dict())?;
     println!("saved parameters and optimiser state to {out}");
-    println!("curves: signal_mlp_plots/curves.png (and .svg), confusion matrix: signal_mlp_plots/confusion.png");
+    println!("curves: signal_mlp_plots/curves.png (and .svg), confusion matrix: signal_mlp_plots/confusion.png (and .svg)");
     Ok(())
 }

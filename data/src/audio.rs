@@ -77,6 +77,17 @@ fn wav_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 impl AudioFiles {
+    /// Clips and class names, no rate expected, no groups, nothing skipped.
+    fn of(clips: Vec<Clip>, classes: Vec<String>) -> AudioFiles {
+        AudioFiles {
+            clips,
+            classes,
+            rate: None,
+            group: None,
+            skipped: Vec::new(),
+        }
+    }
+
     /// The `.wav` files under each sub-folder of `root` (searched recursively), the
     /// sub-folder's name being the class; classes sorted by name get labels 0, 1, ….
     ///
@@ -110,13 +121,7 @@ impl AudioFiles {
                 "no class sub-folders (expected root/<class>/*.wav)",
             ));
         }
-        Ok(AudioFiles {
-            clips,
-            classes,
-            rate: None,
-            group: None,
-            skipped: Vec::new(),
-        })
+        Ok(AudioFiles::of(clips, classes))
     }
 
     /// The clips listed in the CSV `manifest`: one `path,label[,start,end]` per line
@@ -177,13 +182,7 @@ impl AudioFiles {
                 span,
             })
             .collect();
-        Ok(AudioFiles {
-            clips,
-            classes,
-            rate: None,
-            group: None,
-            skipped: Vec::new(),
-        })
+        Ok(AudioFiles::of(clips, classes))
     }
 
     /// Every file must have this sampling rate (an error naming the file otherwise;

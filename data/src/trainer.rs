@@ -26,8 +26,9 @@
 //! (tested).
 //!
 //! Pictures: with `plots_dir`, `curves.png` and `curves.svg` (loss and accuracy per
-//! epoch, train against validation) and `confusion.png` (the last epoch's validation
-//! confusion matrix, or the training one without validation), rewritten after every
+//! epoch, train against validation) and `confusion.png` and `confusion.svg` (the last
+//! epoch's validation confusion matrix, or the training one without validation),
+//! rewritten after every
 //! epoch ([`crate::plot`]); after a resume the curves start at the resumed epoch (the
 //! metric log has them all).
 //!
@@ -87,7 +88,7 @@ pub struct Trainer {
     pub quiet: bool,
     /// Batches whose gradients are summed per optimiser update (1: none).
     pub accumulate: usize,
-    /// Where `curves.png`, `curves.svg` and `confusion.png` go.
+    /// Where `curves.png`/`.svg` and `confusion.png`/`.svg` go.
     pub plots_dir: Option<std::path::PathBuf>,
     /// Class names for the confusion matrix (default: the class numbers).
     pub class_names: Vec<String>,
@@ -217,6 +218,31 @@ impl Trainer {
             f64s(vec![self.best_metric.unwrap_or(f64::NAN)])?,
         ));
         onde_nn::checkpoint::save(dir.join(name), &dict).map_err(nn_error)
+    }
+
+    /// The pictures after an epoch: the curves of `done` and `last`, and `last`'s
+    /// confusion matrix (validation, else training), each as PNG and SVG.
+    fn draw(
+        &self,
+        dir: &std::path::Path,
+        done: &[EpochSummary],
+        last: &EpochSummary,
+        confusion: &[u64],
+    ) -> Result<()> {
+        let history: Vec<EpochSummary> = done.iter().chain([last]).cloned().collect();
+        let names: Vec<String> = (0..self.classes)
+            .map(|c| {
+                self.class_names
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| c.to_string())
+            })
+            .collect();
+        for ext in ["png", "svg"] {
+            crate::plot::training_curves(&history, dir.join(format!("curves.{ext}")))?;
+            crate::plot::confusion_matrix(confusion, &names, dir.join(format!("confusion.{ext}")))?;
+        }
+        Ok(())
     }
 
     /// Removes the trainer's counters from a loaded checkpoint and applies them.
@@ -420,20 +446,8 @@ impl Trainer {
                 }
             }
             if let Some(dir) = &self.plots_dir {
-                let mut history = out.clone();
-                history.push(summary.clone());
-                crate::plot::training_curves(&history, dir.join("curves.png"))?;
-                crate::plot::training_curves(&history, dir.join("curves.svg"))?;
                 let m = if summary.valid.is_empty() { &tm } else { &vm };
-                let names: Vec<String> = (0..self.classes)
-                    .map(|c| {
-                        self.class_names
-                            .get(c)
-                            .cloned()
-                            .unwrap_or_else(|| c.to_string())
-                    })
-                    .collect();
-                crate::plot::confusion_matrix(m.confusion(), &names, dir.join("confusion.png"))?;
+                self.draw(dir, &out, &summary, m.confusion())?;
             }
             self.save(step, "last.safetensors", epoch + 1)?;
             if summary.best {

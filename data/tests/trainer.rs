@@ -21,6 +21,11 @@ fn signals(n: usize, seed: u64) -> Arc<dyn Dataset> {
 
 /// The step (logits as extra output 1) and its eval-mode evaluator `[logits, loss]`.
 fn model(lr: f64) -> (TrainStep, onde_nn::Evaluator) {
+    build(lr, false)
+}
+
+/// [`model`], optionally compiled for gradient accumulation.
+fn build(lr: f64, accumulate: bool) -> (TrainStep, onde_nn::Evaluator) {
     let g = GraphBuilder::new();
     g.manual_seed(3);
     let mut m = Sequential::new("");
@@ -33,6 +38,7 @@ fn model(lr: f64) -> (TrainStep, onde_nn::Evaluator) {
     let loss = cross_entropy(&logits, &y, &NllOpts::default());
     let opts = TrainOptions {
         outputs: vec![&logits],
+        accumulate,
         ..TrainOptions::default()
     };
     let step = TrainStep::with_options(&g, &loss, &Adam::new(lr), opts).unwrap();
@@ -108,6 +114,8 @@ fn fit_learns_logs_and_follows_its_schedule() {
     );
     let cm = image::open(plots.join("confusion.png")).unwrap();
     assert_eq!((cm.width(), cm.height()), (480, 480));
+    let cm_svg = std::fs::read_to_string(plots.join("confusion.svg")).unwrap();
+    assert!(cm_svg.contains(">\nsine\n</text>") && cm_svg.contains(">\nchirp\n</text>"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -251,24 +259,9 @@ fn a_resumed_run_keeps_its_plateau_and_early_stopping_counters() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A step compiled for gradient accumulation, and its evaluator.
+/// A step compiled for gradient accumulation.
 fn accumulating_model() -> TrainStep {
-    let g = GraphBuilder::new();
-    g.manual_seed(3);
-    let mut m = Sequential::new("");
-    m.push(Linear::new(&g, "0", LEN, 16))
-        .push(Relu)
-        .push(Linear::new(&g, "2", 16, 4));
-    let x = g.input("x", DType::F32, [BATCH, LEN]);
-    let y = g.input("y", DType::I64, [BATCH]);
-    let logits = m.forward(&x);
-    let loss = cross_entropy(&logits, &y, &NllOpts::default());
-    let opts = TrainOptions {
-        outputs: vec![&logits],
-        accumulate: true,
-        ..TrainOptions::default()
-    };
-    TrainStep::with_options(&g, &loss, &Adam::new(1e-2), opts).unwrap()
+    build(1e-2, true).0
 }
 
 #[test]
