@@ -94,6 +94,29 @@ fn compile(g: &GraphBuilder, outs: &[&Tensor], opts: CompileOptions) -> Result<E
     Executable::compile(&graph, opts).map_err(|e| e.to_string())
 }
 
+/// Compiles `outs`, times runs on `feeds`, prints the phase's JSON line and, when
+/// profiling, its per-step table.
+fn timed_phase(
+    g: &GraphBuilder,
+    outs: &[&Tensor],
+    feeds: &[(&str, &Array)],
+    (workload, phase): (&str, &str),
+    opts: CompileOptions,
+    (min_iters, target_s): (usize, f64),
+) -> Result<(), String> {
+    let mut exe = compile(g, outs, opts)?;
+    let ct = exe.compile_time().as_secs_f64() * 1e3;
+    exe.set_profiling(profiling());
+    let t = time(
+        || exe.run_in_place(feeds).map_err(|e| e.to_string()),
+        min_iters,
+        target_s,
+    )?;
+    line(workload, phase, &opts, t, ct, "");
+    print_profile(&format!("{workload} {phase}"), exe.profile());
+    Ok(())
+}
+
 fn line(
     workload: &str,
     phase: &str,
@@ -196,27 +219,10 @@ fn w6(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
     let (g, y, grads) = w6_builder()?;
     let (xs, as_, bs) = (data(n, 1), data(n, 2), data(n, 3));
     let feeds = [("x", &xs), ("a", &as_), ("b", &bs)];
-    let mut train = compile(&g, &[&y, &grads[0], &grads[1]], opts)?;
-    let ct = train.compile_time().as_secs_f64() * 1e3;
-    train.set_profiling(profiling());
-    let t = time(
-        || train.run_in_place(&feeds).map_err(|e| e.to_string()),
-        min_iters,
-        target_s,
-    )?;
-    line("W6", "train", &opts, t, ct, "");
-    print_profile("W6 train", train.profile());
-    let mut infer = compile(&g, &[&y], opts)?;
-    let ct = infer.compile_time().as_secs_f64() * 1e3;
-    infer.set_profiling(profiling());
-    let t = time(
-        || infer.run_in_place(&feeds).map_err(|e| e.to_string()),
-        min_iters,
-        target_s,
-    )?;
-    line("W6", "infer", &opts, t, ct, "");
-    print_profile("W6 infer", infer.profile());
-    Ok(())
+    let budget = (min_iters, target_s);
+    let outs = [&y, &grads[0], &grads[1]];
+    timed_phase(&g, &outs, &feeds, ("W6", "train"), opts, budget)?;
+    timed_phase(&g, &[&y], &feeds, ("W6", "infer"), opts, budget)
 }
 
 fn w7(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), String> {
@@ -359,40 +365,17 @@ fn f1(opts: CompileOptions, min_iters: usize, target_s: f64) -> Result<(), Strin
     let r = g.input("r", DType::F32, lm.shape());
     let loss = (&lm * &r).sum_all();
     let gx = g.grad(&loss, &[&x]).map_err(|e| e.to_string())?.remove(0);
-    let xs = data(32 * 16000, 1);
-    let xs = Array::f32(
-        [32, 16000],
-        xs.to_f64_vec().iter().map(|&v| v as f32).collect(),
-    )
-    .map_err(|e| e.to_string())?;
-    let rs = data(lm.numel(), 2);
-    let rs = Array::f32(
-        lm.shape(),
-        rs.to_f64_vec().iter().map(|&v| v as f32).collect(),
-    )
-    .map_err(|e| e.to_string())?;
+    let f32s = |shape: Vec<usize>, seed| {
+        let n = shape.iter().product();
+        let v = data(n, seed).as_f32().unwrap_or(&[]).to_vec();
+        Array::f32(shape, v).map_err(|e| e.to_string())
+    };
+    let xs = f32s(vec![32, 16000], 1)?;
+    let rs = f32s(lm.size(), 2)?;
     let feeds = [("x", &xs), ("r", &rs)];
-    let mut infer = compile(&g, &[&lm], opts)?;
-    let ct = infer.compile_time().as_secs_f64() * 1e3;
-    infer.set_profiling(profiling());
-    let t = time(
-        || infer.run_in_place(&feeds).map_err(|e| e.to_string()),
-        min_iters,
-        target_s,
-    )?;
-    line("F1", "infer", &opts, t, ct, "");
-    print_profile("F1 infer", infer.profile());
-    let mut train = compile(&g, &[&loss, &gx], opts)?;
-    let ct = train.compile_time().as_secs_f64() * 1e3;
-    train.set_profiling(profiling());
-    let t = time(
-        || train.run_in_place(&feeds).map_err(|e| e.to_string()),
-        min_iters,
-        target_s,
-    )?;
-    line("F1", "train", &opts, t, ct, "");
-    print_profile("F1 train", train.profile());
-    Ok(())
+    let budget = (min_iters, target_s);
+    timed_phase(&g, &[&lm], &feeds, ("F1", "infer"), opts, budget)?;
+    timed_phase(&g, &[&loss, &gx], &feeds, ("F1", "train"), opts, budget)
 }
 
 /// W6's builder, its output `y` and `[dy/da, dy/db]`.
