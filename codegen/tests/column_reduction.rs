@@ -19,6 +19,8 @@ fn run(src: &str, feeds: &[(&str, &Array)], threads: usize) -> Vec<Array> {
         &g,
         CompileOptions {
             threads,
+            // The graph as written: the optimiser would factor `b` out of `Σ x·b`.
+            optimize: false,
             ..CompileOptions::default()
         },
     )

@@ -4,7 +4,8 @@
 //!   after each pass in debug builds, a dump hook after any named pass) and
 //!   [`Fixpoint`].
 //! - [`dce`], [`cse`]: dead-code and common-subexpression elimination.
-//! - [`simplify`] (named algebraic rules), [`constfold`]; [`optimize`] runs the
+//! - [`simplify`] (named algebraic rules), [`factor`] (sums sharing one pass over the
+//!   data), [`constfold`]; [`optimize`] runs the
 //!   standard pipeline.
 //! - [`autodiff`]: reverse-mode differentiation as a graph transformation; its output is
 //!   ordinary IR, so it can be differentiated again.
@@ -15,6 +16,7 @@ pub mod constfold;
 pub mod cse;
 pub mod dce;
 pub mod emit;
+pub mod factor;
 pub mod hoist;
 pub mod pass;
 pub mod precision;
@@ -24,22 +26,33 @@ pub use autodiff::{grad, vjp, AdError};
 pub use constfold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
+pub use factor::FactorSums;
 pub use hoist::HoistScan;
 pub use pass::{Fixpoint, Pass, PassError, Pipeline};
 pub use simplify::Simplify;
 
-/// The standard optimisation pipeline, in order: a fixpoint of simplification, constant
-/// folding, CSE and DCE, then hoisting of time-parallel work out of scans. Verifies
-/// after each pass in debug builds.
+/// The standard optimisation pipeline, in order: a fixpoint of simplification, sum
+/// factoring, constant folding, CSE and DCE, then hoisting of time-parallel work out of
+/// scans. Verifies after each pass in debug builds. Every pass but [`FactorSums`] keeps
+/// results bit for bit; sum factoring reassociates sums (see [`factor`]), as a
+/// vectorised reduction does.
 pub fn optimizer() -> Pipeline {
+    pipeline(true)
+}
+
+/// [`optimizer`] without [`FactorSums`]: the optimised graph computes exactly the bits
+/// of the input graph (the property tests compare them bit for bit).
+pub fn exact_optimizer() -> Pipeline {
+    pipeline(false)
+}
+
+fn pipeline(factor: bool) -> Pipeline {
+    let mut fix = Fixpoint::new("optimize", 16).then(Simplify::default());
+    if factor {
+        fix = fix.then(FactorSums::default());
+    }
     Pipeline::new()
-        .then(
-            Fixpoint::new("optimize", 16)
-                .then(Simplify::default())
-                .then(ConstFold)
-                .then(Cse)
-                .then(Dce),
-        )
+        .then(fix.then(ConstFold).then(Cse).then(Dce))
         .then(HoistScan)
 }
 

@@ -55,7 +55,7 @@ pub const RECOMPUTE_BUDGET: usize = 16;
 /// transcendental are left to recomputation unless they fit in cache
 /// ([`CACHED_TRANSCENDENTAL_MAX_NUMEL`]), and small ones ([`MEMORY_HEAVY_MIN_NUMEL`])
 /// too.
-const SHARED_MAX_FULL_READS: usize = 2;
+const SHARED_MAX_FULL_READS: usize = 3;
 
 /// Smallest value for the memory-traffic rule above (a quarter MiB of f32): below, the
 /// data stays in cache and recomputing is cheaper (an optimiser's moments must stay
@@ -77,6 +77,14 @@ const BROADCAST_STORE_COST: usize = 4;
 
 /// Least broadcast factor for [`Planner::store_before_broadcast`].
 const BROADCAST_STORE_FACTOR: usize = 4;
+
+/// Least broadcast factor at which any computed operand (one op is enough) is stored
+/// at its own size before an elementwise op broadcasts it: a batch norm's per-channel
+/// `1/√(var/n + ε)` broadcast over `[N, C, T]` would otherwise be recomputed for each
+/// of the N·T elements of a channel (a division and a square root per element, which
+/// made W2's normalisation kernels bound by arithmetic instead of memory), while the
+/// stored `[1, C, 1]` costs one tiny kernel.
+const WIDE_BROADCAST_FACTOR: usize = 1024;
 
 /// Most expressions in a merged kernel.
 pub const MAX_MERGED_EXPRS: usize = 160;
@@ -338,10 +346,10 @@ impl Planner<'_> {
         // An operand the op broadcasts (implicitly, `[B, T, 1] · [B, T, C]`): a costly
         // one is stored once rather than recomputed per output element, as below.
         let numel: usize = l.shape.iter().product();
-        if l.ops() > 0
-            && cost(&l) >= BROADCAST_STORE_COST
-            && numel.saturating_mul(BROADCAST_STORE_FACTOR) <= out_numel
-        {
+        let worth = (cost(&l) >= BROADCAST_STORE_COST
+            && numel.saturating_mul(BROADCAST_STORE_FACTOR) <= out_numel)
+            || numel.saturating_mul(WIDE_BROADCAST_FACTOR) <= out_numel;
+        if l.ops() > 0 && worth {
             let b = self.materialize(v, "broadcast_operand")?;
             let t = self.ty(v);
             return Ok(Lazy::buffer(b, t.dtype, t.shape.dims()));
