@@ -17,6 +17,7 @@ mod operand_layout;
 mod packed_gemm;
 mod profile;
 mod row_reduction;
+mod sibling_reduction;
 mod threads;
 
 #[path = "../../tests/support/suite_guard.rs"]

@@ -860,6 +860,8 @@ impl Executable {
             }),
         }
         if reduced {
+            // A kernel with sibling reductions is never split this way
+            // (`clif::outer_extent`): one partial slot per share holds one value.
             if let Some(r) = &k.reduction {
                 let st = &k.stores[r.store];
                 let d = k.dtypes[st.expr];

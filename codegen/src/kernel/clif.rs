@@ -223,7 +223,9 @@ struct Cx<'a> {
     nest: &'a Nest,
     mode: Mode,
     bases: Vec<Value>,
-    acc: Option<Acc>,
+    /// One accumulator set per reduced store ([`Reduction::stores`] order) while the
+    /// reduced loops are emitted.
+    acc: Option<Vec<Acc>>,
     /// Which vector accumulator [`Cx::finish`] combines into.
     acc_slot: usize,
     /// Range `[lo, hi)` of the outermost axis this call computes (for threads).
@@ -272,9 +274,14 @@ impl Cx<'_> {
     /// Loop bounds of axis `level`: the caller's `[lo, hi)` for the outermost axis,
     /// `[0, extent)` for the others.
     fn bounds(&self, b: &mut FunctionBuilder, level: usize, extent: usize) -> (Value, Value) {
-        // A column-order kernel whose outermost axis is reduced is never split (see
-        // `outer_extent`): it runs its whole range.
-        let split = !(self.column && self.nest.kept == 0);
+        // A column-order kernel or sibling reductions whose outermost axis is reduced
+        // are never split (see `outer_extent`): they run their whole range.
+        let siblings = self
+            .k
+            .reduction
+            .as_ref()
+            .is_some_and(|r| !r.also.is_empty());
+        let split = !((self.column || siblings) && self.nest.kept == 0);
         if level == 0 && split {
             (self.lo, self.hi)
         } else {
@@ -330,38 +337,46 @@ impl Cx<'_> {
             return;
         };
         let kind = red.kind;
-        let rs = red.store;
-        let d = self.k.dtypes[self.k.stores[rs].expr];
-        let sv = b.declare_var(scalar_ty(d));
-        let init = identity(b, kind, d, Mode::Scalar);
-        b.def_var(sv, init);
-        let vv = (self.mode != Mode::Scalar).then(|| {
-            let mode = self.mode;
-            std::array::from_fn(|_| {
-                let v = b.declare_var(mode.ty(d));
-                let init = identity(b, kind, d, mode);
-                b.def_var(v, init);
-                v
-            })
-        });
-        self.acc = Some((vv, sv));
-        self.level(b, level, offs.clone());
-        // The vector accumulators pairwise, then horizontally: scalar acc ⊕ each lane.
-        let mut total = b.use_var(sv);
-        if let Some(vv) = vv {
-            let parts: Vec<Value> = vv.iter().map(|&v| b.use_var(v)).collect();
-            let v = combine_pairwise(b, kind, d, parts);
-            for lane in 0..self.mode.lanes() {
-                let x = b.ins().extractlane(v, lane as u8);
-                total = combine(b, kind, d, total, x);
-            }
+        let stores: Vec<usize> = red.stores().collect();
+        let mut accs: Vec<Acc> = Vec::with_capacity(stores.len());
+        for &rs in &stores {
+            let d = self.k.dtypes[self.k.stores[rs].expr];
+            let sv = b.declare_var(scalar_ty(d));
+            let init = identity(b, kind, d, Mode::Scalar);
+            b.def_var(sv, init);
+            let vv = (self.mode != Mode::Scalar).then(|| {
+                let mode = self.mode;
+                std::array::from_fn(|_| {
+                    let v = b.declare_var(mode.ty(d));
+                    let init = identity(b, kind, d, mode);
+                    b.def_var(v, init);
+                    v
+                })
+            });
+            accs.push((vv, sv));
         }
-        let store_index = self.nloads() + rs;
-        let own = b.ins().iadd(self.bases[store_index], offs[store_index]);
-        // A threaded full reduction writes its partial result where the caller says.
-        let use_partial = b.ins().icmp_imm_s(IntCC::NotEqual, self.partial, 0);
-        let addr = b.ins().select(use_partial, self.partial, own);
-        b.ins().store(data_flags(), total, addr, 0);
+        self.acc = Some(accs.clone());
+        self.level(b, level, offs.clone());
+        for (&rs, &(vv, sv)) in stores.iter().zip(&accs) {
+            let d = self.k.dtypes[self.k.stores[rs].expr];
+            // The vector accumulators pairwise, then horizontally: scalar acc ⊕ each lane.
+            let mut total = b.use_var(sv);
+            if let Some(vv) = vv {
+                let parts: Vec<Value> = vv.iter().map(|&v| b.use_var(v)).collect();
+                let v = combine_pairwise(b, kind, d, parts);
+                for lane in 0..self.mode.lanes() {
+                    let x = b.ins().extractlane(v, lane as u8);
+                    total = combine(b, kind, d, total, x);
+                }
+            }
+            let store_index = self.nloads() + rs;
+            let own = b.ins().iadd(self.bases[store_index], offs[store_index]);
+            // A threaded full reduction writes its partial result where the caller
+            // says (never with siblings: `outer_extent` runs those as one share).
+            let use_partial = b.ins().icmp_imm_s(IntCC::NotEqual, self.partial, 0);
+            let addr = b.ins().select(use_partial, self.partial, own);
+            b.ins().store(data_flags(), total, addr, 0);
+        }
         self.acc = None;
     }
 
@@ -371,25 +386,43 @@ impl Cx<'_> {
         // `[N, C, T]`): each row is summed into fresh accumulators, then its total is
         // folded into the output's running total, so every chain is one row long plus
         // one step per row rather than all the rows long, as a cascaded sum would be.
-        if let (Some((Some(outer), sv)), Some(red)) = (self.acc, &self.k.reduction) {
+        let vector_accs = self
+            .acc
+            .as_ref()
+            .is_some_and(|a| a.iter().all(|(vv, _)| vv.is_some()));
+        if let (true, Some(outer), Some(red)) = (vector_accs, self.acc.clone(), &self.k.reduction) {
             if level > self.nest.kept && self.mode != Mode::Scalar {
                 let kind = red.kind;
-                let d = self.k.dtypes[self.k.stores[red.store].expr];
                 let mode = self.mode;
-                let row: [Variable; ACCUMULATORS] = std::array::from_fn(|_| {
-                    let v = b.declare_var(mode.ty(d));
-                    let init = identity(b, kind, d, mode);
-                    b.def_var(v, init);
-                    v
-                });
-                self.acc = Some((Some(row), sv));
+                let stores: Vec<usize> = red.stores().collect();
+                let rows: Vec<Acc> = stores
+                    .iter()
+                    .zip(&outer)
+                    .map(|(&rs, &(_, sv))| {
+                        let d = self.k.dtypes[self.k.stores[rs].expr];
+                        let row: [Variable; ACCUMULATORS] = std::array::from_fn(|_| {
+                            let v = b.declare_var(mode.ty(d));
+                            let init = identity(b, kind, d, mode);
+                            b.def_var(v, init);
+                            v
+                        });
+                        (Some(row), sv)
+                    })
+                    .collect();
+                self.acc = Some(rows.clone());
                 self.inner_loops(b, level, offs);
-                self.acc = Some((Some(outer), sv));
-                let parts: Vec<Value> = row.iter().map(|&v| b.use_var(v)).collect();
-                let total = combine_pairwise(b, kind, d, parts);
-                let run = b.use_var(outer[0]);
-                let next = combine(b, kind, d, run, total);
-                b.def_var(outer[0], next);
+                self.acc = Some(outer.clone());
+                for ((&rs, (row, _)), (out, _)) in stores.iter().zip(&rows).zip(&outer) {
+                    let (Some(row), Some(out)) = (row, out) else {
+                        continue;
+                    };
+                    let d = self.k.dtypes[self.k.stores[rs].expr];
+                    let parts: Vec<Value> = row.iter().map(|&v| b.use_var(v)).collect();
+                    let total = combine_pairwise(b, kind, d, parts);
+                    let run = b.use_var(out[0]);
+                    let next = combine(b, kind, d, run, total);
+                    b.def_var(out[0], next);
+                }
                 return;
             }
         }
@@ -442,7 +475,11 @@ impl Cx<'_> {
             let mode = self.mode;
             // A row reduction's vector loop, unrolled over the accumulators (see
             // [`ACCUMULATORS`]); the loop below finishes the last whole vectors.
-            let unroll = if matches!(self.acc, Some((Some(_), _))) {
+            let unroll = if self
+                .acc
+                .as_ref()
+                .is_some_and(|a| a.first().is_some_and(|(vv, _)| vv.is_some()))
+            {
                 ACCUMULATORS as i64
             } else {
                 1
@@ -623,23 +660,26 @@ impl Cx<'_> {
             b.ins().store(data_flags(), next, addr, 0);
             skip = Some(red.store);
         }
-        if let (Some((vv, sv)), Some(red)) = (self.acc, &self.k.reduction) {
-            let e = self.k.stores[red.store].expr;
-            let d = self.k.dtypes[e];
-            let var = if mode == Mode::Scalar {
-                Some(sv)
-            } else {
-                vv.map(|v| v[self.acc_slot])
-            };
-            if let Some(var) = var {
-                let acc = b.use_var(var);
-                let next = combine(b, red.kind, d, acc, vals[e.index()]);
-                b.def_var(var, next);
+        let mut reduced: Vec<usize> = Vec::new();
+        if let (Some(accs), Some(red)) = (&self.acc, &self.k.reduction) {
+            for (rs, &(vv, sv)) in red.stores().zip(accs) {
+                let e = self.k.stores[rs].expr;
+                let d = self.k.dtypes[e];
+                let var = if mode == Mode::Scalar {
+                    Some(sv)
+                } else {
+                    vv.map(|v| v[self.acc_slot])
+                };
+                if let Some(var) = var {
+                    let acc = b.use_var(var);
+                    let next = combine(b, red.kind, d, acc, vals[e.index()]);
+                    b.def_var(var, next);
+                }
+                reduced.push(rs);
             }
-            skip = Some(red.store);
         }
         for (j, s) in self.k.stores.iter().enumerate() {
-            if Some(j) == skip {
+            if Some(j) == skip || reduced.contains(&j) {
                 continue;
             }
             let a = self.nloads() + j;
@@ -1052,7 +1092,11 @@ pub fn outer_extent(k: &Kernel) -> (usize, bool) {
         return (n.axes[0].extent, false);
     }
     let nest = normalise(k);
+    let siblings = k.reduction.as_ref().is_some_and(|r| !r.also.is_empty());
     match nest.axes.first() {
+        // Sibling reductions over every axis run as one share: a share's partial
+        // slot holds one value.
+        Some(a) if a.reduced && siblings => (1, false),
         Some(a) => (a.extent, a.reduced),
         None => (1, false),
     }

@@ -97,11 +97,14 @@ pub struct Store {
     pub expr: ExprId,
 }
 
-/// Reduction of one stored expression over some kernel axes.
+/// Reduction of stored expressions over some kernel axes.
 ///
-/// Other stores of the same kernel are elementwise writes over the whole iteration
-/// space; they are only allowed when every axis is reduced (a full reduction fused with
-/// elementwise outputs of the same loop).
+/// Usually one store is reduced; sibling reductions ([`Reduction::also`]: the same
+/// kind over the same axes, e.g. a batch norm's backward `Σ g` and `Σ g·(x − μ)`)
+/// share the loop, so the data is read once for all of them. Other stores of the
+/// same kernel are elementwise writes over the whole iteration space; they are only
+/// allowed when every axis is reduced (a full reduction fused with elementwise outputs
+/// of the same loop) and there is no sibling.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reduction {
     /// Sum, product, max or min.
@@ -110,6 +113,20 @@ pub struct Reduction {
     pub axes: Vec<usize>,
     /// Which store receives the reduced value.
     pub store: usize,
+    /// Further stores reduced the same way (sibling reductions).
+    pub also: Vec<usize>,
+}
+
+impl Reduction {
+    /// Every reduced store: [`Reduction::store`], then [`Reduction::also`].
+    pub fn stores(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.store).chain(self.also.iter().copied())
+    }
+
+    /// Whether store `j` receives a reduced value.
+    pub fn reduces(&self, j: usize) -> bool {
+        self.store == j || self.also.contains(&j)
+    }
 }
 
 /// One fused loop nest.
@@ -163,6 +180,9 @@ impl fmt::Display for Kernel {
                 r.axes,
                 r.store
             )?;
+            for j in &r.also {
+                write!(f, ", {j}")?;
+            }
         }
         writeln!(f, " {{")?;
         for (i, l) in self.loads.iter().enumerate() {

@@ -52,7 +52,7 @@ pub(crate) fn normalise(k: &Kernel) -> Nest {
     let mut axes = Vec::with_capacity(r);
     let mut kept_i = 0;
     let full = contiguous(&k.shape);
-    let red_store = k.reduction.as_ref().map(|r| r.store);
+    let reduced_store = |j: usize| k.reduction.as_ref().is_some_and(|r| r.reduces(j));
     for a in 0..r {
         let mut strides: Vec<i64> = k
             .loads
@@ -60,7 +60,7 @@ pub(crate) fn normalise(k: &Kernel) -> Nest {
             .map(|l| l.strides[a] as i64 * elem_size(l.dtype) as i64)
             .collect();
         for (j, s) in k.stores.iter().enumerate() {
-            let st = if Some(j) == red_store {
+            let st = if reduced_store(j) {
                 if reduced[a] {
                     0
                 } else {

@@ -85,19 +85,38 @@ pub(super) fn append(a: &mut Kernel, b: &Kernel) {
         });
     }
     if let Some(r) = &b.reduction {
-        a.reduction = Some(Reduction {
-            kind: r.kind,
-            axes: r.axes.clone(),
-            store: r.store + base,
-        });
+        match &mut a.reduction {
+            // Siblings: the same kind over the same axes (see `siblings`).
+            Some(ar) => ar.also.extend(r.stores().map(|j| j + base)),
+            None => {
+                a.reduction = Some(Reduction {
+                    kind: r.kind,
+                    axes: r.axes.clone(),
+                    store: r.store + base,
+                    also: r.also.iter().map(|j| j + base).collect(),
+                })
+            }
+        }
     }
     a.name = format!("{}+{}", a.name, b.name);
     a.fused.extend(b.fused.iter().cloned());
 }
 
+/// Whether `a` and `b` reduce the same way (kind and axes) and store nothing else:
+/// one loop can accumulate both (sibling reductions, [`Reduction::also`]), reading the
+/// data they share once — a batch norm backward's two sums over `[N, C, T]`.
+fn siblings(a: &Kernel, b: &Kernel) -> bool {
+    let only = |k: &Kernel, r: &Reduction| k.stores.len() == 1 + r.also.len();
+    match (&a.reduction, &b.reduction) {
+        (Some(x), Some(y)) => x.kind == y.kind && x.axes == y.axes && only(a, x) && only(b, y),
+        _ => false,
+    }
+}
+
 /// Merges kernels with the same iteration space into one loop (horizontal fusion),
 /// when the later one reads nothing written by the earlier one or anything in between,
-/// and at most one of them reduces (over all axes).
+/// and at most one of them reduces (over all axes), or both reduce the same way and
+/// store nothing else ([`siblings`]).
 pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for s in steps {
@@ -111,12 +130,13 @@ pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
         for i in (0..out.len()).rev() {
             written_after.extend(writes(&out[i]));
             if let Step::Kernel(prev) = &out[i] {
-                let compatible = prev.shape == k.shape
-                    && full_reduction(prev)
-                    && full_reduction(k)
-                    && !(prev.reduction.is_some() && k.reduction.is_some())
+                let shapes = prev.shape == k.shape
                     && prev.exprs.len() + k.exprs.len() <= MAX_MERGED_EXPRS
                     && !reads.iter().any(|b| written_after.contains(b));
+                let one_reduces = full_reduction(prev)
+                    && full_reduction(k)
+                    && !(prev.reduction.is_some() && k.reduction.is_some());
+                let compatible = shapes && (one_reduces || siblings(prev, k));
                 if compatible {
                     target = Some(i);
                 }

@@ -230,6 +230,7 @@ impl Planner<'_> {
                 kind,
                 axes,
                 store: 0,
+                also: vec![],
             }),
             fused: l.ops.clone(),
         };

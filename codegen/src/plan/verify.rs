@@ -352,7 +352,7 @@ fn check_kernel(plan: &Plan, i: usize, k: &Kernel) -> Result<(), PlanError> {
     let space: usize = k.shape.iter().product();
     let red = k.reduction.as_ref();
     if let Some(r) = red {
-        if r.store >= k.stores.len() || r.axes.iter().any(|&a| a >= k.shape.len()) {
+        if r.stores().any(|j| j >= k.stores.len()) || r.axes.iter().any(|&a| a >= k.shape.len()) {
             return Err(err(
                 i,
                 format!(
@@ -374,7 +374,7 @@ fn check_kernel(plan: &Plan, i: usize, k: &Kernel) -> Result<(), PlanError> {
             ));
         }
         let want = match red {
-            Some(r) if r.store == j => k
+            Some(r) if r.reduces(j) => k
                 .shape
                 .iter()
                 .enumerate()

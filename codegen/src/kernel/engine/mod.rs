@@ -291,7 +291,10 @@ pub fn compile(k: &Kernel, isa: IsaLevel) -> Option<Program> {
     let red_store = match &k.reduction {
         Some(r) => {
             // The innermost axis must be reduced (then the stored row is one value).
-            if !inner.reduced || k.dtypes[k.stores[r.store].expr] != DType::F32 {
+            if !inner.reduced
+                || !r.also.is_empty()
+                || k.dtypes[k.stores[r.store].expr] != DType::F32
+            {
                 return None;
             }
             Some(r.store)
