@@ -301,6 +301,36 @@ fn matmul_strided_views_f64() {
     matmul_strided_views::<f64>();
 }
 
+/// One-row products (`[1, k] @ [k, n]`, a depthwise kernel gradient at the padded
+/// borders): dot products for `8 ≤ k < 1024` and `n ≤ 64`, the long-dot kernel or the
+/// library otherwise; the windows of a row as `b` (row stride 1, column stride 4, as
+/// the unfold view of a dilation-4 layer) and dense operands, batched.
+fn matmul_one_row_products<T: Elem>() {
+    for k in [8usize, 16, 1023, 1500] {
+        for n in [1usize, 9, 64, 65] {
+            let a = View::dense(&[32, 1, k], 30 + k as u64);
+            let windows = View {
+                data: values(32 * (k + 4 * n), 40 + n as u64),
+                shape: vec![32, k, n],
+                strides: vec![(k + 4 * n) as isize, 1, 4],
+            };
+            check_matmul::<T>(&a, &windows, 1);
+            check_matmul::<T>(&a, &windows, 2);
+            check_matmul::<T>(&a, &View::dense(&[k, n], 50), 1);
+        }
+    }
+}
+
+#[test]
+fn matmul_one_row_products_f32() {
+    matmul_one_row_products::<f32>();
+}
+
+#[test]
+fn matmul_one_row_products_f64() {
+    matmul_one_row_products::<f64>();
+}
+
 /// Threads never change a result, not even in the last bit.
 fn matmul_threads_agree<T: Elem>() {
     let cases: [(&[usize], &[usize]); 4] = [

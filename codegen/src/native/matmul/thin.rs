@@ -10,8 +10,8 @@
 //! windows, `[1, P] @ [P, 9]` per row, on `long_dot.rs`; grouped convolutions with several
 //! input channels per group still make per-tap products of these shapes.)
 //! Two shapes go through plain loops here instead:
-//! - **dot products**: `k ≥ 8` and either at most [`DOT_MAX_OUTPUTS`] outputs, or one
-//!   output column (a matrix-vector product, e.g. W2's first-layer weight gradient,
+//! - **dot products**: `k ≥ 8` and either at most [`DOT_MAX_OUTPUTS`] outputs, one row
+//!   of at most [`ROW_MAX_COLS`] outputs, or one output column (a matrix-vector product, e.g. W2's first-layer weight gradient,
 //!   `[32, 4000] @ [4000, 1]` per tap and batch entry, its vector strided by 4) with
 //!   `a`'s rows contiguous along `k`; each output is a dot product in eight
 //!   interleaved partial sums (vectorised by the compiler), over chunks of `k` copied
@@ -29,6 +29,12 @@ use crate::native::NativeError;
 
 /// Products with at most this many outputs and `k ≥ 8` are computed as dot products.
 pub(super) const DOT_MAX_OUTPUTS: usize = 4;
+
+/// A one-row product (`[1, k] @ [k, n]`) with at most this many columns and `k ≥ 8`
+/// is computed as dot products too: W2's depthwise kernel gradient at the padded
+/// borders is 1024 products `[1, 16] @ [16, 9]` per layer, which the library GEMM
+/// paid ~0.6 µs of packing and set-up each for (1.2 ms a layer, for 150 k FMAs).
+pub(super) const ROW_MAX_COLS: usize = 64;
 
 /// Elements of `k` per chunk of a dot product (a strided column is copied to the stack
 /// chunk by chunk).
@@ -59,7 +65,8 @@ pub(super) fn product<T: Real>(
 ) -> Result<bool, NativeError> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let matvec = n == 1 && a.col_stride == 1;
-    let dot = (whole_rows.saturating_mul(n) <= DOT_MAX_OUTPUTS || matvec) && k >= 8;
+    let one_row = whole_rows == 1 && n <= ROW_MAX_COLS;
+    let dot = (whole_rows.saturating_mul(n) <= DOT_MAX_OUTPUTS || matvec || one_row) && k >= 8;
     if k == 0 || (!dot && k > AXPY_MAX_K) {
         return Ok(false);
     }
