@@ -24,7 +24,7 @@
 //! The summation order differs from the library's, which is allowed: matrix products
 //! promise a result to rounding, not a summation order.
 
-use super::{check_gemm, MatMut, MatRef, Real};
+use super::{check_gemm, long_dot, MatMut, MatRef, Real};
 use crate::native::NativeError;
 
 /// Products with at most this many outputs and `k ≥ 8` are computed as dot products.
@@ -65,9 +65,16 @@ pub(super) fn product<T: Real>(
 ) -> Result<bool, NativeError> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let matvec = n == 1 && a.col_stride == 1;
+    // One row: dot products when `b`'s columns are contiguous along `k`; a sum of
+    // scaled rows of `b` when its rows are contiguous (a bias-like `1 × k · k × n`,
+    // e.g. W5's `Linear(64, 1)` weight gradient `[1, 3200] @ [3200, 64]`).
     let one_row = whole_rows == 1 && n <= ROW_MAX_COLS;
-    let dot = (whole_rows.saturating_mul(n) <= DOT_MAX_OUTPUTS || matvec || one_row) && k >= 8;
-    if k == 0 || (!dot && k > AXPY_MAX_K) {
+    let rows_of_b = one_row && b.col_stride == 1 && b.row_stride != 1 && n > 1;
+    let dot = (whole_rows.saturating_mul(n) <= DOT_MAX_OUTPUTS
+        || matvec
+        || (one_row && b.row_stride == 1 && k < long_dot::MIN_K))
+        && k >= 8;
+    if k == 0 || (!dot && !rows_of_b && k > AXPY_MAX_K) {
         return Ok(false);
     }
     if !check_gemm(a, b, c)? {
@@ -119,6 +126,25 @@ pub(super) fn product<T: Real>(
                 }
                 start += len;
             }
+        }
+        return Ok(true);
+    }
+    if rows_of_b && k > AXPY_MAX_K && csc == 1 {
+        // One row of outputs, in eight interleaved partial rows (`p mod 8`, combined
+        // pairwise as `dot8` does): a long sequential chain per output would round
+        // like `k` additions in a row.
+        let c0 = at(0, 0, rsc, csc);
+        let mut acc = [[T::ZERO; ROW_MAX_COLS]; 8];
+        for p in 0..k {
+            let s = a.data[at(0, p, rsa, csa)];
+            let b0 = at(p, 0, rsb, csb);
+            for (o, &x) in acc[p % 8][..n].iter_mut().zip(&b.data[b0..b0 + n]) {
+                *o = *o + s * x;
+            }
+        }
+        for (j, out) in c.data[c0..c0 + n].iter_mut().enumerate() {
+            let l = |q: usize| acc[q][j];
+            *out = ((l(0) + l(4)) + (l(1) + l(5))) + ((l(2) + l(6)) + (l(3) + l(7)));
         }
         return Ok(true);
     }
