@@ -230,3 +230,84 @@ fn a_product_read_elsewhere_is_not_folded_into_registers() {
     let dump = exe.dump_fused();
     assert!(!dump.contains("in registers"), "{dump}");
 }
+
+/// Two products of one input (the two directions of a bidirectional layer): each
+/// one's bias, added over a `[T, B, n]` reshape of the `[T·B, n]` product, is its
+/// register epilogue — the planner moves the second product down next to its bias
+/// kernel (`plan::merge::sink_products`), where topological order had put both
+/// products first (the second bias depends on the first layer's result, as the second
+/// direction's scan comes after the first's). Bit-identical to the unfused plan, close to the interpreter.
+#[test]
+fn each_product_is_moved_next_to_its_bias_kernel() {
+    let (t, b, k, n) = (6usize, 5usize, 8usize, 12usize);
+    let m = t * b;
+    let src = format!(
+        r#"graph {{
+  %0: f32[{t},{b},{k}] = input "x"
+  %1: f32[{m},{k}] = reshape %0 shape=[{m},{k}]
+  %2: f32[{k},{n}] = input "w1"
+  %3: f32[{k},{n}] = input "w2"
+  %4: f32[{m},{n}] = matmul %1, %2
+  %5: f32[{m},{n}] = matmul %1, %3
+  %6: f32[{t},{b},{n}] = reshape %4 shape=[{t},{b},{n}]
+  %7: f32[{t},{b},{n}] = reshape %5 shape=[{t},{b},{n}]
+  %8: f32[{n}] = input "b1"
+  %9: f32[{n}] = input "b2"
+  %10: f32[{t},{b},{n}] = add %6, %8
+  %12: f32[{m},{n}] = reshape %10 shape=[{m},{n}]
+  %14: f32[{n},3] = input "w3"
+  %15: f32[{m},3] = matmul %12, %14
+  %17: f32[] = reduce_sum %15 axes=[0,1] keepdim=false
+  %18: f32[{n}] = add %9, %17
+  %19: f32[{n}] = tanh %18
+  %11: f32[{t},{b},{n}] = add %7, %19
+  %13: f32[{m},{n}] = reshape %11 shape=[{m},{n}]
+  %16: f32[{m},3] = matmul %13, %14
+  outputs %15, %16
+}}"#
+    );
+    let g = parse_graph(&src).unwrap();
+    let v = |len: usize, s: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * s % 89) as f32 - 44.0) * 0.05)
+            .collect()
+    };
+    let feeds = [
+        ("x", Array::f32([t, b, k], v(m * k, 7)).unwrap()),
+        ("w1", Array::f32([k, n], v(k * n, 11)).unwrap()),
+        ("w2", Array::f32([k, n], v(k * n, 13)).unwrap()),
+        ("b1", Array::f32([n], v(n, 5)).unwrap()),
+        ("b2", Array::f32([n], v(n, 3)).unwrap()),
+        ("w3", Array::f32([n, 3], v(n * 3, 17)).unwrap()),
+    ];
+    let refs: Vec<(&str, &Array)> = feeds.iter().map(|(nm, a)| (*nm, a)).collect();
+    let mut outs = Vec::new();
+    for epilogues in [true, false] {
+        let mut exe = Executable::compile(
+            &g,
+            CompileOptions {
+                epilogues,
+                ..CompileOptions::default()
+            },
+        )
+        .unwrap();
+        let dump = exe.dump_fused();
+        if epilogues && onde_codegen::native::prepacked::available() {
+            assert_eq!(fused_steps(&dump).len(), 2, "{dump}");
+        }
+        exe.run_in_place_versioned(&refs, 1, &["w1", "w2", "w3"])
+            .unwrap();
+        outs.push((0..2).map(|i| exe.output_array(i)).collect::<Vec<_>>());
+    }
+    assert_eq!(outs[0], outs[1]);
+    let f: std::collections::HashMap<String, Array> = feeds
+        .iter()
+        .map(|(nm, a)| (nm.to_string(), a.clone()))
+        .collect();
+    let want = onde_runtime::run(&g, &f).unwrap();
+    for (got, want) in outs[0].iter().zip(&want) {
+        for (p, q) in got.to_f64_vec().iter().zip(want.to_f64_vec()) {
+            assert!((p - q).abs() <= 1e-4 * q.abs().max(1.0), "{p} vs {q}");
+        }
+    }
+}

@@ -4,8 +4,9 @@
 //! # Matmul: in registers
 //! ## When
 //! Step `i` is a 2-D f32 [`Step::MatMul`] `out[m, n] = a @ b` and step `i + 1` the
-//! kernel `dst = act(out + bias)` over exactly `[m, n]`: it reads `out` row-major
-//! (offset 0, strides `[n, 1]`), at most one f32 `bias` broadcast along rows, adds them
+//! kernel `dst = act(out + bias)` over `[m, n]` or a row-major reshape of it ending in
+//! `n` (`[T, B, n]` for a linear layer on a sequence): it reads `out` row-major
+//! (offset 0), at most one f32 `bias` broadcast along rows, adds them
 //! (optional) and applies sigmoid, tanh or relu (optional), with one elementwise
 //! store. Nothing else may read `out` (it is never stored), and `dst` must not share
 //! storage with `a`, `b` or the bias (the GEMM still reads them for later tiles) nor
@@ -143,14 +144,22 @@ fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Option<Simple> {
         return None;
     }
     let (m, n) = (a.shape[0], b.shape[1]);
-    if k.shape != [m, n] || m == 0 || n == 0 {
+    // The kernel runs over `[m, n]`, or over a row-major reshape of it whose last axis
+    // is `n` (a linear layer on `[T, B, I]` computes `[T·B, n]` and adds its bias over
+    // `[T, B, n]`).
+    let r = k.shape.len();
+    if r < 2 || k.shape[r - 1] != n || k.shape[..r - 1].iter().product::<usize>() != m {
         return None;
     }
+    if m == 0 || n == 0 {
+        return None;
+    }
+    let row_major = crate::plan::lazy::contiguous(&k.shape);
     let reads: Vec<_> = k.loads.iter().filter(|l| l.buffer == *out).collect();
     if reads.is_empty()
-        || reads
-            .iter()
-            .any(|l| l.offset != 0 || l.strides != [n as isize, 1])
+        || reads.iter().any(|l| {
+            l.offset != 0 || (0..r).any(|a| k.shape[a] != 1 && l.strides[a] != row_major[a])
+        })
     {
         return None;
     }
@@ -200,7 +209,9 @@ fn simple(k: &Kernel, out: BufId, n: usize) -> Option<Simple> {
         if l.buffer == out {
             continue;
         }
-        if l.dtype != DType::F32 || l.strides != [0, 1] || l.offset < 0 || bias.is_some() {
+        let (last, rows) = l.strides.split_last()?;
+        let row_broadcast = *last == 1 && rows.iter().all(|&s| s == 0);
+        if l.dtype != DType::F32 || !row_broadcast || l.offset < 0 || bias.is_some() {
             return None;
         }
         bias = Some((l.buffer, l.offset));

@@ -156,3 +156,58 @@ pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
     }
     out
 }
+
+/// The storage a buffer lives in (an alias is its root's).
+fn storage(buffers: &[BufferSpec], b: BufId) -> BufId {
+    match buffers[b.index()].kind {
+        BufKind::Alias(r) => r,
+        BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
+    }
+}
+
+/// Moves each matrix product down to just before the first step that reads its
+/// output, when that step is a kernel and nothing in between touches the product's
+/// operands or output: the kernel is then the product's next step and can run as its
+/// register epilogue (`exec::epilogue`). Topological order can put other work between
+/// them — W3's two directions compute both input projections first, then add each
+/// one's bias over `[T, B, 3H]` as a separate pass.
+pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
+    // Each step moves at most once (two products read by one kernel would otherwise
+    // take turns moving past each other).
+    let mut steps: Vec<(Step, bool)> = steps.into_iter().map(|s| (s, false)).collect();
+    let mut i = 0;
+    while i < steps.len() {
+        let (Step::MatMul { a, b, out, .. }, false) = &steps[i] else {
+            i += 1;
+            continue;
+        };
+        let (a, b, out) = (
+            storage(buffers, a.buf),
+            storage(buffers, b.buf),
+            storage(buffers, *out),
+        );
+        let reads_out = |s: &Step| {
+            super::memory::reads(s)
+                .iter()
+                .any(|&x| storage(buffers, x) == out)
+        };
+        let touches = |s: &Step| {
+            reads_out(s)
+                || writes(s)
+                    .iter()
+                    .any(|&x| [a, b, out].contains(&storage(buffers, x)))
+        };
+        let Some(j) = (i + 1..steps.len()).find(|&j| touches(&steps[j].0)) else {
+            i += 1;
+            continue;
+        };
+        if j > i + 1 && matches!(steps[j].0, Step::Kernel(_)) && reads_out(&steps[j].0) {
+            let (s, _) = steps.remove(i);
+            steps.insert(j - 1, (s, true));
+            // Step `i` is now the one that followed the product: look at it next.
+            continue;
+        }
+        i += 1;
+    }
+    steps.into_iter().map(|(s, _)| s).collect()
+}

@@ -158,9 +158,11 @@ pub fn plan(g: &Graph) -> Result<Plan, PlanError> {
     }
     copies.append(&mut p.steps);
     p.steps = copies;
+    let steps = merge_kernels(p.steps);
+    let steps = merge::sink_products(&p.buffers, steps);
     Ok(Plan {
         buffers: p.buffers,
-        steps: merge_kernels(p.steps),
+        steps,
         outputs,
     })
 }

@@ -7,9 +7,9 @@
 //!
 //! Each layer and direction is one `scan` over time (the graph does not grow with the
 //! sequence; its gradient is the reverse scan). The input projections of every step
-//! (`x W_ihᵀ`) are one matrix product before the loop; the loop body adds `b_ih` (free
-//! in the step's gate kernel, where a separate pass over `[T, B, G·H]` would cost a
-//! write and a read of it) and `h W_hhᵀ + b_hh`, and applies the cell. Inputs are `[T, B, I]` (`[B, T, I]` with
+//! (`x W_ihᵀ + b_ih + b_hh`, the GRU's `b_hn` excepted: it is multiplied by `r`) are one
+//! matrix product before the loop, whose bias add is the prepacked product's register
+//! epilogue; the loop body adds `h W_hhᵀ` (and the GRU's `b_hn`) and applies the cell. Inputs are `[T, B, I]` (`[B, T, I]` with
 //! `batch_first`, or unbatched `[T, I]`); outputs `[T, B, D·H_out]` and final states
 //! `[D·num_layers, B, H]` (`D` = 2 if bidirectional). Dropout between layers in train
 //! mode, as PyTorch.
@@ -131,6 +131,29 @@ struct Weights {
     w_hr: Option<Tensor>,
     /// Parameter name suffix: `l{k}` or `l{k}_reverse`.
     suffix: String,
+}
+
+impl Weights {
+    /// The bias of the input projection `x W_ihᵀ + b` computed before the loop:
+    /// `b_ih + b_hh` (the GRU: `b_ih + [b_hr, b_hz, 0]`, its `b_hn` is multiplied by
+    /// `r` inside the step). Added there, the bias is the prepacked product's register
+    /// epilogue and the step's gate kernel reads two fewer operands.
+    fn input_bias(&self, cell: CellKind) -> Option<Tensor> {
+        let b_ih = self.b_ih.as_ref()?;
+        let Some(b_hh) = &self.b_hh else {
+            return Some(b_ih.clone());
+        };
+        Some(match cell {
+            CellKind::Gru => {
+                let gh = b_hh.size()[0];
+                let hs = gh / 3;
+                let rz = b_hh.narrow(0, 0, 2 * hs);
+                let zero = b_hh.builder().zeros([hs], b_hh.dtype());
+                b_ih + &crate::cat(&[&rz, &zero], 0)
+            }
+            CellKind::RnnTanh | CellKind::RnnRelu | CellKind::Lstm => b_ih + b_hh,
+        })
+    }
 }
 
 /// `torch.nn.RNN` / `LSTM` / `GRU` (see the module docs).
@@ -424,7 +447,8 @@ impl Recurrent {
                 // Input projections of every step, before the loop: [T, B, G·H], one
                 // `[T·B, I]` product (a batch-first input is transposed first: a copy of
                 // the narrow input, not of the wide projection).
-                let xp = crate::functional::linear(&input, &w.w_ih, None);
+                let xp =
+                    crate::functional::linear(&input, &w.w_ih, w.input_bias(self.cell).as_ref());
                 let (y, h, c) =
                     self.direction(&xp, w, &h_init, c_init.as_ref(), valid.as_ref(), d == 1);
                 outs.push(y);
@@ -480,13 +504,17 @@ impl Recurrent {
         let hs = self.hidden_size;
         let mut init: Vec<&Tensor> = vec![h0];
         init.extend(c0);
+        // `b_ih` and the part of `b_hh` that adds to the gates directly are in `xp`
+        // already (`Weights::input_bias`); only the GRU's `b_hn`, inside `r ⊙ (…)`,
+        // stays in the step.
+        let b_hn = match (cell, &w.b_hh) {
+            (CellKind::Gru, Some(b)) => Some(b.narrow(0, (2 * hs) as i64, hs)),
+            _ => None,
+        };
         let mut invariants: Vec<&Tensor> = vec![&w.w_hh];
-        invariants.extend(w.b_hh.as_ref());
+        invariants.extend(b_hn.as_ref());
         invariants.extend(w.w_hr.as_ref());
-        let n_inv = invariants.len();
-        invariants.extend(w.b_ih.as_ref());
-        let has_bias = w.b_hh.is_some();
-        let has_proj = w.w_hr.is_some();
+        let has_hn = b_hn.is_some();
         let mut scanned: Vec<&Tensor> = vec![xp];
         scanned.extend(valid);
         let masked = valid.is_some();
@@ -497,11 +525,13 @@ impl Recurrent {
             0,
             reverse,
             move |carry, xs, inv| {
-                let xg = match inv.get(n_inv) {
-                    Some(b_ih) => &xs[0] + b_ih,
-                    None => xs[0].clone(),
+                let hbias = if has_hn {
+                    HBias::NGate(&inv[1])
+                } else {
+                    HBias::None
                 };
-                let states = step(cell, hs, has_bias, has_proj, carry, &xg, &inv[..n_inv]);
+                let w_hr = inv.get(1 + usize::from(has_hn));
+                let states = step(cell, hs, carry, &xs[0], &inv[0], hbias, w_hr);
                 if !masked {
                     let y = states[0].clone();
                     return (states, vec![y]);
@@ -525,22 +555,33 @@ impl Recurrent {
     }
 }
 
+/// Where `b_hh` is added in a step (see [`step`]).
+#[derive(Clone, Copy)]
+enum HBias<'a> {
+    /// Not at all (folded into the input projection, or no bias).
+    None,
+    /// To every gate of `h W_hhᵀ` (the cells: `xg` holds `b_ih` only).
+    All(&'a Tensor),
+    /// To the GRU's `n` gate only (`b_hn`; `b_hr`, `b_hz` are folded into `xg`).
+    NGate(&'a Tensor),
+}
+
 /// One step of `cell`: the new carried states (`h`, and `c` for the LSTM) from the
-/// carried ones, the step's input projection `xg` and the invariants (`W_hh`, then
-/// `b_hh` if `has_bias`, then `W_hr` if `has_proj`).
+/// carried ones, the step's input projection `xg` (with the biases folded into it),
+/// `W_hh`, where the rest of `b_hh` goes, and `W_hr` for a projected LSTM.
 fn step(
     cell: CellKind,
     hs: usize,
-    has_bias: bool,
-    has_proj: bool,
     carry: &[Tensor],
     xg: &Tensor,
-    inv: &[Tensor],
+    w_hh: &Tensor,
+    hbias: HBias<'_>,
+    w_hr: Option<&Tensor>,
 ) -> Vec<Tensor> {
     let h = &carry[0];
-    let mut hg = h.matmul(&inv[0].t());
-    if has_bias {
-        hg = hg + &inv[1];
+    let mut hg = h.matmul(&w_hh.t());
+    if let HBias::All(b) = hbias {
+        hg = hg + b;
     }
     let gate = |t: &Tensor, i: usize| t.narrow(-1, (i * hs) as i64, hs);
     match cell {
@@ -549,7 +590,11 @@ fn step(
         CellKind::Gru => {
             let r = (gate(xg, 0) + gate(&hg, 0)).sigmoid();
             let z = (gate(xg, 1) + gate(&hg, 1)).sigmoid();
-            let n = (gate(xg, 2) + &r * &gate(&hg, 2)).tanh();
+            let hn = match hbias {
+                HBias::NGate(b) => gate(&hg, 2) + b,
+                HBias::None | HBias::All(_) => gate(&hg, 2),
+            };
+            let n = (gate(xg, 2) + &r * &hn).tanh();
             let h2: Tensor = (1.0 - &z) * &n + &z * h;
             vec![h2]
         }
@@ -562,8 +607,8 @@ fn step(
             let o = gate(&pre, 3).sigmoid();
             let c2 = &f * c + &i * &gg;
             let mut h2 = &o * &c2.tanh();
-            if has_proj {
-                h2 = h2.matmul(&inv[inv.len() - 1].t());
+            if let Some(w_hr) = w_hr {
+                h2 = h2.matmul(&w_hr.t());
             }
             vec![h2, c2]
         }
@@ -781,16 +826,18 @@ impl RecurrentCell {
             }
         }
         let xg = crate::functional::linear(&xb, &self.w.w_ih, self.w.b_ih.as_ref());
-        let mut inv = vec![self.w.w_hh.clone()];
-        inv.extend(self.w.b_hh.clone());
+        let hbias = match &self.w.b_hh {
+            Some(b) => HBias::All(b),
+            None => HBias::None,
+        };
         let out = step(
             self.cell,
             self.hidden_size,
-            self.w.b_hh.is_some(),
-            false,
             &states,
             &xg,
-            &inv,
+            &self.w.w_hh,
+            hbias,
+            None,
         );
         if unbatched {
             out.into_iter().map(|t| t.squeeze(0)).collect()
