@@ -4,6 +4,7 @@
 
 mod column_reduction;
 mod common;
+mod concat_in_place;
 mod conv_epilogue;
 mod engine;
 mod epilogue;

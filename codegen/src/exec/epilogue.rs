@@ -201,7 +201,11 @@ fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Option<Simple> {
 /// most one f32 row-broadcast `bias`, an optional add of the two, an optional
 /// sigmoid/tanh/relu, one elementwise store.
 fn simple(k: &Kernel, out: BufId, n: usize) -> Option<Simple> {
-    if k.reduction.is_some() || k.stores.len() != 1 || k.loads.len() > 2 {
+    if k.reduction.is_some()
+        || k.stores.len() != 1
+        || k.stores[0].window.is_some()
+        || k.loads.len() > 2
+    {
         return None;
     }
     let mut bias = None;

@@ -167,11 +167,10 @@ pub fn emit(k: &Kernel, b: &mut FunctionBuilder) {
         .loads
         .iter()
         .map(|l| (l.buffer, l.offset, l.dtype))
-        .chain(
-            k.stores
-                .iter()
-                .map(|s| (s.buffer, 0isize, k.dtypes[s.expr])),
-        )
+        .chain(k.stores.iter().map(|s| {
+            let offset = s.window.as_ref().map_or(0, |(o, _)| *o);
+            (s.buffer, offset, k.dtypes[s.expr])
+        }))
         .collect();
     for &(buf, offset, d) in &accesses {
         let p = b

@@ -88,13 +88,30 @@ pub enum Expr {
     Cast(DType, ExprId),
 }
 
-/// A contiguous output write.
+/// An output write: contiguous over the kernel's iteration space, or a window of a
+/// bigger buffer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Store {
     /// Buffer written.
     pub buffer: BufId,
     /// Expression stored.
     pub expr: ExprId,
+    /// `None`: element `i` of the iteration space goes to element `i` of `buffer`
+    /// (row-major). `Some((offset, strides))`: to `offset + Σ strides[a]·i[a]` — one
+    /// operand of a concatenation written in place into the concatenation (never a
+    /// reduced store).
+    pub window: Option<(isize, Vec<isize>)>,
+}
+
+impl Store {
+    /// A contiguous store of `expr` into `buffer`.
+    pub fn new(buffer: BufId, expr: ExprId) -> Store {
+        Store {
+            buffer,
+            expr,
+            window: None,
+        }
+    }
 }
 
 /// Reduction of stored expressions over some kernel axes.
@@ -196,7 +213,14 @@ impl fmt::Display for Kernel {
             writeln!(f, "    e{i}: {} = {}", self.dtypes[i], show_expr(e))?;
         }
         for s in &self.stores {
-            writeln!(f, "    store buf{} <- e{}", s.buffer, s.expr)?;
+            match &s.window {
+                None => writeln!(f, "    store buf{} <- e{}", s.buffer, s.expr)?,
+                Some((offset, strides)) => writeln!(
+                    f,
+                    "    store buf{} offset={offset} strides={strides:?} <- e{}",
+                    s.buffer, s.expr
+                )?,
+            }
         }
         for op in &self.fused {
             writeln!(f, "    // fused: {op}")?;

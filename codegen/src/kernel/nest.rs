@@ -67,7 +67,10 @@ pub(crate) fn normalise(k: &Kernel) -> Nest {
                     kept_strides[kept_i] as i64
                 }
             } else {
-                full[a] as i64
+                match &s.window {
+                    Some((_, w)) => w[a] as i64,
+                    None => full[a] as i64,
+                }
             };
             strides.push(st * elem_size(k.dtypes[s.expr]) as i64);
         }

@@ -56,6 +56,13 @@ pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: BufId, out: BufId) -> bo
     if k.reduction.is_some() || bytes(plan, dying) != bytes(plan, out) {
         return false;
     }
+    // A window of `out` is not read element for element where it is written.
+    if k.stores
+        .iter()
+        .any(|s| s.buffer == out && s.window.is_some())
+    {
+        return false;
+    }
     let contiguous = super::lazy::contiguous(&k.shape);
     k.loads
         .iter()

@@ -82,6 +82,7 @@ pub(super) fn append(a: &mut Kernel, b: &Kernel) {
         a.stores.push(Store {
             buffer: st.buffer,
             expr: expr_map[st.expr],
+            window: st.window.clone(),
         });
     }
     if let Some(r) = &b.reduction {

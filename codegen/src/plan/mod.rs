@@ -221,6 +221,20 @@ impl Planner<'_> {
             None => l.shape.clone(),
         };
         let buf = self.new_buf(TensorType::new(l.dtype, out_shape), BufKind::Temp);
+        self.emit_kernel_to(l, reduction, label, buf, None);
+        buf
+    }
+
+    /// Turns a lazy value into a kernel writing `buf`: all of it, or the `window`
+    /// `(offset, strides)` of it (no reduction then).
+    fn emit_kernel_to(
+        &mut self,
+        l: &Lazy,
+        reduction: Option<(ReduceKind, Vec<usize>, Vec<usize>)>,
+        label: &str,
+        buf: BufId,
+        window: Option<(isize, Vec<isize>)>,
+    ) {
         let mut k = Kernel {
             name: format!("k{}_{label}", self.kernels),
             shape: l.shape.clone(),
@@ -285,9 +299,9 @@ impl Planner<'_> {
         k.stores.push(Store {
             buffer: buf,
             expr: node_expr[l.root()],
+            window,
         });
         self.steps.push(Step::Kernel(k));
-        buf
     }
 
     /// The value as a buffer (materialising it if lazy). A cheap lazy value stays lazy
@@ -554,8 +568,10 @@ impl Planner<'_> {
             Op::MatMul => self.matmul(r, xs[0], xs[1])?,
             Op::Conv(p) => self.conv(r, xs[0], xs[1], p)?,
             Op::Concat { axis } => {
-                let operands: Vec<_> = xs.iter().map(|&x| (x, "concat_operand")).collect();
-                self.copy_step(r, CopyOp::Concat { axis: *axis }, &operands)?;
+                if !self.concat_in_place(r, &xs, *axis)? {
+                    let operands: Vec<_> = xs.iter().map(|&x| (x, "concat_operand")).collect();
+                    self.copy_step(r, CopyOp::Concat { axis: *axis }, &operands)?;
+                }
             }
             Op::Pad { pads, value_bits } => {
                 let pad = CopyOp::Pad {
@@ -673,6 +689,43 @@ impl Planner<'_> {
 
     /// `r` as a new buffer written by a native copy step ([`Step::Copy`]) over its
     /// materialised operands (`(value, why)` for the error messages).
+    /// A concatenation whose operands are computed (lazy, not yet stored) is written
+    /// in place: each operand's kernel stores straight into its window of the result,
+    /// instead of into a buffer of its own that a copy then concatenates. Kernels over
+    /// the same operand shape merge into one loop (a recurrent backward step's gate
+    /// gradients: one kernel for the whole `[B, 3H]`, no copy). Operands already in
+    /// memory are copied in by a kernel too. `false` (nothing emitted) when no operand
+    /// is computed: the native copy stays.
+    fn concat_in_place(
+        &mut self,
+        r: ValueId,
+        xs: &[ValueId],
+        axis: usize,
+    ) -> Result<bool, PlanError> {
+        let mut lazies = Vec::with_capacity(xs.len());
+        for &x in xs {
+            lazies.push(self.lazy(x)?);
+        }
+        let t = self.ty(r);
+        // An empty result has no element to write (its buffer would stay unwritten).
+        if lazies.iter().all(|l| l.ops() == 0) || t.shape.numel() == 0 {
+            return Ok(false);
+        }
+        let out = self.new_buf(t.clone(), BufKind::Temp);
+        let strides = contiguous(t.shape.dims());
+        let mut at = 0isize;
+        for (l, &x) in lazies.iter().zip(xs) {
+            let extent = self.ty(x).shape.dims()[axis];
+            if extent > 0 && l.shape.iter().all(|&d| d > 0) {
+                let window = (at * strides[axis], strides.clone());
+                self.emit_kernel_to(l, None, "concat_operand", out, Some(window));
+            }
+            at += extent as isize;
+        }
+        self.vals.insert(r, Val::Buf(out));
+        Ok(true)
+    }
+
     fn copy_step(
         &mut self,
         r: ValueId,

@@ -385,6 +385,26 @@ fn check_kernel(plan: &Plan, i: usize, k: &Kernel) -> Result<(), PlanError> {
         };
         let bty = &plan.buffers[s.buffer].ty;
         let dt: DType = k.dtypes[s.expr];
+        if let Some((offset, strides)) = &s.window {
+            // A window of a bigger buffer (a concatenation written in place): never
+            // reduced, within the buffer, the buffer's dtype.
+            let reduced = red.is_some_and(|r| r.reduces(j));
+            if reduced
+                || bty.dtype != dt
+                || strides.len() != k.shape.len()
+                || !inside(plan, s.buffer, reach(*offset, &k.shape, strides))
+            {
+                return Err(err(
+                    i,
+                    format!(
+                        "{name}: store {j} (offset {offset}, strides {strides:?} over {:?}) \
+                         reaches outside buffer {} ({bty}) or is reduced",
+                        k.shape, s.buffer
+                    ),
+                ));
+            }
+            continue;
+        }
         if bty.dtype != dt || bty.shape.numel() != want {
             return Err(err(
                 i,
@@ -470,6 +490,12 @@ mod tests {
         let seven = p.buffers.len() - 1;
         kernel(&mut p).stores[0].buffer = crate::plan::BufId::new(seven);
         fails(&p, "into buffer");
+        // A window store (a concatenation operand) reaching past its buffer.
+        let mut p = good.clone();
+        let k = kernel(&mut p);
+        let j = k.stores.len() - 1;
+        k.stores[j].window = Some((1, vec![8, 1]));
+        fails(&p, "reaches outside buffer");
         // A store into the input (a feed, read-only), of the right size.
         let mut p = planned(
             r#"graph {

@@ -432,7 +432,11 @@ fn build(k: &Kernel, nest: Nest, red_store: Option<usize>, width: Width) -> Opti
     }
     let mut accesses: Vec<(crate::plan::BufId, isize)> =
         k.loads.iter().map(|l| (l.buffer, l.offset * 4)).collect();
-    accesses.extend(k.stores.iter().map(|s| (s.buffer, 0)));
+    accesses.extend(
+        k.stores
+            .iter()
+            .map(|s| (s.buffer, s.window.as_ref().map_or(0, |(o, _)| o * 4))),
+    );
     let inner = nest.axes.last()?;
     let bcast = inner.strides[..nloads].iter().map(|&s| s == 0).collect();
     let mut stores = Vec::new();
