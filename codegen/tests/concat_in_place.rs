@@ -10,10 +10,7 @@ use onde_ir::{parse_graph, Array};
 use std::collections::HashMap;
 
 fn levels() -> Vec<IsaLevel> {
-    [IsaLevel::Baseline, IsaLevel::Avx2, IsaLevel::Avx512]
-        .into_iter()
-        .filter(|&l| l.capped() == l)
-        .collect()
+    crate::common::isa_levels()
 }
 
 fn vals(n: usize, s: usize) -> Vec<f64> {

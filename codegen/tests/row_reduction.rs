@@ -26,10 +26,7 @@ fn compile_at(g: &onde_ir::Graph, isa: IsaLevel) -> Executable {
 }
 
 fn levels() -> Vec<IsaLevel> {
-    [IsaLevel::Baseline, IsaLevel::Avx2, IsaLevel::Avx512]
-        .into_iter()
-        .filter(|&l| l.capped() == l)
-        .collect()
+    crate::common::isa_levels()
 }
 
 #[test]

@@ -35,10 +35,7 @@ fn compile(src: &str, threads: usize, isa: IsaLevel) -> Executable {
 }
 
 fn levels() -> Vec<IsaLevel> {
-    [IsaLevel::Baseline, IsaLevel::Avx2, IsaLevel::Avx512]
-        .into_iter()
-        .filter(|&l| l.capped() == l)
-        .collect()
+    crate::common::isa_levels()
 }
 
 fn bits(a: &Array) -> Vec<u64> {

@@ -249,24 +249,6 @@ fn decompose(g: &Graph, site: &Site<'_>, v: ValueId, depth: usize) -> Option<Vec
     (terms.len() <= MAX_TERMS).then_some(terms)
 }
 
-/// The value of a uniform constant (or of a broadcast of one).
-fn uniform_const(g: &Graph, v: ValueId) -> Option<f64> {
-    let o = g.producer(v)?;
-    let op = &g.op(o).op;
-    if let Op::Constant(a) = op {
-        let vals = a.to_f64_vec();
-        let first = *vals.first()?;
-        return vals
-            .iter()
-            .all(|x| x.to_bits() == first.to_bits())
-            .then_some(first);
-    }
-    if matches!(op, Op::Expand { .. } | Op::Reshape { .. }) {
-        return uniform_const(g, *g.operands(o).first()?);
-    }
-    None
-}
-
 /// Whether `m` is `Σ_A x / |A|` (kept dims) for the sum's axes `A`: the mean of `x`.
 fn is_mean_of(g: &Graph, site: &Site<'_>, m: ValueId, x: ValueId) -> bool {
     let Some(o) = g.producer(m) else {
@@ -289,12 +271,15 @@ fn is_mean_of(g: &Graph, site: &Site<'_>, m: ValueId, x: ValueId) -> bool {
         return is_mean_of(g, site, xs[0], x);
     }
     match arith(op) {
-        Some(Arith::Div) => sum_of_x(xs[0]) && uniform_const(g, xs[1]) == Some(count as f64),
+        Some(Arith::Div) => {
+            sum_of_x(xs[0]) && crate::simplify::scalar_const(g, xs[1]) == Some(count as f64)
+        }
         // `Σx · (1/n)` (the simplifier turns a division by 2ᵏ into this), with 1/n
         // rounded to the dtype.
         Some(Arith::Mul) => [(0, 1), (1, 0)].iter().any(|&(s, c)| {
             sum_of_x(xs[s])
-                && uniform_const(g, xs[c]).is_some_and(|v| (v * count as f64 - 1.0).abs() <= 1e-6)
+                && crate::simplify::scalar_const(g, xs[c])
+                    .is_some_and(|v| (v * count as f64 - 1.0).abs() <= 1e-6)
         }),
         Some(Arith::Add | Arith::Sub | Arith::Neg) | None => false,
     }

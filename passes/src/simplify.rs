@@ -40,7 +40,9 @@ impl std::fmt::Debug for Rule {
     }
 }
 
-fn scalar_const(g: &Graph, v: ValueId) -> Option<f64> {
+/// The value of a uniform constant (every element the same bits), or of a broadcast or
+/// reshape of one.
+pub(crate) fn scalar_const(g: &Graph, v: ValueId) -> Option<f64> {
     let o = g.producer(v)?;
     let op = &g.op(o).op;
     if let Op::Constant(a) = op {

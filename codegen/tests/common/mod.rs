@@ -14,3 +14,12 @@ pub fn calls(profile: &str, step: usize) -> u64 {
         })
         .expect("step in profile")
 }
+
+/// Every ISA level this CPU has (each test of a kernel runs at all of them).
+pub fn isa_levels() -> Vec<onde_codegen::IsaLevel> {
+    use onde_codegen::IsaLevel;
+    [IsaLevel::Baseline, IsaLevel::Avx2, IsaLevel::Avx512]
+        .into_iter()
+        .filter(|&l| l.capped() == l)
+        .collect()
+}
