@@ -20,14 +20,17 @@
 //! divisors `d` are constant along `A` (their shape, right-aligned against `S`, has
 //! extent 1 on `A`; an `expand` of such a value counts as the value), the *core*
 //! `x₁ · x₂ …` holds the leaves of shape `S`. It looks through `add`, `sub`, `neg`,
-//! `mul`, and `div` by a constant-along-`A` value; a product of two sums, or a value
-//! that another reduction over `A` already sums, is a leaf. Then:
+//! `mul`, and `div` by a constant-along-`A` value; a product of two sums is a leaf, and
+//! so is `x − mean_A(x)`, which sums to exactly 0. Then:
 //! - one term: `Σ_A v` becomes `± Π f / Π d · Σ_A core` (with the core's leaves
 //!   multiplied in a canonical order, so equal cores become the same sum after CSE);
 //!   nothing is done when there is no factor and the core is already canonical;
-//! - several terms: only when every core is already summed over `A` elsewhere (a leaf
-//!   another reduction reads, or the core of another single-term sum): the split then
-//!   adds no pass over the data. A term without core sums to `f · |A|`.
+//! - several terms: only when every core is the core of another sum over `A` that stays
+//!   one sum (single term): the split then adds no pass over the data, and, relying
+//!   only on sums that are not split themselves, the pass settles in a round or two
+//!   (a chain of residual sums does not come apart one level per round). A term
+//!   without core sums to `f · |A|`; centred terms drop out. Sums over an empty axis
+//!   are left alone.
 //!
 //! # Rounding
 //! Not bit-exact: `c · Σ x` rounds differently from `Σ c·x` (one rounding for the
@@ -36,10 +39,13 @@
 //! (the batch-norm mean's `Σ (x − μ)`) comes out as rounding noise of the size of
 //! `ulp(Σ x)` instead of the noise of summing the differences. This is the freedom every
 //! reduction already takes (onde's vectorised sums do not add in index order either).
+//! Like a fast-math compiler, it takes `Σ(x − mean x) = 0` also where `x` holds an
+//! infinity or NaN (the unfactored sum would be NaN; in a batch norm's backward the
+//! NaN reaches the gradient through its other terms anyway).
 
 use crate::pass::{Pass, PassError};
 use onde_ir::{Array, BinaryOp, Graph, Op, OpId, ReduceKind, UnaryOp, ValueId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Most terms a sum is split into; deeper expressions are left alone.
 const MAX_TERMS: usize = 8;
@@ -123,10 +129,6 @@ fn arith(op: &Op) -> Option<Arith> {
 struct Site<'a> {
     shape: &'a [usize],
     axes: &'a [usize],
-    /// Values another sum over the same axes and shape already reads (leaves).
-    summed: &'a HashSet<ValueId>,
-    /// The reduction being rewritten (its own operand is not a leaf for it).
-    own: ValueId,
 }
 
 /// `v` with its broadcasts looked through, when it is constant along the summed axes.
@@ -168,9 +170,6 @@ fn decompose(g: &Graph, site: &Site<'_>, v: ValueId, depth: usize) -> Option<Vec
         return None;
     }
     let leaf = Some(vec![Term::leaf(v)]);
-    if v != site.own && site.summed.contains(&v) {
-        return leaf;
-    }
     let Some(o) = g.producer(v) else {
         return leaf;
     };
@@ -255,7 +254,15 @@ fn is_mean_of(g: &Graph, site: &Site<'_>, m: ValueId, x: ValueId) -> bool {
         return false;
     };
     let xs = g.operands(o);
+    if g.value_type(x).shape.dims() != site.shape {
+        return false;
+    }
     let count: usize = site.axes.iter().map(|&a| site.shape[a]).product();
+    // `1/n` rounded to the dtype: within half an ulp of it (another `n` is further).
+    let eps = match g.value_type(x).dtype {
+        onde_ir::DType::F32 => f64::from(f32::EPSILON),
+        onde_ir::DType::F64 | onde_ir::DType::I64 | onde_ir::DType::Bool => f64::EPSILON,
+    };
     let sum_of_x = |s: ValueId| {
         g.producer(s).is_some_and(|s| {
             let summed = Op::Reduce {
@@ -279,7 +286,7 @@ fn is_mean_of(g: &Graph, site: &Site<'_>, m: ValueId, x: ValueId) -> bool {
         Some(Arith::Mul) => [(0, 1), (1, 0)].iter().any(|&(s, c)| {
             sum_of_x(xs[s])
                 && crate::simplify::scalar_const(g, xs[c])
-                    .is_some_and(|v| (v * count as f64 - 1.0).abs() <= 1e-6)
+                    .is_some_and(|v| (v * count as f64 - 1.0).abs() <= eps)
         }),
         Some(Arith::Add | Arith::Sub | Arith::Neg) | None => false,
     }
@@ -400,25 +407,23 @@ impl Pass for FactorSums {
         if all.is_empty() {
             return Ok(false);
         }
-        // Per (shape, axes, dtype): the values summed, and the cores of single-term sums.
+        // Per (shape, axes, dtype): the cores of single-term sums (how many each).
         let key = |g: &Graph, s: &Sum| -> Key {
             let t = g.value_type(s.x);
             (t.shape.dims().to_vec(), s.axes.clone(), t.dtype)
         };
-        let mut summed: HashMap<Key, HashSet<ValueId>> = HashMap::new();
-        for s in &all {
-            summed.entry(key(g, s)).or_default().insert(s.x);
-        }
-        let empty = HashSet::new();
         let mut plans: Vec<(usize, Vec<Term>)> = Vec::new();
         let mut cores: HashMap<Key, HashMap<Vec<ValueId>, usize>> = HashMap::new();
         for (i, s) in all.iter().enumerate() {
             let k = key(g, s);
+            // A sum over an empty axis is 0 whatever its operand: left alone (a factor
+            // times the count 0 would turn an infinite factor into NaN).
+            if s.axes.iter().any(|&a| k.0[a] == 0) {
+                continue;
+            }
             let site = Site {
                 shape: &k.0,
                 axes: &s.axes,
-                summed: summed.get(&k).unwrap_or(&empty),
-                own: s.x,
             };
             let Some(terms) = decompose(g, &site, s.x, 0) else {
                 continue;
@@ -441,21 +446,13 @@ impl Pass for FactorSums {
             // Centred terms sum to exactly 0.
             let dropped = terms.iter().any(|t| t.centered);
             let terms: Vec<Term> = terms.into_iter().filter(|t| !t.centered).collect();
-            let exists = |t: &Term| match t.core.as_slice() {
-                [] => true,
-                [x] => {
-                    summed.get(&k).is_some_and(|vs| vs.contains(x))
-                        || cores.get(&k).is_some_and(|c| c.contains_key(&t.core))
-                }
-                c => cores.get(&k).is_some_and(|cs| cs.contains_key(c)),
+            // A core exists when a sum that stays one sum (single term) sums it: a split
+            // then only reuses sums that outlive this round, so the pass settles (a
+            // split relying on a sum that is itself split would come apart one level
+            // per round along a residual stream).
+            let exists = |t: &Term| {
+                t.core.is_empty() || cores.get(&k).is_some_and(|c| c.contains_key(&t.core))
             };
-            let mut new_cores: Vec<&Vec<ValueId>> = terms
-                .iter()
-                .filter(|t| !exists(t))
-                .map(|t| &t.core)
-                .collect();
-            new_cores.sort();
-            new_cores.dedup();
             let rewrite = match terms.as_slice() {
                 [] => dropped,
                 [t] => {
@@ -474,12 +471,8 @@ impl Pass for FactorSums {
                                         .is_some_and(|&n| n > 1))))
                 }
                 // Split only when it adds no pass over the data: every core is summed
-                // elsewhere, or one is new and no constant term is split off (which
-                // could cancel against it: `Σ(x − c)` stays as it is).
-                _ => {
-                    new_cores.is_empty()
-                        || (new_cores.len() == 1 && terms.iter().all(|t| !t.core.is_empty()))
-                }
+                // elsewhere.
+                _ => terms.iter().all(exists),
             };
             if !rewrite {
                 continue;

@@ -250,3 +250,72 @@ proptest! {
         }
     }
 }
+
+/// A residual stream `x_k = x_{k−1} + y_k` whose every state is summed (each block's
+/// batch-norm mean): the pass settles (a split never relies on a sum that is split
+/// itself), the values stay, and no sum is added.
+#[test]
+fn a_long_residual_chain_settles() {
+    let mut g = Graph::new();
+    let input = |g: &mut Graph, name: String| {
+        g.add_op(
+            Op::Input {
+                name,
+                ty: TensorType::new(DType::F64, vec![2, 3, 4]),
+            },
+            &[],
+            None,
+        )
+        .unwrap()
+        .1[0]
+    };
+    let mut x = input(&mut g, "x0".into());
+    let sum = |g: &mut Graph, v: ValueId| {
+        let op = Op::Reduce {
+            kind: ReduceKind::Sum,
+            axes: vec![0, 2],
+            keepdim: true,
+        };
+        g.add_op(op, &[v], None).unwrap().1[0]
+    };
+    let mut outs = vec![sum(&mut g, x)];
+    for k in 1..=24 {
+        let y = input(&mut g, format!("y{k}"));
+        x = g
+            .add_op(Op::Binary(BinaryOp::Add), &[x, y], None)
+            .unwrap()
+            .1[0];
+        outs.push(sum(&mut g, x));
+        if k % 3 == 0 {
+            // Some of the y's are summed on their own too.
+            outs.push(sum(&mut g, y));
+        }
+    }
+    g.set_outputs(outs);
+    let mut o = g.clone();
+    optimizer()
+        .run(&mut o)
+        .expect("settles within the fixpoint's rounds");
+    assert!(full_sums(&o) <= full_sums(&g));
+    assert_same(&g, &o);
+}
+
+/// `x − mean(x)` is centred only when `x` is the full shape summed and the mean is
+/// exactly `Σx/n` (a `[N, 1]` value broadcast over the summed axis is not).
+#[test]
+fn only_a_true_mean_makes_a_value_centred() {
+    let src = r#"graph {
+  %0: f64[4,1] = input "x"
+  %1: f64[4,1] = reduce_sum %0 axes=[1] keepdim=true
+  %2: f64[] = constant f64[] [3.0]
+  %3: f64[4,1] = div %1, %2
+  %4: f64[4,3] = expand %3 shape=[4,3]
+  %5: f64[4,3] = sub %0, %4
+  %6: f64[4,1] = reduce_sum %5 axes=[1] keepdim=true
+  outputs %6
+}"#;
+    let (g, o) = optimised(src);
+    assert_same(&g, &o);
+    let y = onde_runtime::run(&o, &feeds(&g)).unwrap();
+    assert!(y[0].to_f64_vec().iter().any(|&v| v != 0.0));
+}

@@ -108,8 +108,24 @@ pub(super) fn append(a: &mut Kernel, b: &Kernel) {
 /// data they share once — a batch norm backward's two sums over `[N, C, T]`.
 fn siblings(a: &Kernel, b: &Kernel) -> bool {
     let only = |k: &Kernel, r: &Reduction| k.stores.len() == 1 + r.also.len();
+    // A kernel with a faster loop of its own stays alone: a column reduction's
+    // vectorised column order takes one store (`clif::column_nest`), and the tile
+    // engine (kernels computing a transcendental) takes no siblings.
+    let own_loop = |k: &Kernel| {
+        crate::kernel::clif::column_nest(k).is_some()
+            || k.exprs
+                .iter()
+                .any(|e| matches!(e, Expr::Unary(u, _) if u.is_transcendental()))
+    };
     match (&a.reduction, &b.reduction) {
-        (Some(x), Some(y)) => x.kind == y.kind && x.axes == y.axes && only(a, x) && only(b, y),
+        (Some(x), Some(y)) => {
+            x.kind == y.kind
+                && x.axes == y.axes
+                && only(a, x)
+                && only(b, y)
+                && !own_loop(a)
+                && !own_loop(b)
+        }
         _ => false,
     }
 }
@@ -134,9 +150,13 @@ pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
                 let shapes = prev.shape == k.shape
                     && prev.exprs.len() + k.exprs.len() <= MAX_MERGED_EXPRS
                     && !reads.iter().any(|b| written_after.contains(b));
+                let no_siblings =
+                    |k: &Kernel| k.reduction.as_ref().is_none_or(|r| r.also.is_empty());
                 let one_reduces = full_reduction(prev)
                     && full_reduction(k)
-                    && !(prev.reduction.is_some() && k.reduction.is_some());
+                    && !(prev.reduction.is_some() && k.reduction.is_some())
+                    && no_siblings(prev)
+                    && no_siblings(k);
                 let compatible = shapes && (one_reduces || siblings(prev, k));
                 if compatible {
                     target = Some(i);

@@ -687,8 +687,6 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// `r` as a new buffer written by a native copy step ([`Step::Copy`]) over its
-    /// materialised operands (`(value, why)` for the error messages).
     /// A concatenation whose operands are computed (lazy, not yet stored) is written
     /// in place: each operand's kernel stores straight into its window of the result,
     /// instead of into a buffer of its own that a copy then concatenates. Kernels over
@@ -726,6 +724,8 @@ impl Planner<'_> {
         Ok(true)
     }
 
+    /// `r` as a new buffer written by a native copy step ([`Step::Copy`]) over its
+    /// materialised operands (`(value, why)` for the error messages).
     fn copy_step(
         &mut self,
         r: ValueId,
