@@ -5,9 +5,11 @@
 //! affine map — `offset + Σ strides[a]·i[a]` in elements — so broadcast (stride 0),
 //! permuted and strided-slice operands are read in place without copies. The body is
 //! an SSA list of scalar [`Expr`]s; each [`Store`] writes one expression to a
-//! contiguous output buffer. With a [`Reduction`], the listed axes are reduced: the
-//! reduction's stored expression is accumulated over them and its output has the kept
-//! axes only; a full reduction may share its loop with elementwise stores.
+//! contiguous output buffer, or to a window of a bigger one (an operand of a
+//! concatenation written in place). With a [`Reduction`], the listed axes are reduced:
+//! the reduced stores are accumulated over them (several of one kind over the same
+//! axes share the loop) and their outputs have the kept axes only; a full reduction
+//! may share its loop with elementwise stores.
 
 pub mod clif;
 pub mod engine;
