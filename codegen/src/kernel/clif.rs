@@ -237,6 +237,21 @@ struct Cx<'a> {
     column: bool,
 }
 
+/// [`ACCUMULATORS`] fresh vector accumulators of a reduction, each at its identity.
+fn vector_accs(
+    b: &mut FunctionBuilder,
+    kind: ReduceKind,
+    d: DType,
+    mode: Mode,
+) -> [Variable; ACCUMULATORS] {
+    std::array::from_fn(|_| {
+        let v = b.declare_var(mode.ty(d));
+        let init = identity(b, kind, d, mode);
+        b.def_var(v, init);
+        v
+    })
+}
+
 /// Emits `for i in (start..end).step_by(step)`, calling `body(b, i)`.
 fn counted_loop(
     b: &mut FunctionBuilder,
@@ -343,15 +358,7 @@ impl Cx<'_> {
             let sv = b.declare_var(scalar_ty(d));
             let init = identity(b, kind, d, Mode::Scalar);
             b.def_var(sv, init);
-            let vv = (self.mode != Mode::Scalar).then(|| {
-                let mode = self.mode;
-                std::array::from_fn(|_| {
-                    let v = b.declare_var(mode.ty(d));
-                    let init = identity(b, kind, d, mode);
-                    b.def_var(v, init);
-                    v
-                })
-            });
+            let vv = (self.mode != Mode::Scalar).then(|| vector_accs(b, kind, d, self.mode));
             accs.push((vv, sv));
         }
         self.acc = Some(accs.clone());
@@ -385,11 +392,11 @@ impl Cx<'_> {
         // `[N, C, T]`): each row is summed into fresh accumulators, then its total is
         // folded into the output's running total, so every chain is one row long plus
         // one step per row rather than all the rows long, as a cascaded sum would be.
-        let vector_accs = self
+        let vectors = self
             .acc
             .as_ref()
             .is_some_and(|a| a.iter().all(|(vv, _)| vv.is_some()));
-        if let (true, Some(outer), Some(red)) = (vector_accs, self.acc.clone(), &self.k.reduction) {
+        if let (true, Some(outer), Some(red)) = (vectors, self.acc.clone(), &self.k.reduction) {
             if level > self.nest.kept && self.mode != Mode::Scalar {
                 let kind = red.kind;
                 let mode = self.mode;
@@ -399,13 +406,7 @@ impl Cx<'_> {
                     .zip(&outer)
                     .map(|(&rs, &(_, sv))| {
                         let d = self.k.dtypes[self.k.stores[rs].expr];
-                        let row: [Variable; ACCUMULATORS] = std::array::from_fn(|_| {
-                            let v = b.declare_var(mode.ty(d));
-                            let init = identity(b, kind, d, mode);
-                            b.def_var(v, init);
-                            v
-                        });
-                        (Some(row), sv)
+                        (Some(vector_accs(b, kind, d, mode)), sv)
                     })
                     .collect();
                 self.acc = Some(rows.clone());

@@ -28,7 +28,12 @@ impl MemoryPlan {
 }
 
 pub(crate) fn root(plan: &Plan, b: BufId) -> BufId {
-    match plan.buffers[b].kind {
+    root_in(&plan.buffers, b)
+}
+
+/// [`root`] over a buffer table (while the plan is being built).
+pub(crate) fn root_in(buffers: &[super::BufferSpec], b: BufId) -> BufId {
+    match buffers[b.index()].kind {
         BufKind::Alias(r) => r,
         BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
     }

@@ -178,14 +178,6 @@ pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
     out
 }
 
-/// The storage a buffer lives in (an alias is its root's).
-fn storage(buffers: &[BufferSpec], b: BufId) -> BufId {
-    match buffers[b.index()].kind {
-        BufKind::Alias(r) => r,
-        BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
-    }
-}
-
 /// Moves each matrix product down to just before the first step that reads its
 /// output, when that step is a kernel and nothing in between touches the product's
 /// operands or output: the kernel is then the product's next step and can run as its
@@ -203,20 +195,20 @@ pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
             continue;
         };
         let (a, b, out) = (
-            storage(buffers, a.buf),
-            storage(buffers, b.buf),
-            storage(buffers, *out),
+            super::memory::root_in(buffers, a.buf),
+            super::memory::root_in(buffers, b.buf),
+            super::memory::root_in(buffers, *out),
         );
         let reads_out = |s: &Step| {
             super::memory::reads(s)
                 .iter()
-                .any(|&x| storage(buffers, x) == out)
+                .any(|&x| super::memory::root_in(buffers, x) == out)
         };
         let touches = |s: &Step| {
             reads_out(s)
                 || writes(s)
                     .iter()
-                    .any(|&x| [a, b, out].contains(&storage(buffers, x)))
+                    .any(|&x| [a, b, out].contains(&super::memory::root_in(buffers, x)))
         };
         let Some(j) = (i + 1..steps.len()).find(|&j| touches(&steps[j].0)) else {
             i += 1;

@@ -51,7 +51,10 @@ pub const RECOMPUTE_BUDGET: usize = 16;
 /// recomputed by each consumer: the sum of four gradient contributions of a residual
 /// stream in W2's backward was re-read by three batch-norm reductions (80 MB a pass,
 /// memory-bound), where one stored copy costs one write and one read each (the W2
-/// measurements behind the threshold are in `docs/performance.md`). Values computing a
+/// measurements behind the threshold are in `docs/performance.md`). Two whole reads
+/// are not enough: a batch norm's masked gradient `where(relu_mask(x), 0, dy)` reads
+/// `x` and `dy`, and every consumer reads `x` anyway, so storing it only added a write
+/// and a read per consumer. Values computing a
 /// transcendental are left to recomputation unless they fit in cache
 /// ([`CACHED_TRANSCENDENTAL_MAX_NUMEL`]), and small ones ([`MEMORY_HEAVY_MIN_NUMEL`])
 /// too.
