@@ -265,3 +265,36 @@ fn weight_gradients_are_one_product_after_the_backward_loop() {
     assert_eq!(carries.len(), 8, "{ir}");
     assert!(carries.iter().all(|&c| c == "1"), "{carries:?}");
 }
+
+#[test]
+fn the_gru_backward_reads_the_n_gate_sum_not_the_whole_product() {
+    // The backward of a GRU step needs `W_hn h + b_hn` (inside `r ⊙ (…)`), not the
+    // whole `h·W_hhᵀ` (`[B, 3H]`) it is sliced from: the forward scans stack that sum
+    // (`[T, B, H]`), so no value of width 3H is written per step (the product stays a
+    // temporary of the step).
+    let graph = gru_grad_graph(7);
+    let mut forward_scans = 0;
+    for o in graph.op_ids() {
+        let onde::ir::Op::Scan(s) = &graph.op(o).op else {
+            continue;
+        };
+        // Backward bodies take the carries' cotangents (`dc…`).
+        let backward = s
+            .body
+            .inputs()
+            .iter()
+            .any(|&v| s.body.input_name(v).is_some_and(|n| n.starts_with("dc")));
+        if backward {
+            continue;
+        }
+        forward_scans += 1;
+        let widths: Vec<usize> = graph
+            .results(o)
+            .iter()
+            .map(|&v| *graph.value_type(v).shape.dims().last().unwrap())
+            .collect();
+        // h, y, the carry-in, r, z, n and W_hn h + b_hn, each H = 4 wide.
+        assert_eq!(widths, vec![4; 7]);
+    }
+    assert_eq!(forward_scans, 4);
+}

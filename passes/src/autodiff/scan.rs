@@ -297,27 +297,85 @@ pub(super) fn vjp_scan(
 /// `sigmoid` and `tanh`, whose gradient rules read their output). Recomputing costs the
 /// forward's work again inside the backward loop; saving costs one write per step of a
 /// value the forward computed anyway (PyTorch's LSTM keeps its gates the same way).
+///
+/// A contraction whose every use is an offset — `[slice] → add/sub` of a value that
+/// does not depend on the carry (an input projection, a bias) — also offers those sums
+/// (see [`offset_ends`]): the backward reads a GRU's `W_hn h + b_hn` (`[B, H]`)
+/// instead of the whole `h·W_hhᵀ` (`[B, 3H]`) it was sliced from, and the product
+/// stays a temporary of the step instead of being stacked. Only the candidates the
+/// backward body ends up reading are stacked (`vjp_scan`), so offering more costs
+/// nothing; the rule needs every use to be an offset so that the product is read no
+/// more once its sums are saved (an add's gradient reads neither operand).
 fn save_candidates(body: &Graph, nc: usize) -> Vec<ValueId> {
+    let Some(topo) = body.topo_ops() else {
+        return Vec::new();
+    };
     let mut dep: std::collections::HashSet<ValueId> = body.inputs()[..nc].iter().copied().collect();
+    for &o in &topo {
+        if body.operands(o).iter().any(|v| dep.contains(v)) {
+            dep.extend(body.results(o));
+        }
+    }
+    let saveable = |v: ValueId| body.value_type(v).dtype.is_float() && !body.outputs().contains(&v);
     let mut out = Vec::new();
-    for o in body.topo_ops().unwrap_or_default() {
-        if !body.operands(o).iter().any(|v| dep.contains(v)) {
+    for o in topo {
+        let rs = body.results(o);
+        if rs.len() != 1 || !dep.contains(&rs[0]) {
             continue;
         }
-        let rs = body.results(o);
-        dep.extend(rs.iter().copied());
         let op = &body.op(o).op;
-        let costly = op.class() == onde_ir::OpClass::Contraction
-            || matches!(op, Op::Unary(u) if u.is_transcendental());
-        if costly
-            && rs.len() == 1
-            && body.value_type(rs[0]).dtype.is_float()
-            && !body.outputs().contains(&rs[0])
-        {
+        let contraction = op.class() == onde_ir::OpClass::Contraction;
+        let costly = contraction || matches!(op, Op::Unary(u) if u.is_transcendental());
+        if costly && saveable(rs[0]) {
             out.push(rs[0]);
+            if contraction {
+                for end in offset_ends(body, rs[0], &dep).unwrap_or_default() {
+                    if saveable(end) && !out.contains(&end) {
+                        out.push(end);
+                    }
+                }
+            }
         }
     }
     out
+}
+
+/// The sums `[slice(v)] ± u` (`u` independent of the carry: not in `dep`) that use `v`,
+/// when every use of `v` is one of them (else `None`).
+fn offset_ends(
+    body: &Graph,
+    v: ValueId,
+    dep: &std::collections::HashSet<ValueId>,
+) -> Option<Vec<ValueId>> {
+    // The result of use `u` of `x` when it is `x ± w` with `w` carry-free.
+    let offset = |u: onde_ir::OpId, x: ValueId| -> Option<ValueId> {
+        let ops = body.operands(u);
+        let add_sub = matches!(
+            body.op(u).op,
+            Op::Binary(onde_ir::BinaryOp::Add | onde_ir::BinaryOp::Sub)
+        );
+        let other_free = ops.len() == 2
+            && ops.iter().filter(|&&w| w == x).count() == 1
+            && ops.iter().all(|&w| w == x || !dep.contains(&w));
+        (add_sub && other_free).then(|| body.results(u)[0])
+    };
+    let mut ends = Vec::new();
+    for u in body.users(v) {
+        if matches!(body.op(u).op, Op::Slice { .. }) {
+            let s = body.results(u)[0];
+            if body.outputs().contains(&s) {
+                return None;
+            }
+            for w in body.users(s) {
+                ends.push(offset(w, s)?);
+            }
+        } else {
+            ends.push(offset(u, v)?);
+        }
+    }
+    ends.sort();
+    ends.dedup();
+    (!ends.is_empty()).then_some(ends)
 }
 
 /// An invariant's per-step cotangent computed after the loop from the stacked per-step
