@@ -298,3 +298,60 @@ fn the_gru_backward_reads_the_n_gate_sum_not_the_whole_product() {
     }
     assert_eq!(forward_scans, 4);
 }
+
+#[test]
+fn both_directions_run_side_by_side_with_two_threads() {
+    // A bidirectional layer's two loops are adjacent steps of the plan, marked to run
+    // together (forward and backward scans of both layers: four pairs), and two
+    // threads compute what one does: the loops share nothing they write.
+    use onde::codegen::{plan, CompileOptions, Executable};
+    let graph = gru_grad_graph(9);
+    let mut g2 = graph.clone();
+    onde::passes::optimize(&mut g2).unwrap();
+    let p = plan::plan(&g2).unwrap();
+    let pairs = plan::concurrent::alongside(&p)
+        .iter()
+        .filter(|&&a| a)
+        .count();
+    assert_eq!(pairs, 4);
+    let x = Array::f32(
+        [9, 2, 3],
+        (0..54).map(|i| ((i as f32) * 0.41).sin()).collect(),
+    )
+    .unwrap();
+    let results: Vec<Vec<Vec<f64>>> = [1, 2]
+        .into_iter()
+        .map(|threads| {
+            let opts = CompileOptions {
+                threads,
+                ..CompileOptions::default()
+            };
+            let mut exe = Executable::compile(&graph, opts).unwrap();
+            let mut feeds: Vec<(String, Array)> = vec![("x".into(), x.clone())];
+            for (name, ty) in exe
+                .feeds()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect::<Vec<_>>()
+            {
+                if name != "x" {
+                    let n = ty.shape.numel();
+                    let v = (0..n)
+                        .map(|i| ((i as f32) * 0.77 + 0.3).cos() * 0.4)
+                        .collect();
+                    feeds.push((name, Array::f32(ty.shape.dims().to_vec(), v).unwrap()));
+                }
+            }
+            let refs: Vec<(&str, &Array)> = feeds.iter().map(|(n, a)| (n.as_str(), a)).collect();
+            exe.run(&refs)
+                .unwrap()
+                .iter()
+                .map(Array::to_f64_vec)
+                .collect()
+        })
+        .collect();
+    for (a, b) in results[0].iter().zip(&results[1]) {
+        for (p, q) in a.iter().zip(b) {
+            assert!((p - q).abs() <= 1e-6 * (1.0 + q.abs()), "{p} vs {q}");
+        }
+    }
+}

@@ -5,6 +5,7 @@
 mod column_reduction;
 mod common;
 mod concat_in_place;
+mod concurrent_scans;
 mod conv_epilogue;
 mod engine;
 mod epilogue;

@@ -190,6 +190,8 @@ struct Compiled {
     aliases: Vec<(BufId, BufId)>,
     /// Per step: a matmul or conv whose next step is its epilogue kernel ([`epilogue`]).
     epilogues: Vec<Option<epilogue::Fused>>,
+    /// Per step: a scan run alongside the scan before it ([`plan::concurrent`]).
+    alongside: Vec<bool>,
     clif: Vec<String>,
     compile_time: Duration,
 }
@@ -391,10 +393,12 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     } else {
         vec![None; plan.steps.len()]
     };
+    let alongside = plan::concurrent::alongside(&plan);
     Ok(Compiled {
         plan,
         memory,
         epilogues,
+        alongside,
         aliases,
         bodies,
         module: Some(module),
@@ -749,7 +753,18 @@ impl Executable {
         let mut fused_next = false;
         for (i, step) in compiled.plan.steps.iter().enumerate() {
             if std::mem::take(&mut fused_next) {
-                // Ran as the previous matmul's epilogue.
+                // Ran as the previous matmul's epilogue, or alongside the previous scan.
+                continue;
+            }
+            if self.threads > 1 && compiled.alongside.get(i + 1) == Some(&true) {
+                let times = self.scan_pair(i)?;
+                if let Some(p) = self.profile.as_mut() {
+                    for (k, t) in times.into_iter().enumerate() {
+                        p[i + k].0 += 1;
+                        p[i + k].1 += t;
+                    }
+                }
+                fused_next = true;
                 continue;
             }
             let t0 = self.profile.is_some().then(Instant::now);

@@ -2,8 +2,9 @@
 //! carry, input and output buffers, with staging made at compile time.
 
 use super::{elem_size, CompileOptions, Compiled, Executable, RunError, ScanState, Storage};
-use crate::plan::{BufId, Plan};
+use crate::plan::{BufId, Plan, Step};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 impl Executable {
     /// Runs a scan step: the body executable once per step, fed by pointers into the
@@ -19,212 +20,301 @@ impl Executable {
         let Some(mut st) = self.scans.get_mut(i).and_then(Option::take) else {
             return Err(RunError::Native("scan body missing".into()));
         };
-        let r = self.scan_with(&mut st, sc, args, outs);
+        let compiled = self.compiled.clone();
+        let r = scan_with(&mut st, &compiled.plan, &self.ptrs, sc, args, outs);
         self.scans[i] = Some(st);
         r
     }
 
-    fn scan_with(
-        &mut self,
-        st: &mut ScanState,
-        sc: &onde_ir::ScanOp,
-        args: &[BufId],
-        outs: &[BufId],
-    ) -> Result<(), RunError> {
+    /// Runs scan steps `i` and `i + 1`, a pair that `plan::concurrent::alongside`
+    /// marks (they share no written buffer, and memory planning kept their storage
+    /// apart), the second on a pool thread while the first runs here; each body runs
+    /// on one thread. Returns each step's time (for the profile). Without a pool the
+    /// two run one after the other.
+    pub(super) fn scan_pair(&mut self, i: usize) -> Result<[Duration; 2], RunError> {
         let compiled = self.compiled.clone();
+        let steps = &compiled.plan.steps;
+        let (
+            Some(Step::Scan {
+                scan: sa,
+                args: aa,
+                outs: oa,
+            }),
+            Some(Step::Scan {
+                scan: sb,
+                args: ab,
+                outs: ob,
+            }),
+        ) = (steps.get(i), steps.get(i + 1))
+        else {
+            return Err(RunError::Native("scan pair missing".into()));
+        };
+        let (Some(mut st_a), Some(mut st_b)) = (
+            self.scans.get_mut(i).and_then(Option::take),
+            self.scans.get_mut(i + 1).and_then(Option::take),
+        ) else {
+            return Err(RunError::Native("scan body missing".into()));
+        };
+        let threads = (st_a.body.threads, st_b.body.threads);
+        st_a.body.threads = 1;
+        st_b.body.threads = 1;
         let plan = &compiled.plan;
-        let (nc, nx) = (sc.num_carry, sc.num_xs);
-        let ty = |b: BufId| plan.buffers[b].ty.clone();
-        // Carries live in the result buffers: start from the initial values.
-        for c in 0..nc {
-            let t = ty(args[c]);
-            let bytes = t.shape.numel() * elem_size(t.dtype);
-            if bytes > 0 && self.ptrs[outs[c]] != self.ptrs[args[c]] {
-                // SAFETY: both buffers hold `bytes` bytes (same type) and are distinct.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(self.ptrs[args[c]], self.ptrs[outs[c]], bytes)
-                };
-            }
-        }
-        // Scanned inputs with the scan axis in front.
-        let mut xs_base = Vec::with_capacity(nx);
-        for k in 0..nx {
-            let t = ty(args[nc + k]);
-            if sc.axis == 0 {
-                xs_base.push(self.ptrs[args[nc + k]]);
-            } else {
-                let dst = st.xs_front[k].ptr();
-                // SAFETY: the source holds `t`'s elements; `dst` was sized for them.
-                unsafe {
-                    move_axis(
-                        self.ptrs[args[nc + k]],
-                        dst,
-                        t.shape.dims(),
-                        sc.axis,
-                        elem_size(t.dtype),
-                        true,
+        let ptrs = &self.ptrs;
+        let run = |st: &mut ScanState, sc, args, outs| {
+            let t0 = Instant::now();
+            let r = scan_with(st, plan, ptrs, sc, args, outs);
+            (r, t0.elapsed())
+        };
+        let (ra, rb) = match crate::pool::pool() {
+            Some(pool) => {
+                let mut rb = None;
+                let job = Unshared((&mut st_b, &mut rb, &run, sb, ab, ob));
+                let mut ra = None;
+                pool.in_place_scope(|scope| {
+                    scope.spawn(move |_| {
+                        let (st, out, run, sc, args, outs) = job.into_inner();
+                        *out = Some(run(st, sc, args, outs));
+                    });
+                    ra = Some(run(&mut st_a, sa, aa, oa));
+                });
+                let fail = || {
+                    (
+                        Err(RunError::Native("scan pair did not run".into())),
+                        Duration::ZERO,
                     )
                 };
-                xs_base.push(dst);
+                (ra.unwrap_or_else(fail), rb.unwrap_or_else(fail))
             }
-        }
-        let ny = outs.len() - nc;
-        let mut ys_base = Vec::with_capacity(ny);
-        for j in 0..ny {
-            ys_base.push(if sc.axis == 0 {
-                self.ptrs[outs[nc + j]]
-            } else {
-                st.ys_front[j].ptr()
-            });
-        }
-        let slice_bytes = |b: BufId| {
-            let t = ty(b);
-            t.shape.numel().checked_div(sc.length).unwrap_or(0) * elem_size(t.dtype)
+            None => (run(&mut st_a, sa, aa, oa), run(&mut st_b, sb, ab, ob)),
         };
-        let xs_slice: Vec<usize> = (0..nx).map(|k| slice_bytes(args[nc + k])).collect();
-        let ys_slice: Vec<usize> = (0..ny).map(|j| slice_bytes(outs[nc + j])).collect();
-        let carry_bytes: Vec<usize> = (0..nc)
-            .map(|c| {
-                let t = ty(outs[c]);
-                t.shape.numel() * elem_size(t.dtype)
-            })
-            .collect();
-        let mut feed_ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); st.inputs.len()];
-        let n_body = st.body.compiled.plan.buffers.len();
-        // The loop invariants (an RNN's recurrent weights) do not change during this
-        // scan: the body runs as a versioned run vouching for them, so a matrix product
-        // against one packs it once per scan call instead of once per step (W4's
-        // `h · W_hhᵀ`, 128 × 512, every one of 100 steps).
-        st.body.is_weight.clear();
-        st.body.is_weight.resize(n_body, false);
-        for &k in &st.inputs[nc + nx..] {
-            let buf = st.body.feeds[k].2;
-            st.body.is_weight[buf.index()] = true;
-        }
-        st.body.weights_version = Some(next_scan_version());
-        let lay = Layout {
-            xs_base: &xs_base,
-            ys_base: &ys_base,
-            xs_slice: &xs_slice,
-            ys_slice: &ys_slice,
-            carry_bytes: &carry_bytes,
-        };
-        let r = self.scan_steps(st, sc, args, outs, &lay, &mut feed_ptrs);
-        st.body.weights_version = None;
-        let body_outs = &st.body.compiled.plan.outputs;
-        for (j, home) in st.direct.iter().enumerate() {
-            if let Some(p) = *home {
-                st.body.ptrs[body_outs[nc + j]] = p;
-            }
-        }
-        r?;
-        if sc.axis != 0 {
-            for j in 0..ny {
-                let t = ty(outs[nc + j]);
-                let mut front: Vec<usize> = t.shape.dims().to_vec();
-                let l = front.remove(sc.axis);
-                front.insert(0, l);
-                // SAFETY: `ys_base[j]` holds the stacked outputs axis-first; the result
-                // buffer holds the same number of elements.
-                unsafe {
-                    move_axis(
-                        ys_base[j],
-                        self.ptrs[outs[nc + j]],
-                        &front,
-                        sc.axis,
-                        elem_size(t.dtype),
-                        false,
-                    )
-                };
-            }
-        }
-        Ok(())
+        st_a.body.threads = threads.0;
+        st_b.body.threads = threads.1;
+        self.scans[i] = Some(st_a);
+        self.scans[i + 1] = Some(st_b);
+        ra.0?;
+        rb.0?;
+        Ok([ra.1, rb.1])
     }
+}
 
-    /// The steps of a scan (see [`Executable::scan_with`]); stacked outputs marked
-    /// `direct` in the state are written by the body in place.
-    fn scan_steps(
-        &mut self,
-        st: &mut ScanState,
-        sc: &onde_ir::ScanOp,
-        args: &[BufId],
-        outs: &[BufId],
-        lay: &Layout<'_>,
-        feed_ptrs: &mut [*mut u8],
-    ) -> Result<(), RunError> {
-        let Layout {
-            xs_base,
-            ys_base,
-            xs_slice,
-            ys_slice,
-            carry_bytes,
-        } = *lay;
-        let (nc, nx) = (sc.num_carry, sc.num_xs);
-        let ny = outs.len() - nc;
-        let body = st.body.compiled.clone();
-        let body_outs = &body.plan.outputs;
-        for step in 0..sc.length {
-            let t = if sc.reverse {
-                sc.length - 1 - step
-            } else {
-                step
+/// What the second scan of a pair takes to its thread: its own state, its result
+/// slot, and shared references to the plan, the buffer table and the run closure.
+///
+/// SAFETY (of the `Send` impl): the state is the second scan's alone (taken out of the
+/// executor; its body executable, including its `Rc<Compiled>`, is touched by no other
+/// thread while the pair runs — the first scan has its own body and its own `Rc`, and
+/// the outer `Compiled` is held, not cloned or dropped, by the calling thread until the
+/// scope ends). The plan and the buffer table are only read during the pair. The two
+/// scans write disjoint buffers, which neither reads the other's (`alongside`), and
+/// memory planning gave every buffer either touches storage of its own for the whole
+/// pair (`memory::lifetimes`). The scope joins the thread before any of it is used again.
+struct Unshared<T>(T);
+
+// SAFETY: see the type's doc.
+unsafe impl<T> Send for Unshared<T> {}
+
+impl<T> Unshared<T> {
+    /// The value (a method, so that a closure captures the whole wrapper).
+    fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+fn scan_with(
+    st: &mut ScanState,
+    plan: &Plan,
+    ptrs: &[*mut u8],
+    sc: &onde_ir::ScanOp,
+    args: &[BufId],
+    outs: &[BufId],
+) -> Result<(), RunError> {
+    let (nc, nx) = (sc.num_carry, sc.num_xs);
+    let ty = |b: BufId| plan.buffers[b].ty.clone();
+    // Carries live in the result buffers: start from the initial values.
+    for c in 0..nc {
+        let t = ty(args[c]);
+        let bytes = t.shape.numel() * elem_size(t.dtype);
+        if bytes > 0 && ptrs[outs[c].index()] != ptrs[args[c].index()] {
+            // SAFETY: both buffers hold `bytes` bytes (same type) and are distinct.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptrs[args[c].index()], ptrs[outs[c].index()], bytes)
             };
-            for c in 0..nc {
-                feed_ptrs[c] = self.ptrs[outs[c]];
-            }
-            for k in 0..nx {
-                // SAFETY: offset `t·slice` stays inside the scanned buffer (t < length).
-                feed_ptrs[nc + k] = unsafe { xs_base[k].add(t * xs_slice[k]) };
-            }
-            for (k, &b) in args[nc + nx..].iter().enumerate() {
-                feed_ptrs[nc + nx + k] = self.ptrs[b];
-            }
-            for j in (0..ny).filter(|&j| st.direct[j].is_some()) {
-                // SAFETY: slot `t` of the stacked buffer holds `ys_slice[j]` bytes, the
-                // size of the body's output buffer.
-                st.body.ptrs[body_outs[nc + j]] = unsafe { ys_base[j].add(t * ys_slice[j]) };
-            }
-            st.body.run_ptrs(&st.inputs, feed_ptrs)?;
-            // New carries: stage first (an output may alias another carry's input).
-            for c in 0..nc {
-                let src = st.body.ptrs[body_outs[c]];
-                if carry_bytes[c] > 0 {
-                    // SAFETY: body output `c` has the carry's type; the stage was sized
-                    // for it and is distinct memory.
-                    unsafe { std::ptr::copy(src, st.carry_stage[c].ptr(), carry_bytes[c]) };
-                }
-            }
-            // Outputs before carries: an output may be a carry input, which the
-            // commit below overwrites.
-            for j in 0..ny {
-                let src = st.body.ptrs[body_outs[nc + j]];
-                if ys_slice[j] > 0 && st.direct[j].is_none() {
-                    // SAFETY: body output has the per-step type; the destination slot
-                    // `t` of the stacked buffer holds `ys_slice[j]` bytes.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            src,
-                            ys_base[j].add(t * ys_slice[j]),
-                            ys_slice[j],
-                        )
-                    };
-                }
-            }
-            for c in 0..nc {
-                if carry_bytes[c] > 0 {
-                    // SAFETY: as above; the carry buffer holds `carry_bytes[c]` bytes.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            st.carry_stage[c].ptr(),
-                            self.ptrs[outs[c]],
-                            carry_bytes[c],
-                        )
-                    };
-                }
+        }
+    }
+    // Scanned inputs with the scan axis in front.
+    let mut xs_base = Vec::with_capacity(nx);
+    for k in 0..nx {
+        let t = ty(args[nc + k]);
+        if sc.axis == 0 {
+            xs_base.push(ptrs[args[nc + k].index()]);
+        } else {
+            let dst = st.xs_front[k].ptr();
+            // SAFETY: the source holds `t`'s elements; `dst` was sized for them.
+            unsafe {
+                move_axis(
+                    ptrs[args[nc + k].index()],
+                    dst,
+                    t.shape.dims(),
+                    sc.axis,
+                    elem_size(t.dtype),
+                    true,
+                )
+            };
+            xs_base.push(dst);
+        }
+    }
+    let ny = outs.len() - nc;
+    let mut ys_base = Vec::with_capacity(ny);
+    for j in 0..ny {
+        ys_base.push(if sc.axis == 0 {
+            ptrs[outs[nc + j].index()]
+        } else {
+            st.ys_front[j].ptr()
+        });
+    }
+    let slice_bytes = |b: BufId| {
+        let t = ty(b);
+        t.shape.numel().checked_div(sc.length).unwrap_or(0) * elem_size(t.dtype)
+    };
+    let xs_slice: Vec<usize> = (0..nx).map(|k| slice_bytes(args[nc + k])).collect();
+    let ys_slice: Vec<usize> = (0..ny).map(|j| slice_bytes(outs[nc + j])).collect();
+    let carry_bytes: Vec<usize> = (0..nc)
+        .map(|c| {
+            let t = ty(outs[c]);
+            t.shape.numel() * elem_size(t.dtype)
+        })
+        .collect();
+    let mut feed_ptrs: Vec<*mut u8> = vec![std::ptr::null_mut(); st.inputs.len()];
+    let n_body = st.body.compiled.plan.buffers.len();
+    // The loop invariants (an RNN's recurrent weights) do not change during this
+    // scan: the body runs as a versioned run vouching for them, so a matrix product
+    // against one packs it once per scan call instead of once per step (W4's
+    // `h · W_hhᵀ`, 128 × 512, every one of 100 steps).
+    st.body.is_weight.clear();
+    st.body.is_weight.resize(n_body, false);
+    for &k in &st.inputs[nc + nx..] {
+        let buf = st.body.feeds[k].2;
+        st.body.is_weight[buf.index()] = true;
+    }
+    st.body.weights_version = Some(next_scan_version());
+    let lay = Layout {
+        xs_base: &xs_base,
+        ys_base: &ys_base,
+        xs_slice: &xs_slice,
+        ys_slice: &ys_slice,
+        carry_bytes: &carry_bytes,
+    };
+    let r = scan_steps(st, ptrs, sc, args, outs, &lay, &mut feed_ptrs);
+    st.body.weights_version = None;
+    let body_outs = &st.body.compiled.plan.outputs;
+    for (j, home) in st.direct.iter().enumerate() {
+        if let Some(p) = *home {
+            st.body.ptrs[body_outs[nc + j]] = p;
+        }
+    }
+    r?;
+    if sc.axis != 0 {
+        for j in 0..ny {
+            let t = ty(outs[nc + j]);
+            let mut front: Vec<usize> = t.shape.dims().to_vec();
+            let l = front.remove(sc.axis);
+            front.insert(0, l);
+            // SAFETY: `ys_base[j]` holds the stacked outputs axis-first; the result
+            // buffer holds the same number of elements.
+            unsafe {
+                move_axis(
+                    ys_base[j],
+                    ptrs[outs[nc + j].index()],
+                    &front,
+                    sc.axis,
+                    elem_size(t.dtype),
+                    false,
+                )
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The steps of a scan (see [`Executable::scan_with`]); stacked outputs marked
+/// `direct` in the state are written by the body in place.
+fn scan_steps(
+    st: &mut ScanState,
+    ptrs: &[*mut u8],
+    sc: &onde_ir::ScanOp,
+    args: &[BufId],
+    outs: &[BufId],
+    lay: &Layout<'_>,
+    feed_ptrs: &mut [*mut u8],
+) -> Result<(), RunError> {
+    let Layout {
+        xs_base,
+        ys_base,
+        xs_slice,
+        ys_slice,
+        carry_bytes,
+    } = *lay;
+    let (nc, nx) = (sc.num_carry, sc.num_xs);
+    let ny = outs.len() - nc;
+    let body = st.body.compiled.clone();
+    let body_outs = &body.plan.outputs;
+    for step in 0..sc.length {
+        let t = if sc.reverse {
+            sc.length - 1 - step
+        } else {
+            step
+        };
+        for c in 0..nc {
+            feed_ptrs[c] = ptrs[outs[c].index()];
+        }
+        for k in 0..nx {
+            // SAFETY: offset `t·slice` stays inside the scanned buffer (t < length).
+            feed_ptrs[nc + k] = unsafe { xs_base[k].add(t * xs_slice[k]) };
+        }
+        for (k, &b) in args[nc + nx..].iter().enumerate() {
+            feed_ptrs[nc + nx + k] = ptrs[b.index()];
+        }
+        for j in (0..ny).filter(|&j| st.direct[j].is_some()) {
+            // SAFETY: slot `t` of the stacked buffer holds `ys_slice[j]` bytes, the
+            // size of the body's output buffer.
+            st.body.ptrs[body_outs[nc + j]] = unsafe { ys_base[j].add(t * ys_slice[j]) };
+        }
+        st.body.run_ptrs(&st.inputs, feed_ptrs)?;
+        // New carries: stage first (an output may alias another carry's input).
+        for c in 0..nc {
+            let src = st.body.ptrs[body_outs[c]];
+            if carry_bytes[c] > 0 {
+                // SAFETY: body output `c` has the carry's type; the stage was sized
+                // for it and is distinct memory.
+                unsafe { std::ptr::copy(src, st.carry_stage[c].ptr(), carry_bytes[c]) };
             }
         }
-        Ok(())
+        // Outputs before carries: an output may be a carry input, which the
+        // commit below overwrites.
+        for j in 0..ny {
+            let src = st.body.ptrs[body_outs[nc + j]];
+            if ys_slice[j] > 0 && st.direct[j].is_none() {
+                // SAFETY: body output has the per-step type; the destination slot
+                // `t` of the stacked buffer holds `ys_slice[j]` bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src, ys_base[j].add(t * ys_slice[j]), ys_slice[j])
+                };
+            }
+        }
+        for c in 0..nc {
+            if carry_bytes[c] > 0 {
+                // SAFETY: as above; the carry buffer holds `carry_bytes[c]` bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        st.carry_stage[c].ptr(),
+                        ptrs[outs[c].index()],
+                        carry_bytes[c],
+                    )
+                };
+            }
+        }
     }
+    Ok(())
 }
 
 /// Where a scan's stacked inputs and outputs are and how big one step's slice is.

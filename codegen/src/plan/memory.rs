@@ -97,6 +97,23 @@ pub(crate) fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
             death[r] = death[r].max(i);
         }
     }
+    // A scan run alongside the one before it (`concurrent::alongside`): the pair is
+    // one step for memory, every buffer either touches lives through both.
+    for (i, _) in super::concurrent::alongside(plan)
+        .iter()
+        .enumerate()
+        .filter(|(_, &a)| a)
+    {
+        for s in [&plan.steps[i - 1], &plan.steps[i]] {
+            for b in super::writes(s).into_iter().chain(reads(s)) {
+                let r = root(plan, b);
+                if birth[r] == i {
+                    birth[r] = i - 1;
+                }
+                death[r] = death[r].max(i);
+            }
+        }
+    }
     for &o in &plan.outputs {
         death[root(plan, o)] = usize::MAX;
     }
@@ -108,6 +125,7 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
     let n = plan.buffers.len();
     let temp = |b: BufId| matches!(plan.buffers[b].kind, BufKind::Temp);
     let (birth, mut death) = lifetimes(plan);
+    let along = super::concurrent::alongside(plan);
     let mut slot_of = vec![None; n];
     let mut slot_bytes: Vec<usize> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
@@ -122,7 +140,12 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
                 }
             }
         }
-        for b in super::writes(s) {
+        // A buffer born at a step run alongside this one is allocated with this one's.
+        let mut born: Vec<BufId> = super::writes(s);
+        if along.get(i + 1) == Some(&true) {
+            born.extend(super::writes(&plan.steps[i + 1]));
+        }
+        for b in born {
             if !temp(b) || birth[b] != i || slot_of[b].is_some() {
                 continue;
             }

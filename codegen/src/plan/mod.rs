@@ -19,6 +19,7 @@
 //! left (bool argmax or scatter) runs as [`Step::Host`] steps evaluated by the
 //! reference interpreter on a one-op graph.
 
+pub mod concurrent;
 mod cost;
 pub mod lazy;
 pub mod memory;
@@ -163,6 +164,7 @@ pub fn plan(g: &Graph) -> Result<Plan, PlanError> {
     p.steps = copies;
     let steps = merge_kernels(p.steps);
     let steps = merge::sink_products(&p.buffers, steps);
+    let steps = concurrent::pair_scans(&p.buffers, steps);
     Ok(Plan {
         buffers: p.buffers,
         steps,

@@ -23,6 +23,10 @@
 //!    temporaries share a slot only when their live ranges do not overlap, or when a
 //!    kernel writes one in place over the other at the step where it dies (read element
 //!    for element where it is written).
+//! 8. **Scans run alongside** ([`verify_memory`], `plan::concurrent`): of two scans run
+//!    at the same time, neither writes a buffer the other reads or writes, nor one in
+//!    the storage slot of such a buffer (checked from the steps themselves, not from
+//!    the live ranges that memory planning derived from the pairing).
 
 use super::memory::{self, MemoryPlan};
 use super::{BufId, BufKind, Plan, PlanError, Step, View};
@@ -136,6 +140,32 @@ pub fn verify_memory(plan: &Plan, memory: &MemoryPlan) -> Result<(), PlanError> 
             }
             (false, None) => {}
             (false, Some(s)) => return fail(format!("buffer {b}, not a temporary, has slot {s}")),
+        }
+    }
+    // Scans run alongside each other: what one writes is neither touched by the other
+    // nor stored where the other's buffers are.
+    let along = crate::plan::concurrent::alongside(plan);
+    for (i, _) in along.iter().enumerate().filter(|(_, &a)| a) {
+        let place = |b: BufId| {
+            let r = memory::root(plan, b);
+            (r, memory.slot_of[r])
+        };
+        let (ra, wa) = step_buffers(&plan.steps[i - 1]);
+        let (rb, wb) = step_buffers(&plan.steps[i]);
+        for (writes, other) in [(&wa, [&rb, &wb]), (&wb, [&ra, &wa])] {
+            for &w in writes {
+                let (wr, ws) = place(w);
+                for &o in other.into_iter().flatten() {
+                    let (or, os) = place(o);
+                    if wr == or || (ws.is_some() && ws == os) {
+                        return fail(format!(
+                            "scans at steps {} and {i} run together, but buffer {w} (written) \
+                             and {o} share storage",
+                            i - 1
+                        ));
+                    }
+                }
+            }
         }
     }
     let (birth, death) = memory::lifetimes(plan);

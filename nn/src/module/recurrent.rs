@@ -432,8 +432,18 @@ impl Recurrent {
         let mut input = seq;
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
         for layer in 0..layers {
+            // Input projections of every step, before the loops: [T, B, G·H], one
+            // `[T·B, I]` product per direction (a batch-first input is transposed first:
+            // a copy of the narrow input, not of the wide projection). Both directions'
+            // products come first so that their two loops are adjacent steps of the
+            // plan, which runs them side by side on two threads.
+            let xps: Vec<Tensor> = (0..dirs)
+                .map(|d| {
+                    crate::functional::linear(&input, &self.weights[layer * dirs + d].w_ih, None)
+                })
+                .collect();
             let mut outs = Vec::with_capacity(dirs);
-            for d in 0..dirs {
+            for (d, xp) in xps.iter().enumerate() {
                 let k = layer * dirs + d;
                 let w = &self.weights[k];
                 let h_init = h0
@@ -445,12 +455,8 @@ impl Recurrent {
                         .map(|c| c.narrow(0, k as i64, 1).squeeze(0))
                         .unwrap_or_else(|| g.zeros([b, self.hidden_size], dt))
                 });
-                // Input projections of every step, before the loop: [T, B, G·H], one
-                // `[T·B, I]` product (a batch-first input is transposed first: a copy of
-                // the narrow input, not of the wide projection).
-                let xp = crate::functional::linear(&input, &w.w_ih, None);
                 let (y, h, c) =
-                    self.direction(&xp, w, &h_init, c_init.as_ref(), valid.as_ref(), d == 1);
+                    self.direction(xp, w, &h_init, c_init.as_ref(), valid.as_ref(), d == 1);
                 outs.push(y);
                 h_n.push(h);
                 c_n.extend(c);
