@@ -17,6 +17,7 @@ mod memory_plan;
 mod native_kernels;
 mod operand_layout;
 mod packed_gemm;
+mod producer_merge;
 mod profile;
 mod row_reduction;
 mod sibling_reduction;

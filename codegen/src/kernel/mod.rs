@@ -121,9 +121,10 @@ impl Store {
 /// Usually one store is reduced; sibling reductions ([`Reduction::also`]: the same
 /// kind over the same axes, e.g. a batch norm's backward `Σ g` and `Σ g·(x − μ)`)
 /// share the loop, so the data is read once for all of them. Other stores of the
-/// same kernel are elementwise writes over the whole iteration space; they are only
-/// allowed when every axis is reduced (a full reduction fused with elementwise outputs
-/// of the same loop) and there is no sibling.
+/// same kernel are elementwise writes over the whole iteration space, made in the
+/// reduction's loop order (kept axes first): a value stored for its other readers and
+/// summed in the same pass (`plan::merge`). A column reduction (innermost axis kept,
+/// `clif::column_nest`) takes no other store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reduction {
     /// Sum, product, max or min.

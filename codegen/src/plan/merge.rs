@@ -45,8 +45,18 @@ pub(crate) fn writes(s: &Step) -> Vec<BufId> {
 /// Appends kernel `b` to kernel `a`: one loop computing both. Loads and identical
 /// expressions are shared.
 pub(super) fn append(a: &mut Kernel, b: &Kernel) {
+    append_with(a, b, &HashMap::new());
+}
+
+/// [`append`], with `b`'s loads in `subst` replaced by `a`'s expressions (values `a`
+/// stores where `b` reads them, see [`producer_substitution`]).
+fn append_with(a: &mut Kernel, b: &Kernel, subst: &HashMap<usize, ExprId>) {
     let mut load_map = Vec::with_capacity(b.loads.len());
-    for l in &b.loads {
+    for (j, l) in b.loads.iter().enumerate() {
+        if subst.contains_key(&j) {
+            load_map.push(usize::MAX);
+            continue;
+        }
         let id = match a.loads.iter().position(|x| x == l) {
             Some(i) => i,
             None => {
@@ -66,6 +76,12 @@ pub(super) fn append(a: &mut Kernel, b: &Kernel) {
     let mut expr_map: Vec<ExprId> = Vec::with_capacity(b.exprs.len());
     for (e, d) in b.exprs.iter().zip(&b.dtypes) {
         let m = |i: &ExprId| expr_map[*i];
+        if let Expr::Load(l) = e {
+            if let Some(&x) = subst.get(l) {
+                expr_map.push(x);
+                continue;
+            }
+        }
         let e2 = match e {
             Expr::Load(l) => Expr::Load(load_map[*l]),
             Expr::Const(v, d) => Expr::Const(*v, *d),
@@ -130,10 +146,97 @@ fn siblings(a: &Kernel, b: &Kernel) -> bool {
     }
 }
 
-/// Merges kernels with the same iteration space into one loop (horizontal fusion),
-/// when the later one reads nothing written by the earlier one or anything in between,
-/// and at most one of them reduces (over all axes), or both reduce the same way and
-/// store nothing else ([`siblings`]).
+/// Whether merging kernels `a` and `b` (one of which reduces) would put tile-engine
+/// work (a transcendental) on short rows: the merged loop takes the reduction's order,
+/// and rows shorter than a tile cost the engine a staged partial tile each (W5's
+/// `exp` over `[32, 100, 100]` ran as one 320 000-long axis alone, and 20% slower as
+/// 3 200 rows of 100 with its row sums).
+fn short_engine_rows(a: &Kernel, b: &Kernel) -> bool {
+    let transcendental = |k: &Kernel| {
+        k.exprs
+            .iter()
+            .any(|e| matches!(e, Expr::Unary(u, _) if u.is_transcendental()))
+    };
+    if !transcendental(a) && !transcendental(b) {
+        return false;
+    }
+    let reducing = if a.reduction.is_some() { a } else { b };
+    crate::kernel::nest::normalise(reducing)
+        .axes
+        .last()
+        .is_some_and(|inner| inner.extent < crate::kernel::engine::TILE)
+}
+
+/// When kernel `k` can run in the loop of the kernel `prev` that produces some of its
+/// operands elementwise: the load of each such operand (by its index in `k`) and the
+/// expression of `prev` stored there. Needs the same iteration space, no reduction in
+/// `prev` unless `k`'s is its sibling, every load of a buffer `prev` writes reading it element for element where
+/// `prev` stores it (offset 0, row-major, no window), nothing `k` writes touched by
+/// `prev`, and `k` not a column reduction (whose column order takes one store). The
+/// loop takes `k`'s order (a reduction's kept axes first); `prev`'s stores stay, for
+/// their other readers.
+fn producer_substitution(prev: &Kernel, k: &Kernel) -> Option<HashMap<usize, ExprId>> {
+    if prev.shape != k.shape
+        || prev.exprs.len() + k.exprs.len() > MAX_MERGED_EXPRS
+        || crate::kernel::clif::column_nest(k).is_some()
+        || (k.reduction.is_some() && short_engine_rows(prev, k))
+    {
+        return None;
+    }
+    // A reducing `prev` takes only a sibling: the same kind over the same axes, every
+    // store of `k` reduced (a batch norm backward's second sum over the `g` the first
+    // one's kernel stores).
+    if let Some(r) = &prev.reduction {
+        let sibling = k.reduction.as_ref().is_some_and(|kr| {
+            kr.kind == r.kind && kr.axes == r.axes && k.stores.len() == 1 + kr.also.len()
+        });
+        if !sibling || crate::kernel::clif::column_nest(prev).is_some() {
+            return None;
+        }
+    }
+    let touched: Vec<BufId> = prev
+        .loads
+        .iter()
+        .map(|l| l.buffer)
+        .chain(prev.stores.iter().map(|s| s.buffer))
+        .collect();
+    if k.stores.iter().any(|s| touched.contains(&s.buffer)) {
+        return None;
+    }
+    let contiguous = super::lazy::contiguous(&k.shape);
+    let mut subst = HashMap::new();
+    for (j, l) in k.loads.iter().enumerate() {
+        let mut stores = prev
+            .stores
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.buffer == l.buffer);
+        let Some((si, st)) = stores.next() else {
+            continue;
+        };
+        let reduced = prev.reduction.as_ref().is_some_and(|r| r.reduces(si));
+        let aligned = stores.next().is_none()
+            && !reduced
+            && st.window.is_none()
+            && l.offset == 0
+            && l.strides == contiguous
+            && prev.dtypes[st.expr] == l.dtype;
+        if !aligned {
+            return None;
+        }
+        subst.insert(j, st.expr);
+    }
+    (!subst.is_empty()).then_some(subst)
+}
+
+/// Merges kernels with the same iteration space into one loop: horizontally, when the
+/// later one reads nothing written by the earlier one or anything in between, and at
+/// most one of them reduces (over all axes), or both reduce the same way and store
+/// nothing else ([`siblings`]); vertically, when the later one reads what the earlier
+/// one stores, element for element, and nothing in between touches its operands
+/// ([`producer_substitution`]): a value stored for several readers and summed (a batch
+/// norm backward's `g` and its `Σ g`, `Σ g·x̂`), or an LSTM's new cell state and its
+/// `tanh`, are then computed, stored and used in one pass.
 pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for s in steps {
@@ -143,20 +246,40 @@ pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
         };
         let reads: Vec<BufId> = k.loads.iter().map(|l| l.buffer).collect();
         let mut target = None;
+        let mut vertical = None;
         let mut written_after: Vec<BufId> = Vec::new();
         for i in (0..out.len()).rev() {
-            written_after.extend(writes(&out[i]));
+            let here = writes(&out[i]);
+            if reads.iter().any(|b| here.contains(b))
+                && !reads.iter().any(|b| written_after.contains(b))
+            {
+                if let Step::Kernel(prev) = &out[i] {
+                    if let Some(subst) = producer_substitution(prev, k) {
+                        vertical = Some((i, subst));
+                    }
+                }
+            }
+            written_after.extend(here);
             if let Step::Kernel(prev) = &out[i] {
                 let shapes = prev.shape == k.shape
                     && prev.exprs.len() + k.exprs.len() <= MAX_MERGED_EXPRS
                     && !reads.iter().any(|b| written_after.contains(b));
                 let no_siblings =
                     |k: &Kernel| k.reduction.as_ref().is_none_or(|r| r.also.is_empty());
-                let one_reduces = full_reduction(prev)
+                // An elementwise kernel joins a reducing loop (of any axes), which keeps
+                // its order (kept axes first) — except a column reduction's, which
+                // takes one store (`clif::column_nest`).
+                let column = |k: &Kernel| crate::kernel::clif::column_nest(k).is_some();
+                let one_reduces = match (&prev.reduction, &k.reduction) {
+                    (Some(_), Some(_)) => false,
+                    (None, None) => true,
+                    (Some(_), None) => !column(prev),
+                    (None, Some(_)) => !column(k),
+                } && (full_reduction(prev)
                     && full_reduction(k)
-                    && !(prev.reduction.is_some() && k.reduction.is_some())
                     && no_siblings(prev)
-                    && no_siblings(k);
+                    && no_siblings(k)
+                    || !column(prev) && !column(k) && !short_engine_rows(prev, k));
                 let compatible = shapes && (one_reduces || siblings(prev, k));
                 if compatible {
                     target = Some(i);
@@ -165,6 +288,12 @@ pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
             if reads.iter().any(|b| written_after.contains(b)) {
                 break;
             }
+        }
+        if let Some((i, subst)) = vertical {
+            if let Step::Kernel(prev) = &mut out[i] {
+                append_with(prev, k, &subst);
+            }
+            continue;
         }
         match target {
             Some(i) => {
