@@ -235,3 +235,89 @@ fn gradient_of_adjacent_slices_is_one_concatenation() {
         .count();
     assert_eq!(concats, 1, "{graph:?}");
 }
+
+/// A step `y = tanh(x_t + h·U) ⊙ m(h·U)`: with `m` the identity the product `h·U` is
+/// also multiplied (not an offset), so the forward scan stacks it whole; with
+/// `m = sigmoid(h·U + b)` every use is an offset, so the product is never stacked (the
+/// gradient reads the gates' outputs). Gradients equal the unrolled recurrence's in
+/// both.
+fn offset_case(multiplied: bool, steps: usize, unrolled: bool) -> (Vec<Vec<f64>>, onde::ir::Graph) {
+    let (b, h) = (2, 4);
+    let g = GraphBuilder::new();
+    let x = g.input("x", DType::F64, [steps, b, h]);
+    let h0 = g.input("h0", DType::F64, [b, h]);
+    let u = g.input("u", DType::F64, [h, h]);
+    let bias = g.input("bias", DType::F64, [h]);
+    let k = g.constant(data(&[steps, b, h], 9));
+    let step = |xt: &Tensor, hp: &Tensor, u: &Tensor, bias: &Tensor| {
+        let p = hp.matmul(u);
+        let gate = (xt + &p).tanh();
+        if multiplied {
+            &gate * &p
+        } else {
+            &gate * &(&p + bias).sigmoid()
+        }
+    };
+    let hs = if unrolled {
+        let mut hp = h0.clone();
+        let mut outs = Vec::new();
+        for t in 0..steps {
+            hp = step(&x.index(onde::s![t as i64, .., ..]), &hp, &u, &bias);
+            outs.push(hp.clone());
+        }
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        stack(&refs, 0)
+    } else {
+        g.scan(&[&h0], &[&x], &[&u, &bias], 0, false, |c, xs, kk| {
+            let hn = step(&xs[0], &c[0], &kk[0], &kk[1]);
+            (vec![hn.clone()], vec![hn])
+        })
+        .remove(1)
+    };
+    let loss = (&hs * &k).sum_all();
+    let feeds = [
+        ("x", data(&[steps, b, h], 1)),
+        ("h0", data(&[b, h], 2)),
+        ("u", data(&[h, h], 4)),
+        ("bias", data(&[h], 5)),
+    ];
+    loss_and_grads(&g, &loss, &[&x, &h0, &u, &bias], &feeds)
+}
+
+#[test]
+fn the_forward_stacks_a_products_offsets_only_when_they_replace_it() {
+    use onde::ir::Op;
+    for multiplied in [true, false] {
+        let (scanned, graph) = offset_case(multiplied, 6, false);
+        let (unrolled, _) = offset_case(multiplied, 6, true);
+        assert_same(&scanned, &unrolled);
+        // The forward scan: what its body stacks beyond h, y and the carry-in.
+        let fwd = graph
+            .op_ids()
+            .into_iter()
+            .find_map(|o| {
+                if let Op::Scan(s) = &graph.op(o).op {
+                    (!s.reverse).then(|| s.clone())
+                } else {
+                    None
+                }
+            })
+            .expect("a forward scan");
+        let body = &fwd.body;
+        let stacked: Vec<String> = body.outputs()[3..]
+            .iter()
+            .map(|&v| {
+                body.producer(v)
+                    .map_or("input".to_string(), |o| body.op(o).op.name().to_string())
+            })
+            .collect();
+        let products = stacked.iter().filter(|n| *n == "matmul").count();
+        if multiplied {
+            assert_eq!(products, 1, "{stacked:?}");
+        } else {
+            // The gates' outputs are all the gradient reads: neither the product nor its
+            // sums are stacked.
+            assert_eq!(products, 0, "{stacked:?}");
+        }
+    }
+}

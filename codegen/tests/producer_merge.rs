@@ -169,3 +169,41 @@ fn a_shifted_read_keeps_its_own_kernel() {
         }
     }
 }
+
+/// `exp(x)` is an output and its row sums another: on the tile engine (rows of 256,
+/// at least a tile), the exponentials are stored and summed in one loop.
+const EXP_AND_ROW_SUMS: &str = r#"graph {
+  %0: f32[64,256] = input "x"
+  %1: f32[64,256] = exp %0
+  %2: f32[64] = reduce_sum %1 axes=[1] keepdim=false
+  outputs %1, %2
+}"#;
+
+#[test]
+fn the_engine_stores_and_sums_in_one_loop() {
+    let g = parse_graph(EXP_AND_ROW_SUMS).unwrap();
+    let map = feeds(&g);
+    let want = onde_runtime::run(&g, &map).unwrap();
+    let refs: Vec<(&str, &Array)> = map.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    for isa in isa_levels() {
+        let opts = CompileOptions {
+            isa,
+            ..CompileOptions::default()
+        };
+        let mut exe = Executable::compile(&g, opts).unwrap();
+        let dump = exe.dump_fused();
+        assert_eq!(kernels(&exe), 1, "{dump}");
+        if isa != onde_codegen::IsaLevel::Baseline {
+            assert!(dump.contains("runs on the engine"), "{isa:?}: {dump}");
+        }
+        let got = exe.run(&refs).unwrap();
+        for (a, w) in got.iter().zip(&want) {
+            for (p, q) in a.to_f64_vec().iter().zip(w.to_f64_vec()) {
+                assert!(
+                    (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
+                    "{isa:?}: {p} vs {q}"
+                );
+            }
+        }
+    }
+}

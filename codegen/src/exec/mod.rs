@@ -114,7 +114,9 @@ pub enum RunError {
 /// Options of [`Executable::compile`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// Threads for library kernels (matmul, convolution).
+    /// Threads: large kernels, matrix products and convolutions are split over them,
+    /// and two independent scans (a bidirectional layer's directions,
+    /// `plan::concurrent`) run side by side when there are at least two.
     pub threads: usize,
     /// Keep the CLIF text of every kernel ([`Executable::clif`]).
     pub keep_clif: bool,

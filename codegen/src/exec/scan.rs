@@ -49,10 +49,12 @@ impl Executable {
         else {
             return Err(RunError::Native("scan pair missing".into()));
         };
-        let (Some(mut st_a), Some(mut st_b)) = (
-            self.scans.get_mut(i).and_then(Option::take),
-            self.scans.get_mut(i + 1).and_then(Option::take),
-        ) else {
+        let present = |k: usize| self.scans.get(k).is_some_and(Option::is_some);
+        if !present(i) || !present(i + 1) {
+            return Err(RunError::Native("scan body missing".into()));
+        }
+        let (Some(mut st_a), Some(mut st_b)) = (self.scans[i].take(), self.scans[i + 1].take())
+        else {
             return Err(RunError::Native("scan body missing".into()));
         };
         let threads = (st_a.body.threads, st_b.body.threads);
@@ -102,9 +104,12 @@ impl Executable {
 ///
 /// SAFETY (of the `Send` impl): the state is the second scan's alone (taken out of the
 /// executor; its body executable, including its `Rc<Compiled>`, is touched by no other
-/// thread while the pair runs — the first scan has its own body and its own `Rc`, and
-/// the outer `Compiled` is held, not cloned or dropped, by the calling thread until the
-/// scope ends). The plan and the buffer table are only read during the pair. The two
+/// thread while the pair runs — the first scan has its own body and its own `Rc`
+/// (each scan step's body is compiled on its own), the body's `Rc` allocation is also
+/// held by the outer `Compiled::bodies` and by executables sharing that `Compiled`
+/// through the compile cache, all of them `!Send` and so only usable by the calling
+/// thread, which waits in the scope; the outer `Compiled` is held, not cloned or
+/// dropped, by the calling thread until the scope ends). The plan and the buffer table are only read during the pair. The two
 /// scans write disjoint buffers, which neither reads the other's (`alongside`), and
 /// memory planning gave every buffer either touches storage of its own for the whole
 /// pair (`memory::lifetimes`). The scope joins the thread before any of it is used again.
@@ -236,7 +241,7 @@ fn scan_with(
     Ok(())
 }
 
-/// The steps of a scan (see [`Executable::scan_with`]); stacked outputs marked
+/// The steps of a scan (see [`scan_with`]); stacked outputs marked
 /// `direct` in the state are written by the body in place.
 fn scan_steps(
     st: &mut ScanState,

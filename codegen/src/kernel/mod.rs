@@ -8,8 +8,8 @@
 //! contiguous output buffer, or to a window of a bigger one (an operand of a
 //! concatenation written in place). With a [`Reduction`], the listed axes are reduced:
 //! the reduced stores are accumulated over them (several of one kind over the same
-//! axes share the loop) and their outputs have the kept axes only; a full reduction
-//! may share its loop with elementwise stores.
+//! axes share the loop) and their outputs have the kept axes only; any reduction but
+//! a column reduction (innermost axis kept) may share its loop with elementwise stores.
 
 pub mod clif;
 pub mod engine;

@@ -13,7 +13,8 @@
 //! - [`pair_scans`] (the last planning pass) reorders `[scan A, S…, scan B]`, where B
 //!   does not depend on A, into `[S_free…, A, B, S_dep…]`: the steps of `S` that
 //!   commute with A (and with the earlier steps that stay behind) move before A, the
-//!   others after B. Two steps commute when neither writes a buffer (root) the other
+//!   others after B (and a matrix product with them when the next of them is the kernel
+//!   reading it, its register epilogue). Two steps commute when neither writes a buffer (root) the other
 //!   reads or writes. Each group keeps its order, so every value is still produced
 //!   before it is read.
 //! - [`alongside`] marks a scan that directly follows a scan it commutes with. Memory
@@ -78,6 +79,29 @@ pub(super) fn pair_scans(buffers: &[BufferSpec], mut steps: Vec<Step>) -> Vec<St
             i = j;
             continue;
         }
+        // A product followed by the kernel that reads it (its register epilogue,
+        // `merge::sink_products`) stays with that kernel when the kernel stays behind.
+        let keep_with_next: Vec<usize> = free
+            .iter()
+            .copied()
+            .filter(|&k| {
+                matches!(steps[k], Step::MatMul { .. }) && dep.contains(&(k + 1)) && {
+                    let m = access(buffers, &steps[k]);
+                    let next = access(buffers, &steps[k + 1]);
+                    // It then runs after B and after the free steps that followed
+                    // it: it must commute with them.
+                    !m.1.is_disjoint(&next.0)
+                        && commute(&m, &b)
+                        && free
+                            .iter()
+                            .filter(|&&f| f > k)
+                            .all(|&f| commute(&m, &access(buffers, &steps[f])))
+                }
+            })
+            .collect();
+        free.retain(|k| !keep_with_next.contains(k));
+        dep.extend(keep_with_next);
+        dep.sort_unstable();
         let order: Vec<usize> = free
             .iter()
             .copied()

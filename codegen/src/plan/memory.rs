@@ -2,7 +2,8 @@
 //!
 //! Liveness is computed over the step list: a temporary is born at the step that first
 //! writes it and dies after the last step that reads it (graph outputs live to the end;
-//! a reshape alias keeps its root alive). Walking the steps in order, a buffer takes the
+//! a reshape alias keeps its root alive; two scans run side by side count as one step,
+//! `plan::concurrent`: every buffer either touches lives through both). Walking the steps in order, a buffer takes the
 //! smallest free slot that fits (best fit), else a new slot; slots are freed when their
 //! buffer dies. A kernel may also write *in place* over a buffer that dies at that very
 //! step when it reads it element for element at the position it writes (offset 0,
@@ -81,7 +82,8 @@ pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: BufId, out: BufId) -> bo
 
 /// The live range of every root buffer, `(birth, death)` per buffer: the first step
 /// writing it and the last step reading or writing it (`usize::MAX` for graph outputs;
-/// `birth` stays `usize::MAX` for a buffer no step writes).
+/// `birth` stays `usize::MAX` for a buffer no step writes), a pair of scans run side by
+/// side covering both of its steps.
 pub(crate) fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     let n = plan.buffers.len();
     let mut birth = vec![usize::MAX; n];

@@ -122,17 +122,19 @@ fn append_with(a: &mut Kernel, b: &Kernel, subst: &HashMap<usize, ExprId>) {
 /// Whether `a` and `b` reduce the same way (kind and axes) and store nothing else:
 /// one loop can accumulate both (sibling reductions, [`Reduction::also`]), reading the
 /// data they share once — a batch norm backward's two sums over `[N, C, T]`.
+/// A kernel with a faster loop of its own, which stays alone rather than take sibling
+/// reductions: a column reduction's vectorised column order takes one store
+/// (`clif::column_nest`), and the tile engine (kernels computing a transcendental)
+/// takes no siblings.
+fn own_loop(k: &Kernel) -> bool {
+    crate::kernel::clif::column_nest(k).is_some()
+        || k.exprs
+            .iter()
+            .any(|e| matches!(e, Expr::Unary(u, _) if u.is_transcendental()))
+}
+
 fn siblings(a: &Kernel, b: &Kernel) -> bool {
     let only = |k: &Kernel, r: &Reduction| k.stores.len() == 1 + r.also.len();
-    // A kernel with a faster loop of its own stays alone: a column reduction's
-    // vectorised column order takes one store (`clif::column_nest`), and the tile
-    // engine (kernels computing a transcendental) takes no siblings.
-    let own_loop = |k: &Kernel| {
-        crate::kernel::clif::column_nest(k).is_some()
-            || k.exprs
-                .iter()
-                .any(|e| matches!(e, Expr::Unary(u, _) if u.is_transcendental()))
-    };
     match (&a.reduction, &b.reduction) {
         (Some(x), Some(y)) => {
             x.kind == y.kind
@@ -175,7 +177,12 @@ fn short_engine_rows(a: &Kernel, b: &Kernel) -> bool {
 /// `prev`, and `k` not a column reduction (whose column order takes one store). The
 /// loop takes `k`'s order (a reduction's kept axes first); `prev`'s stores stay, for
 /// their other readers.
-fn producer_substitution(prev: &Kernel, k: &Kernel) -> Option<HashMap<usize, ExprId>> {
+fn producer_substitution(
+    buffers: &[BufferSpec],
+    prev: &Kernel,
+    k: &Kernel,
+) -> Option<HashMap<usize, ExprId>> {
+    let root = |b: BufId| super::memory::root_in(buffers, b);
     if prev.shape != k.shape
         || prev.exprs.len() + k.exprs.len() > MAX_MERGED_EXPRS
         || crate::kernel::clif::column_nest(k).is_some()
@@ -190,17 +197,19 @@ fn producer_substitution(prev: &Kernel, k: &Kernel) -> Option<HashMap<usize, Exp
         let sibling = k.reduction.as_ref().is_some_and(|kr| {
             kr.kind == r.kind && kr.axes == r.axes && k.stores.len() == 1 + kr.also.len()
         });
-        if !sibling || crate::kernel::clif::column_nest(prev).is_some() {
+        // Sibling reductions run on Cranelift code: a transcendental's kernel keeps the
+        // tile engine's loop (see `siblings`).
+        if !sibling || own_loop(prev) || own_loop(k) {
             return None;
         }
     }
     let touched: Vec<BufId> = prev
         .loads
         .iter()
-        .map(|l| l.buffer)
-        .chain(prev.stores.iter().map(|s| s.buffer))
+        .map(|l| root(l.buffer))
+        .chain(prev.stores.iter().map(|s| root(s.buffer)))
         .collect();
-    if k.stores.iter().any(|s| touched.contains(&s.buffer)) {
+    if k.stores.iter().any(|s| touched.contains(&root(s.buffer))) {
         return None;
     }
     let contiguous = super::lazy::contiguous(&k.shape);
@@ -210,10 +219,14 @@ fn producer_substitution(prev: &Kernel, k: &Kernel) -> Option<HashMap<usize, Exp
             .stores
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.buffer == l.buffer);
+            .filter(|(_, s)| root(s.buffer) == root(l.buffer));
         let Some((si, st)) = stores.next() else {
             continue;
         };
+        // Read through an alias (another shape of the same memory): left alone.
+        if st.buffer != l.buffer {
+            return None;
+        }
         let reduced = prev.reduction.as_ref().is_some_and(|r| r.reduces(si));
         let aligned = stores.next().is_none()
             && !reduced
@@ -231,30 +244,34 @@ fn producer_substitution(prev: &Kernel, k: &Kernel) -> Option<HashMap<usize, Exp
 
 /// Merges kernels with the same iteration space into one loop: horizontally, when the
 /// later one reads nothing written by the earlier one or anything in between, and at
-/// most one of them reduces (over all axes), or both reduce the same way and store
-/// nothing else ([`siblings`]); vertically, when the later one reads what the earlier
-/// one stores, element for element, and nothing in between touches its operands
+/// most one of them reduces (an elementwise kernel joins the reducing one's loop,
+/// unless that is a column reduction, a full reduction with siblings, or engine work
+/// on rows shorter than a tile), or both reduce the same way and store nothing else
+/// ([`siblings`]); vertically, when the later one reads what the earlier one stores,
+/// element for element, and nothing in between touches its operands
 /// ([`producer_substitution`]): a value stored for several readers and summed (a batch
 /// norm backward's `g` and its `Σ g`, `Σ g·x̂`), or an LSTM's new cell state and its
-/// `tanh`, are then computed, stored and used in one pass.
-pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
+/// `tanh`, are then computed, stored and used in one pass. Buffers are compared by
+/// root (a reshape alias is its root's memory).
+pub fn merge_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for s in steps {
         let Step::Kernel(k) = &s else {
             out.push(s);
             continue;
         };
-        let reads: Vec<BufId> = k.loads.iter().map(|l| l.buffer).collect();
+        let root = |b: BufId| super::memory::root_in(buffers, b);
+        let reads: Vec<BufId> = k.loads.iter().map(|l| root(l.buffer)).collect();
         let mut target = None;
         let mut vertical = None;
         let mut written_after: Vec<BufId> = Vec::new();
         for i in (0..out.len()).rev() {
-            let here = writes(&out[i]);
+            let here: Vec<BufId> = writes(&out[i]).into_iter().map(root).collect();
             if reads.iter().any(|b| here.contains(b))
                 && !reads.iter().any(|b| written_after.contains(b))
             {
                 if let Step::Kernel(prev) = &out[i] {
-                    if let Some(subst) = producer_substitution(prev, k) {
+                    if let Some(subst) = producer_substitution(buffers, prev, k) {
                         vertical = Some((i, subst));
                     }
                 }
@@ -269,7 +286,12 @@ pub fn merge_kernels(steps: Vec<Step>) -> Vec<Step> {
                 // An elementwise kernel joins a reducing loop (of any axes), which keeps
                 // its order (kept axes first) — except a column reduction's, which
                 // takes one store (`clif::column_nest`).
-                let column = |k: &Kernel| crate::kernel::clif::column_nest(k).is_some();
+                // (Full reductions with siblings run as one share, `clif::outer_extent`:
+                // an elementwise kernel joining one would lose its threads.)
+                let column = |k: &Kernel| {
+                    crate::kernel::clif::column_nest(k).is_some()
+                        || full_reduction(k) && !no_siblings(k)
+                };
                 let one_reduces = match (&prev.reduction, &k.reduction) {
                     (Some(_), Some(_)) => false,
                     (None, None) => true,

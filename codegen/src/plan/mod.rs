@@ -162,7 +162,7 @@ pub fn plan(g: &Graph) -> Result<Plan, PlanError> {
     }
     copies.append(&mut p.steps);
     p.steps = copies;
-    let steps = merge_kernels(p.steps);
+    let steps = merge_kernels(&p.buffers, p.steps);
     let steps = merge::sink_products(&p.buffers, steps);
     let steps = concurrent::pair_scans(&p.buffers, steps);
     Ok(Plan {

@@ -4,7 +4,8 @@
 //! `(c', y) = B(c, x, k)`. Reverse mode needs each step's carry-in, so the forward scan
 //! is replaced by one whose body also emits its carry-in as a per-step output (the
 //! stacked `C`), and the matrix products that depend on the carry (`P`, an RNN's
-//! `h·W_hhᵀ`): the backward body reads those instead of recomputing them. Recomputing
+//! `h·W_hhᵀ`, or the offset sums of it that the gradient reads, see
+//! `save_candidates`): the backward body reads those instead of recomputing them. Recomputing
 //! them costs the forward's FLOPs again (one batched product over every step after
 //! hoisting, plus a pass to re-add the input projection); storing costs one write per
 //! step of data the forward computed anyway. The backward scan runs in the opposite direction with
@@ -303,9 +304,11 @@ pub(super) fn vjp_scan(
 /// (see [`offset_ends`]): the backward reads a GRU's `W_hn h + b_hn` (`[B, H]`)
 /// instead of the whole `h·W_hhᵀ` (`[B, 3H]`) it was sliced from, and the product
 /// stays a temporary of the step instead of being stacked. Only the candidates the
-/// backward body ends up reading are stacked (`vjp_scan`), so offering more costs
-/// nothing; the rule needs every use to be an offset so that the product is read no
-/// more once its sums are saved (an add's gradient reads neither operand).
+/// backward body ends up reading are stacked (`vjp_scan`). The sums are offered only
+/// when saving all of them costs no more than the product: every use of the product
+/// is an offset (so it is read no more once its sums are saved: an add's gradient
+/// reads neither operand), each sum has its operand's size (no broadcast wider), every
+/// sum can be saved, and together they hold at most the product's elements.
 fn save_candidates(body: &Graph, nc: usize) -> Vec<ValueId> {
     let Some(topo) = body.topo_ops() else {
         return Vec::new();
@@ -330,7 +333,7 @@ fn save_candidates(body: &Graph, nc: usize) -> Vec<ValueId> {
             out.push(rs[0]);
             if contraction {
                 for end in offset_ends(body, rs[0], &dep).unwrap_or_default() {
-                    if saveable(end) && !out.contains(&end) {
+                    if !out.contains(&end) {
                         out.push(end);
                     }
                 }
@@ -359,7 +362,15 @@ fn offset_ends(
             && ops.iter().all(|&w| w == x || !dep.contains(&w));
         (add_sub && other_free).then(|| body.results(u)[0])
     };
+    let numel = |x: ValueId| body.value_type(x).shape.numel();
     let mut ends = Vec::new();
+    // An offset of `x` of `x`'s own size, savable (a float, not a body output).
+    let mut end = |u, x: ValueId| -> Option<()> {
+        let e = offset(u, x)?;
+        let ty = body.value_type(e);
+        let savable = ty.dtype.is_float() && !body.outputs().contains(&e);
+        (savable && ty.shape.numel() == numel(x)).then(|| ends.push(e))
+    };
     for u in body.users(v) {
         if matches!(body.op(u).op, Op::Slice { .. }) {
             let s = body.results(u)[0];
@@ -367,15 +378,16 @@ fn offset_ends(
                 return None;
             }
             for w in body.users(s) {
-                ends.push(offset(w, s)?);
+                end(w, s)?;
             }
         } else {
-            ends.push(offset(u, v)?);
+            end(u, v)?;
         }
     }
     ends.sort();
     ends.dedup();
-    (!ends.is_empty()).then_some(ends)
+    let total: usize = ends.iter().map(|&e| numel(e)).sum();
+    (!ends.is_empty() && total <= numel(v)).then_some(ends)
 }
 
 /// An invariant's per-step cotangent computed after the loop from the stacked per-step
