@@ -72,11 +72,34 @@ fn feeds(g: &onde_ir::Graph) -> HashMap<String, Array> {
         .collect()
 }
 
-fn kernels(exe: &Executable) -> usize {
-    exe.dump_fused()
-        .lines()
-        .filter(|l| l.contains(": kernel "))
-        .count()
+fn kernels(dump: &str) -> usize {
+    dump.lines().filter(|l| l.contains(": kernel ")).count()
+}
+
+/// Compiles `src` at every ISA level (one thread), checks its fused plan with
+/// `check(isa, dump)`, and its outputs against the reference interpreter's to `tol`.
+fn at_every_level(src: &str, tol: f64, check: impl Fn(onde_codegen::IsaLevel, &str)) {
+    let g = parse_graph(src).unwrap();
+    let map = feeds(&g);
+    let want = onde_runtime::run(&g, &map).unwrap();
+    let refs: Vec<(&str, &Array)> = map.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    for isa in isa_levels() {
+        let opts = CompileOptions {
+            isa,
+            ..CompileOptions::default()
+        };
+        let mut exe = Executable::compile(&g, opts).unwrap();
+        check(isa, &exe.dump_fused());
+        let got = exe.run(&refs).unwrap();
+        for (a, w) in got.iter().zip(&want) {
+            for (p, q) in a.to_f64_vec().iter().zip(w.to_f64_vec()) {
+                assert!(
+                    (p - q).abs() <= tol * (1.0 + q.abs()),
+                    "{isa:?}: {p} vs {q}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -95,7 +118,7 @@ fn a_batch_norm_backward_stores_and_sums_g_in_one_pass() {
             };
             let mut exe = Executable::compile(&g, opts).unwrap();
             let dump = exe.dump_fused();
-            assert_eq!(kernels(&exe), 1, "{dump}");
+            assert_eq!(kernels(&dump), 1, "{dump}");
             // Two sums and the stored `g`.
             assert!(
                 dump.contains("reduce_sum axes=[0, 2] into store 0, 1"),
@@ -129,45 +152,17 @@ fn a_batch_norm_backward_stores_and_sums_g_in_one_pass() {
 
 #[test]
 fn sums_of_a_stored_value_run_in_the_loop_that_stores_it() {
-    let g = parse_graph(STORED_THEN_SUMMED).unwrap();
-    let map = feeds(&g);
-    let want = onde_runtime::run(&g, &map).unwrap();
-    let refs: Vec<(&str, &Array)> = map.iter().map(|(n, a)| (n.as_str(), a)).collect();
-    for isa in isa_levels() {
-        let opts = CompileOptions {
-            isa,
-            ..CompileOptions::default()
-        };
-        let mut exe = Executable::compile(&g, opts).unwrap();
-        let dump = exe.dump_fused();
-        assert_eq!(kernels(&exe), 1, "{dump}");
+    at_every_level(STORED_THEN_SUMMED, 1e-4, |_, dump| {
+        assert_eq!(kernels(dump), 1, "{dump}");
         assert!(dump.contains("step 1: matmul"), "{dump}");
-        let got = exe.run(&refs).unwrap();
-        for (a, w) in got.iter().zip(&want) {
-            for (p, q) in a.to_f64_vec().iter().zip(w.to_f64_vec()) {
-                assert!(
-                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
-                    "{isa:?}: {p} vs {q}"
-                );
-            }
-        }
-    }
+    });
 }
 
 #[test]
 fn a_shifted_read_keeps_its_own_kernel() {
-    let g = parse_graph(SHIFTED).unwrap();
-    let map = feeds(&g);
-    let want = onde_runtime::run(&g, &map).unwrap();
-    let refs: Vec<(&str, &Array)> = map.iter().map(|(n, a)| (n.as_str(), a)).collect();
-    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
-    assert_eq!(kernels(&exe), 2, "{}", exe.dump_fused());
-    let got = exe.run(&refs).unwrap();
-    for (a, w) in got.iter().zip(&want) {
-        for (p, q) in a.to_f64_vec().iter().zip(w.to_f64_vec()) {
-            assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
-        }
-    }
+    at_every_level(SHIFTED, 1e-5, |_, dump| {
+        assert_eq!(kernels(dump), 2, "{dump}");
+    });
 }
 
 /// `exp(x)` is an output and its row sums another: on the tile engine (rows of 256,
@@ -181,29 +176,10 @@ const EXP_AND_ROW_SUMS: &str = r#"graph {
 
 #[test]
 fn the_engine_stores_and_sums_in_one_loop() {
-    let g = parse_graph(EXP_AND_ROW_SUMS).unwrap();
-    let map = feeds(&g);
-    let want = onde_runtime::run(&g, &map).unwrap();
-    let refs: Vec<(&str, &Array)> = map.iter().map(|(n, a)| (n.as_str(), a)).collect();
-    for isa in isa_levels() {
-        let opts = CompileOptions {
-            isa,
-            ..CompileOptions::default()
-        };
-        let mut exe = Executable::compile(&g, opts).unwrap();
-        let dump = exe.dump_fused();
-        assert_eq!(kernels(&exe), 1, "{dump}");
+    at_every_level(EXP_AND_ROW_SUMS, 1e-5, |isa, dump| {
+        assert_eq!(kernels(dump), 1, "{dump}");
         if isa != onde_codegen::IsaLevel::Baseline {
             assert!(dump.contains("runs on the engine"), "{isa:?}: {dump}");
         }
-        let got = exe.run(&refs).unwrap();
-        for (a, w) in got.iter().zip(&want) {
-            for (p, q) in a.to_f64_vec().iter().zip(w.to_f64_vec()) {
-                assert!(
-                    (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
-                    "{isa:?}: {p} vs {q}"
-                );
-            }
-        }
-    }
+    });
 }
