@@ -16,6 +16,9 @@
 //! - any op whose operands are all loop-invariant (e.g. the transpose of a weight) is
 //!   computed once outside.
 //!
+//! A scanned input that is the same at every step (a broadcast along the scan axis, as
+//! the cotangent of a mean over time is) becomes an invariant instead (`invariant_xs`).
+//!
 //! Only the batched products leave the loop, with what their operands need:
 //! elementwise ops after a product (a bias added to the input projection) stay in the
 //! body, fused into the step's kernel, instead of costing a pass over the stacked
@@ -268,6 +271,131 @@ fn hoist_one(g: &mut Graph, o: OpId) -> Result<bool, PassError> {
     Ok(true)
 }
 
+/// Whether value `v` of `g` is the same at every index of its axis `axis`: a broadcast
+/// along it (`expand` of an extent-1 or missing axis), seen through permutations,
+/// slices and elementwise ops of such values (at most `depth` ops deep).
+fn constant_along(g: &Graph, v: ValueId, axis: usize, depth: usize) -> bool {
+    let Some(p) = g.producer(v) else {
+        return false;
+    };
+    if depth == 0 {
+        return false;
+    }
+    let rank = g.value_type(v).shape.rank();
+    // Operand `x` of an op broadcasting to rank `rank`: the same along `axis` if it
+    // lacks the axis, has extent 1 there, or is itself constant along it.
+    let operand = |x: ValueId| {
+        let s = &g.value_type(x).shape;
+        let lead = rank - s.rank().min(rank);
+        axis < lead || s.dims()[axis - lead] == 1 || constant_along(g, x, axis - lead, depth - 1)
+    };
+    let xs = g.operands(p);
+    match &g.op(p).op {
+        Op::Expand { .. } => operand(xs[0]),
+        Op::Permute { perm } => constant_along(g, xs[0], perm[axis], depth - 1),
+        Op::Slice { .. } => constant_along(g, xs[0], axis, depth - 1),
+        Op::Unary(_) | Op::Cast { .. } | Op::Binary(_) | Op::Compare(_) | Op::Where => {
+            xs.iter().all(|&x| operand(x))
+        }
+        Op::Input { .. }
+        | Op::Parameter { .. }
+        | Op::Constant(_)
+        | Op::Reduce { .. }
+        | Op::ArgReduce { .. }
+        | Op::Reshape { .. }
+        | Op::Unfold { .. }
+        | Op::Pad { .. }
+        | Op::Concat { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
+        | Op::Detach
+        | Op::MatMul
+        | Op::Conv(_)
+        | Op::Random { .. }
+        | Op::Scan(_) => false,
+    }
+}
+
+/// Scanned inputs that are the same at every step (a broadcast along the scan axis:
+/// the cotangent of a mean over time, fed to the backward loop) become invariants: the
+/// loop reads one `[…]` value instead of a `[T, …]` stack materialised for it. Returns
+/// the scan that replaces `o`, if it was rewritten.
+fn invariant_xs(g: &mut Graph, o: OpId) -> Result<Option<OpId>, PassError> {
+    let Op::Scan(s) = g.op(o).op.clone() else {
+        return Ok(None);
+    };
+    let (nc, nx) = (s.num_carry, s.num_xs);
+    let operands = g.operands(o);
+    let same: Vec<usize> = (0..nx)
+        .filter(|&k| constant_along(g, operands[nc + k], s.axis, 8))
+        .collect();
+    if same.is_empty() || s.length == 0 {
+        return Ok(None);
+    }
+    let loc = g.op(o).loc.clone();
+    // Each one's first step, without the scan axis.
+    let mut first = Vec::with_capacity(same.len());
+    for &k in &same {
+        let v = operands[nc + k];
+        let t = g.value_type(v).clone();
+        let axes = t
+            .shape
+            .dims()
+            .iter()
+            .enumerate()
+            .map(|(a, &d)| {
+                if a == s.axis {
+                    onde_ir::SliceAxis {
+                        start: 0,
+                        stop: 1,
+                        step: 1,
+                    }
+                } else {
+                    onde_ir::SliceAxis::whole(d)
+                }
+            })
+            .collect();
+        let (_, sl) = g
+            .add_op(Op::Slice { axes }, &[v], loc.clone())
+            .map_err(fail)?;
+        let mut dims = t.shape.dims().to_vec();
+        dims.remove(s.axis);
+        let (_, r) = g
+            .add_op(
+                Op::Reshape {
+                    shape: Shape::new(dims),
+                },
+                &[sl[0]],
+                loc.clone(),
+            )
+            .map_err(fail)?;
+        first.push(r[0]);
+    }
+    // The body takes them after its invariants.
+    let bin = s.body.inputs().to_vec();
+    let scanned = |k: &usize| !same.contains(k);
+    let mut order: Vec<ValueId> = bin[..nc].to_vec();
+    order.extend((0..nx).filter(scanned).map(|k| bin[nc + k]));
+    order.extend(&bin[nc + nx..]);
+    order.extend(same.iter().map(|&k| bin[nc + k]));
+    let mut nb = (*s.body).clone();
+    nb.set_inputs(order);
+    let mut ops: Vec<ValueId> = operands[..nc].to_vec();
+    ops.extend((0..nx).filter(scanned).map(|k| operands[nc + k]));
+    ops.extend(&operands[nc + nx..]);
+    ops.extend(&first);
+    let new = ScanOp {
+        body: Arc::new(nb),
+        num_xs: nx - same.len(),
+        ..s.clone()
+    };
+    let (op, res) = g.add_op(Op::Scan(new), &ops, loc).map_err(fail)?;
+    for (old, nw) in g.results(o).into_iter().zip(res) {
+        g.replace_all_uses(old, nw);
+    }
+    Ok(Some(op))
+}
+
 impl Pass for HoistScan {
     fn name(&self) -> &'static str {
         "hoist_scan"
@@ -280,7 +408,11 @@ impl Pass for HoistScan {
             .filter(|&o| matches!(g.op(o).op, Op::Scan(_)))
             .collect();
         let mut changed = false;
-        for o in scans {
+        for mut o in scans {
+            if let Some(new) = invariant_xs(g, o)? {
+                changed = true;
+                o = new;
+            }
             changed |= hoist_one(g, o)?;
         }
         if changed {

@@ -86,3 +86,64 @@ fn input_projection_leaves_the_loop() {
     // A second run finds nothing more to hoist.
     assert!(!HoistScan.run(&mut g).unwrap());
 }
+
+/// A scan over `d`, a `[B, 1, H]` value broadcast along time (the cotangent of a mean
+/// over time) and permuted time-first, plus a genuinely scanned `x`.
+const BROADCAST_XS: &str = r#"graph {
+  %0: f32[5,2,4] = input "x"
+  %1: f32[2,1,4] = input "d"
+  %2: f32[2,4] = input "h0"
+  %3: f32[4,4] = input "u"
+  %4: f32[2,5,4] = expand %1 shape=[2,5,4]
+  %5: f32[5,2,4] = permute %4 perm=[1,0,2]
+  %6: f32[5,2,4] = neg %5
+  %7: f32[2,4], %8: f32[5,2,4] = scan %2, %0, %6, %3 carry=1 xs=2 length=5 axis=0 reverse=true {
+    %0: f32[2,4] = input "c"
+    %1: f32[2,4] = input "xt"
+    %2: f32[2,4] = input "dt"
+    %3: f32[4,4] = input "u"
+    %4: f32[2,4] = matmul %0, %3
+    %5: f32[2,4] = add %4, %1
+    %6: f32[2,4] = mul %5, %2
+    %7: f32[2,4] = tanh %6
+    outputs %7, %7
+  }
+  outputs %7, %8
+}"#;
+
+#[test]
+fn a_scanned_input_the_same_at_every_step_becomes_an_invariant() {
+    let g0 = parse_graph(BROADCAST_XS).unwrap();
+    let mut g = g0.clone();
+    assert!(HoistScan.run(&mut g).unwrap());
+    onde_ir::verify(&g).unwrap();
+    let scan = g
+        .op_ids()
+        .into_iter()
+        .find_map(|o| {
+            if let Op::Scan(s) = &g.op(o).op {
+                Some(s.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    // `x` stays scanned; `d` (through the permute and the negation) is read once.
+    assert_eq!(scan.num_xs, 1);
+    assert_eq!(scan.body.inputs().len(), 4);
+    let feeds: HashMap<String, Array> = [
+        ("x", data(&[5, 2, 4], 1)),
+        ("d", data(&[2, 1, 4], 2)),
+        ("h0", data(&[2, 4], 3)),
+        ("u", data(&[4, 4], 4)),
+    ]
+    .into_iter()
+    .map(|(n, a)| (n.to_string(), a))
+    .collect();
+    let before = onde_runtime::run(&g0, &feeds).unwrap();
+    let after = onde_runtime::run(&g, &feeds).unwrap();
+    assert_eq!(before, after);
+    // A genuinely scanned input is left alone.
+    let mut again = g.clone();
+    assert!(!HoistScan.run(&mut again).unwrap());
+}
