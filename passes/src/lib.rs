@@ -5,7 +5,8 @@
 //!   [`Fixpoint`].
 //! - [`dce`], [`cse`]: dead-code and common-subexpression elimination.
 //! - [`simplify`] (named algebraic rules), [`factor`] (sums sharing one pass over the
-//!   data), [`constfold`]; [`optimize`] runs the
+//!   data), [`conv_sums`] (sums through pointwise convolutions), [`constfold`];
+//!   [`optimize`] runs the
 //!   standard pipeline.
 //! - [`autodiff`]: reverse-mode differentiation as a graph transformation; its output is
 //!   ordinary IR, so it can be differentiated again.
@@ -13,6 +14,7 @@
 
 pub mod autodiff;
 pub mod constfold;
+pub mod conv_sums;
 pub mod cse;
 pub mod dce;
 pub mod emit;
@@ -24,6 +26,7 @@ pub mod simplify;
 
 pub use autodiff::{grad, vjp, AdError};
 pub use constfold::ConstFold;
+pub use conv_sums::ConvSums;
 pub use cse::Cse;
 pub use dce::Dce;
 pub use factor::FactorSums;
@@ -32,16 +35,16 @@ pub use pass::{Fixpoint, Pass, PassError, Pipeline};
 pub use simplify::Simplify;
 
 /// The standard optimisation pipeline, in order: a fixpoint of simplification, sum
-/// factoring, constant folding, CSE and DCE, then hoisting of time-parallel work out of
-/// scans. Verifies after each pass in debug builds. Every pass but [`FactorSums`] keeps
-/// results bit for bit; sum factoring reassociates sums (see [`factor`]), as a
-/// vectorised reduction does.
+/// factoring, sums through pointwise convolutions, constant folding, CSE and DCE, then
+/// hoisting of time-parallel work out of scans. Verifies after each pass in debug
+/// builds. Every pass but [`FactorSums`] and [`ConvSums`] keeps results bit for bit;
+/// those reassociate sums (see [`factor`]), as a vectorised reduction does.
 pub fn optimizer() -> Pipeline {
     pipeline(true)
 }
 
-/// [`optimizer`] without [`FactorSums`]: the optimised graph computes exactly the bits
-/// of the input graph (the property tests compare them bit for bit).
+/// [`optimizer`] without [`FactorSums`] and [`ConvSums`]: the optimised graph computes
+/// exactly the bits of the input graph (the property tests compare them bit for bit).
 pub fn exact_optimizer() -> Pipeline {
     pipeline(false)
 }
@@ -49,7 +52,7 @@ pub fn exact_optimizer() -> Pipeline {
 fn pipeline(factor: bool) -> Pipeline {
     let mut fix = Fixpoint::new("optimize", 16).then(Simplify::default());
     if factor {
-        fix = fix.then(FactorSums::default());
+        fix = fix.then(FactorSums::default()).then(ConvSums);
     }
     Pipeline::new()
         .then(fix.then(ConstFold).then(Cse).then(Dce))

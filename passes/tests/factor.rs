@@ -319,3 +319,60 @@ fn only_a_true_mean_makes_a_value_centred() {
     let y = onde_runtime::run(&o, &feeds(&g)).unwrap();
     assert!(y[0].to_f64_vec().iter().any(|&v| v != 0.0));
 }
+
+/// Sums of a convolution's output over the batch and the positions.
+fn conv_sum_graph(kernel: usize, stride: usize, groups: usize, axes: &str) -> String {
+    let (c, o) = (6, 4);
+    let len = (10 - kernel) / stride + 1;
+    format!(
+        r#"graph {{
+  %0: f64[3,{c},10] = input "x"
+  %1: f64[{o},{cg},{kernel}] = input "w"
+  %2: f64[3,{o},{len}] = conv %0, %1 stride=[{stride}] padding=[(0,0)] dilation=[1] groups={groups}
+  %3: f64[{o}] = reduce_sum %2 axes={axes} keepdim=false
+  outputs %3
+}}"#,
+        cg = c / groups
+    )
+}
+
+fn convs_of_full_size(g: &Graph) -> usize {
+    g.op_ids()
+        .into_iter()
+        .filter(|&o| {
+            matches!(g.op(o).op, Op::Conv(_)) && g.value_type(g.results(o)[0]).shape.numel() > 4
+        })
+        .count()
+}
+
+#[test]
+fn a_sum_over_positions_goes_through_a_pointwise_convolution() {
+    // Σ_{n,t} conv₁ₓ₁(x) = conv₁ₓ₁(Σ_{n,t} x): the convolution runs on one position,
+    // the sum reads x; with groups too.
+    for groups in [1, 2] {
+        let (g, o) = optimised(&conv_sum_graph(1, 1, groups, "[0,2]"));
+        assert_eq!(convs_of_full_size(&g), 1);
+        assert_eq!(convs_of_full_size(&o), 0, "{}", print_graph(&o));
+        assert_same(&g, &o);
+    }
+    // Also summed over the channels: one more (tiny) sum.
+    let src =
+        conv_sum_graph(1, 1, 1, "[0,1,2]").replace("f64[4] = reduce_sum", "f64[] = reduce_sum");
+    let (g, o) = optimised(&src);
+    assert_eq!(convs_of_full_size(&o), 0, "{}", print_graph(&o));
+    assert_same(&g, &o);
+}
+
+#[test]
+fn other_convolutions_and_sums_are_left_alone() {
+    // A wider kernel, a stride, a sum that keeps the positions: unchanged.
+    for src in [
+        conv_sum_graph(3, 1, 1, "[0,2]"),
+        conv_sum_graph(1, 2, 1, "[0,2]"),
+        conv_sum_graph(1, 1, 1, "[0]").replace("f64[4] = reduce_sum", "f64[4,10] = reduce_sum"),
+    ] {
+        let (g, o) = optimised(&src);
+        assert_eq!(convs_of_full_size(&o), 1, "{}", print_graph(&o));
+        assert_same(&g, &o);
+    }
+}
