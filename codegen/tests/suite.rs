@@ -20,6 +20,7 @@ mod packed_gemm;
 mod producer_merge;
 mod profile;
 mod row_reduction;
+mod scan_carries;
 mod sibling_reduction;
 mod threads;
 

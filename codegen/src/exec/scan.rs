@@ -263,15 +263,26 @@ fn scan_steps(
     let ny = outs.len() - nc;
     let body = st.body.compiled.clone();
     let body_outs = &body.plan.outputs;
+    // A carry whose new value the body writes straight into a stacked output's slot
+    // (an RNN's `h'`, also its output `y`): the next step reads it there, and only the
+    // last one is copied to the carry's buffer (no two copies per step).
+    let via: Vec<Option<usize>> = (0..nc)
+        .map(|c| {
+            (0..ny).find(|&j| {
+                st.direct[j].is_some() && body_outs[nc + j] == body_outs[c] && carry_bytes[c] > 0
+            })
+        })
+        .collect();
+    let mut last_slot: Vec<*mut u8> = (0..nc).map(|c| ptrs[outs[c].index()]).collect();
     for step in 0..sc.length {
         let t = if sc.reverse {
             sc.length - 1 - step
         } else {
             step
         };
-        for c in 0..nc {
-            feed_ptrs[c] = ptrs[outs[c].index()];
-        }
+        // The initial carries (copied into the carries' buffers), else where the
+        // previous step left them.
+        feed_ptrs[..nc].copy_from_slice(&last_slot);
         for k in 0..nx {
             // SAFETY: offset `t·slice` stays inside the scanned buffer (t < length).
             feed_ptrs[nc + k] = unsafe { xs_base[k].add(t * xs_slice[k]) };
@@ -288,6 +299,11 @@ fn scan_steps(
         // New carries: stage first (an output may alias another carry's input).
         for c in 0..nc {
             let src = st.body.ptrs[body_outs[c]];
+            if let Some(j) = via[c] {
+                // SAFETY: slot `t` of stacked output `j`, where the body wrote it.
+                last_slot[c] = unsafe { ys_base[j].add(t * ys_slice[j]) };
+                continue;
+            }
             if carry_bytes[c] > 0 {
                 // SAFETY: body output `c` has the carry's type; the stage was sized
                 // for it and is distinct memory.
@@ -307,7 +323,7 @@ fn scan_steps(
             }
         }
         for c in 0..nc {
-            if carry_bytes[c] > 0 {
+            if carry_bytes[c] > 0 && via[c].is_none() {
                 // SAFETY: as above; the carry buffer holds `carry_bytes[c]` bytes.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
@@ -317,6 +333,14 @@ fn scan_steps(
                     )
                 };
             }
+        }
+    }
+    for c in 0..nc {
+        let dst = ptrs[outs[c].index()];
+        if via[c].is_some() && last_slot[c] != dst {
+            // SAFETY: the last step's slot of a stacked output and the carry's buffer:
+            // both hold `carry_bytes[c]` bytes (the carry's type), distinct memory.
+            unsafe { std::ptr::copy_nonoverlapping(last_slot[c], dst, carry_bytes[c]) };
         }
     }
     Ok(())
