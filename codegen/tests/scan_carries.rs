@@ -1,7 +1,8 @@
 //! A carry whose new value is also a stacked output (an RNN's `h'` is its `y`) is read
-//! by the next step from the output's slot, and only the last is copied to the carry:
-//! final carries and outputs equal the reference interpreter's, forwards and in
-//! reverse, for one step and several, next to a carry that is not an output.
+//! by the next step from the output's slot, and a carry that is no output (an LSTM's
+//! `c`) is written into its buffer and a spare by turns; only the last is copied to the
+//! carry's buffer. Final carries and outputs equal the reference interpreter's,
+//! forwards and in reverse, for one step (the last value in the spare) and several.
 
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array};

@@ -274,6 +274,22 @@ fn scan_steps(
         })
         .collect();
     let mut last_slot: Vec<*mut u8> = (0..nc).map(|c| ptrs[outs[c].index()]).collect();
+    // Any other carry the body writes into a temporary of its own (no other output
+    // shares it, and it is no reshape of another buffer): the body writes it into the
+    // carry's buffer and its stage by turns, and the next step reads it where it was
+    // written (no copy per step either).
+    let swap: Vec<bool> = (0..nc)
+        .map(|c| {
+            let b = body_outs[c];
+            via[c].is_none()
+                && carry_bytes[c] > 0
+                && matches!(body.plan.buffers[b].kind, crate::plan::BufKind::Temp)
+                && !body.aliases.iter().any(|&(a, _)| a == b)
+                && body_outs.iter().filter(|&&o| o == b).count() == 1
+        })
+        .collect();
+    let homes: Vec<*mut u8> = (0..nc).map(|c| st.body.ptrs[body_outs[c]]).collect();
+    let mut spare: Vec<*mut u8> = (0..nc).map(|c| st.carry_stage[c].ptr()).collect();
     for step in 0..sc.length {
         let t = if sc.reverse {
             sc.length - 1 - step
@@ -295,13 +311,27 @@ fn scan_steps(
             // size of the body's output buffer.
             st.body.ptrs[body_outs[nc + j]] = unsafe { ys_base[j].add(t * ys_slice[j]) };
         }
-        st.body.run_ptrs(&st.inputs, feed_ptrs)?;
+        for c in (0..nc).filter(|&c| swap[c]) {
+            // The spare: the stage or the carry's buffer, whichever this step does not
+            // read (both hold the carry's bytes).
+            st.body.ptrs[body_outs[c]] = spare[c];
+        }
+        if let Err(e) = st.body.run_ptrs(&st.inputs, feed_ptrs) {
+            for c in (0..nc).filter(|&c| swap[c]) {
+                st.body.ptrs[body_outs[c]] = homes[c];
+            }
+            return Err(e);
+        }
         // New carries: stage first (an output may alias another carry's input).
         for c in 0..nc {
             let src = st.body.ptrs[body_outs[c]];
             if let Some(j) = via[c] {
                 // SAFETY: slot `t` of stacked output `j`, where the body wrote it.
                 last_slot[c] = unsafe { ys_base[j].add(t * ys_slice[j]) };
+                continue;
+            }
+            if swap[c] {
+                std::mem::swap(&mut last_slot[c], &mut spare[c]);
                 continue;
             }
             if carry_bytes[c] > 0 {
@@ -323,7 +353,7 @@ fn scan_steps(
             }
         }
         for c in 0..nc {
-            if carry_bytes[c] > 0 && via[c].is_none() {
+            if carry_bytes[c] > 0 && via[c].is_none() && !swap[c] {
                 // SAFETY: as above; the carry buffer holds `carry_bytes[c]` bytes.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
@@ -337,10 +367,14 @@ fn scan_steps(
     }
     for c in 0..nc {
         let dst = ptrs[outs[c].index()];
-        if via[c].is_some() && last_slot[c] != dst {
-            // SAFETY: the last step's slot of a stacked output and the carry's buffer:
-            // both hold `carry_bytes[c]` bytes (the carry's type), distinct memory.
+        if (via[c].is_some() || swap[c]) && last_slot[c] != dst {
+            // SAFETY: the last step's slot of a stacked output, or the stage, and the
+            // carry's buffer: each holds `carry_bytes[c]` bytes (the carry's type),
+            // distinct memory.
             unsafe { std::ptr::copy_nonoverlapping(last_slot[c], dst, carry_bytes[c]) };
+        }
+        if swap[c] {
+            st.body.ptrs[body_outs[c]] = homes[c];
         }
     }
     Ok(())
