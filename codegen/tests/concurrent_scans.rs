@@ -8,37 +8,47 @@ use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array};
 use std::collections::HashMap;
 
-/// Scan A over `tanh(x)` (a temporary that dies with A, whose storage B's output would
-/// take if the pair were not one step for memory); a sum over A's outputs (needs A);
-/// `exp(x)` (does not); scan B, in reverse, over `exp(x)`; a result combining both.
-const SRC: &str = r#"graph {
-  %0: f32[6,2,4] = input "x"
-  %1: f32[4,4] = input "u"
-  %2: f32[2,4] = input "h0"
-  %3: f32[6,2,4] = tanh %0
-  %4: f32[2,4], %5: f32[6,2,4] = scan %2, %3, %1 carry=1 xs=1 length=6 axis=0 reverse=false {
-    %0: f32[2,4] = input "c"
+/// The body of scan A: `h' = tanh(h·u + x_t)`, also its output.
+const STEP_A: &str = r#"    %0: f32[2,4] = input "c"
     %1: f32[2,4] = input "xt"
     %2: f32[4,4] = input "u"
     %3: f32[2,4] = matmul %0, %2
     %4: f32[2,4] = add %3, %1
     %5: f32[2,4] = tanh %4
     outputs %5, %5
-  }
-  %6: f32[2,4] = reduce_sum %5 axes=[0] keepdim=false
-  %7: f32[6,2,4] = exp %0
-  %8: f32[2,4], %9: f32[6,2,4] = scan %2, %7, %1 carry=1 xs=1 length=6 axis=0 reverse=true {
-    %0: f32[2,4] = input "c"
+"#;
+
+/// The body of scan B: `h' = sigmoid(x_t − h·u)`, also its output.
+const STEP_B: &str = r#"    %0: f32[2,4] = input "c"
     %1: f32[2,4] = input "xt"
     %2: f32[4,4] = input "u"
     %3: f32[2,4] = matmul %0, %2
     %4: f32[2,4] = sub %1, %3
     %5: f32[2,4] = sigmoid %4
     outputs %5, %5
-  }
+"#;
+
+/// Scan A over `tanh(x)` (a temporary that dies with A, whose storage B's output would
+/// take if the pair were not one step for memory); a sum over A's outputs (needs A);
+/// `exp(x)` (does not); scan B, in reverse, over `exp(x)`; a result combining both.
+fn src() -> String {
+    format!(
+        r#"graph {{
+  %0: f32[6,2,4] = input "x"
+  %1: f32[4,4] = input "u"
+  %2: f32[2,4] = input "h0"
+  %3: f32[6,2,4] = tanh %0
+  %4: f32[2,4], %5: f32[6,2,4] = scan %2, %3, %1 carry=1 xs=1 length=6 axis=0 reverse=false {{
+{STEP_A}  }}
+  %6: f32[2,4] = reduce_sum %5 axes=[0] keepdim=false
+  %7: f32[6,2,4] = exp %0
+  %8: f32[2,4], %9: f32[6,2,4] = scan %2, %7, %1 carry=1 xs=1 length=6 axis=0 reverse=true {{
+{STEP_B}  }}
   %10: f32[2,4] = mul %6, %8
   outputs %4, %9, %10
-}"#;
+}}"#
+    )
+}
 
 fn feeds() -> Vec<(&'static str, Array)> {
     let v = |n: usize, s: f32| (0..n).map(|i| ((i as f32 * s).sin()) * 0.7).collect();
@@ -71,7 +81,7 @@ fn run(src: &str, threads: usize) -> Vec<Vec<f64>> {
 
 #[test]
 fn independent_scans_become_adjacent_and_the_plan_stays_valid() {
-    let g = parse_graph(SRC).unwrap();
+    let g = parse_graph(&src()).unwrap();
     let p = plan::plan(&g).unwrap();
     verify::verify(&p).unwrap();
     let scans: Vec<usize> = (0..p.steps.len())
@@ -118,7 +128,7 @@ fn independent_scans_become_adjacent_and_the_plan_stays_valid() {
 
 #[test]
 fn a_pair_sharing_storage_is_refused_by_the_verifier() {
-    let g = parse_graph(SRC).unwrap();
+    let g = parse_graph(&src()).unwrap();
     let p = plan::plan(&g).unwrap();
     let mut m = memory::plan_memory(&p);
     let i = concurrent::alongside(&p).iter().position(|&a| a).unwrap();
@@ -136,12 +146,12 @@ fn a_pair_sharing_storage_is_refused_by_the_verifier() {
 
 #[test]
 fn the_pair_on_two_threads_computes_the_same_bits() {
-    let one = run(SRC, 1);
-    let two = run(SRC, 2);
+    let one = run(&src(), 1);
+    let two = run(&src(), 2);
     // f32 results widened exactly: equal as f64 means the same bits (no NaN here).
     assert_eq!(one, two);
     // And what the reference interpreter computes.
-    let g = parse_graph(SRC).unwrap();
+    let g = parse_graph(&src()).unwrap();
     let map: HashMap<String, Array> = feeds()
         .into_iter()
         .map(|(n, a)| (n.to_string(), a))
@@ -155,41 +165,31 @@ fn the_pair_on_two_threads_computes_the_same_bits() {
 }
 
 /// B scans a value computed from A's outputs: B depends on A, no pair.
-const DEPENDENT: &str = r#"graph {
+fn dependent() -> String {
+    format!(
+        r#"graph {{
   %0: f32[6,2,4] = input "x"
   %1: f32[4,4] = input "u"
   %2: f32[2,4] = input "h0"
-  %3: f32[2,4], %4: f32[6,2,4] = scan %2, %0, %1 carry=1 xs=1 length=6 axis=0 reverse=false {
-    %0: f32[2,4] = input "c"
-    %1: f32[2,4] = input "xt"
-    %2: f32[4,4] = input "u"
-    %3: f32[2,4] = matmul %0, %2
-    %4: f32[2,4] = add %3, %1
-    %5: f32[2,4] = tanh %4
-    outputs %5, %5
-  }
+  %3: f32[2,4], %4: f32[6,2,4] = scan %2, %0, %1 carry=1 xs=1 length=6 axis=0 reverse=false {{
+{STEP_A}  }}
   %5: f32[6,2,4] = exp %4
-  %6: f32[2,4], %7: f32[6,2,4] = scan %2, %5, %1 carry=1 xs=1 length=6 axis=0 reverse=true {
-    %0: f32[2,4] = input "c"
-    %1: f32[2,4] = input "xt"
-    %2: f32[4,4] = input "u"
-    %3: f32[2,4] = matmul %0, %2
-    %4: f32[2,4] = sub %1, %3
-    %5: f32[2,4] = sigmoid %4
-    outputs %5, %5
-  }
+  %6: f32[2,4], %7: f32[6,2,4] = scan %2, %5, %1 carry=1 xs=1 length=6 axis=0 reverse=true {{
+{STEP_B}  }}
   outputs %3, %6, %7
-}"#;
+}}"#
+    )
+}
 
 #[test]
 fn a_scan_reading_the_other_is_not_paired() {
-    let g = parse_graph(DEPENDENT).unwrap();
+    let g = parse_graph(&dependent()).unwrap();
     let p = plan::plan(&g).unwrap();
     verify::verify(&p).unwrap();
     assert!(!concurrent::alongside(&p).contains(&true), "{:#?}", p.steps);
     // Two threads still compute what one does (to rounding: unpaired bodies split
     // their products over both threads).
-    for (a, b) in run(DEPENDENT, 1).iter().zip(run(DEPENDENT, 2)) {
+    for (a, b) in run(&dependent(), 1).iter().zip(run(&dependent(), 2)) {
         for (p, q) in a.iter().zip(b) {
             assert!((p - q).abs() <= 1e-6 * (1.0 + q.abs()), "{p} vs {q}");
         }

@@ -18,6 +18,7 @@
 //!
 //! [`FactorSums`]: crate::FactorSums
 
+use crate::emit::Emit;
 use crate::pass::{Pass, PassError};
 use onde_ir::{Graph, Op, OpId, ReduceKind, Shape, ValueId};
 
@@ -32,8 +33,16 @@ fn fail(e: impl std::fmt::Display) -> PassError {
     }
 }
 
-/// The conv's input and weight when sum `o` (over `axes`) qualifies.
-fn matches(g: &Graph, o: OpId) -> Option<(ValueId, ValueId, onde_ir::ConvParams)> {
+/// A sum to rewrite: the conv's input and weight, its parameters, the summed axes.
+struct Found {
+    x: ValueId,
+    w: ValueId,
+    params: onde_ir::ConvParams,
+    axes: Vec<usize>,
+}
+
+/// Sum `o` when it qualifies (see the module doc).
+fn matches(g: &Graph, o: OpId) -> Option<Found> {
     let Op::Reduce {
         kind: ReduceKind::Sum,
         axes,
@@ -50,20 +59,25 @@ fn matches(g: &Graph, o: OpId) -> Option<(ValueId, ValueId, onde_ir::ConvParams)
     let xw = g.operands(p);
     let (x, w) = (*xw.first()?, *xw.get(1)?);
     let out = g.value_type(v);
-    let wt = g.value_type(w);
-    let rank = out.shape.rank();
-    let pointwise = wt.shape.dims()[2..].iter().all(|&k| k == 1)
+    let pointwise = g.value_type(w).shape.dims()[2..].iter().all(|&k| k == 1)
         && params.stride.iter().all(|&s| s == 1)
         && params.padding.iter().all(|&(a, b)| a == 0 && b == 0);
     // Summed over the batch and every position, with more than one of them (else the
     // rewrite would give back the same sum).
-    let positions: usize = std::iter::once(0)
-        .chain(2..rank)
-        .map(|a| out.shape.dims()[a])
-        .product();
-    let over_positions = std::iter::once(0).chain(2..rank).all(|a| axes.contains(&a));
-    (out.dtype.is_float() && pointwise && over_positions && positions > 1)
-        .then(|| (x, w, params.clone()))
+    let positions = positions(out.shape.rank());
+    let count: usize = positions.iter().map(|&a| out.shape.dims()[a]).product();
+    let over_positions = positions.iter().all(|a| axes.contains(a));
+    (out.dtype.is_float() && pointwise && over_positions && count > 1).then(|| Found {
+        x,
+        w,
+        params: params.clone(),
+        axes: axes.clone(),
+    })
+}
+
+/// The batch and spatial axes of a convolution's `[N, C, spatial…]` value.
+fn positions(rank: usize) -> Vec<usize> {
+    std::iter::once(0).chain(2..rank).collect()
 }
 
 impl Pass for ConvSums {
@@ -72,58 +86,30 @@ impl Pass for ConvSums {
     }
 
     fn run(&mut self, g: &mut Graph) -> Result<bool, PassError> {
-        let sums: Vec<OpId> = g
+        let found: Vec<(OpId, Found)> = g
             .op_ids()
             .into_iter()
-            .filter(|&o| matches(g, o).is_some())
+            .filter_map(|o| matches(g, o).map(|f| (o, f)))
             .collect();
-        for &o in &sums {
-            let Some((x, w, params)) = matches(g, o) else {
-                continue;
-            };
-            let Op::Reduce { axes, .. } = g.op(o).op.clone() else {
-                continue;
-            };
-            let loc = g.op(o).loc.clone();
-            let rank = g.value_type(x).shape.rank();
-            let positions: Vec<usize> = std::iter::once(0).chain(2..rank).collect();
-            let (_, xs) = g
-                .add_op(
-                    Op::Reduce {
-                        kind: ReduceKind::Sum,
-                        axes: positions,
-                        keepdim: true,
-                    },
-                    &[x],
-                    loc.clone(),
-                )
-                .map_err(fail)?;
-            let (_, mut c) = g
-                .add_op(Op::Conv(params), &[xs[0], w], loc.clone())
-                .map_err(fail)?;
-            if axes.contains(&1) {
-                (_, c) = g
-                    .add_op(
-                        Op::Reduce {
-                            kind: ReduceKind::Sum,
-                            axes: vec![1],
-                            keepdim: true,
-                        },
-                        &[c[0]],
-                        loc.clone(),
-                    )
-                    .map_err(fail)?;
-            }
-            let old = g.results(o)[0];
+        for (o, f) in &found {
+            let old = g.results(*o)[0];
             let shape: Shape = g.value_type(old).shape.clone();
-            let (_, r) = g
-                .add_op(Op::Reshape { shape }, &[c[0]], loc)
-                .map_err(fail)?;
-            g.replace_all_uses(old, r[0]);
+            let loc = g.op(*o).loc.clone();
+            let mut e = Emit::new(g);
+            e.loc = loc;
+            e.rule = "conv_sums".into();
+            let rank = e.shape(f.x).rank();
+            let xs = e.sum(f.x, positions(rank), true).map_err(fail)?;
+            let mut c = e.op(Op::Conv(f.params.clone()), &[xs, f.w]).map_err(fail)?;
+            if f.axes.contains(&1) {
+                c = e.sum(c, vec![1], true).map_err(fail)?;
+            }
+            let r = e.reshape(c, shape).map_err(fail)?;
+            g.replace_all_uses(old, r);
         }
-        if !sums.is_empty() {
+        if !found.is_empty() {
             crate::dce::dce(g);
         }
-        Ok(!sums.is_empty())
+        Ok(!found.is_empty())
     }
 }

@@ -25,8 +25,9 @@
 //! values. Anything else stays in the body. The scan's results are unchanged; DCE then
 //! removes the body ops that became dead.
 
+use crate::emit::Emit;
 use crate::pass::{Pass, PassError};
-use onde_ir::{Graph, Op, OpId, ScanOp, Shape, TensorType, ValueId};
+use onde_ir::{Graph, Op, OpClass, OpId, ScanOp, Shape, SliceAxis, TensorType, ValueId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -264,11 +265,24 @@ fn hoist_one(g: &mut Graph, o: OpId) -> Result<bool, PassError> {
         num_xs: nx + frontier.len(),
         ..s.clone()
     };
-    let (_, res) = g.add_op(Op::Scan(new), &ops, loc).map_err(fail)?;
+    replace_scan(g, o, new, &ops, loc)?;
+    Ok(true)
+}
+
+/// Adds scan `new` over `ops` and points every use of scan `o`'s results at its
+/// results (same types); `o` is left to DCE. Returns the new op.
+fn replace_scan(
+    g: &mut Graph,
+    o: OpId,
+    new: ScanOp,
+    ops: &[ValueId],
+    loc: Option<onde_ir::SourceLoc>,
+) -> Result<OpId, PassError> {
+    let (op, res) = g.add_op(Op::Scan(new), ops, loc).map_err(fail)?;
     for (old, nw) in g.results(o).into_iter().zip(res) {
         g.replace_all_uses(old, nw);
     }
-    Ok(true)
+    Ok(op)
 }
 
 /// Whether value `v` of `g` is the same at every index of its axis `axis`: a broadcast
@@ -290,29 +304,15 @@ fn constant_along(g: &Graph, v: ValueId, axis: usize, depth: usize) -> bool {
         axis < lead || s.dims()[axis - lead] == 1 || constant_along(g, x, axis - lead, depth - 1)
     };
     let xs = g.operands(p);
-    match &g.op(p).op {
-        Op::Expand { .. } => operand(xs[0]),
-        Op::Permute { perm } => constant_along(g, xs[0], perm[axis], depth - 1),
-        Op::Slice { .. } => constant_along(g, xs[0], axis, depth - 1),
-        Op::Unary(_) | Op::Cast { .. } | Op::Binary(_) | Op::Compare(_) | Op::Where => {
-            xs.iter().all(|&x| operand(x))
-        }
-        Op::Input { .. }
-        | Op::Parameter { .. }
-        | Op::Constant(_)
-        | Op::Reduce { .. }
-        | Op::ArgReduce { .. }
-        | Op::Reshape { .. }
-        | Op::Unfold { .. }
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. }
-        | Op::Detach
-        | Op::MatMul
-        | Op::Conv(_)
-        | Op::Random { .. }
-        | Op::Scan(_) => false,
+    let op = &g.op(p).op;
+    if let Op::Permute { perm } = op {
+        constant_along(g, xs[0], perm[axis], depth - 1)
+    } else if matches!(op, Op::Slice { .. }) {
+        constant_along(g, xs[0], axis, depth - 1)
+    } else {
+        // An expand broadcasts its operand; an elementwise op broadcasts its operands.
+        (matches!(op, Op::Expand { .. }) || op.class() == OpClass::Elementwise)
+            && xs.iter().all(|&x| operand(x))
     }
 }
 
@@ -334,42 +334,21 @@ fn invariant_xs(g: &mut Graph, o: OpId) -> Result<Option<OpId>, PassError> {
     }
     let loc = g.op(o).loc.clone();
     // Each one's first step, without the scan axis.
+    let mut e = Emit::new(g);
+    e.loc = loc.clone();
+    e.rule = "hoist_scan".into();
+    let first_step = SliceAxis {
+        start: 0,
+        stop: 1,
+        step: 1,
+    };
     let mut first = Vec::with_capacity(same.len());
     for &k in &same {
         let v = operands[nc + k];
-        let t = g.value_type(v).clone();
-        let axes = t
-            .shape
-            .dims()
-            .iter()
-            .enumerate()
-            .map(|(a, &d)| {
-                if a == s.axis {
-                    onde_ir::SliceAxis {
-                        start: 0,
-                        stop: 1,
-                        step: 1,
-                    }
-                } else {
-                    onde_ir::SliceAxis::whole(d)
-                }
-            })
-            .collect();
-        let (_, sl) = g
-            .add_op(Op::Slice { axes }, &[v], loc.clone())
-            .map_err(fail)?;
-        let mut dims = t.shape.dims().to_vec();
+        let mut dims = e.shape(v).dims().to_vec();
         dims.remove(s.axis);
-        let (_, r) = g
-            .add_op(
-                Op::Reshape {
-                    shape: Shape::new(dims),
-                },
-                &[sl[0]],
-                loc.clone(),
-            )
-            .map_err(fail)?;
-        first.push(r[0]);
+        let sl = e.slice_axis(v, s.axis, first_step).map_err(fail)?;
+        first.push(e.reshape(sl, Shape::new(dims)).map_err(fail)?);
     }
     // The body takes them after its invariants.
     let bin = s.body.inputs().to_vec();
@@ -389,11 +368,7 @@ fn invariant_xs(g: &mut Graph, o: OpId) -> Result<Option<OpId>, PassError> {
         num_xs: nx - same.len(),
         ..s.clone()
     };
-    let (op, res) = g.add_op(Op::Scan(new), &ops, loc).map_err(fail)?;
-    for (old, nw) in g.results(o).into_iter().zip(res) {
-        g.replace_all_uses(old, nw);
-    }
-    Ok(Some(op))
+    replace_scan(g, o, new, &ops, loc).map(Some)
 }
 
 impl Pass for HoistScan {

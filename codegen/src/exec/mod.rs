@@ -277,11 +277,13 @@ struct ScanState {
     xs_front: Vec<Storage>,
     /// Stacked outputs with the scan axis in front, before moving it into place.
     ys_front: Vec<Storage>,
-    /// Staging for carries that the body returns unchanged (may alias inputs).
+    /// Per carry: staging for its new value, or the spare it is written into by turns.
     carry_stage: Vec<Storage>,
     /// Per stacked output: the body writes it straight into its slot of the result
     /// (see `exec/scan.rs`), and the body buffer's own pointer, restored after a call.
     direct: Vec<Option<*mut u8>>,
+    /// Per carry: where the body leaves its new value (see `exec/scan.rs`).
+    carries: Vec<scan::CarryPath>,
 }
 
 impl fmt::Debug for Executable {

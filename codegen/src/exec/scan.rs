@@ -49,13 +49,14 @@ impl Executable {
         else {
             return Err(RunError::Native("scan pair missing".into()));
         };
-        let present = |k: usize| self.scans.get(k).is_some_and(Option::is_some);
-        if !present(i) || !present(i + 1) {
-            return Err(RunError::Native("scan body missing".into()));
-        }
-        let (Some(mut st_a), Some(mut st_b)) = (self.scans[i].take(), self.scans[i + 1].take())
-        else {
-            return Err(RunError::Native("scan body missing".into()));
+        let (mut st_a, mut st_b) = match (self.scans[i].take(), self.scans[i + 1].take()) {
+            (Some(a), Some(b)) => (a, b),
+            (a, b) => {
+                // Put back whichever was there.
+                self.scans[i] = a;
+                self.scans[i + 1] = b;
+                return Err(RunError::Native("scan body missing".into()));
+            }
         };
         let threads = (st_a.body.threads, st_b.body.threads);
         st_a.body.threads = 1;
@@ -103,16 +104,17 @@ impl Executable {
 /// slot, and shared references to the plan, the buffer table and the run closure.
 ///
 /// SAFETY (of the `Send` impl): the state is the second scan's alone (taken out of the
-/// executor; its body executable, including its `Rc<Compiled>`, is touched by no other
-/// thread while the pair runs — the first scan has its own body and its own `Rc`
-/// (each scan step's body is compiled on its own), the body's `Rc` allocation is also
-/// held by the outer `Compiled::bodies` and by executables sharing that `Compiled`
-/// through the compile cache, all of them `!Send` and so only usable by the calling
-/// thread, which waits in the scope; the outer `Compiled` is held, not cloned or
-/// dropped, by the calling thread until the scope ends). The plan and the buffer table are only read during the pair. The two
-/// scans write disjoint buffers, which neither reads the other's (`alongside`), and
-/// memory planning gave every buffer either touches storage of its own for the whole
-/// pair (`memory::lifetimes`). The scope joins the thread before any of it is used again.
+/// executor): its body executable, including its `Rc<Compiled>`, is touched by no other
+/// thread while the pair runs. The first scan has its own body and its own `Rc` (each
+/// scan step's body is compiled on its own); the body's `Rc` allocation is also held
+/// by the outer `Compiled::bodies` and by executables sharing that `Compiled` through
+/// the compile cache, all of them `!Send` and so only usable by the calling thread,
+/// which waits in the scope; the outer `Compiled` is held, not cloned or dropped, by
+/// the calling thread until the scope ends. The plan and the buffer table are only
+/// read during the pair. The two scans write disjoint buffers, which neither reads the
+/// other's (`alongside`), and memory planning gave every buffer either touches storage
+/// of its own for the whole pair (`memory::lifetimes`). The scope joins the thread
+/// before any of it is used again.
 struct Unshared<T>(T);
 
 // SAFETY: see the type's doc.
@@ -139,11 +141,9 @@ fn scan_with(
     for c in 0..nc {
         let t = ty(args[c]);
         let bytes = t.shape.numel() * elem_size(t.dtype);
-        if bytes > 0 && ptrs[outs[c].index()] != ptrs[args[c].index()] {
+        if bytes > 0 && ptrs[outs[c]] != ptrs[args[c]] {
             // SAFETY: both buffers hold `bytes` bytes (same type) and are distinct.
-            unsafe {
-                std::ptr::copy_nonoverlapping(ptrs[args[c].index()], ptrs[outs[c].index()], bytes)
-            };
+            unsafe { std::ptr::copy_nonoverlapping(ptrs[args[c]], ptrs[outs[c]], bytes) };
         }
     }
     // Scanned inputs with the scan axis in front.
@@ -151,13 +151,13 @@ fn scan_with(
     for k in 0..nx {
         let t = ty(args[nc + k]);
         if sc.axis == 0 {
-            xs_base.push(ptrs[args[nc + k].index()]);
+            xs_base.push(ptrs[args[nc + k]]);
         } else {
             let dst = st.xs_front[k].ptr();
             // SAFETY: the source holds `t`'s elements; `dst` was sized for them.
             unsafe {
                 move_axis(
-                    ptrs[args[nc + k].index()],
+                    ptrs[args[nc + k]],
                     dst,
                     t.shape.dims(),
                     sc.axis,
@@ -172,7 +172,7 @@ fn scan_with(
     let mut ys_base = Vec::with_capacity(ny);
     for j in 0..ny {
         ys_base.push(if sc.axis == 0 {
-            ptrs[outs[nc + j].index()]
+            ptrs[outs[nc + j]]
         } else {
             st.ys_front[j].ptr()
         });
@@ -199,7 +199,7 @@ fn scan_with(
     st.body.is_weight.resize(n_body, false);
     for &k in &st.inputs[nc + nx..] {
         let buf = st.body.feeds[k].2;
-        st.body.is_weight[buf.index()] = true;
+        st.body.is_weight[buf] = true;
     }
     st.body.weights_version = Some(next_scan_version());
     let lay = Layout {
@@ -217,6 +217,11 @@ fn scan_with(
             st.body.ptrs[body_outs[nc + j]] = p;
         }
     }
+    for (c, path) in st.carries.iter().enumerate() {
+        if let CarryPath::ByTurns(home) = *path {
+            st.body.ptrs[body_outs[c]] = home;
+        }
+    }
     r?;
     if sc.axis != 0 {
         for j in 0..ny {
@@ -229,7 +234,7 @@ fn scan_with(
             unsafe {
                 move_axis(
                     ys_base[j],
-                    ptrs[outs[nc + j].index()],
+                    ptrs[outs[nc + j]],
                     &front,
                     sc.axis,
                     elem_size(t.dtype),
@@ -263,32 +268,10 @@ fn scan_steps(
     let ny = outs.len() - nc;
     let body = st.body.compiled.clone();
     let body_outs = &body.plan.outputs;
-    // A carry whose new value the body writes straight into a stacked output's slot
-    // (an RNN's `h'`, also its output `y`): the next step reads it there, and only the
-    // last one is copied to the carry's buffer (no two copies per step).
-    let via: Vec<Option<usize>> = (0..nc)
-        .map(|c| {
-            (0..ny).find(|&j| {
-                st.direct[j].is_some() && body_outs[nc + j] == body_outs[c] && carry_bytes[c] > 0
-            })
-        })
-        .collect();
-    let mut last_slot: Vec<*mut u8> = (0..nc).map(|c| ptrs[outs[c].index()]).collect();
-    // Any other carry the body writes into a temporary of its own (no other output
-    // shares it, and it is no reshape of another buffer): the body writes it into the
-    // carry's buffer and its stage by turns, and the next step reads it where it was
-    // written (no copy per step either).
-    let swap: Vec<bool> = (0..nc)
-        .map(|c| {
-            let b = body_outs[c];
-            via[c].is_none()
-                && carry_bytes[c] > 0
-                && matches!(body.plan.buffers[b].kind, crate::plan::BufKind::Temp)
-                && !body.aliases.iter().any(|&(a, _)| a == b)
-                && body_outs.iter().filter(|&&o| o == b).count() == 1
-        })
-        .collect();
-    let homes: Vec<*mut u8> = (0..nc).map(|c| st.body.ptrs[body_outs[c]]).collect();
+    let carries = &st.carries;
+    // Where each carry is for the next step: the carry's buffer (holding the initial
+    // value) until a step leaves it elsewhere; and, written by turns, the other one.
+    let mut last_slot: Vec<*mut u8> = (0..nc).map(|c| ptrs[outs[c]]).collect();
     let mut spare: Vec<*mut u8> = (0..nc).map(|c| st.carry_stage[c].ptr()).collect();
     for step in 0..sc.length {
         let t = if sc.reverse {
@@ -296,48 +279,42 @@ fn scan_steps(
         } else {
             step
         };
-        // The initial carries (copied into the carries' buffers), else where the
-        // previous step left them.
         feed_ptrs[..nc].copy_from_slice(&last_slot);
         for k in 0..nx {
             // SAFETY: offset `t·slice` stays inside the scanned buffer (t < length).
             feed_ptrs[nc + k] = unsafe { xs_base[k].add(t * xs_slice[k]) };
         }
         for (k, &b) in args[nc + nx..].iter().enumerate() {
-            feed_ptrs[nc + nx + k] = ptrs[b.index()];
+            feed_ptrs[nc + nx + k] = ptrs[b];
         }
         for j in (0..ny).filter(|&j| st.direct[j].is_some()) {
             // SAFETY: slot `t` of the stacked buffer holds `ys_slice[j]` bytes, the
             // size of the body's output buffer.
             st.body.ptrs[body_outs[nc + j]] = unsafe { ys_base[j].add(t * ys_slice[j]) };
         }
-        for c in (0..nc).filter(|&c| swap[c]) {
-            // The spare: the stage or the carry's buffer, whichever this step does not
-            // read (both hold the carry's bytes).
-            st.body.ptrs[body_outs[c]] = spare[c];
-        }
-        if let Err(e) = st.body.run_ptrs(&st.inputs, feed_ptrs) {
-            for c in (0..nc).filter(|&c| swap[c]) {
-                st.body.ptrs[body_outs[c]] = homes[c];
+        for (c, path) in carries.iter().enumerate() {
+            if let CarryPath::ByTurns(_) = path {
+                // The spare: the stage or the carry's buffer, whichever this step does
+                // not read (both hold the carry's bytes).
+                st.body.ptrs[body_outs[c]] = spare[c];
             }
-            return Err(e);
         }
+        st.body.run_ptrs(&st.inputs, feed_ptrs)?;
         // New carries: stage first (an output may alias another carry's input).
-        for c in 0..nc {
-            let src = st.body.ptrs[body_outs[c]];
-            if let Some(j) = via[c] {
-                // SAFETY: slot `t` of stacked output `j`, where the body wrote it.
-                last_slot[c] = unsafe { ys_base[j].add(t * ys_slice[j]) };
-                continue;
-            }
-            if swap[c] {
-                std::mem::swap(&mut last_slot[c], &mut spare[c]);
-                continue;
-            }
-            if carry_bytes[c] > 0 {
-                // SAFETY: body output `c` has the carry's type; the stage was sized
-                // for it and is distinct memory.
-                unsafe { std::ptr::copy(src, st.carry_stage[c].ptr(), carry_bytes[c]) };
+        for (c, path) in carries.iter().enumerate() {
+            match *path {
+                CarryPath::InOutput(j) => {
+                    // SAFETY: slot `t` of stacked output `j`, where the body wrote it.
+                    last_slot[c] = unsafe { ys_base[j].add(t * ys_slice[j]) };
+                }
+                CarryPath::ByTurns(_) => std::mem::swap(&mut last_slot[c], &mut spare[c]),
+                CarryPath::Staged if carry_bytes[c] > 0 => {
+                    let src = st.body.ptrs[body_outs[c]];
+                    // SAFETY: body output `c` has the carry's type; the stage was sized
+                    // for it and is distinct memory.
+                    unsafe { std::ptr::copy(src, st.carry_stage[c].ptr(), carry_bytes[c]) };
+                }
+                CarryPath::Staged => {}
             }
         }
         // Outputs before carries: an output may be a carry input, which the
@@ -352,29 +329,27 @@ fn scan_steps(
                 };
             }
         }
-        for c in 0..nc {
-            if carry_bytes[c] > 0 && via[c].is_none() && !swap[c] {
+        for (c, path) in carries.iter().enumerate() {
+            if matches!(path, CarryPath::Staged) && carry_bytes[c] > 0 {
                 // SAFETY: as above; the carry buffer holds `carry_bytes[c]` bytes.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         st.carry_stage[c].ptr(),
-                        ptrs[outs[c].index()],
+                        ptrs[outs[c]],
                         carry_bytes[c],
                     )
                 };
             }
         }
     }
-    for c in 0..nc {
-        let dst = ptrs[outs[c].index()];
-        if (via[c].is_some() || swap[c]) && last_slot[c] != dst {
+    // The last values left elsewhere than in the carries' buffers.
+    for (c, &slot) in last_slot.iter().enumerate() {
+        let dst = ptrs[outs[c]];
+        if slot != dst {
             // SAFETY: the last step's slot of a stacked output, or the stage, and the
             // carry's buffer: each holds `carry_bytes[c]` bytes (the carry's type),
             // distinct memory.
-            unsafe { std::ptr::copy_nonoverlapping(last_slot[c], dst, carry_bytes[c]) };
-        }
-        if swap[c] {
-            st.body.ptrs[body_outs[c]] = homes[c];
+            unsafe { std::ptr::copy_nonoverlapping(slot, dst, carry_bytes[c]) };
         }
     }
     Ok(())
@@ -433,14 +408,34 @@ impl ScanState {
         // values per step, copies that cost as much as its gate kernel.
         let compiled = &body.compiled;
         let body_outs = &compiled.plan.outputs;
-        let direct = (0..outs.len() - nc)
+        // A temporary of the body (not a feed, constant or reshape alias): its pointer
+        // may be aimed elsewhere for a step.
+        let own = |b: BufId| {
+            matches!(compiled.plan.buffers[b].kind, crate::plan::BufKind::Temp)
+                && !compiled.aliases.iter().any(|&(a, _)| a == b)
+        };
+        let direct: Vec<Option<*mut u8>> = (0..outs.len() - nc)
             .map(|j| {
                 let b = body_outs[nc + j];
-                let ok = bytes(outs[nc + j]) > 0
-                    && matches!(compiled.plan.buffers[b].kind, crate::plan::BufKind::Temp)
-                    && !compiled.aliases.iter().any(|&(a, _)| a == b)
-                    && !body_outs[nc..nc + j].contains(&b);
+                let ok = bytes(outs[nc + j]) > 0 && own(b) && !body_outs[nc..nc + j].contains(&b);
                 ok.then(|| body.ptrs[b])
+            })
+            .collect();
+        let carries = (0..nc)
+            .map(|c| {
+                let b = body_outs[c];
+                let stacked =
+                    (0..direct.len()).find(|&j| direct[j].is_some() && body_outs[nc + j] == b);
+                let alone = own(b) && body_outs.iter().filter(|&&o| o == b).count() == 1;
+                if bytes(outs[c]) == 0 {
+                    CarryPath::Staged
+                } else if let Some(j) = stacked {
+                    CarryPath::InOutput(j)
+                } else if alone {
+                    CarryPath::ByTurns(body.ptrs[b])
+                } else {
+                    CarryPath::Staged
+                }
             })
             .collect();
         ScanState {
@@ -450,8 +445,24 @@ impl ScanState {
             ys_front: outs[nc..].iter().map(|&b| front(b)).collect(),
             carry_stage: outs[..nc].iter().map(|&b| Storage::new(bytes(b))).collect(),
             direct,
+            carries,
         }
     }
+}
+
+/// Where a scan's body leaves a carry's new value, for the next step to read.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum CarryPath {
+    /// In its own temporary, copied to a stage then to the carry's buffer (a carry the
+    /// body's outputs share, or a reshape of another buffer).
+    Staged,
+    /// In slot `t` of stacked output `j`, which it is too (an RNN's `h'` is its `y`):
+    /// the next step reads it there; only the last is copied to the carry's buffer.
+    InOutput(usize),
+    /// In the carry's buffer and its stage by turns (the body's output pointer, whose
+    /// own value is kept here to be restored after a call, aimed at whichever the step
+    /// does not read); only the last is copied if it ends in the stage.
+    ByTurns(*mut u8),
 }
 
 /// Copies a row-major tensor of extents `dims` (elements of `esize` bytes), moving

@@ -187,6 +187,14 @@ impl Kernel {
     pub fn iterations(&self) -> usize {
         self.shape.iter().product()
     }
+
+    /// Whether the kernel computes a transcendental function (`exp`, `log`, `tanh`,
+    /// `sigmoid`, `sin`, `cos`): the kernels the tile engine takes (`engine::compile`).
+    pub fn computes_transcendental(&self) -> bool {
+        self.exprs
+            .iter()
+            .any(|e| matches!(e, Expr::Unary(u, _) if u.is_transcendental()))
+    }
 }
 
 impl fmt::Display for Kernel {

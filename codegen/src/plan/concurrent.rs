@@ -14,9 +14,9 @@
 //!   does not depend on A, into `[S_free…, A, B, S_dep…]`: the steps of `S` that
 //!   commute with A (and with the earlier steps that stay behind) move before A, the
 //!   others after B (and a matrix product with them when the next of them is the kernel
-//!   reading it, its register epilogue). Two steps commute when neither writes a buffer (root) the other
-//!   reads or writes. Each group keeps its order, so every value is still produced
-//!   before it is read.
+//!   reading it, its register epilogue). Two steps commute when neither writes a buffer
+//!   (root) the other reads or writes. Each group keeps its order, so every value is
+//!   still produced before it is read.
 //! - [`alongside`] marks a scan that directly follows a scan it commutes with. Memory
 //!   planning treats such a pair as one step (both steps' buffers live through both,
 //!   `memory::lifetimes`), so neither overwrites storage the other still uses; the
@@ -56,47 +56,44 @@ pub(super) fn pair_scans(buffers: &[BufferSpec], mut steps: Vec<Step>) -> Vec<St
             i = j + 1;
             continue;
         }
-        let a = access(buffers, &steps[i]);
-        let b = access(buffers, &steps[j]);
-        if !commute(&a, &b) {
+        // Roots read and written by each step of the window, `acc[k - i]` for step `k`.
+        let acc: Vec<_> = steps[i..=j].iter().map(|s| access(buffers, s)).collect();
+        let (a, b) = (&acc[0], &acc[j - i]);
+        if !commute(a, b) {
             i = j;
             continue;
         }
         // Split the steps between A and B.
         let mut free = Vec::new();
         let mut dep: Vec<usize> = Vec::new();
-        let mut dep_access = Vec::new();
-        for (k, step) in steps.iter().enumerate().take(j).skip(i + 1) {
-            let s = access(buffers, step);
-            if commute(&a, &s) && dep_access.iter().all(|d| commute(d, &s)) {
+        for k in i + 1..j {
+            let s = &acc[k - i];
+            if commute(a, s) && dep.iter().all(|&d| commute(&acc[d - i], s)) {
                 free.push(k);
             } else {
                 dep.push(k);
-                dep_access.push(s);
             }
         }
-        if !dep_access.iter().all(|d| commute(d, &b)) {
+        if !dep.iter().all(|&d| commute(&acc[d - i], b)) {
             i = j;
             continue;
         }
         // A product followed by the kernel that reads it (its register epilogue,
-        // `merge::sink_products`) stays with that kernel when the kernel stays behind.
+        // `merge::sink_products`) stays with that kernel when the kernel stays behind,
+        // if it may then run after B and after the free steps that followed it.
         let keep_with_next: Vec<usize> = free
             .iter()
             .copied()
             .filter(|&k| {
-                matches!(steps[k], Step::MatMul { .. }) && dep.contains(&(k + 1)) && {
-                    let m = access(buffers, &steps[k]);
-                    let next = access(buffers, &steps[k + 1]);
-                    // It then runs after B and after the free steps that followed
-                    // it: it must commute with them.
-                    !m.1.is_disjoint(&next.0)
-                        && commute(&m, &b)
-                        && free
-                            .iter()
-                            .filter(|&&f| f > k)
-                            .all(|&f| commute(&m, &access(buffers, &steps[f])))
-                }
+                let m = &acc[k - i];
+                matches!(steps[k], Step::MatMul { .. })
+                    && dep.contains(&(k + 1))
+                    && !m.1.is_disjoint(&acc[k + 1 - i].0)
+                    && commute(m, b)
+                    && free
+                        .iter()
+                        .filter(|&&f| f > k)
+                        .all(|&f| commute(m, &acc[f - i]))
             })
             .collect();
         free.retain(|k| !keep_with_next.contains(k));

@@ -3,9 +3,9 @@
 //! Liveness is computed over the step list: a temporary is born at the step that first
 //! writes it and dies after the last step that reads it (graph outputs live to the end;
 //! a reshape alias keeps its root alive; two scans run side by side count as one step,
-//! `plan::concurrent`: every buffer either touches lives through both). Walking the steps in order, a buffer takes the
-//! smallest free slot that fits (best fit), else a new slot; slots are freed when their
-//! buffer dies. A kernel may also write *in place* over a buffer that dies at that very
+//! `plan::concurrent`: every buffer either touches lives through both). Walking the
+//! steps in order, a buffer takes the smallest free slot that fits (best fit), else a
+//! new slot; slots are freed when their buffer dies. A kernel may also write *in place* over a buffer that dies at that very
 //! step when it reads it element for element at the position it writes (offset 0,
 //! contiguous, same size, no reduction): every iteration reads before it writes.
 
@@ -34,7 +34,7 @@ pub(crate) fn root(plan: &Plan, b: BufId) -> BufId {
 
 /// [`root`] over a buffer table (while the plan is being built).
 pub(crate) fn root_in(buffers: &[super::BufferSpec], b: BufId) -> BufId {
-    match buffers[b.index()].kind {
+    match buffers[b].kind {
         BufKind::Alias(r) => r,
         BufKind::Feed(_) | BufKind::Const(_) | BufKind::Temp => b,
     }
@@ -85,6 +85,11 @@ pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: BufId, out: BufId) -> bo
 /// `birth` stays `usize::MAX` for a buffer no step writes), a pair of scans run side by
 /// side covering both of its steps.
 pub(crate) fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
+    lifetimes_along(plan, &super::concurrent::alongside(plan))
+}
+
+/// [`lifetimes`] with the plan's pairs of scans (`concurrent::alongside`) given.
+fn lifetimes_along(plan: &Plan, along: &[bool]) -> (Vec<usize>, Vec<usize>) {
     let n = plan.buffers.len();
     let mut birth = vec![usize::MAX; n];
     let mut death = vec![0usize; n];
@@ -101,11 +106,7 @@ pub(crate) fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
     }
     // A scan run alongside the one before it (`concurrent::alongside`): the pair is
     // one step for memory, every buffer either touches lives through both.
-    for (i, _) in super::concurrent::alongside(plan)
-        .iter()
-        .enumerate()
-        .filter(|(_, &a)| a)
-    {
+    for (i, _) in along.iter().enumerate().filter(|(_, &a)| a) {
         for s in [&plan.steps[i - 1], &plan.steps[i]] {
             for b in super::writes(s).into_iter().chain(reads(s)) {
                 let r = root(plan, b);
@@ -126,8 +127,8 @@ pub(crate) fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
 pub fn plan_memory(plan: &Plan) -> MemoryPlan {
     let n = plan.buffers.len();
     let temp = |b: BufId| matches!(plan.buffers[b].kind, BufKind::Temp);
-    let (birth, mut death) = lifetimes(plan);
     let along = super::concurrent::alongside(plan);
+    let (birth, mut death) = lifetimes_along(plan, &along);
     let mut slot_of = vec![None; n];
     let mut slot_bytes: Vec<usize> = Vec::new();
     let mut free: Vec<usize> = Vec::new();

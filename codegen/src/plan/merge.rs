@@ -119,20 +119,17 @@ fn append_with(a: &mut Kernel, b: &Kernel, subst: &HashMap<usize, ExprId>) {
     a.fused.extend(b.fused.iter().cloned());
 }
 
-/// Whether `a` and `b` reduce the same way (kind and axes) and store nothing else:
-/// one loop can accumulate both (sibling reductions, [`Reduction::also`]), reading the
-/// data they share once — a batch norm backward's two sums over `[N, C, T]`.
 /// A kernel with a faster loop of its own, which stays alone rather than take sibling
 /// reductions: a column reduction's vectorised column order takes one store
 /// (`clif::column_nest`), and the tile engine (kernels computing a transcendental)
 /// takes no siblings.
 fn own_loop(k: &Kernel) -> bool {
-    crate::kernel::clif::column_nest(k).is_some()
-        || k.exprs
-            .iter()
-            .any(|e| matches!(e, Expr::Unary(u, _) if u.is_transcendental()))
+    crate::kernel::clif::column_nest(k).is_some() || k.computes_transcendental()
 }
 
+/// Whether `a` and `b` reduce the same way (kind and axes) and store nothing else:
+/// one loop can accumulate both (sibling reductions, [`Reduction::also`]), reading the
+/// data they share once — a batch norm backward's two sums over `[N, C, T]`.
 fn siblings(a: &Kernel, b: &Kernel) -> bool {
     let only = |k: &Kernel, r: &Reduction| k.stores.len() == 1 + r.also.len();
     match (&a.reduction, &b.reduction) {
@@ -148,34 +145,45 @@ fn siblings(a: &Kernel, b: &Kernel) -> bool {
     }
 }
 
-/// Whether merging kernels `a` and `b` (one of which reduces) would put tile-engine
-/// work (a transcendental) on short rows: the merged loop takes the reduction's order,
-/// and rows shorter than a tile cost the engine a staged partial tile each (W5's
-/// `exp` over `[32, 100, 100]` ran as one 320 000-long axis alone, and 20% slower as
-/// 3 200 rows of 100 with its row sums).
-fn short_engine_rows(a: &Kernel, b: &Kernel) -> bool {
-    let transcendental = |k: &Kernel| {
-        k.exprs
-            .iter()
-            .any(|e| matches!(e, Expr::Unary(u, _) if u.is_transcendental()))
-    };
-    if !transcendental(a) && !transcendental(b) {
-        return false;
+/// Whether the elementwise work of kernel `e` may run in the loop of the reducing
+/// kernel `r`, which keeps its order (kept axes first). Not in a column reduction's
+/// loop (it takes one store, `clif::column_nest`), nor in a full reduction's with
+/// siblings (one share, `clif::outer_extent`: the elementwise work would lose its
+/// threads), nor, unless `r` reduces every axis, when tile-engine work (a
+/// transcendental) would run on rows shorter than a tile: each costs the engine a
+/// staged partial tile (W5's `exp` over `[32, 100, 100]` ran as one 320 000-long axis
+/// alone, and 20% slower as 3 200 rows of 100 with its row sums).
+fn joins(r: &Kernel, e: &Kernel) -> bool {
+    let full = full_reduction(r);
+    let with_siblings = r.reduction.as_ref().is_some_and(|x| !x.also.is_empty());
+    let short_engine_rows = (r.computes_transcendental() || e.computes_transcendental())
+        && crate::kernel::nest::normalise(r)
+            .axes
+            .last()
+            .is_some_and(|inner| inner.extent < crate::kernel::engine::TILE);
+    crate::kernel::clif::column_nest(r).is_none()
+        && !(full && with_siblings)
+        && (full || !short_engine_rows)
+}
+
+/// Whether kernels `a` (earlier) and `b` may share one loop as they are: at most one
+/// of them reduces, and the other's elementwise work [`joins`] it.
+fn one_reduces(a: &Kernel, b: &Kernel) -> bool {
+    match (&a.reduction, &b.reduction) {
+        (Some(_), Some(_)) => false,
+        (None, None) => true,
+        (Some(_), None) => joins(a, b),
+        (None, Some(_)) => joins(b, a),
     }
-    let reducing = if a.reduction.is_some() { a } else { b };
-    crate::kernel::nest::normalise(reducing)
-        .axes
-        .last()
-        .is_some_and(|inner| inner.extent < crate::kernel::engine::TILE)
 }
 
 /// When kernel `k` can run in the loop of the kernel `prev` that produces some of its
 /// operands elementwise: the load of each such operand (by its index in `k`) and the
-/// expression of `prev` stored there. Needs the same iteration space, no reduction in
-/// `prev` unless `k`'s is its sibling, every load of a buffer `prev` writes reading it element for element where
-/// `prev` stores it (offset 0, row-major, no window), nothing `k` writes touched by
-/// `prev`, and `k` not a column reduction (whose column order takes one store). The
-/// loop takes `k`'s order (a reduction's kept axes first); `prev`'s stores stay, for
+/// expression of `prev` stored there. Needs the same iteration space, at most one of
+/// them reducing (the other [`joins`] its loop) or both reducing as siblings, every
+/// load of a buffer `prev` writes reading it element for element where `prev` stores
+/// it (offset 0, row-major, no window), and nothing `k` writes touched by `prev`. The
+/// loop takes the reducing kernel's order (kept axes first); `prev`'s stores stay, for
 /// their other readers.
 fn producer_substitution(
     buffers: &[BufferSpec],
@@ -183,25 +191,25 @@ fn producer_substitution(
     k: &Kernel,
 ) -> Option<HashMap<usize, ExprId>> {
     let root = |b: BufId| super::memory::root_in(buffers, b);
-    if prev.shape != k.shape
-        || prev.exprs.len() + k.exprs.len() > MAX_MERGED_EXPRS
-        || crate::kernel::clif::column_nest(k).is_some()
-        || (k.reduction.is_some() && short_engine_rows(prev, k))
-    {
+    if prev.shape != k.shape || prev.exprs.len() + k.exprs.len() > MAX_MERGED_EXPRS {
         return None;
     }
-    // A reducing `prev` takes only a sibling: the same kind over the same axes, every
-    // store of `k` reduced (a batch norm backward's second sum over the `g` the first
-    // one's kernel stores).
-    if let Some(r) = &prev.reduction {
-        let sibling = k.reduction.as_ref().is_some_and(|kr| {
-            kr.kind == r.kind && kr.axes == r.axes && k.stores.len() == 1 + kr.also.len()
-        });
-        // Sibling reductions run on Cranelift code: a transcendental's kernel keeps the
-        // tile engine's loop (see `siblings`).
-        if !sibling || own_loop(prev) || own_loop(k) {
-            return None;
+    // As horizontally (`one_reduces`), except that a reducing `prev` takes a sibling:
+    // the same kind over the same axes, every store of `k` reduced (a batch norm
+    // backward's second sum over the `g` the first one's kernel stores), with no loop
+    // of its own (see `siblings`).
+    let fits = match (&prev.reduction, &k.reduction) {
+        (Some(r), Some(kr)) => {
+            kr.kind == r.kind
+                && kr.axes == r.axes
+                && k.stores.len() == 1 + kr.also.len()
+                && !own_loop(prev)
+                && !own_loop(k)
         }
+        (None, None) | (Some(_), None) | (None, Some(_)) => one_reduces(prev, k),
+    };
+    if !fits {
+        return None;
     }
     let touched: Vec<BufId> = prev
         .loads
@@ -244,15 +252,13 @@ fn producer_substitution(
 
 /// Merges kernels with the same iteration space into one loop: horizontally, when the
 /// later one reads nothing written by the earlier one or anything in between, and at
-/// most one of them reduces (an elementwise kernel joins the reducing one's loop,
-/// unless that is a column reduction, a full reduction with siblings, or engine work
-/// on rows shorter than a tile), or both reduce the same way and store nothing else
-/// ([`siblings`]); vertically, when the later one reads what the earlier one stores,
-/// element for element, and nothing in between touches its operands
-/// ([`producer_substitution`]): a value stored for several readers and summed (a batch
-/// norm backward's `g` and its `Σ g`, `Σ g·x̂`), or an LSTM's new cell state and its
-/// `tanh`, are then computed, stored and used in one pass. Buffers are compared by
-/// root (a reshape alias is its root's memory).
+/// most one of them reduces (the other [`joins`] its loop), or both reduce the same way
+/// and store nothing else ([`siblings`]); vertically, when the later one reads what the
+/// earlier one stores, element for element, and nothing in between touches its
+/// operands ([`producer_substitution`]): a value stored for several readers and summed
+/// (a batch norm backward's `g` and its `Σ g`, `Σ g·x̂`), or an LSTM's new cell state
+/// and its `tanh`, are then computed, stored and used in one pass. Buffers are compared
+/// by root (a reshape alias is its root's memory).
 pub fn merge_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for s in steps {
@@ -281,28 +287,7 @@ pub fn merge_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
                 let shapes = prev.shape == k.shape
                     && prev.exprs.len() + k.exprs.len() <= MAX_MERGED_EXPRS
                     && !reads.iter().any(|b| written_after.contains(b));
-                let no_siblings =
-                    |k: &Kernel| k.reduction.as_ref().is_none_or(|r| r.also.is_empty());
-                // An elementwise kernel joins a reducing loop (of any axes), which keeps
-                // its order (kept axes first) — except a column reduction's, which
-                // takes one store (`clif::column_nest`).
-                // (Full reductions with siblings run as one share, `clif::outer_extent`:
-                // an elementwise kernel joining one would lose its threads.)
-                let column = |k: &Kernel| {
-                    crate::kernel::clif::column_nest(k).is_some()
-                        || full_reduction(k) && !no_siblings(k)
-                };
-                let one_reduces = match (&prev.reduction, &k.reduction) {
-                    (Some(_), Some(_)) => false,
-                    (None, None) => true,
-                    (Some(_), None) => !column(prev),
-                    (None, Some(_)) => !column(k),
-                } && (full_reduction(prev)
-                    && full_reduction(k)
-                    && no_siblings(prev)
-                    && no_siblings(k)
-                    || !column(prev) && !column(k) && !short_engine_rows(prev, k));
-                let compatible = shapes && (one_reduces || siblings(prev, k));
+                let compatible = shapes && (one_reduces(prev, k) || siblings(prev, k));
                 if compatible {
                     target = Some(i);
                 }
@@ -333,8 +318,8 @@ pub fn merge_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
 /// output, when that step is a kernel and nothing in between touches the product's
 /// operands or output: the kernel is then the product's next step and can run as its
 /// register epilogue (`exec::epilogue`). Topological order can put other work between
-/// them — W3's two directions compute both input projections first, then add each
-/// one's bias over `[T, B, 3H]` as a separate pass.
+/// them (a model that computes several products first, then their bias and
+/// activation kernels).
 pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
     // Each step moves at most once (two products read by one kernel would otherwise
     // take turns moving past each other).

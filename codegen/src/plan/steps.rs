@@ -23,7 +23,21 @@ impl BufId {
 }
 
 /// Per-buffer tables (the plan's buffers, the executor's pointers and storage) are
-/// indexed by [`BufId`] directly.
+/// indexed by [`BufId`] directly, as vectors or as slices of them (a `Vec` impl of its
+/// own is needed: the standard one, generic over slice indices, hides the slice's).
+impl<T> std::ops::Index<BufId> for [T] {
+    type Output = T;
+    fn index(&self, b: BufId) -> &T {
+        &self[b.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<BufId> for [T] {
+    fn index_mut(&mut self, b: BufId) -> &mut T {
+        &mut self[b.0]
+    }
+}
+
 impl<T> std::ops::Index<BufId> for Vec<T> {
     type Output = T;
     fn index(&self, b: BufId) -> &T {

@@ -7,12 +7,12 @@
 //!
 //! Each layer and direction is one `scan` over time (the graph does not grow with the
 //! sequence; its gradient is the reverse scan). The input projections of every step
-//! (`x W_ihᵀ + b_ih + b_hh`, the GRU's `b_hn` excepted: it is multiplied by `r`) are one
-//! matrix product before the loop, whose bias add is the prepacked product's register
-//! epilogue; the loop body adds `h W_hhᵀ` (and the GRU's `b_hn`) and applies the cell. Inputs are `[T, B, I]` (`[B, T, I]` with
-//! `batch_first`, or unbatched `[T, I]`); outputs `[T, B, D·H_out]` and final states
-//! `[D·num_layers, B, H]` (`D` = 2 if bidirectional). Dropout between layers in train
-//! mode, as PyTorch.
+//! (`x W_ihᵀ`) are one matrix product before the loop; the loop body adds `b_ih + b_hh`
+//! as one vector (the GRU's `b_hn` apart: it is multiplied by `r`; see
+//! `Weights::input_bias`), and `h W_hhᵀ`, and applies the cell. Inputs are `[T, B, I]`
+//! (`[B, T, I]` with `batch_first`, or unbatched `[T, I]`); outputs `[T, B, D·H_out]`
+//! and final states `[D·num_layers, B, H]` (`D` = 2 if bidirectional). Dropout between
+//! layers in train mode, as PyTorch.
 //!
 //! Calls: [`Module::forward`] gives the output sequence; [`Forward`] with `(x, h0)`
 //! (`Option`) gives `(output, h_n)`, and for the LSTM with `(x, Option<(h0, c0)>)`

@@ -5,10 +5,11 @@
 //! is replaced by one whose body also emits its carry-in as a per-step output (the
 //! stacked `C`), and the matrix products that depend on the carry (`P`, an RNN's
 //! `h·W_hhᵀ`, or the offset sums of it that the gradient reads, see
-//! `save_candidates`): the backward body reads those instead of recomputing them. Recomputing
-//! them costs the forward's FLOPs again (one batched product over every step after
-//! hoisting, plus a pass to re-add the input projection); storing costs one write per
-//! step of data the forward computed anyway. The backward scan runs in the opposite direction with
+//! `save_candidates`): the backward body reads those instead of recomputing them.
+//! Recomputing them costs the forward's FLOPs again (one batched product over every
+//! step after hoisting, plus a pass to re-add the input projection); storing costs one
+//! write per step of data the forward computed anyway. The backward scan runs in the
+//! opposite direction with
 //!   carries   `dc` (cotangent of the carry, starting from that of the final carry) and
 //!             `dk` (accumulated cotangent of each invariant, starting at zero),
 //!   scanned   `C`, `x`, `dY` (cotangents of the stacked outputs) and `P`,
@@ -332,7 +333,7 @@ fn save_candidates(body: &Graph, nc: usize) -> Vec<ValueId> {
         if costly && saveable(rs[0]) {
             out.push(rs[0]);
             if contraction {
-                for end in offset_ends(body, rs[0], &dep).unwrap_or_default() {
+                for end in offset_ends(body, rs[0], &dep, &saveable).unwrap_or_default() {
                     if !out.contains(&end) {
                         out.push(end);
                     }
@@ -344,11 +345,13 @@ fn save_candidates(body: &Graph, nc: usize) -> Vec<ValueId> {
 }
 
 /// The sums `[slice(v)] ± u` (`u` independent of the carry: not in `dep`) that use `v`,
-/// when every use of `v` is one of them (else `None`).
+/// when every use of `v` is one of them, each `saveable` and of its operand's size, and
+/// they hold no more elements than `v` (else `None`).
 fn offset_ends(
     body: &Graph,
     v: ValueId,
     dep: &std::collections::HashSet<ValueId>,
+    saveable: &dyn Fn(ValueId) -> bool,
 ) -> Option<Vec<ValueId>> {
     // The result of use `u` of `x` when it is `x ± w` with `w` carry-free.
     let offset = |u: onde_ir::OpId, x: ValueId| -> Option<ValueId> {
@@ -364,12 +367,10 @@ fn offset_ends(
     };
     let numel = |x: ValueId| body.value_type(x).shape.numel();
     let mut ends = Vec::new();
-    // An offset of `x` of `x`'s own size, savable (a float, not a body output).
+    // An offset of `x` of `x`'s own size, saveable.
     let mut end = |u, x: ValueId| -> Option<()> {
         let e = offset(u, x)?;
-        let ty = body.value_type(e);
-        let savable = ty.dtype.is_float() && !body.outputs().contains(&e);
-        (savable && ty.shape.numel() == numel(x)).then(|| ends.push(e))
+        (saveable(e) && numel(e) == numel(x)).then(|| ends.push(e))
     };
     for u in body.users(v) {
         if matches!(body.op(u).op, Op::Slice { .. }) {

@@ -255,21 +255,11 @@ fn supported_binary(op: BinaryOp, d: DType) -> bool {
     }
 }
 
-fn expensive(e: &Expr) -> bool {
-    match e {
-        Expr::Unary(u, _) => u.is_transcendental(),
-        Expr::Binary(..) => false,
-        Expr::Load(_) | Expr::Const(..) | Expr::Compare(..) | Expr::Where(..) | Expr::Cast(..) => {
-            false
-        }
-    }
-}
-
 /// Compiles `k` for the engine at the widest width `isa` allows on this CPU, or `None`
 /// when it does not qualify (see the module doc) and the Cranelift kernel should run.
 pub fn compile(k: &Kernel, isa: IsaLevel) -> Option<Program> {
     let width = Width::for_level(isa)?;
-    if !k.exprs.iter().any(expensive) {
+    if !k.computes_transcendental() {
         return None;
     }
     let f32_or_bool = |d: DType| matches!(d, DType::F32 | DType::Bool);
