@@ -271,3 +271,52 @@ fn concat_and_stack_compiled_equal_interpreter() {
         }
     }
 }
+
+#[test]
+fn softmax_is_one_native_step_equal_to_the_interpreter_at_every_level() {
+    use onde::codegen::{CompileOptions, IsaLevel};
+    for dtype in [DType::F32, DType::F64] {
+        for (shape, nan_at) in [
+            (vec![37], None),
+            (vec![4, 100], Some(150)),
+            (vec![3, 18, 5], Some(7)),
+        ] {
+            for axis in 0..shape.len() as i64 {
+                let g = GraphBuilder::new();
+                let x = g.input("x", dtype, shape.clone());
+                let y = (&x * 1.5).softmax(axis);
+                let feeds = [("x", values(dtype, &shape, nan_at))];
+                let want = g.run(&[&y], &feeds).unwrap();
+                for isa in IsaLevel::available() {
+                    let opts = CompileOptions {
+                        isa,
+                        ..CompileOptions::default()
+                    };
+                    let mut exe = g.compile_with(&[&y], opts).unwrap();
+                    let dump = exe.executable().dump_fused();
+                    assert!(dump.contains("Softmax"), "{dump}");
+                    assert!(!dump.contains(": host "), "interpreter step:\n{dump}");
+                    assert!(!dump.contains("exp"), "softmax spelled out:\n{dump}");
+                    let got = exe.run(&feeds).unwrap();
+                    let (w, gv) = (want[0].to_f64_vec(), got[0].to_f64_vec());
+                    let what = format!("{dtype} {shape:?} axis {axis} {isa}");
+                    if dtype == DType::F64 {
+                        // The f64 path is the interpreter's definition.
+                        assert_eq!(gv.len(), w.len());
+                        for (a, b) in gv.iter().zip(&w) {
+                            assert!(
+                                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                                "{what}"
+                            );
+                        }
+                    } else {
+                        for (a, b) in gv.iter().zip(&w) {
+                            let ok = (a.is_nan() && b.is_nan()) || (a - b).abs() <= 2e-6 * b.abs();
+                            assert!(ok, "{what}: {a} vs {b}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

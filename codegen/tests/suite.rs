@@ -15,6 +15,7 @@ mod kernel_identities;
 mod math_ulp;
 mod memory_plan;
 mod native_kernels;
+mod native_softmax;
 mod operand_layout;
 mod packed_gemm;
 mod producer_merge;

@@ -4,7 +4,7 @@
 //!
 //! Every pass that needs "is this op X" asks here:
 //! - [`Op::class`]: the family (leaf, elementwise, reduction, movement, contraction,
-//!   random, loop), for dumps and cost decisions;
+//!   normalisation, random, loop), for dumps and cost decisions;
 //! - [`Op::is_interface`]: inputs and parameters, the graph's interface (CSE and DCE
 //!   keep them);
 //! - [`Op::is_foldable`]: what constant folding may evaluate at compile time;
@@ -30,6 +30,9 @@ pub enum OpClass {
     Movement,
     /// Matrix product and convolution.
     Contraction,
+    /// Normalises lines along an axis, same shape out: softmax (a reduction and an
+    /// elementwise pass in one op).
+    Normalization,
     /// Counter-based random numbers (pure given the seed, but kept visible).
     Random,
     /// A loop with a body graph ([`Op::Scan`]).
@@ -58,6 +61,7 @@ impl Op {
             | Op::Gather { .. }
             | Op::ScatterAdd { .. } => OpClass::Movement,
             Op::MatMul | Op::Conv(_) => OpClass::Contraction,
+            Op::Softmax { .. } => OpClass::Normalization,
             Op::Random { .. } => OpClass::Random,
             Op::Scan(_) => OpClass::Loop,
         }
@@ -80,7 +84,8 @@ impl Op {
             OpClass::Elementwise
             | OpClass::Reduction
             | OpClass::Movement
-            | OpClass::Contraction => true,
+            | OpClass::Contraction
+            | OpClass::Normalization => true,
         }
     }
 }

@@ -457,6 +457,16 @@ pub enum Op {
         /// Result shape.
         shape: Shape,
     },
+    /// `exp(x) / Σ exp(x)` along `axis` (`torch.softmax(x, axis)`), float only, same
+    /// type as the operand. Computed as `e = exp(x - m)`, `e / Σe` with `m` the maximum
+    /// along the axis (no overflow), so a line holding NaN or `+inf`, or only `-inf`, is
+    /// NaN, as in PyTorch. A primitive rather than its five ops: codegen runs it in one
+    /// pass over each line (max, exponentials and sum, scaling in registers or L1), and
+    /// its gradient `y ⊙ (dy − Σ dy ⊙ y)` needs no division.
+    Softmax {
+        /// The axis normalised.
+        axis: usize,
+    },
     /// Identity in value, but no gradient flows through it (`detach`, `no_grad`).
     Detach,
     /// Batched matrix product `[.., m, k] @ [.., k, n]` with broadcast batch axes.
@@ -504,6 +514,7 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
+            Op::Softmax { .. } => "softmax",
             Op::Detach => "detach",
             Op::MatMul => "matmul",
             Op::Conv(_) => "conv",

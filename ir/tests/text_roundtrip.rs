@@ -334,7 +334,7 @@ impl Builder {
     }
 
     fn step(&mut self) {
-        let choice = self.rng.below(if self.depth < 2 { 20 } else { 19 });
+        let choice = self.rng.below(if self.depth < 2 { 21 } else { 20 });
         match choice {
             0 => {
                 let (d, s) = (self.any_dtype(), self.dims(3));
@@ -617,6 +617,14 @@ impl Builder {
                     },
                     &[v],
                 );
+            }
+            19 => {
+                let v = self.value(
+                    |t| t.dtype.is_float() && t.shape.rank() > 0,
+                    |b| (b.float_dtype(), vec![b.rng.range(1, 4), b.rng.range(1, 5)]),
+                );
+                let axis = self.rng.below(self.ty(v).shape.rank());
+                self.add(Op::Softmax { axis }, &[v]);
             }
             _ => self.scan(),
         }

@@ -5,7 +5,8 @@
 //!   [`Fixpoint`].
 //! - [`dce`], [`cse`]: dead-code and common-subexpression elimination.
 //! - [`simplify`] (named algebraic rules), [`factor`] (sums sharing one pass over the
-//!   data), [`conv_sums`] (sums through pointwise convolutions), [`constfold`];
+//!   data), [`conv_sums`] (sums through pointwise convolutions), [`scale_matmul`]
+//!   (a product's uniform scale moved to its smaller operand), [`constfold`];
 //!   [`optimize`] runs the
 //!   standard pipeline.
 //! - [`autodiff`]: reverse-mode differentiation as a graph transformation; its output is
@@ -22,6 +23,7 @@ pub mod factor;
 pub mod hoist;
 pub mod pass;
 pub mod precision;
+pub mod scale_matmul;
 pub mod simplify;
 
 pub use autodiff::{grad, vjp, AdError};
@@ -32,19 +34,22 @@ pub use dce::Dce;
 pub use factor::FactorSums;
 pub use hoist::HoistScan;
 pub use pass::{Fixpoint, Pass, PassError, Pipeline};
+pub use scale_matmul::ScaleMatMul;
 pub use simplify::Simplify;
 
 /// The standard optimisation pipeline, in order: a fixpoint of simplification, sum
-/// factoring, sums through pointwise convolutions, constant folding, CSE and DCE, then
-/// hoisting of time-parallel work out of scans. Verifies after each pass in debug
-/// builds. Every pass but [`FactorSums`] and [`ConvSums`] keeps results bit for bit;
-/// those reassociate sums (see [`factor`]), as a vectorised reduction does.
+/// factoring, sums through pointwise convolutions, scales moved through matrix
+/// products, constant folding, CSE and DCE, then hoisting of time-parallel work out of
+/// scans. Verifies after each pass in debug builds. Every pass but [`FactorSums`],
+/// [`ConvSums`] and [`ScaleMatMul`] keeps results bit for bit; those reassociate (see
+/// [`factor`]), as a vectorised reduction does.
 pub fn optimizer() -> Pipeline {
     pipeline(true)
 }
 
-/// [`optimizer`] without [`FactorSums`] and [`ConvSums`]: the optimised graph computes
-/// exactly the bits of the input graph (the property tests compare them bit for bit).
+/// [`optimizer`] without [`FactorSums`], [`ConvSums`] and [`ScaleMatMul`]: the
+/// optimised graph computes exactly the bits of the input graph (the property tests
+/// compare them bit for bit).
 pub fn exact_optimizer() -> Pipeline {
     pipeline(false)
 }
@@ -52,7 +57,10 @@ pub fn exact_optimizer() -> Pipeline {
 fn pipeline(factor: bool) -> Pipeline {
     let mut fix = Fixpoint::new("optimize", 16).then(Simplify::default());
     if factor {
-        fix = fix.then(FactorSums::default()).then(ConvSums);
+        fix = fix
+            .then(FactorSums::default())
+            .then(ConvSums)
+            .then(ScaleMatMul);
     }
     Pipeline::new()
         .then(fix.then(ConstFold).then(Cse).then(Dce))

@@ -62,6 +62,7 @@ fn up_op(op: &Op) -> Result<Op, GraphError> {
         | Op::Concat { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Softmax { .. }
         | Op::Detach
         | Op::MatMul
         | Op::Conv(_) => op.clone(),

@@ -188,6 +188,7 @@ fn noop_view(g: &Graph, o: OpId) -> Option<Patch> {
         | Op::ArgReduce { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Softmax { .. }
         | Op::Detach
         | Op::MatMul
         | Op::Conv(_)

@@ -376,3 +376,81 @@ fn other_convolutions_and_sums_are_left_alone() {
         assert_same(&g, &o);
     }
 }
+
+/// `q @ kᵀ` (`[2, 5, 3] @ [2, 3, 5]`) scaled by a constant with `op`, the product on
+/// side `left` (0: `p op c`, 1: `c op p`), and `extra` lines after it.
+fn scaled_product(op: &str, c: &str, left: bool, extra: &str, outputs: &str) -> String {
+    let (a, b) = if left { ("%2", "%3") } else { ("%3", "%2") };
+    format!(
+        r#"graph {{
+  %0: f64[2,5,3] = input "q"
+  %1: f64[2,3,5] = input "k"
+  %2: f64[2,5,5] = matmul %0, %1
+  %3: f64[] = constant f64[] [{c}]
+  %4: f64[2,5,5] = {op} {a}, {b}
+{extra}  outputs {outputs}
+}}"#
+    )
+}
+
+/// The op scaling a value of `numel` elements by a constant, if any (its operand).
+fn scaled_numel(g: &Graph) -> Vec<usize> {
+    g.op_ids()
+        .into_iter()
+        .filter(|&o| matches!(g.op(o).op, Op::Binary(BinaryOp::Mul | BinaryOp::Div)))
+        .map(|o| g.value_type(g.results(o)[0]).shape.numel())
+        .collect()
+}
+
+#[test]
+fn a_uniform_scale_of_a_product_moves_to_its_smaller_operand() {
+    // `(q kᵀ) · c`, `c · (q kᵀ)`, `(q kᵀ) / c`: the 30-element operand is scaled, not the
+    // 50-element product; values equal (to rounding: 1/√3 is not a power of two).
+    for (op, c, left) in [
+        ("mul", "0.125", true),
+        ("mul", "0.125", false),
+        ("div", "1.7320508075688772", true),
+    ] {
+        let (g, o) = optimised(&scaled_product(op, c, left, "", "%4"));
+        assert_eq!(scaled_numel(&g), vec![50]);
+        assert_eq!(
+            scaled_numel(&o),
+            vec![30],
+            "{op} {left}: {}",
+            print_graph(&o)
+        );
+        assert_same(&g, &o);
+    }
+    // A power-of-two scale gives the same bits (here: no under- or overflow).
+    let (g, o) = optimised(&scaled_product("mul", "0.125", true, "", "%4"));
+    let f = feeds(&g);
+    let want = onde_runtime::run(&g, &f).unwrap();
+    let got = onde_runtime::run(&o, &f).unwrap();
+    assert_eq!(want[0].to_f64_vec(), got[0].to_f64_vec());
+}
+
+#[test]
+fn a_product_read_elsewhere_or_a_non_uniform_scale_is_left_alone() {
+    // The product is also an output: scaling an operand would compute it twice.
+    let (_, o) = optimised(&scaled_product("mul", "0.125", true, "", "%2, %4"));
+    assert_eq!(scaled_numel(&o), vec![50], "{}", print_graph(&o));
+    // `c / (q kᵀ)` is not a scale of the product.
+    let (g, o) = optimised(&scaled_product("div", "2.0", false, "", "%4"));
+    assert_eq!(scaled_numel(&o), vec![50], "{}", print_graph(&o));
+    assert_same(&g, &o);
+    // A per-column factor is not uniform.
+    let src = r#"graph {
+  %0: f64[2,5,3] = input "q"
+  %1: f64[2,3,5] = input "k"
+  %2: f64[5] = input "c"
+  %3: f64[2,5,5] = matmul %0, %1
+  %4: f64[2,5,5] = mul %3, %2
+  outputs %4
+}"#;
+    let (_, o) = optimised(src);
+    assert_eq!(scaled_numel(&o), vec![50], "{}", print_graph(&o));
+    // The exact pipeline keeps the product's scale where it is.
+    let mut e = parse_graph(&scaled_product("mul", "0.125", true, "", "%4")).unwrap();
+    onde_passes::exact_optimizer().run(&mut e).unwrap();
+    assert_eq!(scaled_numel(&e), vec![50]);
+}

@@ -154,3 +154,74 @@ fn size_one_axes() {
         i64s(&[1, 3, 1], &[0, 0, 0])
     );
 }
+
+#[test]
+fn softmax_normalises_each_line_of_its_axis() {
+    // Along the last axis: e^{x - max} / Σ; the line [0, ln 2, ln 3] gives [1, 2, 3]/6.
+    let (l2, l3) = (2f64.ln(), 3f64.ln());
+    let x = f64s(&[2, 3], &[0.0, l2, l3, 1000.0, 1000.0, 1000.0]);
+    let r = eval(Op::Softmax { axis: 1 }, &[&x]);
+    let third = 1.0 / 3.0;
+    assert_close(
+        &r,
+        DType::F64,
+        &[2, 3],
+        &[1. / 6., 2. / 6., 3. / 6., third, third, third],
+        1e-15,
+    );
+    // Along a middle axis of [2, 2, 2]: lines are x[o, :, i].
+    let x = f32s(&[2, 2, 2], &[0., 5., l2 as f32, 5., 1., 1., 1., 1.]);
+    let r = eval(Op::Softmax { axis: 1 }, &[&x]);
+    assert_close(
+        &r,
+        DType::F32,
+        &[2, 2, 2],
+        &[1. / 3., 0.5, 2. / 3., 0.5, 0.5, 0.5, 0.5, 0.5],
+        1e-7,
+    );
+}
+
+#[test]
+fn softmax_lines_with_nan_or_infinities_are_nan_as_in_pytorch() {
+    let (inf, ninf) = (f32::INFINITY, f32::NEG_INFINITY);
+    let x = f32s(
+        &[4, 3],
+        &[
+            1.,
+            f32::NAN,
+            2.,
+            1.,
+            inf,
+            2.,
+            ninf,
+            ninf,
+            ninf,
+            ninf,
+            0.,
+            ninf,
+        ],
+    );
+    let r = eval(Op::Softmax { axis: 1 }, &[&x]);
+    assert_close(
+        &r,
+        DType::F32,
+        &[4, 3],
+        &[NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0., 1., 0.],
+        0.0,
+    );
+}
+
+#[test]
+fn softmax_of_integers_or_out_of_range_axis_is_a_type_error() {
+    let err = |dtype: DType, axis: usize| {
+        let mut g = onde_ir::Graph::new();
+        let x = input(&mut g, "x", ty(dtype, &[2, 3]));
+        g.add_op(Op::Softmax { axis }, &[x], None)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(DType::I64, 1);
+    assert!(e.contains("softmax") && e.contains("f32 and f64"), "{e}");
+    let e = err(DType::F32, 2);
+    assert!(e.contains("axis 2 out of range for rank 2"), "{e}");
+}

@@ -1,5 +1,5 @@
 //! Native loop steps ([`plan::CopyOp`]): concat, pad, gather, scatter_add,
-//! argmax/argmin and random numbers, without JIT code or the interpreter.
+//! argmax/argmin, random numbers and softmax, without JIT code or the interpreter.
 
 use super::{elem_size, Executable, RunError};
 use crate::plan;
@@ -245,6 +245,38 @@ impl Executable {
                         }
                     }
                 }
+            }
+            plan::CopyOp::Softmax { axis } => {
+                let x = args[0];
+                let n = odims[*axis];
+                let outer: usize = odims[..*axis].iter().product();
+                let inner: usize = odims[axis + 1..].iter().product();
+                let numel = oty.shape.numel();
+                let (src, isa) = (self.ptrs[x], self.isa);
+                // SAFETY: the operand and the output are distinct buffers (a copy step
+                // never runs in place) holding `numel` elements of the output's float
+                // dtype (softmax's typing rule: same type).
+                let r = unsafe {
+                    match oty.dtype {
+                        DType::F32 => crate::native::softmax::softmax_f32(
+                            isa,
+                            std::slice::from_raw_parts(src.cast::<f32>(), numel),
+                            std::slice::from_raw_parts_mut(dst.cast::<f32>(), numel),
+                            outer,
+                            n,
+                            inner,
+                        ),
+                        DType::F64 => crate::native::softmax::softmax_f64(
+                            std::slice::from_raw_parts(src.cast::<f64>(), numel),
+                            std::slice::from_raw_parts_mut(dst.cast::<f64>(), numel),
+                            outer,
+                            n,
+                            inner,
+                        ),
+                        DType::I64 | DType::Bool => Ok(()),
+                    }
+                };
+                r.map_err(|e| RunError::Native(e.to_string()))?;
             }
             plan::CopyOp::Pad { pads, value } => {
                 // The fill value's bytes, on the stack.

@@ -41,6 +41,7 @@
 //! - [`conv_then`]: [`conv`] that hands each block of finished output rows to a
 //!   [`RowEpilogue`] (the executor's fused consumer kernel) on the thread that wrote
 //!   it, while the block is still in cache.
+//! - [`softmax`]: softmax along one axis in one pass per line ([`onde_ir::Op::Softmax`]).
 //! - [`Real`]: `f32` / `f64`, with [`Real::gemm`], a bounds-checked safe wrapper of the
 //!   library GEMM on [`MatRef`]/[`MatMut`] strided views.
 //!
@@ -80,6 +81,7 @@
 
 mod conv;
 pub mod matmul;
+pub mod softmax;
 
 pub use conv::{
     choose_conv_algorithm, conv, conv_capped, conv_then, conv_with, ConvAlgorithm, RowEpilogue,

@@ -468,6 +468,7 @@ impl Planner<'_> {
                     | Op::Concat { .. }
                     | Op::Gather { .. }
                     | Op::ScatterAdd { .. }
+                    | Op::Softmax { .. }
                     | Op::Detach
                     | Op::Random { .. }
                     | Op::Scan(_) => {}
@@ -599,6 +600,13 @@ impl Planner<'_> {
                     axis: *axis,
                 };
                 self.copy_step(r, op, &[(xs[0], "argreduce_input")])?;
+            }
+            Op::Softmax { axis } => {
+                self.copy_step(
+                    r,
+                    CopyOp::Softmax { axis: *axis },
+                    &[(xs[0], "softmax_input")],
+                )?;
             }
             Op::Random { dist, dtype, .. } if dtype.is_float() => {
                 self.copy_step(r, CopyOp::Random { dist: *dist }, &[(xs[0], "random_seed")])?;

@@ -157,7 +157,7 @@ pub enum Step {
 }
 
 /// Ops the executor runs natively as plain loops (data movement, index ops, random
-/// numbers): no JIT kernel, no interpreter, no allocation.
+/// numbers, softmax): no JIT kernel, no interpreter, no allocation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CopyOp {
     /// Concatenation of the operands along `axis`.
@@ -191,6 +191,12 @@ pub enum CopyOp {
     Random {
         /// Distribution.
         dist: onde_ir::Distribution,
+    },
+    /// Softmax along `axis` of a float operand (`native::softmax`: one pass per line,
+    /// SIMD on the engine's widths for f32).
+    Softmax {
+        /// Axis.
+        axis: usize,
     },
     /// Constant padding.
     Pad {

@@ -172,6 +172,7 @@ fn op_template(name: &str) -> Option<Op> {
         },
         Op::Concat { axis: 0 },
         Op::Gather { axis: 0 },
+        Op::Softmax { axis: 0 },
         Op::ScatterAdd {
             axis: 0,
             shape: Shape::scalar(),
@@ -650,6 +651,7 @@ impl Parser {
             | Op::Concat { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Softmax { .. }
             | Op::Detach
             | Op::MatMul
             | Op::Conv(_)
@@ -801,7 +803,7 @@ fn schema(op: &Op) -> &'static [(&'static str, Kind)] {
             ("dilation", Kind::Usize),
         ],
         Op::Pad { .. } => &[("pads", Kind::Pairs), ("value", Kind::Float)],
-        Op::Concat { .. } | Op::Gather { .. } => &[("axis", Kind::Usize)],
+        Op::Concat { .. } | Op::Gather { .. } | Op::Softmax { .. } => &[("axis", Kind::Usize)],
         Op::Conv(_) => &[
             ("stride", Kind::UsizeList),
             ("padding", Kind::Pairs),
@@ -888,6 +890,9 @@ fn build(
         Op::Pad { .. } => Op::Pad {
             pads: a.pairs("pads")?,
             value_bits: a.float("value")?,
+        },
+        Op::Softmax { .. } => Op::Softmax {
+            axis: a.usize("axis")?,
         },
         Op::Concat { .. } => Op::Concat {
             axis: a.usize("axis")?,

@@ -300,7 +300,9 @@ pub(crate) fn payload(
             pair_list(pads),
             f64_text(Op::pad_value(*value_bits))
         ),
-        Op::Concat { axis } | Op::Gather { axis } => format!(" axis={axis}"),
+        Op::Concat { axis } | Op::Gather { axis } | Op::Softmax { axis } => {
+            format!(" axis={axis}")
+        }
         Op::Conv(ConvParams {
             stride,
             padding,

@@ -177,6 +177,7 @@ pub fn infer(op: &Op, tys: &[TensorType]) -> Result<Vec<TensorType>, TypeError> 
         Op::Concat { axis } => movement::concat(&c, axis),
         Op::Gather { axis } => movement::gather(&c, axis),
         Op::ScatterAdd { axis, shape } => movement::scatter_add(&c, axis, shape),
+        Op::Softmax { axis } => reduce::softmax(&c, axis),
         Op::Detach => elementwise::detach(&c),
         Op::MatMul => contraction::matmul(&c),
         Op::Conv(p) => contraction::conv_op(&c, p),

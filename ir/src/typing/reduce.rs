@@ -1,4 +1,5 @@
-//! Typing of the reductions: reduce and arg-reduce.
+//! Typing of the reductions (reduce, arg-reduce) and of softmax, a reduction and an
+//! elementwise pass along one axis.
 
 use super::*;
 
@@ -28,4 +29,22 @@ pub(super) fn arg_reduce(c: &Ctx<'_>, axis: &usize, keepdim: &bool) -> Res {
         DType::I64,
         reduced(&t.shape, &[*axis], *keepdim),
     ))
+}
+
+pub(super) fn softmax(c: &Ctx<'_>, axis: &usize) -> Res {
+    c.arity(1)?;
+    let t = &c.tys[0];
+    if !t.dtype.is_float() {
+        return c.err(format!(
+            "defined for f32 and f64, not {:?} (cast first)",
+            t.dtype
+        ));
+    }
+    if *axis >= t.shape.rank() {
+        return c.err(format!(
+            "axis {axis} out of range for rank {}",
+            t.shape.rank()
+        ));
+    }
+    one(t.clone())
 }

@@ -1,9 +1,10 @@
-//! Activations beyond the elementwise primitives: softmax, log-softmax, LeakyReLU and
-//! PReLU, composed from IR ops (so autodiff and fusion need nothing new).
+//! Activations beyond the elementwise primitives: softmax (its own IR op, run in one
+//! pass per line by codegen), log-softmax, LeakyReLU and PReLU (composed from IR ops,
+//! so autodiff and fusion need nothing new).
 
 use super::Tensor;
 use crate::args::Arg;
-use onde_ir::SourceLoc;
+use onde_ir::{Op, SourceLoc};
 
 impl Tensor {
     /// `log(softmax(x))` along `dim` (`F.log_softmax(x, dim)`), computed as
@@ -22,18 +23,27 @@ impl Tensor {
         shifted - lse
     }
 
-    /// `exp(x) / Σ exp(x)` along `dim` (`F.softmax(x, dim)`), computed as PyTorch does,
-    /// `e = exp(x - m)` with `m` the row maximum held fixed, then `e / Σe`: no overflow,
-    /// and full relative precision for large logits (`exp(x - logsumexp)` loses it). A
-    /// row holding NaN or `+inf`, or only `-inf`, is NaN, as in PyTorch.
+    /// `exp(x) / Σ exp(x)` along `dim` (`F.softmax(x, dim)`), one IR op
+    /// ([`onde_ir::Op::Softmax`]): computed as PyTorch does, `e = exp(x - m)` with `m`
+    /// the row maximum, then `e · (1/Σe)`: no overflow, and full relative precision for
+    /// large logits (`exp(x - logsumexp)` loses it). A row holding NaN or `+inf`, or only
+    /// `-inf`, is NaN, as in PyTorch. Integer inputs compute in f32; a 0-d tensor
+    /// (`dim` 0 or -1) is 1.
     #[track_caller]
     pub fn softmax(&self, dim: i64) -> Tensor {
+        let loc = SourceLoc::caller();
         let x = self.float_math();
-        if x.extent(dim) == Some(0) {
-            return x;
+        if x.dim() == 0 {
+            return match Tensor::norm_axis(dim, 1) {
+                Ok(_) => x.reshape([1]).softmax(0).reshape(Vec::<i64>::new()),
+                Err(e) => x.fail("softmax", e, loc),
+            };
         }
-        let e = (&x - x.max([dim], true).detach()).exp();
-        &e / e.sum([dim], true)
+        let axis = match Tensor::norm_axis(dim, x.dim()) {
+            Ok(a) => a,
+            Err(e) => return x.fail("softmax", e, loc),
+        };
+        Tensor::apply_at("softmax", Op::Softmax { axis }, &[&x], loc)
     }
 
     /// The extent of axis `dim` (negative counts from the end), if it is an axis.

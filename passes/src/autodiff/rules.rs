@@ -64,6 +64,13 @@ pub fn vjp_op(
             axes,
             keepdim,
         } => reduce(e, *kind, axes, *keepdim, xs[0], y, dy),
+        // y = softmax(x) along a  ⇒  dx = y ⊙ (dy − Σₐ(dy ⊙ y)) (Σ keeps the axis)
+        Op::Softmax { axis } => {
+            let dyy = e.mul(dy, y)?;
+            let s = e.sum(dyy, vec![*axis], true)?;
+            let centred = e.sub(dy, s)?;
+            one(e.mul(y, centred)?)
+        }
         // y = reshape(x)  ⇒  dx = reshape(dy, shape(x))
         Op::Reshape { .. } => one(e.reshape(dy, e.shape(xs[0]))?),
         // y = permute(x, p)  ⇒  dx = permute(dy, p⁻¹)

@@ -93,6 +93,7 @@ fn overflow(op: &Op, args: &[TensorType]) -> Option<String> {
         | Op::Slice { .. }
         | Op::Unfold { .. }
         | Op::Gather { .. }
+        | Op::Softmax { .. }
         | Op::Detach
         | Op::MatMul => None,
         Op::ScatterAdd { shape, .. } => numel_checked(shape.dims())

@@ -7,7 +7,7 @@ use super::gather::{gather, scatter_add};
 use super::matmul::matmul;
 use super::movement::{concat, expand, pad, permute, reshape, slice, unfold};
 use super::random::random;
-use super::reduce::{arg_reduce, reduce};
+use super::reduce::{arg_reduce, reduce, softmax};
 use super::scan::scan;
 use super::Ctx;
 use onde_ir::{Array, Op, ValueId};
@@ -63,6 +63,7 @@ pub(crate) fn eval_op(
         Op::Concat { axis } => concat(&args.iter().map(|x| &**x).collect::<Vec<_>>(), *axis)?,
         Op::Gather { axis } => gather(site, a(0)?, a(1)?, *axis)?,
         Op::ScatterAdd { axis, shape } => scatter_add(site, a(0)?, a(1)?, *axis, shape.dims())?,
+        Op::Softmax { axis } => softmax(site, a(0)?, *axis)?,
         Op::Detach => a(0)?.clone(),
         Op::MatMul => matmul(a(0)?, a(1)?)?,
         Op::Conv(p) => conv(a(0)?, a(1)?, p)?,

@@ -1,5 +1,5 @@
-//! Reductions: `reduce_{sum,prod,max,min}` over several axes and `argmax`/`argmin`
-//! along one.
+//! Reductions: `reduce_{sum,prod,max,min}` over several axes, `argmax`/`argmin`
+//! along one, and `softmax` along one (a reduction and a pass over its line).
 //!
 //! Elements are combined in row-major order of the operand. Floats accumulate in f64
 //! and are rounded once at the end; i64 sums and products wrap. `max`/`min` propagate
@@ -184,4 +184,45 @@ pub(crate) fn arg_reduce(
         }
     });
     make(out_dims, out)
+}
+
+/// `softmax` along `axis`: per line, `m` = the maximum, `e = exp(x - m)`, `e / Σe`,
+/// all in f64 and rounded once (NaN where the line holds NaN or `+inf`, or only
+/// `-inf`: `x - m` is NaN there).
+pub(crate) fn softmax(site: Site, x: &Array, axis: usize) -> Result<Array> {
+    let dims = x.shape().dims();
+    check_axes(site, dims, &[axis], false)?;
+    let n = dims[axis];
+    let outer = count(&dims[..axis]);
+    let inner = count(&dims[axis + 1..]);
+    fn lines<T: Float>(src: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
+        let mut out = vec![T::from_f64(0.0); src.len()];
+        let mut e = vec![0.0f64; n];
+        for o in 0..outer {
+            for i in 0..inner {
+                let at = |k: usize| o * n * inner + k * inner + i;
+                let m = (0..n).fold(f64::NEG_INFINITY, |m, k| {
+                    let v = src[at(k)].to_f64();
+                    if m.is_nan() || v.is_nan() {
+                        f64::NAN
+                    } else {
+                        m.max(v)
+                    }
+                });
+                for (k, ek) in e.iter_mut().enumerate() {
+                    *ek = (src[at(k)].to_f64() - m).exp();
+                }
+                let sum: f64 = e.iter().sum();
+                for (k, ek) in e.iter().enumerate() {
+                    out[at(k)] = T::from_f64(ek / sum);
+                }
+            }
+        }
+        out
+    }
+    match x.dtype() {
+        DType::F32 => make(dims.to_vec(), lines(typed::<f32>(x)?, outer, n, inner)),
+        DType::F64 => make(dims.to_vec(), lines(typed::<f64>(x)?, outer, n, inner)),
+        dt @ (DType::I64 | DType::Bool) => Err(bad_dtype(site.name, dt)),
+    }
 }

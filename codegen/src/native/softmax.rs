@@ -1,0 +1,357 @@
+//! Softmax along one axis ([`onde_ir::Op::Softmax`]) in one pass per line.
+//!
+//! The operand is contiguous and viewed as `[outer, n, inner]` (`n` the axis). Each
+//! line takes the maximum `m`, then `e = exp(x - m)` is written to the output while
+//! its sum accumulates, then the line (still in L1 for the lengths of these models) is
+//! scaled by `1/Σe`: one read of the input and one write of the output, where the same
+//! softmax as five IR ops costs four passes over memory, a Cranelift `fmax` chain (~8
+//! instructions per 4 lanes) and a division per element (W5's `[32, 100, 100]` scores:
+//! ~465 µs as ops).
+//!
+//! Paths:
+//! - f32 on AVX2 + FMA or AVX-512 (the engine's widths, [`crate::CompileOptions::isa`]
+//!   permitting): written once over [`Lanes`]. A contiguous line (`inner = 1`) runs
+//!   along its vectors (`exp` the engine's, i.e. `crate::math`'s polynomial); with
+//!   `inner > 1`, vectors run across `inner` columns at once, each lane one line.
+//!   The maximum is MAXPS, which may drop a NaN; the NaN then reaches the sum
+//!   through its own exponential, so the line is NaN all the same.
+//! - otherwise (f64, baseline x86-64, an ISA cap): the interpreter's definition, each
+//!   line's exponentials and sum in f64, rounded once.
+//!
+//! Numerics: like PyTorch's CPU kernel, the line is multiplied by the reciprocal of the
+//! sum (one division per line, ≤ 1.5 ulp from `e / Σe`); a line holding NaN or `+inf`,
+//! or only `-inf`, is NaN (`x - m` is NaN there), as in PyTorch. The f32 sum
+//! reassociates over the vector lanes, as reductions do at every width.
+
+// SIMD on raw pointers over checked slices: every block has a SAFETY comment.
+#![allow(unsafe_code)]
+
+use super::NativeError;
+use crate::isa::IsaLevel;
+use crate::kernel::engine::lanes::{Lanes, X16, X8};
+use crate::kernel::engine::{math, Width};
+
+/// The lines of a `[outer, n, inner]` operand: checks `x` and `out` hold
+/// `outer · n · inner` elements.
+fn check(
+    len_x: usize,
+    len_out: usize,
+    outer: usize,
+    n: usize,
+    inner: usize,
+) -> Result<(), NativeError> {
+    let numel = outer
+        .checked_mul(n)
+        .and_then(|v| v.checked_mul(inner))
+        .ok_or_else(|| NativeError::shape("softmax", "element count overflows usize"))?;
+    for (operand, actual) in [("x", len_x), ("out", len_out)] {
+        if actual != numel {
+            return Err(NativeError::Length {
+                op: "softmax",
+                operand,
+                expected: numel,
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `out = softmax(x)` along the middle axis of `[outer, n, inner]` (f32), on the
+/// widest vectors `isa` allows on this CPU.
+///
+/// # Errors
+/// [`NativeError`] if `x` or `out` does not hold `outer · n · inner` elements.
+pub fn softmax_f32(
+    isa: IsaLevel,
+    x: &[f32],
+    out: &mut [f32],
+    outer: usize,
+    n: usize,
+    inner: usize,
+) -> Result<(), NativeError> {
+    check(x.len(), out.len(), outer, n, inner)?;
+    if x.is_empty() {
+        return Ok(());
+    }
+    let args = (x.as_ptr(), out.as_mut_ptr(), outer, n, inner);
+    match Width::for_level(isa) {
+        // SAFETY: the width is one this CPU has (`for_level` caps by the detected
+        // level); `x` and `out` hold `outer·n·inner` elements (checked above) and are
+        // distinct (a shared and an exclusive borrow).
+        Some(Width::X16) => unsafe { lines_x16(args) },
+        // SAFETY: as above.
+        Some(Width::X8) => unsafe { lines_x8(args) },
+        None => reference(x, out, outer, n, inner, f64::from, |v| v as f32),
+    }
+    Ok(())
+}
+
+/// `out = softmax(x)` along the middle axis of `[outer, n, inner]` (f64), in f64.
+///
+/// # Errors
+/// [`NativeError`] if `x` or `out` does not hold `outer · n · inner` elements.
+pub fn softmax_f64(
+    x: &[f64],
+    out: &mut [f64],
+    outer: usize,
+    n: usize,
+    inner: usize,
+) -> Result<(), NativeError> {
+    check(x.len(), out.len(), outer, n, inner)?;
+    reference(x, out, outer, n, inner, |v| v, |v| v);
+    Ok(())
+}
+
+/// The interpreter's definition: per line, the NaN-propagating maximum, then
+/// `exp(x - m)` and their sum in f64, each result rounded once.
+fn reference<T: Copy>(
+    x: &[T],
+    out: &mut [T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    wide: impl Fn(T) -> f64,
+    narrow: impl Fn(f64) -> T,
+) {
+    let mut e = vec![0.0f64; n];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let m = (0..n).fold(f64::NEG_INFINITY, |m, k| {
+                let v = wide(x[at(k)]);
+                if m.is_nan() || v.is_nan() {
+                    f64::NAN
+                } else {
+                    m.max(v)
+                }
+            });
+            for (k, ek) in e.iter_mut().enumerate() {
+                *ek = (wide(x[at(k)]) - m).exp();
+            }
+            let sum: f64 = e.iter().sum();
+            for (k, &ek) in e.iter().enumerate() {
+                out[at(k)] = narrow(ek / sum);
+            }
+        }
+    }
+}
+
+/// `(x, out, outer, n, inner)` of a checked call.
+type Args = (*const f32, *mut f32, usize, usize, usize);
+
+/// [`lines`] on 16 lanes.
+///
+/// # Safety
+/// As [`lines`], on a CPU with AVX-512F/DQ.
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn lines_x16(a: Args) {
+    // SAFETY: this function runs with AVX-512F/DQ (its caller's contract), so the
+    // token's claim holds; the rest is forwarded.
+    unsafe { lines(X16::assume(), a) }
+}
+
+/// [`lines`] on 8 lanes.
+///
+/// # Safety
+/// As [`lines`], on a CPU with AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lines_x8(a: Args) {
+    // SAFETY: as in `lines_x16`, with AVX2 and FMA.
+    unsafe { lines(X8::assume(), a) }
+}
+
+/// Every line of the operand.
+///
+/// # Safety
+/// `x` is valid for reading and `out` for writing `outer·n·inner` floats, and they do
+/// not overlap.
+#[inline(always)]
+unsafe fn lines<L: Lanes>(l: L, (x, out, outer, n, inner): Args) {
+    for o in 0..outer {
+        let base = o * n * inner;
+        if inner == 1 {
+            // SAFETY: line `o` is `n` contiguous floats at `base` of each buffer.
+            unsafe { contiguous_line(l, x.add(base), out.add(base), n) };
+        } else {
+            let mut i = 0;
+            while i < inner {
+                let lanes = (inner - i).min(L::N);
+                // SAFETY: columns `[i, i + lanes)` of the `[n, inner]` block at `base`.
+                unsafe { columns(l, x.add(base + i), out.add(base + i), n, inner, lanes) };
+                i += lanes;
+            }
+        }
+    }
+}
+
+/// One line of `n` contiguous floats.
+///
+/// # Safety
+/// `x` readable and `out` writable for `n` floats, not overlapping; `n ≥ 1`.
+#[inline(always)]
+unsafe fn contiguous_line<L: Lanes>(l: L, x: *const f32, out: *mut f32, n: usize) {
+    let full = n / L::N;
+    let tail = n % L::N;
+    let ninf = l.splat(f32::NEG_INFINITY);
+    // The maximum, on two accumulators, with MAXPS: a NaN may be dropped here, but
+    // then `exp(NaN - m)` makes the sum, hence the whole line, NaN anyway.
+    let (mut m0, mut m1) = (ninf, ninf);
+    let mut v = 0;
+    while v + 2 <= full {
+        // SAFETY: vectors `v` and `v + 1` are inside the line (`v + 2 ≤ full`).
+        let (a, b) = unsafe { (l.load(x.add(v * L::N)), l.load(x.add((v + 1) * L::N))) };
+        m0 = l.max_raw(a, m0);
+        m1 = l.max_raw(b, m1);
+        v += 2;
+    }
+    if v < full {
+        // SAFETY: vector `v < full` is inside the line.
+        m0 = l.max_raw(unsafe { l.load(x.add(v * L::N)) }, m0);
+    }
+    if tail > 0 {
+        // SAFETY: the last `tail` floats of the line; lanes past them are not read.
+        let t = unsafe { l.load_first(x.add(full * L::N), tail) };
+        m1 = l.max_raw(l.blend(l.first(tail), ninf, t), m1);
+    }
+    let m = fold_max(l, l.max_raw(m0, m1));
+    let mv = l.splat(m);
+    // The exponentials, stored, and their sum.
+    let (mut s0, mut s1) = (l.zero(), l.zero());
+    let mut v = 0;
+    while v + 2 <= full {
+        // SAFETY: as in the first loop, for reading `x` and writing `out`.
+        unsafe {
+            let a = math::exp(l, l.sub(l.load(x.add(v * L::N)), mv));
+            let b = math::exp(l, l.sub(l.load(x.add((v + 1) * L::N)), mv));
+            l.store(out.add(v * L::N), a);
+            l.store(out.add((v + 1) * L::N), b);
+            s0 = l.add(s0, a);
+            s1 = l.add(s1, b);
+        }
+        v += 2;
+    }
+    if v < full {
+        // SAFETY: vector `v < full` of the line.
+        unsafe {
+            let a = math::exp(l, l.sub(l.load(x.add(v * L::N)), mv));
+            l.store(out.add(v * L::N), a);
+            s0 = l.add(s0, a);
+        }
+    }
+    if tail > 0 {
+        // SAFETY: the line's last `tail` floats; lanes past them are neither read nor
+        // written.
+        unsafe {
+            let t = l.load_first(x.add(full * L::N), tail);
+            let e = math::exp(l, l.sub(t, mv));
+            l.store_first(out.add(full * L::N), tail, e);
+            s1 = l.add(s1, l.blend(l.first(tail), l.zero(), e));
+        }
+    }
+    let sum = l.reduce_add(l.add(s0, s1));
+    let r = l.splat(1.0 / sum);
+    for v in 0..full {
+        // SAFETY: vector `v < full` of the output line, written above.
+        unsafe {
+            let p = out.add(v * L::N);
+            l.store(p, l.mul(l.load(p), r));
+        }
+    }
+    if tail > 0 {
+        // SAFETY: the output line's last `tail` floats.
+        unsafe {
+            let p = out.add(full * L::N);
+            l.store_first(p, tail, l.mul(l.load_first(p, tail), r));
+        }
+    }
+}
+
+/// `lanes ≤ N` lines side by side: column `c` of the `[n, inner]` block at `x` (row
+/// stride `inner`) is lane `c`.
+///
+/// # Safety
+/// For each `k < n`, `x + k·inner` readable and `out + k·inner` writable for `lanes`
+/// floats, not overlapping; `1 ≤ lanes ≤ N`.
+#[inline(always)]
+unsafe fn columns<L: Lanes>(
+    l: L,
+    x: *const f32,
+    out: *mut f32,
+    n: usize,
+    inner: usize,
+    lanes: usize,
+) {
+    // MAXPS may drop a NaN, which then makes its line's sum NaN (as in
+    // `contiguous_line`).
+    let mut m = l.splat(f32::NEG_INFINITY);
+    for k in 0..n {
+        // SAFETY: row `k < n` of the block, `lanes` floats.
+        m = l.max_raw(unsafe { load_some(l, x.add(k * inner), lanes) }, m);
+    }
+    let mut s = l.zero();
+    for k in 0..n {
+        // SAFETY: row `k < n` of each block, `lanes` floats.
+        unsafe {
+            let e = math::exp(l, l.sub(load_some(l, x.add(k * inner), lanes), m));
+            store_some(l, out.add(k * inner), lanes, e);
+            s = l.add(s, e);
+        }
+    }
+    let r = l.div(l.splat(1.0), s);
+    for k in 0..n {
+        // SAFETY: row `k < n` of the output block, written above.
+        unsafe {
+            let p = out.add(k * inner);
+            store_some(l, p, lanes, l.mul(load_some(l, p, lanes), r));
+        }
+    }
+}
+
+/// The first `lanes ≤ N` floats at `p` (the other lanes 0).
+///
+/// # Safety
+/// `p` readable for `lanes` floats.
+#[inline(always)]
+unsafe fn load_some<L: Lanes>(l: L, p: *const f32, lanes: usize) -> L::V {
+    // SAFETY: the caller's contract (a whole vector only when `lanes == N`).
+    unsafe {
+        if lanes == L::N {
+            l.load(p)
+        } else {
+            l.load_first(p, lanes)
+        }
+    }
+}
+
+/// The first `lanes ≤ N` lanes of `v` to `p`.
+///
+/// # Safety
+/// `p` writable for `lanes` floats.
+#[inline(always)]
+unsafe fn store_some<L: Lanes>(l: L, p: *mut f32, lanes: usize, v: L::V) {
+    // SAFETY: the caller's contract (a whole vector only when `lanes == N`).
+    unsafe {
+        if lanes == L::N {
+            l.store(p, v)
+        } else {
+            l.store_first(p, lanes, v)
+        }
+    }
+}
+
+/// The lanes' maximum (only the first `N` lanes are lanes), folded as a tree: a
+/// chain of 16 dependent comparisons per line cost ~70 cycles on 100-long lines. NaN
+/// need not survive (see [`contiguous_line`]).
+#[inline(always)]
+fn fold_max<L: Lanes>(l: L, v: L::V) -> f32 {
+    let mut a = l.to_array(v);
+    let mut w = L::N;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            a[i] = if a[i + w] > a[i] { a[i + w] } else { a[i] };
+        }
+    }
+    a[0]
+}

@@ -1,0 +1,155 @@
+//! The native softmax (`native::softmax`) against the reference interpreter, at every
+//! ISA level this CPU has (a level it lacks runs the next lower path, which must keep
+//! the same promise): lines of every length around the vector widths, along the last
+//! axis and across columns (`inner > 1`), and the NaN / infinity rules.
+
+use onde_codegen::native::softmax::{softmax_f32, softmax_f64};
+use onde_codegen::native::NativeError;
+use onde_codegen::IsaLevel;
+use onde_ir::{Array, DType, Graph, Op, TensorType};
+
+/// The interpreter's softmax of `x` (`[outer, n, inner]`) along axis 1.
+fn reference(x: &Array) -> Vec<f64> {
+    let mut g = Graph::new();
+    let ty = TensorType::new(x.dtype(), x.shape().dims().to_vec());
+    let v = g
+        .add_op(
+            Op::Input {
+                name: "x".into(),
+                ty,
+            },
+            &[],
+            None,
+        )
+        .unwrap()
+        .1[0];
+    let y = g.add_op(Op::Softmax { axis: 1 }, &[v], None).unwrap().1[0];
+    g.set_outputs(vec![y]);
+    let feeds = [("x".to_string(), x.clone())].into_iter().collect();
+    onde_runtime::run(&g, &feeds).unwrap()[0].to_f64_vec()
+}
+
+/// Deterministic values in `[-scale, scale]`.
+fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn check_f32(isa: IsaLevel, outer: usize, n: usize, inner: usize, x: &[f32]) {
+    let arr = Array::f32(vec![outer, n, inner], x.to_vec()).unwrap();
+    let want = reference(&arr);
+    let mut got = vec![0f32; x.len()];
+    softmax_f32(isa, x, &mut got, outer, n, inner).unwrap();
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let g = f64::from(g);
+        let ok = (g.is_nan() && w.is_nan()) || (g - w).abs() <= 2e-6 * w.abs() + 1e-30;
+        assert!(
+            ok,
+            "{isa:?} [{outer}, {n}, {inner}] element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+#[test]
+fn lines_of_every_length_match_the_interpreter_at_every_level() {
+    for isa in IsaLevel::ALL {
+        for n in [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 129] {
+            for inner in [1, 3, 16, 17] {
+                let outer = 3;
+                let x: Vec<f32> = values(outer * n * inner, (n * 31 + inner) as u64, 8.0)
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect();
+                check_f32(isa, outer, n, inner, &x);
+            }
+        }
+    }
+}
+
+#[test]
+fn large_logits_do_not_overflow() {
+    for isa in IsaLevel::ALL {
+        let x: Vec<f32> = values(2 * 40, 7, 30.0)
+            .into_iter()
+            .map(|v| (v + 1000.0) as f32)
+            .collect();
+        check_f32(isa, 2, 40, 1, &x);
+        check_f32(isa, 2, 20, 2, &x);
+    }
+}
+
+#[test]
+fn nan_and_infinities_follow_pytorch_at_every_level() {
+    let (inf, ninf, nan) = (f32::INFINITY, f32::NEG_INFINITY, f32::NAN);
+    for isa in IsaLevel::ALL {
+        for n in [3, 17, 40] {
+            // A NaN or +inf anywhere (in a full vector or the tail) makes the line NaN;
+            // a line of -inf only is NaN; -inf entries of a finite line are 0.
+            for (pos, v) in [(0, nan), (n - 1, nan), (n / 2, inf), (n - 1, inf)] {
+                let mut x: Vec<f32> = values(n, 3, 2.0).into_iter().map(|v| v as f32).collect();
+                x[pos] = v;
+                for inner in [1, 1 + n % 2] {
+                    let xs: Vec<f32> = x.iter().flat_map(|&v| vec![v; inner]).collect();
+                    let mut out = vec![0f32; xs.len()];
+                    softmax_f32(isa, &xs, &mut out, 1, n, inner).unwrap();
+                    assert!(
+                        out.iter().all(|v| v.is_nan()),
+                        "{isa:?} n={n} pos={pos} {v}"
+                    );
+                }
+            }
+            let all_ninf = vec![ninf; n];
+            let mut out = vec![0f32; n];
+            softmax_f32(isa, &all_ninf, &mut out, 1, n, 1).unwrap();
+            assert!(out.iter().all(|v| v.is_nan()), "{isa:?} n={n} all -inf");
+            let mut x: Vec<f32> = values(n, 5, 2.0).into_iter().map(|v| v as f32).collect();
+            x[n - 1] = ninf;
+            x[0] = ninf;
+            check_f32(isa, 1, n, 1, &x);
+            let mut out = vec![1f32; n];
+            softmax_f32(isa, &x, &mut out, 1, n, 1).unwrap();
+            assert_eq!((out[0], out[n - 1]), (0.0, 0.0));
+        }
+    }
+}
+
+#[test]
+fn f64_lines_are_the_interpreter_bit_for_bit() {
+    let x = values(2 * 5 * 3, 11, 6.0);
+    let arr = Array::f64(vec![2, 5, 3], x.clone()).unwrap();
+    let want = reference(&arr);
+    let mut got = vec![0f64; x.len()];
+    softmax_f64(&x, &mut got, 2, 5, 3).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(arr.dtype(), DType::F64);
+}
+
+#[test]
+fn wrong_lengths_are_errors_not_panics() {
+    let x = vec![0f32; 12];
+    let mut out = vec![0f32; 11];
+    let e = softmax_f32(IsaLevel::detect(), &x, &mut out, 2, 3, 2).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NativeError::Length {
+                operand: "out",
+                expected: 12,
+                actual: 11,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = softmax_f64(&[0.0; 5], &mut [0.0; 6], 2, 3, 1).unwrap_err();
+    assert!(matches!(e, NativeError::Length { operand: "x", .. }), "{e}");
+    let e = softmax_f32(IsaLevel::detect(), &[], &mut [], usize::MAX, 2, 2).unwrap_err();
+    assert!(e.to_string().contains("overflows"), "{e}");
+}
