@@ -3,6 +3,7 @@
 //! the process (allocation counts, resident memory) and are their own `[[test]]`s.
 
 mod column_reduction;
+mod column_sum_native;
 mod common;
 mod concat_in_place;
 mod concurrent_scans;

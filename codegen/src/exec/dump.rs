@@ -62,6 +62,7 @@ impl Executable {
             Step::Kernel(k) => {
                 let on = match &c.fns[i] {
                     Some((KernelCode::Engine(_), ..)) => "engine",
+                    Some((KernelCode::ColumnSum(_), ..)) => "native column sum",
                     Some((KernelCode::Jit(_), ..)) | None => "cranelift",
                 };
                 format!("kernel {} over {:?} ({on})", k.name, k.shape)
@@ -119,6 +120,9 @@ impl Compiled {
                         for line in p.listing().lines() {
                             s.push_str(&format!("    //   {line}\n"));
                         }
+                    }
+                    if let Some((KernelCode::ColumnSum(c), ..)) = &self.fns[i] {
+                        s.push_str(&format!("    // runs as a {}\n", c.describe()));
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {

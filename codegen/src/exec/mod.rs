@@ -156,6 +156,8 @@ enum KernelCode {
     Jit(KernelFn),
     /// The tile engine's program of the kernel.
     Engine(Arc<crate::kernel::engine::Program>),
+    /// A plain column sum in registers ([`crate::kernel::engine::column`]).
+    ColumnSum(Arc<crate::kernel::engine::column::ColumnSum>),
 }
 
 impl KernelCode {
@@ -173,6 +175,9 @@ impl KernelCode {
             // SAFETY: forwarded; `engine::compile` only returns programs of a width
             // this CPU has.
             KernelCode::Engine(p) => unsafe { p.call(table, lo, hi, partial) },
+            // SAFETY: forwarded; `column::compile` only returns sums of a width this
+            // CPU has, for kernels run as one share (`[lo, hi)` is the whole range).
+            KernelCode::ColumnSum(c) => unsafe { c.call(table) },
         }
     }
 }
@@ -330,7 +335,12 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     let mut bodies = Vec::with_capacity(plan.steps.len());
     for s in &plan.steps {
         let wide = match s {
-            Step::Kernel(k) => crate::kernel::engine::compile(k, opts.isa).map(Arc::new),
+            Step::Kernel(k) => crate::kernel::engine::column::compile(k, opts.isa)
+                .map(|c| KernelCode::ColumnSum(Arc::new(c)))
+                .or_else(|| {
+                    crate::kernel::engine::compile(k, opts.isa)
+                        .map(|p| KernelCode::Engine(Arc::new(p)))
+                }),
             Step::MatMul { .. }
             | Step::Conv { .. }
             | Step::Host { .. }
@@ -372,7 +382,7 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
             let Step::Kernel(k) = st else { return None };
             let (extent, reduced) = crate::kernel::clif::outer_extent(k);
             let code = match (slot, wide) {
-                (_, Some(p)) => KernelCode::Engine(p),
+                (_, Some(code)) => code,
                 (Some(i), None) => KernelCode::Jit(fns[i]),
                 (None, None) => return None,
             };

@@ -75,6 +75,8 @@ impl Mode {
 /// combines a whole vectorised row into it. Every output still combines its inputs in
 /// the same order as the scalar chain (identity, then the reduced axes in order), so
 /// results are bit-identical; `kept` of the returned nest counts the outer kept axes.
+/// (Where the ISA level has the engine's widths, a plain f32 column sum runs in
+/// registers instead, with the same bits: `engine::column`.)
 pub(crate) fn column_nest(k: &Kernel) -> Option<Nest> {
     let red = k.reduction.as_ref()?;
     let nest = normalise(k);

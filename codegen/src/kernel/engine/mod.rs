@@ -38,6 +38,9 @@
 //!   the engine stores its tile and the next one loads it; see
 //!   `docs/performance.md`).
 //!
+//! A plain column sum (a bias gradient) takes neither: `column.rs` sums it in
+//! registers on the same widths.
+//!
 //! # Numerics
 //! Every lane computes exactly what the Cranelift f32x4 lane computes: the same
 //! operations in the same order, the same math (`math.rs` shares `crate::math`'s
@@ -50,6 +53,7 @@
 //! normalised axis, a partial result slot for split full reductions), so the
 //! executor splits it across threads the same way.
 
+pub mod column;
 pub(crate) mod lanes;
 pub(crate) mod math;
 pub(crate) mod ops;
