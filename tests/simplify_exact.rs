@@ -69,3 +69,86 @@ fn dividing_by_a_power_of_two_is_multiplying_bit_for_bit() {
         }
     }
 }
+
+/// Feeds for every input of `g`: distinct, signed values of mixed magnitudes.
+fn feeds_for(g: &onde::ir::Graph) -> HashMap<String, Array> {
+    g.op_ids()
+        .into_iter()
+        .filter_map(|o| {
+            let onde::ir::Op::Input { name, ty } = &g.op(o).op else {
+                return None;
+            };
+            let n = ty.shape.numel();
+            let v: Vec<f64> = (0..n)
+                .map(|i| ((i * 7919 + name.len() * 31) % 1013) as f64 * 0.37 - 150.0)
+                .map(|v| v * 10f64.powi((v as i64 % 5) as i32))
+                .collect();
+            Some((
+                name.clone(),
+                Array::from_f64(ty.dtype, ty.shape.dims().to_vec(), &v).unwrap(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn reductions_of_a_concatenation_reduce_its_parts_bit_for_bit() {
+    // A bidirectional layer's outputs [T, B, 2H] averaged over time (batch-first view):
+    // the concatenation is never built; also without the permute, over two axes, with
+    // keepdim, and a maximum.
+    let cases = [
+        (
+            "%3: f32[4,5,6] = concat %0, %1 axis=2
+  %4: f32[5,4,6] = permute %3 perm=[1,0,2]
+  %5: f32[5,6] = reduce_sum %4 axes=[1] keepdim=false",
+            true,
+        ),
+        (
+            "%3: f32[4,5,6] = concat %0, %1 axis=2
+  %5: f32[6] = reduce_sum %3 axes=[0,1] keepdim=false",
+            true,
+        ),
+        (
+            "%3: f32[4,5,6] = concat %0, %1 axis=2
+  %4: f32[5,4,6] = permute %3 perm=[1,0,2]
+  %5: f32[5,1,6] = reduce_max %4 axes=[1] keepdim=true",
+            true,
+        ),
+        // Reducing over the concatenation axis, or two axes through a permute (another
+        // summation order): left alone.
+        (
+            "%3: f32[4,5,6] = concat %0, %1 axis=2
+  %5: f32[4,5] = reduce_sum %3 axes=[2] keepdim=false",
+            false,
+        ),
+        (
+            "%3: f32[4,5,6] = concat %0, %1 axis=2
+  %4: f32[5,4,6] = permute %3 perm=[1,0,2]
+  %5: f32[6] = reduce_sum %4 axes=[0,1] keepdim=false",
+            false,
+        ),
+    ];
+    for (body, rewritten) in cases {
+        let src = format!(
+            r#"graph {{
+  %0: f32[4,5,2] = input "a"
+  %1: f32[4,5,4] = input "b"
+  {body}
+  outputs %5
+}}"#
+        );
+        let g = parse_graph(&src).unwrap();
+        let mut s = g.clone();
+        Simplify::default().run(&mut s).unwrap();
+        Dce.run(&mut s).unwrap();
+        let printed = onde::ir::print_graph(&s);
+        let big_concat = printed.contains("f32[4,5,6] = concat");
+        assert_eq!(!big_concat, rewritten, "{body}\n{printed}");
+        let f = feeds_for(&g);
+        let want = onde::runtime::run(&g, &f).unwrap();
+        let got = onde::runtime::run(&s, &f).unwrap();
+        let bits = |a: &Array| -> Vec<u64> { a.to_f64_vec().iter().map(|v| v.to_bits()).collect() };
+        assert_eq!(got[0].shape(), want[0].shape(), "{body}");
+        assert_eq!(bits(&got[0]), bits(&want[0]), "{body}");
+    }
+}

@@ -273,6 +273,79 @@ fn transpose_of_matmul(g: &Graph, o: OpId) -> Option<Patch> {
     ))
 }
 
+/// `reduce(concat(x₁, …, xₙ))` over axes that do not include the concatenation axis →
+/// `concat(reduce(x₁), …, reduce(xₙ))`, also through a permute between the two
+/// (`reduce(permute(concat(…)))`, reducing one axis): each result element combines
+/// the same elements of one operand in the same order, so the bits are the same, and
+/// the concatenation copies the small results instead of the operands (a
+/// bidirectional RNN's outputs averaged over time: `[T, B, 2H]` never built).
+fn reduce_of_concat(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    let Op::Reduce {
+        kind,
+        axes,
+        keepdim,
+    } = op
+    else {
+        return None;
+    };
+    let sole = |v: ValueId| g.users(v).len() == 1 && !g.outputs().contains(&v);
+    let mut src = xs[0];
+    let mut perm = None;
+    if let Some(p) = g.producer(src) {
+        if let Op::Permute { perm: pp } = &g.op(p).op {
+            if axes.len() != 1 || !sole(src) {
+                return None;
+            }
+            perm = Some(pp.clone());
+            src = g.operands(p)[0];
+        }
+    }
+    let cat = g.producer(src)?;
+    let Op::Concat { axis } = g.op(cat).op else {
+        return None;
+    };
+    if !sole(src) {
+        return None;
+    }
+    // The concatenation axis as seen by the reduction.
+    let seen = match &perm {
+        Some(p) => p.iter().position(|&a| a == axis)?,
+        None => axis,
+    };
+    if axes.contains(&seen) {
+        return None;
+    }
+    let out_axis = if keepdim {
+        seen
+    } else {
+        seen - axes.iter().filter(|&&a| a < seen).count()
+    };
+    let parts = g.operands(cat);
+    let mut ops = Vec::new();
+    let mut reduced = Vec::with_capacity(parts.len());
+    for &x in &parts {
+        let operand = match &perm {
+            Some(p) => {
+                ops.push((Op::Permute { perm: p.clone() }, vec![Ok(x)]));
+                Err(ops.len() - 1)
+            }
+            None => Ok(x),
+        };
+        ops.push((
+            Op::Reduce {
+                kind,
+                axes: axes.clone(),
+                keepdim,
+            },
+            vec![operand],
+        ));
+        reduced.push(Err(ops.len() - 1));
+    }
+    ops.push((Op::Concat { axis: out_axis }, reduced));
+    Some(Patch::Ops(r, ops))
+}
+
 fn broadcast_folding(g: &Graph, o: OpId) -> Option<Patch> {
     collapse_nested(g, o, |op| matches!(op, Op::Expand { .. }))
 }
@@ -357,6 +430,11 @@ pub const RULES: &[Rule] = &[
         name: "transpose_of_matmul",
         exact: true,
         apply: transpose_of_matmul,
+    },
+    Rule {
+        name: "reduce_of_concat",
+        exact: true,
+        apply: reduce_of_concat,
     },
     Rule {
         name: "broadcast_folding",
