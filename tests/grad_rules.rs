@@ -654,8 +654,9 @@ fn every_op_passes_gradcheck() {
     }
 }
 
-/// Second derivatives of the composites whose first derivative holds a value fixed
-/// (softmax, log_softmax: the row maximum) or routes through `where` (std's zero-variance
+/// Second derivatives of softmax (its own op, whose gradient rule is written in ops
+/// that have rules) and of the composites whose first derivative holds a value fixed
+/// (log_softmax: the row maximum) or routes through `where` (std's zero-variance
 /// guard, clamp), away from the points where they are not differentiable: the
 /// gradient, itself checked by central differences in f64.
 #[test]

@@ -1,7 +1,8 @@
 //! "No allocation per run after the first" (the compile issue's memory-planning
 //! requirement): a counting global allocator watches `run_in_place` once an
 //! executable has run, with Cranelift kernels, AVX-512 engine kernels (one and two
-//! axes, row and full reductions) and a matrix product. onde's own code allocates
+//! axes, row and full reductions), a matrix product, the native softmax and a column
+//! sum. onde's own code allocates
 //! nothing; the one exception is `matrixmultiply`, which allocates its packing buffer
 //! inside every `sgemm` call (`make_packing_buffer`, a library property): one
 //! allocation per library product per run, none when the product runs on the
@@ -153,5 +154,46 @@ fn convolution_runs_after_the_first_allocate_nothing() {
             exe.run_in_place(&feeds).unwrap();
         }
         assert_eq!(allocs() - before, 0, "at ISA level {isa}");
+    }
+}
+
+#[test]
+fn softmax_and_column_sums_allocate_nothing_after_the_first_run() {
+    // The native softmax (vectors, or the f64 definition at the baseline and for f64)
+    // and a plain column sum, one thread.
+    let src = r#"graph {
+  %0: f32[6,40,70] = input "x"
+  %1: f32[6,40,70] = softmax %0 axis=2
+  %2: f32[6,40,70] = softmax %0 axis=1
+  %3: f32[70] = reduce_sum %1 axes=[0,1] keepdim=false
+  %4: f64[6,40] = input "y"
+  %5: f64[6,40] = softmax %4 axis=1
+  outputs %2, %3, %5
+}"#;
+    let g = parse_graph(src).unwrap();
+    let x = Array::f32([6, 40, 70], data(6 * 40 * 70, 7)).unwrap();
+    let y = Array::f64(
+        [6, 40],
+        data(240, 3).iter().map(|&v| f64::from(v)).collect(),
+    )
+    .unwrap();
+    let feeds = [("x", &x), ("y", &y)];
+    for isa in IsaLevel::available() {
+        let opts = CompileOptions {
+            isa,
+            ..CompileOptions::default()
+        };
+        let mut exe = Executable::compile(&g, opts).unwrap();
+        exe.run_in_place(&feeds).unwrap();
+        let before = allocs();
+        for _ in 0..5 {
+            exe.run_in_place(&feeds).unwrap();
+        }
+        assert_eq!(
+            allocs() - before,
+            0,
+            "at ISA level {isa}\n{}",
+            exe.dump_fused()
+        );
     }
 }

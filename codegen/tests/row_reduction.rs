@@ -1,5 +1,5 @@
-//! Row reductions (the reduced axis innermost and contiguous: a softmax's row maximum
-//! and sum) at every width the vector loop handles: unrolled over four accumulators,
+//! Row reductions (the reduced axis innermost and contiguous: a log-softmax's row
+//! maximum and sum) at every width the vector loop handles: unrolled over four accumulators,
 //! then whole vectors, then a scalar tail. Max/min are exact (NaN propagates, `-0 <
 //! +0`), products and sums within f32 rounding of the f64 result; at every ISA level
 //! this CPU has.

@@ -1,6 +1,10 @@
-//! A uniform scale of a matrix product moves to its smaller operand:
-//! `(a @ b) · c → (a · c) @ b` (or `a @ (b · c)`), and `(a @ b) / c` likewise, for a
-//! uniform float constant `c` and a product read only by that scaling.
+//! A uniform scale of a matrix product moves to its smaller computed operand:
+//! `(a @ b) · c → (a · c) @ b` (or `a @ (b · c)`), and `c · (a @ b)` and `(a @ b) / c`
+//! likewise, for a uniform, finite, non-zero float constant `c` and a product read
+//! only by that scaling. Only an operand smaller than the product and computed by the
+//! graph is scaled: a fed input or parameter scaled at every run would become a
+//! temporary (a weight would lose its prepacked GEMM, and in a loop be rescaled every
+//! step).
 //!
 //! # Why
 //! Attention's scores are `q kᵀ / √d`: `[B, T, T]` values scaled once each, while `q`
@@ -53,10 +57,12 @@ fn matches(g: &Graph, o: OpId) -> Option<Found> {
             && !g.outputs().contains(&v)
     };
     let (x0, x1) = (*xs.first()?, *xs.get(1)?);
-    // `p · c`, `c · p` or `p / c`.
-    let (p, c) = if is_product(x0) && scalar_const(g, x1).is_some() {
+    // `p · c`, `c · p` or `p / c`, with a finite, non-zero scale: `0 · inf` or `inf · 0` inside the sums would give NaN
+    // where the scaled product has none (or the reverse).
+    let scale = |v: ValueId| scalar_const(g, v).is_some_and(|c| c.is_finite() && c != 0.0);
+    let (p, c) = if is_product(x0) && scale(x1) {
         (x0, x1)
-    } else if op == BinaryOp::Mul && is_product(x1) && scalar_const(g, x0).is_some() {
+    } else if op == BinaryOp::Mul && is_product(x1) && scale(x0) {
         (x1, x0)
     } else {
         return None;
@@ -70,9 +76,25 @@ fn matches(g: &Graph, o: OpId) -> Option<Found> {
     }
     let ab = g.operands(prod);
     let (a, b) = (*ab.first()?, *ab.get(1)?);
-    let (na, nb) = (g.value_type(a).shape.numel(), g.value_type(b).shape.numel());
-    let scale_a = na <= nb;
-    (na.min(nb) < rt.shape.numel()).then_some(Found {
+    // An operand is worth scaling when it is smaller than the product and computed (a
+    // graph input or parameter scaled every run would be a new temporary: a weight
+    // would lose its prepacked GEMM, and inside a loop be rescaled every step).
+    let fed = |v: ValueId| {
+        g.producer(v)
+            .is_some_and(|q| matches!(g.op(q).op, Op::Input { .. } | Op::Parameter { .. }))
+    };
+    let out = rt.shape.numel();
+    let candidate = |v: ValueId| {
+        let n = g.value_type(v).shape.numel();
+        (n < out && !fed(v)).then_some(n)
+    };
+    let scale_a = match (candidate(a), candidate(b)) {
+        (Some(na), Some(nb)) => na <= nb,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        (None, None) => return None,
+    };
+    Some(Found {
         a,
         b,
         scale_a,

@@ -253,28 +253,34 @@ impl Executable {
                 let inner: usize = odims[axis + 1..].iter().product();
                 let numel = oty.shape.numel();
                 let (src, isa) = (self.ptrs[x], self.isa);
-                // SAFETY: the operand and the output are distinct buffers (a copy step
-                // never runs in place) holding `numel` elements of the output's float
-                // dtype (softmax's typing rule: same type).
-                let r = unsafe {
-                    match oty.dtype {
-                        DType::F32 => crate::native::softmax::softmax_f32(
-                            isa,
-                            std::slice::from_raw_parts(src.cast::<f32>(), numel),
-                            std::slice::from_raw_parts_mut(dst.cast::<f32>(), numel),
-                            outer,
-                            n,
-                            inner,
-                        ),
-                        DType::F64 => crate::native::softmax::softmax_f64(
-                            std::slice::from_raw_parts(src.cast::<f64>(), numel),
-                            std::slice::from_raw_parts_mut(dst.cast::<f64>(), numel),
-                            outer,
-                            n,
-                            inner,
-                        ),
-                        DType::I64 | DType::Bool => Ok(()),
+                debug_assert!(
+                    src.cast_const() >= dst.wrapping_add(numel * es).cast_const()
+                        || dst.cast_const() >= src.wrapping_add(numel * es).cast_const(),
+                    "softmax operand and output overlap"
+                );
+                let r = match oty.dtype {
+                    DType::F32 => {
+                        self.softmax_lines(src.cast(), dst.cast(), (outer, n, inner), isa)
                     }
+                    DType::F64 => {
+                        let mut scratch = std::mem::take(&mut self.scratch64);
+                        // SAFETY: the operand and the output are distinct buffers (a copy
+                        // step never runs in place) holding `numel` f64 elements
+                        // (softmax's typing rule: same type).
+                        let r = unsafe {
+                            crate::native::softmax::softmax_f64_with(
+                                std::slice::from_raw_parts(src.cast::<f64>(), numel),
+                                std::slice::from_raw_parts_mut(dst.cast::<f64>(), numel),
+                                outer,
+                                n,
+                                inner,
+                                &mut scratch,
+                            )
+                        };
+                        self.scratch64 = scratch;
+                        r
+                    }
+                    DType::I64 | DType::Bool => Ok(()),
                 };
                 r.map_err(|e| RunError::Native(e.to_string()))?;
             }
@@ -446,5 +452,86 @@ unsafe fn copy_rows(
                 }
             }
         }
+    }
+}
+
+impl Executable {
+    /// f32 softmax of the `[outer, n, inner]` operand at `x` into `out` (distinct
+    /// buffers of `outer·n·inner` floats): on vectors, its lines are split across the
+    /// executor's threads when there are at least [`super::PARALLEL_MIN_ITERATIONS`]
+    /// elements (each line is computed whole by one thread: the same bits at any
+    /// thread count); the f64 fallback runs on this thread with the reused scratch.
+    fn softmax_lines(
+        &mut self,
+        x: *const f32,
+        out: *mut f32,
+        (outer, n, inner): (usize, usize, usize),
+        isa: crate::IsaLevel,
+    ) -> Result<(), crate::native::NativeError> {
+        use crate::native::softmax::{simd_at, softmax_f32_with};
+        let line = n * inner;
+        let numel = outer * line;
+        let threads = if simd_at(isa) && numel >= super::PARALLEL_MIN_ITERATIONS {
+            self.threads.min(outer).max(1)
+        } else {
+            1
+        };
+        if threads == 1 {
+            let mut scratch = std::mem::take(&mut self.scratch64);
+            // SAFETY: the caller's contract: distinct buffers of `numel` floats.
+            let r = unsafe {
+                softmax_f32_with(
+                    isa,
+                    std::slice::from_raw_parts(x, numel),
+                    std::slice::from_raw_parts_mut(out, numel),
+                    outer,
+                    n,
+                    inner,
+                    &mut scratch,
+                )
+            };
+            self.scratch64 = scratch;
+            return r;
+        }
+        let chunk = outer.div_ceil(threads);
+        let (xs, os) = (super::SendPtr(x.cast_mut()), super::SendPtr(out));
+        let share = move |t: usize| {
+            let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(outer));
+            if lo >= hi {
+                return;
+            }
+            let len = (hi - lo) * line;
+            // SAFETY: lines [lo, hi) of each buffer (inside `numel`); shares write
+            // disjoint lines of the output and only read the operand. The vector path
+            // never uses the (empty) scratch, so nothing is allocated.
+            let r = unsafe {
+                softmax_f32_with(
+                    isa,
+                    std::slice::from_raw_parts(xs.get().add(lo * line).cast_const(), len),
+                    std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
+                    hi - lo,
+                    n,
+                    inner,
+                    &mut Vec::new(),
+                )
+            };
+            // The lengths were checked for the whole operand: a share cannot fail.
+            debug_assert!(r.is_ok());
+        };
+        match crate::pool::pool() {
+            Some(pool) => pool.in_place_scope(|scope| {
+                for t in 1..threads {
+                    scope.spawn(move |_| share(t));
+                }
+                share(0);
+            }),
+            None => std::thread::scope(|scope| {
+                for t in 1..threads {
+                    scope.spawn(move || share(t));
+                }
+                share(0);
+            }),
+        }
+        Ok(())
     }
 }

@@ -175,9 +175,12 @@ impl KernelCode {
             // SAFETY: forwarded; `engine::compile` only returns programs of a width
             // this CPU has.
             KernelCode::Engine(p) => unsafe { p.call(table, lo, hi, partial) },
-            // SAFETY: forwarded; `column::compile` only returns sums of a width this
-            // CPU has, for kernels run as one share (`[lo, hi)` is the whole range).
-            KernelCode::ColumnSum(c) => unsafe { c.call(table) },
+            KernelCode::ColumnSum(c) => {
+                debug_assert!(lo == 0 && partial.is_null(), "a column sum is one share");
+                // SAFETY: forwarded; `column::compile` only returns sums of a width this
+                // CPU has, for kernels run as one share (`[lo, hi)` is the whole range).
+                unsafe { c.call(table) }
+            }
         }
     }
 }

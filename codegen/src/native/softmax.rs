@@ -70,6 +70,30 @@ pub fn softmax_f32(
     n: usize,
     inner: usize,
 ) -> Result<(), NativeError> {
+    softmax_f32_with(isa, x, out, outer, n, inner, &mut Vec::new())
+}
+
+/// Whether [`softmax_f32_with`] at `isa` runs on vectors (and never touches its
+/// scratch): the executor splits those runs across threads.
+pub fn simd_at(isa: IsaLevel) -> bool {
+    Width::for_level(isa).is_some()
+}
+
+/// [`softmax_f32`] with the scratch the f64 path needs (`n` values, grown once and
+/// reused: no allocation per call once it is large enough; the vector paths do not
+/// use it).
+///
+/// # Errors
+/// As [`softmax_f32`].
+pub fn softmax_f32_with(
+    isa: IsaLevel,
+    x: &[f32],
+    out: &mut [f32],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    scratch: &mut Vec<f64>,
+) -> Result<(), NativeError> {
     check(x.len(), out.len(), outer, n, inner)?;
     if x.is_empty() {
         return Ok(());
@@ -82,7 +106,7 @@ pub fn softmax_f32(
         Some(Width::X16) => unsafe { lines_x16(args) },
         // SAFETY: as above.
         Some(Width::X8) => unsafe { lines_x8(args) },
-        None => reference(x, out, outer, n, inner, f64::from, |v| v as f32),
+        None => reference(x, out, (outer, n, inner), scratch, f64::from, |v| v as f32),
     }
     Ok(())
 }
@@ -98,23 +122,39 @@ pub fn softmax_f64(
     n: usize,
     inner: usize,
 ) -> Result<(), NativeError> {
+    softmax_f64_with(x, out, outer, n, inner, &mut Vec::new())
+}
+
+/// [`softmax_f64`] with its scratch (`n` values, grown once and reused).
+///
+/// # Errors
+/// As [`softmax_f64`].
+pub fn softmax_f64_with(
+    x: &[f64],
+    out: &mut [f64],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    scratch: &mut Vec<f64>,
+) -> Result<(), NativeError> {
     check(x.len(), out.len(), outer, n, inner)?;
-    reference(x, out, outer, n, inner, |v| v, |v| v);
+    reference(x, out, (outer, n, inner), scratch, |v| v, |v| v);
     Ok(())
 }
 
 /// The interpreter's definition: per line, the NaN-propagating maximum, then
-/// `exp(x - m)` and their sum in f64, each result rounded once.
+/// `exp(x - m)` and their sum in f64, each result rounded once. `e` is the line's
+/// scratch.
 fn reference<T: Copy>(
     x: &[T],
     out: &mut [T],
-    outer: usize,
-    n: usize,
-    inner: usize,
+    (outer, n, inner): (usize, usize, usize),
+    e: &mut Vec<f64>,
     wide: impl Fn(T) -> f64,
     narrow: impl Fn(f64) -> T,
 ) {
-    let mut e = vec![0.0f64; n];
+    e.clear();
+    e.resize(n, 0.0);
     for o in 0..outer {
         for i in 0..inner {
             let at = |k: usize| (o * n + k) * inner + i;

@@ -13,7 +13,8 @@
 //! the reduction loop (`sum(x·x)` is one pass over memory). Matrix products and
 //! convolutions are [`Step::MatMul`]/[`Step::Conv`] on library kernels (matmul reads
 //! transposed and broadcast operands through strides, with no copy). Concat, pad,
-//! gather, scatter_add, argmax/argmin and random run natively as [`Step::Copy`] loops;
+//! gather, scatter_add, argmax/argmin, random and softmax run natively as
+//! [`Step::Copy`] loops;
 //! a scan is a [`Step::Scan`] loop over its compiled body; integer `pow` is an
 //! elementwise kernel op (a square-and-multiply loop in the element's code). What is
 //! left (bool argmax or scatter) runs as [`Step::Host`] steps evaluated by the

@@ -81,7 +81,7 @@
 //! | `slice` | `axes=[0:5:1, 0:10:2]` (start:stop:step per axis) |
 //! | `pad` | `pads=[(1,2), (0,0)] value=0.0` (the fill as an f64, from `value_bits`) |
 //! | `unfold` | `axis=2 size=9 step=1 dilation=1` |
-//! | `concat`, `gather` | `axis=0` |
+//! | `concat`, `gather`, `softmax` | `axis=0` |
 //! | `conv` | `stride=[1] padding=[(2,2)] dilation=[1] groups=1` |
 //! | `random` | `dist=uniform dtype=f32 shape=[3,4]` |
 //! | `scan` | `carry=1 xs=1 length=10 axis=0 reverse=false`, then the body in `{ … }` |

@@ -25,8 +25,9 @@ impl Tensor {
 
     /// `exp(x) / Σ exp(x)` along `dim` (`F.softmax(x, dim)`), one IR op
     /// ([`onde_ir::Op::Softmax`]): computed as PyTorch does, `e = exp(x - m)` with `m`
-    /// the row maximum, then `e · (1/Σe)`: no overflow, and full relative precision for
-    /// large logits (`exp(x - logsumexp)` loses it). A row holding NaN or `+inf`, or only
+    /// the row maximum, then `e / Σe` (the f32 vector code, like PyTorch's CPU kernel,
+    /// multiplies by `1/Σe`): no overflow, and full relative precision for large logits
+    /// (`exp(x - logsumexp)` loses it). A row holding NaN or `+inf`, or only
     /// `-inf`, is NaN, as in PyTorch. Integer inputs compute in f32; a 0-d tensor
     /// (`dim` 0 or -1) is 1.
     #[track_caller]

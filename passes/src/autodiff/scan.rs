@@ -329,7 +329,10 @@ fn save_candidates(body: &Graph, nc: usize) -> Vec<ValueId> {
         }
         let op = &body.op(o).op;
         let contraction = op.class() == onde_ir::OpClass::Contraction;
-        let costly = contraction || matches!(op, Op::Unary(u) if u.is_transcendental());
+        // A softmax holds its exponentials (the normalisation class).
+        let costly = contraction
+            || op.class() == onde_ir::OpClass::Normalization
+            || matches!(op, Op::Unary(u) if u.is_transcendental());
         if costly && saveable(rs[0]) {
             out.push(rs[0]);
             if contraction {

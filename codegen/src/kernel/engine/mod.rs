@@ -30,7 +30,7 @@
 //!   (stride 0) for every load and contiguous for every store, and at least
 //!   [`MIN_INNER`] long;
 //! - no reduction, or a reduction whose reduced axes include the innermost one
-//!   (full reductions, and row reductions such as a softmax's sums);
+//!   (full reductions, and row reductions such as a log-softmax's sums);
 //! - the kernel computes at least one transcendental function ([`UnaryOp::Exp`],
 //!   `Log`, `Tanh`, `Sigmoid`, `Sin`, `Cos`). Other kernels keep their register-resident Cranelift
 //!   loop, which is faster when the work per element is a few arithmetic ops (W1's
