@@ -55,6 +55,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Allocations made by 5 runs of `exe`, after a first run.
+fn steady_allocs(exe: &mut Executable, feeds: &[(&str, &Array)]) -> usize {
+    exe.run_in_place(feeds).unwrap();
+    let before = allocs();
+    for _ in 0..5 {
+        exe.run_in_place(feeds).unwrap();
+    }
+    allocs() - before
+}
+
 fn data(n: usize, s: usize) -> Vec<f32> {
     (0..n)
         .map(|i| ((i * s % 101) as f32 - 50.0) * 0.02)
@@ -92,12 +102,7 @@ fn runs_after_the_first_allocate_nothing() {
             ..CompileOptions::default()
         };
         let mut exe = Executable::compile(&g, opts).unwrap();
-        exe.run_in_place(&feeds).unwrap();
-        let before = allocs();
-        for _ in 0..5 {
-            exe.run_in_place(&feeds).unwrap();
-        }
-        let plain = allocs() - before;
+        let plain = steady_allocs(&mut exe, &feeds);
         exe.run_in_place_versioned(&feeds, 1, &["w"]).unwrap();
         let before = allocs();
         for _ in 0..5 {
@@ -148,12 +153,7 @@ fn convolution_runs_after_the_first_allocate_nothing() {
             "{}",
             exe.dump_fused()
         );
-        exe.run_in_place(&feeds).unwrap();
-        let before = allocs();
-        for _ in 0..5 {
-            exe.run_in_place(&feeds).unwrap();
-        }
-        assert_eq!(allocs() - before, 0, "at ISA level {isa}");
+        assert_eq!(steady_allocs(&mut exe, &feeds), 0, "at ISA level {isa}");
     }
 }
 
@@ -184,16 +184,7 @@ fn softmax_and_column_sums_allocate_nothing_after_the_first_run() {
             ..CompileOptions::default()
         };
         let mut exe = Executable::compile(&g, opts).unwrap();
-        exe.run_in_place(&feeds).unwrap();
-        let before = allocs();
-        for _ in 0..5 {
-            exe.run_in_place(&feeds).unwrap();
-        }
-        assert_eq!(
-            allocs() - before,
-            0,
-            "at ISA level {isa}\n{}",
-            exe.dump_fused()
-        );
+        let n = steady_allocs(&mut exe, &feeds);
+        assert_eq!(n, 0, "at ISA level {isa}\n{}", exe.dump_fused());
     }
 }

@@ -18,20 +18,13 @@
 //!
 //! [`FactorSums`]: crate::FactorSums
 
-use crate::emit::Emit;
+use crate::emit::rewrite_each;
 use crate::pass::{Pass, PassError};
 use onde_ir::{Graph, Op, OpId, ReduceKind, Shape, ValueId};
 
 /// The pass (see the module doc).
 #[derive(Debug, Default)]
 pub struct ConvSums;
-
-fn fail(e: impl std::fmt::Display) -> PassError {
-    PassError::Failed {
-        pass: "conv_sums",
-        message: e.to_string(),
-    }
-}
 
 /// A sum to rewrite: the conv's input and weight, its parameters, the summed axes.
 struct Found {
@@ -86,30 +79,15 @@ impl Pass for ConvSums {
     }
 
     fn run(&mut self, g: &mut Graph) -> Result<bool, PassError> {
-        let found: Vec<(OpId, Found)> = g
-            .op_ids()
-            .into_iter()
-            .filter_map(|o| matches(g, o).map(|f| (o, f)))
-            .collect();
-        for (o, f) in &found {
-            let old = g.results(*o)[0];
-            let shape: Shape = g.value_type(old).shape.clone();
-            let loc = g.op(*o).loc.clone();
-            let mut e = Emit::new(g);
-            e.loc = loc;
-            e.rule = "conv_sums".into();
+        rewrite_each(g, "conv_sums", matches, |e, old, f| {
+            let shape: Shape = e.shape(old);
             let rank = e.shape(f.x).rank();
-            let xs = e.sum(f.x, positions(rank), true).map_err(fail)?;
-            let mut c = e.op(Op::Conv(f.params.clone()), &[xs, f.w]).map_err(fail)?;
+            let xs = e.sum(f.x, positions(rank), true)?;
+            let mut c = e.op(Op::Conv(f.params.clone()), &[xs, f.w])?;
             if f.axes.contains(&1) {
-                c = e.sum(c, vec![1], true).map_err(fail)?;
+                c = e.sum(c, vec![1], true)?;
             }
-            let r = e.reshape(c, shape).map_err(fail)?;
-            g.replace_all_uses(old, r);
-        }
-        if !found.is_empty() {
-            crate::dce::dce(g);
-        }
-        Ok(!found.is_empty())
+            e.reshape(c, shape)
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! [`Emit`]: a small op-building helper for passes that add IR (autodiff rules).
 //! Every op is type-checked as it is added; a failure names the rule that emitted it.
+//! [`rewrite_each`]: the loop of a pass that replaces each matched op's result.
 
 use onde_ir::{
     Array, BinaryOp, CmpOp, DType, Graph, Op, ReduceKind, Shape, SliceAxis, SourceLoc, TensorType,
@@ -276,4 +277,38 @@ impl<'a> Emit<'a> {
     pub fn matmul(&mut self, a: ValueId, b: ValueId) -> R {
         self.op(Op::MatMul, &[a, b])
     }
+}
+
+/// Replaces the result of every op that `find` matches (matched on the graph as it is
+/// before any replacement): `build` emits the new value from the match, with an
+/// emitter at the op's source location tagged `rule`; uses of the old result move to
+/// it, and ops left dead are removed. Returns whether anything was replaced; an
+/// emitting error is reported as the pass `rule` failing.
+pub(crate) fn rewrite_each<M>(
+    g: &mut Graph,
+    rule: &'static str,
+    find: impl Fn(&Graph, onde_ir::OpId) -> Option<M>,
+    build: impl Fn(&mut Emit<'_>, ValueId, &M) -> R,
+) -> Result<bool, crate::pass::PassError> {
+    let found: Vec<(onde_ir::OpId, M)> = g
+        .op_ids()
+        .into_iter()
+        .filter_map(|o| find(g, o).map(|m| (o, m)))
+        .collect();
+    for (o, m) in &found {
+        let old = g.results(*o)[0];
+        let loc = g.op(*o).loc.clone();
+        let mut e = Emit::new(g);
+        e.loc = loc;
+        e.rule = rule.into();
+        let new = build(&mut e, old, m).map_err(|err| crate::pass::PassError::Failed {
+            pass: rule,
+            message: err.to_string(),
+        })?;
+        g.replace_all_uses(old, new);
+    }
+    if !found.is_empty() {
+        crate::dce::dce(g);
+    }
+    Ok(!found.is_empty())
 }

@@ -18,7 +18,7 @@
 //! otherwise the scaling is reassociated into the sums. So the pass is in
 //! [`crate::optimizer`], not in [`crate::exact_optimizer`].
 
-use crate::emit::Emit;
+use crate::emit::rewrite_each;
 use crate::pass::{Pass, PassError};
 use crate::simplify::scalar_const;
 use onde_ir::{BinaryOp, Graph, Op, OpId, ValueId};
@@ -26,13 +26,6 @@ use onde_ir::{BinaryOp, Graph, Op, OpId, ValueId};
 /// The pass (see the module doc).
 #[derive(Debug, Default)]
 pub struct ScaleMatMul;
-
-fn fail(e: impl std::fmt::Display) -> PassError {
-    PassError::Failed {
-        pass: "scale_matmul",
-        message: e.to_string(),
-    }
-}
 
 /// A scaling to rewrite: the product's operands, which one to scale, the op and the
 /// constant operand.
@@ -109,29 +102,14 @@ impl Pass for ScaleMatMul {
     }
 
     fn run(&mut self, g: &mut Graph) -> Result<bool, PassError> {
-        let found: Vec<(OpId, Found)> = g
-            .op_ids()
-            .into_iter()
-            .filter_map(|o| matches(g, o).map(|f| (o, f)))
-            .collect();
-        for (o, f) in &found {
-            let old = g.results(*o)[0];
-            let loc = g.op(*o).loc.clone();
-            let mut e = Emit::new(g);
-            e.loc = loc;
-            e.rule = "scale_matmul".into();
-            let c = e.reshape(f.c, onde_ir::Shape::scalar()).map_err(fail)?;
+        rewrite_each(g, "scale_matmul", matches, |e, _, f| {
+            let c = e.reshape(f.c, onde_ir::Shape::scalar())?;
             let (a, b) = if f.scale_a {
-                (e.binary(f.op, f.a, c).map_err(fail)?, f.b)
+                (e.binary(f.op, f.a, c)?, f.b)
             } else {
-                (f.a, e.binary(f.op, f.b, c).map_err(fail)?)
+                (f.a, e.binary(f.op, f.b, c)?)
             };
-            let r = e.matmul(a, b).map_err(fail)?;
-            g.replace_all_uses(old, r);
-        }
-        if !found.is_empty() {
-            crate::dce::dce(g);
-        }
-        Ok(!found.is_empty())
+            e.matmul(a, b)
+        })
     }
 }

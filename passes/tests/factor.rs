@@ -2,34 +2,13 @@
 //! core become one, centred values sum to zero, splits never add a pass over the data,
 //! and the optimised graph computes the same values (up to reassociation).
 
-use onde_ir::{parse_graph, print_graph, Array, BinaryOp, DType, Graph, Op, TensorType};
+mod common;
+
+use common::{assert_same, feeds, optimised};
+use onde_ir::{print_graph, Array, BinaryOp, DType, Graph, Op, TensorType};
 use onde_ir::{ReduceKind, UnaryOp, ValueId};
 use onde_passes::{optimizer, FactorSums, Pass};
 use proptest::prelude::*;
-use std::collections::HashMap;
-
-fn data(n: usize, seed: usize) -> Vec<f64> {
-    (0..n)
-        .map(|i| ((i * 7919 + seed * 104_729) % 1009) as f64 / 1009.0 - 0.37)
-        .collect()
-}
-
-fn feeds(g: &Graph) -> HashMap<String, Array> {
-    g.op_ids()
-        .into_iter()
-        .filter_map(|o| {
-            let Op::Input { name, ty } = &g.op(o).op else {
-                return None;
-            };
-            let n = ty.shape.numel();
-            let seed = name.len() + name.bytes().map(usize::from).sum::<usize>();
-            Some((
-                name.clone(),
-                Array::f64(ty.shape.clone(), data(n, seed)).unwrap(),
-            ))
-        })
-        .collect()
-}
 
 /// Sums over the whole `[2, 3, 4]` data (one pass over memory each).
 fn full_sums(g: &Graph) -> usize {
@@ -45,25 +24,6 @@ fn full_sums(g: &Graph) -> usize {
             ) && g.value_type(g.operands(o)[0]).shape.numel() > 12
         })
         .count()
-}
-
-fn optimised(src: &str) -> (Graph, Graph) {
-    let g = parse_graph(src).unwrap();
-    let mut o = g.clone();
-    optimizer().run(&mut o).unwrap();
-    (g, o)
-}
-
-fn assert_same(a: &Graph, b: &Graph) {
-    let f = feeds(a);
-    let x = onde_runtime::run(a, &f).unwrap();
-    let y = onde_runtime::run(b, &f).unwrap();
-    for (p, q) in x.iter().zip(&y) {
-        assert_eq!(p.shape(), q.shape());
-        for (u, v) in p.to_f64_vec().iter().zip(q.to_f64_vec()) {
-            assert!((u - v).abs() <= 1e-12 * (1.0 + u.abs()), "{u} vs {v}");
-        }
-    }
 }
 
 const HEAD: &str = r#"  %0: f64[2,3,4] = input "x"

@@ -3,45 +3,10 @@
 //! after); products read elsewhere, non-uniform, zero or infinite scales and fed
 //! operands are left alone; the exact pipeline never does it.
 
-use onde_ir::{parse_graph, print_graph, Array, BinaryOp, Graph, Op};
-use onde_passes::optimizer;
-use std::collections::HashMap;
+mod common;
 
-fn feeds(g: &Graph) -> HashMap<String, Array> {
-    g.op_ids()
-        .into_iter()
-        .filter_map(|o| {
-            let Op::Input { name, ty } = &g.op(o).op else {
-                return None;
-            };
-            let n = ty.shape.numel();
-            let seed = name.bytes().map(usize::from).sum::<usize>();
-            let v = (0..n)
-                .map(|i| ((i * 7919 + seed * 104_729) % 1009) as f64 / 1009.0 - 0.37)
-                .collect();
-            Some((name.clone(), Array::f64(ty.shape.clone(), v).unwrap()))
-        })
-        .collect()
-}
-
-fn optimised(src: &str) -> (Graph, Graph) {
-    let g = parse_graph(src).unwrap();
-    let mut o = g.clone();
-    optimizer().run(&mut o).unwrap();
-    (g, o)
-}
-
-fn assert_same(a: &Graph, b: &Graph) {
-    let f = feeds(a);
-    let x = onde_runtime::run(a, &f).unwrap();
-    let y = onde_runtime::run(b, &f).unwrap();
-    for (p, q) in x.iter().zip(&y) {
-        assert_eq!(p.shape(), q.shape());
-        for (u, v) in p.to_f64_vec().iter().zip(q.to_f64_vec()) {
-            assert!((u - v).abs() <= 1e-12 * (1.0 + u.abs()), "{u} vs {v}");
-        }
-    }
-}
+use common::{assert_same, feeds, optimised};
+use onde_ir::{parse_graph, print_graph, BinaryOp, Graph, Op};
 
 /// `q @ kᵀ` (`[2, 5, 3] @ [2, 3, 5]`) scaled by a constant with `op`, the product on
 /// side `left` (0: `p op c`, 1: `c op p`), and `extra` lines after it.

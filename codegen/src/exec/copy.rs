@@ -518,20 +518,7 @@ impl Executable {
             // The lengths were checked for the whole operand: a share cannot fail.
             debug_assert!(r.is_ok());
         };
-        match crate::pool::pool() {
-            Some(pool) => pool.in_place_scope(|scope| {
-                for t in 1..threads {
-                    scope.spawn(move |_| share(t));
-                }
-                share(0);
-            }),
-            None => std::thread::scope(|scope| {
-                for t in 1..threads {
-                    scope.spawn(move || share(t));
-                }
-                share(0);
-            }),
-        }
+        super::run_shares(threads, share);
         Ok(())
     }
 }

@@ -877,20 +877,7 @@ impl Executable {
             // share's own 8-byte slot (an empty share, `lo >= hi`, writes the identity).
             unsafe { code.call(table.get(), lo, hi, out) };
         };
-        match crate::pool::pool() {
-            Some(pool) => pool.in_place_scope(|scope| {
-                for t in 1..threads {
-                    scope.spawn(move |_| share(t));
-                }
-                share(0);
-            }),
-            None => std::thread::scope(|scope| {
-                for t in 1..threads {
-                    scope.spawn(move || share(t));
-                }
-                share(0);
-            }),
-        }
+        run_shares(threads, share);
         if reduced {
             // A kernel with sibling reductions is never split this way
             // (`clif::outer_extent`): one partial slot per share holds one value.
@@ -960,6 +947,25 @@ impl Executable {
 
 /// Kernels with fewer iterations run on one thread (spawning costs ~10 µs).
 pub const PARALLEL_MIN_ITERATIONS: usize = 1 << 16;
+
+/// Runs `share(t)` for every `t < threads` on the worker pool (or scoped threads
+/// without one), this thread taking share 0; returns when every share is done.
+fn run_shares(threads: usize, share: impl Fn(usize) + Send + Copy) {
+    match crate::pool::pool() {
+        Some(pool) => pool.in_place_scope(|scope| {
+            for t in 1..threads {
+                scope.spawn(move |_| share(t));
+            }
+            share(0);
+        }),
+        None => std::thread::scope(|scope| {
+            for t in 1..threads {
+                scope.spawn(move || share(t));
+            }
+            share(0);
+        }),
+    }
+}
 
 /// A raw pointer that may cross into the pool's workers during one kernel call.
 #[derive(Clone, Copy)]
