@@ -196,3 +196,29 @@ fn extreme_padding_is_an_error_not_a_panic() {
     assert!(x.pad([i64::MIN, 0], 0.0).check().is_err());
     assert!(x.pad([i64::MAX, i64::MAX], 0.0).check().is_err());
 }
+
+#[test]
+fn softmax_of_a_scalar_is_one_of_integers_f32_and_a_bad_dim_an_error() {
+    // torch.softmax(torch.tensor(3.), 0) == tensor(1.); softmax of an int64 tensor
+    // (F.softmax(x, 0, dtype=float32)) computes in f32; dim 2 of a [2, 3] tensor is
+    // "Dimension out of range (expected to be in range of [-2, 1], but got 2)".
+    let g = GraphBuilder::new();
+    let s = g
+        .constant(Array::f32(Vec::<usize>::new(), vec![3.0]).unwrap())
+        .softmax(-1);
+    let i = g.constant(Array::i64([2], vec![0, 2]).unwrap()).softmax(0);
+    assert_eq!(i.dtype(), DType::F32);
+    let out = g.run(&[&s, &i], &[]).unwrap();
+    assert_eq!(out[0].as_f32().unwrap(), &[1.0]);
+    let e = 2f32.exp();
+    let want = [1.0 / (1.0 + e), e / (1.0 + e)];
+    for (a, b) in out[1].as_f32().unwrap().iter().zip(want) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    let x = g.input("x", DType::F32, [2, 3]);
+    let err = x.softmax(2).check().unwrap_err().to_string();
+    assert!(
+        err.contains("softmax") && err.contains("dimension 2 out of range"),
+        "{err}"
+    );
+}
