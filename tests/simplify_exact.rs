@@ -94,7 +94,8 @@ fn feeds_for(g: &onde::ir::Graph) -> HashMap<String, Array> {
 #[test]
 fn reductions_of_a_concatenation_reduce_its_parts_bit_for_bit() {
     // A bidirectional layer's outputs [T, B, 2H] averaged over time (batch-first view):
-    // the concatenation is never built; also without the permute, over two axes, with
+    // the concatenation is never built; also without the permute, over two axes (with
+    // and without a permute, which moves the concatenation axis to the front), with
     // keepdim, and a maximum.
     let cases = [
         (
@@ -114,8 +115,20 @@ fn reductions_of_a_concatenation_reduce_its_parts_bit_for_bit() {
   %5: f32[5,1,6] = reduce_max %4 axes=[1] keepdim=true",
             true,
         ),
-        // Reducing over the concatenation axis, or two axes through a permute (another
-        // summation order): left alone.
+        (
+            "%3: f32[4,5,6] = concat %0, %1 axis=2
+  %4: f32[6,4,5] = permute %3 perm=[2,0,1]
+  %5: f32[6,5] = reduce_sum %4 axes=[1] keepdim=false",
+            true,
+        ),
+        (
+            "%3: f32[4,5,6] = concat %0, %1 axis=2
+  %4: f32[5,4,6] = permute %3 perm=[1,0,2]
+  %5: f32[6] = reduce_sum %4 axes=[0,1] keepdim=false",
+            true,
+        ),
+        // Reducing over the concatenation axis, or a concatenation read elsewhere too:
+        // left alone.
         (
             "%3: f32[4,5,6] = concat %0, %1 axis=2
   %5: f32[4,5] = reduce_sum %3 axes=[2] keepdim=false",
@@ -123,8 +136,10 @@ fn reductions_of_a_concatenation_reduce_its_parts_bit_for_bit() {
         ),
         (
             "%3: f32[4,5,6] = concat %0, %1 axis=2
-  %4: f32[5,4,6] = permute %3 perm=[1,0,2]
-  %5: f32[6] = reduce_sum %4 axes=[0,1] keepdim=false",
+  %6: f32[4,5,6] = exp %3
+  %7: f32[6] = reduce_sum %6 axes=[0,1] keepdim=false
+  %8: f32[6] = reduce_sum %3 axes=[0,1] keepdim=false
+  %5: f32[6] = add %7, %8",
             false,
         ),
     ];
@@ -151,4 +166,39 @@ fn reductions_of_a_concatenation_reduce_its_parts_bit_for_bit() {
         assert_eq!(got[0].shape(), want[0].shape(), "{body}");
         assert_eq!(bits(&got[0]), bits(&want[0]), "{body}");
     }
+}
+
+#[test]
+fn a_deep_chain_of_concatenations_is_reduced_in_one_round() {
+    // `out = cat([out, h_t], 0)` twenty times, then summed over the other axis: the
+    // whole tree of concatenations is taken apart at once (one level per round would
+    // exhaust the optimiser's 16 rounds), and the values are the same bits.
+    let n = 20;
+    let mut src = String::from("graph {\n");
+    for i in 0..=n {
+        src.push_str(&format!("  %{i}: f32[1,4] = input \"h{i}\"\n"));
+    }
+    let mut prev = 0;
+    for i in 1..=n {
+        let id = 100 + i;
+        src.push_str(&format!(
+            "  %{id}: f32[{},4] = concat %{prev}, %{i} axis=0\n",
+            i + 1
+        ));
+        prev = id;
+    }
+    src.push_str(&format!(
+        "  %200: f32[{}] = reduce_sum %{prev} axes=[1] keepdim=false\n  outputs %200\n}}",
+        n + 1
+    ));
+    let g = parse_graph(&src).unwrap();
+    let mut o = g.clone();
+    onde::passes::optimizer().run(&mut o).unwrap();
+    let printed = onde::ir::print_graph(&o);
+    assert!(!printed.contains(",4] = concat"), "{printed}");
+    let f = feeds_for(&g);
+    let want = onde::runtime::run(&g, &f).unwrap();
+    let got = onde::runtime::run(&o, &f).unwrap();
+    let bits = |a: &Array| -> Vec<u64> { a.to_f64_vec().iter().map(|v| v.to_bits()).collect() };
+    assert_eq!(bits(&got[0]), bits(&want[0]));
 }

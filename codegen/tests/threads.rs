@@ -56,3 +56,49 @@ fn one_and_two_threads_agree() {
         assert!((p - q).abs() <= 1e-5 * p.abs().max(1.0), "{p} vs {q}");
     }
 }
+
+/// Softmax lines split across threads (each line whole on one thread) and a column sum
+/// (always one share) give the bits of one thread, at every ISA level this CPU has:
+/// lines not a multiple of the thread count, fewer lines than threads, `inner > 1`.
+#[test]
+fn softmax_and_column_sums_are_the_same_bits_on_two_threads() {
+    let src = r#"graph {
+  %0: f32[301,257] = input "x"
+  %1: f32[301,257] = softmax %0 axis=1
+  %2: f32[1,77357] = reshape %0 shape=[1,77357]
+  %3: f32[1,77357] = softmax %2 axis=1
+  %4: f32[7,43,257] = reshape %0 shape=[7,43,257]
+  %5: f32[7,43,257] = softmax %4 axis=1
+  %6: f32[257] = reduce_sum %0 axes=[0] keepdim=false
+  outputs %1, %3, %5, %6
+}"#;
+    let g = parse_graph(src).unwrap();
+    let n = 301 * 257;
+    let x = Array::f32(
+        [301, 257],
+        (0..n)
+            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 0.004)
+            .collect(),
+    )
+    .unwrap();
+    for isa in onde_codegen::IsaLevel::available() {
+        let outs: Vec<Vec<Array>> = [1, 2]
+            .into_iter()
+            .map(|threads| {
+                let opts = CompileOptions {
+                    threads,
+                    isa,
+                    ..CompileOptions::default()
+                };
+                let mut exe = Executable::compile(&g, opts).unwrap();
+                exe.run(&[("x", &x)]).unwrap()
+            })
+            .collect();
+        for (k, (a, b)) in outs[0].iter().zip(&outs[1]).enumerate() {
+            let bits = |v: &Array| -> Vec<u32> {
+                v.as_f32().unwrap().iter().map(|f| f.to_bits()).collect()
+            };
+            assert_eq!(bits(a), bits(b), "{isa}: output {k}");
+        }
+    }
+}

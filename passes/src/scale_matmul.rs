@@ -72,9 +72,28 @@ fn matches(g: &Graph, o: OpId) -> Option<Found> {
     // An operand is worth scaling when it is smaller than the product and computed (a
     // graph input or parameter scaled every run would be a new temporary: a weight
     // would lose its prepacked GEMM, and inside a loop be rescaled every step).
-    let fed = |v: ValueId| {
-        g.producer(v)
-            .is_some_and(|q| matches!(g.op(q).op, Op::Input { .. } | Op::Parameter { .. }))
+    let fed = |mut v: ValueId| {
+        // Through views: a Linear layer's weight is read as `permute(W)`.
+        while let Some(q) = g.producer(v) {
+            let op = &g.op(q).op;
+            if matches!(op, Op::Input { .. } | Op::Parameter { .. }) {
+                return true;
+            }
+            let view = matches!(
+                op,
+                Op::Permute { .. }
+                    | Op::Reshape { .. }
+                    | Op::Expand { .. }
+                    | Op::Slice { .. }
+                    | Op::Cast { .. }
+                    | Op::Detach
+            );
+            if !view {
+                return false;
+            }
+            v = g.operands(q)[0];
+        }
+        false
     };
     let out = rt.shape.numel();
     let candidate = |v: ValueId| {

@@ -275,10 +275,13 @@ fn transpose_of_matmul(g: &Graph, o: OpId) -> Option<Patch> {
 
 /// `reduce(concat(x₁, …, xₙ))` over axes that do not include the concatenation axis →
 /// `concat(reduce(x₁), …, reduce(xₙ))`, also through a permute between the two
-/// (`reduce(permute(concat(…)))`, reducing one axis): each result element combines
-/// the same elements of one operand in the same order, so the bits are the same, and
-/// the concatenation copies the small results instead of the operands (a
-/// bidirectional RNN's outputs averaged over time: `[T, B, 2H]` never built).
+/// (`reduce(permute(concat(…)))`, each part permuted the same way): each result
+/// element combines the same elements of one operand in the same order, so the bits
+/// are the same, and the concatenation copies the small results instead of the
+/// operands (a bidirectional RNN's outputs averaged over time: `[T, B, 2H]` never
+/// built). Concatenations nested along the same axis (`out = cat([out, h])` in a
+/// loop), each read only there, are taken apart in the same firing: one level per
+/// fixpoint round would exhaust the optimiser's rounds.
 fn reduce_of_concat(g: &Graph, o: OpId) -> Option<Patch> {
     let (op, xs, r) = single(g, o)?;
     let Op::Reduce {
@@ -294,7 +297,7 @@ fn reduce_of_concat(g: &Graph, o: OpId) -> Option<Patch> {
     let mut perm = None;
     if let Some(p) = g.producer(src) {
         if let Op::Permute { perm: pp } = &g.op(p).op {
-            if axes.len() != 1 || !sole(src) {
+            if !sole(src) {
                 return None;
             }
             perm = Some(pp.clone());
@@ -321,7 +324,18 @@ fn reduce_of_concat(g: &Graph, o: OpId) -> Option<Patch> {
     } else {
         seen - axes.iter().filter(|&&a| a < seen).count()
     };
-    let parts = g.operands(cat);
+    // The leaves of the tree of concatenations along `axis` read only by their parent.
+    let mut parts = Vec::new();
+    let mut stack: Vec<ValueId> = g.operands(cat).into_iter().rev().collect();
+    while let Some(x) = stack.pop() {
+        let nested = g
+            .producer(x)
+            .filter(|&p| sole(x) && g.op(p).op == Op::Concat { axis });
+        match nested {
+            Some(p) => stack.extend(g.operands(p).into_iter().rev()),
+            None => parts.push(x),
+        }
+    }
     let mut ops = Vec::new();
     let mut reduced = Vec::with_capacity(parts.len());
     for &x in &parts {

@@ -149,13 +149,43 @@ fn more_cases_the_pass_must_refuse_or_take() {
     let src = graph_with(true, "%3: f64[] = constant f64[] [0.5]", "", "%4");
     let (_, o) = optimised(&src);
     assert_eq!(scaled_numel(&o), vec![50], "{}", print_graph(&o));
-    // A scaled product feeding another scaled product: both move.
+    // A scaled product feeding another scaled product `[2,5,5] @ [2,5,8]`: both move,
+    // the second onto the first product (50 < 80 elements), and from there onto `q`
+    // (30) in the next round: two scalings of `q`, none of a product.
     let src = graph_with(
         false,
         "%3: f64[] = constant f64[] [0.5]",
-        "  %5: f64[2,5,3] = matmul %4, %0\n  %6: f64[2,5,3] = mul %5, %3\n",
+        "  %12: f64[2,5,8] = input \"r0\"\n  %7: f64[2,5,8] = tanh %12\n  \
+         %5: f64[2,5,8] = matmul %4, %7\n  %6: f64[2,5,8] = mul %5, %3\n",
         "%6",
     );
-    let moved = scaled(&src);
-    assert!(!moved.contains(&50), "{moved:?}");
+    let mut moved = scaled(&src);
+    moved.sort_unstable();
+    assert_eq!(moved, vec![30, 30]);
+}
+
+#[test]
+fn a_weight_read_through_a_permute_is_not_scaled() {
+    // A Linear layer without bias, `tanh(x) @ Wᵀ`, scaled: `Wᵀ` (12 elements) is smaller
+    // than `tanh(x)` (18) but is a fed weight seen through a permute, so `tanh(x)` is
+    // scaled; with `x` fed too, nothing moves.
+    let src = |x: &str| {
+        format!(
+            r#"graph {{
+  %0: f64[6,3] = input "x"
+  %1: f64[4,3] = input "w"
+  %2: f64[6,3] = {x}
+  %3: f64[3,4] = permute %1 perm=[1,0]
+  %4: f64[6,4] = matmul %2, %3
+  %5: f64[] = constant f64[] [0.25]
+  %6: f64[6,4] = mul %4, %5
+  outputs %6
+}}"#
+        )
+    };
+    let (g, o) = optimised(&src("tanh %0"));
+    assert_eq!(scaled_numel(&o), vec![18], "{}", print_graph(&o));
+    assert_same(&g, &o);
+    let (_, o) = optimised(&src("reshape %0 shape=[6,3]"));
+    assert_eq!(scaled_numel(&o), vec![24], "{}", print_graph(&o));
 }

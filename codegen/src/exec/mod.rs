@@ -176,10 +176,14 @@ impl KernelCode {
             // this CPU has.
             KernelCode::Engine(p) => unsafe { p.call(table, lo, hi, partial) },
             KernelCode::ColumnSum(c) => {
+                // A column sum is one share (`clif::outer_extent` gives it extent 1):
+                // only the share starting at 0 computes it, so a split could not race.
                 debug_assert!(lo == 0 && partial.is_null(), "a column sum is one share");
-                // SAFETY: forwarded; `column::compile` only returns sums of a width this
-                // CPU has, for kernels run as one share (`[lo, hi)` is the whole range).
-                unsafe { c.call(table) }
+                if lo == 0 {
+                    // SAFETY: forwarded; `column::compile` only returns sums of a width
+                    // this CPU has.
+                    unsafe { c.call(table) }
+                }
             }
         }
     }
@@ -971,9 +975,10 @@ fn run_shares(threads: usize, share: impl Fn(usize) + Send + Copy) {
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
 
-// SAFETY: the pointee (the buffer table and partial slots) outlives the call: the scope
-// (pool or scoped threads) joins every share before `kernel` returns, and the kernels
-// only read the table and write disjoint memory.
+// SAFETY: the pointee (the buffer table and partial slots, or a softmax's operand and
+// output buffers) outlives the call: the scope (pool or scoped threads, `run_shares`)
+// joins every share before the step returns, and the shares only read the table and
+// the operands and write disjoint memory.
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: the buffer table, shared by a conv epilogue's closure across the
 // convolution's threads: it is only read, and the call joins them before returning.
