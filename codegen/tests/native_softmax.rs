@@ -46,7 +46,7 @@ fn check_f32(isa: IsaLevel, outer: usize, n: usize, inner: usize, x: &[f32]) {
     let arr = Array::f32(vec![outer, n, inner], x.to_vec()).unwrap();
     let want = reference(&arr);
     let mut got = vec![0f32; x.len()];
-    softmax_f32(isa, x, &mut got, outer, n, inner).unwrap();
+    softmax_f32(isa, x, &mut got, (outer, n, inner), &mut Vec::new()).unwrap();
     for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
         let g = f64::from(g);
         let ok = (g.is_nan() && w.is_nan()) || (g - w).abs() <= 2e-6 * w.abs() + 1e-30;
@@ -98,7 +98,7 @@ fn nan_and_infinities_follow_pytorch_at_every_level() {
                 for inner in [1, 2, 16, 17] {
                     let xs: Vec<f32> = x.iter().flat_map(|&v| vec![v; inner]).collect();
                     let mut out = vec![0f32; xs.len()];
-                    softmax_f32(isa, &xs, &mut out, 1, n, inner).unwrap();
+                    softmax_f32(isa, &xs, &mut out, (1, n, inner), &mut Vec::new()).unwrap();
                     assert!(
                         out.iter().all(|v| v.is_nan()),
                         "{isa:?} n={n} pos={pos} {v}"
@@ -108,7 +108,7 @@ fn nan_and_infinities_follow_pytorch_at_every_level() {
             for inner in [1, 16, 17] {
                 let all_ninf = vec![ninf; n * inner];
                 let mut out = vec![0f32; n * inner];
-                softmax_f32(isa, &all_ninf, &mut out, 1, n, inner).unwrap();
+                softmax_f32(isa, &all_ninf, &mut out, (1, n, inner), &mut Vec::new()).unwrap();
                 assert!(out.iter().all(|v| v.is_nan()), "{isa:?} n={n} all -inf");
             }
             let mut x: Vec<f32> = values(n, 5, 2.0).into_iter().map(|v| v as f32).collect();
@@ -116,7 +116,7 @@ fn nan_and_infinities_follow_pytorch_at_every_level() {
             x[0] = ninf;
             check_f32(isa, 1, n, 1, &x);
             let mut out = vec![1f32; n];
-            softmax_f32(isa, &x, &mut out, 1, n, 1).unwrap();
+            softmax_f32(isa, &x, &mut out, (1, n, 1), &mut Vec::new()).unwrap();
             assert_eq!((out[0], out[n - 1]), (0.0, 0.0));
         }
     }
@@ -128,7 +128,7 @@ fn f64_lines_are_the_interpreter_bit_for_bit() {
     let arr = Array::f64(vec![2, 5, 3], x.clone()).unwrap();
     let want = reference(&arr);
     let mut got = vec![0f64; x.len()];
-    softmax_f64(&x, &mut got, 2, 5, 3).unwrap();
+    softmax_f64(&x, &mut got, (2, 5, 3), &mut Vec::new()).unwrap();
     assert_eq!(got, want);
 }
 
@@ -136,7 +136,7 @@ fn f64_lines_are_the_interpreter_bit_for_bit() {
 fn wrong_lengths_are_errors_not_panics() {
     let x = vec![0f32; 12];
     let mut out = vec![0f32; 11];
-    let e = softmax_f32(IsaLevel::detect(), &x, &mut out, 2, 3, 2).unwrap_err();
+    let e = softmax_f32(IsaLevel::detect(), &x, &mut out, (2, 3, 2), &mut Vec::new()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -149,8 +149,15 @@ fn wrong_lengths_are_errors_not_panics() {
         ),
         "{e}"
     );
-    let e = softmax_f64(&[0.0; 5], &mut [0.0; 6], 2, 3, 1).unwrap_err();
+    let e = softmax_f64(&[0.0; 5], &mut [0.0; 6], (2, 3, 1), &mut Vec::new()).unwrap_err();
     assert!(matches!(e, NativeError::Length { operand: "x", .. }), "{e}");
-    let e = softmax_f32(IsaLevel::detect(), &[], &mut [], usize::MAX, 2, 2).unwrap_err();
+    let e = softmax_f32(
+        IsaLevel::detect(),
+        &[],
+        &mut [],
+        (usize::MAX, 2, 2),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("overflows"), "{e}");
 }

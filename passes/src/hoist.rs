@@ -337,11 +337,7 @@ fn invariant_xs(g: &mut Graph, o: OpId) -> Result<Option<OpId>, PassError> {
     let mut e = Emit::new(g);
     e.loc = loc.clone();
     e.rule = "hoist_scan".into();
-    let first_step = SliceAxis {
-        start: 0,
-        stop: 1,
-        step: 1,
-    };
+    let first_step = SliceAxis::range(0, 1);
     let mut first = Vec::with_capacity(same.len());
     for &k in &same {
         let v = operands[nc + k];

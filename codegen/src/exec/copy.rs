@@ -2,6 +2,7 @@
 //! argmax/argmin, random numbers and softmax, without JIT code or the interpreter.
 
 use super::{elem_size, Executable, RunError};
+use crate::kernel::engine::Width;
 use crate::plan;
 use crate::plan::BufId;
 use onde_ir::DType;
@@ -247,42 +248,19 @@ impl Executable {
                 }
             }
             plan::CopyOp::Softmax { axis } => {
-                let x = args[0];
-                let n = odims[*axis];
-                let outer: usize = odims[..*axis].iter().product();
-                let inner: usize = odims[axis + 1..].iter().product();
-                let numel = oty.shape.numel();
-                let (src, isa) = (self.ptrs[x], self.isa);
+                let lines = (
+                    odims[..*axis].iter().product(),
+                    odims[*axis],
+                    odims[axis + 1..].iter().product(),
+                );
+                let (src, numel) = (self.ptrs[args[0]], oty.shape.numel());
                 debug_assert!(
                     src.cast_const() >= dst.wrapping_add(numel * es).cast_const()
                         || dst.cast_const() >= src.wrapping_add(numel * es).cast_const(),
                     "softmax operand and output overlap"
                 );
-                let r = match oty.dtype {
-                    DType::F32 => {
-                        self.softmax_lines(src.cast(), dst.cast(), (outer, n, inner), isa)
-                    }
-                    DType::F64 => {
-                        let mut scratch = std::mem::take(&mut self.scratch64);
-                        // SAFETY: the operand and the output are distinct buffers (a copy
-                        // step never runs in place) holding `numel` f64 elements
-                        // (softmax's typing rule: same type).
-                        let r = unsafe {
-                            crate::native::softmax::softmax_f64_with(
-                                std::slice::from_raw_parts(src.cast::<f64>(), numel),
-                                std::slice::from_raw_parts_mut(dst.cast::<f64>(), numel),
-                                outer,
-                                n,
-                                inner,
-                                &mut scratch,
-                            )
-                        };
-                        self.scratch64 = scratch;
-                        r
-                    }
-                    DType::I64 | DType::Bool => Ok(()),
-                };
-                r.map_err(|e| RunError::Native(e.to_string()))?;
+                self.softmax(oty.dtype, src.cast_const(), dst, lines)
+                    .map_err(|e| RunError::Native(e.to_string()))?;
             }
             plan::CopyOp::Pad { pads, value } => {
                 // The fill value's bytes, on the stack.
@@ -456,69 +434,77 @@ unsafe fn copy_rows(
 }
 
 impl Executable {
-    /// f32 softmax of the `[outer, n, inner]` operand at `x` into `out` (distinct
-    /// buffers of `outer·n·inner` floats): on vectors, its lines are split across the
-    /// executor's threads when there are at least [`super::PARALLEL_MIN_ITERATIONS`]
-    /// elements (each line is computed whole by one thread: the same bits at any
-    /// thread count); the f64 fallback runs on this thread with the reused scratch.
-    fn softmax_lines(
+    /// Softmax of the `lines` operand at `x` into `out` (distinct buffers of
+    /// `outer·n·inner` elements of `dtype`). On vectors (f32 at AVX2 or AVX-512) the
+    /// lines are split across the executor's threads (each line whole on one thread:
+    /// the same bits at any thread count); the interpreter's definition (f64, or no
+    /// vectors) runs on this thread with the reused scratch.
+    fn softmax(
         &mut self,
-        x: *const f32,
-        out: *mut f32,
-        (outer, n, inner): (usize, usize, usize),
-        isa: crate::IsaLevel,
+        dtype: DType,
+        x: *const u8,
+        out: *mut u8,
+        lines: crate::native::softmax::Lines,
     ) -> Result<(), crate::native::NativeError> {
-        use crate::native::softmax::{simd_at, softmax_f32_with};
-        let line = n * inner;
-        let numel = outer * line;
-        let threads = if simd_at(isa) && numel >= super::PARALLEL_MIN_ITERATIONS {
-            self.threads.min(outer).max(1)
+        use crate::native::softmax::{softmax_f32, softmax_f64};
+        let (outer, n, inner) = lines;
+        let (line, isa) = (n * inner, self.isa);
+        let vectors = dtype == DType::F32 && Width::for_level(isa).is_some();
+        let threads = if vectors {
+            self.share_count(outer * line, outer)
         } else {
             1
         };
-        if threads == 1 {
-            let mut scratch = std::mem::take(&mut self.scratch64);
-            // SAFETY: the caller's contract: distinct buffers of `numel` floats.
-            let r = unsafe {
-                softmax_f32_with(
-                    isa,
-                    std::slice::from_raw_parts(x, numel),
-                    std::slice::from_raw_parts_mut(out, numel),
-                    outer,
-                    n,
-                    inner,
-                    &mut scratch,
-                )
-            };
-            self.scratch64 = scratch;
-            return r;
+        if threads > 1 {
+            let (xs, os) = (
+                super::SendPtr(x.cast_mut().cast::<f32>()),
+                super::SendPtr(out.cast::<f32>()),
+            );
+            super::run_shares(threads, outer, move |_, lo, hi| {
+                if lo >= hi {
+                    return;
+                }
+                let len = (hi - lo) * line;
+                // SAFETY: lines [lo, hi) of each buffer (inside `outer·line`, the
+                // caller's contract); shares write disjoint lines of the output and only
+                // read the operand. The vector path never uses the (empty) scratch.
+                let r = unsafe {
+                    softmax_f32(
+                        isa,
+                        std::slice::from_raw_parts(xs.get().add(lo * line).cast_const(), len),
+                        std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
+                        (hi - lo, n, inner),
+                        &mut Vec::new(),
+                    )
+                };
+                // The lengths were checked for the whole operand: a share cannot fail.
+                debug_assert!(r.is_ok());
+            });
+            return Ok(());
         }
-        let chunk = outer.div_ceil(threads);
-        let (xs, os) = (super::SendPtr(x.cast_mut()), super::SendPtr(out));
-        let share = move |t: usize| {
-            let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(outer));
-            if lo >= hi {
-                return;
-            }
-            let len = (hi - lo) * line;
-            // SAFETY: lines [lo, hi) of each buffer (inside `numel`); shares write
-            // disjoint lines of the output and only read the operand. The vector path
-            // never uses the (empty) scratch, so nothing is allocated.
-            let r = unsafe {
-                softmax_f32_with(
+        let numel = outer * line;
+        let mut scratch = std::mem::take(&mut self.scratch64);
+        // SAFETY: the caller's contract: distinct buffers of `numel` elements of
+        // `dtype`, a float (softmax's typing rule).
+        let r = unsafe {
+            match dtype {
+                DType::F64 => softmax_f64(
+                    std::slice::from_raw_parts(x.cast::<f64>(), numel),
+                    std::slice::from_raw_parts_mut(out.cast::<f64>(), numel),
+                    lines,
+                    &mut scratch,
+                ),
+                DType::F32 => softmax_f32(
                     isa,
-                    std::slice::from_raw_parts(xs.get().add(lo * line).cast_const(), len),
-                    std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
-                    hi - lo,
-                    n,
-                    inner,
-                    &mut Vec::new(),
-                )
-            };
-            // The lengths were checked for the whole operand: a share cannot fail.
-            debug_assert!(r.is_ok());
+                    std::slice::from_raw_parts(x.cast::<f32>(), numel),
+                    std::slice::from_raw_parts_mut(out.cast::<f32>(), numel),
+                    lines,
+                    &mut scratch,
+                ),
+                DType::I64 | DType::Bool => Ok(()),
+            }
         };
-        super::run_shares(threads, share);
-        Ok(())
+        self.scratch64 = scratch;
+        r
     }
 }

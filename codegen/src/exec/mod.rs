@@ -204,8 +204,6 @@ struct Compiled {
     aliases: Vec<(BufId, BufId)>,
     /// Per step: a matmul or conv whose next step is its epilogue kernel ([`epilogue`]).
     epilogues: Vec<Option<epilogue::Fused>>,
-    /// Per step: a scan run alongside the scan before it ([`plan::concurrent`]).
-    alongside: Vec<bool>,
     clif: Vec<String>,
     compile_time: Duration,
 }
@@ -338,10 +336,11 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     }
     let mut jit = Jit::new(opts.keep_clif)?;
     let mut slots = Vec::with_capacity(plan.steps.len());
-    let mut engine = Vec::with_capacity(plan.steps.len());
+    // Per step: the kernel's code compiled ahead of time (column sum, tile engine).
+    let mut natives = Vec::with_capacity(plan.steps.len());
     let mut bodies = Vec::with_capacity(plan.steps.len());
     for s in &plan.steps {
-        let wide = match s {
+        let native = match s {
             Step::Kernel(k) => crate::kernel::engine::column::compile(k, opts.isa)
                 .map(|c| KernelCode::ColumnSum(Arc::new(c)))
                 .or_else(|| {
@@ -355,7 +354,7 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
             | Step::Copy(..) => None,
         };
         slots.push(match s {
-            Step::Kernel(k) if wide.is_none() => Some(jit.add(k)?),
+            Step::Kernel(k) if native.is_none() => Some(jit.add(k)?),
             Step::Kernel(_) => None,
             Step::MatMul { .. }
             | Step::Conv { .. }
@@ -363,7 +362,7 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
             | Step::Scan { .. }
             | Step::Copy(..) => None,
         });
-        engine.push(wide);
+        natives.push(native);
         bodies.push(match s {
             Step::Scan { scan, .. } => {
                 let mut body = (*scan.body).clone();
@@ -383,12 +382,12 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     let (module, fns, clif) = jit.finish()?;
     let fns = slots
         .into_iter()
-        .zip(engine)
+        .zip(natives)
         .zip(&plan.steps)
-        .map(|((slot, wide), st)| {
+        .map(|((slot, native), st)| {
             let Step::Kernel(k) = st else { return None };
             let (extent, reduced) = crate::kernel::clif::outer_extent(k);
-            let code = match (slot, wide) {
+            let code = match (slot, native) {
                 (_, Some(code)) => code,
                 (Some(i), None) => KernelCode::Jit(fns[i]),
                 (None, None) => return None,
@@ -414,12 +413,10 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     } else {
         vec![None; plan.steps.len()]
     };
-    let alongside = plan::concurrent::alongside(&plan);
     Ok(Compiled {
         plan,
         memory,
         epilogues,
-        alongside,
         aliases,
         bodies,
         module: Some(module),
@@ -777,7 +774,7 @@ impl Executable {
                 // Ran as the previous matmul's epilogue, or alongside the previous scan.
                 continue;
             }
-            if self.threads > 1 && compiled.alongside.get(i + 1) == Some(&true) {
+            if self.threads > 1 && compiled.memory.alongside.get(i + 1) == Some(&true) {
                 let times = self.scan_pair(i)?;
                 if let Some(p) = self.profile.as_mut() {
                     for (k, t) in times.into_iter().enumerate() {
@@ -847,12 +844,7 @@ impl Executable {
         extent: usize,
         reduced: bool,
     ) {
-        let work = k.iterations().max(1);
-        let threads = if work >= PARALLEL_MIN_ITERATIONS {
-            self.threads.min(extent).max(1)
-        } else {
-            1
-        };
+        let threads = self.share_count(k.iterations(), extent);
         let table = SendPtr(self.ptrs.as_ptr() as *mut *mut u8);
         if threads == 1 {
             // SAFETY: the kernel reads and writes only the buffers of its loads and
@@ -863,14 +855,12 @@ impl Executable {
             unsafe { code.call(table.0, 0, extent, std::ptr::null_mut()) };
             return;
         }
-        let chunk = extent.div_ceil(threads);
         // One 8-byte slot per share, reused across calls (no allocation per run).
         let mut partials = std::mem::take(&mut self.partials);
         partials.clear();
         partials.resize(threads, [0u8; 8]);
         let parts = SendPtr(partials.as_mut_ptr().cast::<u8>());
-        let share = move |t: usize| {
-            let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(extent));
+        let share = move |t: usize, lo: usize, hi: usize| {
             let out = if reduced {
                 parts.add(t * 8)
             } else {
@@ -881,7 +871,7 @@ impl Executable {
             // share's own 8-byte slot (an empty share, `lo >= hi`, writes the identity).
             unsafe { code.call(table.get(), lo, hi, out) };
         };
-        run_shares(threads, share);
+        run_shares(threads, extent, share);
         if reduced {
             // A kernel with sibling reductions is never split this way
             // (`clif::outer_extent`): one partial slot per share holds one value.
@@ -893,6 +883,16 @@ impl Executable {
             }
         }
         self.partials = partials;
+    }
+
+    /// Threads to split `extent` items over (at most one per item): the executor's
+    /// when the step does at least [`PARALLEL_MIN_ITERATIONS`] of `work`, else one.
+    fn share_count(&self, work: usize, extent: usize) -> usize {
+        if work >= PARALLEL_MIN_ITERATIONS {
+            self.threads.min(extent).max(1)
+        } else {
+            1
+        }
     }
 
     fn buf_len(&self, b: BufId) -> usize {
@@ -952,21 +952,25 @@ impl Executable {
 /// Kernels with fewer iterations run on one thread (spawning costs ~10 µs).
 pub const PARALLEL_MIN_ITERATIONS: usize = 1 << 16;
 
-/// Runs `share(t)` for every `t < threads` on the worker pool (or scoped threads
-/// without one), this thread taking share 0; returns when every share is done.
-fn run_shares(threads: usize, share: impl Fn(usize) + Send + Copy) {
+/// Runs `share(t, lo, hi)` for every `t < threads`, `[lo, hi)` the `t`-th of the
+/// contiguous ranges splitting `[0, extent)` (the last ones may be empty), on the
+/// worker pool (or scoped threads without one), this thread taking share 0; returns
+/// when every share is done.
+fn run_shares(threads: usize, extent: usize, share: impl Fn(usize, usize, usize) + Send + Copy) {
+    let chunk = extent.div_ceil(threads.max(1));
+    let part = move |t: usize| share(t, (t * chunk).min(extent), ((t + 1) * chunk).min(extent));
     match crate::pool::pool() {
         Some(pool) => pool.in_place_scope(|scope| {
             for t in 1..threads {
-                scope.spawn(move |_| share(t));
+                scope.spawn(move |_| part(t));
             }
-            share(0);
+            part(0);
         }),
         None => std::thread::scope(|scope| {
             for t in 1..threads {
-                scope.spawn(move || share(t));
+                scope.spawn(move || part(t));
             }
-            share(0);
+            part(0);
         }),
     }
 }

@@ -15,8 +15,9 @@
 //!   `inner > 1`, vectors run across `inner` columns at once, each lane one line.
 //!   The maximum is MAXPS, which may drop a NaN; the NaN then reaches the sum
 //!   through its own exponential, so the line is NaN all the same.
-//! - otherwise (f64, baseline x86-64, an ISA cap): the interpreter's definition, each
-//!   line's exponentials and sum in f64, rounded once.
+//! - otherwise (f64, baseline x86-64, an ISA cap): the interpreter's definition itself
+//!   ([`onde_runtime::softmax_lines`]), each line's exponentials and sum in f64,
+//!   rounded once.
 //!
 //! Numerics: like PyTorch's CPU kernel, the line is multiplied by the reciprocal of the
 //! sum (one division per line, ≤ 1.5 ulp from `e / Σe`); a line holding NaN or `+inf`,
@@ -31,15 +32,12 @@ use crate::isa::IsaLevel;
 use crate::kernel::engine::lanes::{Lanes, X16, X8};
 use crate::kernel::engine::{math, Width};
 
-/// The lines of a `[outer, n, inner]` operand: checks `x` and `out` hold
-/// `outer · n · inner` elements.
-fn check(
-    len_x: usize,
-    len_out: usize,
-    outer: usize,
-    n: usize,
-    inner: usize,
-) -> Result<(), NativeError> {
+/// A softmax operand's lines: `(outer, n, inner)`, the operand viewed as
+/// `[outer, n, inner]` with `n` the normalised axis.
+pub type Lines = (usize, usize, usize);
+
+/// Checks that `x` and `out` hold the `outer · n · inner` elements of `lines`.
+fn check(len_x: usize, len_out: usize, (outer, n, inner): Lines) -> Result<(), NativeError> {
     let numel = outer
         .checked_mul(n)
         .and_then(|v| v.checked_mul(inner))
@@ -57,8 +55,10 @@ fn check(
     Ok(())
 }
 
-/// `out = softmax(x)` along the middle axis of `[outer, n, inner]` (f32), on the
-/// widest vectors `isa` allows on this CPU.
+/// `out = softmax(x)` along the middle axis of `lines` (f32), on the widest vectors
+/// `isa` allows on this CPU; without them, the interpreter's definition
+/// ([`onde_runtime::softmax_lines`]) with `scratch` (grown to `n` once and reused;
+/// the vector paths never touch it, so `&mut Vec::new()` costs nothing there).
 ///
 /// # Errors
 /// [`NativeError`] if `x` or `out` does not hold `outer · n · inner` elements.
@@ -66,38 +66,14 @@ pub fn softmax_f32(
     isa: IsaLevel,
     x: &[f32],
     out: &mut [f32],
-    outer: usize,
-    n: usize,
-    inner: usize,
-) -> Result<(), NativeError> {
-    softmax_f32_with(isa, x, out, outer, n, inner, &mut Vec::new())
-}
-
-/// Whether [`softmax_f32_with`] at `isa` runs on vectors (and never touches its
-/// scratch): the executor splits those runs across threads.
-pub fn simd_at(isa: IsaLevel) -> bool {
-    Width::for_level(isa).is_some()
-}
-
-/// [`softmax_f32`] with the scratch the f64 path needs (`n` values, grown once and
-/// reused: no allocation per call once it is large enough; the vector paths do not
-/// use it).
-///
-/// # Errors
-/// As [`softmax_f32`].
-pub fn softmax_f32_with(
-    isa: IsaLevel,
-    x: &[f32],
-    out: &mut [f32],
-    outer: usize,
-    n: usize,
-    inner: usize,
+    lines: Lines,
     scratch: &mut Vec<f64>,
 ) -> Result<(), NativeError> {
-    check(x.len(), out.len(), outer, n, inner)?;
+    check(x.len(), out.len(), lines)?;
     if x.is_empty() {
         return Ok(());
     }
+    let (outer, n, inner) = lines;
     let args = (x.as_ptr(), out.as_mut_ptr(), outer, n, inner);
     match Width::for_level(isa) {
         // SAFETY: the width is one this CPU has (`for_level` caps by the detected
@@ -106,75 +82,25 @@ pub fn softmax_f32_with(
         Some(Width::X16) => unsafe { lines_x16(args) },
         // SAFETY: as above.
         Some(Width::X8) => unsafe { lines_x8(args) },
-        None => reference(x, out, (outer, n, inner), scratch, f64::from, |v| v as f32),
+        None => onde_runtime::softmax_lines(x, out, lines, scratch, f64::from, |v| v as f32),
     }
     Ok(())
 }
 
-/// `out = softmax(x)` along the middle axis of `[outer, n, inner]` (f64), in f64.
+/// `out = softmax(x)` along the middle axis of `lines` (f64): the interpreter's
+/// definition ([`onde_runtime::softmax_lines`]), with `scratch` as in [`softmax_f32`].
 ///
 /// # Errors
 /// [`NativeError`] if `x` or `out` does not hold `outer · n · inner` elements.
 pub fn softmax_f64(
     x: &[f64],
     out: &mut [f64],
-    outer: usize,
-    n: usize,
-    inner: usize,
-) -> Result<(), NativeError> {
-    softmax_f64_with(x, out, outer, n, inner, &mut Vec::new())
-}
-
-/// [`softmax_f64`] with its scratch (`n` values, grown once and reused).
-///
-/// # Errors
-/// As [`softmax_f64`].
-pub fn softmax_f64_with(
-    x: &[f64],
-    out: &mut [f64],
-    outer: usize,
-    n: usize,
-    inner: usize,
+    lines: Lines,
     scratch: &mut Vec<f64>,
 ) -> Result<(), NativeError> {
-    check(x.len(), out.len(), outer, n, inner)?;
-    reference(x, out, (outer, n, inner), scratch, |v| v, |v| v);
+    check(x.len(), out.len(), lines)?;
+    onde_runtime::softmax_lines(x, out, lines, scratch, |v| v, |v| v);
     Ok(())
-}
-
-/// The interpreter's definition: per line, the NaN-propagating maximum, then
-/// `exp(x - m)` and their sum in f64, each result rounded once. `e` is the line's
-/// scratch.
-fn reference<T: Copy>(
-    x: &[T],
-    out: &mut [T],
-    (outer, n, inner): (usize, usize, usize),
-    e: &mut Vec<f64>,
-    wide: impl Fn(T) -> f64,
-    narrow: impl Fn(f64) -> T,
-) {
-    e.clear();
-    e.resize(n, 0.0);
-    for o in 0..outer {
-        for i in 0..inner {
-            let at = |k: usize| (o * n + k) * inner + i;
-            let m = (0..n).fold(f64::NEG_INFINITY, |m, k| {
-                let v = wide(x[at(k)]);
-                if m.is_nan() || v.is_nan() {
-                    f64::NAN
-                } else {
-                    m.max(v)
-                }
-            });
-            for (k, ek) in e.iter_mut().enumerate() {
-                *ek = (wide(x[at(k)]) - m).exp();
-            }
-            let sum: f64 = e.iter().sum();
-            for (k, &ek) in e.iter().enumerate() {
-                out[at(k)] = narrow(ek / sum);
-            }
-        }
-    }
 }
 
 /// `(x, out, outer, n, inner)` of a checked call.

@@ -19,6 +19,9 @@ pub struct MemoryPlan {
     pub slot_of: Vec<Option<usize>>,
     /// Size in bytes of each slot.
     pub slot_bytes: Vec<usize>,
+    /// Per step: a scan run alongside the scan before it (`concurrent::alongside`),
+    /// which this plan's live ranges account for.
+    pub alongside: Vec<bool>,
 }
 
 impl MemoryPlan {
@@ -83,13 +86,8 @@ pub(crate) fn in_place_ok(plan: &Plan, s: &Step, dying: BufId, out: BufId) -> bo
 /// The live range of every root buffer, `(birth, death)` per buffer: the first step
 /// writing it and the last step reading or writing it (`usize::MAX` for graph outputs;
 /// `birth` stays `usize::MAX` for a buffer no step writes), a pair of scans run side by
-/// side covering both of its steps.
-pub(crate) fn lifetimes(plan: &Plan) -> (Vec<usize>, Vec<usize>) {
-    lifetimes_along(plan, &super::concurrent::alongside(plan))
-}
-
-/// [`lifetimes`] with the plan's pairs of scans (`concurrent::alongside`) given.
-fn lifetimes_along(plan: &Plan, along: &[bool]) -> (Vec<usize>, Vec<usize>) {
+/// side (`along`, from `concurrent::alongside`) covering both of its steps.
+pub(crate) fn lifetimes(plan: &Plan, along: &[bool]) -> (Vec<usize>, Vec<usize>) {
     let n = plan.buffers.len();
     let mut birth = vec![usize::MAX; n];
     let mut death = vec![0usize; n];
@@ -128,7 +126,7 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
     let n = plan.buffers.len();
     let temp = |b: BufId| matches!(plan.buffers[b].kind, BufKind::Temp);
     let along = super::concurrent::alongside(plan);
-    let (birth, mut death) = lifetimes_along(plan, &along);
+    let (birth, mut death) = lifetimes(plan, &along);
     let mut slot_of = vec![None; n];
     let mut slot_bytes: Vec<usize> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
@@ -193,6 +191,7 @@ pub fn plan_memory(plan: &Plan) -> MemoryPlan {
     MemoryPlan {
         slot_of,
         slot_bytes,
+        alongside: along,
     }
 }
 

@@ -127,22 +127,27 @@ fn own_loop(k: &Kernel) -> bool {
     crate::kernel::clif::column_nest(k).is_some() || k.computes_transcendental()
 }
 
-/// Whether `a` and `b` reduce the same way (kind and axes) and store nothing else:
-/// one loop can accumulate both (sibling reductions, [`Reduction::also`]), reading the
-/// data they share once — a batch norm backward's two sums over `[N, C, T]`.
-fn siblings(a: &Kernel, b: &Kernel) -> bool {
-    let only = |k: &Kernel, r: &Reduction| k.stores.len() == 1 + r.also.len();
+/// Whether `a` and `b` reduce the same way (kind and axes), neither with a loop of its
+/// own ([`own_loop`]): one loop can accumulate both.
+fn same_reduction(a: &Kernel, b: &Kernel) -> bool {
     match (&a.reduction, &b.reduction) {
-        (Some(x), Some(y)) => {
-            x.kind == y.kind
-                && x.axes == y.axes
-                && only(a, x)
-                && only(b, y)
-                && !own_loop(a)
-                && !own_loop(b)
-        }
+        (Some(x), Some(y)) => x.kind == y.kind && x.axes == y.axes && !own_loop(a) && !own_loop(b),
         _ => false,
     }
+}
+
+/// Whether every store of `k` is reduced.
+fn only_reduced(k: &Kernel) -> bool {
+    k.reduction
+        .as_ref()
+        .is_some_and(|r| k.stores.len() == 1 + r.also.len())
+}
+
+/// Whether `a` and `b` reduce the same way and store nothing else: one loop can
+/// accumulate both (sibling reductions, [`Reduction::also`]), reading the data they
+/// share once — a batch norm backward's two sums over `[N, C, T]`.
+fn siblings(a: &Kernel, b: &Kernel) -> bool {
+    same_reduction(a, b) && only_reduced(a) && only_reduced(b)
 }
 
 /// Whether the elementwise work of kernel `e` may run in the loop of the reducing
@@ -198,15 +203,10 @@ fn producer_substitution(
     // the same kind over the same axes, every store of `k` reduced (a batch norm
     // backward's second sum over the `g` the first one's kernel stores), with no loop
     // of its own (see `siblings`).
-    let fits = match (&prev.reduction, &k.reduction) {
-        (Some(r), Some(kr)) => {
-            kr.kind == r.kind
-                && kr.axes == r.axes
-                && k.stores.len() == 1 + kr.also.len()
-                && !own_loop(prev)
-                && !own_loop(k)
-        }
-        (None, None) | (Some(_), None) | (None, Some(_)) => one_reduces(prev, k),
+    let fits = if prev.reduction.is_some() && k.reduction.is_some() {
+        same_reduction(prev, k) && only_reduced(k)
+    } else {
+        one_reduces(prev, k)
     };
     if !fits {
         return None;

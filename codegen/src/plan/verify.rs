@@ -144,8 +144,7 @@ pub fn verify_memory(plan: &Plan, memory: &MemoryPlan) -> Result<(), PlanError> 
     }
     // Scans run alongside each other: what one writes is neither touched by the other
     // nor stored where the other's buffers are.
-    let along = crate::plan::concurrent::alongside(plan);
-    for (i, _) in along.iter().enumerate().filter(|(_, &a)| a) {
+    for (i, _) in memory.alongside.iter().enumerate().filter(|(_, &a)| a) {
         let place = |b: BufId| {
             let r = memory::root(plan, b);
             (r, memory.slot_of[r])
@@ -168,7 +167,7 @@ pub fn verify_memory(plan: &Plan, memory: &MemoryPlan) -> Result<(), PlanError> 
             }
         }
     }
-    let (birth, death) = memory::lifetimes(plan);
+    let (birth, death) = memory::lifetimes(plan, &memory.alongside);
     for (slot, bufs) in by_slot.iter().enumerate() {
         for (i, &a) in bufs.iter().enumerate() {
             for &b in &bufs[i + 1..] {

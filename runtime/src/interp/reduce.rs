@@ -192,37 +192,61 @@ pub(crate) fn arg_reduce(
 pub(crate) fn softmax(site: Site, x: &Array, axis: usize) -> Result<Array> {
     let dims = x.shape().dims();
     check_axes(site, dims, &[axis], false)?;
-    let n = dims[axis];
-    let outer = count(&dims[..axis]);
-    let inner = count(&dims[axis + 1..]);
-    fn lines<T: Float>(src: &[T], outer: usize, n: usize, inner: usize) -> Vec<T> {
+    let lines = (count(&dims[..axis]), dims[axis], count(&dims[axis + 1..]));
+    fn run<T: Float>(src: &[T], lines: (usize, usize, usize)) -> Vec<T> {
         let mut out = vec![T::from_f64(0.0); src.len()];
-        let mut e = vec![0.0f64; n];
-        for o in 0..outer {
-            for i in 0..inner {
-                let at = |k: usize| o * n * inner + k * inner + i;
-                let m = (0..n).fold(f64::NEG_INFINITY, |m, k| {
-                    let v = src[at(k)].to_f64();
-                    if m.is_nan() || v.is_nan() {
-                        f64::NAN
-                    } else {
-                        m.max(v)
-                    }
-                });
-                for (k, ek) in e.iter_mut().enumerate() {
-                    *ek = (src[at(k)].to_f64() - m).exp();
-                }
-                let sum: f64 = e.iter().sum();
-                for (k, ek) in e.iter().enumerate() {
-                    out[at(k)] = T::from_f64(ek / sum);
-                }
-            }
-        }
+        softmax_lines(
+            src,
+            &mut out,
+            lines,
+            &mut Vec::new(),
+            T::to_f64,
+            T::from_f64,
+        );
         out
     }
     match x.dtype() {
-        DType::F32 => make(dims.to_vec(), lines(typed::<f32>(x)?, outer, n, inner)),
-        DType::F64 => make(dims.to_vec(), lines(typed::<f64>(x)?, outer, n, inner)),
+        DType::F32 => make(dims.to_vec(), run(typed::<f32>(x)?, lines)),
+        DType::F64 => make(dims.to_vec(), run(typed::<f64>(x)?, lines)),
         dt @ (DType::I64 | DType::Bool) => Err(bad_dtype(site.name, dt)),
+    }
+}
+
+/// The definition of softmax, on `[outer, n, inner]` row-major data `x` into `out`
+/// (same length) along the middle axis: per line, the NaN-propagating maximum `m`,
+/// then `exp(x - m)` and their sum in f64 (`wide` converts an element), each result
+/// `e / Σe` rounded once (`narrow`). `e` is the line's scratch (grown to `n` and
+/// reused). The interpreter computes softmax with it, and so does the compiled code
+/// where it has no vector kernel (f64, or an ISA without AVX2), which then gives the
+/// interpreter's bits.
+pub fn softmax_lines<T: Copy>(
+    x: &[T],
+    out: &mut [T],
+    (outer, n, inner): (usize, usize, usize),
+    e: &mut Vec<f64>,
+    wide: impl Fn(T) -> f64,
+    narrow: impl Fn(f64) -> T,
+) {
+    e.clear();
+    e.resize(n, 0.0);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let m = (0..n).fold(f64::NEG_INFINITY, |m, k| {
+                let v = wide(x[at(k)]);
+                if m.is_nan() || v.is_nan() {
+                    f64::NAN
+                } else {
+                    m.max(v)
+                }
+            });
+            for (k, ek) in e.iter_mut().enumerate() {
+                *ek = (wide(x[at(k)]) - m).exp();
+            }
+            let sum: f64 = e.iter().sum();
+            for (k, &ek) in e.iter().enumerate() {
+                out[at(k)] = narrow(ek / sum);
+            }
+        }
     }
 }
