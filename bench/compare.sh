@@ -8,6 +8,14 @@
 #      needed, then a few seconds; first, so a broken build or a workload onde lacks
 #      fails before the slow part); `--isa baseline|avx2|avx512` caps onde's kernels
 #      (e.g. the AVX2 path on an AVX-512 machine); the table names the level onde used;
+#      the same `--isa` caps PyTorch too, through its own switches
+#      (ATEN_CPU_CAPABILITY for ATen's kernels, MKL_ENABLE_INSTRUCTIONS for MKL's GEMMs,
+#      ONEDNN_MAX_CPU_ISA for oneDNN's), so both sides run as on a CPU of that level
+#      (an AVX-512 machine standing in for an AVX2-only one); the table names the level
+#      PyTorch reported (`torch.backends.cpu.get_cpu_capability()`). Below avx512, onde
+#      is built apart (target/isa-L) with MMTEST_FEATURE limiting matrixmultiply to the
+#      level (its one switch, read at compile time; see codegen/src/isa.rs): a first
+#      capped run builds for a few minutes;
 #   2. PyTorch: `$VENV/bin/python ../shared/bench/bench.py --only W6,W7 --threads N
 #      --modes eager,compile --out <tmp>`; one subprocess per (workload, mode), each
 #      timed for >= 1 s after warm-up. torch.compile compiles cold every time: ~10 s of
@@ -90,6 +98,22 @@ else
 fi
 py=$venv/bin/python
 
+# --- The ISA cap (see step 1): PyTorch's own switches, set for its processes only, and
+# onde's library GEMM limited at build time (a build of its own).
+torch_env=()
+onde_env=()
+case "${isa_args[1]:-}" in
+  '' | avx512) ;;
+  avx2)
+    torch_env=(ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2)
+    onde_env=(MMTEST_FEATURE=fma,avx2,avx,sse2 CARGO_TARGET_DIR="$root/target/isa-avx2") ;;
+  baseline)
+    torch_env=(ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41)
+    onde_env=(MMTEST_FEATURE=sse2 CARGO_TARGET_DIR="$root/target/isa-baseline") ;;
+  *) echo "compare.sh: --isa wants baseline, avx2 or avx512, got '${isa_args[1]}'" >&2; exit 2 ;;
+esac
+torch_isa=$(env "${torch_env[@]}" "$py" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null || echo "?")
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/onde-compare.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
@@ -101,14 +125,14 @@ for round in $(seq 1 "$rounds"); do
   echo "== round $round/$rounds, onde: cargo run --release -q -p onde-cli -- bench WL --threads $threads ${isa_args[*]}, WL in ${workloads[*]}" >&2
   : >"$tmp/onde.$round.jsonl"
   for wl in "${workloads[@]}"; do
-    (cd "$root" && cargo run --release -q -p onde-cli -- bench "$wl" --threads "$threads" "${isa_args[@]}") \
+    (cd "$root" && env "${onde_env[@]}" cargo run --release -q -p onde-cli -- bench "$wl" --threads "$threads" "${isa_args[@]}") \
       >>"$tmp/onde.$round.jsonl"
   done
   cat "$tmp/onde.$round.jsonl" >&2
 
   # --- 2. PyTorch
-  echo "== round $round/$rounds, PyTorch ($py): $only, eager+compile, $threads thread(s); 1-2 min (cold torch.compile)" >&2
-  if ! (cd "$root" && "$py" "$shared/bench/bench.py" --only "$only" --threads "$threads" \
+  echo "== round $round/$rounds, PyTorch ($py, capability $torch_isa${torch_env[*]:+: ${torch_env[*]}}): $only, eager+compile, $threads thread(s); 1-2 min (cold torch.compile)" >&2
+  if ! (cd "$root" && env "${torch_env[@]}" "$py" "$shared/bench/bench.py" --only "$only" --threads "$threads" \
           --modes eager,compile --out "$tmp/torch.$round.json") >"$tmp/torch.log" 2>&1; then
     cat "$tmp/torch.log" >&2
     echo "compare.sh: bench.py failed" >&2
@@ -120,11 +144,11 @@ done
 load_after=$(uptime)
 
 # --- 3. join and print (each side: its best round per workload/phase/mode)
-"$py" - "$tmp" "$rounds" "$threads" "$only" "$load_before" "$load_after" <<'PY'
+"$py" - "$tmp" "$rounds" "$threads" "$only" "$load_before" "$load_after" "$torch_isa" <<'PY'
 import json
 import sys
 
-tmp, rounds, threads, only, load_before, load_after = sys.argv[1:7]
+tmp, rounds, threads, only, load_before, load_after, torch_isa = sys.argv[1:8]
 rounds, threads = int(rounds), int(threads)
 wanted = only.split(",")
 
@@ -173,7 +197,8 @@ def ratio(t, o):
 
 phases = [("train", "fwd+bwd"), ("infer", "fwd")]
 isas = sorted({r.get("isa", "?") for r in onde.values()})
-print(f"\nonde (ISA level {', '.join(isas)}) vs torch {meta.get('torch', '?')} on {meta.get('cpu', '?')}, {threads} thread(s); "
+libs = sorted({r.get("library_gemm_isa", "?") for r in onde.values()})
+print(f"\nonde (ISA level {', '.join(isas)}, library GEMM up to {', '.join(libs)}) vs torch {meta.get('torch', '?')} (CPU capability {torch_isa}) on {meta.get('cpu', '?')}, {threads} thread(s); "
       f"median ms, each side's best of {rounds} alternating round(s); "
       "ratio = torch/onde (> 1: onde faster)")
 head = (f"{'workload':<9}{'phase':<8}{'onde':>9}{'onde p10-p90':>15}{'eager':>9}{'compile':>9}"

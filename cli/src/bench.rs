@@ -2,6 +2,9 @@
 //! on the JIT, one JSON object per line:
 //! `{"workload":"W6","phase":"train","threads":1,"isa":"avx512","median_ms":…,"p10_ms":…,"p90_ms":…}`
 //! (`isa`: the instruction-set level the kernels used, `--isa` capped by the CPU;
+//! `library_gemm_isa`: the level `matrixmultiply`'s products may reach, which `--isa`
+//! does not cap — see `onde_codegen::isa` — so a note on stderr says when it is above
+//! `isa`;
 //! `peak_rss_mb`: the process's peak resident memory so far, on Linux — run one
 //! workload per process to attribute it).
 //!
@@ -127,13 +130,14 @@ fn line(
 ) {
     use std::io::Write;
     let (threads, isa) = (opts.threads, opts.isa.capped());
+    let library = onde_codegen::isa::library_gemm_level();
     // The process's peak resident memory so far (Linux `VmHWM`), as bench.py reports
     // PyTorch's; absent elsewhere.
     let rss = peak_rss_mb().map_or_else(String::new, |mb| format!(",\"peak_rss_mb\":{mb:.1}"));
     // A closed pipe (`onde bench W1 | head -1`) is not an error worth a panic.
     let _ = writeln!(
         std::io::stdout(),
-        "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"isa\":\"{isa}\",\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}{rss}}}",
+        "{{\"workload\":\"{workload}\",\"phase\":\"{phase}\",\"threads\":{threads},\"isa\":\"{isa}\",\"library_gemm_isa\":\"{library}\",\"median_ms\":{:.4},\"p10_ms\":{:.4},\"p90_ms\":{:.4},\"compile_ms\":{compile_ms:.3}{extra}{rss}}}",
         t.0, t.1, t.2
     );
 }
@@ -286,6 +290,15 @@ fn file(path: &str, opts: CompileOptions, min_iters: usize, target_s: f64) -> Re
     Ok(())
 }
 
+/// The `MMTEST_FEATURE` list that limits matrixmultiply to `isa`.
+fn mmtest_features(isa: onde_codegen::IsaLevel) -> &'static str {
+    match isa {
+        onde_codegen::IsaLevel::Baseline => "sse2",
+        onde_codegen::IsaLevel::Avx2 => "fma,avx2,avx,sse2",
+        onde_codegen::IsaLevel::Avx512 => "avx512f,fma,avx2,avx,sse2",
+    }
+}
+
 /// Runs workload `name` (or times a `.onde` text IR file).
 pub fn run(
     name: &str,
@@ -293,6 +306,15 @@ pub fn run(
     min_iters: usize,
     target_s: f64,
 ) -> Result<(), String> {
+    let (isa, library) = (opts.isa.capped(), onde_codegen::isa::library_gemm_level());
+    if library > isa {
+        eprintln!(
+            "note: --isa {isa} caps onde's kernels, but this build's matrixmultiply (the \
+             library GEMM below avx512) may still use {library}; build with \
+             MMTEST_FEATURE={} for a full cap (bench/compare.sh --isa does)",
+            mmtest_features(isa)
+        );
+    }
     if name.ends_with(".onde") {
         return file(name, opts, min_iters, target_s);
     }

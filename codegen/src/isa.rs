@@ -8,11 +8,21 @@
 //!
 //! | level      | requires                          | kernels it enables                     |
 //! |------------|-----------------------------------|----------------------------------------|
-//! | `Baseline` | x86-64 (SSE2; SSE4.2 by practice) | Cranelift f32x4 code, library GEMM, scalar-FMA-free direct convolution |
-//! | `Avx2`     | AVX2 + FMA                        | + 8-lane direct convolution            |
-//! | `Avx512`   | AVX-512F + DQ (+ AVX2 + FMA)      | + 16-lane tile engine, prepacked GEMM with register epilogues, long-dot products, 16-lane direct convolution |
+//! | `Baseline` | x86-64 (SSE2; SSE4.2 by practice) | Cranelift f32x4 code, library GEMM (`matrixmultiply`), scalar-FMA-free direct convolution |
+//! | `Avx2`     | AVX2 + FMA                        | + the tile engine, prepacked GEMM with register epilogues, long-dot products, native softmax and column sums, direct convolution, all on 8 lanes |
+//! | `Avx512`   | AVX-512F + DQ (+ AVX2 + FMA)      | the same on 16 lanes, + `gemm`'s AVX-512 f32 products |
 //!
 //! Non-x86-64 targets are `Baseline` (Cranelift code and the library GEMM).
+//!
+//! # The library GEMMs and the cap
+//! The cap reaches every kernel onde writes, but the third-party GEMMs choose their own
+//! kernels from the CPU: `gemm` is only called at `Avx512` (so the cap holds), while
+//! `matrixmultiply` (every other library product) picks its AVX-512 kernel on an
+//! AVX-512 CPU whatever the cap. It has one switch, read when it is compiled:
+//! `MMTEST_FEATURE`, a comma-separated list of the features it may use
+//! (`fma,avx2,avx,sse2` for an AVX2 machine). [`library_gemm_level`] says which level a
+//! build's `matrixmultiply` can reach on this CPU; `bench/compare.sh --isa` builds with
+//! the switch so that a capped comparison runs no AVX-512 code at all.
 
 use std::fmt;
 use std::str::FromStr;
@@ -69,6 +79,27 @@ impl IsaLevel {
     }
 }
 
+/// The highest level `matrixmultiply` (the library GEMM below `Avx512`) may use on this
+/// CPU in this build: its kernels are chosen from the CPU, limited only by the
+/// `MMTEST_FEATURE` list it was compiled with (see the module doc). A cap below this is
+/// not a cap for those products.
+pub fn library_gemm_level() -> IsaLevel {
+    // The same variable, read at the same build (cargo records it as a dependency of
+    // both crates): `None` or empty means every feature is allowed.
+    let allowed = |feature: &str| match option_env!("MMTEST_FEATURE") {
+        None | Some("") => true,
+        Some(list) => list.split(',').any(|f| f.trim() == feature),
+    };
+    let level = if allowed("avx512f") {
+        IsaLevel::Avx512
+    } else if allowed("avx2") && allowed("fma") {
+        IsaLevel::Avx2
+    } else {
+        IsaLevel::Baseline
+    };
+    level.capped()
+}
+
 impl fmt::Display for IsaLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -101,5 +132,6 @@ mod tests {
         let avail = IsaLevel::available();
         assert_eq!(avail.first(), Some(&IsaLevel::Baseline));
         assert_eq!(avail.last(), Some(&IsaLevel::detect()));
+        assert!(super::library_gemm_level() <= IsaLevel::detect());
     }
 }

@@ -52,7 +52,7 @@
 use crate::kernel::{Expr, ExprId, Kernel};
 use crate::native::prepacked::Activation;
 use crate::plan::memory::{self, root, MemoryPlan};
-use crate::plan::{BufId, Plan, Step};
+use crate::plan::{BufId, Plan, PlanError, Step};
 use onde_ir::{BinaryOp, DType, UnaryOp};
 
 /// A kernel `dst = act(out + bias)` (bias broadcast along rows, both parts optional)
@@ -85,6 +85,104 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
             Step::Kernel(_) | Step::Host { .. } | Step::Scan { .. } | Step::Copy(..) => None,
         })
         .collect()
+}
+
+/// The epilogue verifier: restates, from the plan and the memory plan alone, what the
+/// executor's `unsafe` code relies on for each fused pair `find` returned (run after
+/// `find` in debug builds, so in every test):
+/// - **registers**: step `i` is a 2-D f32 matmul and step `i + 1` an elementwise f32
+///   kernel over its `m·n` elements with one store, to `dst`; nothing but that kernel
+///   reads the product and it is no graph output (it is never stored); `dst` is no
+///   graph output and shares no storage with either operand or the bias; the bias is
+///   an f32 buffer holding `n` elements from its offset (the tile reads them all);
+/// - **rows**: step `i` is a convolution and step `i + 1` an elementwise kernel over its
+///   output's shape, whose stores share no storage with the convolution's input or
+///   weight (later blocks still read them).
+pub(super) fn verify(
+    plan: &Plan,
+    memory: &MemoryPlan,
+    fused: &[Option<Fused>],
+) -> Result<(), PlanError> {
+    let fail = |i: usize, why: &str| PlanError {
+        op: format!("plan step {i}"),
+        reason: format!("epilogue of step {}: {why}", i + 1),
+    };
+    if fused.len() != plan.steps.len() {
+        return Err(fail(0, "one entry per step expected"));
+    }
+    let is_output = |b: BufId| plan.outputs.iter().any(|&o| root(plan, o) == root(plan, b));
+    for (i, f) in fused.iter().enumerate() {
+        let Some(f) = f else { continue };
+        let Some(Step::Kernel(k)) = plan.steps.get(i + 1) else {
+            return Err(fail(i, "the next step is not a kernel"));
+        };
+        if k.reduction.is_some() {
+            return Err(fail(i, "the kernel reduces"));
+        }
+        match (f, &plan.steps[i]) {
+            (Fused::Registers(sm), Step::MatMul { a, b, out, dtype }) => {
+                if *dtype != DType::F32 || a.shape.len() != 2 || b.shape.len() != 2 {
+                    return Err(fail(i, "not a 2-D f32 matrix product"));
+                }
+                let (m, n) = (a.shape[0], b.shape[1]);
+                if k.iterations() != m * n
+                    || k.stores.len() != 1
+                    || k.stores[0].buffer != sm.dst
+                    || k.dtypes.iter().any(|&d| d != DType::F32)
+                {
+                    return Err(fail(i, "not one f32 store over the product's elements"));
+                }
+                let out_root = root(plan, *out);
+                let read_elsewhere = plan.steps.iter().enumerate().any(|(s, st)| {
+                    s != i + 1 && memory::reads(st).iter().any(|&r| root(plan, r) == out_root)
+                });
+                if read_elsewhere || is_output(*out) {
+                    return Err(fail(i, "the product, never stored, is read elsewhere"));
+                }
+                let clash = |x: BufId| shares_storage(plan, memory, sm.dst, x);
+                if is_output(sm.dst)
+                    || clash(a.buf)
+                    || clash(b.buf)
+                    || sm.bias.is_some_and(|(bb, _)| clash(bb))
+                {
+                    return Err(fail(
+                        i,
+                        "the destination may overlap an operand or an output",
+                    ));
+                }
+                if let Some((bb, offset)) = sm.bias {
+                    let spec = &plan.buffers[bb];
+                    let fits =
+                        offset >= 0 && (offset as usize).saturating_add(n) <= spec.ty.shape.numel();
+                    if spec.ty.dtype != DType::F32 || !fits {
+                        return Err(fail(i, "the bias does not hold n f32 values"));
+                    }
+                }
+            }
+            (Fused::Rows, Step::Conv { x, w, out, .. }) => {
+                if k.shape != plan.buffers[*out].ty.shape.dims() {
+                    return Err(fail(
+                        i,
+                        "the kernel does not run over the convolution's output",
+                    ));
+                }
+                let clash = k.stores.iter().any(|st| {
+                    shares_storage(plan, memory, st.buffer, *x)
+                        || shares_storage(plan, memory, st.buffer, *w)
+                });
+                if clash {
+                    return Err(fail(
+                        i,
+                        "a store may overlap the convolution's input or weight",
+                    ));
+                }
+            }
+            (Fused::Registers(_) | Fused::Rows, _) => {
+                return Err(fail(i, "the fused step is of another kind"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether step `i`, a convolution, can run step `i + 1` on its finished rows (see
@@ -276,4 +374,82 @@ fn simple(k: &Kernel, out: BufId, n: usize) -> Option<Simple> {
         act,
         dst: k.stores[0].buffer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find, verify, Fused};
+    use crate::plan::memory::plan_memory;
+    use crate::plan::{plan, Plan};
+    use onde_ir::parse_graph;
+
+    /// A linear layer with bias and sigmoid: its kernel fuses into the product.
+    const LINEAR: &str = r#"graph {
+  %0: f32[50,33] = input "x"
+  %1: f32[33,70] = input "w"
+  %2: f32[70] = input "b"
+  %3: f32[50,70] = matmul %0, %1
+  %4: f32[50,70] = expand %2 shape=[50,70]
+  %5: f32[50,70] = add %3, %4
+  %6: f32[50,70] = sigmoid %5
+  %8: f32[70,20] = input "w2"
+  %7: f32[50,20] = matmul %6, %8
+  outputs %7
+}"#;
+
+    fn fused(p: &Plan) -> (usize, Vec<Option<Fused>>) {
+        let f = find(p, &plan_memory(p));
+        let i = f.iter().position(Option::is_some).expect("a fused matmul");
+        (i, f)
+    }
+
+    #[test]
+    fn what_find_admits_passes_and_corruptions_are_named() {
+        let p = plan(&parse_graph(LINEAR).unwrap()).unwrap();
+        let (i, f) = fused(&p);
+        let memory = plan_memory(&p);
+        verify(&p, &memory, &f).unwrap();
+
+        // A bias read past its buffer's end.
+        let mut bad = f.clone();
+        if let Some(Fused::Registers(sm)) = &mut bad[i] {
+            sm.bias = sm.bias.map(|(b, _)| (b, 1));
+        }
+        let e = verify(&p, &memory, &bad).unwrap_err().to_string();
+        assert!(e.contains("bias"), "{e}");
+
+        // The destination made a graph output (a caller may bind it anywhere).
+        let mut q = p.clone();
+        if let Some(Fused::Registers(sm)) = &f[i] {
+            q.outputs.push(sm.dst);
+        }
+        let e = verify(&q, &memory, &f).unwrap_err().to_string();
+        assert!(e.contains("overlap an operand or an output"), "{e}");
+
+        // The fusion attached to a step of another kind, and a missing entry.
+        let mut shifted = vec![None; f.len()];
+        shifted[i + 1] = f[i];
+        assert!(verify(&p, &memory, &shifted).is_err());
+        assert!(verify(&p, &memory, &f[1..]).is_err());
+    }
+
+    #[test]
+    fn a_product_read_elsewhere_is_refused() {
+        // The same layer also returning the product: `find` refuses; a forged entry
+        // must fail the verifier.
+        let src = LINEAR.replace("outputs %7", "outputs %7, %3");
+        let p = plan(&parse_graph(&src).unwrap()).unwrap();
+        let memory = plan_memory(&p);
+        let f = find(&p, &memory);
+        assert!(f.iter().all(Option::is_none));
+        let (_, good) = fused(&plan(&parse_graph(LINEAR).unwrap()).unwrap());
+        let forged: Vec<_> = (0..p.steps.len())
+            .map(|s| good.get(s).copied().flatten())
+            .collect();
+        let e = verify(&p, &memory, &forged).unwrap_err().to_string();
+        assert!(
+            e.contains("read elsewhere") || e.contains("another kind"),
+            "{e}"
+        );
+    }
 }

@@ -413,6 +413,9 @@ fn compile_shared(g: &Graph, opts: CompileOptions) -> Result<Compiled, CompileEr
     } else {
         vec![None; plan.steps.len()]
     };
+    if cfg!(debug_assertions) {
+        epilogue::verify(&plan, &memory, &epilogues)?;
+    }
     Ok(Compiled {
         plan,
         memory,
