@@ -202,3 +202,88 @@ fn a_deep_chain_of_concatenations_is_reduced_in_one_round() {
     let bits = |a: &Array| -> Vec<u64> { a.to_f64_vec().iter().map(|v| v.to_bits()).collect() };
     assert_eq!(bits(&got[0]), bits(&want[0]));
 }
+
+#[test]
+fn an_outer_product_is_an_elementwise_product_bit_for_bit() {
+    // `[B, T, 1] @ [1, n]`-like products (a Linear(·, 1) layer's input gradient), with a
+    // broadcast batch axis, in f32 and f64; signed zeros, infinities and NaN included:
+    // `-0 · x` must come out `+0` as from the GEMM's sum.
+    for dt in ["f32", "f64"] {
+        let src = format!(
+            r#"graph {{
+  %0: {dt}[3,4,1] = input "a"
+  %1: {dt}[1,1,5] = input "b"
+  %2: {dt}[3,4,5] = matmul %0, %1
+  outputs %2
+}}"#
+        );
+        let g = parse_graph(&src).unwrap();
+        let mut s = g.clone();
+        let mut simp = Simplify::default();
+        simp.run(&mut s).unwrap();
+        Dce.run(&mut s).unwrap();
+        let printed = onde::ir::print_graph(&s);
+        assert!(!printed.contains("matmul"), "{printed}");
+        assert!(simp.fired.iter().any(|(n, _)| *n == "outer_product"));
+        let dtype = if dt == "f32" {
+            onde::DType::F32
+        } else {
+            onde::DType::F64
+        };
+        let a = [
+            -0.0,
+            0.0,
+            1.5,
+            -2.25,
+            f64::INFINITY,
+            f64::NAN,
+            1e-30,
+            -3e20,
+            7.0,
+            0.1,
+            -1.0,
+            2.0,
+        ];
+        let b = [-0.0, 3.0, f64::NEG_INFINITY, 1e-20, -0.5];
+        let feeds: HashMap<String, Array> = [
+            (
+                "a".to_string(),
+                Array::from_f64(dtype, vec![3, 4, 1], &a).unwrap(),
+            ),
+            (
+                "b".to_string(),
+                Array::from_f64(dtype, vec![1, 1, 5], &b).unwrap(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let want = onde::runtime::run(&g, &feeds).unwrap()[0].to_f64_vec();
+        let got = onde::runtime::run(&s, &feeds).unwrap()[0].to_f64_vec();
+        for (i, (p, q)) in want.iter().zip(&got).enumerate() {
+            assert!(
+                p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()),
+                "{dt} element {i}: {p:e} vs {q:e}"
+            );
+        }
+        assert!(want.iter().any(|v| v.to_bits() == 0), "a +0 from -0 · x");
+    }
+    // Not an outer product (k = 2), or integer: left alone.
+    for src in [
+        r#"graph {
+  %0: f32[4,2] = input "a"
+  %1: f32[2,5] = input "b"
+  %2: f32[4,5] = matmul %0, %1
+  outputs %2
+}"#,
+        r#"graph {
+  %0: i64[4,1] = input "a"
+  %1: i64[1,5] = input "b"
+  %2: i64[4,5] = matmul %0, %1
+  outputs %2
+}"#,
+    ] {
+        let mut s = parse_graph(src).unwrap();
+        Simplify::default().run(&mut s).unwrap();
+        assert!(onde::ir::print_graph(&s).contains("matmul"), "{src}");
+    }
+}

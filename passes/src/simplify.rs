@@ -273,6 +273,42 @@ fn transpose_of_matmul(g: &Graph, o: OpId) -> Option<Patch> {
     ))
 }
 
+/// `a[…, m, 1] @ b[…, 1, n]` (every sum has one term: an outer product, e.g. the input
+/// gradient of a `Linear(·, 1)` layer, `dscore ⊗ w`) → `a·b + 0` with both operands
+/// broadcast to the product's shape: an elementwise product that fuses into its
+/// consumers instead of a GEMM call writing the whole matrix. Exact: the product of
+/// two floats rounds once either way, and a matrix product's sum starts from `+0`, so
+/// `+ 0` (never removed: only `-0` is the additive identity) turns a `-0` product into
+/// `+0` as the GEMM does. Float dtypes, operands of the product's rank and dtype.
+fn outer_product(g: &Graph, o: OpId) -> Option<Patch> {
+    let (op, xs, r) = single(g, o)?;
+    if op != Op::MatMul {
+        return None;
+    }
+    let rt = g.value_type(r).clone();
+    let n = rt.shape.rank();
+    let (at, bt) = (g.value_type(xs[0]), g.value_type(xs[1]));
+    let fits = |t: &onde_ir::TensorType| t.shape.rank() == n && t.dtype == rt.dtype;
+    if n < 2 || !rt.dtype.is_float() || !fits(at) || !fits(bt) || at.shape.dims()[n - 1] != 1 {
+        return None;
+    }
+    let zero = onde_ir::Array::from_f64(rt.dtype, Vec::<usize>::new(), &[0.0]).ok()?;
+    let expand = || Op::Expand {
+        shape: rt.shape.clone(),
+    };
+    Some(Patch::Ops(
+        r,
+        vec![
+            (expand(), vec![Ok(xs[0])]),
+            (expand(), vec![Ok(xs[1])]),
+            (Op::Binary(BinaryOp::Mul), vec![Err(0), Err(1)]),
+            (Op::Constant(zero), vec![]),
+            (expand(), vec![Err(3)]),
+            (Op::Binary(BinaryOp::Add), vec![Err(2), Err(4)]),
+        ],
+    ))
+}
+
 /// `reduce(concat(x₁, …, xₙ))` over axes that do not include the concatenation axis →
 /// `concat(reduce(x₁), …, reduce(xₙ))`, also through a permute between the two
 /// (`reduce(permute(concat(…)))`, each part permuted the same way): each result
@@ -444,6 +480,11 @@ pub const RULES: &[Rule] = &[
         name: "transpose_of_matmul",
         exact: true,
         apply: transpose_of_matmul,
+    },
+    Rule {
+        name: "outer_product",
+        exact: true,
+        apply: outer_product,
     },
     Rule {
         name: "reduce_of_concat",
