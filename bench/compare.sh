@@ -10,7 +10,8 @@
 #      (e.g. the AVX2 path on an AVX-512 machine); the table names the level onde used;
 #      the same `--isa` caps PyTorch too, through its own switches
 #      (ATEN_CPU_CAPABILITY for ATen's kernels, MKL_ENABLE_INSTRUCTIONS for MKL's GEMMs,
-#      ONEDNN_MAX_CPU_ISA for oneDNN's), so both sides run as on a CPU of that level
+#      ONEDNN_MAX_CPU_ISA for oneDNN's, TORCHINDUCTOR_CPP_MARCH for the C++ that
+#      torch.compile generates, else -march=native), so both sides run as on a CPU of that level
 #      (an AVX-512 machine standing in for an AVX2-only one); the table names the level
 #      PyTorch reported (`torch.backends.cpu.get_cpu_capability()`). Below avx512, onde
 #      is built apart (target/isa-L) with MMTEST_FEATURE limiting matrixmultiply to the
@@ -102,15 +103,16 @@ py=$venv/bin/python
 # onde's library GEMM limited at build time (a build of its own).
 torch_env=()
 onde_env=()
-case "${isa_args[1]:-}" in
+isa_level=${isa_args[1]:-}
+case "${isa_level,,}" in
   '' | avx512) ;;
   avx2)
-    torch_env=(ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2)
+    torch_env=(ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 TORCHINDUCTOR_CPP_MARCH=x86-64-v3)
     onde_env=(MMTEST_FEATURE=fma,avx2,avx,sse2 CARGO_TARGET_DIR="$root/target/isa-avx2") ;;
   baseline)
-    torch_env=(ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41)
+    torch_env=(ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 TORCHINDUCTOR_CPP_MARCH=x86-64-v2)
     onde_env=(MMTEST_FEATURE=sse2 CARGO_TARGET_DIR="$root/target/isa-baseline") ;;
-  *) echo "compare.sh: --isa wants baseline, avx2 or avx512, got '${isa_args[1]}'" >&2; exit 2 ;;
+  *) echo "compare.sh: --isa wants baseline, avx2 or avx512, got '$isa_level'" >&2; exit 2 ;;
 esac
 torch_isa=$(env "${torch_env[@]}" "$py" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null || echo "?")
 

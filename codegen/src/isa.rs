@@ -88,7 +88,8 @@ pub fn library_gemm_level() -> IsaLevel {
     // both crates): `None` or empty means every feature is allowed.
     let allowed = |feature: &str| match option_env!("MMTEST_FEATURE") {
         None | Some("") => true,
-        Some(list) => list.split(',').any(|f| f.trim() == feature),
+        // Split as matrixmultiply splits it: on commas, no trimming.
+        Some(list) => list.split(',').any(|f| f == feature),
     };
     let level = if allowed("avx512f") {
         IsaLevel::Avx512

@@ -440,8 +440,24 @@ impl Pass for FactorSums {
             plans.push((i, terms));
         }
         let mut changed = false;
+        // Sums rewritten so far in this run: a later plan that names one (as its
+        // operand or in a term) was decomposed before the rewrite; building it would
+        // bring the replaced sum back to life, and the next round would rewrite it
+        // again, forever. Such plans wait for the next round's fresh decomposition.
+        let mut replaced: Vec<ValueId> = Vec::new();
         for (i, terms) in plans {
             let s = &all[i];
+            let stale = replaced.contains(&s.x)
+                || terms.iter().any(|t| {
+                    t.muls
+                        .iter()
+                        .chain(&t.divs)
+                        .chain(&t.core)
+                        .any(|v| replaced.contains(v))
+                });
+            if stale {
+                continue;
+            }
             let k = key(g, s);
             // Centred terms sum to exactly 0.
             let dropped = terms.iter().any(|t| t.centered);
@@ -481,6 +497,7 @@ impl Pass for FactorSums {
             match build(g, s, &k.0, &terms, loc) {
                 Ok(Some(new)) => {
                     g.replace_all_uses(s.out, new);
+                    replaced.push(s.out);
                     self.rewritten += 1;
                     changed = true;
                 }

@@ -277,9 +277,11 @@ fn transpose_of_matmul(g: &Graph, o: OpId) -> Option<Patch> {
 /// gradient of a `Linear(·, 1)` layer, `dscore ⊗ w`) → `a·b + 0` with both operands
 /// broadcast to the product's shape: an elementwise product that fuses into its
 /// consumers instead of a GEMM call writing the whole matrix. Exact: the product of
-/// two floats rounds once either way, and a matrix product's sum starts from `+0`, so
-/// `+ 0` (never removed: only `-0` is the additive identity) turns a `-0` product into
-/// `+0` as the GEMM does. Float dtypes, operands of the product's rank and dtype.
+/// two floats rounds once either way, and a matrix product's sum starts from `+0` (the
+/// interpreter's definition, which the compiled products follow), so `+ 0` (never
+/// removed: only `-0` is the additive identity) turns a `-0` product into `+0` as the
+/// matrix product does. Float dtypes, operands of the product's rank and dtype (a
+/// lower-rank operand is reshaped by the layers before it gets here).
 fn outer_product(g: &Graph, o: OpId) -> Option<Patch> {
     let (op, xs, r) = single(g, o)?;
     if op != Op::MatMul {

@@ -118,6 +118,35 @@ fn products_in_either_order_are_one_sum_and_the_pass_settles() {
     assert!(!FactorSums::default().run(&mut again).unwrap());
 }
 
+#[test]
+fn a_sum_of_a_sum_rewritten_in_the_same_round_settles() {
+    // `%6 = Σ₀(x·2)` becomes `2·Σ₀x` (= `%5` after CSE), which changes the operand of
+    // `%9 = Σ(%6·w)`: a plan for `%9` made before that rewrite named `%6`, and building
+    // it brought `%6` back, so every round rewrote both again until the optimiser gave
+    // up (`NoFixpoint`; found by jit_differential, a tanh/unfold/mean program).
+    let src = r#"graph {
+  %0: f64[2,2] = input "x"
+  %1: f64[1,2] = input "w"
+  %2: f64[] = constant f64[] [2.0]
+  %4: f64[2,2] = mul %0, %2
+  %10: f64[1,2] = reduce_sum %0 axes=[0] keepdim=true
+  %5: f64[1,2] = mul %10, %2
+  %6: f64[1,2] = reduce_sum %4 axes=[0] keepdim=true
+  %12: f64[1,2] = cos %1
+  %7: f64[1,2] = mul %6, %12
+  %9: f64[1,1] = reduce_sum %7 axes=[0,1] keepdim=true
+  outputs %9, %5
+}"#;
+    let (g, o) = optimised(src);
+    assert_same(&g, &o);
+    let mut again = o.clone();
+    assert!(
+        !FactorSums::default().run(&mut again).unwrap(),
+        "{}",
+        print_graph(&o)
+    );
+}
+
 /// A random expression over x, g (full), c [1,3,1], d [3,1] and constants.
 fn expr(g: &mut Graph, leaves: &[ValueId], code: &[(u8, usize)]) -> ValueId {
     let mut stack: Vec<ValueId> = vec![leaves[0]];

@@ -91,7 +91,8 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
 /// executor's `unsafe` code relies on for each fused pair `find` returned (run after
 /// `find` in debug builds, so in every test):
 /// - **registers**: step `i` is a 2-D f32 matmul and step `i + 1` an elementwise f32
-///   kernel over its `m·n` elements with one store, to `dst`; nothing but that kernel
+///   kernel over its `m·n` elements (last axis `n`) with one whole-buffer store, to
+///   `dst`, reading the product element for element only; nothing but that kernel
 ///   reads the product and it is no graph output (it is never stored); `dst` is no
 ///   graph output and shares no storage with either operand or the bias; the bias is
 ///   an f32 buffer holding `n` elements from its offset (the tile reads them all);
@@ -126,13 +127,34 @@ pub(super) fn verify(
                 }
                 let (m, n) = (a.shape[0], b.shape[1]);
                 if k.iterations() != m * n
+                    || k.shape.last() != Some(&n)
                     || k.stores.len() != 1
                     || k.stores[0].buffer != sm.dst
+                    || k.stores[0].window.is_some()
                     || k.dtypes.iter().any(|&d| d != DType::F32)
                 {
-                    return Err(fail(i, "not one f32 store over the product's elements"));
+                    return Err(fail(
+                        i,
+                        "not one whole-buffer f32 store over the product's rows of n",
+                    ));
                 }
+                // The tile holds the product's element (i, j): the kernel must read the
+                // product there only (row-major, offset 0), and no other view of it.
+                let row_major = crate::plan::lazy::contiguous(&k.shape);
                 let out_root = root(plan, *out);
+                let bad_read = k.loads.iter().any(|l| {
+                    root(plan, l.buffer) == out_root
+                        && (l.buffer != *out
+                            || l.offset != 0
+                            || (0..k.shape.len())
+                                .any(|a| k.shape[a] != 1 && l.strides[a] != row_major[a]))
+                });
+                if bad_read {
+                    return Err(fail(
+                        i,
+                        "the product is read other than element for element",
+                    ));
+                }
                 let read_elsewhere = plan.steps.iter().enumerate().any(|(s, st)| {
                     s != i + 1 && memory::reads(st).iter().any(|&r| root(plan, r) == out_root)
                 });

@@ -157,8 +157,10 @@ pub(super) fn product<T: Real>(
                 let b0 = at(p, 0, rsb, csb);
                 let brow = &b.data[b0..b0 + n];
                 if p == 0 {
+                    // From +0, as every sum of the library kernels and the
+                    // interpreter starts: a -0 product gives +0, not -0.
                     for (o, &x) in crow.iter_mut().zip(brow) {
-                        *o = s * x;
+                        *o = T::ZERO + s * x;
                     }
                 } else {
                     for (o, &x) in crow.iter_mut().zip(brow) {
@@ -169,7 +171,7 @@ pub(super) fn product<T: Real>(
         } else {
             for j in 0..n {
                 let v = (1..k).fold(
-                    a.data[at(i, 0, rsa, csa)] * b.data[at(0, j, rsb, csb)],
+                    T::ZERO + a.data[at(i, 0, rsa, csa)] * b.data[at(0, j, rsb, csb)],
                     |acc, p| acc + a.data[at(i, p, rsa, csa)] * b.data[at(p, j, rsb, csb)],
                 );
                 c.data[at(i, j, rsc, csc)] = v;
