@@ -97,7 +97,19 @@ pub fn step(g: &GraphBuilder, pool: &[Tensor], code: u8, i: usize, j: usize, p: 
         }
         29 => x.sign() * x.exp() - x.reciprocal().clamp(-3.0, 3.0),
         31 if x.dim() > 0 && x.numel() > 0 => x.softmax(ax) + x.log_softmax(ax) * 0.5,
-        32 if x.dim() > 0 => x.std([ax], 0, true) * x,
+        // Rows made non-constant first: clamps (33) can make a row constant, whose
+        // f32 mean is inexact, so its variance is rounding noise instead of 0 and the
+        // std's gradient there (singular: 1/std, NaN in PyTorch, 0 here at exactly
+        // zero variance) is noise amplified ~1/ulp, on which no two evaluation
+        // orders agree.
+        32 if x.dim() > 0 => {
+            let axu = ax.rem_euclid(r) as usize;
+            let n = x.size()[axu];
+            let mut along = vec![1i64; x.dim()];
+            along[axu] = n as i64;
+            let ramp = g.arange(0.0, n as f64, 1.0, x.dtype()).reshape(along) * 0.37;
+            (x + ramp).std([ax], 0, true) * x
+        }
         // Tensor bounds offset from the data (see 23): no bound equal to an element.
         33 => x.clamp(&(y.mean_all() - 0.4137), &(y.mean_all() + 0.2913)) + x.clamp_max(0.25),
         _ => x.abs().sqrt(),
