@@ -58,16 +58,28 @@ fn dividing_by_a_power_of_two_is_multiplying_bit_for_bit() {
             )
             .unwrap();
             let feeds: HashMap<String, Array> = [("x".to_string(), x)].into_iter().collect();
-            let a = onde::runtime::run(&g, &feeds).unwrap()[0].to_f64_vec();
-            let b = onde::runtime::run(&s, &feeds).unwrap()[0].to_f64_vec();
-            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                assert!(
-                    p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()),
-                    "{dt} x[{i}] / {c}: {p:e} vs {q:e}"
-                );
-            }
+            same_bits(&g, &s, &feeds, &format!("{dt} x / {c}"));
         }
     }
+}
+
+/// `before` and `after` interpreted on `feeds` give the same bits in their first output
+/// (any NaN matching any NaN); returns it.
+fn same_bits(
+    before: &onde::ir::Graph,
+    after: &onde::ir::Graph,
+    feeds: &HashMap<String, Array>,
+    what: &str,
+) -> Vec<f64> {
+    let want = onde::runtime::run(before, feeds).unwrap()[0].to_f64_vec();
+    let got = onde::runtime::run(after, feeds).unwrap()[0].to_f64_vec();
+    for (i, (p, q)) in want.iter().zip(&got).enumerate() {
+        assert!(
+            p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()),
+            "{what}, element {i}: {p:e} vs {q:e}"
+        );
+    }
+    want
 }
 
 /// Feeds for every input of `g`: distinct, signed values of mixed magnitudes.
@@ -257,14 +269,7 @@ fn an_outer_product_is_an_elementwise_product_bit_for_bit() {
         ]
         .into_iter()
         .collect();
-        let want = onde::runtime::run(&g, &feeds).unwrap()[0].to_f64_vec();
-        let got = onde::runtime::run(&s, &feeds).unwrap()[0].to_f64_vec();
-        for (i, (p, q)) in want.iter().zip(&got).enumerate() {
-            assert!(
-                p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()),
-                "{dt} element {i}: {p:e} vs {q:e}"
-            );
-        }
+        let want = same_bits(&g, &s, &feeds, dt);
         assert!(want.iter().any(|v| v.to_bits() == 0), "a +0 from -0 · x");
     }
     // Not an outer product (k = 2), or integer: left alone.
