@@ -278,8 +278,8 @@ macro_rules! impl_real {
 impl_real!(f32, matrixmultiply::sgemm, true);
 impl_real!(f64, matrixmultiply::dgemm, false);
 
-/// `c ← a · b` on the library GEMM for ISA level `isa`: `gemm`'s AVX-512 kernels for
-/// f32 where allowed (`wide.rs`), else [`Real::gemm`] (`matrixmultiply`).
+/// `c ← a · b` on the library GEMM for ISA level `isa`: `gemm`'s kernels for f32 where
+/// its own choice is that level (`wide.rs`), else [`Real::gemm`] (`matrixmultiply`).
 pub(crate) fn gemm_at<T: Real>(
     isa: IsaLevel,
     a: MatRef<'_, T>,

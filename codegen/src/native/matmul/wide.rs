@@ -1,13 +1,18 @@
-//! f32 products on the `gemm` crate's AVX-512 kernels, where the CPU and the compile's
-//! ISA level allow them.
+//! f32 products on the `gemm` crate, where the CPU and the compile's ISA level allow
+//! them.
 //!
-//! `matrixmultiply` (the library GEMM everywhere else) has a 16×16 AVX-512 f32 kernel;
-//! `gemm` 0.19 with its `x86-v4` feature (AVX-512 micro-kernels picked at run time, so
-//! no `target-cpu` flag) measured faster on the matrix shapes of W1, W5 and W7
-//! (per-shape timings in `docs/performance.md`). Without AVX-512 `gemm` falls back to
-//! AVX2 kernels that measured slower than matrixmultiply's, so below that level the
-//! executor keeps matrixmultiply; the convolutions' GEMMs (im2col, pointwise) keep it
-//! too, as W2 measured slower with `gemm`.
+//! `matrixmultiply` is the library GEMM everywhere else. `gemm` 0.19 picks its kernels
+//! from the CPU at run time (AVX-512 with its `x86-v4` feature, else AVX2 + FMA), and it
+//! measured faster than matrixmultiply on the matrix shapes of W1, W5 and W7 at both
+//! levels: on the AVX-512 Xeon 1.2–1.5× with its AVX-512 kernels, and with its AVX2
+//! kernels (a build without `x86-v4`, `bench/gemm_avx2`) 99 against 84 GFLOP/s on
+//! 1024³, 97 vs 85 on `64×256×256`, 101 vs 82 on `3200×64×64` — within 3% of MKL's
+//! AVX2 kernels there (per-shape timings in `docs/performance.md`). It has no switch
+//! to cap its level, so it runs only where its own choice is the compile's level: at
+//! `Avx512`, and at `Avx2` on a CPU without AVX-512F (an AVX2 machine, or one emulated).
+//! A capped compile on an AVX-512 CPU (`--isa avx2`) keeps matrixmultiply, which
+//! `MMTEST_FEATURE` can cap (`crate::isa`). The convolutions' GEMMs (im2col, pointwise)
+//! keep matrixmultiply too, as W2 measured slower with `gemm`.
 //!
 //! Numerics: each output is a sum of `k` products in a blocked order (the same class of
 //! reassociation as matrixmultiply's); results differ from it in the last bits only.
@@ -16,9 +21,26 @@ use super::{check_gemm, MatMut, MatRef};
 use crate::isa::IsaLevel;
 use crate::native::NativeError;
 
-/// Whether f32 products at ISA level `isa` run here.
+/// Whether f32 products at ISA level `isa` run here: where `gemm`'s own kernel choice
+/// (AVX-512F if the CPU has it, else AVX2 + FMA) is that level.
 pub(super) fn enabled(isa: IsaLevel) -> bool {
-    isa.capped() == IsaLevel::Avx512
+    match isa.capped() {
+        IsaLevel::Avx512 => true,
+        IsaLevel::Avx2 => !cpu_has_avx512f(),
+        IsaLevel::Baseline => false,
+    }
+}
+
+/// Whether `gemm` would pick its AVX-512 kernels on this CPU.
+fn cpu_has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Whether a `rows × cols` product goes to `gemm`: matrix-shaped outputs only. For a
