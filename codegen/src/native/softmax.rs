@@ -29,7 +29,7 @@
 
 use super::NativeError;
 use crate::isa::IsaLevel;
-use crate::kernel::engine::lanes::{Lanes, X16, X8};
+use crate::kernel::engine::lanes::{width_entry, Lanes};
 use crate::kernel::engine::{math, Width};
 
 /// A softmax operand's lines: `(outer, n, inner)`, the operand viewed as
@@ -79,9 +79,7 @@ pub fn softmax_f32(
         // SAFETY: the width is one this CPU has (`for_level` caps by the detected
         // level); `x` and `out` hold `outer·n·inner` elements (checked above) and are
         // distinct (a shared and an exclusive borrow).
-        Some(Width::X16) => unsafe { lines_x16(args) },
-        // SAFETY: as above.
-        Some(Width::X8) => unsafe { lines_x8(args) },
+        Some(width) => unsafe { lines_on(width, args) },
         None => onde_runtime::softmax_lines(x, out, lines, scratch, f64::from, |v| v as f32),
     }
     Ok(())
@@ -106,25 +104,12 @@ pub fn softmax_f64(
 /// `(x, out, outer, n, inner)` of a checked call.
 type Args = (*const f32, *mut f32, usize, usize, usize);
 
-/// [`lines`] on 16 lanes.
-///
-/// # Safety
-/// As [`lines`], on a CPU with AVX-512F/DQ.
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn lines_x16(a: Args) {
-    // SAFETY: this function runs with AVX-512F/DQ (its caller's contract), so the
-    // token's claim holds; the rest is forwarded.
-    unsafe { lines(X16::assume(), a) }
-}
-
-/// [`lines`] on 8 lanes.
-///
-/// # Safety
-/// As [`lines`], on a CPU with AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn lines_x8(a: Args) {
-    // SAFETY: as in `lines_x16`, with AVX2 and FMA.
-    unsafe { lines(X8::assume(), a) }
+width_entry! {
+    /// [`lines`] on `width`'s vectors.
+    ///
+    /// # Safety
+    /// As [`lines`], with `width` one this CPU has.
+    unsafe fn lines_on(Args) => lines
 }
 
 /// Every line of the operand.

@@ -22,7 +22,7 @@
 // SIMD on raw pointers into the executor's buffers: every block has a SAFETY comment.
 #![allow(unsafe_code)]
 
-use super::lanes::{Lanes, X16, X8};
+use super::lanes::{width_entry, Lanes};
 use super::Width;
 use crate::isa::IsaLevel;
 use crate::kernel::nest::normalise;
@@ -125,12 +125,7 @@ impl ColumnSum {
         };
         let args = (x.cast_const(), out, self.rows, self.row_stride, self.cols);
         // SAFETY: forwarded; the width is one this CPU has.
-        unsafe {
-            match self.width {
-                Width::X16 => sums_x16(args),
-                Width::X8 => sums_x8(args),
-            }
-        }
+        unsafe { sums_on(self.width, args) }
     }
 
     /// What the dump says about it.
@@ -147,24 +142,12 @@ impl ColumnSum {
 /// `(x, out, rows, row_stride, cols)`.
 type Args = (*const f32, *mut f32, usize, usize, usize);
 
-/// [`sums`] on 16 lanes.
-///
-/// # Safety
-/// As [`sums`], on a CPU with AVX-512F/DQ.
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn sums_x16(a: Args) {
-    // SAFETY: this function runs with AVX-512F/DQ (its caller's contract).
-    unsafe { sums(X16::assume(), a) }
-}
-
-/// [`sums`] on 8 lanes.
-///
-/// # Safety
-/// As [`sums`], on a CPU with AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sums_x8(a: Args) {
-    // SAFETY: this function runs with AVX2 and FMA (its caller's contract).
-    unsafe { sums(X8::assume(), a) }
+width_entry! {
+    /// [`sums`] on `width`'s vectors.
+    ///
+    /// # Safety
+    /// As [`sums`], with `width` one this CPU has.
+    unsafe fn sums_on(Args) => sums
 }
 
 /// Every block of columns: blocks of `BLOCK`, 4, 2 and 1 whole vectors, then the last

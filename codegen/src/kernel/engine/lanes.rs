@@ -19,6 +19,41 @@
 
 use std::arch::x86_64::*;
 
+/// Defines `$vis unsafe fn $name(width: Width, args: $args)`, which runs `$kernel(token,
+/// args)` — a kernel written once over [`Lanes`] — inside the `#[target_feature]`
+/// entry point of `width` (AVX-512F/DQ for [`X16`], AVX2 + FMA for [`X8`]), so the
+/// kernel's `#[inline(always)]` body and the intrinsics inline there.
+///
+/// The defined function's safety contract: `width` is one this CPU has (as
+/// [`super::Width::for_level`] returns), and `args` meet `$kernel`'s contract.
+macro_rules! width_entry {
+    ($(#[$meta:meta])* $vis:vis unsafe fn $name:ident($args:ty) => $kernel:ident) => {
+        $(#[$meta])*
+        $vis unsafe fn $name(width: $crate::kernel::engine::Width, args: $args) {
+            #[target_feature(enable = "avx512f,avx512dq")]
+            unsafe fn x16(a: $args) {
+                // SAFETY: this runs with AVX-512F/DQ (the contract of `$name`), so the
+                // token's claim holds; `a` is forwarded.
+                unsafe { $kernel($crate::kernel::engine::lanes::X16::assume(), a) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn x8(a: $args) {
+                // SAFETY: as in `x16`, with AVX2 and FMA.
+                unsafe { $kernel($crate::kernel::engine::lanes::X8::assume(), a) }
+            }
+            // SAFETY: the width's instruction set is present and `args` meet the
+            // kernel's contract (both the contract of `$name`).
+            unsafe {
+                match width {
+                    $crate::kernel::engine::Width::X16 => x16(args),
+                    $crate::kernel::engine::Width::X8 => x8(args),
+                }
+            }
+        }
+    };
+}
+pub(crate) use width_entry;
+
 /// `unsafe` around an intrinsic call in a token's method.
 macro_rules! simd {
     ($e:expr) => {
