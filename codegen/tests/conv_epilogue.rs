@@ -1,6 +1,6 @@
 //! Conv epilogues (`exec::epilogue`, `native::conv_then`): a convolution's elementwise
-//! consumer kernel runs on each block of output rows as soon as the convolution wrote
-//! it. The kernel is the same compiled code called on sub-ranges, so fused and unfused
+//! consumer kernel, or one summing rows (`plan::row_sums`), runs on each block of
+//! output rows as soon as the convolution wrote it. The kernel is the same compiled code called on sub-ranges, so fused and unfused
 //! runs must be bit-identical, with 1 and 2 threads, for both convolution algorithms,
 //! conv1d and conv2d, f32 and f64, kernels on Cranelift and on the AVX-512 engine;
 //! both agree with the reference interpreter. It must be refused (or skipped at run
@@ -261,19 +261,70 @@ fn a_consumer_reading_other_elements_of_the_output_is_not_fused() {
 }
 
 #[test]
+fn batch_norm_sums_run_on_the_finished_rows() {
+    // A batch norm's statistics after a convolution: `Σ y`, `Σ y²` over the batch and
+    // time, and an elementwise value stored in the same loop. The plan splits the
+    // sums into sums of rows (`plan::row_sums`) and a kernel combining them, so the
+    // row kernel runs on each block of the convolution's finished rows; the combined
+    // sums are those of the interpreter. Pointwise (im2col) and depthwise (direct).
+    for conv in [
+        "%2: f32[32,32,1] = input \"w\"\n  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(0,0)] dilation=[1] groups=1",
+        "%2: f32[32,1,5] = input \"w\"\n  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32",
+    ] {
+        let src = format!(
+            r#"graph {{
+  %0: f32[4,32,2000] = input "a"
+  {conv}
+  %4: f32[32] = reduce_sum %3 axes=[0,2] keepdim=false
+  %5: f32[4,32,2000] = mul %3, %3
+  %6: f32[32] = reduce_sum %5 axes=[0,2] keepdim=false
+  %7: f32[4,32,2000] = tanh %3
+  outputs %4, %6, %7
+}}"#
+        );
+        let plain = run(&src, false, 1);
+        assert!(
+            plain.dump.contains("reduce_sum axes=[2] into store")
+                && plain.dump.contains("reduce_sum axes=[0] into store"),
+            "{}",
+            plain.dump
+        );
+        check(&src, &[0], 1e-4);
+    }
+}
+
+#[test]
+fn sums_over_the_batch_only_are_not_split() {
+    // A sum over the batch alone (time kept) has no row to sum: it runs as before,
+    // on its own after the convolution.
+    let src = r#"graph {
+  %0: f32[4,32,2000] = input "a"
+  %2: f32[32,32,1] = input "w"
+  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(0,0)] dilation=[1] groups=1
+  %4: f32[32,2000] = reduce_sum %3 axes=[0] keepdim=false
+  outputs %4
+}"#;
+    let plain = run(src, false, 1);
+    assert!(!plain.dump.contains("_rows"), "{}", plain.dump);
+    check(src, &[], 1e-4);
+}
+
+#[test]
 fn a_consumer_writing_over_the_convolution_input_is_not_fused() {
-    // `relu(a)` is a temporary that dies at the first convolution, and the sigmoid
-    // consumer has its shape but cannot write over the convolution's output (read again
-    // by the last convolution): the memory plan gives it relu's storage, which later
-    // blocks of the first convolution still read. So that step is not fused (the
-    // results are the unfused ones); the last convolution's consumer is. 4 × 32 × 2000
-    // outputs of 5 taps: enough to split over two threads.
+    // `relu(a)` is a temporary read by the first convolution and, element for element,
+    // by the add after it, where it dies: the add writes in place over it (the
+    // convolution's output is read again by the last convolution), i.e. over memory
+    // that later blocks of the first convolution still read. So that step is not fused
+    // (the results are the unfused ones); the last convolution's consumer is. (A
+    // consumer that does not read the convolution's input never gets its storage: the
+    // memory plan keeps the input alive through the consumer.) 4 × 32 × 2000 outputs
+    // of 5 taps: enough to split over two threads.
     let src = r#"graph {
   %0: f32[4,32,2000] = input "a"
   %1: f32[4,32,2000] = relu %0
   %2: f32[32,1,5] = input "w"
   %3: f32[4,32,2000] = conv %1, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32
-  %4: f32[4,32,2000] = sigmoid %3
+  %4: f32[4,32,2000] = add %3, %1
   %5: f32[4,32,2000] = conv %4, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32
   %6: f32[4,32,2000] = conv %3, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32
   %7: f32[4,32,2000] = sub %5, %6
@@ -281,7 +332,7 @@ fn a_consumer_writing_over_the_convolution_input_is_not_fused() {
 }"#;
     let fused = run(src, true, 1);
     let dump = &fused.dump;
-    // Steps: 0 relu, 1 conv, 2 sigmoid, 3 conv, 4 conv, 5 sub.
+    // Steps: 0 relu, 1 conv, 2 add, 3 conv, 4 conv, 5 sub.
     let slots: Vec<String> = dump
         .lines()
         .find_map(|l| l.split("slots [").nth(1))
@@ -301,10 +352,10 @@ fn a_consumer_writing_over_the_convolution_input_is_not_fused() {
         digits.parse().unwrap()
     };
     let conv_input = buf_after("step 1: conv", "conv f32 buf");
-    let sigmoid_out = buf_after("step 2: kernel", "store buf");
-    // The plan does put the sigmoid over the convolution's input (the case under
-    // test; if the planner changes, this test must find another graph) ...
-    assert_eq!(slots[conv_input], slots[sigmoid_out], "{dump}");
+    let add_out = buf_after("step 2: kernel", "store buf");
+    // The plan does put the add over the convolution's input (the case under test;
+    // if the planner changes, this test must find another graph) ...
+    assert_eq!(slots[conv_input], slots[add_out], "{dump}");
     // ... so only the last convolution's consumer is fused.
     check(src, &[4], 1e-5);
 }

@@ -38,8 +38,11 @@
 //! at batch 128 (64 MiB per activation): `docs/performance.md`.
 //!
 //! ## When
-//! Step `i` is a [`Step::Conv`] and step `i + 1` an elementwise kernel (no reduction)
-//! over exactly the convolution's output shape that reads the output only at the
+//! Step `i` is a [`Step::Conv`] and step `i + 1` a kernel over exactly the
+//! convolution's output shape — elementwise, or reducing a suffix of its axes with an
+//! outer axis kept (a batch norm's sums over `N` and `T`, split into sums of rows by
+//! `plan::row_sums` for this), so that its outer loop visits the output's rows in
+//! order — that reads the output only at the
 //! element it writes (offset 0, row-major strides; other operands are free: a
 //! per-channel bias, batch-norm scale and shift, a residual). Its stores must not share
 //! storage with the convolution's input or weight (later blocks still read them): the
@@ -96,9 +99,10 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
 ///   reads the product and it is no graph output (it is never stored); `dst` is no
 ///   graph output and shares no storage with either operand or the bias; the bias is
 ///   an f32 buffer holding `n` elements from its offset (the tile reads them all);
-/// - **rows**: step `i` is a convolution and step `i + 1` an elementwise kernel over its
-///   output's shape, whose stores share no storage with the convolution's input or
-///   weight (later blocks still read them).
+/// - **rows**: step `i` is a convolution and step `i + 1` a kernel over its output's
+///   shape, elementwise or reducing a suffix of its axes (outer loop over the rows in
+///   order), whose stores share no storage with the convolution's input or weight
+///   (later blocks still read them).
 pub(super) fn verify(
     plan: &Plan,
     memory: &MemoryPlan,
@@ -117,11 +121,12 @@ pub(super) fn verify(
         let Some(Step::Kernel(k)) = plan.steps.get(i + 1) else {
             return Err(fail(i, "the next step is not a kernel"));
         };
-        if k.reduction.is_some() {
-            return Err(fail(i, "the kernel reduces"));
-        }
+        let reduces = k.reduction.is_some();
         match (f, &plan.steps[i]) {
             (Fused::Registers(sm), Step::MatMul { a, b, out, dtype }) => {
+                if reduces {
+                    return Err(fail(i, "the kernel reduces"));
+                }
                 if *dtype != DType::F32 || a.shape.len() != 2 || b.shape.len() != 2 {
                     return Err(fail(i, "not a 2-D f32 matrix product"));
                 }
@@ -182,6 +187,9 @@ pub(super) fn verify(
                 }
             }
             (Fused::Rows, Step::Conv { x, w, out, .. }) => {
+                if !rows_in_order(k) {
+                    return Err(fail(i, "the kernel reduces other than rows in order"));
+                }
                 if k.shape != plan.buffers[*out].ty.shape.dims() {
                     return Err(fail(
                         i,
@@ -217,7 +225,7 @@ fn check_conv(plan: &Plan, memory: &MemoryPlan, i: usize) -> bool {
         return false;
     };
     let shape = plan.buffers[*out].ty.shape.dims();
-    if k.reduction.is_some() || k.shape != shape || k.iterations() == 0 {
+    if !rows_in_order(k) || k.shape != shape || k.iterations() == 0 {
         return false;
     }
     // Row-major element strides of the output; an axis of extent 1 may carry any.
@@ -241,6 +249,28 @@ fn check_conv(plan: &Plan, memory: &MemoryPlan, i: usize) -> bool {
             !shares_storage(plan, memory, st.buffer, *x)
                 && !shares_storage(plan, memory, st.buffer, *w)
         })
+}
+
+/// Whether `k`'s outer loop runs over its iteration space in row-major blocks: no
+/// reduction, or one over a suffix of its axes (`plan::row_sums`) that leaves an outer
+/// kept loop, so a call on outer indices `[lo, hi)` reads and writes exactly those
+/// rows (and their reduced values).
+fn rows_in_order(k: &Kernel) -> bool {
+    let Some(red) = &k.reduction else {
+        return true;
+    };
+    let r = k.shape.len();
+    let suffix = red
+        .axes
+        .iter()
+        .enumerate()
+        .all(|(j, &a)| a == r - red.axes.len() + j);
+    let (_, outer_reduced) = crate::kernel::clif::outer_extent(k);
+    suffix
+        && !red.axes.is_empty()
+        && !outer_reduced
+        && crate::kernel::clif::column_nest(k).is_none()
+        && (0..r - red.axes.len()).any(|a| k.shape[a] > 1)
 }
 
 /// Whether buffers `x` and `y` may occupy the same memory.

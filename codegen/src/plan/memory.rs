@@ -7,7 +7,9 @@
 //! steps in order, a buffer takes the smallest free slot that fits (best fit), else a
 //! new slot; slots are freed when their buffer dies. A kernel may also write *in place* over a buffer that dies at that very
 //! step when it reads it element for element at the position it writes (offset 0,
-//! contiguous, same size, no reduction): every iteration reads before it writes.
+//! contiguous, same size, no reduction): every iteration reads before it writes. A
+//! convolution's input and weight live through the kernel after it when that kernel
+//! reads its output (it may run on the convolution's finished rows, `exec::epilogue`).
 
 use super::{BufId, BufKind, Plan, Step};
 use crate::kernel::nest::elem_size;
@@ -112,6 +114,22 @@ pub(crate) fn lifetimes(plan: &Plan, along: &[bool]) -> (Vec<usize>, Vec<usize>)
                     birth[r] = i - 1;
                 }
                 death[r] = death[r].max(i);
+            }
+        }
+    }
+    // A convolution may run the kernel after it on its finished rows
+    // (`exec::epilogue`, "rows"): its input and weight live through that kernel, so
+    // the kernel's stores never take their storage while later blocks still read them.
+    for (i, pair) in plan.steps.windows(2).enumerate() {
+        if let [Step::Conv { x, w, out, .. }, Step::Kernel(k)] = pair {
+            if k.loads
+                .iter()
+                .any(|l| root(plan, l.buffer) == root(plan, *out))
+            {
+                for b in [*x, *w] {
+                    let r = root(plan, b);
+                    death[r] = death[r].max(i + 1);
+                }
             }
         }
     }

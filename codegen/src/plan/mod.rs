@@ -25,6 +25,7 @@ mod cost;
 pub mod lazy;
 pub mod memory;
 mod merge;
+mod row_sums;
 mod steps;
 pub mod verify;
 
@@ -166,6 +167,7 @@ pub fn plan(g: &Graph) -> Result<Plan, PlanError> {
     let steps = merge_kernels(&p.buffers, p.steps);
     let steps = merge::sink_products(&p.buffers, steps);
     let steps = concurrent::pair_scans(&p.buffers, steps);
+    let steps = row_sums::split_after_convs(&mut p.buffers, steps);
     Ok(Plan {
         buffers: p.buffers,
         steps,
