@@ -15,8 +15,10 @@
 #      (an AVX-512 machine standing in for an AVX2-only one); the table names the level
 #      PyTorch reported (`torch.backends.cpu.get_cpu_capability()`). Below avx512, onde
 #      is built apart (target/isa-L) with MMTEST_FEATURE limiting matrixmultiply to the
-#      level (its one switch, read at compile time; see codegen/src/isa.rs): a first
-#      capped run builds for a few minutes;
+#      level (its one switch, read at compile time; see codegen/src/isa.rs) and without
+#      the default feature `gemm-avx512`, so `gemm` has its AVX2 kernels only and runs
+#      the f32 products as on an AVX2-only CPU (codegen/src/native/matmul/wide.rs): a
+#      first capped run builds for a few minutes;
 #   2. PyTorch: `$VENV/bin/python ../shared/bench/bench.py --only W6,W7 --threads N
 #      --modes eager,compile --out <tmp>`; one subprocess per (workload, mode), each
 #      timed for >= 1 s after warm-up. torch.compile compiles cold every time: ~10 s of
@@ -103,15 +105,18 @@ py=$venv/bin/python
 # onde's library GEMM limited at build time (a build of its own).
 torch_env=()
 onde_env=()
+onde_features=()
 isa_level=${isa_args[1]:-}
 case "${isa_level,,}" in
   '' | avx512) ;;
   avx2)
     torch_env=(ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 TORCHINDUCTOR_CPP_MARCH=x86-64-v3)
-    onde_env=(MMTEST_FEATURE=fma,avx2,avx,sse2 CARGO_TARGET_DIR="$root/target/isa-avx2") ;;
+    onde_env=(MMTEST_FEATURE=fma,avx2,avx,sse2 CARGO_TARGET_DIR="$root/target/isa-avx2")
+    onde_features=(--no-default-features) ;;
   baseline)
     torch_env=(ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 TORCHINDUCTOR_CPP_MARCH=x86-64-v2)
-    onde_env=(MMTEST_FEATURE=sse2 CARGO_TARGET_DIR="$root/target/isa-baseline") ;;
+    onde_env=(MMTEST_FEATURE=sse2 CARGO_TARGET_DIR="$root/target/isa-baseline")
+    onde_features=(--no-default-features) ;;
   *) echo "compare.sh: --isa wants baseline, avx2 or avx512, got '$isa_level'" >&2; exit 2 ;;
 esac
 torch_isa=$(env "${torch_env[@]}" "$py" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null || echo "?")
@@ -124,10 +129,10 @@ load_before=$(uptime)
 for round in $(seq 1 "$rounds"); do
   # --- 1. onde (builds if needed)
   # One process per workload, so that each JSON line's peak RSS is that workload's.
-  echo "== round $round/$rounds, onde: cargo run --release -q -p onde-cli -- bench WL --threads $threads ${isa_args[*]}, WL in ${workloads[*]}" >&2
+  echo "== round $round/$rounds, onde: cargo run --release -q -p onde-cli ${onde_features[*]} -- bench WL --threads $threads ${isa_args[*]}, WL in ${workloads[*]}" >&2
   : >"$tmp/onde.$round.jsonl"
   for wl in "${workloads[@]}"; do
-    (cd "$root" && env "${onde_env[@]}" cargo run --release -q -p onde-cli -- bench "$wl" --threads "$threads" "${isa_args[@]}") \
+    (cd "$root" && env "${onde_env[@]}" cargo run --release -q -p onde-cli "${onde_features[@]}" -- bench "$wl" --threads "$threads" "${isa_args[@]}") \
       >>"$tmp/onde.$round.jsonl"
   done
   cat "$tmp/onde.$round.jsonl" >&2

@@ -940,7 +940,8 @@ fn f32_product_error(isa: onde_codegen::IsaLevel, m: usize, k: usize, n: usize) 
 #[test]
 fn f32_products_are_as_accurate_at_every_isa_level() {
     // Long k: every level's library GEMM (gemm's kernels where its own choice is the
-    // level — AVX-512 at Avx512, AVX2 at Avx2 on a CPU without AVX-512F — else
+    // level — AVX-512 at Avx512, AVX2 at Avx2 on a CPU without AVX-512F or in a build
+    // without the `gemm-avx512` feature — else
     // matrixmultiply) sums in blocks; none is more than three times as far from the
     // exact result as the baseline's. gemm's AVX2 kernel is the farthest measured:
     // 1.0e-6 against the baseline's 4.1e-7 on [64,1000]·[1000,96] (emulated Zen 3,

@@ -7,11 +7,14 @@
 //! levels: on the AVX-512 Xeon 1.2–1.5× with its AVX-512 kernels, and with its AVX2
 //! kernels (a build without `x86-v4`, `bench/gemm_avx2`) 99 against 84 GFLOP/s on
 //! 1024³, 97 vs 85 on `64×256×256`, 101 vs 82 on `3200×64×64` — within 3% of MKL's
-//! AVX2 kernels there (per-shape timings in `docs/performance.md`). It has no switch
-//! to cap its level, so it runs only where its own choice is the compile's level: at
-//! `Avx512`, and at `Avx2` on a CPU without AVX-512F (an AVX2 machine, or one emulated).
-//! A capped compile on an AVX-512 CPU (`--isa avx2`) keeps matrixmultiply, which
-//! `MMTEST_FEATURE` can cap (`crate::isa`). The convolutions' GEMMs (im2col, pointwise)
+//! AVX2 kernels there (per-shape timings in `docs/performance.md`). It has no run-time
+//! switch to cap its level, so it runs only where its own choice is the compile's
+//! level: at `Avx512` in a build with its AVX-512 kernels (this crate's default
+//! feature `gemm-avx512`), and at `Avx2` where it would pick its AVX2 kernels — on a
+//! CPU without AVX-512F (an AVX2 machine, or one emulated), or in a build without
+//! `gemm-avx512` (`bench/compare.sh --isa avx2` builds so, to measure on an AVX-512
+//! machine what an AVX2 one runs). Elsewhere matrixmultiply, which `MMTEST_FEATURE`
+//! can cap (`crate::isa`). The convolutions' GEMMs (im2col, pointwise)
 //! keep matrixmultiply too, as W2 measured slower with `gemm`.
 //!
 //! Numerics: each output is a sum of `k` products in a blocked order (the same class of
@@ -22,23 +25,37 @@ use crate::isa::IsaLevel;
 use crate::native::NativeError;
 
 /// Whether f32 products at ISA level `isa` run here: where `gemm`'s own kernel choice
-/// (AVX-512F if the CPU has it, else AVX2 + FMA) is that level.
+/// (AVX-512F if it was built with those kernels and the CPU has it, else AVX2 + FMA)
+/// is that level.
 pub(super) fn enabled(isa: IsaLevel) -> bool {
-    match isa.capped() {
-        IsaLevel::Avx512 => true,
-        IsaLevel::Avx2 => !cpu_has_avx512f(),
-        IsaLevel::Baseline => false,
+    gemm_level() == Some(isa.capped())
+}
+
+/// The level of the kernels `gemm` picks in this build on this CPU (`None` without
+/// FMA, where it has scalar code only); it tests `avx512f`, then `fma`, as here.
+pub(crate) fn gemm_level() -> Option<IsaLevel> {
+    if cfg!(feature = "gemm-avx512") && cpu_has("avx512f") {
+        Some(IsaLevel::Avx512)
+    } else if cpu_has("fma") {
+        Some(IsaLevel::Avx2)
+    } else {
+        None
     }
 }
 
-/// Whether `gemm` would pick its AVX-512 kernels on this CPU.
-fn cpu_has_avx512f() -> bool {
+/// Whether the CPU has `feature` (`avx512f` or `fma`; `false` off x86-64).
+fn cpu_has(feature: &str) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        match feature {
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            "fma" => std::arch::is_x86_feature_detected!("fma"),
+            _ => false,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = feature;
         false
     }
 }
