@@ -401,3 +401,72 @@ fn a_state_bound_over_the_convolution_input_falls_back_at_run_time() {
     }
     assert_eq!(results[0], results[1]);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    /// Sums, maxima and products over any axes of a convolution's output, two sibling
+    /// reductions sharing the loop: fused (rows split by `plan::row_sums` where they
+    /// qualify, 1 and 2 threads) equals unfused bit for bit, and the interpreter.
+    #[test]
+    fn reductions_after_a_convolution_equal_the_interpreter(
+        b in 1usize..4,
+        c in proptest::sample::select(vec![1usize, 3, 8]),
+        t in 60usize..400,
+        k in proptest::sample::select(vec![1usize, 3]),
+        depthwise in proptest::bool::ANY,
+        kind in proptest::sample::select(vec!["sum", "max", "min"]),
+        axes in proptest::sample::select(vec![
+            vec![0usize, 2], vec![2], vec![0, 1, 2], vec![1, 2], vec![0], vec![0, 1],
+        ]),
+    ) {
+        let groups = if depthwise { c } else { 1 };
+        let kept: Vec<String> = (0..3)
+            .filter(|a| !axes.contains(a))
+            .map(|a| [b, c, t][a].to_string())
+            .collect();
+        let axes_s: Vec<String> = axes.iter().map(usize::to_string).collect();
+        let (kept, axes_s) = (kept.join(","), axes_s.join(","));
+        let pad = (k - 1) / 2;
+        let src = format!(
+            r#"graph {{
+  %0: f32[{b},{c},{t}] = input "a"
+  %1: f32[{c},{cg},{k}] = input "w"
+  %2: f32[{b},{c},{t}] = conv %0, %1 stride=[1] padding=[({pad},{pad})] dilation=[1] groups={groups}
+  %3: f32[{kept}] = reduce_{kind} %2 axes=[{axes_s}] keepdim=false
+  %4: f32[{b},{c},{t}] = mul %2, %2
+  %5: f32[{kept}] = reduce_{kind} %4 axes=[{axes_s}] keepdim=false
+  outputs %3, %5
+}}"#,
+            cg = c / groups,
+        );
+        let plain = run(&src, false, 1);
+        for threads in [1, 2] {
+            let fused = run(&src, true, threads);
+            for (i, (a, p)) in fused.outputs.iter().zip(&plain.outputs).enumerate() {
+                proptest::prop_assert_eq!(bits(a), bits(p), "output {}, threads {}", i, threads);
+            }
+        }
+        let g = parse_graph(&src).unwrap();
+        let f: HashMap<String, Array> = feeds(&src).into_iter().collect();
+        let want = onde_runtime::run(&g, &f).unwrap();
+        // Inputs and weights lie in [-1, 1): |y| <= m = k·c/groups, |y²| <= m², and the
+        // convolution's own sums (m terms, reassociated) leave each y within ~m²·ε. A
+        // maximum or minimum takes one element; a sum of n f32 terms adds at most
+        // n·ε·max|term| (a margin of ~30 over that here; a missing row is far beyond).
+        let n: usize = axes.iter().map(|&a| [b, c, t][a]).product();
+        let m = (k * (c / groups)) as f64;
+        let ey = 1e-6 * m * m;
+        for (i, (got, want)) in plain.outputs.iter().zip(&want).enumerate() {
+            let (top, err) = if i == 0 { (m, ey) } else { (m * m, 2.0 * m * ey) };
+            let bound = if kind == "sum" {
+                n as f64 * (2e-6 * top + err)
+            } else {
+                err
+            };
+            for (p, q) in got.to_f64_vec().iter().zip(want.to_f64_vec()) {
+                proptest::prop_assert!((p - q).abs() <= bound, "output {}: {} vs {}\n{}", i, p, q, src);
+            }
+        }
+    }
+}
