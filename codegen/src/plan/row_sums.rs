@@ -21,7 +21,13 @@
 //!   results over `R ∖ S` into the original buffers, which every reader keeps reading.
 //!
 //! Only sums along a suffix of at least [`MIN_ROW`] elements are split: shorter rows
-//! would make the partial kernel a loop of short reductions.
+//! would make the partial kernel a loop of short reductions. And only kernels that also
+//! store elementwise values (a batch norm's backward: the masked gradient, stored, and
+//! its two sums): splitting the forward means too (pure sums) made W2 ~5% faster, but
+//! its first layer's weight gradient then differed from the f64 reference 3.3× as much
+//! as PyTorch's f32 gradient does (`tests/bench_parity.rs` bounds it at 3×; 1.0× unsplit),
+//! with every one of the four means contributing and f64 partial sums not helping. Until
+//! that is understood, the forward means keep their unsplit order.
 //!
 //! # Rounding
 //! A sum is reassociated (rows of `T` first, then across `N`: pairwise-like, at least
@@ -73,6 +79,10 @@ fn suffix_start(buffers: &[BufferSpec], k: &Kernel, conv_out: BufId) -> Option<u
     let outer_reduced = red.axes.iter().any(|&a| a < s && k.shape[a] > 1);
     let kept_outer = (0..s).any(|a| !red.axes.contains(&a) && k.shape[a] > 1);
     if s == r || row < MIN_ROW || !outer_reduced || !kept_outer {
+        return None;
+    }
+    // Only a kernel that also stores elementwise values (see the module doc).
+    if k.stores.len() == red.stores().count() {
         return None;
     }
     // The convolution's output read at the element of the iteration (what the rows
