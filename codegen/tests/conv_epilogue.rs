@@ -294,19 +294,25 @@ fn batch_norm_sums_run_on_the_finished_rows() {
 }
 
 #[test]
-fn sums_over_the_batch_only_are_not_split() {
-    // A sum over the batch alone (time kept) has no row to sum: it runs as before,
-    // on its own after the convolution.
-    let src = r#"graph {
+fn sums_over_the_batch_only_or_without_stores_are_not_split() {
+    // A sum over the batch alone (time kept) has no row to sum; a kernel of sums and
+    // nothing stored elementwise (a batch norm's forward mean) keeps its unsplit order
+    // (`plan::row_sums`: accuracy). Both run as before, on their own after the
+    // convolution.
+    for (sum, ty) in [("axes=[0]", "f32[32,2000]"), ("axes=[0,2]", "f32[32]")] {
+        let src = format!(
+            r#"graph {{
   %0: f32[4,32,2000] = input "a"
   %2: f32[32,32,1] = input "w"
   %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(0,0)] dilation=[1] groups=1
-  %4: f32[32,2000] = reduce_sum %3 axes=[0] keepdim=false
+  %4: {ty} = reduce_sum %3 {sum} keepdim=false
   outputs %4
-}"#;
-    let plain = run(src, false, 1);
-    assert!(!plain.dump.contains("_rows"), "{}", plain.dump);
-    check(src, &[], 1e-4);
+}}"#
+        );
+        let plain = run(&src, false, 1);
+        assert!(!plain.dump.contains("_rows"), "{}", plain.dump);
+        check(&src, &[], 1e-4);
+    }
 }
 
 #[test]
