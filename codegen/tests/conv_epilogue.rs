@@ -294,6 +294,26 @@ fn batch_norm_sums_run_on_the_finished_rows() {
 }
 
 #[test]
+fn row_sums_of_tanh_on_the_engine_run_on_the_finished_rows() {
+    // A sum over time of `tanh(y)` (a row reduction with a transcendental: an engine
+    // program where the CPU has AVX2) and the stored `tanh(y)`: the convolution runs
+    // it on its finished rows; same bits as unfused, interpreter's values.
+    let src = r#"graph {
+  %0: f32[4,32,2000] = input "a"
+  %2: f32[32,1,5] = input "w"
+  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32
+  %4: f32[4,32,2000] = tanh %3
+  %5: f32[4,32] = reduce_sum %4 axes=[2] keepdim=false
+  outputs %4, %5
+}"#;
+    check(src, &[0], 1e-4);
+    if onde_codegen::IsaLevel::detect() >= onde_codegen::IsaLevel::Avx2 {
+        let dump = run(src, true, 1).dump;
+        assert!(dump.contains("runs on the engine"), "{dump}");
+    }
+}
+
+#[test]
 fn sums_over_the_batch_only_or_without_stores_are_not_split() {
     // A sum over the batch alone (time kept) has no row to sum; a kernel of sums and
     // nothing stored elementwise (a batch norm's forward mean) keeps its unsplit order
