@@ -504,4 +504,37 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn rows_take_sums_of_rows_only() {
+        // A convolution and a sum over the batch and time with a value stored in the
+        // same loop: split into row sums, which `find` fuses and the verifier passes. A
+        // sum over the batch alone is not fused; forged, the verifier names it.
+        let conv = |sum: &str, ty: &str| {
+            format!(
+                r#"graph {{
+  %0: f32[2,4,300] = input "x"
+  %1: f32[4,4,1] = input "w"
+  %2: f32[2,4,300] = conv %0, %1 stride=[1] padding=[(0,0)] dilation=[1] groups=1
+  %3: {ty} = reduce_sum %2 {sum} keepdim=false
+  %4: f32[2,4,300] = tanh %2
+  outputs %3, %4
+}}"#
+            )
+        };
+        let p = plan(&parse_graph(&conv("axes=[0,2]", "f32[4]")).unwrap()).unwrap();
+        let memory = plan_memory(&p);
+        let f = find(&p, &memory);
+        assert_eq!(f[0], Some(Fused::Rows), "{:?}", p.steps);
+        verify(&p, &memory, &f).unwrap();
+
+        let q = plan(&parse_graph(&conv("axes=[0]", "f32[4,300]")).unwrap()).unwrap();
+        let memory = plan_memory(&q);
+        let f = find(&q, &memory);
+        assert!(f.iter().all(Option::is_none), "{:?}", q.steps);
+        let mut forged = f.clone();
+        forged[0] = Some(Fused::Rows);
+        let e = verify(&q, &memory, &forged).unwrap_err().to_string();
+        assert!(e.contains("rows in order"), "{e}");
+    }
 }
