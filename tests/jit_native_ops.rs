@@ -210,7 +210,7 @@ fn pad_compiled_equals_interpreter() {
 #[test]
 fn concat_and_stack_compiled_equal_interpreter() {
     // Parts of one element per output row (stack along the last axis: the word-copy
-    // interleave for 4-byte dtypes, its two-part slice loop for 4-byte elements, word copies for 8-byte, memcpy for bool), rows of
+    // interleave for 4-byte dtypes, word copies for 8-byte, memcpy for bool), rows of
     // several elements, unequal parts, up to and past the interleave's eight parts,
     // bool rows of 4 bytes (the interleave), zero-length parts and no rows.
     for dtype in [DType::F32, DType::F64, DType::I64, DType::Bool] {
