@@ -224,31 +224,12 @@ fn check_conv(plan: &Plan, memory: &MemoryPlan, i: usize) -> bool {
     let Some(Step::Kernel(k)) = plan.steps.get(i + 1) else {
         return false;
     };
-    let shape = plan.buffers[*out].ty.shape.dims();
-    if !rows_in_order(k) || k.shape != shape || k.iterations() == 0 {
+    if !rows_in_order(k) || !crate::plan::reads_at_each_element(&plan.buffers, k, *out) {
         return false;
     }
-    // Row-major element strides of the output; an axis of extent 1 may carry any.
-    let row_major = crate::plan::lazy::contiguous(shape);
-    let out_root = root(plan, *out);
-    let mut reads_out = false;
-    for l in &k.loads {
-        if root(plan, l.buffer) != out_root {
-            continue;
-        }
-        let same_element = l.buffer == *out
-            && l.offset == 0
-            && (0..shape.len()).all(|a| shape[a] == 1 || l.strides[a] == row_major[a]);
-        if !same_element {
-            return false;
-        }
-        reads_out = true;
-    }
-    reads_out
-        && k.stores.iter().all(|st| {
-            !shares_storage(plan, memory, st.buffer, *x)
-                && !shares_storage(plan, memory, st.buffer, *w)
-        })
+    k.stores.iter().all(|st| {
+        !shares_storage(plan, memory, st.buffer, *x) && !shares_storage(plan, memory, st.buffer, *w)
+    })
 }
 
 /// Whether `k`'s outer loop runs over its iteration space in row-major blocks: no

@@ -33,6 +33,7 @@ use cost::{cost, scalar_worth_storing};
 use merge::intern;
 pub use merge::merge_kernels;
 pub(crate) use merge::writes;
+pub(crate) use row_sums::reads_at_each_element;
 pub use steps::{BufId, BufKind, BufferSpec, CopyOp, Plan, PlanError, Step, View};
 
 use crate::kernel::{Expr, ExprId, Kernel, Load, Reduction, Store};

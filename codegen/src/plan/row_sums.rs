@@ -34,10 +34,11 @@
 //! their unsplit order.
 //!
 //! # Rounding
-//! A sum is reassociated (rows of `T` first, then across `N`: pairwise-like, at least
-//! as accurate as one running sum); max, min and exact products are unchanged. Sums
-//! already do not add in index order (vector lanes), so no result changes meaning.
+//! A sum is reassociated (rows of `T` first, then across `N`), the freedom every
+//! vectorised reduction already takes; max and min are unchanged. The rounding does
+//! change, which is why the forward means are left alone (above).
 
+use super::memory::root_in;
 use super::*;
 
 /// Fewest elements a split row sums (see the module doc).
@@ -71,9 +72,6 @@ pub(super) fn split_after_convs(buffers: &mut Vec<BufferSpec>, steps: Vec<Step>)
 fn suffix_start(buffers: &[BufferSpec], k: &Kernel, conv_out: BufId) -> Option<usize> {
     let red = k.reduction.as_ref()?;
     let r = k.shape.len();
-    if k.shape != buffers[conv_out].ty.shape.dims() || k.iterations() == 0 {
-        return None;
-    }
     // Trailing reduced axes.
     let mut s = r;
     while s > 0 && red.axes.contains(&(s - 1)) {
@@ -89,15 +87,32 @@ fn suffix_start(buffers: &[BufferSpec], k: &Kernel, conv_out: BufId) -> Option<u
     if k.stores.len() == red.stores().count() {
         return None;
     }
-    // The convolution's output read at the element of the iteration (what the rows
-    // epilogue requires; `exec::epilogue::check_conv` checks it again).
-    let row_major = contiguous(&k.shape);
-    let reads_out = k.loads.iter().any(|l| l.buffer == conv_out);
-    let in_order =
-        k.loads.iter().filter(|l| l.buffer == conv_out).all(|l| {
-            l.offset == 0 && (0..r).all(|a| k.shape[a] == 1 || l.strides[a] == row_major[a])
-        });
-    (reads_out && in_order).then_some(s)
+    // The convolution's output read where the rows epilogue requires it.
+    reads_at_each_element(buffers, k, conv_out).then_some(s)
+}
+
+/// Whether kernel `k` iterates over exactly `out`'s shape and reads `out` (at least
+/// once), and every load of `out`'s storage is `out` itself at the element of the
+/// iteration (offset 0, row-major strides; an axis of extent 1 may carry any): what a
+/// kernel run on a convolution's finished rows needs (`exec::epilogue`).
+pub(crate) fn reads_at_each_element(buffers: &[BufferSpec], k: &Kernel, out: BufId) -> bool {
+    let shape = buffers[out].ty.shape.dims();
+    if k.shape != shape || k.iterations() == 0 {
+        return false;
+    }
+    let row_major = contiguous(shape);
+    let out_root = root_in(buffers, out);
+    let mut reads = k
+        .loads
+        .iter()
+        .filter(|l| root_in(buffers, l.buffer) == out_root)
+        .peekable();
+    reads.peek().is_some()
+        && reads.all(|l| {
+            l.buffer == out
+                && l.offset == 0
+                && (0..shape.len()).all(|a| shape[a] == 1 || l.strides[a] == row_major[a])
+        })
 }
 
 /// `k` as a kernel of row reductions and a kernel combining them, or `None` when it
