@@ -9,15 +9,15 @@
 //! | level      | requires                          | kernels it enables                     |
 //! |------------|-----------------------------------|----------------------------------------|
 //! | `Baseline` | x86-64 (SSE2; SSE4.2 by practice) | Cranelift f32x4 code, library GEMM (`matrixmultiply`), scalar-FMA-free direct convolution |
-//! | `Avx2`     | AVX2 + FMA                        | + the tile engine, prepacked GEMM with register epilogues, long-dot products, native softmax and column sums, direct convolution, all on 8 lanes; f32 matrix products on `gemm`'s AVX2 kernels on a CPU without AVX-512F (`native/matmul/wide.rs`) |
-//! | `Avx512`   | AVX-512F + DQ (+ AVX2 + FMA)      | the same on 16 lanes, f32 matrix products on `gemm`'s AVX-512 kernels |
+//! | `Avx2`     | AVX2 + FMA                        | + the tile engine, prepacked GEMM with register epilogues, long-dot products, native softmax and column sums, direct convolution, all on 8 lanes; f32 matrix products on `gemm`'s AVX2 kernels on a CPU without AVX-512F or in a build without the `gemm-avx512` feature (`native/matmul/wide.rs`) |
+//! | `Avx512`   | AVX-512F + DQ (+ AVX2 + FMA)      | the same on 16 lanes, f32 matrix products on `gemm`'s AVX-512 kernels (feature `gemm-avx512`, default) |
 //!
 //! Non-x86-64 targets are `Baseline` (Cranelift code and the library GEMM).
 //!
 //! # The library GEMMs and the cap
 //! The cap reaches every kernel onde writes, but the third-party GEMMs choose their own
 //! kernels from the CPU: `gemm` is only called where its choice is the compile's level
-//! (`Avx512`, or `Avx2` on a CPU without AVX-512F), so the cap holds for it, while
+//! (`native/matmul/wide.rs`), so the cap holds for it, while
 //! `matrixmultiply` (every other library product) picks its AVX-512 kernel on an
 //! AVX-512 CPU whatever the cap. It has one switch, read when it is compiled:
 //! `MMTEST_FEATURE`, a comma-separated list of the features it may use

@@ -32,32 +32,20 @@ pub(super) fn enabled(isa: IsaLevel) -> bool {
 }
 
 /// The level of the kernels `gemm` picks in this build on this CPU (`None` without
-/// FMA, where it has scalar code only); it tests `avx512f`, then `fma`, as here.
-pub(crate) fn gemm_level() -> Option<IsaLevel> {
-    if cfg!(feature = "gemm-avx512") && cpu_has("avx512f") {
-        Some(IsaLevel::Avx512)
-    } else if cpu_has("fma") {
-        Some(IsaLevel::Avx2)
-    } else {
-        None
-    }
-}
-
-/// Whether the CPU has `feature` (`avx512f` or `fma`; `false` off x86-64).
-fn cpu_has(feature: &str) -> bool {
+/// FMA, where it has scalar code only): it tests `avx512f` (when built with those
+/// kernels), then `fma`, as here.
+fn gemm_level() -> Option<IsaLevel> {
     #[cfg(target_arch = "x86_64")]
     {
-        match feature {
-            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
-            "fma" => std::arch::is_x86_feature_detected!("fma"),
-            _ => false,
+        use std::arch::is_x86_feature_detected as has;
+        if cfg!(feature = "gemm-avx512") && has!("avx512f") {
+            return Some(IsaLevel::Avx512);
+        }
+        if has!("fma") {
+            return Some(IsaLevel::Avx2);
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = feature;
-        false
-    }
+    None
 }
 
 /// Whether a `rows × cols` product goes to `gemm`: matrix-shaped outputs only. For a
