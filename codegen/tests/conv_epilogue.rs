@@ -260,6 +260,16 @@ fn a_consumer_reading_other_elements_of_the_output_is_not_fused() {
     check(src, &[], 1e-4);
 }
 
+/// W2-sized convolutions of `a` `[4, 32, 2000]` into `%3`: pointwise (im2col) and
+/// depthwise (direct, 5 taps).
+const POINTWISE: &str = "%2: f32[32,32,1] = input \"w\"\n  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(0,0)] dilation=[1] groups=1";
+const DEPTHWISE: &str = "%2: f32[32,1,5] = input \"w\"\n  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32";
+
+/// A graph: input `a` `[4, 32, 2000]`, `conv` (one of the above), then `rest`.
+fn after_conv(conv: &str, rest: &str) -> String {
+    format!("graph {{\n  %0: f32[4,32,2000] = input \"a\"\n  {conv}\n{rest}\n}}")
+}
+
 #[test]
 fn batch_norm_sums_run_on_the_finished_rows() {
     // A batch norm's statistics after a convolution: `Σ y`, `Σ y²` over the batch and
@@ -267,20 +277,14 @@ fn batch_norm_sums_run_on_the_finished_rows() {
     // sums into sums of rows (`plan::row_sums`) and a kernel combining them, so the
     // row kernel runs on each block of the convolution's finished rows; the combined
     // sums are those of the interpreter. Pointwise (im2col) and depthwise (direct).
-    for conv in [
-        "%2: f32[32,32,1] = input \"w\"\n  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(0,0)] dilation=[1] groups=1",
-        "%2: f32[32,1,5] = input \"w\"\n  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32",
-    ] {
-        let src = format!(
-            r#"graph {{
-  %0: f32[4,32,2000] = input "a"
-  {conv}
-  %4: f32[32] = reduce_sum %3 axes=[0,2] keepdim=false
+    for conv in [POINTWISE, DEPTHWISE] {
+        let src = after_conv(
+            conv,
+            "  %4: f32[32] = reduce_sum %3 axes=[0,2] keepdim=false
   %5: f32[4,32,2000] = mul %3, %3
   %6: f32[32] = reduce_sum %5 axes=[0,2] keepdim=false
   %7: f32[4,32,2000] = tanh %3
-  outputs %4, %6, %7
-}}"#
+  outputs %4, %6, %7",
         );
         let plain = run(&src, false, 1);
         assert!(
@@ -298,14 +302,12 @@ fn row_sums_of_tanh_on_the_engine_run_on_the_finished_rows() {
     // A sum over time of `tanh(y)` (a row reduction with a transcendental: an engine
     // program where the CPU has AVX2) and the stored `tanh(y)`: the convolution runs
     // it on its finished rows; same bits as unfused, interpreter's values.
-    let src = r#"graph {
-  %0: f32[4,32,2000] = input "a"
-  %2: f32[32,1,5] = input "w"
-  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(2,2)] dilation=[1] groups=32
-  %4: f32[4,32,2000] = tanh %3
+    let src = &after_conv(
+        DEPTHWISE,
+        "  %4: f32[4,32,2000] = tanh %3
   %5: f32[4,32] = reduce_sum %4 axes=[2] keepdim=false
-  outputs %4, %5
-}"#;
+  outputs %4, %5",
+    );
     check(src, &[0], 1e-4);
     if onde_codegen::IsaLevel::detect() >= onde_codegen::IsaLevel::Avx2 {
         let dump = run(src, true, 1).dump;
@@ -320,14 +322,9 @@ fn sums_over_the_batch_only_or_without_stores_are_not_split() {
     // (`plan::row_sums`: accuracy). Both run as before, on their own after the
     // convolution.
     for (sum, ty) in [("axes=[0]", "f32[32,2000]"), ("axes=[0,2]", "f32[32]")] {
-        let src = format!(
-            r#"graph {{
-  %0: f32[4,32,2000] = input "a"
-  %2: f32[32,32,1] = input "w"
-  %3: f32[4,32,2000] = conv %0, %2 stride=[1] padding=[(0,0)] dilation=[1] groups=1
-  %4: {ty} = reduce_sum %3 {sum} keepdim=false
-  outputs %4
-}}"#
+        let src = after_conv(
+            POINTWISE,
+            &format!("  %4: {ty} = reduce_sum %3 {sum} keepdim=false\n  outputs %4"),
         );
         let plain = run(&src, false, 1);
         assert!(!plain.dump.contains("_rows"), "{}", plain.dump);
