@@ -3,6 +3,8 @@
 //! - `thin.rs`: thin products (a few outputs, or a tiny `k`), plain loops;
 //! - `long_dot.rs`: f32 long dot products (`k ≥ 1024`, both operands contiguous
 //!   along `k`), SIMD on the engine's widths;
+//! - `one_panel.rs`: f32 products whose right operand is one register panel (`n ≤
+//!   112`, short `k`: attention's products over short sequences);
 //! - [`prepacked`]: f32 products against weights packed once (versioned runs of an
 //!   executable), with the bias + activation epilogue in registers;
 //! - otherwise a library GEMM: `gemm`'s AVX-512 kernels for f32 where the CPU and the
@@ -15,6 +17,7 @@
 use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
 
 mod long_dot;
+pub mod one_panel;
 pub mod prepacked;
 mod thin;
 mod wide;
@@ -566,7 +569,9 @@ pub fn matmul_capped<T: Real>(
             row_stride: n as isize,
             col_stride: 1,
         };
-        if long_dot::try_product(&av, &bv, &mut cv, m, isa)? || thin::product(&av, &bv, &mut cv, m)?
+        if long_dot::try_product(&av, &bv, &mut cv, m, isa)?
+            || thin::product(&av, &bv, &mut cv, m)?
+            || one_panel::try_product(&av, &bv, &mut cv, isa)?
         {
             return Ok(());
         }

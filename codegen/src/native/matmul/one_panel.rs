@@ -1,0 +1,596 @@
+//! One-panel products: `c[m, n] = a[m, k] · b[k, n]` (f32) whose right operand is a
+//! single register panel — `n` at most [`MAX_VECTORS`] vectors wide and `k` short —
+//! the products of attention over short sequences (W5, per batch entry: `q·kᵀ` and
+//! `dO·vᵀ`, `[100, 64]·[64, 100]`; `P·v`, `Pᵀ·dO`, `dS·k` and `dSᵀ·q`,
+//! `[100, 100]·[100, 64]`).
+//!
+//! # Why
+//! The library GEMM cuts `n` into micro-tiles of a fixed width and packs both operands
+//! on every call; on these shapes that is 105–125 GFLOP/s warm (`q·kᵀ`: 12.2 µs per
+//! entry), far from the FMA peak, because `k` is too short to amortise the packing and
+//! the tiles' edges. Here an output tile is `R` rows × the *whole* width of `c` (`W =
+//! ⌈n/N⌉` vectors), so per `p` the tile loads `b`'s row once (`W` vectors), broadcasts
+//! `R` values of `a` and runs `R·W` FMAs into accumulators that stay in registers (16
+//! lanes: `R·W ≤ 24` of the 32 zmm; 8 lanes: `R·W ≤ 12` of the 16 ymm). `a` is read in
+//! place through its strides. `b` is read in place when its rows are contiguous and
+//! `n` fills whole vectors; otherwise (`kᵀ`, or a ragged `n`) it is first copied into a
+//! zero-padded panel of `W·N` columns per row (4 × 4 blocks transposed in registers),
+//! which stays in L1 with `a`'s rows (`k ≤` [`MAX_K`]).
+//!
+//! What is taken ([`fits`]) is what measured faster than the library on the Intel Xeon
+//! (AVX-512) this was written on (`docs/performance.md`, 2026-12-07 fifth session):
+//! `a·bᵀ` products (`b` column-major), `k ≤ 80`, 33–112 columns — W5's `q·kᵀ` and
+//! `dO·vᵀ`, ~355 against ~445 µs per 32 entries in the training step, the step ~2.5%
+//! faster. Row-major `b` (`P·v`) ran level with the library, `Pᵀ·dO` ~10% slower, and
+//! `k ≥ 96` much slower (the panel leaves L1: 32 against 22 µs at `k = 128`). The
+//! kernel is written over both widths and tested on both; the 8-lane width is not
+//! taken (not measured faster on an AVX2-only CPU).
+//!
+//! # Numerics
+//! Each output is `Σ_p a[i,p]·b[p,j]` accumulated from zero in `p` order with one FMA
+//! per term, whatever the tile, the row split or the thread count; the library's kernel
+//! does the same sum in its own blocking, so the two may differ in the last bits.
+
+// SIMD on raw pointers over checked views: every block has a SAFETY comment.
+#![allow(unsafe_code)]
+
+use super::{check_gemm, MatMut, MatRef, Real};
+use crate::isa::IsaLevel;
+use crate::kernel::engine::lanes::{Lanes, X16, X8};
+use crate::kernel::engine::Width;
+use crate::native::NativeError;
+use std::cell::RefCell;
+
+/// Widest `c` taken, in vectors (7 × 16 = 112 columns on AVX-512).
+pub(super) const MAX_VECTORS: usize = 7;
+/// Longest `k` taken: a packed panel (`k × 112` f32) stays within L1.
+pub(super) const MAX_K: usize = 80;
+/// Shortest `k` taken (below it the tile's setup is not amortised).
+pub(super) const MIN_K: usize = 16;
+
+thread_local! {
+    /// Each thread's packed panel, grown once and reused.
+    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `c = a · b` here when it fits (see the module doc): `Ok(true)` when computed,
+/// `Ok(false)` when another kernel should do it (nothing written).
+///
+/// # Errors
+/// As `Real::gemm`: the views are checked first.
+pub(super) fn try_product<T: Real>(
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+    c: &mut MatMut<'_, T>,
+    isa: IsaLevel,
+) -> Result<bool, NativeError> {
+    let Some(width) = Width::for_level(isa) else {
+        return Ok(false);
+    };
+    let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) else {
+        return Ok(false);
+    };
+    let a32 = MatRef {
+        data: ad,
+        rows: a.rows,
+        cols: a.cols,
+        row_stride: a.row_stride,
+        col_stride: a.col_stride,
+    };
+    let b32 = MatRef {
+        data: bd,
+        rows: b.rows,
+        cols: b.cols,
+        row_stride: b.row_stride,
+        col_stride: b.col_stride,
+    };
+    if !fits(width, &a32, &b32) || c.col_stride != 1 {
+        return Ok(false);
+    }
+    let (rows, cols, row_stride) = (c.rows, c.cols, c.row_stride);
+    let Some(cd) = T::as_f32_mut(&mut *c.data) else {
+        return Ok(false);
+    };
+    let mut c32 = MatMut {
+        data: cd,
+        rows,
+        cols,
+        row_stride,
+        col_stride: 1,
+    };
+    if !check_gemm(&a32, &b32, &c32)? {
+        return Ok(true);
+    }
+    product(width, &a32, &b32, &mut c32);
+    Ok(true)
+}
+
+/// Whether `c = a · b` (f32, `[m, k] · [k, n]`) is taken on `width`: the shapes and
+/// layouts measured faster than the library (module doc) — `a` with contiguous rows,
+/// `b` with contiguous columns (`q·kᵀ`), `k` short enough for the packed panel and
+/// `a`'s rows to share L1, 3–7 vectors of columns.
+fn fits(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> bool {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let layout = a.col_stride == 1 && b.row_stride == 1 && b.col_stride != 1;
+    match width {
+        Width::X16 => {
+            layout && (MIN_K..=MAX_K).contains(&k) && n > 32 && n <= 112 && (8..=512).contains(&m)
+        }
+        Width::X8 => false,
+    }
+}
+
+/// `c = a · b` for views `check_gemm` validated (`c` with unit column stride, `n` at
+/// most [`MAX_VECTORS`] vectors of `width`).
+fn product(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
+    let lanes = match width {
+        Width::X16 => 16,
+        Width::X8 => 8,
+    };
+    let (k, n) = (a.cols, b.cols);
+    let vectors = n.div_ceil(lanes);
+    assert!(
+        vectors <= MAX_VECTORS && c.col_stride == 1 && c.cols == n,
+        "one_panel::product called on a view it does not take"
+    );
+    // Strides of extent-1 axes are never multiplied by a non-zero index: zero them so
+    // every offset below is a plain product of in-range indices.
+    let st = |extent: usize, s: isize| if extent <= 1 { 0 } else { s.unsigned_abs() };
+    let (rsa, csa) = (st(a.rows, a.row_stride), st(k, a.col_stride));
+    let rsc = st(c.rows, c.row_stride);
+    let in_place = n % lanes == 0 && (n == 1 || b.col_stride == 1);
+    PANEL.with(|cell| {
+        let mut panel = cell.borrow_mut();
+        let (bp, rsb) = if in_place {
+            (b.data, st(k, b.row_stride))
+        } else {
+            let np = vectors * lanes;
+            let (rsb, csb) = (st(k, b.row_stride), st(n, b.col_stride));
+            panel.clear();
+            panel.resize(k * np, 0.0);
+            if csb == 1 {
+                for (p, dst) in panel.chunks_exact_mut(np).enumerate() {
+                    dst[..n].copy_from_slice(&b.data[p * rsb..][..n]);
+                }
+            } else if rsb == 1 {
+                transpose_into(&b.data[..=last_col(k, n, csb)], k, n, csb, &mut panel, np);
+            } else {
+                for j in 0..n {
+                    let col = &b.data[j * csb..];
+                    for p in 0..k {
+                        panel[p * np + j] = col[p * rsb];
+                    }
+                }
+            }
+            (&panel[..], np)
+        };
+        // Every read of `a` is `(i + r)·rsa + p·csa` with i + r < m, p < k; of `b`,
+        // `p·rsb + w·N + lane` with w·N + lane < W·N (in place: = n, a multiple of N;
+        // packed: the panel's padded row of W·N); every write of `c`, `(i + r)·rsc +
+        // j` with j < n. Checked here once at the largest indices.
+        let last = |extent: usize, s: usize| extent.saturating_sub(1) * s;
+        assert!(
+            last(a.rows, rsa) + last(k, csa) < a.data.len()
+                && last(k, rsb) + vectors * lanes <= bp.len()
+                && last(c.rows, rsc) + n <= c.data.len(),
+            "one_panel::product: a view reaches outside its slice"
+        );
+        let args = Args {
+            m: a.rows,
+            k,
+            n,
+            a: a.data.as_ptr(),
+            rsa,
+            csa,
+            b: bp.as_ptr(),
+            rsb,
+            c: c.data.as_mut_ptr(),
+            rsc,
+        };
+        // SAFETY: `width` is one this CPU has (`try_product` takes it from
+        // `Width::for_level`); the assert above keeps every access inside the slices,
+        // and `c` is an exclusive borrow, so the writes alias no read.
+        unsafe {
+            match width {
+                Width::X16 => product_x16(args),
+                Width::X8 => product_x8(args),
+            }
+        }
+    });
+}
+
+/// Index of the last element of a `k × n` view with unit row stride and column
+/// stride `csb` (`n, k ≥ 1`).
+fn last_col(k: usize, n: usize, csb: usize) -> usize {
+    (n - 1) * csb + k - 1
+}
+
+/// `panel[p·np + j] = b[j·csb + p]` for `p < k`, `j < n`: `b`'s columns (contiguous
+/// along `p`, e.g. `kᵀ` of a row-major `k`) into the panel's rows, by 4 × 4 blocks
+/// transposed in SSE registers (baseline x86-64; scalar copies at the edges). The
+/// scalar loop alone wrote one panel row per element, 4.5 µs for `[64, 100]`.
+fn transpose_into(b: &[f32], k: usize, n: usize, csb: usize, panel: &mut [f32], np: usize) {
+    use std::arch::x86_64::{
+        _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_storeu_ps, _mm_unpackhi_ps, _mm_unpacklo_ps,
+    };
+    assert!(
+        b.len() > last_col(k, n, csb) && panel.len() >= k * np && n <= np,
+        "transpose_into: a view reaches outside its slice"
+    );
+    let (k4, n4) = (k - k % 4, n - n % 4);
+    for j in (0..n4).step_by(4) {
+        for p in (0..k4).step_by(4) {
+            // SAFETY: SSE is part of x86-64; the four loads read `b[(j + r)·csb + p ..
+            // + 4]` with j + r < n and p + 4 <= k, the four stores write `panel[(p +
+            // r)·np + j .. + 4]` with p + r < k and j + 4 <= n <= np: inside both
+            // slices (asserted above).
+            unsafe {
+                let src = b.as_ptr().add(j * csb + p);
+                let r0 = _mm_loadu_ps(src);
+                let r1 = _mm_loadu_ps(src.add(csb));
+                let r2 = _mm_loadu_ps(src.add(2 * csb));
+                let r3 = _mm_loadu_ps(src.add(3 * csb));
+                let t0 = _mm_unpacklo_ps(r0, r1);
+                let t1 = _mm_unpacklo_ps(r2, r3);
+                let t2 = _mm_unpackhi_ps(r0, r1);
+                let t3 = _mm_unpackhi_ps(r2, r3);
+                let dst = panel.as_mut_ptr().add(p * np + j);
+                _mm_storeu_ps(dst, _mm_movelh_ps(t0, t1));
+                _mm_storeu_ps(dst.add(np), _mm_movehl_ps(t1, t0));
+                _mm_storeu_ps(dst.add(2 * np), _mm_movelh_ps(t2, t3));
+                _mm_storeu_ps(dst.add(3 * np), _mm_movehl_ps(t3, t2));
+            }
+        }
+    }
+    for j in 0..n {
+        let from = if j < n4 { k4 } else { 0 };
+        for p in from..k {
+            panel[p * np + j] = b[j * csb + p];
+        }
+    }
+}
+
+/// A product's raw operands (see [`product`] for what each pointer may address).
+#[derive(Clone, Copy)]
+struct Args {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    c: *mut f32,
+    rsc: usize,
+}
+
+/// Rows of the tallest tile of `w` vectors: as many as the accumulator budget allows
+/// (`budget` registers), at most 12.
+const fn tall(budget: usize, w: usize) -> usize {
+    let r = budget / w;
+    if r > 12 {
+        12
+    } else {
+        r
+    }
+}
+
+/// The product on width `L`: row tiles of `tall(budget, W)` rows, then the remaining
+/// rows by tiles of half that height and single rows. `tile(rows, w, i)` runs one.
+///
+/// # Safety
+/// As [`product`]'s SAFETY comment, on a CPU with `L`'s instruction set.
+#[inline(always)]
+unsafe fn product_lanes<L: Lanes>(args: Args, budget: usize, tile: impl Fn(usize, usize, Args)) {
+    let w = args.n.div_ceil(L::N);
+    let full = tall(budget, w);
+    let half = (full / 2).max(1);
+    let mut i = 0;
+    while i < args.m {
+        let left = args.m - i;
+        let rows = if left >= full {
+            full
+        } else if left >= half {
+            half
+        } else {
+            1
+        };
+        let t = Args {
+            a: args.a.wrapping_add(i * args.rsa),
+            c: args.c.wrapping_add(i * args.rsc),
+            m: rows,
+            ..args
+        };
+        tile(rows, w, t);
+        i += rows;
+    }
+}
+
+/// One tile: `R` rows × `W` vectors of `c`, each output `Σ_p a[r,p]·b[p,j]` by FMAs in
+/// `p` order; the last vector stores only the columns below `n`.
+///
+/// # Safety
+/// `t` addresses the tile's rows as [`product`] checked; the CPU has `L`'s
+/// instruction set.
+#[inline(always)]
+unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize>(l: L, t: Args) {
+    let mut acc = [[l.zero(); W]; R];
+    for p in 0..t.k {
+        // SAFETY (loads): `p < k`, `w < W`: inside `b`'s (padded) row and `a`'s rows
+        // (the function's contract).
+        let bv: [L::V; W] =
+            std::array::from_fn(|w| unsafe { l.load(t.b.add(p * t.rsb + w * L::N)) });
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            // SAFETY: row `r < R` of the tile, `p < k` (the function's contract).
+            let ar = l.splat(unsafe { *t.a.add(r * t.rsa + p * t.csa) });
+            for (acc_rw, b) in acc_r.iter_mut().zip(&bv) {
+                *acc_rw = l.fmadd(ar, *b, *acc_rw);
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (w, v) in acc_r.iter().enumerate() {
+            let dst = t.c.wrapping_add(r * t.rsc + w * L::N);
+            let cols = t.n - w * L::N;
+            // SAFETY: row `r` of the tile, columns `w·N ..` below `n` (contract).
+            unsafe {
+                if cols >= L::N {
+                    l.store(dst, *v);
+                } else {
+                    l.store_first(dst, cols, *v);
+                }
+            }
+        }
+    }
+}
+
+/// The per-width entry points: the generic kernels above instantiated under each
+/// width's `#[target_feature]`, one tile function per (rows, vectors) that
+/// [`product_lanes`] asks for.
+macro_rules! width_kernels {
+    ($product:ident, $tile:ident, $feat:literal, $L:ident, $budget:literal,
+     [$(($w:literal: $($r:literal)*))*]) => {
+        /// The product on this width (see [`product_lanes`]).
+        ///
+        /// # Safety
+        /// As [`product_lanes`].
+        #[target_feature(enable = $feat)]
+        unsafe fn $product(args: Args) {
+            let tile = |rows: usize, w: usize, t: Args| match (w, rows) {
+                $($(
+                    // SAFETY: forwarded (`product_lanes` passes this tile's rows).
+                    ($w, $r) => unsafe { $tile::<$r, $w>(t) },
+                )*)*
+                _ => unreachable!("no {rows}-row tile of {w} vectors"),
+            };
+            // SAFETY: forwarded; `tile` covers every (w, rows) `product_lanes` asks.
+            unsafe { product_lanes::<$L>(args, $budget, tile) }
+        }
+
+        /// One tile on this width.
+        ///
+        /// # Safety
+        /// As [`tile_lanes`].
+        #[target_feature(enable = $feat)]
+        unsafe fn $tile<const R: usize, const W: usize>(t: Args) {
+            // SAFETY: this function runs with the width's instruction set (its caller's
+            // contract); the rest is forwarded.
+            unsafe { tile_lanes::<$L, R, W>($L::assume(), t) }
+        }
+    };
+}
+
+// Tile heights per vector count: `tall(budget, w)`, half of it, and 1.
+width_kernels!(product_x16, tile_x16, "avx512f,avx512dq", X16, 24,
+    [(1: 12 6 1) (2: 12 6 1) (3: 8 4 1) (4: 6 3 1) (5: 4 2 1) (6: 4 2 1) (7: 3 1)]);
+width_kernels!(product_x8, tile_x8, "avx2,fma", X8, 12,
+    [(1: 12 6 1) (2: 6 3 1) (3: 4 2 1) (4: 3 1) (5: 2 1) (6: 2 1) (7: 1)]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 37 + seed * 101) % 97) as f32 - 48.0) / 32.0)
+            .collect()
+    }
+
+    /// `c = a · b` in f64 through the views' strides.
+    fn reference(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> Vec<f64> {
+        let at = |v: &MatRef<'_, f32>, i: usize, j: usize| {
+            f64::from(v.data[(i as isize * v.row_stride + j as isize * v.col_stride) as usize])
+        };
+        let mut out = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                out[i * b.cols + j] = (0..a.cols).map(|p| at(a, i, p) * at(b, p, j)).sum();
+            }
+        }
+        out
+    }
+
+    /// Every (m, n) edge, both layouts of each operand, on every width this CPU has.
+    #[test]
+    fn products_match_f64_on_every_width_and_layout() {
+        for width in [Width::X16, Width::X8] {
+            let level = match width {
+                Width::X16 => IsaLevel::Avx512,
+                Width::X8 => IsaLevel::Avx2,
+            };
+            if Width::for_level(level) != Some(width) {
+                // Not on this CPU: `try_product` must decline, never compute.
+                continue;
+            }
+            let lanes = if width == Width::X16 { 16 } else { 8 };
+            for &(m, k, n) in &[
+                (1, 16, 8),
+                (13, 64, 100),
+                (100, 64, 100),
+                (7, 17, 64),
+                (25, 128, 112),
+                (3, 20, 33),
+            ] {
+                if n > MAX_VECTORS * lanes {
+                    continue;
+                }
+                for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let ad = values(m * k, 1);
+                    let bd = values(k * n, 2);
+                    let a = MatRef {
+                        data: &ad,
+                        rows: m,
+                        cols: k,
+                        row_stride: if a_t { 1 } else { k as isize },
+                        col_stride: if a_t { m as isize } else { 1 },
+                    };
+                    let b = MatRef {
+                        data: &bd,
+                        rows: k,
+                        cols: n,
+                        row_stride: if b_t { 1 } else { n as isize },
+                        col_stride: if b_t { k as isize } else { 1 },
+                    };
+                    let want = reference(&a, &b);
+                    // Rows padded past `n` to see that nothing is written there.
+                    let rsc = n + 3;
+                    let mut cd = vec![f32::NAN; m * rsc];
+                    let mut c = MatMut {
+                        data: &mut cd,
+                        rows: m,
+                        cols: n,
+                        row_stride: rsc as isize,
+                        col_stride: 1,
+                    };
+                    product(width, &a, &b, &mut c);
+                    for i in 0..m {
+                        for j in 0..rsc {
+                            let got = cd[i * rsc + j];
+                            if j >= n {
+                                assert!(got.is_nan(), "{width:?} wrote past n at ({i}, {j})");
+                                continue;
+                            }
+                            let w = want[i * n + j];
+                            let tol = 1e-5 * (1.0 + k as f64);
+                            assert!(
+                                (f64::from(got) - w).abs() <= tol,
+                                "{width:?} {m}x{k}x{n} a_t={a_t} b_t={b_t} ({i},{j}): {got} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Only row-major `a` times column-major `b` within the bounds is taken, only on
+    /// AVX-512; what is declined writes nothing.
+    #[test]
+    fn takes_only_the_measured_shapes() {
+        let ad = values(100 * 64, 1);
+        let bd = values(64 * 200, 2);
+        let a = MatRef {
+            data: &ad,
+            rows: 100,
+            cols: 64,
+            row_stride: 64,
+            col_stride: 1,
+        };
+        let bt = |n: usize| MatRef {
+            data: &bd,
+            rows: 64,
+            cols: n,
+            row_stride: 1,
+            col_stride: 64,
+        };
+        let mut cd = vec![7f32; 100 * 200];
+        // Too wide for one panel.
+        let mut c = MatMut {
+            data: &mut cd,
+            rows: 100,
+            cols: 200,
+            row_stride: 200,
+            col_stride: 1,
+        };
+        assert!(!try_product(&a, &bt(200), &mut c, IsaLevel::Avx512).unwrap());
+        // `b` row-major: the library's.
+        let b_rows = MatRef {
+            data: &bd,
+            rows: 64,
+            cols: 100,
+            row_stride: 100,
+            col_stride: 1,
+        };
+        let mut c = MatMut {
+            data: &mut cd,
+            rows: 100,
+            cols: 100,
+            row_stride: 100,
+            col_stride: 1,
+        };
+        assert!(!try_product(&a, &b_rows, &mut c, IsaLevel::Avx512).unwrap());
+        // Below AVX-512 (the AVX2 width is not taken: not measured faster).
+        assert!(!try_product(&a, &bt(100), &mut c, IsaLevel::Avx2).unwrap());
+        assert!(!try_product(&a, &bt(100), &mut c, IsaLevel::Baseline).unwrap());
+        assert!(
+            cd.iter().all(|&v| v == 7.0),
+            "a declined product wrote to c"
+        );
+        // `q·kᵀ` of W5: taken exactly where this CPU has AVX-512.
+        let mut c = MatMut {
+            data: &mut cd,
+            rows: 100,
+            cols: 100,
+            row_stride: 100,
+            col_stride: 1,
+        };
+        let taken = try_product(&a, &bt(100), &mut c, IsaLevel::Avx512).unwrap();
+        assert_eq!(
+            taken,
+            Width::for_level(IsaLevel::Avx512) == Some(Width::X16)
+        );
+    }
+
+    /// Through the batched entry point at every ISA level: W5's `q·kᵀ` (kᵀ a
+    /// transposed view) matches f64 whichever kernel the level picks.
+    #[test]
+    fn batched_q_kt_matches_f64_at_every_level() {
+        let (bn, t, d) = (3, 100, 64);
+        let q = values(bn * t * d, 3);
+        let k = values(bn * t * d, 4);
+        for isa in [IsaLevel::Baseline, IsaLevel::Avx2, IsaLevel::Avx512] {
+            let mut out = vec![0f32; bn * t * t];
+            let td = (t * d) as isize;
+            super::super::matmul_capped(
+                isa,
+                &q,
+                &[bn, t, d],
+                &[td, d as isize, 1],
+                &k,
+                &[bn, d, t],
+                &[td, 1, d as isize],
+                &mut out,
+                1,
+            )
+            .unwrap();
+            for e in 0..bn {
+                for i in 0..t {
+                    for j in 0..t {
+                        let want: f64 = (0..d)
+                            .map(|p| {
+                                f64::from(q[e * t * d + i * d + p])
+                                    * f64::from(k[e * t * d + j * d + p])
+                            })
+                            .sum();
+                        let got = f64::from(out[e * t * t + i * t + j]);
+                        assert!(
+                            (got - want).abs() <= 1e-4,
+                            "{isa:?} ({e},{i},{j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
