@@ -654,8 +654,8 @@ fn every_op_passes_gradcheck() {
     }
 }
 
-/// Second derivatives of softmax (its own op, whose gradient rule is written in ops
-/// that have rules) and of the composites whose first derivative holds a value fixed
+/// Second derivatives of softmax (its own op, whose gradient is `softmax_backward`,
+/// itself an op whose rule emits ops that have rules) and of the composites whose first derivative holds a value fixed
 /// (log_softmax: the row maximum) or routes through `where` (std's zero-variance
 /// guard, clamp), away from the points where they are not differentiable: the
 /// gradient, itself checked by central differences in f64.
@@ -664,6 +664,9 @@ fn composites_differentiate_twice() {
     type Case = (&'static str, fn(&Tensor) -> Tensor);
     let cases: Vec<Case> = vec![
         ("softmax", |x| (x.softmax(1) * x.sin()).sum_all()),
+        // Along the outer axis (lines strided across columns), and through the
+        // gradient's own gradient: `softmax_backward` differentiated in both operands.
+        ("softmax axis 0", |x| (x.softmax(0) * x.cos()).sum_all()),
         ("log_softmax", |x| (x.log_softmax(0) * x.cos()).sum_all()),
         ("std var", |x| {
             (x.std([1], 1, false) * x.var([1], 0, false)).sum_all()

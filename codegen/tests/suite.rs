@@ -24,6 +24,7 @@ mod profile;
 mod row_reduction;
 mod scan_carries;
 mod sibling_reduction;
+mod softmax_backward;
 mod threads;
 
 #[path = "../../tests/support/suite_guard.rs"]

@@ -61,7 +61,7 @@ impl Op {
             | Op::Gather { .. }
             | Op::ScatterAdd { .. } => OpClass::Movement,
             Op::MatMul | Op::Conv(_) => OpClass::Contraction,
-            Op::Softmax { .. } => OpClass::Normalization,
+            Op::Softmax { .. } | Op::SoftmaxBackward { .. } => OpClass::Normalization,
             Op::Random { .. } => OpClass::Random,
             Op::Scan(_) => OpClass::Loop,
         }

@@ -474,6 +474,16 @@ pub enum Op {
         /// The axis normalised.
         axis: usize,
     },
+    /// Softmax's backward along `axis`: operands `(dy, y)` with `y = softmax(x)`, result
+    /// `dx = y ⊙ (dy − Σ_axis dy ⊙ y)` (the sum keeps the axis), float only, all three
+    /// of one type (`torch._softmax_backward_data(dy, y, axis)`). What autodiff emits
+    /// for [`Op::Softmax`]: codegen runs it in one pass per line (the line's sum, then
+    /// the result, while the line is in L1), where as ops it is a row reduction and a
+    /// broadcast kernel, each a pass over memory.
+    SoftmaxBackward {
+        /// The axis normalised in the forward softmax.
+        axis: usize,
+    },
     /// Identity in value, but no gradient flows through it (`detach`, `no_grad`).
     Detach,
     /// Batched matrix product `[.., m, k] @ [.., k, n]` with broadcast batch axes.
@@ -522,6 +532,7 @@ impl Op {
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
             Op::Softmax { .. } => "softmax",
+            Op::SoftmaxBackward { .. } => "softmax_backward",
             Op::Detach => "detach",
             Op::MatMul => "matmul",
             Op::Conv(_) => "conv",

@@ -623,8 +623,16 @@ impl Builder {
                     |t| t.dtype.is_float() && t.shape.rank() > 0,
                     |b| (b.float_dtype(), vec![b.rng.range(1, 4), b.rng.range(1, 5)]),
                 );
-                let axis = self.rng.below(self.ty(v).shape.rank());
-                self.add(Op::Softmax { axis }, &[v]);
+                let t = self.ty(v);
+                let axis = self.rng.below(t.shape.rank());
+                if self.rng.chance(50) {
+                    self.add(Op::Softmax { axis }, &[v]);
+                } else {
+                    // Its backward: a second operand of the same type.
+                    let dims = t.shape.dims().to_vec();
+                    let w = self.value(|u| *u == t, |_| (t.dtype, dims));
+                    self.add(Op::SoftmaxBackward { axis }, &[w, v]);
+                }
             }
             _ => self.scan(),
         }

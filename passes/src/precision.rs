@@ -63,6 +63,7 @@ fn up_op(op: &Op) -> Result<Op, GraphError> {
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
         | Op::Softmax { .. }
+        | Op::SoftmaxBackward { .. }
         | Op::Detach
         | Op::MatMul
         | Op::Conv(_) => op.clone(),

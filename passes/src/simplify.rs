@@ -189,6 +189,7 @@ fn noop_view(g: &Graph, o: OpId) -> Option<Patch> {
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
         | Op::Softmax { .. }
+        | Op::SoftmaxBackward { .. }
         | Op::Detach
         | Op::MatMul
         | Op::Conv(_)

@@ -266,6 +266,25 @@ impl Executable {
                 self.softmax(oty.dtype, src.cast_const(), dst, lines)
                     .map_err(|e| RunError::Native(e.to_string()))?;
             }
+            plan::CopyOp::SoftmaxBackward { axis, scale } => {
+                let lines = (
+                    odims[..*axis].iter().product(),
+                    odims[*axis],
+                    odims[axis + 1..].iter().product(),
+                );
+                let (dy, y, numel) = (self.ptrs[args[0]], self.ptrs[args[1]], oty.shape.numel());
+                let apart = |p: *mut u8| {
+                    p.cast_const() >= dst.wrapping_add(numel * es).cast_const()
+                        || dst.cast_const() >= p.wrapping_add(numel * es).cast_const()
+                };
+                debug_assert!(
+                    apart(dy) && apart(y),
+                    "softmax_backward operands and output overlap"
+                );
+                let operands = (dy.cast_const(), y.cast_const(), dst);
+                self.softmax_backward(oty.dtype, operands, lines, *scale)
+                    .map_err(|e| RunError::Native(e.to_string()))?;
+            }
             plan::CopyOp::Pad { pads, value } => {
                 // The fill value's bytes, on the stack.
                 let bytes: [u8; 8] = match oty.dtype {
@@ -524,5 +543,78 @@ impl Executable {
         };
         self.scratch64 = scratch;
         r
+    }
+
+    /// Softmax's backward of the `lines` operands `dy`, `y` into `out` (`out` distinct
+    /// from both, each `outer·n·inner` elements of `dtype`), split across threads by
+    /// whole lines on vectors (the same bits at any thread count), as [`Self::softmax`].
+    fn softmax_backward(
+        &mut self,
+        dtype: DType,
+        (dy, y, out): (*const u8, *const u8, *mut u8),
+        lines: crate::native::softmax::Lines,
+        scale: f64,
+    ) -> Result<(), crate::native::NativeError> {
+        use crate::native::softmax_backward::{softmax_backward_f32, softmax_backward_f64};
+        let (outer, n, inner) = lines;
+        let (line, isa) = (n * inner, self.isa);
+        let vectors = dtype == DType::F32 && Width::for_level(isa).is_some();
+        let threads = if vectors {
+            self.share_count(outer * line, outer)
+        } else {
+            1
+        };
+        if threads > 1 {
+            let (dys, ys, os) = (
+                super::SendPtr(dy.cast_mut().cast::<f32>()),
+                super::SendPtr(y.cast_mut().cast::<f32>()),
+                super::SendPtr(out.cast::<f32>()),
+            );
+            super::run_shares(threads, outer, move |_, lo, hi| {
+                if lo >= hi {
+                    return;
+                }
+                let len = (hi - lo) * line;
+                // SAFETY: lines [lo, hi) of each buffer (inside `outer·line`, the
+                // caller's contract); shares write disjoint lines of the output and only
+                // read the operands.
+                let r = unsafe {
+                    softmax_backward_f32(
+                        isa,
+                        std::slice::from_raw_parts(dys.get().add(lo * line).cast_const(), len),
+                        std::slice::from_raw_parts(ys.get().add(lo * line).cast_const(), len),
+                        std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
+                        (hi - lo, n, inner),
+                        scale as f32,
+                    )
+                };
+                // The lengths were checked for the whole operand: a share cannot fail.
+                debug_assert!(r.is_ok());
+            });
+            return Ok(());
+        }
+        let numel = outer * line;
+        // SAFETY: the caller's contract: `out` distinct from both operands, each of
+        // `numel` elements of `dtype`, a float (the op's typing rule).
+        unsafe {
+            match dtype {
+                DType::F64 => softmax_backward_f64(
+                    std::slice::from_raw_parts(dy.cast::<f64>(), numel),
+                    std::slice::from_raw_parts(y.cast::<f64>(), numel),
+                    std::slice::from_raw_parts_mut(out.cast::<f64>(), numel),
+                    lines,
+                    scale,
+                ),
+                DType::F32 => softmax_backward_f32(
+                    isa,
+                    std::slice::from_raw_parts(dy.cast::<f32>(), numel),
+                    std::slice::from_raw_parts(y.cast::<f32>(), numel),
+                    std::slice::from_raw_parts_mut(out.cast::<f32>(), numel),
+                    lines,
+                    scale as f32,
+                ),
+                DType::I64 | DType::Bool => Ok(()),
+            }
+        }
     }
 }

@@ -41,7 +41,8 @@
 //! - [`conv_then`]: [`conv`] that hands each block of finished output rows to a
 //!   [`RowEpilogue`] (the executor's fused consumer kernel) on the thread that wrote
 //!   it, while the block is still in cache.
-//! - [`softmax`]: softmax along one axis in one pass per line ([`onde_ir::Op::Softmax`]).
+//! - [`softmax`]: softmax along one axis in one pass per line ([`onde_ir::Op::Softmax`]),
+//!   and [`softmax_backward`] its gradient, likewise ([`onde_ir::Op::SoftmaxBackward`]).
 //! - [`Real`]: `f32` / `f64`, with [`Real::gemm`], a bounds-checked safe wrapper of the
 //!   library GEMM on [`MatRef`]/[`MatMut`] strided views.
 //!
@@ -82,6 +83,7 @@
 mod conv;
 pub mod matmul;
 pub mod softmax;
+pub mod softmax_backward;
 
 pub use conv::{
     choose_conv_algorithm, conv, conv_capped, conv_then, conv_with, ConvAlgorithm, RowEpilogue,

@@ -26,6 +26,7 @@ pub mod lazy;
 pub mod memory;
 mod merge;
 mod row_sums;
+mod scaled_softmax_grad;
 mod steps;
 pub mod verify;
 
@@ -473,6 +474,7 @@ impl Planner<'_> {
                     | Op::Gather { .. }
                     | Op::ScatterAdd { .. }
                     | Op::Softmax { .. }
+                    | Op::SoftmaxBackward { .. }
                     | Op::Detach
                     | Op::Random { .. }
                     | Op::Scan(_) => {}
@@ -508,6 +510,7 @@ impl Planner<'_> {
                 }
             }
             Op::Unary(u) => self.elementwise(r, &xs, label, |n| LNode::Unary(*u, n[0]))?,
+            Op::Binary(_) if self.fold_softmax_backward_scale(&node.op, &xs, r) => {}
             Op::Binary(b) => {
                 self.elementwise(r, &xs, label, |n| LNode::Binary(*b, n[0], n[1]))?;
             }
@@ -610,6 +613,19 @@ impl Planner<'_> {
                     r,
                     CopyOp::Softmax { axis: *axis },
                     &[(xs[0], "softmax_input")],
+                )?;
+            }
+            Op::SoftmaxBackward { axis } => {
+                self.copy_step(
+                    r,
+                    CopyOp::SoftmaxBackward {
+                        axis: *axis,
+                        scale: 1.0,
+                    },
+                    &[
+                        (xs[0], "softmax_backward_dy"),
+                        (xs[1], "softmax_backward_y"),
+                    ],
                 )?;
             }
             Op::Random { dist, dtype, .. } if dtype.is_float() => {

@@ -198,6 +198,16 @@ pub enum CopyOp {
         /// Axis.
         axis: usize,
     },
+    /// Softmax's backward `y ⊙ (dy − Σ dy ⊙ y)` along `axis`, operands `(dy, y)`
+    /// (`native::softmax_backward`: one pass per line, SIMD on the engine's widths for
+    /// f32), times `scale` (a multiply by a scalar constant folded in,
+    /// `plan::scaled_softmax_grad`; 1 otherwise).
+    SoftmaxBackward {
+        /// Axis.
+        axis: usize,
+        /// Factor applied to each result (rounded separately, as the multiply was).
+        scale: f64,
+    },
     /// Constant padding.
     Pad {
         /// `(before, after)` per axis.

@@ -173,6 +173,7 @@ fn op_template(name: &str) -> Option<Op> {
         Op::Concat { axis: 0 },
         Op::Gather { axis: 0 },
         Op::Softmax { axis: 0 },
+        Op::SoftmaxBackward { axis: 0 },
         Op::ScatterAdd {
             axis: 0,
             shape: Shape::scalar(),
@@ -652,6 +653,7 @@ impl Parser {
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
             | Op::Softmax { .. }
+            | Op::SoftmaxBackward { .. }
             | Op::Detach
             | Op::MatMul
             | Op::Conv(_)
@@ -803,7 +805,9 @@ fn schema(op: &Op) -> &'static [(&'static str, Kind)] {
             ("dilation", Kind::Usize),
         ],
         Op::Pad { .. } => &[("pads", Kind::Pairs), ("value", Kind::Float)],
-        Op::Concat { .. } | Op::Gather { .. } | Op::Softmax { .. } => &[("axis", Kind::Usize)],
+        Op::Concat { .. } | Op::Gather { .. } | Op::Softmax { .. } | Op::SoftmaxBackward { .. } => {
+            &[("axis", Kind::Usize)]
+        }
         Op::Conv(_) => &[
             ("stride", Kind::UsizeList),
             ("padding", Kind::Pairs),
@@ -892,6 +896,9 @@ fn build(
             value_bits: a.float("value")?,
         },
         Op::Softmax { .. } => Op::Softmax {
+            axis: a.usize("axis")?,
+        },
+        Op::SoftmaxBackward { .. } => Op::SoftmaxBackward {
             axis: a.usize("axis")?,
         },
         Op::Concat { .. } => Op::Concat {

@@ -300,7 +300,10 @@ pub(crate) fn payload(
             pair_list(pads),
             f64_text(Op::pad_value(*value_bits))
         ),
-        Op::Concat { axis } | Op::Gather { axis } | Op::Softmax { axis } => {
+        Op::Concat { axis }
+        | Op::Gather { axis }
+        | Op::Softmax { axis }
+        | Op::SoftmaxBackward { axis } => {
             format!(" axis={axis}")
         }
         Op::Conv(ConvParams {

@@ -178,6 +178,7 @@ pub fn infer(op: &Op, tys: &[TensorType]) -> Result<Vec<TensorType>, TypeError> 
         Op::Gather { axis } => movement::gather(&c, axis),
         Op::ScatterAdd { axis, shape } => movement::scatter_add(&c, axis, shape),
         Op::Softmax { axis } => reduce::softmax(&c, axis),
+        Op::SoftmaxBackward { axis } => reduce::softmax_backward(&c, axis),
         Op::Detach => elementwise::detach(&c),
         Op::MatMul => contraction::matmul(&c),
         Op::Conv(p) => contraction::conv_op(&c, p),

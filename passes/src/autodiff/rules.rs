@@ -64,12 +64,29 @@ pub fn vjp_op(
             axes,
             keepdim,
         } => reduce(e, *kind, axes, *keepdim, xs[0], y, dy),
-        // y = softmax(x) along a  ⇒  dx = y ⊙ (dy − Σₐ(dy ⊙ y)) (Σ keeps the axis)
-        Op::Softmax { axis } => {
-            let dyy = e.mul(dy, y)?;
-            let s = e.sum(dyy, vec![*axis], true)?;
-            let centred = e.sub(dy, s)?;
-            one(e.mul(y, centred)?)
+        // y = softmax(x) along a  ⇒  dx = y ⊙ (dy − Σₐ(dy ⊙ y)) (Σ keeps the axis), as
+        // one op: codegen runs it in one pass per line
+        Op::Softmax { axis } => one(e.op(Op::SoftmaxBackward { axis: *axis }, &[dy, y])?),
+        // r = softmax_backward(g, s) = s ⊙ (g − Σₐ g ⊙ s), cotangent G:
+        //   dg = s ⊙ (G − Σₐ G ⊙ s) = softmax_backward(G, s)
+        //   ds = G ⊙ (g − Σₐ g ⊙ s) − g ⊙ Σₐ(G ⊙ s)
+        Op::SoftmaxBackward { axis } => {
+            let (g, s) = (xs[0], xs[1]);
+            let mut out = vec![None; 2];
+            if wants[0] {
+                out[0] = Some(e.op(Op::SoftmaxBackward { axis: *axis }, &[dy, s])?);
+            }
+            if wants[1] {
+                let gs = e.mul(g, s)?;
+                let sum_gs = e.sum(gs, vec![*axis], true)?;
+                let centred = e.sub(g, sum_gs)?;
+                let left = e.mul(dy, centred)?;
+                let big_gs = e.mul(dy, s)?;
+                let sum_big = e.sum(big_gs, vec![*axis], true)?;
+                let right = e.mul(g, sum_big)?;
+                out[1] = Some(e.sub(left, right)?);
+            }
+            Ok(out)
         }
         // y = reshape(x)  ⇒  dx = reshape(dy, shape(x))
         Op::Reshape { .. } => one(e.reshape(dy, e.shape(xs[0]))?),

@@ -94,6 +94,7 @@ fn overflow(op: &Op, args: &[TensorType]) -> Option<String> {
         | Op::Unfold { .. }
         | Op::Gather { .. }
         | Op::Softmax { .. }
+        | Op::SoftmaxBackward { .. }
         | Op::Detach
         | Op::MatMul => None,
         Op::ScatterAdd { shape, .. } => numel_checked(shape.dims())

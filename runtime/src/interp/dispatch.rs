@@ -7,7 +7,7 @@ use super::gather::{gather, scatter_add};
 use super::matmul::matmul;
 use super::movement::{concat, expand, pad, permute, reshape, slice, unfold};
 use super::random::random;
-use super::reduce::{arg_reduce, reduce, softmax};
+use super::reduce::{arg_reduce, reduce, softmax, softmax_backward};
 use super::scan::scan;
 use super::Ctx;
 use onde_ir::{Array, Op, ValueId};
@@ -64,6 +64,7 @@ pub(crate) fn eval_op(
         Op::Gather { axis } => gather(site, a(0)?, a(1)?, *axis)?,
         Op::ScatterAdd { axis, shape } => scatter_add(site, a(0)?, a(1)?, *axis, shape.dims())?,
         Op::Softmax { axis } => softmax(site, a(0)?, *axis)?,
+        Op::SoftmaxBackward { axis } => softmax_backward(site, a(0)?, a(1)?, *axis)?,
         Op::Detach => a(0)?.clone(),
         Op::MatMul => matmul(a(0)?, a(1)?)?,
         Op::Conv(p) => conv(a(0)?, a(1)?, p)?,

@@ -212,6 +212,63 @@ pub(crate) fn softmax(site: Site, x: &Array, axis: usize) -> Result<Array> {
     }
 }
 
+/// `softmax_backward(dy, y)` along `axis` ([`onde_ir::Op::SoftmaxBackward`]).
+pub(crate) fn softmax_backward(site: Site, dy: &Array, y: &Array, axis: usize) -> Result<Array> {
+    let dims = y.shape().dims();
+    if dy.shape().dims() != dims || dy.dtype() != y.dtype() {
+        return Err(InterpError::internal(format!(
+            "{}: dy {:?} {:?} and y {:?} {:?} differ",
+            site.name,
+            dy.dtype(),
+            dy.shape().dims(),
+            y.dtype(),
+            dims
+        )));
+    }
+    check_axes(site, dims, &[axis], false)?;
+    let lines = (count(&dims[..axis]), dims[axis], count(&dims[axis + 1..]));
+    fn run<T: Float>(dy: &[T], y: &[T], lines: (usize, usize, usize)) -> Vec<T> {
+        let mut out = vec![T::from_f64(0.0); y.len()];
+        softmax_backward_lines(dy, y, &mut out, lines, T::to_f64, T::from_f64);
+        out
+    }
+    match y.dtype() {
+        DType::F32 => make(
+            dims.to_vec(),
+            run(typed::<f32>(dy)?, typed::<f32>(y)?, lines),
+        ),
+        DType::F64 => make(
+            dims.to_vec(),
+            run(typed::<f64>(dy)?, typed::<f64>(y)?, lines),
+        ),
+        dt @ (DType::I64 | DType::Bool) => Err(bad_dtype(site.name, dt)),
+    }
+}
+
+/// The definition of softmax's backward, on `[outer, n, inner]` row-major `dy` and `y`
+/// into `out` (all of one length) along the middle axis: per line, `s = Σ dy·y` in f64
+/// (`wide` converts an element), then each `y·(dy − s)` in f64, rounded once
+/// (`narrow`). The interpreter computes it with this, and so does the compiled code
+/// where it has no vector kernel (f64, or an ISA without AVX2).
+pub fn softmax_backward_lines<T: Copy>(
+    dy: &[T],
+    y: &[T],
+    out: &mut [T],
+    (outer, n, inner): (usize, usize, usize),
+    wide: impl Fn(T) -> f64,
+    narrow: impl Fn(f64) -> T,
+) {
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let s: f64 = (0..n).map(|k| wide(dy[at(k)]) * wide(y[at(k)])).sum();
+            for k in 0..n {
+                out[at(k)] = narrow(wide(y[at(k)]) * (wide(dy[at(k)]) - s));
+            }
+        }
+    }
+}
+
 /// The definition of softmax, on `[outer, n, inner]` row-major data `x` into `out`
 /// (same length) along the middle axis: per line, the NaN-propagating maximum `m`,
 /// then `exp(x - m)` and their sum in f64 (`wide` converts an element), each result
