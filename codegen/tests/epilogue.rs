@@ -311,3 +311,111 @@ fn each_product_is_moved_next_to_its_bias_kernel() {
         }
     }
 }
+
+/// `sigmoid(x·Wᵀ + b)` with `W` in PyTorch's `[out, in]` layout (a transposed view
+/// `transposed`) or already `[in, out]`, kept internal by a second product.
+fn torch_layer(transposed: bool) -> String {
+    let (m, k, n) = (64, 40, 70);
+    let (w_ty, w_use) = if transposed {
+        (
+            format!("f32[{n},{k}]"),
+            format!(
+                "  %9: f32[{k},{n}] = permute %1 perm=[1,0]\n  %2: f32[{m},{n}] = matmul %0, %9"
+            ),
+        )
+    } else {
+        (
+            format!("f32[{k},{n}]"),
+            format!("  %2: f32[{m},{n}] = matmul %0, %1"),
+        )
+    };
+    format!(
+        "graph {{
+  %0: f32[{m},{k}] = input \"x\"
+  %1: {w_ty} = input \"w\"
+{w_use}
+  %3: f32[{n}] = input \"b\"
+  %4: f32[{m},{n}] = expand %3 shape=[{m},{n}]
+  %5: f32[{m},{n}] = add %2, %4
+  %6: f32[{m},{n}] = sigmoid %5
+  %7: f32[{n},3] = input \"w2\"
+  %8: f32[{m},3] = matmul %6, %7
+  outputs %8
+}}"
+    )
+}
+
+/// A training step's plain runs (weights change every run): a transposed weight is
+/// packed at every run and the bias + sigmoid kernel runs as the product's epilogue —
+/// on 16 lanes only (where it measured faster than the library). New weights are
+/// always used (nothing stale is reused), the values equal a versioned run's bit for
+/// bit and the interpreter's within rounding; elsewhere the kernel runs as a step.
+#[test]
+fn plain_runs_pack_transposed_weights_at_every_run() {
+    use onde_codegen::IsaLevel;
+    let (m, k, n) = (64usize, 40usize, 70usize);
+    let v = |len: usize, s: usize, scale: f32| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * s % 89) as f32 - 44.0) * scale)
+            .collect()
+    };
+    let sixteen = onde_codegen::IsaLevel::detect() >= IsaLevel::Avx512
+        && onde_codegen::native::prepacked::available();
+    for transposed in [true, false] {
+        let src = torch_layer(transposed);
+        let g = parse_graph(&src).unwrap();
+        let w_shape = if transposed { [n, k] } else { [k, n] };
+        for isa in [IsaLevel::Avx512, IsaLevel::Avx2] {
+            let options = CompileOptions {
+                isa,
+                ..CompileOptions::default()
+            };
+            let mut exe = Executable::compile(&g, options).unwrap();
+            let mut versioned = Executable::compile(&g, options).unwrap();
+            exe.set_profiling(true);
+            let x = Array::f32([m, k], v(m * k, 7, 0.05)).unwrap();
+            let b = Array::f32([n], v(n, 5, 0.05)).unwrap();
+            let w2 = Array::f32([n, 3], v(n * 3, 3, 0.05)).unwrap();
+            for (run, scale) in [0.05f32, -0.03, 0.02].into_iter().enumerate() {
+                let w = Array::f32(w_shape, v(k * n, 11 + run, scale)).unwrap();
+                let feeds = [("x", &x), ("w", &w), ("b", &b), ("w2", &w2)];
+                let got = exe.run(&feeds).unwrap().remove(0);
+                versioned
+                    .run_in_place_versioned(&feeds, run as u64, &["w", "w2"])
+                    .unwrap();
+                let what = format!("transposed {transposed}, {isa:?}, run {run}");
+                let taken = transposed && isa == IsaLevel::Avx512 && sixteen;
+                if taken {
+                    assert_eq!(got, versioned.output_array(0), "{what}");
+                }
+                let named: std::collections::HashMap<String, Array> = feeds
+                    .iter()
+                    .map(|(nm, a)| (nm.to_string(), (*a).clone()))
+                    .collect();
+                let want = onde_runtime::run(&g, &named).unwrap().remove(0);
+                for (p, q) in got.to_f64_vec().iter().zip(want.to_f64_vec()) {
+                    assert!(
+                        (p - q).abs() <= 1e-5 * q.abs().max(1.0),
+                        "{what}: {p} vs {q}"
+                    );
+                }
+            }
+            // The bias + sigmoid kernel: folded into every plain run's product where
+            // taken, else a step of its own at every run.
+            let profile = exe.profile().unwrap();
+            let kernel = exe
+                .plan()
+                .steps
+                .iter()
+                .position(|s| matches!(s, onde_codegen::plan::Step::Kernel(_)))
+                .unwrap();
+            let taken = transposed && isa == IsaLevel::Avx512 && sixteen;
+            let want = if taken { 0 } else { 3 };
+            assert_eq!(
+                calls(&profile, kernel),
+                want,
+                "transposed {transposed}, {isa:?}\n{profile}"
+            );
+        }
+    }
+}

@@ -260,8 +260,9 @@ pub struct Executable {
     /// Per buffer: a feed the current versioned run vouches for.
     is_weight: Vec<bool>,
     /// Per step: a prepacked right operand of a matmul `(version, source pointer,
-    /// panels)`, reused while the caller vouches the weights are unchanged.
-    packed: Vec<Option<(u64, usize, native::prepacked::PackedB)>>,
+    /// panels)`, reused while the caller vouches the weights are unchanged (`None`:
+    /// packed in a plain run, never reused; its storage is).
+    packed: Vec<Option<(Option<u64>, usize, native::prepacked::PackedB)>>,
     /// Reused per-share partial results of threaded full reductions.
     partials: Vec<[u8; 8]>,
     /// Reused index counters and i64 accumulators of the native loop steps.

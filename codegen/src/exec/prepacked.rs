@@ -1,6 +1,17 @@
-//! Versioned runs: a matmul against weights the caller vouches are unchanged runs on
-//! the prepacked GEMM (`native::prepacked`), packed once per weights version, with the
-//! consumer kernel as its register epilogue when `exec::epilogue` admitted it.
+//! The prepacked GEMM (`native::prepacked`) for matrix products against weights, with
+//! the consumer kernel as its register epilogue when `exec::epilogue` admitted it:
+//! - in versioned runs, against weights the caller vouches are unchanged, packed once
+//!   per weights version (an evaluator's small-batch inference);
+//! - in plain runs (a training step, whose weights change every step), packed at every
+//!   run, only where that measured faster than the library on AVX-512: a transposed
+//!   weight (`x·Wᵀ`, which the library packs slowly) and at most [`PER_RUN_MAX_M`]
+//!   rows (W1's `[64, 256]·[256, 256]ᵀ`: library 78 µs, packing 12 µs + kernel 53 µs,
+//!   and the bias + sigmoid kernel after it folded in; at 256 rows they are level, at
+//!   3200 the library is faster). On 8 lanes the kernel is level with the library, so
+//!   packing every run would only add its cost: not done.
+
+/// Most rows of a product packed at every plain run (module doc).
+const PER_RUN_MAX_M: usize = 256;
 
 use super::*;
 
@@ -59,15 +70,15 @@ impl Executable {
         b: &plan::View,
         dtype: DType,
     ) -> Result<bool, RunError> {
-        let Some(version) = self.weights_version else {
-            return Ok(false);
-        };
+        let version = self.weights_version;
         let plan = &self.compiled.plan;
         let root = plan::memory::root(plan, b.buf);
-        let weight = match plan.buffers[root].kind {
-            BufKind::Const(_) => true,
-            BufKind::Feed(_) => self.is_weight.get(root.index()).copied().unwrap_or(false),
-            BufKind::Temp | BufKind::Alias(_) => false,
+        let weight = match (&plan.buffers[root].kind, version) {
+            (BufKind::Const(_), _) | (BufKind::Feed(_), None) => true,
+            (BufKind::Feed(_), Some(_)) => {
+                self.is_weight.get(root.index()).copied().unwrap_or(false)
+            }
+            (BufKind::Temp | BufKind::Alias(_), _) => false,
         };
         if dtype != DType::F32
             || !weight
@@ -83,11 +94,18 @@ impl Executable {
         if m > 512 || k.saturating_mul(n) > 1 << 22 {
             return Ok(false);
         }
+        let transposed = b.strides[0] == 1 && b.strides[1] != 1;
+        let sixteen_lanes = crate::kernel::engine::Width::for_level(self.isa)
+            == Some(crate::kernel::engine::Width::X16);
+        if version.is_none() && !(transposed && m <= PER_RUN_MAX_M && sixteen_lanes) {
+            return Ok(false);
+        }
         if self.packed.len() < plan.steps.len() {
             self.packed.resize_with(plan.steps.len(), || None);
         }
         let src = self.ptrs[b.buf] as usize;
-        let fresh = matches!(&self.packed[i], Some((v, p, _)) if *v == version && *p == src);
+        let fresh = version.is_some()
+            && matches!(&self.packed[i], Some((v, p, _)) if *v == version && *p == src);
         if !fresh {
             let nb = self.buf_len(b.buf);
             let mut pk = self.packed[i].take().map(|(_, _, p)| p).unwrap_or_default();

@@ -20,6 +20,7 @@ mod long_dot;
 pub mod one_panel;
 pub mod prepacked;
 mod thin;
+mod transpose;
 mod wide;
 use crate::isa::IsaLevel;
 use std::fmt::Debug;

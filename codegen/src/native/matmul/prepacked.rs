@@ -21,7 +21,7 @@
 // besides the library calls where `unsafe` is needed; every block has a SAFETY comment.
 #![allow(unsafe_code)]
 
-use super::check_view;
+use super::{check_view, transpose};
 use crate::isa::IsaLevel;
 use crate::kernel::engine::lanes::{Lanes, X16, X8};
 use crate::kernel::engine::Width;
@@ -48,7 +48,11 @@ pub fn available() -> bool {
 }
 
 /// Packs `b` (`k × n`, element `(p, j)` at `b[p·rs + j·cs]`) into `out`, reusing its
-/// storage.
+/// storage. Row-major `b` is copied a panel row at a time, `b` with contiguous columns
+/// (a `Linear` weight `Wᵀ`) by 4 × 4 transposed blocks; other strides element by
+/// element. A training step packs each weight once per step (after the update), so this
+/// is on the hot path: element by element it was 40 µs for `256 × 256` (W1's step packs
+/// two, then ran ~0.50 ms).
 pub fn pack_b(
     b: &[f32],
     k: usize,
@@ -61,15 +65,32 @@ pub fn pack_b(
     let panels = n.div_ceil(NR);
     out.k = k;
     out.n = n;
-    out.data.clear();
+    // Every element is written below (the padding of a ragged last panel included).
     out.data.resize(panels * k * NR, 0.0);
-    let (rs, cs) = (rs.max(0) as usize, cs.max(0) as usize);
-    for j in 0..panels {
+    if k == 0 || n == 0 {
+        return Ok(());
+    }
+    // Strides of extent-1 axes are never multiplied by a non-zero index.
+    let rs = if k > 1 { rs.unsigned_abs() } else { 0 };
+    let cs = if n > 1 { cs.unsigned_abs() } else { 0 };
+    for (j, panel) in out.data.chunks_exact_mut(k * NR).enumerate() {
         let cols = (n - j * NR).min(NR);
-        for p in 0..k {
-            let dst = &mut out.data[(j * k + p) * NR..][..cols];
-            for (c, d) in dst.iter_mut().enumerate() {
-                *d = b[p * rs + (j * NR + c) * cs];
+        if cols < NR {
+            panel.fill(0.0);
+        }
+        let first = j * NR * cs;
+        if cs == 1 {
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                dst[..cols].copy_from_slice(&b[first + p * rs..][..cols]);
+            }
+        } else if rs == 1 {
+            let cols_view = &b[first..=first + transpose::last_col(k, cols, cs)];
+            transpose::transpose_into(cols_view, k, cols, cs, panel, NR);
+        } else {
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                for (c, d) in dst[..cols].iter_mut().enumerate() {
+                    *d = b[first + p * rs + c * cs];
+                }
             }
         }
     }
