@@ -57,9 +57,10 @@ fn one_and_two_threads_agree() {
     }
 }
 
-/// Softmax lines split across threads (each line whole on one thread) and a column sum
-/// (always one share) give the bits of one thread, at every ISA level this CPU has:
-/// lines not a multiple of the thread count, fewer lines than threads, `inner > 1`.
+/// Softmax and its backward, lines split across threads (each line whole on one
+/// thread), and a column sum (always one share) give the bits of one thread, at every
+/// ISA level this CPU has: lines not a multiple of the thread count, fewer lines than
+/// threads, `inner > 1`.
 #[test]
 fn softmax_and_column_sums_are_the_same_bits_on_two_threads() {
     let src = r#"graph {
@@ -70,7 +71,9 @@ fn softmax_and_column_sums_are_the_same_bits_on_two_threads() {
   %4: f32[7,43,257] = reshape %0 shape=[7,43,257]
   %5: f32[7,43,257] = softmax %4 axis=1
   %6: f32[257] = reduce_sum %0 axes=[0] keepdim=false
-  outputs %1, %3, %5, %6
+  %7: f32[301,257] = softmax_backward %0, %1 axis=1
+  %8: f32[7,43,257] = softmax_backward %4, %5 axis=1
+  outputs %1, %3, %5, %6, %7, %8
 }"#;
     let g = parse_graph(src).unwrap();
     let n = 301 * 257;

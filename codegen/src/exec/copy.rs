@@ -471,6 +471,32 @@ unsafe fn copy_rows(
 }
 
 impl Executable {
+    /// Runs `share(lo, hi)` on the executor's threads over `[0, outer)` lines of `line`
+    /// elements each (a line whole on one thread, so the same bits at any thread
+    /// count) when `vectors` (the f32 vector path runs) and the work is worth the
+    /// threads; returns whether it did (otherwise nothing ran).
+    fn share_lines(
+        &self,
+        vectors: bool,
+        outer: usize,
+        line: usize,
+        share: impl Fn(usize, usize) + Send + Copy,
+    ) -> bool {
+        let threads = if vectors {
+            self.share_count(outer * line, outer)
+        } else {
+            1
+        };
+        if threads > 1 {
+            super::run_shares(threads, outer, move |_, lo, hi| {
+                if lo < hi {
+                    share(lo, hi);
+                }
+            });
+        }
+        threads > 1
+    }
+
     /// Softmax of the `lines` operand at `x` into `out` (distinct buffers of
     /// `outer·n·inner` elements of `dtype`). On vectors (f32 at AVX2 or AVX-512) the
     /// lines are split across the executor's threads (each line whole on one thread:
@@ -487,36 +513,28 @@ impl Executable {
         let (outer, n, inner) = lines;
         let (line, isa) = (n * inner, self.isa);
         let vectors = dtype == DType::F32 && Width::for_level(isa).is_some();
-        let threads = if vectors {
-            self.share_count(outer * line, outer)
-        } else {
-            1
-        };
-        if threads > 1 {
-            let (xs, os) = (
-                super::SendPtr(x.cast_mut().cast::<f32>()),
-                super::SendPtr(out.cast::<f32>()),
-            );
-            super::run_shares(threads, outer, move |_, lo, hi| {
-                if lo >= hi {
-                    return;
-                }
-                let len = (hi - lo) * line;
-                // SAFETY: lines [lo, hi) of each buffer (inside `outer·line`, the
-                // caller's contract); shares write disjoint lines of the output and only
-                // read the operand. The vector path never uses the (empty) scratch.
-                let r = unsafe {
-                    softmax_f32(
-                        isa,
-                        std::slice::from_raw_parts(xs.get().add(lo * line).cast_const(), len),
-                        std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
-                        (hi - lo, n, inner),
-                        &mut Vec::new(),
-                    )
-                };
-                // The lengths were checked for the whole operand: a share cannot fail.
-                debug_assert!(r.is_ok());
-            });
+        let (xs, os) = (
+            super::SendPtr(x.cast_mut().cast::<f32>()),
+            super::SendPtr(out.cast::<f32>()),
+        );
+        let shared = self.share_lines(vectors, outer, line, move |lo, hi| {
+            let len = (hi - lo) * line;
+            // SAFETY: lines [lo, hi) of each buffer (inside `outer·line`, the caller's
+            // contract); shares write disjoint lines of the output and only read the
+            // operand. The vector path never uses the (empty) scratch.
+            let r = unsafe {
+                softmax_f32(
+                    isa,
+                    std::slice::from_raw_parts(xs.get().add(lo * line).cast_const(), len),
+                    std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
+                    (hi - lo, n, inner),
+                    &mut Vec::new(),
+                )
+            };
+            // The lengths were checked for the whole operand: a share cannot fail.
+            debug_assert!(r.is_ok());
+        });
+        if shared {
             return Ok(());
         }
         let numel = outer * line;
@@ -559,38 +577,30 @@ impl Executable {
         let (outer, n, inner) = lines;
         let (line, isa) = (n * inner, self.isa);
         let vectors = dtype == DType::F32 && Width::for_level(isa).is_some();
-        let threads = if vectors {
-            self.share_count(outer * line, outer)
-        } else {
-            1
-        };
-        if threads > 1 {
-            let (dys, ys, os) = (
-                super::SendPtr(dy.cast_mut().cast::<f32>()),
-                super::SendPtr(y.cast_mut().cast::<f32>()),
-                super::SendPtr(out.cast::<f32>()),
-            );
-            super::run_shares(threads, outer, move |_, lo, hi| {
-                if lo >= hi {
-                    return;
-                }
-                let len = (hi - lo) * line;
-                // SAFETY: lines [lo, hi) of each buffer (inside `outer·line`, the
-                // caller's contract); shares write disjoint lines of the output and only
-                // read the operands.
-                let r = unsafe {
-                    softmax_backward_f32(
-                        isa,
-                        std::slice::from_raw_parts(dys.get().add(lo * line).cast_const(), len),
-                        std::slice::from_raw_parts(ys.get().add(lo * line).cast_const(), len),
-                        std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
-                        (hi - lo, n, inner),
-                        scale as f32,
-                    )
-                };
-                // The lengths were checked for the whole operand: a share cannot fail.
-                debug_assert!(r.is_ok());
-            });
+        let (dys, ys, os) = (
+            super::SendPtr(dy.cast_mut().cast::<f32>()),
+            super::SendPtr(y.cast_mut().cast::<f32>()),
+            super::SendPtr(out.cast::<f32>()),
+        );
+        let shared = self.share_lines(vectors, outer, line, move |lo, hi| {
+            let len = (hi - lo) * line;
+            // SAFETY: lines [lo, hi) of each buffer (inside `outer·line`, the caller's
+            // contract); shares write disjoint lines of the output and only read the
+            // operands.
+            let r = unsafe {
+                softmax_backward_f32(
+                    isa,
+                    std::slice::from_raw_parts(dys.get().add(lo * line).cast_const(), len),
+                    std::slice::from_raw_parts(ys.get().add(lo * line).cast_const(), len),
+                    std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
+                    (hi - lo, n, inner),
+                    scale as f32,
+                )
+            };
+            // The lengths were checked for the whole operand: a share cannot fail.
+            debug_assert!(r.is_ok());
+        });
+        if shared {
             return Ok(());
         }
         let numel = outer * line;
