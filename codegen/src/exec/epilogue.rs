@@ -15,8 +15,9 @@
 //! ## How
 //! `native::prepacked::gemm_epilogue` applies `act(acc + bias)` to each output tile with
 //! the tile engine's activations (16 lanes on AVX-512, 8 on AVX2), so the values are
-//! bit-identical to the separate kernel. Only with the prepacked GEMM (versioned runs);
-//! otherwise the kernel runs as its own step. The activation is in an out-of-line
+//! bit-identical to the separate kernel. Only where the product runs on the prepacked
+//! GEMM (`exec/prepacked.rs`: versioned runs, and plain runs for a transposed weight
+//! with few rows); otherwise the kernel runs as its own step. The activation is in an out-of-line
 //! function after the accumulation loop: inlined, its temporaries slowed the loop
 //! itself ~2.5×.
 //!

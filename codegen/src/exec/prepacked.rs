@@ -44,9 +44,9 @@ impl Executable {
         r
     }
 
-    /// Runs a 2-D f32 matmul step on the prepacked-weights kernel when the current
-    /// run vouches for its right operand (see [`Executable::run_in_place_versioned`]);
-    /// `false` when it does not apply (the caller then uses the library GEMM).
+    /// Runs a 2-D f32 matmul step on the prepacked-weights kernel when
+    /// [`Self::packed_ready`] takes it (module doc); `false` when it does not apply
+    /// (the caller then uses the library GEMM).
     pub(super) fn packed_matmul(
         &mut self,
         i: usize,
@@ -105,8 +105,10 @@ impl Executable {
             self.packed.resize_with(plan.steps.len(), || None);
         }
         let src = self.ptrs[b.buf] as usize;
-        let fresh = version.is_some()
-            && matches!(&self.packed[i], Some((v, p, _)) if *v == version && *p == src);
+        // A constant never changes: its packed copy stays valid in plain runs too.
+        let constant = matches!(plan.buffers[root].kind, BufKind::Const(_));
+        let fresh = (constant || version.is_some())
+            && matches!(&self.packed[i], Some((v, p, _)) if (constant || *v == version) && *p == src);
         if !fresh {
             let nb = self.buf_len(b.buf);
             let mut pk = self.packed[i].take().map(|(_, _, p)| p).unwrap_or_default();

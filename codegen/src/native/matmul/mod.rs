@@ -572,7 +572,7 @@ pub fn matmul_capped<T: Real>(
         };
         if long_dot::try_product(&av, &bv, &mut cv, m, isa)?
             || thin::product(&av, &bv, &mut cv, m)?
-            || one_panel::try_product(&av, &bv, &mut cv, isa)?
+            || one_panel::try_product(&av, &bv, &mut cv, m, isa)?
         {
             return Ok(());
         }

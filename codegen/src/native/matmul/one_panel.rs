@@ -12,10 +12,10 @@
 //! ⌈n/N⌉` vectors), so per `p` the tile loads `b`'s row once (`W` vectors), broadcasts
 //! `R` values of `a` and runs `R·W` FMAs into accumulators that stay in registers (16
 //! lanes: `R·W ≤ 24` of the 32 zmm; 8 lanes: `R·W ≤ 12` of the 16 ymm). `a` is read in
-//! place through its strides. `b` is read in place when its rows are contiguous and
-//! `n` fills whole vectors; otherwise (`kᵀ`, or a ragged `n`) it is first copied into a
+//! place through its strides. `b` (`kᵀ` in what is taken) is first copied into a
 //! zero-padded panel of `W·N` columns per row (4 × 4 blocks transposed in registers),
-//! which stays in L1 with `a`'s rows (`k ≤` [`MAX_K`]).
+//! which stays in L1 with `a`'s rows (`k ≤` [`MAX_K`]); the kernel also reads a
+//! row-major `b` in place when `n` fills whole vectors (tested, not taken: below).
 //!
 //! What is taken ([`fits`]) is what measured faster than the library on the Intel Xeon
 //! (AVX-512) this was written on (`docs/performance.md`, 2026-12-07 fifth session):
@@ -55,7 +55,10 @@ thread_local! {
 }
 
 /// `c = a · b` here when it fits (see the module doc): `Ok(true)` when computed,
-/// `Ok(false)` when another kernel should do it (nothing written).
+/// `Ok(false)` when another kernel should do it (nothing written). `whole_rows` is the
+/// row count of the whole product `a` belongs to (a caller may split its rows across
+/// threads): the choice depends on it, not on the share's rows, so results do not
+/// depend on the thread count.
 ///
 /// # Errors
 /// As `Real::gemm`: the views are checked first.
@@ -63,6 +66,7 @@ pub(super) fn try_product<T: Real>(
     a: &MatRef<'_, T>,
     b: &MatRef<'_, T>,
     c: &mut MatMut<'_, T>,
+    whole_rows: usize,
     isa: IsaLevel,
 ) -> Result<bool, NativeError> {
     let Some(width) = Width::for_level(isa) else {
@@ -85,7 +89,7 @@ pub(super) fn try_product<T: Real>(
         row_stride: b.row_stride,
         col_stride: b.col_stride,
     };
-    if !fits(width, &a32, &b32) || c.col_stride != 1 {
+    if !fits(width, whole_rows, &a32, &b32) || c.col_stride != 1 {
         return Ok(false);
     }
     let (rows, cols, row_stride) = (c.rows, c.cols, c.row_stride);
@@ -110,8 +114,8 @@ pub(super) fn try_product<T: Real>(
 /// layouts measured faster than the library (module doc) — `a` with contiguous rows,
 /// `b` with contiguous columns (`q·kᵀ`), `k` short enough for the packed panel and
 /// `a`'s rows to share L1, 3–7 vectors of columns.
-fn fits(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> bool {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+fn fits(width: Width, m: usize, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> bool {
+    let (k, n) = (a.cols, b.cols);
     let layout = a.col_stride == 1 && b.row_stride == 1 && b.col_stride != 1;
     match width {
         Width::X16 => {
@@ -139,7 +143,7 @@ fn product(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMu
     let st = |extent: usize, s: isize| if extent <= 1 { 0 } else { s.unsigned_abs() };
     let (rsa, csa) = (st(a.rows, a.row_stride), st(k, a.col_stride));
     let rsc = st(c.rows, c.row_stride);
-    let in_place = n % lanes == 0 && (n == 1 || b.col_stride == 1);
+    let in_place = n % lanes == 0 && b.col_stride == 1;
     PANEL.with(|cell| {
         let mut panel = cell.borrow_mut();
         let (bp, rsb) = if in_place {
@@ -463,7 +467,7 @@ mod tests {
             row_stride: 200,
             col_stride: 1,
         };
-        assert!(!try_product(&a, &bt(200), &mut c, IsaLevel::Avx512).unwrap());
+        assert!(!try_product(&a, &bt(200), &mut c, 100, IsaLevel::Avx512).unwrap());
         // `b` row-major: the library's.
         let b_rows = MatRef {
             data: &bd,
@@ -479,10 +483,10 @@ mod tests {
             row_stride: 100,
             col_stride: 1,
         };
-        assert!(!try_product(&a, &b_rows, &mut c, IsaLevel::Avx512).unwrap());
+        assert!(!try_product(&a, &b_rows, &mut c, 100, IsaLevel::Avx512).unwrap());
         // Below AVX-512 (the AVX2 width is not taken: not measured faster).
-        assert!(!try_product(&a, &bt(100), &mut c, IsaLevel::Avx2).unwrap());
-        assert!(!try_product(&a, &bt(100), &mut c, IsaLevel::Baseline).unwrap());
+        assert!(!try_product(&a, &bt(100), &mut c, 100, IsaLevel::Avx2).unwrap());
+        assert!(!try_product(&a, &bt(100), &mut c, 100, IsaLevel::Baseline).unwrap());
         assert!(
             cd.iter().all(|&v| v == 7.0),
             "a declined product wrote to c"
@@ -495,7 +499,7 @@ mod tests {
             row_stride: 100,
             col_stride: 1,
         };
-        let taken = try_product(&a, &bt(100), &mut c, IsaLevel::Avx512).unwrap();
+        let taken = try_product(&a, &bt(100), &mut c, 100, IsaLevel::Avx512).unwrap();
         assert_eq!(
             taken,
             Width::for_level(IsaLevel::Avx512) == Some(Width::X16)
@@ -541,6 +545,37 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A product's bits do not depend on the thread count, its rows split in two
+    /// shares or not: 600 rows (above this kernel's bound: the library), 100 rows
+    /// (this kernel). (The kernel is chosen on the whole product's rows; for these `k`
+    /// the library's FMA order happens to match this kernel's, so a choice made per
+    /// share would not show here — the rows argument is what guarantees it.)
+    #[test]
+    fn bits_do_not_depend_on_threads() {
+        for m in [600usize, 100] {
+            let (k, n) = (64usize, 100usize);
+            let a = values(m * k, 5);
+            let b = values(n * k, 6);
+            let run = |threads: usize| {
+                let mut out = vec![0f32; m * n];
+                super::super::matmul_capped(
+                    IsaLevel::Avx512,
+                    &a,
+                    &[1, m, k],
+                    &[0, k as isize, 1],
+                    &b,
+                    &[1, k, n],
+                    &[0, 1, k as isize],
+                    &mut out,
+                    threads,
+                )
+                .unwrap();
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(run(1), run(2), "{m} rows");
         }
     }
 }

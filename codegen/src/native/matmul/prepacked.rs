@@ -12,9 +12,10 @@
 //! Measured on the 2-core AVX-512 VM, `64×256×256`, same process, alternating:
 //! prepacked kernel 53–61 µs vs `matrixmultiply` 79–96 µs (packing once: ~25 µs).
 //!
-//! Used by the executor only when the caller vouches that the weights did not change
-//! since they were packed (`Executable::run_in_place_versioned`); without AVX2 the
-//! caller keeps `matrixmultiply`. Each output element sums its products in `p` order
+//! Used by the executor for products against weights: packed once per weights version
+//! when the caller vouches they did not change (`Executable::run_in_place_versioned`),
+//! or packed at every plain run for a transposed weight and a few rows (a training
+//! step; `exec/prepacked.rs` says where); without AVX2 the library GEMM runs. Each output element sums its products in `p` order
 //! with FMA, like the library's kernel, but results may differ from it in the last bits.
 
 // The micro-kernel is SIMD on raw pointers: the one place in `native`
@@ -63,10 +64,16 @@ pub fn pack_b(
 ) -> Result<(), NativeError> {
     check_view("packed gemm", "b", b.len(), &[k, n], &[rs, cs])?;
     let panels = n.div_ceil(NR);
+    let len = panels
+        .checked_mul(k)
+        .and_then(|v| v.checked_mul(NR))
+        .ok_or_else(|| {
+            NativeError::shape("packed gemm", format!("a {k} × {n} panel overflows usize"))
+        })?;
     out.k = k;
     out.n = n;
     // Every element is written below (the padding of a ragged last panel included).
-    out.data.resize(panels * k * NR, 0.0);
+    out.data.resize(len, 0.0);
     if k == 0 || n == 0 {
         return Ok(());
     }
