@@ -225,3 +225,43 @@ fn softmax_of_integers_or_out_of_range_axis_is_a_type_error() {
     let e = err(DType::F32, 2);
     assert!(e.contains("axis 2 out of range for rank 2"), "{e}");
 }
+
+/// The line functions the compiled code shares refuse operands of the wrong length
+/// with a typed error (no out-of-range index).
+#[test]
+fn line_functions_refuse_wrong_lengths() {
+    let (x, mut out) = (vec![0f32; 6], vec![0f32; 5]);
+    let err =
+        onde_runtime::softmax_lines(&x, &mut out, (2, 3, 1), &mut Vec::new(), f64::from, |v| {
+            v as f32
+        })
+        .unwrap_err();
+    assert_eq!(
+        (err.operand, err.expected, err.actual),
+        ("out", 6, 5),
+        "{err}"
+    );
+    let mut out = vec![0f32; 6];
+    let err =
+        onde_runtime::softmax_backward_lines(&x, &x[..4], &mut out, (2, 3, 1), f64::from, |v| {
+            v as f32
+        })
+        .unwrap_err();
+    assert_eq!(
+        (err.operand, err.expected, err.actual),
+        ("y", 6, 4),
+        "{err}"
+    );
+    assert!(err.to_string().contains("softmax_backward_lines"), "{err}");
+    // An element count that overflows is refused too.
+    let err = onde_runtime::softmax_lines(
+        &x,
+        &mut out,
+        (usize::MAX, 2, 1),
+        &mut Vec::new(),
+        f64::from,
+        |v| v as f32,
+    )
+    .unwrap_err();
+    assert_eq!(err.expected, usize::MAX);
+}

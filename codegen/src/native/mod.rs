@@ -138,6 +138,17 @@ pub enum NativeError {
     },
 }
 
+impl From<onde_runtime::LinesError> for NativeError {
+    fn from(e: onde_runtime::LinesError) -> NativeError {
+        NativeError::Length {
+            op: e.op,
+            operand: e.operand,
+            expected: e.expected,
+            actual: e.actual,
+        }
+    }
+}
+
 impl NativeError {
     pub(crate) fn shape(op: &'static str, reason: impl Into<String>) -> NativeError {
         NativeError::Shape {

@@ -80,7 +80,8 @@ pub fn softmax_f32(
         // level); `x` and `out` hold `outer·n·inner` elements (checked above) and are
         // distinct (a shared and an exclusive borrow).
         Some(width) => unsafe { lines_on(width, args) },
-        None => onde_runtime::softmax_lines(x, out, lines, scratch, f64::from, |v| v as f32),
+        None => onde_runtime::softmax_lines(x, out, lines, scratch, f64::from, |v| v as f32)
+            .map_err(NativeError::from)?,
     }
     Ok(())
 }
@@ -97,7 +98,7 @@ pub fn softmax_f64(
     scratch: &mut Vec<f64>,
 ) -> Result<(), NativeError> {
     check(x.len(), out.len(), lines)?;
-    onde_runtime::softmax_lines(x, out, lines, scratch, |v| v, |v| v);
+    onde_runtime::softmax_lines(x, out, lines, scratch, |v| v, |v| v)?;
     Ok(())
 }
 

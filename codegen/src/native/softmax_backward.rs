@@ -86,7 +86,7 @@ pub fn softmax_backward_f32(
         // `out` overlaps neither operand (an exclusive and two shared borrows).
         Some(width) => unsafe { lines_on(width, args) },
         None => {
-            onde_runtime::softmax_backward_lines(dy, y, out, lines, f64::from, |v| v as f32);
+            onde_runtime::softmax_backward_lines(dy, y, out, lines, f64::from, |v| v as f32)?;
             if scale != 1.0 {
                 out.iter_mut().for_each(|v| *v *= scale);
             }
@@ -112,7 +112,7 @@ pub fn softmax_backward_f64(
         [("dy", dy.len()), ("y", y.len()), ("out", out.len())],
         lines,
     )?;
-    onde_runtime::softmax_backward_lines(dy, y, out, lines, |v| v, |v| v);
+    onde_runtime::softmax_backward_lines(dy, y, out, lines, |v| v, |v| v)?;
     if scale != 1.0 {
         out.iter_mut().for_each(|v| *v *= scale);
     }
@@ -309,7 +309,8 @@ mod tests {
                 (outer, n, inner),
                 |v| v,
                 |v| v,
-            );
+            )
+            .unwrap();
             for isa in [IsaLevel::Baseline, IsaLevel::Avx2, IsaLevel::Avx512] {
                 let mut out = vec![f32::NAN; numel];
                 softmax_backward_f32(isa, &dy, &y, &mut out, (outer, n, inner), 1.0).unwrap();

@@ -193,7 +193,7 @@ pub(crate) fn softmax(site: Site, x: &Array, axis: usize) -> Result<Array> {
     let dims = x.shape().dims();
     check_axes(site, dims, &[axis], false)?;
     let lines = (count(&dims[..axis]), dims[axis], count(&dims[axis + 1..]));
-    fn run<T: Float>(src: &[T], lines: (usize, usize, usize)) -> Vec<T> {
+    fn run<T: Float>(src: &[T], lines: (usize, usize, usize)) -> Result<Vec<T>> {
         let mut out = vec![T::from_f64(0.0); src.len()];
         softmax_lines(
             src,
@@ -202,12 +202,13 @@ pub(crate) fn softmax(site: Site, x: &Array, axis: usize) -> Result<Array> {
             &mut Vec::new(),
             T::to_f64,
             T::from_f64,
-        );
-        out
+        )
+        .map_err(|e| InterpError::internal(e.to_string()))?;
+        Ok(out)
     }
     match x.dtype() {
-        DType::F32 => make(dims.to_vec(), run(typed::<f32>(x)?, lines)),
-        DType::F64 => make(dims.to_vec(), run(typed::<f64>(x)?, lines)),
+        DType::F32 => make(dims.to_vec(), run(typed::<f32>(x)?, lines)?),
+        DType::F64 => make(dims.to_vec(), run(typed::<f64>(x)?, lines)?),
         dt @ (DType::I64 | DType::Bool) => Err(bad_dtype(site.name, dt)),
     }
 }
@@ -227,21 +228,58 @@ pub(crate) fn softmax_backward(site: Site, dy: &Array, y: &Array, axis: usize) -
     }
     check_axes(site, dims, &[axis], false)?;
     let lines = (count(&dims[..axis]), dims[axis], count(&dims[axis + 1..]));
-    fn run<T: Float>(dy: &[T], y: &[T], lines: (usize, usize, usize)) -> Vec<T> {
+    fn run<T: Float>(dy: &[T], y: &[T], lines: (usize, usize, usize)) -> Result<Vec<T>> {
         let mut out = vec![T::from_f64(0.0); y.len()];
-        softmax_backward_lines(dy, y, &mut out, lines, T::to_f64, T::from_f64);
-        out
+        softmax_backward_lines(dy, y, &mut out, lines, T::to_f64, T::from_f64)
+            .map_err(|e| InterpError::internal(e.to_string()))?;
+        Ok(out)
     }
     match y.dtype() {
         DType::F32 => make(
             dims.to_vec(),
-            run(typed::<f32>(dy)?, typed::<f32>(y)?, lines),
+            run(typed::<f32>(dy)?, typed::<f32>(y)?, lines)?,
         ),
         DType::F64 => make(
             dims.to_vec(),
-            run(typed::<f64>(dy)?, typed::<f64>(y)?, lines),
+            run(typed::<f64>(dy)?, typed::<f64>(y)?, lines)?,
         ),
         dt @ (DType::I64 | DType::Bool) => Err(bad_dtype(site.name, dt)),
+    }
+}
+
+/// A line function's operand ([`softmax_lines`], [`softmax_backward_lines`]) whose
+/// length is not the `outer · n · inner` elements of its lines.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {operand} holds {actual} elements, its lines need {expected}")]
+pub struct LinesError {
+    /// The function.
+    pub op: &'static str,
+    /// The operand.
+    pub operand: &'static str,
+    /// `outer · n · inner` (`usize::MAX` when that overflows).
+    pub expected: usize,
+    /// The operand's length.
+    pub actual: usize,
+}
+
+/// Checks each operand's length against `lines`.
+fn check_lines(
+    op: &'static str,
+    (outer, n, inner): (usize, usize, usize),
+    operands: &[(&'static str, usize)],
+) -> std::result::Result<(), LinesError> {
+    let expected = outer
+        .checked_mul(n)
+        .and_then(|v| v.checked_mul(inner))
+        .unwrap_or(usize::MAX);
+    match operands.iter().find(|(_, len)| *len != expected) {
+        Some(&(operand, actual)) => Err(LinesError {
+            op,
+            operand,
+            expected,
+            actual,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -250,14 +288,20 @@ pub(crate) fn softmax_backward(site: Site, dy: &Array, y: &Array, axis: usize) -
 /// (`wide` converts an element), then each `y·(dy − s)` in f64, rounded once
 /// (`narrow`). The interpreter computes it with this, and so does the compiled code
 /// where it has no vector kernel (f64, or an ISA without AVX2).
+///
+/// # Errors
+/// [`LinesError`] if an operand does not hold `outer · n · inner` elements.
 pub fn softmax_backward_lines<T: Copy>(
     dy: &[T],
     y: &[T],
     out: &mut [T],
-    (outer, n, inner): (usize, usize, usize),
+    lines: (usize, usize, usize),
     wide: impl Fn(T) -> f64,
     narrow: impl Fn(f64) -> T,
-) {
+) -> std::result::Result<(), LinesError> {
+    let ops = [("dy", dy.len()), ("y", y.len()), ("out", out.len())];
+    check_lines("softmax_backward_lines", lines, &ops)?;
+    let (outer, n, inner) = lines;
     for o in 0..outer {
         for i in 0..inner {
             let at = |k: usize| (o * n + k) * inner + i;
@@ -267,6 +311,7 @@ pub fn softmax_backward_lines<T: Copy>(
             }
         }
     }
+    Ok(())
 }
 
 /// The definition of softmax, on `[outer, n, inner]` row-major data `x` into `out`
@@ -276,14 +321,23 @@ pub fn softmax_backward_lines<T: Copy>(
 /// reused). The interpreter computes softmax with it, and so does the compiled code
 /// where it has no vector kernel (f64, or an ISA without AVX2), which then gives the
 /// interpreter's bits.
+///
+/// # Errors
+/// [`LinesError`] if `x` or `out` does not hold `outer · n · inner` elements.
 pub fn softmax_lines<T: Copy>(
     x: &[T],
     out: &mut [T],
-    (outer, n, inner): (usize, usize, usize),
+    lines: (usize, usize, usize),
     e: &mut Vec<f64>,
     wide: impl Fn(T) -> f64,
     narrow: impl Fn(f64) -> T,
-) {
+) -> std::result::Result<(), LinesError> {
+    check_lines(
+        "softmax_lines",
+        lines,
+        &[("x", x.len()), ("out", out.len())],
+    )?;
+    let (outer, n, inner) = lines;
     e.clear();
     e.resize(n, 0.0);
     for o in 0..outer {
@@ -306,4 +360,5 @@ pub fn softmax_lines<T: Copy>(
             }
         }
     }
+    Ok(())
 }
