@@ -17,7 +17,8 @@
 //! W2's k3 s2 layer its three kernel-gradient products went ~7–8.9 → ~4.3 ms each
 //! (per-step profile, same minutes; ~2.5–2.9 ms in a faster phase).
 //!
-//! Taken only for f32, `k ≥` [`MIN_K`] and at most [`MAX_OUTPUTS`] outputs per product
+//! Taken only for f32, `k ≥` [`MIN_K`] (or [`MIN_K_MATVEC`] for one output column)
+//! and at most [`MAX_OUTPUTS`] outputs per product
 //! (of the whole product, not of a thread's share), at the AVX2 and AVX-512 levels.
 //! Every output's summation order (lane sums over `k`, masked tail, lane reduction) is
 //! the same in every block shape of a width, so results do not depend on the row split
@@ -31,6 +32,11 @@ use crate::native::NativeError;
 
 /// Shortest `k` taken here: below it the library's packing is amortised.
 pub(super) const MIN_K: usize = 1024;
+
+/// Shortest `k` taken for a matrix-vector product (`n = 1`, one vector of 16 lanes):
+/// there is no packing to amortise. W5's attention-pooling score `[3200, 64]·[64, 1]`
+/// went 52 → 19 µs (per-step profile) from the thin kernel's dot products.
+pub(super) const MIN_K_MATVEC: usize = 16;
 
 /// Most outputs of one product taken here (weight gradients are small matrices).
 pub(super) const MAX_OUTPUTS: usize = 4096;
@@ -86,7 +92,7 @@ pub(super) fn try_product<T: Real>(
 /// Whether `c = a · b` (f32) fits this kernel.
 fn fits(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, whole_rows: usize) -> bool {
     let (k, n) = (a.cols, b.cols);
-    k >= MIN_K
+    (k >= MIN_K || (n == 1 && k >= MIN_K_MATVEC))
         && whole_rows.saturating_mul(n) <= MAX_OUTPUTS
         && a.col_stride == 1
         && (b.row_stride == 1 || b.row_stride == 2)
@@ -295,6 +301,11 @@ mod tests {
             (1, 1, 2048),
             (32, 11, 1500),
             (9, 32, 4000),
+            // Matrix-vector products with a short `k` (W5's `Linear(64, 1)`).
+            (37, 1, 16),
+            (100, 1, 17),
+            (3200, 1, 64),
+            (5, 1, 100),
         ] {
             let (a, bt) = (values(m * k, 1), values(n * k, 2));
             let av = MatRef {
