@@ -24,7 +24,7 @@
 //! the same in every block shape of a width, so results do not depend on the row split
 //! or threads (they differ between widths in the last bits: 8 or 16 partial sums).
 
-use super::{check_gemm, MatMut, MatRef, Real};
+use super::{check_gemm, f32_mut, f32_ref, MatMut, MatRef, Real};
 use crate::isa::IsaLevel;
 use crate::kernel::engine::lanes::{Lanes, X16, X8};
 use crate::kernel::engine::Width;
@@ -57,33 +57,17 @@ pub(super) fn try_product<T: Real>(
     let Some(width) = Width::for_level(isa) else {
         return Ok(false);
     };
-    let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) else {
+    let (Some(a32), Some(b32)) = (f32_ref(a), f32_ref(b)) else {
         return Ok(false);
     };
-    let view = |data, v: &MatRef<'_, T>| MatRef {
-        data,
-        rows: v.rows,
-        cols: v.cols,
-        row_stride: v.row_stride,
-        col_stride: v.col_stride,
-    };
-    let (a32, b32) = (view(ad, a), view(bd, b));
     if !fits(&a32, &b32, whole_rows) {
         return Ok(false);
     }
     if !check_gemm(a, b, c)? {
         return Ok(true);
     }
-    let (rows, cols, row_stride, col_stride) = (c.rows, c.cols, c.row_stride, c.col_stride);
-    let Some(data) = T::as_f32_mut(c.data) else {
+    let Some(mut c32) = f32_mut(c) else {
         return Ok(false);
-    };
-    let mut c32 = MatMut {
-        data,
-        rows,
-        cols,
-        row_stride,
-        col_stride,
     };
     product(width, &a32, &b32, &mut c32);
     Ok(true)

@@ -282,61 +282,40 @@ macro_rules! impl_real {
 impl_real!(f32, matrixmultiply::sgemm, true);
 impl_real!(f64, matrixmultiply::dgemm, false);
 
+/// `v` as an `f32` view when `T` is `f32` (the f32-only kernels' entry), else `None`.
+fn f32_ref<'a, T: Real>(v: &MatRef<'a, T>) -> Option<MatRef<'a, f32>> {
+    Some(MatRef {
+        data: T::as_f32(v.data)?,
+        rows: v.rows,
+        cols: v.cols,
+        row_stride: v.row_stride,
+        col_stride: v.col_stride,
+    })
+}
+
+/// `v` as a mutable `f32` view when `T` is `f32`, else `None`.
+fn f32_mut<'s, T: Real>(v: &'s mut MatMut<'_, T>) -> Option<MatMut<'s, f32>> {
+    let (rows, cols, row_stride, col_stride) = (v.rows, v.cols, v.row_stride, v.col_stride);
+    Some(MatMut {
+        data: T::as_f32_mut(&mut *v.data)?,
+        rows,
+        cols,
+        row_stride,
+        col_stride,
+    })
+}
+
 /// `c ← a · b` on the library GEMM for ISA level `isa`: `gemm`'s kernels for f32 where
 /// its own choice is that level (`wide.rs`), else [`Real::gemm`] (`matrixmultiply`).
 pub(crate) fn gemm_at<T: Real>(
     isa: IsaLevel,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
-    c: MatMut<'_, T>,
+    mut c: MatMut<'_, T>,
 ) -> Result<(), NativeError> {
     if wide::enabled(isa) && wide::suits(c.rows, c.cols) {
-        if let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) {
-            let MatMut {
-                data,
-                rows,
-                cols,
-                row_stride,
-                col_stride,
-            } = c;
-            let av = MatRef {
-                data: ad,
-                rows: a.rows,
-                cols: a.cols,
-                row_stride: a.row_stride,
-                col_stride: a.col_stride,
-            };
-            let bv = MatRef {
-                data: bd,
-                rows: b.rows,
-                cols: b.cols,
-                row_stride: b.row_stride,
-                col_stride: b.col_stride,
-            };
-            return match T::as_f32_mut(&mut *data) {
-                Some(cd) => wide::sgemm(
-                    av,
-                    bv,
-                    MatMut {
-                        data: cd,
-                        rows,
-                        cols,
-                        row_stride,
-                        col_stride,
-                    },
-                ),
-                None => T::gemm(
-                    a,
-                    b,
-                    MatMut {
-                        data,
-                        rows,
-                        cols,
-                        row_stride,
-                        col_stride,
-                    },
-                ),
-            };
+        if let (Some(av), Some(bv), Some(cv)) = (f32_ref(&a), f32_ref(&b), f32_mut(&mut c)) {
+            return wide::sgemm(av, bv, cv);
         }
     }
     T::gemm(a, b, c)

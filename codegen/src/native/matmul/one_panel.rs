@@ -35,7 +35,7 @@
 #![allow(unsafe_code)]
 
 use super::transpose::{last_col, transpose_into};
-use super::{check_gemm, MatMut, MatRef, Real};
+use super::{check_gemm, f32_mut, f32_ref, MatMut, MatRef, Real};
 use crate::isa::IsaLevel;
 use crate::kernel::engine::lanes::{Lanes, X16, X8};
 use crate::kernel::engine::Width;
@@ -72,36 +72,14 @@ pub(super) fn try_product<T: Real>(
     let Some(width) = Width::for_level(isa) else {
         return Ok(false);
     };
-    let (Some(ad), Some(bd)) = (T::as_f32(a.data), T::as_f32(b.data)) else {
+    let (Some(a32), Some(b32)) = (f32_ref(a), f32_ref(b)) else {
         return Ok(false);
-    };
-    let a32 = MatRef {
-        data: ad,
-        rows: a.rows,
-        cols: a.cols,
-        row_stride: a.row_stride,
-        col_stride: a.col_stride,
-    };
-    let b32 = MatRef {
-        data: bd,
-        rows: b.rows,
-        cols: b.cols,
-        row_stride: b.row_stride,
-        col_stride: b.col_stride,
     };
     if !fits(width, whole_rows, &a32, &b32) || c.col_stride != 1 {
         return Ok(false);
     }
-    let (rows, cols, row_stride) = (c.rows, c.cols, c.row_stride);
-    let Some(cd) = T::as_f32_mut(&mut *c.data) else {
+    let Some(mut c32) = f32_mut(c) else {
         return Ok(false);
-    };
-    let mut c32 = MatMut {
-        data: cd,
-        rows,
-        cols,
-        row_stride,
-        col_stride: 1,
     };
     if !check_gemm(&a32, &b32, &c32)? {
         return Ok(true);
