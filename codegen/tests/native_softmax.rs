@@ -6,40 +6,13 @@
 use onde_codegen::native::softmax::{softmax_f32, softmax_f64};
 use onde_codegen::native::NativeError;
 use onde_codegen::IsaLevel;
-use onde_ir::{Array, Graph, Op, TensorType};
+use onde_ir::{Array, Op};
+
+use crate::common::{interpret_op, values};
 
 /// The interpreter's softmax of `x` (`[outer, n, inner]`) along axis 1.
 fn reference(x: &Array) -> Vec<f64> {
-    let mut g = Graph::new();
-    let ty = TensorType::new(x.dtype(), x.shape().dims().to_vec());
-    let v = g
-        .add_op(
-            Op::Input {
-                name: "x".into(),
-                ty,
-            },
-            &[],
-            None,
-        )
-        .unwrap()
-        .1[0];
-    let y = g.add_op(Op::Softmax { axis: 1 }, &[v], None).unwrap().1[0];
-    g.set_outputs(vec![y]);
-    let feeds = [("x".to_string(), x.clone())].into_iter().collect();
-    onde_runtime::run(&g, &feeds).unwrap()[0].to_f64_vec()
-}
-
-/// Deterministic values in `[-scale, scale]`.
-fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
-        })
-        .collect()
+    interpret_op(Op::Softmax { axis: 1 }, &[("x", x)])
 }
 
 fn check_f32(isa: IsaLevel, outer: usize, n: usize, inner: usize, x: &[f32]) {

@@ -7,42 +7,13 @@
 
 use onde_codegen::native::softmax_backward::{softmax_backward_f32, softmax_backward_f64};
 use onde_codegen::{CompileOptions, Executable, IsaLevel};
-use onde_ir::{parse_graph, Array, Graph, Op, TensorType};
+use onde_ir::{parse_graph, Array, Op};
+
+use crate::common::{interpret_op, values};
 
 /// The interpreter's `softmax_backward(dy, y)` along axis 1 of `[outer, n, inner]`.
 fn reference(dy: &Array, y: &Array) -> Vec<f64> {
-    let mut g = Graph::new();
-    let ty = TensorType::new(y.dtype(), y.shape().dims().to_vec());
-    let mut input = |name: &str| {
-        let op = Op::Input {
-            name: name.into(),
-            ty: ty.clone(),
-        };
-        g.add_op(op, &[], None).unwrap().1[0]
-    };
-    let (vd, vy) = (input("dy"), input("y"));
-    let r = g
-        .add_op(Op::SoftmaxBackward { axis: 1 }, &[vd, vy], None)
-        .unwrap()
-        .1[0];
-    g.set_outputs(vec![r]);
-    let feeds = [("dy".to_string(), dy.clone()), ("y".to_string(), y.clone())]
-        .into_iter()
-        .collect();
-    onde_runtime::run(&g, &feeds).unwrap()[0].to_f64_vec()
-}
-
-/// Deterministic values in `[-scale, scale]`.
-fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
-        })
-        .collect()
+    interpret_op(Op::SoftmaxBackward { axis: 1 }, &[("dy", dy), ("y", y)])
 }
 
 #[test]

@@ -22,4 +22,4 @@ mod interp;
 pub use interp::error::{FeedKind, InterpError};
 pub use interp::random;
 pub use interp::random::{random_bits, standard_normal, uniform_f32, uniform_f64};
-pub use interp::{run, run_values, softmax_backward_lines, softmax_lines, LinesError};
+pub use interp::{check_lines, run, run_values, softmax_backward_lines, softmax_lines, LinesError};

@@ -411,8 +411,7 @@ fn next_index(idx: &mut [usize], dims: &[usize]) {
 
 /// `dst[o·N + j] = parts[j][o]`: `N` parts of 4-byte rows interleaved (stack along a
 /// last axis). `N` is a constant so each output row is `N` plain moves, which rustc
-/// vectorises (for two parts of W2's 16 MB: 2.6 ms, where a loop over a run-time part
-/// count took 4.5–6.2).
+/// vectorises (a loop over a run-time part count did not; `docs/performance.md`).
 fn interleave<const N: usize>(parts: &[&[[u8; 4]]; 8], dst: &mut [[u8; 4]]) {
     let outer = dst.len() / N;
     let parts: [&[[u8; 4]]; N] = std::array::from_fn(|j| &parts[j][..outer]);

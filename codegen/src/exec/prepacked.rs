@@ -5,11 +5,10 @@
 //! - in plain runs (a training step, whose weights change every step), packed at every
 //!   run, only where that measured faster than the library on AVX-512: a transposed
 //!   weight (`x·Wᵀ`, which the library packs slowly) and at most [`PER_RUN_MAX_M`]
-//!   rows (W1's `[64, 256]·[256, 256]ᵀ`: library 78 µs, packing 12 µs + kernel 53 µs,
-//!   and the bias + sigmoid kernel after it folded in; at 256 rows they are level, at
-//!   3200 the library is faster). On 8 lanes (an AVX2 cap, `gemm`'s AVX2 kernel as the
-//!   library) one product measured 113 against 121 µs, but W1's step was level
-//!   (0.736–0.742 against 0.736–0.750 ms, alternating): not done there.
+//!   rows, where packing plus our kernel (with the bias + activation kernel folded
+//!   in) beats the library's own packing; with more rows the library's kernel is the
+//!   faster one. On 8 lanes W1's step measured level, so it is not done there.
+//!   Measurements: `docs/performance.md` (2026-12-07, fifth session).
 
 /// Most rows of a product packed at every plain run (module doc).
 const PER_RUN_MAX_M: usize = 256;
@@ -74,6 +73,8 @@ impl Executable {
         let version = self.weights_version;
         let plan = &self.compiled.plan;
         let root = plan::memory::root(plan, b.buf);
+        // A constant never changes: its packed copy stays valid in plain runs too.
+        let constant = matches!(plan.buffers[root].kind, BufKind::Const(_));
         let weight = match (&plan.buffers[root].kind, version) {
             (BufKind::Const(_), _) | (BufKind::Feed(_), None) => true,
             (BufKind::Feed(_), Some(_)) => {
@@ -105,8 +106,6 @@ impl Executable {
             self.packed.resize_with(plan.steps.len(), || None);
         }
         let src = self.ptrs[b.buf] as usize;
-        // A constant never changes: its packed copy stays valid in plain runs too.
-        let constant = matches!(plan.buffers[root].kind, BufKind::Const(_));
         let fresh = (constant || version.is_some())
             && matches!(&self.packed[i], Some((v, p, _)) if (constant || *v == version) && *p == src);
         if !fresh {

@@ -140,6 +140,9 @@ pub enum NativeError {
 
 impl From<onde_runtime::LinesError> for NativeError {
     fn from(e: onde_runtime::LinesError) -> NativeError {
+        if e.expected == usize::MAX {
+            return NativeError::shape(e.op, "element count overflows usize");
+        }
         NativeError::Length {
             op: e.op,
             operand: e.operand,

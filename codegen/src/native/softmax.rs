@@ -37,22 +37,12 @@ use crate::kernel::engine::{math, Width};
 pub type Lines = (usize, usize, usize);
 
 /// Checks that `x` and `out` hold the `outer · n · inner` elements of `lines`.
-fn check(len_x: usize, len_out: usize, (outer, n, inner): Lines) -> Result<(), NativeError> {
-    let numel = outer
-        .checked_mul(n)
-        .and_then(|v| v.checked_mul(inner))
-        .ok_or_else(|| NativeError::shape("softmax", "element count overflows usize"))?;
-    for (operand, actual) in [("x", len_x), ("out", len_out)] {
-        if actual != numel {
-            return Err(NativeError::Length {
-                op: "softmax",
-                operand,
-                expected: numel,
-                actual,
-            });
-        }
-    }
-    Ok(())
+fn check(len_x: usize, len_out: usize, lines: Lines) -> Result<(), NativeError> {
+    Ok(onde_runtime::check_lines(
+        "softmax",
+        lines,
+        &[("x", len_x), ("out", len_out)],
+    )?)
 }
 
 /// `out = softmax(x)` along the middle axis of `lines` (f32), on the widest vectors

@@ -4,8 +4,7 @@
 //! The operands are contiguous and viewed as `[outer, n, inner]` (`n` the axis). Each
 //! line's sum `s = Σ dy·y` is taken, then `y·(dy − s)` is written while the line is
 //! still in L1: one read of each operand from memory and one write, where the same
-//! gradient as ops is a row reduction and a broadcast kernel, each a pass over memory
-//! (W5's attention scores `[32, 100, 100]`: ~190 µs as two Cranelift kernels).
+//! gradient as ops is a row reduction and a broadcast kernel, each a pass over memory.
 //!
 //! Paths:
 //! - f32 on AVX2 + FMA or AVX-512 ([`crate::CompileOptions::isa`] permitting): written
@@ -30,22 +29,8 @@ use crate::kernel::engine::lanes::{width_entry, Lanes};
 use crate::kernel::engine::Width;
 
 /// Checks that `dy`, `y` and `out` hold the `outer · n · inner` elements of `lines`.
-fn check(lens: [(&'static str, usize); 3], (outer, n, inner): Lines) -> Result<(), NativeError> {
-    let numel = outer
-        .checked_mul(n)
-        .and_then(|v| v.checked_mul(inner))
-        .ok_or_else(|| NativeError::shape("softmax_backward", "element count overflows usize"))?;
-    for (operand, actual) in lens {
-        if actual != numel {
-            return Err(NativeError::Length {
-                op: "softmax_backward",
-                operand,
-                expected: numel,
-                actual,
-            });
-        }
-    }
-    Ok(())
+fn check(lens: [(&'static str, usize); 3], lines: Lines) -> Result<(), NativeError> {
+    Ok(onde_runtime::check_lines("softmax_backward", lines, &lens)?)
 }
 
 /// `out = y ⊙ (dy − Σ dy ⊙ y)` along the middle axis of `lines` (f32), on the widest

@@ -7,8 +7,8 @@
 //! convolution hands each block of finished output rows to the kernel that follows it
 //! (`exec::epilogue`, "rows"), but only when that kernel's outer loop runs over those
 //! rows in order — not for a sum over `N` and `T`, whose outer loop is the channel.
-//! Read after the whole output is written, each such sum is one more pass over 16 MB
-//! in W2 (~2 ms of its training step; split here: the three blocks' backward sums).
+//! Read after the whole output is written, each such sum is one more pass over the
+//! output (16 MB per layer in W2; split here: the three blocks' backward sums).
 //!
 //! # What
 //! When step `i` is a convolution and step `i + 1` a kernel over the convolution's
@@ -23,15 +23,12 @@
 //! Only sums along a suffix of at least [`MIN_ROW`] elements are split: shorter rows
 //! would make the partial kernel a loop of short reductions. And only kernels that also
 //! store elementwise values (a batch norm's backward: the masked gradient, stored, and
-//! its two sums): splitting the forward means too (pure sums) made W2 ~5% faster, but
-//! its first layer's weight gradient then differed from the f64 reference 3.3× as much
-//! as PyTorch's f32 gradient does (`tests/bench_parity.rs` bounds it at 3×; 1.0× unsplit),
-//! with every one of the four means contributing and f64 partial sums not helping. The
-//! means themselves were right either way (the running means after the step match
-//! PyTorch's to 1.2e-7 of their scale, split or not): that gradient amplifies an ulp's
-//! change of a mean ~1000×, and unsplit onde rounds the means as PyTorch does. Whether
-//! to accept the different rounding for the speed is left open; the forward means keep
-//! their unsplit order.
+//! its two sums). Splitting the forward means too (pure sums) was faster, but changed
+//! their rounding, and W2's first-layer weight gradient amplifies an ulp's change of a
+//! mean enough to leave `tests/bench_parity.rs`'s bound against PyTorch (the means
+//! themselves stayed right; measurements in `docs/performance.md`). Whether to accept
+//! that rounding for the speed is left open; the forward means keep their unsplit
+//! order.
 //!
 //! # Rounding
 //! A sum is reassociated (rows of `T` first, then across `N`), the freedom every

@@ -1,8 +1,8 @@
 //! A scalar factor folded into softmax's backward step.
 //!
 //! Attention scales its scores (`softmax(q·kᵀ·c)`, `c = 1/√d`), so the scores'
-//! gradient is `c · softmax_backward(dP, P)`: as a separate multiply, a pass over the
-//! whole `[B, T, T]` gradient (W5: ~105 µs, as long as the backward step itself). When
+//! gradient is `c · softmax_backward(dP, P)`: as a separate multiply, one more pass
+//! over the whole `[B, T, T]` gradient, as long as the backward step itself. When
 //! the step's result has no other user than `mul(result, c)` with `c` a scalar
 //! constant, the step takes the factor (`CopyOp::SoftmaxBackward::scale`) and
 //! multiplies each result in registers before storing it — the same two roundings as
@@ -25,12 +25,18 @@ impl Planner<'_> {
         if *op != Op::Binary(BinaryOp::Mul) || xs.len() != 2 {
             return false;
         }
-        let rt = self.g.value_type(r).clone();
         for (grad, factor) in [(xs[0], xs[1]), (xs[1], xs[0])] {
+            let from_softmax_backward = self
+                .g
+                .producer(grad)
+                .is_some_and(|p| matches!(self.g.op(p).op, Op::SoftmaxBackward { .. }));
+            if !from_softmax_backward {
+                continue;
+            }
             let Some(c) = self.scalar_constant(factor) else {
                 continue;
             };
-            if *self.g.value_type(grad) != rt
+            if self.g.value_type(grad) != self.g.value_type(r)
                 || self.g.users(grad).len() != 1
                 || self.g.outputs().contains(&grad)
             {

@@ -23,3 +23,41 @@ pub fn isa_levels() -> Vec<onde_codegen::IsaLevel> {
         .filter(|&l| l.capped() == l)
         .collect()
 }
+
+/// The reference interpreter's result of one op applied to `inputs` (fed by name, in
+/// operand order), as f64.
+pub fn interpret_op(op: onde_ir::Op, inputs: &[(&str, &onde_ir::Array)]) -> Vec<f64> {
+    use onde_ir::{Graph, Op, TensorType};
+    let mut g = Graph::new();
+    let operands: Vec<_> = inputs
+        .iter()
+        .map(|(name, a)| {
+            let ty = TensorType::new(a.dtype(), a.shape().dims().to_vec());
+            let input = Op::Input {
+                name: (*name).into(),
+                ty,
+            };
+            g.add_op(input, &[], None).unwrap().1[0]
+        })
+        .collect();
+    let r = g.add_op(op, &operands, None).unwrap().1[0];
+    g.set_outputs(vec![r]);
+    let feeds = inputs
+        .iter()
+        .map(|(name, a)| ((*name).to_string(), (*a).clone()))
+        .collect();
+    onde_runtime::run(&g, &feeds).unwrap()[0].to_f64_vec()
+}
+
+/// Deterministic values in `[-scale, scale]`.
+pub fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}

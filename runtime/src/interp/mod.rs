@@ -22,7 +22,7 @@ mod matmul;
 mod movement;
 pub mod random;
 mod reduce;
-pub use reduce::{softmax_backward_lines, softmax_lines, LinesError};
+pub use reduce::{check_lines, softmax_backward_lines, softmax_lines, LinesError};
 mod scan;
 
 use error::{FeedKind, InterpError, Result, Site};

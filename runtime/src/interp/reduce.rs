@@ -247,10 +247,10 @@ pub(crate) fn softmax_backward(site: Site, dy: &Array, y: &Array, axis: usize) -
     }
 }
 
-/// A line function's operand ([`softmax_lines`], [`softmax_backward_lines`]) whose
-/// length is not the `outer · n · inner` elements of its lines.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{op}: {operand} holds {actual} elements, its lines need {expected}")]
+/// A line function's operand ([`softmax_lines`], [`softmax_backward_lines`], the
+/// compiled code's vector kernels) whose length is not the `outer · n · inner` elements
+/// of its lines (`expected` is `usize::MAX` when that count overflows).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinesError {
     /// The function.
     pub op: &'static str,
@@ -262,8 +262,27 @@ pub struct LinesError {
     pub actual: usize,
 }
 
-/// Checks each operand's length against `lines`.
-fn check_lines(
+impl std::fmt::Display for LinesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.expected == usize::MAX {
+            write!(f, "{}: the lines' element count overflows usize", self.op)
+        } else {
+            write!(
+                f,
+                "{}: {} holds {} elements, its lines need {}",
+                self.op, self.operand, self.actual, self.expected
+            )
+        }
+    }
+}
+
+impl std::error::Error for LinesError {}
+
+/// Checks each operand's length against `(outer, n, inner)` lines, for function `op`.
+///
+/// # Errors
+/// [`LinesError`] naming the first operand of another length.
+pub fn check_lines(
     op: &'static str,
     (outer, n, inner): (usize, usize, usize),
     operands: &[(&'static str, usize)],

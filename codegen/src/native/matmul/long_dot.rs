@@ -34,8 +34,8 @@ use crate::native::NativeError;
 pub(super) const MIN_K: usize = 1024;
 
 /// Shortest `k` taken for a matrix-vector product (`n = 1`, one vector of 16 lanes):
-/// there is no packing to amortise. W5's attention-pooling score `[3200, 64]·[64, 1]`
-/// went 52 → 19 µs (per-step profile) from the thin kernel's dot products.
+/// there is no packing to amortise, and the thin kernel's dot products run at the
+/// baseline's 4 lanes (W5's `Linear(64, 1)`; `docs/performance.md`).
 pub(super) const MIN_K_MATVEC: usize = 16;
 
 /// Most outputs of one product taken here (weight gradients are small matrices).

@@ -6,25 +6,22 @@
 //!
 //! # Why
 //! The library GEMM cuts `n` into micro-tiles of a fixed width and packs both operands
-//! on every call; on these shapes that is 105–125 GFLOP/s warm (`q·kᵀ`: 12.2 µs per
-//! entry), far from the FMA peak, because `k` is too short to amortise the packing and
-//! the tiles' edges. Here an output tile is `R` rows × the *whole* width of `c` (`W =
+//! on every call; on these shapes it stays far from the FMA peak, because `k` is too
+//! short to amortise the packing and the tiles' edges. Here an output tile is `R` rows × the *whole* width of `c` (`W =
 //! ⌈n/N⌉` vectors), so per `p` the tile loads `b`'s row once (`W` vectors), broadcasts
 //! `R` values of `a` and runs `R·W` FMAs into accumulators that stay in registers (16
 //! lanes: `R·W ≤ 24` of the 32 zmm; 8 lanes: `R·W ≤ 12` of the 16 ymm). `a` is read in
-//! place through its strides. `b` (`kᵀ` in what is taken) is first copied into a
-//! zero-padded panel of `W·N` columns per row (4 × 4 blocks transposed in registers),
-//! which stays in L1 with `a`'s rows (`k ≤` [`MAX_K`]); the kernel also reads a
-//! row-major `b` in place when `n` fills whole vectors (tested, not taken: below).
+//! place through its strides. `b` is first copied into a zero-padded panel of `W·N`
+//! columns per row (`kᵀ`: 4 × 4 blocks transposed in registers), which stays in L1 with
+//! `a`'s rows (`k ≤` [`MAX_K`]).
 //!
 //! What is taken ([`fits`]) is what measured faster than the library on the Intel Xeon
-//! (AVX-512) this was written on (`docs/performance.md`, 2026-12-07 fifth session):
-//! `a·bᵀ` products (`b` column-major), `k ≤ 80`, 33–112 columns — W5's `q·kᵀ` and
-//! `dO·vᵀ`, ~355 against ~445 µs per 32 entries in the training step, the step ~2.5%
-//! faster. Row-major `b` (`P·v`) ran level with the library, `Pᵀ·dO` ~10% slower, and
-//! `k ≥ 96` much slower (the panel leaves L1: 32 against 22 µs at `k = 128`). The
-//! kernel is written over both widths and tested on both; the 8-lane width is not
-//! taken (not measured faster on an AVX2-only CPU).
+//! (AVX-512) this was written on: `a·bᵀ` products (`b` column-major), `k ≤ 80`, 33–112
+//! columns — W5's `q·kᵀ` and `dO·vᵀ`. A row-major `b` (`P·v`) ran level with the
+//! library, `Pᵀ·dO` slower, and a longer `k` much slower (the panel leaves L1); numbers
+//! in `docs/performance.md` (2026-12-07, fifth session). The kernel is written over
+//! both widths and tested on both; the 8-lane width is not taken (not measured faster
+//! on an AVX2-only CPU).
 //!
 //! # Numerics
 //! Each output is `Σ_p a[i,p]·b[p,j]` accumulated from zero in `p` order with one FMA
@@ -106,10 +103,7 @@ fn fits(width: Width, m: usize, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> boo
 /// `c = a · b` for views `check_gemm` validated (`c` with unit column stride, `n` at
 /// most [`MAX_VECTORS`] vectors of `width`).
 fn product(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
-    let lanes = match width {
-        Width::X16 => 16,
-        Width::X8 => 8,
-    };
+    let lanes = width.lanes();
     let (k, n) = (a.cols, b.cols);
     let vectors = n.div_ceil(lanes);
     assert!(
@@ -121,36 +115,31 @@ fn product(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMu
     let st = |extent: usize, s: isize| if extent <= 1 { 0 } else { s.unsigned_abs() };
     let (rsa, csa) = (st(a.rows, a.row_stride), st(k, a.col_stride));
     let rsc = st(c.rows, c.row_stride);
-    let in_place = n % lanes == 0 && b.col_stride == 1;
     PANEL.with(|cell| {
         let mut panel = cell.borrow_mut();
-        let (bp, rsb) = if in_place {
-            (b.data, st(k, b.row_stride))
+        let np = vectors * lanes;
+        let (rsb, csb) = (st(k, b.row_stride), st(n, b.col_stride));
+        panel.clear();
+        panel.resize(k * np, 0.0);
+        if csb == 1 {
+            for (p, dst) in panel.chunks_exact_mut(np).enumerate() {
+                dst[..n].copy_from_slice(&b.data[p * rsb..][..n]);
+            }
+        } else if rsb == 1 {
+            transpose_into(&b.data[..=last_col(k, n, csb)], k, n, csb, &mut panel, np);
         } else {
-            let np = vectors * lanes;
-            let (rsb, csb) = (st(k, b.row_stride), st(n, b.col_stride));
-            panel.clear();
-            panel.resize(k * np, 0.0);
-            if csb == 1 {
-                for (p, dst) in panel.chunks_exact_mut(np).enumerate() {
-                    dst[..n].copy_from_slice(&b.data[p * rsb..][..n]);
-                }
-            } else if rsb == 1 {
-                transpose_into(&b.data[..=last_col(k, n, csb)], k, n, csb, &mut panel, np);
-            } else {
-                for j in 0..n {
-                    let col = &b.data[j * csb..];
-                    for p in 0..k {
-                        panel[p * np + j] = col[p * rsb];
-                    }
+            for j in 0..n {
+                let col = &b.data[j * csb..];
+                for p in 0..k {
+                    panel[p * np + j] = col[p * rsb];
                 }
             }
-            (&panel[..], np)
-        };
-        // Every read of `a` is `(i + r)·rsa + p·csa` with i + r < m, p < k; of `b`,
-        // `p·rsb + w·N + lane` with w·N + lane < W·N (in place: = n, a multiple of N;
-        // packed: the panel's padded row of W·N); every write of `c`, `(i + r)·rsc +
-        // j` with j < n. Checked here once at the largest indices.
+        }
+        let (bp, rsb) = (&panel[..], np);
+        // Every read of `a` is `(i + r)·rsa + p·csa` with i + r < m, p < k; of the
+        // panel, `p·W·N + w·N + lane` with w·N + lane < W·N (its padded row); every
+        // write of `c`, `(i + r)·rsc + j` with j < n. Checked here once at the largest
+        // indices.
         let last = |extent: usize, s: usize| extent.saturating_sub(1) * s;
         assert!(
             last(a.rows, rsa) + last(k, csa) < a.data.len()
@@ -355,7 +344,7 @@ mod tests {
                 // Not on this CPU: `try_product` must decline, never compute.
                 continue;
             }
-            let lanes = if width == Width::X16 { 16 } else { 8 };
+            let lanes = width.lanes();
             for &(m, k, n) in &[
                 (1, 16, 8),
                 (13, 64, 100),

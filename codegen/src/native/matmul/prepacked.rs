@@ -52,8 +52,7 @@ pub fn available() -> bool {
 /// storage. Row-major `b` is copied a panel row at a time, `b` with contiguous columns
 /// (a `Linear` weight `Wᵀ`) by 4 × 4 transposed blocks; other strides element by
 /// element. A training step packs each weight once per step (after the update), so this
-/// is on the hot path: element by element it was 40 µs for `256 × 256` (W1's step packs
-/// two, then ran ~0.50 ms).
+/// is on its hot path.
 pub fn pack_b(
     b: &[f32],
     k: usize,

@@ -13,8 +13,8 @@ pub(super) fn last_col(k: usize, n: usize, csb: usize) -> usize {
 
 /// `panel[p·np + j] = b[j·csb + p]` for `p < k`, `j < n`: `b`'s columns (contiguous
 /// along `p`, e.g. `kᵀ` of a row-major `k`) into the panel's rows, by 4 × 4 blocks
-/// transposed in SSE registers (baseline x86-64; scalar copies at the edges). A
-/// scalar loop wrote one panel row per element: 4.5 µs for `[64, 100]`.
+/// transposed in SSE registers (baseline x86-64; scalar copies at the edges): a scalar
+/// loop writes a different panel row for every element.
 pub(super) fn transpose_into(
     b: &[f32],
     k: usize,
@@ -32,8 +32,8 @@ pub(super) fn transpose_into(
     );
     let (k4, n4) = (k - k % 4, n - n % 4);
     // By blocks of `P_BLOCK` panel rows, so the rows written stay in L1 while every
-    // group of four columns fills its part of them (a 512-long panel swept whole per
-    // group measured 160 µs for `512 × 512`).
+    // group of four columns fills its part of them (a long panel swept whole per group
+    // leaves L1 between groups).
     const P_BLOCK: usize = 64;
     for p0 in (0..k4).step_by(P_BLOCK) {
         for j in (0..n4).step_by(4) {
