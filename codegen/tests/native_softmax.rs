@@ -34,13 +34,48 @@ fn check_f32(isa: IsaLevel, outer: usize, n: usize, inner: usize, x: &[f32]) {
 fn lines_of_every_length_match_the_interpreter_at_every_level() {
     for isa in IsaLevel::ALL {
         for n in [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 129] {
-            for inner in [1, 3, 16, 17] {
-                let outer = 3;
+            // Contiguous lines run four at a time: 3 is single lines only, 4 one group,
+            // 9 two groups and one single.
+            for (inner, outer) in [(1, 3), (1, 4), (1, 9), (3, 3), (16, 3), (17, 3)] {
                 let x: Vec<f32> = values(outer * n * inner, (n * 31 + inner) as u64, 8.0)
                     .into_iter()
                     .map(|v| v as f32)
                     .collect();
                 check_f32(isa, outer, n, inner, &x);
+            }
+        }
+    }
+}
+
+/// A line's bits do not depend on its neighbours: lines softmaxed together (four at a
+/// time) equal each line softmaxed alone, and a NaN line leaves the lines of its group
+/// finite.
+#[test]
+fn a_line_is_the_same_alone_or_among_others() {
+    for isa in IsaLevel::ALL {
+        for n in [5, 16, 33, 100] {
+            let outer = 9;
+            let mut x: Vec<f32> = values(outer * n, n as u64, 6.0)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            x[2 * n + 1] = f32::NAN;
+            let mut together = vec![0f32; x.len()];
+            softmax_f32(isa, &x, &mut together, (outer, n, 1), &mut Vec::new()).unwrap();
+            for (o, line) in x.chunks(n).enumerate() {
+                let mut alone = vec![0f32; n];
+                softmax_f32(isa, line, &mut alone, (1, n, 1), &mut Vec::new()).unwrap();
+                let got = &together[o * n..(o + 1) * n];
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{isa:?} n={n} line {o}"
+                );
+                assert_eq!(
+                    got.iter().all(|v| v.is_nan()),
+                    o == 2,
+                    "{isa:?} n={n} line {o}"
+                );
             }
         }
     }

@@ -103,6 +103,9 @@ width_entry! {
     unsafe fn lines_on(Args) => lines
 }
 
+/// Lines taken side by side by [`contiguous_lines`].
+const GROUP: usize = 4;
+
 /// Every line of the operand.
 ///
 /// # Safety
@@ -110,101 +113,142 @@ width_entry! {
 /// not overlap.
 #[inline(always)]
 unsafe fn lines<L: Lanes>(l: L, (x, out, outer, n, inner): Args) {
+    if inner == 1 {
+        // Line `o` is `n` contiguous floats at `o·n` of each buffer.
+        let mut o = 0;
+        while o + GROUP <= outer {
+            // SAFETY: lines `o .. o + GROUP` are inside both buffers (`o + GROUP ≤ outer`).
+            unsafe { contiguous_lines::<L, GROUP>(l, x.add(o * n), out.add(o * n), n) };
+            o += GROUP;
+        }
+        while o < outer {
+            // SAFETY: line `o < outer`.
+            unsafe { contiguous_lines::<L, 1>(l, x.add(o * n), out.add(o * n), n) };
+            o += 1;
+        }
+        return;
+    }
     for o in 0..outer {
         let base = o * n * inner;
-        if inner == 1 {
-            // SAFETY: line `o` is `n` contiguous floats at `base` of each buffer.
-            unsafe { contiguous_line(l, x.add(base), out.add(base), n) };
-        } else {
-            let mut i = 0;
-            while i < inner {
-                let lanes = (inner - i).min(L::N);
-                // SAFETY: columns `[i, i + lanes)` of the `[n, inner]` block at `base`.
-                unsafe { columns(l, x.add(base + i), out.add(base + i), n, inner, lanes) };
-                i += lanes;
-            }
+        let mut i = 0;
+        while i < inner {
+            let lanes = (inner - i).min(L::N);
+            // SAFETY: columns `[i, i + lanes)` of the `[n, inner]` block at `base`.
+            unsafe { columns(l, x.add(base + i), out.add(base + i), n, inner, lanes) };
+            i += lanes;
         }
     }
 }
 
-/// One line of `n` contiguous floats.
+/// `G` consecutive lines of `n` contiguous floats, taken side by side: each step below
+/// runs on all `G` lines before the next, so that one line's dependency chain (its
+/// maximum folded across lanes, then its exponentials, then its sum and reciprocal)
+/// overlaps the others'. One line alone left the core waiting on that chain. Each
+/// line's arithmetic is the same whatever `G`.
 ///
 /// # Safety
-/// `x` readable and `out` writable for `n` floats, not overlapping; `n ≥ 1`.
+/// `x` readable and `out` writable for `G·n` floats, not overlapping; `n ≥ 1`.
+// `g` indexes each line's accumulators and its offset together.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn contiguous_line<L: Lanes>(l: L, x: *const f32, out: *mut f32, n: usize) {
+unsafe fn contiguous_lines<L: Lanes, const G: usize>(l: L, x: *const f32, out: *mut f32, n: usize) {
     let full = n / L::N;
     let tail = n % L::N;
+    // Offset of vector `v` of line `g`.
+    let at = |g: usize, v: usize| g * n + v * L::N;
     let ninf = l.splat(f32::NEG_INFINITY);
-    // The maximum, on two accumulators, with MAXPS: a NaN may be dropped here, but
-    // then `exp(NaN - m)` makes the sum, hence the whole line, NaN anyway.
-    let (mut m0, mut m1) = (ninf, ninf);
+    // The maximum, on two accumulators per line, with MAXPS: a NaN may be dropped
+    // here, but then `exp(NaN - m)` makes the sum, hence the whole line, NaN anyway.
+    let (mut m0, mut m1) = ([ninf; G], [ninf; G]);
     let mut v = 0;
     while v + 2 <= full {
-        // SAFETY: vectors `v` and `v + 1` are inside the line (`v + 2 ≤ full`).
-        let (a, b) = unsafe { (l.load(x.add(v * L::N)), l.load(x.add((v + 1) * L::N))) };
-        m0 = l.max_raw(a, m0);
-        m1 = l.max_raw(b, m1);
-        v += 2;
-    }
-    if v < full {
-        // SAFETY: vector `v < full` is inside the line.
-        m0 = l.max_raw(unsafe { l.load(x.add(v * L::N)) }, m0);
-    }
-    if tail > 0 {
-        // SAFETY: the last `tail` floats of the line; lanes past them are not read.
-        let t = unsafe { l.load_first(x.add(full * L::N), tail) };
-        m1 = l.max_raw(l.blend(l.first(tail), ninf, t), m1);
-    }
-    let m = fold_max(l, l.max_raw(m0, m1));
-    let mv = l.splat(m);
-    // The exponentials, stored, and their sum.
-    let (mut s0, mut s1) = (l.zero(), l.zero());
-    let mut v = 0;
-    while v + 2 <= full {
-        // SAFETY: as in the first loop, for reading `x` and writing `out`.
-        unsafe {
-            let a = math::exp(l, l.sub(l.load(x.add(v * L::N)), mv));
-            let b = math::exp(l, l.sub(l.load(x.add((v + 1) * L::N)), mv));
-            l.store(out.add(v * L::N), a);
-            l.store(out.add((v + 1) * L::N), b);
-            s0 = l.add(s0, a);
-            s1 = l.add(s1, b);
+        for g in 0..G {
+            // SAFETY: vectors `v` and `v + 1` of line `g` (`v + 2 ≤ full`, `g < G`).
+            unsafe {
+                m0[g] = l.max_raw(l.load(x.add(at(g, v))), m0[g]);
+                m1[g] = l.max_raw(l.load(x.add(at(g, v + 1))), m1[g]);
+            }
         }
         v += 2;
     }
     if v < full {
-        // SAFETY: vector `v < full` of the line.
-        unsafe {
-            let a = math::exp(l, l.sub(l.load(x.add(v * L::N)), mv));
-            l.store(out.add(v * L::N), a);
-            s0 = l.add(s0, a);
+        for g in 0..G {
+            // SAFETY: vector `v < full` of line `g`.
+            m0[g] = l.max_raw(unsafe { l.load(x.add(at(g, v))) }, m0[g]);
         }
     }
     if tail > 0 {
-        // SAFETY: the line's last `tail` floats; lanes past them are neither read nor
-        // written.
-        unsafe {
-            let t = l.load_first(x.add(full * L::N), tail);
-            let e = math::exp(l, l.sub(t, mv));
-            l.store_first(out.add(full * L::N), tail, e);
-            s1 = l.add(s1, l.blend(l.first(tail), l.zero(), e));
+        for g in 0..G {
+            // SAFETY: the last `tail` floats of line `g`; lanes past them are not read.
+            let t = unsafe { l.load_first(x.add(at(g, full)), tail) };
+            m1[g] = l.max_raw(l.blend(l.first(tail), ninf, t), m1[g]);
         }
     }
-    let sum = l.reduce_add(l.add(s0, s1));
-    let r = l.splat(1.0 / sum);
+    // (Loops rather than `std::array::from_fn`: its closure was not always inlined
+    // into the vector code, which then went through memory.)
+    let mut mv = m0;
+    for (m, b) in mv.iter_mut().zip(m1) {
+        *m = l.all_max_raw(l.max_raw(*m, b));
+    }
+    // The exponentials, stored, and their sums.
+    let (mut s0, mut s1) = ([l.zero(); G], [l.zero(); G]);
+    let mut v = 0;
+    while v + 2 <= full {
+        for g in 0..G {
+            // SAFETY: as in the first loop, for reading `x` and writing `out`.
+            unsafe {
+                let a = math::exp(l, l.sub(l.load(x.add(at(g, v))), mv[g]));
+                let b = math::exp(l, l.sub(l.load(x.add(at(g, v + 1))), mv[g]));
+                l.store(out.add(at(g, v)), a);
+                l.store(out.add(at(g, v + 1)), b);
+                s0[g] = l.add(s0[g], a);
+                s1[g] = l.add(s1[g], b);
+            }
+        }
+        v += 2;
+    }
+    if v < full {
+        for g in 0..G {
+            // SAFETY: vector `v < full` of line `g`.
+            unsafe {
+                let a = math::exp(l, l.sub(l.load(x.add(at(g, v))), mv[g]));
+                l.store(out.add(at(g, v)), a);
+                s0[g] = l.add(s0[g], a);
+            }
+        }
+    }
+    if tail > 0 {
+        for g in 0..G {
+            // SAFETY: the last `tail` floats of line `g`; lanes past them are neither
+            // read nor written.
+            unsafe {
+                let t = l.load_first(x.add(at(g, full)), tail);
+                let e = math::exp(l, l.sub(t, mv[g]));
+                l.store_first(out.add(at(g, full)), tail, e);
+                s1[g] = l.add(s1[g], l.blend(l.first(tail), l.zero(), e));
+            }
+        }
+    }
+    let mut r = s0;
+    for (r, b) in r.iter_mut().zip(s1) {
+        *r = l.splat(1.0 / l.reduce_add(l.add(*r, b)));
+    }
     for v in 0..full {
-        // SAFETY: vector `v < full` of the output line, written above.
-        unsafe {
-            let p = out.add(v * L::N);
-            l.store(p, l.mul(l.load(p), r));
+        for g in 0..G {
+            // SAFETY: vector `v < full` of output line `g`, written above.
+            unsafe {
+                let p = out.add(at(g, v));
+                l.store(p, l.mul(l.load(p), r[g]));
+            }
         }
     }
     if tail > 0 {
-        // SAFETY: the output line's last `tail` floats.
-        unsafe {
-            let p = out.add(full * L::N);
-            l.store_first(p, tail, l.mul(l.load_first(p, tail), r));
+        for g in 0..G {
+            // SAFETY: the last `tail` floats of output line `g`.
+            unsafe {
+                let p = out.add(at(g, full));
+                l.store_first(p, tail, l.mul(l.load_first(p, tail), r[g]));
+            }
         }
     }
 }
@@ -280,20 +324,4 @@ unsafe fn store_some<L: Lanes>(l: L, p: *mut f32, lanes: usize, v: L::V) {
             l.store_first(p, lanes, v)
         }
     }
-}
-
-/// The lanes' maximum (only the first `N` lanes are lanes), folded as a tree: a
-/// chain of 16 dependent comparisons per line cost ~70 cycles on 100-long lines. NaN
-/// need not survive (see [`contiguous_line`]).
-#[inline(always)]
-fn fold_max<L: Lanes>(l: L, v: L::V) -> f32 {
-    let mut a = l.to_array(v);
-    let mut w = L::N;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            a[i] = if a[i + w] > a[i] { a[i + w] } else { a[i] };
-        }
-    }
-    a[0]
 }

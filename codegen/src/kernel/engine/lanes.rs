@@ -157,6 +157,10 @@ pub(crate) trait Lanes: Copy {
     fn sign_to_mask(self, v: Self::V) -> Self::M;
     /// The sum of the lanes (a fixed order per width).
     fn reduce_add(self, v: Self::V) -> f32;
+    /// Every lane holds the maximum of `v`'s lanes, folded in registers by MAXPS (a
+    /// NaN lane may be dropped; which zero survives between `-0` and `+0` is
+    /// unspecified).
+    fn all_max_raw(self, v: Self::V) -> Self::V;
     /// Lane `j` = `at[2·j]` for `j < min(left, N)`, 0 beyond: every other element, two
     /// loads de-interleaved in registers (only the `2·min(left, N) - 1` first floats
     /// are read).
@@ -388,6 +392,16 @@ impl Lanes for X16 {
     #[inline(always)]
     fn reduce_add(self, v: __m512) -> f32 {
         simd!(_mm512_reduce_add_ps(v))
+    }
+    #[inline(always)]
+    fn all_max_raw(self, v: __m512) -> __m512 {
+        simd!({
+            // Swap 256-bit halves, then 128-bit quarters, then pairs, then neighbours.
+            let v = _mm512_max_ps(v, _mm512_shuffle_f32x4::<0b0100_1110>(v, v));
+            let v = _mm512_max_ps(v, _mm512_shuffle_f32x4::<0b1011_0001>(v, v));
+            let v = _mm512_max_ps(v, _mm512_permute_ps::<0b0100_1110>(v));
+            _mm512_max_ps(v, _mm512_permute_ps::<0b1011_0001>(v))
+        })
     }
     #[inline(always)]
     unsafe fn load_every_other(self, at: *const f32, left: usize) -> __m512 {
@@ -628,6 +642,15 @@ impl Lanes for X8 {
         self.floats(simd!(_mm256_srai_epi32::<31>(self.ints(v))))
     }
     #[inline(always)]
+    fn all_max_raw(self, v: __m256) -> __m256 {
+        simd!({
+            // Swap 128-bit halves, then pairs, then neighbours.
+            let v = _mm256_max_ps(v, _mm256_permute2f128_ps::<0x01>(v, v));
+            let v = _mm256_max_ps(v, _mm256_permute_ps::<0b0100_1110>(v));
+            _mm256_max_ps(v, _mm256_permute_ps::<0b1011_0001>(v))
+        })
+    }
+    #[inline(always)]
     fn reduce_add(self, v: __m256) -> f32 {
         simd!({
             let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
@@ -650,6 +673,45 @@ impl Lanes for X8 {
             let hi = _mm256_permutevar8x32_ps(hi, idx);
             // The even elements of each: the low 128 bits of both.
             _mm256_permute2f128_ps::<0x20>(lo, hi)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `all_max_raw` puts the maximum of the lanes in every lane, wherever it sits.
+    fn all_max_on<L: Lanes>(l: L) {
+        for at in 0..L::N {
+            let mut lanes = [0f32; 16];
+            for (i, v) in lanes.iter_mut().take(L::N).enumerate() {
+                *v = -(i as f32) - 1.0;
+            }
+            lanes[at] = 3.5;
+            // SAFETY: `lanes` holds 16 floats, `N ≤ 16`.
+            let v = unsafe { l.load(lanes.as_ptr()) };
+            let got = l.to_array(l.all_max_raw(v));
+            assert!(
+                got[..L::N].iter().all(|&g| g == 3.5),
+                "{} lanes, max at {at}: {got:?}",
+                L::N
+            );
+        }
+    }
+
+    #[test]
+    fn all_max_raw_fills_every_lane_on_each_width_this_cpu_has() {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: AVX-512F/DQ detected just above.
+            all_max_on(unsafe { X16::assume() });
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA detected just above.
+            all_max_on(unsafe { X8::assume() });
         }
     }
 }
