@@ -419,3 +419,77 @@ fn plain_runs_pack_transposed_weights_at_every_run() {
         }
     }
 }
+
+/// A bias-only Linear layer over many rows (`x·Wᵀ + b`, 600 rows: above what the
+/// one-panel kernel and per-run packing take) in plain runs: where the product goes to the `gemm` crate (the kernel's level
+/// is its own, one thread), the bias is written to the destination and the GEMM adds
+/// the product onto it, so the bias kernel never runs as a step; elsewhere it does.
+/// Either way the bits equal a compile without epilogues, for new weights every run.
+#[test]
+fn library_products_add_onto_a_preset_bias_bit_for_bit() {
+    use onde_codegen::IsaLevel;
+    let (m, k, n) = (600usize, 64usize, 48usize);
+    let src = format!(
+        "graph {{
+  %0: f32[{m},{k}] = input \"x\"
+  %1: f32[{n},{k}] = input \"w\"
+  %2: f32[{k},{n}] = permute %1 perm=[1,0]
+  %3: f32[{m},{n}] = matmul %0, %2
+  %4: f32[{n}] = input \"b\"
+  %5: f32[{m},{n}] = expand %4 shape=[{m},{n}]
+  %6: f32[{m},{n}] = add %3, %5
+  %7: f32[{n},3] = input \"w2\"
+  %8: f32[{m},3] = matmul %6, %7
+  outputs %8
+}}"
+    );
+    let g = parse_graph(&src).unwrap();
+    let v = |len: usize, s: usize, scale: f32| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * s % 89) as f32 - 44.0) * scale)
+            .collect()
+    };
+    for isa in IsaLevel::ALL {
+        let compile = |epilogues: bool| {
+            let options = CompileOptions {
+                isa,
+                epilogues,
+                ..CompileOptions::default()
+            };
+            Executable::compile(&g, options).unwrap()
+        };
+        let (mut exe, mut plain) = (compile(true), compile(false));
+        exe.set_profiling(true);
+        let x = Array::f32([m, k], v(m * k, 7, 0.05)).unwrap();
+        let b = Array::f32([n], v(n, 5, 0.5)).unwrap();
+        let w2 = Array::f32([n, 3], v(n * 3, 3, 0.05)).unwrap();
+        for (run, scale) in [0.05f32, -0.03].into_iter().enumerate() {
+            let w = Array::f32([n, k], v(k * n, 11 + run, scale)).unwrap();
+            let feeds = [("x", &x), ("w", &w), ("b", &b), ("w2", &w2)];
+            let got = exe.run(&feeds).unwrap().remove(0);
+            let want = plain.run(&feeds).unwrap().remove(0);
+            assert_eq!(got, want, "{isa:?}, run {run}");
+            let named: std::collections::HashMap<String, Array> = feeds
+                .iter()
+                .map(|(nm, a)| (nm.to_string(), (*a).clone()))
+                .collect();
+            let oracle = onde_runtime::run(&g, &named).unwrap().remove(0);
+            for (p, q) in got.to_f64_vec().iter().zip(oracle.to_f64_vec()) {
+                assert!(
+                    (p - q).abs() <= 1e-4 * q.abs().max(1.0),
+                    "{isa:?}: {p} vs {q}"
+                );
+            }
+        }
+        let profile = exe.profile().unwrap();
+        let kernel = exe
+            .plan()
+            .steps
+            .iter()
+            .position(|s| matches!(s, onde_codegen::plan::Step::Kernel(_)))
+            .unwrap();
+        let taken = onde_codegen::native::matmul::gemm_crate_at(isa);
+        let want = if taken { 0 } else { 2 };
+        assert_eq!(calls(&profile, kernel), want, "{isa:?}\n{profile}");
+    }
+}

@@ -981,3 +981,84 @@ fn batched_times_one_matrix_folds_rows_or_not_and_is_right() {
         matmul_native::<f64>(a, &weight, &want, 1);
     }
 }
+
+/// `matmul_bias_capped`: where the `gemm` crate takes the product, bits equal the
+/// product then a separate bias add; elsewhere (a `k` above one `gemm` block, a shape
+/// another kernel takes, a level `gemm` does not run at) it declines and writes
+/// nothing; a short bias or output is a typed error.
+#[test]
+fn matmul_bias_equals_the_product_then_the_add_or_declines() {
+    use onde_codegen::native::matmul::{gemm_crate_at, matmul_bias_capped};
+    let f =
+        |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
+    for isa in onde_codegen::IsaLevel::ALL {
+        // 300 rows × 48 columns: the one-panel kernel's on 16 lanes; k = 65: past one
+        // `gemm` block.
+        let sixteen = isa.capped() == onde_codegen::IsaLevel::Avx512;
+        for (m, k, n, t) in [
+            (600, 64, 48, true),
+            (700, 17, 40, true),
+            (300, 64, 48, !sixteen),
+            (600, 65, 48, false),
+        ] {
+            let a = f(m * k, 1);
+            let w = f(n * k, 2);
+            let bias = f(n, 3);
+            // `b = wᵀ`: `[k, n]` with strides `[1, k]`.
+            let (bs, bst) = ([k, n], [1isize, k as isize]);
+            let mut got = vec![f32::NAN; m * n];
+            let ran = matmul_bias_capped(
+                isa,
+                &a,
+                [m, k],
+                [k as isize, 1],
+                &w,
+                bs,
+                bst,
+                &bias,
+                &mut got,
+            )
+            .unwrap();
+            let what = format!("{isa:?} {m}x{k}x{n}");
+            assert_eq!(ran, t && gemm_crate_at(isa), "{what}");
+            if !ran {
+                assert!(got.iter().all(|v| v.is_nan()), "{what}: declined but wrote");
+                continue;
+            }
+            let mut want = vec![0f32; m * n];
+            onde_codegen::native::matmul_capped(
+                isa,
+                &a,
+                &[m, k],
+                &[k as isize, 1],
+                &w,
+                &bs,
+                &bst,
+                &mut want,
+                1,
+            )
+            .unwrap();
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[i % n];
+            }
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{what}");
+        }
+    }
+    let (a, b) = (vec![0f32; 600 * 64], vec![0f32; 64 * 48]);
+    let mut out = vec![0f32; 600 * 48];
+    let short = matmul_bias_capped(
+        onde_codegen::IsaLevel::Avx512,
+        &a,
+        [600, 64],
+        [64, 1],
+        &b,
+        [64, 48],
+        [48, 1],
+        &[0.0; 47],
+        &mut out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(short.contains("bias of 47"), "{short}");
+}

@@ -131,11 +131,18 @@ impl Compiled {
                         a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
                     ));
                     if let Some(epilogue::Fused::Registers(sm)) = self.epilogues[i] {
+                        let onto_bias =
+                            sm.bias.is_some() && sm.act == native::prepacked::Activation::None;
                         s.push_str(&format!(
-                            "    // epilogue: step {} (bias {}, activation {:?}) applied to the output tiles in registers (prepacked runs)\n",
+                            "    // epilogue: step {} (bias {}, activation {:?}) applied to the output tiles in registers (prepacked runs){}\n",
                             i + 1,
                             if sm.bias.is_some() { "added" } else { "none" },
-                            sm.act
+                            sm.act,
+                            if onto_bias {
+                                ", or the product added onto the preset bias (library GEMM, one thread)"
+                            } else {
+                                ""
+                            }
                         ));
                     }
                 }

@@ -17,7 +17,11 @@
 //! the tile engine's activations (16 lanes on AVX-512, 8 on AVX2), so the values are
 //! bit-identical to the separate kernel. Only where the product runs on the prepacked
 //! GEMM (`exec/prepacked.rs`: versioned runs, and plain runs for a transposed weight
-//! with few rows); otherwise the kernel runs as its own step. The activation is in an out-of-line
+//! with few rows). Elsewhere, a bias-only kernel on one thread whose product goes to
+//! the `gemm` crate (a plain run over many rows: W5's `[3200, 64]` projections) is
+//! folded the other way round: the bias is written to `dst` first and the GEMM adds
+//! the product onto it (`native::matmul::matmul_bias_capped`; one rounding of the same
+//! sum, so the same bits). Otherwise the kernel runs as its own step. The activation is in an out-of-line
 //! function after the accumulation loop: inlined, its temporaries slowed the loop
 //! itself ~2.5×.
 //!

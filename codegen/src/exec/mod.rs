@@ -801,6 +801,8 @@ impl Executable {
                         if self.packed_ready(i, a, b, *dtype)? {
                             self.packed_run(i, a, ep.dst, ep.bias, ep.act)?;
                             fused_next = true;
+                        } else if self.library_bias_run(a, b, ep)? {
+                            fused_next = true;
                         } else {
                             self.matmul(a, b, *out, *dtype)?
                         }

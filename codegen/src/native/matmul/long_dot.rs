@@ -73,6 +73,16 @@ pub(super) fn try_product<T: Real>(
     Ok(true)
 }
 
+/// Whether [`try_product`] computes `c = a · b` (f32) at level `isa`.
+pub(super) fn takes(
+    a: &MatRef<'_, f32>,
+    b: &MatRef<'_, f32>,
+    whole_rows: usize,
+    isa: IsaLevel,
+) -> bool {
+    Width::for_level(isa).is_some() && fits(a, b, whole_rows)
+}
+
 /// Whether `c = a · b` (f32) fits this kernel.
 fn fits(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, whole_rows: usize) -> bool {
     let (k, n) = (a.cols, b.cols);

@@ -321,6 +321,97 @@ pub(crate) fn gemm_at<T: Real>(
     T::gemm(a, b, c)
 }
 
+/// Whether f32 products at ISA level `isa` that no kernel of ours takes run on the
+/// `gemm` crate (its own kernel choice is that level in this build on this CPU; see
+/// `wide.rs`), rather than on `matrixmultiply`.
+pub fn gemm_crate_at(isa: IsaLevel) -> bool {
+    wide::enabled(isa)
+}
+
+/// `out = a · b + bias` (bias broadcast along rows) for a 2-D f32 product on the
+/// library GEMM, one thread, when that is where [`matmul_capped`] would send it: the
+/// bias is written to `out`'s rows first and `gemm` adds the product onto them, so the
+/// product is never stored on its own and no second pass adds the bias. Each output is
+/// bit for bit `matmul_capped`'s product plus the bias in one rounding (`k` within one
+/// `gemm` block, see `wide::sgemm_onto`). Returns `Ok(false)`, with nothing written,
+/// where it does not apply: another kernel would take the product (`k` above
+/// `wide::MAX_K_ONTO`, a thin or short product, an ISA level `gemm` does not run at).
+///
+/// `a` is `[m, k]`, `b` `[k, n]` (shapes and element strides into their slices, as
+/// [`matmul`]), `bias` holds `n` values, `out` is contiguous `[m, n]`.
+///
+/// # Errors
+/// [`NativeError`] if the shapes disagree, a view reaches outside its slice, or `bias`
+/// or `out` is too short.
+#[allow(clippy::too_many_arguments)] // The executor's calling convention.
+pub fn matmul_bias_capped(
+    isa: IsaLevel,
+    a: &[f32],
+    a_shape: [usize; 2],
+    a_strides: [isize; 2],
+    b: &[f32],
+    b_shape: [usize; 2],
+    b_strides: [isize; 2],
+    bias: &[f32],
+    out: &mut [f32],
+) -> Result<bool, NativeError> {
+    const OP: &str = "matmul";
+    let ([m, k], [k2, n]) = (a_shape, b_shape);
+    if k != k2 {
+        return Err(NativeError::shape(
+            OP,
+            format!("inner dimensions differ: {a_shape:?} @ {b_shape:?} ({k} vs {k2})"),
+        ));
+    }
+    if bias.len() < n || out.len() != m * n {
+        return Err(NativeError::shape(
+            OP,
+            format!(
+                "bias of {} and output of {} values for a [{m}, {n}] product",
+                bias.len(),
+                out.len()
+            ),
+        ));
+    }
+    let av = MatRef {
+        data: a,
+        rows: m,
+        cols: k,
+        row_stride: a_strides[0],
+        col_stride: a_strides[1],
+    };
+    let bv = MatRef {
+        data: b,
+        rows: k,
+        cols: n,
+        row_stride: b_strides[0],
+        col_stride: b_strides[1],
+    };
+    // Where `matmul_capped` sends a product: the same tests in the same order, and the
+    // library only when none of the kernels before it takes the shape.
+    let library = wide::enabled(isa)
+        && wide::suits(m, n)
+        && (1..=wide::MAX_K_ONTO).contains(&k)
+        && !long_dot::takes(&av, &bv, m, isa)
+        && !thin::takes(&av, &bv, m)
+        && !one_panel::takes(&av, &bv, m, isa);
+    if !library {
+        return Ok(false);
+    }
+    for row in out.chunks_exact_mut(n.max(1)) {
+        row.copy_from_slice(&bias[..n]);
+    }
+    let cv = MatMut {
+        data: out,
+        rows: m,
+        cols: n,
+        row_stride: n as isize,
+        col_stride: 1,
+    };
+    wide::sgemm_onto(av, bv, cv)?;
+    Ok(true)
+}
+
 /// An operand split into batch extents, batch strides, `[rows, cols]` and their
 /// strides.
 type Split<'s> = (&'s [usize], &'s [isize], [usize; 2], [isize; 2]);

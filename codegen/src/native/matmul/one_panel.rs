@@ -85,6 +85,12 @@ pub(super) fn try_product<T: Real>(
     Ok(true)
 }
 
+/// Whether [`try_product`] computes `c = a · b` (f32, `m` rows in the whole product)
+/// at level `isa` (given a `c` with unit column stride).
+pub(super) fn takes(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, m: usize, isa: IsaLevel) -> bool {
+    Width::for_level(isa).is_some_and(|w| fits(w, m, a, b))
+}
+
 /// Whether `c = a · b` (f32, `[m, k] · [k, n]`) is taken on `width`: the shapes and
 /// layouts measured faster than the library (module doc) — `a` with contiguous rows,
 /// `b` with contiguous columns (`q·kᵀ`), `k` short enough for the packed panel and

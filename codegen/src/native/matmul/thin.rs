@@ -49,6 +49,32 @@ fn at(i: usize, j: usize, rs: isize, cs: isize) -> usize {
     i * rs.unsigned_abs() * usize::from(rs >= 0) + j * cs.unsigned_abs() * usize::from(cs >= 0)
 }
 
+/// Whether [`product`] computes `c = a · b` (`whole_rows` as there).
+pub(super) fn takes<T>(a: &MatRef<'_, T>, b: &MatRef<'_, T>, whole_rows: usize) -> bool {
+    choice(a, b, whole_rows).is_some()
+}
+
+/// How [`product`] computes `c = a · b`, if it does: `(dot, rows_of_b)` — dot
+/// products, a one-row sum of scaled rows of `b`, or (both false) sums of scaled rows
+/// for a short `k`.
+fn choice<T>(a: &MatRef<'_, T>, b: &MatRef<'_, T>, whole_rows: usize) -> Option<(bool, bool)> {
+    let (k, n) = (a.cols, b.cols);
+    let matvec = n == 1 && a.col_stride == 1;
+    // One row: dot products when `b`'s columns are contiguous along `k`; a sum of
+    // scaled rows of `b` when its rows are contiguous (a bias-like `1 × k · k × n`,
+    // e.g. W5's `Linear(64, 1)` weight gradient `[1, 3200] @ [3200, 64]`).
+    let one_row = whole_rows == 1 && n <= ROW_MAX_COLS;
+    let rows_of_b = one_row && b.col_stride == 1 && b.row_stride != 1 && n > 1;
+    let dot = (whole_rows.saturating_mul(n) <= DOT_MAX_OUTPUTS
+        || matvec
+        || (one_row && b.row_stride == 1 && k < long_dot::MIN_K))
+        && k >= 8;
+    if k == 0 || (!dot && !rows_of_b && k > AXPY_MAX_K) {
+        return None;
+    }
+    Some((dot, rows_of_b))
+}
+
 /// `c = a · b` when the product is thin (see the module doc): `Ok(true)` when it was
 /// computed here, `Ok(false)` when the library should do it (nothing written).
 /// `whole_rows` is the row count of the whole product `a` belongs to (a caller may
@@ -64,19 +90,9 @@ pub(super) fn product<T: Real>(
     whole_rows: usize,
 ) -> Result<bool, NativeError> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let matvec = n == 1 && a.col_stride == 1;
-    // One row: dot products when `b`'s columns are contiguous along `k`; a sum of
-    // scaled rows of `b` when its rows are contiguous (a bias-like `1 × k · k × n`,
-    // e.g. W5's `Linear(64, 1)` weight gradient `[1, 3200] @ [3200, 64]`).
-    let one_row = whole_rows == 1 && n <= ROW_MAX_COLS;
-    let rows_of_b = one_row && b.col_stride == 1 && b.row_stride != 1 && n > 1;
-    let dot = (whole_rows.saturating_mul(n) <= DOT_MAX_OUTPUTS
-        || matvec
-        || (one_row && b.row_stride == 1 && k < long_dot::MIN_K))
-        && k >= 8;
-    if k == 0 || (!dot && !rows_of_b && k > AXPY_MAX_K) {
+    let Some((dot, rows_of_b)) = choice(a, b, whole_rows) else {
         return Ok(false);
-    }
+    };
     if !check_gemm(a, b, c)? {
         return Ok(true);
     }

@@ -71,6 +71,35 @@ pub(super) fn sgemm(
     b: MatRef<'_, f32>,
     c: MatMut<'_, f32>,
 ) -> Result<(), NativeError> {
+    run(a, b, c, false)
+}
+
+/// `c ← c + a · b` with `gemm`, one thread: each output is `c + Σ`, one rounding of the
+/// sum `gemm` accumulates onto what `c` held — for `k ≤` [`MAX_K_ONTO`] the same sum
+/// [`sgemm`] stores, so `c` preset to a bias gives the bits of `sgemm` then a separate
+/// add. (Longer sums are added to `c` block by block of `k`, a different rounding.)
+///
+/// # Errors
+/// As [`sgemm`].
+pub(super) fn sgemm_onto(
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    c: MatMut<'_, f32>,
+) -> Result<(), NativeError> {
+    run(a, b, c, true)
+}
+
+/// Longest `k` [`sgemm_onto`] promises to sum in one block (`gemm` blocks `k` by at
+/// least this on every target it has).
+pub(super) const MAX_K_ONTO: usize = 64;
+
+/// `c ← a·b`, or `c ← c + a·b` with `read_dst`.
+fn run(
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    c: MatMut<'_, f32>,
+    read_dst: bool,
+) -> Result<(), NativeError> {
     if !check_gemm(&a, &b, &c)? {
         return Ok(());
     }
@@ -80,7 +109,8 @@ pub(super) fn sgemm(
     // is negative on an axis longer than 1, and that `c`'s elements are pairwise
     // distinct; `c` is an exclusive borrow, so it aliases neither `a` nor `b`. With
     // `read_dst = false` the destination is only written (`c ← 1·a·b`), and with k = 0
-    // it is set to zeros.
+    // it is set to zeros; with `read_dst` it is read then written (`c ← 1·c + 1·a·b`),
+    // the same elements.
     #[allow(unsafe_code)]
     unsafe {
         gemm::gemm(
@@ -90,14 +120,14 @@ pub(super) fn sgemm(
             c.data.as_mut_ptr(),
             s(c.cols, c.col_stride),
             s(c.rows, c.row_stride),
-            false,
+            read_dst,
             a.data.as_ptr(),
             s(a.cols, a.col_stride),
             s(a.rows, a.row_stride),
             b.data.as_ptr(),
             s(b.cols, b.col_stride),
             s(b.rows, b.row_stride),
-            0.0f32,
+            if read_dst { 1.0f32 } else { 0.0 },
             1.0f32,
             false,
             false,
