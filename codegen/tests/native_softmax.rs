@@ -169,3 +169,33 @@ fn wrong_lengths_are_errors_not_panics() {
     .unwrap_err();
     assert!(e.to_string().contains("overflows"), "{e}");
 }
+
+/// `softmax_scaled_*(x, c)` is bit for bit the softmax of `x · c` multiplied first (in
+/// the element type), at every level, along lines and across columns, f32 and f64.
+#[test]
+fn a_scaled_softmax_equals_the_multiply_then_the_softmax() {
+    use onde_codegen::native::softmax::{softmax_scaled_f32, softmax_scaled_f64};
+    for isa in IsaLevel::ALL {
+        for (outer, n, inner) in [(9, 100, 1), (3, 33, 1), (2, 17, 3), (1, 5, 20)] {
+            for c in [0.125f32, 0.3, -1.7] {
+                let numel = outer * n * inner;
+                let x64 = values(numel, (n + inner) as u64, 9.0);
+                let x: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+                let xc: Vec<f32> = x.iter().map(|&v| v * c).collect();
+                let lines = (outer, n, inner);
+                let mut got = vec![0f32; numel];
+                let mut want = vec![0f32; numel];
+                softmax_scaled_f32(isa, &x, c, &mut got, lines, &mut Vec::new()).unwrap();
+                softmax_f32(isa, &xc, &mut want, lines, &mut Vec::new()).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{isa:?} {lines:?} c={c}");
+                let c64 = f64::from(c);
+                let xc64: Vec<f64> = x64.iter().map(|&v| v * c64).collect();
+                let (mut got, mut want) = (vec![0f64; numel], vec![0f64; numel]);
+                softmax_scaled_f64(&x64, c64, &mut got, lines, &mut Vec::new()).unwrap();
+                softmax_f64(&xc64, &mut want, lines, &mut Vec::new()).unwrap();
+                assert_eq!(got, want, "f64 {lines:?} c={c}");
+            }
+        }
+    }
+}

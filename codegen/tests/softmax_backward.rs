@@ -2,7 +2,7 @@
 //! against the reference interpreter at every ISA level this CPU has (a level it lacks
 //! runs the next lower path, which must keep the same promise), lines along the last
 //! axis and across columns; and a scalar multiply of its result folded into the step
-//! (`plan::scaled_softmax_grad`) only when nothing else reads the unscaled result,
+//! (`plan::scaled_softmax`) only when nothing else reads the unscaled result,
 //! bit-identical to the separate multiply.
 
 use onde_codegen::native::softmax_backward::{softmax_backward_f32, softmax_backward_f64};
@@ -99,6 +99,51 @@ fn a_scalar_multiply_of_the_result_is_folded_bit_identically() {
     let (both, dump, _) = compile_and_run(&scaled_gradient(true));
     assert!(
         dump.contains("scale: 1.0") && dump.contains("kernel"),
+        "{dump}"
+    );
+    let bits = |a: &Array| {
+        a.as_f32()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bits(&folded[0]), bits(&both[0]));
+    for (g, w) in folded[0].to_f64_vec().iter().zip(want[0].to_f64_vec()) {
+        assert!((g - w).abs() <= 1e-6 + 1e-6 * w.abs(), "{g} vs {w}");
+    }
+}
+
+/// Attention's scaled scores `softmax(s · c)`, with the scaled scores also an output
+/// when `also_scaled`.
+fn scaled_scores(also_scaled: bool) -> String {
+    let outputs = if also_scaled { "%3, %2" } else { "%3" };
+    format!(
+        "graph {{
+  %0: f32[4,10,33] = input \"s\"
+  %1: f32[] = constant f32[] [0.125]
+  %2: f32[4,10,33] = mul %0, %1
+  %3: f32[4,10,33] = softmax %2 axis=2
+  %4: f32[4,10,33] = input \"dy\"
+  outputs {outputs}
+}}"
+    )
+}
+
+/// The forward counterpart: a softmax of `mul(x, c)` reads `x` and takes `c` as it
+/// loads (no kernel, nothing stored for the scaled scores), bit-identical to the
+/// multiply as a kernel of its own (kept when the scaled scores are also an output).
+#[test]
+fn a_scalar_multiply_of_the_operand_is_folded_bit_identically() {
+    let (folded, dump, want) = compile_and_run(&scaled_scores(false));
+    assert!(dump.contains("Softmax { axis: 2, scale: 0.125 }"), "{dump}");
+    assert!(
+        !dump.contains("kernel"),
+        "the multiply still runs as a kernel:\n{dump}"
+    );
+    let (both, dump, _) = compile_and_run(&scaled_scores(true));
+    assert!(
+        dump.contains("Softmax { axis: 2, scale: 1.0 }") && dump.contains("kernel"),
         "{dump}"
     );
     let bits = |a: &Array| {

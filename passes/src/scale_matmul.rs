@@ -7,11 +7,12 @@
 //! step).
 //!
 //! # Why
-//! Attention's scores are `q kᵀ / √d`: `[B, T, T]` values scaled once each, while `q`
-//! is `[B, T, d]` (W5: 320 000 scores, 204 800 query values). The scaling of `q` fuses
-//! into the kernel that computes `q` (its bias addition), so the scores come out of the
-//! GEMM ready for the softmax, which reads them in place of a scaled copy (one pass
-//! over the scores saved: ~55 µs per W5 step).
+//! A scaled product read by elementwise kernels costs a pass over the product; scaling
+//! the smaller operand instead fuses into the kernel that computes that operand. A
+//! softmax reading the scaled product is left alone: it takes the factor as it reads
+//! the product (the codegen's `plan::scaled_softmax`, no pass at all), and the operand
+//! stays unscaled for the other products that read it (attention's backward reads `q`
+//! for `dK`), so the kernel computing it stores one result, not two.
 //!
 //! # Rounding
 //! For `c = ±2ᵏ` both forms give the same bits unless a product under- or overflows;
@@ -60,6 +61,18 @@ fn matches(g: &Graph, o: OpId) -> Option<Found> {
     } else {
         return None;
     };
+    // A softmax reading the scaled product takes the factor itself as it reads the
+    // product (the codegen's `plan::scaled_softmax`): nothing to move.
+    let users = g.users(r);
+    if op == BinaryOp::Mul
+        && users.len() == 1
+        && users
+            .iter()
+            .all(|&u| matches!(g.op(u).op, Op::Softmax { .. }))
+        && !g.outputs().contains(&r)
+    {
+        return None;
+    }
     let prod = g.producer(p)?;
     let (rt, ct) = (g.value_type(r), g.value_type(c));
     // The scaling must not broadcast the product (the result is the product's type)

@@ -189,3 +189,26 @@ fn a_weight_read_through_a_permute_is_not_scaled() {
     let (_, o) = optimised(&src("reshape %0 shape=[6,3]"));
     assert_eq!(scaled_numel(&o), vec![24], "{}", print_graph(&o));
 }
+
+#[test]
+fn a_scaled_product_read_by_a_softmax_keeps_its_scale() {
+    // `softmax(q kᵀ · c)`: the codegen's softmax takes the factor as it reads the
+    // product, so the multiply stays on the 50-element product; a division (by a
+    // non-power of two: others become multiplies), or a softmax of something else, is
+    // still moved.
+    let softmax = "  %5: f64[2,5,5] = softmax %4 axis=2\n";
+    let (g, o) = optimised(&scaled_product("mul", "0.125", true, softmax, "%5"));
+    assert_eq!(scaled_numel(&o), vec![50], "{}", print_graph(&o));
+    assert_same(&g, &o);
+    let (_, o) = optimised(&scaled_product("div", "3", true, softmax, "%5"));
+    assert_eq!(scaled_numel(&o), vec![30], "{}", print_graph(&o));
+    let tanh_then_softmax = "  %6: f64[2,5,5] = tanh %4\n  %5: f64[2,5,5] = softmax %6 axis=2\n";
+    let (_, o) = optimised(&scaled_product(
+        "mul",
+        "0.125",
+        true,
+        tanh_then_softmax,
+        "%5",
+    ));
+    assert_eq!(scaled_numel(&o), vec![30], "{}", print_graph(&o));
+}

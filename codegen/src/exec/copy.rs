@@ -251,7 +251,7 @@ impl Executable {
                     }
                 }
             }
-            plan::CopyOp::Softmax { axis } => {
+            plan::CopyOp::Softmax { axis, scale } => {
                 let lines = (
                     odims[..*axis].iter().product(),
                     odims[*axis],
@@ -263,7 +263,7 @@ impl Executable {
                         || dst.cast_const() >= src.wrapping_add(numel * es).cast_const(),
                     "softmax operand and output overlap"
                 );
-                self.softmax(oty.dtype, src.cast_const(), dst, lines)
+                self.softmax(oty.dtype, src.cast_const(), dst, lines, *scale)
                     .map_err(|e| RunError::Native(e.to_string()))?;
             }
             plan::CopyOp::SoftmaxBackward { axis, scale } => {
@@ -507,8 +507,9 @@ impl Executable {
         x: *const u8,
         out: *mut u8,
         lines: crate::native::softmax::Lines,
+        scale: f64,
     ) -> Result<(), crate::native::NativeError> {
-        use crate::native::softmax::{softmax_f32, softmax_f64};
+        use crate::native::softmax::{softmax_scaled_f32, softmax_scaled_f64};
         let (outer, n, inner) = lines;
         let (line, isa) = (n * inner, self.isa);
         let vectors = dtype == DType::F32 && Width::for_level(isa).is_some();
@@ -522,9 +523,10 @@ impl Executable {
             // contract); shares write disjoint lines of the output and only read the
             // operand. The vector path never uses the (empty) scratch.
             let r = unsafe {
-                softmax_f32(
+                softmax_scaled_f32(
                     isa,
                     std::slice::from_raw_parts(xs.get().add(lo * line).cast_const(), len),
+                    scale as f32,
                     std::slice::from_raw_parts_mut(os.get().add(lo * line), len),
                     (hi - lo, n, inner),
                     &mut Vec::new(),
@@ -542,15 +544,17 @@ impl Executable {
         // `dtype`, a float (softmax's typing rule).
         let r = unsafe {
             match dtype {
-                DType::F64 => softmax_f64(
+                DType::F64 => softmax_scaled_f64(
                     std::slice::from_raw_parts(x.cast::<f64>(), numel),
+                    scale,
                     std::slice::from_raw_parts_mut(out.cast::<f64>(), numel),
                     lines,
                     &mut scratch,
                 ),
-                DType::F32 => softmax_f32(
+                DType::F32 => softmax_scaled_f32(
                     isa,
                     std::slice::from_raw_parts(x.cast::<f32>(), numel),
+                    scale as f32,
                     std::slice::from_raw_parts_mut(out.cast::<f32>(), numel),
                     lines,
                     &mut scratch,

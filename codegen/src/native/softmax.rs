@@ -59,19 +59,44 @@ pub fn softmax_f32(
     lines: Lines,
     scratch: &mut Vec<f64>,
 ) -> Result<(), NativeError> {
+    softmax_scaled_f32(isa, x, 1.0, out, lines, scratch)
+}
+
+/// `out = softmax(x · scale)` (f32): [`softmax_f32`] of the operand multiplied by
+/// `scale` as it is read — each product rounded to f32 as a separate multiply would,
+/// so the bits equal that multiply then [`softmax_f32`] (attention's `softmax(q·kᵀ·c)`
+/// with the `c` folded in, `plan::scaled_softmax`).
+///
+/// # Errors
+/// As [`softmax_f32`].
+pub fn softmax_scaled_f32(
+    isa: IsaLevel,
+    x: &[f32],
+    scale: f32,
+    out: &mut [f32],
+    lines: Lines,
+    scratch: &mut Vec<f64>,
+) -> Result<(), NativeError> {
     check(x.len(), out.len(), lines)?;
     if x.is_empty() {
         return Ok(());
     }
     let (outer, n, inner) = lines;
-    let args = (x.as_ptr(), out.as_mut_ptr(), outer, n, inner);
+    let args = (x.as_ptr(), out.as_mut_ptr(), outer, n, inner, scale);
     match Width::for_level(isa) {
         // SAFETY: the width is one this CPU has (`for_level` caps by the detected
         // level); `x` and `out` hold `outer·n·inner` elements (checked above) and are
         // distinct (a shared and an exclusive borrow).
         Some(width) => unsafe { lines_on(width, args) },
-        None => onde_runtime::softmax_lines(x, out, lines, scratch, f64::from, |v| v as f32)
-            .map_err(NativeError::from)?,
+        None => onde_runtime::softmax_lines(
+            x,
+            out,
+            lines,
+            scratch,
+            move |v| f64::from(v * scale),
+            |v| v as f32,
+        )
+        .map_err(NativeError::from)?,
     }
     Ok(())
 }
@@ -87,13 +112,27 @@ pub fn softmax_f64(
     lines: Lines,
     scratch: &mut Vec<f64>,
 ) -> Result<(), NativeError> {
+    softmax_scaled_f64(x, 1.0, out, lines, scratch)
+}
+
+/// `out = softmax(x · scale)` (f64), as [`softmax_scaled_f32`].
+///
+/// # Errors
+/// As [`softmax_f64`].
+pub fn softmax_scaled_f64(
+    x: &[f64],
+    scale: f64,
+    out: &mut [f64],
+    lines: Lines,
+    scratch: &mut Vec<f64>,
+) -> Result<(), NativeError> {
     check(x.len(), out.len(), lines)?;
-    onde_runtime::softmax_lines(x, out, lines, scratch, |v| v, |v| v)?;
+    onde_runtime::softmax_lines(x, out, lines, scratch, move |v| v * scale, |v| v)?;
     Ok(())
 }
 
-/// `(x, out, outer, n, inner)` of a checked call.
-type Args = (*const f32, *mut f32, usize, usize, usize);
+/// `(x, out, outer, n, inner, scale)` of a checked call.
+type Args = (*const f32, *mut f32, usize, usize, usize, f32);
 
 width_entry! {
     /// [`lines`] on `width`'s vectors.
@@ -112,18 +151,21 @@ const GROUP: usize = 4;
 /// `x` is valid for reading and `out` for writing `outer·n·inner` floats, and they do
 /// not overlap.
 #[inline(always)]
-unsafe fn lines<L: Lanes>(l: L, (x, out, outer, n, inner): Args) {
+unsafe fn lines<L: Lanes>(l: L, (x, out, outer, n, inner, scale): Args) {
+    // The operand is read as `x · scale` (one rounding, as a separate multiply); a
+    // factor of 1 changes no value (NaN payloads aside), so no branch in the loops.
+    let sc = l.splat(scale);
     if inner == 1 {
         // Line `o` is `n` contiguous floats at `o·n` of each buffer.
         let mut o = 0;
         while o + GROUP <= outer {
             // SAFETY: lines `o .. o + GROUP` are inside both buffers (`o + GROUP ≤ outer`).
-            unsafe { contiguous_lines::<L, GROUP>(l, x.add(o * n), out.add(o * n), n) };
+            unsafe { contiguous_lines::<L, GROUP>(l, x.add(o * n), out.add(o * n), n, sc) };
             o += GROUP;
         }
         while o < outer {
             // SAFETY: line `o < outer`.
-            unsafe { contiguous_lines::<L, 1>(l, x.add(o * n), out.add(o * n), n) };
+            unsafe { contiguous_lines::<L, 1>(l, x.add(o * n), out.add(o * n), n, sc) };
             o += 1;
         }
         return;
@@ -134,7 +176,7 @@ unsafe fn lines<L: Lanes>(l: L, (x, out, outer, n, inner): Args) {
         while i < inner {
             let lanes = (inner - i).min(L::N);
             // SAFETY: columns `[i, i + lanes)` of the `[n, inner]` block at `base`.
-            unsafe { columns(l, x.add(base + i), out.add(base + i), n, inner, lanes) };
+            unsafe { columns(l, x.add(base + i), out.add(base + i), n, inner, lanes, sc) };
             i += lanes;
         }
     }
@@ -144,14 +186,20 @@ unsafe fn lines<L: Lanes>(l: L, (x, out, outer, n, inner): Args) {
 /// runs on all `G` lines before the next, so that one line's dependency chain (its
 /// maximum folded across lanes, then its exponentials, then its sum and reciprocal)
 /// overlaps the others'. One line alone left the core waiting on that chain. Each
-/// line's arithmetic is the same whatever `G`.
+/// line's arithmetic is the same whatever `G`. Each element is read as `x·sc`.
 ///
 /// # Safety
 /// `x` readable and `out` writable for `G·n` floats, not overlapping; `n ≥ 1`.
 // `g` indexes each line's accumulators and its offset together.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn contiguous_lines<L: Lanes, const G: usize>(l: L, x: *const f32, out: *mut f32, n: usize) {
+unsafe fn contiguous_lines<L: Lanes, const G: usize>(
+    l: L,
+    x: *const f32,
+    out: *mut f32,
+    n: usize,
+    sc: L::V,
+) {
     let full = n / L::N;
     let tail = n % L::N;
     // Offset of vector `v` of line `g`.
@@ -165,8 +213,8 @@ unsafe fn contiguous_lines<L: Lanes, const G: usize>(l: L, x: *const f32, out: *
         for g in 0..G {
             // SAFETY: vectors `v` and `v + 1` of line `g` (`v + 2 ≤ full`, `g < G`).
             unsafe {
-                m0[g] = l.max_raw(l.load(x.add(at(g, v))), m0[g]);
-                m1[g] = l.max_raw(l.load(x.add(at(g, v + 1))), m1[g]);
+                m0[g] = l.max_raw(l.mul(l.load(x.add(at(g, v))), sc), m0[g]);
+                m1[g] = l.max_raw(l.mul(l.load(x.add(at(g, v + 1))), sc), m1[g]);
             }
         }
         v += 2;
@@ -174,13 +222,13 @@ unsafe fn contiguous_lines<L: Lanes, const G: usize>(l: L, x: *const f32, out: *
     if v < full {
         for g in 0..G {
             // SAFETY: vector `v < full` of line `g`.
-            m0[g] = l.max_raw(unsafe { l.load(x.add(at(g, v))) }, m0[g]);
+            m0[g] = l.max_raw(l.mul(unsafe { l.load(x.add(at(g, v))) }, sc), m0[g]);
         }
     }
     if tail > 0 {
         for g in 0..G {
             // SAFETY: the last `tail` floats of line `g`; lanes past them are not read.
-            let t = unsafe { l.load_first(x.add(at(g, full)), tail) };
+            let t = l.mul(unsafe { l.load_first(x.add(at(g, full)), tail) }, sc);
             m1[g] = l.max_raw(l.blend(l.first(tail), ninf, t), m1[g]);
         }
     }
@@ -197,8 +245,8 @@ unsafe fn contiguous_lines<L: Lanes, const G: usize>(l: L, x: *const f32, out: *
         for g in 0..G {
             // SAFETY: as in the first loop, for reading `x` and writing `out`.
             unsafe {
-                let a = math::exp(l, l.sub(l.load(x.add(at(g, v))), mv[g]));
-                let b = math::exp(l, l.sub(l.load(x.add(at(g, v + 1))), mv[g]));
+                let a = math::exp(l, l.sub(l.mul(l.load(x.add(at(g, v))), sc), mv[g]));
+                let b = math::exp(l, l.sub(l.mul(l.load(x.add(at(g, v + 1))), sc), mv[g]));
                 l.store(out.add(at(g, v)), a);
                 l.store(out.add(at(g, v + 1)), b);
                 s0[g] = l.add(s0[g], a);
@@ -211,7 +259,7 @@ unsafe fn contiguous_lines<L: Lanes, const G: usize>(l: L, x: *const f32, out: *
         for g in 0..G {
             // SAFETY: vector `v < full` of line `g`.
             unsafe {
-                let a = math::exp(l, l.sub(l.load(x.add(at(g, v))), mv[g]));
+                let a = math::exp(l, l.sub(l.mul(l.load(x.add(at(g, v))), sc), mv[g]));
                 l.store(out.add(at(g, v)), a);
                 s0[g] = l.add(s0[g], a);
             }
@@ -222,7 +270,7 @@ unsafe fn contiguous_lines<L: Lanes, const G: usize>(l: L, x: *const f32, out: *
             // SAFETY: the last `tail` floats of line `g`; lanes past them are neither
             // read nor written.
             unsafe {
-                let t = l.load_first(x.add(at(g, full)), tail);
+                let t = l.mul(l.load_first(x.add(at(g, full)), tail), sc);
                 let e = math::exp(l, l.sub(t, mv[g]));
                 l.store_first(out.add(at(g, full)), tail, e);
                 s1[g] = l.add(s1[g], l.blend(l.first(tail), l.zero(), e));
@@ -267,19 +315,26 @@ unsafe fn columns<L: Lanes>(
     n: usize,
     inner: usize,
     lanes: usize,
+    sc: L::V,
 ) {
     // MAXPS may drop a NaN, which then makes its line's sum NaN (as in
     // `contiguous_line`).
     let mut m = l.splat(f32::NEG_INFINITY);
     for k in 0..n {
         // SAFETY: row `k < n` of the block, `lanes` floats.
-        m = l.max_raw(unsafe { load_some(l, x.add(k * inner), lanes) }, m);
+        m = l.max_raw(
+            l.mul(unsafe { load_some(l, x.add(k * inner), lanes) }, sc),
+            m,
+        );
     }
     let mut s = l.zero();
     for k in 0..n {
         // SAFETY: row `k < n` of each block, `lanes` floats.
         unsafe {
-            let e = math::exp(l, l.sub(load_some(l, x.add(k * inner), lanes), m));
+            let e = math::exp(
+                l,
+                l.sub(l.mul(load_some(l, x.add(k * inner), lanes), sc), m),
+            );
             store_some(l, out.add(k * inner), lanes, e);
             s = l.add(s, e);
         }

@@ -26,7 +26,7 @@ pub mod lazy;
 pub mod memory;
 mod merge;
 mod row_sums;
-mod scaled_softmax_grad;
+mod scaled_softmax;
 mod steps;
 pub mod verify;
 
@@ -609,10 +609,12 @@ impl Planner<'_> {
                 self.copy_step(r, op, &[(xs[0], "argreduce_input")])?;
             }
             Op::Softmax { axis } => {
+                // `softmax(x · c)` reads `x` and takes the factor (`scaled_softmax`).
+                let (x, scale) = self.softmax_input_scale(xs[0], r).unwrap_or((xs[0], 1.0));
                 self.copy_step(
                     r,
-                    CopyOp::Softmax { axis: *axis },
-                    &[(xs[0], "softmax_input")],
+                    CopyOp::Softmax { axis: *axis, scale },
+                    &[(x, "softmax_input")],
                 )?;
             }
             Op::SoftmaxBackward { axis } => {

@@ -192,16 +192,20 @@ pub enum CopyOp {
         /// Distribution.
         dist: onde_ir::Distribution,
     },
-    /// Softmax along `axis` of a float operand (`native::softmax`: one pass per line,
-    /// SIMD on the engine's widths for f32).
+    /// Softmax along `axis` of a float operand times `scale` (`native::softmax`: one
+    /// pass per line, SIMD on the engine's widths for f32; `scale` a multiply by a
+    /// scalar constant folded in, `plan::scaled_softmax`, 1 otherwise).
     Softmax {
         /// Axis.
         axis: usize,
+        /// Factor applied to each operand element as it is read (rounded as the
+        /// multiply was).
+        scale: f64,
     },
     /// Softmax's backward `y ⊙ (dy − Σ dy ⊙ y)` along `axis`, operands `(dy, y)`
     /// (`native::softmax_backward`: one pass per line, SIMD on the engine's widths for
     /// f32), times `scale` (a multiply by a scalar constant folded in,
-    /// `plan::scaled_softmax_grad`; 1 otherwise).
+    /// `plan::scaled_softmax`; 1 otherwise).
     SoftmaxBackward {
         /// Axis.
         axis: usize,

@@ -1,12 +1,20 @@
-//! A scalar factor folded into softmax's backward step.
+//! Scalar factors folded into the softmax steps.
 //!
-//! Attention scales its scores (`softmax(q·kᵀ·c)`, `c = 1/√d`), so the scores'
-//! gradient is `c · softmax_backward(dP, P)`: as a separate multiply, one more pass
-//! over the whole `[B, T, T]` gradient, as long as the backward step itself. When
-//! the step's result has no other user than `mul(result, c)` with `c` a scalar
-//! constant, the step takes the factor (`CopyOp::SoftmaxBackward::scale`) and
-//! multiplies each result in registers before storing it — the same two roundings as
-//! the separate multiply, so the values are bit-identical to the unfolded plan.
+//! Attention scales its scores: `softmax(q·kᵀ·c)`, `c = 1/√d`.
+//! - **Forward**: when the softmax's operand is `mul(x, c)` with `c` a scalar constant
+//!   and nothing else reads the product, the step reads `x` and takes the factor
+//!   (`CopyOp::Softmax::scale`), multiplying each element as it loads it: the scaled
+//!   scores are never stored (one pass over the `[B, T, T]` scores saved) and the
+//!   values are those of the separate multiply, bit for bit.
+//! - **Backward**: the scores' gradient is `c · softmax_backward(dP, P)`; as a separate
+//!   multiply, one more pass over the whole gradient, as long as the backward step
+//!   itself. When the step's result has no other user than `mul(result, c)`, the step
+//!   takes the factor (`CopyOp::SoftmaxBackward::scale`) and multiplies each result in
+//!   registers before storing it — the same two roundings as the separate multiply, so
+//!   the values are bit-identical to the unfolded plan.
+//!
+//! (`passes::scale_matmul` leaves a product's scaling in place when a softmax reads
+//! it, for the forward fold.)
 
 use super::steps::{CopyOp, Step};
 use super::{Planner, Val};
@@ -62,6 +70,30 @@ impl Planner<'_> {
             }
         }
         false
+    }
+
+    /// If the softmax operand `t` (of the softmax whose result is `r`) is `mul(x, c)`
+    /// with `c` a scalar constant, `x` of `t`'s own type, nothing else reading `t` and `t`
+    /// not stored yet (module doc): `(x, c)`.
+    pub(super) fn softmax_input_scale(&self, t: ValueId, r: ValueId) -> Option<(ValueId, f64)> {
+        let p = self.g.producer(t)?;
+        let xs = self.g.operands(p);
+        if self.g.op(p).op != Op::Binary(BinaryOp::Mul)
+            || xs.len() != 2
+            || self.g.users(t).len() != 1
+            || self.g.outputs().contains(&t)
+            || self.g.value_type(t).dtype != self.g.value_type(r).dtype
+            // Already stored (a long fused chain is): read it.
+            || !matches!(self.vals.get(&t), Some(Val::Lazy(_)))
+        {
+            return None;
+        }
+        [(xs[0], xs[1]), (xs[1], xs[0])]
+            .into_iter()
+            .find_map(|(x, c)| {
+                let c = self.scalar_constant(c)?;
+                (self.g.value_type(x) == self.g.value_type(t)).then_some((x, c))
+            })
     }
 
     /// The value of `v` if it is a one-element float constant.
