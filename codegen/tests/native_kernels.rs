@@ -992,8 +992,8 @@ fn matmul_bias_equals_the_product_then_the_add_or_declines() {
     let f =
         |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
     for isa in onde_codegen::IsaLevel::ALL {
-        // 300 rows × 48 columns: the one-panel kernel's on 16 lanes; k = 65: past one
-        // `gemm` block.
+        // 300 rows × 48 columns: the one-panel kernel's on 16 lanes; k = 65: past the
+        // `k` this path keeps to (`wide::MAX_K_ONTO`).
         let sixteen = isa.capped() == onde_codegen::IsaLevel::Avx512;
         for (m, k, n, t) in [
             (600, 64, 48, true),

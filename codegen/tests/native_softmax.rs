@@ -1,7 +1,9 @@
 //! The native softmax (`native::softmax`) against the reference interpreter, at every
 //! ISA level this CPU has (a level it lacks runs the next lower path, which must keep
 //! the same promise): lines of every length around the vector widths, along the last
-//! axis and across columns (`inner > 1`), and the NaN / infinity rules.
+//! axis (one, four and nine lines: the lines go four at a time) and across columns
+//! (`inner > 1`), a line's bits alone or among others, the NaN / infinity rules, and
+//! the operand's scale factor (bit for bit the multiply, then the softmax).
 
 use onde_codegen::native::softmax::{softmax_f32, softmax_f64};
 use onde_codegen::native::NativeError;

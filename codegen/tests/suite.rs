@@ -22,6 +22,7 @@ mod packed_gemm;
 mod producer_merge;
 mod profile;
 mod row_reduction;
+mod scaled_softmax;
 mod scan_carries;
 mod sibling_reduction;
 mod softmax_backward;

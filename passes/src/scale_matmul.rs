@@ -9,7 +9,7 @@
 //! # Why
 //! A scaled product read by elementwise kernels costs a pass over the product; scaling
 //! the smaller operand instead fuses into the kernel that computes that operand. A
-//! softmax reading the scaled product is left alone: it takes the factor as it reads
+//! multiply read only by a softmax is left alone: the softmax takes the factor as it reads
 //! the product (the codegen's `plan::scaled_softmax`, no pass at all), and the operand
 //! stays unscaled for the other products that read it (attention's backward reads `q`
 //! for `dK`), so the kernel computing it stores one result, not two.

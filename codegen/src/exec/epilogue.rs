@@ -17,13 +17,14 @@
 //! the tile engine's activations (16 lanes on AVX-512, 8 on AVX2), so the values are
 //! bit-identical to the separate kernel. Only where the product runs on the prepacked
 //! GEMM (`exec/prepacked.rs`: versioned runs, and plain runs for a transposed weight
-//! with few rows). Elsewhere, a bias-only kernel on one thread whose product goes to
-//! the `gemm` crate (a plain run over many rows: W5's `[3200, 64]` projections) is
-//! folded the other way round: the bias is written to `dst` first and the GEMM adds
-//! the product onto it (`native::matmul::matmul_bias_capped`; one rounding of the same
-//! sum, so the same bits). Otherwise the kernel runs as its own step. The activation is in an out-of-line
-//! function after the accumulation loop: inlined, its temporaries slowed the loop
-//! itself ~2.5×.
+//! with few rows). The activation is in an out-of-line function after the
+//! accumulation loop: inlined, its temporaries slowed the loop itself ~2.5×.
+//!
+//! Elsewhere, a bias-only kernel on one thread whose product goes to the `gemm` crate
+//! (a plain run over many rows: W5's `[3200, 64]` projections) is folded the other way
+//! round: the bias is written to `dst` first and the GEMM adds the product onto it
+//! (`native::matmul::matmul_bias_capped`: one rounding of the same sum, so the same
+//! bits, NaN payloads aside). Otherwise the kernel runs as its own step.
 //!
 //! A general form running any row-major consumer on blocks of rows was tried and
 //! removed (neutral; `docs/performance.md`).
@@ -65,7 +66,9 @@ use onde_ir::{BinaryOp, DType, UnaryOp};
 
 /// A kernel `dst = act(out + bias)` (bias broadcast along rows, both parts optional)
 /// that the prepacked GEMM applies to each output tile in registers, so the product
-/// itself is never stored (only when nothing else reads it).
+/// itself is never stored (only when nothing else reads it); a bias-only one may
+/// instead be preset in `dst` for the library GEMM to add the product onto (module
+/// doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Simple {
     /// `(buffer, element offset)` of the bias.

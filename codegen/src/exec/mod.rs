@@ -132,8 +132,10 @@ pub struct CompileOptions {
     pub isa: IsaLevel,
     /// Run a matmul's or a convolution's consumer kernel as its epilogue: a Linear
     /// layer's bias + activation on the prepacked GEMM's output tiles in registers
-    /// (versioned runs), a convolution's elementwise consumer on each block of output
-    /// rows as soon as it is written (see `exec::epilogue`).
+    /// (versioned runs, and plain runs for a transposed weight with few rows), or its
+    /// bias alone preset for the library GEMM to add the product onto (plain runs on
+    /// one thread); a convolution's elementwise consumer on each block of output rows
+    /// as soon as it is written (see `exec::epilogue`).
     pub epilogues: bool,
 }
 

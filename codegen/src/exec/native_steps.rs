@@ -1,6 +1,6 @@
 //! The executor side of the native steps: a matrix product or a convolution on its
-//! buffers (with the convolution's row epilogue), at the executable's thread count and
-//! ISA level.
+//! buffers (with the convolution's row epilogue, and a product's bias preset for the
+//! library GEMM to add onto), at the executable's thread count and ISA level.
 
 use super::*;
 
@@ -48,6 +48,67 @@ impl Executable {
             }
             DType::Bool | DType::I64 => Err(RunError::Native(format!("matmul on {dtype}"))),
         }
+    }
+
+    /// A product with a bias-only epilogue that is not packed (a plain run with many
+    /// rows, e.g. W5's `[3200, 64]` projections), on the library GEMM: the bias is
+    /// written to the epilogue's destination and the GEMM adds the product onto it
+    /// (`native::matmul_bias_capped`), so neither the product is stored nor the bias
+    /// added in a second pass; bit-identical to the product then the kernel. Returns
+    /// whether it ran (one thread only, no activation, and where the library would
+    /// take the product; otherwise the product and the kernel run as their own steps).
+    pub(super) fn library_bias_run(
+        &mut self,
+        a: &plan::View,
+        b: &plan::View,
+        ep: epilogue::Simple,
+    ) -> Result<bool, RunError> {
+        let Some((bias, off)) = ep.bias else {
+            return Ok(false);
+        };
+        if self.threads > 1
+            || ep.act != native::prepacked::Activation::None
+            || a.shape.len() != 2
+            || b.shape.len() != 2
+        {
+            return Ok(false);
+        }
+        let (na, nb, nd, nbias) = (
+            self.buf_len(a.buf),
+            self.buf_len(b.buf),
+            self.buf_len(ep.dst),
+            self.buf_len(bias),
+        );
+        // SAFETY: the planner made `a`, `b`, the bias and `dst` f32 buffers of these
+        // lengths; `dst` shares no storage with `a`, `b` or the bias (`epilogue::check`
+        // admits only such epilogues), and nothing else accesses it during the call.
+        let (sa, sb, sbias, sd) = unsafe {
+            (
+                std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), na),
+                std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), nb),
+                std::slice::from_raw_parts(self.ptrs[bias].cast::<f32>(), nbias),
+                std::slice::from_raw_parts_mut(self.ptrs[ep.dst].cast::<f32>(), nd),
+            )
+        };
+        let Some(sd) = sd.get_mut(..a.shape[0] * b.shape[1]) else {
+            return Ok(false);
+        };
+        let sbias = usize::try_from(off)
+            .ok()
+            .and_then(|o| sbias.get(o..))
+            .unwrap_or(&[]);
+        native::matmul::matmul_bias_capped(
+            self.isa,
+            a.from_offset(sa),
+            [a.shape[0], a.shape[1]],
+            [a.strides[0], a.strides[1]],
+            b.from_offset(sb),
+            [b.shape[0], b.shape[1]],
+            [b.strides[0], b.strides[1]],
+            sbias,
+            sd,
+        )
+        .map_err(|e| RunError::Native(e.to_string()))
     }
 
     /// Runs a convolution; with `then` (its consumer kernel and the kernel's outer

@@ -8,10 +8,16 @@
 //! instructions per 4 lanes) and a division per element (W5's `[32, 100, 100]` scores:
 //! ~465 µs as ops).
 //!
+//! The operand may be read times a scalar factor ([`softmax_scaled_f32`]): attention's
+//! `softmax(q·kᵀ·c)` with `c` folded into the step (`plan::scaled_softmax`), each
+//! element `x·c` rounded as the separate multiply would round it.
+//!
 //! Paths:
 //! - f32 on AVX2 + FMA or AVX-512 (the engine's widths, [`crate::CompileOptions::isa`]
-//!   permitting): written once over [`Lanes`]. A contiguous line (`inner = 1`) runs
-//!   along its vectors (`exp` the engine's, i.e. `crate::math`'s polynomial); with
+//!   permitting): written once over [`Lanes`]. Contiguous lines (`inner = 1`) run
+//!   along their vectors four lines at a time (`contiguous_lines`: one line alone left
+//!   the core waiting on its chain of maximum, exponentials and sum; `exp` the
+//!   engine's, i.e. `crate::math`'s polynomial); with
 //!   `inner > 1`, vectors run across `inner` columns at once, each lane one line.
 //!   The maximum is MAXPS, which may drop a NaN; the NaN then reaches the sum
 //!   through its own exponential, so the line is NaN all the same.
@@ -318,7 +324,7 @@ unsafe fn columns<L: Lanes>(
     sc: L::V,
 ) {
     // MAXPS may drop a NaN, which then makes its line's sum NaN (as in
-    // `contiguous_line`).
+    // `contiguous_lines`).
     let mut m = l.splat(f32::NEG_INFINITY);
     for k in 0..n {
         // SAFETY: row `k < n` of the block, `lanes` floats.

@@ -157,9 +157,10 @@ pub(crate) trait Lanes: Copy {
     fn sign_to_mask(self, v: Self::V) -> Self::M;
     /// The sum of the lanes (a fixed order per width).
     fn reduce_add(self, v: Self::V) -> f32;
-    /// Every lane holds the maximum of `v`'s lanes, folded in registers by MAXPS (a
-    /// NaN lane may be dropped; which zero survives between `-0` and `+0` is
-    /// unspecified).
+    /// Every lane holds the maximum of `v`'s lanes, folded in registers by MAXPS. A NaN
+    /// lane may be dropped, and which of `-0` and `+0` survives is unspecified — lanes
+    /// may even disagree on those (callers such as the softmax do not depend on it:
+    /// `exp(x - ±0)` is the same, and a NaN makes its line NaN anyway).
     fn all_max_raw(self, v: Self::V) -> Self::V;
     /// Lane `j` = `at[2·j]` for `j < min(left, N)`, 0 beyond: every other element, two
     /// loads de-interleaved in registers (only the `2·min(left, N) - 1` first floats
@@ -682,6 +683,7 @@ mod tests {
     use super::*;
 
     /// `all_max_raw` puts the maximum of the lanes in every lane, wherever it sits.
+    #[inline(always)]
     fn all_max_on<L: Lanes>(l: L) {
         for at in 0..L::N {
             let mut lanes = [0f32; 16];
@@ -700,18 +702,31 @@ mod tests {
         }
     }
 
+    /// The check compiled with each width's instruction set, as the kernels are.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn all_max_x16() {
+        // SAFETY: this function runs with AVX-512F/DQ (its callers check).
+        all_max_on(unsafe { X16::assume() });
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn all_max_x8() {
+        // SAFETY: this function runs with AVX2 and FMA (its callers check).
+        all_max_on(unsafe { X8::assume() });
+    }
+
     #[test]
     fn all_max_raw_fills_every_lane_on_each_width_this_cpu_has() {
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512dq")
         {
             // SAFETY: AVX-512F/DQ detected just above.
-            all_max_on(unsafe { X16::assume() });
+            unsafe { all_max_x16() };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: AVX2 and FMA detected just above.
-            all_max_on(unsafe { X8::assume() });
+            unsafe { all_max_x8() };
         }
     }
 }

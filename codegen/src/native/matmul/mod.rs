@@ -333,7 +333,7 @@ pub fn gemm_crate_at(isa: IsaLevel) -> bool {
 /// bias is written to `out`'s rows first and `gemm` adds the product onto them, so the
 /// product is never stored on its own and no second pass adds the bias. Each output is
 /// bit for bit `matmul_capped`'s product plus the bias in one rounding (`k` within one
-/// `gemm` block, see `wide::sgemm_onto`). Returns `Ok(false)`, with nothing written,
+/// `gemm` block, see `wide::sgemm_onto`; NaN payloads aside). Returns `Ok(false)`, with nothing written,
 /// where it does not apply: another kernel would take the product (`k` above
 /// `wide::MAX_K_ONTO`, a thin or short product, an ISA level `gemm` does not run at).
 ///
@@ -363,7 +363,7 @@ pub fn matmul_bias_capped(
             format!("inner dimensions differ: {a_shape:?} @ {b_shape:?} ({k} vs {k2})"),
         ));
     }
-    if bias.len() < n || out.len() != m * n {
+    if bias.len() < n || m.checked_mul(n) != Some(out.len()) {
         return Err(NativeError::shape(
             OP,
             format!(
@@ -398,9 +398,6 @@ pub fn matmul_bias_capped(
     if !library {
         return Ok(false);
     }
-    for row in out.chunks_exact_mut(n.max(1)) {
-        row.copy_from_slice(&bias[..n]);
-    }
     let cv = MatMut {
         data: out,
         rows: m,
@@ -408,6 +405,13 @@ pub fn matmul_bias_capped(
         row_stride: n as isize,
         col_stride: 1,
     };
+    // The views are checked before `out` is touched: an error leaves it as it was.
+    if !check_gemm(&av, &bv, &cv)? {
+        return Ok(true);
+    }
+    for row in cv.data.chunks_exact_mut(n) {
+        row.copy_from_slice(&bias[..n]);
+    }
     wide::sgemm_onto(av, bv, cv)?;
     Ok(true)
 }

@@ -75,9 +75,10 @@ pub(super) fn sgemm(
 }
 
 /// `c ← c + a · b` with `gemm`, one thread: each output is `c + Σ`, one rounding of the
-/// sum `gemm` accumulates onto what `c` held — for `k ≤` [`MAX_K_ONTO`] the same sum
-/// [`sgemm`] stores, so `c` preset to a bias gives the bits of `sgemm` then a separate
-/// add. (Longer sums are added to `c` block by block of `k`, a different rounding.)
+/// sum `gemm` accumulates onto what `c` held, where its sum over `k` is one block — the
+/// same sum [`sgemm`] stores, so `c` preset to a bias gives the bits of `sgemm` then a
+/// separate add (NaN payloads aside). Past one block, `gemm` adds each block's sum to
+/// `c` in turn, a different rounding; callers keep to `k ≤` [`MAX_K_ONTO`].
 ///
 /// # Errors
 /// As [`sgemm`].
@@ -89,8 +90,10 @@ pub(super) fn sgemm_onto(
     run(a, b, c, true)
 }
 
-/// Longest `k` [`sgemm_onto`] promises to sum in one block (`gemm` blocks `k` by at
-/// least this on every target it has).
+/// Longest `k` for which [`sgemm_onto`] is relied on to sum in one block. `gemm` 0.19
+/// blocks an f32 `k` only above 512 (its `kernel_params`, and 1024 on its horizontal
+/// path); 64 covers the products that use it (W5's projections) with a wide margin
+/// should a later version block shorter sums.
 pub(super) const MAX_K_ONTO: usize = 64;
 
 /// `c ← a·b`, or `c ← c + a·b` with `read_dst`.

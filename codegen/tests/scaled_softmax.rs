@@ -1,0 +1,116 @@
+//! A scalar factor of softmax's operand folded into the softmax step
+//! (`plan::scaled_softmax`): `softmax(mul(x, c))` reads `x` and multiplies as it loads,
+//! bit-identical to the multiply as a kernel of its own (kept where the scaled value is
+//! read elsewhere), for an input or a computed `x`, `c` on either side, f32 and f64, the
+//! last axis or another; and through the optimiser, attention's `softmax(q·kᵀ·c)`
+//! keeps its scale on the scores (`passes::scale_matmul` leaves it) so that it folds.
+
+use onde_codegen::{CompileOptions, Executable};
+use onde_ir::{parse_graph, Array, DType};
+
+use crate::common::values;
+
+/// `softmax(x · c)` over `[4, 10, 33]` along `axis`, with `x` the input `s` or
+/// `tanh(s)`, `c` on the `left` or right, and the scaled value also an output when
+/// `also_scaled`.
+fn scaled(dt: &str, axis: usize, computed: bool, left: bool, also_scaled: bool) -> String {
+    let x = if computed {
+        format!("  %5: {dt}[4,10,33] = tanh %0\n")
+    } else {
+        String::new()
+    };
+    let xv = if computed { "%5" } else { "%0" };
+    let (p, q) = if left { ("%1", xv) } else { (xv, "%1") };
+    let outputs = if also_scaled { "%3, %2" } else { "%3" };
+    format!(
+        "graph {{
+  %0: {dt}[4,10,33] = input \"s\"
+{x}  %1: {dt}[] = constant {dt}[] [0.3]
+  %2: {dt}[4,10,33] = mul {p}, {q}
+  %3: {dt}[4,10,33] = softmax %2 axis={axis}
+  outputs {outputs}
+}}"
+    )
+}
+
+/// The compiled outputs, the plan dump and the interpreter's outputs.
+fn compile_and_run(src: &str, dtype: DType) -> (Vec<Array>, String, Vec<Array>) {
+    let g = parse_graph(src).unwrap();
+    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    let s = Array::from_f64(dtype, vec![4, 10, 33], &values(4 * 10 * 33, 1, 3.0)).unwrap();
+    let got = exe.run(&[("s", &s)]).unwrap();
+    let feeds = [("s".to_string(), s)].into_iter().collect();
+    let want = onde_runtime::run(&g, &feeds).unwrap();
+    (got, exe.dump_fused(), want)
+}
+
+/// Whether some kernel of the dump multiplies (the scale not folded).
+fn multiplies(dump: &str) -> bool {
+    dump.lines().any(|l| l.contains("= mul "))
+}
+
+#[test]
+fn the_operand_scale_folds_into_the_softmax_bit_identically() {
+    for (dt, dtype) in [("f32", DType::F32), ("f64", DType::F64)] {
+        for axis in [2, 1] {
+            for computed in [false, true] {
+                for left in [false, true] {
+                    let what = format!("{dt} axis {axis} computed {computed} left {left}");
+                    let (folded, dump, want) =
+                        compile_and_run(&scaled(dt, axis, computed, left, false), dtype);
+                    let step = format!("Softmax {{ axis: {axis}, scale: 0.3");
+                    assert!(dump.contains(&step), "{what}:\n{dump}");
+                    assert!(!multiplies(&dump), "{what}: the multiply runs:\n{dump}");
+                    // Read elsewhere, the scaled value is stored by a kernel and the
+                    // softmax reads it unscaled.
+                    let (both, dump, _) =
+                        compile_and_run(&scaled(dt, axis, computed, left, true), dtype);
+                    assert!(
+                        dump.contains(&format!("Softmax {{ axis: {axis}, scale: 1.0 }}"))
+                            && multiplies(&dump),
+                        "{what}:\n{dump}"
+                    );
+                    assert_eq!(folded[0], both[0], "{what}");
+                    for (g, w) in folded[0].to_f64_vec().iter().zip(want[0].to_f64_vec()) {
+                        assert!((g - w).abs() <= 1e-6 + 1e-6 * w.abs(), "{what}: {g} vs {w}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Attention's scores through the optimiser: the scale stays on the scores and folds
+/// into the softmax; `q` is not scaled by any kernel.
+#[test]
+fn attention_scores_keep_their_scale_for_the_softmax() {
+    let src = "graph {
+  %0: f32[2,9,8] = input \"q\"
+  %1: f32[2,9,8] = input \"k\"
+  %2: f32[2,9,8] = tanh %0
+  %3: f32[2,8,9] = permute %1 perm=[0,2,1]
+  %4: f32[2,9,9] = matmul %2, %3
+  %5: f32[] = constant f32[] [0.125]
+  %6: f32[2,9,9] = mul %4, %5
+  %7: f32[2,9,9] = softmax %6 axis=2
+  outputs %7
+}";
+    let g = parse_graph(src).unwrap();
+    let mut exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    let dump = exe.dump_fused();
+    assert!(dump.contains("Softmax { axis: 2, scale: 0.125 }"), "{dump}");
+    assert!(
+        !multiplies(&dump),
+        "a kernel scales q or the scores:\n{dump}"
+    );
+    let q = Array::from_f64(DType::F32, vec![2, 9, 8], &values(144, 2, 2.0)).unwrap();
+    let k = Array::from_f64(DType::F32, vec![2, 9, 8], &values(144, 3, 2.0)).unwrap();
+    let got = exe.run(&[("q", &q), ("k", &k)]).unwrap();
+    let feeds = [("q".to_string(), q), ("k".to_string(), k)]
+        .into_iter()
+        .collect();
+    let want = onde_runtime::run(&g, &feeds).unwrap();
+    for (g, w) in got[0].to_f64_vec().iter().zip(want[0].to_f64_vec()) {
+        assert!((g - w).abs() <= 1e-6 + 1e-6 * w.abs(), "{g} vs {w}");
+    }
+}
