@@ -1062,3 +1062,70 @@ fn matmul_bias_equals_the_product_then_the_add_or_declines() {
     .to_string();
     assert!(short.contains("bias of 47"), "{short}");
 }
+
+/// `matmul_softmax_backward_capped`: W5's `dO·vᵀ` then softmax's backward, fused where
+/// the one-panel kernel takes the products (16 lanes), bit for bit the product then
+/// `softmax_backward_f32`; declined (nothing written) elsewhere; a short `y` is a typed
+/// error.
+#[test]
+fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
+    use onde_codegen::native::matmul::matmul_softmax_backward_capped;
+    use onde_codegen::native::softmax_backward::softmax_backward_f32;
+    let f =
+        |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
+    for isa in onde_codegen::IsaLevel::ALL {
+        let sixteen = isa.capped() == onde_codegen::IsaLevel::Avx512;
+        // (batch, m, k, n): W5's shape, and edges (tiles of 3 rows and 1, a partial last
+        // vector or none).
+        for (nb, m, k, n) in [(3, 100, 64, 100), (2, 9, 17, 33), (1, 10, 40, 64)] {
+            let a = f(nb * m * k, 1);
+            let bt = f(nb * n * k, 2);
+            // `y` as a softmax output would be: positive, rows summing to about 1.
+            let y: Vec<f32> = f(nb * m * n, 3)
+                .iter()
+                .map(|v| (v.abs() + 0.01) / n as f32)
+                .collect();
+            let (ash, ast) = ([nb, m, k], [(m * k) as isize, k as isize, 1]);
+            let (bsh, bst) = ([nb, k, n], [(n * k) as isize, 1, k as isize]);
+            let mut got = vec![f32::NAN; nb * m * n];
+            let ran = matmul_softmax_backward_capped(
+                isa, &a, &ash, &ast, &bt, &bsh, &bst, &y, 0.125, &mut got,
+            )
+            .unwrap();
+            let what = format!("{isa:?} [{nb}, {m}, {k}] @ [{nb}, {k}, {n}]");
+            assert_eq!(ran, sixteen, "{what}");
+            if !ran {
+                assert!(got.iter().all(|v| v.is_nan()), "{what}: declined but wrote");
+                continue;
+            }
+            let mut dy = vec![0f32; nb * m * n];
+            onde_codegen::native::matmul_capped(isa, &a, &ash, &ast, &bt, &bsh, &bst, &mut dy, 1)
+                .unwrap();
+            let mut want = vec![0f32; nb * m * n];
+            softmax_backward_f32(isa, &dy, &y, &mut want, (nb * m, n, 1), 0.125).unwrap();
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{what}");
+        }
+    }
+    let (a, b, y) = (
+        vec![0f32; 100 * 64],
+        vec![0f32; 64 * 100],
+        vec![0f32; 99 * 100],
+    );
+    let mut out = vec![0f32; 100 * 100];
+    let short = matmul_softmax_backward_capped(
+        onde_codegen::IsaLevel::Avx512,
+        &a,
+        &[100, 64],
+        &[64, 1],
+        &b,
+        &[64, 100],
+        &[1, 64],
+        &y,
+        1.0,
+        &mut out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(short.contains("y"), "{short}");
+}

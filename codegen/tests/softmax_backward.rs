@@ -113,3 +113,110 @@ fn a_scalar_multiply_of_the_result_is_folded_bit_identically() {
         assert!((g - w).abs() <= 1e-6 + 1e-6 * w.abs(), "{g} vs {w}");
     }
 }
+
+/// `dS = softmax_backward(dO·vᵀ, P) · c` as attention's backward has it (`[2, 100, 64]
+/// · [2, 64, 100]`), then `dS·v` (the gradient itself is no output: a caller could bind
+/// an output to any memory), the product also an output when `also_product`.
+fn product_then_backward(also_product: bool) -> String {
+    let outputs = if also_product { "%9, %4" } else { "%9" };
+    "graph {
+  %0: f32[2,100,64] = input \"do\"
+  %1: f32[2,100,64] = input \"v\"
+  %2: f32[2,100,100] = input \"s\"
+  %3: f32[2,64,100] = permute %1 perm=[0,2,1]
+  %4: f32[2,100,100] = matmul %0, %3
+  %5: f32[2,100,100] = softmax %2 axis=2
+  %6: f32[] = constant f32[] [0.125]
+  %8: f32[2,100,100] = softmax_backward %4, %5 axis=2
+  %7: f32[2,100,100] = mul %8, %6
+  %9: f32[2,100,64] = matmul %7, %1
+  outputs OUTS
+}"
+    .replace("OUTS", outputs)
+}
+
+/// The backward step as the product's epilogue (`exec::softmax_epilogue`): shown in
+/// the plan, never run as a step of its own where the one-panel kernel takes the
+/// product (16 lanes, one thread), and bit for bit the two steps run apart (a compile
+/// without epilogues, at every level) — the product never stored; refused when the
+/// product is read elsewhere.
+#[test]
+fn softmax_backward_runs_as_the_products_epilogue_bit_identically() {
+    let g = parse_graph(&product_then_backward(false)).unwrap();
+    let feeds: Vec<(&str, Array)> = [
+        ("do", 1u64, 100 * 64),
+        ("v", 2, 100 * 64),
+        ("s", 3, 100 * 100),
+    ]
+    .into_iter()
+    .map(|(name, seed, per)| {
+        let dims = if per == 100 * 64 {
+            vec![2, 100, 64]
+        } else {
+            vec![2, 100, 100]
+        };
+        let data = values(2 * per, seed, 2.0);
+        (
+            name,
+            Array::from_f64(onde_ir::DType::F32, dims, &data).unwrap(),
+        )
+    })
+    .collect();
+    let refs: Vec<(&str, &Array)> = feeds.iter().map(|(n, a)| (*n, a)).collect();
+    let named = feeds
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.clone()))
+        .collect();
+    let oracle = onde_runtime::run(&g, &named).unwrap().remove(0);
+    for isa in IsaLevel::ALL {
+        let compile = |epilogues: bool| {
+            let options = CompileOptions {
+                isa,
+                epilogues,
+                ..CompileOptions::default()
+            };
+            Executable::compile(&g, options).unwrap()
+        };
+        let (mut fused, mut apart) = (compile(true), compile(false));
+        fused.set_profiling(true);
+        let dump = fused.dump_fused();
+        assert!(dump.contains("softmax's backward of the product"), "{dump}");
+        let got = fused.run(&refs).unwrap().remove(0);
+        let want = apart.run(&refs).unwrap().remove(0);
+        assert_eq!(got, want, "{isa:?}");
+        for (p, q) in got.to_f64_vec().iter().zip(oracle.to_f64_vec()) {
+            assert!(
+                (p - q).abs() <= 1e-5 * q.abs().max(1.0),
+                "{isa:?}: {p} vs {q}"
+            );
+        }
+        let profile = fused.profile().unwrap();
+        let step = fused
+            .plan()
+            .steps
+            .iter()
+            .position(|s| {
+                matches!(
+                    s,
+                    onde_codegen::plan::Step::Copy(
+                        onde_codegen::plan::CopyOp::SoftmaxBackward { .. },
+                        ..
+                    )
+                )
+            })
+            .unwrap();
+        let taken = isa.capped() == IsaLevel::Avx512;
+        assert_eq!(
+            crate::common::calls(&profile, step),
+            u64::from(!taken),
+            "{isa:?}\n{profile}"
+        );
+    }
+    let g = parse_graph(&product_then_backward(true)).unwrap();
+    let exe = Executable::compile(&g, CompileOptions::default()).unwrap();
+    let dump = exe.dump_fused();
+    assert!(
+        !dump.contains("softmax's backward of the product"),
+        "{dump}"
+    );
+}

@@ -68,10 +68,12 @@ impl Executable {
                 format!("kernel {} over {:?} ({on})", k.name, k.shape)
             }
             Step::MatMul { a, b, .. } => {
-                let ep = if c.epilogues[i].is_some() {
-                    format!(" (+ step {} as its epilogue in prepacked runs)", i + 1)
-                } else {
-                    String::new()
+                let ep = match c.epilogues[i] {
+                    Some(epilogue::Fused::SoftmaxBackward) => {
+                        format!(" (+ step {} as its epilogue on one-panel products)", i + 1)
+                    }
+                    Some(_) => format!(" (+ step {} as its epilogue in prepacked runs)", i + 1),
+                    None => String::new(),
                 };
                 format!("matmul {:?} @ {:?}{ep}", a.shape, b.shape)
             }
@@ -130,6 +132,12 @@ impl Compiled {
                         "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
                         a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
                     ));
+                    if self.epilogues[i] == Some(epilogue::Fused::SoftmaxBackward) {
+                        s.push_str(&format!(
+                            "    // epilogue: step {} (softmax's backward of the product) applied to each row in registers (one-panel products, one thread)\n",
+                            i + 1
+                        ));
+                    }
                     if let Some(epilogue::Fused::Registers(sm)) = self.epilogues[i] {
                         let onto_bias =
                             sm.bias.is_some() && sm.act == native::prepacked::Activation::None;

@@ -78,20 +78,29 @@ pub(super) struct Simple {
     pub(super) dst: BufId,
 }
 
-/// How a step runs its next step, a kernel, as its epilogue.
+/// How a step runs its next step as its epilogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Fused {
-    /// A matmul applies [`Simple`] to its output tiles in registers.
+    /// A matmul applies [`Simple`] (the next step, a kernel) to its output tiles in
+    /// registers.
     Registers(Simple),
-    /// A convolution runs the kernel on each block of output rows it finishes.
+    /// A convolution runs the next step, a kernel, on each block of output rows it
+    /// finishes.
     Rows,
+    /// A matmul applies the next step, softmax's backward of the product, to each row
+    /// in registers (`exec::softmax_epilogue`).
+    SoftmaxBackward,
 }
 
 /// For each step, `Some` when it is a matmul or conv whose next step is its epilogue.
 pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
     (0..plan.steps.len())
         .map(|i| match plan.steps[i] {
-            Step::MatMul { .. } => check(plan, memory, i).map(Fused::Registers),
+            Step::MatMul { .. } => check(plan, memory, i).map(Fused::Registers).or_else(|| {
+                super::softmax_epilogue::check(plan, memory, i)
+                    .is_ok()
+                    .then_some(Fused::SoftmaxBackward)
+            }),
             Step::Conv { .. } => check_conv(plan, memory, i).then_some(Fused::Rows),
             Step::Kernel(_) | Step::Host { .. } | Step::Scan { .. } | Step::Copy(..) => None,
         })
@@ -126,6 +135,10 @@ pub(super) fn verify(
     let is_output = |b: BufId| plan.outputs.iter().any(|&o| root(plan, o) == root(plan, b));
     for (i, f) in fused.iter().enumerate() {
         let Some(f) = f else { continue };
+        if *f == Fused::SoftmaxBackward {
+            super::softmax_epilogue::check(plan, memory, i).map_err(|why| fail(i, why))?;
+            continue;
+        }
         let Some(Step::Kernel(k)) = plan.steps.get(i + 1) else {
             return Err(fail(i, "the next step is not a kernel"));
         };
@@ -215,7 +228,7 @@ pub(super) fn verify(
                     ));
                 }
             }
-            (Fused::Registers(_) | Fused::Rows, _) => {
+            (Fused::Registers(_) | Fused::Rows | Fused::SoftmaxBackward, _) => {
                 return Err(fail(i, "the fused step is of another kind"));
             }
         }
@@ -263,7 +276,7 @@ fn rows_in_order(k: &Kernel) -> bool {
 }
 
 /// Whether buffers `x` and `y` may occupy the same memory.
-fn shares_storage(plan: &Plan, memory: &MemoryPlan, x: BufId, y: BufId) -> bool {
+pub(super) fn shares_storage(plan: &Plan, memory: &MemoryPlan, x: BufId, y: BufId) -> bool {
     let (x, y) = (root(plan, x), root(plan, y));
     x == y
         || matches!(

@@ -15,7 +15,7 @@
 //! Files: this one compiles, caches, allocates and runs the steps; `native_steps.rs`
 //! runs matrix products and convolutions on their buffers, `prepacked.rs` the versioned
 //! runs on packed weights, `epilogue.rs` decides which consumer kernels become
-//! epilogues, `dump.rs` prints plans and profiles, `copy.rs` the data-movement steps,
+//! epilogues (`softmax_epilogue.rs`: softmax's backward after a product), `dump.rs` prints plans and profiles, `copy.rs` the data-movement steps,
 //! `scan.rs` loops, `state.rs` state bound to outputs.
 
 mod copy;
@@ -24,6 +24,7 @@ mod epilogue;
 mod native_steps;
 mod prepacked;
 mod scan;
+mod softmax_epilogue;
 mod state;
 
 use state::StateBinding;
@@ -799,7 +800,14 @@ impl Executable {
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
-                    if let Some(epilogue::Fused::Registers(ep)) = compiled.epilogues[i] {
+                    if compiled.epilogues[i] == Some(epilogue::Fused::SoftmaxBackward) {
+                        let next = &compiled.plan.steps[i + 1];
+                        if self.matmul_softmax_backward(a, b, next)? {
+                            fused_next = true;
+                        } else {
+                            self.matmul(a, b, *out, *dtype)?
+                        }
+                    } else if let Some(epilogue::Fused::Registers(ep)) = compiled.epilogues[i] {
                         if self.packed_ready(i, a, b, *dtype)? {
                             self.packed_run(i, a, ep.dst, ep.bias, ep.act)?;
                             fused_next = true;

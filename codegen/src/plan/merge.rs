@@ -315,11 +315,12 @@ pub fn merge_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
 }
 
 /// Moves each matrix product down to just before the first step that reads its
-/// output, when that step is a kernel and nothing in between touches the product's
-/// operands or output: the kernel is then the product's next step and can run as its
-/// register epilogue (`exec::epilogue`). Topological order can put other work between
-/// them (a model that computes several products first, then their bias and
-/// activation kernels).
+/// output, when that step is a kernel or softmax's backward and nothing in between
+/// touches the product's operands or output: that step is then the product's next one
+/// and can run as its epilogue (`exec::epilogue`, `exec::softmax_epilogue`).
+/// Topological order can put other work between them (a model that computes several
+/// products first, then their bias and activation kernels; a softmax computed between
+/// a product and the backward step that reads both).
 pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
     // Each step moves at most once (two products read by one kernel would otherwise
     // take turns moving past each other).
@@ -350,7 +351,11 @@ pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
             i += 1;
             continue;
         };
-        if j > i + 1 && matches!(steps[j].0, Step::Kernel(_)) && reads_out(&steps[j].0) {
+        let epilogue_kind = matches!(
+            steps[j].0,
+            Step::Kernel(_) | Step::Copy(super::CopyOp::SoftmaxBackward { .. }, ..)
+        );
+        if j > i + 1 && epilogue_kind && reads_out(&steps[j].0) {
             let (s, _) = steps.remove(i);
             steps.insert(j - 1, (s, true));
             // Step `i` is now the one that followed the product: look at it next.

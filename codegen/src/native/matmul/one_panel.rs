@@ -23,6 +23,12 @@
 //! both widths and tested on both; the 8-lane width is not taken (not measured faster
 //! on an AVX2-only CPU).
 //!
+//! # Softmax's backward on the rows
+//! A tile holds whole rows of `c`, so softmax's backward along them can run before
+//! anything is stored ([`SoftmaxRows`], `then_softmax_backward.rs`): attention's `dP =
+//! dO·vᵀ` leaves the registers as its scores' gradient, with the operations of
+//! `native::softmax_backward` in its order.
+//!
 //! # Numerics
 //! Each output is `Σ_p a[i,p]·b[p,j]` accumulated from zero in `p` order with one FMA
 //! per term, whatever the tile, the row split or the thread count; the library's kernel
@@ -81,7 +87,64 @@ pub(super) fn try_product<T: Real>(
     if !check_gemm(&a32, &b32, &c32)? {
         return Ok(true);
     }
-    product(width, &a32, &b32, &mut c32);
+    product(width, &a32, &b32, &mut c32, None);
+    Ok(true)
+}
+
+/// Softmax's backward applied to each row of a product as it leaves the registers:
+/// `c = (y ⊙ (a·b − s))·scale` per row, `s = Σ (a·b) ⊙ y` — what
+/// `native::softmax_backward` computes from the stored product `dy = a·b`, with the
+/// same operations in the same order (its two partial sums by vector parity, the
+/// lane fold, then `dy − s`, `· y`, `· scale`), so the bits are the same, and the
+/// product is never stored.
+#[derive(Clone, Copy)]
+pub(super) struct SoftmaxRows<'y> {
+    /// The softmax's output `y`, row `i` at `i·row_stride` (`n` contiguous values).
+    pub(super) y: &'y [f32],
+    pub(super) row_stride: usize,
+    pub(super) scale: f32,
+}
+
+/// [`try_product`] with softmax's backward applied to each row of the product
+/// ([`SoftmaxRows`]; `c` then holds the gradient, the product is never stored):
+/// `Ok(false)`, nothing written, where this kernel does not take the product.
+///
+/// # Errors
+/// As [`try_product`], and if `y` does not hold `c`'s rows.
+pub(super) fn try_product_softmax_backward(
+    a: &MatRef<'_, f32>,
+    b: &MatRef<'_, f32>,
+    c: &mut MatMut<'_, f32>,
+    rows: SoftmaxRows<'_>,
+    isa: IsaLevel,
+) -> Result<bool, NativeError> {
+    let Some(width) = Width::for_level(isa) else {
+        return Ok(false);
+    };
+    if !fits(width, a.rows, a, b) || c.col_stride != 1 {
+        return Ok(false);
+    }
+    let fits_y = a.rows.checked_sub(1).is_none_or(|last| {
+        last.checked_mul(rows.row_stride)
+            .and_then(|o| o.checked_add(b.cols))
+            .is_some_and(|end| end <= rows.y.len())
+    });
+    if !fits_y {
+        return Err(NativeError::shape(
+            "matmul_softmax_backward",
+            format!(
+                "y of {} values for {} rows of {} (row stride {})",
+                rows.y.len(),
+                a.rows,
+                b.cols,
+                rows.row_stride
+            ),
+        ));
+    }
+    if !check_gemm(a, b, c)? {
+        return Ok(true);
+    }
+    product(width, a, b, c, Some(rows));
     Ok(true)
 }
 
@@ -108,7 +171,13 @@ fn fits(width: Width, m: usize, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> boo
 
 /// `c = a · b` for views `check_gemm` validated (`c` with unit column stride, `n` at
 /// most [`MAX_VECTORS`] vectors of `width`).
-fn product(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMut<'_, f32>) {
+fn product(
+    width: Width,
+    a: &MatRef<'_, f32>,
+    b: &MatRef<'_, f32>,
+    c: &mut MatMut<'_, f32>,
+    softmax: Option<SoftmaxRows<'_>>,
+) {
     let lanes = width.lanes();
     let (k, n) = (a.cols, b.cols);
     let vectors = n.div_ceil(lanes);
@@ -147,10 +216,12 @@ fn product(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMu
         // write of `c`, `(i + r)·rsc + j` with j < n. Checked here once at the largest
         // indices.
         let last = |extent: usize, s: usize| extent.saturating_sub(1) * s;
+        let (y, rsy, scale) = softmax.map_or((&[][..], 0, 1.0), |r| (r.y, r.row_stride, r.scale));
         assert!(
             last(a.rows, rsa) + last(k, csa) < a.data.len()
                 && last(k, rsb) + vectors * lanes <= bp.len()
-                && last(c.rows, rsc) + n <= c.data.len(),
+                && last(c.rows, rsc) + n <= c.data.len()
+                && (softmax.is_none() || last(c.rows, rsy) + n <= y.len()),
             "one_panel::product: a view reaches outside its slice"
         );
         let args = Args {
@@ -164,10 +235,15 @@ fn product(width: Width, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, c: &mut MatMu
             rsb,
             c: c.data.as_mut_ptr(),
             rsc,
+            y: y.as_ptr(),
+            rsy,
+            scale,
+            softmax: softmax.is_some(),
         };
         // SAFETY: `width` is one this CPU has (`try_product` takes it from
-        // `Width::for_level`); the assert above keeps every access inside the slices,
-        // and `c` is an exclusive borrow, so the writes alias no read.
+        // `Width::for_level`); the assert above keeps every access inside the slices
+        // (`y` read only with `softmax`), and `c` is an exclusive borrow, so the writes
+        // alias no read.
         unsafe {
             match width {
                 Width::X16 => product_x16(args),
@@ -190,6 +266,13 @@ struct Args {
     rsb: usize,
     c: *mut f32,
     rsc: usize,
+    /// With `softmax`: softmax's output, row `r` at `r·rsy`, and the factor
+    /// ([`SoftmaxRows`]).
+    y: *const f32,
+    rsy: usize,
+    scale: f32,
+    /// Whether each row gets softmax's backward before it is stored.
+    softmax: bool,
 }
 
 /// Rows of the tallest tile of `w` vectors: as many as the accumulator budget allows
@@ -226,6 +309,7 @@ unsafe fn product_lanes<L: Lanes>(args: Args, budget: usize, tile: impl Fn(usize
         let t = Args {
             a: args.a.wrapping_add(i * args.rsa),
             c: args.c.wrapping_add(i * args.rsc),
+            y: args.y.wrapping_add(i * args.rsy),
             m: rows,
             ..args
         };
@@ -241,7 +325,7 @@ unsafe fn product_lanes<L: Lanes>(args: Args, budget: usize, tile: impl Fn(usize
 /// `t` addresses the tile's rows as [`product`] checked; the CPU has `L`'s
 /// instruction set.
 #[inline(always)]
-unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize>(l: L, t: Args) {
+unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const SB: bool>(l: L, t: Args) {
     let mut acc = [[l.zero(); W]; R];
     for p in 0..t.k {
         // SAFETY (loads): `p < k`, `w < W`: inside `b`'s (padded) row and `a`'s rows
@@ -256,6 +340,13 @@ unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize>(l: L, t: Args) {
             }
         }
     }
+    if SB {
+        for (r, acc_r) in acc.iter().enumerate() {
+            // SAFETY: row `r` of the tile (the function's contract).
+            unsafe { softmax_backward_row(l, acc_r, t, r) };
+        }
+        return;
+    }
     for (r, acc_r) in acc.iter().enumerate() {
         for (w, v) in acc_r.iter().enumerate() {
             let dst = t.c.wrapping_add(r * t.rsc + w * L::N);
@@ -267,6 +358,54 @@ unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize>(l: L, t: Args) {
                 } else {
                     l.store_first(dst, cols, *v);
                 }
+            }
+        }
+    }
+}
+
+/// Row `r` of a tile ([`SoftmaxRows`]): `dy` the row's accumulators (lanes past `n`
+/// zero: the panel is zero-padded), `y` loaded (lanes past `n` zero), `s = Σ dy·y` in
+/// two partial sums — vectors of even index in the first, odd ones and the partial
+/// last vector in the second, as `native::softmax_backward` pairs them — folded across
+/// lanes, then `(y·(dy − s))·scale` stored to row `r` of `c` (columns below `n`).
+///
+/// # Safety
+/// `t.y` and `t.c` address the tile's rows as [`product`] checked (with `softmax`);
+/// the CPU has `L`'s instruction set.
+#[inline(always)]
+unsafe fn softmax_backward_row<L: Lanes, const W: usize>(l: L, dy: &[L::V; W], t: Args, r: usize) {
+    let full = t.n / L::N;
+    let y_row = t.y.wrapping_add(r * t.rsy);
+    let c_row = t.c.wrapping_add(r * t.rsc);
+    let mut y = [l.zero(); W];
+    let (mut s0, mut s1) = (l.zero(), l.zero());
+    for (w, (yw, d)) in y.iter_mut().zip(dy).enumerate() {
+        let cols = t.n - w * L::N;
+        // SAFETY: columns `w·N ..` of row `r` below `n` (contract).
+        *yw = unsafe {
+            if cols >= L::N {
+                l.load(y_row.add(w * L::N))
+            } else {
+                l.load_first(y_row.add(w * L::N), cols)
+            }
+        };
+        if w < full && w % 2 == 0 {
+            s0 = l.fmadd(*d, *yw, s0);
+        } else {
+            s1 = l.fmadd(*d, *yw, s1);
+        }
+    }
+    let s = l.splat(l.reduce_add(l.add(s0, s1)));
+    let c = l.splat(t.scale);
+    for (w, (yw, d)) in y.iter().zip(dy).enumerate() {
+        let v = l.mul(l.mul(*yw, l.sub(*d, s)), c);
+        let cols = t.n - w * L::N;
+        // SAFETY: as above, for writing `c`.
+        unsafe {
+            if cols >= L::N {
+                l.store(c_row.add(w * L::N), v);
+            } else {
+                l.store_first(c_row.add(w * L::N), cols, v);
             }
         }
     }
@@ -287,7 +426,13 @@ macro_rules! width_kernels {
             let tile = |rows: usize, w: usize, t: Args| match (w, rows) {
                 $($(
                     // SAFETY: forwarded (`product_lanes` passes this tile's rows).
-                    ($w, $r) => unsafe { $tile::<$r, $w>(t) },
+                    ($w, $r) => unsafe {
+                        if t.softmax {
+                            $tile::<$r, $w, true>(t)
+                        } else {
+                            $tile::<$r, $w, false>(t)
+                        }
+                    },
                 )*)*
                 _ => unreachable!("no {rows}-row tile of {w} vectors"),
             };
@@ -300,10 +445,10 @@ macro_rules! width_kernels {
         /// # Safety
         /// As [`tile_lanes`].
         #[target_feature(enable = $feat)]
-        unsafe fn $tile<const R: usize, const W: usize>(t: Args) {
+        unsafe fn $tile<const R: usize, const W: usize, const SB: bool>(t: Args) {
             // SAFETY: this function runs with the width's instruction set (its caller's
             // contract); the rest is forwarded.
-            unsafe { tile_lanes::<$L, R, W>($L::assume(), t) }
+            unsafe { tile_lanes::<$L, R, W, SB>($L::assume(), t) }
         }
     };
 }
@@ -390,7 +535,7 @@ mod tests {
                         row_stride: rsc as isize,
                         col_stride: 1,
                     };
-                    product(width, &a, &b, &mut c);
+                    product(width, &a, &b, &mut c, None);
                     for i in 0..m {
                         for j in 0..rsc {
                             let got = cd[i * rsc + j];
