@@ -143,6 +143,36 @@ fn math_functions_match_cranelift_bit_for_bit_over_the_f32_range() {
     }
 }
 
+/// `exp` at the ends of its range, every f32 there: results rounded to subnormals
+/// (`x` from -104.5 to -86) and overflowing to infinity (88 to 89.5), where the
+/// engine's final scaling by `2ⁿ` rounds (on AVX-512 one SCALEFPS, elsewhere two
+/// multiplies) — the same bits as the Cranelift kernel's.
+#[test]
+fn exp_at_the_ends_of_its_range_matches_cranelift_bit_for_bit() {
+    let span = |lo: f32, hi: f32| {
+        let (a, b) = (lo.to_bits(), hi.to_bits());
+        (a.min(b)..=a.max(b))
+            .map(f32::from_bits)
+            .collect::<Vec<_>>()
+    };
+    let mut xs = span(-86.0, -104.5);
+    xs.extend(span(88.0, 89.5));
+    let n = xs.len();
+    let x = Array::f32([n], xs.clone()).unwrap();
+    let src = format!(
+        r#"graph {{
+  %0: f32[{n}] = input "x"
+  %1: f32[{n}] = exp %0
+  outputs %1
+}}"#
+    );
+    let (runs, off) = both(&src, &[("x", &x)], 1);
+    for (isa, on, used) in runs {
+        assert!(used, "{isa}");
+        same_bits(&f32s(&on[0]), &f32s(&off[0]), &format!("exp ({isa})"), &xs);
+    }
+}
+
 #[test]
 fn elementwise_ops_and_special_values_match() {
     let specials = [

@@ -140,6 +140,19 @@ pub(crate) trait Lanes: Copy {
     fn sub_i(self, a: Self::V, b: Self::V) -> Self::V;
     fn shl_22(self, a: Self::V) -> Self::V;
     fn shl_23(self, a: Self::V) -> Self::V;
+    /// `p · 2ⁿ` for `exp`'s reduction (`math::exp`): `n` integer-valued in `[-150, 128]`,
+    /// `t` the same `n` as the reduction encodes it (`n + 254` in its low mantissa
+    /// bits). By default two multiplies by powers of two (`2^⌊(n+254)/2⌋-127` then the
+    /// rest), the first exact, so one rounding — to a subnormal or to infinity at the
+    /// ends of the range, exact elsewhere; a width with a scaling instruction (SCALEFPS)
+    /// does the same in one (one rounding of the same exact product: the same bits).
+    #[inline(always)]
+    fn scale_pow2(self, p: Self::V, t: Self::V, n: Self::V) -> Self::V {
+        let _ = n;
+        let s1 = self.and(self.shl_22(t), self.splat_bits(0x7f80_0000));
+        let s2 = self.sub_i(self.shl_23(t), s1);
+        self.mul(self.mul(p, s1), s2)
+    }
     /// Logical shift right of the i32 lanes by 23.
     fn shr_23(self, a: Self::V) -> Self::V;
     /// The i32 lanes converted to f32.
@@ -335,6 +348,10 @@ impl Lanes for X16 {
         simd!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(
             _mm512_castps_si512(a)
         )))
+    }
+    #[inline(always)]
+    fn scale_pow2(self, p: __m512, _t: __m512, n: __m512) -> __m512 {
+        simd!(_mm512_scalef_ps(p, n))
     }
     #[inline(always)]
     fn shr_23(self, a: __m512) -> __m512 {

@@ -71,10 +71,10 @@ pub(crate) fn exp<L: Lanes>(l: L, x: L::V) -> L::V {
     let x = max_keep_nan(l, min_keep_nan(l, x, 89.0), -104.0);
     let (t, r) = reduce32(l, x, 1.0, 254, true);
     let p = poly(l, r, &E32);
-    let s1 = l.and(l.shl_22(t), l.splat_bits(0x7f80_0000));
-    let s2 = l.sub_i(l.shl_23(t), s1);
-    let y = l.mul(p, s1);
-    l.mul(y, s2)
+    // The exponent `n` as a float: the same `t - shifter` as in `reduce32` (computed
+    // once after inlining).
+    let n = l.sub(t, c(l, 1.5 * (2f64).powi(23) + 254.0));
+    l.scale_pow2(p, t, n)
 }
 
 /// `tanh(x)` (`crate::math::tanh`, f32).
