@@ -1129,3 +1129,59 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
     .to_string();
     assert!(short.contains("y"), "{short}");
 }
+
+/// `matmul_softmax_capped`: W5's scores `q·kᵀ` then the scaled softmax, fused where the
+/// one-panel kernel takes the products (16 lanes), bit for bit the product then
+/// `softmax_scaled_f32` — with NaN and infinite scores among them; declined (nothing
+/// written) elsewhere.
+#[test]
+fn a_product_then_softmax_fused_equals_the_two_steps() {
+    use onde_codegen::native::matmul::matmul_softmax_capped;
+    use onde_codegen::native::softmax::softmax_scaled_f32;
+    let f =
+        |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
+    for isa in onde_codegen::IsaLevel::ALL {
+        let sixteen = isa.capped() == onde_codegen::IsaLevel::Avx512;
+        for (nb, m, k, n) in [
+            (3, 100, 64, 100),
+            (2, 9, 17, 33),
+            (1, 10, 40, 64),
+            (1, 8, 16, 48),
+        ] {
+            let mut a = f(nb * m * k, 1);
+            let bt = f(nb * n * k, 2);
+            // One row with a NaN score, one with an infinite one.
+            a[k] = f32::NAN;
+            a[2 * k + 1] = f32::INFINITY;
+            let (ash, ast) = ([nb, m, k], [(m * k) as isize, k as isize, 1]);
+            let (bsh, bst) = ([nb, k, n], [(n * k) as isize, 1, k as isize]);
+            for scale in [0.125f32, 1.0] {
+                let mut got = vec![f32::NAN; nb * m * n];
+                let ran =
+                    matmul_softmax_capped(isa, &a, &ash, &ast, &bt, &bsh, &bst, scale, &mut got)
+                        .unwrap();
+                let what = format!("{isa:?} [{nb}, {m}, {k}] @ [{nb}, {k}, {n}] · {scale}");
+                assert_eq!(ran, sixteen, "{what}");
+                if !ran {
+                    assert!(got.iter().all(|v| v.is_nan()), "{what}: declined but wrote");
+                    continue;
+                }
+                let mut s = vec![0f32; nb * m * n];
+                onde_codegen::native::matmul_capped(
+                    isa, &a, &ash, &ast, &bt, &bsh, &bst, &mut s, 1,
+                )
+                .unwrap();
+                let mut want = vec![0f32; nb * m * n];
+                softmax_scaled_f32(isa, &s, scale, &mut want, (nb * m, n, 1), &mut Vec::new())
+                    .unwrap();
+                let bits = |x: &[f32]| {
+                    x.iter()
+                        .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(bits(&got), bits(&want), "{what}");
+                assert!(got[n..2 * n].iter().all(|v| v.is_nan()), "{what}: NaN row");
+            }
+        }
+    }
+}

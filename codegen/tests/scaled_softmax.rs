@@ -114,3 +114,84 @@ fn attention_scores_keep_their_scale_for_the_softmax() {
         assert!((g - w).abs() <= 1e-6 + 1e-6 * w.abs(), "{g} vs {w}");
     }
 }
+
+/// Attention's forward `softmax(q·kᵀ·c)·v` (`[2, 100, 64]`): the softmax runs as the
+/// scores product's epilogue (`exec::softmax_epilogue`) — never as a step of its own
+/// where the one-panel kernel takes the product (16 lanes, one thread) — bit for bit
+/// the two steps apart (a compile without epilogues), at every level.
+#[test]
+fn the_softmax_runs_as_the_scores_products_epilogue_bit_identically() {
+    let src = "graph {
+  %0: f32[2,100,64] = input \"q\"
+  %1: f32[2,100,64] = input \"k\"
+  %2: f32[2,100,64] = input \"v\"
+  %3: f32[2,64,100] = permute %1 perm=[0,2,1]
+  %4: f32[2,100,100] = matmul %0, %3
+  %5: f32[] = constant f32[] [0.125]
+  %6: f32[2,100,100] = mul %4, %5
+  %7: f32[2,100,100] = softmax %6 axis=2
+  %8: f32[2,100,64] = matmul %7, %2
+  outputs %8
+}";
+    let g = parse_graph(src).unwrap();
+    let feeds: Vec<(&str, Array)> = [("q", 1u64), ("k", 2), ("v", 3)]
+        .into_iter()
+        .map(|(name, seed)| {
+            let data = values(2 * 100 * 64, seed, 2.0);
+            (
+                name,
+                Array::from_f64(DType::F32, vec![2, 100, 64], &data).unwrap(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &Array)> = feeds.iter().map(|(n, a)| (*n, a)).collect();
+    let named = feeds
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.clone()))
+        .collect();
+    let oracle = onde_runtime::run(&g, &named).unwrap().remove(0);
+    for isa in onde_codegen::IsaLevel::ALL {
+        let compile = |epilogues: bool| {
+            let options = CompileOptions {
+                isa,
+                epilogues,
+                ..CompileOptions::default()
+            };
+            Executable::compile(&g, options).unwrap()
+        };
+        let (mut fused, mut apart) = (compile(true), compile(false));
+        fused.set_profiling(true);
+        let dump = fused.dump_fused();
+        assert!(
+            dump.contains("(the softmax of the product, or its backward)"),
+            "{dump}"
+        );
+        let got = fused.run(&refs).unwrap().remove(0);
+        let want = apart.run(&refs).unwrap().remove(0);
+        assert_eq!(got, want, "{isa:?}");
+        for (p, q) in got.to_f64_vec().iter().zip(oracle.to_f64_vec()) {
+            assert!(
+                (p - q).abs() <= 1e-5 * q.abs().max(1.0),
+                "{isa:?}: {p} vs {q}"
+            );
+        }
+        let step = fused
+            .plan()
+            .steps
+            .iter()
+            .position(|s| {
+                matches!(
+                    s,
+                    onde_codegen::plan::Step::Copy(onde_codegen::plan::CopyOp::Softmax { .. }, ..)
+                )
+            })
+            .unwrap();
+        let taken = isa.capped() == onde_codegen::IsaLevel::Avx512;
+        let profile = fused.profile().unwrap();
+        assert_eq!(
+            crate::common::calls(&profile, step),
+            u64::from(!taken),
+            "{isa:?}\n{profile}"
+        );
+    }
+}

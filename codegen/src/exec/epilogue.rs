@@ -87,9 +87,9 @@ pub(super) enum Fused {
     /// A convolution runs the next step, a kernel, on each block of output rows it
     /// finishes.
     Rows,
-    /// A matmul applies the next step, softmax's backward of the product, to each row
-    /// in registers (`exec::softmax_epilogue`).
-    SoftmaxBackward,
+    /// A matmul applies the next step, a softmax of the product or its backward, to
+    /// each row in registers (`exec::softmax_epilogue`).
+    SoftmaxRows,
 }
 
 /// For each step, `Some` when it is a matmul or conv whose next step is its epilogue.
@@ -99,7 +99,7 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
             Step::MatMul { .. } => check(plan, memory, i).map(Fused::Registers).or_else(|| {
                 super::softmax_epilogue::check(plan, memory, i)
                     .is_ok()
-                    .then_some(Fused::SoftmaxBackward)
+                    .then_some(Fused::SoftmaxRows)
             }),
             Step::Conv { .. } => check_conv(plan, memory, i).then_some(Fused::Rows),
             Step::Kernel(_) | Step::Host { .. } | Step::Scan { .. } | Step::Copy(..) => None,
@@ -135,7 +135,7 @@ pub(super) fn verify(
     let is_output = |b: BufId| plan.outputs.iter().any(|&o| root(plan, o) == root(plan, b));
     for (i, f) in fused.iter().enumerate() {
         let Some(f) = f else { continue };
-        if *f == Fused::SoftmaxBackward {
+        if *f == Fused::SoftmaxRows {
             super::softmax_epilogue::check(plan, memory, i).map_err(|why| fail(i, why))?;
             continue;
         }
@@ -228,7 +228,7 @@ pub(super) fn verify(
                     ));
                 }
             }
-            (Fused::Registers(_) | Fused::Rows | Fused::SoftmaxBackward, _) => {
+            (Fused::Registers(_) | Fused::Rows | Fused::SoftmaxRows, _) => {
                 return Err(fail(i, "the fused step is of another kind"));
             }
         }

@@ -15,7 +15,7 @@
 //! Files: this one compiles, caches, allocates and runs the steps; `native_steps.rs`
 //! runs matrix products and convolutions on their buffers, `prepacked.rs` the versioned
 //! runs on packed weights, `epilogue.rs` decides which consumer kernels become
-//! epilogues (`softmax_epilogue.rs`: softmax's backward after a product), `dump.rs` prints plans and profiles, `copy.rs` the data-movement steps,
+//! epilogues (`softmax_epilogue.rs`: a softmax or its backward after a product), `dump.rs` prints plans and profiles, `copy.rs` the data-movement steps,
 //! `scan.rs` loops, `state.rs` state bound to outputs.
 
 mod copy;
@@ -800,9 +800,9 @@ impl Executable {
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
-                    if compiled.epilogues[i] == Some(epilogue::Fused::SoftmaxBackward) {
+                    if compiled.epilogues[i] == Some(epilogue::Fused::SoftmaxRows) {
                         let next = &compiled.plan.steps[i + 1];
-                        if self.matmul_softmax_backward(a, b, next)? {
+                        if self.matmul_softmax_rows(a, b, next)? {
                             fused_next = true;
                         } else {
                             self.matmul(a, b, *out, *dtype)?

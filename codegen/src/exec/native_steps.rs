@@ -111,54 +111,74 @@ impl Executable {
         .map_err(|e| RunError::Native(e.to_string()))
     }
 
-    /// A product whose next step, softmax's backward of it, runs as its epilogue
-    /// (`exec::softmax_epilogue`): the gradient computed row by row from the product
-    /// in registers into the backward step's destination. Returns whether it ran (one
-    /// thread only, and where the one-panel kernel takes the products; otherwise the
-    /// two steps run as they are).
-    pub(super) fn matmul_softmax_backward(
+    /// A product whose next step, a softmax of it or its backward, runs as its epilogue
+    /// (`exec::softmax_epilogue`): the rows computed from the product in registers into
+    /// the next step's destination. Returns whether it ran (one thread only, and where
+    /// the one-panel kernel takes the products; otherwise the two steps run as they
+    /// are).
+    pub(super) fn matmul_softmax_rows(
         &mut self,
         a: &plan::View,
         b: &plan::View,
         next: &Step,
     ) -> Result<bool, RunError> {
-        let Step::Copy(plan::CopyOp::SoftmaxBackward { scale, .. }, args, dst) = next else {
+        let Step::Copy(op, args, dst) = next else {
             return Ok(false);
         };
-        let (Some(&y), 1) = (args.get(1), self.threads) else {
+        let (y, scale, dst) = if let plan::CopyOp::Softmax { scale, .. } = op {
+            (None, *scale, *dst)
+        } else if let (plan::CopyOp::SoftmaxBackward { scale, .. }, Some(&y)) = (op, args.get(1)) {
+            (Some(y), *scale, *dst)
+        } else {
             return Ok(false);
         };
-        let (na, nb, ny, nd) = (
-            self.buf_len(a.buf),
-            self.buf_len(b.buf),
-            self.buf_len(y),
-            self.buf_len(*dst),
-        );
+        if self.threads != 1 {
+            return Ok(false);
+        }
+        let (na, nb, nd) = (self.buf_len(a.buf), self.buf_len(b.buf), self.buf_len(dst));
         // SAFETY: the planner made the product's operands, `y` and the destination f32
         // buffers of these lengths; the destination shares no storage with `a`, `b` or
         // `y` (`softmax_epilogue::check` admits only such epilogues), and nothing else
         // accesses it during the call.
-        let (sa, sb, sy, sd) = unsafe {
+        let (sa, sb, sd) = unsafe {
             (
                 std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), na),
                 std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), nb),
-                std::slice::from_raw_parts(self.ptrs[y].cast::<f32>(), ny),
-                std::slice::from_raw_parts_mut(self.ptrs[*dst].cast::<f32>(), nd),
+                std::slice::from_raw_parts_mut(self.ptrs[dst].cast::<f32>(), nd),
             )
         };
-        native::matmul::matmul_softmax_backward_capped(
-            self.isa,
-            a.from_offset(sa),
-            &a.shape,
-            &a.strides,
-            b.from_offset(sb),
-            &b.shape,
-            &b.strides,
-            sy,
-            *scale as f32,
-            sd,
-        )
-        .map_err(|e| RunError::Native(e.to_string()))
+        let (a_data, b_data) = (a.from_offset(sa), b.from_offset(sb));
+        let r = match y {
+            None => native::matmul::matmul_softmax_capped(
+                self.isa,
+                a_data,
+                &a.shape,
+                &a.strides,
+                b_data,
+                &b.shape,
+                &b.strides,
+                scale as f32,
+                sd,
+            ),
+            Some(y) => {
+                let ny = self.buf_len(y);
+                // SAFETY: as above: `y` an f32 buffer of `ny` elements, only read.
+                let sy = unsafe { std::slice::from_raw_parts(self.ptrs[y].cast::<f32>(), ny) };
+                native::matmul::matmul_softmax_backward_capped(
+                    self.isa,
+                    a_data,
+                    &a.shape,
+                    &a.strides,
+                    b_data,
+                    &b.shape,
+                    &b.strides,
+                    sy,
+                    scale as f32,
+                    sd,
+                )
+            }
+        };
+        r.map_err(|e| RunError::Native(e.to_string()))
     }
 
     /// Runs a convolution; with `then` (its consumer kernel and the kernel's outer

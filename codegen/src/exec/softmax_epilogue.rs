@@ -1,18 +1,20 @@
-//! Softmax's backward as a product's epilogue: step `i` a matrix product `dP = a·b`
-//! read only by step `i + 1`, softmax's backward `dS = softmax_backward(dP, P) · c`
-//! along the last axis. The one-panel kernel applies the backward to each row of the
-//! product as it leaves its registers (`native::matmul::matmul_softmax_backward_capped`:
-//! the same operations, the same bits), so `dP` is never stored nor read back — W5's
-//! `dO·vᵀ` and its scores' gradient, `[32, 100, 100]` each. Where that kernel does not
+//! A softmax, or softmax's backward, as the epilogue of the product it reads: step `i`
+//! a matrix product `s = a·b` read only by step `i + 1`, either `softmax(s·c)` or
+//! `softmax_backward(s, P)·c` along the last axis. The one-panel kernel applies the
+//! step to each row of the product as it leaves its registers
+//! (`native::matmul::matmul_softmax_capped`, `matmul_softmax_backward_capped`: the same
+//! operations, the same bits), so the product is never stored nor read back — W5's
+//! scores `q·kᵀ` and `dP = dO·vᵀ`, `[32, 100, 100]` each. Where that kernel does not
 //! take the product (shapes, ISA level, more than one thread), the two steps run as
 //! they are.
 //!
 //! # When
 //! Step `i` is an f32 [`Step::MatMul`] whose output is read by no other step and is no
-//! graph output; step `i + 1` is [`CopyOp::SoftmaxBackward`] along the output's last
-//! axis with `dy` that output and `y` another buffer; its destination is no graph
-//! output (a caller may bind an output anywhere) and shares no storage with `a`, `b`
-//! or `y`, which are still read while rows of it are written.
+//! graph output; step `i + 1` is [`CopyOp::Softmax`] of that output, or
+//! [`CopyOp::SoftmaxBackward`] with `dy` that output and `y` another buffer, along the
+//! output's last axis; its destination is no graph output (a caller may bind an output
+//! anywhere) and shares no storage with `a`, `b` (or `y`), which are still read while
+//! rows of it are written.
 
 use super::epilogue::shares_storage;
 use crate::plan::memory::{self, root, MemoryPlan};
@@ -25,19 +27,26 @@ pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'
     let Step::MatMul { a, b, out, dtype } = &plan.steps[i] else {
         return Err("not a matrix product");
     };
-    let Some(Step::Copy(CopyOp::SoftmaxBackward { axis, .. }, args, dst)) = plan.steps.get(i + 1)
-    else {
-        return Err("the next step is not softmax's backward");
+    let (axis, y, dst) = match plan.steps.get(i + 1) {
+        Some(Step::Copy(CopyOp::Softmax { axis, .. }, args, dst)) if args[..] == [*out] => {
+            (*axis, None, *dst)
+        }
+        Some(Step::Copy(CopyOp::SoftmaxBackward { axis, .. }, args, dst)) => {
+            let [dy, y] = args.as_slice() else {
+                return Err("softmax's backward without two operands");
+            };
+            if dy != out || root(plan, *y) == root(plan, *out) {
+                return Err("not the backward of the product");
+            }
+            (*axis, Some(*y), *dst)
+        }
+        _ => return Err("the next step is not a softmax of the product or its backward"),
     };
     if *dtype != DType::F32 {
         return Err("not an f32 product");
     }
-    let [dy, y] = args.as_slice() else {
-        return Err("softmax's backward without two operands");
-    };
-    let rank = plan.buffers[*out].ty.shape.dims().len();
-    if dy != out || root(plan, *y) == root(plan, *out) || *axis + 1 != rank {
-        return Err("not the backward of the product along its last axis");
+    if axis + 1 != plan.buffers[*out].ty.shape.dims().len() {
+        return Err("not along the product's last axis");
     }
     let out_root = root(plan, *out);
     let is_output = |b| plan.outputs.iter().any(|&o| root(plan, o) == root(plan, b));
@@ -48,8 +57,8 @@ pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'
     if read_elsewhere || is_output(*out) {
         return Err("the product, never stored, is read elsewhere");
     }
-    let clash = |x| shares_storage(plan, memory, *dst, x);
-    if is_output(*dst) || clash(a.buf) || clash(b.buf) || clash(*y) {
+    let clash = |x| shares_storage(plan, memory, dst, x);
+    if is_output(dst) || clash(a.buf) || clash(b.buf) || y.is_some_and(clash) {
         return Err("the destination may overlap an operand or an output");
     }
     Ok(())

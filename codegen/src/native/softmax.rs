@@ -195,11 +195,12 @@ unsafe fn lines<L: Lanes>(l: L, (x, out, outer, n, inner, scale): Args) {
 /// line's arithmetic is the same whatever `G`. Each element is read as `x·sc`.
 ///
 /// # Safety
-/// `x` readable and `out` writable for `G·n` floats, not overlapping; `n ≥ 1`.
+/// `x` readable and `out` writable for `G·n` floats, either not overlapping or the
+/// same (in place: each element is read before its own result is written); `n ≥ 1`.
 // `g` indexes each line's accumulators and its offset together.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn contiguous_lines<L: Lanes, const G: usize>(
+pub(crate) unsafe fn contiguous_lines<L: Lanes, const G: usize>(
     l: L,
     x: *const f32,
     out: *mut f32,

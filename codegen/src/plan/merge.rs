@@ -315,7 +315,7 @@ pub fn merge_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
 }
 
 /// Moves each matrix product down to just before the first step that reads its
-/// output, when that step is a kernel or softmax's backward and nothing in between
+/// output, when that step is a kernel, a softmax or its backward and nothing in between
 /// touches the product's operands or output: that step is then the product's next one
 /// and can run as its epilogue (`exec::epilogue`, `exec::softmax_epilogue`).
 /// Topological order can put other work between them (a model that computes several
@@ -353,7 +353,11 @@ pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
         };
         let epilogue_kind = matches!(
             steps[j].0,
-            Step::Kernel(_) | Step::Copy(super::CopyOp::SoftmaxBackward { .. }, ..)
+            Step::Kernel(_)
+                | Step::Copy(
+                    super::CopyOp::Softmax { .. } | super::CopyOp::SoftmaxBackward { .. },
+                    ..
+                )
         );
         if j > i + 1 && epilogue_kind && reads_out(&steps[j].0) {
             let (s, _) = steps.remove(i);

@@ -19,11 +19,12 @@ use super::{checked_numel, for_each_split, NativeError, PARALLEL_MIN_FMAS};
 mod long_dot;
 pub mod one_panel;
 pub mod prepacked;
-mod then_softmax_backward;
+mod rows;
+mod then_softmax;
 mod thin;
 mod transpose;
 mod wide;
-pub use then_softmax_backward::matmul_softmax_backward_capped;
+pub use then_softmax::{matmul_softmax_backward_capped, matmul_softmax_capped};
 
 use crate::isa::IsaLevel;
 use std::fmt::Debug;

@@ -23,11 +23,11 @@
 //! both widths and tested on both; the 8-lane width is not taken (not measured faster
 //! on an AVX2-only CPU).
 //!
-//! # Softmax's backward on the rows
-//! A tile holds whole rows of `c`, so softmax's backward along them can run before
-//! anything is stored ([`SoftmaxRows`], `then_softmax_backward.rs`): attention's `dP =
-//! dO·vᵀ` leaves the registers as its scores' gradient, with the operations of
-//! `native::softmax_backward` in its order.
+//! # Softmax and its backward on the rows
+//! A tile holds whole rows of `c`, so a softmax along them, or its backward, can run
+//! before anything is stored ([`Rows`], `then_softmax.rs`): attention's scores `q·kᵀ`
+//! leave the registers as probabilities and `dP = dO·vᵀ` as the scores' gradient, with
+//! the operations of `native::softmax` and `native::softmax_backward` in their order.
 //!
 //! # Numerics
 //! Each output is `Σ_p a[i,p]·b[p,j]` accumulated from zero in `p` order with one FMA
@@ -37,6 +37,8 @@
 // SIMD on raw pointers over checked views: every block has a SAFETY comment.
 #![allow(unsafe_code)]
 
+use super::rows;
+pub(super) use super::rows::Rows;
 use super::transpose::{last_col, transpose_into};
 use super::{check_gemm, f32_mut, f32_ref, MatMut, MatRef, Real};
 use crate::isa::IsaLevel;
@@ -91,31 +93,18 @@ pub(super) fn try_product<T: Real>(
     Ok(true)
 }
 
-/// Softmax's backward applied to each row of a product as it leaves the registers:
-/// `c = (y ⊙ (a·b − s))·scale` per row, `s = Σ (a·b) ⊙ y` — what
-/// `native::softmax_backward` computes from the stored product `dy = a·b`, with the
-/// same operations in the same order (its two partial sums by vector parity, the
-/// lane fold, then `dy − s`, `· y`, `· scale`), so the bits are the same, and the
-/// product is never stored.
-#[derive(Clone, Copy)]
-pub(super) struct SoftmaxRows<'y> {
-    /// The softmax's output `y`, row `i` at `i·row_stride` (`n` contiguous values).
-    pub(super) y: &'y [f32],
-    pub(super) row_stride: usize,
-    pub(super) scale: f32,
-}
-
-/// [`try_product`] with softmax's backward applied to each row of the product
-/// ([`SoftmaxRows`]; `c` then holds the gradient, the product is never stored):
-/// `Ok(false)`, nothing written, where this kernel does not take the product.
+/// [`try_product`] with a softmax or its backward applied to each row of the product
+/// as it leaves the registers ([`Rows`]; `c` then holds their result, the product is
+/// never stored): `Ok(false)`, nothing written, where this kernel does not take the
+/// product.
 ///
 /// # Errors
-/// As [`try_product`], and if `y` does not hold `c`'s rows.
-pub(super) fn try_product_softmax_backward(
+/// As [`try_product`], and if the backward's `y` does not hold `c`'s rows.
+pub(super) fn try_product_rows(
     a: &MatRef<'_, f32>,
     b: &MatRef<'_, f32>,
     c: &mut MatMut<'_, f32>,
-    rows: SoftmaxRows<'_>,
+    rows: Rows<'_>,
     isa: IsaLevel,
 ) -> Result<bool, NativeError> {
     let Some(width) = Width::for_level(isa) else {
@@ -124,22 +113,23 @@ pub(super) fn try_product_softmax_backward(
     if !fits(width, a.rows, a, b) || c.col_stride != 1 {
         return Ok(false);
     }
-    let fits_y = a.rows.checked_sub(1).is_none_or(|last| {
-        last.checked_mul(rows.row_stride)
-            .and_then(|o| o.checked_add(b.cols))
-            .is_some_and(|end| end <= rows.y.len())
-    });
-    if !fits_y {
-        return Err(NativeError::shape(
-            "matmul_softmax_backward",
-            format!(
-                "y of {} values for {} rows of {} (row stride {})",
-                rows.y.len(),
-                a.rows,
-                b.cols,
-                rows.row_stride
-            ),
-        ));
+    if let Rows::SoftmaxBackward { y, row_stride, .. } = rows {
+        let fits_y = a.rows.checked_sub(1).is_none_or(|last| {
+            last.checked_mul(row_stride)
+                .and_then(|o| o.checked_add(b.cols))
+                .is_some_and(|end| end <= y.len())
+        });
+        if !fits_y {
+            return Err(NativeError::shape(
+                "matmul_softmax_backward",
+                format!(
+                    "y of {} values for {} rows of {} (row stride {row_stride})",
+                    y.len(),
+                    a.rows,
+                    b.cols,
+                ),
+            ));
+        }
     }
     if !check_gemm(a, b, c)? {
         return Ok(true);
@@ -176,7 +166,7 @@ fn product(
     a: &MatRef<'_, f32>,
     b: &MatRef<'_, f32>,
     c: &mut MatMut<'_, f32>,
-    softmax: Option<SoftmaxRows<'_>>,
+    rows: Option<Rows<'_>>,
 ) {
     let lanes = width.lanes();
     let (k, n) = (a.cols, b.cols);
@@ -216,12 +206,21 @@ fn product(
         // write of `c`, `(i + r)·rsc + j` with j < n. Checked here once at the largest
         // indices.
         let last = |extent: usize, s: usize| extent.saturating_sub(1) * s;
-        let (y, rsy, scale) = softmax.map_or((&[][..], 0, 1.0), |r| (r.y, r.row_stride, r.scale));
+        let (kind, y, rsy, scale) = match rows {
+            None => (STORE, &[][..], 0, 1.0),
+            Some(Rows::Softmax { scale }) => (SOFTMAX, &[][..], 0, scale),
+            Some(Rows::SoftmaxBackward {
+                y,
+                row_stride,
+                scale,
+            }) => (SOFTMAX_BACKWARD, y, row_stride, scale),
+        };
         assert!(
             last(a.rows, rsa) + last(k, csa) < a.data.len()
                 && last(k, rsb) + vectors * lanes <= bp.len()
                 && last(c.rows, rsc) + n <= c.data.len()
-                && (softmax.is_none() || last(c.rows, rsy) + n <= y.len()),
+                && (kind != SOFTMAX_BACKWARD || last(c.rows, rsy) + n <= y.len())
+                && (kind != SOFTMAX || rsc == n || c.rows <= 1),
             "one_panel::product: a view reaches outside its slice"
         );
         let args = Args {
@@ -238,11 +237,11 @@ fn product(
             y: y.as_ptr(),
             rsy,
             scale,
-            softmax: softmax.is_some(),
+            kind,
         };
         // SAFETY: `width` is one this CPU has (`try_product` takes it from
         // `Width::for_level`); the assert above keeps every access inside the slices
-        // (`y` read only with `softmax`), and `c` is an exclusive borrow, so the writes
+        // (`y` read only by the backward), and `c` is an exclusive borrow, so the writes
         // alias no read.
         unsafe {
             match width {
@@ -266,14 +265,22 @@ struct Args {
     rsb: usize,
     c: *mut f32,
     rsc: usize,
-    /// With `softmax`: softmax's output, row `r` at `r·rsy`, and the factor
-    /// ([`SoftmaxRows`]).
+    /// For the backward: softmax's output, row `r` at `r·rsy`; for both row
+    /// epilogues, the factor ([`Rows`]).
     y: *const f32,
     rsy: usize,
     scale: f32,
-    /// Whether each row gets softmax's backward before it is stored.
-    softmax: bool,
+    /// What each row gets before it is stored: [`STORE`] (nothing), [`SOFTMAX`] or
+    /// [`SOFTMAX_BACKWARD`].
+    kind: u8,
 }
+
+/// [`Args::kind`]: rows stored as computed.
+const STORE: u8 = 0;
+/// [`Args::kind`]: [`Rows::Softmax`].
+const SOFTMAX: u8 = 1;
+/// [`Args::kind`]: [`Rows::SoftmaxBackward`].
+const SOFTMAX_BACKWARD: u8 = 2;
 
 /// Rows of the tallest tile of `w` vectors: as many as the accumulator budget allows
 /// (`budget` registers), at most 12.
@@ -319,13 +326,15 @@ unsafe fn product_lanes<L: Lanes>(args: Args, budget: usize, tile: impl Fn(usize
 }
 
 /// One tile: `R` rows × `W` vectors of `c`, each output `Σ_p a[r,p]·b[p,j]` by FMAs in
-/// `p` order; the last vector stores only the columns below `n`.
+/// `p` order; the last vector stores only the columns below `n`. Then, by `KIND`
+/// ([`Args::kind`]): nothing more; a softmax of the stored rows, in place while in
+/// L1; or, instead of storing the product, softmax's backward from the registers.
 ///
 /// # Safety
 /// `t` addresses the tile's rows as [`product`] checked; the CPU has `L`'s
 /// instruction set.
 #[inline(always)]
-unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const SB: bool>(l: L, t: Args) {
+unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const KIND: u8>(l: L, t: Args) {
     let mut acc = [[l.zero(); W]; R];
     for p in 0..t.k {
         // SAFETY (loads): `p < k`, `w < W`: inside `b`'s (padded) row and `a`'s rows
@@ -340,13 +349,38 @@ unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const SB: bool>(l
             }
         }
     }
-    if SB {
+    if KIND == SOFTMAX_BACKWARD {
         for (r, acc_r) in acc.iter().enumerate() {
-            // SAFETY: row `r` of the tile (the function's contract).
-            unsafe { softmax_backward_row(l, acc_r, t, r) };
+            let c_row = t.c.wrapping_add(r * t.rsc);
+            let y_row = t.y.wrapping_add(r * t.rsy);
+            // SAFETY: row `r` of the tile, `n` columns of `c` and of `y`, as the
+            // function's contract has them.
+            unsafe { rows::softmax_backward_row(l, acc_r, y_row, c_row, t.n, t.scale) };
         }
         return;
     }
+    // SAFETY: the tile's rows of `c` (the function's contract).
+    unsafe { store_tile(l, &acc, t) };
+    if KIND == SOFTMAX {
+        // SAFETY: the tile's `R` rows of `c`, `n` floats each and `rsc = n` apart
+        // (`product` asserts it for this kind), just written: the softmax runs on them
+        // in place while they are in L1.
+        unsafe {
+            crate::native::softmax::contiguous_lines::<L, R>(l, t.c, t.c, t.n, l.splat(t.scale))
+        };
+    }
+}
+
+/// The tile's accumulators to `c`, the last vector's columns below `n` only.
+///
+/// # Safety
+/// As [`tile_lanes`].
+#[inline(always)]
+unsafe fn store_tile<L: Lanes, const R: usize, const W: usize>(
+    l: L,
+    acc: &[[L::V; W]; R],
+    t: Args,
+) {
     for (r, acc_r) in acc.iter().enumerate() {
         for (w, v) in acc_r.iter().enumerate() {
             let dst = t.c.wrapping_add(r * t.rsc + w * L::N);
@@ -358,54 +392,6 @@ unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const SB: bool>(l
                 } else {
                     l.store_first(dst, cols, *v);
                 }
-            }
-        }
-    }
-}
-
-/// Row `r` of a tile ([`SoftmaxRows`]): `dy` the row's accumulators (lanes past `n`
-/// zero: the panel is zero-padded), `y` loaded (lanes past `n` zero), `s = Σ dy·y` in
-/// two partial sums — vectors of even index in the first, odd ones and the partial
-/// last vector in the second, as `native::softmax_backward` pairs them — folded across
-/// lanes, then `(y·(dy − s))·scale` stored to row `r` of `c` (columns below `n`).
-///
-/// # Safety
-/// `t.y` and `t.c` address the tile's rows as [`product`] checked (with `softmax`);
-/// the CPU has `L`'s instruction set.
-#[inline(always)]
-unsafe fn softmax_backward_row<L: Lanes, const W: usize>(l: L, dy: &[L::V; W], t: Args, r: usize) {
-    let full = t.n / L::N;
-    let y_row = t.y.wrapping_add(r * t.rsy);
-    let c_row = t.c.wrapping_add(r * t.rsc);
-    let mut y = [l.zero(); W];
-    let (mut s0, mut s1) = (l.zero(), l.zero());
-    for (w, (yw, d)) in y.iter_mut().zip(dy).enumerate() {
-        let cols = t.n - w * L::N;
-        // SAFETY: columns `w·N ..` of row `r` below `n` (contract).
-        *yw = unsafe {
-            if cols >= L::N {
-                l.load(y_row.add(w * L::N))
-            } else {
-                l.load_first(y_row.add(w * L::N), cols)
-            }
-        };
-        if w < full && w % 2 == 0 {
-            s0 = l.fmadd(*d, *yw, s0);
-        } else {
-            s1 = l.fmadd(*d, *yw, s1);
-        }
-    }
-    let s = l.splat(l.reduce_add(l.add(s0, s1)));
-    let c = l.splat(t.scale);
-    for (w, (yw, d)) in y.iter().zip(dy).enumerate() {
-        let v = l.mul(l.mul(*yw, l.sub(*d, s)), c);
-        let cols = t.n - w * L::N;
-        // SAFETY: as above, for writing `c`.
-        unsafe {
-            if cols >= L::N {
-                l.store(c_row.add(w * L::N), v);
-            } else {
-                l.store_first(c_row.add(w * L::N), cols, v);
             }
         }
     }
@@ -427,10 +413,10 @@ macro_rules! width_kernels {
                 $($(
                     // SAFETY: forwarded (`product_lanes` passes this tile's rows).
                     ($w, $r) => unsafe {
-                        if t.softmax {
-                            $tile::<$r, $w, true>(t)
-                        } else {
-                            $tile::<$r, $w, false>(t)
+                        match t.kind {
+                            SOFTMAX => $tile::<$r, $w, SOFTMAX>(t),
+                            SOFTMAX_BACKWARD => $tile::<$r, $w, SOFTMAX_BACKWARD>(t),
+                            _ => $tile::<$r, $w, STORE>(t),
                         }
                     },
                 )*)*
@@ -445,10 +431,10 @@ macro_rules! width_kernels {
         /// # Safety
         /// As [`tile_lanes`].
         #[target_feature(enable = $feat)]
-        unsafe fn $tile<const R: usize, const W: usize, const SB: bool>(t: Args) {
+        unsafe fn $tile<const R: usize, const W: usize, const KIND: u8>(t: Args) {
             // SAFETY: this function runs with the width's instruction set (its caller's
             // contract); the rest is forwarded.
-            unsafe { tile_lanes::<$L, R, W, SB>($L::assume(), t) }
+            unsafe { tile_lanes::<$L, R, W, KIND>($L::assume(), t) }
         }
     };
 }

@@ -1,0 +1,96 @@
+//! Row epilogues of the one-panel kernel (`one_panel.rs`), so that a product's rows
+//! leave it as a softmax along them or as softmax's backward (`then_softmax.rs`,
+//! `exec::softmax_epilogue`), with the operations of `native::softmax` and
+//! `native::softmax_backward` in their order — their bits:
+//! - the softmax runs on each tile's rows just stored, in L1 (`native::softmax`'s
+//!   own line code, in place). Computed from the registers instead, one row at a time
+//!   or the tile's rows side by side, it measured no faster than the separate step:
+//!   the exponentials need the registers the accumulators hold;
+//! - the backward is computed from the registers ([`softmax_backward_row`]): the
+//!   product row is `dy`, and only `y` is loaded.
+
+// SIMD on raw pointers the one-panel kernel checked: every block has a SAFETY comment.
+#![allow(unsafe_code)]
+
+use crate::kernel::engine::lanes::Lanes;
+
+/// What each row of a product gets before it is stored.
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'y> {
+    /// `c = softmax(a·b · scale)` along the row (`native::softmax::softmax_scaled_f32`
+    /// of the stored product).
+    Softmax {
+        /// The operand's factor.
+        scale: f32,
+    },
+    /// `c = (y ⊙ (a·b − s))·scale`, `s = Σ (a·b) ⊙ y` along the row
+    /// (`native::softmax_backward` with `dy` the stored product).
+    SoftmaxBackward {
+        /// Softmax's output, row `i` at `i·row_stride` (`n` contiguous values).
+        y: &'y [f32],
+        /// Elements between rows of `y`.
+        row_stride: usize,
+        /// The result's factor.
+        scale: f32,
+    },
+}
+
+/// Softmax's backward of one row of `n ≤ W·N` values, `dy = acc` (lanes past `n`
+/// zero: the one-panel kernel's panel is zero-padded), into `c_row`: `y` loaded (lanes
+/// past `n` zero), `s = Σ dy·y` in two partial sums — vectors of even index in the
+/// first, odd ones and the partial last vector in the second, as
+/// `native::softmax_backward` pairs them — folded across lanes, then
+/// `(y·(dy − s))·scale`.
+///
+/// # Safety
+/// `y_row` readable and `c_row` writable for `n` floats; the CPU has `L`'s instruction
+/// set.
+#[inline(always)]
+pub(super) unsafe fn softmax_backward_row<L: Lanes, const W: usize>(
+    l: L,
+    dy: &[L::V; W],
+    y_row: *const f32,
+    c_row: *mut f32,
+    n: usize,
+    scale: f32,
+) {
+    let full = n / L::N;
+    let mut y = [l.zero(); W];
+    let (mut s0, mut s1) = (l.zero(), l.zero());
+    for (w, (yw, d)) in y.iter_mut().zip(dy).enumerate() {
+        if w * L::N >= n {
+            break;
+        }
+        let cols = n - w * L::N;
+        // SAFETY: columns `w·N ..` of the row below `n` (contract).
+        *yw = unsafe {
+            if cols >= L::N {
+                l.load(y_row.add(w * L::N))
+            } else {
+                l.load_first(y_row.add(w * L::N), cols)
+            }
+        };
+        if w < full && w % 2 == 0 {
+            s0 = l.fmadd(*d, *yw, s0);
+        } else {
+            s1 = l.fmadd(*d, *yw, s1);
+        }
+    }
+    let s = l.splat(l.reduce_add(l.add(s0, s1)));
+    let c = l.splat(scale);
+    for (w, (yw, d)) in y.iter().zip(dy).enumerate() {
+        if w * L::N >= n {
+            break;
+        }
+        let v = l.mul(l.mul(*yw, l.sub(*d, s)), c);
+        let cols = n - w * L::N;
+        // SAFETY: as above, for writing.
+        unsafe {
+            if cols >= L::N {
+                l.store(c_row.add(w * L::N), v);
+            } else {
+                l.store_first(c_row.add(w * L::N), cols, v);
+            }
+        }
+    }
+}

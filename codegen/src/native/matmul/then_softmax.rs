@@ -1,0 +1,164 @@
+//! Batched products followed by a softmax along their rows, or by softmax's backward,
+//! fused: the product is never stored. Attention's scores `q·kᵀ` leave the one-panel
+//! kernel's registers as `softmax(q·kᵀ·c)`, and `dP = dO·vᵀ` as the scores' gradient
+//! `softmax_backward(dP, P)·c` (`one_panel::Rows`), bit for bit what the product then
+//! `native::softmax` or `native::softmax_backward` give; W5 saves the write and the
+//! re-read of two `[32, 100, 100]` tensors. Taken only where the one-panel kernel takes
+//! the products.
+
+use super::one_panel::{self, Rows};
+use super::{batch_strides, check_view, split_matrix, MatMut, MatRef};
+use crate::isa::IsaLevel;
+use crate::native::{checked_numel, NativeError};
+
+/// `out = softmax(a·b · scale)` along the last axis of the product (f32, one thread):
+/// `a` is `[..batch, m, k]`, `b` `[..batch, k, n]` with the same batch shape (shapes
+/// and element strides into their slices, as [`super::matmul`]), `out` contiguous
+/// `[..batch, m, n]`. Returns `Ok(false)`, with nothing written, where the one-panel
+/// kernel does not take the products (their shape or layout, the ISA level, broadcast
+/// batches); the caller then runs the product and the softmax apart, with the same
+/// bits.
+///
+/// # Errors
+/// [`NativeError`] if the shapes disagree, a view reaches outside its slice, or `out`
+/// does not hold the result's elements.
+#[allow(clippy::too_many_arguments)] // The executor's calling convention.
+pub fn matmul_softmax_capped(
+    isa: IsaLevel,
+    a: &[f32],
+    a_shape: &[usize],
+    a_strides: &[isize],
+    b: &[f32],
+    b_shape: &[usize],
+    b_strides: &[isize],
+    scale: f32,
+    out: &mut [f32],
+) -> Result<bool, NativeError> {
+    let operands = ((a, a_shape, a_strides), (b, b_shape, b_strides));
+    batched("matmul_softmax", isa, operands, None, out, |_, _| {
+        Rows::Softmax { scale }
+    })
+}
+
+/// `out = (y ⊙ (a·b − Σ_row (a·b) ⊙ y)) · scale`, softmax's backward along the last axis
+/// of the product `a·b` with `dy = a·b` (f32, one thread): operands as
+/// [`matmul_softmax_capped`], `y` contiguous `[..batch, m, n]` like `out`. Returns
+/// `Ok(false)`, with nothing written, where the one-panel kernel does not take the
+/// products; the caller then runs the product and the backward step apart, with the
+/// same bits.
+///
+/// # Errors
+/// [`NativeError`] if the shapes disagree, a view reaches outside its slice, or `y` or
+/// `out` does not hold the result's elements.
+#[allow(clippy::too_many_arguments)] // The executor's calling convention.
+pub fn matmul_softmax_backward_capped(
+    isa: IsaLevel,
+    a: &[f32],
+    a_shape: &[usize],
+    a_strides: &[isize],
+    b: &[f32],
+    b_shape: &[usize],
+    b_strides: &[isize],
+    y: &[f32],
+    scale: f32,
+    out: &mut [f32],
+) -> Result<bool, NativeError> {
+    let operands = ((a, a_shape, a_strides), (b, b_shape, b_strides));
+    batched(
+        "matmul_softmax_backward",
+        isa,
+        operands,
+        Some(y),
+        out,
+        |y, n| Rows::SoftmaxBackward {
+            y,
+            row_stride: n,
+            scale,
+        },
+    )
+}
+
+/// An operand: its slice, shape and element strides.
+type Operand<'s> = (&'s [f32], &'s [usize], &'s [isize]);
+
+/// The products of `a·b`, entry by entry, on the one-panel kernel with the row
+/// epilogue `rows(entry's rows of y, n)` (see the public functions); `y`, when given,
+/// holds as many elements as `out`.
+fn batched<'y>(
+    op: &'static str,
+    isa: IsaLevel,
+    ((a, a_shape, a_strides), (b, b_shape, b_strides)): (Operand<'_>, Operand<'_>),
+    y: Option<&'y [f32]>,
+    out: &mut [f32],
+    rows: impl Fn(&'y [f32], usize) -> Rows<'y>,
+) -> Result<bool, NativeError> {
+    let (ba, bas, [m, k], [rsa, csa]) = split_matrix("a", a_shape, a_strides)?;
+    let (bb, bbs, [k2, n], [rsb, csb]) = split_matrix("b", b_shape, b_strides)?;
+    if k != k2 {
+        return Err(NativeError::shape(
+            op,
+            format!("inner dimensions differ: {a_shape:?} @ {b_shape:?} ({k} vs {k2})"),
+        ));
+    }
+    if ba != bb {
+        return Ok(false);
+    }
+    let overflow = || NativeError::shape(op, "element count overflows usize");
+    let nb = checked_numel(ba).ok_or_else(overflow)?;
+    let mn = m.checked_mul(n).ok_or_else(overflow)?;
+    let expected = nb.checked_mul(mn).ok_or_else(overflow)?;
+    let lengths = [("y", y.map(<[f32]>::len)), ("out", Some(out.len()))];
+    for (operand, len) in lengths {
+        if let Some(actual) = len.filter(|&l| l != expected) {
+            return Err(NativeError::Length {
+                op,
+                operand,
+                expected,
+                actual,
+            });
+        }
+    }
+    check_view(op, "a", a.len(), a_shape, a_strides)?;
+    check_view(op, "b", b.len(), b_shape, b_strides)?;
+    if expected == 0 || k == 0 {
+        return Ok(false);
+    }
+    let (sa, sb) = (batch_strides(ba, ba, bas), batch_strides(ba, bb, bbs));
+    // Element offset of batch entry `e` (row-major over the batch axes); strides of
+    // axes longer than 1 are non-negative (`check_view`).
+    let offset = |mut e: usize, st: &[isize]| -> usize {
+        let mut off = 0usize;
+        for (&d, &s) in ba.iter().zip(st).rev() {
+            off += (e % d) * s.unsigned_abs();
+            e /= d;
+        }
+        off
+    };
+    let view = |data, rows, cols, row_stride, col_stride| MatRef {
+        data,
+        rows,
+        cols,
+        row_stride,
+        col_stride,
+    };
+    for (e, oc) in out.chunks_exact_mut(mn).enumerate() {
+        let av = view(&a[offset(e, &sa)..], m, k, rsa, csa);
+        let bv = view(&b[offset(e, &sb)..], k, n, rsb, csb);
+        let mut cv = MatMut {
+            data: oc,
+            rows: m,
+            cols: n,
+            row_stride: n as isize,
+            col_stride: 1,
+        };
+        let yc = y.map_or(&[][..], |y| &y[e * mn..(e + 1) * mn]);
+        // The choice depends on shapes, layouts and the level only, the same for every
+        // entry: the first decides, and nothing has been written when it declines.
+        // (Were a later entry declined, the caller's two steps would rewrite all of
+        // `out`: still the same values.)
+        if !one_panel::try_product_rows(&av, &bv, &mut cv, rows(yc, n), isa)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
