@@ -1077,14 +1077,44 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
         let sixteen = isa.capped() == onde_codegen::IsaLevel::Avx512;
         // (batch, m, k, n): W5's shape, and edges (tiles of 3 rows and 1, a partial last
         // vector or none).
-        for (nb, m, k, n) in [(3, 100, 64, 100), (2, 9, 17, 33), (1, 10, 40, 64)] {
-            let a = f(nb * m * k, 1);
+        // Even and odd counts of whole vectors, with and without a partial last one.
+        let shapes = [
+            (3, 100, 64, 100),
+            (2, 9, 17, 33),
+            (1, 10, 40, 64),
+            (1, 12, 20, 48),
+            (1, 9, 16, 80),
+            (1, 8, 16, 112),
+            (1, 10, 30, 50),
+        ];
+        for ((nb, m, k, n), finite) in shapes.into_iter().flat_map(|s| [(s, true), (s, false)]) {
+            let mut a = f(nb * m * k, 1);
             let bt = f(nb * n * k, 2);
-            // `y` as a softmax output would be: positive, rows summing to about 1.
+            // `y` as a softmax output would be: positive, rows summing to about 1; or, with
+            // an infinite value in a row of `a`, of both signs (the product's padded
+            // lanes are then NaN and must not reach the row's sum).
             let y: Vec<f32> = f(nb * m * n, 3)
                 .iter()
-                .map(|v| (v.abs() + 0.01) / n as f32)
+                .map(|v| {
+                    if finite {
+                        (v.abs() + 0.01) / n as f32
+                    } else {
+                        *v
+                    }
+                })
                 .collect();
+            let (mut bt, mut y) = (bt, y);
+            if !finite {
+                // Row 2 of entry 0: `dy = +∞` in every column (`a = [∞, 0, …]`, `b`'s
+                // first row all 1) and `y < 0`, so `s = -∞` and every result is finite
+                // only if no NaN from the padded lanes (`∞·0`) reaches the sum.
+                a[2 * k..3 * k].fill(0.0);
+                a[2 * k] = f32::INFINITY;
+                for j in 0..n {
+                    bt[j * k] = 1.0;
+                    y[2 * n + j] = -0.01;
+                }
+            }
             let (ash, ast) = ([nb, m, k], [(m * k) as isize, k as isize, 1]);
             let (bsh, bst) = ([nb, k, n], [(n * k) as isize, 1, k as isize]);
             let mut got = vec![f32::NAN; nb * m * n];
@@ -1103,8 +1133,12 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
                 .unwrap();
             let mut want = vec![0f32; nb * m * n];
             softmax_backward_f32(isa, &dy, &y, &mut want, (nb * m, n, 1), 0.125).unwrap();
-            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "{what}");
+            let bits = |x: &[f32]| {
+                x.iter()
+                    .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&got), bits(&want), "{what} finite {finite}");
         }
     }
     let (a, b, y) = (

@@ -215,6 +215,40 @@ fn softmax_backward_runs_as_the_products_epilogue_bit_identically() {
             "{isa:?}\n{profile}"
         );
     }
+    // On two threads the pair is not fused (the two steps run, the backward split by
+    // lines): the same bits as one thread.
+    let compile = |threads: usize, epilogues: bool| {
+        let options = CompileOptions {
+            threads,
+            epilogues,
+            ..CompileOptions::default()
+        };
+        Executable::compile(&g, options).unwrap()
+    };
+    let (mut two, mut one) = (compile(2, true), compile(1, false));
+    two.set_profiling(true);
+    let got = two.run(&refs).unwrap().remove(0);
+    assert_eq!(got, one.run(&refs).unwrap().remove(0), "two threads");
+    let profile = two.profile().unwrap();
+    let step = two
+        .plan()
+        .steps
+        .iter()
+        .position(|s| {
+            matches!(
+                s,
+                onde_codegen::plan::Step::Copy(
+                    onde_codegen::plan::CopyOp::SoftmaxBackward { .. },
+                    ..
+                )
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        crate::common::calls(&profile, step),
+        1,
+        "two threads\n{profile}"
+    );
     let g = parse_graph(&product_then_backward(true)).unwrap();
     let exe = Executable::compile(&g, CompileOptions::default()).unwrap();
     let dump = exe.dump_fused();

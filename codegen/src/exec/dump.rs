@@ -134,7 +134,7 @@ impl Compiled {
                     ));
                     if self.epilogues[i] == Some(epilogue::Fused::SoftmaxRows) {
                         s.push_str(&format!(
-                            "    // epilogue: step {} (the softmax of the product, or its backward) applied to each row in registers (one-panel products, one thread)\n",
+                            "    // epilogue: step {} (the softmax of the product, or its backward) applied to each tile's rows (one-panel products, one thread)\n",
                             i + 1
                         ));
                     }

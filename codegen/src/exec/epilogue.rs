@@ -1,5 +1,6 @@
 //! Epilogue fusion: the kernel that consumes a matrix product's or a convolution's
-//! output runs on it while it is still in registers (matmul) or in cache (conv).
+//! output runs on it while it is still in registers (matmul) or in cache (conv); a
+//! softmax of a product, or its backward, likewise (`exec::softmax_epilogue`).
 //!
 //! # Matmul: in registers
 //! ## When
@@ -88,7 +89,7 @@ pub(super) enum Fused {
     /// finishes.
     Rows,
     /// A matmul applies the next step, a softmax of the product or its backward, to
-    /// each row in registers (`exec::softmax_epilogue`).
+    /// the rows of each tile as it is done (`exec::softmax_epilogue`).
     SoftmaxRows,
 }
 
@@ -119,7 +120,8 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
 /// - **rows**: step `i` is a convolution and step `i + 1` a kernel over its output's
 ///   shape, elementwise or reducing a suffix of its axes (outer loop over the rows in
 ///   order), whose stores share no storage with the convolution's input or weight
-///   (later blocks still read them).
+///   (later blocks still read them);
+/// - **softmax rows**: as `exec::softmax_epilogue::check` states.
 pub(super) fn verify(
     plan: &Plan,
     memory: &MemoryPlan,

@@ -804,7 +804,7 @@ impl Executable {
                         let next = &compiled.plan.steps[i + 1];
                         if self.matmul_softmax_rows(a, b, next)? {
                             fused_next = true;
-                        } else {
+                        } else if !self.packed_matmul(i, a, b, *out, *dtype)? {
                             self.matmul(a, b, *out, *dtype)?
                         }
                     } else if let Some(epilogue::Fused::Registers(ep)) = compiled.epilogues[i] {

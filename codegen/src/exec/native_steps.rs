@@ -112,8 +112,8 @@ impl Executable {
     }
 
     /// A product whose next step, a softmax of it or its backward, runs as its epilogue
-    /// (`exec::softmax_epilogue`): the rows computed from the product in registers into
-    /// the next step's destination. Returns whether it ran (one thread only, and where
+    /// (`exec::softmax_epilogue`): on each tile's rows, into the next step's
+    /// destination. Returns whether it ran (one thread only, and where
     /// the one-panel kernel takes the products; otherwise the two steps run as they
     /// are).
     pub(super) fn matmul_softmax_rows(

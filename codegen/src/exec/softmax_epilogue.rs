@@ -1,12 +1,13 @@
 //! A softmax, or softmax's backward, as the epilogue of the product it reads: step `i`
 //! a matrix product `s = a·b` read only by step `i + 1`, either `softmax(s·c)` or
 //! `softmax_backward(s, P)·c` along the last axis. The one-panel kernel applies the
-//! step to each row of the product as it leaves its registers
+//! step to the rows of each tile as soon as it is done
 //! (`native::matmul::matmul_softmax_capped`, `matmul_softmax_backward_capped`: the same
-//! operations, the same bits), so the product is never stored nor read back — W5's
-//! scores `q·kᵀ` and `dP = dO·vᵀ`, `[32, 100, 100]` each. Where that kernel does not
-//! take the product (shapes, ISA level, more than one thread), the two steps run as
-//! they are.
+//! operations, the same bits): the softmax in place on the rows just stored, still in
+//! L1; the backward from the registers, the product never stored — W5's scores `q·kᵀ`
+//! and `dP = dO·vᵀ`, `[32, 100, 100]` each, not read back from L2. Where that kernel
+//! does not take the product (shapes, ISA level, more than one thread), the two steps
+//! run as they are (the product on the prepacked kernel where it would have been).
 //!
 //! # When
 //! Step `i` is an f32 [`Step::MatMul`] whose output is read by no other step and is no
@@ -54,8 +55,11 @@ pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'
         plan.steps.iter().enumerate().any(|(s, st)| {
             s != i + 1 && memory::reads(st).iter().any(|&r| root(plan, r) == out_root)
         });
-    if read_elsewhere || is_output(*out) {
-        return Err("the product, never stored, is read elsewhere");
+    if read_elsewhere {
+        return Err("the product is read by another step");
+    }
+    if is_output(*out) {
+        return Err("the product is a graph output");
     }
     let clash = |x| shares_storage(plan, memory, dst, x);
     if is_output(dst) || clash(a.buf) || clash(b.buf) || y.is_some_and(clash) {

@@ -13,8 +13,8 @@
 //! - [`pair_scans`] (the last planning pass) reorders `[scan A, S…, scan B]`, where B
 //!   does not depend on A, into `[S_free…, A, B, S_dep…]`: the steps of `S` that
 //!   commute with A (and with the earlier steps that stay behind) move before A, the
-//!   others after B (and a matrix product with them when the next of them is the kernel
-//!   reading it, its register epilogue). Two steps commute when neither writes a buffer
+//!   others after B (and a matrix product with them when the next of them is the step
+//!   reading it, its epilogue). Two steps commute when neither writes a buffer
 //!   (root) the other reads or writes. Each group keeps its order, so every value is
 //!   still produced before it is read.
 //! - [`alongside`] marks a scan that directly follows a scan it commutes with. Memory
@@ -78,8 +78,8 @@ pub(super) fn pair_scans(buffers: &[BufferSpec], mut steps: Vec<Step>) -> Vec<St
             i = j;
             continue;
         }
-        // A product followed by the kernel that reads it (its register epilogue,
-        // `merge::sink_products`) stays with that kernel when the kernel stays behind,
+        // A product followed by the step that reads it (its epilogue,
+        // `merge::sink_products`) stays with that step when the step stays behind,
         // if it may then run after B and after the free steps that followed it.
         let keep_with_next: Vec<usize> = free
             .iter()

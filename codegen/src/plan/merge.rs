@@ -351,14 +351,20 @@ pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
             i += 1;
             continue;
         };
-        let epilogue_kind = matches!(
-            steps[j].0,
-            Step::Kernel(_)
-                | Step::Copy(
-                    super::CopyOp::Softmax { .. } | super::CopyOp::SoftmaxBackward { .. },
-                    ..
-                )
-        );
+        // A kernel, or a softmax or its backward reading the product as its operand
+        // (`dy` for the backward, not `y`).
+        let epilogue_kind = match &steps[j].0 {
+            Step::Kernel(_) => true,
+            Step::Copy(super::CopyOp::Softmax { .. }, args, _)
+            | Step::Copy(super::CopyOp::SoftmaxBackward { .. }, args, _) => args
+                .first()
+                .is_some_and(|&x| super::memory::root_in(buffers, x) == out),
+            Step::MatMul { .. }
+            | Step::Conv { .. }
+            | Step::Host { .. }
+            | Step::Scan { .. }
+            | Step::Copy(..) => false,
+        };
         if j > i + 1 && epilogue_kind && reads_out(&steps[j].0) {
             let (s, _) = steps.remove(i);
             steps.insert(j - 1, (s, true));

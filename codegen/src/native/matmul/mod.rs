@@ -10,6 +10,11 @@
 //! - otherwise a library GEMM: `gemm`'s AVX-512 kernels for f32 where the CPU and the
 //!   ISA level allow (`wide.rs`, measured faster there), else `matrixmultiply`.
 //!
+//! Fused entry points beside it: a product then a softmax along its rows or softmax's
+//! backward, on the one-panel kernel (`then_softmax.rs`, its row epilogues in
+//! `rows.rs`), and a product added onto a preset bias on the library GEMM
+//! ([`matmul_bias_capped`]).
+//!
 //! [`Real::gemm`] is the one place that calls the library's raw-pointer interface; it
 //! checks that every element the views address lies inside their slices and that the
 //! output view does not alias itself, so the `unsafe` call is sound for any input.

@@ -25,9 +25,10 @@
 //!
 //! # Softmax and its backward on the rows
 //! A tile holds whole rows of `c`, so a softmax along them, or its backward, can run
-//! before anything is stored ([`Rows`], `then_softmax.rs`): attention's scores `q·kᵀ`
-//! leave the registers as probabilities and `dP = dO·vᵀ` as the scores' gradient, with
-//! the operations of `native::softmax` and `native::softmax_backward` in their order.
+//! as soon as the tile is done ([`Rows`], `then_softmax.rs`): attention's scores
+//! `q·kᵀ` are softmaxed in place on the rows just stored (still in L1), and `dP =
+//! dO·vᵀ` leaves the registers as the scores' gradient without being stored — with
+//! the operations of `native::softmax` and `native::softmax_backward`, in their order.
 //!
 //! # Numerics
 //! Each output is `Σ_p a[i,p]·b[p,j]` accumulated from zero in `p` order with one FMA
@@ -94,9 +95,8 @@ pub(super) fn try_product<T: Real>(
 }
 
 /// [`try_product`] with a softmax or its backward applied to each row of the product
-/// as it leaves the registers ([`Rows`]; `c` then holds their result, the product is
-/// never stored): `Ok(false)`, nothing written, where this kernel does not take the
-/// product.
+/// as each tile is done ([`Rows`]; `c` then holds their result): `Ok(false)`, nothing
+/// written, where this kernel does not take the product.
 ///
 /// # Errors
 /// As [`try_product`], and if the backward's `y` does not hold `c`'s rows.
@@ -239,10 +239,10 @@ fn product(
             scale,
             kind,
         };
-        // SAFETY: `width` is one this CPU has (`try_product` takes it from
-        // `Width::for_level`); the assert above keeps every access inside the slices
-        // (`y` read only by the backward), and `c` is an exclusive borrow, so the writes
-        // alias no read.
+        // SAFETY: `width` is one this CPU has (`try_product` and `try_product_rows`
+        // take it from `Width::for_level`); the assert above keeps every access inside
+        // the slices (`y` read only by the backward), and `c` is an exclusive borrow,
+        // so the writes alias no read.
         unsafe {
             match width {
                 Width::X16 => product_x16(args),
@@ -265,12 +265,13 @@ struct Args {
     rsb: usize,
     c: *mut f32,
     rsc: usize,
-    /// For the backward: softmax's output, row `r` at `r·rsy`; for both row
-    /// epilogues, the factor ([`Rows`]).
+    /// For the backward: softmax's output, row `r` at `r·rsy`.
     y: *const f32,
+    /// Elements between rows of `y`.
     rsy: usize,
+    /// The row epilogue's factor ([`Rows`]).
     scale: f32,
-    /// What each row gets before it is stored: [`STORE`] (nothing), [`SOFTMAX`] or
+    /// What each row gets: [`STORE`] (nothing more), [`SOFTMAX`] or
     /// [`SOFTMAX_BACKWARD`].
     kind: u8,
 }

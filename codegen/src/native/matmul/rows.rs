@@ -14,11 +14,12 @@
 
 use crate::kernel::engine::lanes::Lanes;
 
-/// What each row of a product gets before it is stored.
+/// What each row of a product gets: a softmax once stored, or softmax's backward instead
+/// of being stored.
 #[derive(Clone, Copy)]
 pub(crate) enum Rows<'y> {
     /// `c = softmax(a·b · scale)` along the row (`native::softmax::softmax_scaled_f32`
-    /// of the stored product).
+    /// of the product, run on the tile's rows just stored, in place).
     Softmax {
         /// The operand's factor.
         scale: f32,
@@ -35,12 +36,12 @@ pub(crate) enum Rows<'y> {
     },
 }
 
-/// Softmax's backward of one row of `n ≤ W·N` values, `dy = acc` (lanes past `n`
-/// zero: the one-panel kernel's panel is zero-padded), into `c_row`: `y` loaded (lanes
-/// past `n` zero), `s = Σ dy·y` in two partial sums — vectors of even index in the
-/// first, odd ones and the partial last vector in the second, as
-/// `native::softmax_backward` pairs them — folded across lanes, then
-/// `(y·(dy − s))·scale`.
+/// Softmax's backward of one row of `n ≤ W·N` values, `dy = acc`, into `c_row`: `y`
+/// loaded and the partial last vector of `dy` taken with its lanes past `n` as 0 (as
+/// the separate step loads them; the accumulators there hold `a·0`, NaN where `a` is
+/// infinite), `s = Σ dy·y` in two partial sums — vectors of even index in the first,
+/// odd ones and the partial last vector in the second, as `native::softmax_backward`
+/// pairs them — folded across lanes, then `(y·(dy − s))·scale`.
 ///
 /// # Safety
 /// `y_row` readable and `c_row` writable for `n` floats; the CPU has `L`'s instruction
@@ -58,9 +59,6 @@ pub(super) unsafe fn softmax_backward_row<L: Lanes, const W: usize>(
     let mut y = [l.zero(); W];
     let (mut s0, mut s1) = (l.zero(), l.zero());
     for (w, (yw, d)) in y.iter_mut().zip(dy).enumerate() {
-        if w * L::N >= n {
-            break;
-        }
         let cols = n - w * L::N;
         // SAFETY: columns `w·N ..` of the row below `n` (contract).
         *yw = unsafe {
@@ -72,16 +70,15 @@ pub(super) unsafe fn softmax_backward_row<L: Lanes, const W: usize>(
         };
         if w < full && w % 2 == 0 {
             s0 = l.fmadd(*d, *yw, s0);
-        } else {
+        } else if w < full {
             s1 = l.fmadd(*d, *yw, s1);
+        } else {
+            s1 = l.fmadd(l.blend(l.first(cols), l.zero(), *d), *yw, s1);
         }
     }
     let s = l.splat(l.reduce_add(l.add(s0, s1)));
     let c = l.splat(scale);
     for (w, (yw, d)) in y.iter().zip(dy).enumerate() {
-        if w * L::N >= n {
-            break;
-        }
         let v = l.mul(l.mul(*yw, l.sub(*d, s)), c);
         let cols = n - w * L::N;
         // SAFETY: as above, for writing.

@@ -1,10 +1,10 @@
 //! Batched products followed by a softmax along their rows, or by softmax's backward,
-//! fused: the product is never stored. Attention's scores `q·kᵀ` leave the one-panel
-//! kernel's registers as `softmax(q·kᵀ·c)`, and `dP = dO·vᵀ` as the scores' gradient
-//! `softmax_backward(dP, P)·c` (`one_panel::Rows`), bit for bit what the product then
-//! `native::softmax` or `native::softmax_backward` give; W5 saves the write and the
-//! re-read of two `[32, 100, 100]` tensors. Taken only where the one-panel kernel takes
-//! the products.
+//! fused on the one-panel kernel (`one_panel::Rows`): attention's scores `q·kᵀ` are
+//! softmaxed tile by tile on the rows just stored (still in L1), and `dP = dO·vᵀ`
+//! leaves the registers as the scores' gradient `softmax_backward(dP, P)·c`, never
+//! stored — bit for bit what the product then `native::softmax` or
+//! `native::softmax_backward` give. W5 no longer reads two `[32, 100, 100]` tensors
+//! back from L2. Taken only where the one-panel kernel takes the products.
 
 use super::one_panel::{self, Rows};
 use super::{batch_strides, check_view, split_matrix, MatMut, MatRef};
@@ -124,6 +124,11 @@ fn batched<'y>(
         return Ok(false);
     }
     let (sa, sb) = (batch_strides(ba, ba, bas), batch_strides(ba, bb, bbs));
+    // One `b` for every entry: `matmul_capped` runs that as one tall product, perhaps on
+    // another kernel (other bits); leave it to the two steps.
+    if nb > 1 && sb.iter().all(|&s| s == 0) {
+        return Ok(false);
+    }
     // Element offset of batch entry `e` (row-major over the batch axes); strides of
     // axes longer than 1 are non-negative (`check_view`).
     let offset = |mut e: usize, st: &[isize]| -> usize {
