@@ -450,15 +450,8 @@ fn library_products_add_onto_a_preset_bias_bit_for_bit() {
             .collect()
     };
     for isa in IsaLevel::ALL {
-        let compile = |epilogues: bool| {
-            let options = CompileOptions {
-                isa,
-                epilogues,
-                ..CompileOptions::default()
-            };
-            Executable::compile(&g, options).unwrap()
-        };
-        let (mut exe, mut plain) = (compile(true), compile(false));
+        let mut exe = common::compile_with(&g, isa, true, 1);
+        let mut plain = common::compile_with(&g, isa, false, 1);
         exe.set_profiling(true);
         let x = Array::f32([m, k], v(m * k, 7, 0.05)).unwrap();
         let b = Array::f32([n], v(n, 5, 0.5)).unwrap();
@@ -474,22 +467,12 @@ fn library_products_add_onto_a_preset_bias_bit_for_bit() {
                 .map(|(nm, a)| (nm.to_string(), (*a).clone()))
                 .collect();
             let oracle = onde_runtime::run(&g, &named).unwrap().remove(0);
-            for (p, q) in got.to_f64_vec().iter().zip(oracle.to_f64_vec()) {
-                assert!(
-                    (p - q).abs() <= 1e-4 * q.abs().max(1.0),
-                    "{isa:?}: {p} vs {q}"
-                );
-            }
+            common::assert_close(&got, &oracle, 1e-4, &format!("{isa:?}"));
         }
-        let profile = exe.profile().unwrap();
-        let kernel = exe
-            .plan()
-            .steps
-            .iter()
-            .position(|s| matches!(s, onde_codegen::plan::Step::Kernel(_)))
-            .unwrap();
+        let kernel =
+            |s: &onde_codegen::plan::Step| matches!(s, onde_codegen::plan::Step::Kernel(_));
         let taken = onde_codegen::native::matmul::gemm_crate_at(isa);
         let want = if taken { 0 } else { 2 };
-        assert_eq!(calls(&profile, kernel), want, "{isa:?}\n{profile}");
+        assert_eq!(common::step_calls(&exe, kernel), want, "{isa:?}");
     }
 }

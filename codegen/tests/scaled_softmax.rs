@@ -8,7 +8,8 @@
 use onde_codegen::{CompileOptions, Executable};
 use onde_ir::{parse_graph, Array, DType};
 
-use crate::common::values;
+use crate::common::{assert_close, compile_with, step_calls, values};
+use onde_codegen::plan::{CopyOp, Step};
 
 /// `softmax(x · c)` over `[4, 10, 33]` along `axis`, with `x` the input `s` or
 /// `tanh(s)`, `c` on the `left` or right, and the scaled value also an output when
@@ -151,15 +152,8 @@ fn the_softmax_runs_as_the_scores_products_epilogue_bit_identically() {
         .collect();
     let oracle = onde_runtime::run(&g, &named).unwrap().remove(0);
     for isa in onde_codegen::IsaLevel::ALL {
-        let compile = |epilogues: bool| {
-            let options = CompileOptions {
-                isa,
-                epilogues,
-                ..CompileOptions::default()
-            };
-            Executable::compile(&g, options).unwrap()
-        };
-        let (mut fused, mut apart) = (compile(true), compile(false));
+        let mut fused = compile_with(&g, isa, true, 1);
+        let mut apart = compile_with(&g, isa, false, 1);
         fused.set_profiling(true);
         let dump = fused.dump_fused();
         assert!(
@@ -167,31 +161,10 @@ fn the_softmax_runs_as_the_scores_products_epilogue_bit_identically() {
             "{dump}"
         );
         let got = fused.run(&refs).unwrap().remove(0);
-        let want = apart.run(&refs).unwrap().remove(0);
-        assert_eq!(got, want, "{isa:?}");
-        for (p, q) in got.to_f64_vec().iter().zip(oracle.to_f64_vec()) {
-            assert!(
-                (p - q).abs() <= 1e-5 * q.abs().max(1.0),
-                "{isa:?}: {p} vs {q}"
-            );
-        }
-        let step = fused
-            .plan()
-            .steps
-            .iter()
-            .position(|s| {
-                matches!(
-                    s,
-                    onde_codegen::plan::Step::Copy(onde_codegen::plan::CopyOp::Softmax { .. }, ..)
-                )
-            })
-            .unwrap();
+        assert_eq!(got, apart.run(&refs).unwrap().remove(0), "{isa:?}");
+        assert_close(&got, &oracle, 1e-5, &format!("{isa:?}"));
+        let softmax = |s: &Step| matches!(s, Step::Copy(CopyOp::Softmax { .. }, ..));
         let taken = isa.capped() == onde_codegen::IsaLevel::Avx512;
-        let profile = fused.profile().unwrap();
-        assert_eq!(
-            crate::common::calls(&profile, step),
-            u64::from(!taken),
-            "{isa:?}\n{profile}"
-        );
+        assert_eq!(step_calls(&fused, softmax), u64::from(!taken), "{isa:?}");
     }
 }

@@ -9,7 +9,8 @@ use onde_codegen::native::softmax_backward::{softmax_backward_f32, softmax_backw
 use onde_codegen::{CompileOptions, Executable, IsaLevel};
 use onde_ir::{parse_graph, Array, Op};
 
-use crate::common::{interpret_op, values};
+use crate::common::{assert_close, compile_with, interpret_op, step_calls, values};
+use onde_codegen::plan::{CopyOp, Step};
 
 /// The interpreter's `softmax_backward(dy, y)` along axis 1 of `[outer, n, inner]`.
 fn reference(dy: &Array, y: &Array) -> Vec<f64> {
@@ -168,16 +169,10 @@ fn softmax_backward_runs_as_the_products_epilogue_bit_identically() {
         .map(|(n, a)| (n.to_string(), a.clone()))
         .collect();
     let oracle = onde_runtime::run(&g, &named).unwrap().remove(0);
+    let backward = |s: &Step| matches!(s, Step::Copy(CopyOp::SoftmaxBackward { .. }, ..));
     for isa in IsaLevel::ALL {
-        let compile = |epilogues: bool| {
-            let options = CompileOptions {
-                isa,
-                epilogues,
-                ..CompileOptions::default()
-            };
-            Executable::compile(&g, options).unwrap()
-        };
-        let (mut fused, mut apart) = (compile(true), compile(false));
+        let mut fused = compile_with(&g, isa, true, 1);
+        let mut apart = compile_with(&g, isa, false, 1);
         fused.set_profiling(true);
         let dump = fused.dump_fused();
         assert!(
@@ -185,70 +180,19 @@ fn softmax_backward_runs_as_the_products_epilogue_bit_identically() {
             "{dump}"
         );
         let got = fused.run(&refs).unwrap().remove(0);
-        let want = apart.run(&refs).unwrap().remove(0);
-        assert_eq!(got, want, "{isa:?}");
-        for (p, q) in got.to_f64_vec().iter().zip(oracle.to_f64_vec()) {
-            assert!(
-                (p - q).abs() <= 1e-5 * q.abs().max(1.0),
-                "{isa:?}: {p} vs {q}"
-            );
-        }
-        let profile = fused.profile().unwrap();
-        let step = fused
-            .plan()
-            .steps
-            .iter()
-            .position(|s| {
-                matches!(
-                    s,
-                    onde_codegen::plan::Step::Copy(
-                        onde_codegen::plan::CopyOp::SoftmaxBackward { .. },
-                        ..
-                    )
-                )
-            })
-            .unwrap();
+        assert_eq!(got, apart.run(&refs).unwrap().remove(0), "{isa:?}");
+        assert_close(&got, &oracle, 1e-5, &format!("{isa:?}"));
         let taken = isa.capped() == IsaLevel::Avx512;
-        assert_eq!(
-            crate::common::calls(&profile, step),
-            u64::from(!taken),
-            "{isa:?}\n{profile}"
-        );
+        assert_eq!(step_calls(&fused, backward), u64::from(!taken), "{isa:?}");
     }
     // On two threads the pair is not fused (the two steps run, the backward split by
     // lines): the same bits as one thread.
-    let compile = |threads: usize, epilogues: bool| {
-        let options = CompileOptions {
-            threads,
-            epilogues,
-            ..CompileOptions::default()
-        };
-        Executable::compile(&g, options).unwrap()
-    };
-    let (mut two, mut one) = (compile(2, true), compile(1, false));
+    let mut two = compile_with(&g, IsaLevel::detect(), true, 2);
+    let mut one = compile_with(&g, IsaLevel::detect(), false, 1);
     two.set_profiling(true);
     let got = two.run(&refs).unwrap().remove(0);
     assert_eq!(got, one.run(&refs).unwrap().remove(0), "two threads");
-    let profile = two.profile().unwrap();
-    let step = two
-        .plan()
-        .steps
-        .iter()
-        .position(|s| {
-            matches!(
-                s,
-                onde_codegen::plan::Step::Copy(
-                    onde_codegen::plan::CopyOp::SoftmaxBackward { .. },
-                    ..
-                )
-            )
-        })
-        .unwrap();
-    assert_eq!(
-        crate::common::calls(&profile, step),
-        1,
-        "two threads\n{profile}"
-    );
+    assert_eq!(step_calls(&two, backward), 1, "two threads");
     let g = parse_graph(&product_then_backward(true)).unwrap();
     let exe = Executable::compile(&g, CompileOptions::default()).unwrap();
     let dump = exe.dump_fused();

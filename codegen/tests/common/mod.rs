@@ -61,3 +61,45 @@ pub fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
         })
         .collect()
 }
+
+/// `g` compiled at `isa` with or without epilogues, on `threads` threads.
+pub fn compile_with(
+    g: &onde_ir::Graph,
+    isa: onde_codegen::IsaLevel,
+    epilogues: bool,
+    threads: usize,
+) -> onde_codegen::Executable {
+    let options = onde_codegen::CompileOptions {
+        isa,
+        epilogues,
+        threads,
+        ..onde_codegen::CompileOptions::default()
+    };
+    onde_codegen::Executable::compile(g, options).unwrap()
+}
+
+/// How many times the first step of `exe`'s plan that `which` picks ran, from
+/// `exe`'s profile (profiling on).
+pub fn step_calls(
+    exe: &onde_codegen::Executable,
+    which: impl Fn(&onde_codegen::plan::Step) -> bool,
+) -> u64 {
+    let profile = exe.profile().unwrap();
+    let step = exe
+        .plan()
+        .steps
+        .iter()
+        .position(which)
+        .expect("such a step");
+    calls(&profile, step)
+}
+
+/// `got` within `rel` (relative, at least absolute for values below 1) of `want`.
+pub fn assert_close(got: &onde_ir::Array, want: &onde_ir::Array, rel: f64, what: &str) {
+    for (p, q) in got.to_f64_vec().iter().zip(want.to_f64_vec()) {
+        assert!(
+            (p - q).abs() <= rel * q.abs().max(1.0),
+            "{what}: {p} vs {q}"
+        );
+    }
+}

@@ -454,6 +454,18 @@ fn split_matrix<'s>(
     }
 }
 
+/// Element offset of batch entry `e` (row-major over `batch`) in an operand whose
+/// batch strides are `strides` (as [`batch_strides`] gives them; those of axes longer
+/// than 1 non-negative, as `check_view` ensures).
+fn batch_offset(batch: &[usize], mut e: usize, strides: &[isize]) -> usize {
+    let mut off = 0usize;
+    for (&d, &s) in batch.iter().zip(strides).rev() {
+        off += (e % d) * s.unsigned_abs();
+        e /= d;
+    }
+    off
+}
+
 /// For each result batch axis, the stride of an operand's batch axis aligned to it on
 /// the right (0 where the operand has no such axis or broadcasts it from extent 1).
 fn batch_strides(batch: &[usize], own: &[usize], own_strides: &[isize]) -> Vec<isize> {
@@ -601,16 +613,8 @@ pub fn matmul_capped<T: Real>(
             );
         }
     }
-    // Element offset of batch entry `bi` (row-major over `batch`) in an operand.
-    let offset = |mut bi: usize, st: &[isize]| -> usize {
-        let mut off = 0usize;
-        for (&d, &s) in batch.iter().zip(st).rev() {
-            // Strides of axes longer than 1 are non-negative (checked above).
-            off += (bi % d) * s.unsigned_abs();
-            bi /= d;
-        }
-        off
-    };
+    // Strides of axes longer than 1 are non-negative (checked above).
+    let offset = |bi: usize, st: &[isize]| batch_offset(&batch, bi, st);
 
     let threads = threads.max(1);
     let fmas = expected.saturating_mul(k);

@@ -7,7 +7,7 @@
 //! back from L2. Taken only where the one-panel kernel takes the products.
 
 use super::one_panel::{self, Rows};
-use super::{batch_strides, check_view, split_matrix, MatMut, MatRef};
+use super::{batch_offset, batch_strides, check_view, split_matrix, MatMut, MatRef};
 use crate::isa::IsaLevel;
 use crate::native::{checked_numel, NativeError};
 
@@ -129,16 +129,7 @@ fn batched<'y>(
     if nb > 1 && sb.iter().all(|&s| s == 0) {
         return Ok(false);
     }
-    // Element offset of batch entry `e` (row-major over the batch axes); strides of
-    // axes longer than 1 are non-negative (`check_view`).
-    let offset = |mut e: usize, st: &[isize]| -> usize {
-        let mut off = 0usize;
-        for (&d, &s) in ba.iter().zip(st).rev() {
-            off += (e % d) * s.unsigned_abs();
-            e /= d;
-        }
-        off
-    };
+    let offset = |e: usize, st: &[isize]| batch_offset(ba, e, st);
     let view = |data, rows, cols, row_stride, col_stride| MatRef {
         data,
         rows,
