@@ -1063,13 +1063,13 @@ fn matmul_bias_equals_the_product_then_the_add_or_declines() {
     assert!(short.contains("bias of 47"), "{short}");
 }
 
-/// `matmul_softmax_backward_capped`: W5's `dO·vᵀ` then softmax's backward, fused where
+/// `matmul_softmax_rows_capped` with softmax's backward: W5's `dO·vᵀ` then softmax's backward, fused where
 /// the one-panel kernel takes the products (16 lanes), bit for bit the product then
 /// `softmax_backward_f32`; declined (nothing written) elsewhere; a short `y` is a typed
 /// error.
 #[test]
 fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
-    use onde_codegen::native::matmul::matmul_softmax_backward_capped;
+    use onde_codegen::native::matmul::{matmul_softmax_rows_capped, SoftmaxAfter};
     use onde_codegen::native::softmax_backward::softmax_backward_f32;
     let f =
         |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
@@ -1118,10 +1118,13 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
             let (ash, ast) = ([nb, m, k], [(m * k) as isize, k as isize, 1]);
             let (bsh, bst) = ([nb, k, n], [(n * k) as isize, 1, k as isize]);
             let mut got = vec![f32::NAN; nb * m * n];
-            let ran = matmul_softmax_backward_capped(
-                isa, &a, &ash, &ast, &bt, &bsh, &bst, &y, 0.125, &mut got,
-            )
-            .unwrap();
+            let after = SoftmaxAfter::SoftmaxBackward {
+                y: &y,
+                scale: 0.125,
+            };
+            let ran =
+                matmul_softmax_rows_capped(isa, &a, &ash, &ast, &bt, &bsh, &bst, after, &mut got)
+                    .unwrap();
             let what = format!("{isa:?} [{nb}, {m}, {k}] @ [{nb}, {k}, {n}]");
             assert_eq!(ran, sixteen, "{what}");
             if !ran {
@@ -1147,7 +1150,7 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
         vec![0f32; 99 * 100],
     );
     let mut out = vec![0f32; 100 * 100];
-    let short = matmul_softmax_backward_capped(
+    let short = matmul_softmax_rows_capped(
         onde_codegen::IsaLevel::Avx512,
         &a,
         &[100, 64],
@@ -1155,8 +1158,7 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
         &b,
         &[64, 100],
         &[1, 64],
-        &y,
-        1.0,
+        SoftmaxAfter::SoftmaxBackward { y: &y, scale: 1.0 },
         &mut out,
     )
     .unwrap_err()
@@ -1164,13 +1166,13 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
     assert!(short.contains("y"), "{short}");
 }
 
-/// `matmul_softmax_capped`: W5's scores `q·kᵀ` then the scaled softmax, fused where the
+/// `matmul_softmax_rows_capped` with a softmax: W5's scores `q·kᵀ` then the scaled softmax, fused where the
 /// one-panel kernel takes the products (16 lanes), bit for bit the product then
 /// `softmax_scaled_f32` — with NaN and infinite scores among them; declined (nothing
 /// written) elsewhere.
 #[test]
 fn a_product_then_softmax_fused_equals_the_two_steps() {
-    use onde_codegen::native::matmul::matmul_softmax_capped;
+    use onde_codegen::native::matmul::{matmul_softmax_rows_capped, SoftmaxAfter};
     use onde_codegen::native::softmax::softmax_scaled_f32;
     let f =
         |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
@@ -1191,9 +1193,11 @@ fn a_product_then_softmax_fused_equals_the_two_steps() {
             let (bsh, bst) = ([nb, k, n], [(n * k) as isize, 1, k as isize]);
             for scale in [0.125f32, 1.0] {
                 let mut got = vec![f32::NAN; nb * m * n];
-                let ran =
-                    matmul_softmax_capped(isa, &a, &ash, &ast, &bt, &bsh, &bst, scale, &mut got)
-                        .unwrap();
+                let after = SoftmaxAfter::Softmax { scale };
+                let ran = matmul_softmax_rows_capped(
+                    isa, &a, &ash, &ast, &bt, &bsh, &bst, after, &mut got,
+                )
+                .unwrap();
                 let what = format!("{isa:?} [{nb}, {m}, {k}] @ [{nb}, {k}, {n}] · {scale}");
                 assert_eq!(ran, sixteen, "{what}");
                 if !ran {

@@ -125,59 +125,44 @@ impl Executable {
         let Step::Copy(op, args, dst) = next else {
             return Ok(false);
         };
-        let (y, scale, dst) = if let plan::CopyOp::Softmax { scale, .. } = op {
-            (None, *scale, *dst)
+        let (y, scale) = if let plan::CopyOp::Softmax { scale, .. } = op {
+            (None, *scale as f32)
         } else if let (plan::CopyOp::SoftmaxBackward { scale, .. }, Some(&y)) = (op, args.get(1)) {
-            (Some(y), *scale, *dst)
+            (Some(y), *scale as f32)
         } else {
             return Ok(false);
         };
         if self.threads != 1 {
             return Ok(false);
         }
-        let (na, nb, nd) = (self.buf_len(a.buf), self.buf_len(b.buf), self.buf_len(dst));
+        let len = |buf: BufId| self.buf_len(buf);
         // SAFETY: the planner made the product's operands, `y` and the destination f32
         // buffers of these lengths; the destination shares no storage with `a`, `b` or
         // `y` (`softmax_epilogue::check` admits only such epilogues), and nothing else
-        // accesses it during the call.
-        let (sa, sb, sd) = unsafe {
+        // accesses it during the call; `y` is only read.
+        let (sa, sb, sy, sd) = unsafe {
             (
-                std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), na),
-                std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), nb),
-                std::slice::from_raw_parts_mut(self.ptrs[dst].cast::<f32>(), nd),
+                std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), len(a.buf)),
+                std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), len(b.buf)),
+                y.map(|y| std::slice::from_raw_parts(self.ptrs[y].cast::<f32>(), len(y))),
+                std::slice::from_raw_parts_mut(self.ptrs[*dst].cast::<f32>(), len(*dst)),
             )
         };
-        let (a_data, b_data) = (a.from_offset(sa), b.from_offset(sb));
-        let r = match y {
-            None => native::matmul::matmul_softmax_capped(
-                self.isa,
-                a_data,
-                &a.shape,
-                &a.strides,
-                b_data,
-                &b.shape,
-                &b.strides,
-                scale as f32,
-                sd,
-            ),
-            Some(y) => {
-                let ny = self.buf_len(y);
-                // SAFETY: as above: `y` an f32 buffer of `ny` elements, only read.
-                let sy = unsafe { std::slice::from_raw_parts(self.ptrs[y].cast::<f32>(), ny) };
-                native::matmul::matmul_softmax_backward_capped(
-                    self.isa,
-                    a_data,
-                    &a.shape,
-                    &a.strides,
-                    b_data,
-                    &b.shape,
-                    &b.strides,
-                    sy,
-                    scale as f32,
-                    sd,
-                )
-            }
+        let after = match sy {
+            None => native::matmul::SoftmaxAfter::Softmax { scale },
+            Some(y) => native::matmul::SoftmaxAfter::SoftmaxBackward { y, scale },
         };
+        let r = native::matmul::matmul_softmax_rows_capped(
+            self.isa,
+            a.from_offset(sa),
+            &a.shape,
+            &a.strides,
+            b.from_offset(sb),
+            &b.shape,
+            &b.strides,
+            after,
+            sd,
+        );
         r.map_err(|e| RunError::Native(e.to_string()))
     }
 

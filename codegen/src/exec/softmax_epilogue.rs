@@ -2,7 +2,7 @@
 //! a matrix product `s = a·b` read only by step `i + 1`, either `softmax(s·c)` or
 //! `softmax_backward(s, P)·c` along the last axis. The one-panel kernel applies the
 //! step to the rows of each tile as soon as it is done
-//! (`native::matmul::matmul_softmax_capped`, `matmul_softmax_backward_capped`: the same
+//! (`native::matmul::matmul_softmax_rows_capped`: the same
 //! operations, the same bits): the softmax in place on the rows just stored, still in
 //! L1; the backward from the registers, the product never stored — W5's scores `q·kᵀ`
 //! and `dP = dO·vᵀ`, `[32, 100, 100]` each, not read back from L2. Where that kernel

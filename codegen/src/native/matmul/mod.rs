@@ -29,7 +29,7 @@ mod then_softmax;
 mod thin;
 mod transpose;
 mod wide;
-pub use then_softmax::{matmul_softmax_backward_capped, matmul_softmax_capped};
+pub use then_softmax::{matmul_softmax_rows_capped, SoftmaxAfter};
 
 use crate::isa::IsaLevel;
 use std::fmt::Debug;

@@ -11,47 +11,37 @@ use super::{batch_offset, batch_strides, check_view, split_matrix, MatMut, MatRe
 use crate::isa::IsaLevel;
 use crate::native::{checked_numel, NativeError};
 
-/// `out = softmax(a·b · scale)` along the last axis of the product (f32, one thread):
-/// `a` is `[..batch, m, k]`, `b` `[..batch, k, n]` with the same batch shape (shapes
-/// and element strides into their slices, as [`super::matmul`]), `out` contiguous
-/// `[..batch, m, n]`. Returns `Ok(false)`, with nothing written, where the one-panel
-/// kernel does not take the products (their shape or layout, the ISA level, broadcast
-/// batches); the caller then runs the product and the softmax apart, with the same
-/// bits.
-///
-/// # Errors
-/// [`NativeError`] if the shapes disagree, a view reaches outside its slice, or `out`
-/// does not hold the result's elements.
-#[allow(clippy::too_many_arguments)] // The executor's calling convention.
-pub fn matmul_softmax_capped(
-    isa: IsaLevel,
-    a: &[f32],
-    a_shape: &[usize],
-    a_strides: &[isize],
-    b: &[f32],
-    b_shape: &[usize],
-    b_strides: &[isize],
-    scale: f32,
-    out: &mut [f32],
-) -> Result<bool, NativeError> {
-    let operands = ((a, a_shape, a_strides), (b, b_shape, b_strides));
-    batched("matmul_softmax", isa, operands, None, out, |_, _| {
-        Rows::Softmax { scale }
-    })
+/// What [`matmul_softmax_rows_capped`] applies along the rows of the product `s = a·b`.
+#[derive(Clone, Copy, Debug)]
+pub enum SoftmaxAfter<'y> {
+    /// `out = softmax(s · scale)`.
+    Softmax {
+        /// The operand's factor.
+        scale: f32,
+    },
+    /// `out = (y ⊙ (s − Σ_row s ⊙ y)) · scale`: softmax's backward with `dy = s`, `y`
+    /// contiguous `[..batch, m, n]` like `out`.
+    SoftmaxBackward {
+        /// Softmax's output.
+        y: &'y [f32],
+        /// The result's factor.
+        scale: f32,
+    },
 }
 
-/// `out = (y ⊙ (a·b − Σ_row (a·b) ⊙ y)) · scale`, softmax's backward along the last axis
-/// of the product `a·b` with `dy = a·b` (f32, one thread): operands as
-/// [`matmul_softmax_capped`], `y` contiguous `[..batch, m, n]` like `out`. Returns
-/// `Ok(false)`, with nothing written, where the one-panel kernel does not take the
-/// products; the caller then runs the product and the backward step apart, with the
+/// `out = after(a·b)` along the last axis of the product (f32, one thread): `a` is
+/// `[..batch, m, k]`, `b` `[..batch, k, n]` with the same batch shape (shapes and
+/// element strides into their slices, as [`super::matmul`]), `out` contiguous
+/// `[..batch, m, n]`. Returns `Ok(false)`, with nothing written, where the one-panel
+/// kernel does not take the products (their shape or layout, the ISA level, broadcast
+/// batches); the caller then runs the product and the softmax step apart, with the
 /// same bits.
 ///
 /// # Errors
 /// [`NativeError`] if the shapes disagree, a view reaches outside its slice, or `y` or
 /// `out` does not hold the result's elements.
 #[allow(clippy::too_many_arguments)] // The executor's calling convention.
-pub fn matmul_softmax_backward_capped(
+pub fn matmul_softmax_rows_capped(
     isa: IsaLevel,
     a: &[f32],
     a_shape: &[usize],
@@ -59,39 +49,13 @@ pub fn matmul_softmax_backward_capped(
     b: &[f32],
     b_shape: &[usize],
     b_strides: &[isize],
-    y: &[f32],
-    scale: f32,
+    after: SoftmaxAfter<'_>,
     out: &mut [f32],
 ) -> Result<bool, NativeError> {
-    let operands = ((a, a_shape, a_strides), (b, b_shape, b_strides));
-    batched(
-        "matmul_softmax_backward",
-        isa,
-        operands,
-        Some(y),
-        out,
-        |y, n| Rows::SoftmaxBackward {
-            y,
-            row_stride: n,
-            scale,
-        },
-    )
-}
-
-/// An operand: its slice, shape and element strides.
-type Operand<'s> = (&'s [f32], &'s [usize], &'s [isize]);
-
-/// The products of `a·b`, entry by entry, on the one-panel kernel with the row
-/// epilogue `rows(entry's rows of y, n)` (see the public functions); `y`, when given,
-/// holds as many elements as `out`.
-fn batched<'y>(
-    op: &'static str,
-    isa: IsaLevel,
-    ((a, a_shape, a_strides), (b, b_shape, b_strides)): (Operand<'_>, Operand<'_>),
-    y: Option<&'y [f32]>,
-    out: &mut [f32],
-    rows: impl Fn(&'y [f32], usize) -> Rows<'y>,
-) -> Result<bool, NativeError> {
+    let op = match after {
+        SoftmaxAfter::Softmax { .. } => "matmul_softmax",
+        SoftmaxAfter::SoftmaxBackward { .. } => "matmul_softmax_backward",
+    };
     let (ba, bas, [m, k], [rsa, csa]) = split_matrix("a", a_shape, a_strides)?;
     let (bb, bbs, [k2, n], [rsb, csb]) = split_matrix("b", b_shape, b_strides)?;
     if k != k2 {
@@ -107,6 +71,10 @@ fn batched<'y>(
     let nb = checked_numel(ba).ok_or_else(overflow)?;
     let mn = m.checked_mul(n).ok_or_else(overflow)?;
     let expected = nb.checked_mul(mn).ok_or_else(overflow)?;
+    let y = match after {
+        SoftmaxAfter::SoftmaxBackward { y, .. } => Some(y),
+        SoftmaxAfter::Softmax { .. } => None,
+    };
     let lengths = [("y", y.map(<[f32]>::len)), ("out", Some(out.len()))];
     for (operand, len) in lengths {
         if let Some(actual) = len.filter(|&l| l != expected) {
@@ -147,12 +115,19 @@ fn batched<'y>(
             row_stride: n as isize,
             col_stride: 1,
         };
-        let yc = y.map_or(&[][..], |y| &y[e * mn..(e + 1) * mn]);
+        let rows = match after {
+            SoftmaxAfter::Softmax { scale } => Rows::Softmax { scale },
+            SoftmaxAfter::SoftmaxBackward { y, scale } => Rows::SoftmaxBackward {
+                y: &y[e * mn..(e + 1) * mn],
+                row_stride: n,
+                scale,
+            },
+        };
         // The choice depends on shapes, layouts and the level only, the same for every
         // entry: the first decides, and nothing has been written when it declines.
         // (Were a later entry declined, the caller's two steps would rewrite all of
         // `out`: still the same values.)
-        if !one_panel::try_product_rows(&av, &bv, &mut cv, rows(yc, n), isa)? {
+        if !one_panel::try_product_rows(&av, &bv, &mut cv, rows, isa)? {
             return Ok(false);
         }
     }
