@@ -17,11 +17,14 @@
 //!
 //! What is taken ([`fits`]) is what measured faster than the library on the Intel Xeon
 //! (AVX-512) this was written on: `a·bᵀ` products (`b` column-major), `k ≤ 80`, 33–112
-//! columns — W5's `q·kᵀ` and `dO·vᵀ`. A row-major `b` (`P·v`) ran level with the
-//! library, `Pᵀ·dO` slower, and a longer `k` much slower (the panel leaves L1); numbers
-//! in `docs/performance.md` (2026-12-07, fifth session). The kernel is written over
-//! both widths and tested on both; the 8-lane width is not taken (not measured faster
-//! on an AVX2-only CPU).
+//! columns — W5's `q·kᵀ` and `dO·vᵀ`; and products with a row-major `b` of 48 or 64
+//! columns (`P·v`, `dS·k`; with `a` column-major, `Pᵀ·dO` and `dSᵀ·q`), `k ≤ 128`:
+//! `b` is then read in place (its rows are already whole vectors), and where `a` is
+//! stored by columns each step prefetches the next line of `a`'s column (see
+//! `sums`). Longer `k` ran much slower (the panel leaves L1); numbers in
+//! `docs/performance.md` (2026-12-07, fifth and seventh sessions). The kernel is
+//! written over both widths and tested on both; the 8-lane width is not taken (not
+//! measured faster on an AVX2-only CPU).
 //!
 //! # Softmax and its backward on the rows
 //! A tile holds whole rows of `c`, so a softmax along them, or its backward, can run
@@ -46,12 +49,16 @@ use crate::isa::IsaLevel;
 use crate::kernel::engine::lanes::{Lanes, X16, X8};
 use crate::kernel::engine::Width;
 use crate::native::NativeError;
+use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
 use std::cell::RefCell;
 
 /// Widest `c` taken, in vectors (7 × 16 = 112 columns on AVX-512).
 pub(super) const MAX_VECTORS: usize = 7;
 /// Longest `k` taken: a packed panel (`k × 112` f32) stays within L1.
 pub(super) const MAX_K: usize = 80;
+/// Longest `k` taken for a row-major `b` read in place (`k × 64` f32: 32 KiB, within
+/// L1 beside the tile's rows of `a`).
+pub(super) const MAX_K_ROWS: usize = 128;
 /// Shortest `k` taken (below it the tile's setup is not amortised).
 pub(super) const MIN_K: usize = 16;
 
@@ -145,15 +152,27 @@ pub(super) fn takes(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, m: usize, isa: Isa
 }
 
 /// Whether `c = a · b` (f32, `[m, k] · [k, n]`) is taken on `width`: the shapes and
-/// layouts measured faster than the library (module doc) — `a` with contiguous rows,
-/// `b` with contiguous columns (`q·kᵀ`), `k` short enough for the packed panel and
-/// `a`'s rows to share L1, 3–7 vectors of columns.
+/// layouts measured faster than the library (module doc), `m` from 8 to 512 and `k`
+/// at least [`MIN_K`]:
+/// - `a` with contiguous rows, `b` with contiguous columns (`q·kᵀ`): `k` short enough
+///   for the packed panel and `a`'s rows to share L1, 3–7 vectors of columns;
+/// - `a` with contiguous rows or columns, `b` row-major of exactly 3 or 4 whole vectors
+///   (`P·v`, `Pᵀ·dO`): `b` read in place, up to [`MAX_K_ROWS`] rows.
 fn fits(width: Width, m: usize, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> bool {
     let (k, n) = (a.cols, b.cols);
-    let layout = a.col_stride == 1 && b.row_stride == 1 && b.col_stride != 1;
     match width {
         Width::X16 => {
-            layout && (MIN_K..=MAX_K).contains(&k) && n > 32 && n <= 112 && (8..=512).contains(&m)
+            if !(8..=512).contains(&m) || k < MIN_K {
+                return false;
+            }
+            let b_cols = b.row_stride == 1 && b.col_stride != 1;
+            let q_kt = a.col_stride == 1 && b_cols && k <= MAX_K && n > 32 && n <= 112;
+            let p_v = (a.col_stride == 1 || a.row_stride == 1)
+                && b.col_stride == 1
+                && b.row_stride != 1
+                && k <= MAX_K_ROWS
+                && (n == 48 || n == 64);
+            q_kt || p_v
         }
         Width::X8 => false,
     }
@@ -184,9 +203,16 @@ fn product(
         let mut panel = cell.borrow_mut();
         let np = vectors * lanes;
         let (rsb, csb) = (st(k, b.row_stride), st(n, b.col_stride));
-        panel.clear();
-        panel.resize(k * np, 0.0);
-        if csb == 1 {
+        // A row-major `b` of whole vectors is its own panel; otherwise its rows are
+        // copied (zero-padded to whole vectors) or its columns transposed into one.
+        let in_place = csb == 1 && n == np;
+        if !in_place {
+            panel.clear();
+            panel.resize(k * np, 0.0);
+        }
+        if in_place {
+            // Read where it is.
+        } else if csb == 1 {
             for (p, dst) in panel.chunks_exact_mut(np).enumerate() {
                 dst[..n].copy_from_slice(&b.data[p * rsb..][..n]);
             }
@@ -200,7 +226,11 @@ fn product(
                 }
             }
         }
-        let (bp, rsb) = (&panel[..], np);
+        let (bp, rsb) = if in_place {
+            (b.data, rsb)
+        } else {
+            (&panel[..], np)
+        };
         // Every read of `a` is `(i + r)·rsa + p·csa` with i + r < m, p < k; of the
         // panel, `p·W·N + w·N + lane` with w·N + lane < W·N (its padded row); every
         // write of `c`, `(i + r)·rsc + j` with j < n. Checked here once at the largest
@@ -283,26 +313,19 @@ const SOFTMAX: u8 = 1;
 /// [`Args::kind`]: [`Rows::SoftmaxBackward`].
 const SOFTMAX_BACKWARD: u8 = 2;
 
-/// Rows of the tallest tile of `w` vectors: as many as the accumulator budget allows
-/// (`budget` registers), at most 12.
-const fn tall(budget: usize, w: usize) -> usize {
-    let r = budget / w;
-    if r > 12 {
-        12
-    } else {
-        r
-    }
-}
-
-/// The product on width `L`: row tiles of `tall(budget, W)` rows, then the remaining
-/// rows by tiles of half that height and single rows. `tile(rows, w, i)` runs one.
+/// The product on width `L`: row tiles of `full` rows, then the remaining rows by
+/// tiles of half that height and single rows. `tile(rows, w, i)` runs one.
 ///
 /// # Safety
 /// As [`product`]'s SAFETY comment, on a CPU with `L`'s instruction set.
 #[inline(always)]
-unsafe fn product_lanes<L: Lanes>(args: Args, budget: usize, tile: impl Fn(usize, usize, Args)) {
+unsafe fn product_lanes<L: Lanes>(
+    args: Args,
+    full: impl Fn(usize) -> usize,
+    tile: impl Fn(usize, usize, Args),
+) {
     let w = args.n.div_ceil(L::N);
-    let full = tall(budget, w);
+    let full = full(w);
     let half = (full / 2).max(1);
     let mut i = 0;
     while i < args.m {
@@ -336,20 +359,14 @@ unsafe fn product_lanes<L: Lanes>(args: Args, budget: usize, tile: impl Fn(usize
 /// instruction set.
 #[inline(always)]
 unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const KIND: u8>(l: L, t: Args) {
-    let mut acc = [[l.zero(); W]; R];
-    for p in 0..t.k {
-        // SAFETY (loads): `p < k`, `w < W`: inside `b`'s (padded) row and `a`'s rows
-        // (the function's contract).
-        let bv: [L::V; W] =
-            std::array::from_fn(|w| unsafe { l.load(t.b.add(p * t.rsb + w * L::N)) });
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            // SAFETY: row `r < R` of the tile, `p < k` (the function's contract).
-            let ar = l.splat(unsafe { *t.a.add(r * t.rsa + p * t.csa) });
-            for (acc_rw, b) in acc_r.iter_mut().zip(&bv) {
-                *acc_rw = l.fmadd(ar, *b, *acc_rw);
-            }
+    // SAFETY: forwarded (the function's contract).
+    let acc = unsafe {
+        if t.rsa == 1 && t.csa > 1 {
+            sums::<L, R, W, true>(l, t)
+        } else {
+            sums::<L, R, W, false>(l, t)
         }
-    }
+    };
     if KIND == SOFTMAX_BACKWARD {
         for (r, acc_r) in acc.iter().enumerate() {
             let c_row = t.c.wrapping_add(r * t.rsc);
@@ -370,6 +387,43 @@ unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const KIND: u8>(l
             crate::native::softmax::contiguous_lines::<L, R>(l, t.c, t.c, t.n, l.splat(t.scale))
         };
     }
+}
+
+/// The tile's `R × W` sums `Σ_p a[r,p]·b[p,j]`, by FMAs in `p` order. With
+/// `PREFETCH` (`a` stored by columns, `Pᵀ`): each step also prefetches the cache line
+/// after the one it reads `a` from, in the same column of `a`'s storage — the line
+/// the tiles 16 rows on will read; without it, those lines come back from L2 at each
+/// step of the later tiles (the hardware prefetcher does not follow a stride of a
+/// whole row).
+///
+/// # Safety
+/// As [`tile_lanes`].
+#[inline(always)]
+unsafe fn sums<L: Lanes, const R: usize, const W: usize, const PREFETCH: bool>(
+    l: L,
+    t: Args,
+) -> [[L::V; W]; R] {
+    let mut acc = [[l.zero(); W]; R];
+    for p in 0..t.k {
+        if PREFETCH {
+            let line = t.a.wrapping_add(p * t.csa + 16);
+            // SAFETY: a prefetch is a hint: it neither faults nor changes memory, so
+            // any address is sound (the pointer is only formed, by wrapping_add).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.cast::<i8>()) };
+        }
+        // SAFETY (loads): `p < k`, `w < W`: inside `b`'s (padded) row and `a`'s rows
+        // (the function's contract).
+        let bv: [L::V; W] =
+            std::array::from_fn(|w| unsafe { l.load(t.b.add(p * t.rsb + w * L::N)) });
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            // SAFETY: row `r < R` of the tile, `p < k` (the function's contract).
+            let ar = l.splat(unsafe { *t.a.add(r * t.rsa + p * t.csa) });
+            for (acc_rw, b) in acc_r.iter_mut().zip(&bv) {
+                *acc_rw = l.fmadd(ar, *b, *acc_rw);
+            }
+        }
+    }
+    acc
 }
 
 /// The tile's accumulators to `c`, the last vector's columns below `n` only.
@@ -402,15 +456,29 @@ unsafe fn store_tile<L: Lanes, const R: usize, const W: usize>(
 /// width's `#[target_feature]`, one tile function per (rows, vectors) that
 /// [`product_lanes`] asks for.
 macro_rules! width_kernels {
-    ($product:ident, $tile:ident, $feat:literal, $L:ident, $budget:literal,
-     [$(($w:literal: $($r:literal)*))*]) => {
+    ($product:ident, $tile:ident, $feat:literal, $L:ident,
+     [$(($w:literal: $full:literal $($r:literal)*))*]) => {
         /// The product on this width (see [`product_lanes`]).
         ///
         /// # Safety
         /// As [`product_lanes`].
         #[target_feature(enable = $feat)]
         unsafe fn $product(args: Args) {
+            let full = |w: usize| match w {
+                $($w => $full,)*
+                _ => unreachable!("no tile of {w} vectors"),
+            };
             let tile = |rows: usize, w: usize, t: Args| match (w, rows) {
+                $(
+                    // SAFETY: forwarded (`product_lanes` passes this tile's rows).
+                    ($w, $full) => unsafe {
+                        match t.kind {
+                            SOFTMAX => $tile::<$full, $w, SOFTMAX>(t),
+                            SOFTMAX_BACKWARD => $tile::<$full, $w, SOFTMAX_BACKWARD>(t),
+                            _ => $tile::<$full, $w, STORE>(t),
+                        }
+                    },
+                )*
                 $($(
                     // SAFETY: forwarded (`product_lanes` passes this tile's rows).
                     ($w, $r) => unsafe {
@@ -424,7 +492,7 @@ macro_rules! width_kernels {
                 _ => unreachable!("no {rows}-row tile of {w} vectors"),
             };
             // SAFETY: forwarded; `tile` covers every (w, rows) `product_lanes` asks.
-            unsafe { product_lanes::<$L>(args, $budget, tile) }
+            unsafe { product_lanes::<$L>(args, full, tile) }
         }
 
         /// One tile on this width.
@@ -440,10 +508,13 @@ macro_rules! width_kernels {
     };
 }
 
-// Tile heights per vector count: `tall(budget, w)`, half of it, and 1.
-width_kernels!(product_x16, tile_x16, "avx512f,avx512dq", X16, 24,
-    [(1: 12 6 1) (2: 12 6 1) (3: 8 4 1) (4: 6 3 1) (5: 4 2 1) (6: 4 2 1) (7: 3 1)]);
-width_kernels!(product_x8, tile_x8, "avx2,fma", X8, 12,
+// Tile heights per vector count: the full tile, half of it, and 1. The full tile is
+// as tall as the accumulators allow (24 of the 32 zmm, 12 of the 16 ymm; at most 12
+// rows), except 5 rows of 4 vectors on 16 lanes: 20 accumulators measured faster
+// than 24 (`P·v`, 100 × 100 × 64: ~5%).
+width_kernels!(product_x16, tile_x16, "avx512f,avx512dq", X16,
+    [(1: 12 6 1) (2: 12 6 1) (3: 8 4 1) (4: 5 2 1) (5: 4 2 1) (6: 4 2 1) (7: 3 1)]);
+width_kernels!(product_x8, tile_x8, "avx2,fma", X8,
     [(1: 12 6 1) (2: 6 3 1) (3: 4 2 1) (4: 3 1) (5: 2 1) (6: 2 1) (7: 1)]);
 
 #[cfg(test)]
@@ -490,6 +561,10 @@ mod tests {
                 (7, 17, 64),
                 (25, 128, 112),
                 (3, 20, 33),
+                // Row-major `b` of whole vectors (read in place), every tile height.
+                (100, 100, 64),
+                (13, 100, 64),
+                (9, 128, 48),
             ] {
                 if n > MAX_VECTORS * lanes {
                     continue;
@@ -543,8 +618,8 @@ mod tests {
         }
     }
 
-    /// Only row-major `a` times column-major `b` within the bounds is taken, only on
-    /// AVX-512; what is declined writes nothing.
+    /// Only the measured layouts within their bounds are taken, only on AVX-512; what
+    /// is declined writes nothing.
     #[test]
     fn takes_only_the_measured_shapes() {
         let ad = values(100 * 64, 1);
@@ -609,6 +684,40 @@ mod tests {
             taken,
             Width::for_level(IsaLevel::Avx512) == Some(Width::X16)
         );
+        // `P·v` and `Pᵀ·dO` of W5 (`[100, 100] · [100, 64]`, `b` row-major): taken with
+        // either layout of `a` where this CPU has AVX-512; not past `MAX_K_ROWS`.
+        let pd = values(100 * (MAX_K_ROWS + 1), 3);
+        let p = |k: usize, by_cols: bool| MatRef {
+            data: &pd,
+            rows: 100,
+            cols: k,
+            row_stride: if by_cols { 1 } else { k as isize },
+            col_stride: if by_cols { 100 } else { 1 },
+        };
+        let v = |k: usize| MatRef {
+            data: &bd,
+            rows: k,
+            cols: 64,
+            row_stride: 64,
+            col_stride: 1,
+        };
+        let mut c = MatMut {
+            data: &mut cd,
+            rows: 100,
+            cols: 64,
+            row_stride: 64,
+            col_stride: 1,
+        };
+        for by_cols in [false, true] {
+            let taken = try_product(&p(100, by_cols), &v(100), &mut c, 100, IsaLevel::Avx512);
+            assert_eq!(
+                taken.unwrap(),
+                Width::for_level(IsaLevel::Avx512) == Some(Width::X16)
+            );
+            let long = p(MAX_K_ROWS + 1, by_cols);
+            let taken = try_product(&long, &v(MAX_K_ROWS + 1), &mut c, 100, IsaLevel::Avx512);
+            assert!(!taken.unwrap(), "k past MAX_K_ROWS taken");
+        }
     }
 
     /// Through the batched entry point at every ISA level: W5's `q·kᵀ` (kᵀ a
