@@ -8,6 +8,7 @@ mod common;
 mod concat_in_place;
 mod concurrent_scans;
 mod conv_epilogue;
+mod elementwise_unroll;
 mod engine;
 mod epilogue;
 mod fed_outputs;

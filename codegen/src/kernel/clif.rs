@@ -219,6 +219,11 @@ type Acc = (Option<[Variable; ACCUMULATORS]>, Variable);
 /// (the sum of `k` terms in `k/16` steps per chain instead of `k/4`).
 const ACCUMULATORS: usize = 4;
 
+/// Vectors per iteration of an elementwise (or column-order) vector loop: the loop's
+/// own instructions (pointer steps, counter, compare and branch) paid once per four
+/// vectors instead of per vector.
+const ELEMENTWISE_UNROLL: i64 = 4;
+
 struct Cx<'a> {
     k: &'a Kernel,
     nest: &'a Nest,
@@ -484,7 +489,7 @@ impl Cx<'_> {
             {
                 ACCUMULATORS as i64
             } else {
-                1
+                ELEMENTWISE_UNROLL
             };
             let mut vec_start = start;
             if unroll > 1 {
