@@ -982,30 +982,41 @@ fn batched_times_one_matrix_folds_rows_or_not_and_is_right() {
     }
 }
 
-/// `matmul_bias_capped`: where the `gemm` crate takes the product, bits equal the
-/// product then a separate bias add; elsewhere (a `k` above one `gemm` block, a shape
-/// another kernel takes, a level `gemm` does not run at) it declines and writes
-/// nothing; a short bias or output is a typed error.
+/// `matmul_bias_capped`: where the one-panel kernel or the `gemm` crate takes the
+/// product, bits equal the product then a separate bias add; elsewhere (a `k` above
+/// one `gemm` block or the one-panel kernel's, a level neither runs at) it declines and
+/// writes nothing; a short bias or output is a typed error.
 #[test]
 fn matmul_bias_equals_the_product_then_the_add_or_declines() {
     use onde_codegen::native::matmul::{gemm_crate_at, matmul_bias_capped};
     let f =
         |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
     for isa in onde_codegen::IsaLevel::ALL {
-        // 300 rows × 48 columns: the one-panel kernel's on 16 lanes; k = 65: past the
-        // `k` this path keeps to (`wide::MAX_K_ONTO`).
+        // Which kernel takes each product: the one-panel kernel on 16 lanes (`a·wᵀ` of
+        // 33–112 columns, `k ≤ 80`; `a·w` of 48 or 64 columns, `k ≤ 128`), else `gemm`
+        // where it runs and `k` is within `wide::MAX_K_ONTO` (64).
         let sixteen = isa.capped() == onde_codegen::IsaLevel::Avx512;
-        for (m, k, n, t) in [
-            (600, 64, 48, true),
-            (700, 17, 40, true),
-            (300, 64, 48, !sixteen),
-            (600, 65, 48, false),
+        let gemm = gemm_crate_at(isa);
+        for (m, k, n, transposed, taken) in [
+            (600, 64, 128, true, gemm),
+            (3200, 64, 64, true, sixteen || gemm),
+            // A partial last vector of bias on the one-panel kernel.
+            (700, 17, 40, true, sixteen || gemm),
+            (600, 65, 48, true, sixteen),
+            (600, 90, 48, true, false),
+            (3200, 64, 64, false, sixteen || gemm),
+            (100, 100, 48, false, sixteen),
+            (50, 129, 64, false, false),
         ] {
             let a = f(m * k, 1);
             let w = f(n * k, 2);
             let bias = f(n, 3);
-            // `b = wᵀ`: `[k, n]` with strides `[1, k]`.
-            let (bs, bst) = ([k, n], [1isize, k as isize]);
+            // `b = wᵀ` (`[k, n]` with strides `[1, k]`) or `w` itself (`[n, 1]`).
+            let (bs, bst) = if transposed {
+                ([k, n], [1isize, k as isize])
+            } else {
+                ([k, n], [n as isize, 1])
+            };
             let mut got = vec![f32::NAN; m * n];
             let ran = matmul_bias_capped(
                 isa,
@@ -1019,8 +1030,8 @@ fn matmul_bias_equals_the_product_then_the_add_or_declines() {
                 &mut got,
             )
             .unwrap();
-            let what = format!("{isa:?} {m}x{k}x{n}");
-            assert_eq!(ran, t && gemm_crate_at(isa), "{what}");
+            let what = format!("{isa:?} {m}x{k}x{n} transposed={transposed}");
+            assert_eq!(ran, taken, "{what}");
             if !ran {
                 assert!(got.iter().all(|v| v.is_nan()), "{what}: declined but wrote");
                 continue;

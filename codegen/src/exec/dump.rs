@@ -147,7 +147,7 @@ impl Compiled {
                             if sm.bias.is_some() { "added" } else { "none" },
                             sm.act,
                             if onto_bias {
-                                ", or the product added onto the preset bias (library GEMM, one thread)"
+                                ", or the bias added as the one-panel kernel stores, or the product added onto the preset bias (library GEMM); one thread"
                             } else {
                                 ""
                             }

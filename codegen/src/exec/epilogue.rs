@@ -21,11 +21,13 @@
 //! with few rows). The activation is in an out-of-line function after the
 //! accumulation loop: inlined, its temporaries slowed the loop itself ~2.5×.
 //!
-//! Elsewhere, a bias-only kernel on one thread whose product goes to the `gemm` crate
-//! (a plain run over many rows: W5's `[3200, 64]` projections) is folded the other way
-//! round: the bias is written to `dst` first and the GEMM adds the product onto it
-//! (`native::matmul::matmul_bias_capped`: one rounding of the same sum, so the same
-//! bits, NaN payloads aside). Otherwise the kernel runs as its own step.
+//! Elsewhere, a bias-only kernel on one thread whose product goes to the one-panel
+//! kernel (a plain run over many rows: W5's `[3200, 64]` projections) gets the bias
+//! added to each accumulator as it is stored; one whose product goes to the `gemm`
+//! crate is folded the other way round: the bias is written to `dst` first and the
+//! GEMM adds the product onto it (`native::matmul::matmul_bias_capped`: one rounding
+//! of the same sum, so the same bits, NaN payloads aside). Otherwise the kernel runs
+//! as its own step.
 //!
 //! A general form running any row-major consumer on blocks of rows was tried and
 //! removed (neutral; `docs/performance.md`).

@@ -12,8 +12,9 @@
 //!
 //! Fused entry points beside it: a product then a softmax along its rows or softmax's
 //! backward, on the one-panel kernel (`then_softmax.rs`, its row epilogues in
-//! `rows.rs`), and a product added onto a preset bias on the library GEMM
-//! ([`matmul_bias_capped`]).
+//! `rows.rs`), and a product plus a bias broadcast along rows ([`matmul_bias_capped`]:
+//! added as the one-panel kernel stores, or the product added onto the preset bias
+//! by the library GEMM).
 //!
 //! [`Real::gemm`] is the one place that calls the library's raw-pointer interface; it
 //! checks that every element the views address lies inside their slices and that the
@@ -337,12 +338,14 @@ pub fn gemm_crate_at(isa: IsaLevel) -> bool {
     wide::enabled(isa)
 }
 
-/// `out = a · b + bias` (bias broadcast along rows) for a 2-D f32 product on the
-/// library GEMM, one thread, when that is where [`matmul_capped`] would send it: the
-/// bias is written to `out`'s rows first and `gemm` adds the product onto them, so the
-/// product is never stored on its own and no second pass adds the bias. Each output is
-/// bit for bit `matmul_capped`'s product plus the bias in one rounding (`k` within one
-/// `gemm` block, see `wide::sgemm_onto`; NaN payloads aside). Returns `Ok(false)`, with nothing written,
+/// `out = a · b + bias` (bias broadcast along rows) for a 2-D f32 product, one
+/// thread, where [`matmul_capped`] would send it to the one-panel kernel or the
+/// library GEMM: the one-panel kernel adds the bias to each accumulator as it stores
+/// it; for the library, the bias is written to `out`'s rows first and `gemm` adds the
+/// product onto them. Either way the product is never stored on its own and no second
+/// pass adds the bias, and each output is bit for bit `matmul_capped`'s product plus
+/// the bias in one rounding (for the library: `k` within one `gemm` block, see
+/// `wide::sgemm_onto`; NaN payloads aside). Returns `Ok(false)`, with nothing written,
 /// where it does not apply: another kernel would take the product (`k` above
 /// `wide::MAX_K_ONTO`, a thin or short product, an ISA level `gemm` does not run at).
 ///
@@ -396,8 +399,21 @@ pub fn matmul_bias_capped(
         row_stride: b_strides[0],
         col_stride: b_strides[1],
     };
-    // Where `matmul_capped` sends a product: the same tests in the same order, and the
-    // library only when none of the kernels before it takes the shape.
+    // Where `matmul_capped` sends a product: the same tests in the same order; the
+    // one-panel kernel adds the bias as it stores, the library only when none of the
+    // kernels before it takes the shape.
+    if !long_dot::takes(&av, &bv, m, isa) && !thin::takes(&av, &bv, m) {
+        let mut cv = MatMut {
+            data: &mut *out,
+            rows: m,
+            cols: n,
+            row_stride: n as isize,
+            col_stride: 1,
+        };
+        if one_panel::try_product_rows(&av, &bv, &mut cv, one_panel::Rows::Bias(bias), isa)? {
+            return Ok(true);
+        }
+    }
     let library = wide::enabled(isa)
         && wide::suits(m, n)
         && (1..=wide::MAX_K_ONTO).contains(&k)

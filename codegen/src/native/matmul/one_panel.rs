@@ -16,22 +16,25 @@
 //! `a`'s rows (`k ≤` [`MAX_K`]).
 //!
 //! What is taken ([`fits`]) is what measured faster than the library on the Intel Xeon
-//! (AVX-512) this was written on: `a·bᵀ` products (`b` column-major), `k ≤ 80`, 33–112
-//! columns — W5's `q·kᵀ` and `dO·vᵀ`; and products with a row-major `b` of 48 or 64
-//! columns (`P·v`, `dS·k`; with `a` column-major, `Pᵀ·dO` and `dSᵀ·q`), `k ≤ 128`:
-//! `b` is then read in place (its rows are already whole vectors), and where `a` is
-//! stored by columns each step prefetches the next line of `a`'s column (see
-//! `sums`). Longer `k` ran much slower (the panel leaves L1); numbers in
-//! `docs/performance.md` (2026-12-07, fifth and seventh sessions). The kernel is
-//! written over both widths and tested on both; the 8-lane width is not taken (not
-//! measured faster on an AVX2-only CPU).
+//! (AVX-512) this was written on: `a·bᵀ` products (`b` column-major), `k ≤ 80`,
+//! 33–112 columns — W5's `q·kᵀ` and `dO·vᵀ`, and its projections `x·Wᵀ` (3200 rows:
+//! level with the library alone, faster with their bias added as they are stored);
+//! and products with a row-major `b` of 48 or 64 columns (`P·v`, `dS·k`; with `a`
+//! column-major, `Pᵀ·dO` and `dSᵀ·q`), `k ≤ 128`: `b` is then read in place (its
+//! rows are already whole vectors), and where `a` is stored by columns each step
+//! prefetches the next line of `a`'s column (see `sums`). Longer `k` ran much slower
+//! (the panel leaves L1); numbers in `docs/performance.md` (2026-12-07, fifth and
+//! seventh sessions). The kernel is written over both widths and tested on both; the
+//! 8-lane width is not taken (not measured faster on an AVX2-only CPU).
 //!
-//! # Softmax and its backward on the rows
+//! # A bias, softmax and its backward on the rows
 //! A tile holds whole rows of `c`, so a softmax along them, or its backward, can run
 //! as soon as the tile is done ([`Rows`], `then_softmax.rs`): attention's scores
 //! `q·kᵀ` are softmaxed in place on the rows just stored (still in L1), and `dP =
 //! dO·vᵀ` leaves the registers as the scores' gradient without being stored — with
 //! the operations of `native::softmax` and `native::softmax_backward`, in their order.
+//! A bias broadcast along rows is added to each accumulator as it is stored (a linear
+//! layer's `x·W + b`, `matmul_bias_capped`).
 //!
 //! # Numerics
 //! Each output is `Σ_p a[i,p]·b[p,j]` accumulated from zero in `p` order with one FMA
@@ -101,12 +104,14 @@ pub(super) fn try_product<T: Real>(
     Ok(true)
 }
 
-/// [`try_product`] with a softmax or its backward applied to each row of the product
-/// as each tile is done ([`Rows`]; `c` then holds their result): `Ok(false)`, nothing
-/// written, where this kernel does not take the product.
+/// [`try_product`] with a bias added as each tile is stored, or a softmax or its
+/// backward applied to each row of the product as each tile is done ([`Rows`]; `c`
+/// then holds their result): `Ok(false)`, nothing written, where this kernel does not
+/// take the product.
 ///
 /// # Errors
-/// As [`try_product`], and if the backward's `y` does not hold `c`'s rows.
+/// As [`try_product`], and if the bias holds fewer than `n` values or the backward's
+/// `y` does not hold `c`'s rows.
 pub(super) fn try_product_rows(
     a: &MatRef<'_, f32>,
     b: &MatRef<'_, f32>,
@@ -119,6 +124,14 @@ pub(super) fn try_product_rows(
     };
     if !fits(width, a.rows, a, b) || c.col_stride != 1 {
         return Ok(false);
+    }
+    if let Rows::Bias(bias) = rows {
+        if bias.len() < b.cols {
+            return Err(NativeError::shape(
+                "matmul",
+                format!("bias of {} values for {} columns", bias.len(), b.cols),
+            ));
+        }
     }
     if let Rows::SoftmaxBackward { y, row_stride, .. } = rows {
         let fits_y = a.rows.checked_sub(1).is_none_or(|last| {
@@ -152,17 +165,21 @@ pub(super) fn takes(a: &MatRef<'_, f32>, b: &MatRef<'_, f32>, m: usize, isa: Isa
 }
 
 /// Whether `c = a · b` (f32, `[m, k] · [k, n]`) is taken on `width`: the shapes and
-/// layouts measured faster than the library (module doc), `m` from 8 to 512 and `k`
-/// at least [`MIN_K`]:
-/// - `a` with contiguous rows, `b` with contiguous columns (`q·kᵀ`): `k` short enough
-///   for the packed panel and `a`'s rows to share L1, 3–7 vectors of columns;
+/// layouts measured faster than the library (module doc), at least 8 rows and `k` at
+/// least [`MIN_K`]:
+/// - `a` with contiguous rows, `b` with contiguous columns (`q·kᵀ`, a linear layer's
+///   `x·Wᵀ`): `k` short enough for the packed panel and `a`'s rows to share L1, 3–7
+///   vectors of columns;
 /// - `a` with contiguous rows or columns, `b` row-major of exactly 3 or 4 whole vectors
 ///   (`P·v`, `Pᵀ·dO`): `b` read in place, up to [`MAX_K_ROWS`] rows.
+///
+/// Any number of rows: on many (a projection's 3200) the kernel alone is level with
+/// the library, and a bias then rides its stores (`matmul_bias_capped`).
 fn fits(width: Width, m: usize, a: &MatRef<'_, f32>, b: &MatRef<'_, f32>) -> bool {
     let (k, n) = (a.cols, b.cols);
     match width {
         Width::X16 => {
-            if !(8..=512).contains(&m) || k < MIN_K {
+            if m < 8 || k < MIN_K {
                 return false;
             }
             let b_cols = b.row_stride == 1 && b.col_stride != 1;
@@ -238,6 +255,7 @@ fn product(
         let last = |extent: usize, s: usize| extent.saturating_sub(1) * s;
         let (kind, y, rsy, scale) = match rows {
             None => (STORE, &[][..], 0, 1.0),
+            Some(Rows::Bias(bias)) => (BIAS, bias, 0, 1.0),
             Some(Rows::Softmax { scale }) => (SOFTMAX, &[][..], 0, scale),
             Some(Rows::SoftmaxBackward {
                 y,
@@ -250,6 +268,7 @@ fn product(
                 && last(k, rsb) + vectors * lanes <= bp.len()
                 && last(c.rows, rsc) + n <= c.data.len()
                 && (kind != SOFTMAX_BACKWARD || last(c.rows, rsy) + n <= y.len())
+                && (kind != BIAS || n <= y.len())
                 && (kind != SOFTMAX || rsc == n || c.rows <= 1),
             "one_panel::product: a view reaches outside its slice"
         );
@@ -295,19 +314,22 @@ struct Args {
     rsb: usize,
     c: *mut f32,
     rsc: usize,
-    /// For the backward: softmax's output, row `r` at `r·rsy`.
+    /// For the backward: softmax's output, row `r` at `r·rsy`; for [`BIAS`], the
+    /// bias (`n` values, `rsy` = 0).
     y: *const f32,
     /// Elements between rows of `y`.
     rsy: usize,
     /// The row epilogue's factor ([`Rows`]).
     scale: f32,
-    /// What each row gets: [`STORE`] (nothing more), [`SOFTMAX`] or
+    /// What each row gets: [`STORE`] (nothing more), [`BIAS`], [`SOFTMAX`] or
     /// [`SOFTMAX_BACKWARD`].
     kind: u8,
 }
 
 /// [`Args::kind`]: rows stored as computed.
 const STORE: u8 = 0;
+/// [`Args::kind`]: [`Rows::Bias`].
+const BIAS: u8 = 3;
 /// [`Args::kind`]: [`Rows::Softmax`].
 const SOFTMAX: u8 = 1;
 /// [`Args::kind`]: [`Rows::SoftmaxBackward`].
@@ -351,8 +373,9 @@ unsafe fn product_lanes<L: Lanes>(
 
 /// One tile: `R` rows × `W` vectors of `c`, each output `Σ_p a[r,p]·b[p,j]` by FMAs in
 /// `p` order; the last vector stores only the columns below `n`. Then, by `KIND`
-/// ([`Args::kind`]): nothing more; a softmax of the stored rows, in place while in
-/// L1; or, instead of storing the product, softmax's backward from the registers.
+/// ([`Args::kind`]): nothing more (or the bias added as it is stored); a softmax of
+/// the stored rows, in place while in L1; or, instead of storing the product,
+/// softmax's backward from the registers.
 ///
 /// # Safety
 /// `t` addresses the tile's rows as [`product`] checked; the CPU has `L`'s
@@ -377,8 +400,9 @@ unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const KIND: u8>(l
         }
         return;
     }
-    // SAFETY: the tile's rows of `c` (the function's contract).
-    unsafe { store_tile(l, &acc, t) };
+    // SAFETY: the tile's rows of `c`, and for `BIAS` the bias's `n` values (the
+    // function's contract).
+    unsafe { store_tile::<L, R, W, KIND>(l, &acc, t) };
     if KIND == SOFTMAX {
         // SAFETY: the tile's `R` rows of `c`, `n` floats each and `rsc = n` apart
         // (`product` asserts it for this kind), just written: the softmax runs on them
@@ -426,26 +450,38 @@ unsafe fn sums<L: Lanes, const R: usize, const W: usize, const PREFETCH: bool>(
     acc
 }
 
-/// The tile's accumulators to `c`, the last vector's columns below `n` only.
+/// The tile's accumulators to `c` (plus the bias `t.y` when `KIND` is [`BIAS`]), the
+/// last vector's columns below `n` only.
 ///
 /// # Safety
-/// As [`tile_lanes`].
+/// As [`tile_lanes`]; for [`BIAS`], `t.y` holds `n` values.
 #[inline(always)]
-unsafe fn store_tile<L: Lanes, const R: usize, const W: usize>(
+unsafe fn store_tile<L: Lanes, const R: usize, const W: usize, const KIND: u8>(
     l: L,
     acc: &[[L::V; W]; R],
     t: Args,
 ) {
+    let bias_kind = KIND == BIAS;
+    let bias: [L::V; W] = std::array::from_fn(|w| {
+        let cols = t.n.saturating_sub(w * L::N);
+        // SAFETY: the bias's values below `n` (the function's contract).
+        match (bias_kind, cols >= L::N) {
+            (false, _) => l.zero(),
+            (true, true) => unsafe { l.load(t.y.add(w * L::N)) },
+            (true, false) => unsafe { l.load_first(t.y.add(w * L::N), cols) },
+        }
+    });
     for (r, acc_r) in acc.iter().enumerate() {
         for (w, v) in acc_r.iter().enumerate() {
             let dst = t.c.wrapping_add(r * t.rsc + w * L::N);
             let cols = t.n - w * L::N;
+            let v = if bias_kind { l.add(*v, bias[w]) } else { *v };
             // SAFETY: row `r` of the tile, columns `w·N ..` below `n` (contract).
             unsafe {
                 if cols >= L::N {
-                    l.store(dst, *v);
+                    l.store(dst, v);
                 } else {
-                    l.store_first(dst, cols, *v);
+                    l.store_first(dst, cols, v);
                 }
             }
         }
@@ -473,6 +509,7 @@ macro_rules! width_kernels {
                     // SAFETY: forwarded (`product_lanes` passes this tile's rows).
                     ($w, $full) => unsafe {
                         match t.kind {
+                            BIAS => $tile::<$full, $w, BIAS>(t),
                             SOFTMAX => $tile::<$full, $w, SOFTMAX>(t),
                             SOFTMAX_BACKWARD => $tile::<$full, $w, SOFTMAX_BACKWARD>(t),
                             _ => $tile::<$full, $w, STORE>(t),
@@ -483,6 +520,7 @@ macro_rules! width_kernels {
                     // SAFETY: forwarded (`product_lanes` passes this tile's rows).
                     ($w, $r) => unsafe {
                         match t.kind {
+                            BIAS => $tile::<$r, $w, BIAS>(t),
                             SOFTMAX => $tile::<$r, $w, SOFTMAX>(t),
                             SOFTMAX_BACKWARD => $tile::<$r, $w, SOFTMAX_BACKWARD>(t),
                             _ => $tile::<$r, $w, STORE>(t),

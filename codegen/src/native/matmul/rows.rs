@@ -14,10 +14,14 @@
 
 use crate::kernel::engine::lanes::Lanes;
 
-/// What each row of a product gets: a softmax once stored, or softmax's backward instead
-/// of being stored.
+/// What each row of a product gets: a bias added as it is stored, a softmax once
+/// stored, or softmax's backward instead of being stored.
 #[derive(Clone, Copy)]
 pub(crate) enum Rows<'y> {
+    /// `c = a·b + bias`, the bias broadcast along rows (`n` values), added to each
+    /// accumulator as it is stored: the product then a bias kernel, in one rounding
+    /// each, so the same bits.
+    Bias(&'y [f32]),
     /// `c = softmax(a·b · scale)` along the row (`native::softmax::softmax_scaled_f32`
     /// of the product, run on the tile's rows just stored, in place).
     Softmax {
