@@ -1234,3 +1234,49 @@ fn a_product_then_softmax_fused_equals_the_two_steps() {
         }
     }
 }
+
+/// A one-row product `[1, k] · [k, n]` with `b`'s rows contiguous (W5's score-layer
+/// weight gradient `[1, 3200] · [3200, 64]`) runs on the engine's vectors where the
+/// level allows, with the scalar loop's operations in its order: bits equal the
+/// baseline level's at every level, close to f64.
+#[test]
+fn one_row_sums_of_scaled_rows_are_the_scalar_sums_at_every_level() {
+    let f =
+        |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
+    for (k, n) in [(5, 2), (9, 17), (100, 40), (3200, 64), (13, 64), (64, 33)] {
+        let a = f(k, 1);
+        let b = f(k * n, 2);
+        let run = |isa| {
+            let mut c = vec![f32::NAN; n];
+            onde_codegen::native::matmul_capped(
+                isa,
+                &a,
+                &[1, k],
+                &[k as isize, 1],
+                &b,
+                &[k, n],
+                &[n as isize, 1],
+                &mut c,
+                1,
+            )
+            .unwrap();
+            c
+        };
+        let want = run(onde_codegen::IsaLevel::Baseline);
+        for j in 0..n {
+            let exact: f64 = (0..k)
+                .map(|p| f64::from(a[p]) * f64::from(b[p * n + j]))
+                .sum();
+            assert!(
+                (f64::from(want[j]) - exact).abs() <= 1e-5 * (1.0 + k as f64),
+                "k={k} n={n} column {j}: {} vs {exact}",
+                want[j]
+            );
+        }
+        for isa in crate::common::isa_levels() {
+            let got = run(isa);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "k={k} n={n} {isa:?}");
+        }
+    }
+}

@@ -674,7 +674,7 @@ pub fn matmul_capped<T: Real>(
             col_stride: 1,
         };
         if long_dot::try_product(&av, &bv, &mut cv, m, isa)?
-            || thin::product(&av, &bv, &mut cv, m)?
+            || thin::product(&av, &bv, &mut cv, m, isa)?
             || one_panel::try_product(&av, &bv, &mut cv, m, isa)?
         {
             return Ok(());

@@ -23,8 +23,19 @@
 //!
 //! The summation order differs from the library's, which is allowed: matrix products
 //! promise a result to rounding, not a summation order.
+//!
+//! The one-row sum of scaled rows runs on the engine's vectors (16 or 8 lanes) for
+//! f32 where the ISA level allows, with the scalar loop's operations in its order
+//! (same bits): the compiler's own vectorisation of that loop kept to 4 lanes and the
+//! partial rows on the stack.
 
-use super::{check_gemm, long_dot, MatMut, MatRef, Real};
+// SIMD on raw pointers over checked views: every block has a SAFETY comment.
+#![allow(unsafe_code)]
+
+use super::{check_gemm, f32_mut, f32_ref, long_dot, MatMut, MatRef, Real};
+use crate::isa::IsaLevel;
+use crate::kernel::engine::lanes::{width_entry, Lanes};
+use crate::kernel::engine::Width;
 use crate::native::NativeError;
 
 /// Products with at most this many outputs and `k ≥ 8` are computed as dot products.
@@ -39,6 +50,17 @@ pub(super) const ROW_MAX_COLS: usize = 64;
 /// Elements of `k` per chunk of a dot product (a strided column is copied to the stack
 /// chunk by chunk).
 const DOT_CHUNK: usize = 256;
+
+/// Interleaved partial rows of a one-row sum of scaled rows (`p mod 4`): four rows of
+/// 64 columns are the 16 accumulators a 16-lane pass over whole rows of `b` can keep
+/// in registers (eight made it walk `b` in strided column blocks, ~1.7× slower).
+const PARTIAL_ROWS: usize = 4;
+
+/// Rows of `b` per block of a one-row sum of scaled rows: each block's partial rows
+/// are combined and added to the running total, so no chain of additions is longer
+/// than `BLOCK / 4 + k / BLOCK` (four partial rows alone rounded past the tests'
+/// bound at `k` = 1500).
+const BLOCK: usize = 64;
 
 /// Products with at most this inner length are computed as sums of scaled rows.
 pub(super) const AXPY_MAX_K: usize = 4;
@@ -88,6 +110,7 @@ pub(super) fn product<T: Real>(
     b: &MatRef<'_, T>,
     c: &mut MatMut<'_, T>,
     whole_rows: usize,
+    isa: IsaLevel,
 ) -> Result<bool, NativeError> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let Some((dot, rows_of_b)) = choice(a, b, whole_rows) else {
@@ -146,22 +169,56 @@ pub(super) fn product<T: Real>(
         return Ok(true);
     }
     if rows_of_b && k > AXPY_MAX_K && csc == 1 {
-        // One row of outputs, in eight interleaved partial rows (`p mod 8`, combined
-        // pairwise as `dot8` does): a long sequential chain per output would round
-        // like `k` additions in a row.
+        // One row of outputs, by blocks of `BLOCK` rows of `b`, each in four
+        // interleaved partial rows (`p mod 4`, combined pairwise) then added to the
+        // total: a long sequential chain per output would round like `k` additions in
+        // a row.
         let c0 = at(0, 0, rsc, csc);
-        let mut acc = [[T::ZERO; ROW_MAX_COLS]; 8];
-        for p in 0..k {
-            let s = a.data[at(0, p, rsa, csa)];
-            let b0 = at(p, 0, rsb, csb);
-            for (o, &x) in acc[p % 8][..n].iter_mut().zip(&b.data[b0..b0 + n]) {
-                *o = *o + s * x;
+        if let (Some(width), Some(a32), Some(b32), Some(c32)) =
+            (Width::for_level(isa), f32_ref(a), f32_ref(b), f32_mut(c))
+        {
+            // `check_gemm` validated the views: `a`'s `k` values at `p·csa`, `b`'s rows
+            // of `n` contiguous values at `p·rsb`, `c`'s `n` values from `c0`.
+            let (csa, rsb) = (csa.unsigned_abs(), rsb.unsigned_abs());
+            assert!(
+                (k - 1) * csa < a32.data.len()
+                    && (k - 1) * rsb + n <= b32.data.len()
+                    && c0 + n <= c32.data.len(),
+                "thin::product: a view reaches outside its slice"
+            );
+            let args = RowsOfB {
+                k,
+                n,
+                a: a32.data.as_ptr(),
+                csa,
+                b: b32.data.as_ptr(),
+                rsb,
+                c: c32.data[c0..].as_mut_ptr(),
+            };
+            // SAFETY: `width` is one this CPU has (`Width::for_level`); the assert
+            // keeps every access inside the slices, and `c` is an exclusive borrow.
+            unsafe { rows_of_b_f32(width, args) };
+            return Ok(true);
+        }
+        let mut total = [T::ZERO; ROW_MAX_COLS];
+        for block in (0..k).step_by(BLOCK) {
+            let mut acc = [[T::ZERO; ROW_MAX_COLS]; PARTIAL_ROWS];
+            for p in block..(block + BLOCK).min(k) {
+                let s = a.data[at(0, p, rsa, csa)];
+                let b0 = at(p, 0, rsb, csb);
+                for (o, &x) in acc[p % PARTIAL_ROWS][..n]
+                    .iter_mut()
+                    .zip(&b.data[b0..b0 + n])
+                {
+                    *o = *o + s * x;
+                }
+            }
+            for (j, t) in total[..n].iter_mut().enumerate() {
+                let l = |q: usize| acc[q][j];
+                *t = *t + ((l(0) + l(2)) + (l(1) + l(3)));
             }
         }
-        for (j, out) in c.data[c0..c0 + n].iter_mut().enumerate() {
-            let l = |q: usize| acc[q][j];
-            *out = ((l(0) + l(4)) + (l(1) + l(5))) + ((l(2) + l(6)) + (l(3) + l(7)));
-        }
+        c.data[c0..c0 + n].copy_from_slice(&total[..n]);
         return Ok(true);
     }
     for i in 0..m {
@@ -195,6 +252,100 @@ pub(super) fn product<T: Real>(
         }
     }
     Ok(true)
+}
+
+/// A one-row sum of scaled rows of `b` (f32): `c[j] = Σ_p a[p]·b[p, j]`.
+#[derive(Clone, Copy)]
+struct RowsOfB {
+    k: usize,
+    n: usize,
+    /// `a[p]` at `p·csa`.
+    a: *const f32,
+    csa: usize,
+    /// Row `p` of `b` (`n` contiguous values) at `p·rsb`.
+    b: *const f32,
+    rsb: usize,
+    /// The `n` outputs.
+    c: *mut f32,
+}
+
+width_entry! {
+    /// [`rows_of_b_lanes`] on `width`.
+    unsafe fn rows_of_b_f32(RowsOfB) => rows_of_b_lanes
+}
+
+/// The scalar path's sums (per block of [`BLOCK`] rows, four partial rows by `p mod
+/// 4`, each `acc + a[p]·b[p, j]` with the product rounded, combined pairwise and added
+/// to the total), on `L`'s vectors: the same operations in the same order, so the
+/// same bits. Columns go in blocks of 64 on 16
+/// lanes (one pass over `b`'s rows when `n ≤ 64`), 16 on 8 lanes (the accumulators of
+/// a block must fit the 16 ymm registers).
+///
+/// # Safety
+/// `t` addresses `k` values of `a`, `k` rows of `n` values of `b` and `n` values of
+/// `c` (which nothing else accesses); the CPU has `L`'s instruction set.
+#[inline(always)]
+unsafe fn rows_of_b_lanes<L: Lanes>(l: L, t: RowsOfB) {
+    // SAFETY: forwarded.
+    unsafe {
+        if L::N == 16 {
+            column_blocks::<L, 4>(l, t);
+        } else {
+            column_blocks::<L, 2>(l, t);
+        }
+    }
+}
+
+/// [`rows_of_b_lanes`] over blocks of `W` vectors of columns.
+///
+/// # Safety
+/// As [`rows_of_b_lanes`].
+#[inline(always)]
+unsafe fn column_blocks<L: Lanes, const W: usize>(l: L, t: RowsOfB) {
+    let mut j = 0;
+    while j < t.n {
+        let cols = (t.n - j).min(W * L::N);
+        let mut total = [l.zero(); W];
+        for block in (0..t.k).step_by(BLOCK) {
+            let mut acc = [[l.zero(); W]; PARTIAL_ROWS];
+            for p in block..(block + BLOCK).min(t.k) {
+                // SAFETY: `p < k`; every load below reads columns `j .. j + cols`,
+                // below `n` (the contract).
+                let (s, row) = unsafe { (l.splat(*t.a.add(p * t.csa)), t.b.add(p * t.rsb + j)) };
+                let acc_p = &mut acc[p % PARTIAL_ROWS];
+                if cols == W * L::N {
+                    for (w, o) in acc_p.iter_mut().enumerate() {
+                        // SAFETY: as above.
+                        let x = unsafe { l.load(row.add(w * L::N)) };
+                        *o = l.add(*o, l.mul(s, x));
+                    }
+                } else {
+                    for (w, o) in acc_p.iter_mut().enumerate() {
+                        let c0 = w * L::N;
+                        if c0 < cols {
+                            // SAFETY: as above (the last vector's columns below `cols`).
+                            let x = unsafe { l.load_first(row.add(c0), (cols - c0).min(L::N)) };
+                            *o = l.add(*o, l.mul(s, x));
+                        }
+                    }
+                }
+            }
+            let [r0, r1, r2, r3] = acc;
+            let parts = r0.iter().zip(&r1).zip(&r2).zip(&r3);
+            for (t, (((v0, v1), v2), v3)) in total.iter_mut().zip(parts) {
+                *t = l.add(*t, l.add(l.add(*v0, *v2), l.add(*v1, *v3)));
+            }
+        }
+        for (w, v) in total.iter().enumerate() {
+            let c0 = w * L::N;
+            if c0 >= cols {
+                break;
+            }
+            // SAFETY: `c`'s columns `j + c0 ..` below `j + cols` (the contract).
+            unsafe { l.store_first(t.c.add(j + c0), (cols - c0).min(L::N), *v) };
+        }
+        j += W * L::N;
+    }
 }
 
 /// `Σ x[i]·y[i]` in eight interleaved partial sums (combined pairwise), then the tail.
@@ -272,7 +423,7 @@ mod tests {
                 col_stride: 1,
             };
             assert!(
-                product(&av, &bv, &mut cv, av.rows).unwrap(),
+                product(&av, &bv, &mut cv, av.rows, IsaLevel::Avx512).unwrap(),
                 "{m}x{k}x{n} taken"
             );
             let get = |v: &[f64], i: usize, j: usize, rs: isize, cs: isize| {
@@ -318,7 +469,7 @@ mod tests {
                 row_stride: rsb,
                 col_stride: csb,
             };
-            assert!(product(&av, &bv, &mut cv, av.rows).unwrap());
+            assert!(product(&av, &bv, &mut cv, av.rows, IsaLevel::Avx512).unwrap());
             for i in 0..m {
                 for j in 0..n {
                     let want = c[i * (n + 1) + j];
@@ -354,7 +505,7 @@ mod tests {
             row_stride: 8,
             col_stride: 1,
         };
-        assert!(!product(&av, &bv, &mut cv, av.rows).unwrap());
+        assert!(!product(&av, &bv, &mut cv, av.rows, IsaLevel::Avx512).unwrap());
         assert!(c.iter().all(|&x| x == 0.0), "nothing written");
     }
 
@@ -383,6 +534,6 @@ mod tests {
             row_stride: 1,
             col_stride: 1,
         };
-        assert!(product(&av, &bv, &mut cv, av.rows).is_err());
+        assert!(product(&av, &bv, &mut cv, av.rows, IsaLevel::Avx512).is_err());
     }
 }
