@@ -1074,13 +1074,13 @@ fn matmul_bias_equals_the_product_then_the_add_or_declines() {
     assert!(short.contains("bias of 47"), "{short}");
 }
 
-/// `matmul_softmax_rows_capped` with softmax's backward: W5's `dO·vᵀ` then softmax's backward, fused where
+/// `matmul_rows_capped` with softmax's backward: W5's `dO·vᵀ` then softmax's backward, fused where
 /// the one-panel kernel takes the products (16 lanes), bit for bit the product then
 /// `softmax_backward_f32`; declined (nothing written) elsewhere; a short `y` is a typed
 /// error.
 #[test]
 fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
-    use onde_codegen::native::matmul::{matmul_softmax_rows_capped, SoftmaxAfter};
+    use onde_codegen::native::matmul::{matmul_rows_capped, RowsAfter};
     use onde_codegen::native::softmax_backward::softmax_backward_f32;
     let f =
         |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
@@ -1129,13 +1129,12 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
             let (ash, ast) = ([nb, m, k], [(m * k) as isize, k as isize, 1]);
             let (bsh, bst) = ([nb, k, n], [(n * k) as isize, 1, k as isize]);
             let mut got = vec![f32::NAN; nb * m * n];
-            let after = SoftmaxAfter::SoftmaxBackward {
+            let after = RowsAfter::SoftmaxBackward {
                 y: &y,
                 scale: 0.125,
             };
             let ran =
-                matmul_softmax_rows_capped(isa, &a, &ash, &ast, &bt, &bsh, &bst, after, &mut got)
-                    .unwrap();
+                matmul_rows_capped(isa, &a, &ash, &ast, &bt, &bsh, &bst, after, &mut got).unwrap();
             let what = format!("{isa:?} [{nb}, {m}, {k}] @ [{nb}, {k}, {n}]");
             assert_eq!(ran, sixteen, "{what}");
             if !ran {
@@ -1161,7 +1160,7 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
         vec![0f32; 99 * 100],
     );
     let mut out = vec![0f32; 100 * 100];
-    let short = matmul_softmax_rows_capped(
+    let short = matmul_rows_capped(
         onde_codegen::IsaLevel::Avx512,
         &a,
         &[100, 64],
@@ -1169,7 +1168,7 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
         &b,
         &[64, 100],
         &[1, 64],
-        SoftmaxAfter::SoftmaxBackward { y: &y, scale: 1.0 },
+        RowsAfter::SoftmaxBackward { y: &y, scale: 1.0 },
         &mut out,
     )
     .unwrap_err()
@@ -1177,13 +1176,13 @@ fn a_product_then_softmax_backward_fused_equals_the_two_steps() {
     assert!(short.contains("y"), "{short}");
 }
 
-/// `matmul_softmax_rows_capped` with a softmax: W5's scores `q·kᵀ` then the scaled softmax, fused where the
+/// `matmul_rows_capped` with a softmax: W5's scores `q·kᵀ` then the scaled softmax, fused where the
 /// one-panel kernel takes the products (16 lanes), bit for bit the product then
 /// `softmax_scaled_f32` — with NaN and infinite scores among them; declined (nothing
 /// written) elsewhere.
 #[test]
 fn a_product_then_softmax_fused_equals_the_two_steps() {
-    use onde_codegen::native::matmul::{matmul_softmax_rows_capped, SoftmaxAfter};
+    use onde_codegen::native::matmul::{matmul_rows_capped, RowsAfter};
     use onde_codegen::native::softmax::softmax_scaled_f32;
     let f =
         |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
@@ -1204,11 +1203,9 @@ fn a_product_then_softmax_fused_equals_the_two_steps() {
             let (bsh, bst) = ([nb, k, n], [(n * k) as isize, 1, k as isize]);
             for scale in [0.125f32, 1.0] {
                 let mut got = vec![f32::NAN; nb * m * n];
-                let after = SoftmaxAfter::Softmax { scale };
-                let ran = matmul_softmax_rows_capped(
-                    isa, &a, &ash, &ast, &bt, &bsh, &bst, after, &mut got,
-                )
-                .unwrap();
+                let after = RowsAfter::Softmax { scale };
+                let ran = matmul_rows_capped(isa, &a, &ash, &ast, &bt, &bsh, &bst, after, &mut got)
+                    .unwrap();
                 let what = format!("{isa:?} [{nb}, {m}, {k}] @ [{nb}, {k}, {n}] · {scale}");
                 assert_eq!(ran, sixteen, "{what}");
                 if !ran {
@@ -1279,4 +1276,80 @@ fn one_row_sums_of_scaled_rows_are_the_scalar_sums_at_every_level() {
             assert_eq!(bits(&got), bits(&want), "k={k} n={n} {isa:?}");
         }
     }
+}
+
+/// `matmul_rows_capped` with an add: W5's residual `x + P·v` (`P` by rows or, as in
+/// its backward, by columns; `v` row-major), fused where the one-panel kernel takes the
+/// products (16 lanes), bit for bit the product then the add; declined (nothing
+/// written) elsewhere; a short `r` is a typed error.
+#[test]
+fn a_product_then_an_add_fused_equals_the_two_steps() {
+    use onde_codegen::native::matmul::{matmul_rows_capped, RowsAfter};
+    let f =
+        |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
+    for isa in onde_codegen::IsaLevel::ALL {
+        let sixteen = isa.capped() == onde_codegen::IsaLevel::Avx512;
+        // (batch, m, k, n, `a` by columns, `b` by columns): W5's `P·v` and `Pᵀ·dO`,
+        // every tile height, a partial last vector (`b` by columns, 40 columns).
+        for (nb, m, k, n, a_cols, b_cols) in [
+            (3, 100, 100, 64, false, false),
+            (2, 100, 100, 64, true, false),
+            (1, 13, 20, 48, false, false),
+            (2, 9, 17, 40, false, true),
+        ] {
+            let a = f(nb * m * k, 1);
+            let b = f(nb * k * n, 2);
+            let r = f(nb * m * n, 3);
+            let ash = [nb, m, k];
+            let ast = if a_cols {
+                [(m * k) as isize, 1, m as isize]
+            } else {
+                [(m * k) as isize, k as isize, 1]
+            };
+            let bsh = [nb, k, n];
+            let bst = if b_cols {
+                [(n * k) as isize, 1, k as isize]
+            } else {
+                [(n * k) as isize, n as isize, 1]
+            };
+            let mut got = vec![f32::NAN; nb * m * n];
+            let after = RowsAfter::Add { r: &r };
+            let ran =
+                matmul_rows_capped(isa, &a, &ash, &ast, &b, &bsh, &bst, after, &mut got).unwrap();
+            let what = format!("{isa:?} [{nb}, {m}, {k}] @ [{nb}, {k}, {n}] a_cols={a_cols}");
+            assert_eq!(ran, sixteen, "{what}");
+            if !ran {
+                assert!(got.iter().all(|v| v.is_nan()), "{what}: declined but wrote");
+                continue;
+            }
+            let mut want = vec![0f32; nb * m * n];
+            onde_codegen::native::matmul_capped(isa, &a, &ash, &ast, &b, &bsh, &bst, &mut want, 1)
+                .unwrap();
+            for (w, x) in want.iter_mut().zip(&r) {
+                *w += *x;
+            }
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{what}");
+        }
+    }
+    let (a, b, r) = (
+        vec![0f32; 100 * 100],
+        vec![0f32; 100 * 64],
+        vec![0f32; 99 * 64],
+    );
+    let mut out = vec![0f32; 100 * 64];
+    let short = matmul_rows_capped(
+        onde_codegen::IsaLevel::Avx512,
+        &a,
+        &[100, 100],
+        &[100, 1],
+        &b,
+        &[100, 64],
+        &[64, 1],
+        RowsAfter::Add { r: &r },
+        &mut out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(short.contains("matmul_add: r has 6336 elements"), "{short}");
 }

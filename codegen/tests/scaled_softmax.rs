@@ -117,7 +117,7 @@ fn attention_scores_keep_their_scale_for_the_softmax() {
 }
 
 /// Attention's forward `softmax(q·kᵀ·c)·v` (`[2, 100, 64]`): the softmax runs as the
-/// scores product's epilogue (`exec::softmax_epilogue`) — never as a step of its own
+/// scores product's epilogue (`exec::rows_epilogue`) — never as a step of its own
 /// where the one-panel kernel takes the product (16 lanes, one thread) — bit for bit
 /// the two steps apart (a compile without epilogues), at every level.
 #[test]
@@ -157,7 +157,7 @@ fn the_softmax_runs_as_the_scores_products_epilogue_bit_identically() {
         fused.set_profiling(true);
         let dump = fused.dump_fused();
         assert!(
-            dump.contains("(the softmax of the product, or its backward)"),
+            dump.contains("(the softmax of the product, its backward, or an add)"),
             "{dump}"
         );
         let got = fused.run(&refs).unwrap().remove(0);

@@ -136,7 +136,7 @@ fn product_then_backward(also_product: bool) -> String {
     .replace("OUTS", outputs)
 }
 
-/// The backward step as the product's epilogue (`exec::softmax_epilogue`): shown in
+/// The backward step as the product's epilogue (`exec::rows_epilogue`): shown in
 /// the plan, never run as a step of its own where the one-panel kernel takes the
 /// product (16 lanes, one thread), and bit for bit the two steps run apart (a compile
 /// without epilogues, at every level) — the product never stored; refused when the
@@ -176,7 +176,7 @@ fn softmax_backward_runs_as_the_products_epilogue_bit_identically() {
         fused.set_profiling(true);
         let dump = fused.dump_fused();
         assert!(
-            dump.contains("(the softmax of the product, or its backward)"),
+            dump.contains("(the softmax of the product, its backward, or an add)"),
             "{dump}"
         );
         let got = fused.run(&refs).unwrap().remove(0);
@@ -197,7 +197,7 @@ fn softmax_backward_runs_as_the_products_epilogue_bit_identically() {
     let exe = Executable::compile(&g, CompileOptions::default()).unwrap();
     let dump = exe.dump_fused();
     assert!(
-        !dump.contains("(the softmax of the product, or its backward)"),
+        !dump.contains("(the softmax of the product, its backward, or an add)"),
         "{dump}"
     );
 }

@@ -22,6 +22,7 @@ mod operand_layout;
 mod packed_gemm;
 mod producer_merge;
 mod profile;
+mod residual_epilogue;
 mod row_reduction;
 mod scaled_softmax;
 mod scan_carries;

@@ -1,6 +1,7 @@
 //! Epilogue fusion: the kernel that consumes a matrix product's or a convolution's
 //! output runs on it while it is still in registers (matmul) or in cache (conv); a
-//! softmax of a product, or its backward, likewise (`exec::softmax_epilogue`).
+//! softmax of a product, its backward or a residual add, likewise
+//! (`exec::rows_epilogue`).
 //!
 //! # Matmul: in registers
 //! ## When
@@ -90,9 +91,9 @@ pub(super) enum Fused {
     /// A convolution runs the next step, a kernel, on each block of output rows it
     /// finishes.
     Rows,
-    /// A matmul applies the next step, a softmax of the product or its backward, to
-    /// the rows of each tile as it is done (`exec::softmax_epilogue`).
-    SoftmaxRows,
+    /// A matmul applies the next step, a softmax of the product, its backward or a
+    /// residual add, to the rows of each tile as it is done (`exec::rows_epilogue`).
+    TileRows,
 }
 
 /// For each step, `Some` when it is a matmul or conv whose next step is its epilogue.
@@ -100,9 +101,9 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
     (0..plan.steps.len())
         .map(|i| match plan.steps[i] {
             Step::MatMul { .. } => check(plan, memory, i).map(Fused::Registers).or_else(|| {
-                super::softmax_epilogue::check(plan, memory, i)
+                super::rows_epilogue::check(plan, memory, i)
                     .is_ok()
-                    .then_some(Fused::SoftmaxRows)
+                    .then_some(Fused::TileRows)
             }),
             Step::Conv { .. } => check_conv(plan, memory, i).then_some(Fused::Rows),
             Step::Kernel(_) | Step::Host { .. } | Step::Scan { .. } | Step::Copy(..) => None,
@@ -123,7 +124,7 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
 ///   shape, elementwise or reducing a suffix of its axes (outer loop over the rows in
 ///   order), whose stores share no storage with the convolution's input or weight
 ///   (later blocks still read them);
-/// - **softmax rows**: as `exec::softmax_epilogue::check` states.
+/// - **tile rows**: as `exec::rows_epilogue::check` states.
 pub(super) fn verify(
     plan: &Plan,
     memory: &MemoryPlan,
@@ -139,8 +140,8 @@ pub(super) fn verify(
     let is_output = |b: BufId| plan.outputs.iter().any(|&o| root(plan, o) == root(plan, b));
     for (i, f) in fused.iter().enumerate() {
         let Some(f) = f else { continue };
-        if *f == Fused::SoftmaxRows {
-            super::softmax_epilogue::check(plan, memory, i).map_err(|why| fail(i, why))?;
+        if *f == Fused::TileRows {
+            super::rows_epilogue::check(plan, memory, i).map_err(|why| fail(i, why))?;
             continue;
         }
         let Some(Step::Kernel(k)) = plan.steps.get(i + 1) else {
@@ -232,7 +233,7 @@ pub(super) fn verify(
                     ));
                 }
             }
-            (Fused::Registers(_) | Fused::Rows | Fused::SoftmaxRows, _) => {
+            (Fused::Registers(_) | Fused::Rows | Fused::TileRows, _) => {
                 return Err(fail(i, "the fused step is of another kind"));
             }
         }

@@ -15,7 +15,7 @@
 //! Files: this one compiles, caches, allocates and runs the steps; `native_steps.rs`
 //! runs matrix products and convolutions on their buffers, `prepacked.rs` the versioned
 //! runs on packed weights, `epilogue.rs` decides which consumer kernels become
-//! epilogues (`softmax_epilogue.rs`: a softmax or its backward after a product), `dump.rs` prints plans and profiles, `copy.rs` the data-movement steps,
+//! epilogues (`rows_epilogue.rs`: a softmax, its backward or a residual add after a product), `dump.rs` prints plans and profiles, `copy.rs` the data-movement steps,
 //! `scan.rs` loops, `state.rs` state bound to outputs.
 
 mod copy;
@@ -23,8 +23,8 @@ mod dump;
 mod epilogue;
 mod native_steps;
 mod prepacked;
+mod rows_epilogue;
 mod scan;
-mod softmax_epilogue;
 mod state;
 
 use state::StateBinding;
@@ -800,9 +800,9 @@ impl Executable {
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
-                    if compiled.epilogues[i] == Some(epilogue::Fused::SoftmaxRows) {
+                    if compiled.epilogues[i] == Some(epilogue::Fused::TileRows) {
                         let next = &compiled.plan.steps[i + 1];
-                        if self.matmul_softmax_rows(a, b, next)? {
+                        if self.matmul_rows(a, b, *out, next)? {
                             fused_next = true;
                         } else if !self.packed_matmul(i, a, b, *out, *dtype)? {
                             self.matmul(a, b, *out, *dtype)?

@@ -111,48 +111,59 @@ impl Executable {
         .map_err(|e| RunError::Native(e.to_string()))
     }
 
-    /// A product whose next step, a softmax of it or its backward, runs as its epilogue
-    /// (`exec::softmax_epilogue`): on each tile's rows, into the next step's
-    /// destination. Returns whether it ran (one thread only, and where
-    /// the one-panel kernel takes the products; otherwise the two steps run as they
-    /// are).
-    pub(super) fn matmul_softmax_rows(
+    /// A product whose next step, a softmax of it, its backward or a residual add, runs
+    /// as its epilogue (`exec::rows_epilogue`): on each tile's rows, into the next
+    /// step's destination. Returns whether it ran (one thread only, and where the
+    /// one-panel kernel takes the products; otherwise the two steps run as they are).
+    pub(super) fn matmul_rows(
         &mut self,
         a: &plan::View,
         b: &plan::View,
+        out: BufId,
         next: &Step,
     ) -> Result<bool, RunError> {
-        let Step::Copy(op, args, dst) = next else {
-            return Ok(false);
-        };
-        let (y, scale) = if let plan::CopyOp::Softmax { scale, .. } = op {
-            (None, *scale as f32)
-        } else if let (plan::CopyOp::SoftmaxBackward { scale, .. }, Some(&y)) = (op, args.get(1)) {
-            (Some(y), *scale as f32)
-        } else {
+        let Some((what, dst)) = rows_epilogue::after(&self.compiled.plan, out, next) else {
             return Ok(false);
         };
         if self.threads != 1 {
             return Ok(false);
         }
+        let other = match what {
+            rows_epilogue::After::SoftmaxBackward { y, .. } => Some(y),
+            rows_epilogue::After::Add { r } => Some(r),
+            rows_epilogue::After::Softmax { .. } => None,
+        };
         let len = |buf: BufId| self.buf_len(buf);
-        // SAFETY: the planner made the product's operands, `y` and the destination f32
-        // buffers of these lengths; the destination shares no storage with `a`, `b` or
-        // `y` (`softmax_epilogue::check` admits only such epilogues), and nothing else
-        // accesses it during the call; `y` is only read.
+        // SAFETY: the planner made the product's operands, `y` (or `r`) and the
+        // destination f32 buffers of these lengths; the destination shares no storage
+        // with `a`, `b`, `y` or `r` (`rows_epilogue::check` admits only such
+        // epilogues), and nothing else accesses it during the call; `y` and `r` are
+        // only read.
         let (sa, sb, sy, sd) = unsafe {
             (
                 std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), len(a.buf)),
                 std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), len(b.buf)),
-                y.map(|y| std::slice::from_raw_parts(self.ptrs[y].cast::<f32>(), len(y))),
-                std::slice::from_raw_parts_mut(self.ptrs[*dst].cast::<f32>(), len(*dst)),
+                other.map(|y| std::slice::from_raw_parts(self.ptrs[y].cast::<f32>(), len(y))),
+                std::slice::from_raw_parts_mut(self.ptrs[dst].cast::<f32>(), len(dst)),
             )
         };
-        let after = match sy {
-            None => native::matmul::SoftmaxAfter::Softmax { scale },
-            Some(y) => native::matmul::SoftmaxAfter::SoftmaxBackward { y, scale },
+        let after = match (what, sy) {
+            (rows_epilogue::After::Softmax { scale }, _) => native::matmul::RowsAfter::Softmax {
+                scale: scale as f32,
+            },
+            (rows_epilogue::After::SoftmaxBackward { scale, .. }, Some(y)) => {
+                native::matmul::RowsAfter::SoftmaxBackward {
+                    y,
+                    scale: scale as f32,
+                }
+            }
+            (rows_epilogue::After::Add { .. }, Some(r)) => native::matmul::RowsAfter::Add { r },
+            (
+                rows_epilogue::After::SoftmaxBackward { .. } | rows_epilogue::After::Add { .. },
+                None,
+            ) => return Ok(false),
         };
-        let r = native::matmul::matmul_softmax_rows_capped(
+        let r = native::matmul::matmul_rows_capped(
             self.isa,
             a.from_offset(sa),
             &a.shape,

@@ -317,7 +317,7 @@ pub fn merge_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
 /// Moves each matrix product down to just before the first step that reads its
 /// output, when that step is a kernel, a softmax or its backward and nothing in between
 /// touches the product's operands or output: that step is then the product's next one
-/// and can run as its epilogue (`exec::epilogue`, `exec::softmax_epilogue`).
+/// and can run as its epilogue (`exec::epilogue`, `exec::rows_epilogue`).
 /// Topological order can put other work between them (a model that computes several
 /// products first, then their bias and activation kernels; a softmax computed between
 /// a product and the backward step that reads both).

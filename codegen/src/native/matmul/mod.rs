@@ -10,9 +10,9 @@
 //! - otherwise a library GEMM: `gemm`'s AVX-512 kernels for f32 where the CPU and the
 //!   ISA level allow (`wide.rs`, measured faster there), else `matrixmultiply`.
 //!
-//! Fused entry points beside it: a product then a softmax along its rows or softmax's
-//! backward, on the one-panel kernel (`then_softmax.rs`, its row epilogues in
-//! `rows.rs`), and a product plus a bias broadcast along rows ([`matmul_bias_capped`]:
+//! Fused entry points beside it: a product then a softmax along its rows, softmax's
+//! backward or the addition of another tensor, on the one-panel kernel
+//! (`then_rows.rs`, its row epilogues in `rows.rs`), and a product plus a bias broadcast along rows ([`matmul_bias_capped`]:
 //! added as the one-panel kernel stores, or the product added onto the preset bias
 //! by the library GEMM).
 //!
@@ -26,11 +26,11 @@ mod long_dot;
 pub mod one_panel;
 pub mod prepacked;
 mod rows;
-mod then_softmax;
+mod then_rows;
 mod thin;
 mod transpose;
 mod wide;
-pub use then_softmax::{matmul_softmax_rows_capped, SoftmaxAfter};
+pub use then_rows::{matmul_rows_capped, RowsAfter};
 
 use crate::isa::IsaLevel;
 use std::fmt::Debug;

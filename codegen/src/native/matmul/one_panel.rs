@@ -27,14 +27,15 @@
 //! seventh sessions). The kernel is written over both widths and tested on both; the
 //! 8-lane width is not taken (not measured faster on an AVX2-only CPU).
 //!
-//! # A bias, softmax and its backward on the rows
+//! # A bias, a residual, softmax and its backward on the rows
 //! A tile holds whole rows of `c`, so a softmax along them, or its backward, can run
-//! as soon as the tile is done ([`Rows`], `then_softmax.rs`): attention's scores
+//! as soon as the tile is done ([`Rows`], `then_rows.rs`): attention's scores
 //! `q·kᵀ` are softmaxed in place on the rows just stored (still in L1), and `dP =
 //! dO·vᵀ` leaves the registers as the scores' gradient without being stored — with
 //! the operations of `native::softmax` and `native::softmax_backward`, in their order.
-//! A bias broadcast along rows is added to each accumulator as it is stored (a linear
-//! layer's `x·W + b`, `matmul_bias_capped`).
+//! A bias broadcast along rows, or another matrix, is added to each accumulator as it
+//! is stored (a linear layer's `x·W + b`, `matmul_bias_capped`; a residual connection
+//! `x + P·v`).
 //!
 //! # Numerics
 //! Each output is `Σ_p a[i,p]·b[p,j]` accumulated from zero in `p` order with one FMA
@@ -111,7 +112,7 @@ pub(super) fn try_product<T: Real>(
 ///
 /// # Errors
 /// As [`try_product`], and if the bias holds fewer than `n` values or the backward's
-/// `y` does not hold `c`'s rows.
+/// `y` (the added `r`) does not hold `c`'s rows.
 pub(super) fn try_product_rows(
     a: &MatRef<'_, f32>,
     b: &MatRef<'_, f32>,
@@ -133,7 +134,14 @@ pub(super) fn try_product_rows(
             ));
         }
     }
-    if let Rows::SoftmaxBackward { y, row_stride, .. } = rows {
+    let rows_of = match rows {
+        Rows::SoftmaxBackward { y, row_stride, .. } => {
+            Some(("matmul_softmax_backward", "y", y, row_stride))
+        }
+        Rows::Add { r, row_stride } => Some(("matmul_add", "r", r, row_stride)),
+        Rows::Bias(_) | Rows::Softmax { .. } => None,
+    };
+    if let Some((op, name, y, row_stride)) = rows_of {
         let fits_y = a.rows.checked_sub(1).is_none_or(|last| {
             last.checked_mul(row_stride)
                 .and_then(|o| o.checked_add(b.cols))
@@ -141,9 +149,9 @@ pub(super) fn try_product_rows(
         });
         if !fits_y {
             return Err(NativeError::shape(
-                "matmul_softmax_backward",
+                op,
                 format!(
-                    "y of {} values for {} rows of {} (row stride {row_stride})",
+                    "{name} of {} values for {} rows of {} (row stride {row_stride})",
                     y.len(),
                     a.rows,
                     b.cols,
@@ -256,6 +264,7 @@ fn product(
         let (kind, y, rsy, scale) = match rows {
             None => (STORE, &[][..], 0, 1.0),
             Some(Rows::Bias(bias)) => (BIAS, bias, 0, 1.0),
+            Some(Rows::Add { r, row_stride }) => (ADD, r, row_stride, 1.0),
             Some(Rows::Softmax { scale }) => (SOFTMAX, &[][..], 0, scale),
             Some(Rows::SoftmaxBackward {
                 y,
@@ -267,7 +276,7 @@ fn product(
             last(a.rows, rsa) + last(k, csa) < a.data.len()
                 && last(k, rsb) + vectors * lanes <= bp.len()
                 && last(c.rows, rsc) + n <= c.data.len()
-                && (kind != SOFTMAX_BACKWARD || last(c.rows, rsy) + n <= y.len())
+                && (!matches!(kind, SOFTMAX_BACKWARD | ADD) || last(c.rows, rsy) + n <= y.len())
                 && (kind != BIAS || n <= y.len())
                 && (kind != SOFTMAX || rsc == n || c.rows <= 1),
             "one_panel::product: a view reaches outside its slice"
@@ -314,15 +323,15 @@ struct Args {
     rsb: usize,
     c: *mut f32,
     rsc: usize,
-    /// For the backward: softmax's output, row `r` at `r·rsy`; for [`BIAS`], the
-    /// bias (`n` values, `rsy` = 0).
+    /// For the backward: softmax's output, row `r` at `r·rsy`; for [`ADD`], the
+    /// matrix added, likewise; for [`BIAS`], the bias (`n` values, `rsy` = 0).
     y: *const f32,
     /// Elements between rows of `y`.
     rsy: usize,
     /// The row epilogue's factor ([`Rows`]).
     scale: f32,
-    /// What each row gets: [`STORE`] (nothing more), [`BIAS`], [`SOFTMAX`] or
-    /// [`SOFTMAX_BACKWARD`].
+    /// What each row gets: [`STORE`] (nothing more), [`BIAS`], [`ADD`], [`SOFTMAX`]
+    /// or [`SOFTMAX_BACKWARD`].
     kind: u8,
 }
 
@@ -330,6 +339,8 @@ struct Args {
 const STORE: u8 = 0;
 /// [`Args::kind`]: [`Rows::Bias`].
 const BIAS: u8 = 3;
+/// [`Args::kind`]: [`Rows::Add`].
+const ADD: u8 = 4;
 /// [`Args::kind`]: [`Rows::Softmax`].
 const SOFTMAX: u8 = 1;
 /// [`Args::kind`]: [`Rows::SoftmaxBackward`].
@@ -373,7 +384,7 @@ unsafe fn product_lanes<L: Lanes>(
 
 /// One tile: `R` rows × `W` vectors of `c`, each output `Σ_p a[r,p]·b[p,j]` by FMAs in
 /// `p` order; the last vector stores only the columns below `n`. Then, by `KIND`
-/// ([`Args::kind`]): nothing more (or the bias added as it is stored); a softmax of
+/// ([`Args::kind`]): nothing more (or a bias or a matrix added as it is stored); a softmax of
 /// the stored rows, in place while in L1; or, instead of storing the product,
 /// softmax's backward from the registers.
 ///
@@ -450,11 +461,12 @@ unsafe fn sums<L: Lanes, const R: usize, const W: usize, const PREFETCH: bool>(
     acc
 }
 
-/// The tile's accumulators to `c` (plus the bias `t.y` when `KIND` is [`BIAS`]), the
-/// last vector's columns below `n` only.
+/// The tile's accumulators to `c` (plus the bias `t.y` when `KIND` is [`BIAS`], or
+/// the rows of `t.y` for [`ADD`]), the last vector's columns below `n` only.
 ///
 /// # Safety
-/// As [`tile_lanes`]; for [`BIAS`], `t.y` holds `n` values.
+/// As [`tile_lanes`]; for [`BIAS`], `t.y` holds `n` values; for [`ADD`], the tile's
+/// rows of `n` values `t.rsy` apart.
 #[inline(always)]
 unsafe fn store_tile<L: Lanes, const R: usize, const W: usize, const KIND: u8>(
     l: L,
@@ -475,7 +487,22 @@ unsafe fn store_tile<L: Lanes, const R: usize, const W: usize, const KIND: u8>(
         for (w, v) in acc_r.iter().enumerate() {
             let dst = t.c.wrapping_add(r * t.rsc + w * L::N);
             let cols = t.n - w * L::N;
-            let v = if bias_kind { l.add(*v, bias[w]) } else { *v };
+            let v = if bias_kind {
+                l.add(*v, bias[w])
+            } else if KIND == ADD {
+                let src = t.y.wrapping_add(r * t.rsy + w * L::N);
+                // SAFETY: row `r` of `r`, columns `w·N ..` below `n` (contract).
+                let x = unsafe {
+                    if cols >= L::N {
+                        l.load(src)
+                    } else {
+                        l.load_first(src, cols)
+                    }
+                };
+                l.add(*v, x)
+            } else {
+                *v
+            };
             // SAFETY: row `r` of the tile, columns `w·N ..` below `n` (contract).
             unsafe {
                 if cols >= L::N {
@@ -510,6 +537,7 @@ macro_rules! width_kernels {
                     ($w, $full) => unsafe {
                         match t.kind {
                             BIAS => $tile::<$full, $w, BIAS>(t),
+                            ADD => $tile::<$full, $w, ADD>(t),
                             SOFTMAX => $tile::<$full, $w, SOFTMAX>(t),
                             SOFTMAX_BACKWARD => $tile::<$full, $w, SOFTMAX_BACKWARD>(t),
                             _ => $tile::<$full, $w, STORE>(t),
@@ -521,6 +549,7 @@ macro_rules! width_kernels {
                     ($w, $r) => unsafe {
                         match t.kind {
                             BIAS => $tile::<$r, $w, BIAS>(t),
+                            ADD => $tile::<$r, $w, ADD>(t),
                             SOFTMAX => $tile::<$r, $w, SOFTMAX>(t),
                             SOFTMAX_BACKWARD => $tile::<$r, $w, SOFTMAX_BACKWARD>(t),
                             _ => $tile::<$r, $w, STORE>(t),

@@ -1,6 +1,7 @@
 //! Row epilogues of the one-panel kernel (`one_panel.rs`), so that a product's rows
-//! leave it as a softmax along them or as softmax's backward (`then_softmax.rs`,
-//! `exec::softmax_epilogue`), with the operations of `native::softmax` and
+//! leave it as a softmax along them or as softmax's backward (`then_rows.rs`,
+//! `exec::rows_epilogue`; a bias or a residual added as they are stored is
+//! `one_panel::store_tile`'s), with the operations of `native::softmax` and
 //! `native::softmax_backward` in their order — their bits:
 //! - the softmax runs on each tile's rows just stored, in L1 (`native::softmax`'s
 //!   own line code, in place). Computed from the registers instead, one row at a time
@@ -14,14 +15,23 @@
 
 use crate::kernel::engine::lanes::Lanes;
 
-/// What each row of a product gets: a bias added as it is stored, a softmax once
-/// stored, or softmax's backward instead of being stored.
+/// What each row of a product gets: a bias or another matrix added as it is stored, a
+/// softmax once stored, or softmax's backward instead of being stored.
 #[derive(Clone, Copy)]
 pub(crate) enum Rows<'y> {
     /// `c = a·b + bias`, the bias broadcast along rows (`n` values), added to each
     /// accumulator as it is stored: the product then a bias kernel, in one rounding
     /// each, so the same bits.
     Bias(&'y [f32]),
+    /// `c = a·b + r` (a residual connection), `r`'s row `i` at `i·row_stride` (`n`
+    /// contiguous values), added to each accumulator as it is stored: the same bits
+    /// as the product then the add (NaN payloads aside).
+    Add {
+        /// The matrix added.
+        r: &'y [f32],
+        /// Elements between rows of `r`.
+        row_stride: usize,
+    },
     /// `c = softmax(a·b · scale)` along the row (`native::softmax::softmax_scaled_f32`
     /// of the product, run on the tile's rows just stored, in place).
     Softmax {

@@ -1,19 +1,26 @@
-//! Batched products followed by a softmax along their rows, or by softmax's backward,
-//! fused on the one-panel kernel (`one_panel::Rows`): attention's scores `q·kᵀ` are
-//! softmaxed tile by tile on the rows just stored (still in L1), and `dP = dO·vᵀ`
-//! leaves the registers as the scores' gradient `softmax_backward(dP, P)·c`, never
-//! stored — bit for bit what the product then `native::softmax` or
-//! `native::softmax_backward` give. W5 no longer reads two `[32, 100, 100]` tensors
-//! back from L2. Taken only where the one-panel kernel takes the products.
+//! Batched products followed by a softmax along their rows, by softmax's backward, or
+//! by the addition of another tensor, fused on the one-panel kernel
+//! (`one_panel::Rows`): attention's scores `q·kᵀ` are softmaxed tile by tile on the
+//! rows just stored (still in L1), `dP = dO·vᵀ` leaves the registers as the scores'
+//! gradient `softmax_backward(dP, P)·c`, never stored, and a residual connection `x +
+//! P·v` is added as the tile is stored — bit for bit what the product then
+//! `native::softmax`, `native::softmax_backward` or the add give. W5 no longer reads
+//! two `[32, 100, 100]` tensors back from L2, nor `P·v` for the residual. Taken only
+//! where the one-panel kernel takes the products.
 
 use super::one_panel::{self, Rows};
 use super::{batch_offset, batch_strides, check_view, split_matrix, MatMut, MatRef};
 use crate::isa::IsaLevel;
 use crate::native::{checked_numel, NativeError};
 
-/// What [`matmul_softmax_rows_capped`] applies along the rows of the product `s = a·b`.
+/// What [`matmul_rows_capped`] applies along the rows of the product `s = a·b`.
 #[derive(Clone, Copy, Debug)]
-pub enum SoftmaxAfter<'y> {
+pub enum RowsAfter<'y> {
+    /// `out = s + r`, `r` contiguous `[..batch, m, n]` like `out`.
+    Add {
+        /// The tensor added.
+        r: &'y [f32],
+    },
     /// `out = softmax(s · scale)`.
     Softmax {
         /// The operand's factor.
@@ -34,14 +41,14 @@ pub enum SoftmaxAfter<'y> {
 /// element strides into their slices, as [`super::matmul`]), `out` contiguous
 /// `[..batch, m, n]`. Returns `Ok(false)`, with nothing written, where the one-panel
 /// kernel does not take the products (their shape or layout, the ISA level, broadcast
-/// batches); the caller then runs the product and the softmax step apart, with the
+/// batches); the caller then runs the product and the next step apart, with the
 /// same bits.
 ///
 /// # Errors
-/// [`NativeError`] if the shapes disagree, a view reaches outside its slice, or `y` or
-/// `out` does not hold the result's elements.
+/// [`NativeError`] if the shapes disagree, a view reaches outside its slice, or `y`,
+/// `r` or `out` does not hold the result's elements.
 #[allow(clippy::too_many_arguments)] // The executor's calling convention.
-pub fn matmul_softmax_rows_capped(
+pub fn matmul_rows_capped(
     isa: IsaLevel,
     a: &[f32],
     a_shape: &[usize],
@@ -49,12 +56,13 @@ pub fn matmul_softmax_rows_capped(
     b: &[f32],
     b_shape: &[usize],
     b_strides: &[isize],
-    after: SoftmaxAfter<'_>,
+    after: RowsAfter<'_>,
     out: &mut [f32],
 ) -> Result<bool, NativeError> {
     let op = match after {
-        SoftmaxAfter::Softmax { .. } => "matmul_softmax",
-        SoftmaxAfter::SoftmaxBackward { .. } => "matmul_softmax_backward",
+        RowsAfter::Add { .. } => "matmul_add",
+        RowsAfter::Softmax { .. } => "matmul_softmax",
+        RowsAfter::SoftmaxBackward { .. } => "matmul_softmax_backward",
     };
     let (ba, bas, [m, k], [rsa, csa]) = split_matrix("a", a_shape, a_strides)?;
     let (bb, bbs, [k2, n], [rsb, csb]) = split_matrix("b", b_shape, b_strides)?;
@@ -71,11 +79,12 @@ pub fn matmul_softmax_rows_capped(
     let nb = checked_numel(ba).ok_or_else(overflow)?;
     let mn = m.checked_mul(n).ok_or_else(overflow)?;
     let expected = nb.checked_mul(mn).ok_or_else(overflow)?;
-    let y = match after {
-        SoftmaxAfter::SoftmaxBackward { y, .. } => Some(y),
-        SoftmaxAfter::Softmax { .. } => None,
+    let (name, y) = match after {
+        RowsAfter::SoftmaxBackward { y, .. } => ("y", Some(y)),
+        RowsAfter::Add { r } => ("r", Some(r)),
+        RowsAfter::Softmax { .. } => ("y", None),
     };
-    let lengths = [("y", y.map(<[f32]>::len)), ("out", Some(out.len()))];
+    let lengths = [(name, y.map(<[f32]>::len)), ("out", Some(out.len()))];
     for (operand, len) in lengths {
         if let Some(actual) = len.filter(|&l| l != expected) {
             return Err(NativeError::Length {
@@ -116,8 +125,12 @@ pub fn matmul_softmax_rows_capped(
             col_stride: 1,
         };
         let rows = match after {
-            SoftmaxAfter::Softmax { scale } => Rows::Softmax { scale },
-            SoftmaxAfter::SoftmaxBackward { y, scale } => Rows::SoftmaxBackward {
+            RowsAfter::Add { r } => Rows::Add {
+                r: &r[e * mn..(e + 1) * mn],
+                row_stride: n,
+            },
+            RowsAfter::Softmax { scale } => Rows::Softmax { scale },
+            RowsAfter::SoftmaxBackward { y, scale } => Rows::SoftmaxBackward {
                 y: &y[e * mn..(e + 1) * mn],
                 row_stride: n,
                 scale,

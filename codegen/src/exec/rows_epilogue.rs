@@ -1,0 +1,154 @@
+//! A softmax, softmax's backward or a residual add as the epilogue of the product it
+//! reads: step `i` a matrix product `s = a·b` read only by step `i + 1`, either
+//! `softmax(s·c)` or `softmax_backward(s, P)·c` along the last axis, or a kernel `s +
+//! r` over the product's shape. The one-panel kernel applies the step to the rows of
+//! each tile as soon as it is done (`native::matmul::matmul_rows_capped`: the same
+//! operations, the same bits): the softmax in place on the rows just stored, still in
+//! L1; the backward from the registers, the product never stored; `r`'s rows added to
+//! the accumulators as they are stored — W5's scores `q·kᵀ` and `dP = dO·vᵀ`, `[32,
+//! 100, 100]` each, not read back from L2, and its residual `h = x + P·v` without the
+//! product stored and read back. Where that kernel does not take the product (shapes,
+//! ISA level, more than one thread), the two steps run as they are (the product on
+//! the prepacked kernel where it would have been).
+//!
+//! # When
+//! Step `i` is an f32 [`Step::MatMul`] whose output is read by no other step and is no
+//! graph output; step `i + 1` is [`CopyOp::Softmax`] of that output, or
+//! [`CopyOp::SoftmaxBackward`] with `dy` that output and `y` another buffer, along the
+//! output's last axis, or a kernel whose only work is `out + r` (either order) over
+//! the output's shape, both read element for element (row-major, offset 0; `r` an f32
+//! buffer of that shape), stored whole into one buffer. Its destination is no graph
+//! output (a caller may bind an output anywhere) and shares no storage with `a`, `b`
+//! (or `y`, or `r`), which are still read while rows of it are written.
+//!
+//! A product that is not right before its consumer is not moved there for the add
+//! (`plan::merge::sink_products` moves products next to a softmax only): W5's residual
+//! follows its product already.
+
+use super::epilogue::shares_storage;
+use crate::kernel::{Expr, Kernel};
+use crate::plan::memory::{self, root, MemoryPlan};
+use crate::plan::{BufId, CopyOp, Plan, Step};
+use onde_ir::{BinaryOp, DType};
+
+/// What step `i + 1` does to the rows of the product `out` (see [`after`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum After {
+    /// `softmax(out · scale)`.
+    Softmax { scale: f64 },
+    /// `softmax_backward(out, y) · scale`.
+    SoftmaxBackward { y: BufId, scale: f64 },
+    /// `out + r`.
+    Add { r: BufId },
+}
+
+/// What `next` does to the rows of the product `out`, and its destination, when it is
+/// one of the epilogues of the module doc (the kernel's shape, loads and store
+/// checked; ownership and overlaps are [`check`]'s).
+pub(super) fn after(plan: &Plan, out: BufId, next: &Step) -> Option<(After, BufId)> {
+    match next {
+        Step::Copy(CopyOp::Softmax { scale, .. }, args, dst) if args[..] == [out] => {
+            Some((After::Softmax { scale: *scale }, *dst))
+        }
+        Step::Copy(CopyOp::SoftmaxBackward { scale, .. }, args, dst) => match args[..] {
+            [dy, y] if dy == out && root(plan, y) != root(plan, out) => {
+                Some((After::SoftmaxBackward { y, scale: *scale }, *dst))
+            }
+            _ => None,
+        },
+        Step::Kernel(k) => residual(plan, out, k).map(|(r, dst)| (After::Add { r }, dst)),
+        Step::Copy(..)
+        | Step::MatMul { .. }
+        | Step::Conv { .. }
+        | Step::Host { .. }
+        | Step::Scan { .. } => None,
+    }
+}
+
+/// `(r, dst)` when kernel `k` is exactly `dst = out + r` over `out`'s shape: two f32
+/// loads read element for element (row-major, offset 0, over the whole shape), one of
+/// them `out` and the other a buffer `r` of the same shape, their sum stored whole.
+fn residual(plan: &Plan, out: BufId, k: &Kernel) -> Option<(BufId, BufId)> {
+    let dims = plan.buffers[out].ty.shape.dims();
+    if k.reduction.is_some() || k.shape != dims || k.loads.len() != 2 || k.stores.len() != 1 {
+        return None;
+    }
+    let row_major = crate::plan::lazy::contiguous(dims);
+    let plain = |l: &crate::kernel::Load| {
+        l.dtype == DType::F32
+            && l.offset == 0
+            && (0..dims.len()).all(|a| dims[a] == 1 || l.strides[a] == row_major[a])
+    };
+    if !k.loads.iter().all(plain) || k.dtypes.iter().any(|&d| d != DType::F32) {
+        return None;
+    }
+    let which = |b: BufId| k.loads.iter().position(|l| l.buffer == b);
+    let o = which(out)?;
+    let r = k.loads[1 - o].buffer;
+    let r_spec = &plan.buffers[r].ty;
+    if root(plan, r) == root(plan, out) || r_spec.shape.dims() != dims {
+        return None;
+    }
+    let store = &k.stores[0];
+    let sum = match k.exprs.get(store.expr.index()) {
+        Some(Expr::Binary(BinaryOp::Add, x, y)) => [*x, *y],
+        _ => return None,
+    };
+    let loads: Vec<usize> = sum
+        .iter()
+        .filter_map(|e| match k.exprs.get(e.index()) {
+            Some(Expr::Load(j)) => Some(*j),
+            _ => None,
+        })
+        .collect();
+    if loads.len() != 2 || loads[0] == loads[1] || store.window.is_some() {
+        return None;
+    }
+    Some((r, store.buffer))
+}
+
+/// Whether step `i` runs step `i + 1` as its epilogue (module doc); `Err` says why
+/// not, for the verifier's messages.
+pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'static str> {
+    let Step::MatMul { a, b, out, dtype } = &plan.steps[i] else {
+        return Err("not a matrix product");
+    };
+    let Some((what, dst)) = plan.steps.get(i + 1).and_then(|s| after(plan, *out, s)) else {
+        return Err("the next step is not a softmax of the product, its backward or an add");
+    };
+    if *dtype != DType::F32 {
+        return Err("not an f32 product");
+    }
+    let axis = match plan.steps.get(i + 1) {
+        Some(Step::Copy(
+            CopyOp::Softmax { axis, .. } | CopyOp::SoftmaxBackward { axis, .. },
+            ..,
+        )) => *axis,
+        _ => plan.buffers[*out].ty.shape.dims().len().saturating_sub(1),
+    };
+    if axis + 1 != plan.buffers[*out].ty.shape.dims().len() {
+        return Err("not along the product's last axis");
+    }
+    let out_root = root(plan, *out);
+    let is_output = |b| plan.outputs.iter().any(|&o| root(plan, o) == root(plan, b));
+    let read_elsewhere =
+        plan.steps.iter().enumerate().any(|(s, st)| {
+            s != i + 1 && memory::reads(st).iter().any(|&r| root(plan, r) == out_root)
+        });
+    if read_elsewhere {
+        return Err("the product is read by another step");
+    }
+    if is_output(*out) {
+        return Err("the product is a graph output");
+    }
+    let other = match what {
+        After::SoftmaxBackward { y, .. } => Some(y),
+        After::Add { r } => Some(r),
+        After::Softmax { .. } => None,
+    };
+    let clash = |x| shares_storage(plan, memory, dst, x);
+    if is_output(dst) || clash(a.buf) || clash(b.buf) || other.is_some_and(clash) {
+        return Err("the destination may overlap an operand or an output");
+    }
+    Ok(())
+}
