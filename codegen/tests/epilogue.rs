@@ -476,3 +476,77 @@ fn library_products_add_onto_a_preset_bias_bit_for_bit() {
         assert_eq!(common::step_calls(&exe, kernel), want, "{isa:?}");
     }
 }
+
+/// Three projections of one input, each with its own bias, in the order a model
+/// writes them (the three products first, then the three bias adds — W5's `q`, `k`,
+/// `v`): each product is moved next to its bias kernel before kernels are merged
+/// (`plan::merge::sink_products_to_bias_kernels`), so the three adds stay three
+/// epilogues instead of one merged kernel that no product can take. Bit-identical to
+/// the unfused plan, close to the interpreter.
+#[test]
+fn sibling_bias_kernels_stay_the_epilogues_of_their_products() {
+    let (m, k, n) = (40usize, 16usize, 24usize);
+    let src = format!(
+        r#"graph {{
+  %0: f32[{m},{k}] = input "x"
+  %1: f32[{k},{n}] = input "wq"
+  %2: f32[{k},{n}] = input "wk"
+  %3: f32[{k},{n}] = input "wv"
+  %4: f32[{n}] = input "bq"
+  %5: f32[{n}] = input "bk"
+  %6: f32[{n}] = input "bv"
+  %7: f32[{m},{n}] = matmul %0, %1
+  %8: f32[{m},{n}] = matmul %0, %2
+  %9: f32[{m},{n}] = matmul %0, %3
+  %10: f32[{m},{n}] = add %7, %4
+  %11: f32[{m},{n}] = add %8, %5
+  %12: f32[{m},{n}] = add %9, %6
+  %13: f32[{n},{m}] = permute %11 perm=[1,0]
+  %14: f32[{m},{m}] = matmul %10, %13
+  %15: f32[{m},{n}] = matmul %14, %12
+  outputs %15
+}}"#
+    );
+    let g = parse_graph(&src).unwrap();
+    let v = |len: usize, s: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * s % 89) as f32 - 44.0) * 0.02)
+            .collect()
+    };
+    let feeds = [
+        ("x", Array::f32([m, k], v(m * k, 7)).unwrap()),
+        ("wq", Array::f32([k, n], v(k * n, 11)).unwrap()),
+        ("wk", Array::f32([k, n], v(k * n, 13)).unwrap()),
+        ("wv", Array::f32([k, n], v(k * n, 19)).unwrap()),
+        ("bq", Array::f32([n], v(n, 5)).unwrap()),
+        ("bk", Array::f32([n], v(n, 3)).unwrap()),
+        ("bv", Array::f32([n], v(n, 23)).unwrap()),
+    ];
+    let refs: Vec<(&str, &Array)> = feeds.iter().map(|(nm, a)| (*nm, a)).collect();
+    let mut outs = Vec::new();
+    for epilogues in [true, false] {
+        let mut exe = Executable::compile(
+            &g,
+            CompileOptions {
+                epilogues,
+                ..CompileOptions::default()
+            },
+        )
+        .unwrap();
+        let dump = exe.dump_fused();
+        if epilogues {
+            let bias = dump.matches("(bias added, activation None)").count();
+            assert_eq!(bias, 3, "{dump}");
+        }
+        outs.push(exe.run(&refs).unwrap().remove(0));
+    }
+    assert_eq!(outs[0], outs[1]);
+    let f: std::collections::HashMap<String, Array> = feeds
+        .iter()
+        .map(|(nm, a)| (nm.to_string(), a.clone()))
+        .collect();
+    let want = onde_runtime::run(&g, &f).unwrap().remove(0);
+    for (p, q) in outs[0].to_f64_vec().iter().zip(want.to_f64_vec()) {
+        assert!((p - q).abs() <= 1e-4 * q.abs().max(1.0), "{p} vs {q}");
+    }
+}

@@ -322,6 +322,29 @@ pub fn merge_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
 /// products first, then their bias and activation kernels; a softmax computed between
 /// a product and the backward step that reads both).
 pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
+    sink_products_to(buffers, steps, |_| true)
+}
+
+/// [`sink_products`] before [`merge_kernels`], for products whose first reader is a
+/// kernel that may become a bias-and-activation epilogue (elementwise, one store, at
+/// most one operand besides the product): the product then sits between its kernel
+/// and the kernels before it, which are not merged into one loop with it — W5's
+/// inference computed its three projections, then their three bias adds as one kernel,
+/// which no product could take as its epilogue.
+pub fn sink_products_to_bias_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
+    sink_products_to(
+        buffers,
+        steps,
+        |s| matches!(s, Step::Kernel(k) if k.reduction.is_none() && k.stores.len() == 1 && k.loads.len() <= 2),
+    )
+}
+
+/// [`sink_products`] to the readers `accept` takes.
+fn sink_products_to(
+    buffers: &[BufferSpec],
+    steps: Vec<Step>,
+    accept: impl Fn(&Step) -> bool,
+) -> Vec<Step> {
     // Each step moves at most once (two products read by one kernel would otherwise
     // take turns moving past each other).
     let mut steps: Vec<(Step, bool)> = steps.into_iter().map(|s| (s, false)).collect();
@@ -365,7 +388,7 @@ pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
             | Step::Scan { .. }
             | Step::Copy(..) => false,
         };
-        if j > i + 1 && epilogue_kind && reads_out(&steps[j].0) {
+        if j > i + 1 && epilogue_kind && reads_out(&steps[j].0) && accept(&steps[j].0) {
             let (s, _) = steps.remove(i);
             steps.insert(j - 1, (s, true));
             // Step `i` is now the one that followed the product: look at it next.

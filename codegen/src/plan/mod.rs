@@ -166,7 +166,8 @@ pub fn plan(g: &Graph) -> Result<Plan, PlanError> {
     }
     copies.append(&mut p.steps);
     p.steps = copies;
-    let steps = merge_kernels(&p.buffers, p.steps);
+    let steps = merge::sink_products_to_bias_kernels(&p.buffers, p.steps);
+    let steps = merge_kernels(&p.buffers, steps);
     let steps = merge::sink_products(&p.buffers, steps);
     let steps = concurrent::pair_scans(&p.buffers, steps);
     let steps = row_sums::split_after_convs(&mut p.buffers, steps);
