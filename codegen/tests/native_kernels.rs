@@ -1353,3 +1353,81 @@ fn a_product_then_an_add_fused_equals_the_two_steps() {
     .to_string();
     assert!(short.contains("matmul_add: r has 6336 elements"), "{short}");
 }
+
+/// `matmul_rows_capped` with column sums: W5's `dV = Pᵀ·dO` and its bias gradient
+/// `Σ_rows dV`, fused where the one-panel kernel takes the products (16 lanes): the
+/// product bit for bit `matmul_capped`'s, the sums bit for bit a column sum from zero
+/// in row order over the whole batch; declined (nothing written, the sums included)
+/// elsewhere; sums of the wrong length are a typed error.
+#[test]
+fn a_product_then_column_sums_fused_equals_the_two_steps() {
+    use onde_codegen::native::matmul::{matmul_rows_capped, RowsAfter};
+    let f =
+        |n: usize, seed: u64| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
+    for isa in onde_codegen::IsaLevel::ALL {
+        let sixteen = isa.capped() == onde_codegen::IsaLevel::Avx512;
+        for (nb, m, k, n, a_cols, b_cols) in [
+            (3, 100, 100, 64, true, false),
+            (2, 13, 20, 48, false, false),
+            (2, 9, 17, 40, false, true),
+        ] {
+            let a = f(nb * m * k, 1);
+            let b = f(nb * k * n, 2);
+            let ash = [nb, m, k];
+            let ast = if a_cols {
+                [(m * k) as isize, 1, m as isize]
+            } else {
+                [(m * k) as isize, k as isize, 1]
+            };
+            let bsh = [nb, k, n];
+            let bst = if b_cols {
+                [(n * k) as isize, 1, k as isize]
+            } else {
+                [(n * k) as isize, n as isize, 1]
+            };
+            let mut got = vec![f32::NAN; nb * m * n];
+            let mut sums = vec![f32::NAN; n];
+            let after = RowsAfter::ColumnSums { sums: &mut sums };
+            let ran =
+                matmul_rows_capped(isa, &a, &ash, &ast, &b, &bsh, &bst, after, &mut got).unwrap();
+            let what = format!("{isa:?} [{nb}, {m}, {k}] @ [{nb}, {k}, {n}]");
+            assert_eq!(ran, sixteen, "{what}");
+            if !ran {
+                assert!(got.iter().chain(&sums).all(|v| v.is_nan()), "{what}: wrote");
+                continue;
+            }
+            let mut want = vec![0f32; nb * m * n];
+            onde_codegen::native::matmul_capped(isa, &a, &ash, &ast, &b, &bsh, &bst, &mut want, 1)
+                .unwrap();
+            let mut want_sums = vec![0f32; n];
+            for row in want.chunks_exact(n) {
+                for (s, x) in want_sums.iter_mut().zip(row) {
+                    *s += *x;
+                }
+            }
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{what}");
+            assert_eq!(bits(&sums), bits(&want_sums), "{what} sums");
+        }
+    }
+    let (a, b) = (vec![0f32; 100 * 100], vec![0f32; 100 * 64]);
+    let mut out = vec![0f32; 100 * 64];
+    let mut sums = vec![0f32; 63];
+    let short = matmul_rows_capped(
+        onde_codegen::IsaLevel::Avx512,
+        &a,
+        &[100, 100],
+        &[100, 1],
+        &b,
+        &[100, 64],
+        &[64, 1],
+        RowsAfter::ColumnSums { sums: &mut sums },
+        &mut out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        short.contains("matmul_column_sums: sums has 63 elements"),
+        "{short}"
+    );
+}

@@ -134,7 +134,7 @@ impl Compiled {
                     ));
                     if self.epilogues[i] == Some(epilogue::Fused::TileRows) {
                         s.push_str(&format!(
-                            "    // epilogue: step {} (the softmax of the product, its backward, or an add) applied to each tile's rows (one-panel products, one thread)\n",
+                            "    // epilogue: step {} (the softmax of the product, its backward, an add or column sums) applied to each tile's rows (one-panel products, one thread)\n",
                             i + 1
                         ));
                     }

@@ -128,10 +128,13 @@ impl Executable {
         if self.threads != 1 {
             return Ok(false);
         }
+        if what == rows_epilogue::After::ColumnSums {
+            return self.matmul_column_sums(a, b, out, dst);
+        }
         let other = match what {
             rows_epilogue::After::SoftmaxBackward { y, .. } => Some(y),
             rows_epilogue::After::Add { r } => Some(r),
-            rows_epilogue::After::Softmax { .. } => None,
+            rows_epilogue::After::Softmax { .. } | rows_epilogue::After::ColumnSums => None,
         };
         let len = |buf: BufId| self.buf_len(buf);
         // SAFETY: the planner made the product's operands, `y` (or `r`) and the
@@ -161,7 +164,8 @@ impl Executable {
             (
                 rows_epilogue::After::SoftmaxBackward { .. } | rows_epilogue::After::Add { .. },
                 None,
-            ) => return Ok(false),
+            )
+            | (rows_epilogue::After::ColumnSums, _) => return Ok(false),
         };
         let r = native::matmul::matmul_rows_capped(
             self.isa,
@@ -173,6 +177,43 @@ impl Executable {
             &b.strides,
             after,
             sd,
+        );
+        r.map_err(|e| RunError::Native(e.to_string()))
+    }
+
+    /// [`Self::matmul_rows`] for column sums of the product: the product stored into
+    /// `out`, its rows summed into `sums` as the tiles are done.
+    fn matmul_column_sums(
+        &mut self,
+        a: &plan::View,
+        b: &plan::View,
+        out: BufId,
+        sums: BufId,
+    ) -> Result<bool, RunError> {
+        let len = |buf: BufId| self.buf_len(buf);
+        // SAFETY: the planner made the product's operands, its output and the sums f32
+        // buffers of these lengths; the sums share no storage with `a`, `b` or the
+        // output (`rows_epilogue::check` admits only such epilogues), the output none
+        // with `a` or `b` (a product's fresh temp), and nothing else accesses the two
+        // written buffers during the call.
+        let (sa, sb, so, ss) = unsafe {
+            (
+                std::slice::from_raw_parts(self.ptrs[a.buf].cast::<f32>(), len(a.buf)),
+                std::slice::from_raw_parts(self.ptrs[b.buf].cast::<f32>(), len(b.buf)),
+                std::slice::from_raw_parts_mut(self.ptrs[out].cast::<f32>(), len(out)),
+                std::slice::from_raw_parts_mut(self.ptrs[sums].cast::<f32>(), len(sums)),
+            )
+        };
+        let r = native::matmul::matmul_rows_capped(
+            self.isa,
+            a.from_offset(sa),
+            &a.shape,
+            &a.strides,
+            b.from_offset(sb),
+            &b.shape,
+            &b.strides,
+            native::matmul::RowsAfter::ColumnSums { sums: ss },
+            so,
         );
         r.map_err(|e| RunError::Native(e.to_string()))
     }

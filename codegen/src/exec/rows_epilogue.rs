@@ -1,7 +1,10 @@
-//! A softmax, softmax's backward or a residual add as the epilogue of the product it
-//! reads: step `i` a matrix product `s = a·b` read only by step `i + 1`, either
-//! `softmax(s·c)` or `softmax_backward(s, P)·c` along the last axis, or a kernel `s +
-//! r` over the product's shape. The one-panel kernel applies the step to the rows of
+//! A softmax, softmax's backward, a residual add or column sums as the epilogue of the
+//! product it reads: step `i` a matrix product `s = a·b` read only by step `i + 1`,
+//! either `softmax(s·c)` or `softmax_backward(s, P)·c` along the last axis, or a
+//! kernel `s + r` over the product's shape; or read by a kernel summing it over every
+//! axis but the last (a bias gradient `Σ dY`), where the product is stored as usual
+//! for its other readers and each tile's rows are also added to the sums, in row
+//! order (the column sum's own order, so its bits). The one-panel kernel applies the step to the rows of
 //! each tile as soon as it is done (`native::matmul::matmul_rows_capped`: the same
 //! operations, the same bits): the softmax in place on the rows just stored, still in
 //! L1; the backward from the registers, the product never stored; `r`'s rows added to
@@ -17,9 +20,13 @@
 //! [`CopyOp::SoftmaxBackward`] with `dy` that output and `y` another buffer, along the
 //! output's last axis, or a kernel whose only work is `out + r` (either order) over
 //! the output's shape, both read element for element (row-major, offset 0; `r` an f32
-//! buffer of that shape), stored whole into one buffer. Its destination is no graph
+//! buffer of that shape), stored whole into one buffer. Or step `i + 1` is a kernel
+//! whose only work is the sum of the output, read element for element, over every
+//! axis but the last, into a buffer of the last axis' extent (then the product may be
+//! read elsewhere and be a graph output: it is stored). The destination is no graph
 //! output (a caller may bind an output anywhere) and shares no storage with `a`, `b`
-//! (or `y`, or `r`), which are still read while rows of it are written.
+//! (or `y`, `r`, the stored product), which are still read or written while rows of
+//! it are written.
 //!
 //! A product that is not right before its consumer is not moved there for the add
 //! (`plan::merge::sink_products` moves products next to a softmax only): W5's residual
@@ -40,6 +47,9 @@ pub(super) enum After {
     SoftmaxBackward { y: BufId, scale: f64 },
     /// `out + r`.
     Add { r: BufId },
+    /// `Σ_rows out` (every axis but the last summed): the product is stored as usual
+    /// and its rows are also added to the sums as they are stored.
+    ColumnSums,
 }
 
 /// What `next` does to the rows of the product `out`, and its destination, when it is
@@ -56,7 +66,9 @@ pub(super) fn after(plan: &Plan, out: BufId, next: &Step) -> Option<(After, BufI
             }
             _ => None,
         },
-        Step::Kernel(k) => residual(plan, out, k).map(|(r, dst)| (After::Add { r }, dst)),
+        Step::Kernel(k) => residual(plan, out, k)
+            .map(|(r, dst)| (After::Add { r }, dst))
+            .or_else(|| column_sums(plan, out, k).map(|dst| (After::ColumnSums, dst))),
         Step::Copy(..)
         | Step::MatMul { .. }
         | Step::Conv { .. }
@@ -107,6 +119,32 @@ fn residual(plan: &Plan, out: BufId, k: &Kernel) -> Option<(BufId, BufId)> {
     Some((r, store.buffer))
 }
 
+/// `dst` when kernel `k` is exactly `dst = Σ out` over every axis of `out` but the
+/// last: one f32 load of `out`, element for element (row-major, offset 0), summed, the
+/// `n` sums stored whole.
+fn column_sums(plan: &Plan, out: BufId, k: &Kernel) -> Option<BufId> {
+    let dims = plan.buffers[out].ty.shape.dims();
+    let (Some(red), [load], [store]) = (&k.reduction, k.loads.as_slice(), k.stores.as_slice())
+    else {
+        return None;
+    };
+    let row_major = crate::plan::lazy::contiguous(dims);
+    let rows: Vec<usize> = (0..dims.len().saturating_sub(1)).collect();
+    let plain = load.buffer == out
+        && load.dtype == DType::F32
+        && load.offset == 0
+        && (0..dims.len()).all(|a| dims[a] == 1 || load.strides[a] == row_major[a]);
+    let sums = plan.buffers[store.buffer].ty.shape.numel() == dims.last().copied().unwrap_or(0);
+    let summed = red.kind == onde_ir::ReduceKind::Sum
+        && red.also.is_empty()
+        && red.store == 0
+        && red.axes == rows
+        && matches!(k.exprs.as_slice(), [Expr::Load(0)])
+        && k.dtypes.iter().all(|&d| d == DType::F32);
+    (k.shape == dims && plain && sums && summed && store.window.is_none() && dims.len() >= 2)
+        .then_some(store.buffer)
+}
+
 /// Whether step `i` runs step `i + 1` as its epilogue (module doc); `Err` says why
 /// not, for the verifier's messages.
 pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'static str> {
@@ -135,15 +173,18 @@ pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'
         plan.steps.iter().enumerate().any(|(s, st)| {
             s != i + 1 && memory::reads(st).iter().any(|&r| root(plan, r) == out_root)
         });
-    if read_elsewhere {
+    // With column sums the product is stored as usual: others may read it.
+    let stored = what == After::ColumnSums;
+    if read_elsewhere && !stored {
         return Err("the product is read by another step");
     }
-    if is_output(*out) {
+    if is_output(*out) && !stored {
         return Err("the product is a graph output");
     }
     let other = match what {
         After::SoftmaxBackward { y, .. } => Some(y),
         After::Add { r } => Some(r),
+        After::ColumnSums => Some(*out),
         After::Softmax { .. } => None,
     };
     let clash = |x| shares_storage(plan, memory, dst, x);

@@ -134,12 +134,20 @@ pub(super) fn try_product_rows(
             ));
         }
     }
+    if let Rows::ColumnSums(sums) = rows {
+        if sums.len() < b.cols {
+            return Err(NativeError::shape(
+                "matmul_column_sums",
+                format!("sums of {} values for {} columns", sums.len(), b.cols),
+            ));
+        }
+    }
     let rows_of = match rows {
         Rows::SoftmaxBackward { y, row_stride, .. } => {
             Some(("matmul_softmax_backward", "y", y, row_stride))
         }
         Rows::Add { r, row_stride } => Some(("matmul_add", "r", r, row_stride)),
-        Rows::Bias(_) | Rows::Softmax { .. } => None,
+        Rows::Bias(_) | Rows::ColumnSums(_) | Rows::Softmax { .. } => None,
     };
     if let Some((op, name, y, row_stride)) = rows_of {
         let fits_y = a.rows.checked_sub(1).is_none_or(|last| {
@@ -265,6 +273,7 @@ fn product(
             None => (STORE, &[][..], 0, 1.0),
             Some(Rows::Bias(bias)) => (BIAS, bias, 0, 1.0),
             Some(Rows::Add { r, row_stride }) => (ADD, r, row_stride, 1.0),
+            Some(Rows::ColumnSums(_)) => (SUMS, &[][..], 0, 1.0),
             Some(Rows::Softmax { scale }) => (SOFTMAX, &[][..], 0, scale),
             Some(Rows::SoftmaxBackward {
                 y,
@@ -281,7 +290,12 @@ fn product(
                 && (kind != SOFTMAX || rsc == n || c.rows <= 1),
             "one_panel::product: a view reaches outside its slice"
         );
+        let sums = match rows {
+            Some(Rows::ColumnSums(sums)) => sums.as_ptr().cast::<f32>().cast_mut(),
+            _ => std::ptr::null_mut(),
+        };
         let args = Args {
+            sums,
             m: a.rows,
             k,
             n,
@@ -330,9 +344,12 @@ struct Args {
     rsy: usize,
     /// The row epilogue's factor ([`Rows`]).
     scale: f32,
-    /// What each row gets: [`STORE`] (nothing more), [`BIAS`], [`ADD`], [`SOFTMAX`]
-    /// or [`SOFTMAX_BACKWARD`].
+    /// What each row gets: [`STORE`] (nothing more), [`BIAS`], [`ADD`], [`SUMS`],
+    /// [`SOFTMAX`] or [`SOFTMAX_BACKWARD`].
     kind: u8,
+    /// For [`SUMS`]: the running column sums (`n` values, written only through this
+    /// pointer during the product; null otherwise).
+    sums: *mut f32,
 }
 
 /// [`Args::kind`]: rows stored as computed.
@@ -341,6 +358,8 @@ const STORE: u8 = 0;
 const BIAS: u8 = 3;
 /// [`Args::kind`]: [`Rows::Add`].
 const ADD: u8 = 4;
+/// [`Args::kind`]: [`Rows::ColumnSums`].
+const SUMS: u8 = 5;
 /// [`Args::kind`]: [`Rows::Softmax`].
 const SOFTMAX: u8 = 1;
 /// [`Args::kind`]: [`Rows::SoftmaxBackward`].
@@ -384,7 +403,8 @@ unsafe fn product_lanes<L: Lanes>(
 
 /// One tile: `R` rows × `W` vectors of `c`, each output `Σ_p a[r,p]·b[p,j]` by FMAs in
 /// `p` order; the last vector stores only the columns below `n`. Then, by `KIND`
-/// ([`Args::kind`]): nothing more (or a bias or a matrix added as it is stored); a softmax of
+/// ([`Args::kind`]): nothing more (or a bias or a matrix added as it is stored, or
+/// the stored rows added to running column sums); a softmax of
 /// the stored rows, in place while in L1; or, instead of storing the product,
 /// softmax's backward from the registers.
 ///
@@ -414,6 +434,29 @@ unsafe fn tile_lanes<L: Lanes, const R: usize, const W: usize, const KIND: u8>(l
     // SAFETY: the tile's rows of `c`, and for `BIAS` the bias's `n` values (the
     // function's contract).
     unsafe { store_tile::<L, R, W, KIND>(l, &acc, t) };
+    if KIND == SUMS {
+        for w in 0..W {
+            let cols = t.n - w * L::N;
+            let at = t.sums.wrapping_add(w * L::N);
+            // SAFETY: the sums' columns `w·N ..` below `n` (the contract: `n` values
+            // only this product writes).
+            unsafe {
+                let mut s = if cols >= L::N {
+                    l.load(at)
+                } else {
+                    l.load_first(at, cols)
+                };
+                for acc_r in &acc {
+                    s = l.add(s, acc_r[w]);
+                }
+                if cols >= L::N {
+                    l.store(at, s);
+                } else {
+                    l.store_first(at, cols, s);
+                }
+            }
+        }
+    }
     if KIND == SOFTMAX {
         // SAFETY: the tile's `R` rows of `c`, `n` floats each and `rsc = n` apart
         // (`product` asserts it for this kind), just written: the softmax runs on them
@@ -538,6 +581,7 @@ macro_rules! width_kernels {
                         match t.kind {
                             BIAS => $tile::<$full, $w, BIAS>(t),
                             ADD => $tile::<$full, $w, ADD>(t),
+                            SUMS => $tile::<$full, $w, SUMS>(t),
                             SOFTMAX => $tile::<$full, $w, SOFTMAX>(t),
                             SOFTMAX_BACKWARD => $tile::<$full, $w, SOFTMAX_BACKWARD>(t),
                             _ => $tile::<$full, $w, STORE>(t),
@@ -550,6 +594,7 @@ macro_rules! width_kernels {
                         match t.kind {
                             BIAS => $tile::<$r, $w, BIAS>(t),
                             ADD => $tile::<$r, $w, ADD>(t),
+                            SUMS => $tile::<$r, $w, SUMS>(t),
                             SOFTMAX => $tile::<$r, $w, SOFTMAX>(t),
                             SOFTMAX_BACKWARD => $tile::<$r, $w, SOFTMAX_BACKWARD>(t),
                             _ => $tile::<$r, $w, STORE>(t),

@@ -23,6 +23,10 @@ pub(crate) enum Rows<'y> {
     /// accumulator as it is stored: the product then a bias kernel, in one rounding
     /// each, so the same bits.
     Bias(&'y [f32]),
+    /// `c = a·b` stored, and each stored row also added, in row order, to the running
+    /// column sums `sums` (`n` values; a bias gradient `Σ_rows c`): the product then a
+    /// column sum from zero, row after row, so the same bits.
+    ColumnSums(&'y [std::cell::Cell<f32>]),
     /// `c = a·b + r` (a residual connection), `r`'s row `i` at `i·row_stride` (`n`
     /// contiguous values), added to each accumulator as it is stored: the same bits
     /// as the product then the add (NaN payloads aside).

@@ -2,9 +2,10 @@
 //! by the addition of another tensor, fused on the one-panel kernel
 //! (`one_panel::Rows`): attention's scores `q·kᵀ` are softmaxed tile by tile on the
 //! rows just stored (still in L1), `dP = dO·vᵀ` leaves the registers as the scores'
-//! gradient `softmax_backward(dP, P)·c`, never stored, and a residual connection `x +
-//! P·v` is added as the tile is stored — bit for bit what the product then
-//! `native::softmax`, `native::softmax_backward` or the add give. W5 no longer reads
+//! gradient `softmax_backward(dP, P)·c`, never stored, a residual connection `x +
+//! P·v` is added as the tile is stored, and a bias gradient `Σ_rows dV` is summed from
+//! the rows as they are stored — bit for bit what the product then
+//! `native::softmax`, `native::softmax_backward`, the add or the column sum give. W5 no longer reads
 //! two `[32, 100, 100]` tensors back from L2, nor `P·v` for the residual. Taken only
 //! where the one-panel kernel takes the products.
 
@@ -12,14 +13,21 @@ use super::one_panel::{self, Rows};
 use super::{batch_offset, batch_strides, check_view, split_matrix, MatMut, MatRef};
 use crate::isa::IsaLevel;
 use crate::native::{checked_numel, NativeError};
+use std::cell::Cell;
 
 /// What [`matmul_rows_capped`] applies along the rows of the product `s = a·b`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub enum RowsAfter<'y> {
     /// `out = s + r`, `r` contiguous `[..batch, m, n]` like `out`.
     Add {
         /// The tensor added.
         r: &'y [f32],
+    },
+    /// `out = s`, and `sums[j] = Σ_rows s[.., j]` (every row of every batch entry, from
+    /// zero, in row order: a bias gradient).
+    ColumnSums {
+        /// The `n` column sums (overwritten).
+        sums: &'y mut [f32],
     },
     /// `out = softmax(s · scale)`.
     Softmax {
@@ -36,7 +44,17 @@ pub enum RowsAfter<'y> {
     },
 }
 
-/// `out = after(a·b)` along the last axis of the product (f32, one thread): `a` is
+/// [`RowsAfter`] as each batch entry's [`Rows`] are made from it.
+#[derive(Clone, Copy)]
+enum Each<'y> {
+    Add(&'y [f32]),
+    Sums(&'y [Cell<f32>]),
+    Softmax(f32),
+    Backward(&'y [f32], f32),
+}
+
+/// `out = after(a·b)` along the last axis of the product (f32, one thread; for
+/// [`RowsAfter::ColumnSums`], `out = a·b` and the sums beside it): `a` is
 /// `[..batch, m, k]`, `b` `[..batch, k, n]` with the same batch shape (shapes and
 /// element strides into their slices, as [`super::matmul`]), `out` contiguous
 /// `[..batch, m, n]`. Returns `Ok(false)`, with nothing written, where the one-panel
@@ -61,6 +79,7 @@ pub fn matmul_rows_capped(
 ) -> Result<bool, NativeError> {
     let op = match after {
         RowsAfter::Add { .. } => "matmul_add",
+        RowsAfter::ColumnSums { .. } => "matmul_column_sums",
         RowsAfter::Softmax { .. } => "matmul_softmax",
         RowsAfter::SoftmaxBackward { .. } => "matmul_softmax_backward",
     };
@@ -79,11 +98,21 @@ pub fn matmul_rows_capped(
     let nb = checked_numel(ba).ok_or_else(overflow)?;
     let mn = m.checked_mul(n).ok_or_else(overflow)?;
     let expected = nb.checked_mul(mn).ok_or_else(overflow)?;
-    let (name, y) = match after {
-        RowsAfter::SoftmaxBackward { y, .. } => ("y", Some(y)),
-        RowsAfter::Add { r } => ("r", Some(r)),
-        RowsAfter::Softmax { .. } => ("y", None),
+    let (name, y) = match &after {
+        RowsAfter::SoftmaxBackward { y, .. } => ("y", Some(*y)),
+        RowsAfter::Add { r } => ("r", Some(*r)),
+        RowsAfter::Softmax { .. } | RowsAfter::ColumnSums { .. } => ("y", None),
     };
+    if let RowsAfter::ColumnSums { sums } = &after {
+        if sums.len() != n {
+            return Err(NativeError::Length {
+                op,
+                operand: "sums",
+                expected: n,
+                actual: sums.len(),
+            });
+        }
+    }
     let lengths = [(name, y.map(<[f32]>::len)), ("out", Some(out.len()))];
     for (operand, len) in lengths {
         if let Some(actual) = len.filter(|&l| l != expected) {
@@ -114,6 +143,24 @@ pub fn matmul_rows_capped(
         row_stride,
         col_stride,
     };
+    // The column sums start from zero, once the kernel is known to take the products
+    // (nothing may be written otherwise).
+    let first = (
+        view(&a[offset(0, &sa)..], m, k, rsa, csa),
+        view(&b[offset(0, &sb)..], k, n, rsb, csb),
+    );
+    let each = match after {
+        RowsAfter::ColumnSums { sums } => {
+            if !one_panel::takes(&first.0, &first.1, m, isa) {
+                return Ok(false);
+            }
+            sums.fill(0.0);
+            Each::Sums(Cell::from_mut(sums).as_slice_of_cells())
+        }
+        RowsAfter::Add { r } => Each::Add(r),
+        RowsAfter::Softmax { scale } => Each::Softmax(scale),
+        RowsAfter::SoftmaxBackward { y, scale } => Each::Backward(y, scale),
+    };
     for (e, oc) in out.chunks_exact_mut(mn).enumerate() {
         let av = view(&a[offset(e, &sa)..], m, k, rsa, csa);
         let bv = view(&b[offset(e, &sb)..], k, n, rsb, csb);
@@ -124,13 +171,14 @@ pub fn matmul_rows_capped(
             row_stride: n as isize,
             col_stride: 1,
         };
-        let rows = match after {
-            RowsAfter::Add { r } => Rows::Add {
+        let rows = match each {
+            Each::Sums(cells) => Rows::ColumnSums(cells),
+            Each::Add(r) => Rows::Add {
                 r: &r[e * mn..(e + 1) * mn],
                 row_stride: n,
             },
-            RowsAfter::Softmax { scale } => Rows::Softmax { scale },
-            RowsAfter::SoftmaxBackward { y, scale } => Rows::SoftmaxBackward {
+            Each::Softmax(scale) => Rows::Softmax { scale },
+            Each::Backward(y, scale) => Rows::SoftmaxBackward {
                 y: &y[e * mn..(e + 1) * mn],
                 row_stride: n,
                 scale,
