@@ -1,6 +1,6 @@
 //! Epilogue fusion: the kernel that consumes a matrix product's or a convolution's
 //! output runs on it while it is still in registers (matmul) or in cache (conv); a
-//! softmax of a product, its backward or a residual add, likewise
+//! softmax of a product, its backward, a residual add or its column sums, likewise
 //! (`exec::rows_epilogue`).
 //!
 //! # Matmul: in registers
@@ -91,8 +91,9 @@ pub(super) enum Fused {
     /// A convolution runs the next step, a kernel, on each block of output rows it
     /// finishes.
     Rows,
-    /// A matmul applies the next step, a softmax of the product, its backward or a
-    /// residual add, to the rows of each tile as it is done (`exec::rows_epilogue`).
+    /// A matmul applies the next step, a softmax of the product, its backward, a
+    /// residual add or its column sums, to the rows of each tile as it is done
+    /// (`exec::rows_epilogue`).
     TileRows,
 }
 

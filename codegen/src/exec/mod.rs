@@ -15,7 +15,7 @@
 //! Files: this one compiles, caches, allocates and runs the steps; `native_steps.rs`
 //! runs matrix products and convolutions on their buffers, `prepacked.rs` the versioned
 //! runs on packed weights, `epilogue.rs` decides which consumer kernels become
-//! epilogues (`rows_epilogue.rs`: a softmax, its backward or a residual add after a product), `dump.rs` prints plans and profiles, `copy.rs` the data-movement steps,
+//! epilogues (`rows_epilogue.rs`: a softmax, its backward, a residual add or column sums after a product), `dump.rs` prints plans and profiles, `copy.rs` the data-movement steps,
 //! `scan.rs` loops, `state.rs` state bound to outputs.
 
 mod copy;

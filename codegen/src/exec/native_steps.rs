@@ -51,12 +51,13 @@ impl Executable {
     }
 
     /// A product with a bias-only epilogue that is not packed (a plain run with many
-    /// rows, e.g. W5's `[3200, 64]` projections), on the library GEMM: the bias is
-    /// written to the epilogue's destination and the GEMM adds the product onto it
-    /// (`native::matmul_bias_capped`), so neither the product is stored nor the bias
-    /// added in a second pass; bit-identical to the product then the kernel. Returns
-    /// whether it ran (one thread only, no activation, and where the library would
-    /// take the product; otherwise the product and the kernel run as their own steps).
+    /// rows, e.g. W5's `[3200, 64]` projections), through `native::matmul_bias_capped`:
+    /// the one-panel kernel adds the bias as it stores each tile, or the bias is
+    /// written to the epilogue's destination and the library GEMM adds the product onto
+    /// it, so neither the product is stored nor the bias added in a second pass;
+    /// bit-identical to the product then the kernel. Returns whether it ran (one thread
+    /// only, no activation, and where one of those two kernels would take the product;
+    /// otherwise the product and the kernel run as their own steps).
     pub(super) fn library_bias_run(
         &mut self,
         a: &plan::View,
@@ -111,9 +112,9 @@ impl Executable {
         .map_err(|e| RunError::Native(e.to_string()))
     }
 
-    /// A product whose next step, a softmax of it, its backward or a residual add, runs
-    /// as its epilogue (`exec::rows_epilogue`): on each tile's rows, into the next
-    /// step's destination. Returns whether it ran (one thread only, and where the
+    /// A product whose next step, a softmax of it, its backward, a residual add or its
+    /// column sums, runs as its epilogue (`exec::rows_epilogue`): on each tile's rows,
+    /// into the next step's destination. Returns whether it ran (one thread only, and where the
     /// one-panel kernel takes the products; otherwise the two steps run as they are).
     pub(super) fn matmul_rows(
         &mut self,

@@ -9,8 +9,9 @@
 //! operations, the same bits): the softmax in place on the rows just stored, still in
 //! L1; the backward from the registers, the product never stored; `r`'s rows added to
 //! the accumulators as they are stored — W5's scores `q·kᵀ` and `dP = dO·vᵀ`, `[32,
-//! 100, 100]` each, not read back from L2, and its residual `h = x + P·v` without the
-//! product stored and read back. Where that kernel does not take the product (shapes,
+//! 100, 100]` each, not read back from L2, its residual `h = x + P·v` without the
+//! product stored and read back, and its bias gradients summed as `dQ`, `dK`, `dV` are
+//! stored. Where that kernel does not take the product (shapes,
 //! ISA level, more than one thread), the two steps run as they are (the product on
 //! the prepacked kernel where it would have been).
 //!
@@ -28,9 +29,8 @@
 //! (or `y`, `r`, the stored product), which are still read or written while rows of
 //! it are written.
 //!
-//! A product that is not right before its consumer is not moved there for the add
-//! (`plan::merge::sink_products` moves products next to a softmax only): W5's residual
-//! follows its product already.
+//! `plan::merge::sink_products` moves a product next to its first reader when that
+//! is a kernel or a softmax, so these pairs end up adjacent.
 
 use super::epilogue::shares_storage;
 use crate::kernel::{Expr, Kernel};
@@ -102,6 +102,10 @@ fn residual(plan: &Plan, out: BufId, k: &Kernel) -> Option<(BufId, BufId)> {
         return None;
     }
     let store = &k.stores[0];
+    let dst = &plan.buffers[store.buffer].ty;
+    if dst.dtype != DType::F32 || dst.shape.numel() != r_spec.shape.numel() {
+        return None;
+    }
     let sum = match k.exprs.get(store.expr.index()) {
         Some(Expr::Binary(BinaryOp::Add, x, y)) => [*x, *y],
         _ => return None,
@@ -134,7 +138,8 @@ fn column_sums(plan: &Plan, out: BufId, k: &Kernel) -> Option<BufId> {
         && load.dtype == DType::F32
         && load.offset == 0
         && (0..dims.len()).all(|a| dims[a] == 1 || load.strides[a] == row_major[a]);
-    let sums = plan.buffers[store.buffer].ty.shape.numel() == dims.last().copied().unwrap_or(0);
+    let dst = &plan.buffers[store.buffer].ty;
+    let sums = dst.dtype == DType::F32 && dst.shape.numel() == dims.last().copied().unwrap_or(0);
     let summed = red.kind == onde_ir::ReduceKind::Sum
         && red.also.is_empty()
         && red.store == 0
@@ -152,7 +157,9 @@ pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'
         return Err("not a matrix product");
     };
     let Some((what, dst)) = plan.steps.get(i + 1).and_then(|s| after(plan, *out, s)) else {
-        return Err("the next step is not a softmax of the product, its backward or an add");
+        return Err(
+            "the next step is not a softmax of the product, its backward, an add or its sums",
+        );
     };
     if *dtype != DType::F32 {
         return Err("not an f32 product");

@@ -326,17 +326,32 @@ pub fn sink_products(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
 }
 
 /// [`sink_products`] before [`merge_kernels`], for products whose first reader is a
-/// kernel that may become a bias-and-activation epilogue (elementwise, one store, at
-/// most one operand besides the product): the product then sits between its kernel
-/// and the kernels before it, which are not merged into one loop with it — W5's
-/// inference computed its three projections, then their three bias adds as one kernel,
-/// which no product could take as its epilogue.
+/// kernel that may become a bias (or residual) epilogue: elementwise, one store, and
+/// besides the product at most one operand, broadcast along rows (a bias: stride 0 on
+/// every axis but the last) or read like the product (a residual). The product then
+/// sits between its kernel and the kernels before it, which are not merged into one
+/// loop with it — W5's inference computed its three projections, then their three
+/// bias adds as one kernel, which no product could take as its epilogue. Other
+/// readers keep their place, so they may still merge with the kernels before them.
 pub fn sink_products_to_bias_kernels(buffers: &[BufferSpec], steps: Vec<Step>) -> Vec<Step> {
-    sink_products_to(
-        buffers,
-        steps,
-        |s| matches!(s, Step::Kernel(k) if k.reduction.is_none() && k.stores.len() == 1 && k.loads.len() <= 2),
-    )
+    sink_products_to(buffers, steps, |s| {
+        let Step::Kernel(k) = s else {
+            return false;
+        };
+        let rank = k.shape.len();
+        let bias_like = |l: &crate::kernel::Load| {
+            l.strides[..rank.saturating_sub(1)]
+                .iter()
+                .all(|&st| st == 0)
+        };
+        let simple = k.reduction.is_none() && k.stores.len() == 1;
+        simple
+            && match k.loads.as_slice() {
+                [_] => true,
+                [x, y] => x.strides == y.strides || bias_like(x) || bias_like(y),
+                _ => false,
+            }
+    })
 }
 
 /// [`sink_products`] to the readers `accept` takes.

@@ -11,8 +11,8 @@
 //!   ISA level allow (`wide.rs`, measured faster there), else `matrixmultiply`.
 //!
 //! Fused entry points beside it: a product then a softmax along its rows, softmax's
-//! backward or the addition of another tensor, on the one-panel kernel
-//! (`then_rows.rs`, its row epilogues in `rows.rs`), and a product plus a bias broadcast along rows ([`matmul_bias_capped`]:
+//! backward, the addition of another tensor or the sums of its columns, on the
+//! one-panel kernel (`then_rows.rs`, its row epilogues in `rows.rs`), and a product plus a bias broadcast along rows ([`matmul_bias_capped`]:
 //! added as the one-panel kernel stores, or the product added onto the preset bias
 //! by the library GEMM).
 //!

@@ -105,10 +105,10 @@ pub(super) fn try_product<T: Real>(
     Ok(true)
 }
 
-/// [`try_product`] with a bias added as each tile is stored, or a softmax or its
-/// backward applied to each row of the product as each tile is done ([`Rows`]; `c`
-/// then holds their result): `Ok(false)`, nothing written, where this kernel does not
-/// take the product.
+/// [`try_product`] with a row epilogue ([`Rows`]): a bias or a matrix added as each
+/// tile is stored, the stored rows added to running column sums, or a softmax or its
+/// backward applied to each row as each tile is done (`c` then holds their result):
+/// `Ok(false)`, nothing written, where this kernel does not take the product.
 ///
 /// # Errors
 /// As [`try_product`], and if the bias holds fewer than `n` values or the backward's
@@ -269,6 +269,10 @@ fn product(
         // write of `c`, `(i + r)·rsc + j` with j < n. Checked here once at the largest
         // indices.
         let last = |extent: usize, s: usize| extent.saturating_sub(1) * s;
+        let sums = match rows {
+            Some(Rows::ColumnSums(sums)) => sums,
+            _ => &[],
+        };
         let (kind, y, rsy, scale) = match rows {
             None => (STORE, &[][..], 0, 1.0),
             Some(Rows::Bias(bias)) => (BIAS, bias, 0, 1.0),
@@ -287,13 +291,13 @@ fn product(
                 && last(c.rows, rsc) + n <= c.data.len()
                 && (!matches!(kind, SOFTMAX_BACKWARD | ADD) || last(c.rows, rsy) + n <= y.len())
                 && (kind != BIAS || n <= y.len())
+                && (kind != SUMS || n <= sums.len())
                 && (kind != SOFTMAX || rsc == n || c.rows <= 1),
             "one_panel::product: a view reaches outside its slice"
         );
-        let sums = match rows {
-            Some(Rows::ColumnSums(sums)) => sums.as_ptr().cast::<f32>().cast_mut(),
-            _ => std::ptr::null_mut(),
-        };
+        // Writes through a shared slice of cells: `Cell` allows them, and the pointer
+        // comes from the whole slice, so it may address all of it.
+        let sums = sums.as_ptr().cast::<f32>().cast_mut();
         let args = Args {
             sums,
             m: a.rows,
@@ -313,8 +317,9 @@ fn product(
         };
         // SAFETY: `width` is one this CPU has (`try_product` and `try_product_rows`
         // take it from `Width::for_level`); the assert above keeps every access inside
-        // the slices (`y` read only by the backward), and `c` is an exclusive borrow,
-        // so the writes alias no read.
+        // the slices (`y` only read: the backward's `y`, the bias, the matrix added;
+        // the column sums written only by this call, through their cells), and `c` is
+        // an exclusive borrow, so the writes alias no read.
         unsafe {
             match width {
                 Width::X16 => product_x16(args),

@@ -1,7 +1,8 @@
 //! Row epilogues of the one-panel kernel (`one_panel.rs`), so that a product's rows
 //! leave it as a softmax along them or as softmax's backward (`then_rows.rs`,
 //! `exec::rows_epilogue`; a bias or a residual added as they are stored is
-//! `one_panel::store_tile`'s), with the operations of `native::softmax` and
+//! `one_panel::store_tile`'s, column sums of the stored rows `one_panel::tile_lanes`'s),
+//! with the operations of `native::softmax` and
 //! `native::softmax_backward` in their order — their bits:
 //! - the softmax runs on each tile's rows just stored, in L1 (`native::softmax`'s
 //!   own line code, in place). Computed from the registers instead, one row at a time

@@ -5,9 +5,10 @@
 //! gradient `softmax_backward(dP, P)·c`, never stored, a residual connection `x +
 //! P·v` is added as the tile is stored, and a bias gradient `Σ_rows dV` is summed from
 //! the rows as they are stored — bit for bit what the product then
-//! `native::softmax`, `native::softmax_backward`, the add or the column sum give. W5 no longer reads
-//! two `[32, 100, 100]` tensors back from L2, nor `P·v` for the residual. Taken only
-//! where the one-panel kernel takes the products.
+//! `native::softmax`, `native::softmax_backward`, the add or the column sum give. W5
+//! no longer reads two `[32, 100, 100]` tensors back from L2, nor `P·v` for the
+//! residual, nor its three `[32, 100, 64]` gradients for their bias gradients. Taken
+//! only where the one-panel kernel takes the products.
 
 use super::one_panel::{self, Rows};
 use super::{batch_offset, batch_strides, check_view, split_matrix, MatMut, MatRef};
@@ -148,6 +149,15 @@ pub fn matmul_rows_capped(
     let first = (
         view(&a[offset(0, &sa)..], m, k, rsa, csa),
         view(&b[offset(0, &sb)..], k, n, rsb, csb),
+    );
+    // `matmul_capped` would try its long-dot and thin kernels before the one-panel
+    // kernel: the shapes the one-panel kernel takes are none of theirs (`k ≥ 16`,
+    // `n > 32`, at least 8 rows), so the fused path runs the kernel the two steps would.
+    debug_assert!(
+        !one_panel::takes(&first.0, &first.1, m, isa)
+            || !(super::long_dot::takes(&first.0, &first.1, m, isa)
+                || super::thin::takes(&first.0, &first.1, m)),
+        "a product both the one-panel kernel and an earlier kernel take"
     );
     let each = match after {
         RowsAfter::ColumnSums { sums } => {
