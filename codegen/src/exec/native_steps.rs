@@ -168,18 +168,7 @@ impl Executable {
             )
             | (rows_epilogue::After::ColumnSums, _) => return Ok(false),
         };
-        let r = native::matmul::matmul_rows_capped(
-            self.isa,
-            a.from_offset(sa),
-            &a.shape,
-            &a.strides,
-            b.from_offset(sb),
-            &b.shape,
-            &b.strides,
-            after,
-            sd,
-        );
-        r.map_err(|e| RunError::Native(e.to_string()))
+        rows_capped(self.isa, (a, sa), (b, sb), after, sd)
     }
 
     /// [`Self::matmul_rows`] for column sums of the product: the product stored into
@@ -205,18 +194,8 @@ impl Executable {
                 std::slice::from_raw_parts_mut(self.ptrs[sums].cast::<f32>(), len(sums)),
             )
         };
-        let r = native::matmul::matmul_rows_capped(
-            self.isa,
-            a.from_offset(sa),
-            &a.shape,
-            &a.strides,
-            b.from_offset(sb),
-            &b.shape,
-            &b.strides,
-            native::matmul::RowsAfter::ColumnSums { sums: ss },
-            so,
-        );
-        r.map_err(|e| RunError::Native(e.to_string()))
+        let after = native::matmul::RowsAfter::ColumnSums { sums: ss };
+        rows_capped(self.isa, (a, sa), (b, sb), after, so)
     }
 
     /// Runs a convolution; with `then` (its consumer kernel and the kernel's outer
@@ -315,4 +294,26 @@ impl Executable {
             })
         })
     }
+}
+
+/// `native::matmul::matmul_rows_capped` on two plan views and their buffers' slices.
+fn rows_capped(
+    isa: IsaLevel,
+    (a, sa): (&plan::View, &[f32]),
+    (b, sb): (&plan::View, &[f32]),
+    after: native::matmul::RowsAfter<'_>,
+    out: &mut [f32],
+) -> Result<bool, RunError> {
+    native::matmul::matmul_rows_capped(
+        isa,
+        a.from_offset(sa),
+        &a.shape,
+        &a.strides,
+        b.from_offset(sb),
+        &b.shape,
+        &b.strides,
+        after,
+        out,
+    )
+    .map_err(|e| RunError::Native(e.to_string()))
 }
