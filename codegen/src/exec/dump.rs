@@ -69,7 +69,7 @@ impl Executable {
             }
             Step::MatMul { a, b, .. } => {
                 let ep = match c.epilogues[i] {
-                    Some(epilogue::Fused::TileRows) => {
+                    Some(epilogue::Fused::TileRows(..)) => {
                         format!(" (+ step {} as its epilogue on one-panel products)", i + 1)
                     }
                     Some(_) => format!(" (+ step {} as its epilogue in prepacked runs)", i + 1),
@@ -132,7 +132,7 @@ impl Compiled {
                         "step {i}: matmul {dtype} buf{}{:?}/{:?} @ buf{}{:?}/{:?} -> buf{out}\n",
                         a.buf, a.shape, a.strides, b.buf, b.shape, b.strides
                     ));
-                    if self.epilogues[i] == Some(epilogue::Fused::TileRows) {
+                    if let Some(epilogue::Fused::TileRows(..)) = self.epilogues[i] {
                         s.push_str(&format!(
                             "    // epilogue: step {} (the softmax of the product, its backward, an add or column sums) applied to each tile's rows (one-panel products, one thread)\n",
                             i + 1

@@ -83,7 +83,7 @@ pub(super) struct Simple {
 }
 
 /// How a step runs its next step as its epilogue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Fused {
     /// A matmul applies [`Simple`] (the next step, a kernel) to its output tiles in
     /// registers.
@@ -93,8 +93,8 @@ pub(super) enum Fused {
     Rows,
     /// A matmul applies the next step, a softmax of the product, its backward, a
     /// residual add or its column sums, to the rows of each tile as it is done
-    /// (`exec::rows_epilogue`).
-    TileRows,
+    /// (`exec::rows_epilogue`): what it does and its destination.
+    TileRows(super::rows_epilogue::After, BufId),
 }
 
 /// For each step, `Some` when it is a matmul or conv whose next step is its epilogue.
@@ -103,8 +103,8 @@ pub(super) fn find(plan: &Plan, memory: &MemoryPlan) -> Vec<Option<Fused>> {
         .map(|i| match plan.steps[i] {
             Step::MatMul { .. } => check(plan, memory, i).map(Fused::Registers).or_else(|| {
                 super::rows_epilogue::check(plan, memory, i)
-                    .is_ok()
-                    .then_some(Fused::TileRows)
+                    .ok()
+                    .map(|(what, dst)| Fused::TileRows(what, dst))
             }),
             Step::Conv { .. } => check_conv(plan, memory, i).then_some(Fused::Rows),
             Step::Kernel(_) | Step::Host { .. } | Step::Scan { .. } | Step::Copy(..) => None,
@@ -141,8 +141,11 @@ pub(super) fn verify(
     let is_output = |b: BufId| plan.outputs.iter().any(|&o| root(plan, o) == root(plan, b));
     for (i, f) in fused.iter().enumerate() {
         let Some(f) = f else { continue };
-        if *f == Fused::TileRows {
-            super::rows_epilogue::check(plan, memory, i).map_err(|why| fail(i, why))?;
+        if let Fused::TileRows(what, dst) = *f {
+            let found = super::rows_epilogue::check(plan, memory, i).map_err(|why| fail(i, why))?;
+            if found != (what, dst) {
+                return Err(fail(i, "the recorded epilogue is not the next step's"));
+            }
             continue;
         }
         let Some(Step::Kernel(k)) = plan.steps.get(i + 1) else {
@@ -234,7 +237,7 @@ pub(super) fn verify(
                     ));
                 }
             }
-            (Fused::Registers(_) | Fused::Rows | Fused::TileRows, _) => {
+            (Fused::Registers(_) | Fused::Rows | Fused::TileRows(..), _) => {
                 return Err(fail(i, "the fused step is of another kind"));
             }
         }

@@ -800,9 +800,8 @@ impl Executable {
                     }
                 }
                 Step::MatMul { a, b, out, dtype } => {
-                    if compiled.epilogues[i] == Some(epilogue::Fused::TileRows) {
-                        let next = &compiled.plan.steps[i + 1];
-                        if self.matmul_rows(a, b, *out, next)? {
+                    if let Some(epilogue::Fused::TileRows(what, dst)) = compiled.epilogues[i] {
+                        if self.matmul_rows(a, b, *out, what, dst)? {
                             fused_next = true;
                         } else if !self.packed_matmul(i, a, b, *out, *dtype)? {
                             self.matmul(a, b, *out, *dtype)?

@@ -113,19 +113,17 @@ impl Executable {
     }
 
     /// A product whose next step, a softmax of it, its backward, a residual add or its
-    /// column sums, runs as its epilogue (`exec::rows_epilogue`): on each tile's rows,
-    /// into the next step's destination. Returns whether it ran (one thread only, and where the
+    /// column sums (`what`, found at compile by `exec::rows_epilogue`), runs as its
+    /// epilogue: on each tile's rows, into the next step's destination `dst`. Returns whether it ran (one thread only, and where the
     /// one-panel kernel takes the products; otherwise the two steps run as they are).
     pub(super) fn matmul_rows(
         &mut self,
         a: &plan::View,
         b: &plan::View,
         out: BufId,
-        next: &Step,
+        what: rows_epilogue::After,
+        dst: BufId,
     ) -> Result<bool, RunError> {
-        let Some((what, dst)) = rows_epilogue::after(&self.compiled.plan, out, next) else {
-            return Ok(false);
-        };
         if self.threads != 1 {
             return Ok(false);
         }

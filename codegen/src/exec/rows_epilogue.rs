@@ -53,19 +53,24 @@ pub(super) enum After {
 }
 
 /// What `next` does to the rows of the product `out`, and its destination, when it is
-/// one of the epilogues of the module doc (the kernel's shape, loads and store
-/// checked; ownership and overlaps are [`check`]'s).
-pub(super) fn after(plan: &Plan, out: BufId, next: &Step) -> Option<(After, BufId)> {
+/// one of the epilogues of the module doc (a softmax along the last axis; the kernel's
+/// shape, loads and store checked; ownership and overlaps are [`check`]'s).
+fn after(plan: &Plan, out: BufId, next: &Step) -> Option<(After, BufId)> {
+    let last = plan.buffers[out].ty.shape.dims().len().checked_sub(1)?;
     match next {
-        Step::Copy(CopyOp::Softmax { scale, .. }, args, dst) if args[..] == [out] => {
+        Step::Copy(CopyOp::Softmax { scale, axis }, args, dst)
+            if args[..] == [out] && *axis == last =>
+        {
             Some((After::Softmax { scale: *scale }, *dst))
         }
-        Step::Copy(CopyOp::SoftmaxBackward { scale, .. }, args, dst) => match args[..] {
-            [dy, y] if dy == out && root(plan, y) != root(plan, out) => {
-                Some((After::SoftmaxBackward { y, scale: *scale }, *dst))
+        Step::Copy(CopyOp::SoftmaxBackward { scale, axis }, args, dst) if *axis == last => {
+            match args[..] {
+                [dy, y] if dy == out && root(plan, y) != root(plan, out) => {
+                    Some((After::SoftmaxBackward { y, scale: *scale }, *dst))
+                }
+                _ => None,
             }
-            _ => None,
-        },
+        }
         Step::Kernel(k) => residual(plan, out, k)
             .map(|(r, dst)| (After::Add { r }, dst))
             .or_else(|| column_sums(plan, out, k).map(|dst| (After::ColumnSums, dst))),
@@ -110,14 +115,14 @@ fn residual(plan: &Plan, out: BufId, k: &Kernel) -> Option<(BufId, BufId)> {
         Some(Expr::Binary(BinaryOp::Add, x, y)) => [*x, *y],
         _ => return None,
     };
-    let loads: Vec<usize> = sum
-        .iter()
-        .filter_map(|e| match k.exprs.get(e.index()) {
-            Some(Expr::Load(j)) => Some(*j),
-            _ => None,
-        })
-        .collect();
-    if loads.len() != 2 || loads[0] == loads[1] || store.window.is_some() {
+    let load = |e: crate::kernel::ExprId| match k.exprs.get(e.index()) {
+        Some(Expr::Load(j)) => Some(*j),
+        _ => None,
+    };
+    let (Some(x), Some(y)) = (load(sum[0]), load(sum[1])) else {
+        return None;
+    };
+    if x == y || store.window.is_some() {
         return None;
     }
     Some((r, store.buffer))
@@ -150,29 +155,24 @@ fn column_sums(plan: &Plan, out: BufId, k: &Kernel) -> Option<BufId> {
         .then_some(store.buffer)
 }
 
-/// Whether step `i` runs step `i + 1` as its epilogue (module doc); `Err` says why
-/// not, for the verifier's messages.
-pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'static str> {
+/// What step `i + 1` does as the epilogue of step `i`, and its destination, when it
+/// runs as one (module doc; found once at compile, kept in `Fused::TileRows` for the
+/// runs); `Err` says why not, for the verifier's messages.
+pub(super) fn check(
+    plan: &Plan,
+    memory: &MemoryPlan,
+    i: usize,
+) -> Result<(After, BufId), &'static str> {
     let Step::MatMul { a, b, out, dtype } = &plan.steps[i] else {
         return Err("not a matrix product");
     };
     let Some((what, dst)) = plan.steps.get(i + 1).and_then(|s| after(plan, *out, s)) else {
         return Err(
-            "the next step is not a softmax of the product, its backward, an add or its sums",
+            "the next step is not a softmax of the product or its backward along its last axis, an add or its sums",
         );
     };
     if *dtype != DType::F32 {
         return Err("not an f32 product");
-    }
-    let axis = match plan.steps.get(i + 1) {
-        Some(Step::Copy(
-            CopyOp::Softmax { axis, .. } | CopyOp::SoftmaxBackward { axis, .. },
-            ..,
-        )) => *axis,
-        _ => plan.buffers[*out].ty.shape.dims().len().saturating_sub(1),
-    };
-    if axis + 1 != plan.buffers[*out].ty.shape.dims().len() {
-        return Err("not along the product's last axis");
     }
     let out_root = root(plan, *out);
     let is_output = |b| plan.outputs.iter().any(|&o| root(plan, o) == root(plan, b));
@@ -198,5 +198,5 @@ pub(super) fn check(plan: &Plan, memory: &MemoryPlan, i: usize) -> Result<(), &'
     if is_output(dst) || clash(a.buf) || clash(b.buf) || other.is_some_and(clash) {
         return Err("the destination may overlap an operand or an output");
     }
-    Ok(())
+    Ok((what, dst))
 }
