@@ -399,37 +399,25 @@ pub fn matmul_bias_capped(
         row_stride: b_strides[0],
         col_stride: b_strides[1],
     };
-    // Where `matmul_capped` sends a product: the same tests in the same order; the
-    // one-panel kernel adds the bias as it stores, the library only when none of the
-    // kernels before it takes the shape.
-    if !long_dot::takes(&av, &bv, m, isa) && !thin::takes(&av, &bv, m) {
-        let mut cv = MatMut {
-            data: &mut *out,
-            rows: m,
-            cols: n,
-            row_stride: n as isize,
-            col_stride: 1,
-        };
-        if one_panel::try_product_rows(&av, &bv, &mut cv, one_panel::Rows::Bias(bias), isa)? {
-            return Ok(true);
-        }
-    }
-    let library = wide::enabled(isa)
-        && wide::suits(m, n)
-        && (1..=wide::MAX_K_ONTO).contains(&k)
-        && !long_dot::takes(&av, &bv, m, isa)
-        && !thin::takes(&av, &bv, m)
-        && !one_panel::takes(&av, &bv, m, isa);
-    if !library {
+    // Where `matmul_capped` sends a product: the same tests in the same order. The
+    // long-dot and thin kernels take no bias; the one-panel kernel adds it as it
+    // stores; the library (what is left) adds the product onto the preset bias.
+    if long_dot::takes(&av, &bv, m, isa) || thin::takes(&av, &bv, m) {
         return Ok(false);
     }
-    let cv = MatMut {
-        data: out,
+    let mut cv = MatMut {
+        data: &mut *out,
         rows: m,
         cols: n,
         row_stride: n as isize,
         col_stride: 1,
     };
+    if one_panel::try_product_rows(&av, &bv, &mut cv, one_panel::Rows::Bias(bias), isa)? {
+        return Ok(true);
+    }
+    if !(wide::enabled(isa) && wide::suits(m, n) && (1..=wide::MAX_K_ONTO).contains(&k)) {
+        return Ok(false);
+    }
     // The views are checked before `out` is touched: an error leaves it as it was.
     if !check_gemm(&av, &bv, &cv)? {
         return Ok(true);

@@ -126,43 +126,29 @@ pub(super) fn try_product_rows(
     if !fits(width, a.rows, a, b) || c.col_stride != 1 {
         return Ok(false);
     }
-    if let Rows::Bias(bias) = rows {
-        if bias.len() < b.cols {
-            return Err(NativeError::shape(
-                "matmul",
-                format!("bias of {} values for {} columns", bias.len(), b.cols),
-            ));
-        }
-    }
-    if let Rows::ColumnSums(sums) = rows {
-        if sums.len() < b.cols {
-            return Err(NativeError::shape(
-                "matmul_column_sums",
-                format!("sums of {} values for {} columns", sums.len(), b.cols),
-            ));
-        }
-    }
-    let rows_of = match rows {
+    // The row epilogue's own operand: one row of `n` values (the bias, the sums) or a
+    // row of `n` per row of `c`, `row_stride` apart.
+    let operand = match rows {
+        Rows::Bias(x) => Some(("matmul", "bias", x.len(), 0)),
+        Rows::ColumnSums(x) => Some(("matmul_column_sums", "sums", x.len(), 0)),
+        Rows::Add { r, row_stride } => Some(("matmul_add", "r", r.len(), row_stride)),
         Rows::SoftmaxBackward { y, row_stride, .. } => {
-            Some(("matmul_softmax_backward", "y", y, row_stride))
+            Some(("matmul_softmax_backward", "y", y.len(), row_stride))
         }
-        Rows::Add { r, row_stride } => Some(("matmul_add", "r", r, row_stride)),
-        Rows::Bias(_) | Rows::ColumnSums(_) | Rows::Softmax { .. } => None,
+        Rows::Softmax { .. } => None,
     };
-    if let Some((op, name, y, row_stride)) = rows_of {
-        let fits_y = a.rows.checked_sub(1).is_none_or(|last| {
-            last.checked_mul(row_stride)
-                .and_then(|o| o.checked_add(b.cols))
-                .is_some_and(|end| end <= y.len())
-        });
-        if !fits_y {
+    if let Some((op, name, len, row_stride)) = operand {
+        let end = a
+            .rows
+            .saturating_sub(1)
+            .checked_mul(row_stride)
+            .and_then(|o| o.checked_add(b.cols));
+        if end.is_none_or(|end| end > len) {
             return Err(NativeError::shape(
                 op,
                 format!(
-                    "{name} of {} values for {} rows of {} (row stride {row_stride})",
-                    y.len(),
-                    a.rows,
-                    b.cols,
+                    "{name} of {len} values for {} rows of {} (row stride {row_stride})",
+                    a.rows, b.cols,
                 ),
             ));
         }
