@@ -1300,18 +1300,8 @@ fn a_product_then_an_add_fused_equals_the_two_steps() {
             let a = f(nb * m * k, 1);
             let b = f(nb * k * n, 2);
             let r = f(nb * m * n, 3);
-            let ash = [nb, m, k];
-            let ast = if a_cols {
-                [(m * k) as isize, 1, m as isize]
-            } else {
-                [(m * k) as isize, k as isize, 1]
-            };
-            let bsh = [nb, k, n];
-            let bst = if b_cols {
-                [(n * k) as isize, 1, k as isize]
-            } else {
-                [(n * k) as isize, n as isize, 1]
-            };
+            let (ash, ast) = batched(nb, m, k, a_cols);
+            let (bsh, bst) = batched(nb, k, n, b_cols);
             let mut got = vec![f32::NAN; nb * m * n];
             let after = RowsAfter::Add { r: &r };
             let ran =
@@ -1373,18 +1363,8 @@ fn a_product_then_column_sums_fused_equals_the_two_steps() {
         ] {
             let a = f(nb * m * k, 1);
             let b = f(nb * k * n, 2);
-            let ash = [nb, m, k];
-            let ast = if a_cols {
-                [(m * k) as isize, 1, m as isize]
-            } else {
-                [(m * k) as isize, k as isize, 1]
-            };
-            let bsh = [nb, k, n];
-            let bst = if b_cols {
-                [(n * k) as isize, 1, k as isize]
-            } else {
-                [(n * k) as isize, n as isize, 1]
-            };
+            let (ash, ast) = batched(nb, m, k, a_cols);
+            let (bsh, bst) = batched(nb, k, n, b_cols);
             let mut got = vec![f32::NAN; nb * m * n];
             let mut sums = vec![f32::NAN; n];
             let after = RowsAfter::ColumnSums { sums: &mut sums };
@@ -1430,4 +1410,16 @@ fn a_product_then_column_sums_fused_equals_the_two_steps() {
         short.contains("matmul_column_sums: sums has 63 elements"),
         "{short}"
     );
+}
+
+/// Shape and strides of a contiguous batch of `[rows, cols]` matrices, each stored by
+/// rows or (`by_cols`) by columns.
+fn batched(nb: usize, rows: usize, cols: usize, by_cols: bool) -> ([usize; 3], [isize; 3]) {
+    let each = (rows * cols) as isize;
+    let strides = if by_cols {
+        [each, 1, rows as isize]
+    } else {
+        [each, cols as isize, 1]
+    };
+    ([nb, rows, cols], strides)
 }
